@@ -1,0 +1,3 @@
+from pcapstate.cli import main
+
+raise SystemExit(main())
