@@ -1,0 +1,20 @@
+"""What the analysis assumes and when it calls something stuck. Every value is in the output."""
+
+from dataclasses import dataclass, field
+
+from pcapstate.vocab import STUCK_STATES, State
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Settings:
+    """Timer values and thresholds, in seconds."""
+
+    time_wait: float = 60.0
+    """TIME_WAIT lasts this long, then the endpoint is CLOSED (Linux: fixed at 60 s)."""
+    fin_timeout: float = 60.0
+    """An orphaned FIN_WAIT_2 expires after this long (Linux net.ipv4.tcp_fin_timeout)."""
+    linger: float = 5.0
+    """A connection closed on both sides is kept this long for stragglers, then retired."""
+    stuck_after: dict[State, float] = field(
+        default_factory=lambda: {state: 10.0 for state in STUCK_STATES})
+    """An endpoint in one of these states for longer than this is reported as stuck."""

@@ -1,0 +1,230 @@
+"""Folds each retired connection into aggregates: counts, per-state durations, findings.
+
+Nothing here grows with the number of connections except the optional record list: the
+durations go into fixed log-scale histograms and each findings group keeps only its worst
+examples.
+"""
+
+import heapq
+import math
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+from pcapstate.machine import Connection, Endpoint
+from pcapstate.settings import Settings
+from pcapstate.verdict import ROLES, Stuck, closer, end_kind, intervals, stuck
+from pcapstate.vocab import Censor, State
+
+#: Histogram resolution: bins per decade of seconds, from 1 microsecond up.
+BINS_PER_DECADE = 100
+_FLOOR = 1e-6
+_EXAMPLES = 10  # worst stuck connections kept per findings group
+
+
+def duration_bin(seconds: float) -> int:
+    """The histogram bin of a duration; -1 holds everything up to a microsecond."""
+    if seconds <= _FLOOR:
+        return -1
+    return int(math.log10(seconds / _FLOOR) * BINS_PER_DECADE)
+
+
+def bin_value(b: int) -> float:
+    """The geometric middle of a bin: what a percentile that falls in it reports."""
+    if b < 0:
+        return 0.0
+    return _FLOOR * 10 ** ((b + 0.5) / BINS_PER_DECADE)
+
+
+class StateDurations:
+    """How long endpoints spent in one state, kept apart by censoring."""
+
+    __slots__ = ("counts", "hist", "max", "min", "max_censored")
+
+    def __init__(self) -> None:
+        self.counts: Counter[Censor] = Counter()
+        self.hist: dict[Censor, Counter[int]] = {c: Counter() for c in Censor}
+        self.max = 0.0
+        self.min = math.inf
+        self.max_censored = 0.0
+
+    def add(self, duration: float, censor: Censor) -> None:
+        self.counts[censor] += 1
+        self.hist[censor][duration_bin(duration)] += 1
+        if censor is Censor.COMPLETE:
+            self.max = max(self.max, duration)
+            self.min = min(self.min, duration)
+        else:
+            self.max_censored = max(self.max_censored, duration)
+
+    def percentile(self, p: float) -> float | None:
+        """Nearest-rank percentile of the complete durations, to the histogram's bin."""
+        hist = self.hist[Censor.COMPLETE]
+        n = self.counts[Censor.COMPLETE]
+        if not n:
+            return None
+        rank = max(1, math.ceil(p / 100 * n))
+        seen = 0
+        for b in sorted(hist):
+            seen += hist[b]
+            if seen >= rank:
+                return min(max(bin_value(b), self.min), self.max)
+        return self.max
+
+    def to_json(self) -> dict[str, Any]:
+        c = self.counts
+        return {
+            "count": sum(c.values()),
+            "complete": c[Censor.COMPLETE],
+            "right_censored": c[Censor.RIGHT],
+            "left_censored": c[Censor.LEFT],
+            "both_censored": c[Censor.BOTH],
+            "p50": self.percentile(50),
+            "p90": self.percentile(90),
+            "p99": self.percentile(99),
+            "max": self.max if c[Censor.COMPLETE] else None,
+            "max_censored": self.max_censored if c.total() - c[Censor.COMPLETE] else None,
+            "histogram": {cen.value: {str(b): n for b, n in sorted(h.items())}
+                          for cen, h in self.hist.items() if h},
+        }
+
+
+class FindingGroup:
+    """Stuck endpoints that share a state and a service."""
+
+    __slots__ = ("state", "service", "roles", "count", "oldest", "outcomes", "worst")
+
+    def __init__(self, state: State, service: str) -> None:
+        self.state = state
+        self.service = service
+        self.roles: Counter[str] = Counter()
+        self.count = 0
+        self.oldest = 0.0
+        self.outcomes: Counter[str] = Counter()
+        self.worst: list[tuple[float, int, Stuck]] = []  # min-heap of the longest
+
+    def add(self, s: Stuck) -> None:
+        self.count += 1
+        self.roles[s.role] += 1
+        self.oldest = max(self.oldest, s.duration)
+        self.outcomes[s.outcome] += 1
+        item = (s.duration, -s.conn_id, s)
+        if len(self.worst) < _EXAMPLES:
+            heapq.heappush(self.worst, item)
+        elif item[:2] > self.worst[0][:2]:
+            heapq.heapreplace(self.worst, item)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "state": self.state.value,
+            "service": self.service,
+            "role": self.roles.most_common(1)[0][0],
+            "count": self.count,
+            "still_open": self.outcomes["open"],
+            "oldest": self.oldest,
+            "outcomes": dict(sorted(self.outcomes.items())),
+            "examples": [_stuck_json(s) for _, _, s in sorted(self.worst, reverse=True)],
+        }
+
+
+def _stuck_json(s: Stuck) -> dict[str, Any]:
+    d = asdict(s)
+    d["state"] = s.state.value
+    return d
+
+
+class Summary:
+    """Receives retired connections (`add`) and holds everything the result reports."""
+
+    def __init__(self, settings: Settings,
+                 on_record: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self.settings = settings
+        self.on_record = on_record
+        self.connections = 0
+        self.by_end: Counter[str] = Counter()
+        self.by_closer: Counter[str] = Counter()
+        self.by_roles: Counter[str] = Counter()
+        self.mid_stream = 0
+        self.final: dict[str, Counter[str]] = {r: Counter() for r in ROLES}
+        self.anomalies: Counter[str] = Counter()
+        self.durations: dict[State, StateDurations] = {}
+        self.groups: dict[tuple[State, str], FindingGroup] = {}
+
+    def add(self, conn: Connection, end: float) -> None:
+        self.connections += 1
+        kind, who = end_kind(conn), closer(conn)
+        self.by_end[kind] += 1
+        self.by_closer[who] += 1
+        self.by_roles[conn.roles] += 1
+        self.mid_stream += conn.mid_stream
+        self.anomalies.update(conn.anomalies)
+        for role, e in zip(ROLES, conn.ep, strict=True):
+            self.final[role][e.state] += 1
+            for iv in intervals(e, end):
+                sd = self.durations.get(iv.state)
+                if sd is None:
+                    sd = self.durations[iv.state] = StateDurations()
+                sd.add(iv.duration, iv.censor)
+        for s in stuck(conn, end, self.settings):
+            group = self.groups.get((s.state, s.service))
+            if group is None:
+                group = self.groups[(s.state, s.service)] = FindingGroup(s.state, s.service)
+            group.add(s)
+        if self.on_record is not None:
+            self.on_record(connection_record(conn, kind.value, who.value))
+
+    def findings(self) -> list[dict[str, Any]]:
+        """Worst first: most stuck endpoints, then the oldest."""
+        groups = sorted(self.groups.values(),
+                        key=lambda g: (-g.count, -g.oldest, g.state, g.service))
+        return [g.to_json() for g in groups]
+
+    def to_json(self) -> dict[str, Any]:
+        order = list(State)
+        return {
+            "connections": {
+                "total": self.connections,
+                "by_end": dict(self.by_end.most_common()),
+                "by_closer": dict(self.by_closer.most_common()),
+                "roles_from": dict(self.by_roles.most_common()),
+                "mid_stream": self.mid_stream,
+                "final_states": {r: dict(c.most_common()) for r, c in self.final.items()},
+                "anomalies": dict(sorted(self.anomalies.items())),
+            },
+            "findings": self.findings(),
+            "durations": {st.value: self.durations[st].to_json()
+                          for st in sorted(self.durations, key=order.index)},
+        }
+
+
+def connection_record(conn: Connection, kind: str, who: str) -> dict[str, Any]:
+    """One connection, as written to the JSON result and the JSON Lines stream."""
+    client, server = conn.ep
+    return {
+        "id": conn.id,
+        "client": client.address(),
+        "server": server.address(),
+        "roles_from": conn.roles,
+        "mid_stream": conn.mid_stream,
+        "first_ts": conn.first_ts,
+        "last_ts": conn.last_ts,
+        "end": kind,
+        "closer": who,
+        "reset_by": None if conn.reset_by is None else ROLES[conn.reset_by],
+        "endpoints": {"client": _endpoint_json(client), "server": _endpoint_json(server)},
+        "anomalies": dict(sorted(conn.anomalies.items())),
+    }
+
+
+def _endpoint_json(e: Endpoint) -> dict[str, Any]:
+    return {
+        "final_state": e.state.value,
+        "packets": e.packets,
+        "payload_bytes": e.payload,
+        "syn": e.syns,
+        "fin": e.fins,
+        "rst": e.rsts,
+        "transitions": [{"ts": ts, "state": st.value, **({"timer": True} if timer else {})}
+                        for ts, st, timer in e.transitions],
+    }

@@ -1,0 +1,146 @@
+"""The connection table: finds each segment's connection, starts new instances, retires
+closed ones.
+
+Memory is bounded by the live connections: a connection closed on both sides (by FIN, RST
+or an expired timer) is handed to `on_close` once `Settings.linger` has passed and then
+forgotten. Timers are kept in a heap ordered by deadline and checked once per second of
+capture time.
+"""
+
+import heapq
+from collections.abc import Callable
+
+from pcapstate.decode import ACK, SYN, Segment
+from pcapstate.machine import Connection, Endpoint
+from pcapstate.settings import Settings
+from pcapstate.vocab import Roles, State
+
+_SWEEP_EVERY = 1.0  # seconds of capture time
+_EPHEMERAL = 32768  # Linux's default ip_local_port_range starts here
+_FREE = (State.CLOSED, State.TIME_WAIT)  # a new SYN may take over from these
+
+
+class Tracker:
+    """Feed it segments in capture order; it calls `on_close(conn, now)` for each
+    connection it retires, and for every remaining one at `finish`."""
+
+    def __init__(self, settings: Settings,
+                 on_close: Callable[[Connection, float], None]) -> None:
+        self.settings = settings
+        self.on_close = on_close
+        #: (src, sport, dst, dport) -> (connection, index of the endpoint that sends this way)
+        self.table: dict[tuple[bytes, int, bytes, int], tuple[Connection, int]] = {}
+        self.heap: list[tuple[float, int, Connection]] = []
+        self.now = float("-inf")
+        self.next_sweep = float("-inf")
+        self.connections = 0
+        self.peak_live = 0
+
+    def segment(self, ts: float, seg: Segment) -> None:
+        src, dst, sport, dport, seq, ack, flags, win, plen, ipid, opts = seg
+        if ts > self.now:
+            self.now = ts
+            if ts >= self.next_sweep:
+                self.sweep(ts)
+                self.next_sweep = ts + _SWEEP_EVERY
+        hit = self.table.get((src, sport, dst, dport))
+        if hit is None:
+            conn, d = self._open(ts, src, sport, dst, dport, flags)
+        else:
+            conn, d = hit
+            if flags & SYN and not flags & ACK and conn.ep[d].isn != seq \
+                    and self._taken_over(conn, d, ts):
+                conn, d = self._open(ts, src, sport, dst, dport, flags)
+        s = self.settings
+        if conn.segment(ts, d, flags, seq, ack, win, plen, ipid, opts, s.time_wait,
+                        s.fin_timeout):
+            self._schedule(conn)
+
+    def _taken_over(self, conn: Connection, d: int, ts: float) -> bool:
+        """A SYN with a new sequence number: does it start a new connection?"""
+        s = self.settings
+        conn.expire(ts, s.time_wait, s.fin_timeout)
+        sender, receiver = conn.ep[d], conn.ep[1 - d]
+        if receiver.state in _FREE and (sender.state in _FREE or sender.state is State.SYN_SENT):
+            conn.reuse(ts)
+            self._retire(conn, ts)
+            return True
+        return False
+
+    def _open(self, ts: float, src: bytes, sport: int, dst: bytes, dport: int,
+              flags: int) -> tuple[Connection, int]:
+        sender, receiver = Endpoint(src, sport), Endpoint(dst, dport)
+        if flags & SYN and not flags & ACK:
+            d, roles = 0, Roles.SYN
+        elif flags & SYN:
+            d, roles = 1, Roles.SYNACK
+        else:
+            d, roles = (1, Roles.PORT) if _looks_like_server(sport, dport) else (0, Roles.PORT)
+        client, server = (sender, receiver) if d == 0 else (receiver, sender)
+        self.connections += 1
+        conn = Connection(self.connections, ts, client, server, roles, roles != Roles.SYN)
+        if roles == Roles.SYNACK:
+            # The client's SYN is not in the capture, but the SYN/ACK proves it was sent.
+            client.enter(ts, State.SYN_SENT)
+            client.left_censored = client.syn_acked = True
+        elif roles == Roles.PORT:
+            for e in conn.ep:
+                e.enter(ts, State.ESTABLISHED)
+                e.left_censored = True
+        self.table[(src, sport, dst, dport)] = (conn, d)
+        self.table[(dst, dport, src, sport)] = (conn, 1 - d)
+        self.peak_live = max(self.peak_live, len(self.table) // 2)
+        return conn, d
+
+    def _schedule(self, conn: Connection) -> None:
+        s = self.settings
+        due = conn.deadline(s.time_wait, s.fin_timeout, s.linger)
+        if due is not None and due != conn.scheduled:
+            conn.scheduled = due
+            heapq.heappush(self.heap, (due, conn.id, conn))
+
+    def sweep(self, now: float) -> None:
+        """Apply due timers and retire the connections that are closed and lingered."""
+        heap = self.heap
+        while heap and heap[0][0] <= now:
+            due, _, conn = heapq.heappop(heap)
+            if conn.scheduled != due:
+                continue  # superseded by a later deadline, or already retired
+            conn.scheduled = None
+            s = self.settings
+            conn.expire(now, s.time_wait, s.fin_timeout)
+            if conn.closed() and now >= conn.deadline(s.time_wait, s.fin_timeout, s.linger):
+                self._retire(conn, now)
+            else:
+                self._schedule(conn)
+
+    def _retire(self, conn: Connection, now: float) -> None:
+        conn.scheduled = None
+        c, s = conn.ep
+        for key in ((c.ip, c.port, s.ip, s.port), (s.ip, s.port, c.ip, c.port)):
+            if self.table.get(key, (None,))[0] is conn:
+                del self.table[key]
+        self.on_close(conn, now)
+
+    def finish(self, end: float) -> None:
+        """The capture is over at `end`: retire every connection still in the table."""
+        s = self.settings
+        live = sorted({id(c): c for c, _ in self.table.values()}.values(), key=lambda c: c.id)
+        for conn in live:
+            conn.expire(end, s.time_wait, s.fin_timeout)
+            self._retire(conn, end)
+        self.heap.clear()
+
+    @property
+    def live(self) -> int:
+        return len(self.table) // 2
+
+
+def _looks_like_server(sport: int, dport: int) -> bool:
+    """With no SYN seen: is the sender of this segment the server? Well-known ports first,
+    then Linux's ephemeral range, then the lower port."""
+    if (sport < 1024) != (dport < 1024):
+        return sport < 1024
+    if (sport >= _EPHEMERAL) != (dport >= _EPHEMERAL):
+        return dport >= _EPHEMERAL
+    return sport < dport

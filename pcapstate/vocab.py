@@ -1,0 +1,107 @@
+"""The one vocabulary of pcapstate: endpoint states, end kinds, closers, anomalies.
+
+Every name here appears verbatim in the JSON output and the reports; change one and the
+schema version changes with it.
+"""
+
+from enum import StrEnum
+
+
+class State(StrEnum):
+    """An endpoint's TCP state (RFC 9293, section 3.3.2), as inferred from the capture.
+
+    LISTEN is not used: a responder has no socket for a connection until it answers the
+    SYN, so it starts CLOSED and goes to SYN_RCVD when its SYN/ACK is seen.
+    """
+
+    CLOSED = "CLOSED"
+    SYN_SENT = "SYN_SENT"
+    SYN_RCVD = "SYN_RCVD"
+    ESTABLISHED = "ESTABLISHED"
+    FIN_WAIT_1 = "FIN_WAIT_1"
+    FIN_WAIT_2 = "FIN_WAIT_2"
+    CLOSE_WAIT = "CLOSE_WAIT"
+    CLOSING = "CLOSING"
+    LAST_ACK = "LAST_ACK"
+    TIME_WAIT = "TIME_WAIT"
+
+
+#: States that should not last: an endpoint found in one of them for longer than a
+#: threshold is reported as stuck.
+STUCK_STATES = (
+    State.CLOSE_WAIT,
+    State.FIN_WAIT_2,
+    State.LAST_ACK,
+    State.CLOSING,
+    State.SYN_RCVD,
+    State.SYN_SENT,
+)
+
+#: The state names `ss -tan` prints, mapped to ours.
+SS_STATES = {
+    "ESTAB": State.ESTABLISHED,
+    "SYN-SENT": State.SYN_SENT,
+    "SYN-RECV": State.SYN_RCVD,
+    "FIN-WAIT-1": State.FIN_WAIT_1,
+    "FIN-WAIT-2": State.FIN_WAIT_2,
+    "CLOSE-WAIT": State.CLOSE_WAIT,
+    "CLOSING": State.CLOSING,
+    "LAST-ACK": State.LAST_ACK,
+    "TIME-WAIT": State.TIME_WAIT,
+}
+
+
+class EndKind(StrEnum):
+    """How a connection ended, as far as the capture shows."""
+
+    CLOSED = "closed"  # both sides sent a FIN
+    HALF_CLOSED = "half_closed"  # exactly one side sent a FIN, no reset
+    RESET_BY_CLIENT = "reset_by_client"  # an in-window RST from the client
+    RESET_BY_SERVER = "reset_by_server"  # an in-window RST from the server
+    REFUSED = "refused"  # the SYN was answered by a RST
+    UNANSWERED = "unanswered"  # the SYN was never answered
+    HANDSHAKE_INCOMPLETE = "handshake_incomplete"  # SYN/ACK seen, never acknowledged
+    OPEN = "open"  # no FIN and no RST by the end of the capture
+
+
+class Closer(StrEnum):
+    """Who closed first: the sender of the first FIN (the active closer)."""
+
+    CLIENT = "client"
+    SERVER = "server"
+    BOTH = "both"  # simultaneous close: each sent its FIN before it saw the other's
+    NONE = "none"
+
+
+class Roles(StrEnum):
+    """How the client (originator) and server (responder) were told apart."""
+
+    SYN = "syn"  # the client sent the first SYN
+    SYNACK = "synack"  # no SYN seen; the server sent the SYN/ACK
+    PORT = "port"  # neither seen; guessed from the ports (well-known/ephemeral)
+
+
+class Censor(StrEnum):
+    """Whether a state's duration was measured whole or cut by the capture's edges."""
+
+    COMPLETE = "complete"
+    RIGHT = "right"  # still running at capture end: a lower bound
+    LEFT = "left"  # began before the capture started
+    BOTH = "both"  # began before the capture and still running at its end
+
+
+#: Surprising traffic is counted under one of these names and never raises.
+ANOMALIES = {
+    "timestamp_backwards": "a segment's timestamp is earlier than the connection's last one",
+    "duplicate_segment": "the same segment captured twice (same IP id, flags, seq, ack, length)",
+    "syn_retransmitted": "a SYN sent again with the same initial sequence number",
+    "synack_retransmitted": "a SYN/ACK sent again with the same initial sequence number",
+    "fin_retransmitted": "a FIN sent again at the same sequence number",
+    "syn_inside_connection": "a SYN with a new sequence number on a connection still open",
+    "fin_seq_changed": "a second FIN at a different sequence number than the first",
+    "rst_out_of_window": "a RST whose sequence number is outside the receiver's window",
+    "rst_after_close": "a RST for a connection both of whose endpoints had closed",
+    "packet_after_close": "a segment on a connection both of whose endpoints had closed",
+    "fin_before_handshake": "a FIN on a connection whose handshake was not complete",
+    "bad_synack_ack": "a SYN/ACK that does not acknowledge the client's SYN",
+}
