@@ -257,7 +257,7 @@ class Connection:
     def deadline(self, time_wait: float, fin_timeout: float, linger: float) -> float | None:
         """The next capture time at which a timer or eviction is due, if any."""
         if self.closed():
-            return max(e.since() for e in self.ep) + linger
+            return self.last_ts + linger
         due = [e.since() + time_wait for e in self.ep if e.state is TIME_WAIT]
         due += [e.since() + fin_timeout for e in self.ep
                 if e.state is FIN_WAIT_2 and not e.fw2_alive]

@@ -15,6 +15,13 @@ class Settings:
     """An orphaned FIN_WAIT_2 expires after this long (Linux net.ipv4.tcp_fin_timeout)."""
     linger: float = 5.0
     """A connection closed on both sides is kept this long for stragglers, then retired."""
-    stuck_after: dict[State, float] = field(
-        default_factory=lambda: {state: 10.0 for state in STUCK_STATES})
+    stuck_after: dict[State, float] = field(default_factory=lambda: stuck_thresholds(10.0, 60.0))
     """An endpoint in one of these states for longer than this is reported as stuck."""
+
+
+def stuck_thresholds(after: float, fin_timeout: float) -> dict[State, float]:
+    """`after` for every stuck-prone state but FIN_WAIT_2, which is normal until the orphan
+    timer: it is stuck only when it outlives `fin_timeout` (a half-closed socket held open)."""
+    limits = dict.fromkeys(STUCK_STATES, after)
+    limits[State.FIN_WAIT_2] = max(after, fin_timeout)
+    return limits

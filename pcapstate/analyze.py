@@ -1,0 +1,114 @@
+"""The pipeline: capture files -> decoded segments -> connection table -> summary -> result.
+
+This is the only module that ties reading to analysis; the state machine and the summary
+know nothing of files.
+"""
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from pcapstate import __version__
+from pcapstate.capture import Capture, open_captures
+from pcapstate.decode import decode
+from pcapstate.settings import Settings
+from pcapstate.summary import BINS_PER_DECADE, Summary
+from pcapstate.table import Tracker
+
+SCHEMA = "pcapstate-result/1"
+_PROGRESS_EVERY = 1 << 16  # records
+
+Progress = Callable[[int, int | None], None]
+
+
+def analyze(paths: list[str], settings: Settings | None = None, *,
+            on_record: Callable[[dict[str, Any]], None] | None = None,
+            progress: Progress | None = None) -> dict[str, Any]:
+    """Analyse one capture, given as one file or a time-ordered set of files.
+
+    `on_record` receives each connection's record as the connection is retired (in
+    retirement order); `progress(bytes_done, bytes_total)` is called now and then.
+    Raises CaptureError when an input cannot be read at all.
+    """
+    settings = settings or Settings()
+    captures = open_captures(paths)
+    summary = Summary(settings, on_record)
+    tracker = Tracker(settings, summary.add)
+    accounting: Counter[str] = Counter()
+    first, last = float("inf"), float("-inf")
+    sizes = [c.size for c in captures if not c.compressed]
+    total = sum(sizes) if len(sizes) == len(captures) and None not in sizes else None
+    done = 0
+    started = time.perf_counter()
+    try:
+        for cap in captures:
+            n = 0
+            segment = tracker.segment
+            for ts, linktype, frame, origlen in cap:
+                n += 1
+                if ts > last:
+                    last = ts
+                if ts < first:
+                    first = ts
+                seg = decode(linktype, frame, origlen)
+                if seg.__class__ is str:
+                    accounting[seg] += 1
+                else:
+                    segment(ts, seg)
+                if progress is not None and not n % _PROGRESS_EVERY:
+                    progress(done + cap.bytes_read, total)
+            done += cap.bytes_read
+    finally:
+        for cap in captures:
+            cap.close()
+    if progress is not None:
+        progress(done, total)
+    end = last if last > float("-inf") else 0.0
+    tracker.finish(end)
+    records = sum(c.records for c in captures)
+    tcp = records - accounting.total()
+    result: dict[str, Any] = {
+        "schema": SCHEMA,
+        "pcapstate_version": __version__,
+        "inputs": [_input_json(c) for c in captures],
+        "capture": {
+            "first_ts": first if records else None,
+            "last_ts": last if records else None,
+            "duration": max(last - first, 0.0) if records else 0.0,
+        },
+        "settings": {
+            "time_wait": settings.time_wait,
+            "fin_timeout": settings.fin_timeout,
+            "linger": settings.linger,
+            "stuck_after": {st.value: v for st, v in settings.stuck_after.items()},
+            "histogram_bins_per_decade": BINS_PER_DECADE,
+        },
+        "accounting": {
+            "records": records,
+            "tcp_segments": tcp,
+            "other": _group(accounting, "other:"),
+            "undecodable": _group(accounting, "bad:"),
+        },
+        "peak_live_connections": tracker.peak_live,
+        **summary.to_json(),
+        "warnings": [w for c in captures for w in c.warnings],
+        "elapsed_seconds": time.perf_counter() - started,
+    }
+    return result
+
+
+def _group(counts: Counter[str], prefix: str) -> dict[str, int]:
+    return {k[len(prefix):]: v for k, v in sorted(counts.items()) if k.startswith(prefix)}
+
+
+def _input_json(c: Capture) -> dict[str, Any]:
+    return {
+        "path": c.path,
+        "format": c.format,
+        "compressed": c.compressed,
+        "size": c.size,
+        "records": c.records,
+        "linktypes": sorted(c.linktypes),
+        "snaplen": c.snaplen,
+    }

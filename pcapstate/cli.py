@@ -1,0 +1,199 @@
+"""The command line: `pcapstate analyze CAPTURE...`.
+
+Exit codes: 0 success; 1 a --fail-on finding exists; 2 bad usage, unreadable input or
+unwritable output; 130 interrupted. Errors are one line on stderr, never a traceback.
+"""
+
+import argparse
+import json
+import os
+import re
+import sys
+import tempfile
+from typing import Any, TextIO
+
+from pcapstate import __version__
+from pcapstate.settings import Settings, stuck_thresholds
+from pcapstate.vocab import STUCK_STATES, State
+
+#: --fail-on names: the stuck states, spelled the way people type them.
+FAIL_ON = {st.value.lower().replace("_", "-"): st for st in STUCK_STATES}
+
+_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "": 1.0}
+
+
+def duration(text: str) -> float:
+    """'10s', '500ms', '2m', '1h' or plain seconds."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(us|ms|s|m|h|)\s*", text)
+    if not m:
+        raise argparse.ArgumentTypeError(
+            f"invalid duration {text!r} (examples: 10s, 500ms, 2m, 60)")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def fail_on(text: str) -> list[State]:
+    names = [n.strip().lower() for n in text.split(",") if n.strip()]
+    if "any" in names:
+        return list(STUCK_STATES)
+    bad = [n for n in names if n not in FAIL_ON]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown state {', '.join(bad) or text!r}; choose from {', '.join(FAIL_ON)}, any")
+    return [FAIL_ON[n] for n in names]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pcapstate",
+        description="What happened to every TCP connection in a tcpdump capture.")
+    parser.add_argument("--version", action="version", version=f"pcapstate {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    a = sub.add_parser(
+        "analyze", help="analyse a capture (one file or a rotated set)",
+        description="Reconstruct each TCP connection's state machine, for both endpoints, "
+                    "and report how connections ended, who closed first, which endpoints "
+                    "are stuck (CLOSE_WAIT and friends) and how long each state lasted.")
+    a.add_argument("captures", nargs="+", metavar="CAPTURE",
+                   help="pcap or pcapng file, optionally gzip-compressed; several files are "
+                        "one capture, ordered by time; '-' reads standard input")
+    a.add_argument("--json", metavar="FILE",
+                   help="write the full result as JSON ('-' for standard output)")
+    a.add_argument("--jsonl", metavar="FILE",
+                   help="stream one JSON record per connection to FILE as it closes, instead "
+                        "of holding them for --json ('-' for standard output)")
+    a.add_argument("--time-wait", type=duration, default=60.0, metavar="DUR",
+                   help="assumed TIME_WAIT length (default: 60s, Linux)")
+    a.add_argument("--fin-timeout", type=duration, default=60.0, metavar="DUR",
+                   help="assumed expiry of an orphaned FIN_WAIT_2 (default: 60s, Linux "
+                        "net.ipv4.tcp_fin_timeout)")
+    a.add_argument("--close-wait-after", type=duration, metavar="DUR",
+                   help="report CLOSE_WAIT lasting longer than this (default: --stuck-after)")
+    a.add_argument("--stuck-after", type=duration, default=10.0, metavar="DUR",
+                   help="report an endpoint in CLOSE_WAIT, LAST_ACK, CLOSING, SYN_RCVD or "
+                        "SYN_SENT for longer than this (default: 10s); FIN_WAIT_2 is reported "
+                        "when it outlives both this and --fin-timeout")
+    a.add_argument("--fail-on", type=fail_on, metavar="STATES", default=[],
+                   help="exit 1 if any endpoint is stuck in one of these (comma-separated: "
+                        f"{', '.join(FAIL_ON)}, or any)")
+    a.add_argument("-q", "--quiet", action="store_true", help="no terminal summary")
+    a.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="show progress on stderr (default: when stderr is a terminal)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _analyze(args)
+    except KeyboardInterrupt:
+        print("pcapstate: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        sys.stderr.close()  # the reader went away (| head): nothing left to say
+        return 0
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from pcapstate.analyze import analyze
+    from pcapstate.capture import CaptureError
+    from pcapstate.report_text import render
+
+    stdout_taken = "-" in (args.json, args.jsonl)
+    if args.json == "-" and args.jsonl == "-":
+        return _error("--json - and --jsonl - cannot both write to standard output")
+    inputs = {os.path.realpath(p) for p in args.captures if p != "-"}
+    for out in (args.json, args.jsonl):
+        if out not in (None, "-") and os.path.realpath(out) in inputs:
+            return _error(f"refusing to overwrite the input {out}")
+    stuck = stuck_thresholds(args.stuck_after, args.fin_timeout)
+    if args.close_wait_after is not None:
+        stuck[State.CLOSE_WAIT] = args.close_wait_after
+    settings = Settings(time_wait=args.time_wait, fin_timeout=args.fin_timeout,
+                        stuck_after=stuck)
+    show_progress = sys.stderr.isatty() if args.progress is None else args.progress
+
+    records: list[dict[str, Any]] = []
+    jsonl: TextIO | None = None
+    try:
+        if args.jsonl == "-":
+            jsonl = sys.stdout
+        elif args.jsonl:
+            jsonl = open(args.jsonl, "w", encoding="utf-8")  # noqa: SIM115
+    except OSError as e:
+        return _error(f"cannot write {args.jsonl}: {e.strerror}")
+
+    def on_record(rec: dict[str, Any]) -> None:
+        if jsonl is not None:
+            jsonl.write(json.dumps(rec, separators=(",", ":")) + "\n")
+        else:
+            records.append(rec)
+
+    try:
+        result = analyze(args.captures, settings,
+                         on_record=on_record if (args.json or jsonl) else None,
+                         progress=_Progress() if show_progress else None)
+    except CaptureError as e:
+        return _error(str(e))
+    finally:
+        if show_progress:
+            sys.stderr.write("\r\033[K")
+        if jsonl is not None and jsonl is not sys.stdout:
+            jsonl.close()
+
+    if args.json:
+        if jsonl is None:
+            records.sort(key=lambda r: (r["first_ts"], r["id"]))
+            result["connection_records"] = records
+        text = json.dumps(result, indent=1) + "\n"
+        if args.json == "-":
+            sys.stdout.write(text)
+        else:
+            try:
+                write_atomic(args.json, text)
+            except OSError as e:
+                return _error(f"cannot write {args.json}: {e.strerror}")
+    if not args.quiet:
+        (sys.stderr if stdout_taken else sys.stdout).write(render(result))
+    for w in result["warnings"]:
+        if args.quiet or stdout_taken:
+            print(f"pcapstate: warning: {w}", file=sys.stderr)
+    failing = [f for f in result["findings"] if f["state"] in {s.value for s in args.fail_on}]
+    if failing:
+        print(f"pcapstate: failing: {sum(f['count'] for f in failing)} endpoint(s) stuck in "
+              f"{', '.join(sorted({f['state'] for f in failing}))}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def write_atomic(path: str, text: str) -> None:
+    """Write a file so that a reader never sees it half written."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".pcapstate-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+class _Progress:
+    """A one-line progress display on stderr."""
+
+    def __init__(self) -> None:
+        self.last = ""
+
+    def __call__(self, done: int, total: int | None) -> None:
+        mib = done / 1048576
+        line = (f"reading: {mib:,.0f} MiB of {total / 1048576:,.0f} MiB "
+                f"({100 * done / total:.0f}%)" if total else f"reading: {mib:,.0f} MiB")
+        if line != self.last:
+            sys.stderr.write("\r" + line)
+            sys.stderr.flush()
+            self.last = line
+
+
+def _error(message: str) -> int:
+    print(f"pcapstate: error: {message}", file=sys.stderr)
+    return 2

@@ -1,0 +1,89 @@
+"""The terminal summary of a result: totals, endings, stuck findings, state durations."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pcapstate.vocab import State
+
+
+def seconds(value: float | None) -> str:
+    """A duration for people: 850us, 12.3ms, 4.20s, 3m05s, 2h10m."""
+    if value is None:
+        return "-"
+    if value < 1e-3:
+        return f"{value * 1e6:.0f}us"
+    if value < 1:
+        return f"{value * 1e3:.1f}ms"
+    if value < 60:
+        return f"{value:.2f}s"
+    if value < 3600:
+        return f"{int(value // 60)}m{int(value % 60):02d}s"
+    return f"{int(value // 3600)}h{int(value % 3600 // 60):02d}m"
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
+
+
+def _counts(d: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v:,}" for k, v in d.items()) or "none"
+
+
+def render(result: dict[str, Any]) -> str:
+    """The whole summary as one string, ending in a newline."""
+    acc, conns, cap = result["accounting"], result["connections"], result["capture"]
+    files = result["inputs"]
+    out = [
+        f"{len(files)} file{'s' if len(files) != 1 else ''}, {acc['records']:,} records, "
+        f"{seconds(cap['duration'])} from {_when(cap['first_ts'])} to {_when(cap['last_ts'])}",
+        f"Packets: {acc['tcp_segments']:,} TCP segments analysed; "
+        f"other {sum(acc['other'].values()):,} ({_counts(acc['other'])}); "
+        f"undecodable {sum(acc['undecodable'].values()):,} ({_counts(acc['undecodable'])})",
+        f"Connections: {conns['total']:,}"
+        + (f" ({conns['mid_stream']:,} already open when the capture started)"
+           if conns["mid_stream"] else ""),
+        f"  how they ended: {_counts(conns['by_end'])}",
+        f"  who closed first: {_counts(conns['by_closer'])}",
+    ]
+    if conns["anomalies"]:
+        out.append(f"  anomalies: {_counts(conns['anomalies'])}")
+    out.append("")
+    findings = result["findings"]
+    if findings:
+        out.append("Stuck endpoints, worst first:")
+        for f in findings:
+            out.append(
+                f"  {f['state']:<12} {f['service']} ({f['role']}): {f['count']:,} "
+                f"connection{'s' if f['count'] != 1 else ''}, {f['still_open']:,} still "
+                f"stuck at capture end, oldest {seconds(f['oldest'])}")
+    else:
+        out.append("Stuck endpoints: none.")
+    out.append("")
+    out.append("Time in each state (percentiles of complete durations; censored counted apart):")
+    header = ("state", "count", "complete", "censored", "p50", "p90", "p99", "max",
+              "censored max")
+    rows = [header]
+    for state, d in result["durations"].items():
+        censored = d["right_censored"] + d["left_censored"] + d["both_censored"]
+        rows.append((state, f"{d['count']:,}", f"{d['complete']:,}", f"{censored:,}",
+                     seconds(d["p50"]), seconds(d["p90"]), seconds(d["p99"]),
+                     seconds(d["max"]), seconds(d["max_censored"]) + ("+" if censored else "")))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    for r in rows:
+        out.append("  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                                    for i, (c, w) in enumerate(zip(r, widths, strict=True))))
+    s = result["settings"]
+    limits = sorted(set(s["stuck_after"].values()))
+    out += [
+        "",
+        f"Assumed timers: TIME_WAIT {seconds(s['time_wait'])}, orphaned FIN_WAIT_2 "
+        f"{seconds(s['fin_timeout'])}. Stuck means longer than "
+        + (seconds(limits[0]) if len(limits) == 1 else
+           ", ".join(f"{k} {seconds(v)}" for k, v in s["stuck_after"].items()))
+        + f" in {', '.join(st for st in s['stuck_after'] if st in State.__members__)}.",
+    ]
+    for w in result["warnings"]:
+        out.append(f"warning: {w}")
+    return "\n".join(out) + "\n"
