@@ -3,22 +3,25 @@
 from datetime import UTC, datetime
 from typing import Any
 
-from pcapstate.vocab import State
-
 
 def seconds(value: float | None) -> str:
     """A duration for people: 850us, 12.3ms, 4.20s, 3m05s, 2h10m."""
     if value is None:
         return "-"
-    if value < 1e-3:
+    if value < 0.9995e-3:
         return f"{value * 1e6:.0f}us"
-    if value < 1:
+    if value < 0.9995:
         return f"{value * 1e3:.1f}ms"
-    if value < 60:
+    if value < 59.995:
         return f"{value:.2f}s"
     if value < 3600:
         return f"{int(value // 60)}m{int(value % 60):02d}s"
     return f"{int(value // 3600)}h{int(value % 3600 // 60):02d}m"
+
+
+def _plain(value: float) -> str:
+    """A setting as the user would type it: 60s, 0.5s."""
+    return f"{value:g}s"
 
 
 def _when(ts: float | None) -> str:
@@ -75,14 +78,15 @@ def render(result: dict[str, Any]) -> str:
         out.append("  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
                                     for i, (c, w) in enumerate(zip(r, widths, strict=True))))
     s = result["settings"]
-    limits = sorted(set(s["stuck_after"].values()))
+    by_limit: dict[float, list[str]] = {}
+    for state, limit in s["stuck_after"].items():
+        by_limit.setdefault(limit, []).append(state)
     out += [
         "",
-        f"Assumed timers: TIME_WAIT {seconds(s['time_wait'])}, orphaned FIN_WAIT_2 "
-        f"{seconds(s['fin_timeout'])}. Stuck means longer than "
-        + (seconds(limits[0]) if len(limits) == 1 else
-           ", ".join(f"{k} {seconds(v)}" for k, v in s["stuck_after"].items()))
-        + f" in {', '.join(st for st in s['stuck_after'] if st in State.__members__)}.",
+        f"Assumed timers: TIME_WAIT {_plain(s['time_wait'])}, orphaned FIN_WAIT_2 "
+        f"{_plain(s['fin_timeout'])}. Stuck means longer than "
+        + "; ".join(f"{_plain(limit)} in {', '.join(states)}"
+                    for limit, states in by_limit.items()) + ".",
     ]
     for w in result["warnings"]:
         out.append(f"warning: {w}")

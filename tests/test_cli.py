@@ -1,0 +1,115 @@
+"""The command line: output, JSON, exit codes, errors without tracebacks."""
+
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pcapstate.cli import duration, main
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+WRAP = str(SAMPLES / "crafted_wraparound.pcap")
+RESET = str(SAMPLES / "crafted_rst_out_of_window.pcap")
+LEAK = str(SAMPLES / "close_wait_leak.pcap")
+
+
+def pcapstate(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pcapstate", *args], input=stdin,
+                          capture_output=True, timeout=120)
+
+
+def test_summary_on_the_terminal(capsys):
+    assert main(["analyze", WRAP]) == 0
+    out = capsys.readouterr().out
+    assert "Connections: 1" in out
+    assert "how they ended: closed 1" in out
+    assert "who closed first: server 1" in out
+    assert "Stuck endpoints: none." in out
+    assert "Assumed timers: TIME_WAIT 60s, orphaned FIN_WAIT_2 60s" in out
+
+
+def test_json_result_with_connection_records(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    assert main(["analyze", RESET, "--json", str(out), "-q"]) == 0
+    assert capsys.readouterr().out == ""
+    result = json.loads(out.read_text())
+    assert result["schema"] == "pcapstate-result/1"
+    [rec] = result["connection_records"]
+    assert rec["end"] == "reset_by_server" and rec["reset_by"] == "server"
+    assert rec["client"] == "192.0.2.10:41000" and rec["server"] == "192.0.2.20:8080"
+    assert [t["state"] for t in rec["endpoints"]["server"]["transitions"]] == [
+        "SYN_RCVD", "ESTABLISHED", "CLOSED"]
+
+
+def test_jsonl_streams_records_and_json_goes_to_stdout(tmp_path):
+    lines = tmp_path / "c.jsonl"
+    p = pcapstate("analyze", str(SAMPLES / "crafted_syn_on_time_wait.pcap"), "--jsonl",
+                  str(lines), "--json", "-")
+    assert p.returncode == 0, p.stderr
+    result = json.loads(p.stdout)
+    assert "connection_records" not in result
+    records = [json.loads(x) for x in lines.read_text().splitlines()]
+    assert [r["id"] for r in records] == [1, 2]
+    assert b"Connections: 2" in p.stderr  # the summary moves to stderr
+
+
+@pytest.mark.skipif(not Path(LEAK).exists(), reason="kernel samples not made")
+def test_fail_on_close_wait_exits_1():
+    p = pcapstate("analyze", LEAK, "--fail-on", "close-wait")
+    assert p.returncode == 1
+    assert b"failing: 5 endpoint(s) stuck in CLOSE_WAIT" in p.stderr
+    assert b"CLOSE_WAIT" in p.stdout and b"127.0.0.1:5001 (server)" in p.stdout
+    assert pcapstate("analyze", LEAK, "--fail-on", "last-ack", "-q").returncode == 0
+    # a threshold above the leak's age: nothing is stuck
+    assert pcapstate("analyze", LEAK, "--fail-on", "any", "--stuck-after", "1h",
+                     "-q").returncode == 0
+
+
+def test_stdin_and_gzip(tmp_path):
+    data = Path(WRAP).read_bytes()
+    p = pcapstate("analyze", "-", stdin=gzip.compress(data))
+    assert p.returncode == 0, p.stderr
+    assert b"Connections: 1" in p.stdout
+
+
+@pytest.mark.parametrize("content,message", [
+    (b"", b"empty"),
+    (b"\x89PNG\r\n\x1a\n" + bytes(40), b"not a pcap"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, content, message):
+    bad = tmp_path / "bad.pcap"
+    bad.write_bytes(content)
+    p = pcapstate("analyze", str(bad))
+    assert p.returncode == 2
+    assert message in p.stderr.lower()
+    assert b"Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+def test_missing_file_and_bad_usage():
+    p = pcapstate("analyze", "/nonexistent/x.pcap")
+    assert p.returncode == 2 and b"/nonexistent/x.pcap" in p.stderr
+    assert b"Traceback" not in p.stderr
+    assert pcapstate("analyze").returncode == 2
+    assert pcapstate("analyze", WRAP, "--fail-on", "bogus").returncode == 2
+    assert pcapstate("analyze", WRAP, "--time-wait", "soon").returncode == 2
+
+
+def test_refuses_to_overwrite_its_input(tmp_path):
+    copy = tmp_path / "in.pcap"
+    copy.write_bytes(Path(WRAP).read_bytes())
+    p = pcapstate("analyze", str(copy), "--json", str(copy))
+    assert p.returncode == 2 and b"refusing to overwrite" in p.stderr
+    assert copy.read_bytes() == Path(WRAP).read_bytes()
+
+
+def test_durations():
+    assert duration("10s") == 10 and duration("500ms") == 0.5 and duration("2m") == 120
+    assert duration("1.5") == 1.5 and duration("1h") == 3600
+
+
+def test_version():
+    p = pcapstate("--version")
+    assert p.returncode == 0 and p.stdout.startswith(b"pcapstate ")
