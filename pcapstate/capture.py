@@ -7,6 +7,7 @@ record of absurd length) ends there with a warning naming the byte offset; one t
 before its first record raises CaptureError.
 """
 
+import os
 import struct
 import sys
 import zlib
@@ -134,7 +135,7 @@ class Capture:
                 pos = nxt
             buf, pos = source.more(pos)
             if buf is None:
-                if pos < end - source.base_shift:
+                if pos < end:
                     raise _Stop("capture ends in the middle of a record", source.base + pos)
                 return
 
@@ -193,7 +194,7 @@ class Capture:
                 pos += length
             buf, pos = source.more(pos)
             if buf is None:
-                if pos < end - source.base_shift:
+                if pos < end:
                     raise _Stop("capture ends in the middle of a pcapng block",
                                 source.base + pos)
                 return
@@ -223,7 +224,6 @@ class _Source:
         self.cap = cap
         self.stream = stream
         self.base = 0  # stream offset of buf[0]
-        self.base_shift = 0
         self.buf = b""
         first = self._raw(_CHUNK)
         self.gzip = first[:2] == _GZIP
@@ -278,8 +278,7 @@ class _Source:
         """Drop what was parsed, append the next chunk. None at the end of the stream."""
         chunk = self._next()
         if chunk is None:
-            self.base_shift = 0
-            return None, pos
+                return None, pos
         self.base += pos
         self.buf = self.buf[pos:] + chunk
         return self.buf, 0
@@ -290,8 +289,6 @@ def open_capture(path: str) -> Capture:
     cap = Capture(path)
     if path != "-":
         try:
-            import os
-
             st = os.stat(path)
         except OSError as e:
             raise CaptureError(path, e.strerror or str(e)) from e
@@ -299,9 +296,7 @@ def open_capture(path: str) -> Capture:
             raise CaptureError(path, "not a regular file")
         cap.size = st.st_size
     it = cap._read(cap._open())
-    first = next(it, None)
-    if first is None and not cap.records and path != "-":
-        pass  # a header with no records: a valid, empty capture
+    first = next(it, None)  # None: a header and no records, a valid empty capture
     cap.first_ts = first[0] if first else None
     if path == "-":
         cap._peeked = _chain(first, it)

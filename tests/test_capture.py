@@ -1,0 +1,174 @@
+"""The capture reader on files written byte by byte here, good and broken."""
+
+import gzip
+import io
+import struct
+
+import pytest
+
+from pcapstate.capture import CaptureError, open_capture, open_captures
+
+FRAMES = [bytes([i]) * (10 + i) for i in range(5)]
+TIMES = [1_700_000_000.25 + i * 0.5 for i in range(5)]
+
+
+def pcap(records=None, order="<", ns=False, linktype=1, snaplen=65535):
+    records = list(zip(TIMES, FRAMES, strict=True)) if records is None else records
+    magic = 0xA1B23C4D if ns else 0xA1B2C3D4
+    out = struct.pack(order + "IHHiIII", magic, 2, 4, 0, 0, snaplen, linktype)
+    for ts, frame in records:
+        sec = int(ts)
+        frac = round((ts - sec) * (1e9 if ns else 1e6))
+        out += struct.pack(order + "IIII", sec, frac, len(frame), len(frame) + 3) + frame
+    return out
+
+
+def block(btype, body, order="<"):
+    body += bytes(-len(body) % 4)
+    n = len(body) + 12
+    return struct.pack(order + "II", btype, n) + body + struct.pack(order + "I", n)
+
+
+def shb(order="<"):
+    return block(0x0A0D0D0A, struct.pack(order + "IHHq", 0x1A2B3C4D, 1, 0, -1), order)
+
+
+def idb(linktype, tsresol=None, snaplen=0, order="<"):
+    opts = b""
+    if tsresol is not None:
+        opts = struct.pack(order + "HH", 9, 1) + bytes([tsresol, 0, 0, 0])
+        opts += struct.pack(order + "HH", 0, 0)
+    return block(1, struct.pack(order + "HHI", linktype, 0, snaplen) + opts, order)
+
+
+def epb(iface, units, frame, order="<"):
+    return block(6, struct.pack(order + "IIIII", iface, units >> 32, units & 0xFFFFFFFF,
+                                len(frame), len(frame) + 3) + frame, order)
+
+
+def write(tmp_path, data, name="c.pcap"):
+    path = tmp_path / name
+    path.write_bytes(data)
+    return str(path)
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+@pytest.mark.parametrize("ns", [False, True])
+def test_pcap_both_resolutions_and_byte_orders(tmp_path, order, ns):
+    cap = open_capture(write(tmp_path, pcap(order=order, ns=ns)))
+    assert cap.format == ("pcap-ns" if ns else "pcap") and cap.linktypes == {1}
+    assert cap.first_ts == pytest.approx(TIMES[0])
+    got = list(cap)
+    assert [f for _, _, f, _ in got] == FRAMES
+    assert [t for t, _, _, _ in got] == pytest.approx(TIMES, abs=1e-6)
+    assert [o for _, _, _, o in got] == [len(f) + 3 for f in FRAMES]
+    assert cap.records == 5 and not cap.warnings
+
+
+def test_records_straddle_chunk_boundaries(tmp_path):
+    records = [(1.0 + i, bytes([i % 256]) * 999) for i in range(3000)]  # ~3 MB
+    data = pcap(records)
+    cap = open_capture(write(tmp_path, data))
+    got = list(cap)
+    assert len(got) == 3000 and all(f == r[1] for (_, _, f, _), r in
+                                    zip(got, records, strict=True))
+    assert cap.bytes_read == len(data)
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+def test_pcapng_interfaces_with_their_own_linktype_and_resolution(tmp_path, order):
+    data = (shb(order) + idb(1, order=order) + idb(101, tsresol=9, order=order)
+            + block(0x0BAD, b"unknown block", order)
+            + epb(0, 1_700_000_000_250_000, FRAMES[0], order)
+            + epb(1, 1_700_000_000_750_000_000, FRAMES[1], order)
+            + block(5, b"\x00" * 8, order))  # interface statistics: skipped
+    cap = open_capture(write(tmp_path, data, "c.pcapng"))
+    got = list(cap)
+    assert cap.format == "pcapng" and cap.linktypes == {1, 101}
+    assert [(lt, f) for _, lt, f, _ in got] == [(1, FRAMES[0]), (101, FRAMES[1])]
+    assert [t for t, _, _, _ in got] == pytest.approx([1_700_000_000.25, 1_700_000_000.75])
+
+
+def test_pcapng_power_of_two_resolution_and_simple_packets(tmp_path):
+    spb = block(3, struct.pack("<I", len(FRAMES[2])) + FRAMES[2])
+    data = shb() + idb(1, tsresol=0x80 | 10) + epb(0, 1024 * 5, FRAMES[0]) + spb
+    got = list(open_capture(write(tmp_path, data, "c.pcapng")))
+    assert got[0][0] == 5.0
+    assert got[1][2] == FRAMES[2] and got[1][0] == 5.0  # no timestamp: the previous one
+
+
+@pytest.mark.parametrize("name,data", [
+    ("pcap", pcap()),
+    ("pcapng", shb() + idb(1) + b"".join(epb(0, 10**6 * i, f) for i, f in enumerate(FRAMES))),
+])
+def test_gzip_is_detected_by_content(tmp_path, name, data):
+    cap = open_capture(write(tmp_path, gzip.compress(data), "c.bin"))
+    assert cap.compressed
+    assert [f for _, _, f, _ in cap] == FRAMES
+    assert cap.bytes_read == len(data)
+
+
+def test_gzip_that_ends_early_keeps_what_was_read(tmp_path):
+    data = pcap([(1.0 + i, bytes(100)) for i in range(2000)])
+    cut = gzip.compress(data)[:-200]
+    cap = open_capture(write(tmp_path, cut))
+    got = list(cap)
+    assert 0 < len(got) < 2000
+    assert len(cap.warnings) == 1 and "gzip stream ends early" in cap.warnings[0]
+
+
+def test_stdin(monkeypatch):
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(pcap())))
+    [cap] = open_captures(["-"])
+    assert cap.first_ts == pytest.approx(TIMES[0]) and cap.size is None
+    assert [f for _, _, f, _ in cap] == FRAMES  # the peeked record is not lost
+
+
+def test_rotated_files_are_ordered_by_their_first_timestamp(tmp_path):
+    first = write(tmp_path, pcap(list(zip(TIMES[:2], FRAMES[:2], strict=True))), "a.pcap1")
+    second = write(tmp_path, pcap(list(zip(TIMES[2:], FRAMES[2:], strict=True))), "a.pcap")
+    caps = open_captures([second, first])
+    assert [c.path for c in caps] == [first, second]
+    assert [f for c in caps for _, _, f, _ in c] == FRAMES
+
+
+def test_empty_pcap_with_a_header_is_a_valid_capture(tmp_path):
+    cap = open_capture(write(tmp_path, pcap([])))
+    assert cap.first_ts is None and list(cap) == []
+
+
+@pytest.mark.parametrize("data,message,offset", [
+    (b"", "empty file", 0),
+    (b"\x89PNG\r\n\x1a\n" + bytes(100), "not a pcap or pcapng file (magic 89504e47)", 0),
+    (pcap()[:10], "capture ends inside the pcap file header", 10),
+    (pcap([(1.0, bytes(300000))], snaplen=65535), "record claims 300,000 bytes", 24),
+    (shb() + struct.pack("<II", 6, 13) + bytes(8), "corrupt pcapng block", 28),
+    (shb() + epb(3, 0, b"x"), "undeclared interface", 28),
+])
+def test_bad_before_the_first_record_is_an_error(tmp_path, data, message, offset):
+    path = write(tmp_path, data)
+    with pytest.raises(CaptureError) as e:
+        open_capture(path)
+    assert message in str(e.value) and e.value.offset == offset
+    assert str(e.value).startswith(f"{path}: byte {offset}: ")
+
+
+def test_bad_after_records_is_a_warning(tmp_path):
+    good = pcap()
+    cut = write(tmp_path, good[:-4], "cut.pcap")
+    cap = open_capture(cut)
+    assert len(list(cap)) == 4
+    assert cap.warnings == [f"{cut}: byte {len(good) - 16 - len(FRAMES[4])}: capture ends in "
+                            "the middle of a record; 4 records read before it"]
+    huge = write(tmp_path, good + struct.pack("<IIII", 1, 0, 2**31, 2**31), "huge.pcap")
+    cap = open_capture(huge)
+    assert len(list(cap)) == 5 and "record claims 2,147,483,648 bytes" in cap.warnings[0]
+
+
+def test_files_that_cannot_be_opened(tmp_path):
+    with pytest.raises(CaptureError, match="No such file"):
+        open_capture(str(tmp_path / "missing.pcap"))
+    with pytest.raises(CaptureError, match="not a regular file"):
+        open_capture(str(tmp_path))
+    with pytest.raises(CaptureError, match="standard input"):
+        open_captures(["-", str(tmp_path / "x")])
