@@ -1,0 +1,268 @@
+"""Make the kernel sample captures: real traffic in network namespaces, captured inside them.
+
+    sudo python3 samples/make_samples.py [NAME...]
+
+For each scenario NAME it writes NAME.pcap (NAME.pcapng; NAME-N.pcap for the rotated set),
+NAME.ss.txt, the kernel's own view (`ss -tanH` in the namespace, taken at the end of the
+capture, before the capture stops and while every peer is idle), and NAME.expected.json, the
+facts that follow from the scenario's design. Needs root, iproute2, tcpdump, dumpcap, ethtool.
+Traffic stays on the loopback interface of namespaces made here; every peer ends by itself.
+"""
+
+import json
+import re
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PEERS = str(HERE / "peers.py")
+
+
+class Namespace:
+    """A network namespace with its loopback up, offloads off and an MTU of 1500."""
+
+    def __init__(self, name: str) -> None:
+        self.name = f"pcapstate-{name}"
+        self.procs: list[subprocess.Popen] = []
+        self.capture: subprocess.Popen | None = None
+
+    def __enter__(self) -> "Namespace":
+        subprocess.run(["ip", "netns", "del", self.name], stderr=subprocess.DEVNULL)
+        subprocess.run(["ip", "netns", "add", self.name], check=True)
+        self.sh("ip", "link", "set", "lo", "up", "mtu", "1500")
+        self.sh("ethtool", "-K", "lo", "tso", "off", "gso", "off", "gro", "off",
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for p in [*self.procs, self.capture]:
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()
+        subprocess.run(["ip", "netns", "del", self.name], check=False)
+
+    def sh(self, *args: str, **kw) -> subprocess.CompletedProcess:
+        kw.setdefault("check", True)
+        return subprocess.run(["ip", "netns", "exec", self.name, *args], **kw)
+
+    def peer(self, *args: str, wait_for: str | None = None) -> subprocess.Popen:
+        """Start a peer in the background; wait until it prints `wait_for`."""
+        p = subprocess.Popen(["ip", "netns", "exec", self.name, sys.executable, PEERS, *args],
+                             stdout=subprocess.PIPE, text=True)
+        self.procs.append(p)
+        if wait_for:
+            line = p.stdout.readline()
+            assert wait_for in line, f"peer {args} said {line!r}"
+        return p
+
+    def run(self, *args: str) -> None:
+        """Run a peer to its end."""
+        subprocess.run(["ip", "netns", "exec", self.name, sys.executable, PEERS, *args],
+                       check=True, timeout=120, stdout=subprocess.DEVNULL)
+
+    def start_capture(self, path: str, snaplen: int = 262144, pcapng: bool = False,
+                      rotate_seconds: int = 0) -> None:
+        if pcapng:
+            cmd = ["dumpcap", "-i", "lo", "-s", str(snaplen), "-B", "32", "-w", path]
+        else:
+            cmd = ["tcpdump", "-i", "lo", "-n", "-U", "--immediate-mode", "-B", "32768",
+                   "-s", str(snaplen), "-w", path]
+            if rotate_seconds:
+                cmd[-2:-2] = ["-G", str(rotate_seconds)]
+        self.capture = subprocess.Popen(["ip", "netns", "exec", self.name, *cmd],
+                                        stderr=subprocess.PIPE, text=True)
+        first = self.capture.stderr.readline()  # "listening on lo" / "Capturing on 'lo'"
+        assert "listening" in first or "Capturing" in first, first
+        time.sleep(0.3)
+
+    def stop_capture(self, ss_path: Path) -> str:
+        """Take the kernel's view, then stop the capture at once; check nothing dropped."""
+        ss = self.sh("ss", "-tanH", capture_output=True, text=True).stdout
+        self.capture.send_signal(2)
+        _, err = self.capture.communicate(timeout=30)
+        dropped = [int(n) for n in re.findall(r"(\d+) packets? dropped by kernel", err)]
+        dropped += [int(n) for n in re.findall(r"received/dropped on interface .*: \d+/(\d+)",
+                                               err)]
+        assert not any(dropped), f"the capture dropped packets: {err}"
+        ss_path.write_text(ss)
+        return ss
+
+
+def ss_states(ss: str) -> Counter:
+    return Counter(line.split()[0] for line in ss.splitlines()
+                   if line.strip() and not line.startswith("LISTEN"))
+
+
+def write_expected(name: str, **facts) -> None:
+    (HERE / f"{name}.expected.json").write_text(json.dumps(facts, indent=1) + "\n")
+
+
+# ---- scenarios --------------------------------------------------------------------------
+
+def close_wait_leak(ns: Namespace) -> None:
+    ns.peer("server", "leak", "127.0.0.1", "5001", "5", "60", wait_for="listening")
+    ns.start_capture(str(HERE / "close_wait_leak.pcap"))
+    ns.run("client", "send_close", "127.0.0.1", "5001", "5", "0.5", "4096")
+    time.sleep(14)  # the youngest leaked socket is then > 11 s in CLOSE_WAIT
+    ss = ns.stop_capture(HERE / "close_wait_leak.ss.txt")
+    assert ss_states(ss) == {"CLOSE-WAIT": 5, "FIN-WAIT-2": 5}, ss
+    write_expected(
+        "close_wait_leak",
+        description="an iperf2-like server on 127.0.0.1:5001 reads each connection to EOF "
+                    "and never calls close(); 5 clients send 4 KB and close, 0.5 s apart",
+        connections=5, end_kinds={"half_closed": 5}, closers={"client": 5},
+        stuck=[{"state": "CLOSE_WAIT", "service": "127.0.0.1:5001", "role": "server",
+                "count": 5}],
+        notes="capture ends 14 s after the last close: the kernel shows 5 CLOSE-WAIT "
+              "(server) and 5 FIN-WAIT-2 (client, orphaned, tcp_fin_timeout 60 s default)")
+
+
+def client_close(ns: Namespace) -> None:
+    ns.peer("server", "reply", "127.0.0.1", "8080", "3", "no", "30", wait_for="listening")
+    ns.start_capture(str(HERE / "client_close.pcap"))
+    ns.run("client", "request", "127.0.0.1", "8080", "3", "0.2", "yes")
+    time.sleep(1)
+    ss = ns.stop_capture(HERE / "client_close.ss.txt")
+    assert ss_states(ss) == {"TIME-WAIT": 3}, ss
+    write_expected(
+        "client_close", description="request/response; the client closes first, then the "
+                                    "server; 3 connections",
+        connections=3, end_kinds={"closed": 3}, closers={"client": 3}, stuck=[],
+        notes="the client's sockets end in TIME-WAIT")
+
+
+def server_close(ns: Namespace, name: str = "server_close", n: int = 3,
+                 pcapng: bool = False) -> None:
+    ns.peer("server", "reply", "127.0.0.1", "8080", str(n), "yes", "30", wait_for="listening")
+    ns.start_capture(str(HERE / f"{name}.pcap{'ng' if pcapng else ''}"), pcapng=pcapng)
+    ns.run("client", "request", "127.0.0.1", "8080", str(n), "0.2", "no")
+    time.sleep(1)
+    ss = ns.stop_capture(HERE / f"{name}.ss.txt")
+    assert ss_states(ss) == {"TIME-WAIT": n}, ss
+    write_expected(
+        name, description=f"request/response; the server closes first after its reply, then "
+                          f"the client; {n} connections"
+                          + (", captured by dumpcap as pcapng" if pcapng else ""),
+        connections=n, end_kinds={"closed": n}, closers={"server": n}, stuck=[],
+        notes="the server's sockets end in TIME-WAIT")
+
+
+def rst_abort(ns: Namespace) -> None:
+    ns.peer("server", "sink", "127.0.0.1", "9000", "2", "30", wait_for="listening")
+    ns.start_capture(str(HERE / "rst_abort.pcap"))
+    ns.run("client", "abort", "127.0.0.1", "9000", "2", "0.3")
+    time.sleep(1)
+    ss = ns.stop_capture(HERE / "rst_abort.ss.txt")
+    assert ss_states(ss) == {}, ss
+    write_expected(
+        "rst_abort", description="the client sends 2 KB and closes with SO_LINGER (on, 0 s): "
+                                 "a RST, no FIN; 2 connections",
+        connections=2, end_kinds={"reset_by_client": 2}, closers={"none": 2}, stuck=[],
+        notes="no socket is left on either side")
+
+
+def refused(ns: Namespace) -> None:
+    ns.peer("server", "reply", "127.0.0.1", "8080", "1", "no", "30", wait_for="listening")
+    ns.start_capture(str(HERE / "refused.pcap"))
+    ns.run("client", "refused", "127.0.0.1", "9999", "2", "0.2")
+    ns.run("client", "request", "127.0.0.1", "8080", "1", "0", "yes")
+    time.sleep(1)
+    ss = ns.stop_capture(HERE / "refused.ss.txt")
+    assert ss_states(ss) == {"TIME-WAIT": 1}, ss
+    write_expected(
+        "refused", description="2 connects to a port with no listener (RST/ACK answers the "
+                               "SYN), then 1 normal connection, closed by the client",
+        connections=3, end_kinds={"refused": 2, "closed": 1}, closers={"none": 2, "client": 1},
+        stuck=[], notes="")
+
+
+def half_close(ns: Namespace) -> None:
+    ns.peer("server", "half", "127.0.0.1", "8080", "200000", "30", wait_for="listening")
+    ns.start_capture(str(HERE / "half_close.pcap"))
+    ns.run("client", "half", "127.0.0.1", "8080")
+    time.sleep(1)
+    ss = ns.stop_capture(HERE / "half_close.ss.txt")
+    assert ss_states(ss) == {"TIME-WAIT": 1}, ss
+    write_expected(
+        "half_close", description="the client sends a request and shutdown(SHUT_WR); the "
+                                  "server sends 200 KB over 1 s after that FIN, then closes",
+        connections=1, end_kinds={"closed": 1}, closers={"client": 1}, stuck=[],
+        notes="data flows for 1 s while the client is in FIN-WAIT-2 and the server in "
+              "CLOSE-WAIT")
+
+
+def mid_stream(ns: Namespace) -> None:
+    ns.peer("server", "echo", "127.0.0.1", "7000", "30", wait_for="listening")
+    ns.peer("client", "chatter", "127.0.0.1", "7000", "3", wait_for="connected")
+    time.sleep(0.8)  # the handshake and the first messages happen before the capture
+    ns.start_capture(str(HERE / "mid_stream.pcap"))
+    time.sleep(3.5)  # the client stops chatting and closes; the server closes 0.3 s later
+    ss = ns.stop_capture(HERE / "mid_stream.ss.txt")
+    assert ss_states(ss) == {"TIME-WAIT": 1}, ss
+    write_expected(
+        "mid_stream", description="a connection already exchanging a message every 100 ms "
+                                  "when the capture starts (no SYN captured); the client "
+                                  "closes first, the server 0.3 s later",
+        connections=1, end_kinds={"closed": 1}, closers={"client": 1}, stuck=[],
+        notes="roles must be inferred from the ports (7000 vs an ephemeral port)")
+
+
+def ipv6(ns: Namespace) -> None:
+    ns.peer("server", "reply", "::1", "8080", "2", "no", "30", wait_for="listening")
+    ns.start_capture(str(HERE / "ipv6.pcap"))
+    ns.run("client", "request", "::1", "8080", "2", "0.2", "yes")
+    time.sleep(1)
+    ss = ns.stop_capture(HERE / "ipv6.ss.txt")
+    assert ss_states(ss) == {"TIME-WAIT": 2}, ss
+    write_expected(
+        "ipv6", description="request/response over [::1]; the client closes first; "
+                            "2 connections",
+        connections=2, end_kinds={"closed": 2}, closers={"client": 2}, stuck=[], notes="")
+
+
+def pcapng(ns: Namespace) -> None:
+    server_close(ns, "pcapng", 2, pcapng=True)
+
+
+def rotated(ns: Namespace) -> None:
+    tmp = HERE / "rotated-tmp"
+    tmp.mkdir(exist_ok=True)
+    for old in [*HERE.glob("rotated-*.pcap"), *tmp.glob("*")]:
+        old.unlink()
+    ns.peer("server", "sink", "127.0.0.1", "8080", "4", "30", wait_for="listening")
+    ns.start_capture(str(tmp / "%s.pcap"), snaplen=96, rotate_seconds=1)
+    bulk = ns.peer("client", "bulk", "127.0.0.1", "8080", "2000000", "2.5")
+    ns.run("client", "request", "127.0.0.1", "8080", "3", "0.8", "yes")
+    bulk.wait(timeout=60)
+    time.sleep(1)
+    ss = ns.stop_capture(HERE / "rotated.ss.txt")
+    assert ss_states(ss) == {"TIME-WAIT": 4}, ss
+    files = sorted(tmp.glob("*.pcap"), key=lambda p: int(p.stem))
+    assert len(files) >= 3, files
+    for i, f in enumerate(files):
+        f.rename(HERE / f"rotated-{i}.pcap")
+    tmp.rmdir()
+    write_expected(
+        "rotated", description="one 2 MB upload over 2.5 s plus 3 short request/response "
+                               "connections, captured with tcpdump -G 1 (a new file every "
+                               "second) and snaplen 96; the upload spans several files",
+        connections=4, end_kinds={"closed": 4}, closers={"client": 4}, stuck=[],
+        notes="snaplen 96 keeps the files small: payloads are cut, headers are whole")
+
+
+SCENARIOS = {f.__name__: f for f in (close_wait_leak, client_close, server_close, rst_abort,
+                                     refused, half_close, mid_stream, ipv6, pcapng, rotated)}
+
+
+def main(names: list[str]) -> None:
+    for name in names or SCENARIOS:
+        print(f"{name} ...", flush=True)
+        with Namespace(name) as ns:
+            SCENARIOS[name](ns)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

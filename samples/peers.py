@@ -1,0 +1,212 @@
+"""Small TCP servers and clients for the sample captures; make_samples.py runs them inside
+network namespaces. Every loop is bounded and every process ends by itself.
+
+    python3 peers.py ROLE MODE HOST PORT [ARGS...]
+"""
+
+import socket
+import struct
+import sys
+import threading
+import time
+
+DEADLINE = time.monotonic() + 120  # no peer outlives two minutes
+
+
+def listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(family, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((host, port))
+    s.listen(64)
+    s.settimeout(max(1.0, DEADLINE - time.monotonic()))
+    print("listening", flush=True)
+    return s
+
+
+def connect(host: str, port: int) -> socket.socket:
+    return socket.create_connection((host, port), timeout=30)
+
+
+def read_to_eof(c: socket.socket) -> int:
+    n = 0
+    while time.monotonic() < DEADLINE:
+        data = c.recv(65536)
+        if not data:
+            break
+        n += len(data)
+    return n
+
+
+def read_line(c: socket.socket) -> bytes:
+    data = b""
+    while not data.endswith(b"\n") and time.monotonic() < DEADLINE:
+        chunk = c.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def hold(seconds: float) -> None:
+    time.sleep(max(0.0, min(seconds, DEADLINE - time.monotonic())))
+
+
+# ---- servers ---------------------------------------------------------------------------
+
+def server_leak(host: str, port: int, n: str, seconds: str) -> None:
+    """iperf2-daemon-like: read each connection to EOF, never close() it."""
+    s, kept = listen(host, port), []
+    for _ in range(int(n)):
+        c, _ = s.accept()
+        read_to_eof(c)
+        kept.append(c)  # the leak: the socket stays in CLOSE_WAIT
+    hold(float(seconds))
+
+
+def server_reply(host: str, port: int, n: str, close_first: str, seconds: str) -> None:
+    """Read a request line, send a reply; close first, or wait for the client's FIN."""
+    s = listen(host, port)
+    for _ in range(int(n)):
+        c, _ = s.accept()
+        read_line(c)
+        c.sendall(b"reply " * 50 + b"\n")
+        if close_first == "no":
+            read_to_eof(c)
+        c.close()
+    hold(float(seconds))
+
+
+def server_sink(host: str, port: int, n: str, seconds: str) -> None:
+    """Serve connections concurrently: read each to EOF (a reply line first), then close."""
+    s = listen(host, port)
+
+    def serve(c: socket.socket) -> None:
+        try:
+            if read_line(c).startswith(b"req"):
+                c.sendall(b"ok\n")
+            read_to_eof(c)
+        except ConnectionResetError:
+            pass  # rst_abort: the client resets on purpose
+        c.close()
+
+    threads = []
+    for _ in range(int(n)):
+        c, _ = s.accept()
+        t = threading.Thread(target=serve, args=(c,))
+        t.start()
+        threads.append(t)
+    for t in threads:
+        t.join(timeout=max(0.1, DEADLINE - time.monotonic()))
+    hold(float(seconds))
+
+
+def server_half(host: str, port: int, nbytes: str, seconds: str) -> None:
+    """Read the request to EOF (the client half-closed), then keep sending, then close."""
+    s = listen(host, port)
+    c, _ = s.accept()
+    read_to_eof(c)
+    total, chunks = int(nbytes), 20
+    for _ in range(chunks):
+        c.sendall(b"d" * (total // chunks))
+        time.sleep(1.0 / chunks)
+    c.close()
+    hold(float(seconds))
+
+
+def server_echo(host: str, port: int, seconds: str) -> None:
+    """Echo lines until EOF, then close."""
+    s = listen(host, port)
+    c, _ = s.accept()
+    while time.monotonic() < DEADLINE:
+        data = c.recv(4096)
+        if not data:
+            break
+        c.sendall(data)
+    time.sleep(0.3)
+    c.close()
+    hold(float(seconds))
+
+
+# ---- clients ---------------------------------------------------------------------------
+
+def client_send_close(host: str, port: int, n: str, gap: str, nbytes: str) -> None:
+    """Connect, send, close (the client closes first); one connection after another."""
+    for _ in range(int(n)):
+        c = connect(host, port)
+        c.sendall(b"x" * int(nbytes))
+        c.close()
+        time.sleep(float(gap))
+
+
+def client_request(host: str, port: int, n: str, gap: str, close_first: str) -> None:
+    """Send a request line, read the reply; then close, or wait for the server's close."""
+    for _ in range(int(n)):
+        c = connect(host, port)
+        c.sendall(b"request\n")
+        if close_first == "yes":
+            read_line(c)
+            time.sleep(0.05)
+        else:
+            read_to_eof(c)
+            time.sleep(0.05)
+        c.close()
+        time.sleep(float(gap))
+
+
+def client_abort(host: str, port: int, n: str, gap: str) -> None:
+    """Close with SO_LINGER (on, 0 s): the kernel sends a RST instead of a FIN."""
+    for _ in range(int(n)):
+        c = connect(host, port)
+        c.sendall(b"x" * 2000)
+        time.sleep(0.1)
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.close()
+        time.sleep(float(gap))
+
+
+def client_refused(host: str, port: int, n: str, gap: str) -> None:
+    for _ in range(int(n)):
+        try:
+            connect(host, port).close()
+            raise SystemExit("expected a refusal")
+        except ConnectionRefusedError:
+            pass
+        time.sleep(float(gap))
+
+
+def client_half(host: str, port: int) -> None:
+    """Send a request, shutdown(SHUT_WR), read the reply to EOF, close."""
+    c = connect(host, port)
+    c.sendall(b"request\n")
+    c.shutdown(socket.SHUT_WR)
+    read_to_eof(c)
+    c.close()
+
+
+def client_chatter(host: str, port: int, seconds: str) -> None:
+    """Exchange a small message every 100 ms for `seconds`, then close first."""
+    c = connect(host, port)
+    print("connected", flush=True)
+    stop = time.monotonic() + float(seconds)
+    while time.monotonic() < min(stop, DEADLINE):
+        c.sendall(b"ping\n")
+        read_line(c)
+        time.sleep(0.1)
+    c.close()
+
+
+def client_bulk(host: str, port: int, nbytes: str, seconds: str) -> None:
+    """Send `nbytes` paced over `seconds`, then close."""
+    c = connect(host, port)
+    c.sendall(b"bulk\n")
+    chunks = 50
+    for _ in range(chunks):
+        c.sendall(b"b" * (int(nbytes) // chunks))
+        time.sleep(float(seconds) / chunks)
+    c.close()
+
+
+if __name__ == "__main__":
+    role, mode, host, port, *rest = sys.argv[1:]
+    globals()[f"{role}_{mode}"](host, int(port), *rest)
