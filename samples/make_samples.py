@@ -68,8 +68,9 @@ class Namespace:
         if pcapng:
             cmd = ["dumpcap", "-i", "lo", "-s", str(snaplen), "-B", "32", "-w", path]
         else:
-            cmd = ["tcpdump", "-i", "lo", "-n", "-U", "--immediate-mode", "-B", "32768",
-                   "-s", str(snaplen), "-w", path]
+            # -Z root: tcpdump keeps the rights to open the next file of a rotation
+            cmd = ["tcpdump", "-i", "lo", "-n", "-Z", "root", "-U", "--immediate-mode",
+                   "-B", "32768", "-s", str(snaplen), "-w", path]
             if rotate_seconds:
                 cmd[-2:-2] = ["-G", str(rotate_seconds)]
         self.capture = subprocess.Popen(["ip", "netns", "exec", self.name, *cmd],
@@ -112,12 +113,14 @@ def close_wait_leak(ns: Namespace) -> None:
     write_expected(
         "close_wait_leak",
         description="an iperf2-like server on 127.0.0.1:5001 reads each connection to EOF "
-                    "and never calls close(); 5 clients send 4 KB and close, 0.5 s apart",
+                    "and never calls close(); 5 clients send 4 KB and close, 0.5 s apart; "
+                    "the server's TCP keep-alives (every 3 s) probe the stuck sockets",
         connections=5, end_kinds={"half_closed": 5}, closers={"client": 5},
         stuck=[{"state": "CLOSE_WAIT", "service": "127.0.0.1:5001", "role": "server",
                 "count": 5}],
         notes="capture ends 14 s after the last close: the kernel shows 5 CLOSE-WAIT "
-              "(server) and 5 FIN-WAIT-2 (client, orphaned, tcp_fin_timeout 60 s default)")
+              "(server) and 5 FIN-WAIT-2 (client, orphaned, tcp_fin_timeout 60 s default); "
+              "a pcap file ends at its last packet, so the keep-alives are what date the end")
 
 
 def client_close(ns: Namespace) -> None:

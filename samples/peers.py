@@ -55,10 +55,14 @@ def hold(seconds: float) -> None:
 # ---- servers ---------------------------------------------------------------------------
 
 def server_leak(host: str, port: int, n: str, seconds: str) -> None:
-    """iperf2-daemon-like: read each connection to EOF, never close() it."""
+    """iperf2-daemon-like: read each connection to EOF, never close() it. Keep-alives every
+    3 s keep the stuck sockets talking, as long-lived servers configure them."""
     s, kept = listen(host, port), []
     for _ in range(int(n)):
         c, _ = s.accept()
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 3)
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 3)
         read_to_eof(c)
         kept.append(c)  # the leak: the socket stays in CLOSE_WAIT
     hold(float(seconds))

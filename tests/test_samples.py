@@ -19,7 +19,7 @@ EXPECTED = sorted(SAMPLES.glob("*.expected.json"))
 
 def captures(expected: Path) -> list[str]:
     name = expected.name.removesuffix(".expected.json")
-    files = sorted(SAMPLES.glob(f"{name}.pcap*"))
+    files = sorted(SAMPLES.glob(f"{name}.pcap*")) + sorted(SAMPLES.glob(f"{name}-*.pcap"))
     assert files, f"no capture for {name}"
     return [str(f) for f in files]
 
