@@ -64,9 +64,10 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
             cap.close()
     if progress is not None:
         progress(done, total)
-    end = last if last > float("-inf") else 0.0
+    stops = [c.end_ts for c in captures if c.end_ts is not None]
+    end = max([last, *stops]) if records_read(captures) else 0.0
     tracker.finish(end)
-    records = sum(c.records for c in captures)
+    records = records_read(captures)
     tcp = records - accounting.total()
     result: dict[str, Any] = {
         "schema": SCHEMA,
@@ -75,7 +76,8 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
         "capture": {
             "first_ts": first if records else None,
             "last_ts": last if records else None,
-            "duration": max(last - first, 0.0) if records else 0.0,
+            "end_ts": end if records else None,
+            "duration": max(end - first, 0.0) if records else 0.0,
         },
         "settings": {
             "time_wait": settings.time_wait,
@@ -92,10 +94,16 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
         },
         "peak_live_connections": tracker.peak_live,
         **summary.to_json(),
-        "warnings": [w for c in captures for w in c.warnings],
+        "warnings": [w for c in captures for w in c.warnings] + [
+            f"{c.path}: the capturing interface dropped {c.dropped:,} packets: states may be "
+            "wrong where a SYN, FIN or RST was lost" for c in captures if c.dropped],
         "elapsed_seconds": time.perf_counter() - started,
     }
     return result
+
+
+def records_read(captures: list[Capture]) -> int:
+    return sum(c.records for c in captures)
 
 
 def _group(counts: Counter[str], prefix: str) -> dict[str, int]:
@@ -111,4 +119,6 @@ def _input_json(c: Capture) -> dict[str, Any]:
         "records": c.records,
         "linktypes": sorted(c.linktypes),
         "snaplen": c.snaplen,
+        "end_ts": c.end_ts,
+        "dropped": c.dropped,
     }

@@ -60,6 +60,8 @@ class Capture:
     bytes_read: int = 0  # bytes of (decompressed) capture consumed so far
     size: int | None = None  # size on disk, for a regular file
     records: int = 0
+    end_ts: float | None = None  # when the capture stopped, if the file says (pcapng ISB)
+    dropped: int = 0  # packets the capturing interface reports it dropped (pcapng ISB)
     warnings: list[str] = field(default_factory=list)
     _stream: BinaryIO | None = None
     _peeked: Iterator[Record] | None = None
@@ -69,7 +71,7 @@ class Capture:
             it, self._peeked = self._peeked, None
             yield from it
             return
-        self.records = self.bytes_read = 0
+        self.records = self.bytes_read = self.dropped = 0
         self.warnings.clear()
         yield from self._read(self._open())
 
@@ -187,6 +189,18 @@ class Capture:
                     caplen = min(orig, length - 16, snap or orig)
                     self.records += 1
                     yield last_ts, linktype, buf[body + 4 : body + 4 + caplen], orig
+                elif btype == 5 and iface_ok(buf, body, order, len(interfaces)):
+                    # interface statistics: written when the capture stops
+                    iface, hi, lo = struct.unpack_from(order + "3I", buf, body)
+                    _, unit, offset, _ = interfaces[iface]
+                    # dumpcap writes this one in microseconds whatever the resolution: take
+                    # whichever reading falls after the last packet, within a day
+                    for u in (unit, 1e-6):
+                        ts = ((hi << 32) | lo) * u + offset
+                        if self.records and last_ts <= ts < last_ts + 86400:
+                            self.end_ts = max(self.end_ts or ts, ts)
+                            break
+                    self.dropped += _isb_drops(buf, body + 12, pos + length - 4, order)
                 elif btype == 1:  # interface description block
                     interfaces.append(_interface(buf, body, pos + length - 4, order))
                     self.linktypes.add(interfaces[-1][0])
@@ -198,6 +212,22 @@ class Capture:
                     raise _Stop("capture ends in the middle of a pcapng block",
                                 source.base + pos)
                 return
+
+
+def iface_ok(buf: bytes, body: int, order: str, declared: int) -> bool:
+    return struct.unpack_from(order + "I", buf, body)[0] < declared
+
+
+def _isb_drops(buf: bytes, p: int, stop: int, order: str) -> int:
+    """isb_ifdrop (option 5) of an interface statistics block, 0 if absent."""
+    while p + 4 <= stop:
+        code, n = struct.unpack_from(order + "HH", buf, p)
+        if code == 0:
+            break
+        if code == 5 and n == 8:
+            return struct.unpack_from(order + "Q", buf, p + 4)[0]
+        p += 4 + (n + 3) // 4 * 4
+    return 0
 
 
 def _interface(buf: bytes, body: int, stop: int, order: str) -> tuple[int, float, float, int]:

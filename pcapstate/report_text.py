@@ -40,7 +40,7 @@ def render(result: dict[str, Any]) -> str:
     files = result["inputs"]
     out = [
         f"{len(files)} file{'s' if len(files) != 1 else ''}, {acc['records']:,} records, "
-        f"{seconds(cap['duration'])} from {_when(cap['first_ts'])} to {_when(cap['last_ts'])}",
+        f"{seconds(cap['duration'])} from {_when(cap['first_ts'])} to {_when(cap['end_ts'])}",
         f"Packets: {acc['tcp_segments']:,} TCP segments analysed; "
         f"other {sum(acc['other'].values()):,} ({_counts(acc['other'])}); "
         f"undecodable {sum(acc['undecodable'].values()):,} ({_counts(acc['undecodable'])})",

@@ -172,3 +172,25 @@ def test_files_that_cannot_be_opened(tmp_path):
         open_capture(str(tmp_path))
     with pytest.raises(CaptureError, match="standard input"):
         open_captures(["-", str(tmp_path / "x")])
+
+
+def isb(iface, units, drops=None):
+    opts = b""
+    if drops is not None:
+        opts = struct.pack("<HHQ", 5, 8, drops) + struct.pack("<HH", 0, 0)
+    return block(5, struct.pack("<III", iface, units >> 32, units & 0xFFFFFFFF) + opts)
+
+
+@pytest.mark.parametrize("units", [7_000_000_000, 7_000_000])  # as the spec says; as dumpcap
+def test_pcapng_statistics_give_the_capture_end_and_drops(tmp_path, units):
+    data = shb() + idb(1, tsresol=9) + epb(0, 5_000_000_000, FRAMES[0]) + isb(0, units, 12)
+    cap = open_capture(write(tmp_path, data, "c.pcapng"))
+    assert len(list(cap)) == 1
+    assert cap.end_ts == 7.0 and cap.dropped == 12
+
+
+def test_capture_end_before_the_last_packet_is_ignored(tmp_path):
+    data = shb() + idb(1, tsresol=9) + epb(0, 5_000_000_000, FRAMES[0]) + isb(0, 1)
+    cap = open_capture(write(tmp_path, data, "c.pcapng"))
+    list(cap)
+    assert cap.end_ts is None and cap.dropped == 0
