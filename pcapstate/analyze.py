@@ -37,8 +37,8 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
     tracker = Tracker(settings, summary.add)
     accounting: Counter[str] = Counter()
     first, last = float("inf"), float("-inf")
-    sizes = [c.size for c in captures if not c.compressed]
-    total = sum(sizes) if len(sizes) == len(captures) and None not in sizes else None
+    sizes = [c.size for c in captures if c.size is not None and not c.compressed]
+    total = sum(sizes) if len(sizes) == len(captures) else None
     done = 0
     started = time.perf_counter()
     try:
@@ -52,7 +52,7 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
                 if ts < first:
                     first = ts
                 seg = decode(linktype, frame, origlen)
-                if seg.__class__ is str:
+                if isinstance(seg, str):
                     accounting[seg] += 1
                 else:
                     segment(ts, seg)

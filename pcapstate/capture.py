@@ -11,7 +11,7 @@ import os
 import struct
 import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -88,7 +88,7 @@ class Capture:
             raise CaptureError(self.path, e.strerror or str(e)) from e
         return self._stream
 
-    def _read(self, stream: BinaryIO) -> Iterator[Record]:
+    def _read(self, stream: BinaryIO) -> Generator[Record, None, None]:
         """Parse the whole stream; warnings for what ends it early."""
         source = _Source(self, stream)
         try:
@@ -135,11 +135,12 @@ class Capture:
                 self.records += 1
                 yield sec + frac * unit, linktype, buf[pos + 16 : nxt], orig
                 pos = nxt
-            buf, pos = source.more(pos)
-            if buf is None:
+            more = source.more(pos)
+            if more is None:
                 if pos < end:
                     raise _Stop("capture ends in the middle of a record", source.base + pos)
                 return
+            buf, pos = more, 0
 
     def _pcapng(self, source: "_Source") -> Iterator[Record]:
         order = "<"
@@ -206,12 +207,13 @@ class Capture:
                     self.linktypes.add(interfaces[-1][0])
                     self.snaplen = max(self.snaplen, interfaces[-1][3])
                 pos += length
-            buf, pos = source.more(pos)
-            if buf is None:
+            more = source.more(pos)
+            if more is None:
                 if pos < end:
                     raise _Stop("capture ends in the middle of a pcapng block",
                                 source.base + pos)
                 return
+            buf, pos = more, 0
 
 
 def iface_ok(buf: bytes, body: int, order: str, declared: int) -> bool:
@@ -304,14 +306,14 @@ class _Source:
             self.buf += chunk
         return self.buf[pos : pos + n]
 
-    def more(self, pos: int) -> tuple[bytes | None, int]:
+    def more(self, pos: int) -> bytes | None:
         """Drop what was parsed, append the next chunk. None at the end of the stream."""
         chunk = self._next()
         if chunk is None:
-                return None, pos
+            return None
         self.base += pos
         self.buf = self.buf[pos:] + chunk
-        return self.buf, 0
+        return self.buf
 
 
 def open_capture(path: str) -> Capture:

@@ -109,7 +109,8 @@ class Tracker:
             conn.scheduled = None
             s = self.settings
             conn.expire(now, s.time_wait, s.fin_timeout)
-            if conn.closed() and now >= conn.deadline(s.time_wait, s.fin_timeout, s.linger):
+            retire_at = conn.deadline(s.time_wait, s.fin_timeout, s.linger)
+            if conn.closed() and retire_at is not None and now >= retire_at:
                 self._retire(conn, now)
             else:
                 self._schedule(conn)
