@@ -34,6 +34,13 @@ def _counts(d: dict[str, int]) -> str:
     return ", ".join(f"{k} {v:,}" for k, v in d.items()) or "none"
 
 
+def _outcome(name: str, n: int) -> str:
+    """How a group of stuck endpoints ended, in words: "2 reset by the peer"."""
+    words = {"open": "still stuck at capture end", "reset_by_peer": "reset by the peer",
+             "reset_by_self": "reset by themselves"}
+    return f"{n:,} {words.get(name, 'then moved to ' + name.upper())}"
+
+
 def render(result: dict[str, Any]) -> str:
     """The whole summary as one string, ending in a newline."""
     acc, conns, cap = result["accounting"], result["connections"], result["capture"]
@@ -57,10 +64,14 @@ def render(result: dict[str, Any]) -> str:
     if findings:
         out.append("Stuck endpoints, worst first:")
         for f in findings:
+            outcomes = ", ".join(_outcome(k, v) for k, v in f["outcomes"].items())
             out.append(
                 f"  {f['state']:<12} {f['service']} ({f['role']}): {f['count']:,} "
-                f"connection{'s' if f['count'] != 1 else ''}, {f['still_open']:,} still "
-                f"stuck at capture end, oldest {seconds(f['oldest'])}")
+                f"connection{'s' if f['count'] != 1 else ''}, oldest {seconds(f['oldest'])}; "
+                f"{outcomes}")
+            ex = max(f["examples"], key=lambda e: e["duration"])
+            out.append(f"{'':15}oldest: {ex['endpoint']} with peer {ex['peer']} (connection "
+                       f"{ex['conn_id']}), in {f['state']} since {_when(ex['since'])}")
     else:
         out.append("Stuck endpoints: none.")
     out.append("")

@@ -123,6 +123,25 @@ def close_wait_leak(ns: Namespace) -> None:
               "a pcap file ends at its last packet, so the keep-alives are what date the end")
 
 
+def close_wait_reset(ns: Namespace) -> None:
+    ns.peer("server", "late", "127.0.0.1", "6000", "2", "11", "30", wait_for="listening")
+    ns.start_capture(str(HERE / "close_wait_reset.pcap"))
+    ns.run("client", "send_close", "127.0.0.1", "6000", "2", "0.5", "1000")
+    time.sleep(13)  # the server writes 11 s after the last accept, then closes
+    ss = ns.stop_capture(HERE / "close_wait_reset.ss.txt")
+    assert ss_states(ss) == {}, ss
+    write_expected(
+        "close_wait_reset",
+        description="a server on 127.0.0.1:6000 reads each of 2 connections to EOF, stays in "
+                    "CLOSE_WAIT for about 11 s, then writes a late reply; the clients closed "
+                    "long ago, so their kernels answer the data with a RST",
+        connections=2, end_kinds={"reset_by_client": 2}, closers={"client": 2},
+        stuck=[{"state": "CLOSE_WAIT", "service": "127.0.0.1:6000", "role": "server",
+                "count": 2, "outcomes": {"reset_by_peer": 2}}],
+        notes="the kernel shows no socket at the end: the RST closed the server's, and the "
+              "client's orphaned FIN-WAIT-2 socket went with its RST")
+
+
 def client_close(ns: Namespace) -> None:
     ns.peer("server", "reply", "127.0.0.1", "8080", "3", "no", "30", wait_for="listening")
     ns.start_capture(str(HERE / "client_close.pcap"))
@@ -256,7 +275,8 @@ def rotated(ns: Namespace) -> None:
         notes="snaplen 96 keeps the files small: payloads are cut, headers are whole")
 
 
-SCENARIOS = {f.__name__: f for f in (close_wait_leak, client_close, server_close, rst_abort,
+SCENARIOS = {f.__name__: f for f in (close_wait_leak, close_wait_reset,
+                                     client_close, server_close, rst_abort,
                                      refused, half_close, mid_stream, ipv6, pcapng, rotated)}
 
 

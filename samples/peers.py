@@ -68,6 +68,22 @@ def server_leak(host: str, port: int, n: str, seconds: str) -> None:
     hold(float(seconds))
 
 
+def server_late(host: str, port: int, n: str, late: str, seconds: str) -> None:
+    """Read each connection to EOF, sit in CLOSE_WAIT for `late` seconds, then send a late
+    reply and close: the client's socket is long gone, so its kernel answers with a RST."""
+    s, kept = listen(host, port), []
+    for _ in range(int(n)):
+        c, _ = s.accept()
+        read_to_eof(c)
+        kept.append(c)
+    hold(float(late))
+    for c in kept:
+        c.sendall(b"late reply\n")
+        time.sleep(0.2)
+        c.close()
+    hold(float(seconds))
+
+
 def server_reply(host: str, port: int, n: str, close_first: str, seconds: str) -> None:
     """Read a request line, send a reply; close first, or wait for the client's FIN."""
     s = listen(host, port)

@@ -113,3 +113,55 @@ def test_durations():
 def test_version():
     p = pcapstate("--version")
     assert p.returncode == 0 and p.stdout.startswith(b"pcapstate ")
+
+
+def test_summary_names_the_outcome_and_the_oldest_stuck_connection():
+    p = pcapstate("analyze", str(SAMPLES / "close_wait_reset.pcap"))
+    assert p.returncode == 0, p.stderr
+    out = p.stdout.decode()
+    assert "CLOSE_WAIT   127.0.0.1:6000 (server): 2 connections" in out
+    assert "2 reset by the peer" in out
+    assert "oldest: 127.0.0.1:6000 with peer 127.0.0.1:44218 (connection 1)" in out
+
+
+def test_interrupt_exits_130_without_a_traceback():
+    import signal
+    import time
+
+    p = subprocess.Popen([sys.executable, "-m", "pcapstate", "analyze", "-"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        header = Path(WRAP).read_bytes()[:24]
+        p.stdin.write(header)  # a valid header, then nothing: pcapstate waits for records
+        p.stdin.flush()
+        time.sleep(2)  # bounded: imports done, blocked reading standard input
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=30)
+    finally:
+        p.kill()
+    assert p.returncode == 130
+    assert b"interrupted" in err and b"Traceback" not in err
+
+
+def test_progress_on_request():
+    p = pcapstate("analyze", WRAP, "--progress", "-q")
+    assert p.returncode == 0 and b"reading: " in p.stderr
+    assert b"reading" not in pcapstate("analyze", WRAP, "-q").stderr  # not a terminal
+
+
+def test_unwritable_output_is_exit_2(tmp_path):
+    p = pcapstate("analyze", WRAP, "--json", str(tmp_path / "missing" / "r.json"))
+    assert p.returncode == 2 and b"cannot write" in p.stderr and b"Traceback" not in p.stderr
+    p = pcapstate("analyze", WRAP, "--jsonl", str(tmp_path / "missing" / "r.jsonl"))
+    assert p.returncode == 2 and b"cannot write" in p.stderr
+
+
+def test_readme_documents_every_option():
+    from pcapstate.cli import build_parser
+
+    readme = (SAMPLES.parent / "README.md").read_text()
+    analyze = build_parser()._subparsers._group_actions[0].choices["analyze"]
+    options = [o for a in analyze._actions for o in a.option_strings
+               if o.startswith("--") and o not in ("--help", "--no-progress")]
+    missing = [o for o in options if o not in readme]
+    assert not missing, f"README.md does not mention {missing}"

@@ -39,8 +39,8 @@ def sample(request):
 
 def test_samples_are_there():
     names = {p.name.removesuffix(".expected.json") for p in EXPECTED}
-    assert {"close_wait_leak", "client_close", "server_close", "rst_abort", "refused",
-            "half_close", "mid_stream", "ipv6", "pcapng", "rotated",
+    assert {"close_wait_leak", "close_wait_reset", "client_close", "server_close",
+            "rst_abort", "refused", "half_close", "mid_stream", "ipv6", "pcapng", "rotated",
             "crafted_simultaneous_close", "crafted_wraparound"} <= names
 
 
@@ -53,6 +53,10 @@ def test_expected_facts(sample):
     found = sorted((f["state"], f["service"], f["role"], f["count"]) for f in result["findings"])
     assert found == sorted((s["state"], s["service"], s["role"], s["count"])
                            for s in exp["stuck"])
+    outcomes = {(f["state"], f["service"]): f["outcomes"] for f in result["findings"]}
+    for s in exp["stuck"]:
+        if "outcomes" in s:
+            assert outcomes[(s["state"], s["service"])] == s["outcomes"]
     if "anomalies" in exp:
         assert {k: conns["anomalies"].get(k) for k in exp["anomalies"]} == exp["anomalies"]
     if "final_states" in exp:
