@@ -24,8 +24,9 @@ PEERS = str(HERE / "peers.py")
 class Namespace:
     """A network namespace with its loopback up, offloads off and an MTU of 1500."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, script: str = PEERS) -> None:
         self.name = f"pcapstate-{name}"
+        self.script = script
         self.procs: list[subprocess.Popen] = []
         self.capture: subprocess.Popen | None = None
 
@@ -33,8 +34,9 @@ class Namespace:
         subprocess.run(["ip", "netns", "del", self.name], stderr=subprocess.DEVNULL)
         subprocess.run(["ip", "netns", "add", self.name], check=True)
         self.sh("ip", "link", "set", "lo", "up", "mtu", "1500")
+        # segments as a real NIC sends them, not 64 KB loopback super-packets
         self.sh("ethtool", "-K", "lo", "tso", "off", "gso", "off", "gro", "off",
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+                stdout=subprocess.DEVNULL)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -50,7 +52,8 @@ class Namespace:
 
     def peer(self, *args: str, wait_for: str | None = None) -> subprocess.Popen:
         """Start a peer in the background; wait until it prints `wait_for`."""
-        p = subprocess.Popen(["ip", "netns", "exec", self.name, sys.executable, PEERS, *args],
+        p = subprocess.Popen(["ip", "netns", "exec", self.name, sys.executable, self.script,
+                              *args],
                              stdout=subprocess.PIPE, text=True)
         self.procs.append(p)
         if wait_for:
@@ -60,19 +63,23 @@ class Namespace:
 
     def run(self, *args: str) -> None:
         """Run a peer to its end."""
-        subprocess.run(["ip", "netns", "exec", self.name, sys.executable, PEERS, *args],
-                       check=True, timeout=120, stdout=subprocess.DEVNULL)
+        subprocess.run(["ip", "netns", "exec", self.name, sys.executable, self.script, *args],
+                       check=True, timeout=900, stdout=subprocess.DEVNULL)
 
     def start_capture(self, path: str, snaplen: int = 262144, pcapng: bool = False,
-                      rotate_seconds: int = 0) -> None:
+                      rotate_seconds: int = 0, buffer_kib: int = 32768,
+                      immediate: bool = True) -> None:
         if pcapng:
             cmd = ["dumpcap", "-i", "lo", "-s", str(snaplen), "-B", "32", "-w", path]
         else:
             # -Z root: tcpdump keeps the rights to open the next file of a rotation
             cmd = ["tcpdump", "-i", "lo", "-n", "-Z", "root", "-U", "--immediate-mode",
-                   "-B", "32768", "-s", str(snaplen), "-w", path]
+                   "-B", str(buffer_kib), "-s", str(snaplen), "-w", path]
             if rotate_seconds:
                 cmd[-2:-2] = ["-G", str(rotate_seconds)]
+            if not immediate:  # buffered writes, for captures of millions of packets
+                cmd.remove("-U")
+                cmd.remove("--immediate-mode")
         self.capture = subprocess.Popen(["ip", "netns", "exec", self.name, *cmd],
                                         stderr=subprocess.PIPE, text=True)
         first = self.capture.stderr.readline()  # "listening on lo" / "Capturing on 'lo'"

@@ -1,0 +1,140 @@
+"""The benchmark: pcapstate against the tools users would otherwise run, on one capture.
+
+    python3 bench/run.py [CAPTURE] [--runs 3] [--long 10] [--skip TOOL ...]
+
+Needs GNU time (Debian package `time`). Without CAPTURE it uses bench/out/bench.pcap, made
+first by bench/make_capture.py if missing. Each tool runs `--runs` times on the same file
+(after one untimed run that warms the page cache); the report gives the median wall time,
+packets per second, the peak resident memory of the run and pcapstate's time as a ratio of
+each tool's. `--long N` also makes a capture N times longer with the same number of live
+connections (N copies of the capture, each shifted in time past every timer and given its
+own client addresses) and compares pcapstate's peak memory on both.
+"""
+
+import argparse
+import json
+import shutil
+import statistics
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PY = sys.executable
+
+TOOLS = {
+    "pcapstate": lambda f: [PY, "-m", "pcapstate", "analyze", f, "-q"],
+    "tcptrace": lambda f: ["tcptrace", "-n", f],
+    "tshark": lambda f: ["tshark", "-n", "-q", "-z", "conv,tcp", "-r", f],
+    "naive-dpkt": lambda f: [PY, str(HERE / "naive_dpkt.py"), f],
+}
+
+
+def measure(cmd: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak resident MiB of one run of `cmd`. GNU time starts it, so that
+    the peak is the tool's own, not this process's memory inherited through fork."""
+    started = time.perf_counter()
+    p = subprocess.run(["/usr/bin/time", "-f", "%M", *cmd], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, text=True)
+    wall = time.perf_counter() - started
+    if p.returncode not in (0, 1):  # pcapstate exits 1 only with --fail-on
+        raise SystemExit(f"{cmd[0]} failed with exit code {p.returncode}: {' '.join(cmd)}")
+    return wall, int(p.stderr.split()[-1]) / 1024
+
+
+def packets(path: str) -> int:
+    """Records in a pcap file, walking the record headers."""
+    n = 0
+    with open(path, "rb") as f:
+        head = f.read(24)
+        order = "<" if head[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
+        rec = struct.Struct(order + "IIII")
+        while True:
+            h = f.read(16)
+            if len(h) < 16:
+                return n
+            f.seek(rec.unpack(h)[2], 1)
+            n += 1
+
+
+def stretch(src: str, dst: str, copies: int) -> None:
+    """`copies` back-to-back copies of a pcap of Ethernet/IPv4 127.0.0.0/8 traffic, each
+    starting 600 s after the previous one ends, each with the client addresses' last octet
+    changed (the server, 127.0.0.1, is kept), so that every copy's connections are new."""
+    import numpy as np
+
+    data = np.fromfile(src, dtype=np.uint8)
+    offsets, pos = [], 24
+    raw = data.tobytes()
+    while pos + 16 <= len(raw):
+        offsets.append(pos)
+        pos += 16 + int.from_bytes(raw[pos + 8:pos + 12], "little")
+    off = np.array(offsets, dtype=np.int64)
+    secs = data[(off[:, None] + np.arange(4)).ravel()].view("<u4")
+    span = int(secs.max() - secs.min()) + 600
+    ip_fields = [off + 16 + 26, off + 16 + 30]  # IPv4 source and destination
+    with open(dst, "wb") as out:
+        out.write(raw[:24])
+        for k in range(copies):
+            chunk = data[24:].copy()
+            body = chunk  # record offsets are relative to the file: shift by the header
+            ts = (secs + np.uint32(k * span)).view(np.uint8).reshape(-1, 4)
+            body[(off[:, None] - 24 + np.arange(4)).ravel()] = ts.ravel()
+            for field in ip_fields:
+                first = data[field]
+                client = ~((first == 127) & (data[field + 1] == 0) & (data[field + 2] == 0)
+                           & (data[field + 3] == 1))
+                last = field[client] + 3 - 24
+                body[last] = (data[field[client] + 3] + k) % 250 + 1
+            out.write(body.tobytes())
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("capture", nargs="?", default=str(HERE / "out" / "bench.pcap"))
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--long", type=int, default=0, metavar="N")
+    ap.add_argument("--skip", nargs="*", default=[], choices=list(TOOLS))
+    args = ap.parse_args()
+    if not Path(args.capture).exists():
+        subprocess.run([PY, str(HERE / "make_capture.py"), "--out", args.capture], check=True)
+    n = packets(args.capture)
+    print(f"capture: {args.capture}: {n:,} packets, "
+          f"{Path(args.capture).stat().st_size / 1048576:,.0f} MiB")
+    rows = {}
+    for name, cmd in TOOLS.items():
+        if name in args.skip or shutil.which(cmd("x")[0]) is None:
+            continue
+        measure(cmd(args.capture))  # warm the page cache
+        runs = [measure(cmd(args.capture)) for _ in range(args.runs)]
+        wall = statistics.median(w for w, _ in runs)
+        rows[name] = {"wall_s": round(wall, 3), "packets_per_s": round(n / wall),
+                      "peak_mib": round(max(m for _, m in runs), 1),
+                      "runs_s": [round(w, 3) for w, _ in runs]}
+        print(f"  {name:<11} {wall:8.2f} s  {n / wall / 1e3:8.0f} k packets/s  "
+              f"{rows[name]['peak_mib']:8.0f} MiB peak", flush=True)
+    base = rows.get("pcapstate")
+    if base:
+        print("pcapstate's wall time as a ratio of each tool's (target: <= 1.0 of tcptrace, "
+              "<= 0.12 of tshark):")
+        for name, r in rows.items():
+            if name != "pcapstate":
+                r["pcapstate_ratio"] = round(base["wall_s"] / r["wall_s"], 3)
+                print(f"  pcapstate / {name:<11} {r['pcapstate_ratio']:6.2f}")
+    if args.long:
+        longer = str(Path(args.capture).with_suffix(f".x{args.long}.pcap"))
+        if not Path(longer).exists():
+            stretch(args.capture, longer, args.long)
+        wall, mib = measure(TOOLS["pcapstate"](longer))
+        ratio = mib / base["peak_mib"] if base else float("nan")
+        rows["pcapstate_long"] = {"copies": args.long, "wall_s": round(wall, 2),
+                                  "peak_mib": round(mib, 1), "memory_ratio": round(ratio, 3)}
+        print(f"{args.long}x longer capture: pcapstate {wall:.1f} s, {mib:.0f} MiB peak, "
+              f"{ratio:.2f}x the memory of the original (target: <= 1.1)")
+    print(json.dumps({"packets": n, "tools": rows}))
+
+
+if __name__ == "__main__":
+    main()
