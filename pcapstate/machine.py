@@ -130,7 +130,8 @@ class Connection:
     def segment(self, ts: float, d: int, flags: int, seq: int, ack: int, win: int,
                 plen: int, ipid: int, opts: bytes, time_wait: float,
                 fin_timeout: float) -> bool:
-        """Apply one segment sent by endpoint `d`. True if it took the control path."""
+        """Apply one segment sent by endpoint `d`. True if it changed a state (so that the
+        connection's timers may have changed)."""
         s = self.ep[d]
         if ts < self.last_ts:
             self.weird("timestamp_backwards")
@@ -151,9 +152,10 @@ class Connection:
                 s.last_ack = ack
             s.win = win
             return False
-        self._control(ts, d, s, self.ep[1 - d], flags, seq, ack, win, plen, opts, time_wait,
-                      fin_timeout)
-        return True
+        r = self.ep[1 - d]
+        moves = len(s.transitions) + len(r.transitions)
+        self._control(ts, d, s, r, flags, seq, ack, win, plen, opts, time_wait, fin_timeout)
+        return len(s.transitions) + len(r.transitions) != moves
 
     def _control(self, ts: float, d: int, s: Endpoint, r: Endpoint, flags: int, seq: int,
                  ack: int, win: int, plen: int, opts: bytes, time_wait: float,

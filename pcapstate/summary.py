@@ -159,14 +159,15 @@ class Summary:
         self.by_roles[conn.roles] += 1
         self.mid_stream += conn.mid_stream
         self.anomalies.update(conn.anomalies)
-        for role, e in zip(ROLES, conn.ep, strict=True):
+        client, server = intervals(conn.ep[0], end), intervals(conn.ep[1], end)
+        for role, e, ivs in ((ROLES[0], conn.ep[0], client), (ROLES[1], conn.ep[1], server)):
             self.final[role][e.state] += 1
-            for iv in intervals(e, end):
+            for iv in ivs:
                 sd = self.durations.get(iv.state)
                 if sd is None:
                     sd = self.durations[iv.state] = StateDurations()
                 sd.add(iv.duration, iv.censor)
-        for s in stuck(conn, end, self.settings):
+        for s in stuck(conn, end, self.settings, (client, server)):
             group = self.groups.get((s.state, s.service))
             if group is None:
                 group = self.groups[(s.state, s.service)] = FindingGroup(s.state, s.service)

@@ -87,13 +87,16 @@ class Stuck:
     #               state it finally moved to, lower case ("last_ack", "closed", ...)
 
 
-def stuck(conn: Connection, end: float, settings: Settings) -> list[Stuck]:
-    """Every stretch of a stuck-prone state that lasted longer than its threshold."""
+def stuck(conn: Connection, end: float, settings: Settings,
+          by_endpoint: tuple[list[Interval], list[Interval]] | None = None) -> list[Stuck]:
+    """Every stretch of a stuck-prone state that lasted longer than its threshold.
+    `by_endpoint`: each endpoint's intervals, if the caller has them already."""
     found = []
+    limits = settings.stuck_after
     for i, e in enumerate(conn.ep):
-        peer = conn.ep[1 - i]
-        for iv in intervals(e, end):
-            limit = settings.stuck_after.get(iv.state)
+        ivs = by_endpoint[i] if by_endpoint is not None else intervals(e, end)
+        for iv in ivs:
+            limit = limits.get(iv.state)
             if limit is None or iv.duration <= limit:
                 continue
             if iv.next is None:
@@ -104,8 +107,8 @@ def stuck(conn: Connection, end: float, settings: Settings) -> list[Stuck]:
                 outcome = iv.next.value.lower()
             server = conn.ep[1].address()
             service = server if i == 1 else f"{_host(conn.ep[0].address())} -> {server}"
-            found.append(Stuck(iv.state, ROLES[i], e.address(), peer.address(), service,
-                               conn.id, iv.start, iv.duration, outcome))
+            found.append(Stuck(iv.state, ROLES[i], e.address(), conn.ep[1 - i].address(),
+                               service, conn.id, iv.start, iv.duration, outcome))
     return found
 
 
