@@ -1,0 +1,311 @@
+"""The fast decoder: walks the records of a pcap buffer and decodes each one's link, IP and
+TCP headers into columns, in compiled code (numba).
+
+It follows `decode.decode` field for field and verdict for verdict (tests/test_scan.py runs
+both on every sample and on random frames); `decode` stays the readable reference. Records
+come out as columns of a `Batch`: one row per record, `kind` saying what it was (TCP, or an
+accounting code that `kind_name` spells the way `decode` does).
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit
+
+from pcapstate.decode import _ETHERTYPES, _IP_PROTOS
+
+# kind: TCP, or what else the record was. Codes >= _OTHER_ETHERTYPE carry a number.
+TCP = 0
+_CUT, _TRUNCATED, _IPV4_HEADER, _IPV4_LENGTH, _IPV6_HEADER, _IPV6_LENGTH, _TCP_OFFSET = range(
+    1, 8)
+_NOT_IP, _IPV4_FRAGMENT, _IPV6_FRAGMENT = 8, 9, 10
+_OTHER_ETHERTYPE = 1 << 16  # + the ethertype
+_OTHER_PROTO = 2 << 16  # + the IP protocol number
+_BAD_LINKTYPE = 3 << 16  # + the link type
+_NAMES = {
+    _CUT: "bad:cut_by_snaplen", _TRUNCATED: "bad:truncated", _IPV4_HEADER: "bad:ipv4_header",
+    _IPV4_LENGTH: "bad:ipv4_length", _IPV6_HEADER: "bad:ipv6_header",
+    _IPV6_LENGTH: "bad:ipv6_length", _TCP_OFFSET: "bad:tcp_data_offset",
+    _NOT_IP: "other:not_ip", _IPV4_FRAGMENT: "other:ipv4_fragment",
+    _IPV6_FRAGMENT: "other:ipv6_fragment",
+}
+
+NO_WSCALE, NOT_SYN = -1, -2  # wscale column: no window scale option; not a SYN
+
+
+def kind_name(kind: int) -> str:
+    """The accounting name of a non-TCP kind, as `decode` returns it."""
+    group, value = kind >> 16, kind & 0xFFFF
+    if group == _OTHER_ETHERTYPE >> 16:
+        return "other:" + _ETHERTYPES.get(value, f"ethertype_0x{value:04x}")
+    if group == _OTHER_PROTO >> 16:
+        return "other:" + _IP_PROTOS.get(value, f"ip_proto_{value}")
+    if group == _BAD_LINKTYPE >> 16:
+        return f"bad:unsupported_linktype_{value}"
+    return _NAMES[kind]
+
+
+class Batch(NamedTuple):
+    """Decoded records, one row each. Addresses are two big-endian 64-bit halves (IPv4 in
+    the low half of `*_lo`, with `v6` false)."""
+
+    ts: np.ndarray  # float64
+    kind: np.ndarray  # int32: TCP or an accounting code
+    v6: np.ndarray  # bool
+    src_hi: np.ndarray  # uint64
+    src_lo: np.ndarray
+    dst_hi: np.ndarray
+    dst_lo: np.ndarray
+    sport: np.ndarray  # int32
+    dport: np.ndarray
+    seq: np.ndarray  # int64 (0 .. 2**32-1)
+    ack: np.ndarray
+    flags: np.ndarray  # int32
+    win: np.ndarray
+    plen: np.ndarray
+    ipid: np.ndarray
+    wscale: np.ndarray  # int8: a SYN's window scale, NO_WSCALE, or NOT_SYN
+
+    @classmethod
+    def empty(cls, n: int) -> "Batch":
+        f8, i4, i8, u8 = np.float64, np.int32, np.int64, np.uint64
+        return cls(np.empty(n, f8), np.empty(n, i4), np.empty(n, np.bool_), np.empty(n, u8),
+                   np.empty(n, u8), np.empty(n, u8), np.empty(n, u8), np.empty(n, i4),
+                   np.empty(n, i4), np.empty(n, i8), np.empty(n, i8), np.empty(n, i4),
+                   np.empty(n, i4), np.empty(n, i4), np.empty(n, i4), np.empty(n, np.int8))
+
+    def head(self, n: int) -> "Batch":
+        return Batch(*(col[:n] for col in self))
+
+
+# Status of a scan: where it stopped and why.
+MORE, FULL, TOO_LONG = 0, 1, 2
+
+
+@njit(cache=True, nogil=True)
+def _u16(b, i):
+    return (np.int64(b[i]) << 8) | np.int64(b[i + 1])
+
+
+@njit(cache=True, nogil=True)
+def _u32(b, i, big):
+    if big:
+        return (np.int64(b[i]) << 24) | (np.int64(b[i + 1]) << 16) | (np.int64(b[i + 2]) << 8) \
+            | np.int64(b[i + 3])
+    return (np.int64(b[i + 3]) << 24) | (np.int64(b[i + 2]) << 16) | (np.int64(b[i + 1]) << 8) \
+        | np.int64(b[i])
+
+
+@njit(cache=True, nogil=True)
+def _u64(b, i, n):
+    """n big-endian bytes at i as an unsigned 64-bit number."""
+    v = np.uint64(0)
+    for k in range(n):
+        v = (v << np.uint64(8)) | np.uint64(b[i + k])
+    return v
+
+
+@njit(cache=True, nogil=True)
+def _wscale(b, i, end):
+    """`decode.window_scale` over b[i:end]."""
+    while i < end:
+        kind = b[i]
+        if kind == 0:
+            break
+        if kind == 1:
+            i += 1
+            continue
+        if i + 1 >= end or b[i + 1] < 2:
+            break
+        if kind == 3 and b[i + 1] == 3 and i + 2 < end:
+            return min(np.int64(b[i + 2]), 14)
+        i += np.int64(b[i + 1])
+    return -1
+
+
+@njit(cache=True, nogil=True)
+def _is_v6_ext(nh):
+    return nh == 0 or nh == 43 or nh == 60 or nh == 51 or nh == 135 or nh == 139 or nh == 140
+
+
+@njit(cache=True, nogil=True)
+def _decode(b, s, n, origlen, linktype, out, row):
+    """Decode the frame b[s:s+n] into row `row` of the columns `out`."""
+    (_, kind, v6, src_hi, src_lo, dst_hi, dst_lo, sport, dport, seq, ack, flags, win, plen,
+     ipid, wscale) = out
+    cut = _CUT if n < origlen else _TRUNCATED
+    etype = -1
+    off = 0
+    if linktype == 1:  # Ethernet
+        if n < 14:
+            kind[row] = cut
+            return
+        etype = _u16(b, s + 12)
+        off = 14
+        while etype == 0x8100 or etype == 0x88A8 or etype == 0x9100:
+            if n < off + 4:
+                kind[row] = cut
+                return
+            etype = _u16(b, s + off + 2)
+            off += 4
+    elif linktype == 113:  # Linux SLL
+        if n < 16:
+            kind[row] = cut
+            return
+        etype, off = _u16(b, s + 14), 16
+    elif linktype == 276:  # Linux SLL2
+        if n < 20:
+            kind[row] = cut
+            return
+        etype, off = _u16(b, s), 20
+    elif linktype == 101 or linktype == 12 or linktype == 14 or linktype == 228 \
+            or linktype == 229:
+        if n < 1:
+            kind[row] = cut
+            return
+        version = b[s] >> 4
+        etype = 0x0800 if version == 4 else 0x86DD if version == 6 else -1
+    elif linktype == 0 or linktype == 108:  # BSD NULL, LOOP
+        if n < 4:
+            kind[row] = cut
+            return
+        family = _u32(b, s, linktype == 108)
+        if family > 0xFFFF:
+            family = _u32(b, s, True)
+        if family == 2:
+            etype = 0x0800
+        elif family == 10 or family == 24 or family == 28 or family == 30:
+            etype = 0x86DD
+        off = 4
+    else:
+        kind[row] = _BAD_LINKTYPE + linktype
+        return
+
+    if etype == 0x0800:
+        if n < off + 20:
+            kind[row] = cut
+            return
+        vihl = b[s + off]
+        ihl = np.int64(vihl & 0x0F) * 4
+        if vihl >> 4 != 4 or ihl < 20:
+            kind[row] = _IPV4_HEADER
+            return
+        if _u16(b, s + off + 6) & 0x3FFF:
+            kind[row] = _IPV4_FRAGMENT
+            return
+        proto = np.int64(b[s + off + 9])
+        if proto != 6:
+            kind[row] = _OTHER_PROTO + proto
+            return
+        total = _u16(b, s + off + 2)
+        if total == 0:
+            total = n - off
+        elif total < ihl + 20:
+            kind[row] = _IPV4_LENGTH
+            return
+        t = off + ihl
+        tcp_len = total - ihl
+        v6[row] = False
+        src_hi[row] = 0
+        src_lo[row] = _u64(b, s + off + 12, 4)
+        dst_hi[row] = 0
+        dst_lo[row] = _u64(b, s + off + 16, 4)
+        ipid[row] = _u16(b, s + off + 4)
+    elif etype == 0x86DD:
+        if n < off + 40:
+            kind[row] = cut
+            return
+        if b[s + off] >> 4 != 6:
+            kind[row] = _IPV6_HEADER
+            return
+        length = _u16(b, s + off + 4)
+        nh = np.int64(b[s + off + 6])
+        p = off + 40
+        end = p + length
+        while _is_v6_ext(nh):
+            if n < p + 2:
+                kind[row] = cut
+                return
+            hlen = np.int64(b[s + p + 1])
+            step = (hlen + 2) * 4 if nh == 51 else (hlen + 1) * 8
+            nh = np.int64(b[s + p])
+            p += step
+        if nh == 44:
+            kind[row] = _IPV6_FRAGMENT
+            return
+        if nh != 6:
+            kind[row] = _OTHER_PROTO + nh
+            return
+        if length == 0:
+            end = n
+        if end - p < 20:
+            kind[row] = _IPV6_LENGTH
+            return
+        t = p
+        tcp_len = end - p
+        v6[row] = True
+        src_hi[row] = _u64(b, s + off + 8, 8)
+        src_lo[row] = _u64(b, s + off + 16, 8)
+        dst_hi[row] = _u64(b, s + off + 24, 8)
+        dst_lo[row] = _u64(b, s + off + 32, 8)
+        ipid[row] = 0
+    elif etype == -1:
+        kind[row] = _NOT_IP
+        return
+    else:
+        kind[row] = _OTHER_ETHERTYPE + etype
+        return
+
+    if n < t + 20:
+        kind[row] = cut
+        return
+    doff = np.int64(b[s + t + 12] >> 4) * 4
+    if doff < 20 or doff > tcp_len:
+        kind[row] = _TCP_OFFSET
+        return
+    f = np.int64(b[s + t + 13])
+    kind[row] = TCP
+    sport[row] = _u16(b, s + t)
+    dport[row] = _u16(b, s + t + 2)
+    seq[row] = _u32(b, s + t + 4, True)
+    ack[row] = _u32(b, s + t + 8, True)
+    flags[row] = f
+    win[row] = _u16(b, s + t + 14)
+    plen[row] = tcp_len - doff
+    if f & 0x02:
+        wscale[row] = _wscale(b, s + t + 20, s + min(t + doff, n)) if doff > 20 else -1
+    else:
+        wscale[row] = NOT_SYN
+
+
+@njit(cache=True, nogil=True)
+def scan_pcap(buf, pos, big, unit, linktype, limit, out):
+    """Decode the whole records of a pcap buffer from `pos` into `out`, at most its length.
+    Returns (position after the last record decoded, rows filled, status): MORE when the
+    buffer ends (inside a record or at its end), FULL when `out` is, TOO_LONG at a record
+    whose length exceeds `limit` (position is that record's)."""
+    ts = out[0]
+    cap = len(ts)
+    end = len(buf)
+    row = 0
+    while pos + 16 <= end:
+        if row == cap:
+            return pos, row, FULL
+        incl = _u32(buf, pos + 8, big)
+        if incl > limit:
+            return pos, row, TOO_LONG
+        nxt = pos + 16 + incl
+        if nxt > end:
+            break
+        ts[row] = np.float64(_u32(buf, pos, big)) + np.float64(_u32(buf, pos + 4, big)) * unit
+        _decode(buf, pos + 16, incl, _u32(buf, pos + 12, big), linktype, out, row)
+        row += 1
+        pos = nxt
+    return pos, row, MORE
+
+
+def decode_one(linktype: int, frame: bytes, origlen: int) -> Batch:
+    """Decode one frame with the compiled decoder (for tests): a one-row Batch."""
+    out = Batch.empty(1)
+    _decode(np.frombuffer(frame, dtype=np.uint8), 0, len(frame), origlen, linktype, out, 0)
+    return out
