@@ -9,11 +9,15 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from pcapstate import __version__
 from pcapstate.capture import Capture, open_captures
 from pcapstate.decode import decode
 from pcapstate.settings import Settings
 from pcapstate.summary import BINS_PER_DECADE, Summary
+from pcapstate.fasttable import FastTracker
+from pcapstate.scan import TCP, kind_name
 from pcapstate.table import Tracker
 
 SCHEMA = "pcapstate-result/1"
@@ -24,41 +28,59 @@ Progress = Callable[[int, int | None], None]
 
 def analyze(paths: list[str], settings: Settings | None = None, *,
             on_record: Callable[[dict[str, Any]], None] | None = None,
-            progress: Progress | None = None) -> dict[str, Any]:
+            progress: Progress | None = None, engine: str = "fast") -> dict[str, Any]:
     """Analyse one capture, given as one file or a time-ordered set of files.
 
     `on_record` receives each connection's record as the connection is retired (in
     retirement order); `progress(bytes_done, bytes_total)` is called now and then.
+    `engine`: "fast", the compiled decoder and state machine (scan.py, fasttable.py), or
+    "plain", the reference written for people (decode.py, table.py, machine.py).
     Raises CaptureError when an input cannot be read at all.
     """
     settings = settings or Settings()
     captures = open_captures(paths)
     summary = Summary(settings, on_record)
-    tracker = Tracker(settings, summary.add)
     accounting: Counter[str] = Counter()
     first, last = float("inf"), float("-inf")
     sizes = [c.size for c in captures if c.size is not None and not c.compressed]
     total = sum(sizes) if len(sizes) == len(captures) else None
     done = 0
     started = time.perf_counter()
+    tracker: Tracker | FastTracker
     try:
-        for cap in captures:
-            n = 0
-            segment = tracker.segment
-            for ts, linktype, frame, origlen in cap:
-                n += 1
-                if ts > last:
-                    last = ts
-                if ts < first:
-                    first = ts
-                seg = decode(linktype, frame, origlen)
-                if isinstance(seg, str):
-                    accounting[seg] += 1
-                else:
-                    segment(ts, seg)
-                if progress is not None and not n % _PROGRESS_EVERY:
-                    progress(done + cap.bytes_read, total)
-            done += cap.bytes_read
+        if engine == "fast":
+            tracker = FastTracker(settings, summary.add)
+            for cap in captures:
+                for batch in cap.batches():
+                    first, last = min(first, batch.ts.min()), max(last, batch.ts.max())
+                    other = batch.kind[batch.kind != TCP]
+                    if len(other):
+                        for code, n in zip(*np.unique(other, return_counts=True), strict=True):
+                            accounting[kind_name(int(code))] += int(n)
+                    tracker.feed(batch)
+                    if progress is not None:
+                        progress(done + cap.bytes_read, total)
+                done += cap.bytes_read
+            first, last = float(first), float(last)
+        else:
+            tracker = Tracker(settings, summary.add)
+            for cap in captures:
+                n = 0
+                segment = tracker.segment
+                for ts, linktype, frame, origlen in cap:
+                    n += 1
+                    if ts > last:
+                        last = ts
+                    if ts < first:
+                        first = ts
+                    seg = decode(linktype, frame, origlen)
+                    if isinstance(seg, str):
+                        accounting[seg] += 1
+                    else:
+                        segment(ts, seg)
+                    if progress is not None and not n % _PROGRESS_EVERY:
+                        progress(done + cap.bytes_read, total)
+                done += cap.bytes_read
     finally:
         for cap in captures:
             cap.close()

@@ -11,9 +11,9 @@ import os
 import struct
 import sys
 import zlib
-from collections.abc import Generator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 _CHUNK = 1 << 20
 _MAX_RECORD = 262144  # what libpcap accepts as a record length when snaplen is smaller
@@ -75,6 +75,64 @@ class Capture:
         self.warnings.clear()
         yield from self._read(self._open())
 
+    def batches(self, rows: int = 1 << 16) -> Iterator[Any]:
+        """The records decoded into pcapstate.scan.Batch columns, at most `rows` a batch.
+        A pcap file is walked and decoded by compiled code; other inputs record by record.
+        Each batch's arrays are reused for the next one."""
+        from pcapstate.scan import batches_of
+
+        if self._peeked is None and self.format in ("pcap", "pcap-ns"):
+            self.records = self.bytes_read = self.dropped = 0
+            self.warnings.clear()
+            yield from self._guarded(self._pcap_batches(_Source(self, self._open()), rows))
+        else:
+            yield from batches_of(self, rows)
+
+    def _pcap_batches(self, source: "_Source", rows: int) -> Iterator[Any]:
+        import numpy as np
+
+        from pcapstate.scan import FULL, TOO_LONG, Batch, scan_pcap
+
+        header = source.need(0, 24)
+        if len(header) < 24:
+            raise _Stop("capture ends inside the pcap file header", len(header))
+        order, unit, _ = _PCAP_MAGIC[bytes(header[:4])]
+        snaplen, network = struct.unpack_from(order + "II", header, 16)
+        limit = max(snaplen, _MAX_RECORD)
+        out = Batch.empty(rows)
+        pos = 24
+        while True:
+            buf = source.buf
+            pos, n, status = scan_pcap(np.frombuffer(buf, np.uint8), pos, order == ">", unit,
+                                       network & 0xFFFF, limit, out)
+            if n:
+                self.records += n
+                yield out.head(n)
+            if status == TOO_LONG:
+                incl = struct.unpack_from(order + "I", buf, pos + 8)[0]
+                raise _Stop(f"record claims {incl:,} bytes (snaplen {snaplen:,}): corrupt",
+                            source.base + pos)
+            if status == FULL:
+                continue
+            more = source.more(pos)
+            if more is None:
+                if pos < len(buf):
+                    raise _Stop("capture ends in the middle of a record", source.base + pos)
+                return
+            pos = 0
+
+    def _guarded(self, it: Iterator[Any]) -> Iterator[Any]:
+        """Run a reader; what stops it after some records becomes a warning."""
+        try:
+            yield from it
+        except _Stop as e:
+            if not self.records:
+                raise CaptureError(self.path, e.message, e.offset) from None
+            self.warnings.append(f"{self.path}: byte {e.offset}: {e.message}; "
+                                 f"{self.records:,} records read before it")
+        finally:
+            self.close()
+
     def close(self) -> None:
         if self._stream is not None and self._stream is not sys.stdin.buffer:
             self._stream.close()
@@ -88,28 +146,22 @@ class Capture:
             raise CaptureError(self.path, e.strerror or str(e)) from e
         return self._stream
 
-    def _read(self, stream: BinaryIO) -> Generator[Record, None, None]:
+    def _read(self, stream: BinaryIO) -> Iterator[Record]:
         """Parse the whole stream; warnings for what ends it early."""
-        source = _Source(self, stream)
-        try:
-            head = source.need(0, 4)
-            if len(head) < 4:
-                raise _Stop("empty file" if not head else "too short for a capture header", 0)
-            magic = bytes(head[:4])
-            if magic in _PCAP_MAGIC:
-                yield from self._pcap(source, *_PCAP_MAGIC[magic])
-            elif struct.unpack("<I", magic)[0] == _SHB:
-                self.format = "pcapng"
-                yield from self._pcapng(source)
-            else:
-                raise _Stop(f"not a pcap or pcapng file (magic {magic.hex()})", 0)
-        except _Stop as e:
-            if not self.records:
-                raise CaptureError(self.path, e.message, e.offset) from None
-            self.warnings.append(f"{self.path}: byte {e.offset}: {e.message}; "
-                                 f"{self.records:,} records read before it")
-        finally:
-            self.close()
+        return self._guarded(self._records(_Source(self, stream)))
+
+    def _records(self, source: "_Source") -> Iterator[Record]:
+        head = source.need(0, 4)
+        if len(head) < 4:
+            raise _Stop("empty file" if not head else "too short for a capture header", 0)
+        magic = bytes(head[:4])
+        if magic in _PCAP_MAGIC:
+            yield from self._pcap(source, *_PCAP_MAGIC[magic])
+        elif struct.unpack("<I", magic)[0] == _SHB:
+            self.format = "pcapng"
+            yield from self._pcapng(source)
+        else:
+            raise _Stop(f"not a pcap or pcapng file (magic {magic.hex()})", 0)
 
     def _pcap(self, source: "_Source", order: str, unit: float, fmt: str) -> Iterator[Record]:
         self.format = fmt

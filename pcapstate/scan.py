@@ -309,3 +309,37 @@ def decode_one(linktype: int, frame: bytes, origlen: int) -> Batch:
     out = Batch.empty(1)
     _decode(np.frombuffer(frame, dtype=np.uint8), 0, len(frame), origlen, linktype, out, 0)
     return out
+
+
+@njit(cache=True, nogil=True)
+def _decode_many(buf, starts, lengths, origlens, linktypes, out):
+    for row in range(len(starts)):
+        _decode(buf, starts[row], lengths[row], origlens[row], linktypes[row], out, row)
+
+
+def batches_of(records, rows: int = 1 << 16):
+    """Decode (timestamp, linktype, frame, original length) records into Batches: for
+    formats that are not walked by compiled code (pcapng, standard input)."""
+    out = Batch.empty(rows)
+    frames, starts, lengths, origlens, linktypes = bytearray(), [], [], [], []
+
+    def flush() -> Batch:
+        n = len(starts)
+        _decode_many(np.frombuffer(bytes(frames), np.uint8), np.array(starts, np.int64),
+                     np.array(lengths, np.int64), np.array(origlens, np.int64),
+                     np.array(linktypes, np.int64), out)
+        frames.clear()
+        starts.clear(), lengths.clear(), origlens.clear(), linktypes.clear()
+        return out.head(n)
+
+    for ts, linktype, frame, origlen in records:
+        out.ts[len(starts)] = ts
+        starts.append(len(frames))
+        lengths.append(len(frame))
+        origlens.append(origlen)
+        linktypes.append(linktype)
+        frames += frame
+        if len(starts) == rows:
+            yield flush()
+    if starts:
+        yield flush()
