@@ -49,7 +49,7 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
     tracker: Tracker | FastTracker
     try:
         if engine == "fast":
-            tracker = FastTracker(settings, summary.add)
+            tracker = FastTracker(settings, summary)
             for cap in captures:
                 for batch in cap.batches():
                     first, last = min(first, batch.ts.min()), max(last, batch.ts.max())

@@ -6,9 +6,10 @@ they do, step for step, on arrays: a connection is a slot, an endpoint a (slot, 
 the timer heap three arrays. tests/test_fasttable.py runs both engines on every sample and on
 random segment sequences and requires the same connections, transitions and verdicts.
 
-The Python side (`FastTracker`) grows the arrays when they fill and hands each retired
-connection on as a machine.Connection, so that the summary and the records are built by the
-same code for both engines.
+The Python side (`FastTracker`) grows the arrays when they fill. Retired connections are
+folded into the summary's aggregates by compiled code (`fold`, verdict.py's rules); only
+those with a stuck endpoint, and every one when records are asked for, become a
+machine.Connection for the summary's Python code.
 """
 
 import numpy as np
@@ -18,6 +19,7 @@ from numba.typed import Dict
 from pcapstate.machine import Connection, Endpoint
 from pcapstate.scan import TCP, Batch
 from pcapstate.settings import Settings
+from pcapstate.summary import Summary
 from pcapstate.vocab import ANOMALIES, Roles, State
 
 STATES = list(State)
@@ -539,9 +541,11 @@ def new_table():
 class FastTracker:
     """Tracker's interface (`feed` a Batch instead of `segment`), on the compiled engine."""
 
-    def __init__(self, settings: Settings, on_close, slots: int = 1 << 12) -> None:
+    def __init__(self, settings: Settings, summary: Summary, slots: int = 1 << 12) -> None:
         self.settings = settings
-        self.on_close = on_close
+        self.summary = summary
+        self.folds = new_folds()
+        self.limits = np.array([settings.stuck_after.get(st, np.nan) for st in STATES])
         self.cols = _columns(slots)
         self.free = np.arange(slots - 1, -1, -1, dtype=np.int64)
         self.heap = (np.zeros(slots * 2), np.zeros(slots * 2, np.int64),
@@ -586,6 +590,8 @@ class FastTracker:
             self.retired = tuple(np.zeros(len(r) * 2, r.dtype) for r in self.retired)
             self._hand_on()
         self._hand_on()
+        self.summary.absorb(self.folds)
+        self.folds = new_folds()
 
     def _grow_slots(self) -> None:
         old = len(self.cols["cid"])
@@ -603,8 +609,17 @@ class FastTracker:
             return
         slots, times = self.retired[0][:n].copy(), self.retired[1][:n].copy()
         self.S[RETIRED_N] = 0
-        for c, now in zip(slots.tolist(), times.tolist(), strict=True):
-            self.on_close(self.connection(c), now)
+        f = self.folds
+        stuck = np.zeros(n, np.bool_)
+        fold(self.T, slots, times, self.limits, f["by_end"], f["by_closer"], f["by_roles"],
+             f["final"], f["anomalies"], f["counts"], f["hist"], f["max"], f["min"],
+             f["max_censored"], stuck)
+        summary = self.summary
+        for i in (range(n) if summary.on_record is not None else np.flatnonzero(stuck)):
+            conn = self.connection(int(slots[i]))
+            if stuck[i]:
+                summary.add_stuck(conn, float(times[i]))
+            summary.record(conn)
         k = int(self.S[FREE_N])
         self.free[k:k + n] = slots[::-1]
         self.S[FREE_N] = k + n
@@ -641,3 +656,96 @@ class FastTracker:
         conn.reset_by = None if reset_by < 0 else reset_by
         conn.anomalies = {ANOMALY_NAMES[a]: int(v) for a, v in enumerate(col["anom"][c]) if v}
         return conn
+
+
+# ---- folding retired connections into the summary's aggregates -------------------------
+
+NBINS = 2000  # duration bins: 1 us .. 10**14 s at 100 a decade, plus the <= 1 us bin
+
+
+def new_folds() -> dict[str, np.ndarray]:
+    """The aggregates `fold` adds to, for Summary.absorb."""
+    z = np.zeros
+    return {"by_end": z(8, np.int64), "by_closer": z(4, np.int64), "by_roles": z(3, np.int64),
+            "final": z((2, 10), np.int64), "anomalies": z(len(ANOMALY_NAMES), np.int64),
+            "counts": z((10, 4), np.int64), "hist": z((10, 4, NBINS + 1), np.int64),
+            "max": np.zeros(10), "min": np.full(10, np.inf), "max_censored": np.zeros(10)}
+
+
+@njit(cache=True, nogil=True)
+def _end_kind(T, c):
+    """verdict.end_kind, as the index of the EndKind member."""
+    isn, syn_acked, fin_seq, reset_by = T[6], T[8], T[9], T[31][c]
+    mid_stream = T[27][c] != 0
+    if reset_by != -1:
+        if reset_by == 1 and isn[c, 1] == -1 and not mid_stream:
+            return 4
+        return 2 if reset_by == 0 else 3
+    if fin_seq[c, 0] != -1 and fin_seq[c, 1] != -1:
+        return 0
+    if fin_seq[c, 0] != -1 or fin_seq[c, 1] != -1:
+        return 1
+    if not mid_stream and isn[c, 1] == -1:
+        return 5
+    if isn[c, 1] != -1 and not syn_acked[c, 1]:
+        return 6
+    return 7
+
+
+@njit(cache=True, nogil=True)
+def _closer(T, c):
+    """verdict.closer, as the index of the Closer member."""
+    active = [False, False]
+    for e in range(2):
+        for k in range(T[1][c, e]):
+            if T[3][c, e, k] == FIN_WAIT_1:
+                active[e] = True
+    if active[0] and active[1]:
+        return 2
+    if active[0]:
+        return 0
+    if active[1]:
+        return 1
+    return 3
+
+
+@njit(cache=True, nogil=True)
+def fold(T, slots, times, limits, by_end, by_closer, by_roles, final, anomalies, counts, hist,
+         dmax, dmin, dmax_censored, stuck):
+    """Summary.add for each retired slot, into the aggregate arrays; stuck[i] is set when
+    connection i has an interval longer than its state's limit (NaN: no limit), for the
+    caller to report it."""
+    for i in range(len(slots)):
+        c, end = slots[i], times[i]
+        by_end[_end_kind(T, c)] += 1
+        by_closer[_closer(T, c)] += 1
+        by_roles[T[27][c]] += 1
+        for a in range(anomalies.shape[0]):
+            anomalies[a] += T[32][c, a]
+        stuck[i] = False
+        for e in range(2):
+            final[e, T[0][c, e]] += 1
+            n = T[1][c, e]
+            for k in range(n):
+                state = T[3][c, e, k]
+                if state == CLOSED:
+                    continue
+                start = T[2][c, e, k]
+                left = k == 0 and T[5][c, e]
+                if k + 1 < n:
+                    stop = T[2][c, e, k + 1]
+                    censor = 2 if left else 0
+                else:
+                    stop = end
+                    censor = 3 if left else 1
+                d = max(stop - start, 0.0)
+                counts[state, censor] += 1
+                b = 0 if d <= 1e-6 else np.int64(np.log10(d / 1e-6) * 100) + 1
+                hist[state, censor, min(b, NBINS)] += 1
+                if censor == 0:
+                    dmax[state] = max(dmax[state], d)
+                    dmin[state] = min(dmin[state], d)
+                else:
+                    dmax_censored[state] = max(dmax_censored[state], d)
+                if not np.isnan(limits[state]) and d > limits[state]:
+                    stuck[i] = True

@@ -12,10 +12,12 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
+import numpy as np
+
 from pcapstate.machine import Connection, Endpoint
 from pcapstate.settings import Settings
-from pcapstate.verdict import ROLES, Stuck, closer, end_kind, intervals, stuck
-from pcapstate.vocab import Censor, State
+from pcapstate.verdict import ROLES, Interval, Stuck, closer, end_kind, intervals, stuck
+from pcapstate.vocab import ANOMALIES, Censor, Closer, EndKind, Roles, State
 
 #: Histogram resolution: bins per decade of seconds, from 1 microsecond up.
 BINS_PER_DECADE = 100
@@ -119,7 +121,7 @@ class FindingGroup:
         return {
             "state": self.state.value,
             "service": self.service,
-            "role": self.roles.most_common(1)[0][0],
+            "role": next(iter(_ranked(self.roles))),
             "count": self.count,
             "still_open": self.outcomes["open"],
             "oldest": self.oldest,
@@ -152,6 +154,7 @@ class Summary:
         self.groups: dict[tuple[State, str], FindingGroup] = {}
 
     def add(self, conn: Connection, end: float) -> None:
+        """Fold in one retired connection (the plain engine)."""
         self.connections += 1
         kind, who = end_kind(conn), closer(conn)
         self.by_end[kind] += 1
@@ -163,17 +166,58 @@ class Summary:
         for role, e, ivs in ((ROLES[0], conn.ep[0], client), (ROLES[1], conn.ep[1], server)):
             self.final[role][e.state] += 1
             for iv in ivs:
-                sd = self.durations.get(iv.state)
-                if sd is None:
-                    sd = self.durations[iv.state] = StateDurations()
-                sd.add(iv.duration, iv.censor)
-        for s in stuck(conn, end, self.settings, (client, server)):
+                self._durations(iv.state).add(iv.duration, iv.censor)
+        self.add_stuck(conn, end, (client, server))
+        if self.on_record is not None:
+            self.on_record(connection_record(conn, kind.value, who.value))
+
+    def add_stuck(self, conn: Connection, end: float,
+                  by_endpoint: tuple[list[Interval], list[Interval]] | None = None) -> None:
+        """Report the connection's stuck endpoints, if any."""
+        for s in stuck(conn, end, self.settings, by_endpoint):
             group = self.groups.get((s.state, s.service))
             if group is None:
                 group = self.groups[(s.state, s.service)] = FindingGroup(s.state, s.service)
             group.add(s)
+
+    def record(self, conn: Connection) -> None:
+        """Pass the connection's record to `on_record`."""
         if self.on_record is not None:
-            self.on_record(connection_record(conn, kind.value, who.value))
+            self.on_record(connection_record(conn, end_kind(conn).value, closer(conn).value))
+
+    def absorb(self, f: dict[str, Any]) -> None:
+        """Fold in the aggregates of connections the compiled engine retired
+        (fasttable.fold); their stuck endpoints and records come through add_stuck and
+        record."""
+        states = list(State)
+        self.connections += int(f["by_roles"].sum())
+        self.mid_stream += int(f["by_roles"][1:].sum())
+        for counter, names, values in (
+                (self.by_end, list(EndKind), f["by_end"]),
+                (self.by_closer, list(Closer), f["by_closer"]),
+                (self.by_roles, list(Roles), f["by_roles"]),
+                (self.anomalies, list(ANOMALIES), f["anomalies"]),
+                (self.final[ROLES[0]], states, f["final"][0]),
+                (self.final[ROLES[1]], states, f["final"][1])):
+            counter.update({name: int(v) for name, v in zip(names, values, strict=True) if v})
+        censors = list(Censor)
+        for i, state in enumerate(states):
+            if not f["counts"][i].any():
+                continue
+            sd = self._durations(state)
+            for j, censor in enumerate(censors):
+                sd.counts[censor] += int(f["counts"][i, j])
+                bins = np.flatnonzero(f["hist"][i, j])
+                sd.hist[censor].update({int(b) - 1: int(f["hist"][i, j, b]) for b in bins})
+            sd.max = max(sd.max, float(f["max"][i]))
+            sd.min = min(sd.min, float(f["min"][i]))
+            sd.max_censored = max(sd.max_censored, float(f["max_censored"][i]))
+
+    def _durations(self, state: State) -> StateDurations:
+        sd = self.durations.get(state)
+        if sd is None:
+            sd = self.durations[state] = StateDurations()
+        return sd
 
     def findings(self) -> list[dict[str, Any]]:
         """Worst first: most stuck endpoints, then the oldest."""
@@ -186,17 +230,22 @@ class Summary:
         return {
             "connections": {
                 "total": self.connections,
-                "by_end": dict(self.by_end.most_common()),
-                "by_closer": dict(self.by_closer.most_common()),
-                "roles_from": dict(self.by_roles.most_common()),
+                "by_end": _ranked(self.by_end),
+                "by_closer": _ranked(self.by_closer),
+                "roles_from": _ranked(self.by_roles),
                 "mid_stream": self.mid_stream,
-                "final_states": {r: dict(c.most_common()) for r, c in self.final.items()},
+                "final_states": {r: _ranked(c) for r, c in self.final.items()},
                 "anomalies": dict(sorted(self.anomalies.items())),
             },
             "findings": self.findings(),
             "durations": {st.value: self.durations[st].to_json()
                           for st in sorted(self.durations, key=order.index)},
         }
+
+
+def _ranked(counts: Counter[str]) -> dict[str, int]:
+    """Largest first, ties by name: the same order whatever order the counts came in."""
+    return dict(sorted(((k, v) for k, v in counts.items() if v), key=lambda kv: (-kv[1], kv[0])))
 
 
 def connection_record(conn: Connection, kind: str, who: str) -> dict[str, Any]:
