@@ -14,10 +14,10 @@ import numpy as np
 from pcapstate import __version__
 from pcapstate.capture import Capture, open_captures
 from pcapstate.decode import decode
-from pcapstate.settings import Settings
-from pcapstate.summary import BINS_PER_DECADE, Summary
 from pcapstate.fasttable import FastTracker
 from pcapstate.scan import TCP, kind_name
+from pcapstate.settings import Settings
+from pcapstate.summary import BINS_PER_DECADE, Summary
 from pcapstate.table import Tracker
 
 SCHEMA = "pcapstate-result/1"

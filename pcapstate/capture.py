@@ -11,7 +11,7 @@ import os
 import struct
 import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -121,7 +121,7 @@ class Capture:
                 return
             pos = 0
 
-    def _guarded(self, it: Iterator[Any]) -> Iterator[Any]:
+    def _guarded(self, it: Iterator[Any]) -> Generator[Any, None, None]:
         """Run a reader; what stops it after some records becomes a warning."""
         try:
             yield from it
@@ -146,7 +146,7 @@ class Capture:
             raise CaptureError(self.path, e.strerror or str(e)) from e
         return self._stream
 
-    def _read(self, stream: BinaryIO) -> Iterator[Record]:
+    def _read(self, stream: BinaryIO) -> Generator[Record, None, None]:
         """Parse the whole stream; warnings for what ends it early."""
         return self._guarded(self._records(_Source(self, stream)))
 

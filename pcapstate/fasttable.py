@@ -76,12 +76,12 @@ def _columns(n: int) -> dict[str, np.ndarray]:
 COLUMNS = list(_columns(0))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _after_or_at(a, b):
     return (a - b) & _M < _HALF
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _enter(T, c, e, ts, state, timer):
     st, ntr, tr_ts, tr_st, tr_timer = T[0], T[1], T[2], T[3], T[4]
     if st[c, e] == state:
@@ -97,17 +97,17 @@ def _enter(T, c, e, ts, state, timer):
     st[c, e] = state
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _since(T, c, e):
     return T[2][c, e, T[1][c, e] - 1]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _closed(T, c):
     return T[0][c, 0] == CLOSED and T[0][c, 1] == CLOSED
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _expire(T, c, now, tw, ft):
     st, fw2_alive = T[0], T[15]
     for e in range(2):
@@ -117,7 +117,7 @@ def _expire(T, c, now, tw, ft):
             _enter(T, c, e, _since(T, c, e) + ft, CLOSED, True)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _deadline(T, c, tw, ft, linger):
     """The next timer or eviction time; NaN for none."""
     if _closed(T, c):
@@ -131,7 +131,7 @@ def _deadline(T, c, tw, ft, linger):
     return due if due < np.inf else np.nan
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _weird(T, c, a):
     T[32][c, a] += 1
 
@@ -184,7 +184,7 @@ def _syn(T, c, s, r, flags, seq, ack, ws, ts):
         _weird(T, c, A_SYN_INSIDE)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _own_fin_acked(state):
     if state == FIN_WAIT_1:
         return FIN_WAIT_2
@@ -195,7 +195,7 @@ def _own_fin_acked(state):
     return -1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _peer_fin_received(state):
     if state == ESTABLISHED or state == SYN_RCVD:
         return CLOSE_WAIT
@@ -206,7 +206,7 @@ def _peer_fin_received(state):
     return -1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _sent_fin(state):
     if state == ESTABLISHED or state == SYN_RCVD:
         return FIN_WAIT_1
@@ -350,7 +350,7 @@ def _schedule(T, H, S, c):
         _heap_push(H, S, due, T[26][c], c)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _key(T, c, e):
     """The table key of segments that endpoint e of slot c sends."""
     o = 1 - e
@@ -392,7 +392,7 @@ def _sweep(T, H, S, table, R, now):
     return True
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _looks_like_server(sport, dport):
     if (sport < 1024) != (dport < 1024):
         return sport < 1024
@@ -486,9 +486,9 @@ def run(T, H, S, table, free, R, B, start, n):
         # retirements (a sweep checks its own room).
         if S[FREE_N] < 2:
             return i, NEED_SLOTS
-        if S[HEAP_N] + 4 >= len(H[0]):
+        if S[HEAP_N] + 4 > len(H[0]):
             return i, NEED_HEAP
-        if S[RETIRED_N] + 2 >= len(R[0]):
+        if S[RETIRED_N] + 2 > len(R[0]):
             return i, NEED_RETIRE
         ts = B[0][i]
         if ts > S[NOW]:
@@ -500,8 +500,8 @@ def run(T, H, S, table, free, R, B, start, n):
         flags, seq = np.int64(B[11][i]), B[9][i]
         ports = (np.int64(B[2][i]) << 32) | (np.int64(B[7][i]) << 16) | np.int64(B[8][i])
         k = (np.int64(B[3][i]), np.int64(B[4][i]), np.int64(B[5][i]), np.int64(B[6][i]), ports)
-        if k in table:
-            v = table[k]
+        v = table.get(k, -1)
+        if v >= 0:
             c, d = v // 2, v % 2
             if flags & SYN and not flags & ACK and T[6][c, d] != seq \
                     and _taken_over(T, S, table, R, c, d, ts):
@@ -548,9 +548,9 @@ class FastTracker:
         self.limits = np.array([settings.stuck_after.get(st, np.nan) for st in STATES])
         self.cols = _columns(slots)
         self.free = np.arange(slots - 1, -1, -1, dtype=np.int64)
-        self.heap = (np.zeros(slots * 2), np.zeros(slots * 2, np.int64),
+        self.heap: tuple[np.ndarray, ...] = (np.zeros(slots * 2), np.zeros(slots * 2, np.int64),
                      np.zeros(slots * 2, np.int64))
-        self.retired = (np.zeros(slots, np.int64), np.zeros(slots))
+        self.retired: tuple[np.ndarray, ...] = (np.zeros(slots, np.int64), np.zeros(slots))
         self.table = new_table()
         self.S = np.zeros(10)
         self.S[[NOW, NEXT_SWEEP]] = -np.inf
@@ -584,6 +584,8 @@ class FastTracker:
                 self._grow_slots()
             elif why == NEED_HEAP:
                 self.heap = tuple(np.concatenate([h, np.zeros_like(h)]) for h in self.heap)
+            elif why == NEED_RETIRE and len(self.retired[0]) < 2:
+                self.retired = tuple(np.zeros(2, r.dtype) for r in self.retired)
 
     def finish(self, end: float) -> None:
         while not finish(self.T, self.S, self.table, self.retired, end):

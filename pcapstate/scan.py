@@ -321,15 +321,19 @@ def batches_of(records, rows: int = 1 << 16):
     """Decode (timestamp, linktype, frame, original length) records into Batches: for
     formats that are not walked by compiled code (pcapng, standard input)."""
     out = Batch.empty(rows)
-    frames, starts, lengths, origlens, linktypes = bytearray(), [], [], [], []
+    frames = bytearray()
+    starts: list[int] = []
+    lengths: list[int] = []
+    origlens: list[int] = []
+    linktypes: list[int] = []
 
     def flush() -> Batch:
         n = len(starts)
         _decode_many(np.frombuffer(bytes(frames), np.uint8), np.array(starts, np.int64),
                      np.array(lengths, np.int64), np.array(origlens, np.int64),
                      np.array(linktypes, np.int64), out)
-        frames.clear()
-        starts.clear(), lengths.clear(), origlens.clear(), linktypes.clear()
+        for column in (frames, starts, lengths, origlens, linktypes):
+            column.clear()
         return out.head(n)
 
     for ts, linktype, frame, origlen in records:

@@ -1,0 +1,119 @@
+"""The compiled engine (scan.py + fasttable.py) against the reference engine (decode.py,
+table.py, machine.py): the same result and the same connection records on every sample and
+on random segment sequences."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pcapstate.analyze import analyze
+from pcapstate.decode import Segment
+from pcapstate.fasttable import FastTracker
+from pcapstate.scan import NO_WSCALE, NOT_SYN, TCP, Batch
+from pcapstate.settings import Settings
+from pcapstate.summary import Summary
+from pcapstate.table import Tracker
+from tests.test_properties import FLAG_SETS
+from tests.test_samples import EXPECTED, captures
+
+FLAGS = {"S": 0x02, "A": 0x10, "F": 0x01, "R": 0x04, "P": 0x08}
+
+
+def both(files: list[str]) -> tuple:
+    out = []
+    for engine in ("plain", "fast"):
+        records: list[dict] = []
+        result = analyze(files, on_record=records.append, engine=engine)
+        result.pop("elapsed_seconds")
+        no_records = analyze(files, engine=engine)
+        no_records.pop("elapsed_seconds")
+        out.append((result, records, no_records))
+    return tuple(out)
+
+
+def test_every_sample_gives_the_same_result_on_both_engines():
+    assert EXPECTED
+    for expected in EXPECTED:
+        plain, fast = both(captures(expected))
+        assert json.dumps(plain, sort_keys=True) == json.dumps(fast, sort_keys=True), expected
+
+
+def run_plain(rows, s: Settings):
+    records: list[dict] = []
+    summary = Summary(s, records.append)
+    tracker = Tracker(s, summary.add)
+    for ts, src, dst, sport, dport, seq, ack, flags, plen in rows:
+        tracker.segment(ts, Segment(src, dst, sport, dport, seq, ack, flags, 65535, plen, 0,
+                                    b""))
+    tracker.finish(rows[-1][0] + 100 if rows else 0.0)
+    return summary.to_json(), records
+
+
+def run_fast(rows, s: Settings):
+    records: list[dict] = []
+    summary = Summary(s, records.append)
+    tracker = FastTracker(s, summary, slots=2)  # tiny: growth is exercised too
+    b = Batch.empty(len(rows))
+    for i, (ts, src, dst, sport, dport, seq, ack, flags, plen) in enumerate(rows):
+        b.ts[i], b.kind[i], b.v6[i] = ts, TCP, False
+        b.src_hi[i], b.src_lo[i] = 0, int.from_bytes(src, "big")
+        b.dst_hi[i], b.dst_lo[i] = 0, int.from_bytes(dst, "big")
+        b.sport[i], b.dport[i], b.seq[i], b.ack[i], b.flags[i] = sport, dport, seq, ack, flags
+        b.win[i], b.plen[i], b.ipid[i] = 65535, plen, 0
+        b.wscale[i] = NO_WSCALE if flags & 0x02 else NOT_SYN
+    tracker.feed(b)
+    tracker.finish(rows[-1][0] + 100 if rows else 0.0)
+    return summary.to_json(), records
+
+
+HOSTS = [(bytes([10, 0, 0, 1]), 40000), (bytes([10, 0, 0, 1]), 40001), (bytes([10, 0, 0, 2]), 80)]
+rows_strategy = st.lists(
+    st.tuples(st.floats(0, 40), st.sampled_from([0, 1]), st.booleans(),
+              st.sampled_from(FLAG_SETS), st.integers(-2, 2), st.integers(-2, 2),
+              st.sampled_from([0, 0, 1, 50]), st.booleans()),
+    max_size=60)
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows_strategy, st.integers(0, 2**32 - 1))
+def test_random_segment_sequences_give_the_same_result(steps, isn):
+    """Two connections sharing a server, random flags, sequence numbers near what was
+    sent, time jumps past the timers (and sometimes backwards)."""
+    sent: dict[tuple, int] = {}
+    rows, ts = [], 0.0
+    for step, client, forward, flags, dseq, dack, plen, back in steps:
+        ts = max(0.0, ts - step / 100) if back else ts + step
+        a, b = (HOSTS[client], HOSTS[2]) if forward else (HOSTS[2], HOSTS[client])
+        seq = sent.get((a, b), isn) + dseq
+        ack = sent.get((b, a), isn + 7) + dack
+        f = sum(FLAGS[c] for c in flags)
+        rows.append((ts, a[0], b[0], a[1], b[1], seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, f, plen))
+        sent[(a, b)] = seq + plen + ("S" in flags) + ("F" in flags)
+    s = Settings(time_wait=30.0, fin_timeout=20.0, linger=2.0)
+    plain, fast = run_plain(rows, s), run_fast(rows, s)
+    assert plain == fast
+
+
+def test_slots_grow_and_are_reused():
+    """More connections than the initial slots, most retired while reading."""
+    s = Settings(time_wait=1.0, linger=0.5)
+    rows = []
+    for i in range(300):
+        ts, port, c, srv = i * 0.5, 20000 + i % 50, 1000 * i, 7_000_000 + i
+        cl, sv = bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])
+        rows += [(ts, cl, sv, port, 80, c, 0, 0x02, 0),
+                 (ts + 0.01, sv, cl, 80, port, srv, c + 1, 0x12, 0),
+                 (ts + 0.02, cl, sv, port, 80, c + 1, srv + 1, 0x11, 0),
+                 (ts + 0.03, sv, cl, 80, port, srv + 1, c + 2, 0x11, 0),
+                 (ts + 0.04, cl, sv, port, 80, c + 2, srv + 2, 0x10, 0)]
+    plain, fast = run_plain(rows, s), run_fast(rows, s)
+    assert plain == fast
+    assert plain[0]["connections"]["total"] == 300
+    assert np.all([r["end"] == "closed" for r in fast[1]])
+
+
+def test_samples_dir_is_what_the_engines_saw():
+    assert all(Path(f).exists() for e in EXPECTED for f in captures(e))
