@@ -30,7 +30,10 @@ ANOMALY_NAMES = list(ANOMALIES)
  A_FIN_SEQ_CHANGED, A_RST_OUT, A_RST_AFTER, A_PACKET_AFTER, A_FIN_BEFORE,
  A_BAD_SYNACK) = range(12)
 ROLE_NAMES = [Roles.SYN, Roles.SYNACK, Roles.PORT]
-MAXT = 16  # transitions per endpoint: each kind of move happens at most once, 12 at most
+# Transitions per endpoint: each move into a state other than CLOSED comes from a one-shot
+# event (the open, the first SYN, FIN, and the first ACK of each side's SYN and FIN), so 7 at
+# most, and CLOSED between them: 15.
+MAXT = 16
 
 _M = 0xFFFFFFFF
 _HALF = 1 << 31
@@ -48,32 +51,28 @@ DONE, NEED_SLOTS, NEED_HEAP, NEED_RETIRE = 0, 1, 2, 3
 
 _KEY = types.UniTuple(types.int64, 5)
 
-
-def _columns(n: int) -> dict[str, np.ndarray]:
-    """Every per-connection array, for n slots."""
-    z = np.zeros
-    return {
-        # per endpoint: [slot, 0 = client / 1 = server]
-        "st": z((n, 2), np.int8), "ntr": z((n, 2), np.int8),
-        "tr_ts": z((n, 2, MAXT)), "tr_st": z((n, 2, MAXT), np.int8),
-        "tr_timer": z((n, 2, MAXT), np.bool_), "left": z((n, 2), np.bool_),
-        "isn": z((n, 2), np.int64), "syn_ts": z((n, 2)), "syn_acked": z((n, 2), np.bool_),
-        "fin_seq": z((n, 2), np.int64), "fin_ts": z((n, 2)), "fin_acked": z((n, 2), np.bool_),
-        "last_ack": z((n, 2), np.int64), "win": z((n, 2), np.int64),
-        "wscale": z((n, 2), np.int64), "fw2_alive": z((n, 2), np.bool_),
-        "packets": z((n, 2), np.int64), "payload": z((n, 2), np.int64),
-        "syns": z((n, 2), np.int64), "fins": z((n, 2), np.int64), "rsts": z((n, 2), np.int64),
-        "sig": z((n, 2, 5), np.int64), "last_seen": z((n, 2)),
-        "ip_hi": z((n, 2), np.uint64), "ip_lo": z((n, 2), np.uint64),
-        "port": z((n, 2), np.int64),
-        # per connection
-        "cid": z(n, np.int64), "roles": z(n, np.int8), "v6": z(n, np.bool_),
-        "first_ts": z(n), "last_ts": z(n), "reset_by": z(n, np.int8),
-        "anom": z((n, len(ANOMALY_NAMES)), np.int64), "scheduled": z(n),
-    }
-
-
-COLUMNS = list(_columns(0))
+# One connection slot: what machine.Connection holds, as a packed record; fields shaped
+# (2,) are per endpoint (0 = client, 1 = server). One record per connection keeps what a
+# segment touches together in memory, and compiled functions pass a record by pointer.
+SLOT = np.dtype([
+    ("st", np.int8, 2), ("ntr", np.int8, 2), ("tr_ts", np.float64, (2, MAXT)),
+    ("tr_st", np.int8, (2, MAXT)), ("tr_timer", np.uint8, (2, MAXT)), ("left", np.uint8, 2),
+    ("isn", np.int64, 2), ("syn_ts", np.float64, 2), ("syn_acked", np.uint8, 2),
+    ("fin_seq", np.int64, 2), ("fin_ts", np.float64, 2), ("fin_acked", np.uint8, 2),
+    ("last_ack", np.int64, 2), ("win", np.int64, 2), ("wscale", np.int64, 2),
+    ("fw2_alive", np.uint8, 2), ("packets", np.int64, 2), ("payload", np.int64, 2),
+    ("syns", np.int32, 2), ("fins", np.int32, 2), ("rsts", np.int32, 2),
+    # (flags are uint8: numba has no nested boolean arrays)
+    # the last segment each endpoint sent (ip id, seq, ack, flags, payload), for duplicates
+    ("sig", np.int64, (2, 5)), ("last_seen", np.float64, 2),
+    ("ip_hi", np.uint64, 2), ("ip_lo", np.uint64, 2), ("port", np.int64, 2),
+    ("cid", np.int64), ("roles", np.int8), ("v6", np.uint8), ("first_ts", np.float64),
+    ("last_ts", np.float64), ("reset_by", np.int8), ("anom", np.int32, len(ANOMALY_NAMES)),
+    ("scheduled", np.float64),
+])
+# The timer heap (earliest due first, ties by connection id) and the retired list.
+HEAP = np.dtype([("due", np.float64), ("cid", np.int64), ("slot", np.int64)])
+RETIRED = np.dtype([("slot", np.int64), ("time", np.float64)])
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -82,106 +81,102 @@ def _after_or_at(a, b):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _enter(T, c, e, ts, state, timer):
-    st, ntr, tr_ts, tr_st, tr_timer = T[0], T[1], T[2], T[3], T[4]
-    if st[c, e] == state:
+def _enter(r, e, ts, state, timer):
+    if r.st[e] == state:
         return
-    k = ntr[c, e]
-    if k > 0 and ts < tr_ts[c, e, k - 1]:
-        ts = tr_ts[c, e, k - 1]
+    k = r.ntr[e]
+    if k > 0 and ts < r.tr_ts[e, k - 1]:
+        ts = r.tr_ts[e, k - 1]
     if k < MAXT:
-        tr_ts[c, e, k] = ts
-        tr_st[c, e, k] = state
-        tr_timer[c, e, k] = timer
-        ntr[c, e] = k + 1
-    st[c, e] = state
+        r.tr_ts[e, k] = ts
+        r.tr_st[e, k] = state
+        r.tr_timer[e, k] = timer
+        r.ntr[e] = k + 1
+    r.st[e] = state
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _since(T, c, e):
-    return T[2][c, e, T[1][c, e] - 1]
+def _since(r, e):
+    return r.tr_ts[e, r.ntr[e] - 1]
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _closed(T, c):
-    return T[0][c, 0] == CLOSED and T[0][c, 1] == CLOSED
+def _closed(r):
+    return r.st[0] == CLOSED and r.st[1] == CLOSED
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _expire(T, c, now, tw, ft):
-    st, fw2_alive = T[0], T[15]
+def _expire(r, now, tw, ft):
     for e in range(2):
-        if st[c, e] == TIME_WAIT and now >= _since(T, c, e) + tw:
-            _enter(T, c, e, _since(T, c, e) + tw, CLOSED, True)
-        elif st[c, e] == FIN_WAIT_2 and not fw2_alive[c, e] and now >= _since(T, c, e) + ft:
-            _enter(T, c, e, _since(T, c, e) + ft, CLOSED, True)
+        if r.st[e] == TIME_WAIT and now >= _since(r, e) + tw:
+            _enter(r, e, _since(r, e) + tw, CLOSED, True)
+        elif r.st[e] == FIN_WAIT_2 and not r.fw2_alive[e] and now >= _since(r, e) + ft:
+            _enter(r, e, _since(r, e) + ft, CLOSED, True)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _deadline(T, c, tw, ft, linger):
+def _deadline(r, tw, ft, linger):
     """The next timer or eviction time; NaN for none."""
-    if _closed(T, c):
-        return T[30][c] + linger
+    if _closed(r):
+        return r.last_ts + linger
     due = np.inf
     for e in range(2):
-        if T[0][c, e] == TIME_WAIT:
-            due = min(due, _since(T, c, e) + tw)
-        elif T[0][c, e] == FIN_WAIT_2 and not T[15][c, e]:
-            due = min(due, _since(T, c, e) + ft)
+        if r.st[e] == TIME_WAIT:
+            due = min(due, _since(r, e) + tw)
+        elif r.st[e] == FIN_WAIT_2 and not r.fw2_alive[e]:
+            due = min(due, _since(r, e) + ft)
     return due if due < np.inf else np.nan
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _weird(T, c, a):
-    T[32][c, a] += 1
+def _weird(r, a):
+    r.anom[a] += 1
 
 
 @njit(cache=True, nogil=True)
-def _rst(T, c, d, s, r, flags, seq, ack, ts):
-    (st, _, _, _, _, _, isn, _, syn_acked, _, _, _, last_ack, win, wscale) = T[:15]
-    T[20][c, s] += 1
-    if st[c, r] == SYN_SENT and not syn_acked[c, r]:
-        ok = (flags & ACK) != 0 and isn[c, r] != -1 and ack == (isn[c, r] + 1) & _M
-    elif last_ack[c, r] == -1:
+def _rst(r, d, s, o, flags, seq, ack, ts):
+    r.rsts[s] += 1
+    if r.st[o] == SYN_SENT and not r.syn_acked[o]:
+        ok = (flags & ACK) != 0 and r.isn[o] != -1 and ack == (r.isn[o] + 1) & _M
+    elif r.last_ack[o] == -1:
         ok = True
     else:
-        scale = _UNKNOWN_SCALE if wscale[c, r] == -1 else wscale[c, r]
-        ok = (seq - last_ack[c, r]) & _M <= max(win[c, r] << scale, 1)
+        scale = _UNKNOWN_SCALE if r.wscale[o] == -1 else r.wscale[o]
+        ok = (seq - r.last_ack[o]) & _M <= max(r.win[o] << scale, 1)
     if not ok:
-        _weird(T, c, A_RST_OUT)
+        _weird(r, A_RST_OUT)
         return
-    if T[31][c] == -1:
-        T[31][c] = d
-    _enter(T, c, s, ts, CLOSED, False)
-    _enter(T, c, r, ts, CLOSED, False)
+    if r.reset_by == -1:
+        r.reset_by = d
+    _enter(r, s, ts, CLOSED, False)
+    _enter(r, o, ts, CLOSED, False)
 
 
 @njit(cache=True, nogil=True)
-def _syn(T, c, s, r, flags, seq, ack, ws, ts):
-    st, isn, syn_ts, syn_acked, wscale = T[0], T[6], T[7], T[8], T[14]
+def _syn(r, s, o, flags, seq, ack, ws, ts):
     synack = (flags & ACK) != 0
-    if isn[c, s] == -1:
-        isn[c, s] = seq
-        syn_ts[c, s] = ts
-        T[18][c, s] = 1
-        wscale[c, s] = ws
-        if isn[c, r] != -1 and (wscale[c, s] == -1 or wscale[c, r] == -1):
-            wscale[c, s] = 0
-            wscale[c, r] = 0
+    if r.isn[s] == -1:
+        r.isn[s] = seq
+        r.syn_ts[s] = ts
+        r.syns[s] = 1
+        r.wscale[s] = ws
+        if r.isn[o] != -1 and (r.wscale[s] == -1 or r.wscale[o] == -1):
+            r.wscale[s] = 0
+            r.wscale[o] = 0
         if synack:
-            if isn[c, r] != -1 and ack != (isn[c, r] + 1) & _M:
-                _weird(T, c, A_BAD_SYNACK)
-            if st[c, s] == CLOSED:
-                _enter(T, c, s, ts, SYN_RCVD, False)
-        elif st[c, s] == CLOSED:
-            _enter(T, c, s, ts, SYN_SENT, False)
-    elif seq == isn[c, s]:
-        T[18][c, s] += 1
-        _weird(T, c, A_SYNACK_RETX if synack else A_SYN_RETX)
-        if not syn_acked[c, s]:
-            syn_ts[c, s] = ts
+            if r.isn[o] != -1 and ack != (r.isn[o] + 1) & _M:
+                _weird(r, A_BAD_SYNACK)
+            if r.st[s] == CLOSED:
+                _enter(r, s, ts, SYN_RCVD, False)
+        elif r.st[s] == CLOSED:
+            _enter(r, s, ts, SYN_SENT, False)
+    elif seq == r.isn[s]:
+        r.syns[s] += 1
+        _weird(r, A_SYNACK_RETX if synack else A_SYN_RETX)
+        if not r.syn_acked[s]:
+            r.syn_ts[s] = ts
     else:
-        _weird(T, c, A_SYN_INSIDE)
+        _weird(r, A_SYN_INSIDE)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -216,179 +211,178 @@ def _sent_fin(state):
 
 
 @njit(cache=True, nogil=True)
-def _control(T, c, d, flags, seq, ack, wn, plen, ws, ts, tw, ft):
-    s, r = d, 1 - d
-    (st, _, _, _, _, _, isn, syn_ts, syn_acked, fin_seq, fin_ts, fin_acked, last_ack, win,
-     _, fw2_alive) = T[:16]
-    if st[c, s] == FIN_WAIT_2 and not flags & RST and flags & ACK and last_ack[c, s] != -1 \
-            and ack != last_ack[c, s] and _after_or_at(ack, last_ack[c, s]):
-        fw2_alive[c, s] = True
-    _expire(T, c, ts, tw, ft)
-    if _closed(T, c) and not flags & SYN:
-        _weird(T, c, A_RST_AFTER if flags & RST else A_PACKET_AFTER)
+def _control(r, d, flags, seq, ack, wn, plen, ws, ts, tw, ft):
+    s, o = d, 1 - d
+    if r.st[s] == FIN_WAIT_2 and not flags & RST and flags & ACK and r.last_ack[s] != -1 \
+            and ack != r.last_ack[s] and _after_or_at(ack, r.last_ack[s]):
+        r.fw2_alive[s] = True
+    _expire(r, ts, tw, ft)
+    if _closed(r) and not flags & SYN:
+        _weird(r, A_RST_AFTER if flags & RST else A_PACKET_AFTER)
         return
     if flags & RST:
-        _rst(T, c, d, s, r, flags, seq, ack, ts)
+        _rst(r, d, s, o, flags, seq, ack, ts)
         return
-    win[c, s] = wn
+    r.win[s] = wn
     if flags & ACK:
-        if isn[c, r] != -1 and not syn_acked[c, r] and _after_or_at(ack, isn[c, r] + 1):
-            syn_acked[c, r] = True
-            if st[c, r] == SYN_RCVD:
-                _enter(T, c, r, ts, ESTABLISHED, False)
-            if st[c, s] == CLOSED:
-                _enter(T, c, s, syn_ts[c, r], SYN_RCVD, False)
-            elif st[c, s] == SYN_SENT:
-                _enter(T, c, s, syn_ts[c, r], ESTABLISHED if syn_acked[c, s] else SYN_RCVD,
-                       False)
-        if fin_seq[c, r] != -1 and not fin_acked[c, r] and _after_or_at(ack, fin_seq[c, r] + 1):
-            fin_acked[c, r] = True
-            nxt = _own_fin_acked(st[c, r])
+        if r.isn[o] != -1 and not r.syn_acked[o] and _after_or_at(ack, r.isn[o] + 1):
+            r.syn_acked[o] = True
+            if r.st[o] == SYN_RCVD:
+                _enter(r, o, ts, ESTABLISHED, False)
+            if r.st[s] == CLOSED:
+                _enter(r, s, r.syn_ts[o], SYN_RCVD, False)
+            elif r.st[s] == SYN_SENT:
+                _enter(r, s, r.syn_ts[o], ESTABLISHED if r.syn_acked[s] else SYN_RCVD, False)
+        if r.fin_seq[o] != -1 and not r.fin_acked[o] and _after_or_at(ack, r.fin_seq[o] + 1):
+            r.fin_acked[o] = True
+            nxt = _own_fin_acked(r.st[o])
             if nxt >= 0:
-                _enter(T, c, r, ts, nxt, False)
-            nxt = _peer_fin_received(st[c, s])
+                _enter(r, o, ts, nxt, False)
+            nxt = _peer_fin_received(r.st[s])
             if nxt >= 0:
-                _enter(T, c, s, fin_ts[c, r], nxt, False)
-        last_ack[c, s] = ack
+                _enter(r, s, r.fin_ts[o], nxt, False)
+        r.last_ack[s] = ack
     if flags & SYN:
-        _syn(T, c, s, r, flags, seq, ack, ws, ts)
+        _syn(r, s, o, flags, seq, ack, ws, ts)
     if flags & FIN:
         fs = (seq + plen + (1 if flags & SYN else 0)) & _M
-        if fin_seq[c, s] == -1:
-            fin_seq[c, s] = fs
-            fin_ts[c, s] = ts
-            T[19][c, s] = 1
-            nxt = _sent_fin(st[c, s])
+        if r.fin_seq[s] == -1:
+            r.fin_seq[s] = fs
+            r.fin_ts[s] = ts
+            r.fins[s] = 1
+            nxt = _sent_fin(r.st[s])
             if nxt >= 0:
-                _enter(T, c, s, ts, nxt, False)
-            elif st[c, s] == SYN_SENT:
-                _weird(T, c, A_FIN_BEFORE)
-        elif fs == fin_seq[c, s]:
-            T[19][c, s] += 1
-            _weird(T, c, A_FIN_RETX)
-            if not fin_acked[c, s]:
-                fin_ts[c, s] = ts
+                _enter(r, s, ts, nxt, False)
+            elif r.st[s] == SYN_SENT:
+                _weird(r, A_FIN_BEFORE)
+        elif fs == r.fin_seq[s]:
+            r.fins[s] += 1
+            _weird(r, A_FIN_RETX)
+            if not r.fin_acked[s]:
+                r.fin_ts[s] = ts
         else:
-            _weird(T, c, A_FIN_SEQ_CHANGED)
+            _weird(r, A_FIN_SEQ_CHANGED)
 
 
 @njit(cache=True, nogil=True)
-def _segment(T, c, d, flags, seq, ack, wn, plen, ipid, ws, ts, tw, ft):
+def _segment(r, d, flags, seq, ack, wn, plen, ipid, ws, ts, tw, ft):
     """Connection.segment: True if a state changed."""
-    st, ntr, sig, last_seen = T[0], T[1], T[21], T[22]
     s = d
-    if ts < T[30][c]:
-        _weird(T, c, A_BACKWARDS)
-        ts = T[30][c]
-    T[30][c] = ts
-    if sig[c, s, 0] == ipid and sig[c, s, 1] == seq and sig[c, s, 2] == ack \
-            and sig[c, s, 3] == flags and sig[c, s, 4] == plen \
-            and ts - last_seen[c, s] < _DUPLICATE_WINDOW:
-        _weird(T, c, A_DUPLICATE)
+    if ts < r.last_ts:
+        _weird(r, A_BACKWARDS)
+        ts = r.last_ts
+    r.last_ts = ts
+    sig = r.sig
+    if sig[s, 0] == ipid and sig[s, 1] == seq and sig[s, 2] == ack and sig[s, 3] == flags \
+            and sig[s, 4] == plen and ts - r.last_seen[s] < _DUPLICATE_WINDOW:
+        _weird(r, A_DUPLICATE)
         return False
-    sig[c, s, 0] = ipid
-    sig[c, s, 1] = seq
-    sig[c, s, 2] = ack
-    sig[c, s, 3] = flags
-    sig[c, s, 4] = plen
-    last_seen[c, s] = ts
-    T[16][c, s] += 1
-    T[17][c, s] += plen
-    if not flags & (SYN | FIN | RST) and st[c, s] == ESTABLISHED \
-            and st[c, 1 - s] == ESTABLISHED:
+    sig[s, 0] = ipid
+    sig[s, 1] = seq
+    sig[s, 2] = ack
+    sig[s, 3] = flags
+    sig[s, 4] = plen
+    r.last_seen[s] = ts
+    r.packets[s] += 1
+    r.payload[s] += plen
+    if not flags & (SYN | FIN | RST) and r.st[s] == ESTABLISHED and r.st[1 - s] == ESTABLISHED:
         if flags & ACK:
-            T[12][c, s] = ack
-        T[13][c, s] = wn
+            r.last_ack[s] = ack
+        r.win[s] = wn
         return False
-    moves = ntr[c, 0] + ntr[c, 1]
-    _control(T, c, d, flags, seq, ack, wn, plen, ws, ts, tw, ft)
-    return ntr[c, 0] + ntr[c, 1] != moves
+    moves = r.ntr[0] + r.ntr[1]
+    _control(r, d, flags, seq, ack, wn, plen, ws, ts, tw, ft)
+    return r.ntr[0] + r.ntr[1] != moves
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _earlier(h, i, due, cid):
+    return h[i].due < due or (h[i].due == due and h[i].cid < cid)
 
 
 @njit(cache=True, nogil=True)
 def _heap_push(H, S, due, cid, slot):
-    hd, hc, hs = H
     i = np.int64(S[HEAP_N])
     S[HEAP_N] = i + 1
     while i > 0:
         p = (i - 1) // 2
-        if hd[p] < due or (hd[p] == due and hc[p] < cid):
+        if _earlier(H, p, due, cid):
             break
-        hd[i], hc[i], hs[i] = hd[p], hc[p], hs[p]
+        H[i].due, H[i].cid, H[i].slot = H[p].due, H[p].cid, H[p].slot
         i = p
-    hd[i], hc[i], hs[i] = due, cid, slot
+    H[i].due, H[i].cid, H[i].slot = due, cid, slot
 
 
 @njit(cache=True, nogil=True)
 def _heap_pop(H, S):
-    hd, hc, hs = H
     n = np.int64(S[HEAP_N]) - 1
     S[HEAP_N] = n
-    top = (hd[0], hc[0], hs[0])
-    due, cid, slot = hd[n], hc[n], hs[n]
+    top = (H[0].due, H[0].cid, H[0].slot)
+    due, cid, slot = H[n].due, H[n].cid, H[n].slot
     i = 0
     while True:
         k = 2 * i + 1
         if k >= n:
             break
-        if k + 1 < n and (hd[k + 1] < hd[k] or (hd[k + 1] == hd[k] and hc[k + 1] < hc[k])):
+        if k + 1 < n and _earlier(H, k + 1, H[k].due, H[k].cid):
             k += 1
-        if due < hd[k] or (due == hd[k] and cid < hc[k]):
+        if not _earlier(H, k, due, cid):
             break
-        hd[i], hc[i], hs[i] = hd[k], hc[k], hs[k]
+        H[i].due, H[i].cid, H[i].slot = H[k].due, H[k].cid, H[k].slot
         i = k
     if n > 0:
-        hd[i], hc[i], hs[i] = due, cid, slot
+        H[i].due, H[i].cid, H[i].slot = due, cid, slot
     return top
 
 
 @njit(cache=True, nogil=True)
-def _schedule(T, H, S, c):
-    due = _deadline(T, c, S[TIME_WAIT_S], S[FIN_TIMEOUT_S], S[LINGER_S])
-    if not np.isnan(due) and due != T[33][c]:
-        T[33][c] = due
-        _heap_push(H, S, due, T[26][c], c)
+def _schedule(r, H, S, c):
+    due = _deadline(r, S[TIME_WAIT_S], S[FIN_TIMEOUT_S], S[LINGER_S])
+    if not np.isnan(due) and due != r.scheduled:
+        r.scheduled = due
+        _heap_push(H, S, due, r.cid, c)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _key(T, c, e):
-    """The table key of segments that endpoint e of slot c sends."""
+def _key(r, e):
+    """The table key of segments that endpoint e sends."""
     o = 1 - e
-    ports = (np.int64(T[28][c]) << 32) | (T[25][c, e] << 16) | T[25][c, o]
-    return (np.int64(T[23][c, e]), np.int64(T[24][c, e]), np.int64(T[23][c, o]),
-            np.int64(T[24][c, o]), ports)
+    ports = (np.int64(r.v6) << 32) | (r.port[e] << 16) | r.port[o]
+    return (np.int64(r.ip_hi[e]), np.int64(r.ip_lo[e]), np.int64(r.ip_hi[o]),
+            np.int64(r.ip_lo[o]), ports)
 
 
 @njit(cache=True, nogil=True)
 def _retire(T, S, table, R, c, now):
-    T[33][c] = np.nan
+    r = T[c]
+    r.scheduled = np.nan
     for e in range(2):
-        k = _key(T, c, e)
-        if k in table and table[k] // 2 == c:
+        k = _key(r, e)
+        if table.get(k, -1) // 2 == c:
             del table[k]
     i = np.int64(S[RETIRED_N])
-    R[0][i] = c
-    R[1][i] = now
+    R[i].slot = c
+    R[i].time = now
     S[RETIRED_N] = i + 1
 
 
 @njit(cache=True, nogil=True)
 def _sweep(T, H, S, table, R, now):
-    hd, hc, hs = H
     tw, ft, linger = S[TIME_WAIT_S], S[FIN_TIMEOUT_S], S[LINGER_S]
-    while S[HEAP_N] > 0 and hd[0] <= now:
-        if S[RETIRED_N] >= len(R[0]):
+    while S[HEAP_N] > 0 and H[0].due <= now:
+        if S[RETIRED_N] >= len(R):
             return False
         due, cid, c = _heap_pop(H, S)
-        if T[26][c] != cid or T[33][c] != due:
+        r = T[c]
+        if r.cid != cid or r.scheduled != due:
             continue  # superseded by a later deadline, or retired
-        T[33][c] = np.nan
-        _expire(T, c, now, tw, ft)
-        retire_at = _deadline(T, c, tw, ft, linger)
-        if _closed(T, c) and not np.isnan(retire_at) and now >= retire_at:
+        r.scheduled = np.nan
+        _expire(r, now, tw, ft)
+        retire_at = _deadline(r, tw, ft, linger)
+        if _closed(r) and not np.isnan(retire_at) and now >= retire_at:
             _retire(T, S, table, R, c, now)
         else:
-            _schedule(T, H, S, c)
+            _schedule(r, H, S, c)
     return True
 
 
@@ -402,9 +396,11 @@ def _looks_like_server(sport, dport):
 
 
 @njit(cache=True, nogil=True)
-def _open(T, S, table, free, ts, B, i):
-    """A new connection for row i of batch B; returns (slot, index of its sender)."""
-    flags, sport, dport = B[11][i], np.int64(B[7][i]), np.int64(B[8][i])
+def _open(T, S, table, free, ts, flags, key):
+    """A new connection for a segment with this table key; returns (slot, index of its
+    sender)."""
+    src_hi, src_lo, dst_hi, dst_lo, ports = key
+    sport, dport = (ports >> 16) & 0xFFFF, ports & 0xFFFF
     n = np.int64(S[FREE_N]) - 1
     S[FREE_N] = n
     c = free[n]
@@ -414,61 +410,48 @@ def _open(T, S, table, free, ts, B, i):
         d, roles = 1, 1
     else:
         d, roles = (1, 2) if _looks_like_server(sport, dport) else (0, 2)
+    r = T[c]  # zeroed when it was freed
     for e in range(2):
-        T[0][c, e] = CLOSED
-        T[1][c, e] = 0
-        T[5][c, e] = False
-        T[6][c, e] = -1
-        T[7][c, e] = 0.0
-        T[8][c, e] = False
-        T[9][c, e] = -1
-        T[10][c, e] = 0.0
-        T[11][c, e] = False
-        T[12][c, e] = -1
-        T[13][c, e] = 0
-        T[14][c, e] = -1
-        T[15][c, e] = False
-        T[16][c, e] = 0
-        T[17][c, e] = 0
-        T[18][c, e] = 0
-        T[19][c, e] = 0
-        T[20][c, e] = 0
-        T[21][c, e, :] = -1
-        T[22][c, e] = -1.0
-    T[23][c, d], T[24][c, d], T[25][c, d] = B[3][i], B[4][i], sport
-    T[23][c, 1 - d], T[24][c, 1 - d], T[25][c, 1 - d] = B[5][i], B[6][i], dport
+        r.isn[e] = -1
+        r.fin_seq[e] = -1
+        r.last_ack[e] = -1
+        r.wscale[e] = -1
+        r.sig[e, :] = -1
+        r.last_seen[e] = -1.0
+    r.ip_hi[d], r.ip_lo[d], r.port[d] = src_hi, src_lo, sport
+    r.ip_hi[1 - d], r.ip_lo[1 - d], r.port[1 - d] = dst_hi, dst_lo, dport
     S[CONNECTIONS] += 1
-    T[26][c] = np.int64(S[CONNECTIONS])
-    T[27][c] = roles
-    T[28][c] = B[2][i]
-    T[29][c] = ts
-    T[30][c] = ts
-    T[31][c] = -1
-    T[32][c, :] = 0
-    T[33][c] = np.nan
+    r.cid = np.int64(S[CONNECTIONS])
+    r.roles = roles
+    r.v6 = ports >> 32
+    r.first_ts = ts
+    r.last_ts = ts
+    r.reset_by = -1
+    r.scheduled = np.nan
     if roles == 1:
-        _enter(T, c, 0, ts, SYN_SENT, False)
-        T[5][c, 0] = True
-        T[8][c, 0] = True
+        _enter(r, 0, ts, SYN_SENT, False)
+        r.left[0] = True
+        r.syn_acked[0] = True
     elif roles == 2:
         for e in range(2):
-            _enter(T, c, e, ts, ESTABLISHED, False)
-            T[5][c, e] = True
-    table[_key(T, c, 0)] = 2 * c
-    table[_key(T, c, 1)] = 2 * c + 1
+            _enter(r, e, ts, ESTABLISHED, False)
+            r.left[e] = True
+    table[_key(r, 0)] = 2 * c
+    table[_key(r, 1)] = 2 * c + 1
     S[PEAK] = max(S[PEAK], len(table) // 2)
     return c, d
 
 
 @njit(cache=True, nogil=True)
 def _taken_over(T, S, table, R, c, d, ts):
-    _expire(T, c, ts, S[TIME_WAIT_S], S[FIN_TIMEOUT_S])
-    rs, ss = T[0][c, 1 - d], T[0][c, d]
+    r = T[c]
+    _expire(r, ts, S[TIME_WAIT_S], S[FIN_TIMEOUT_S])
+    rs, ss = r.st[1 - d], r.st[d]
     if (rs == CLOSED or rs == TIME_WAIT) and (ss == CLOSED or ss == TIME_WAIT
                                               or ss == SYN_SENT):
         for e in range(2):
-            if T[0][c, e] != CLOSED:
-                _enter(T, c, e, ts, CLOSED, False)
+            if r.st[e] != CLOSED:
+                _enter(r, e, ts, CLOSED, False)
         _retire(T, S, table, R, c, ts)
         return True
     return False
@@ -479,38 +462,42 @@ def run(T, H, S, table, free, R, B, start, n):
     """Tracker.segment for rows start..n-1 of B (TCP rows only). Stops early, returning the
     row to resume from and why, when the slots, the heap or the retired list need room."""
     tw, ft = S[TIME_WAIT_S], S[FIN_TIMEOUT_S]
+    (b_ts, b_kind, b_v6, b_src_hi, b_src_lo, b_dst_hi, b_dst_lo, b_sport, b_dport, b_seq,
+     b_ack, b_flags, b_win, b_plen, b_ipid, b_wscale) = B
     for i in range(start, n):
-        if B[1][i] != TCP:
+        if b_kind[i] != TCP:
             continue
         # Room for the worst this row can need: two new slots, two heap entries, two
         # retirements (a sweep checks its own room).
         if S[FREE_N] < 2:
             return i, NEED_SLOTS
-        if S[HEAP_N] + 4 > len(H[0]):
+        if S[HEAP_N] + 4 > len(H):
             return i, NEED_HEAP
-        if S[RETIRED_N] + 2 > len(R[0]):
+        if S[RETIRED_N] + 2 > len(R):
             return i, NEED_RETIRE
-        ts = B[0][i]
+        ts = b_ts[i]
         if ts > S[NOW]:
             if ts >= S[NEXT_SWEEP]:
                 if not _sweep(T, H, S, table, R, ts):
                     return i, NEED_RETIRE
                 S[NEXT_SWEEP] = ts + _SWEEP_EVERY
             S[NOW] = ts
-        flags, seq = np.int64(B[11][i]), B[9][i]
-        ports = (np.int64(B[2][i]) << 32) | (np.int64(B[7][i]) << 16) | np.int64(B[8][i])
-        k = (np.int64(B[3][i]), np.int64(B[4][i]), np.int64(B[5][i]), np.int64(B[6][i]), ports)
+        flags, seq = np.int64(b_flags[i]), b_seq[i]
+        ports = (np.int64(b_v6[i]) << 32) | (np.int64(b_sport[i]) << 16) | np.int64(b_dport[i])
+        k = (np.int64(b_src_hi[i]), np.int64(b_src_lo[i]), np.int64(b_dst_hi[i]),
+             np.int64(b_dst_lo[i]), ports)
         v = table.get(k, -1)
         if v >= 0:
             c, d = v // 2, v % 2
-            if flags & SYN and not flags & ACK and T[6][c, d] != seq \
+            if flags & SYN and not flags & ACK and T[c].isn[d] != seq \
                     and _taken_over(T, S, table, R, c, d, ts):
-                c, d = _open(T, S, table, free, ts, B, i)
+                c, d = _open(T, S, table, free, ts, flags, k)
         else:
-            c, d = _open(T, S, table, free, ts, B, i)
-        if _segment(T, c, d, flags, seq, B[10][i], np.int64(B[12][i]), np.int64(B[13][i]),
-                    np.int64(B[14][i]), np.int64(B[15][i]), ts, tw, ft):
-            _schedule(T, H, S, c)
+            c, d = _open(T, S, table, free, ts, flags, k)
+        r = T[c]
+        if _segment(r, d, flags, seq, b_ack[i], np.int64(b_win[i]), np.int64(b_plen[i]),
+                    np.int64(b_ipid[i]), np.int64(b_wscale[i]), ts, tw, ft):
+            _schedule(r, H, S, c)
     return n, DONE
 
 
@@ -524,11 +511,14 @@ def finish(T, S, table, R, end):
         if v % 2 == 0:
             live[j] = v // 2
             j += 1
-    if S[RETIRED_N] + len(live) > len(R[0]):
+    if S[RETIRED_N] + len(live) > len(R):
         return False
-    order = np.argsort(T[26][live], kind="mergesort")
+    cids = np.empty(len(live), dtype=np.int64)
+    for j in range(len(live)):
+        cids[j] = T[live[j]].cid
+    order = np.argsort(cids, kind="mergesort")
     for c in live[order]:
-        _expire(T, c, end, S[TIME_WAIT_S], S[FIN_TIMEOUT_S])
+        _expire(T[c], end, S[TIME_WAIT_S], S[FIN_TIMEOUT_S])
         _retire(T, S, table, R, c, end)
     S[HEAP_N] = 0
     return True
@@ -546,21 +536,16 @@ class FastTracker:
         self.summary = summary
         self.folds = new_folds()
         self.limits = np.array([settings.stuck_after.get(st, np.nan) for st in STATES])
-        self.cols = _columns(slots)
+        self.T = np.zeros(slots, SLOT)
         self.free = np.arange(slots - 1, -1, -1, dtype=np.int64)
-        self.heap: tuple[np.ndarray, ...] = (np.zeros(slots * 2), np.zeros(slots * 2, np.int64),
-                     np.zeros(slots * 2, np.int64))
-        self.retired: tuple[np.ndarray, ...] = (np.zeros(slots, np.int64), np.zeros(slots))
+        self.heap = np.zeros(max(slots, 4), HEAP)
+        self.retired = np.zeros(max(slots, 2), RETIRED)
         self.table = new_table()
         self.S = np.zeros(10)
         self.S[[NOW, NEXT_SWEEP]] = -np.inf
         self.S[FREE_N] = slots
         self.S[[TIME_WAIT_S, FIN_TIMEOUT_S, LINGER_S]] = (
             settings.time_wait, settings.fin_timeout, settings.linger)
-
-    @property
-    def T(self) -> tuple:
-        return tuple(self.cols[k] for k in COLUMNS)
 
     @property
     def connections(self) -> int:
@@ -583,33 +568,32 @@ class FastTracker:
             if why == NEED_SLOTS and self.S[FREE_N] < 2:
                 self._grow_slots()
             elif why == NEED_HEAP:
-                self.heap = tuple(np.concatenate([h, np.zeros_like(h)]) for h in self.heap)
-            elif why == NEED_RETIRE and len(self.retired[0]) < 2:
-                self.retired = tuple(np.zeros(2, r.dtype) for r in self.retired)
+                self.heap = _grown(self.heap)
 
     def finish(self, end: float) -> None:
         while not finish(self.T, self.S, self.table, self.retired, end):
-            self.retired = tuple(np.zeros(len(r) * 2, r.dtype) for r in self.retired)
             self._hand_on()
+            self.retired = np.zeros(max(len(self.retired), self.live), RETIRED)
         self._hand_on()
         self.summary.absorb(self.folds)
         self.folds = new_folds()
 
     def _grow_slots(self) -> None:
-        old = len(self.cols["cid"])
-        self.cols = {k: np.concatenate([v, np.zeros_like(v)]) for k, v in self.cols.items()}
-        spare = np.arange(2 * old - 1, old - 1, -1, dtype=np.int64)
+        old = len(self.T)
+        self.T = _grown(self.T)
+        new = len(self.T)
         n = int(self.S[FREE_N])
+        spare = np.arange(new - 1, old - 1, -1, dtype=np.int64)
         self.free = np.concatenate([spare, self.free[:n], np.zeros(old, np.int64)])
-        self.S[FREE_N] = n + old
-        self.retired = tuple(np.concatenate([r, np.zeros_like(r)]) for r in self.retired)
+        self.S[FREE_N] = n + new - old
+        self.retired = np.zeros(new, RETIRED)  # empty: _hand_on ran
 
     def _hand_on(self) -> None:
         """Pass each retired connection on, in order, and free its slot."""
         n = int(self.S[RETIRED_N])
         if not n:
             return
-        slots, times = self.retired[0][:n].copy(), self.retired[1][:n].copy()
+        slots, times = self.retired["slot"][:n].copy(), self.retired["time"][:n].copy()
         self.S[RETIRED_N] = 0
         f = self.folds
         stuck = np.zeros(n, np.bool_)
@@ -622,42 +606,49 @@ class FastTracker:
             if stuck[i]:
                 summary.add_stuck(conn, float(times[i]))
             summary.record(conn)
+        self.T[slots] = 0
         k = int(self.S[FREE_N])
         self.free[k:k + n] = slots[::-1]
         self.S[FREE_N] = k + n
 
     def connection(self, c: int) -> Connection:
         """Slot c as a machine.Connection, for the summary and the records."""
-        col = self.cols
-        v6 = bool(col["v6"][c])
+        r = self.T[c]
+        v6 = bool(r["v6"])
         eps = []
         for e in range(2):
-            hi, lo = int(col["ip_hi"][c, e]), int(col["ip_lo"][c, e])
+            hi, lo = int(r["ip_hi"][e]), int(r["ip_lo"][e])
             ip = (hi.to_bytes(8, "big") + lo.to_bytes(8, "big")) if v6 else lo.to_bytes(4, "big")
-            ep = Endpoint(ip, int(col["port"][c, e]))
-            ep.state = STATES[col["st"][c, e]]
-            k = int(col["ntr"][c, e])
+            ep = Endpoint(ip, int(r["port"][e]))
+            ep.state = STATES[r["st"][e]]
+            k = int(r["ntr"][e])
             ep.transitions = [(t, STATES[s], bool(tm)) for t, s, tm in zip(
-                col["tr_ts"][c, e, :k].tolist(), col["tr_st"][c, e, :k].tolist(),
-                col["tr_timer"][c, e, :k].tolist(), strict=True)]
-            ep.left_censored = bool(col["left"][c, e])
-            isn, fin_seq = int(col["isn"][c, e]), int(col["fin_seq"][c, e])
+                r["tr_ts"][e, :k].tolist(), r["tr_st"][e, :k].tolist(),
+                r["tr_timer"][e, :k].tolist(), strict=True)]
+            ep.left_censored = bool(r["left"][e])
+            isn, fin_seq = int(r["isn"][e]), int(r["fin_seq"][e])
             ep.isn = None if isn < 0 else isn
-            ep.syn_acked = bool(col["syn_acked"][c, e])
+            ep.syn_acked = bool(r["syn_acked"][e])
             ep.fin_seq = None if fin_seq < 0 else fin_seq
-            ep.fin_acked = bool(col["fin_acked"][c, e])
-            ep.packets, ep.payload = int(col["packets"][c, e]), int(col["payload"][c, e])
-            ep.syns, ep.fins = int(col["syns"][c, e]), int(col["fins"][c, e])
-            ep.rsts = int(col["rsts"][c, e])
+            ep.fin_acked = bool(r["fin_acked"][e])
+            ep.packets, ep.payload = int(r["packets"][e]), int(r["payload"][e])
+            ep.syns, ep.fins, ep.rsts = int(r["syns"][e]), int(r["fins"][e]), int(r["rsts"][e])
             eps.append(ep)
-        roles = ROLE_NAMES[col["roles"][c]]
-        conn = Connection(int(col["cid"][c]), float(col["first_ts"][c]), eps[0], eps[1], roles,
+        roles = ROLE_NAMES[r["roles"]]
+        conn = Connection(int(r["cid"]), float(r["first_ts"]), eps[0], eps[1], roles,
                           roles != Roles.SYN)
-        conn.last_ts = float(col["last_ts"][c])
-        reset_by = int(col["reset_by"][c])
+        conn.last_ts = float(r["last_ts"])
+        reset_by = int(r["reset_by"])
         conn.reset_by = None if reset_by < 0 else reset_by
-        conn.anomalies = {ANOMALY_NAMES[a]: int(v) for a, v in enumerate(col["anom"][c]) if v}
+        conn.anomalies = {ANOMALY_NAMES[a]: int(v) for a, v in enumerate(r["anom"]) if v}
         return conn
+
+
+def _grown(a: np.ndarray) -> np.ndarray:
+    """A copy of `a` half as long again, the new part zeroed."""
+    out = np.zeros(len(a) + max(len(a) // 2, 2), a.dtype)
+    out[:len(a)] = a
+    return out
 
 
 # ---- folding retired connections into the summary's aggregates -------------------------
@@ -675,32 +666,31 @@ def new_folds() -> dict[str, np.ndarray]:
 
 
 @njit(cache=True, nogil=True)
-def _end_kind(T, c):
+def _end_kind(r):
     """verdict.end_kind, as the index of the EndKind member."""
-    isn, syn_acked, fin_seq, reset_by = T[6], T[8], T[9], T[31][c]
-    mid_stream = T[27][c] != 0
-    if reset_by != -1:
-        if reset_by == 1 and isn[c, 1] == -1 and not mid_stream:
+    mid_stream = r.roles != 0
+    if r.reset_by != -1:
+        if r.reset_by == 1 and r.isn[1] == -1 and not mid_stream:
             return 4
-        return 2 if reset_by == 0 else 3
-    if fin_seq[c, 0] != -1 and fin_seq[c, 1] != -1:
+        return 2 if r.reset_by == 0 else 3
+    if r.fin_seq[0] != -1 and r.fin_seq[1] != -1:
         return 0
-    if fin_seq[c, 0] != -1 or fin_seq[c, 1] != -1:
+    if r.fin_seq[0] != -1 or r.fin_seq[1] != -1:
         return 1
-    if not mid_stream and isn[c, 1] == -1:
+    if not mid_stream and r.isn[1] == -1:
         return 5
-    if isn[c, 1] != -1 and not syn_acked[c, 1]:
+    if r.isn[1] != -1 and not r.syn_acked[1]:
         return 6
     return 7
 
 
 @njit(cache=True, nogil=True)
-def _closer(T, c):
+def _closer(r):
     """verdict.closer, as the index of the Closer member."""
     active = [False, False]
     for e in range(2):
-        for k in range(T[1][c, e]):
-            if T[3][c, e, k] == FIN_WAIT_1:
+        for k in range(r.ntr[e]):
+            if r.tr_st[e, k] == FIN_WAIT_1:
                 active[e] = True
     if active[0] and active[1]:
         return 2
@@ -718,24 +708,24 @@ def fold(T, slots, times, limits, by_end, by_closer, by_roles, final, anomalies,
     connection i has an interval longer than its state's limit (NaN: no limit), for the
     caller to report it."""
     for i in range(len(slots)):
-        c, end = slots[i], times[i]
-        by_end[_end_kind(T, c)] += 1
-        by_closer[_closer(T, c)] += 1
-        by_roles[T[27][c]] += 1
+        r, end = T[slots[i]], times[i]
+        by_end[_end_kind(r)] += 1
+        by_closer[_closer(r)] += 1
+        by_roles[r.roles] += 1
         for a in range(anomalies.shape[0]):
-            anomalies[a] += T[32][c, a]
+            anomalies[a] += r.anom[a]
         stuck[i] = False
         for e in range(2):
-            final[e, T[0][c, e]] += 1
-            n = T[1][c, e]
+            final[e, r.st[e]] += 1
+            n = r.ntr[e]
             for k in range(n):
-                state = T[3][c, e, k]
+                state = r.tr_st[e, k]
                 if state == CLOSED:
                     continue
-                start = T[2][c, e, k]
-                left = k == 0 and T[5][c, e]
+                start = r.tr_ts[e, k]
+                left = k == 0 and r.left[e]
                 if k + 1 < n:
-                    stop = T[2][c, e, k + 1]
+                    stop = r.tr_ts[e, k + 1]
                     censor = 2 if left else 0
                 else:
                     stop = end
