@@ -524,7 +524,10 @@ def finish(T, S, table, R, end):
     return True
 
 
+@njit(cache=True)
 def new_table():
+    """An empty connection table (made in compiled code, whose cache spares a compilation
+    on every run)."""
     return Dict.empty(key_type=_KEY, value_type=types.int64)
 
 
