@@ -4,9 +4,11 @@ This is the only module that ties reading to analysis; the state machine and the
 know nothing of files.
 """
 
+import queue
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -15,7 +17,7 @@ from pcapstate import __version__
 from pcapstate.capture import Capture, open_captures
 from pcapstate.decode import decode
 from pcapstate.fasttable import FastTracker
-from pcapstate.scan import TCP, kind_name
+from pcapstate.scan import TCP, Batch, kind_name
 from pcapstate.settings import Settings
 from pcapstate.summary import BINS_PER_DECADE, Summary
 from pcapstate.table import Tracker
@@ -51,7 +53,7 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
         if engine == "fast":
             tracker = FastTracker(settings, summary)
             for cap in captures:
-                for batch in cap.batches():
+                for batch in read_ahead(cap.batches()):
                     first, last = min(first, batch.ts.min()), max(last, batch.ts.max())
                     other = batch.kind[batch.kind != TCP]
                     if len(other):
@@ -122,6 +124,46 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
         "elapsed_seconds": time.perf_counter() - started,
     }
     return result
+
+
+def read_ahead(batches: Iterator[Batch]) -> Iterator[Batch]:
+    """The batches, decoded in a thread one batch ahead of the caller: decoding and the
+    connection table run on two cores (both compiled without the GIL). One batch waits in
+    the queue while the caller works on another, within scan.BATCH_BUFFERS."""
+    ahead: queue.Queue[tuple[Batch | None, BaseException | None]] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def offer(item: tuple[Batch | None, BaseException | None]) -> bool:
+        while not stop.is_set():
+            try:
+                ahead.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False  # the caller has gone
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                if not offer((batch, None)):
+                    return
+            offer((None, None))
+        except BaseException as e:  # handed to the caller, raised there
+            offer((None, e))
+
+    thread = threading.Thread(target=produce, name="pcapstate-decode", daemon=True)
+    thread.start()
+    try:
+        while True:
+            batch, error = ahead.get()
+            if error is not None:
+                raise error
+            if batch is None:
+                return
+            yield batch
+    finally:
+        stop.set()
+        thread.join()
 
 
 def records_read(captures: list[Capture]) -> int:

@@ -78,7 +78,7 @@ class Capture:
     def batches(self, rows: int = 1 << 16) -> Iterator[Any]:
         """The records decoded into pcapstate.scan.Batch columns, at most `rows` a batch.
         A pcap file is walked and decoded by compiled code; other inputs record by record.
-        Each batch's arrays are reused for the next one."""
+        A batch's arrays are reused BATCH_BUFFERS batches later."""
         from pcapstate.scan import batches_of
 
         if self._peeked is None and self.format in ("pcap", "pcap-ns"):
@@ -91,7 +91,7 @@ class Capture:
     def _pcap_batches(self, source: "_Source", rows: int) -> Iterator[Any]:
         import numpy as np
 
-        from pcapstate.scan import FULL, TOO_LONG, Batch, scan_pcap
+        from pcapstate.scan import BATCH_BUFFERS, FULL, TOO_LONG, Batch, scan_pcap
 
         header = source.need(0, 24)
         if len(header) < 24:
@@ -99,14 +99,16 @@ class Capture:
         order, unit, _ = _PCAP_MAGIC[bytes(header[:4])]
         snaplen, network = struct.unpack_from(order + "II", header, 16)
         limit = max(snaplen, _MAX_RECORD)
-        out = Batch.empty(rows)
-        pos = 24
+        outs = [Batch.empty(rows) for _ in range(BATCH_BUFFERS)]
+        pos, k = 24, 0
         while True:
             buf = source.buf
+            out = outs[k % BATCH_BUFFERS]
             pos, n, status = scan_pcap(np.frombuffer(buf, np.uint8), pos, order == ">", unit,
                                        network & 0xFFFF, limit, out)
             if n:
                 self.records += n
+                k += 1
                 yield out.head(n)
             if status == TOO_LONG:
                 incl = struct.unpack_from(order + "I", buf, pos + 8)[0]

@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _lean_start()
     try:
         return _analyze(args)
     except KeyboardInterrupt:
@@ -91,6 +92,16 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         sys.stderr.close()  # the reader went away (| head): nothing left to say
         return 0
+
+
+def _lean_start() -> None:
+    """Spare the command 0.2 s of start-up and two idle thread pools: pcapstate does no
+    linear algebra, but numba imports SciPy's BLAS, if it is installed, to find out whether
+    it could, and NumPy's BLAS starts a thread per core. Only the command does this; a
+    program that imports pcapstate keeps both."""
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    if "scipy" not in sys.modules:
+        sys.modules.setdefault("scipy.linalg.cython_blas", None)  # type: ignore[arg-type]
 
 
 def _analyze(args: argparse.Namespace) -> int:

@@ -534,7 +534,7 @@ def new_table():
 class FastTracker:
     """Tracker's interface (`feed` a Batch instead of `segment`), on the compiled engine."""
 
-    def __init__(self, settings: Settings, summary: Summary, slots: int = 1 << 12) -> None:
+    def __init__(self, settings: Settings, summary: Summary, slots: int = 1 << 16) -> None:
         self.settings = settings
         self.summary = summary
         self.folds = new_folds()
@@ -609,7 +609,7 @@ class FastTracker:
             if stuck[i]:
                 summary.add_stuck(conn, float(times[i]))
             summary.record(conn)
-        self.T[slots] = 0
+        self.T.view(np.uint8).reshape(len(self.T), SLOT.itemsize)[slots] = 0
         k = int(self.S[FREE_N])
         self.free[k:k + n] = slots[::-1]
         self.S[FREE_N] = k + n

@@ -78,6 +78,11 @@ class Batch(NamedTuple):
         return Batch(*(col[:n] for col in self))
 
 
+# Batches are written into this many rotating buffers, so that a reader thread can decode
+# the next batch while the previous one is analysed (analyze.read_ahead holds at most one
+# more in its queue).
+BATCH_BUFFERS = 4
+
 # Status of a scan: where it stopped and why.
 MORE, FULL, TOO_LONG = 0, 1, 2
 
@@ -320,7 +325,8 @@ def _decode_many(buf, starts, lengths, origlens, linktypes, out):
 def batches_of(records, rows: int = 1 << 16):
     """Decode (timestamp, linktype, frame, original length) records into Batches: for
     formats that are not walked by compiled code (pcapng, standard input)."""
-    out = Batch.empty(rows)
+    outs = [Batch.empty(rows) for _ in range(BATCH_BUFFERS)]
+    out, k = outs[0], 0
     frames = bytearray()
     starts: list[int] = []
     lengths: list[int] = []
@@ -328,13 +334,17 @@ def batches_of(records, rows: int = 1 << 16):
     linktypes: list[int] = []
 
     def flush() -> Batch:
+        nonlocal out, k
         n = len(starts)
         _decode_many(np.frombuffer(bytes(frames), np.uint8), np.array(starts, np.int64),
                      np.array(lengths, np.int64), np.array(origlens, np.int64),
                      np.array(linktypes, np.int64), out)
         for column in (frames, starts, lengths, origlens, linktypes):
             column.clear()
-        return out.head(n)
+        done = out.head(n)
+        k += 1
+        out = outs[k % BATCH_BUFFERS]
+        return done
 
     for ts, linktype, frame, origlen in records:
         out.ts[len(starts)] = ts

@@ -3,9 +3,12 @@ table.py, machine.py): the same result and the same connection records on every 
 on random segment sequences."""
 
 import json
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -117,3 +120,43 @@ def test_slots_grow_and_are_reused():
 
 def test_samples_dir_is_what_the_engines_saw():
     assert all(Path(f).exists() for e in EXPECTED for f in captures(e))
+
+
+def test_read_ahead_keeps_order_and_buffers_valid(tmp_path):
+    """Batches decoded in the reader thread arrive in order, and each one is intact while
+    the caller works on it (the reader writes into rotating buffers)."""
+    from pcapstate.analyze import read_ahead
+    from pcapstate.capture import open_captures
+
+    path = tmp_path / "many.pcap"
+    path.write_bytes(b"".join(Path(p).read_bytes() if i == 0 else Path(p).read_bytes()[24:]
+                              for i, p in enumerate(["samples/client_close.pcap"] * 50)))
+    cap = open_captures([str(path)])[0]
+    direct = [b.ts.copy() for b in cap.batches(rows=7)]
+    cap = open_captures([str(path)])[0]
+    seen = []
+    for b in read_ahead(cap.batches(rows=7)):
+        first = b.ts.copy()
+        time.sleep(0.001)  # the reader runs ahead meanwhile
+        assert np.array_equal(first, b.ts)
+        seen.append(first)
+    assert len(seen) == len(direct) > 20
+    assert all(np.array_equal(a, b) for a, b in zip(seen, direct, strict=True))
+
+
+def test_read_ahead_passes_errors_on_and_stops_when_left():
+    from pcapstate.analyze import read_ahead
+
+    def failing():
+        yield Batch.empty(1)
+        raise ValueError("broken")
+
+    it = read_ahead(failing())
+    next(it)
+    with pytest.raises(ValueError, match="broken"):
+        next(it)
+
+    endless = read_ahead(Batch.empty(1) for _ in iter(int, 1))
+    next(endless)
+    endless.close()  # must not hang on the reader thread
+    assert not [t for t in threading.enumerate() if t.name == "pcapstate-decode"]
