@@ -10,6 +10,7 @@ import os
 import re
 import sys
 import tempfile
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from pcapstate import __version__
@@ -123,26 +124,34 @@ def _analyze(args: argparse.Namespace) -> int:
                         stuck_after=stuck)
     show_progress = sys.stderr.isatty() if args.progress is None else args.progress
 
-    records: list[dict[str, Any]] = []
     jsonl: TextIO | None = None
+    spool: TextIO | None = None  # --json's records, until the result around them is known
     try:
         if args.jsonl == "-":
             jsonl = sys.stdout
         elif args.jsonl:
             jsonl = open(args.jsonl, "w", encoding="utf-8")  # noqa: SIM115
+        elif args.json:
+            folder = None if args.json == "-" else os.path.dirname(os.path.abspath(args.json))
+            spool = tempfile.TemporaryFile("w+", encoding="utf-8", dir=folder)  # noqa: SIM115
     except OSError as e:
-        return _error(f"cannot write {args.jsonl}: {e.strerror}")
+        return _error(f"cannot write {args.jsonl or args.json}: {e.strerror}")
+    lines = jsonl or spool
 
     def on_record(rec: dict[str, Any]) -> None:
-        if jsonl is not None:
-            jsonl.write(json.dumps(rec, separators=(",", ":")) + "\n")
-        else:
-            records.append(rec)
+        lines.write(json.dumps(rec, separators=(",", ":")) + "\n")  # type: ignore[union-attr]
 
     try:
         result = analyze(args.captures, settings,
-                         on_record=on_record if (args.json or jsonl) else None,
+                         on_record=on_record if lines is not None else None,
                          progress=_Progress() if show_progress else None)
+        if args.json == "-":
+            write_json(sys.stdout, result, spool)
+        elif args.json:
+            try:
+                write_atomic(args.json, lambda f: write_json(f, result, spool))
+            except OSError as e:
+                return _error(f"cannot write {args.json}: {e.strerror}")
     except CaptureError as e:
         return _error(str(e))
     finally:
@@ -150,19 +159,9 @@ def _analyze(args: argparse.Namespace) -> int:
             sys.stderr.write("\r\033[K")
         if jsonl is not None and jsonl is not sys.stdout:
             jsonl.close()
+        if spool is not None:
+            spool.close()
 
-    if args.json:
-        if jsonl is None:
-            records.sort(key=lambda r: (r["first_ts"], r["id"]))
-            result["connection_records"] = records
-        text = json.dumps(result, indent=1) + "\n"
-        if args.json == "-":
-            sys.stdout.write(text)
-        else:
-            try:
-                write_atomic(args.json, text)
-            except OSError as e:
-                return _error(f"cannot write {args.json}: {e.strerror}")
     if not args.quiet:
         (sys.stderr if stdout_taken else sys.stdout).write(render(result))
     for w in result["warnings"]:
@@ -176,13 +175,29 @@ def _analyze(args: argparse.Namespace) -> int:
     return 0
 
 
-def write_atomic(path: str, text: str) -> None:
+def write_json(out: TextIO, result: dict[str, Any], records: TextIO | None) -> None:
+    """The result as one JSON document; `records`, one JSON record a line, become its
+    `connection_records` array, copied line by line, never all in memory."""
+    head = json.dumps(result, indent=1)
+    if records is None:
+        out.write(head + "\n")
+        return
+    out.write(head[:-2] + ',\n "connection_records": [')  # head ends with "\n}"
+    records.seek(0)
+    sep = "\n"
+    for line in records:
+        out.write(sep + line[:-1])
+        sep = ",\n"
+    out.write("\n ]\n}\n")
+
+
+def write_atomic(path: str, write: Callable[[TextIO], None]) -> None:
     """Write a file so that a reader never sees it half written."""
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".pcapstate-", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+            write(f)
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)

@@ -11,6 +11,9 @@ time of the ACK. Only an in-window RST changes state. Timers (TIME_WAIT, orphane
 FIN_WAIT_2) emit no packet and are applied lazily by `expire`.
 """
 
+from functools import lru_cache
+from ipaddress import ip_address
+
 from pcapstate.decode import ACK, FIN, RST, SYN, window_scale
 from pcapstate.vocab import ANOMALIES, State
 
@@ -87,10 +90,14 @@ class Endpoint:
         return self.transitions[-1][0]
 
     def address(self) -> str:
-        from ipaddress import ip_address
-
-        ip = str(ip_address(self.ip))
+        ip = ip_text(self.ip)
         return f"[{ip}]:{self.port}" if ":" in ip else f"{ip}:{self.port}"
+
+
+@lru_cache(maxsize=4096)
+def ip_text(ip: bytes) -> str:
+    """An address as people write it (IPv6 compressed)."""
+    return str(ip_address(ip))
 
 
 class Connection:

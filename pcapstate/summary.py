@@ -269,12 +269,12 @@ def connection_record(conn: Connection, kind: str, who: str) -> dict[str, Any]:
 
 def _endpoint_json(e: Endpoint) -> dict[str, Any]:
     return {
-        "final_state": e.state.value,
+        "final_state": e.state,  # a StrEnum: a str, written as its value
         "packets": e.packets,
         "payload_bytes": e.payload,
         "syn": e.syns,
         "fin": e.fins,
         "rst": e.rsts,
-        "transitions": [{"ts": ts, "state": st.value, **({"timer": True} if timer else {})}
-                        for ts, st, timer in e.transitions],
+        "transitions": [{"ts": ts, "state": st, "timer": True} if timer
+                        else {"ts": ts, "state": st} for ts, st, timer in e.transitions],
     }

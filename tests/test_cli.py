@@ -165,3 +165,19 @@ def test_readme_documents_every_option():
                if o.startswith("--") and o not in ("--help", "--no-progress")]
     missing = [o for o in options if o not in readme]
     assert not missing, f"README.md does not mention {missing}"
+
+
+def test_json_records_are_streamed_and_match_jsonl(tmp_path):
+    """--json holds every record (spooled, not kept in memory) and they are the ones
+    --jsonl streams, in the same order."""
+    files = [str(SAMPLES / f"rotated-{i}.pcap") for i in range(4)]
+    if not Path(files[0]).exists():
+        pytest.skip("kernel samples not made")
+    out, lines = tmp_path / "r.json", tmp_path / "r.jsonl"
+    assert main(["analyze", *files, "--json", str(out), "-q"]) == 0
+    assert main(["analyze", *files, "--jsonl", str(lines), "-q"]) == 0
+    result = json.loads(out.read_text())
+    streamed = [json.loads(x) for x in lines.read_text().splitlines()]
+    assert len(streamed) == result["connections"]["total"] > 1
+    assert result["connection_records"] == streamed
+    assert not list(tmp_path.glob(".pcapstate-*"))  # no temporary file left behind
