@@ -1,6 +1,6 @@
 """The benchmark: pcapstate against the tools users would otherwise run, on one capture.
 
-    python3 bench/run.py [CAPTURE] [--runs 3] [--long 10] [--skip TOOL ...]
+    python3 bench/run.py [CAPTURE] [--runs 3] [--long 10] [--corpus 4] [--skip TOOL ...]
 
 Needs GNU time (Debian package `time`). Without CAPTURE it uses bench/out/bench.pcap, made
 first by bench/make_capture.py if missing. Each tool runs `--runs` times on the same file
@@ -8,7 +8,10 @@ first by bench/make_capture.py if missing. Each tool runs `--runs` times on the 
 packets per second, the peak resident memory of the run and pcapstate's time as a ratio of
 each tool's. `--long N` also makes a capture N times longer with the same number of live
 connections (N copies of the capture, each shifted in time past every timer and given its
-own client addresses) and compares pcapstate's peak memory on both.
+own client addresses) and compares pcapstate's peak memory on both. `--corpus N` analyses
+N copies of the capture as separate captures, one process at a time and then two at a
+time, and reports captures/s and packets/s for each. `pcapstate+json` is pcapstate also
+writing every connection's record (`--json`).
 """
 
 import argparse
@@ -26,6 +29,8 @@ PY = sys.executable
 
 TOOLS = {
     "pcapstate": lambda f: [PY, "-m", "pcapstate", "analyze", f, "-q"],
+    "pcapstate+json": lambda f: [PY, "-m", "pcapstate", "analyze", f, "-q", "--json",
+                                 str(HERE / "out" / "result.json")],
     "tcptrace": lambda f: ["tcptrace", "-n", f],
     "tshark": lambda f: ["tshark", "-n", "-q", "-z", "conv,tcp", "-r", f],
     "naive-dpkt": lambda f: [PY, str(HERE / "naive_dpkt.py"), f],
@@ -91,11 +96,22 @@ def stretch(src: str, dst: str, copies: int) -> None:
             out.write(body.tobytes())
 
 
+def corpus(capture: str, copies: int, workers: int) -> float:
+    """Wall seconds to analyse `copies` separate captures with `workers` processes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(lambda _: measure(TOOLS["pcapstate"](capture)), range(copies)))
+    return time.perf_counter() - started
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("capture", nargs="?", default=str(HERE / "out" / "bench.pcap"))
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--long", type=int, default=0, metavar="N")
+    ap.add_argument("--corpus", type=int, default=0, metavar="N")
     ap.add_argument("--skip", nargs="*", default=[], choices=list(TOOLS))
     args = ap.parse_args()
     if not Path(args.capture).exists():
@@ -113,14 +129,14 @@ def main() -> None:
         rows[name] = {"wall_s": round(wall, 3), "packets_per_s": round(n / wall),
                       "peak_mib": round(max(m for _, m in runs), 1),
                       "runs_s": [round(w, 3) for w, _ in runs]}
-        print(f"  {name:<11} {wall:8.2f} s  {n / wall / 1e3:8.0f} k packets/s  "
+        print(f"  {name:<15} {wall:8.2f} s  {n / wall / 1e3:8.0f} k packets/s  "
               f"{rows[name]['peak_mib']:8.0f} MiB peak", flush=True)
     base = rows.get("pcapstate")
     if base:
         print("pcapstate's wall time as a ratio of each tool's (target: <= 1.0 of tcptrace, "
               "<= 0.12 of tshark):")
         for name, r in rows.items():
-            if name != "pcapstate":
+            if not name.startswith("pcapstate"):
                 r["pcapstate_ratio"] = round(base["wall_s"] / r["wall_s"], 3)
                 print(f"  pcapstate / {name:<11} {r['pcapstate_ratio']:6.2f}")
     if args.long:
@@ -133,6 +149,19 @@ def main() -> None:
                                   "peak_mib": round(mib, 1), "memory_ratio": round(ratio, 3)}
         print(f"{args.long}x longer capture: pcapstate {wall:.1f} s, {mib:.0f} MiB peak, "
               f"{ratio:.2f}x the memory of the original (target: <= 1.1)")
+    if args.corpus:
+        rows["corpus"] = {"captures": args.corpus}
+        for workers in (1, 2):
+            wall = corpus(args.capture, args.corpus, workers)
+            rows["corpus"][f"workers_{workers}"] = {
+                "wall_s": round(wall, 2), "captures_per_s": round(args.corpus / wall, 3),
+                "packets_per_s": round(args.corpus * n / wall)}
+            print(f"corpus of {args.corpus} captures, {workers} at a time: {wall:.1f} s, "
+                  f"{args.corpus / wall:.2f} captures/s, "
+                  f"{args.corpus * n / wall / 1e6:.2f} M packets/s", flush=True)
+        w1, w2 = (rows["corpus"][f"workers_{w}"]["wall_s"] for w in (1, 2))
+        rows["corpus"]["speedup_2_workers"] = round(w1 / w2, 2)
+        print(f"  two workers: {w1 / w2:.2f}x the throughput of one")
     print(json.dumps({"packets": n, "tools": rows}))
 
 

@@ -60,8 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--json", metavar="FILE",
                    help="write the full result as JSON ('-' for standard output)")
     a.add_argument("--jsonl", metavar="FILE",
-                   help="stream one JSON record per connection to FILE as it closes, instead "
-                        "of holding them for --json ('-' for standard output)")
+                   help="stream one JSON record per connection to FILE as it is retired, "
+                        "instead of putting them in --json ('-' for standard output)")
     a.add_argument("--time-wait", type=duration, default=60.0, metavar="DUR",
                    help="assumed TIME_WAIT length (default: 60s, Linux)")
     a.add_argument("--fin-timeout", type=duration, default=60.0, metavar="DUR",
@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("-q", "--quiet", action="store_true", help="no terminal summary")
     a.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="show progress on stderr (default: when stderr is a terminal)")
+    a.add_argument("--engine", choices=["fast", "plain"], default="fast",
+                   help="fast: compiled decoder and state machine (default); plain: the "
+                        "reference engine in plain Python, much slower, for cross-checking")
     return parser
 
 
@@ -144,7 +147,7 @@ def _analyze(args: argparse.Namespace) -> int:
     try:
         result = analyze(args.captures, settings,
                          on_record=on_record if lines is not None else None,
-                         progress=_Progress() if show_progress else None)
+                         progress=_Progress() if show_progress else None, engine=args.engine)
         if args.json == "-":
             write_json(sys.stdout, result, spool)
         elif args.json:

@@ -181,3 +181,16 @@ def test_json_records_are_streamed_and_match_jsonl(tmp_path):
     assert len(streamed) == result["connections"]["total"] > 1
     assert result["connection_records"] == streamed
     assert not list(tmp_path.glob(".pcapstate-*"))  # no temporary file left behind
+
+
+def test_engine_option_selects_an_engine_with_the_same_answer(capsys):
+    outputs = []
+    for engine in ("plain", "fast"):
+        assert main(["analyze", RESET, "--engine", engine, "--json", "-", "-q"]) == 0
+        result = json.loads(capsys.readouterr().out)
+        result.pop("elapsed_seconds")
+        outputs.append(result)
+    assert outputs[0] == outputs[1]
+    with pytest.raises(SystemExit) as e:
+        main(["analyze", RESET, "--engine", "nonsense"])
+    assert e.value.code == 2
