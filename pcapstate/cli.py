@@ -108,6 +108,26 @@ def _lean_start() -> None:
         sys.modules.setdefault("scipy.linalg.cython_blas", None)  # type: ignore[arg-type]
 
 
+def _announce_compiling() -> None:
+    """Say so when numba compiles the engine (the first run after installing, and after an
+    upgrade): otherwise the pause looks like a hang."""
+    from numba.core import event
+
+    class Once(event.Listener):
+        said = False
+
+        def on_start(self, ev: event.Event) -> None:
+            if not self.said:
+                self.said = True
+                print("pcapstate: compiling the analysis engine (once after installing; "
+                      "about 15 s)", file=sys.stderr, flush=True)
+
+        def on_end(self, ev: event.Event) -> None:
+            pass
+
+    event.register("numba:compile", Once())
+
+
 def _analyze(args: argparse.Namespace) -> int:
     from pcapstate.analyze import analyze
     from pcapstate.capture import CaptureError
@@ -126,6 +146,8 @@ def _analyze(args: argparse.Namespace) -> int:
     settings = Settings(time_wait=args.time_wait, fin_timeout=args.fin_timeout,
                         stuck_after=stuck)
     show_progress = sys.stderr.isatty() if args.progress is None else args.progress
+    if show_progress and args.engine == "fast":
+        _announce_compiling()
 
     jsonl: TextIO | None = None
     spool: TextIO | None = None  # --json's records, until the result around them is known

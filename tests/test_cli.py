@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -147,6 +148,16 @@ def test_progress_on_request():
     p = pcapstate("analyze", WRAP, "--progress", "-q")
     assert p.returncode == 0 and b"reading: " in p.stderr
     assert b"reading" not in pcapstate("analyze", WRAP, "-q").stderr  # not a terminal
+    assert b"compiling" not in p.stderr  # the engine is in numba's cache by now
+
+
+def test_first_run_says_it_compiles(tmp_path):
+    """With an empty numba cache the engine compiles (about 15 s), and says so."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    p = subprocess.run([sys.executable, "-m", "pcapstate", "analyze", WRAP, "--progress", "-q"],
+                       capture_output=True, timeout=300, env=env)
+    assert p.returncode == 0, p.stderr
+    assert p.stderr.count(b"compiling the analysis engine") == 1
 
 
 def test_unwritable_output_is_exit_2(tmp_path):
