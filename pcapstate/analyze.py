@@ -54,6 +54,7 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
             tracker = FastTracker(settings, summary)
             for cap in captures:
                 for batch in read_ahead(cap.batches()):
+                    summary.timeline.start(float(batch.ts[0]))
                     first, last = min(first, batch.ts.min()), max(last, batch.ts.max())
                     other = batch.kind[batch.kind != TCP]
                     if len(other):
@@ -71,6 +72,8 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
                 segment = tracker.segment
                 for ts, linktype, frame, origlen in cap:
                     n += 1
+                    if n == 1:
+                        summary.timeline.start(ts)
                     if ts > last:
                         last = ts
                     if ts < first:
@@ -118,6 +121,7 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
         },
         "peak_live_connections": tracker.peak_live,
         **summary.to_json(),
+        "timeline": summary.timeline.to_json(end if records else None),
         "warnings": [w for c in captures for w in c.warnings] + [
             f"{c.path}: the capturing interface dropped {c.dropped:,} packets: states may be "
             "wrong where a SYN, FIN or RST was lost" for c in captures if c.dropped],

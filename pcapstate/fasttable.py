@@ -600,9 +600,11 @@ class FastTracker:
         self.S[RETIRED_N] = 0
         f = self.folds
         stuck = np.zeros(n, np.bool_)
+        tl = self.summary.timeline
+        tl.start(float(times.min()))  # analyze has started it at the first record
         fold(self.T, slots, times, self.limits, f["by_end"], f["by_closer"], f["by_roles"],
-             f["final"], f["anomalies"], f["counts"], f["hist"], f["max"], f["min"],
-             f["max_censored"], stuck)
+             f["end_closer"], f["final"], f["anomalies"], f["counts"], f["hist"], f["max"],
+             f["min"], f["max_censored"], stuck, tl.origin, tl.delta, tl.width)
         summary = self.summary
         for i in (range(n) if summary.on_record is not None else np.flatnonzero(stuck)):
             conn = self.connection(int(slots[i]))
@@ -663,6 +665,7 @@ def new_folds() -> dict[str, np.ndarray]:
     """The aggregates `fold` adds to, for Summary.absorb."""
     z = np.zeros
     return {"by_end": z(8, np.int64), "by_closer": z(4, np.int64), "by_roles": z(3, np.int64),
+            "end_closer": z((8, 4), np.int64),
             "final": z((2, 10), np.int64), "anomalies": z(len(ANOMALY_NAMES), np.int64),
             "counts": z((10, 4), np.int64), "hist": z((10, 4, NBINS + 1), np.int64),
             "max": np.zeros(10), "min": np.full(10, np.inf), "max_censored": np.zeros(10)}
@@ -705,15 +708,32 @@ def _closer(r):
 
 
 @njit(cache=True, nogil=True)
-def fold(T, slots, times, limits, by_end, by_closer, by_roles, final, anomalies, counts, hist,
-         dmax, dmin, dmax_censored, stuck):
-    """Summary.add for each retired slot, into the aggregate arrays; stuck[i] is set when
-    connection i has an interval longer than its state's limit (NaN: no limit), for the
-    caller to report it."""
+def _time_bin(t, origin, delta, width):
+    """Timeline.bin."""
+    while True:
+        i = np.int64((t - origin) / width[0]) if t > origin else 0
+        if i < delta.shape[1]:
+            return i
+        half = delta.shape[1] // 2
+        for s in range(delta.shape[0]):
+            for b in range(half):
+                delta[s, b] = delta[s, 2 * b] + delta[s, 2 * b + 1]
+            delta[s, half:] = 0
+        width[0] *= 2
+
+
+@njit(cache=True, nogil=True)
+def fold(T, slots, times, limits, by_end, by_closer, by_roles, end_closer, final, anomalies,
+         counts, hist, dmax, dmin, dmax_censored, stuck, origin, tl_delta, tl_width):
+    """Summary.add for each retired slot, into the aggregate arrays and the timeline
+    (timeline.py); stuck[i] is set when connection i has an interval longer than its
+    state's limit (NaN: no limit), for the caller to report it."""
     for i in range(len(slots)):
         r, end = T[slots[i]], times[i]
-        by_end[_end_kind(r)] += 1
-        by_closer[_closer(r)] += 1
+        kind, who = _end_kind(r), _closer(r)
+        by_end[kind] += 1
+        by_closer[who] += 1
+        end_closer[kind, who] += 1
         by_roles[r.roles] += 1
         for a in range(anomalies.shape[0]):
             anomalies[a] += r.anom[a]
@@ -730,9 +750,11 @@ def fold(T, slots, times, limits, by_end, by_closer, by_roles, final, anomalies,
                 if k + 1 < n:
                     stop = r.tr_ts[e, k + 1]
                     censor = 2 if left else 0
+                    tl_delta[state, _time_bin(stop, origin, tl_delta, tl_width)] -= 1
                 else:
                     stop = end
                     censor = 3 if left else 1
+                tl_delta[state, _time_bin(start, origin, tl_delta, tl_width)] += 1
                 d = max(stop - start, 0.0)
                 counts[state, censor] += 1
                 b = 0 if d <= 1e-6 else np.int64(np.log10(d / 1e-6) * 100) + 1

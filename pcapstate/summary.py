@@ -6,6 +6,7 @@ examples.
 """
 
 import heapq
+import itertools
 import math
 from collections import Counter
 from collections.abc import Callable
@@ -16,6 +17,7 @@ import numpy as np
 
 from pcapstate.machine import Connection, Endpoint
 from pcapstate.settings import Settings
+from pcapstate.timeline import Timeline
 from pcapstate.verdict import ROLES, Interval, Stuck, closer, end_kind, intervals, stuck
 from pcapstate.vocab import ANOMALIES, Censor, Closer, EndKind, Roles, State
 
@@ -146,6 +148,8 @@ class Summary:
         self.connections = 0
         self.by_end: Counter[str] = Counter()
         self.by_closer: Counter[str] = Counter()
+        self.by_end_closer: Counter[tuple[str, str]] = Counter()
+        self.timeline = Timeline()
         self.by_roles: Counter[str] = Counter()
         self.mid_stream = 0
         self.final: dict[str, Counter[str]] = {r: Counter() for r in ROLES}
@@ -159,6 +163,7 @@ class Summary:
         kind, who = end_kind(conn), closer(conn)
         self.by_end[kind] += 1
         self.by_closer[who] += 1
+        self.by_end_closer[(kind, who)] += 1
         self.by_roles[conn.roles] += 1
         self.mid_stream += conn.mid_stream
         self.anomalies.update(conn.anomalies)
@@ -167,6 +172,11 @@ class Summary:
             self.final[role][e.state] += 1
             for iv in ivs:
                 self._durations(iv.state).add(iv.duration, iv.censor)
+            trans = e.transitions
+            for i, (start, state, _) in enumerate(trans):
+                if state is not State.CLOSED:
+                    self.timeline.add(state, start, trans[i + 1][0] if i + 1 < len(trans)
+                                      else None)
         self.add_stuck(conn, end, (client, server))
         if self.on_record is not None:
             self.on_record(connection_record(conn, kind.value, who.value))
@@ -200,6 +210,9 @@ class Summary:
                 (self.final[ROLES[0]], states, f["final"][0]),
                 (self.final[ROLES[1]], states, f["final"][1])):
             counter.update({name: int(v) for name, v in zip(names, values, strict=True) if v})
+        for (k, kind), (c, who) in itertools.product(enumerate(EndKind), enumerate(Closer)):
+            if f["end_closer"][k, c]:
+                self.by_end_closer[(kind, who)] += int(f["end_closer"][k, c])
         censors = list(Censor)
         for i, state in enumerate(states):
             if not f["counts"][i].any():
@@ -232,6 +245,9 @@ class Summary:
                 "total": self.connections,
                 "by_end": _ranked(self.by_end),
                 "by_closer": _ranked(self.by_closer),
+                "by_end_and_closer": {
+                    kind: {who: n for (k, who), n in sorted(self.by_end_closer.items())
+                           if k == kind} for kind in _ranked(self.by_end)},
                 "roles_from": _ranked(self.by_roles),
                 "mid_stream": self.mid_stream,
                 "final_states": {r: _ranked(c) for r, c in self.final.items()},

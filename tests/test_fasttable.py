@@ -47,17 +47,20 @@ def test_every_sample_gives_the_same_result_on_both_engines():
 def run_plain(rows, s: Settings):
     records: list[dict] = []
     summary = Summary(s, records.append)
+    summary.timeline.start(rows[0][0] if rows else 0.0)
     tracker = Tracker(s, summary.add)
     for ts, src, dst, sport, dport, seq, ack, flags, plen in rows:
         tracker.segment(ts, Segment(src, dst, sport, dport, seq, ack, flags, 65535, plen, 0,
                                     b""))
-    tracker.finish(rows[-1][0] + 100 if rows else 0.0)
-    return summary.to_json(), records
+    end = rows[-1][0] + 100 if rows else 0.0
+    tracker.finish(end)
+    return summary.to_json(), summary.timeline.to_json(end), records
 
 
 def run_fast(rows, s: Settings):
     records: list[dict] = []
     summary = Summary(s, records.append)
+    summary.timeline.start(rows[0][0] if rows else 0.0)
     tracker = FastTracker(s, summary, slots=2)  # tiny: growth is exercised too
     b = Batch.empty(len(rows))
     for i, (ts, src, dst, sport, dport, seq, ack, flags, plen) in enumerate(rows):
@@ -68,8 +71,9 @@ def run_fast(rows, s: Settings):
         b.win[i], b.plen[i], b.ipid[i] = 65535, plen, 0
         b.wscale[i] = NO_WSCALE if flags & 0x02 else NOT_SYN
     tracker.feed(b)
-    tracker.finish(rows[-1][0] + 100 if rows else 0.0)
-    return summary.to_json(), records
+    end = rows[-1][0] + 100 if rows else 0.0
+    tracker.finish(end)
+    return summary.to_json(), summary.timeline.to_json(end), records
 
 
 HOSTS = [(bytes([10, 0, 0, 1]), 40000), (bytes([10, 0, 0, 1]), 40001), (bytes([10, 0, 0, 2]), 80)]
@@ -115,7 +119,7 @@ def test_slots_grow_and_are_reused():
     plain, fast = run_plain(rows, s), run_fast(rows, s)
     assert plain == fast
     assert plain[0]["connections"]["total"] == 300
-    assert np.all([r["end"] == "closed" for r in fast[1]])
+    assert np.all([r["end"] == "closed" for r in fast[2]])
 
 
 def test_samples_dir_is_what_the_engines_saw():
