@@ -707,7 +707,7 @@ def _closer(r):
     return 3
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _time_bin(t, origin, delta, width):
     """Timeline.bin."""
     while True:
