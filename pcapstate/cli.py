@@ -8,9 +8,11 @@ import argparse
 import json
 import os
 import re
+import shlex
 import sys
 import tempfile
 from collections.abc import Callable
+from functools import partial
 from typing import Any, TextIO
 
 from pcapstate import __version__
@@ -79,6 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("-q", "--quiet", action="store_true", help="no terminal summary")
     a.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="show progress on stderr (default: when stderr is a terminal)")
+    a.add_argument("--report", metavar="FILE.md",
+                   help="write an incident report in Markdown, its charts beside it (in "
+                        "FILE-charts/, or --plots)")
+    a.add_argument("--html", metavar="FILE.html",
+                   help="write the report as one self-contained HTML file, charts inlined")
+    a.add_argument("--plots", metavar="DIR", help="write the charts as PNG files into DIR")
     a.add_argument("--engine", choices=["fast", "plain"], default="fast",
                    help="fast: compiled decoder and state machine (default); plain: the "
                         "reference engine in plain Python, much slower, for cross-checking")
@@ -87,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else argv
     _lean_start()
     try:
         return _analyze(args)
@@ -137,7 +146,7 @@ def _analyze(args: argparse.Namespace) -> int:
     if args.json == "-" and args.jsonl == "-":
         return _error("--json - and --jsonl - cannot both write to standard output")
     inputs = {os.path.realpath(p) for p in args.captures if p != "-"}
-    for out in (args.json, args.jsonl):
+    for out in (args.json, args.jsonl, args.report, args.html):
         if out not in (None, "-") and os.path.realpath(out) in inputs:
             return _error(f"refusing to overwrite the input {out}")
     stuck = stuck_thresholds(args.stuck_after, args.fin_timeout)
@@ -170,6 +179,8 @@ def _analyze(args: argparse.Namespace) -> int:
         result = analyze(args.captures, settings,
                          on_record=on_record if lines is not None else None,
                          progress=_Progress() if show_progress else None, engine=args.engine)
+        if args.report or args.html or args.plots:
+            _capture_facts(result, args.argv)
         if args.json == "-":
             write_json(sys.stdout, result, spool)
         elif args.json:
@@ -187,6 +198,10 @@ def _analyze(args: argparse.Namespace) -> int:
         if spool is not None:
             spool.close()
 
+    if args.report or args.html or args.plots:
+        failed = _reports(args, result)
+        if failed:
+            return failed
     if not args.quiet:
         (sys.stderr if stdout_taken else sys.stdout).write(render(result))
     for w in result["warnings"]:
@@ -198,6 +213,55 @@ def _analyze(args: argparse.Namespace) -> int:
               f"{', '.join(sorted({f['state'] for f in failing}))}", file=sys.stderr)
         return 1
     return 0
+
+
+def _capture_facts(result: dict[str, Any], argv: list[str]) -> None:
+    """What a report states beyond the analysis: each file's sha256, the command line."""
+    import hashlib
+
+    for f in result["inputs"]:
+        if f["path"] != "-":
+            try:
+                with open(f["path"], "rb") as stream:
+                    f["sha256"] = hashlib.file_digest(stream, "sha256").hexdigest()
+            except OSError:
+                f["sha256"] = None
+    result["command_line"] = shlex.join(["pcapstate", *argv])
+
+
+def _reports(args: argparse.Namespace, result: dict[str, Any]) -> int:
+    """Write the Markdown and HTML reports and the charts; 0, or 2 when one cannot be
+    written."""
+    from pcapstate import charts, report
+
+    plots = args.plots
+    if plots is None and args.report:
+        plots = os.path.splitext(args.report)[0] + "-charts"
+    images = {name: charts.png(draw()) for name, _, draw in charts.charts(result)}
+    drawn = [(name, title) for name, title, _ in charts.charts(result)]
+    target = ""
+    try:
+        if plots:
+            os.makedirs(plots, exist_ok=True)
+            for name, data in images.items():
+                write_atomic(os.path.join(plots, name), partial(_write, data=data), binary=True)
+            target = plots
+        if args.report:
+            rel = os.path.relpath(plots, os.path.dirname(os.path.abspath(args.report)) or ".")
+            target = args.report
+            text = report.markdown(report.blocks(result, drawn), rel.replace(os.sep, "/"))
+            write_atomic(args.report, lambda f: f.write(text))
+        if args.html:
+            target = args.html
+            page = report.html(report.blocks(result, drawn), images)
+            write_atomic(args.html, lambda f: f.write(page))
+    except OSError as e:
+        return _error(f"cannot write {target or plots}: {e.strerror}")
+    return 0
+
+
+def _write(f: Any, data: bytes) -> None:
+    f.write(data)
 
 
 def write_json(out: TextIO, result: dict[str, Any], records: TextIO | None) -> None:
@@ -216,12 +280,13 @@ def write_json(out: TextIO, result: dict[str, Any], records: TextIO | None) -> N
     out.write("\n ]\n}\n")
 
 
-def write_atomic(path: str, write: Callable[[TextIO], None]) -> None:
-    """Write a file so that a reader never sees it half written."""
+def write_atomic(path: str, write: Callable[[Any], object], binary: bool = False) -> None:
+    """Write a file so that a reader never sees it half written: `write` gets a text (or
+    binary) file."""
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".pcapstate-", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8")) as f:
             write(f)
         os.replace(tmp, path)
     except BaseException:

@@ -24,7 +24,7 @@ def _plain(value: float) -> str:
     return f"{value:g}s"
 
 
-def _when(ts: float | None) -> str:
+def when(ts: float | None) -> str:
     if ts is None:
         return "-"
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
@@ -34,11 +34,15 @@ def _counts(d: dict[str, int]) -> str:
     return ", ".join(f"{k} {v:,}" for k, v in d.items()) or "none"
 
 
-def _outcome(name: str, n: int) -> str:
-    """How a group of stuck endpoints ended, in words: "2 reset by the peer"."""
+def outcome_words(name: str) -> str:
+    """How a stuck endpoint ended, in words: "reset by the peer"."""
     words = {"open": "still stuck at capture end", "reset_by_peer": "reset by the peer",
              "reset_by_self": "reset by themselves"}
-    return f"{n:,} {words.get(name, 'then moved to ' + name.upper())}"
+    return words.get(name, "then moved to " + name.upper())
+
+
+def _outcome(name: str, n: int) -> str:
+    return f"{n:,} {outcome_words(name)}"
 
 
 def render(result: dict[str, Any]) -> str:
@@ -47,7 +51,7 @@ def render(result: dict[str, Any]) -> str:
     files = result["inputs"]
     out = [
         f"{len(files)} file{'s' if len(files) != 1 else ''}, {acc['records']:,} records, "
-        f"{seconds(cap['duration'])} from {_when(cap['first_ts'])} to {_when(cap['end_ts'])}",
+        f"{seconds(cap['duration'])} from {when(cap['first_ts'])} to {when(cap['end_ts'])}",
         f"Packets: {acc['tcp_segments']:,} TCP segments analysed; "
         f"other {sum(acc['other'].values()):,} ({_counts(acc['other'])}); "
         f"undecodable {sum(acc['undecodable'].values()):,} ({_counts(acc['undecodable'])})",
@@ -71,7 +75,7 @@ def render(result: dict[str, Any]) -> str:
                 f"{outcomes}")
             ex = max(f["examples"], key=lambda e: e["duration"])
             out.append(f"{'':15}oldest: {ex['endpoint']} with peer {ex['peer']} (connection "
-                       f"{ex['conn_id']}), in {f['state']} since {_when(ex['since'])}")
+                       f"{ex['conn_id']}), in {f['state']} since {when(ex['since'])}")
     else:
         out.append("Stuck endpoints: none.")
     out.append("")

@@ -1,0 +1,181 @@
+"""The report's charts (matplotlib, headless), drawn from a result dict (docs/json.md).
+
+Each chart aggregates: histograms and per-bin counts, whatever the number of connections;
+only the stuck-connection timeline draws connections one by one, and it draws the worst
+few that the findings keep.
+"""
+
+import io
+from collections.abc import Callable
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from pcapstate.report_text import outcome_words  # noqa: E402
+from pcapstate.vocab import State  # noqa: E402
+
+# Complete durations and the two kinds of censoring, as the legend names them.
+CENSOR_STYLE = {
+    "complete": ("complete", "#4c72b0"),
+    "right": ("right-censored: still in it at capture end (a lower bound)", "#dd8452"),
+    "left": ("left-censored: began before the capture (a lower bound)", "#55a868"),
+    "both": ("censored both ways: spans the whole capture", "#8172b3"),
+}
+STATE_COLOURS = {
+    "ESTABLISHED": "#4c72b0", "CLOSE_WAIT": "#c44e52", "TIME_WAIT": "#8c8c8c",
+    "FIN_WAIT_2": "#dd8452", "FIN_WAIT_1": "#937860", "LAST_ACK": "#8172b3",
+    "SYN_SENT": "#55a868", "SYN_RCVD": "#64b5cd", "CLOSING": "#da8bc3",
+}
+OUTCOME_COLOURS = {"open": "#c44e52", "reset_by_peer": "#dd8452", "reset_by_self": "#937860"}
+# States drawn over time whatever their counts; the others only when they matter (5% of the
+# busiest state's peak), so that the transient ones do not blur the picture.
+ALWAYS_SHOWN = ("ESTABLISHED", "CLOSE_WAIT", "TIME_WAIT", "FIN_WAIT_2")
+MAX_BARS = 40  # stuck connections drawn one by one
+_PER_DECADE = 100  # the result's histogram bins per decade (summary.BINS_PER_DECADE)
+_DRAW_PER_DECADE = 10
+
+
+def charts(result: dict[str, Any]) -> list[tuple[str, str, Callable[[], Figure]]]:
+    """(file name, title, drawing function) for each chart this result has data for."""
+    out = []
+    if any(d["count"] for d in result["durations"].values()):
+        out.append(("durations.png", "Time spent in each state", lambda: durations(result)))
+    if result["timeline"]["states"]:
+        out.append(("states_over_time.png", "Endpoints in each state over the capture",
+                    lambda: states_over_time(result)))
+    if any(f["state"] == "CLOSE_WAIT" for f in result["findings"]):
+        out.append(("close_wait.png", "Connections stuck in CLOSE_WAIT",
+                    lambda: stuck_timeline(result, "CLOSE_WAIT")))
+    if result["connections"]["total"]:
+        out.append(("endings.png", "How connections ended, by who closed first",
+                    lambda: endings(result)))
+    return out
+
+
+def png(fig: Figure) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def durations(result: dict[str, Any]) -> Figure:
+    """One panel per state: a log-time histogram, censored durations stacked apart."""
+    states = [s for s, d in result["durations"].items() if d["count"]]
+    cols = 2 if len(states) > 1 else 1
+    rows = (len(states) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(11, 2.4 * rows + 0.8), squeeze=False)
+    for ax, state in zip(axes.flat, states, strict=False):
+        hist = result["durations"][state]["histogram"]
+        step = _PER_DECADE // _DRAW_PER_DECADE
+        drawn = [max(int(b), 0) // step for h in hist.values() for b in h]  # bin -1: <= 1us
+        lo, hi = min(drawn), max(drawn) + 1
+        edges = [1e-6 * 10 ** (k / _DRAW_PER_DECADE) for k in range(lo, hi + 1)]
+        bottom = [0] * (hi - lo)
+        for censor, (label, colour) in CENSOR_STYLE.items():
+            counts = [0] * (hi - lo)
+            for b, n in hist.get(censor, {}).items():
+                counts[max(int(b), 0) // step - lo] += n
+            widths = [b - a for a, b in zip(edges, edges[1:], strict=False)]
+            if any(counts):
+                ax.bar(edges[:-1], counts, width=widths,
+                       bottom=bottom, align="edge", color=colour, label=label,
+                       edgecolor="white", linewidth=0.3)
+                bottom = [x + y for x, y in zip(bottom, counts, strict=True)]
+        ax.set_xscale("log")
+        ax.set_title(state, fontsize=10, loc="left")
+        ax.set_ylabel("endpoints", fontsize=8)
+        ax.tick_params(labelsize=8)
+    for ax in list(axes.flat)[len(states):]:
+        ax.set_visible(False)
+    axes.flat[len(states) - 1].set_xlabel("seconds (log scale)", fontsize=8)
+    handles: dict[str, Any] = {}
+    for ax in axes.flat:
+        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, h)
+    fig.legend(list(handles.values()), list(handles), loc="upper center", ncol=2, fontsize=8,
+               frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / (2.4 * rows + 0.8)))
+    return fig
+
+
+def states_over_time(result: dict[str, Any]) -> Figure:
+    """How many endpoints sit in each state at each moment: a leak is a line that climbs."""
+    tl = result["timeline"]
+    fig, ax = plt.subplots(figsize=(11, 4))
+    order = [s.value for s in State]
+    peak = max(max(c) for c in tl["states"].values())
+    shown = [s for s in tl["states"] if s in ALWAYS_SHOWN or max(tl["states"][s]) >= peak / 20]
+    for state in sorted(shown, key=order.index):
+        counts = tl["states"][state]
+        xs = [i * tl["bin_seconds"] for i in range(1, len(counts) + 1)]
+        ax.step([0.0, *xs], [counts[0], *counts], where="post", label=state,
+                color=STATE_COLOURS.get(state), linewidth=2 if state == "CLOSE_WAIT" else 1.2)
+    ax.set_xlabel("seconds since the capture started")
+    ax.set_ylabel("endpoints in the state")
+    ax.set_yscale("symlog", linthresh=10)
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=8, ncol=3, loc="upper left")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def stuck_timeline(result: dict[str, Any], state: str) -> Figure:
+    """A bar per stuck connection (the worst the findings kept), from entering the state to
+    the capture end or to how it ended, grouped by service."""
+    start = result["capture"]["first_ts"]
+    rows: list[tuple[str, dict[str, Any]]] = []
+    for f in result["findings"]:
+        if f["state"] == state:
+            rows += [(f["service"], ex) for ex in f["examples"]]
+    rows = rows[:MAX_BARS]
+    fig, ax = plt.subplots(figsize=(11, 1.2 + 0.32 * len(rows)))
+    labels = []
+    for y, (service, ex) in enumerate(rows):
+        colour = OUTCOME_COLOURS.get(ex["outcome"], "#4c72b0")
+        ax.barh(y, ex["duration"], left=ex["since"] - start, color=colour, height=0.6)
+        labels.append(f"{service}  (peer {ex['peer']})")
+    ax.set_yticks(range(len(rows)), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, max(result["capture"]["duration"], 1e-3))
+    ax.set_xlabel("seconds since the capture started")
+    seen = sorted({ex["outcome"] for _, ex in rows})
+    ax.legend(handles=[plt.Rectangle((0, 0), 1, 1, color=OUTCOME_COLOURS.get(o, "#4c72b0"))
+                       for o in seen],
+              labels=[outcome_words(o) for o in seen], fontsize=8, loc="lower left",
+              bbox_to_anchor=(0, 1), ncol=3, frameon=False)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def endings(result: dict[str, Any]) -> Figure:
+    """A bar per end kind, split by who closed first."""
+    table = result["connections"]["by_end_and_closer"]
+    kinds = list(table)
+    closers = ["client", "server", "both", "none"]
+    colours = {"client": "#4c72b0", "server": "#c44e52", "both": "#8172b3", "none": "#8c8c8c"}
+    fig, ax = plt.subplots(figsize=(11, 1.2 + 0.45 * len(kinds)))
+    left = [0] * len(kinds)
+    for who in closers:
+        counts = [table[k].get(who, 0) for k in kinds]
+        if any(counts):
+            ax.barh(range(len(kinds)), counts, left=left, color=colours[who],
+                    label=f"{who} closed first" if who not in ("both", "none") else
+                    {"both": "both at once", "none": "nobody closed"}[who], height=0.6)
+            left = [a + b for a, b in zip(left, counts, strict=True)]
+    for y, total in enumerate(left):
+        ax.annotate(f" {total:,}", (total, y), va="center", fontsize=8)
+    ax.set_yticks(range(len(kinds)), [k.replace("_", " ") for k in kinds], fontsize=9)
+    ax.invert_yaxis()
+    ax.set_xlim(0, max(left) * 1.12)
+    ax.set_xlabel("connections")
+    ax.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0, 1), ncol=4, frameon=False)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig

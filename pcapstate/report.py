@@ -1,0 +1,231 @@
+"""The incident report: the verdict first, then the evidence, as Markdown or as one
+self-contained HTML file, built from a result dict (docs/json.md).
+
+The report is a list of blocks (heading, paragraph, table, code, image) rendered by
+`markdown` or `html`; every string taken from a capture is escaped by the renderer.
+"""
+
+import base64
+import html as html_lib
+import re
+from typing import Any
+
+from pcapstate.report_text import outcome_words, seconds, when
+
+Block = tuple[Any, ...]
+
+# What an endpoint stuck in each state means, for the verdict.
+MEANING = {
+    "CLOSE_WAIT": "the peer closed first and the {role} sent no FIN of its own for over "
+                  "{limit}, so the application behind {service} is not closing sockets after "
+                  "the peer closes",
+    "FIN_WAIT_2": "the {role} closed, the peer acknowledged and then did not close its side "
+                  "for over {limit}: a half-closed connection held open by the peer",
+    "LAST_ACK": "the {role} sent its FIN after the peer's and no acknowledgement came back "
+                "for over {limit}: the peer has gone or the path is losing packets",
+    "CLOSING": "both sides sent a FIN and the {role}'s was not acknowledged for over {limit}",
+    "SYN_SENT": "the {role}'s connection attempts got no answer for over {limit}",
+    "SYN_RCVD": "the {role} answered a SYN and the handshake did not complete for over "
+                "{limit} (lost ACKs, or a SYN flood)",
+}
+
+
+def verdict(result: dict[str, Any]) -> list[str]:
+    """The findings in plain words, worst first; one sentence when nothing is wrong."""
+    conns = result["connections"]
+    out = []
+    for f in result["findings"]:
+        n, state, service = f["count"], f["state"], f["service"]
+        outcomes = f["outcomes"]
+        how = ("; ".join(f"{v:,} {outcome_words(k)}" for k, v in outcomes.items())
+               if set(outcomes) != {"open"} else "all still stuck at capture end")
+        limit = result["settings"]["stuck_after"].get(state)
+        meaning = MEANING.get(state, "").format(role=f["role"], service=service,
+                                                 limit=seconds(limit))
+        out.append(
+            f"{n:,} connection{'s' if n != 1 else ''} to {service} ({f['role']} side) "
+            f"{'were' if n != 1 else 'was'} left in {state}, the oldest for "
+            f"{seconds(f['oldest'])} ({how})" + (f"; in every one {meaning}." if meaning
+                                                 else "."))
+    if not out:
+        total = conns["total"]
+        out.append(f"Nothing wrong found: of {total:,} connection{'s' if total != 1 else ''}, "
+                   "no endpoint stayed in CLOSE_WAIT or another state that should not last "
+                   "longer than its threshold "
+                   f"({_thresholds(result)}).")
+    return out
+
+
+def _thresholds(result: dict[str, Any]) -> str:
+    limits = result["settings"]["stuck_after"]
+    return ", ".join(f"{st} {seconds(v)}" for st, v in limits.items())
+
+
+def wireshark_filter(a: str, b: str, since: float) -> str:
+    """A display filter for one connection (both directions of its 4-tuple) from a second
+    before `since`."""
+    (ha, pa), (hb, pb) = _split(a), _split(b)
+    ip = "ipv6" if ":" in ha else "ip"
+    return (f"(({ip}.src=={ha} && tcp.srcport=={pa} && {ip}.dst=={hb} && tcp.dstport=={pb}) "
+            f"|| ({ip}.src=={hb} && tcp.srcport=={pb} && {ip}.dst=={ha} && tcp.dstport=={pa})) "
+            f"&& frame.time_epoch >= {since - 1:.6f}")
+
+
+def _split(address: str) -> tuple[str, str]:
+    host, port = address.rsplit(":", 1)
+    return host.strip("[]"), port
+
+
+def blocks(result: dict[str, Any], charts: list[tuple[str, str]]) -> list[Block]:
+    """The report, top to bottom. `charts`: (file name, title) of the charts drawn."""
+    cap, acc, conns = result["capture"], result["accounting"], result["connections"]
+    files = result["inputs"]
+    title = ", ".join(f["path"] for f in files[:3]) + (" ..." if len(files) > 3 else "")
+    out: list[Block] = [("h", 1, f"pcapstate report: {title}"), ("h", 2, "Verdict")]
+    out += [("p", sentence, True) for sentence in verdict(result)]
+
+    out += [("h", 2, "Capture"), ("table", ["file", "format", "size", "records", "link types",
+                                            "snaplen", "sha256"],
+                                  [[f["path"], f["format"] + (" (gzip)" if f["compressed"] else ""),
+                                    "-" if f["size"] is None else f"{f['size']:,} bytes",
+                                    f"{f['records']:,}", ", ".join(map(str, f["linktypes"])),
+                                    str(f["snaplen"] or "-"), f.get("sha256") or "-"]
+                                   for f in files])]
+    st = result["settings"]
+    out.append(("table", ["fact", "value"], [
+        ["time span", f"{when(cap['first_ts'])} to {when(cap['end_ts'])} "
+                      f"({seconds(cap['duration'])})"],
+        ["vantage point", "not estimated"],
+        ["timers assumed", f"TIME_WAIT {seconds(st['time_wait'])}, orphaned FIN_WAIT_2 "
+                           f"{seconds(st['fin_timeout'])}"],
+        ["stuck after", _thresholds(result)],
+        ["pcapstate", result["pcapstate_version"]],
+        ["command", result.get("command_line") or "-"],
+    ]))
+    for w in result["warnings"]:
+        out.append(("p", f"Warning: {w}", False))
+
+    rows = [["TCP segments analysed", f"{acc['tcp_segments']:,}"]]
+    rows += [[f"other: {k}", f"{v:,}"] for k, v in acc["other"].items()]
+    rows += [[f"undecodable: {k}", f"{v:,}"] for k, v in acc["undecodable"].items()]
+    rows.append(["records read", f"{acc['records']:,}"])
+    out += [("h", 2, "Packet accounting"), ("table", ["packets", "count"], rows)]
+
+    closers = ["client", "server", "both", "none"]
+    table = conns["by_end_and_closer"]
+    out += [("h", 2, "Connections"),
+            ("p", f"{conns['total']:,} connections"
+                  + (f", {conns['mid_stream']:,} already open when the capture started"
+                     if conns["mid_stream"] else "") + ". How they ended, by who closed first:",
+             False),
+            ("table", ["ended", *[f"{c} first" if c in ("client", "server") else c
+                                  for c in closers], "total"],
+             [[kind.replace("_", " "), *[f"{table[kind].get(c, 0):,}" for c in closers],
+               f"{n:,}"] for kind, n in conns["by_end"].items()])]
+
+    if result["findings"]:
+        out += [("h", 2, "Stuck endpoints by service"),
+                ("table", ["state", "service", "side", "endpoints", "still stuck", "oldest",
+                           "how they ended"],
+                 [[f["state"], f["service"], f["role"], f"{f['count']:,}",
+                   f"{f['still_open']:,}", seconds(f["oldest"]),
+                   "; ".join(f"{v:,} {outcome_words(k)}" for k, v in f["outcomes"].items())]
+                  for f in result["findings"]])]
+        out.append(("h", 2, "The worst stuck connections"))
+        for f in result["findings"]:
+            for ex in f["examples"][:5]:
+                entered = ("the peer's FIN" if ex["state"] == "CLOSE_WAIT"
+                           else f"entering {ex['state']}")
+                out.append(("p", f"{ex['endpoint']} ({ex['role']}) with {ex['peer']}, "
+                                 f"connection {ex['conn_id']}: {entered} at "
+                                 f"{when(ex['since'])}, {seconds(ex['duration'])} in "
+                                 f"{ex['state']}, {outcome_words(ex['outcome'])}. "
+                                 "Wireshark display filter:", False))
+                out.append(("code", wireshark_filter(ex["endpoint"], ex["peer"], ex["since"])))
+
+    out += [("h", 2, "Time in each state"),
+            ("table", ["state", "count", "complete", "censored", "p50", "p90", "p99", "max",
+                       "censored max"],
+             [[state, f"{d['count']:,}", f"{d['complete']:,}",
+               f"{d['count'] - d['complete']:,}", seconds(d["p50"]), seconds(d["p90"]),
+               seconds(d["p99"]), seconds(d["max"]),
+               seconds(d["max_censored"]) + ("+" if d["max_censored"] is not None else "")]
+              for state, d in result["durations"].items() if d["count"]])]
+    if charts:
+        out.append(("h", 2, "Charts"))
+        out += [("img", name, title) for name, title in charts]
+    return out
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~])")
+
+
+def _md(text: str) -> str:
+    return _MD_SPECIAL.sub(r"\\\1", text).replace("\n", " ")
+
+
+def markdown(report: list[Block], image_dir: str) -> str:
+    """GitHub/GitLab/Jira-friendly Markdown; images by relative path under image_dir."""
+    out = []
+    for b in report:
+        if b[0] == "h":
+            out.append("#" * b[1] + " " + _md(b[2]))
+        elif b[0] == "p":
+            out.append(f"**{_md(b[1])}**" if b[2] else _md(b[1]))
+        elif b[0] == "table":
+            out.append("| " + " | ".join(_md(h) for h in b[1]) + " |")
+            out.append("|" + "---|" * len(b[1]))
+            out += ["| " + " | ".join(_md(c) for c in row) + " |" for row in b[2]]
+        elif b[0] == "code":
+            out.append("```\n" + b[1].replace("```", "` ` `") + "\n```")
+        elif b[0] == "img":
+            path = f"{image_dir}/{b[1]}" if image_dir else b[1]
+            out.append(f"![{_md(b[2])}]({path.replace(' ', '%20')})")
+        out.append("")
+    return "\n".join(out)
+
+
+_CSS = """
+body { font: 15px/1.45 system-ui, sans-serif; max-width: 1100px; margin: 2em auto;
+       padding: 0 1em; color: #222; }
+h1 { font-size: 1.5em; word-break: break-all; }
+h2 { margin-top: 1.6em; border-bottom: 1px solid #ddd; }
+.verdict { font-weight: 600; background: #fff4f4; border-left: 4px solid #c44e52;
+           padding: .6em .9em; }
+.verdict.ok { background: #f3faf3; border-color: #55a868; }
+table { border-collapse: collapse; margin: .6em 0; font-size: .9em; }
+th, td { border: 1px solid #ccc; padding: .25em .6em; text-align: left; vertical-align: top; }
+td { word-break: break-word; } th { background: #f4f4f4; }
+pre { background: #f6f6f6; padding: .5em; white-space: pre-wrap; word-break: break-all; }
+img { max-width: 100%; border: 1px solid #eee; }
+figure { margin: 1em 0; page-break-inside: avoid; }
+@media print { body { margin: 0; max-width: none; } h2 { page-break-after: avoid; } }
+"""
+
+
+def html(report: list[Block], images: dict[str, bytes]) -> str:
+    """One self-contained page: styles inline, charts as data: URLs, no script, nothing
+    fetched from anywhere."""
+    e = html_lib.escape
+    title = next((b[2] for b in report if b[0] == "h" and b[1] == 1), "pcapstate report")
+    ok = not any(b[0] == "p" and b[2] and not b[1].startswith("Nothing wrong") for b in report)
+    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+           f"<title>{e(title)}</title><style>{_CSS}</style></head><body>"]
+    for b in report:
+        if b[0] == "h":
+            out.append(f"<h{b[1]}>{e(b[2])}</h{b[1]}>")
+        elif b[0] == "p":
+            cls = f' class="verdict{" ok" if ok else ""}"' if b[2] else ""
+            out.append(f"<p{cls}>{e(b[1])}</p>")
+        elif b[0] == "table":
+            out.append("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in b[1]) + "</tr>")
+            out += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in b[2]]
+            out.append("</table>")
+        elif b[0] == "code":
+            out.append(f"<pre>{e(b[1])}</pre>")
+        elif b[0] == "img" and b[1] in images:
+            data = base64.b64encode(images[b[1]]).decode()
+            out.append(f'<figure><img alt="{e(b[2])}" src="data:image/png;base64,{data}">'
+                       f"<figcaption>{e(b[2])}</figcaption></figure>")
+    out.append("</body></html>\n")
+    return "\n".join(out)

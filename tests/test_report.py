@@ -1,0 +1,116 @@
+"""Incident reports: the verdict names the leaking service, the HTML stands alone, charts
+are real PNGs, captured strings cannot inject markup, and a real browser renders it."""
+
+import base64
+import re
+import shutil
+import struct
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from pcapstate.cli import main
+from pcapstate.report import wireshark_filter
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+LEAK = SAMPLES / "close_wait_leak.pcap"
+CLEAN = SAMPLES / "client_close.pcap"
+pytestmark = pytest.mark.skipif(not LEAK.exists(), reason="kernel samples not made")
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+class Page(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.refs: list[str] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        self.refs += [v for k, v in attrs if k in ("src", "href", "action") and v]
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def report(tmp_path, capture, *extra):
+    md, page = tmp_path / "r.md", tmp_path / "r.html"
+    assert main(["analyze", str(capture), "--report", str(md), "--html", str(page), "-q",
+                 *extra]) == 0
+    return md.read_text(), page.read_text()
+
+
+def test_leak_report_states_service_count_and_closer(tmp_path):
+    md, page = report(tmp_path, LEAK)
+    verdict = md.split("## Verdict", 1)[1].split("##", 1)[0]
+    assert "5 connections to 127.0.0.1:5001 (server side) were left in CLOSE\\_WAIT" in verdict
+    assert "the peer closed first" in verdict and "all still stuck at capture end" in verdict
+    assert "| CLOSE\\_WAIT | 127.0.0.1:5001 | server | 5 | 5 |" in md
+    assert "| half closed | 5 | 0 | 0 | 0 | 5 |" in md  # ended half-closed, the client first
+    assert re.search(r"\| [^|]*close\\_wait\\_leak.pcap \| pcap \| [\d,]+ bytes \| 101 \|", md)
+    assert re.search(r"\| [0-9a-f]{64} \|", md)  # the file's sha256
+    assert f"<td>pcapstate analyze {LEAK} --report {tmp_path}/r.md --html" in page
+    for name in ("durations", "states_over_time", "close_wait", "endings"):
+        assert f"](r-charts/{name}.png)" in md
+        w, h = png_size((tmp_path / "r-charts" / f"{name}.png").read_bytes())
+        assert 500 <= w <= 2000 and 150 <= h <= 2000, (name, w, h)
+
+
+def test_html_is_self_contained_and_its_images_decode(tmp_path):
+    _, page = report(tmp_path, LEAK)
+    p = Page()
+    p.feed(page)
+    assert "script" not in p.tags and "link" not in p.tags
+    assert p.refs and all(r.startswith("data:image/png;base64,") for r in p.refs)
+    for ref in p.refs:
+        w, h = png_size(base64.b64decode(ref.split(",", 1)[1]))
+        assert w >= 500 and h >= 150
+    assert "http://" not in page and "https://" not in page
+    assert "were left in CLOSE_WAIT" in "".join(p.text)
+
+
+def test_nothing_wrong_reads_as_such(tmp_path):
+    md, page = report(tmp_path, CLEAN)
+    assert "Nothing wrong found: of 3 connections, no endpoint stayed in CLOSE\\_WAIT" in md
+    assert "Stuck endpoints by service" not in md and "close_wait.png" not in md
+    assert 'class="verdict ok"' in page
+
+
+def test_captured_strings_cannot_inject_markup(tmp_path):
+    hostile = tmp_path / "<img src=x onerror=alert(1)> |x| [a](b) é.pcap"
+    shutil.copy(LEAK, hostile)
+    md, page = report(tmp_path, hostile)
+    assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+    assert "\\<img src=x onerror=alert\\(1\\)\\>" not in md  # escaped once, not twice
+    assert "\\<img src=x onerror=alert(1)\\> \\|x\\| \\[a\\](b) é.pcap" in md
+
+
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
+def test_wireshark_filter_finds_the_connection():
+    flt = wireshark_filter("127.0.0.1:5001", "127.0.0.1:46564", 0.0)
+    out = subprocess.run(["tshark", "-n", "-r", str(LEAK), "-Y", flt, "-T", "fields", "-e",
+                          "tcp.flags.fin", "-e", "tcp.srcport"], capture_output=True,
+                         text=True, check=True).stdout.split("\n")
+    rows = [r.split("\t") for r in out if r]
+    assert len(rows) > 5 and {port for _, port in rows} == {"5001", "46564"}
+    assert ["1", "46564"] in [[f.replace("True", "1"), p] for f, p in rows]  # the client's FIN
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium not installed")
+def test_a_real_browser_renders_the_report(tmp_path):
+    report(tmp_path, LEAK)
+    shot = tmp_path / "shot.png"
+    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu",
+                    f"--screenshot={shot}", "--window-size=1200,3000",
+                    (tmp_path / "r.html").as_uri()], capture_output=True, timeout=120,
+                   check=True)
+    data = shot.read_bytes()
+    assert png_size(data) == (1200, 3000)
+    assert len(data) > 50_000  # text, tables and charts, not a blank page
