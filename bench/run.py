@@ -11,7 +11,8 @@ connections (N copies of the capture, each shifted in time past every timer and 
 own client addresses) and compares pcapstate's peak memory on both. `--corpus N` analyses
 N copies of the capture as separate captures, one process at a time and then two at a
 time, and reports captures/s and packets/s for each. `pcapstate+json` is pcapstate also
-writing every connection's record (`--json`).
+writing every connection's record (`--json`), `pcapstate+report` also writing the Markdown
+and HTML reports with their charts.
 """
 
 import argparse
@@ -31,6 +32,9 @@ TOOLS = {
     "pcapstate": lambda f: [PY, "-m", "pcapstate", "analyze", f, "-q"],
     "pcapstate+json": lambda f: [PY, "-m", "pcapstate", "analyze", f, "-q", "--json",
                                  str(HERE / "out" / "result.json")],
+    "pcapstate+report": lambda f: [PY, "-m", "pcapstate", "analyze", f, "-q", "--report",
+                                   str(HERE / "out" / "report.md"), "--html",
+                                   str(HERE / "out" / "report.html")],
     "tcptrace": lambda f: ["tcptrace", "-n", f],
     "tshark": lambda f: ["tshark", "-n", "-q", "-z", "conv,tcp", "-r", f],
     "naive-dpkt": lambda f: [PY, str(HERE / "naive_dpkt.py"), f],

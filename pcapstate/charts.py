@@ -64,7 +64,8 @@ def png(fig: Figure) -> bytes:
 
 
 def durations(result: dict[str, Any]) -> Figure:
-    """One panel per state: a log-time histogram, censored durations stacked apart."""
+    """One panel per state: a log-time histogram of the endpoints (log count), censored
+    durations drawn apart from complete ones."""
     states = [s for s, d in result["durations"].items() if d["count"]]
     cols = 2 if len(states) > 1 else 1
     rows = (len(states) + cols - 1) // cols
@@ -75,18 +76,16 @@ def durations(result: dict[str, Any]) -> Figure:
         drawn = [max(int(b), 0) // step for h in hist.values() for b in h]  # bin -1: <= 1us
         lo, hi = min(drawn), max(drawn) + 1
         edges = [1e-6 * 10 ** (k / _DRAW_PER_DECADE) for k in range(lo, hi + 1)]
-        bottom = [0] * (hi - lo)
         for censor, (label, colour) in CENSOR_STYLE.items():
             counts = [0] * (hi - lo)
             for b, n in hist.get(censor, {}).items():
                 counts[max(int(b), 0) // step - lo] += n
-            widths = [b - a for a, b in zip(edges, edges[1:], strict=False)]
-            if any(counts):
-                ax.bar(edges[:-1], counts, width=widths,
-                       bottom=bottom, align="edge", color=colour, label=label,
-                       edgecolor="white", linewidth=0.3)
-                bottom = [x + y for x, y in zip(bottom, counts, strict=True)]
+            if any(counts):  # overlaid, not stacked: a log scale keeps a few visible
+                ax.stairs(counts, edges, baseline=0.5, fill=True, color=colour, alpha=0.75,
+                          label=label)
         ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_ylim(bottom=0.5)
         ax.set_title(state, fontsize=10, loc="left")
         ax.set_ylabel("endpoints", fontsize=8)
         ax.tick_params(labelsize=8)
