@@ -237,12 +237,14 @@ def _reports(args: argparse.Namespace, result: dict[str, Any]) -> int:
     plots = args.plots
     if plots is None and args.report:
         plots = os.path.splitext(args.report)[0] + "-charts"
-    images = {name: charts.png(draw()) for name, _, draw in charts.charts(result)}
-    drawn = [(name, title) for name, title, _ in charts.charts(result)]
+    listed = charts.charts(result)
+    images = {name: charts.png(draw()) for name, _, draw in listed}
+    drawn = [(name, title) for name, title, _ in listed]
     target = ""
     try:
         if plots:
-            os.makedirs(plots, exist_ok=True)
+            if not os.path.isdir(plots):
+                os.mkdir(plots)  # its parent must exist, as a report's folder must
             for name, data in images.items():
                 write_atomic(os.path.join(plots, name), partial(_write, data=data), binary=True)
             target = plots

@@ -114,3 +114,13 @@ def test_a_real_browser_renders_the_report(tmp_path):
     data = shot.read_bytes()
     assert png_size(data) == (1200, 3000)
     assert len(data) > 50_000  # text, tables and charts, not a blank page
+
+
+def test_unwritable_report_is_exit_2_without_traceback(tmp_path, capsys):
+    missing = tmp_path / "missing" / "r.md"
+    assert main(["analyze", str(LEAK), "--report", str(missing), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write" in err and "Traceback" not in err
+    assert not (tmp_path / "missing").exists()
+    assert main(["analyze", str(LEAK), "--html", str(LEAK), "-q"]) == 2  # its own input
+    assert "refusing to overwrite the input" in capsys.readouterr().err
