@@ -133,7 +133,7 @@ def main() -> None:
         rows[name] = {"wall_s": round(wall, 3), "packets_per_s": round(n / wall),
                       "peak_mib": round(max(m for _, m in runs), 1),
                       "runs_s": [round(w, 3) for w, _ in runs]}
-        print(f"  {name:<15} {wall:8.2f} s  {n / wall / 1e3:8.0f} k packets/s  "
+        print(f"  {name:<16} {wall:8.2f} s  {n / wall / 1e3:8.0f} k packets/s  "
               f"{rows[name]['peak_mib']:8.0f} MiB peak", flush=True)
     base = rows.get("pcapstate")
     if base:
