@@ -602,9 +602,9 @@ class FastTracker:
         stuck = np.zeros(n, np.bool_)
         tl = self.summary.timeline
         tl.start(float(times.min()))  # analyze has started it at the first record
-        fold(self.T, slots, times, self.limits, f["by_end"], f["by_closer"], f["by_roles"],
-             f["end_closer"], f["final"], f["anomalies"], f["counts"], f["hist"], f["max"],
-             f["min"], f["max_censored"], stuck, tl.origin, tl.delta, tl.width)
+        fold(self.T, slots, times, self.limits, f["by_roles"], f["end_closer"], f["final"],
+             f["anomalies"], f["counts"], f["hist"], f["max"], f["min"], f["max_censored"],
+             stuck, tl.origin, tl.delta, tl.width)
         summary = self.summary
         for i in (range(n) if summary.on_record is not None else np.flatnonzero(stuck)):
             conn = self.connection(int(slots[i]))
@@ -664,8 +664,7 @@ NBINS = 2000  # duration bins: 1 us .. 10**14 s at 100 a decade, plus the <= 1 u
 def new_folds() -> dict[str, np.ndarray]:
     """The aggregates `fold` adds to, for Summary.absorb."""
     z = np.zeros
-    return {"by_end": z(8, np.int64), "by_closer": z(4, np.int64), "by_roles": z(3, np.int64),
-            "end_closer": z((8, 4), np.int64),
+    return {"by_roles": z(3, np.int64), "end_closer": z((8, 4), np.int64),
             "final": z((2, 10), np.int64), "anomalies": z(len(ANOMALY_NAMES), np.int64),
             "counts": z((10, 4), np.int64), "hist": z((10, 4, NBINS + 1), np.int64),
             "max": np.zeros(10), "min": np.full(10, np.inf), "max_censored": np.zeros(10)}
@@ -723,17 +722,14 @@ def _time_bin(t, origin, delta, width):
 
 
 @njit(cache=True, nogil=True)
-def fold(T, slots, times, limits, by_end, by_closer, by_roles, end_closer, final, anomalies,
-         counts, hist, dmax, dmin, dmax_censored, stuck, origin, tl_delta, tl_width):
+def fold(T, slots, times, limits, by_roles, end_closer, final, anomalies, counts, hist, dmax,
+         dmin, dmax_censored, stuck, origin, tl_delta, tl_width):
     """Summary.add for each retired slot, into the aggregate arrays and the timeline
     (timeline.py); stuck[i] is set when connection i has an interval longer than its
     state's limit (NaN: no limit), for the caller to report it."""
     for i in range(len(slots)):
         r, end = T[slots[i]], times[i]
-        kind, who = _end_kind(r), _closer(r)
-        by_end[kind] += 1
-        by_closer[who] += 1
-        end_closer[kind, who] += 1
+        end_closer[_end_kind(r), _closer(r)] += 1
         by_roles[r.roles] += 1
         for a in range(anomalies.shape[0]):
             anomalies[a] += r.anom[a]

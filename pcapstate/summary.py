@@ -6,7 +6,6 @@ examples.
 """
 
 import heapq
-import itertools
 import math
 from collections import Counter
 from collections.abc import Callable
@@ -146,9 +145,7 @@ class Summary:
         self.settings = settings
         self.on_record = on_record
         self.connections = 0
-        self.by_end: Counter[str] = Counter()
-        self.by_closer: Counter[str] = Counter()
-        self.by_end_closer: Counter[tuple[str, str]] = Counter()
+        self.by_end_closer: Counter[tuple[str, str]] = Counter()  # (end kind, closer)
         self.timeline = Timeline()
         self.by_roles: Counter[str] = Counter()
         self.mid_stream = 0
@@ -161,8 +158,6 @@ class Summary:
         """Fold in one retired connection (the plain engine)."""
         self.connections += 1
         kind, who = end_kind(conn), closer(conn)
-        self.by_end[kind] += 1
-        self.by_closer[who] += 1
         self.by_end_closer[(kind, who)] += 1
         self.by_roles[conn.roles] += 1
         self.mid_stream += conn.mid_stream
@@ -203,16 +198,13 @@ class Summary:
         self.connections += int(f["by_roles"].sum())
         self.mid_stream += int(f["by_roles"][1:].sum())
         for counter, names, values in (
-                (self.by_end, list(EndKind), f["by_end"]),
-                (self.by_closer, list(Closer), f["by_closer"]),
                 (self.by_roles, list(Roles), f["by_roles"]),
                 (self.anomalies, list(ANOMALIES), f["anomalies"]),
                 (self.final[ROLES[0]], states, f["final"][0]),
                 (self.final[ROLES[1]], states, f["final"][1])):
             counter.update({name: int(v) for name, v in zip(names, values, strict=True) if v})
-        for (k, kind), (c, who) in itertools.product(enumerate(EndKind), enumerate(Closer)):
-            if f["end_closer"][k, c]:
-                self.by_end_closer[(kind, who)] += int(f["end_closer"][k, c])
+        for k, c in zip(*np.nonzero(f["end_closer"]), strict=True):
+            self.by_end_closer[(list(EndKind)[k], list(Closer)[c])] += int(f["end_closer"][k, c])
         censors = list(Censor)
         for i, state in enumerate(states):
             if not f["counts"][i].any():
@@ -240,14 +232,19 @@ class Summary:
 
     def to_json(self) -> dict[str, Any]:
         order = list(State)
+        by_end: Counter[str] = Counter()
+        by_closer: Counter[str] = Counter()
+        crossed: dict[str, dict[str, int]] = {}
+        for (kind, who), n in sorted(self.by_end_closer.items()):
+            by_end[kind] += n
+            by_closer[who] += n
+            crossed.setdefault(kind, {})[who] = n
         return {
             "connections": {
                 "total": self.connections,
-                "by_end": _ranked(self.by_end),
-                "by_closer": _ranked(self.by_closer),
-                "by_end_and_closer": {
-                    kind: {who: n for (k, who), n in sorted(self.by_end_closer.items())
-                           if k == kind} for kind in _ranked(self.by_end)},
+                "by_end": _ranked(by_end),
+                "by_closer": _ranked(by_closer),
+                "by_end_and_closer": {kind: crossed[kind] for kind in _ranked(by_end)},
                 "roles_from": _ranked(self.by_roles),
                 "mid_stream": self.mid_stream,
                 "final_states": {r: _ranked(c) for r, c in self.final.items()},
