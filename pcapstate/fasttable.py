@@ -20,6 +20,7 @@ from pcapstate.machine import Connection, Endpoint
 from pcapstate.scan import TCP, Batch
 from pcapstate.settings import Settings
 from pcapstate.summary import Summary
+from pcapstate.verdict import UNTOLD, vantage_side
 from pcapstate.vocab import ANOMALIES, Roles, State
 
 STATES = list(State)
@@ -604,7 +605,7 @@ class FastTracker:
         tl.start(float(times.min()))  # analyze has started it at the first record
         fold(self.T, slots, times, self.limits, f["by_roles"], f["end_closer"], f["final"],
              f["anomalies"], f["counts"], f["hist"], f["max"], f["min"], f["max_censored"],
-             stuck, tl.origin, tl.delta, tl.width)
+             f["sides"], f["round_trip"], stuck, tl.origin, tl.delta, tl.width)
         summary = self.summary
         for i in (range(n) if summary.on_record is not None else np.flatnonzero(stuck)):
             conn = self.connection(int(slots[i]))
@@ -633,7 +634,7 @@ class FastTracker:
             ep.left_censored = bool(r["left"][e])
             isn, fin_seq = int(r["isn"][e]), int(r["fin_seq"][e])
             ep.isn = None if isn < 0 else isn
-            ep.syn_acked = bool(r["syn_acked"][e])
+            ep.syn_ts, ep.syn_acked = float(r["syn_ts"][e]), bool(r["syn_acked"][e])
             ep.fin_seq = None if fin_seq < 0 else fin_seq
             ep.fin_acked = bool(r["fin_acked"][e])
             ep.packets, ep.payload = int(r["packets"][e]), int(r["payload"][e])
@@ -667,7 +668,28 @@ def new_folds() -> dict[str, np.ndarray]:
     return {"by_roles": z(3, np.int64), "end_closer": z((8, 4), np.int64),
             "final": z((2, 10), np.int64), "anomalies": z(len(ANOMALY_NAMES), np.int64),
             "counts": z((10, 4), np.int64), "hist": z((10, 4, NBINS + 1), np.int64),
-            "max": np.zeros(10), "min": np.full(10, np.inf), "max_censored": np.zeros(10)}
+            "max": np.zeros(10), "min": np.full(10, np.inf), "max_censored": np.zeros(10),
+            "sides": z(UNTOLD + 1, np.int64), "round_trip": np.array([np.inf, 0.0])}
+
+
+_side = njit(cache=True, nogil=True)(vantage_side)
+
+
+@njit(cache=True, nogil=True)
+def _handshake(r, sides, round_trip):
+    """verdict.handshake and vantage_side, counted into `sides` and `round_trip`."""
+    if r.roles != 0 or r.isn[0] == -1 or r.isn[1] == -1 or not r.syn_acked[1]:
+        return
+    for k in range(r.ntr[1]):
+        if r.tr_st[1, k] == ESTABLISHED:
+            syn_rtt, ack_gap = r.syn_ts[1] - r.syn_ts[0], r.tr_ts[1, k] - r.syn_ts[1]
+            if syn_rtt >= 0 and ack_gap >= 0:
+                side = _side(syn_rtt, ack_gap)
+                sides[side] += 1
+                if side != UNTOLD:
+                    round_trip[0] = min(round_trip[0], syn_rtt + ack_gap)
+                    round_trip[1] = max(round_trip[1], syn_rtt + ack_gap)
+            return
 
 
 @njit(cache=True, nogil=True)
@@ -723,7 +745,7 @@ def _time_bin(t, origin, delta, width):
 
 @njit(cache=True, nogil=True)
 def fold(T, slots, times, limits, by_roles, end_closer, final, anomalies, counts, hist, dmax,
-         dmin, dmax_censored, stuck, origin, tl_delta, tl_width):
+         dmin, dmax_censored, sides, round_trip, stuck, origin, tl_delta, tl_width):
     """Summary.add for each retired slot, into the aggregate arrays and the timeline
     (timeline.py); stuck[i] is set when connection i has an interval longer than its
     state's limit (NaN: no limit), for the caller to report it."""
@@ -731,6 +753,7 @@ def fold(T, slots, times, limits, by_roles, end_closer, final, anomalies, counts
         r, end = T[slots[i]], times[i]
         end_closer[_end_kind(r), _closer(r)] += 1
         by_roles[r.roles] += 1
+        _handshake(r, sides, round_trip)
         for a in range(anomalies.shape[0]):
             anomalies[a] += r.anom[a]
         stuck[i] = False

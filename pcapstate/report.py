@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 from pcapstate.report_text import outcome_words, seconds, when
+from pcapstate.verdict import TOO_CLOSE
 
 Block = tuple[Any, ...]
 
@@ -61,6 +62,64 @@ def _thresholds(result: dict[str, Any]) -> str:
     return ", ".join(f"{st} {seconds(v)}" for st, v in limits.items())
 
 
+def vantage_words(v: dict[str, Any]) -> str:
+    """Where the capture was taken, as the handshakes tell it."""
+    n, told = v["handshakes"], v["handshakes"] - v["too_close_to_tell"]
+    if not n:
+        return "unknown: no complete handshake was captured"
+    if not told:
+        return (f"unknown: in all {n:,} handshakes the SYN/ACK and the ACK each followed "
+                f"within {seconds(TOO_CLOSE)} (the same host, or one LAN segment)")
+    rtt = seconds(v["round_trip_min"]) + (
+        f" to {seconds(v['round_trip_max'])}"
+        if seconds(v["round_trip_max"]) != seconds(v["round_trip_min"]) else "")
+    words = {
+        "client": "at or near the clients: the SYN/ACK came a round trip after the SYN, "
+                  "the ACK right after the SYN/ACK",
+        "server": "at or near the servers: the SYN/ACK followed the SYN at once, the ACK came "
+                  "a round trip later",
+        "between": "on the path between clients and servers: both the SYN/ACK and the ACK "
+                   "waited part of the round trip",
+        "mixed": "mixed: near the clients in some connections, near the servers or between "
+                 "in others (a host that is client of some and server of others, or several "
+                 "paths)",
+    }[v["estimate"]]
+    counts = ", ".join(f"{v[k]:,} {k.replace('_', ' ')}" for k in
+                       ("near_client", "between", "near_server", "too_close_to_tell") if v[k])
+    return f"{words} (of {n:,} handshakes: {counts}; round trip {rtt})"
+
+
+def evidence(ex: dict[str, Any]) -> str:
+    """What the capture shows of one stuck endpoint, packet by packet, in words."""
+    state, me, fin, ack = ex["state"], ex["role"], ex["fin_ts"], ex["ack_ts"]
+    if state == "CLOSE_WAIT":
+        told = [f"FIN from the peer at {when(fin)}",
+                f"acknowledged by the {me} {_after(ack, fin)}" if ack is not None
+                else "its acknowledgment not captured"]
+    elif fin is not None:
+        told = [f"FIN from the {me} at {when(fin)}",
+                f"acknowledged by the peer {_after(ack, fin)}" if ack is not None
+                else "never acknowledged in the capture"]
+    else:
+        told = [f"entered {state} at {when(ex['since'])}"]
+    start = fin if fin is not None else ex["since"]
+    end = ex["since"] + ex["duration"]
+    if ex["rst_ts"] is not None:
+        who = "the peer" if ex["outcome"] == "reset_by_peer" else f"the {me}"
+        told.append(f"RST from {who} {_after(ex['rst_ts'], start)} "
+                    f"({when(ex['rst_ts'])})")
+    elif ex["outcome"] == "open":
+        told.append((f"no FIN from the {me} " if state == "CLOSE_WAIT" else "")
+                    + f"up to the capture end, {_after(end, start)}")
+    else:
+        told.append(f"{ex['outcome'].upper()} {_after(end, start)}")
+    return "; ".join(told) + "."
+
+
+def _after(ts: float, start: float) -> str:
+    return f"{seconds(ts - start)} later"
+
+
 def wireshark_filter(a: str, b: str, since: float) -> str:
     """A display filter for one connection (both directions of its 4-tuple) from a second
     before `since`."""
@@ -95,7 +154,7 @@ def blocks(result: dict[str, Any], charts: list[tuple[str, str]]) -> list[Block]
     out.append(("table", ["fact", "value"], [
         ["time span", f"{when(cap['first_ts'])} to {when(cap['end_ts'])} "
                       f"({seconds(cap['duration'])})"],
-        ["vantage point", "not estimated"],
+        ["vantage point", vantage_words(result["vantage"])],
         ["timers assumed", f"TIME_WAIT {seconds(st['time_wait'])}, orphaned FIN_WAIT_2 "
                            f"{seconds(st['fin_timeout'])}"],
         ["stuck after", _thresholds(result)],
@@ -134,12 +193,8 @@ def blocks(result: dict[str, Any], charts: list[tuple[str, str]]) -> list[Block]
         out.append(("h", 2, "The worst stuck connections"))
         for f in result["findings"]:
             for ex in f["examples"][:5]:
-                entered = ("the peer's FIN" if ex["state"] == "CLOSE_WAIT"
-                           else f"entering {ex['state']}")
                 out.append(("p", f"{ex['endpoint']} ({ex['role']}) with {ex['peer']}, "
-                                 f"connection {ex['conn_id']}: {entered} at "
-                                 f"{when(ex['since'])}, {seconds(ex['duration'])} in "
-                                 f"{ex['state']}, {outcome_words(ex['outcome'])}. "
+                                 f"connection {ex['conn_id']}: {evidence(ex)} "
                                  "Wireshark display filter:", False))
                 out.append(("code", wireshark_filter(ex["endpoint"], ex["peer"], ex["since"])))
 

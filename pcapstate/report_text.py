@@ -45,6 +45,18 @@ def _outcome(name: str, n: int) -> str:
     return f"{n:,} {outcome_words(name)}"
 
 
+def _vantage(v: dict[str, Any]) -> str:
+    told = v["handshakes"] - v["too_close_to_tell"]
+    where = {"client": "near the clients", "server": "near the servers",
+             "between": "between clients and servers", "mixed": "mixed",
+             "unknown": "unknown"}[v["estimate"]]
+    if not told:
+        return where + (f" ({v['handshakes']:,} handshakes, all too fast to tell)"
+                        if v["handshakes"] else " (no complete handshake)")
+    return (f"{where} (by {told:,} handshake{'s' if told != 1 else ''}, round trip "
+            f"{seconds(v['round_trip_min'])} to {seconds(v['round_trip_max'])})")
+
+
 def render(result: dict[str, Any]) -> str:
     """The whole summary as one string, ending in a newline."""
     acc, conns, cap = result["accounting"], result["connections"], result["capture"]
@@ -55,6 +67,7 @@ def render(result: dict[str, Any]) -> str:
         f"Packets: {acc['tcp_segments']:,} TCP segments analysed; "
         f"other {sum(acc['other'].values()):,} ({_counts(acc['other'])}); "
         f"undecodable {sum(acc['undecodable'].values()):,} ({_counts(acc['undecodable'])})",
+        f"Vantage point: {_vantage(result['vantage'])}",
         f"Connections: {conns['total']:,}"
         + (f" ({conns['mid_stream']:,} already open when the capture started)"
            if conns["mid_stream"] else ""),

@@ -17,7 +17,18 @@ import numpy as np
 from pcapstate.machine import Connection, Endpoint
 from pcapstate.settings import Settings
 from pcapstate.timeline import Timeline
-from pcapstate.verdict import ROLES, Interval, Stuck, closer, end_kind, intervals, stuck
+from pcapstate.verdict import (
+    ROLES,
+    UNTOLD,
+    Interval,
+    Stuck,
+    closer,
+    end_kind,
+    handshake,
+    intervals,
+    stuck,
+    vantage_side,
+)
 from pcapstate.vocab import ANOMALIES, Censor, Closer, EndKind, Roles, State
 
 #: Histogram resolution: bins per decade of seconds, from 1 microsecond up.
@@ -153,6 +164,8 @@ class Summary:
         self.anomalies: Counter[str] = Counter()
         self.durations: dict[State, StateDurations] = {}
         self.groups: dict[tuple[State, str], FindingGroup] = {}
+        self.sides = [0] * (UNTOLD + 1)  # handshakes by verdict.vantage_side
+        self.round_trip = [math.inf, 0.0]  # shortest and longest measured handshake
 
     def add(self, conn: Connection, end: float) -> None:
         """Fold in one retired connection (the plain engine)."""
@@ -172,6 +185,13 @@ class Summary:
                 if state is not State.CLOSED:
                     self.timeline.add(state, start, trans[i + 1][0] if i + 1 < len(trans)
                                       else None)
+        gaps = handshake(conn)
+        if gaps is not None:
+            side = vantage_side(*gaps)
+            self.sides[side] += 1
+            if side != UNTOLD:
+                self.round_trip = [min(self.round_trip[0], sum(gaps)),
+                                   max(self.round_trip[1], sum(gaps))]
         self.add_stuck(conn, end, (client, server))
         if self.on_record is not None:
             self.on_record(connection_record(conn, kind.value, who.value))
@@ -205,6 +225,9 @@ class Summary:
             counter.update({name: int(v) for name, v in zip(names, values, strict=True) if v})
         for k, c in zip(*np.nonzero(f["end_closer"]), strict=True):
             self.by_end_closer[(list(EndKind)[k], list(Closer)[c])] += int(f["end_closer"][k, c])
+        self.sides = [a + int(b) for a, b in zip(self.sides, f["sides"], strict=True)]
+        self.round_trip = [min(self.round_trip[0], float(f["round_trip"][0])),
+                           max(self.round_trip[1], float(f["round_trip"][1]))]
         censors = list(Censor)
         for i, state in enumerate(states):
             if not f["counts"][i].any():
@@ -230,6 +253,23 @@ class Summary:
                         key=lambda g: (-g.count, -g.oldest, g.state, g.service))
         return [g.to_json() for g in groups]
 
+    def vantage(self) -> dict[str, Any]:
+        """Where the capture was taken, by the handshakes (verdict.vantage_side)."""
+        near_client, between, near_server, untold = self.sides
+        measured = near_client + between + near_server
+        estimate = "unknown"
+        for name, n in (("client", near_client), ("between", between),
+                        ("server", near_server)):
+            if measured and n >= 0.8 * measured:
+                estimate = name
+        if measured and estimate == "unknown":
+            estimate = "mixed"
+        return {"estimate": estimate, "handshakes": measured + untold,
+                "near_client": near_client, "between": between, "near_server": near_server,
+                "too_close_to_tell": untold,
+                "round_trip_min": self.round_trip[0] if measured else None,
+                "round_trip_max": self.round_trip[1] if measured else None}
+
     def to_json(self) -> dict[str, Any]:
         order = list(State)
         by_end: Counter[str] = Counter()
@@ -251,6 +291,7 @@ class Summary:
                 "anomalies": dict(sorted(self.anomalies.items())),
             },
             "findings": self.findings(),
+            "vantage": self.vantage(),
             "durations": {st.value: self.durations[st].to_json()
                           for st in sorted(self.durations, key=order.index)},
         }

@@ -85,6 +85,9 @@ class Stuck:
     duration: float  # a lower bound if `outcome` is "open"
     outcome: str  # "open" (still at capture end), "reset_by_peer", "reset_by_self", or the
     #               state it finally moved to, lower case ("last_ack", "closed", ...)
+    fin_ts: float | None  # the FIN in question: the peer's for CLOSE_WAIT, else its own
+    ack_ts: float | None  # when that FIN was acknowledged; None if it never was
+    rst_ts: float | None  # the RST that ended the stretch, if one did
 
 
 def stuck(conn: Connection, end: float, settings: Settings,
@@ -107,10 +110,74 @@ def stuck(conn: Connection, end: float, settings: Settings,
                 outcome = iv.next.value.lower()
             server = conn.ep[1].address()
             service = server if i == 1 else f"{_host(conn.ep[0].address())} -> {server}"
+            fin, ack = _fin_and_ack(conn.ep[1 - i] if iv.state is State.CLOSE_WAIT else e,
+                                    iv)
+            rst = iv.start + iv.duration if outcome.startswith("reset") else None
             found.append(Stuck(iv.state, ROLES[i], e.address(), conn.ep[1 - i].address(),
-                               service, conn.id, iv.start, iv.duration, outcome))
+                               service, conn.id, iv.start, iv.duration, outcome, fin, ack, rst))
     return found
+
+
+# The moves that only an acknowledgment of the endpoint's own FIN makes.
+_ACKED = {(State.FIN_WAIT_1, State.FIN_WAIT_2), (State.CLOSING, State.TIME_WAIT),
+          (State.LAST_ACK, State.CLOSED)}
+
+
+def _fin_and_ack(sender: Endpoint, iv: Interval) -> tuple[float | None, float | None]:
+    """When `sender` sent the FIN that `iv` is about, and when it was acknowledged, from
+    the sender's transitions (a FIN moves it to FIN_WAIT_1 or LAST_ACK; the ACK on out of
+    those or CLOSING). The receiver's CLOSE_WAIT begins at the FIN's capture time."""
+    if iv.state in (State.SYN_SENT, State.SYN_RCVD):
+        return None, None
+    fin = ack = None
+    previous = None
+    for ts, state, timer in sender.transitions:
+        if state in (State.FIN_WAIT_1, State.LAST_ACK) and fin is None:
+            fin = ts
+        elif (fin is not None and not timer and sender.fin_acked
+              and (previous, state) in _ACKED):
+            ack = ts
+            break
+        previous = state
+    if iv.state is State.CLOSE_WAIT:
+        fin = iv.start  # also when the sender's FIN_WAIT_1 began before the capture
+    return fin, ack
 
 
 def _host(address: str) -> str:
     return address.rsplit(":", 1)[0]
+
+
+#: A handshake whose two gaps are both shorter than this tells nothing of where the capture
+#: was taken: that is a host's own processing time, not a path.
+TOO_CLOSE = 100e-6
+#: The share of the round trip on one side under which the capture is called near the other.
+NEAR = 0.2
+# Where the capture sat on a connection's path, by its handshake (`vantage_side`).
+NEAR_CLIENT, BETWEEN, NEAR_SERVER, UNTOLD = range(4)
+
+
+def handshake(conn: Connection) -> tuple[float, float] | None:
+    """(SYN to SYN/ACK, SYN/ACK to ACK) as captured, when all three were (the latest
+    transmission of each SYN before it was acknowledged); None otherwise."""
+    client, server = conn.ep
+    if conn.roles != "syn" or client.isn is None or server.isn is None \
+            or not server.syn_acked:
+        return None
+    ack = next((ts for ts, st, _ in server.transitions if st is State.ESTABLISHED), None)
+    if ack is None:
+        return None
+    syn_rtt, ack_gap = server.syn_ts - client.syn_ts, ack - server.syn_ts
+    return (syn_rtt, ack_gap) if syn_rtt >= 0 and ack_gap >= 0 else None
+
+
+def vantage_side(syn_rtt: float, ack_gap: float) -> int:
+    """Where on the path the capture saw one handshake. At the client the SYN/ACK comes a
+    whole round trip after the SYN and the ACK at once; at the server the reverse; between
+    them, the round trip splits in proportion to the distance from each end."""
+    if syn_rtt < TOO_CLOSE and ack_gap < TOO_CLOSE:
+        return UNTOLD
+    share = ack_gap / (syn_rtt + ack_gap)  # of the round trip, on the client's side
+    if share <= NEAR:
+        return NEAR_CLIENT
+    return NEAR_SERVER if share >= 1 - NEAR else BETWEEN

@@ -5,8 +5,10 @@
 For each scenario NAME it writes NAME.pcap (NAME.pcapng; NAME-N.pcap for the rotated set),
 NAME.ss.txt, the kernel's own view (`ss -tanH` in the namespace, taken at the end of the
 capture, before the capture stops and while every peer is idle), and NAME.expected.json, the
-facts that follow from the scenario's design. Needs root, iproute2, tcpdump, dumpcap, ethtool.
-Traffic stays on the loopback interface of namespaces made here; every peer ends by itself.
+facts that follow from the scenario's design. Needs root, iproute2, tcpdump, dumpcap, ethtool
+(and /dev/net/tun for the vantage scenario).
+Traffic stays inside namespaces made here (their loopback, or the wire between two); every
+peer ends by itself.
 """
 
 import json
@@ -68,12 +70,12 @@ class Namespace:
 
     def start_capture(self, path: str, snaplen: int = 262144, pcapng: bool = False,
                       rotate_seconds: int = 0, buffer_kib: int = 32768,
-                      immediate: bool = True) -> None:
+                      immediate: bool = True, iface: str = "lo") -> None:
         if pcapng:
-            cmd = ["dumpcap", "-i", "lo", "-s", str(snaplen), "-B", "32", "-w", path]
+            cmd = ["dumpcap", "-i", iface, "-s", str(snaplen), "-B", "32", "-w", path]
         else:
             # -Z root: tcpdump keeps the rights to open the next file of a rotation
-            cmd = ["tcpdump", "-i", "lo", "-n", "-Z", "root", "-U", "--immediate-mode",
+            cmd = ["tcpdump", "-i", iface, "-n", "-Z", "root", "-U", "--immediate-mode",
                    "-B", str(buffer_kib), "-s", str(snaplen), "-w", path]
             if rotate_seconds:
                 cmd[-2:-2] = ["-G", str(rotate_seconds)]
@@ -282,9 +284,51 @@ def rotated(ns: Namespace) -> None:
         notes="snaplen 96 keeps the files small: payloads are cut, headers are whole")
 
 
+def vantage(ns: Namespace) -> None:
+    """One set of connections over a path with a 20 ms round trip, captured at both ends."""
+    delay = 0.010  # each way
+    wire = subprocess.Popen([sys.executable, str(HERE / "wire.py"), "vc0", "vs0", str(delay),
+                             "30"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert wire.stdout.readline().strip() == "ready"
+        with Namespace("vantage-server") as far:
+            for side, dev, me, peer in ((ns, "vc0", "10.77.0.1", "10.77.0.2"),
+                                        (far, "vs0", "10.77.0.2", "10.77.0.1")):
+                subprocess.run(["ip", "link", "set", dev, "netns", side.name], check=True)
+                side.sh("sysctl", "-q", f"net.ipv6.conf.{dev}.disable_ipv6=1")
+                side.sh("ip", "addr", "add", me, "peer", peer, "dev", dev)
+                side.sh("ip", "link", "set", dev, "up")
+            far.peer("server", "reply", "10.77.0.2", "8080", "3", "no", "30",
+                     wait_for="listening")
+            ns.start_capture(str(HERE / "vantage_client.pcap"), iface="vc0")
+            far.start_capture(str(HERE / "vantage_server.pcap"), iface="vs0")
+            ns.run("client", "request", "10.77.0.2", "8080", "3", "0.2", "yes")
+            time.sleep(1)
+            ss = far.sh("ss", "-tanH", capture_output=True, text=True).stdout
+            ss += ns.stop_capture(HERE / "vantage_client.ss.txt")
+            far.stop_capture(HERE / "vantage_server.ss.txt")
+    finally:
+        wire.kill()
+        wire.wait()
+    assert ss_states(ss) == {"TIME-WAIT": 3}, ss
+    for name in ("vantage_client", "vantage_server"):
+        (HERE / f"{name}.ss.txt").write_text(ss)  # both namespaces' sockets
+        side = name.removeprefix("vantage_")
+        write_expected(
+            name, description="request/response between two namespaces joined by a wire "
+                              f"with {delay * 1e3:g} ms of delay each way (samples/wire.py); "
+                              f"the client closes first; 3 connections; captured at the "
+                              f"{side}",
+            connections=3, end_kinds={"closed": 3}, closers={"client": 3}, stuck=[],
+            vantage=side,
+            notes="the ss view holds both namespaces' sockets; the other capture of this "
+                  "scenario saw the same packets at the other end of the wire")
+
+
 SCENARIOS = {f.__name__: f for f in (close_wait_leak, close_wait_reset,
                                      client_close, server_close, rst_abort,
-                                     refused, half_close, mid_stream, ipv6, pcapng, rotated)}
+                                     refused, half_close, mid_stream, ipv6, pcapng, rotated,
+                                     vantage)}
 
 
 def main(names: list[str]) -> None:

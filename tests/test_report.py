@@ -124,3 +124,50 @@ def test_unwritable_report_is_exit_2_without_traceback(tmp_path, capsys):
     assert not (tmp_path / "missing").exists()
     assert main(["analyze", str(LEAK), "--html", str(LEAK), "-q"]) == 2  # its own input
     assert "refusing to overwrite the input" in capsys.readouterr().err
+
+
+def packets_of(capture: Path, a: str, b: str) -> list[tuple[float, str, "object"]]:
+    """(time, sender "a" or "b", TCP header) of the connection between a and b."""
+    import dpkt
+
+    ends = {a: "a", b: "b"}
+    out = []
+    with capture.open("rb") as f:
+        for ts, frame in dpkt.pcap.Reader(f):
+            ip = dpkt.ethernet.Ethernet(frame).data
+            tcp = ip.data
+            src = f"{ip_str(ip.src)}:{tcp.sport}"
+            dst = f"{ip_str(ip.dst)}:{tcp.dport}"
+            if {src, dst} == {a, b}:
+                out.append((ts, ends[src], tcp))
+    return out
+
+
+def ip_str(raw: bytes) -> str:
+    import ipaddress
+
+    return str(ipaddress.ip_address(raw))
+
+
+@pytest.mark.parametrize("sample", ["close_wait_leak", "close_wait_reset"])
+def test_stuck_evidence_is_the_packets_own_times(sample):
+    """The FIN, its ACK and the RST named for each stuck connection are those packets."""
+    import dpkt
+
+    from pcapstate.analyze import analyze
+
+    result = analyze([str(SAMPLES / f"{sample}.pcap")])
+    examples = [ex for f in result["findings"] for ex in f["examples"]]
+    assert examples
+    for ex in examples:
+        pkts = packets_of(SAMPLES / f"{sample}.pcap", ex["endpoint"], ex["peer"])
+        fin_ts, fin = next((ts, t) for ts, who, t in pkts
+                           if who == "b" and t.flags & dpkt.tcp.TH_FIN)
+        ack_ts = next(ts for ts, who, t in pkts if who == "a" and t.flags & dpkt.tcp.TH_ACK
+                      and t.ack == fin.seq + len(fin.data) + 1)
+        rst = [ts for ts, _, t in pkts if t.flags & dpkt.tcp.TH_RST]
+        assert ex["fin_ts"] == pytest.approx(fin_ts, abs=1e-6)
+        assert ex["ack_ts"] == pytest.approx(ack_ts, abs=1e-6)
+        assert ex["rst_ts"] == (pytest.approx(rst[0], abs=1e-6) if rst else None)
+    if sample == "close_wait_reset":
+        assert all(ex["outcome"] == "reset_by_peer" for ex in examples)

@@ -41,7 +41,8 @@ def test_samples_are_there():
     names = {p.name.removesuffix(".expected.json") for p in EXPECTED}
     assert {"close_wait_leak", "close_wait_reset", "client_close", "server_close",
             "rst_abort", "refused", "half_close", "mid_stream", "ipv6", "pcapng", "rotated",
-            "crafted_simultaneous_close", "crafted_wraparound"} <= names
+            "crafted_simultaneous_close", "crafted_wraparound", "vantage_client",
+            "vantage_server"} <= names
 
 
 def test_expected_facts(sample):
@@ -59,6 +60,8 @@ def test_expected_facts(sample):
             assert outcomes[(s["state"], s["service"])] == s["outcomes"]
     if "anomalies" in exp:
         assert {k: conns["anomalies"].get(k) for k in exp["anomalies"]} == exp["anomalies"]
+    if "vantage" in exp:
+        assert result["vantage"]["estimate"] == exp["vantage"]
     if "final_states" in exp:
         assert [{"client": r["endpoints"]["client"]["final_state"],
                  "server": r["endpoints"]["server"]["final_state"]} for r in records] \
