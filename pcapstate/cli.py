@@ -1,4 +1,4 @@
-"""The command line: `pcapstate analyze CAPTURE...`.
+"""The command line: `pcapstate analyze CAPTURE...` and `pcapstate report RESULT.json`.
 
 Exit codes: 0 success; 1 a --fail-on finding exists; 2 bad usage, unreadable input or
 unwritable output; 130 interrupted. Errors are one line on stderr, never a traceback.
@@ -81,16 +81,27 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("-q", "--quiet", action="store_true", help="no terminal summary")
     a.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="show progress on stderr (default: when stderr is a terminal)")
-    a.add_argument("--report", metavar="FILE.md",
-                   help="write an incident report in Markdown, its charts beside it (in "
-                        "FILE-charts/, or --plots)")
-    a.add_argument("--html", metavar="FILE.html",
-                   help="write the report as one self-contained HTML file, charts inlined")
-    a.add_argument("--plots", metavar="DIR", help="write the charts as PNG files into DIR")
+    _report_options(a)
     a.add_argument("--engine", choices=["fast", "plain"], default="fast",
                    help="fast: compiled decoder and state machine (default); plain: the "
                         "reference engine in plain Python, much slower, for cross-checking")
+    r = sub.add_parser(
+        "report", help="write the incident report of a saved result (analyze --json)",
+        description="Write the Markdown or HTML incident report and the charts from a result "
+                    "that `pcapstate analyze --json` saved, without the capture.")
+    r.add_argument("result", metavar="RESULT.json",
+                   help="a result written by analyze --json ('-' reads standard input)")
+    _report_options(r)
     return parser
+
+
+def _report_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--report", metavar="FILE.md",
+                   help="write an incident report in Markdown, its charts beside it (in "
+                        "FILE-charts/, or --plots)")
+    p.add_argument("--html", metavar="FILE.html",
+                   help="write the report as one self-contained HTML file, charts inlined")
+    p.add_argument("--plots", metavar="DIR", help="write the charts as PNG files into DIR")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = sys.argv[1:] if argv is None else argv
     _lean_start()
     try:
-        return _analyze(args)
+        return _analyze(args) if args.command == "analyze" else _report(args)
     except KeyboardInterrupt:
         print("pcapstate: interrupted", file=sys.stderr)
         return 130
@@ -179,8 +190,8 @@ def _analyze(args: argparse.Namespace) -> int:
         result = analyze(args.captures, settings,
                          on_record=on_record if lines is not None else None,
                          progress=_Progress() if show_progress else None, engine=args.engine)
-        if args.report or args.html or args.plots:
-            _capture_facts(result, args.argv)
+        _capture_facts(result, args.argv, hashes=bool(args.json or args.report or args.html
+                                                       or args.plots))
         if args.json == "-":
             write_json(sys.stdout, result, spool)
         elif args.json:
@@ -215,18 +226,70 @@ def _analyze(args: argparse.Namespace) -> int:
     return 0
 
 
-def _capture_facts(result: dict[str, Any], argv: list[str]) -> None:
-    """What a report states beyond the analysis: each file's sha256, the command line."""
+def _capture_facts(result: dict[str, Any], argv: list[str], hashes: bool) -> None:
+    """What a report states beyond the analysis: the command line and, if `hashes`, each
+    file's sha256 (a saved result names the very files it came from)."""
     import hashlib
 
+    result["command_line"] = shlex.join(["pcapstate", *argv])
     for f in result["inputs"]:
+        if not hashes:
+            continue
+        f["sha256"] = None
         if f["path"] != "-":
             try:
                 with open(f["path"], "rb") as stream:
                     f["sha256"] = hashlib.file_digest(stream, "sha256").hexdigest()
             except OSError:
-                f["sha256"] = None
-    result["command_line"] = shlex.join(["pcapstate", *argv])
+                pass
+
+
+def _report(args: argparse.Namespace) -> int:
+    """`pcapstate report RESULT.json`."""
+    from pcapstate.analyze import SCHEMA
+
+    if not (args.report or args.html or args.plots):
+        return _error("nothing to write: give --report FILE.md, --html FILE.html or "
+                      "--plots DIR")
+    name = "standard input" if args.result == "-" else args.result
+    if os.path.realpath(args.result) in {os.path.realpath(p) for p in (args.report, args.html)
+                                         if p}:
+        return _error(f"refusing to overwrite the input {args.result}")
+    try:
+        if args.result == "-":
+            result = read_result(sys.stdin)
+        else:
+            with open(args.result, encoding="utf-8") as f:
+                result = read_result(f)
+    except OSError as e:
+        return _error(f"cannot read {name}: {e.strerror}")
+    except UnicodeDecodeError:
+        return _error(f"{name} is not a JSON file (a capture? analyse it with pcapstate "
+                      "analyze)")
+    except ValueError as e:
+        return _error(f"{name} is not valid JSON ({e})")
+    schema = result.get("schema") if isinstance(result, dict) else None
+    if schema != SCHEMA:
+        return _error(f"{name} is not a pcapstate result" if schema is None else
+                      f"{name} is a {schema} result; this pcapstate reads {SCHEMA}")
+    try:
+        return _reports(args, result)
+    except (KeyError, TypeError) as e:
+        return _error(f"{name} lacks what a report needs ({e}): written by pcapstate "
+                      f"{result.get('pcapstate_version')}; analyse the capture again")
+
+
+def read_result(f: TextIO) -> Any:
+    """A saved result, without its connection records: write_json puts them last, one a
+    line, so reading stops where they begin and a 200 MB result costs no more memory than
+    one without records. Any other layout of the same JSON is read whole."""
+    head: list[str] = []
+    for line in f:
+        if line == ' "connection_records": [\n':
+            text = "".join(head).rstrip()
+            return json.loads(text.removesuffix(",") + "\n}")
+        head.append(line)
+    return json.loads("".join(head))
 
 
 def _reports(args: argparse.Namespace, result: dict[str, Any]) -> int:

@@ -171,3 +171,53 @@ def test_stuck_evidence_is_the_packets_own_times(sample):
         assert ex["rst_ts"] == (pytest.approx(rst[0], abs=1e-6) if rst else None)
     if sample == "close_wait_reset":
         assert all(ex["outcome"] == "reset_by_peer" for ex in examples)
+
+
+@pytest.mark.parametrize("records", ["in --json", "in --jsonl"])
+def test_report_of_a_saved_result_is_the_report_of_the_capture(tmp_path, records):
+    """`pcapstate report RESULT.json` writes what `analyze --report` wrote, byte for byte
+    (the result keeps the command line and the sha256 of its captures)."""
+    direct, saved = tmp_path / "direct", tmp_path / "saved"
+    direct.mkdir()
+    saved.mkdir()
+    result = tmp_path / "result.json"
+    extra = ["--jsonl", str(tmp_path / "records.jsonl")] if records == "in --jsonl" else []
+    assert main(["analyze", str(LEAK), "--json", str(result), "--report",
+                 str(direct / "r.md"), "--html", str(direct / "r.html"), "-q", *extra]) == 0
+    assert main(["report", str(result), "--report", str(saved / "r.md"), "--html",
+                 str(saved / "r.html")]) == 0
+    for name in ("r.md", "r.html", "r-charts/durations.png", "r-charts/close_wait.png"):
+        assert (saved / name).read_bytes() == (direct / name).read_bytes(), name
+    assert "connection 1: FIN from the peer at" in (saved / "r.md").read_text()
+
+
+def test_read_result_stops_before_the_records(tmp_path):
+    import json
+
+    from pcapstate.cli import read_result
+
+    path = tmp_path / "r.json"
+    assert main(["analyze", str(LEAK), "--json", str(path), "-q"]) == 0
+    whole = json.loads(path.read_text())
+    assert len(whole.pop("connection_records")) == 5
+    with path.open() as f:
+        assert read_result(f) == whole
+
+
+@pytest.mark.parametrize(("content", "says"), [
+    (None, "nothing to write"),
+    (b'{"schema": "pcapstate-result/0"}', "is a pcapstate-result/0 result; this pcapstate "
+                                          "reads pcapstate-result/1"),
+    (b'{"a": 1}', "is not a pcapstate result"),
+    (b'{"a": ', "is not valid JSON"),
+    (b"\xd4\xc3\xb2\xa1\x02\x00", "is not a JSON file"),
+    (b'{"schema": "pcapstate-result/1"}', "lacks what a report needs"),
+])
+def test_report_of_a_bad_result_is_a_one_line_error(tmp_path, capsys, content, says):
+    path = tmp_path / "bad.json"
+    path.write_bytes(content or b"{}")
+    out = ["--html", str(tmp_path / "r.html")] if content else []
+    assert main(["report", str(path), *out]) == 2
+    err = capsys.readouterr().err
+    assert says in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "r.html").exists()
