@@ -212,7 +212,7 @@ def blocks(result: dict[str, Any], charts: list[tuple[str, str]]) -> list[Block]
     return out
 
 
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~])")
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&])")
 
 
 def _md(text: str) -> str:

@@ -221,3 +221,72 @@ def test_report_of_a_bad_result_is_a_one_line_error(tmp_path, capsys, content, s
     err = capsys.readouterr().err
     assert says in err and err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "r.html").exists()
+
+
+class Rendered(HTMLParser):
+    """The structure of rendered Markdown: tables as rows of cells, images, code, tags."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.tables: list[list[list[str]]] = []
+        self.images: list[str] = []
+        self.code: list[str] = []
+        self.text: list[str] = []
+        self._cell: list[str] | None = None
+        self._in_code = False
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+        elif tag == "img":
+            self.images.append(dict(attrs)["src"])
+        elif tag == "code":
+            self._in_code = True
+            self.code.append("")
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th"):
+            self.tables[-1][-1].append("".join(self._cell or []))
+            self._cell = None
+        elif tag == "code":
+            self._in_code = False
+
+    def handle_data(self, data):
+        self.text.append(data)
+        if self._cell is not None:
+            self._cell.append(data)
+        if self._in_code:
+            self.code[-1] += data
+
+
+@pytest.mark.parametrize("name", ["leak", "hostile"])
+def test_markdown_renders_as_github_renders_it(tmp_path, name):
+    """Through cmark-gfm, GitHub's own renderer (GitLab's is also CommonMark with GFM
+    tables): every table keeps its columns, every image resolves beside the report, each
+    filter is a code block, and nothing from the capture becomes markup."""
+    cmarkgfm = pytest.importorskip("cmarkgfm")
+    from cmarkgfm.cmark import Options
+
+    capture = LEAK
+    if name == "hostile":
+        capture = tmp_path / "<b onclick=x>y |a|b| *c* `d` [e](f) &amp; é.pcap"
+        shutil.copy(LEAK, capture)
+    md, _ = report(tmp_path, capture)
+    page = Rendered()
+    page.feed(cmarkgfm.github_flavored_markdown_to_html(md, options=Options.CMARK_OPT_UNSAFE))
+    assert len(page.tables) == 6  # files, facts, accounting, endings, findings, durations
+    for table in page.tables:
+        assert len({len(row) for row in table}) == 1, table
+    assert page.tables[0][1][0] == str(capture)  # the file name, verbatim as text
+    assert ["vantage point"] == [r[0] for r in page.tables[1] if r[0] == "vantage point"]
+    assert len(page.images) == 4 and all((tmp_path / src).is_file() for src in page.images)
+    assert len(page.code) == 5 and all(c.startswith("((ip.src==127.0.0.1") for c in page.code)
+    assert set(page.tags) <= {"h1", "h2", "p", "strong", "table", "thead", "tbody", "tr", "th",
+                              "td", "pre", "code", "img"}
+    assert page.text[0] == f"pcapstate report: {capture}"
