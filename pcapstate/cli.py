@@ -7,7 +7,6 @@ unwritable output; 130 interrupted. Errors are one line on stderr, never a trace
 import argparse
 import json
 import os
-import re
 import shlex
 import sys
 import tempfile
@@ -17,32 +16,23 @@ from typing import Any, TextIO
 
 from pcapstate import __version__
 from pcapstate.settings import Settings, stuck_thresholds
-from pcapstate.vocab import STUCK_STATES, State
-
-#: --fail-on names: the stuck states, spelled the way people type them.
-FAIL_ON = {st.value.lower().replace("_", "-"): st for st in STUCK_STATES}
-
-_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "": 1.0}
+from pcapstate.settings import duration as settings_duration
+from pcapstate.vocab import STATE_NAMES, State, stuck_states
 
 
 def duration(text: str) -> float:
     """'10s', '500ms', '2m', '1h' or plain seconds."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(us|ms|s|m|h|)\s*", text)
-    if not m:
-        raise argparse.ArgumentTypeError(
-            f"invalid duration {text!r} (examples: 10s, 500ms, 2m, 60)")
-    return float(m.group(1)) * _UNITS[m.group(2)]
+    try:
+        return settings_duration(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def fail_on(text: str) -> list[State]:
-    names = [n.strip().lower() for n in text.split(",") if n.strip()]
-    if "any" in names:
-        return list(STUCK_STATES)
-    bad = [n for n in names if n not in FAIL_ON]
-    if bad or not names:
-        raise argparse.ArgumentTypeError(
-            f"unknown state {', '.join(bad) or text!r}; choose from {', '.join(FAIL_ON)}, any")
-    return [FAIL_ON[n] for n in names]
+    try:
+        return stuck_states(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "when it outlives both this and --fin-timeout")
     a.add_argument("--fail-on", type=fail_on, metavar="STATES", default=[],
                    help="exit 1 if any endpoint is stuck in one of these (comma-separated: "
-                        f"{', '.join(FAIL_ON)}, or any)")
+                        f"{', '.join(STATE_NAMES)}, or any)")
     a.add_argument("-q", "--quiet", action="store_true", help="no terminal summary")
     a.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="show progress on stderr (default: when stderr is a terminal)")
@@ -92,7 +82,57 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("result", metavar="RESULT.json",
                    help="a result written by analyze --json ('-' reads standard input)")
     _report_options(r)
+    c = sub.add_parser(
+        "check", help="check a corpus of captures against their golden files, for CI",
+        description="Analyse every capture of a corpus and compare its stable facts with the "
+                    "golden file beside it (NAME.golden.json); apply the corpus's policy "
+                    "(pcapstate.toml, or [tool.pcapstate] in pyproject.toml). Exit 0 when "
+                    "all match, 1 on a difference or a policy failure, 2 on bad usage or an "
+                    "unreadable capture.")
+    c.add_argument("corpus", nargs="+", metavar="CORPUS",
+                   help="a folder (searched recursively for .pcap, .pcapng, .cap, optionally "
+                        ".gz) or a capture file")
+    c.add_argument("--update", action="store_true",
+                   help="write or refresh the golden files instead of comparing")
+    c.add_argument("-j", "--jobs", type=_jobs, default=os.cpu_count() or 1, metavar="N",
+                   help="analyse N captures at a time (default: one per core)")
+    c.add_argument("--dask", metavar="ADDRESS",
+                   help="analyse on an existing Dask cluster (tcp://scheduler:8786); the "
+                        "captures are sent to the workers (needs pcapstate[dask])")
+    c.add_argument("--fail-on", type=fail_on, metavar="STATES",
+                   help="fail a capture with endpoints stuck in these states beyond its "
+                        f"allowances ({', '.join(STATE_NAMES)}, or any)")
+    c.add_argument("--max-close-wait", type=_count, metavar="N",
+                   help="fail a capture with more than N endpoints stuck in CLOSE_WAIT "
+                        "beyond its allowances")
+    c.add_argument("--time-tolerance", type=duration, metavar="DUR",
+                   help="timings may differ from the golden by this much (default: 1ms)")
+    for name, what in (("--time-wait", "assumed TIME_WAIT length"),
+                       ("--fin-timeout", "assumed orphaned FIN_WAIT_2 expiry"),
+                       ("--stuck-after", "stuck threshold"),
+                       ("--close-wait-after", "CLOSE_WAIT stuck threshold")):
+        c.add_argument(name, type=duration, metavar="DUR",
+                       help=f"{what} (default: as in analyze, or the configuration's)")
+    c.add_argument("--junit", metavar="FILE", help="write JUnit XML, one test per capture")
+    c.add_argument("--json", metavar="FILE", help="write the outcome as JSON ('-': stdout)")
+    c.add_argument("-v", "--verbose", action="store_true",
+                   help="list every capture, not only those that failed")
+    c.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="show progress on stderr (default: when stderr is a terminal)")
     return parser
+
+
+def _jobs(text: str) -> int:
+    n = _count(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError("must be 1 or more")
+    return n
+
+
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}")
+    return int(text)
 
 
 def _report_options(p: argparse.ArgumentParser) -> None:
@@ -109,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = sys.argv[1:] if argv is None else argv
     _lean_start()
     try:
-        return _analyze(args) if args.command == "analyze" else _report(args)
+        return {"analyze": _analyze, "report": _report, "check": _check}[args.command](args)
     except KeyboardInterrupt:
         print("pcapstate: interrupted", file=sys.stderr)
         return 130
@@ -242,6 +282,68 @@ def _capture_facts(result: dict[str, Any], argv: list[str], hashes: bool) -> Non
                     f["sha256"] = hashlib.file_digest(stream, "sha256").hexdigest()
             except OSError:
                 pass
+
+
+def _check(args: argparse.Namespace) -> int:
+    """`pcapstate check CORPUS...`."""
+    import time
+
+    from pcapstate import check
+    from pcapstate.corpus import CorpusError, entries
+
+    override: dict[str, Any] = {}
+    for key in ("time_wait", "fin_timeout", "stuck_after", "close_wait_after",
+                "time_tolerance", "max_close_wait"):
+        if getattr(args, key) is not None:
+            override[key.replace("_", "-")] = getattr(args, key)
+    if args.fail_on is not None:
+        override["fail-on"] = [st.value for st in args.fail_on]
+    for out in (args.junit, args.json):
+        if out not in (None, "-") and os.path.isdir(out):
+            return _error(f"{out} is a folder")
+    try:
+        corpus = entries(args.corpus, override)
+    except CorpusError as e:
+        return _error(str(e))
+    if not corpus:
+        return _error(f"no capture in {', '.join(args.corpus)}")
+    show = sys.stderr.isatty() if args.progress is None else args.progress
+    started = time.perf_counter()
+    try:
+        outcomes = check.run(corpus, update=args.update, jobs=args.jobs, dask=args.dask,
+                             progress=_CheckProgress() if show else None)
+    except ImportError as e:
+        return _error(f"--dask needs dask.distributed ({e.name} is missing): "
+                      "pip install 'pcapstate[dask]'")
+    except (check.DaskError, OSError, TimeoutError) as e:
+        return _error(f"Dask cluster {args.dask}: {e}" if args.dask else str(e))
+    finally:
+        if show:
+            sys.stderr.write("\r\033[K")
+    elapsed = time.perf_counter() - started
+    try:
+        if args.junit:
+            xml = check.junit(outcomes)
+            write_atomic(args.junit, lambda f: f.write(xml))
+        if args.json and args.json != "-":
+            doc = json.dumps(check.to_json(outcomes), indent=1) + "\n"
+            write_atomic(args.json, lambda f: f.write(doc))
+    except OSError as e:
+        return _error(f"cannot write {e.filename}: {e.strerror}")
+    if args.json == "-":
+        sys.stdout.write(json.dumps(check.to_json(outcomes), indent=1) + "\n")
+    (sys.stderr if args.json == "-" else sys.stdout).write(
+        check.text(outcomes, elapsed, args.verbose))
+    statuses = {o.status for o in outcomes}
+    return 2 if "error" in statuses else 1 if "failed" in statuses else 0
+
+
+class _CheckProgress:
+    def __call__(self, done: int, total: int) -> None:
+        width = 30
+        bar = "#" * (width * done // total)
+        sys.stderr.write(f"\rchecking [{bar:<{width}}] {done}/{total} captures")
+        sys.stderr.flush()
 
 
 def _report(args: argparse.Namespace) -> int:

@@ -1,5 +1,6 @@
 """What the analysis assumes and when it calls something stuck. Every value is in the output."""
 
+import re
 from dataclasses import dataclass, field
 
 from pcapstate.vocab import STUCK_STATES, State
@@ -25,3 +26,14 @@ def stuck_thresholds(after: float, fin_timeout: float) -> dict[State, float]:
     limits = dict.fromkeys(STUCK_STATES, after)
     limits[State.FIN_WAIT_2] = max(after, fin_timeout)
     return limits
+
+
+_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "": 1.0}
+
+
+def duration(text: str) -> float:
+    """'10s', '500ms', '2m', '1h' or plain seconds; ValueError otherwise."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(us|ms|s|m|h|)\s*", text)
+    if not m:
+        raise ValueError(f"invalid duration {text!r} (examples: 10s, 500ms, 2m, 60)")
+    return float(m.group(1)) * _UNITS[m.group(2)]

@@ -37,6 +37,25 @@ STUCK_STATES = (
     State.SYN_SENT,
 )
 
+#: The stuck states as people type them on the command line and in pcapstate.toml.
+STATE_NAMES = {st.value.lower().replace("_", "-"): st for st in STUCK_STATES}
+
+
+def stuck_states(names: str | list[str]) -> list[State]:
+    """"close-wait,last-ack" (or a list; "any" for all) as states; ValueError for a name
+    that is not a stuck state, or for none at all."""
+    if isinstance(names, str):
+        names = names.split(",")
+    keys = [n.strip().lower().replace("_", "-") for n in names if n.strip()]
+    if "any" in keys:
+        return list(STUCK_STATES)
+    bad = [k for k in keys if k not in STATE_NAMES]
+    if bad or not keys:
+        raise ValueError(f"unknown state {', '.join(bad) or repr(names)}; choose from "
+                         f"{', '.join(STATE_NAMES)}, any")
+    return [STATE_NAMES[k] for k in keys]
+
+
 #: The state names `ss -tan` prints, mapped to ours.
 SS_STATES = {
     "ESTAB": State.ESTABLISHED,

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from pcapstate.analyze import analyze
+from pcapstate.corpus import is_capture
 from pcapstate.vocab import SS_STATES
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
@@ -19,7 +20,8 @@ EXPECTED = sorted(SAMPLES.glob("*.expected.json"))
 
 def captures(expected: Path) -> list[str]:
     name = expected.name.removesuffix(".expected.json")
-    files = sorted(SAMPLES.glob(f"{name}.pcap*")) + sorted(SAMPLES.glob(f"{name}-*.pcap"))
+    files = [f for f in sorted(SAMPLES.glob(f"{name}.pcap*")) + sorted(
+        SAMPLES.glob(f"{name}-*.pcap")) if is_capture(f.name)]
     assert files, f"no capture for {name}"
     return [str(f) for f in files]
 

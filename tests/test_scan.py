@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pcapstate.capture import open_captures
+from pcapstate.corpus import is_capture
 from pcapstate.decode import Segment, decode, window_scale
 from pcapstate.scan import NOT_SYN, TCP, Batch, decode_one, kind_name, scan_pcap
 from tests import test_decode as frames
@@ -49,7 +50,8 @@ def same(linktype: int, frame: bytes, origlen: int | None = None) -> None:
         reference(linktype, frame, origlen)
 
 
-@pytest.mark.parametrize("path", sorted(SAMPLES.glob("*.pcap*")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(p for p in SAMPLES.iterdir() if is_capture(p.name)),
+                         ids=lambda p: p.name)
 def test_every_sample_record(path):
     for cap in open_captures([str(path)]):
         for _, linktype, frame, origlen in cap:

@@ -1,0 +1,402 @@
+"""`pcapstate check`: analyse every capture of a corpus, compare its stable facts with the
+golden file kept beside it, and apply the corpus's policy.
+
+The golden holds what must not change unnoticed: packet and connection counts, connections
+by end kind and closer, the findings by service, and every connection (its 4-tuple, first
+timestamp, end kind, closer and both endpoints' final states). Timings are compared within a
+tolerance; nothing volatile (paths, versions, run times) is kept.
+"""
+
+import json
+import os
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from pcapstate import __version__
+from pcapstate.corpus import Config, Entry
+from pcapstate.report_text import seconds
+from pcapstate.settings import Settings
+from pcapstate.vocab import State
+
+SCHEMA = "pcapstate-golden/1"
+CHECK_SCHEMA = "pcapstate-check/1"
+CONNECTION_FIELDS = ["client", "server", "first_ts", "end", "closer", "client_state",
+                     "server_state"]
+MAX_LISTED = 20  # connection differences listed per capture; the rest are counted
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What the check found for one capture."""
+
+    entry: Entry
+    status: str = "passed"  # passed, failed, updated, error
+    connections: int | None = None
+    packets: int | None = None
+    differences: list[str] = field(default_factory=list)
+    policy: list[str] = field(default_factory=list)
+    error: str | None = None
+    written: bool = False  # --update wrote a new or changed golden
+    seconds: float = 0.0  # wall time of the analysis (JUnit only: not in --json)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.entry.name, "files": list(self.entry.files),
+                "golden": self.entry.golden, "status": self.status,
+                "connections": self.connections, "packets": self.packets,
+                "differences": self.differences, "policy": self.policy, "error": self.error,
+                "golden_written": self.written}
+
+
+def facts(files: list[str] | tuple[str, ...], settings: Settings) -> dict[str, Any]:
+    """Analyse one capture and keep its stable facts: the golden file's content."""
+    from pcapstate.analyze import analyze
+
+    conns: list[list[Any]] = []
+
+    def keep(r: dict[str, Any]) -> None:
+        e = r["endpoints"]
+        conns.append([r["client"], r["server"], round(r["first_ts"], 6), r["end"],
+                      r["closer"], e["client"]["final_state"], e["server"]["final_state"]])
+
+    result = analyze(list(files), settings, on_record=keep)
+    conns.sort(key=lambda c: (c[2], c[0], c[1]))
+    return {
+        "schema": SCHEMA,
+        "files": [os.path.basename(f) for f in files],
+        "settings": {k: result["settings"][k] for k in ("time_wait", "fin_timeout",
+                                                         "stuck_after")},
+        "records": result["accounting"]["records"],
+        "tcp_segments": result["accounting"]["tcp_segments"],
+        "connections": result["connections"]["total"],
+        "by_end_and_closer": result["connections"]["by_end_and_closer"],
+        "anomalies": result["connections"]["anomalies"],
+        "findings": [{"state": f["state"], "service": f["service"], "role": f["role"],
+                      "count": f["count"], "still_open": f["still_open"],
+                      "oldest": round(f["oldest"], 6), "outcomes": f["outcomes"]}
+                     for f in result["findings"]],
+        "connection_fields": CONNECTION_FIELDS,
+        "connection_list": conns,
+    }
+
+
+def golden_text(g: dict[str, Any]) -> str:
+    """The golden as JSON, one connection a line (so that a diff of it reads well)."""
+    head = {k: v for k, v in g.items() if k != "connection_list"}
+    lines = [json.dumps(c, separators=(", ", ": ")) for c in g["connection_list"]]
+    text = json.dumps(head, indent=1)[:-2] + ',\n "connection_list": ['
+    return text + ("\n  " + ",\n  ".join(lines) + "\n ]" if lines else "]") + "\n}\n"
+
+
+def compare(golden: dict[str, Any], got: dict[str, Any], tolerance: float) -> list[str]:
+    """What changed, in words, each naming what it is about; empty when nothing did."""
+    out = []
+    if golden.get("schema") != SCHEMA:
+        return [f"the golden is {golden.get('schema')!r}, not {SCHEMA}: write it again with "
+                "--update"]
+    for key, words in (("files", "files"), ("settings", "settings"), ("records", "records"),
+                       ("tcp_segments", "TCP segments"), ("connections", "connections")):
+        if got[key] != golden[key]:
+            out.append(f"{words}: {_show(got[key])}, expected {_show(golden[key])}")
+    out += _counts("ended", _flat(got["by_end_and_closer"]), _flat(golden["by_end_and_closer"]))
+    out += _counts("anomaly", got["anomalies"], golden["anomalies"])
+    out += _findings(got["findings"], golden["findings"], tolerance)
+    out += _connections(got["connection_list"], golden["connection_list"], tolerance)
+    return out
+
+
+def _show(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+
+
+def _flat(crossed: dict[str, dict[str, int]]) -> dict[str, int]:
+    return {f"{kind}, closed first by {who}": n for kind, by in crossed.items()
+            for who, n in by.items()}
+
+
+def _counts(what: str, got: dict[str, int], want: dict[str, int]) -> list[str]:
+    return [f"{what} {k}: {got.get(k, 0):,}, expected {want.get(k, 0):,}"
+            for k in sorted(set(got) | set(want)) if got.get(k, 0) != want.get(k, 0)]
+
+
+def _findings(got: list[dict[str, Any]], want: list[dict[str, Any]],
+              tolerance: float) -> list[str]:
+    out = []
+    old = {(f["state"], f["service"]): f for f in want}
+    new = {(f["state"], f["service"]): f for f in got}
+    for key in sorted(set(old) | set(new)):
+        name = f"{key[0]} at {key[1]}"
+        if key not in new:
+            w = old[key]
+            out.append(f"{name}: none stuck, expected {w['count']:,} ({w['role']})")
+        elif key not in old:
+            g = new[key]
+            out.append(f"{name}: {g['count']:,} stuck endpoints ({g['role']}), expected none")
+        else:
+            g, w = new[key], old[key]
+            for k in ("count", "still_open", "role"):
+                if g[k] != w[k]:
+                    out.append(f"{name}: {k.replace('_', ' ')} {g[k]}, expected {w[k]}")
+            if abs(g["oldest"] - w["oldest"]) > tolerance:
+                out.append(f"{name}: oldest {seconds(g['oldest'])}, expected "
+                           f"{seconds(w['oldest'])}")
+            if g["outcomes"] != w["outcomes"]:
+                out.append(f"{name}: outcomes {_show(g['outcomes'])}, expected "
+                           f"{_show(w['outcomes'])}")
+    return out
+
+
+def _keyed(conns: list[list[Any]]) -> dict[tuple[str, str, int], list[Any]]:
+    """Connections by 4-tuple and instance on it (a port reused makes a second instance)."""
+    seen: Counter[tuple[str, str]] = Counter()
+    out = {}
+    for c in conns:
+        seen[(c[0], c[1])] += 1
+        out[(c[0], c[1], seen[(c[0], c[1])])] = c
+    return out
+
+
+def _connections(got: list[list[Any]], want: list[list[Any]], tolerance: float) -> list[str]:
+    new, old = _keyed(got), _keyed(want)
+    out = []
+    for key in sorted(set(new) | set(old), key=lambda k: ((new.get(k) or old[k])[2], k)):
+        name = f"{key[0]} -> {key[1]}" + (f" (instance {key[2]})" if key[2] > 1 else "")
+        if key not in new:
+            out.append(f"{name}: in the golden (ended {old[key][3]}), not found")
+        elif key not in old:
+            g = new[key]
+            out.append(f"{name}: not in the golden (ended {g[3]}, closed first by {g[4]})")
+        else:
+            g, w = new[key], old[key]
+            if abs(g[2] - w[2]) > tolerance:
+                out.append(f"{name}: first seen {g[2] - w[2]:+.6f}s from the golden's time")
+            for i, what in ((3, "ended"), (4, "closed first by"),
+                            (5, "client final state"), (6, "server final state")):
+                if g[i] != w[i]:
+                    out.append(f"{name}: {what} {g[i]}, expected {w[i]}")
+    if len(out) > MAX_LISTED:
+        out[MAX_LISTED:] = [f"... and {len(out) - MAX_LISTED:,} more connection differences"]
+    return out
+
+
+def policy(got: dict[str, Any], config: Config) -> list[str]:
+    """Policy failures: stuck endpoints beyond what the corpus allows."""
+    p = config.policy
+    out = []
+    close_wait = 0
+    for f in got["findings"]:
+        state = State(f["state"])
+        over = f["count"] - p.allowed(f["service"], state)
+        if state is State.CLOSE_WAIT:
+            close_wait += max(over, 0)
+        if state in p.fail_on and over > 0:
+            allowed = p.allowed(f["service"], state)
+            out.append(f"{f['count']:,} endpoints stuck in {state} at {f['service']} "
+                       f"({f['role']})" + (f", {allowed:,} allowed" if allowed else ""))
+    if p.max_close_wait is not None and close_wait > p.max_close_wait:
+        out.append(f"{close_wait:,} endpoints stuck in CLOSE_WAIT beyond the allowances, at "
+                   f"most {p.max_close_wait:,} allowed")
+    return out
+
+
+def measure(files: list[str] | tuple[str, ...],
+            settings: Settings) -> tuple[dict[str, Any] | str, float]:
+    """The capture's facts, or why it could not be read; and the seconds it took."""
+    import time
+
+    from pcapstate.capture import CaptureError
+
+    started = time.perf_counter()
+    try:
+        got: dict[str, Any] | str = facts(files, settings)
+    except (CaptureError, OSError) as e:
+        got = str(e)
+    return got, time.perf_counter() - started
+
+
+def judge(entry: Entry, got: dict[str, Any] | str, elapsed: float, update: bool) -> Outcome:
+    """Compare the facts with the golden (or write it, with `update`) and apply the policy."""
+    outcome = Outcome(entry, seconds=elapsed)
+    if isinstance(got, str):
+        outcome.status, outcome.error = "error", got
+        return outcome
+    outcome.connections, outcome.packets = got["connections"], got["records"]
+    outcome.policy = policy(got, entry.config)
+    if update:
+        from pcapstate.cli import write_atomic
+
+        text = golden_text(got)
+        try:
+            with open(entry.golden, encoding="utf-8") as f:
+                unchanged = f.read() == text
+        except OSError:
+            unchanged = False
+        if not unchanged:
+            write_atomic(entry.golden, lambda f: f.write(text))
+            outcome.status, outcome.written = "updated", True
+    else:
+        try:
+            with open(entry.golden, encoding="utf-8") as f:
+                outcome.differences = compare(json.load(f), got, entry.config.tolerance)
+        except FileNotFoundError:
+            outcome.differences = [f"no golden file {os.path.basename(entry.golden)}: "
+                                   "write it with pcapstate check --update"]
+        except (OSError, ValueError, KeyError) as e:
+            outcome.differences = [f"golden file {os.path.basename(entry.golden)} is "
+                                   f"unreadable ({e}): write it again with --update"]
+    if outcome.differences or outcome.policy:
+        outcome.status = "failed"
+    return outcome
+
+
+def run(entries: list[Entry], update: bool = False, jobs: int = 1,
+        dask: str | None = None,
+        progress: Callable[[int, int], None] | None = None) -> list[Outcome]:
+    """Check every entry; the outcomes in the entries' order, whatever ran where. Captures
+    are analysed in this process (jobs=1), in `jobs` processes, or on a Dask cluster; the
+    goldens are read and written here."""
+    if dask:
+        done = _on_dask(entries, dask)
+    elif jobs > 1 and len(entries) > 1:
+        done = _in_processes(entries, jobs)
+    else:
+        done = ((i, measure(e.files, e.config.settings)) for i, e in enumerate(entries))
+    outcomes: list[Outcome | None] = [None] * len(entries)
+    for n, (i, (got, elapsed)) in enumerate(done, 1):
+        outcomes[i] = judge(entries[i], got, elapsed, update)
+        if progress is not None:
+            progress(n, len(entries))
+    return [o for o in outcomes if o is not None]
+
+
+Measured = Iterator[tuple[int, tuple[dict[str, Any] | str, float]]]
+
+
+def _in_processes(entries: list[Entry], jobs: int) -> Measured:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    # spawn: a worker starts clean, not as a copy of a process that may hold threads
+    with ProcessPoolExecutor(min(jobs, len(entries)),
+                             mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(measure, e.files, e.config.settings): i
+                   for i, e in enumerate(entries)}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+
+
+def _on_dask(entries: list[Entry], address: str) -> Measured:
+    """On an existing Dask cluster: each capture's bytes go to a worker, which need not see
+    this machine's files, and its facts come back."""
+    from distributed import Client, as_completed
+
+    with Client(address) as client:
+        versions = set(client.run(_version).values())
+        if versions != {__version__}:
+            raise DaskError(f"the Dask workers run pcapstate {', '.join(sorted(versions))}, "
+                            f"this is {__version__}")
+        futures = {}
+        for i, e in enumerate(entries):
+            payload = [(f, _read(f)) for f in e.files]
+            futures[client.submit(_remote_measure, payload, e.config.settings, pure=False)] = i
+        for future, got in as_completed(futures, with_results=True):
+            yield futures[future], got
+
+
+class DaskError(Exception):
+    """The Dask cluster cannot run the check."""
+
+
+def _version() -> str:
+    return __version__
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _remote_measure(payload: list[tuple[str, bytes]],
+                    settings: Settings) -> tuple[dict[str, Any] | str, float]:
+    """On a Dask worker: `measure` of a capture sent as (its path there, its bytes)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="pcapstate-") as tmp:
+        files = []
+        for i, (path, data) in enumerate(payload):
+            files.append(os.path.join(tmp, str(i), os.path.basename(path)))
+            os.mkdir(os.path.dirname(files[-1]))
+            with open(files[-1], "wb") as f:
+                f.write(data)
+        got, elapsed = measure(files, settings)
+        if isinstance(got, str):  # name the files as the caller knows them
+            for (path, _), local in zip(payload, files, strict=True):
+                got = got.replace(local, path)
+        return got, elapsed
+
+
+def summary(outcomes: list[Outcome]) -> dict[str, int]:
+    counts = Counter(o.status for o in outcomes)
+    return {"captures": len(outcomes), **{k: counts[k] for k in
+                                          ("passed", "failed", "error", "updated")}}
+
+
+def to_json(outcomes: list[Outcome]) -> dict[str, Any]:
+    """The check's result: the same bytes whether it ran serially, in processes or on Dask
+    (no run times, no host names)."""
+    return {"schema": CHECK_SCHEMA, "captures": [o.to_json() for o in outcomes],
+            "summary": summary(outcomes)}
+
+
+def junit(outcomes: list[Outcome]) -> str:
+    """JUnit XML: one test case per capture; a failure carries the differences and the
+    policy failures, an error the reason the capture could not be read."""
+    import xml.etree.ElementTree as ET
+
+    s = summary(outcomes)
+    total = f"{sum(o.seconds for o in outcomes):.3f}"
+    counts = {"tests": str(s["captures"]), "failures": str(s["failed"]),
+              "errors": str(s["error"])}
+    suites = ET.Element("testsuites", {"name": "pcapstate check", "time": total, **counts})
+    suite = ET.SubElement(suites, "testsuite", {"name": "pcapstate check", "skipped": "0",
+                                                "time": total, **counts})
+    for o in outcomes:
+        case = ET.SubElement(suite, "testcase", classname="pcapstate.check",
+                             name=o.entry.name, time=f"{o.seconds:.3f}")
+        if o.status == "error":
+            ET.SubElement(case, "error", message=o.error or "", type="unreadable").text = o.error
+        elif o.status == "failed":
+            lines = o.differences + [f"policy: {p}" for p in o.policy]
+            ET.SubElement(case, "failure", message=lines[0],
+                          type="difference" if o.differences else "policy").text = \
+                "\n".join(lines)
+        elif o.status == "updated":
+            ET.SubElement(case, "system-out").text = f"golden written: {o.entry.golden}"
+    ET.indent(suites)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suites, "unicode") + "\n"
+
+
+def text(outcomes: list[Outcome], elapsed: float, verbose: bool = False) -> str:
+    """For people: every capture that failed, could not be read or got a new golden (every
+    capture with `verbose`), what changed under it, then one summary line."""
+    out = []
+    for o in outcomes:
+        if o.status == "passed" and not verbose:
+            continue
+        label = {"passed": "ok", "failed": "FAILED", "error": "ERROR",
+                 "updated": "updated"}[o.status]
+        what = o.error if o.status == "error" else (
+            f"{o.connections:,} connection{'s' if o.connections != 1 else ''}"
+            + (", golden written" if o.written else ""))
+        out.append(f"{label:<8}{o.entry.name}: {what}")
+        out += [f"          {d}" for d in o.differences]
+        out += [f"          policy: {p}" for p in o.policy]
+    s = summary(outcomes)
+    packets = sum(o.packets or 0 for o in outcomes)
+    parts = [f"{s['passed']:,} passed", f"{s['failed']:,} failed"]
+    parts += [f"{s[k]:,} {k if k == 'updated' else 'unreadable'}" for k in ("updated", "error")
+              if s[k]]
+    out.append(f"{s['captures']:,} capture{'s' if s['captures'] != 1 else ''}: "
+               f"{', '.join(parts)} ({packets:,} packets in {seconds(elapsed)})")
+    return "\n".join(out) + "\n"

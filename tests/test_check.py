@@ -1,0 +1,209 @@
+"""`pcapstate check`: goldens, diffs that name the connection, policy, JUnit XML, and the
+same answer serially, in processes and on a Dask cluster."""
+
+import json
+import shutil
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from pcapstate.cli import main
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+LEAK = "close_wait_leak.pcap"
+CLEAN = ["client_close.pcap", "server_close.pcap", "ipv6.pcap"]
+
+
+def test_the_samples_pass_their_own_check(capsys):
+    """The project's own corpus: every sample against its committed golden, under
+    samples/pcapstate.toml's policy (no stuck endpoint but the two leaks it allows)."""
+    assert main(["check", str(SAMPLES)]) == 0, capsys.readouterr().out
+    out = capsys.readouterr().out
+    n = len([p for p in SAMPLES.iterdir() if p.name.endswith(".golden.json")])
+    assert out.startswith(f"{n} captures: {n} passed, 0 failed")
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    """A copy of some samples, with goldens written by --update."""
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    for name in [LEAK, *CLEAN]:
+        shutil.copy(SAMPLES / name, folder / name)
+    for i in range(4):
+        shutil.copy(SAMPLES / f"rotated-{i}.pcap", folder / f"rotated-{i}.pcap")
+    (folder / "pcapstate.toml").write_text('sets = ["rotated-*.pcap"]\n')
+    assert main(["check", str(folder), "--update", "-j", "1"]) == 0
+    return folder
+
+
+def edit_golden(path: Path, change) -> None:
+    golden = json.loads(path.read_text())
+    change(golden)
+    path.write_text(json.dumps(golden))
+
+
+def test_a_changed_golden_fails_and_names_the_connection(corpus, tmp_path, capsys):
+    golden = corpus / f"{LEAK}.golden.json"
+    conn = json.loads(golden.read_text())["connection_list"][2]
+    assert conn[6] == "CLOSE_WAIT"
+
+    def server_closed(g):
+        g["connection_list"][2][6] = "CLOSED"
+
+    edit_golden(golden, server_closed)
+    capsys.readouterr()
+    junit = tmp_path / "junit.xml"
+    assert main(["check", str(corpus), "--junit", str(junit)]) == 1
+    out = capsys.readouterr().out
+    assert (f"FAILED  {LEAK}: 5 connections\n          {conn[0]} -> {conn[1]}: server final "
+            "state CLOSE_WAIT, expected CLOSED\n") in out
+    assert "5 captures: 4 passed, 1 failed" in out
+
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite is not None
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("5", "1", "0")
+    cases = {c.get("name"): c for c in suite.iter("testcase")}
+    assert set(cases) == {LEAK, *CLEAN, "rotated-*.pcap"}
+    failure = cases[LEAK].find("failure")
+    assert failure is not None and "server final state CLOSE_WAIT, expected CLOSED" in \
+        (failure.text or "")
+    assert all(cases[n].find("failure") is None for n in CLEAN)
+
+    assert main(["check", str(corpus), "--update"]) == 0
+    assert main(["check", str(corpus)]) == 0
+
+
+def test_differences_in_counts_findings_and_connections(corpus, capsys):
+    def changed(g):
+        g["connections"] = 6
+        g["findings"][0]["count"] = 4
+        g["findings"][0]["oldest"] += 1.0
+        g["connection_list"].pop(0)
+        g["connection_list"][0][2] += 0.5
+
+    edit_golden(corpus / f"{LEAK}.golden.json", changed)
+    capsys.readouterr()
+    assert main(["check", str(corpus / LEAK)]) == 1
+    out = capsys.readouterr().out
+    assert "connections: 5, expected 6" in out
+    assert "CLOSE_WAIT at 127.0.0.1:5001: count 5, expected 4" in out
+    assert "CLOSE_WAIT at 127.0.0.1:5001: oldest" in out
+    assert ": not in the golden (ended half_closed, closed first by client)" in out
+    assert ": first seen -0.500000s from the golden's time" in out
+
+
+def test_a_timing_within_the_tolerance_is_no_difference(corpus):
+    def nudged(g):
+        g["connection_list"][0][2] += 0.0004
+
+    edit_golden(corpus / f"{LEAK}.golden.json", nudged)
+    assert main(["check", str(corpus)]) == 0
+    assert main(["check", str(corpus), "--time-tolerance", "100us"]) == 1
+
+
+def test_a_capture_without_golden_fails_with_a_hint(corpus, capsys):
+    shutil.copy(SAMPLES / "refused.pcap", corpus / "refused.pcap")
+    capsys.readouterr()
+    assert main(["check", str(corpus)]) == 1
+    assert ("no golden file refused.pcap.golden.json: write it with pcapstate check "
+            "--update") in capsys.readouterr().out
+
+
+def test_policy_from_the_command_line_and_from_pyproject(corpus, capsys):
+    assert main(["check", str(corpus), "--fail-on", "close-wait"]) == 1
+    assert "policy: 5 endpoints stuck in CLOSE_WAIT at 127.0.0.1:5001 (server)" in \
+        capsys.readouterr().out
+    assert main(["check", str(corpus), "--max-close-wait", "5"]) == 0
+    assert main(["check", str(corpus), "--max-close-wait", "4"]) == 1
+    assert "5 endpoints stuck in CLOSE_WAIT beyond the allowances, at most 4 allowed" in \
+        capsys.readouterr().out
+    # pcapstate.toml beside the corpus wins over a pyproject.toml above it
+    (corpus / "pcapstate.toml").unlink()
+    (corpus.parent / "pyproject.toml").write_text(
+        '[tool.pcapstate]\nsets = ["rotated-*.pcap"]\nfail-on = "close-wait,last-ack"\n'
+        '[tool.pcapstate.allow."127.0.0.1:5001"]\nclose-wait = 4\n')
+    assert main(["check", str(corpus)]) == 1
+    assert "5 endpoints stuck in CLOSE_WAIT at 127.0.0.1:5001 (server), 4 allowed" in \
+        capsys.readouterr().out
+    (corpus.parent / "pyproject.toml").write_text(
+        (corpus.parent / "pyproject.toml").read_text().replace("= 4", "= 5"))
+    assert main(["check", str(corpus)]) == 0
+
+
+@pytest.mark.parametrize(("config", "says"), [
+    ("colour = 1\n", "unknown key colour"),
+    ('fail-on = ["close-wiat"]\n', "unknown state close-wiat"),
+    ("max-close-wait = -1\n", "max-close-wait must be a whole number"),
+    ("time-wait = \"soon\"\n", "invalid duration 'soon'"),
+    ("sets = [1\n", "not valid TOML"),
+])
+def test_a_bad_configuration_is_a_one_line_error(corpus, capsys, config, says):
+    (corpus / "pcapstate.toml").write_text(config)
+    assert main(["check", str(corpus)]) == 2
+    err = capsys.readouterr().err
+    assert says in err and err.count("\n") == 1 and str(corpus / "pcapstate.toml") in err
+
+
+def test_an_unreadable_capture_is_an_error_and_exit_2(corpus, tmp_path, capsys):
+    (corpus / "broken.pcap").write_bytes(b"\x89PNG\r\n\x1a\n not a capture")
+    junit = tmp_path / "j.xml"
+    assert main(["check", str(corpus), "--junit", str(junit)]) == 2
+    out = capsys.readouterr().out
+    assert "ERROR   broken.pcap: " in out and "1 unreadable" in out
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite is not None and suite.get("errors") == "1"
+    error = [c for c in suite.iter("testcase") if c.get("name") == "broken.pcap"][0].find("error")
+    assert error is not None and error.get("type") == "unreadable"
+
+
+def test_usage_errors(tmp_path, capsys):
+    assert main(["check", str(tmp_path / "missing")]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
+    assert main(["check", str(tmp_path)]) == 2
+    assert "no capture in" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["check", str(tmp_path), "-j", "0"])
+    assert e.value.code == 2
+
+
+def json_of(args, tmp_path, name) -> bytes:
+    out = tmp_path / name
+    main(["check", *args, "--json", str(out)])
+    return out.read_bytes()
+
+
+def test_serial_parallel_and_dask_give_identical_json(corpus, tmp_path):
+    """One changed golden and one unreadable capture, so that the JSON holds each kind of
+    outcome; the three runs must agree byte for byte."""
+    distributed = pytest.importorskip("distributed")
+
+    def server_closed(g):
+        g["connection_list"][1][6] = "CLOSED"
+
+    edit_golden(corpus / f"{LEAK}.golden.json", server_closed)
+    (corpus / "broken.pcap").write_bytes(b"\xd4\xc3\xb2\xa1" + b"\x00" * 10)
+    serial = json_of([str(corpus), "-j", "1"], tmp_path, "serial.json")
+    parallel = json_of([str(corpus), "-j", "2"], tmp_path, "parallel.json")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        on_dask = json_of([str(corpus), "--dask", cluster.scheduler_address], tmp_path,
+                          "dask.json")
+    assert serial == parallel == on_dask
+    doc = json.loads(serial)
+    assert doc["summary"] == {"captures": 6, "passed": 4, "failed": 1, "error": 1,
+                              "updated": 0}
+    broken = [c for c in doc["captures"] if c["name"] == "broken.pcap"][0]
+    assert str(corpus / "broken.pcap") in broken["error"]  # the local path, even from Dask
+
+
+def test_dask_without_a_scheduler_is_a_one_line_error(corpus, capsys):
+    pytest.importorskip("distributed")
+    import dask
+
+    with dask.config.set({"distributed.comm.timeouts.connect": "2s"}):  # 30s by default
+        assert main(["check", str(corpus), "--dask", "tcp://127.0.0.1:9"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pcapstate: error: Dask cluster tcp://127.0.0.1:9:")
+    assert err.count("\n") == 1
