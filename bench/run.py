@@ -8,9 +8,9 @@ first by bench/make_capture.py if missing. Each tool runs `--runs` times on the 
 packets per second, the peak resident memory of the run and pcapstate's time as a ratio of
 each tool's. `--long N` also makes a capture N times longer with the same number of live
 connections (N copies of the capture, each shifted in time past every timer and given its
-own client addresses) and compares pcapstate's peak memory on both. `--corpus N` analyses
-N copies of the capture as separate captures, one process at a time and then two at a
-time, and reports captures/s and packets/s for each. `pcapstate+json` is pcapstate also
+own client addresses) and compares pcapstate's peak memory on both. `--corpus N` runs
+`pcapstate check` over a corpus of N copies of the capture (against their goldens), with
+one worker and with two, and reports captures/s and packets/s for each. `pcapstate+json` is pcapstate also
 writing every connection's record (`--json`), `pcapstate+report` also writing the Markdown
 and HTML reports with their charts.
 """
@@ -101,12 +101,18 @@ def stretch(src: str, dst: str, copies: int) -> None:
 
 
 def corpus(capture: str, copies: int, workers: int) -> float:
-    """Wall seconds to analyse `copies` separate captures with `workers` processes."""
-    from concurrent.futures import ThreadPoolExecutor
-
+    """Wall seconds of `pcapstate check -j WORKERS` over a corpus of `copies` captures (hard
+    links to the capture) against their goldens, written first by an untimed --update."""
+    folder = HERE / "out" / f"corpus-{copies}"
+    if not folder.is_dir():
+        folder.mkdir()
+        for k in range(copies):
+            (folder / f"copy-{k}.pcap").hardlink_to(capture)
+        subprocess.run(["pcapstate", "check", str(folder), "--update", "-j", "2"], check=True,
+                       stdout=subprocess.DEVNULL)
     started = time.perf_counter()
-    with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(lambda _: measure(TOOLS["pcapstate"](capture)), range(copies)))
+    subprocess.run(["pcapstate", "check", str(folder), "-j", str(workers)], check=True,
+                   stdout=subprocess.DEVNULL)
     return time.perf_counter() - started
 
 

@@ -30,18 +30,21 @@ Progress = Callable[[int, int | None], None]
 
 def analyze(paths: list[str], settings: Settings | None = None, *,
             on_record: Callable[[dict[str, Any]], None] | None = None,
+            on_brief: Callable[[list[list[Any]]], None] | None = None,
             progress: Progress | None = None, engine: str = "fast") -> dict[str, Any]:
     """Analyse one capture, given as one file or a time-ordered set of files.
 
     `on_record` receives each connection's record as the connection is retired (in
-    retirement order); `progress(bytes_done, bytes_total)` is called now and then.
+    retirement order); `on_brief` the same connections in brief (summary.BRIEF_FIELDS), a
+    list at a time, at a fraction of the cost; `progress(bytes_done, bytes_total)` is
+    called now and then.
     `engine`: "fast", the compiled decoder and state machine (scan.py, fasttable.py), or
     "plain", the reference written for people (decode.py, table.py, machine.py).
     Raises CaptureError when an input cannot be read at all.
     """
     settings = settings or Settings()
     captures = open_captures(paths)
-    summary = Summary(settings, on_record)
+    summary = Summary(settings, on_record, on_brief)
     accounting: Counter[str] = Counter()
     first, last = float("inf"), float("-inf")
     sizes = [c.size for c in captures if c.size is not None and not c.compressed]

@@ -18,12 +18,12 @@ from pcapstate import __version__
 from pcapstate.corpus import Config, Entry
 from pcapstate.report_text import seconds
 from pcapstate.settings import Settings
+from pcapstate.summary import BRIEF_FIELDS
 from pcapstate.vocab import State
 
 SCHEMA = "pcapstate-golden/1"
 CHECK_SCHEMA = "pcapstate-check/1"
-CONNECTION_FIELDS = ["client", "server", "first_ts", "end", "closer", "client_state",
-                     "server_state"]
+CONNECTION_FIELDS = list(BRIEF_FIELDS)
 MAX_LISTED = 20  # connection differences listed per capture; the rest are counted
 
 
@@ -55,12 +55,12 @@ def facts(files: list[str] | tuple[str, ...], settings: Settings) -> dict[str, A
 
     conns: list[list[Any]] = []
 
-    def keep(r: dict[str, Any]) -> None:
-        e = r["endpoints"]
-        conns.append([r["client"], r["server"], round(r["first_ts"], 6), r["end"],
-                      r["closer"], e["client"]["final_state"], e["server"]["final_state"]])
+    def keep(briefs: list[list[Any]]) -> None:
+        for b in briefs:
+            b[2] = round(b[2], 6)
+        conns.extend(briefs)
 
-    result = analyze(list(files), settings, on_record=keep)
+    result = analyze(list(files), settings, on_brief=keep)
     conns.sort(key=lambda c: (c[2], c[0], c[1]))
     return {
         "schema": SCHEMA,

@@ -9,19 +9,22 @@ random segment sequences and requires the same connections, transitions and verd
 The Python side (`FastTracker`) grows the arrays when they fill. Retired connections are
 folded into the summary's aggregates by compiled code (`fold`, verdict.py's rules); only
 those with a stuck endpoint, and every one when records are asked for, become a
-machine.Connection for the summary's Python code.
+machine.Connection for the summary's Python code; briefs are read from the records in bulk.
 """
+
+from functools import lru_cache
+from typing import Any
 
 import numpy as np
 from numba import njit, types
 from numba.typed import Dict
 
-from pcapstate.machine import Connection, Endpoint
+from pcapstate.machine import Connection, Endpoint, ip_text
 from pcapstate.scan import TCP, Batch
 from pcapstate.settings import Settings
 from pcapstate.summary import Summary
 from pcapstate.verdict import UNTOLD, vantage_side
-from pcapstate.vocab import ANOMALIES, Roles, State
+from pcapstate.vocab import ANOMALIES, Closer, EndKind, Roles, State
 
 STATES = list(State)
 (CLOSED, SYN_SENT, SYN_RCVD, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT, CLOSING,
@@ -31,6 +34,8 @@ ANOMALY_NAMES = list(ANOMALIES)
  A_FIN_SEQ_CHANGED, A_RST_OUT, A_RST_AFTER, A_PACKET_AFTER, A_FIN_BEFORE,
  A_BAD_SYNACK) = range(12)
 ROLE_NAMES = [Roles.SYN, Roles.SYNACK, Roles.PORT]
+END_NAMES = [k.value for k in EndKind]
+CLOSER_NAMES = [c.value for c in Closer]
 # Transitions per endpoint: each move into a state other than CLOSED comes from a one-shot
 # event (the open, the first SYN, FIN, and the first ACK of each side's SYN and FIN), so 7 at
 # most, and CLOSED between them: 15.
@@ -601,12 +606,16 @@ class FastTracker:
         self.S[RETIRED_N] = 0
         f = self.folds
         stuck = np.zeros(n, np.bool_)
+        kinds, closers = np.empty(n, np.int8), np.empty(n, np.int8)
         tl = self.summary.timeline
         tl.start(float(times.min()))  # analyze has started it at the first record
         fold(self.T, slots, times, self.limits, f["by_roles"], f["end_closer"], f["final"],
              f["anomalies"], f["counts"], f["hist"], f["max"], f["min"], f["max_censored"],
-             f["sides"], f["round_trip"], stuck, tl.origin, tl.delta, tl.width)
+             f["sides"], f["round_trip"], stuck, kinds, closers, tl.origin, tl.delta,
+             tl.width)
         summary = self.summary
+        if summary.on_brief is not None:
+            summary.on_brief(self.briefs(slots, kinds, closers))
         for i in (range(n) if summary.on_record is not None else np.flatnonzero(stuck)):
             conn = self.connection(int(slots[i]))
             if stuck[i]:
@@ -616,6 +625,20 @@ class FastTracker:
         k = int(self.S[FREE_N])
         self.free[k:k + n] = slots[::-1]
         self.S[FREE_N] = k + n
+
+    def briefs(self, slots: np.ndarray, kinds: np.ndarray,
+               closers: np.ndarray) -> list[list[Any]]:
+        """The connections in `slots` in brief (summary.BRIEF_FIELDS), read in bulk from
+        the packed records: no Connection built."""
+        T = self.T
+        v6, hi, lo = T["v6"][slots].tolist(), T["ip_hi"][slots].tolist(), T["ip_lo"][slots].tolist()
+        ports, states = T["port"][slots].tolist(), T["st"][slots].tolist()
+        first = T["first_ts"][slots].tolist()
+        return [[_address(v, h[0], o[0], p[0]), _address(v, h[1], o[1], p[1]), t,
+                 END_NAMES[k], CLOSER_NAMES[c], STATES[st[0]].value, STATES[st[1]].value]
+                for v, h, o, p, st, t, k, c in zip(v6, hi, lo, ports, states, first,
+                                                   kinds.tolist(), closers.tolist(),
+                                                   strict=True)]
 
     def connection(self, c: int) -> Connection:
         """Slot c as a machine.Connection, for the summary and the records."""
@@ -648,6 +671,18 @@ class FastTracker:
         conn.reset_by = None if reset_by < 0 else reset_by
         conn.anomalies = {ANOMALY_NAMES[a]: int(v) for a, v in enumerate(r["anom"]) if v}
         return conn
+
+
+@lru_cache(maxsize=65536)
+def _host(v6: int, hi: int, lo: int) -> str:
+    if v6:
+        return f"[{ip_text(hi.to_bytes(8, 'big') + lo.to_bytes(8, 'big'))}]"
+    return ip_text(lo.to_bytes(4, "big"))
+
+
+def _address(v6: int, hi: int, lo: int, port: int) -> str:
+    """Endpoint.address, from a packed record's fields."""
+    return f"{_host(v6, hi, lo)}:{port}"
 
 
 def _grown(a: np.ndarray) -> np.ndarray:
@@ -745,13 +780,16 @@ def _time_bin(t, origin, delta, width):
 
 @njit(cache=True, nogil=True)
 def fold(T, slots, times, limits, by_roles, end_closer, final, anomalies, counts, hist, dmax,
-         dmin, dmax_censored, sides, round_trip, stuck, origin, tl_delta, tl_width):
+         dmin, dmax_censored, sides, round_trip, stuck, kinds, closers, origin, tl_delta,
+         tl_width):
     """Summary.add for each retired slot, into the aggregate arrays and the timeline
     (timeline.py); stuck[i] is set when connection i has an interval longer than its
-    state's limit (NaN: no limit), for the caller to report it."""
+    state's limit (NaN: no limit), for the caller to report it; kinds[i] and closers[i] get
+    its end kind and closer."""
     for i in range(len(slots)):
         r, end = T[slots[i]], times[i]
-        end_closer[_end_kind(r), _closer(r)] += 1
+        kinds[i], closers[i] = _end_kind(r), _closer(r)
+        end_closer[kinds[i], closers[i]] += 1
         by_roles[r.roles] += 1
         _handshake(r, sides, round_trip)
         for a in range(anomalies.shape[0]):

@@ -152,9 +152,11 @@ class Summary:
     """Receives retired connections (`add`) and holds everything the result reports."""
 
     def __init__(self, settings: Settings,
-                 on_record: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 on_record: Callable[[dict[str, Any]], None] | None = None,
+                 on_brief: Callable[[list[list[Any]]], None] | None = None) -> None:
         self.settings = settings
         self.on_record = on_record
+        self.on_brief = on_brief
         self.connections = 0
         self.by_end_closer: Counter[tuple[str, str]] = Counter()  # (end kind, closer)
         self.timeline = Timeline()
@@ -195,6 +197,10 @@ class Summary:
         self.add_stuck(conn, end, (client, server))
         if self.on_record is not None:
             self.on_record(connection_record(conn, kind.value, who.value))
+        if self.on_brief is not None:
+            a, b = conn.ep
+            self.on_brief([[a.address(), b.address(), conn.first_ts, kind.value, who.value,
+                            a.state.value, b.state.value]])
 
     def add_stuck(self, conn: Connection, end: float,
                   by_endpoint: tuple[list[Interval], list[Interval]] | None = None) -> None:
@@ -300,6 +306,12 @@ class Summary:
 def _ranked(counts: Counter[str]) -> dict[str, int]:
     """Largest first, ties by name: the same order whatever order the counts came in."""
     return dict(sorted(((k, v) for k, v in counts.items() if v), key=lambda kv: (-kv[1], kv[0])))
+
+
+#: A connection in brief (what `on_brief` receives, a list of these lists at a time): what
+#: names it and how it ended, for the corpus check, without building the whole record.
+BRIEF_FIELDS = ("client", "server", "first_ts", "end", "closer", "client_state",
+                "server_state")
 
 
 def connection_record(conn: Connection, kind: str, who: str) -> dict[str, Any]:

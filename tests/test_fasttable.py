@@ -44,6 +44,20 @@ def test_every_sample_gives_the_same_result_on_both_engines():
         assert json.dumps(plain, sort_keys=True) == json.dumps(fast, sort_keys=True), expected
 
 
+def test_briefs_are_the_records_in_brief_on_both_engines():
+    """The corpus check's bulk path (on_brief) says what the full records say."""
+    for expected in EXPECTED:
+        for engine in ("plain", "fast"):
+            records: list[dict] = []
+            briefs: list[list] = []
+            analyze(captures(expected), on_record=records.append, on_brief=briefs.extend,
+                    engine=engine)
+            assert briefs == [[r["client"], r["server"], r["first_ts"], r["end"], r["closer"],
+                               r["endpoints"]["client"]["final_state"],
+                               r["endpoints"]["server"]["final_state"]] for r in records]
+            assert len(briefs) == len(records) > 0, expected
+
+
 def run_plain(rows, s: Settings):
     records: list[dict] = []
     summary = Summary(s, records.append)
