@@ -10,9 +10,9 @@ each tool's. `--long N` also makes a capture N times longer with the same number
 connections (N copies of the capture, each shifted in time past every timer and given its
 own client addresses) and compares pcapstate's peak memory on both. `--corpus N` runs
 `pcapstate check` over a corpus of N copies of the capture (against their goldens), with
-one worker and with two, and reports captures/s and packets/s for each. `pcapstate+json` is pcapstate also
-writing every connection's record (`--json`), `pcapstate+report` also writing the Markdown
-and HTML reports with their charts.
+one worker and with two, and reports captures/s and packets/s for each. `pcapstate+json`
+is pcapstate also writing every connection's record (`--json`), `pcapstate+report` also
+writing the Markdown and HTML reports with their charts.
 """
 
 import argparse

@@ -158,6 +158,8 @@ def _keyed(conns: list[list[Any]]) -> dict[tuple[str, str, int], list[Any]]:
 
 
 def _connections(got: list[list[Any]], want: list[list[Any]], tolerance: float) -> list[str]:
+    if got == want:  # the usual case, at list speed
+        return []
     new, old = _keyed(got), _keyed(want)
     out = []
     for key in sorted(set(new) | set(old), key=lambda k: ((new.get(k) or old[k])[2], k)):
@@ -250,43 +252,47 @@ def judge(entry: Entry, got: dict[str, Any] | str, elapsed: float, update: bool)
     return outcome
 
 
+def check_one(entry: Entry, update: bool) -> Outcome:
+    return judge(entry, *measure(entry.files, entry.config.settings), update)
+
+
 def run(entries: list[Entry], update: bool = False, jobs: int = 1,
         dask: str | None = None,
         progress: Callable[[int, int], None] | None = None) -> list[Outcome]:
     """Check every entry; the outcomes in the entries' order, whatever ran where. Captures
-    are analysed in this process (jobs=1), in `jobs` processes, or on a Dask cluster; the
-    goldens are read and written here."""
+    are checked in this process (jobs=1) or in `jobs` processes, or analysed on a Dask
+    cluster and judged here (where the goldens are)."""
+    done: Iterator[tuple[int, Outcome]]
     if dask:
-        done = _on_dask(entries, dask)
+        done = ((i, judge(entries[i], got, elapsed, update))
+                for i, (got, elapsed) in _on_dask(entries, dask))
     elif jobs > 1 and len(entries) > 1:
-        done = _in_processes(entries, jobs)
+        done = _in_processes(entries, update, jobs)
     else:
-        done = ((i, measure(e.files, e.config.settings)) for i, e in enumerate(entries))
+        done = ((i, check_one(e, update)) for i, e in enumerate(entries))
     outcomes: list[Outcome | None] = [None] * len(entries)
-    for n, (i, (got, elapsed)) in enumerate(done, 1):
-        outcomes[i] = judge(entries[i], got, elapsed, update)
+    for n, (i, outcome) in enumerate(done, 1):
+        outcomes[i] = outcome
         if progress is not None:
             progress(n, len(entries))
     return [o for o in outcomes if o is not None]
 
 
-Measured = Iterator[tuple[int, tuple[dict[str, Any] | str, float]]]
-
-
-def _in_processes(entries: list[Entry], jobs: int) -> Measured:
+def _in_processes(entries: list[Entry], update: bool,
+                  jobs: int) -> Iterator[tuple[int, Outcome]]:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     # spawn: a worker starts clean, not as a copy of a process that may hold threads
     with ProcessPoolExecutor(min(jobs, len(entries)),
                              mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(measure, e.files, e.config.settings): i
-                   for i, e in enumerate(entries)}
+        futures = {pool.submit(check_one, e, update): i for i, e in enumerate(entries)}
         for future in as_completed(futures):
             yield futures[future], future.result()
 
 
-def _on_dask(entries: list[Entry], address: str) -> Measured:
+def _on_dask(entries: list[Entry],
+             address: str) -> Iterator[tuple[int, tuple[dict[str, Any] | str, float]]]:
     """On an existing Dask cluster: each capture's bytes go to a worker, which need not see
     this machine's files, and its facts come back."""
     from distributed import Client, as_completed

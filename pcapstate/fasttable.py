@@ -35,6 +35,7 @@ ANOMALY_NAMES = list(ANOMALIES)
  A_BAD_SYNACK) = range(12)
 ROLE_NAMES = [Roles.SYN, Roles.SYNACK, Roles.PORT]
 END_NAMES = [k.value for k in EndKind]
+STATE_NAMES = [st.value for st in State]
 CLOSER_NAMES = [c.value for c in Closer]
 # Transitions per endpoint: each move into a state other than CLOSED comes from a one-shot
 # event (the open, the first SYN, FIN, and the first ACK of each side's SYN and FIN), so 7 at
@@ -635,7 +636,7 @@ class FastTracker:
         ports, states = T["port"][slots].tolist(), T["st"][slots].tolist()
         first = T["first_ts"][slots].tolist()
         return [[_address(v, h[0], o[0], p[0]), _address(v, h[1], o[1], p[1]), t,
-                 END_NAMES[k], CLOSER_NAMES[c], STATES[st[0]].value, STATES[st[1]].value]
+                 END_NAMES[k], CLOSER_NAMES[c], STATE_NAMES[st[0]], STATE_NAMES[st[1]]]
                 for v, h, o, p, st, t, k, c in zip(v6, hi, lo, ports, states, first,
                                                    kinds.tolist(), closers.tolist(),
                                                    strict=True)]
