@@ -252,6 +252,18 @@ def judge(entry: Entry, got: dict[str, Any] | str, elapsed: float, update: bool)
     return outcome
 
 
+#: Below this much capture, one process checks a corpus sooner than several could start.
+PARALLEL_FROM = 64 << 20
+
+
+def jobs(entries: list[Entry]) -> int:
+    """How many processes to check `entries` with, by default: one per core (that this
+    process may use), or one for a small corpus."""
+    size = sum(os.path.getsize(f) for e in entries for f in e.files if os.path.isfile(f))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return 1 if size < PARALLEL_FROM else min(cores or 1, len(entries))
+
+
 def check_one(entry: Entry, update: bool) -> Outcome:
     return judge(entry, *measure(entry.files, entry.config.settings), update)
 
@@ -284,11 +296,25 @@ def _in_processes(entries: list[Entry], update: bool,
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     # spawn: a worker starts clean, not as a copy of a process that may hold threads
-    with ProcessPoolExecutor(min(jobs, len(entries)),
-                             mp_context=multiprocessing.get_context("spawn")) as pool:
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(min(jobs, len(entries)), mp_context=context,
+                             initializer=_leave_interrupts) as pool:
         futures = {pool.submit(check_one, e, update): i for i, e in enumerate(entries)}
-        for future in as_completed(futures):
-            yield futures[future], future.result()
+        try:
+            for future in as_completed(futures):
+                yield futures[future], future.result()
+        except KeyboardInterrupt:  # Ctrl-C: stop the workers now, not after their capture
+            pool.shutdown(wait=False, cancel_futures=True)
+            for child in multiprocessing.active_children():
+                child.terminate()
+            raise
+
+
+def _leave_interrupts() -> None:
+    """In a worker: Ctrl-C is the parent's to handle (it stops the workers)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _on_dask(entries: list[Entry],
