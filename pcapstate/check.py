@@ -283,6 +283,8 @@ def run(entries: list[Entry], update: bool = False, jobs: int = 1,
     else:
         done = ((i, check_one(e, update)) for i, e in enumerate(entries))
     outcomes: list[Outcome | None] = [None] * len(entries)
+    if progress is not None:
+        progress(0, len(entries))
     for n, (i, outcome) in enumerate(done, 1):
         outcomes[i] = outcome
         if progress is not None:
