@@ -16,6 +16,7 @@ from typing import Any
 
 from pcapstate import __version__
 from pcapstate.corpus import Config, Entry
+from pcapstate.output import write_atomic
 from pcapstate.report_text import seconds
 from pcapstate.settings import Settings
 from pcapstate.summary import BRIEF_FIELDS
@@ -226,8 +227,6 @@ def judge(entry: Entry, got: dict[str, Any] | str, elapsed: float, update: bool)
     outcome.connections, outcome.packets = got["connections"], got["records"]
     outcome.policy = policy(got, entry.config)
     if update:
-        from pcapstate.cli import write_atomic
-
         text = golden_text(got)
         try:
             with open(entry.golden, encoding="utf-8") as f:

@@ -10,11 +10,11 @@ import os
 import shlex
 import sys
 import tempfile
-from collections.abc import Callable
 from functools import partial
 from typing import Any, TextIO
 
 from pcapstate import __version__
+from pcapstate.output import read_result, write_atomic, write_json
 from pcapstate.settings import Settings, stuck_thresholds
 from pcapstate.settings import duration as settings_duration
 from pcapstate.vocab import STATE_NAMES, State, stuck_states
@@ -387,19 +387,6 @@ def _report(args: argparse.Namespace) -> int:
                       f"{result.get('pcapstate_version')}; analyse the capture again")
 
 
-def read_result(f: TextIO) -> Any:
-    """A saved result, without its connection records: write_json puts them last, one a
-    line, so reading stops where they begin and a 200 MB result costs no more memory than
-    one without records. Any other layout of the same JSON is read whole."""
-    head: list[str] = []
-    for line in f:
-        if line == ' "connection_records": [\n':
-            text = "".join(head).rstrip()
-            return json.loads(text.removesuffix(",") + "\n}")
-        head.append(line)
-    return json.loads("".join(head))
-
-
 def _reports(args: argparse.Namespace, result: dict[str, Any]) -> int:
     """Write the Markdown and HTML reports and the charts; 0, or 2 when one cannot be
     written."""
@@ -435,36 +422,6 @@ def _reports(args: argparse.Namespace, result: dict[str, Any]) -> int:
 
 def _write(f: Any, data: bytes) -> None:
     f.write(data)
-
-
-def write_json(out: TextIO, result: dict[str, Any], records: TextIO | None) -> None:
-    """The result as one JSON document; `records`, one JSON record a line, become its
-    `connection_records` array, copied line by line, never all in memory."""
-    head = json.dumps(result, indent=1)
-    if records is None:
-        out.write(head + "\n")
-        return
-    out.write(head[:-2] + ',\n "connection_records": [')  # head ends with "\n}"
-    records.seek(0)
-    sep = "\n"
-    for line in records:
-        out.write(sep + line[:-1])
-        sep = ",\n"
-    out.write("\n ]\n}\n")
-
-
-def write_atomic(path: str, write: Callable[[Any], object], binary: bool = False) -> None:
-    """Write a file so that a reader never sees it half written: `write` gets a text (or
-    binary) file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".pcapstate-", suffix=".tmp")
-    try:
-        with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8")) as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 class _Progress:
