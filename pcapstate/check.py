@@ -7,6 +7,7 @@ timestamp, end kind, closer and both endpoints' final states). Timings are compa
 tolerance; nothing volatile (paths, versions, run times) is kept.
 """
 
+import itertools
 import json
 import os
 from collections import Counter
@@ -264,6 +265,10 @@ def jobs(entries: list[Entry]) -> int:
 
 
 def check_one(entry: Entry, update: bool) -> Outcome:
+    if not entry.files:
+        return Outcome(entry, status="failed", differences=[
+            "a golden without its capture: restore the capture, or delete the golden if the "
+            "capture was removed on purpose"])
     return judge(entry, *measure(entry.files, entry.config.settings), update)
 
 
@@ -275,8 +280,11 @@ def run(entries: list[Entry], update: bool = False, jobs: int = 1,
     cluster and judged here (where the goldens are)."""
     done: Iterator[tuple[int, Outcome]]
     if dask:
-        done = ((i, judge(entries[i], got, elapsed, update))
-                for i, (got, elapsed) in _on_dask(entries, dask))
+        with_files = [i for i, e in enumerate(entries) if e.files]
+        done = itertools.chain(
+            ((i, check_one(e, update)) for i, e in enumerate(entries) if not e.files),
+            ((with_files[k], judge(entries[with_files[k]], got, elapsed, update))
+             for k, (got, elapsed) in _on_dask([entries[i] for i in with_files], dask)))
     elif jobs > 1 and len(entries) > 1:
         done = _in_processes(entries, update, jobs)
     else:
@@ -419,9 +427,11 @@ def text(outcomes: list[Outcome], elapsed: float, verbose: bool = False) -> str:
             continue
         label = {"passed": "ok", "failed": "FAILED", "error": "ERROR",
                  "updated": "updated"}[o.status]
-        what = o.error if o.status == "error" else (
-            f"{o.connections:,} connection{'s' if o.connections != 1 else ''}"
-            + (", golden written" if o.written else ""))
+        if o.connections is None:
+            what = o.error or "no capture"
+        else:
+            what = (f"{o.connections:,} connection{'s' if o.connections != 1 else ''}"
+                    + (", golden written" if o.written else ""))
         out.append(f"{label:<8}{o.entry.name}: {what}")
         out += [f"          {d}" for d in o.differences]
         out += [f"          policy: {p}" for p in o.policy]

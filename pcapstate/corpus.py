@@ -55,7 +55,7 @@ class Config:
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One capture of the corpus."""
+    """One capture of the corpus; with no files, a golden whose capture is gone."""
 
     name: str  # as reported: the path relative to the corpus folder given
     files: tuple[str, ...]
@@ -163,7 +163,13 @@ def entries(paths: list[str], override: dict[str, Any] | None = None) -> list[En
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             folder_entries = _group(Path(dirpath), sorted(filter(is_capture, filenames)),
                                     config)
-            out += [_entry(name, files, str(root), config) for name, files in folder_entries]
+            found = [_entry(name, files, str(root), config) for name, files in folder_entries]
+            goldens = {e.golden for e in found}
+            for stale in sorted(n for n in filenames if n.endswith(GOLDEN)):
+                golden = os.path.join(dirpath, stale)
+                if golden not in goldens:  # its capture is gone: an entry with no files
+                    found.append(Entry(os.path.relpath(golden, root), (), golden, config))
+            out += found
     names = [e.name for e in out]
     twice = {n for n in names if names.count(n) > 1}
     if twice:

@@ -111,6 +111,14 @@ def test_a_capture_without_golden_fails_with_a_hint(corpus, capsys):
             "--update") in capsys.readouterr().out
 
 
+def test_a_golden_whose_capture_is_gone_fails(corpus, capsys):
+    (corpus / "ipv6.pcap").unlink()
+    capsys.readouterr()
+    assert main(["check", str(corpus)]) == 1
+    assert "FAILED  ipv6.pcap.golden.json: no capture\n          a golden without its " \
+        "capture" in capsys.readouterr().out
+
+
 def test_policy_from_the_command_line_and_from_pyproject(corpus, capsys):
     assert main(["check", str(corpus), "--fail-on", "close-wait"]) == 1
     assert "policy: 5 endpoints stuck in CLOSE_WAIT at 127.0.0.1:5001 (server)" in \
@@ -184,6 +192,7 @@ def test_serial_parallel_and_dask_give_identical_json(corpus, tmp_path):
 
     edit_golden(corpus / f"{LEAK}.golden.json", server_closed)
     (corpus / "broken.pcap").write_bytes(b"\xd4\xc3\xb2\xa1" + b"\x00" * 10)
+    (corpus / "ipv6.pcap").unlink()  # its golden stays behind
     serial = json_of([str(corpus), "-j", "1"], tmp_path, "serial.json")
     parallel = json_of([str(corpus), "-j", "2"], tmp_path, "parallel.json")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
@@ -192,7 +201,7 @@ def test_serial_parallel_and_dask_give_identical_json(corpus, tmp_path):
                           "dask.json")
     assert serial == parallel == on_dask
     doc = json.loads(serial)
-    assert doc["summary"] == {"captures": 6, "passed": 4, "failed": 1, "error": 1,
+    assert doc["summary"] == {"captures": 6, "passed": 3, "failed": 2, "error": 1,
                               "updated": 0}
     broken = [c for c in doc["captures"] if c["name"] == "broken.pcap"][0]
     assert str(corpus / "broken.pcap") in broken["error"]  # the local path, even from Dask
