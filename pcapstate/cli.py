@@ -8,8 +8,10 @@ import argparse
 import json
 import os
 import shlex
+import signal
 import sys
 import tempfile
+import threading
 from functools import partial
 from typing import Any, TextIO
 
@@ -150,17 +152,34 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.argv = sys.argv[1:] if argv is None else argv
     _lean_start()
+    _INTERRUPTED.clear()
+    previous = signal.signal(signal.SIGINT, _on_interrupt)
     try:
         return {"analyze": _analyze, "report": _report, "check": _check}[args.command](args)
     except KeyboardInterrupt:
-        import signal
-
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C: still no traceback
         print("pcapstate: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         sys.stderr.close()  # the reader went away (| head): nothing left to say
         return 0
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+#: Ctrl-C was pressed. Python loses a KeyboardInterrupt raised while a finalizer runs (and
+#: numba, compiling on a first run, runs many), so long work also checks this between steps.
+_INTERRUPTED = threading.Event()
+
+
+def _on_interrupt(signum: int, frame: object) -> None:
+    _INTERRUPTED.set()
+    raise KeyboardInterrupt
+
+
+def _check_interrupt() -> None:
+    if _INTERRUPTED.is_set():
+        raise KeyboardInterrupt
 
 
 def _lean_start() -> None:
@@ -234,7 +253,8 @@ def _analyze(args: argparse.Namespace) -> int:
     try:
         result = analyze(args.captures, settings,
                          on_record=on_record if lines is not None else None,
-                         progress=_Progress() if show_progress else None, engine=args.engine)
+                         progress=_Progress(show_progress), engine=args.engine)
+        _check_interrupt()
         _capture_facts(result, args.argv, hashes=bool(args.json or args.report or args.html
                                                        or args.plots))
         if args.json == "-":
@@ -317,7 +337,8 @@ def _check(args: argparse.Namespace) -> int:
     try:
         outcomes = check.run(corpus, update=args.update, jobs=args.jobs or check.jobs(corpus),
                              dask=args.dask,
-                             progress=_CheckProgress() if show else None)
+                             progress=_CheckProgress(show))
+        _check_interrupt()
     except ImportError as e:
         return _error(f"--dask needs dask.distributed ({e.name} is missing): "
                       "pip install 'pcapstate[dask]'")
@@ -345,7 +366,13 @@ def _check(args: argparse.Namespace) -> int:
 
 
 class _CheckProgress:
+    def __init__(self, show: bool) -> None:
+        self.show = show
+
     def __call__(self, done: int, total: int) -> None:
+        _check_interrupt()
+        if not self.show:
+            return
         width = 30
         bar = "#" * (width * done // total)
         sys.stderr.write(f"\rchecking [{bar:<{width}}] {done}/{total} captures")
@@ -425,12 +452,16 @@ def _write(f: Any, data: bytes) -> None:
 
 
 class _Progress:
-    """A one-line progress display on stderr."""
+    """A one-line progress display on stderr, if `show`; a check for Ctrl-C either way."""
 
-    def __init__(self) -> None:
+    def __init__(self, show: bool) -> None:
+        self.show = show
         self.last = ""
 
     def __call__(self, done: int, total: int | None) -> None:
+        _check_interrupt()
+        if not self.show:
+            return
         mib = done / 1048576
         line = (f"reading: {mib:,.0f} MiB of {total / 1048576:,.0f} MiB "
                 f"({100 * done / total:.0f}%)" if total else f"reading: {mib:,.0f} MiB")

@@ -206,3 +206,26 @@ def test_engine_option_selects_an_engine_with_the_same_answer(capsys):
     with pytest.raises(SystemExit) as e:
         main(["analyze", RESET, "--engine", "nonsense"])
     assert e.value.code == 2
+
+
+def test_an_interrupt_lost_in_a_finalizer_still_stops_the_run(monkeypatch, capsys):
+    """Python drops a KeyboardInterrupt raised while a finalizer runs (numba runs many while
+    it compiles); the run notices the Ctrl-C at its next step all the same."""
+    import signal
+
+    import pcapstate.analyze as pipeline
+
+    real = pipeline.open_captures
+
+    def open_then_ctrl_c(paths):
+        try:
+            signal.raise_signal(signal.SIGINT)  # handled by pcapstate's handler, raising...
+        except KeyboardInterrupt:
+            pass  # ... and lost, as in a finalizer
+        return real(paths)
+
+    monkeypatch.setattr(pipeline, "open_captures", open_then_ctrl_c)
+    assert main(["analyze", WRAP, "-q"]) == 130
+    assert capsys.readouterr().err == "pcapstate: interrupted\n"
+    monkeypatch.setattr(pipeline, "open_captures", real)
+    assert main(["analyze", WRAP, "-q"]) == 0  # the next run starts afresh
