@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from pcapstate import __version__
+from pcapstate import __version__, wireshark
 from pcapstate.capture import Capture, open_captures
-from pcapstate.decode import decode
+from pcapstate.decode import LINKTYPES, decode
 from pcapstate.fasttable import FastTracker
 from pcapstate.scan import TCP, Batch, kind_name
 from pcapstate.settings import Settings
@@ -38,12 +38,21 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
     retirement order); `on_brief` the same connections in brief (summary.BRIEF_FIELDS), a
     list at a time, at a fraction of the cost; `progress(bytes_done, bytes_total)` is
     called now and then.
-    `engine`: "fast", the compiled decoder and state machine (scan.py, fasttable.py), or
-    "plain", the reference written for people (decode.py, table.py, machine.py).
+    `engine`: "fast", the compiled decoder and state machine (scan.py, fasttable.py);
+    "tshark", Wireshark's dissectors feeding the same state machine (wireshark.py);
+    "auto", fast unless a link type needs tshark; or "plain", the reference written for
+    people (decode.py, table.py, machine.py).
     Raises CaptureError when an input cannot be read at all.
     """
     settings = settings or Settings()
     captures = open_captures(paths)
+    decoder = {"engine": engine, "reason": None}
+    if engine == "auto":
+        odd = sorted({lt for c in captures for lt in c.linktypes} - LINKTYPES)
+        engine = "tshark" if odd else "fast"
+        decoder = {"engine": engine, "reason": (
+            f"link type {', '.join(map(str, odd))}: not decoded by the fast engine" if odd
+            else "every link type decoded by the fast engine")}
     summary = Summary(settings, on_record, on_brief)
     accounting: Counter[str] = Counter()
     first, last = float("inf"), float("-inf")
@@ -53,10 +62,11 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
     started = time.perf_counter()
     tracker: Tracker | FastTracker
     try:
-        if engine == "fast":
+        if engine in ("fast", "tshark"):
             tracker = FastTracker(settings, summary)
             for cap in captures:
-                for batch in read_ahead(cap.batches()):
+                source = cap.batches() if engine == "fast" else wireshark.batches(cap)
+                for batch in read_ahead(source):
                     summary.timeline.start(float(batch.ts[0]))
                     first, last = min(first, batch.ts.min()), max(last, batch.ts.max())
                     other = batch.kind[batch.kind != TCP]
@@ -102,6 +112,7 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
     result: dict[str, Any] = {
         "schema": SCHEMA,
         "pcapstate_version": __version__,
+        "decoder": decoder,
         "inputs": [_input_json(c) for c in captures],
         "capture": {
             "first_ts": first if records else None,

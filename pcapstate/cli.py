@@ -74,9 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="show progress on stderr (default: when stderr is a terminal)")
     _report_options(a)
-    a.add_argument("--engine", choices=["fast", "plain"], default="fast",
-                   help="fast: compiled decoder and state machine (default); plain: the "
-                        "reference engine in plain Python, much slower, for cross-checking")
+    a.add_argument("--engine", choices=["fast", "tshark", "auto", "plain"], default="fast",
+                   help="fast: compiled decoder and state machine (default); tshark: "
+                        "Wireshark's dissectors (tunnels, 802.11, any link type Wireshark "
+                        "reads) feeding the same state machine, much slower; auto: fast, or "
+                        "tshark for a link type the fast decoder does not read; plain: the "
+                        "reference engine in plain Python, for cross-checking")
     r = sub.add_parser(
         "report", help="write the incident report of a saved result (analyze --json)",
         description="Write the Markdown or HTML incident report and the charts from a result "
@@ -230,7 +233,7 @@ def _analyze(args: argparse.Namespace) -> int:
     settings = Settings(time_wait=args.time_wait, fin_timeout=args.fin_timeout,
                         stuck_after=stuck)
     show_progress = sys.stderr.isatty() if args.progress is None else args.progress
-    if show_progress and args.engine == "fast":
+    if show_progress and args.engine != "plain":
         _announce_compiling()
 
     jsonl: TextIO | None = None

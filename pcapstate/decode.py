@@ -22,6 +22,9 @@ LINKTYPE_IPV4 = 228
 LINKTYPE_IPV6 = 229
 LINKTYPE_LINUX_SLL2 = 276
 _RAW_IP = {LINKTYPE_RAW, 12, 14, LINKTYPE_IPV4, LINKTYPE_IPV6}  # 12 and 14: DLT_RAW on BSDs
+#: The link types decoded here (and in scan.py); the tshark engine decodes the others.
+LINKTYPES = {LINKTYPE_ETHERNET, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2, LINKTYPE_NULL,
+             LINKTYPE_LOOP, *_RAW_IP}
 
 ETH_IPV4, ETH_IPV6 = 0x0800, 0x86DD
 _VLAN = {0x8100, 0x88A8, 0x9100}  # 802.1Q, 802.1ad (QinQ), and the old QinQ value

@@ -201,6 +201,7 @@ def test_engine_option_selects_an_engine_with_the_same_answer(capsys):
         result = json.loads(capsys.readouterr().out)
         result.pop("elapsed_seconds")
         assert result.pop("command_line").endswith(f"--engine {engine} --json - -q")
+        assert result.pop("decoder") == {"engine": engine, "reason": None}
         outputs.append(result)
     assert outputs[0] == outputs[1]
     with pytest.raises(SystemExit) as e:

@@ -31,8 +31,10 @@ def both(files: list[str]) -> tuple:
         records: list[dict] = []
         result = analyze(files, on_record=records.append, engine=engine)
         result.pop("elapsed_seconds")
+        assert result.pop("decoder")["engine"] == engine
         no_records = analyze(files, engine=engine)
         no_records.pop("elapsed_seconds")
+        no_records.pop("decoder")
         out.append((result, records, no_records))
     return tuple(out)
 

@@ -1,0 +1,230 @@
+"""The second engine: Wireshark's dissectors (tshark, found through pyshark) decode the
+capture, and the same compiled connection table and state machine (fasttable.py) run on it.
+
+tshark dissects every frame and prints only the fields the state machine needs, one line a
+frame (`-T fields`), which this module turns into the same column batches (scan.Batch) the
+fast decoder makes. No per-packet object is built: that is what makes pyshark's usual
+packet loop a hundred times slower than tshark itself. tshark runs in its own process, so
+its dissection and this module's parsing use two cores.
+
+Wireshark decodes more than the fast decoder: tunnels (GRE, VXLAN, ...), 802.11 with
+radiotap, and every link type Wireshark knows. The innermost IP and TCP headers are the
+ones analysed (`-E occurrence=l`); TCP inside an ICMP error is not a segment.
+"""
+
+import ipaddress
+import subprocess
+from collections.abc import Iterator
+from typing import IO, Any
+
+import numpy as np
+
+from pcapstate.capture import Capture, CaptureError
+from pcapstate.decode import _ETHERTYPES, _IP_PROTOS
+from pcapstate.scan import (
+    _IPV4_FRAGMENT,
+    _IPV4_HEADER,
+    _IPV6_FRAGMENT,
+    _IPV6_HEADER,
+    _NOT_IP,
+    _OTHER_ETHERTYPE,
+    _OTHER_PROTO,
+    _TRUNCATED,
+    NO_WSCALE,
+    NOT_SYN,
+    TCP,
+    Batch,
+)
+
+#: The fields asked of tshark, in the order of the columns it prints.
+FIELDS = ("frame.time_epoch", "frame.protocols", "ip.src", "ip.dst", "ip.proto", "ip.id",
+          "ip.flags.mf", "ip.frag_offset", "ipv6.src", "ipv6.dst", "ipv6.nxt",
+          "ipv6.fraghdr.offset", "ipv6.fraghdr.more", "eth.type", "tcp.srcport",
+          "tcp.dstport", "tcp.seq_raw", "tcp.ack_raw", "tcp.flags", "tcp.window_size_value",
+          "tcp.len", "tcp.options.wscale.shift")
+#: Preferences: no IP reassembly (a fragment is counted as one, as the fast decoder does)
+#: and no TCP reassembly (nothing above TCP is needed).
+PREFERENCES = ("ip.defragment:FALSE", "ipv6.defragment:FALSE",
+               "tcp.desegment_tcp_streams:FALSE")
+
+_SYN = 0x02
+_PROTO_NUMBERS = {name: number for number, name in _IP_PROTOS.items()}
+_MASK64 = (1 << 64) - 1
+
+
+class TsharkMissing(CaptureError):
+    """tshark is not installed (or not where pyshark's configuration says)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("tshark", "not found: the tshark engine needs Wireshark's tshark "
+                                   f"(Debian package tshark) ({detail})")
+
+
+def tshark_path() -> str:
+    """Where tshark is, as pyshark finds it (its config.ini, then the PATH)."""
+    from pyshark.tshark.tshark import TSharkNotFoundException, get_process_path
+
+    try:
+        return str(get_process_path())
+    except TSharkNotFoundException as e:
+        raise TsharkMissing(str(e).splitlines()[0]) from None
+
+
+def command(path: str) -> list[str]:
+    cmd = [tshark_path(), "-r", path, "-n", "-T", "fields", "-E", "separator=/t",
+           "-E", "occurrence=l", "-E", "header=n"]
+    for pref in PREFERENCES:
+        cmd += ["-o", pref]
+    for name in FIELDS:
+        cmd += ["-e", name]
+    return cmd
+
+
+def batches(cap: Capture, rows: int = 1 << 16) -> Iterator[Batch]:
+    """The capture's frames as tshark decodes them, `rows` at a time. Sets cap.records."""
+    if cap.path == "-":
+        raise CaptureError("-", "the tshark engine reads files, not standard input")
+    proc = subprocess.Popen(command(cap.path), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, bufsize=1 << 20)
+    assert proc.stdout is not None and proc.stderr is not None
+    cap.records = 0
+    try:
+        parser = _Parser(cap.format)
+        while True:
+            lines = proc.stdout.readlines(rows * 140)  # about `rows` lines
+            if not lines:
+                break
+            cap.records += len(lines)
+            cap.bytes_read = cap.size or 0
+            yield parser.batch(lines)
+        err = _read_all(proc.stderr)
+        if proc.wait() != 0:
+            if not cap.records:
+                raise CaptureError(cap.path, "tshark failed: " + _tshark_error(err))
+            # a file cut short, say: what was read stands, as with the fast engine
+            cap.warnings.append(f"{cap.path}: {_tshark_error(err)} ({cap.records:,} records "
+                                "read)")
+        if cap.format == "pcapng":  # what only the blocks say: the end, drops, interfaces
+            for _ in cap:
+                pass
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _read_all(stream: IO[bytes]) -> str:
+    return stream.read().decode("utf-8", "replace")
+
+
+def _tshark_error(err: str) -> str:
+    lines = [ln for ln in err.splitlines()
+             if ln.strip() and "could be dangerous" not in ln and not ln.startswith("Running")]
+    return lines[-1].strip() if lines else "no message"
+
+
+class _Parser:
+    """tshark's field lines into Batch columns."""
+
+    def __init__(self, fmt: str) -> None:
+        self.hosts: dict[bytes, tuple[bool, int, int]] = {}
+        self.fmt = fmt
+
+    def time(self, text: bytes) -> float:
+        """tshark's "seconds.nanoseconds" as capture.py computes it from the file, to the
+        last bit (pcapng: at nanosecond resolution, dumpcap's)."""
+        sec, _, frac = text.partition(b".")
+        ns = int(frac.ljust(9, b"0")[:9]) if frac else 0
+        if self.fmt == "pcap":
+            return float(int(sec)) + float(ns // 1000) * 1e-6
+        if self.fmt == "pcap-ns":
+            return float(int(sec)) + float(ns) * 1e-9
+        return (int(sec) * 1_000_000_000 + ns) * 1e-9
+
+    def host(self, text: bytes) -> tuple[bool, int, int]:
+        """(v6, high 64 bits, low 64 bits) of an address, cached."""
+        got = self.hosts.get(text)
+        if got is None:
+            if len(self.hosts) > 1 << 16:  # a flood of sources: keep memory bounded
+                self.hosts.clear()
+            n = int(ipaddress.ip_address(text.decode()))
+            got = self.hosts[text] = (b":" in text, n >> 64, n & _MASK64)
+        return got
+
+    def batch(self, lines: list[bytes]) -> Batch:
+        n = len(lines)
+        ts = np.zeros(n)
+        cols: list[list[Any]] = [[] for _ in range(15)]
+        (kind, v6, src_hi, src_lo, dst_hi, dst_lo, sport, dport, seq, ack, flags, win, plen,
+         ipid, wscale) = cols
+        host, time = self.host, self.time
+        for i, line in enumerate(lines):
+            f = line.rstrip(b"\r\n").split(b"\t")
+            ts[i] = time(f[0])
+            k = _kind(f)
+            kind.append(k)
+            if k != TCP:
+                for c in cols[1:]:
+                    c.append(0)
+                continue
+            inner_v6 = _innermost_is_v6(f)
+            s6, shi, slo = host(f[8] if inner_v6 else f[2])
+            _, dhi, dlo = host(f[9] if inner_v6 else f[3])
+            fl = int(f[18], 16)
+            v6.append(s6)
+            src_hi.append(shi)
+            src_lo.append(slo)
+            dst_hi.append(dhi)
+            dst_lo.append(dlo)
+            sport.append(int(f[14]))
+            dport.append(int(f[15]))
+            seq.append(int(f[16]))
+            ack.append(int(f[17]))
+            flags.append(fl)
+            win.append(int(f[19]))
+            plen.append(int(f[20]))
+            ipid.append(0 if s6 or not f[5] else int(f[5], 16))
+            wscale.append((int(f[21]) if f[21] else NO_WSCALE) if fl & _SYN else NOT_SYN)
+        i4, i8, u8 = np.int32, np.int64, np.uint64
+        return Batch(ts, np.array(kind, i4), np.array(v6, np.bool_), np.array(src_hi, u8),
+                     np.array(src_lo, u8), np.array(dst_hi, u8), np.array(dst_lo, u8),
+                     np.array(sport, i4), np.array(dport, i4), np.array(seq, i8),
+                     np.array(ack, i8), np.array(flags, i4), np.array(win, i4),
+                     np.array(plen, i4), np.array(ipid, i4), np.array(wscale, np.int8))
+
+
+def _innermost_is_v6(f: list[bytes]) -> bool:
+    if not f[8]:
+        return False
+    if not f[2]:
+        return True
+    protos = b":" + f[1] + b":"
+    return protos.rfind(b":ipv6:") > protos.rfind(b":ip:")
+
+
+def _kind(f: list[bytes]) -> int:
+    """TCP, or the accounting code the fast decoder would give the frame."""
+    protos = b":" + f[1] + b":"
+    has_ip, has_v6 = b":ip:" in protos, b":ipv6:" in protos
+    if not (has_ip or has_v6):
+        ethertype = int(f[13], 16) if f[13] else None
+        if ethertype == 0x0800:
+            return _IPV4_HEADER
+        if ethertype == 0x86DD:
+            return _IPV6_HEADER
+        if ethertype is not None and ethertype in _ETHERTYPES:
+            return _OTHER_ETHERTYPE + ethertype
+        return _NOT_IP
+    if f[6] == b"1" or f[6] == b"True" or f[7] not in (b"", b"0"):
+        return _IPV4_FRAGMENT
+    if f[11] not in (b"", b"0") or f[12] in (b"1", b"True"):
+        return _IPV6_FRAGMENT
+    first = min(i for i in (protos.find(b":ip:"), protos.find(b":ipv6:")) if i >= 0)
+    after = protos[first + 1:].split(b":")[1].decode()
+    if after == "tcp" or (b":tcp:" in protos and after not in ("icmp", "icmpv6")):
+        return TCP if f[14] and f[18] else _TRUNCATED
+    number = _PROTO_NUMBERS.get(after)
+    if number is None:
+        proto = f[10] if has_v6 and not has_ip else f[4]
+        number = int(proto) if proto else 0
+    return _OTHER_PROTO + number

@@ -1,0 +1,137 @@
+"""The tshark engine: Wireshark's dissectors feeding the same state machine. It must agree
+with the fast engine on every sample, bit for bit, and read what the fast decoder cannot."""
+
+import json
+import shutil
+import struct
+
+import dpkt
+import pytest
+
+from pcapstate.analyze import analyze
+from pcapstate.cli import main
+from tests.test_samples import EXPECTED, captures
+
+pytestmark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
+
+T0 = 1_700_000_000.0
+C, S = b"\x0a\x00\x00\x01", b"\x0a\x00\x00\x02"
+RADIOTAP = 127  # LINKTYPE_IEEE802_11_RADIOTAP
+
+
+def result_and_records(files, engine):
+    records: list[dict] = []
+    result = analyze(files, on_record=records.append, engine=engine)
+    result.pop("elapsed_seconds")
+    result.pop("decoder")
+    return result, records
+
+
+@pytest.mark.parametrize("expected", EXPECTED, ids=lambda p: p.name.split(".")[0])
+def test_every_sample_gives_the_same_result_as_the_fast_engine(expected):
+    files = captures(expected)
+    fast, tshark = (result_and_records(files, e) for e in ("fast", "tshark"))
+    assert json.dumps(fast, sort_keys=True) == json.dumps(tshark, sort_keys=True)
+
+
+def segments():
+    """(time, from client, flags, seq, ack, payload) of one connection the client closes."""
+    S_, A, F, P = dpkt.tcp.TH_SYN, dpkt.tcp.TH_ACK, dpkt.tcp.TH_FIN, dpkt.tcp.TH_PUSH
+    return [(0.000, True, S_, 100, 0, b""), (0.010, False, S_ | A, 900, 101, b""),
+            (0.020, True, A, 101, 901, b""), (0.030, True, P | A, 101, 901, b"hello"),
+            (0.040, False, A, 901, 106, b""), (0.500, True, F | A, 106, 901, b""),
+            (0.510, False, F | A, 901, 107, b""), (0.520, True, A, 107, 902, b"")]
+
+
+def ip_packet(out, flags, seq, ack, data):
+    src, dst, sport, dport = (C, S, 40000, 80) if out else (S, C, 80, 40000)
+    tcp = dpkt.tcp.TCP(sport=sport, dport=dport, seq=seq, ack=ack, flags=flags, win=512,
+                       data=data)
+    ip = dpkt.ip.IP(src=src, dst=dst, p=6, ttl=64, id=seq & 0xFFFF, data=tcp)
+    ip.len = len(ip)
+    return bytes(ip)
+
+
+def write(path, linktype, frame):
+    with path.open("wb") as f:
+        w = dpkt.pcap.Writer(f, linktype=linktype)
+        for t, out, flags, seq, ack, data in segments():
+            w.writepkt(frame(ip_packet(out, flags, seq, ack, data), out), T0 + t)
+    return str(path)
+
+
+def radiotap_80211(packet, out):
+    """Radiotap (no fields) + an 802.11 data frame to or from the AP + LLC/SNAP + IPv4."""
+    radiotap = struct.pack("<BBHI", 0, 0, 8, 0)
+    station, ap = b"\x02\x00\x00\x00\x00\x01", b"\x02\x00\x00\x00\x00\x02"
+    fc = b"\x08\x01" if out else b"\x08\x02"  # data, to DS / from DS
+    addrs = ap + station + ap if out else station + ap + ap
+    return radiotap + fc + b"\x00\x00" + addrs + b"\x00\x00" + \
+        b"\xaa\xaa\x03\x00\x00\x00\x08\x00" + packet
+
+
+def gre_ethernet(packet, out):
+    """Ethernet + outer IPv4 + GRE (protocol IPv4) + the inner packet."""
+    outer = dpkt.ip.IP(src=b"\xc0\x00\x02\x01", dst=b"\xc0\x00\x02\x02", p=47, ttl=64,
+                       data=b"\x00\x00\x08\x00" + packet)
+    outer.len = len(outer)
+    return b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01\x08\x00" + bytes(outer)
+
+
+@pytest.mark.parametrize(("name", "linktype", "frame", "fast_counts"), [
+    ("80211", RADIOTAP, radiotap_80211, {"undecodable": {"unsupported_linktype_127": 8}}),
+    ("gre", 1, gre_ethernet, {"other": {"gre": 8}}),
+])
+def test_what_only_wireshark_decodes(tmp_path, name, linktype, frame, fast_counts):
+    path = write(tmp_path / f"{name}.pcap", linktype, frame)
+    fast = analyze([path])
+    assert fast["connections"]["total"] == 0  # counted, not silently dropped:
+    assert {k: fast["accounting"][k] for k in fast_counts} == fast_counts
+    engines = ["tshark", "auto"] if linktype == RADIOTAP else ["tshark"]
+    for engine in engines:
+        got = analyze([path], engine=engine)
+        assert got["decoder"]["engine"] == "tshark"
+        assert got["accounting"]["tcp_segments"] == 8
+        conns = got["connections"]
+        assert conns["total"] == 1 and conns["by_end_and_closer"] == {"closed": {"client": 1}}
+        assert conns["final_states"] == {"client": {"TIME_WAIT": 1}, "server": {"CLOSED": 1}}
+        assert got["vantage"]["between"] == 1  # SYN/ACK 10 ms after the SYN, ACK 10 later
+    if linktype == RADIOTAP:
+        auto = analyze([path], engine="auto")["decoder"]
+        assert auto["reason"] == "link type 127: not decoded by the fast engine"
+
+
+def test_auto_keeps_the_fast_engine_when_it_reads_every_link_type():
+    path = captures(EXPECTED[0])
+    assert analyze(path, engine="auto")["decoder"] == {
+        "engine": "fast", "reason": "every link type decoded by the fast engine"}
+
+
+def test_without_tshark_the_error_names_the_package(monkeypatch, capsys):
+    from pyshark.tshark import tshark
+
+    def missing(*args, **kwargs):
+        raise tshark.TSharkNotFoundException("TShark not found. Try adding its location")
+
+    monkeypatch.setattr(tshark, "get_process_path", missing)
+    assert main(["analyze", captures(EXPECTED[0])[0], "--engine", "tshark"]) == 2
+    err = capsys.readouterr().err
+    assert "Debian package tshark" in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_a_file_cut_short_is_read_up_to_the_cut_with_a_warning(tmp_path, capsys):
+    path = tmp_path / "cut.pcap"
+    path.write_bytes((EXPECTED[0].parent / "client_close.pcap").read_bytes()[:1500])
+    assert main(["analyze", str(path), "--engine", "tshark", "-q"]) == 0
+    err = capsys.readouterr().err
+    assert "cut short in the middle of a packet" in err and "(13 records read)" in err
+    assert analyze([str(path)], engine="tshark")["accounting"]["records"] == \
+        analyze([str(path)])["accounting"]["records"] == 13
+
+
+def test_a_file_tshark_cannot_read_at_all_is_a_one_line_error(tmp_path, capsys):
+    path = tmp_path / "empty.pcap"
+    path.write_bytes((EXPECTED[0].parent / "client_close.pcap").read_bytes()[:24] + b"\x01")
+    code = main(["analyze", str(path), "--engine", "tshark", "-q"])
+    err = capsys.readouterr().err
+    assert code in (0, 2) and "Traceback" not in err and err.count("\n") <= 1
