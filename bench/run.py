@@ -12,7 +12,8 @@ own client addresses) and compares pcapstate's peak memory on both. `--corpus N`
 `pcapstate check` over a corpus of N copies of the capture (against their goldens), with
 one worker and with two, and reports captures/s and packets/s for each. `pcapstate+json`
 is pcapstate also writing every connection's record (`--json`), `pcapstate+report` also
-writing the Markdown and HTML reports with their charts.
+writing the Markdown and HTML reports with their charts. `pcapstate-tshark` is the tshark
+engine, compared with `tshark-fields`, tshark printing the same fields to nowhere.
 """
 
 import argparse
@@ -38,7 +39,17 @@ TOOLS = {
     "tcptrace": lambda f: ["tcptrace", "-n", f],
     "tshark": lambda f: ["tshark", "-n", "-q", "-z", "conv,tcp", "-r", f],
     "naive-dpkt": lambda f: [PY, str(HERE / "naive_dpkt.py"), f],
+    # the tshark engine, against tshark printing the very fields that engine asks for
+    "pcapstate-tshark": lambda f: [PY, "-m", "pcapstate", "analyze", f, "-q", "--engine",
+                                   "tshark"],
+    "tshark-fields": lambda f: tshark_fields(f),
 }
+
+
+def tshark_fields(path: str) -> list[str]:
+    from pcapstate.wireshark import command
+
+    return command(path)
 
 
 def measure(cmd: list[str]) -> tuple[float, float]:
@@ -146,9 +157,14 @@ def main() -> None:
         print("pcapstate's wall time as a ratio of each tool's (target: <= 1.0 of tcptrace, "
               "<= 0.12 of tshark):")
         for name, r in rows.items():
-            if not name.startswith("pcapstate"):
+            if not name.startswith("pcapstate") and name != "tshark-fields":
                 r["pcapstate_ratio"] = round(base["wall_s"] / r["wall_s"], 3)
                 print(f"  pcapstate / {name:<11} {r['pcapstate_ratio']:6.2f}")
+    if "pcapstate-tshark" in rows and "tshark-fields" in rows:
+        r = rows["pcapstate-tshark"]
+        r["ratio_to_tshark_fields"] = round(r["wall_s"] / rows["tshark-fields"]["wall_s"], 3)
+        print(f"the tshark engine takes {r['ratio_to_tshark_fields']:.2f}x the time of tshark "
+              "printing its fields (target: <= 1.5)")
     if args.long:
         longer = str(Path(args.capture).with_suffix(f".x{args.long}.pcap"))
         if not Path(longer).exists():
