@@ -32,7 +32,7 @@ STATES = list(State)
 ANOMALY_NAMES = list(ANOMALIES)
 (A_BACKWARDS, A_DUPLICATE, A_SYN_RETX, A_SYNACK_RETX, A_FIN_RETX, A_SYN_INSIDE,
  A_FIN_SEQ_CHANGED, A_RST_OUT, A_RST_AFTER, A_PACKET_AFTER, A_FIN_BEFORE,
- A_BAD_SYNACK) = range(12)
+ A_BAD_SYNACK, A_RETX, A_KEEP_ALIVE) = range(14)
 ROLE_NAMES = [Roles.SYN, Roles.SYNACK, Roles.PORT]
 END_NAMES = [k.value for k in EndKind]
 STATE_NAMES = [st.value for st in State]
@@ -66,7 +66,8 @@ SLOT = np.dtype([
     ("tr_st", np.int8, (2, MAXT)), ("tr_timer", np.uint8, (2, MAXT)), ("left", np.uint8, 2),
     ("isn", np.int64, 2), ("syn_ts", np.float64, 2), ("syn_acked", np.uint8, 2),
     ("fin_seq", np.int64, 2), ("fin_ts", np.float64, 2), ("fin_acked", np.uint8, 2),
-    ("last_ack", np.int64, 2), ("win", np.int64, 2), ("wscale", np.int64, 2),
+    ("last_ack", np.int64, 2), ("nxt", np.int64, 2), ("win", np.int64, 2),
+    ("wscale", np.int64, 2),
     ("fw2_alive", np.uint8, 2), ("packets", np.int64, 2), ("payload", np.int64, 2),
     ("syns", np.int32, 2), ("fins", np.int32, 2), ("rsts", np.int32, 2),
     # (flags are uint8: numba has no nested boolean arrays)
@@ -271,6 +272,22 @@ def _control(r, d, flags, seq, ack, wn, plen, ws, ts, tw, ft):
             _weird(r, A_FIN_SEQ_CHANGED)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _sequence(r, s, flags, seq, plen):
+    """Connection._sequence."""
+    end = (seq + plen + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)) & _M
+    nxt = r.nxt[s]
+    if nxt != -1:
+        if plen <= 1 and seq == (nxt - 1) & _M and not flags & (SYN | FIN):
+            _weird(r, A_KEEP_ALIVE)
+        elif plen and not flags & (SYN | FIN) and not _after_or_at(seq, nxt):
+            _weird(r, A_RETX)
+        if not _after_or_at(nxt, end):
+            r.nxt[s] = end
+    else:
+        r.nxt[s] = end
+
+
 @njit(cache=True, nogil=True)
 def _segment(r, d, flags, seq, ack, wn, plen, ipid, ws, ts, tw, ft):
     """Connection.segment: True if a state changed."""
@@ -292,6 +309,8 @@ def _segment(r, d, flags, seq, ack, wn, plen, ipid, ws, ts, tw, ft):
     r.last_seen[s] = ts
     r.packets[s] += 1
     r.payload[s] += plen
+    if not flags & RST:
+        _sequence(r, s, flags, seq, plen)
     if not flags & (SYN | FIN | RST) and r.st[s] == ESTABLISHED and r.st[1 - s] == ESTABLISHED:
         if flags & ACK:
             r.last_ack[s] = ack
@@ -422,6 +441,7 @@ def _open(T, S, table, free, ts, flags, key):
         r.isn[e] = -1
         r.fin_seq[e] = -1
         r.last_ack[e] = -1
+        r.nxt[e] = -1
         r.wscale[e] = -1
         r.sig[e, :] = -1
         r.last_seen[e] = -1.0

@@ -50,7 +50,7 @@ class Endpoint:
 
     __slots__ = (
         "ip", "port", "state", "transitions", "left_censored", "isn", "syn_ts", "syn_acked",
-        "fin_seq", "fin_ts", "fin_acked", "last_ack", "win", "wscale", "fw2_alive",
+        "fin_seq", "fin_ts", "fin_acked", "last_ack", "nxt", "win", "wscale", "fw2_alive",
         "packets", "payload", "syns", "fins", "rsts", "last_sig", "last_seen")
 
     def __init__(self, ip: bytes, port: int) -> None:
@@ -67,6 +67,7 @@ class Endpoint:
         self.fin_ts = 0.0
         self.fin_acked = False
         self.last_ack: int | None = None  # highest acknowledgment it sent: its RCV.NXT
+        self.nxt: int | None = None  # one past the highest sequence number it sent: SND.NXT
         self.win = 0  # its last advertised window, unscaled
         self.wscale: int | None = None
         self.fw2_alive = False  # acknowledged new data in FIN_WAIT_2: half-closed, not orphaned
@@ -152,6 +153,8 @@ class Connection:
         s.last_seen = ts
         s.packets += 1
         s.payload += plen
+        if not flags & RST:
+            self._sequence(s, flags, seq, plen)
         if not flags & (SYN | FIN | RST) and (
                 s.state is ESTABLISHED and self.ep[1 - d].state is ESTABLISHED):
             # Data transfer: nothing to acknowledge that could change a state.
@@ -163,6 +166,21 @@ class Connection:
         moves = len(s.transitions) + len(r.transitions)
         self._control(ts, d, s, r, flags, seq, ack, win, plen, opts, time_wait, fin_timeout)
         return len(s.transitions) + len(r.transitions) != moves
+
+    def _sequence(self, s: Endpoint, flags: int, seq: int, plen: int) -> None:
+        """Wireshark's sequence analysis, in part: a keep-alive sits one below the highest
+        sequence number sent so far, a retransmitted (or reordered) segment starts below
+        it; SYNs and FINs sent again are counted apart."""
+        end = (seq + plen + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)) & _M
+        if s.nxt is not None:
+            if plen <= 1 and seq == (s.nxt - 1) & _M and not flags & (SYN | FIN):
+                self.weird("keep_alive")
+            elif plen and not flags & (SYN | FIN) and not seq_after_or_at(seq, s.nxt):
+                self.weird("retransmission")
+            if not seq_after_or_at(s.nxt, end):
+                s.nxt = end
+        else:
+            s.nxt = end
 
     def _control(self, ts: float, d: int, s: Endpoint, r: Endpoint, flags: int, seq: int,
                  ack: int, win: int, plen: int, opts: bytes, time_wait: float,

@@ -123,4 +123,9 @@ ANOMALIES = {
     "packet_after_close": "a segment on a connection both of whose endpoints had closed",
     "fin_before_handshake": "a FIN on a connection whose handshake was not complete",
     "bad_synack_ack": "a SYN/ACK that does not acknowledge the client's SYN",
+    "retransmission": "a segment with data (no SYN or FIN) that starts before the highest "
+                      "sequence number its sender had sent: a retransmission, or a segment "
+                      "out of order (Wireshark tells those apart by timing)",
+    "keep_alive": "a segment of 0 or 1 byte at one less than the highest sequence number "
+                  "its sender had sent, no SYN, FIN or RST (Wireshark's rule)",
 }
