@@ -284,32 +284,68 @@ def rotated(ns: Namespace) -> None:
         notes="snaplen 96 keeps the files small: payloads are cut, headers are whole")
 
 
+class Wire:
+    """Two namespaces, `ns` (10.77.0.1, the client side) and a second one (10.77.0.2),
+    joined by samples/wire.py: `delay` seconds each way, every `drop_every`th data segment
+    from the client lost."""
+
+    def __init__(self, ns: Namespace, name: str, delay: float, drop_every: int = 0) -> None:
+        self.ns, self.name, self.delay, self.drop = ns, name, delay, drop_every
+
+    def __enter__(self) -> Namespace:
+        self.wire = subprocess.Popen([sys.executable, str(HERE / "wire.py"), "vc0", "vs0",
+                                      str(self.delay), "60", str(self.drop)],
+                                     stdout=subprocess.PIPE, text=True)
+        assert self.wire.stdout.readline().strip() == "ready"
+        self.far = Namespace(self.name)
+        far = self.far.__enter__()
+        for side, dev, me, peer in ((self.ns, "vc0", "10.77.0.1", "10.77.0.2"),
+                                    (far, "vs0", "10.77.0.2", "10.77.0.1")):
+            subprocess.run(["ip", "link", "set", dev, "netns", side.name], check=True)
+            side.sh("sysctl", "-q", f"net.ipv6.conf.{dev}.disable_ipv6=1")
+            side.sh("ip", "addr", "add", me, "peer", peer, "dev", dev)
+            side.sh("ip", "link", "set", dev, "up")
+        return far
+
+    def __exit__(self, *exc: object) -> None:
+        self.far.__exit__(*exc)
+        self.wire.kill()
+        self.wire.wait()
+
+
+def lossy(ns: Namespace) -> None:
+    """A 300 KB upload over a 20 ms path that loses every 40th data segment."""
+    with Wire(ns, "lossy-server", 0.010, drop_every=40) as far:
+        far.peer("server", "sink", "10.77.0.2", "8080", "1", "30", wait_for="listening")
+        ns.start_capture(str(HERE / "lossy.pcap"), iface="vc0", snaplen=96)
+        ns.run("client", "bulk", "10.77.0.2", "8080", "300000", "1.5")
+        time.sleep(1)
+        ss = far.sh("ss", "-tanH", capture_output=True, text=True).stdout
+        ss += ns.stop_capture(HERE / "lossy.ss.txt")
+    (HERE / "lossy.ss.txt").write_text(ss)
+    assert ss_states(ss) == {"TIME-WAIT": 1}, ss
+    write_expected(
+        "lossy", description="one 300 KB upload paced over 1.5 s on a path with a 20 ms round "
+                             "trip (samples/wire.py) that loses every 40th data segment from "
+                             "the client; captured at the client, before the losses, so the "
+                             "retransmissions are in the capture",
+        connections=1, end_kinds={"closed": 1}, closers={"client": 1}, stuck=[],
+        notes="the ss view holds both namespaces' sockets")
+
+
 def vantage(ns: Namespace) -> None:
     """One set of connections over a path with a 20 ms round trip, captured at both ends."""
     delay = 0.010  # each way
-    wire = subprocess.Popen([sys.executable, str(HERE / "wire.py"), "vc0", "vs0", str(delay),
-                             "30"], stdout=subprocess.PIPE, text=True)
-    try:
-        assert wire.stdout.readline().strip() == "ready"
-        with Namespace("vantage-server") as far:
-            for side, dev, me, peer in ((ns, "vc0", "10.77.0.1", "10.77.0.2"),
-                                        (far, "vs0", "10.77.0.2", "10.77.0.1")):
-                subprocess.run(["ip", "link", "set", dev, "netns", side.name], check=True)
-                side.sh("sysctl", "-q", f"net.ipv6.conf.{dev}.disable_ipv6=1")
-                side.sh("ip", "addr", "add", me, "peer", peer, "dev", dev)
-                side.sh("ip", "link", "set", dev, "up")
-            far.peer("server", "reply", "10.77.0.2", "8080", "3", "no", "30",
-                     wait_for="listening")
-            ns.start_capture(str(HERE / "vantage_client.pcap"), iface="vc0")
-            far.start_capture(str(HERE / "vantage_server.pcap"), iface="vs0")
-            ns.run("client", "request", "10.77.0.2", "8080", "3", "0.2", "yes")
-            time.sleep(1)
-            ss = far.sh("ss", "-tanH", capture_output=True, text=True).stdout
-            ss += ns.stop_capture(HERE / "vantage_client.ss.txt")
-            far.stop_capture(HERE / "vantage_server.ss.txt")
-    finally:
-        wire.kill()
-        wire.wait()
+    with Wire(ns, "vantage-server", delay) as far:
+        far.peer("server", "reply", "10.77.0.2", "8080", "3", "no", "30",
+                 wait_for="listening")
+        ns.start_capture(str(HERE / "vantage_client.pcap"), iface="vc0")
+        far.start_capture(str(HERE / "vantage_server.pcap"), iface="vs0")
+        ns.run("client", "request", "10.77.0.2", "8080", "3", "0.2", "yes")
+        time.sleep(1)
+        ss = far.sh("ss", "-tanH", capture_output=True, text=True).stdout
+        ss += ns.stop_capture(HERE / "vantage_client.ss.txt")
+        far.stop_capture(HERE / "vantage_server.ss.txt")
     assert ss_states(ss) == {"TIME-WAIT": 3}, ss
     for name in ("vantage_client", "vantage_server"):
         (HERE / f"{name}.ss.txt").write_text(ss)  # both namespaces' sockets
@@ -328,7 +364,7 @@ def vantage(ns: Namespace) -> None:
 SCENARIOS = {f.__name__: f for f in (close_wait_leak, close_wait_reset,
                                      client_close, server_close, rst_abort,
                                      refused, half_close, mid_stream, ipv6, pcapng, rotated,
-                                     vantage)}
+                                     vantage, lossy)}
 
 
 def main(names: list[str]) -> None:
