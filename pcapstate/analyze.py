@@ -54,6 +54,8 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
             f"link type {', '.join(map(str, odd))}: not decoded by the fast engine" if odd
             else "every link type decoded by the fast engine")}
     summary = Summary(settings, on_record, on_brief)
+    if engine == "tshark":
+        summary.wireshark = Counter()
     accounting: Counter[str] = Counter()
     first, last = float("inf"), float("-inf")
     sizes = [c.size for c in captures if c.size is not None and not c.compressed]

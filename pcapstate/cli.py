@@ -80,6 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "reads) feeding the same state machine, much slower; auto: fast, or "
                         "tshark for a link type the fast decoder does not read; plain: the "
                         "reference engine in plain Python, for cross-checking")
+    a.add_argument("--cross-check", action="store_true",
+                   help="also run the fast and the tshark engines and list every connection "
+                        "where they, or pcapstate's and Wireshark's retransmission and "
+                        "keep-alive counts, disagree (exit 1 if any)")
     r = sub.add_parser(
         "report", help="write the incident report of a saved result (analyze --json)",
         description="Write the Markdown or HTML incident report and the charts from a result "
@@ -260,6 +264,10 @@ def _analyze(args: argparse.Namespace) -> int:
         _check_interrupt()
         _capture_facts(result, args.argv, hashes=bool(args.json or args.report or args.html
                                                        or args.plots))
+        if args.cross_check:
+            from pcapstate.crosscheck import cross_check
+
+            result["cross_check"] = cross_check(args.captures, settings)
         if args.json == "-":
             write_json(sys.stdout, result, spool)
         elif args.json:
@@ -283,6 +291,12 @@ def _analyze(args: argparse.Namespace) -> int:
             return failed
     if not args.quiet:
         (sys.stderr if stdout_taken else sys.stdout).write(render(result))
+    if args.cross_check:
+        from pcapstate.crosscheck import text
+
+        (sys.stderr if stdout_taken else sys.stdout).write(text(result["cross_check"]))
+        if result["cross_check"]["disagreements"]:
+            return 1
     for w in result["warnings"]:
         if args.quiet or stdout_taken:
             print(f"pcapstate: warning: {w}", file=sys.stderr)

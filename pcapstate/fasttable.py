@@ -24,7 +24,7 @@ from pcapstate.scan import TCP, Batch
 from pcapstate.settings import Settings
 from pcapstate.summary import Summary
 from pcapstate.verdict import UNTOLD, vantage_side
-from pcapstate.vocab import ANOMALIES, Closer, EndKind, Roles, State
+from pcapstate.vocab import ANOMALIES, WIRESHARK_ANALYSIS, Closer, EndKind, Roles, State
 
 STATES = list(State)
 (CLOSED, SYN_SENT, SYN_RCVD, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT, CLOSING,
@@ -77,6 +77,7 @@ SLOT = np.dtype([
     ("cid", np.int64), ("roles", np.int8), ("v6", np.uint8), ("first_ts", np.float64),
     ("last_ts", np.float64), ("reset_by", np.int8), ("anom", np.int32, len(ANOMALY_NAMES)),
     ("scheduled", np.float64),
+    ("ws", np.int32, len(WIRESHARK_ANALYSIS)),  # Wireshark's analysis flags, counted
 ])
 # The timer heap (earliest due first, ties by connection id) and the retired list.
 HEAP = np.dtype([("due", np.float64), ("cid", np.int64), ("slot", np.int64)])
@@ -490,7 +491,7 @@ def run(T, H, S, table, free, R, B, start, n):
     row to resume from and why, when the slots, the heap or the retired list need room."""
     tw, ft = S[TIME_WAIT_S], S[FIN_TIMEOUT_S]
     (b_ts, b_kind, b_v6, b_src_hi, b_src_lo, b_dst_hi, b_dst_lo, b_sport, b_dport, b_seq,
-     b_ack, b_flags, b_win, b_plen, b_ipid, b_wscale) = B
+     b_ack, b_flags, b_win, b_plen, b_ipid, b_wscale, b_analysis) = B
     for i in range(start, n):
         if b_kind[i] != TCP:
             continue
@@ -522,6 +523,9 @@ def run(T, H, S, table, free, R, B, start, n):
         else:
             c, d = _open(T, S, table, free, ts, flags, k)
         r = T[c]
+        if b_analysis[i]:  # what Wireshark said of the segment (tshark engine)
+            for a in range(len(r.ws)):
+                r.ws[a] += (b_analysis[i] >> a) & 1
         if _segment(r, d, flags, seq, b_ack[i], np.int64(b_win[i]), np.int64(b_plen[i]),
                     np.int64(b_ipid[i]), np.int64(b_wscale[i]), ts, tw, ft):
             _schedule(r, H, S, c)
@@ -632,8 +636,8 @@ class FastTracker:
         tl.start(float(times.min()))  # analyze has started it at the first record
         fold(self.T, slots, times, self.limits, f["by_roles"], f["end_closer"], f["final"],
              f["anomalies"], f["counts"], f["hist"], f["max"], f["min"], f["max_censored"],
-             f["sides"], f["round_trip"], stuck, kinds, closers, tl.origin, tl.delta,
-             tl.width)
+             f["sides"], f["round_trip"], f["wireshark"], stuck, kinds, closers, tl.origin,
+             tl.delta, tl.width)
         summary = self.summary
         if summary.on_brief is not None:
             summary.on_brief(self.briefs(slots, kinds, closers))
@@ -691,6 +695,9 @@ class FastTracker:
         reset_by = int(r["reset_by"])
         conn.reset_by = None if reset_by < 0 else reset_by
         conn.anomalies = {ANOMALY_NAMES[a]: int(v) for a, v in enumerate(r["anom"]) if v}
+        if self.summary.wireshark is not None:
+            conn.wireshark = {name: int(v) for name, v in zip(WIRESHARK_ANALYSIS, r["ws"],
+                                                               strict=True) if v}
         return conn
 
 
@@ -725,7 +732,8 @@ def new_folds() -> dict[str, np.ndarray]:
             "final": z((2, 10), np.int64), "anomalies": z(len(ANOMALY_NAMES), np.int64),
             "counts": z((10, 4), np.int64), "hist": z((10, 4, NBINS + 1), np.int64),
             "max": np.zeros(10), "min": np.full(10, np.inf), "max_censored": np.zeros(10),
-            "sides": z(UNTOLD + 1, np.int64), "round_trip": np.array([np.inf, 0.0])}
+            "sides": z(UNTOLD + 1, np.int64), "round_trip": np.array([np.inf, 0.0]),
+            "wireshark": z(len(WIRESHARK_ANALYSIS), np.int64)}
 
 
 _side = njit(cache=True, nogil=True)(vantage_side)
@@ -801,8 +809,8 @@ def _time_bin(t, origin, delta, width):
 
 @njit(cache=True, nogil=True)
 def fold(T, slots, times, limits, by_roles, end_closer, final, anomalies, counts, hist, dmax,
-         dmin, dmax_censored, sides, round_trip, stuck, kinds, closers, origin, tl_delta,
-         tl_width):
+         dmin, dmax_censored, sides, round_trip, wireshark, stuck, kinds, closers, origin,
+         tl_delta, tl_width):
     """Summary.add for each retired slot, into the aggregate arrays and the timeline
     (timeline.py); stuck[i] is set when connection i has an interval longer than its
     state's limit (NaN: no limit), for the caller to report it; kinds[i] and closers[i] get
@@ -813,6 +821,8 @@ def fold(T, slots, times, limits, by_roles, end_closer, final, anomalies, counts
         end_closer[kinds[i], closers[i]] += 1
         by_roles[r.roles] += 1
         _handshake(r, sides, round_trip)
+        for a in range(len(wireshark)):
+            wireshark[a] += r.ws[a]
         for a in range(anomalies.shape[0]):
             anomalies[a] += r.anom[a]
         stuck[i] = False

@@ -105,7 +105,7 @@ class Connection:
     """One instance of a TCP connection on a 4-tuple."""
 
     __slots__ = ("id", "ep", "roles", "mid_stream", "first_ts", "last_ts", "reset_by",
-                 "anomalies", "scheduled")
+                 "anomalies", "scheduled", "wireshark")
 
     def __init__(self, cid: int, ts: float, client: Endpoint, server: Endpoint, roles: str,
                  mid_stream: bool) -> None:
@@ -119,6 +119,8 @@ class Connection:
         self.reset_by: int | None = None  # index of the endpoint whose RST ended it
         self.anomalies: dict[str, int] = {}
         self.scheduled: float | None = None  # the deadline the connection table holds for it
+        #: Wireshark's analysis flags counted over its segments (tshark engine only)
+        self.wireshark: dict[str, int] | None = None
 
     @property
     def client(self) -> Endpoint:

@@ -65,6 +65,7 @@ class Batch(NamedTuple):
     plen: np.ndarray
     ipid: np.ndarray
     wscale: np.ndarray  # int8: a SYN's window scale, NO_WSCALE, or NOT_SYN
+    analysis: np.ndarray  # int32: Wireshark's TCP analysis flags (tshark engine), else 0
 
     @classmethod
     def empty(cls, n: int) -> "Batch":
@@ -72,7 +73,8 @@ class Batch(NamedTuple):
         return cls(np.empty(n, f8), np.empty(n, i4), np.empty(n, np.bool_), np.empty(n, u8),
                    np.empty(n, u8), np.empty(n, u8), np.empty(n, u8), np.empty(n, i4),
                    np.empty(n, i4), np.empty(n, i8), np.empty(n, i8), np.empty(n, i4),
-                   np.empty(n, i4), np.empty(n, i4), np.empty(n, i4), np.empty(n, np.int8))
+                   np.empty(n, i4), np.empty(n, i4), np.empty(n, i4), np.empty(n, np.int8),
+                   np.zeros(n, i4))
 
     def head(self, n: int) -> "Batch":
         return Batch(*(col[:n] for col in self))
@@ -137,7 +139,7 @@ def _is_v6_ext(nh):
 def _decode(b, s, n, origlen, linktype, out, row):
     """Decode the frame b[s:s+n] into row `row` of the columns `out`."""
     (_, kind, v6, src_hi, src_lo, dst_hi, dst_lo, sport, dport, seq, ack, flags, win, plen,
-     ipid, wscale) = out
+     ipid, wscale, _) = out
     cut = _CUT if n < origlen else _TRUNCATED
     etype = -1
     off = 0

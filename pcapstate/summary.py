@@ -29,7 +29,7 @@ from pcapstate.verdict import (
     stuck,
     vantage_side,
 )
-from pcapstate.vocab import ANOMALIES, Censor, Closer, EndKind, Roles, State
+from pcapstate.vocab import ANOMALIES, WIRESHARK_ANALYSIS, Censor, Closer, EndKind, Roles, State
 
 #: Histogram resolution: bins per decade of seconds, from 1 microsecond up.
 BINS_PER_DECADE = 100
@@ -167,6 +167,8 @@ class Summary:
         self.durations: dict[State, StateDurations] = {}
         self.groups: dict[tuple[State, str], FindingGroup] = {}
         self.sides = [0] * (UNTOLD + 1)  # handshakes by verdict.vantage_side
+        #: Wireshark's analysis flags counted over all segments, when tshark decoded them
+        self.wireshark: Counter[str] | None = None
         self.round_trip = [math.inf, 0.0]  # shortest and longest measured handshake
 
     def add(self, conn: Connection, end: float) -> None:
@@ -232,6 +234,9 @@ class Summary:
         for k, c in zip(*np.nonzero(f["end_closer"]), strict=True):
             self.by_end_closer[(list(EndKind)[k], list(Closer)[c])] += int(f["end_closer"][k, c])
         self.sides = [a + int(b) for a, b in zip(self.sides, f["sides"], strict=True)]
+        if self.wireshark is not None:
+            self.wireshark.update({name: int(v) for name, v in zip(
+                WIRESHARK_ANALYSIS, f["wireshark"], strict=True) if v})
         self.round_trip = [min(self.round_trip[0], float(f["round_trip"][0])),
                            max(self.round_trip[1], float(f["round_trip"][1]))]
         censors = list(Censor)
@@ -295,6 +300,8 @@ class Summary:
                 "mid_stream": self.mid_stream,
                 "final_states": {r: _ranked(c) for r, c in self.final.items()},
                 "anomalies": dict(sorted(self.anomalies.items())),
+                **({} if self.wireshark is None else
+                   {"wireshark_analysis": dict(sorted(self.wireshark.items()))}),
             },
             "findings": self.findings(),
             "vantage": self.vantage(),
@@ -330,6 +337,7 @@ def connection_record(conn: Connection, kind: str, who: str) -> dict[str, Any]:
         "reset_by": None if conn.reset_by is None else ROLES[conn.reset_by],
         "endpoints": {"client": _endpoint_json(client), "server": _endpoint_json(server)},
         "anomalies": dict(sorted(conn.anomalies.items())),
+        **({} if conn.wireshark is None else {"wireshark_analysis": conn.wireshark}),
     }
 
 

@@ -129,3 +129,17 @@ ANOMALIES = {
     "keep_alive": "a segment of 0 or 1 byte at one less than the highest sequence number "
                   "its sender had sent, no SYN, FIN or RST (Wireshark's rule)",
 }
+
+
+#: Wireshark's TCP analysis flags that the tshark engine counts per connection (bit i of a
+#: segment's flags is entry i), and `resent`: segments with any of the first four.
+WIRESHARK_ANALYSIS = {
+    "retransmission": "tcp.analysis.retransmission",
+    "fast_retransmission": "tcp.analysis.fast_retransmission",
+    "spurious_retransmission": "tcp.analysis.spurious_retransmission",
+    "out_of_order": "tcp.analysis.out_of_order",
+    "duplicate_ack": "tcp.analysis.duplicate_ack",
+    "zero_window": "tcp.analysis.zero_window",
+    "keep_alive": "tcp.analysis.keep_alive",
+    "resent": "any of the first four: the segment was sent before (or arrived out of order)",
+}

@@ -35,13 +35,17 @@ from pcapstate.scan import (
     TCP,
     Batch,
 )
+from pcapstate.vocab import WIRESHARK_ANALYSIS
 
 #: The fields asked of tshark, in the order of the columns it prints.
 FIELDS = ("frame.time_epoch", "frame.protocols", "ip.src", "ip.dst", "ip.proto", "ip.id",
           "ip.flags.mf", "ip.frag_offset", "ipv6.src", "ipv6.dst", "ipv6.nxt",
           "ipv6.fraghdr.offset", "ipv6.fraghdr.more", "eth.type", "tcp.srcport",
           "tcp.dstport", "tcp.seq_raw", "tcp.ack_raw", "tcp.flags", "tcp.window_size_value",
-          "tcp.len", "tcp.options.wscale.shift")
+          "tcp.len", "tcp.options.wscale.shift",
+          *[f for f in WIRESHARK_ANALYSIS.values() if f.startswith("tcp.")])
+_ANALYSIS = len(FIELDS) - 7  # the first analysis column
+_RESENT = 1 << list(WIRESHARK_ANALYSIS).index("resent")
 #: Preferences: no IP reassembly (a fragment is counted as one, as the fast decoder does)
 #: and no TCP reassembly (nothing above TCP is needed).
 PREFERENCES = ("ip.defragment:FALSE", "ipv6.defragment:FALSE",
@@ -154,9 +158,9 @@ class _Parser:
     def batch(self, lines: list[bytes]) -> Batch:
         n = len(lines)
         ts = np.zeros(n)
-        cols: list[list[Any]] = [[] for _ in range(15)]
+        cols: list[list[Any]] = [[] for _ in range(16)]
         (kind, v6, src_hi, src_lo, dst_hi, dst_lo, sport, dport, seq, ack, flags, win, plen,
-         ipid, wscale) = cols
+         ipid, wscale, analysis) = cols
         host, time = self.host, self.time
         for i, line in enumerate(lines):
             f = line.rstrip(b"\r\n").split(b"\t")
@@ -185,12 +189,18 @@ class _Parser:
             plen.append(int(f[20]))
             ipid.append(0 if s6 or not f[5] else int(f[5], 16))
             wscale.append((int(f[21]) if f[21] else NO_WSCALE) if fl & _SYN else NOT_SYN)
+            said = 0
+            for bit, value in enumerate(f[_ANALYSIS:]):
+                if value:
+                    said |= 1 << bit
+            analysis.append(said | _RESENT if said & 0b1111 else said)
         i4, i8, u8 = np.int32, np.int64, np.uint64
         return Batch(ts, np.array(kind, i4), np.array(v6, np.bool_), np.array(src_hi, u8),
                      np.array(src_lo, u8), np.array(dst_hi, u8), np.array(dst_lo, u8),
                      np.array(sport, i4), np.array(dport, i4), np.array(seq, i8),
                      np.array(ack, i8), np.array(flags, i4), np.array(win, i4),
-                     np.array(plen, i4), np.array(ipid, i4), np.array(wscale, np.int8))
+                     np.array(plen, i4), np.array(ipid, i4), np.array(wscale, np.int8),
+                     np.array(analysis, i4))
 
 
 def _innermost_is_v6(f: list[bytes]) -> bool:

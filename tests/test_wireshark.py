@@ -20,10 +20,16 @@ RADIOTAP = 127  # LINKTYPE_IEEE802_11_RADIOTAP
 
 
 def result_and_records(files, engine):
+    """The result and records, less what only the tshark engine adds: Wireshark's own
+    analysis counts (the cross-check compares those)."""
     records: list[dict] = []
     result = analyze(files, on_record=records.append, engine=engine)
     result.pop("elapsed_seconds")
     result.pop("decoder")
+    assert ("wireshark_analysis" in result["connections"]) == (engine == "tshark")
+    result["connections"].pop("wireshark_analysis", None)
+    for r in records:
+        r.pop("wireshark_analysis", None)
     return result, records
 
 
@@ -135,3 +141,39 @@ def test_a_file_tshark_cannot_read_at_all_is_a_one_line_error(tmp_path, capsys):
     code = main(["analyze", str(path), "--engine", "tshark", "-q"])
     err = capsys.readouterr().err
     assert code in (0, 2) and "Traceback" not in err and err.count("\n") <= 1
+
+
+@pytest.mark.parametrize("expected", EXPECTED, ids=lambda p: p.name.split(".")[0])
+def test_pcapstate_and_wireshark_agree_on_every_sample(expected):
+    """The cross-check: same connections, ends, closers and final states from both decoders,
+    and pcapstate's retransmission and keep-alive counts equal to Wireshark's analysis."""
+    from pcapstate.crosscheck import cross_check
+
+    check = cross_check(captures(expected))
+    assert check["disagreements"] == []
+    assert check["connections"]["fast"] == check["connections"]["tshark"] > 0
+    r, k = check["segments_sent_again"], check["keep_alives"]
+    assert r["pcapstate"] == r["wireshark"] and k["pcapstate"] == k["wireshark"]
+
+
+def test_wireshark_counts_per_connection_on_the_lossy_sample():
+    """Real losses (samples/wire.py dropped every 40th data segment): Wireshark calls the six
+    segments sent again fast retransmissions and out-of-order; pcapstate counts six too."""
+    records: list[dict] = []
+    result = analyze(captures(next(p for p in EXPECTED if p.name.startswith("lossy"))),
+                     on_record=records.append, engine="tshark")
+    ws = result["connections"]["wireshark_analysis"]
+    assert ws["resent"] == 6 == result["connections"]["anomalies"]["retransmission"]
+    assert ws["resent"] <= ws.get("retransmission", 0) + ws.get("fast_retransmission", 0) \
+        + ws.get("out_of_order", 0) + ws.get("spurious_retransmission", 0)
+    assert ws["duplicate_ack"] > 0
+    assert records[0]["wireshark_analysis"] == ws  # one connection: its counts are the totals
+
+
+def test_cross_check_exits_1_and_names_the_connection_on_a_disagreement(tmp_path, capsys):
+    """A GRE tunnel: only Wireshark's dissectors see the connection inside."""
+    path = write(tmp_path / "gre.pcap", 1, gre_ethernet)
+    assert main(["analyze", path, "--cross-check", "-q"]) == 1
+    out = capsys.readouterr().out
+    assert "10.0.0.1:40000 -> 10.0.0.2:80: only the tshark engine sees it" in out
+    assert out.startswith("Cross-check: 0 connections by the fast engine, 1 by tshark")

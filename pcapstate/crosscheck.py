@@ -1,0 +1,84 @@
+"""The cross-check: one capture through both engines. Where the fast decoder and Wireshark's
+dissectors disagree on a connection (its ends, closer or final states), or where
+pcapstate's own retransmission and keep-alive counts differ from Wireshark's TCP analysis,
+the connection is listed.
+
+pcapstate's "retransmission" anomaly, plus its SYN, SYN/ACK and FIN retransmissions, is
+compared with the segments Wireshark flags as a retransmission, fast retransmission,
+spurious retransmission or out-of-order ("resent"); its keep-alives with Wireshark's.
+"""
+
+from collections import Counter
+from typing import Any
+
+from pcapstate.settings import Settings
+
+RESENT = ("retransmission", "syn_retransmitted", "synack_retransmitted", "fin_retransmitted")
+Key = tuple[str, str, int]
+
+
+def cross_check(paths: list[str], settings: Settings | None = None) -> dict[str, Any]:
+    """Analyse with the fast and the tshark engines; every disagreement, in words."""
+    from pcapstate.analyze import analyze
+
+    runs = {}
+    for engine in ("fast", "tshark"):
+        seen: dict[Key, dict[str, Any]] = {}
+        count: Counter[tuple[str, str]] = Counter()
+
+        def keep(r: dict[str, Any], seen: dict[Key, dict[str, Any]] = seen,
+                 count: Counter[tuple[str, str]] = count) -> None:
+            count[(r["client"], r["server"])] += 1
+            seen[(r["client"], r["server"], count[(r["client"], r["server"])])] = r
+
+        analyze(paths, settings, on_record=keep, engine=engine)
+        runs[engine] = seen
+    fast, shark = runs["fast"], runs["tshark"]
+    out = []
+    agreed = {"resent": [0, 0], "keep_alive": [0, 0]}
+    for key in sorted(set(fast) | set(shark),
+                      key=lambda k: ((fast.get(k) or shark[k])["first_ts"], k)):
+        name = f"{key[0]} -> {key[1]}" + (f" (instance {key[2]})" if key[2] > 1 else "")
+        if key not in shark:
+            out.append(f"{name}: only the fast engine sees it")
+            continue
+        if key not in fast:
+            out.append(f"{name}: only the tshark engine sees it")
+            continue
+        a, b = fast[key], shark[key]
+        for field in ("end", "closer"):
+            if a[field] != b[field]:
+                out.append(f"{name}: {field} {a[field]} (fast), {b[field]} (tshark)")
+        for role in ("client", "server"):
+            sa, sb = (r["endpoints"][role]["final_state"] for r in (a, b))
+            if sa != sb:
+                out.append(f"{name}: {role} final state {sa} (fast), {sb} (tshark)")
+        ours = {"resent": sum(b["anomalies"].get(k, 0) for k in RESENT),
+                "keep_alive": b["anomalies"].get("keep_alive", 0)}
+        theirs = b.get("wireshark_analysis", {})
+        for what, words in (("resent", "segments sent again"), ("keep_alive", "keep-alives")):
+            agreed[what][0] += ours[what]
+            agreed[what][1] += theirs.get(what, 0)
+            if ours[what] != theirs.get(what, 0):
+                out.append(f"{name}: {words}: pcapstate {ours[what]}, Wireshark "
+                           f"{theirs.get(what, 0)}")
+    return {"connections": {"fast": len(fast), "tshark": len(shark)},
+            "segments_sent_again": dict(zip(("pcapstate", "wireshark"), agreed["resent"],
+                                            strict=True)),
+            "keep_alives": dict(zip(("pcapstate", "wireshark"), agreed["keep_alive"],
+                                    strict=True)),
+            "disagreements": out}
+
+
+def text(check: dict[str, Any]) -> str:
+    c, r, k = check["connections"], check["segments_sent_again"], check["keep_alives"]
+    lines = [f"Cross-check: {c['fast']:,} connections by the fast engine, {c['tshark']:,} by "
+             f"tshark; segments sent again: pcapstate {r['pcapstate']:,}, Wireshark "
+             f"{r['wireshark']:,}; keep-alives: pcapstate {k['pcapstate']:,}, Wireshark "
+             f"{k['wireshark']:,}"]
+    if check["disagreements"]:
+        lines.append(f"  {len(check['disagreements']):,} disagreements:")
+        lines += [f"    {d}" for d in check["disagreements"]]
+    else:
+        lines.append("  the engines agree on every connection")
+    return "\n".join(lines) + "\n"
