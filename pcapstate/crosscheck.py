@@ -23,21 +23,26 @@ def cross_check(paths: list[str], settings: Settings | None = None) -> dict[str,
 
     runs = {}
     for engine in ("fast", "tshark"):
-        seen: dict[Key, dict[str, Any]] = {}
+        seen: dict[Key, tuple[Any, ...]] = {}
         count: Counter[tuple[str, str]] = Counter()
 
-        def keep(r: dict[str, Any], seen: dict[Key, dict[str, Any]] = seen,
+        def keep(r: dict[str, Any], seen: dict[Key, tuple[Any, ...]] = seen,
                  count: Counter[tuple[str, str]] = count) -> None:
-            count[(r["client"], r["server"])] += 1
-            seen[(r["client"], r["server"], count[(r["client"], r["server"])])] = r
+            """What is compared, and no more: a record costs a few kB, this 200 bytes."""
+            pair = (r["client"], r["server"])
+            count[pair] += 1
+            a, ws = r["anomalies"], r.get("wireshark_analysis", {})
+            seen[(*pair, count[pair])] = (
+                r["first_ts"], r["end"], r["closer"], r["endpoints"]["client"]["final_state"],
+                r["endpoints"]["server"]["final_state"], sum(a.get(k, 0) for k in RESENT),
+                a.get("keep_alive", 0), ws.get("resent", 0), ws.get("keep_alive", 0))
 
         analyze(paths, settings, on_record=keep, engine=engine)
         runs[engine] = seen
     fast, shark = runs["fast"], runs["tshark"]
     out = []
-    agreed = {"resent": [0, 0], "keep_alive": [0, 0]}
-    for key in sorted(set(fast) | set(shark),
-                      key=lambda k: ((fast.get(k) or shark[k])["first_ts"], k)):
+    totals = {"resent": [0, 0], "keep_alive": [0, 0]}
+    for key in sorted(set(fast) | set(shark), key=lambda k: ((fast.get(k) or shark[k])[0], k)):
         name = f"{key[0]} -> {key[1]}" + (f" (instance {key[2]})" if key[2] > 1 else "")
         if key not in shark:
             out.append(f"{name}: only the fast engine sees it")
@@ -46,26 +51,22 @@ def cross_check(paths: list[str], settings: Settings | None = None) -> dict[str,
             out.append(f"{name}: only the tshark engine sees it")
             continue
         a, b = fast[key], shark[key]
-        for field in ("end", "closer"):
-            if a[field] != b[field]:
-                out.append(f"{name}: {field} {a[field]} (fast), {b[field]} (tshark)")
-        for role in ("client", "server"):
-            sa, sb = (r["endpoints"][role]["final_state"] for r in (a, b))
-            if sa != sb:
-                out.append(f"{name}: {role} final state {sa} (fast), {sb} (tshark)")
-        ours = {"resent": sum(b["anomalies"].get(k, 0) for k in RESENT),
-                "keep_alive": b["anomalies"].get("keep_alive", 0)}
-        theirs = b.get("wireshark_analysis", {})
-        for what, words in (("resent", "segments sent again"), ("keep_alive", "keep-alives")):
-            agreed[what][0] += ours[what]
-            agreed[what][1] += theirs.get(what, 0)
-            if ours[what] != theirs.get(what, 0):
-                out.append(f"{name}: {words}: pcapstate {ours[what]}, Wireshark "
-                           f"{theirs.get(what, 0)}")
+        for i, what in ((1, "end"), (2, "closer"), (3, "client final state"),
+                        (4, "server final state")):
+            if a[i] != b[i]:
+                out.append(f"{name}: {what} {a[i]} (fast), {b[i]} (tshark)")
+        for (ours, theirs), (what, words) in zip(
+                ((b[5], b[7]), (b[6], b[8])),
+                (("resent", "segments sent again"), ("keep_alive", "keep-alives")),
+                strict=True):
+            totals[what][0] += ours
+            totals[what][1] += theirs
+            if ours != theirs:
+                out.append(f"{name}: {words}: pcapstate {ours}, Wireshark {theirs}")
     return {"connections": {"fast": len(fast), "tshark": len(shark)},
-            "segments_sent_again": dict(zip(("pcapstate", "wireshark"), agreed["resent"],
+            "segments_sent_again": dict(zip(("pcapstate", "wireshark"), totals["resent"],
                                             strict=True)),
-            "keep_alives": dict(zip(("pcapstate", "wireshark"), agreed["keep_alive"],
+            "keep_alives": dict(zip(("pcapstate", "wireshark"), totals["keep_alive"],
                                     strict=True)),
             "disagreements": out}
 
