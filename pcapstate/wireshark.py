@@ -43,8 +43,10 @@ FIELDS = ("frame.time_epoch", "frame.protocols", "ip.src", "ip.dst", "ip.proto",
           "ipv6.fraghdr.offset", "ipv6.fraghdr.more", "eth.type", "tcp.srcport",
           "tcp.dstport", "tcp.seq_raw", "tcp.ack_raw", "tcp.flags", "tcp.window_size_value",
           "tcp.len", "tcp.options.wscale.shift",
-          *[f for f in WIRESHARK_ANALYSIS.values() if f.startswith("tcp.")])
-_ANALYSIS = len(FIELDS) - 7  # the first analysis column
+          *[f for f in WIRESHARK_ANALYSIS.values() if f.startswith("tcp.")],
+          "frame.cap_len")
+_ANALYSIS = len(FIELDS) - 8  # the first analysis column
+_CAP_LEN = len(FIELDS) - 1
 _RESENT = 1 << list(WIRESHARK_ANALYSIS).index("resent")
 #: Preferences: no IP reassembly (a fragment is counted as one, as the fast decoder does)
 #: and no TCP reassembly (nothing above TCP is needed).
@@ -99,8 +101,9 @@ def batches(cap: Capture, rows: int = 1 << 16) -> Iterator[Batch]:
             if not lines:
                 break
             cap.records += len(lines)
-            cap.bytes_read = cap.size or 0
-            yield parser.batch(lines)
+            batch = parser.batch(lines)
+            cap.bytes_read = parser.offset  # for the progress display
+            yield batch
         err = _read_all(proc.stderr)
         if proc.wait() != 0:
             if not cap.records:
@@ -133,6 +136,10 @@ class _Parser:
     def __init__(self, fmt: str) -> None:
         self.hosts: dict[bytes, tuple[bool, int, int]] = {}
         self.fmt = fmt
+        #: where in the file the frames parsed so far end: exact for pcap (a 24-byte file
+        #: header, a 16-byte record header each), near for pcapng (28 to 32 bytes a block)
+        self.offset = 24
+        self.overhead = 32 if fmt == "pcapng" else 16
 
     def time(self, text: bytes) -> float:
         """tshark's "seconds.nanoseconds" as capture.py computes it from the file, to the
@@ -162,9 +169,11 @@ class _Parser:
         (kind, v6, src_hi, src_lo, dst_hi, dst_lo, sport, dport, seq, ack, flags, win, plen,
          ipid, wscale, analysis) = cols
         host, time = self.host, self.time
+        offset = self.offset + self.overhead * len(lines)
         for i, line in enumerate(lines):
             f = line.rstrip(b"\r\n").split(b"\t")
             ts[i] = time(f[0])
+            offset += int(f[_CAP_LEN] or 0)
             k = _kind(f)
             kind.append(k)
             if k != TCP:
@@ -190,10 +199,11 @@ class _Parser:
             ipid.append(0 if s6 or not f[5] else int(f[5], 16))
             wscale.append((int(f[21]) if f[21] else NO_WSCALE) if fl & _SYN else NOT_SYN)
             said = 0
-            for bit, value in enumerate(f[_ANALYSIS:]):
+            for bit, value in enumerate(f[_ANALYSIS:_CAP_LEN]):
                 if value:
                     said |= 1 << bit
             analysis.append(said | _RESENT if said & 0b1111 else said)
+        self.offset = offset
         i4, i8, u8 = np.int32, np.int64, np.uint64
         return Batch(ts, np.array(kind, i4), np.array(v6, np.bool_), np.array(src_hi, u8),
                      np.array(src_lo, u8), np.array(dst_hi, u8), np.array(dst_lo, u8),
