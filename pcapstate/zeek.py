@@ -1,0 +1,307 @@
+"""Zeek's view of a TCP connection: its endpoint states, `history` letters and `conn_state`,
+computed by Zeek's published rules (the TCP session adapter, TCP_Endpoint and
+scripts/base/protocols/conn/main.zeek), packet by packet, beside pcapstate's own state
+machine. Zeek's states are coarser than RFC 9293's (no CLOSE_WAIT, no FIN_WAIT_2); where
+pcapstate knows more, it says so in its own fields, never in these.
+
+This is the reference, written to be read; docs/zeek.md says where it follows Zeek and
+where it cannot (checksums, content gaps, analyzer-driven role flips).
+"""
+
+import re
+
+from pcapstate.decode import ACK, FIN, RST, SYN
+
+_M = 0xFFFFFFFF
+
+# Zeek's endpoint states (TCP_Endpoint.h), by their numbers.
+INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET = range(7)
+
+# History bits (one letter per direction each; S and H share one).
+_SYN, _FIN, _RST, _FIN_RST, _DATA, _ACK, _MULTI = 0x1, 0x2, 0x4, 0x8, 0x10, 0x20, 0x40
+#: A SYN, RST or ACK whose sequence number jumps further than this is not believed.
+_JUMP = 1 << 20
+
+
+def _delta(a: int, b: int) -> int:
+    """a - b in 32-bit sequence space, signed."""
+    d = (a - b) & _M
+    return d - (1 << 32) if d >= 1 << 31 else d
+
+
+class ZeekEndpoint:
+    __slots__ = ("state", "prev", "start", "last", "last_rel", "ack", "ack_rel", "seen",
+                 "last_syn", "last_fin", "last_rst", "rxmit", "rxmit_next", "win0",
+                 "win0_next", "fins", "packets", "did_close")
+
+    def __init__(self) -> None:
+        self.state = self.prev = INACTIVE
+        self.start = self.last = self.ack = 0  # sequence numbers, absolute
+        self.last_rel = self.ack_rel = 0  # the same, relative to `start`
+        self.seen = 0  # history bits
+        self.last_syn = self.last_fin = self.last_rst = 0  # relative
+        self.rxmit, self.rxmit_next = 0, 1  # logarithmic counters: 1, 10, 100, ...
+        self.win0, self.win0_next = 0, 1
+        self.fins = self.packets = 0
+        self.did_close = False
+
+    def set_state(self, state: int) -> None:
+        if state != self.state:
+            self.prev, self.state = self.state, state
+
+    def size(self, peer: "ZeekEndpoint") -> int:
+        """TCP_Endpoint::Size: bytes by sequence numbers, data never seen included."""
+        if self.prev == SYN_SENT and self.state == RESET and peer.state == INACTIVE:
+            return 0
+        size = max(self.last_rel, self.ack_rel)
+        if size:
+            size -= 1  # the SYN
+        if self.fins and size:
+            size -= 1
+        return size
+
+
+class ZeekConn:
+    """One connection as Zeek tracks it. `orig` is 0 or 1: which of pcapstate's endpoints
+    (client, server) Zeek calls the originator."""
+
+    __slots__ = ("orig", "ep", "history", "first_ts", "last_ts")
+
+    def __init__(self, first_sender: int, flags: int, sport: int, dport: int,
+                 ts: float) -> None:
+        """`first_sender`: pcapstate's index of the first packet's sender, whose ports are
+        `sport` and `dport`."""
+        self.orig = first_sender
+        self.ep = (ZeekEndpoint(), ZeekEndpoint())  # by pcapstate's index
+        self.history = ""
+        self.first_ts = self.last_ts = ts
+        if flips_at_creation(flags, sport, dport):
+            self.flip()
+
+    def flip(self) -> None:
+        self.orig = 1 - self.orig
+        self.history += "^"
+
+    def _check(self, sender: int, bit: int, letter: str) -> bool:
+        """Zeek's CheckHistory: append the letter the first time; True if seen before."""
+        e = self.ep[sender]
+        if e.seen & bit:
+            return True
+        e.seen |= bit
+        self._add(sender, letter)
+        return False
+
+    def _add(self, sender: int, letter: str) -> None:
+        self.history += letter if sender == self.orig else letter.lower()
+
+    def packet(self, ts: float, sender: int, flags: int, seq: int, ack: int, plen: int,
+               win: int) -> None:
+        """One segment from pcapstate's endpoint `sender` (SA::Process)."""
+        e, peer = self.ep[sender], self.ep[1 - sender]
+        is_orig = sender == self.orig
+        syn, fin, rst = flags & SYN, flags & FIN, flags & RST
+        seg_len = (0 if rst else plen) + (1 if syn else 0) + (1 if fin else 0)
+        one_past = (seq + seg_len) & _M
+        self._init(e, flags, seq, one_past)
+        rel = (seq - e.start) & _M  # relative sequence number (connections under 4 GB)
+        self._history(sender, e, flags, rel, plen)
+        if win == 0 and not rst and peer.state != CLOSED and e.state != RESET:
+            e.win0 += 1
+            if e.win0 == e.win0_next:
+                self._add(sender, "W")
+                e.win0_next *= 10
+        if not (self.ep[0].did_close and self.ep[1].did_close):
+            self.last_ts = ts
+        if flags & ACK:
+            if peer.state == INACTIVE:
+                peer.start = peer.last = peer.ack = (ack - 1) & _M
+                peer.last_rel = peer.ack_rel = 0
+            elif not rst:
+                d = _delta(ack, peer.ack)
+                if d > 0:
+                    peer.ack = ack
+                    peer.ack_rel += d
+        self._last_seq(sender, e, flags, one_past, plen)
+        e.packets += 1
+        if fin:
+            e.fins += 1
+        self._states(e, peer, is_orig, flags, seq, plen)
+
+    def _init(self, e: ZeekEndpoint, flags: int, seq: int, one_past: int) -> None:
+        """init_endpoint: where the endpoint's sequence space starts."""
+        syn = flags & SYN
+        fresh = (e.state == INACTIVE
+                 or (e.state in (SYN_SENT, SYN_ACK_SENT) and syn and seq != e.start)
+                 or (e.state in (ESTABLISHED, PARTIAL) and syn)
+                 or (e.state == RESET and syn and e.prev == INACTIVE))
+        if not fresh:
+            return
+        if syn:
+            e.start = e.ack = seq
+            e.last = one_past
+        else:
+            e.start = e.ack = (seq - 1) & _M
+            e.last = seq
+        e.ack_rel = 0
+        e.last_rel = _delta(e.last, e.start)
+
+    def _history(self, sender: int, e: ZeekEndpoint, flags: int, rel: int,
+                 plen: int) -> None:
+        syn, fin, rst = flags & SYN, flags & FIN, flags & RST
+        bits = (1 if syn else 0) + (1 if fin else 0) + (1 if rst else 0)
+        if bits > 1:
+            if fin and rst:
+                self._check(sender, _FIN_RST, "I")
+            else:
+                self._check(sender, _MULTI, "Q")
+        elif syn:
+            code = "H" if flags & ACK else "S"
+            if self._check(sender, _SYN, code) and rel != e.last_syn:
+                self._add(sender, code)
+            e.last_syn = rel
+        elif fin:
+            if self._check(sender, _FIN, "F") and rel + plen != e.last_fin:
+                self._add(sender, "F")
+            e.last_fin = rel + plen
+        elif rst:
+            if self._check(sender, _RST, "R") and rel != e.last_rst:
+                self._add(sender, "R")
+            e.last_rst = rel
+        elif plen > 0:
+            self._check(sender, _DATA, "D")
+        elif flags & ACK:
+            self._check(sender, _ACK, "A")
+
+    def _last_seq(self, sender: int, e: ZeekEndpoint, flags: int, one_past: int,
+                  plen: int) -> None:
+        """update_last_seq: a payload that does not reach past the highest sequence number
+        seen is a retransmission ('T', logarithmically)."""
+        d = _delta(one_past, e.last)
+        if flags & (SYN | RST) and abs(d) > _JUMP:
+            return
+        if flags & FIN and e.last == (e.start + 1) & _M:
+            e.last_rel += d
+            e.last = one_past  # a FIN right after the SYN
+        elif e.state == RESET:
+            return
+        elif d > 0:
+            e.last_rel += d
+            e.last = one_past
+        elif plen > 0:
+            e.rxmit += 1
+            if e.rxmit == e.rxmit_next:
+                self._add(sender, "T")
+                e.rxmit_next *= 10
+
+    def _states(self, e: ZeekEndpoint, peer: ZeekEndpoint, is_orig: bool, flags: int,
+                seq: int, plen: int) -> None:
+        """UpdateStateMachine, on the sender's state."""
+        syn, fin, rst, ack = flags & SYN, flags & FIN, flags & RST, flags & ACK
+        state = e.state
+        if state == INACTIVE:
+            if syn:
+                if is_orig:
+                    e.set_state(SYN_ACK_SENT if ack else SYN_SENT)
+                else:
+                    if peer.state == SYN_SENT:
+                        peer.set_state(ESTABLISHED)
+                    e.set_state(ESTABLISHED)
+            if fin:
+                e.set_state(CLOSED)
+                e.did_close = True
+            if rst:
+                e.set_state(RESET)
+                e.did_close = True
+            if e.state == INACTIVE:
+                orig = self.ep[self.orig]
+                if not is_orig and plen == 0 and orig.state == SYN_SENT:
+                    pass  # a pure ACK to a SYN
+                elif ack and peer.state == ESTABLISHED:
+                    e.set_state(ESTABLISHED)
+                else:
+                    e.set_state(PARTIAL)
+        elif state in (SYN_SENT, SYN_ACK_SENT):
+            if fin:
+                e.set_state(CLOSED)
+                e.did_close = True
+            if rst:
+                e.set_state(RESET)
+                e.did_close = True
+        elif state in (ESTABLISHED, PARTIAL):
+            if syn and state == PARTIAL and peer.state == INACTIVE and not ack:
+                e.set_state(SYN_SENT)
+            if fin and not rst:
+                e.set_state(CLOSED)
+                e.did_close = True
+                if peer.state == RESET and peer.prev == CLOSED:
+                    peer.set_state(CLOSED)
+            if rst:
+                e.set_state(RESET)
+                e.did_close = True
+        elif state == CLOSED:
+            if rst and peer.state != CLOSED:
+                e.set_state(RESET)
+
+    def conn_state(self) -> str:
+        """main.zeek's conn_state, from the two endpoint states (and the history)."""
+        o, r = self.ep[self.orig], self.ep[1 - self.orig]
+        os, rs = o.state, r.state
+        o_inactive, r_inactive = os in (INACTIVE, PARTIAL), rs in (INACTIVE, PARTIAL)
+        if rs == RESET:
+            if os in (SYN_SENT, SYN_ACK_SENT) or (
+                    os == RESET and o.size(r) == 0 and r.size(o) == 0):
+                return "REJ"
+            return "RSTRH" if o_inactive else "RSTR"
+        if os == RESET:
+            if r_inactive:
+                return "RSTOS0" if _syn_then_reset(self.history) else "OTH"
+            return "RSTO"
+        if rs == CLOSED and os == CLOSED:
+            return "SF"
+        if os == CLOSED:
+            return "SH" if r_inactive else "S2"
+        if rs == CLOSED:
+            return "SHR" if o_inactive else "S3"
+        if os == SYN_SENT and rs == INACTIVE:
+            return "S0"
+        if os == ESTABLISHED and rs == ESTABLISHED:
+            return "S1"
+        return "OTH"
+
+    def fields(self) -> dict[str, object]:
+        """The conn.log fields this view gives (duration and bytes unset when the duration
+        is 0, as Zeek logs them)."""
+        o, r = self.ep[self.orig], self.ep[1 - self.orig]
+        duration = self.last_ts - self.first_ts
+        return {"orig": "client" if self.orig == 0 else "server",
+                "conn_state": self.conn_state(), "history": self.history,
+                "duration": duration if duration > 0 else None,
+                "orig_bytes": o.size(r) if duration > 0 else None,
+                "resp_bytes": r.size(o) if duration > 0 else None,
+                "orig_pkts": o.packets, "resp_pkts": r.packets}
+
+
+def _syn_then_reset(history: str) -> bool:
+    """main.zeek's `/\\^?S[^HAFGIQ]*R.*/ == history`: a whole, case-sensitive match."""
+    return re.fullmatch(r"\^?S[^HAFGIQ]*R.*", history, re.DOTALL) is not None
+
+
+#: Zeek's likely_server_ports, approximately: the well-known ports and the registered
+#: ports of the analyzers Zeek loads by default. Zeek's own list depends on the scripts
+#: loaded, so a connection between two unusual ports may be flipped differently.
+LIKELY_SERVER_PORTS = frozenset(range(1, 1024)) | {
+    1080, 1194, 1433, 1521, 1812, 1813, 2049, 3128, 3306, 3389, 5060, 5061, 5222, 5269,
+    5432, 5672, 6379, 6666, 6667, 6668, 6669, 8000, 8080, 8443, 8888, 9200, 27017}
+
+
+def flips_at_creation(flags: int, sport: int, dport: int) -> bool:
+    """Whether Zeek makes the first packet's receiver the originator (IPBasedAnalyzer
+    NewConn): never for a plain SYN; else when the sender's port is a likely server port
+    (and, if both are, the lower one, for a packet without SYN)."""
+    if flags & SYN and not flags & ACK:
+        return False
+    if sport not in LIKELY_SERVER_PORTS:
+        return False
+    if dport in LIKELY_SERVER_PORTS:
+        return not flags & SYN and sport < dport
+    return True

@@ -1,0 +1,106 @@
+"""Zeek's view (pcapstate/zeek.py) as transcripts: segments in, Zeek's history and
+conn_state out. Each expected value is one Zeek itself logged for the same situation, in its
+btest baselines (testing/btest/Baseline/ in the zeek repository, named per test) or as
+main.zeek's conn_state documents it."""
+
+import pytest
+
+from pcapstate.zeek import ZeekConn, flips_at_creation
+
+S, A, F, R, P = 0x02, 0x10, 0x01, 0x04, 0x08
+C, SV = 0, 1  # pcapstate's client and server
+
+
+def run(segments, ports=(40000, 80)):
+    """segments: (sender, flags, seq, ack, payload length[, window]); times 1 ms apart;
+    `ports`: the first sender's source and destination ports."""
+    z = None
+    for i, (sender, flags, seq, ack, plen, *win) in enumerate(segments):
+        if z is None:
+            z = ZeekConn(sender, flags, *ports, ts=float(i) / 1000)
+        z.packet(float(i) / 1000, sender, flags, seq, ack, plen, win[0] if win else 512)
+    assert z is not None
+    return z
+
+
+HANDSHAKE = [(C, S, 100, 0, 0), (SV, S | A, 900, 101, 0), (C, A, 101, 901, 0)]
+CLOSE = [(C, F | A, 111, 921, 0), (SV, F | A, 921, 112, 0), (C, A, 112, 922, 0)]
+EXCHANGE = [(C, P | A, 101, 901, 10), (SV, A, 901, 111, 0), (SV, P | A, 901, 111, 20),
+            (C, A, 111, 921, 0)]
+
+
+@pytest.mark.parametrize(("name", "segments", "history", "state"), [
+    # the everyday connection (core.tcp.flip-without-syn shows ^hADadFf for one without SYN)
+    ("normal", HANDSHAKE + EXCHANGE + CLOSE, "ShADadFf", "SF"),
+    ("attempt", [(C, S, 100, 0, 0)], "S", "S0"),
+    ("attempt repeated", [(C, S, 100, 0, 0), (C, S, 100, 0, 0)], "S", "S0"),
+    # REJ: "Sr", two SYNs and two RSTs with the same sequence numbers making one letter each
+    ("rejected", [(C, S, 100, 0, 0), (SV, R | A, 0, 101, 0), (C, S, 100, 0, 0),
+                  (SV, R | A, 0, 101, 0)], "Sr", "REJ"),
+    # conn_state-RST-behavior: SR and SaR are RSTOS0, SaFR is OTH
+    ("syn then rst", [(C, S, 100, 0, 0), (C, R, 101, 0, 0)], "SR", "RSTOS0"),
+    ("syn, ack, rst", [(C, S, 100, 0, 0), (SV, A, 900, 101, 0), (C, R, 101, 0, 0)], "SaR",
+     "RSTOS0"),
+    ("syn, ack, fin, rst", [(C, S, 100, 0, 0), (SV, A, 900, 101, 0), (C, F, 101, 0, 0),
+                            (C, R, 102, 0, 0)], "SaFR", "OTH"),
+    ("lone rst", [(C, R, 100, 0, 0)], "R", "OTH"),
+    ("established", HANDSHAKE + EXCHANGE, "ShADad", "S1"),
+    ("synack is enough for S1", HANDSHAKE[:2], "Sh", "S1"),
+    ("originator aborts", HANDSHAKE + EXCHANGE + [(C, R | A, 111, 921, 0)], "ShADadR",
+     "RSTO"),
+    ("responder aborts", HANDSHAKE + EXCHANGE + [(SV, R | A, 921, 111, 0)], "ShADadr",
+     "RSTR"),
+    ("originator closes, no answer", HANDSHAKE + EXCHANGE + CLOSE[:1], "ShADadF", "S2"),
+    ("responder closes, no answer", HANDSHAKE + EXCHANGE + [(SV, F | A, 921, 111, 0)],
+     "ShADadf", "S3"),
+    ("syn then fin", [(C, S, 100, 0, 0), (C, F, 101, 0, 0)], "SF", "SH"),
+    ("midstream", [(C, P | A, 5000, 7000, 10), (SV, P | A, 7000, 5010, 10),
+                   (C, A, 5010, 7010, 0)], "DdA", "OTH"),
+    ("syn+fin", [(C, S | F, 100, 0, 0)], "Q", "SH"),  # SYN_SENT, then CLOSED by the FIN
+    ("fin+rst", HANDSHAKE + [(C, F | R | A, 101, 901, 0)], "ShAI", "RSTO"),
+])
+def test_history_and_conn_state(name, segments, history, state):
+    z = run(segments)
+    assert (z.history, z.conn_state()) == (history, state)
+
+
+def test_fin_sent_again_at_the_same_place_is_one_letter():
+    z = run(HANDSHAKE + EXCHANGE + CLOSE[:1] + CLOSE)
+    assert z.history == "ShADadFf"
+
+
+def test_retransmissions_are_logged_logarithmically():
+    """core.tcp.tcp-dups: the second T appears at the tenth retransmission."""
+    resend = [(C, P | A, 101, 901, 10)] * 10
+    z = run(HANDSHAKE + EXCHANGE[:1] + resend[:9])
+    assert z.history == "ShADT"
+    z = run(HANDSHAKE + EXCHANGE[:1] + resend)
+    assert z.history == "ShADTT"
+
+
+def test_zero_window_is_w():
+    z = run(HANDSHAKE + [(SV, A, 901, 101, 0, 0)])
+    assert z.history == "ShAaw"
+
+
+def test_a_synack_from_a_server_port_flips_the_roles():
+    """core.tcp.rxmit-history conn-2: a lone SYN-ACK from port 80 is logged "^h", OTH."""
+    z = run([(SV, S | A, 900, 101, 0)], ports=(80, 40000))
+    assert (z.history, z.conn_state(), z.orig) == ("^h", "OTH", C)
+
+
+def test_flips_at_creation():
+    assert not flips_at_creation(S, 80, 40000)  # a plain SYN never flips
+    assert flips_at_creation(S | A, 80, 40000)
+    assert flips_at_creation(A, 80, 40000)
+    assert not flips_at_creation(A, 40000, 80)
+    assert flips_at_creation(A, 80, 443) and not flips_at_creation(A, 443, 80)
+
+
+def test_bytes_come_from_sequence_numbers():
+    z = run(HANDSHAKE + EXCHANGE + CLOSE)
+    f = z.fields()
+    assert (f["orig_bytes"], f["resp_bytes"], f["orig_pkts"], f["resp_pkts"]) == (10, 20, 6, 4)
+    assert f["duration"] == pytest.approx(0.008)  # the last ACK, after both FINs, not counted
+    single = run([(C, S, 100, 0, 0)]).fields()
+    assert single["duration"] is single["orig_bytes"] is None  # Zeek logs "-"
