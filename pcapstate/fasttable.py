@@ -25,6 +25,7 @@ from pcapstate.settings import Settings
 from pcapstate.summary import Summary
 from pcapstate.verdict import UNTOLD, vantage_side
 from pcapstate.vocab import ANOMALIES, WIRESHARK_ANALYSIS, Closer, EndKind, Roles, State
+from pcapstate.zeek import LIKELY_SERVER_PORTS, ZEEK_HISTORY, ZeekConn
 
 STATES = list(State)
 (CLOSED, SYN_SENT, SYN_RCVD, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT, CLOSING,
@@ -77,6 +78,15 @@ SLOT = np.dtype([
     ("cid", np.int64), ("roles", np.int8), ("v6", np.uint8), ("first_ts", np.float64),
     ("last_ts", np.float64), ("reset_by", np.int8), ("anom", np.int32, len(ANOMALY_NAMES)),
     ("scheduled", np.float64),
+    # Zeek's view (zeek.py), per endpoint by pcapstate's index; z_orig: Zeek's originator
+    ("z_orig", np.int8), ("z_hist", np.uint8, ZEEK_HISTORY), ("z_hlen", np.int16),
+    ("z_first", np.float64), ("z_last_ts", np.float64),
+    ("z_state", np.int8, 2), ("z_prev", np.int8, 2), ("z_start", np.int64, 2),
+    ("z_last", np.int64, 2), ("z_last_rel", np.int64, 2), ("z_ack", np.int64, 2),
+    ("z_ack_rel", np.int64, 2), ("z_seen", np.int32, 2), ("z_lsyn", np.int64, 2),
+    ("z_lfin", np.int64, 2), ("z_lrst", np.int64, 2), ("z_rx", np.int64, 2),
+    ("z_rxn", np.int64, 2), ("z_w0", np.int64, 2), ("z_w0n", np.int64, 2),
+    ("z_fins", np.int64, 2), ("z_pkts", np.int64, 2), ("z_closed", np.uint8, 2),
     ("ws", np.int32, len(WIRESHARK_ANALYSIS)),  # Wireshark's analysis flags, counted
 ])
 # The timer heap (earliest due first, ties by connection id) and the retired list.
@@ -273,6 +283,195 @@ def _control(r, d, flags, seq, ack, wn, plen, ws, ts, tw, ft):
             _weird(r, A_FIN_SEQ_CHANGED)
 
 
+# ---- Zeek's view: zeek.py, step for step --------------------------------------------
+
+_LIKELY = np.zeros(1 << 16, np.bool_)
+_LIKELY[list(LIKELY_SERVER_PORTS)] = True
+(Z_INACTIVE, Z_SYN_SENT, Z_SYN_ACK_SENT, Z_PARTIAL, Z_ESTABLISHED, Z_CLOSED,
+ Z_RESET) = range(7)
+_H_SYN, _H_FIN, _H_RST, _H_FIN_RST, _H_DATA, _H_ACK, _H_MULTI = 1, 2, 4, 8, 16, 32, 64
+_JUMP = 1 << 20
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _sdelta(a, b):
+    d = (a - b) & _M
+    return d - (1 << 32) if d >= _HALF else d
+
+
+@njit(cache=True, nogil=True)
+def _z_flips(flags, sport, dport):
+    """zeek.flips_at_creation."""
+    if flags & SYN and not flags & ACK:
+        return False
+    if not _LIKELY[sport]:
+        return False
+    if _LIKELY[dport]:
+        return not flags & SYN and sport < dport
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _z_add(r, e, letter):
+    """ZeekConn._add: upper case for the originator. A history longer than the record
+    holds is cut (zeek.ZEEK_HISTORY)."""
+    if r.z_hlen < len(r.z_hist):
+        r.z_hist[r.z_hlen] = letter if e == r.z_orig or letter == 94 else letter + 32
+        r.z_hlen += 1
+
+
+@njit(cache=True, nogil=True)
+def _z_check(r, e, bit, letter):
+    if r.z_seen[e] & bit:
+        return True
+    r.z_seen[e] |= bit
+    _z_add(r, e, letter)
+    return False
+
+
+@njit(cache=True, nogil=True)
+def _z_set(r, e, state):
+    if state != r.z_state[e]:
+        r.z_prev[e] = r.z_state[e]
+        r.z_state[e] = state
+
+
+@njit(cache=True, nogil=True)
+def _zeek(r, e, flags, seq, ack, plen, win, ts):
+    """ZeekConn.packet."""
+    p = 1 - e
+    is_orig = e == r.z_orig
+    syn, fin, rst = flags & SYN, flags & FIN, flags & RST
+    seg_len = (0 if rst else plen) + (1 if syn else 0) + (1 if fin else 0)
+    one_past = (seq + seg_len) & _M
+    # init_endpoint
+    st = r.z_state[e]
+    if st == Z_INACTIVE or ((st == Z_SYN_SENT or st == Z_SYN_ACK_SENT) and syn
+                            and seq != r.z_start[e]) \
+            or ((st == Z_ESTABLISHED or st == Z_PARTIAL) and syn) \
+            or (st == Z_RESET and syn and r.z_prev[e] == Z_INACTIVE):
+        if syn:
+            r.z_start[e] = seq
+            r.z_ack[e] = seq
+            r.z_last[e] = one_past
+        else:
+            r.z_start[e] = (seq - 1) & _M
+            r.z_ack[e] = (seq - 1) & _M
+            r.z_last[e] = seq
+        r.z_ack_rel[e] = 0
+        r.z_last_rel[e] = _sdelta(r.z_last[e], r.z_start[e])
+    rel = (seq - r.z_start[e]) & _M
+    # history
+    bits = (1 if syn else 0) + (1 if fin else 0) + (1 if rst else 0)
+    if bits > 1:
+        if fin and rst:
+            _z_check(r, e, _H_FIN_RST, 73)  # I
+        else:
+            _z_check(r, e, _H_MULTI, 81)  # Q
+    elif syn:
+        code = 72 if flags & ACK else 83  # H, S
+        if _z_check(r, e, _H_SYN, code) and rel != r.z_lsyn[e]:
+            _z_add(r, e, code)
+        r.z_lsyn[e] = rel
+    elif fin:
+        if _z_check(r, e, _H_FIN, 70) and rel + plen != r.z_lfin[e]:  # F
+            _z_add(r, e, 70)
+        r.z_lfin[e] = rel + plen
+    elif rst:
+        if _z_check(r, e, _H_RST, 82) and rel != r.z_lrst[e]:  # R
+            _z_add(r, e, 82)
+        r.z_lrst[e] = rel
+    elif plen > 0:
+        _z_check(r, e, _H_DATA, 68)  # D
+    elif flags & ACK:
+        _z_check(r, e, _H_ACK, 65)  # A
+    # zero window
+    if win == 0 and not rst and r.z_state[p] != Z_CLOSED and r.z_state[e] != Z_RESET:
+        r.z_w0[e] += 1
+        if r.z_w0[e] == r.z_w0n[e]:
+            _z_add(r, e, 87)  # W
+            r.z_w0n[e] *= 10
+    if not (r.z_closed[0] and r.z_closed[1]):
+        r.z_last_ts = ts
+    if flags & ACK:
+        if r.z_state[p] == Z_INACTIVE:
+            r.z_start[p] = (ack - 1) & _M
+            r.z_last[p] = (ack - 1) & _M
+            r.z_ack[p] = (ack - 1) & _M
+            r.z_last_rel[p] = 0
+            r.z_ack_rel[p] = 0
+        elif not rst:
+            d = _sdelta(ack, r.z_ack[p])
+            if d > 0:
+                r.z_ack[p] = ack
+                r.z_ack_rel[p] += d
+    # update_last_seq
+    d = _sdelta(one_past, r.z_last[e])
+    if (syn or rst) and abs(d) > _JUMP:
+        pass
+    elif fin and r.z_last[e] == (r.z_start[e] + 1) & _M:
+        r.z_last_rel[e] += d
+        r.z_last[e] = one_past
+    elif r.z_state[e] == Z_RESET:
+        pass
+    elif d > 0:
+        r.z_last_rel[e] += d
+        r.z_last[e] = one_past
+    elif plen > 0:
+        r.z_rx[e] += 1
+        if r.z_rx[e] == r.z_rxn[e]:
+            _z_add(r, e, 84)  # T
+            r.z_rxn[e] *= 10
+    r.z_pkts[e] += 1
+    if fin:
+        r.z_fins[e] += 1
+    # the state machine, on the sender's state
+    ack_flag = flags & ACK
+    st = r.z_state[e]
+    if st == Z_INACTIVE:
+        if syn:
+            if is_orig:
+                _z_set(r, e, Z_SYN_ACK_SENT if ack_flag else Z_SYN_SENT)
+            else:
+                if r.z_state[p] == Z_SYN_SENT:
+                    _z_set(r, p, Z_ESTABLISHED)
+                _z_set(r, e, Z_ESTABLISHED)
+        if fin:
+            _z_set(r, e, Z_CLOSED)
+            r.z_closed[e] = True
+        if rst:
+            _z_set(r, e, Z_RESET)
+            r.z_closed[e] = True
+        if r.z_state[e] == Z_INACTIVE:
+            if not is_orig and plen == 0 and r.z_state[r.z_orig] == Z_SYN_SENT:
+                pass
+            elif ack_flag and r.z_state[p] == Z_ESTABLISHED:
+                _z_set(r, e, Z_ESTABLISHED)
+            else:
+                _z_set(r, e, Z_PARTIAL)
+    elif st == Z_SYN_SENT or st == Z_SYN_ACK_SENT:
+        if fin:
+            _z_set(r, e, Z_CLOSED)
+            r.z_closed[e] = True
+        if rst:
+            _z_set(r, e, Z_RESET)
+            r.z_closed[e] = True
+    elif st == Z_ESTABLISHED or st == Z_PARTIAL:
+        if syn and st == Z_PARTIAL and r.z_state[p] == Z_INACTIVE and not ack_flag:
+            _z_set(r, e, Z_SYN_SENT)
+        if fin and not rst:
+            _z_set(r, e, Z_CLOSED)
+            r.z_closed[e] = True
+            if r.z_state[p] == Z_RESET and r.z_prev[p] == Z_CLOSED:
+                _z_set(r, p, Z_CLOSED)
+        if rst:
+            _z_set(r, e, Z_RESET)
+            r.z_closed[e] = True
+    elif st == Z_CLOSED:
+        if rst and r.z_state[p] != Z_CLOSED:
+            _z_set(r, e, Z_RESET)
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _sequence(r, s, flags, seq, plen):
     """Connection._sequence."""
@@ -293,6 +492,7 @@ def _sequence(r, s, flags, seq, plen):
 def _segment(r, d, flags, seq, ack, wn, plen, ipid, ws, ts, tw, ft):
     """Connection.segment: True if a state changed."""
     s = d
+    _zeek(r, d, flags, seq, ack, plen, wn, ts)
     if ts < r.last_ts:
         _weird(r, A_BACKWARDS)
         ts = r.last_ts
@@ -456,6 +656,15 @@ def _open(T, S, table, free, ts, flags, key):
     r.last_ts = ts
     r.reset_by = -1
     r.scheduled = np.nan
+    r.z_orig = d
+    r.z_first = ts
+    r.z_last_ts = ts
+    for e in range(2):
+        r.z_rxn[e] = 1
+        r.z_w0n[e] = 1
+    if _z_flips(flags, sport, dport):
+        r.z_orig = 1 - d
+        _z_add(r, 0, 94)  # ^
     if roles == 1:
         _enter(r, 0, ts, SYN_SENT, False)
         r.left[0] = True
@@ -695,6 +904,12 @@ class FastTracker:
         reset_by = int(r["reset_by"])
         conn.reset_by = None if reset_by < 0 else reset_by
         conn.anomalies = {ANOMALY_NAMES[a]: int(v) for a, v in enumerate(r["anom"]) if v}
+        hist = bytes(r["z_hist"][:int(r["z_hlen"])]).decode("ascii")
+        conn.zeek = ZeekConn.rebuilt(int(r["z_orig"]), hist, float(r["z_first"]),
+                                     float(r["z_last_ts"]), [
+            {"state": int(r["z_state"][e]), "prev": int(r["z_prev"][e]),
+             "last_rel": int(r["z_last_rel"][e]), "ack_rel": int(r["z_ack_rel"][e]),
+             "fins": int(r["z_fins"][e]), "packets": int(r["z_pkts"][e])} for e in range(2)])
         if self.summary.wireshark is not None:
             conn.wireshark = {name: int(v) for name, v in zip(WIRESHARK_ANALYSIS, r["ws"],
                                                                strict=True) if v}

@@ -16,6 +16,7 @@ from ipaddress import ip_address
 
 from pcapstate.decode import ACK, FIN, RST, SYN, window_scale
 from pcapstate.vocab import ANOMALIES, State
+from pcapstate.zeek import ZeekConn
 
 _M = 0xFFFFFFFF
 _HALF = 1 << 31
@@ -105,7 +106,7 @@ class Connection:
     """One instance of a TCP connection on a 4-tuple."""
 
     __slots__ = ("id", "ep", "roles", "mid_stream", "first_ts", "last_ts", "reset_by",
-                 "anomalies", "scheduled", "wireshark")
+                 "anomalies", "scheduled", "wireshark", "zeek")
 
     def __init__(self, cid: int, ts: float, client: Endpoint, server: Endpoint, roles: str,
                  mid_stream: bool) -> None:
@@ -121,6 +122,8 @@ class Connection:
         self.scheduled: float | None = None  # the deadline the connection table holds for it
         #: Wireshark's analysis flags counted over its segments (tshark engine only)
         self.wireshark: dict[str, int] | None = None
+        #: Zeek's view of it (conn_state, history), fed every segment by the table
+        self.zeek: ZeekConn | None = None
 
     @property
     def client(self) -> Endpoint:
@@ -143,6 +146,8 @@ class Connection:
         """Apply one segment sent by endpoint `d`. True if it changed a state (so that the
         connection's timers may have changed)."""
         s = self.ep[d]
+        if self.zeek is not None:  # Zeek sees every segment, duplicates too
+            self.zeek.packet(ts, d, flags, seq, ack, plen, win)
         if ts < self.last_ts:
             self.weird("timestamp_backwards")
             ts = self.last_ts

@@ -338,6 +338,7 @@ def connection_record(conn: Connection, kind: str, who: str) -> dict[str, Any]:
         "endpoints": {"client": _endpoint_json(client), "server": _endpoint_json(server)},
         "anomalies": dict(sorted(conn.anomalies.items())),
         **({} if conn.wireshark is None else {"wireshark_analysis": conn.wireshark}),
+        **({} if conn.zeek is None else {"zeek": conn.zeek.fields()}),
     }
 
 

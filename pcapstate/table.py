@@ -14,6 +14,7 @@ from pcapstate.decode import ACK, SYN, Segment
 from pcapstate.machine import Connection, Endpoint
 from pcapstate.settings import Settings
 from pcapstate.vocab import Roles, State
+from pcapstate.zeek import ZeekConn
 
 _SWEEP_EVERY = 1.0  # seconds of capture time
 _EPHEMERAL = 32768  # Linux's default ip_local_port_range starts here
@@ -79,6 +80,7 @@ class Tracker:
         client, server = (sender, receiver) if d == 0 else (receiver, sender)
         self.connections += 1
         conn = Connection(self.connections, ts, client, server, roles, roles != Roles.SYN)
+        conn.zeek = ZeekConn(d, flags, sport, dport, ts)
         if roles == Roles.SYNACK:
             # The client's SYN is not in the capture, but the SYN/ACK proves it was sent.
             client.enter(ts, State.SYN_SENT)

@@ -13,6 +13,10 @@ import re
 from pcapstate.decode import ACK, FIN, RST, SYN
 
 _M = 0xFFFFFFFF
+#: History letters kept per connection by the compiled engine (Zeek keeps them all; past
+#: this many, which only a connection with that many SYNs, FINs or RSTs at different
+#: sequence numbers reaches, the history is cut).
+ZEEK_HISTORY = 48
 
 # Zeek's endpoint states (TCP_Endpoint.h), by their numbers.
 INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET = range(7)
@@ -78,6 +82,19 @@ class ZeekConn:
         if flips_at_creation(flags, sport, dport):
             self.flip()
 
+    @classmethod
+    def rebuilt(cls, orig: int, history: str, first_ts: float, last_ts: float,
+                endpoints: list[dict[str, int]]) -> "ZeekConn":
+        """A finished view from what the compiled engine keeps (fasttable.py): enough for
+        `fields`."""
+        z = cls.__new__(cls)
+        z.orig, z.history, z.first_ts, z.last_ts = orig, history, first_ts, last_ts
+        z.ep = (ZeekEndpoint(), ZeekEndpoint())
+        for e, parts in zip(z.ep, endpoints, strict=True):
+            for name, value in parts.items():
+                setattr(e, name, value)
+        return z
+
     def flip(self) -> None:
         self.orig = 1 - self.orig
         self.history += "^"
@@ -92,7 +109,8 @@ class ZeekConn:
         return False
 
     def _add(self, sender: int, letter: str) -> None:
-        self.history += letter if sender == self.orig else letter.lower()
+        if len(self.history) < ZEEK_HISTORY:
+            self.history += letter if sender == self.orig else letter.lower()
 
     def packet(self, ts: float, sender: int, flags: int, seq: int, ack: int, plen: int,
                win: int) -> None:
