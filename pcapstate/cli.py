@@ -12,6 +12,7 @@ import signal
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from functools import partial
 from typing import Any, TextIO
 
@@ -80,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "reads) feeding the same state machine, much slower; auto: fast, or "
                         "tshark for a link type the fast decoder does not read; plain: the "
                         "reference engine in plain Python, for cross-checking")
+    a.add_argument("--zeek-conn", metavar="FILE",
+                   help="write a Zeek conn.log (Zeek's TSV format, header lines included) "
+                        "with Zeek's conn_state and history ('-' for standard output)")
+    a.add_argument("--zeek-conn-json", metavar="FILE",
+                   help="the same conn.log as JSON Lines, as Zeek writes JSON logs")
     a.add_argument("--cross-check", action="store_true",
                    help="also run the fast and the tshark engines and list every connection "
                         "where they, or pcapstate's and Wireshark's retransmission and "
@@ -224,11 +230,15 @@ def _analyze(args: argparse.Namespace) -> int:
     from pcapstate.capture import CaptureError
     from pcapstate.report_text import render
 
-    stdout_taken = "-" in (args.json, args.jsonl)
-    if args.json == "-" and args.jsonl == "-":
-        return _error("--json - and --jsonl - cannot both write to standard output")
+    to_stdout = [o for o in ("json", "jsonl", "zeek_conn", "zeek_conn_json")
+                 if getattr(args, o) == "-"]
+    stdout_taken = bool(to_stdout)
+    if len(to_stdout) > 1:
+        return _error(" and ".join(f"--{o.replace('_', '-')} -" for o in to_stdout)
+                      + " cannot both write to standard output")
     inputs = {os.path.realpath(p) for p in args.captures if p != "-"}
-    for out in (args.json, args.jsonl, args.report, args.html):
+    for out in (args.json, args.jsonl, args.report, args.html, args.zeek_conn,
+                args.zeek_conn_json):
         if out not in (None, "-") and os.path.realpath(out) in inputs:
             return _error(f"refusing to overwrite the input {out}")
     stuck = stuck_thresholds(args.stuck_after, args.fin_timeout)
@@ -253,14 +263,28 @@ def _analyze(args: argparse.Namespace) -> int:
     except OSError as e:
         return _error(f"cannot write {args.jsonl or args.json}: {e.strerror}")
     lines = jsonl or spool
+    sinks: list[Callable[[dict[str, Any]], object]] = []
+    if lines is not None:
+        sinks.append(lambda rec: lines.write(json.dumps(rec, separators=(",", ":")) + "\n"))
+    zeek_logs: list[tuple[Any, Any]] = []  # (ConnLog, PendingFile or None for stdout)
+    try:
+        zeek_logs = _zeek_logs(args)
+    except OSError as e:
+        return _error(f"cannot write {e.filename}: {e.strerror}")
+    sinks += [log.write for log, _ in zeek_logs]
 
     def on_record(rec: dict[str, Any]) -> None:
-        lines.write(json.dumps(rec, separators=(",", ":")) + "\n")  # type: ignore[union-attr]
+        for sink in sinks:
+            sink(rec)
 
     try:
-        result = analyze(args.captures, settings,
-                         on_record=on_record if lines is not None else None,
+        result = analyze(args.captures, settings, on_record=on_record if sinks else None,
                          progress=_Progress(show_progress), engine=args.engine)
+        for log, pending in zeek_logs:
+            log.close()
+            if pending is not None:
+                pending.done()
+        zeek_logs = []
         _check_interrupt()
         _capture_facts(result, args.argv, hashes=bool(args.json or args.report or args.html
                                                        or args.plots))
@@ -280,6 +304,9 @@ def _analyze(args: argparse.Namespace) -> int:
     finally:
         if show_progress:
             sys.stderr.write("\r\033[K")
+        for _, pending in zeek_logs:  # not finished: no half-written log left behind
+            if pending is not None:
+                pending.discard()
         if jsonl is not None and jsonl is not sys.stdout:
             jsonl.close()
         if spool is not None:
@@ -306,6 +333,21 @@ def _analyze(args: argparse.Namespace) -> int:
               f"{', '.join(sorted({f['state'] for f in failing}))}", file=sys.stderr)
         return 1
     return 0
+
+
+def _zeek_logs(args: argparse.Namespace) -> list[tuple[Any, Any]]:
+    """The Zeek conn.log writers asked for, each with its pending file (None: stdout)."""
+    from pcapstate.output import PendingFile
+    from pcapstate.zeeklog import ConnLog
+
+    logs: list[tuple[ConnLog, PendingFile | None]] = []
+    for path, as_json in ((args.zeek_conn, False), (args.zeek_conn_json, True)):
+        if path == "-":
+            logs.append((ConnLog(sys.stdout, as_json), None))
+        elif path:
+            pending = PendingFile(path)
+            logs.append((ConnLog(pending.file, as_json), pending))
+    return logs
 
 
 def _capture_facts(result: dict[str, Any], argv: list[str], hashes: bool) -> None:

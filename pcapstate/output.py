@@ -49,3 +49,23 @@ def read_result(f: TextIO) -> Any:
             return json.loads(text.removesuffix(",") + "\n}")
         head.append(line)
     return json.loads("".join(head))
+
+
+class PendingFile:
+    """A text file written under a temporary name beside `path`, renamed into place by
+    `done` (so that an interrupted run leaves no half-written file); `discard` drops it."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        fd, self.tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)),
+                                        prefix=".pcapstate-", suffix=".tmp")
+        self.file = os.fdopen(fd, "w", encoding="utf-8")
+
+    def done(self) -> None:
+        self.file.close()
+        os.replace(self.tmp, self.path)
+
+    def discard(self) -> None:
+        self.file.close()
+        if os.path.exists(self.tmp):
+            os.unlink(self.tmp)
