@@ -53,6 +53,7 @@ class Segment(NamedTuple):
     plen: int  # payload length, from the IP length (right even when the payload was cut)
     ipid: int  # IPv4 identification; 0 for IPv6
     opts: bytes  # TCP options, only for SYN segments (for the window scale); else b""
+    iplen: int = 0  # the IP packet's length (IPv4 total length; IPv6 payload length + 40)
 
 
 def decode(linktype: int, frame: bytes, origlen: int) -> Segment | str:
@@ -121,7 +122,7 @@ def _ipv4(frame: bytes, off: int, n: int, cut: str) -> Segment | str:
     elif total < ihl + 20:
         return "bad:ipv4_length"
     return _tcp(frame, off + ihl, n, total - ihl, frame[off + 12 : off + 16],
-                frame[off + 16 : off + 20], _U16(frame, off + 4)[0], cut)
+                frame[off + 16 : off + 20], _U16(frame, off + 4)[0], cut, total)
 
 
 def _ipv6(frame: bytes, off: int, n: int, cut: str) -> Segment | str:
@@ -148,11 +149,11 @@ def _ipv6(frame: bytes, off: int, n: int, cut: str) -> Segment | str:
     if end - p < 20:
         return "bad:ipv6_length"
     return _tcp(frame, p, n, end - p, frame[off + 8 : off + 24], frame[off + 24 : off + 40], 0,
-                cut)
+                cut, end - off)
 
 
 def _tcp(frame: bytes, t: int, n: int, tcp_len: int, src: bytes, dst: bytes, ipid: int,
-         cut: str) -> Segment | str:
+         cut: str, iplen: int) -> Segment | str:
     if n < t + 20:
         return cut
     sport, dport, seq, ack, doff, flags, win = _TCP.unpack_from(frame, t)
@@ -160,7 +161,8 @@ def _tcp(frame: bytes, t: int, n: int, tcp_len: int, src: bytes, dst: bytes, ipi
     if doff < 20 or doff > tcp_len:
         return "bad:tcp_data_offset"
     opts = frame[t + 20 : t + doff] if flags & SYN and doff > 20 else b""
-    return Segment(src, dst, sport, dport, seq, ack, flags, win, tcp_len - doff, ipid, opts)
+    return Segment(src, dst, sport, dport, seq, ack, flags, win, tcp_len - doff, ipid, opts,
+                   iplen)
 
 
 def window_scale(opts: bytes) -> int | None:

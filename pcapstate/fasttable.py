@@ -86,7 +86,8 @@ SLOT = np.dtype([
     ("z_ack_rel", np.int64, 2), ("z_seen", np.int32, 2), ("z_lsyn", np.int64, 2),
     ("z_lfin", np.int64, 2), ("z_lrst", np.int64, 2), ("z_rx", np.int64, 2),
     ("z_rxn", np.int64, 2), ("z_w0", np.int64, 2), ("z_w0n", np.int64, 2),
-    ("z_fins", np.int64, 2), ("z_pkts", np.int64, 2), ("z_closed", np.uint8, 2),
+    ("z_fins", np.int64, 2), ("z_pkts", np.int64, 2), ("z_ipb", np.int64, 2),
+    ("z_closed", np.uint8, 2),
     ("ws", np.int32, len(WIRESHARK_ANALYSIS)),  # Wireshark's analysis flags, counted
 ])
 # The timer heap (earliest due first, ties by connection id) and the retired list.
@@ -337,7 +338,7 @@ def _z_set(r, e, state):
 
 
 @njit(cache=True, nogil=True)
-def _zeek(r, e, flags, seq, ack, plen, win, ts):
+def _zeek(r, e, flags, seq, ack, plen, win, ts, iplen):
     """ZeekConn.packet."""
     p = 1 - e
     is_orig = e == r.z_orig
@@ -423,6 +424,7 @@ def _zeek(r, e, flags, seq, ack, plen, win, ts):
             _z_add(r, e, 84)  # T
             r.z_rxn[e] *= 10
     r.z_pkts[e] += 1
+    r.z_ipb[e] += iplen
     if fin:
         r.z_fins[e] += 1
     # the state machine, on the sender's state
@@ -489,10 +491,10 @@ def _sequence(r, s, flags, seq, plen):
 
 
 @njit(cache=True, nogil=True)
-def _segment(r, d, flags, seq, ack, wn, plen, ipid, ws, ts, tw, ft):
+def _segment(r, d, flags, seq, ack, wn, plen, ipid, ws, ts, tw, ft, iplen):
     """Connection.segment: True if a state changed."""
     s = d
-    _zeek(r, d, flags, seq, ack, plen, wn, ts)
+    _zeek(r, d, flags, seq, ack, plen, wn, ts, iplen)
     if ts < r.last_ts:
         _weird(r, A_BACKWARDS)
         ts = r.last_ts
@@ -700,7 +702,7 @@ def run(T, H, S, table, free, R, B, start, n):
     row to resume from and why, when the slots, the heap or the retired list need room."""
     tw, ft = S[TIME_WAIT_S], S[FIN_TIMEOUT_S]
     (b_ts, b_kind, b_v6, b_src_hi, b_src_lo, b_dst_hi, b_dst_lo, b_sport, b_dport, b_seq,
-     b_ack, b_flags, b_win, b_plen, b_ipid, b_wscale, b_analysis) = B
+     b_ack, b_flags, b_win, b_plen, b_ipid, b_wscale, b_analysis, b_iplen) = B
     for i in range(start, n):
         if b_kind[i] != TCP:
             continue
@@ -736,7 +738,8 @@ def run(T, H, S, table, free, R, B, start, n):
             for a in range(len(r.ws)):
                 r.ws[a] += (b_analysis[i] >> a) & 1
         if _segment(r, d, flags, seq, b_ack[i], np.int64(b_win[i]), np.int64(b_plen[i]),
-                    np.int64(b_ipid[i]), np.int64(b_wscale[i]), ts, tw, ft):
+                    np.int64(b_ipid[i]), np.int64(b_wscale[i]), ts, tw, ft,
+                    np.int64(b_iplen[i])):
             _schedule(r, H, S, c)
     return n, DONE
 
@@ -909,7 +912,8 @@ class FastTracker:
                                      float(r["z_last_ts"]), [
             {"state": int(r["z_state"][e]), "prev": int(r["z_prev"][e]),
              "last_rel": int(r["z_last_rel"][e]), "ack_rel": int(r["z_ack_rel"][e]),
-             "fins": int(r["z_fins"][e]), "packets": int(r["z_pkts"][e])} for e in range(2)])
+             "fins": int(r["z_fins"][e]), "packets": int(r["z_pkts"][e]),
+             "ip_bytes": int(r["z_ipb"][e])} for e in range(2)])
         if self.summary.wireshark is not None:
             conn.wireshark = {name: int(v) for name, v in zip(WIRESHARK_ANALYSIS, r["ws"],
                                                                strict=True) if v}

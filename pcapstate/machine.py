@@ -142,12 +142,12 @@ class Connection:
 
     def segment(self, ts: float, d: int, flags: int, seq: int, ack: int, win: int,
                 plen: int, ipid: int, opts: bytes, time_wait: float,
-                fin_timeout: float) -> bool:
+                fin_timeout: float, iplen: int = 0) -> bool:
         """Apply one segment sent by endpoint `d`. True if it changed a state (so that the
         connection's timers may have changed)."""
         s = self.ep[d]
         if self.zeek is not None:  # Zeek sees every segment, duplicates too
-            self.zeek.packet(ts, d, flags, seq, ack, plen, win)
+            self.zeek.packet(ts, d, flags, seq, ack, plen, win, iplen)
         if ts < self.last_ts:
             self.weird("timestamp_backwards")
             ts = self.last_ts

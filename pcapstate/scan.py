@@ -66,6 +66,7 @@ class Batch(NamedTuple):
     ipid: np.ndarray
     wscale: np.ndarray  # int8: a SYN's window scale, NO_WSCALE, or NOT_SYN
     analysis: np.ndarray  # int32: Wireshark's TCP analysis flags (tshark engine), else 0
+    iplen: np.ndarray  # int32: the IP packet's length (Segment.iplen)
 
     @classmethod
     def empty(cls, n: int) -> "Batch":
@@ -74,7 +75,7 @@ class Batch(NamedTuple):
                    np.empty(n, u8), np.empty(n, u8), np.empty(n, u8), np.empty(n, i4),
                    np.empty(n, i4), np.empty(n, i8), np.empty(n, i8), np.empty(n, i4),
                    np.empty(n, i4), np.empty(n, i4), np.empty(n, i4), np.empty(n, np.int8),
-                   np.zeros(n, i4))
+                   np.zeros(n, i4), np.zeros(n, i4))
 
     def head(self, n: int) -> "Batch":
         return Batch(*(col[:n] for col in self))
@@ -139,7 +140,7 @@ def _is_v6_ext(nh):
 def _decode(b, s, n, origlen, linktype, out, row):
     """Decode the frame b[s:s+n] into row `row` of the columns `out`."""
     (_, kind, v6, src_hi, src_lo, dst_hi, dst_lo, sport, dport, seq, ack, flags, win, plen,
-     ipid, wscale, _) = out
+     ipid, wscale, _, iplen) = out
     cut = _CUT if n < origlen else _TRUNCATED
     etype = -1
     off = 0
@@ -212,6 +213,7 @@ def _decode(b, s, n, origlen, linktype, out, row):
             return
         t = off + ihl
         tcp_len = total - ihl
+        iplen[row] = total
         v6[row] = False
         src_hi[row] = 0
         src_lo[row] = _u64(b, s + off + 12, 4)
@@ -250,6 +252,7 @@ def _decode(b, s, n, origlen, linktype, out, row):
             return
         t = p
         tcp_len = end - p
+        iplen[row] = end - off
         v6[row] = True
         src_hi[row] = _u64(b, s + off + 8, 8)
         src_lo[row] = _u64(b, s + off + 16, 8)

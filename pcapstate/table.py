@@ -38,7 +38,7 @@ class Tracker:
         self.peak_live = 0
 
     def segment(self, ts: float, seg: Segment) -> None:
-        src, dst, sport, dport, seq, ack, flags, win, plen, ipid, opts = seg
+        src, dst, sport, dport, seq, ack, flags, win, plen, ipid, opts, iplen = seg
         if ts > self.now:
             self.now = ts
             if ts >= self.next_sweep:
@@ -54,7 +54,7 @@ class Tracker:
                 conn, d = self._open(ts, src, sport, dst, dport, flags)
         s = self.settings
         if conn.segment(ts, d, flags, seq, ack, win, plen, ipid, opts, s.time_wait,
-                        s.fin_timeout):
+                        s.fin_timeout, iplen):
             self._schedule(conn)
 
     def _taken_over(self, conn: Connection, d: int, ts: float) -> bool:

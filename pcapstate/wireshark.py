@@ -44,9 +44,10 @@ FIELDS = ("frame.time_epoch", "frame.protocols", "ip.src", "ip.dst", "ip.proto",
           "tcp.dstport", "tcp.seq_raw", "tcp.ack_raw", "tcp.flags", "tcp.window_size_value",
           "tcp.len", "tcp.options.wscale.shift",
           *[f for f in WIRESHARK_ANALYSIS.values() if f.startswith("tcp.")],
-          "frame.cap_len")
-_ANALYSIS = len(FIELDS) - 8  # the first analysis column
-_CAP_LEN = len(FIELDS) - 1
+          "frame.cap_len", "ip.len", "ipv6.plen")
+_ANALYSIS = FIELDS.index("tcp.analysis.retransmission")  # the first of 7 analysis columns
+_CAP_LEN, _IP_LEN, _IP6_PLEN = (FIELDS.index(f) for f in ("frame.cap_len", "ip.len",
+                                                          "ipv6.plen"))
 _RESENT = 1 << list(WIRESHARK_ANALYSIS).index("resent")
 #: Preferences: no IP reassembly (a fragment is counted as one, as the fast decoder does)
 #: and no TCP reassembly (nothing above TCP is needed).
@@ -165,9 +166,9 @@ class _Parser:
     def batch(self, lines: list[bytes]) -> Batch:
         n = len(lines)
         ts = np.zeros(n)
-        cols: list[list[Any]] = [[] for _ in range(16)]
+        cols: list[list[Any]] = [[] for _ in range(17)]
         (kind, v6, src_hi, src_lo, dst_hi, dst_lo, sport, dport, seq, ack, flags, win, plen,
-         ipid, wscale, analysis) = cols
+         ipid, wscale, analysis, iplen) = cols
         host, time = self.host, self.time
         offset = self.offset + self.overhead * len(lines)
         for i, line in enumerate(lines):
@@ -199,10 +200,11 @@ class _Parser:
             ipid.append(0 if s6 or not f[5] else int(f[5], 16))
             wscale.append((int(f[21]) if f[21] else NO_WSCALE) if fl & _SYN else NOT_SYN)
             said = 0
-            for bit, value in enumerate(f[_ANALYSIS:_CAP_LEN]):
+            for bit, value in enumerate(f[_ANALYSIS:_ANALYSIS + 7]):
                 if value:
                     said |= 1 << bit
             analysis.append(said | _RESENT if said & 0b1111 else said)
+            iplen.append(int(f[_IP6_PLEN]) + 40 if inner_v6 else int(f[_IP_LEN] or 0))
         self.offset = offset
         i4, i8, u8 = np.int32, np.int64, np.uint64
         return Batch(ts, np.array(kind, i4), np.array(v6, np.bool_), np.array(src_hi, u8),
@@ -210,7 +212,7 @@ class _Parser:
                      np.array(sport, i4), np.array(dport, i4), np.array(seq, i8),
                      np.array(ack, i8), np.array(flags, i4), np.array(win, i4),
                      np.array(plen, i4), np.array(ipid, i4), np.array(wscale, np.int8),
-                     np.array(analysis, i4))
+                     np.array(analysis, i4), np.array(iplen, i4))
 
 
 def _innermost_is_v6(f: list[bytes]) -> bool:

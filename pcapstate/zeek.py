@@ -36,7 +36,7 @@ def _delta(a: int, b: int) -> int:
 class ZeekEndpoint:
     __slots__ = ("state", "prev", "start", "last", "last_rel", "ack", "ack_rel", "seen",
                  "last_syn", "last_fin", "last_rst", "rxmit", "rxmit_next", "win0",
-                 "win0_next", "fins", "packets", "did_close")
+                 "win0_next", "fins", "packets", "ip_bytes", "did_close")
 
     def __init__(self) -> None:
         self.state = self.prev = INACTIVE
@@ -46,7 +46,7 @@ class ZeekEndpoint:
         self.last_syn = self.last_fin = self.last_rst = 0  # relative
         self.rxmit, self.rxmit_next = 0, 1  # logarithmic counters: 1, 10, 100, ...
         self.win0, self.win0_next = 0, 1
-        self.fins = self.packets = 0
+        self.fins = self.packets = self.ip_bytes = 0
         self.did_close = False
 
     def set_state(self, state: int) -> None:
@@ -113,8 +113,9 @@ class ZeekConn:
             self.history += letter if sender == self.orig else letter.lower()
 
     def packet(self, ts: float, sender: int, flags: int, seq: int, ack: int, plen: int,
-               win: int) -> None:
-        """One segment from pcapstate's endpoint `sender` (SA::Process)."""
+               win: int, iplen: int = 0) -> None:
+        """One segment from pcapstate's endpoint `sender` (SA::Process); `iplen`: its IP
+        packet's length, for the IP byte counts (ConnSize)."""
         e, peer = self.ep[sender], self.ep[1 - sender]
         is_orig = sender == self.orig
         syn, fin, rst = flags & SYN, flags & FIN, flags & RST
@@ -141,6 +142,7 @@ class ZeekConn:
                     peer.ack_rel += d
         self._last_seq(sender, e, flags, one_past, plen)
         e.packets += 1
+        e.ip_bytes += iplen
         if fin:
             e.fins += 1
         self._states(e, peer, is_orig, flags, seq, plen)
@@ -296,7 +298,8 @@ class ZeekConn:
                 "duration": duration if duration > 0 else None,
                 "orig_bytes": o.size(r) if duration > 0 else None,
                 "resp_bytes": r.size(o) if duration > 0 else None,
-                "orig_pkts": o.packets, "resp_pkts": r.packets}
+                "orig_pkts": o.packets, "orig_ip_bytes": o.ip_bytes,
+                "resp_pkts": r.packets, "resp_ip_bytes": r.ip_bytes}
 
 
 def _syn_then_reset(history: str) -> bool:

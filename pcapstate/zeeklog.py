@@ -3,8 +3,8 @@ all, or its JSON Lines form, so that the result drops into zeek-cut and log pipe
 
 Columns are Zeek's default conn.log ones, in Zeek's order. What pcapstate does not compute
 is left unset (`-`), never guessed: `service` (no protocol analyzers), `local_orig` and
-`local_resp` (no Site::local_nets), `missed_bytes` (no reassembly), `orig_ip_bytes` and
-`resp_ip_bytes` (IP lengths are not kept), `tunnel_parents`. docs/zeek.md has the details.
+`local_resp` (no Site::local_nets), `missed_bytes` (no reassembly), `tunnel_parents`.
+docs/zeek.md has the details.
 """
 
 import hashlib
@@ -50,8 +50,10 @@ def entry(record: dict[str, Any]) -> dict[str, Any]:
             "duration": z["duration"], "orig_bytes": z["orig_bytes"],
             "resp_bytes": z["resp_bytes"], "conn_state": z["conn_state"],
             "local_orig": None, "local_resp": None, "missed_bytes": None,
-            "history": z["history"], "orig_pkts": z["orig_pkts"], "orig_ip_bytes": None,
-            "resp_pkts": z["resp_pkts"], "resp_ip_bytes": None, "tunnel_parents": None}
+            "history": z["history"], "orig_pkts": z["orig_pkts"],
+            "orig_ip_bytes": z["orig_ip_bytes"],
+            "resp_pkts": z["resp_pkts"], "resp_ip_bytes": z["resp_ip_bytes"],
+            "tunnel_parents": None}
 
 
 def _tsv(value: Any) -> str:

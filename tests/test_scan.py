@@ -33,7 +33,7 @@ def as_reference(b: Batch, i: int) -> Segment | str:
 
     return (addr(b.src_hi[i], b.src_lo[i]), addr(b.dst_hi[i], b.dst_lo[i]), int(b.sport[i]),
             int(b.dport[i]), int(b.seq[i]), int(b.ack[i]), int(b.flags[i]), int(b.win[i]),
-            int(b.plen[i]), int(b.ipid[i]), int(b.wscale[i]))
+            int(b.plen[i]), int(b.ipid[i]), int(b.wscale[i]), int(b.iplen[i]))
 
 
 def reference(linktype: int, frame: bytes, origlen: int) -> Segment | str | tuple:
@@ -41,7 +41,7 @@ def reference(linktype: int, frame: bytes, origlen: int) -> Segment | str | tupl
     if isinstance(seg, str):
         return seg
     ws = window_scale(seg.opts) if seg.flags & 0x02 else NOT_SYN
-    return (*seg[:10], -1 if ws is None else ws)
+    return (*seg[:10], -1 if ws is None else ws, seg.iplen)
 
 
 def same(linktype: int, frame: bytes, origlen: int | None = None) -> None:

@@ -41,9 +41,11 @@ def test_conn_log_format(tmp_path):
     first = entries[0]
     assert first["id.resp_p"] == "9999" and first["proto"] == "tcp"
     assert first["ts"].count(".") == 1 and len(first["ts"].split(".")[1]) == 6
-    for unset in ("service", "local_orig", "local_resp", "missed_bytes", "orig_ip_bytes",
-                  "resp_ip_bytes", "tunnel_parents"):
+    for unset in ("service", "local_orig", "local_resp", "missed_bytes", "tunnel_parents"):
         assert first[unset] == "-"
+    # a SYN (20 + 20 bytes of headers + 20 of options) answered by a RST (40 bytes)
+    assert (first["orig_pkts"], first["orig_ip_bytes"], first["resp_pkts"],
+            first["resp_ip_bytes"]) == ("1", "60", "1", "40")
     assert len({e["uid"] for e in entries}) == 3 and all(e["uid"][0] == "C" for e in entries)
     assert [e["uid"] for e in rows(conn_log(tmp_path, "refused.pcap"))] == \
         [e["uid"] for e in entries]  # the same capture gives the same uids
