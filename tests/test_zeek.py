@@ -104,3 +104,13 @@ def test_bytes_come_from_sequence_numbers():
     assert f["duration"] == pytest.approx(0.008)  # the last ACK, after both FINs, not counted
     single = run([(C, S, 100, 0, 0)]).fields()
     assert single["duration"] is single["orig_bytes"] is None  # Zeek logs "-"
+
+
+@pytest.mark.parametrize(("second", "history", "state"), [
+    ((SV, R | A, 901, 101, 0), "^hr", "RSTRH"),  # the responder's SYN-ACK, then its RST
+    ((SV, F | A, 901, 101, 0), "^hf", "SHR"),  # the responder's SYN-ACK, then its FIN
+])
+def test_responder_only(second, history, state):
+    """Only the responder speaks (no SYN seen): Zeek flips at the SYN-ACK from port 80."""
+    z = run([(SV, S | A, 900, 101, 0), second], ports=(80, 40000))
+    assert (z.history, z.conn_state()) == (history, state)
