@@ -435,6 +435,10 @@ def _zeek(r, e, flags, seq, ack, plen, win, ts, iplen):
             if is_orig:
                 _z_set(r, e, Z_SYN_ACK_SENT if ack_flag else Z_SYN_SENT)
             else:
+                if not ack_flag and r.z_state[p] == Z_SYN_ACK_SENT and seq == r.z_start[e]:
+                    r.z_orig = 1 - r.z_orig  # the SYN came after its SYN-ACK
+                    _z_add(r, 0, 94)
+                    _z_set(r, p, Z_ESTABLISHED)
                 if r.z_state[p] == Z_SYN_SENT:
                     _z_set(r, p, Z_ESTABLISHED)
                 _z_set(r, e, Z_ESTABLISHED)

@@ -223,6 +223,9 @@ class ZeekConn:
                 if is_orig:
                     e.set_state(SYN_ACK_SENT if ack else SYN_SENT)
                 else:
+                    if not ack and peer.state == SYN_ACK_SENT and seq == e.start:
+                        self.flip()  # the SYN came after its SYN-ACK: roles reversed
+                        peer.set_state(ESTABLISHED)
                     if peer.state == SYN_SENT:
                         peer.set_state(ESTABLISHED)
                     e.set_state(ESTABLISHED)

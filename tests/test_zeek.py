@@ -114,3 +114,10 @@ def test_responder_only(second, history, state):
     """Only the responder speaks (no SYN seen): Zeek flips at the SYN-ACK from port 80."""
     z = run([(SV, S | A, 900, 101, 0), second], ports=(80, 40000))
     assert (z.history, z.conn_state()) == (history, state)
+
+
+def test_a_synack_captured_before_its_syn_flips_the_roles():
+    """core.connection_flipped (trace tcp/handshake-reorder.trace): "Hs^ADadFf"."""
+    reordered = [HANDSHAKE[1], HANDSHAKE[0], *HANDSHAKE[2:], *EXCHANGE, *CLOSE]
+    z = run(reordered, ports=(5555, 40000))  # no likely server port: no flip at creation
+    assert (z.history, z.conn_state(), z.orig) == ("Hs^ADadFf", "SF", C)

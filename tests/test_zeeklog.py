@@ -87,12 +87,12 @@ def test_two_outputs_cannot_share_standard_output(capsys):
     assert "cannot both write to standard output" in capsys.readouterr().err
 
 
-def craft(path, packets):
+def craft(path, packets, ports=(35634, 80)):
     """packets: (seconds, from originator, flags, seq, ack, payload bytes, TCP option
-    bytes) between 141.142.220.118:35634 and 208.80.152.2:80."""
+    bytes) between 141.142.220.118 and 208.80.152.2, on `ports` (originator's first)."""
     import dpkt
 
-    orig, resp = (b"\x8d\x8e\xdc\x76", 35634), (b"\xd0\x50\x98\x02", 80)
+    orig, resp = (b"\x8d\x8e\xdc\x76", ports[0]), (b"\xd0\x50\x98\x02", ports[1])
     with path.open("wb") as f:
         w = dpkt.pcap.Writer(f, linktype=dpkt.pcap.DLT_RAW)
         for t, out, flags, seq, ack, size, opts in packets:
@@ -155,3 +155,22 @@ def test_a_lone_synack_as_zeek_logs_it(tmp_path):
     assert tuple(e[c] for c in ZEEK_COLUMNS) == \
         ("-", "-", "-", "OTH", "^h", "0", "0", "1", "48")
     assert (e["id.orig_h"], e["id.orig_p"], e["id.resp_p"]) == ("141.142.220.235", "6705", "80")
+
+
+@pytest.mark.parametrize("engine", ["fast", "plain"])
+def test_a_synack_before_its_syn_in_both_engines(tmp_path, engine):
+    """Zeek's core.connection_flipped situation through a capture: "Hs^ADadFf"."""
+    from pcapstate.analyze import analyze
+
+    F_ = 0x01
+    # (seconds, from the originator as the crafter sees it, flags, seq, ack, size, options)
+    packets = [(0.0, False, S_ | A_, 5000, 1001, 0, 0), (0.001, True, S_, 1000, 0, 0, 0),
+               (0.002, True, A_, 1001, 5001, 0, 0), (0.003, True, P_ | A_, 1001, 5001, 10, 0),
+               (0.004, False, A_, 5001, 1011, 0, 0), (0.005, False, P_ | A_, 5001, 1011, 20, 0),
+               (0.006, True, A_, 1011, 5021, 0, 0), (0.007, True, F_ | A_, 1011, 5021, 0, 0),
+               (0.008, False, F_ | A_, 5021, 1012, 0, 0), (0.009, True, A_, 1012, 5022, 0, 0)]
+    records: list[dict] = []
+    analyze([craft(tmp_path / "r.pcap", packets, ports=(40000, 5555))],
+            on_record=records.append, engine=engine)
+    zeek = [(r["zeek"]["history"], r["zeek"]["conn_state"]) for r in records]
+    assert zeek == [("Hs^ADadFf", "SF")]
