@@ -25,7 +25,7 @@ from pcapstate.settings import Settings
 from pcapstate.summary import Summary
 from pcapstate.verdict import UNTOLD, vantage_side
 from pcapstate.vocab import ANOMALIES, WIRESHARK_ANALYSIS, Closer, EndKind, Roles, State
-from pcapstate.zeek import LIKELY_SERVER_PORTS, ZEEK_HISTORY, ZeekConn
+from pcapstate.zeek import CONN_STATES, LIKELY_SERVER_PORTS, ZEEK_HISTORY, ZeekConn
 
 STATES = list(State)
 (CLOSED, SYN_SENT, SYN_RCVD, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT, CLOSING,
@@ -478,6 +478,64 @@ def _zeek(r, e, flags, seq, ack, plen, win, ts, iplen):
             _z_set(r, e, Z_RESET)
 
 
+@njit(cache=True, nogil=True)
+def _z_size(r, e):
+    """ZeekEndpoint.size."""
+    if r.z_prev[e] == Z_SYN_SENT and r.z_state[e] == Z_RESET \
+            and r.z_state[1 - e] == Z_INACTIVE:
+        return 0
+    size = max(r.z_last_rel[e], r.z_ack_rel[e])
+    if size:
+        size -= 1
+    if r.z_fins[e] and size:
+        size -= 1
+    return size
+
+
+@njit(cache=True, nogil=True)
+def _z_syn_then_reset(r):
+    """zeek._syn_then_reset over the history bytes: ^?S[^HAFGIQ]*R.*"""
+    i = 1 if r.z_hlen > 0 and r.z_hist[0] == 94 else 0
+    if i >= r.z_hlen or r.z_hist[i] != 83:
+        return False
+    for k in range(i + 1, r.z_hlen):
+        c = r.z_hist[k]
+        if c == 72 or c == 65 or c == 70 or c == 71 or c == 73 or c == 81:
+            return False
+        if c == 82:
+            return True
+    return False
+
+
+@njit(cache=True, nogil=True)
+def _z_conn_state(r):
+    """ZeekConn.conn_state, as the index into zeek.CONN_STATES."""
+    o, p = r.z_orig, 1 - r.z_orig
+    os, rs = r.z_state[o], r.z_state[p]
+    o_inactive = os == Z_INACTIVE or os == Z_PARTIAL
+    r_inactive = rs == Z_INACTIVE or rs == Z_PARTIAL
+    if rs == Z_RESET:
+        if os == Z_SYN_SENT or os == Z_SYN_ACK_SENT or (
+                os == Z_RESET and _z_size(r, o) == 0 and _z_size(r, p) == 0):
+            return 3
+        return 9 if o_inactive else 7
+    if os == Z_RESET:
+        if r_inactive:
+            return 8 if _z_syn_then_reset(r) else 12
+        return 6
+    if rs == Z_CLOSED and os == Z_CLOSED:
+        return 2
+    if os == Z_CLOSED:
+        return 10 if r_inactive else 4
+    if rs == Z_CLOSED:
+        return 11 if o_inactive else 5
+    if os == Z_SYN_SENT and rs == Z_INACTIVE:
+        return 0
+    if os == Z_ESTABLISHED and rs == Z_ESTABLISHED:
+        return 1
+    return 12
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _sequence(r, s, flags, seq, plen):
     """Connection._sequence."""
@@ -852,8 +910,8 @@ class FastTracker:
         tl.start(float(times.min()))  # analyze has started it at the first record
         fold(self.T, slots, times, self.limits, f["by_roles"], f["end_closer"], f["final"],
              f["anomalies"], f["counts"], f["hist"], f["max"], f["min"], f["max_censored"],
-             f["sides"], f["round_trip"], f["wireshark"], stuck, kinds, closers, tl.origin,
-             tl.delta, tl.width)
+             f["sides"], f["round_trip"], f["wireshark"], f["zeek"], stuck, kinds, closers,
+             tl.origin, tl.delta, tl.width)
         summary = self.summary
         if summary.on_brief is not None:
             summary.on_brief(self.briefs(slots, kinds, closers))
@@ -956,7 +1014,8 @@ def new_folds() -> dict[str, np.ndarray]:
             "counts": z((10, 4), np.int64), "hist": z((10, 4, NBINS + 1), np.int64),
             "max": np.zeros(10), "min": np.full(10, np.inf), "max_censored": np.zeros(10),
             "sides": z(UNTOLD + 1, np.int64), "round_trip": np.array([np.inf, 0.0]),
-            "wireshark": z(len(WIRESHARK_ANALYSIS), np.int64)}
+            "wireshark": z(len(WIRESHARK_ANALYSIS), np.int64),
+            "zeek": z(len(CONN_STATES), np.int64)}
 
 
 _side = njit(cache=True, nogil=True)(vantage_side)
@@ -1032,8 +1091,8 @@ def _time_bin(t, origin, delta, width):
 
 @njit(cache=True, nogil=True)
 def fold(T, slots, times, limits, by_roles, end_closer, final, anomalies, counts, hist, dmax,
-         dmin, dmax_censored, sides, round_trip, wireshark, stuck, kinds, closers, origin,
-         tl_delta, tl_width):
+         dmin, dmax_censored, sides, round_trip, wireshark, zeek, stuck, kinds, closers,
+         origin, tl_delta, tl_width):
     """Summary.add for each retired slot, into the aggregate arrays and the timeline
     (timeline.py); stuck[i] is set when connection i has an interval longer than its
     state's limit (NaN: no limit), for the caller to report it; kinds[i] and closers[i] get
@@ -1046,6 +1105,7 @@ def fold(T, slots, times, limits, by_roles, end_closer, final, anomalies, counts
         _handshake(r, sides, round_trip)
         for a in range(len(wireshark)):
             wireshark[a] += r.ws[a]
+        zeek[_z_conn_state(r)] += 1
         for a in range(anomalies.shape[0]):
             anomalies[a] += r.anom[a]
         stuck[i] = False

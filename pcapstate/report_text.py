@@ -51,8 +51,10 @@ def _vantage(v: dict[str, Any]) -> str:
              "between": "between clients and servers", "mixed": "mixed",
              "unknown": "unknown"}[v["estimate"]]
     if not told:
-        return where + (f" ({v['handshakes']:,} handshakes, all too fast to tell)"
-                        if v["handshakes"] else " (no complete handshake)")
+        n = v["handshakes"]
+        return where + ((" (1 handshake, too fast to tell)" if n == 1 else
+                         f" ({n:,} handshakes, all too fast to tell)")
+                        if n else " (no complete handshake)")
     return (f"{where} (by {told:,} handshake{'s' if told != 1 else ''}, round trip "
             f"{seconds(v['round_trip_min'])} to {seconds(v['round_trip_max'])})")
 
@@ -73,6 +75,7 @@ def render(result: dict[str, Any]) -> str:
            if conns["mid_stream"] else ""),
         f"  how they ended: {_counts(conns['by_end'])}",
         f"  who closed first: {_counts(conns['by_closer'])}",
+        f"  Zeek's conn_state: {_counts(conns['zeek_conn_states'])}",
     ]
     if conns["anomalies"]:
         out.append(f"  anomalies: {_counts(conns['anomalies'])}")

@@ -30,6 +30,7 @@ from pcapstate.verdict import (
     vantage_side,
 )
 from pcapstate.vocab import ANOMALIES, WIRESHARK_ANALYSIS, Censor, Closer, EndKind, Roles, State
+from pcapstate.zeek import CONN_STATES
 
 #: Histogram resolution: bins per decade of seconds, from 1 microsecond up.
 BINS_PER_DECADE = 100
@@ -169,6 +170,7 @@ class Summary:
         self.sides = [0] * (UNTOLD + 1)  # handshakes by verdict.vantage_side
         #: Wireshark's analysis flags counted over all segments, when tshark decoded them
         self.wireshark: Counter[str] | None = None
+        self.zeek_states: Counter[str] = Counter()  # connections by Zeek's conn_state
         self.round_trip = [math.inf, 0.0]  # shortest and longest measured handshake
 
     def add(self, conn: Connection, end: float) -> None:
@@ -189,6 +191,8 @@ class Summary:
                 if state is not State.CLOSED:
                     self.timeline.add(state, start, trans[i + 1][0] if i + 1 < len(trans)
                                       else None)
+        if conn.zeek is not None:
+            self.zeek_states[conn.zeek.conn_state()] += 1
         gaps = handshake(conn)
         if gaps is not None:
             side = vantage_side(*gaps)
@@ -234,6 +238,8 @@ class Summary:
         for k, c in zip(*np.nonzero(f["end_closer"]), strict=True):
             self.by_end_closer[(list(EndKind)[k], list(Closer)[c])] += int(f["end_closer"][k, c])
         self.sides = [a + int(b) for a, b in zip(self.sides, f["sides"], strict=True)]
+        self.zeek_states.update({name: int(v) for name, v in zip(
+            CONN_STATES, f["zeek"], strict=True) if v})
         if self.wireshark is not None:
             self.wireshark.update({name: int(v) for name, v in zip(
                 WIRESHARK_ANALYSIS, f["wireshark"], strict=True) if v})
@@ -300,6 +306,7 @@ class Summary:
                 "mid_stream": self.mid_stream,
                 "final_states": {r: _ranked(c) for r, c in self.final.items()},
                 "anomalies": dict(sorted(self.anomalies.items())),
+                "zeek_conn_states": _ranked(self.zeek_states),
                 **({} if self.wireshark is None else
                    {"wireshark_analysis": dict(sorted(self.wireshark.items()))}),
             },

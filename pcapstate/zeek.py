@@ -18,6 +18,10 @@ _M = 0xFFFFFFFF
 #: sequence numbers reaches, the history is cut).
 ZEEK_HISTORY = 48
 
+#: main.zeek's conn_state values; the compiled engine counts them by this order.
+CONN_STATES = ("S0", "S1", "SF", "REJ", "S2", "S3", "RSTO", "RSTR", "RSTOS0", "RSTRH", "SH",
+               "SHR", "OTH")
+
 # Zeek's endpoint states (TCP_Endpoint.h), by their numbers.
 INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET = range(7)
 
