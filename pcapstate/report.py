@@ -181,6 +181,12 @@ def blocks(result: dict[str, Any], charts: list[tuple[str, str]]) -> list[Block]
                                   for c in closers], "total"],
              [[kind.replace("_", " "), *[f"{table[kind].get(c, 0):,}" for c in closers],
                f"{n:,}"] for kind, n in conns["by_end"].items()])]
+    if conns.get("zeek_conn_states"):
+        out += [("p", "The same connections by Zeek's conn_state (Zeek's rules, for "
+                      "comparison with a Zeek conn.log; pcapstate's own states above say "
+                      "more, e.g. CLOSE_WAIT):", False),
+                ("table", ["conn_state", "connections"],
+                 [[state, f"{n:,}"] for state, n in conns["zeek_conn_states"].items()])]
 
     if result["findings"]:
         out += [("h", 2, "Stuck endpoints by service"),

@@ -280,7 +280,7 @@ def test_markdown_renders_as_github_renders_it(tmp_path, name):
     md, _ = report(tmp_path, capture)
     page = Rendered()
     page.feed(cmarkgfm.github_flavored_markdown_to_html(md, options=Options.CMARK_OPT_UNSAFE))
-    assert len(page.tables) == 6  # files, facts, accounting, endings, findings, durations
+    assert len(page.tables) == 7  # files, facts, accounting, endings, Zeek, findings, durations
     for table in page.tables:
         assert len({len(row) for row in table}) == 1, table
     assert page.tables[0][1][0] == str(capture)  # the file name, verbatim as text
