@@ -130,8 +130,9 @@ class Capture:
         except _Stop as e:
             if not self.records:
                 raise CaptureError(self.path, e.message, e.offset) from None
+            n = self.records
             self.warnings.append(f"{self.path}: byte {e.offset}: {e.message}; "
-                                 f"{self.records:,} records read before it")
+                                 f"{n:,} record{'s' if n != 1 else ''} read before it")
         finally:
             self.close()
 

@@ -1,0 +1,50 @@
+"""Captures from broken machines (tests/broken/, made by make_broken.py): each has its
+expected outcome in expected.json. A result or a one-line error, never a traceback; what was
+read before a break is kept, with a warning that says where. Both readers are exercised:
+the compiled pcap walk (fast engine) and the record-by-record one (plain engine)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pcapstate.cli import main
+
+BROKEN = Path(__file__).resolve().parent / "broken"
+EXPECTED = json.loads((BROKEN / "expected.json").read_text())
+
+
+def test_every_broken_capture_has_an_expected_outcome():
+    files = {p.name for p in BROKEN.iterdir() if p.suffix not in (".json", ".py")}
+    assert files == set(EXPECTED) and len(files) >= 12
+
+
+@pytest.mark.parametrize("engine", ["fast", "plain"])
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_outcome(tmp_path, capsys, name, engine):
+    want = EXPECTED[name]
+    out = tmp_path / "result.json"
+    code = main(["analyze", str(BROKEN / name), "--json", str(out), "-q", "--engine", engine])
+    err = capsys.readouterr().err
+    assert code == want["exit"], err
+    assert "Traceback" not in err
+    if "error" in want:
+        assert err.startswith("pcapstate: error: ") and want["error"] in err
+        assert err.count("\n") == 1 and not out.exists()
+        return
+    result = json.loads(out.read_text())
+    if "warning" in want:
+        assert any(want["warning"] in w for w in result["warnings"])
+        assert f"pcapstate: warning: {BROKEN / name}: byte " in err
+    else:
+        assert result["warnings"] == [] and err == ""
+    acc, conns = result["accounting"], result["connections"]
+    for key, value in want.items():
+        if key == "records":
+            assert acc["records"] == value
+        elif key == "connections":
+            assert conns["total"] == value
+        elif key == "anomalies":
+            assert {k: conns["anomalies"].get(k) for k in value} == value
+        elif key == "undecodable":
+            assert acc["undecodable"] == value
