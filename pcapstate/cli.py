@@ -250,27 +250,30 @@ def _analyze(args: argparse.Namespace) -> int:
     if show_progress and args.engine != "plain":
         _announce_compiling()
 
-    jsonl: TextIO | None = None
+    from pcapstate.output import PendingFile
+
     spool: TextIO | None = None  # --json's records, until the result around them is known
+    pending: list[PendingFile] = []  # streamed outputs, renamed into place at the end
+    sinks: list[Callable[[dict[str, Any]], object]] = []
     try:
+        jsonl: TextIO | None = None
         if args.jsonl == "-":
             jsonl = sys.stdout
         elif args.jsonl:
-            jsonl = open(args.jsonl, "w", encoding="utf-8")  # noqa: SIM115
+            pending.append(PendingFile(args.jsonl))
+            jsonl = pending[-1].file
         elif args.json:
             folder = None if args.json == "-" else os.path.dirname(os.path.abspath(args.json))
             spool = tempfile.TemporaryFile("w+", encoding="utf-8", dir=folder)  # noqa: SIM115
-    except OSError as e:
-        return _error(f"cannot write {args.jsonl or args.json}: {e.strerror}")
-    lines = jsonl or spool
-    sinks: list[Callable[[dict[str, Any]], object]] = []
-    if lines is not None:
-        sinks.append(lambda rec: lines.write(json.dumps(rec, separators=(",", ":")) + "\n"))
-    zeek_logs: list[tuple[Any, Any]] = []  # (ConnLog, PendingFile or None for stdout)
-    try:
+        lines = jsonl or spool
+        if lines is not None:
+            sinks.append(lambda rec: lines.write(json.dumps(rec, separators=(",", ":")) + "\n"))
         zeek_logs = _zeek_logs(args)
     except OSError as e:
-        return _error(f"cannot write {e.filename}: {e.strerror}")
+        for f in pending:
+            f.discard()
+        return _error(f"cannot write {e.filename or args.jsonl or args.json}: {e.strerror}")
+    pending += [f for _, f in zeek_logs if f is not None]
     sinks += [log.write for log, _ in zeek_logs]
 
     def on_record(rec: dict[str, Any]) -> None:
@@ -280,11 +283,11 @@ def _analyze(args: argparse.Namespace) -> int:
     try:
         result = analyze(args.captures, settings, on_record=on_record if sinks else None,
                          progress=_Progress(show_progress), engine=args.engine)
-        for log, pending in zeek_logs:
+        for log, _ in zeek_logs:
             log.close()
-            if pending is not None:
-                pending.done()
-        zeek_logs = []
+        for f in pending:
+            f.done()
+        pending = []
         _check_interrupt()
         _capture_facts(result, args.argv, hashes=bool(args.json or args.report or args.html
                                                        or args.plots))
@@ -304,11 +307,8 @@ def _analyze(args: argparse.Namespace) -> int:
     finally:
         if show_progress:
             sys.stderr.write("\r\033[K")
-        for _, pending in zeek_logs:  # not finished: no half-written log left behind
-            if pending is not None:
-                pending.discard()
-        if jsonl is not None and jsonl is not sys.stdout:
-            jsonl.close()
+        for f in pending:  # not finished: no half-written file left behind
+            f.discard()
         if spool is not None:
             spool.close()
 

@@ -230,3 +230,20 @@ def test_an_interrupt_lost_in_a_finalizer_still_stops_the_run(monkeypatch, capsy
     assert capsys.readouterr().err == "pcapstate: interrupted\n"
     monkeypatch.setattr(pipeline, "open_captures", real)
     assert main(["analyze", WRAP, "-q"]) == 0  # the next run starts afresh
+
+
+def test_streamed_outputs_are_not_left_half_written(tmp_path, capsys):
+    """--jsonl and --zeek-conn stream into a temporary file renamed at the end: a run that
+    fails leaves neither the file nor the temporary one."""
+    bad = tmp_path / "bad.pcap"
+    bad.write_bytes((SAMPLES / "client_close.pcap").read_bytes()[:24] + b"\xff" * 40)
+    outs = [tmp_path / "r.jsonl", tmp_path / "conn.log"]
+    assert main(["analyze", str(bad), "--jsonl", str(outs[0]), "--zeek-conn", str(outs[1]),
+                 "-q"]) == 2
+    assert "pcapstate: error:" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pcap"]
+    good = SAMPLES / "client_close.pcap"
+    assert main(["analyze", str(good), "--jsonl", str(outs[0]), "--zeek-conn", str(outs[1]),
+                 "-q"]) == 0
+    assert len(outs[0].read_text().splitlines()) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pcap", "conn.log", "r.jsonl"]
