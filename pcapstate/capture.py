@@ -84,15 +84,16 @@ class Capture:
         if self._peeked is None and self.format in ("pcap", "pcap-ns"):
             self.records = self.bytes_read = self.dropped = 0
             self.warnings.clear()
-            yield from self._guarded(self._pcap_batches(_Source(self, self._open()), rows))
+            yield from self._guarded(self._pcap_batches(self._open(), rows))
         else:
             yield from batches_of(self, rows)
 
-    def _pcap_batches(self, source: "_Source", rows: int) -> Iterator[Any]:
+    def _pcap_batches(self, stream: BinaryIO, rows: int) -> Iterator[Any]:
         import numpy as np
 
         from pcapstate.scan import BATCH_BUFFERS, FULL, TOO_LONG, Batch, scan_pcap
 
+        source = _Source(self, stream)  # reads the first chunk: inside the guard
         header = source.need(0, 24)
         if len(header) < 24:
             raise _Stop("capture ends inside the pcap file header", len(header))
@@ -151,9 +152,10 @@ class Capture:
 
     def _read(self, stream: BinaryIO) -> Generator[Record, None, None]:
         """Parse the whole stream; warnings for what ends it early."""
-        return self._guarded(self._records(_Source(self, stream)))
+        return self._guarded(self._records(stream))
 
-    def _records(self, source: "_Source") -> Iterator[Record]:
+    def _records(self, stream: BinaryIO) -> Iterator[Record]:
+        source = _Source(self, stream)  # reads the first chunk: inside the guard
         head = source.need(0, 4)
         if len(head) < 4:
             raise _Stop("empty file" if not head else "too short for a capture header", 0)

@@ -53,6 +53,9 @@ def main() -> None:
         "orig_smaller_than_incl.pcap": (header + first[:8] + struct.pack(
             "<II", len(first) - 16, 10) + first[16:] + good[24 + len(first):],
             {"exit": 0, "records": 30, "connections": 3}),
+        # found by fuzz/fuzz_capture.py: a gzip stream corrupt from its first block
+        "gzip_corrupt.pcap.gz": (gzip.compress(good)[:10] + bytes([0xFF] * 64),
+                                 {"exit": 2, "error": "corrupt gzip data"}),
         "gzip_cut.pcap.gz": (gzip.compress(good)[:400],
                              {"exit": 0, "warning": "gzip stream ends early"}),
         "backwards.pcap": (bytes(backwards),

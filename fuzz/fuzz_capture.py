@@ -1,0 +1,57 @@
+"""Coverage-guided fuzzing (atheris) of everything a capture file goes through: the pcap,
+pcapng and gzip readers, the link/IP/TCP decoders (the compiled one and the reference), the
+state machine, the summary and the Zeek view. Any input must end in a result or a
+CaptureError; anything else is a crash that atheris reports, with the input that caused it.
+
+    python3 fuzz/fuzz_capture.py -runs=2000 -seed=1          # the short pass CI runs
+    python3 fuzz/fuzz_capture.py -max_total_time=3600 fuzz/corpus   # a longer one
+
+The seeds are the shipped samples and broken captures (fuzz/corpus grows as it runs).
+"""
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import atheris
+
+# the compiled modules are left alone: numba cannot compile instrumented bytecode
+with atheris.instrument_imports(exclude=["pcapstate.scan", "pcapstate.fasttable"]):
+    from pcapstate.analyze import analyze
+    from pcapstate.capture import CaptureError, open_captures
+
+HERE = Path(__file__).resolve().parent
+INPUT = Path(tempfile.mkdtemp(prefix="pcapstate-fuzz-", dir="/dev/shm"
+                              if os.path.isdir("/dev/shm") else None)) / "input.pcap"
+
+
+def one_input(data: bytes) -> None:
+    INPUT.write_bytes(data)
+    try:
+        for cap in open_captures([str(INPUT)]):  # the compiled decoder, batch by batch
+            for _ in cap.batches(rows=64):
+                pass
+        analyze([str(INPUT)], engine="plain")  # the reference, through the whole pipeline
+    except CaptureError:
+        pass
+
+
+def seeds() -> list[str]:
+    corpus = HERE / "corpus"
+    corpus.mkdir(exist_ok=True)
+    for folder in (HERE.parent / "samples", HERE.parent / "tests" / "broken"):
+        for path in sorted(folder.iterdir()):
+            if path.suffix in (".pcap", ".pcapng", ".gz") and path.stat().st_size < 64_000:
+                target = corpus / path.name
+                if not target.exists():
+                    target.write_bytes(path.read_bytes())
+    return [str(corpus)]
+
+
+if __name__ == "__main__":
+    args = sys.argv[:1] + [a for a in sys.argv[1:]]
+    if not any(not a.startswith("-") for a in args[1:]):
+        args += seeds()
+    atheris.Setup(args, one_input)
+    atheris.Fuzz()
