@@ -1,0 +1,20 @@
+"""The short, seeded fuzz pass CI runs (fuzz/fuzz_capture.py has the longer one): 2,000
+inputs mutated by atheris from the samples and broken captures, each through the readers,
+both decoders and the whole reference pipeline, must end in a result or a CaptureError."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("atheris")
+HARNESS = Path(__file__).resolve().parent.parent / "fuzz" / "fuzz_capture.py"
+
+
+def test_short_seeded_fuzz_pass(tmp_path):
+    p = subprocess.run([sys.executable, str(HARNESS), "-runs=2000", "-seed=1",
+                        f"-artifact_prefix={tmp_path}/"], capture_output=True, text=True,
+                       timeout=600, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "Done 2000 runs" in p.stderr
