@@ -338,6 +338,17 @@ def _z_set(r, e, state):
 
 
 @njit(cache=True, nogil=True)
+def _z_close_on(r, e, fin, rst):
+    """ZeekEndpoint.close_on."""
+    if fin:
+        _z_set(r, e, Z_CLOSED)
+        r.z_closed[e] = True
+    if rst:
+        _z_set(r, e, Z_RESET)
+        r.z_closed[e] = True
+
+
+@njit(cache=True, nogil=True)
 def _zeek(r, e, flags, seq, ack, plen, win, ts, iplen):
     """ZeekConn.packet."""
     p = 1 - e
@@ -442,12 +453,7 @@ def _zeek(r, e, flags, seq, ack, plen, win, ts, iplen):
                 if r.z_state[p] == Z_SYN_SENT:
                     _z_set(r, p, Z_ESTABLISHED)
                 _z_set(r, e, Z_ESTABLISHED)
-        if fin:
-            _z_set(r, e, Z_CLOSED)
-            r.z_closed[e] = True
-        if rst:
-            _z_set(r, e, Z_RESET)
-            r.z_closed[e] = True
+        _z_close_on(r, e, fin, rst)
         if r.z_state[e] == Z_INACTIVE:
             if not is_orig and plen == 0 and r.z_state[r.z_orig] == Z_SYN_SENT:
                 pass
@@ -456,12 +462,7 @@ def _zeek(r, e, flags, seq, ack, plen, win, ts, iplen):
             else:
                 _z_set(r, e, Z_PARTIAL)
     elif st == Z_SYN_SENT or st == Z_SYN_ACK_SENT:
-        if fin:
-            _z_set(r, e, Z_CLOSED)
-            r.z_closed[e] = True
-        if rst:
-            _z_set(r, e, Z_RESET)
-            r.z_closed[e] = True
+        _z_close_on(r, e, fin, rst)
     elif st == Z_ESTABLISHED or st == Z_PARTIAL:
         if syn and st == Z_PARTIAL and r.z_state[p] == Z_INACTIVE and not ack_flag:
             _z_set(r, e, Z_SYN_SENT)

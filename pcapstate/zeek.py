@@ -57,6 +57,15 @@ class ZeekEndpoint:
         if state != self.state:
             self.prev, self.state = self.state, state
 
+    def close_on(self, fin: int, rst: int) -> None:
+        """A FIN closes the endpoint, then a RST resets it (both in one packet: reset)."""
+        if fin:
+            self.set_state(CLOSED)
+            self.did_close = True
+        if rst:
+            self.set_state(RESET)
+            self.did_close = True
+
     def size(self, peer: "ZeekEndpoint") -> int:
         """TCP_Endpoint::Size: bytes by sequence numbers, data never seen included."""
         if self.prev == SYN_SENT and self.state == RESET and peer.state == INACTIVE:
@@ -233,12 +242,7 @@ class ZeekConn:
                     if peer.state == SYN_SENT:
                         peer.set_state(ESTABLISHED)
                     e.set_state(ESTABLISHED)
-            if fin:
-                e.set_state(CLOSED)
-                e.did_close = True
-            if rst:
-                e.set_state(RESET)
-                e.did_close = True
+            e.close_on(fin, rst)
             if e.state == INACTIVE:
                 orig = self.ep[self.orig]
                 if not is_orig and plen == 0 and orig.state == SYN_SENT:
@@ -248,12 +252,7 @@ class ZeekConn:
                 else:
                     e.set_state(PARTIAL)
         elif state in (SYN_SENT, SYN_ACK_SENT):
-            if fin:
-                e.set_state(CLOSED)
-                e.did_close = True
-            if rst:
-                e.set_state(RESET)
-                e.did_close = True
+            e.close_on(fin, rst)
         elif state in (ESTABLISHED, PARTIAL):
             if syn and state == PARTIAL and peer.state == INACTIVE and not ack:
                 e.set_state(SYN_SENT)
