@@ -63,6 +63,9 @@ class Capture:
     end_ts: float | None = None  # when the capture stopped, if the file says (pcapng ISB)
     dropped: int = 0  # packets the capturing interface reports it dropped (pcapng ISB)
     warnings: list[str] = field(default_factory=list)
+    #: pcap records longer than the snaplen, and records whose original length is below
+    #: their captured length: accepted (as Wireshark does), then reported as a warning
+    odd: list[int] = field(default_factory=lambda: [0, 0])
     _stream: BinaryIO | None = None
     _peeked: Iterator[Record] | None = None
 
@@ -73,6 +76,7 @@ class Capture:
             return
         self.records = self.bytes_read = self.dropped = 0
         self.warnings.clear()
+        self.odd = [0, 0]
         yield from self._read(self._open())
 
     def batches(self, rows: int = 1 << 16) -> Iterator[Any]:
@@ -84,6 +88,7 @@ class Capture:
         if self._peeked is None and self.format in ("pcap", "pcap-ns"):
             self.records = self.bytes_read = self.dropped = 0
             self.warnings.clear()
+            self.odd = [0, 0]
             yield from self._guarded(self._pcap_batches(self._open(), rows))
         else:
             yield from batches_of(self, rows)
@@ -101,12 +106,14 @@ class Capture:
         snaplen, network = struct.unpack_from(order + "II", header, 16)
         limit = max(snaplen, _MAX_RECORD)
         outs = [Batch.empty(rows) for _ in range(BATCH_BUFFERS)]
+        odd = np.zeros(2, np.int64)  # scan_pcap counts into it; copied to self.odd
         pos, k = 24, 0
         while True:
             buf = source.buf
             out = outs[k % BATCH_BUFFERS]
             pos, n, status = scan_pcap(np.frombuffer(buf, np.uint8), pos, order == ">", unit,
-                                       network & 0xFFFF, limit, out)
+                                       network & 0xFFFF, snaplen, limit, out, odd)
+            self.odd[:] = odd.tolist()
             if n:
                 self.records += n
                 k += 1
@@ -136,6 +143,14 @@ class Capture:
                                  f"{n:,} record{'s' if n != 1 else ''} read before it")
         finally:
             self.close()
+        longer, shorter = self.odd
+        if longer:
+            self.warnings.append(f"{self.path}: {longer:,} record{'s' if longer != 1 else ''} "
+                                 f"longer than the file's snaplen ({self.snaplen:,} bytes)")
+        if shorter:
+            self.warnings.append(f"{self.path}: {shorter:,} record"
+                                 f"{'s' if shorter != 1 else ''} whose original length is "
+                                 "below its captured length")
 
     def close(self) -> None:
         if self._stream is not None and self._stream is not sys.stdin.buffer:
@@ -189,6 +204,8 @@ class Capture:
                 nxt = pos + 16 + incl
                 if nxt > end:
                     break
+                self.odd[0] += 0 < snaplen < incl
+                self.odd[1] += orig < incl
                 self.records += 1
                 yield sec + frac * unit, linktype, buf[pos + 16 : nxt], orig
                 pos = nxt

@@ -289,11 +289,12 @@ def _decode(b, s, n, origlen, linktype, out, row):
 
 
 @njit(cache=True, nogil=True)
-def scan_pcap(buf, pos, big, unit, linktype, limit, out):
+def scan_pcap(buf, pos, big, unit, linktype, snaplen, limit, out, odd):
     """Decode the whole records of a pcap buffer from `pos` into `out`, at most its length.
     Returns (position after the last record decoded, rows filled, status): MORE when the
     buffer ends (inside a record or at its end), FULL when `out` is, TOO_LONG at a record
-    whose length exceeds `limit` (position is that record's)."""
+    whose length exceeds `limit` (position is that record's). Counts into `odd` the records
+    longer than `snaplen` and those whose original length is below their captured one."""
     ts = out[0]
     cap = len(ts)
     end = len(buf)
@@ -307,8 +308,13 @@ def scan_pcap(buf, pos, big, unit, linktype, limit, out):
         nxt = pos + 16 + incl
         if nxt > end:
             break
+        orig = _u32(buf, pos + 12, big)
+        if 0 < snaplen < incl:
+            odd[0] += 1
+        if orig < incl:
+            odd[1] += 1
         ts[row] = np.float64(_u32(buf, pos, big)) + np.float64(_u32(buf, pos + 4, big)) * unit
-        _decode(buf, pos + 16, incl, _u32(buf, pos + 12, big), linktype, out, row)
+        _decode(buf, pos + 16, incl, orig, linktype, out, row)
         row += 1
         pos = nxt
     return pos, row, MORE

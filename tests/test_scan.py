@@ -101,12 +101,12 @@ def test_scan_pcap_walks_a_whole_file_in_pieces():
     data = (SAMPLES / "close_wait_leak.pcap").read_bytes()
     buf = np.frombuffer(data, dtype=np.uint8)
     out = Batch.empty(7)  # small, so the scan returns FULL and resumes
-    pos, rows = 24, []
+    pos, rows, odd = 24, [], np.zeros(2, np.int64)
     while True:
-        pos, n, status = scan_pcap(buf, pos, False, 1e-6, 1, 262144, out)
+        pos, n, status = scan_pcap(buf, pos, False, 1e-6, 1, 262144, 262144, out, odd)
         rows += [as_reference(out, i) for i in range(n)]
         if status != 1:
             break
-    assert pos == len(data)
+    assert pos == len(data) and odd.tolist() == [0, 0]
     cap = open_captures([str(SAMPLES / "close_wait_leak.pcap")])[0]
     assert rows == [reference(lt, fr, ol) for _, lt, fr, ol in cap]

@@ -52,7 +52,13 @@ def main() -> None:
                                     "warning": "record claims 2,147,483,647 bytes"}),
         "orig_smaller_than_incl.pcap": (header + first[:8] + struct.pack(
             "<II", len(first) - 16, 10) + first[16:] + good[24 + len(first):],
-            {"exit": 0, "records": 30, "connections": 3}),
+            {"exit": 0, "records": 30, "connections": 3,
+             "warning": "1 record whose original length is below its captured length"}),
+        "longer_than_snaplen.pcap": (header[:16] + struct.pack("<I", 64) + header[20:]
+                                     + good[24:],
+                                     {"exit": 0, "records": 30, "connections": 3,
+                                      "warning": "records longer than the file's snaplen "
+                                                 "(64 bytes)"}),
         # found by fuzz/fuzz_capture.py: a gzip stream corrupt from its first block
         "gzip_corrupt.pcap.gz": (gzip.compress(good)[:10] + bytes([0xFF] * 64),
                                  {"exit": 2, "error": "corrupt gzip data"}),
