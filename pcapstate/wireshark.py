@@ -29,6 +29,7 @@ from pcapstate.scan import (
     _NOT_IP,
     _OTHER_ETHERTYPE,
     _OTHER_PROTO,
+    _TCP_OFFSET,
     _TRUNCATED,
     NO_WSCALE,
     NOT_SYN,
@@ -55,6 +56,7 @@ PREFERENCES = ("ip.defragment:FALSE", "ipv6.defragment:FALSE",
                "tcp.desegment_tcp_streams:FALSE")
 
 _SYN = 0x02
+_ZEROS = (0,) * 16  # the columns after `kind` of a frame that is not a TCP segment
 _PROTO_NUMBERS = {name: number for number, name in _IP_PROTOS.items()}
 _MASK64 = (1 << 64) - 1
 
@@ -163,48 +165,44 @@ class _Parser:
             got = self.hosts[text] = (b":" in text, n >> 64, n & _MASK64)
         return got
 
+    def tcp_row(self, f: list[bytes]) -> tuple[Any, ...]:
+        """A TCP frame's columns after `kind`; ValueError when a field is missing."""
+        inner_v6 = _innermost_is_v6(f)
+        s6, shi, slo = self.host(f[8] if inner_v6 else f[2])
+        _, dhi, dlo = self.host(f[9] if inner_v6 else f[3])
+        fl = int(f[18], 16)
+        said = 0
+        for bit, value in enumerate(f[_ANALYSIS:_ANALYSIS + 7]):
+            if value:
+                said |= 1 << bit
+        return (s6, shi, slo, dhi, dlo, int(f[14]), int(f[15]), int(f[16]), int(f[17]), fl,
+                int(f[19]), int(f[20]), 0 if s6 or not f[5] else int(f[5], 16),
+                (int(f[21]) if f[21] else NO_WSCALE) if fl & _SYN else NOT_SYN,
+                said | _RESENT if said & 0b1111 else said,
+                int(f[_IP6_PLEN]) + 40 if inner_v6 else int(f[_IP_LEN] or 0))
+
     def batch(self, lines: list[bytes]) -> Batch:
         n = len(lines)
         ts = np.zeros(n)
         cols: list[list[Any]] = [[] for _ in range(17)]
         (kind, v6, src_hi, src_lo, dst_hi, dst_lo, sport, dport, seq, ack, flags, win, plen,
          ipid, wscale, analysis, iplen) = cols
-        host, time = self.host, self.time
+        time = self.time
         offset = self.offset + self.overhead * len(lines)
         for i, line in enumerate(lines):
             f = line.rstrip(b"\r\n").split(b"\t")
             ts[i] = time(f[0])
             offset += int(f[_CAP_LEN] or 0)
             k = _kind(f)
+            row = None
+            if k == TCP:
+                try:
+                    row = self.tcp_row(f)
+                except (ValueError, IndexError):  # tshark found the TCP header malformed
+                    k = _TRUNCATED if f[20] else _TCP_OFFSET
             kind.append(k)
-            if k != TCP:
-                for c in cols[1:]:
-                    c.append(0)
-                continue
-            inner_v6 = _innermost_is_v6(f)
-            s6, shi, slo = host(f[8] if inner_v6 else f[2])
-            _, dhi, dlo = host(f[9] if inner_v6 else f[3])
-            fl = int(f[18], 16)
-            v6.append(s6)
-            src_hi.append(shi)
-            src_lo.append(slo)
-            dst_hi.append(dhi)
-            dst_lo.append(dlo)
-            sport.append(int(f[14]))
-            dport.append(int(f[15]))
-            seq.append(int(f[16]))
-            ack.append(int(f[17]))
-            flags.append(fl)
-            win.append(int(f[19]))
-            plen.append(int(f[20]))
-            ipid.append(0 if s6 or not f[5] else int(f[5], 16))
-            wscale.append((int(f[21]) if f[21] else NO_WSCALE) if fl & _SYN else NOT_SYN)
-            said = 0
-            for bit, value in enumerate(f[_ANALYSIS:_ANALYSIS + 7]):
-                if value:
-                    said |= 1 << bit
-            analysis.append(said | _RESENT if said & 0b1111 else said)
-            iplen.append(int(f[_IP6_PLEN]) + 40 if inner_v6 else int(f[_IP_LEN] or 0))
+            for c, v in zip(cols[1:], row or _ZEROS, strict=True):
+                c.append(v)
         self.offset = offset
         i4, i8, u8 = np.int32, np.int64, np.uint64
         return Batch(ts, np.array(kind, i4), np.array(v6, np.bool_), np.array(src_hi, u8),
@@ -237,6 +235,8 @@ def _kind(f: list[bytes]) -> int:
         if ethertype is not None and ethertype in _ETHERTYPES:
             return _OTHER_ETHERTYPE + ethertype
         return _NOT_IP
+    if not (f[2] or f[8]):  # an IP header tshark could not read
+        return _IPV6_HEADER if has_v6 and not has_ip else _IPV4_HEADER
     if f[6] == b"1" or f[6] == b"True" or f[7] not in (b"", b"0"):
         return _IPV4_FRAGMENT
     if f[11] not in (b"", b"0") or f[12] in (b"1", b"True"):

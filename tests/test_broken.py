@@ -4,6 +4,7 @@ read before a break is kept, with a warning that says where. Both readers are ex
 the compiled pcap walk (fast engine) and the record-by-record one (plain engine)."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,27 @@ def test_outcome(tmp_path, capsys, name, engine):
             assert {k: conns["anomalies"].get(k) for k in value} == value
         elif key == "undecodable":
             assert acc["undecodable"] == value
+
+
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_outcome_with_the_tshark_engine(tmp_path, capsys, name):
+    """The tshark engine: the same exit code, records and connections (its warnings are in
+    tshark's words)."""
+    want = EXPECTED[name]
+    out = tmp_path / "result.json"
+    code = main(["analyze", str(BROKEN / name), "--json", str(out), "-q", "--engine",
+                 "tshark"])
+    err = capsys.readouterr().err
+    assert code == want["exit"] and "Traceback" not in err, err
+    if code:
+        assert err.startswith("pcapstate: error: ") and err.count("\n") == 1
+        return
+    result = json.loads(out.read_text())
+    for key, value in want.items():
+        if key == "records":
+            assert result["accounting"]["records"] == value
+        elif key == "connections":
+            assert result["connections"]["total"] == value
+        elif key == "undecodable":
+            assert result["accounting"]["undecodable"] == value
