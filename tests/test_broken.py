@@ -73,3 +73,26 @@ def test_outcome_with_the_tshark_engine(tmp_path, capsys, name):
             assert result["connections"]["total"] == value
         elif key == "undecodable":
             assert result["accounting"]["undecodable"] == value
+
+
+def test_names_with_spaces_and_non_ascii_work_everywhere(tmp_path, capsys):
+    """A capture and every output named with spaces and accents, through analyze, report,
+    the Zeek log and the corpus check."""
+    import shutil as sh
+
+    folder = tmp_path / "incident été 42"
+    folder.mkdir()
+    capture = folder / "leak capture é.pcap"
+    sh.copy(BROKEN.parent.parent / "samples" / "close_wait_leak.pcap", capture)
+    outs = {"--json": folder / "résultat 1.json", "--jsonl": folder / "records ü.jsonl",
+            "--zeek-conn": folder / "conn é.log", "--report": folder / "rapport é.md",
+            "--html": folder / "rapport é.html"}
+    args = [x for flag, path in outs.items() for x in (flag, str(path))]
+    assert main(["analyze", str(capture), "-q", *args]) == 0
+    assert all(path.stat().st_size > 0 for path in outs.values())
+    assert (folder / "rapport é-charts" / "durations.png").is_file()
+    assert main(["report", str(outs["--json"]), "--html", str(folder / "again ö.html")]) == 0
+    assert main(["check", str(folder), "--update"]) == 0
+    assert (folder / "leak capture é.pcap.golden.json").is_file()
+    assert main(["check", str(folder)]) == 0
+    assert "Traceback" not in capsys.readouterr().err
