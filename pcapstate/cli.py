@@ -1,6 +1,8 @@
-"""The command line: `pcapstate analyze CAPTURE...` and `pcapstate report RESULT.json`.
+"""The command line: `pcapstate analyze CAPTURE...`, `pcapstate report RESULT.json` and
+`pcapstate check CORPUS...`.
 
-Exit codes: 0 success; 1 a --fail-on finding exists; 2 bad usage, unreadable input or
+Exit codes: 0 success; 1 a --fail-on finding exists (or, for check, a difference or a policy
+failure; for --cross-check, a disagreement); 2 bad usage, unreadable input or
 unwritable output; 130 interrupted. Errors are one line on stderr, never a traceback.
 """
 
