@@ -20,8 +20,8 @@ from typing import Any, TextIO
 
 from pcapstate import __version__
 from pcapstate.output import read_result, write_atomic, write_json
-from pcapstate.settings import Settings, stuck_thresholds
 from pcapstate.settings import duration as settings_duration
+from pcapstate.settings import settings_for
 from pcapstate.vocab import STATE_NAMES, State, stuck_states
 
 
@@ -243,11 +243,8 @@ def _analyze(args: argparse.Namespace) -> int:
                 args.zeek_conn_json):
         if out not in (None, "-") and os.path.realpath(out) in inputs:
             return _error(f"refusing to overwrite the input {out}")
-    stuck = stuck_thresholds(args.stuck_after, args.fin_timeout)
-    if args.close_wait_after is not None:
-        stuck[State.CLOSE_WAIT] = args.close_wait_after
-    settings = Settings(time_wait=args.time_wait, fin_timeout=args.fin_timeout,
-                        stuck_after=stuck)
+    settings = settings_for(args.time_wait, args.fin_timeout, args.stuck_after,
+                            args.close_wait_after)
     show_progress = sys.stderr.isatty() if args.progress is None else args.progress
     if show_progress and args.engine != "plain":
         _announce_compiling()

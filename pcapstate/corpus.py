@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pcapstate.settings import Settings, duration, stuck_thresholds
+from pcapstate.settings import Settings, duration, settings_for
 from pcapstate.vocab import State, stuck_states
 
 SUFFIXES = (".pcap", ".pcapng", ".cap", ".pcap.gz", ".pcapng.gz", ".cap.gz")
@@ -85,22 +85,23 @@ def config_from(table: dict[str, Any], source: str | None = None) -> Config:
         raise ValueError(f"unknown key {', '.join(sorted(unknown))} (known: "
                          f"{', '.join(sorted(known))})")
 
-    def seconds(key: str, default: float | None) -> float | None:
-        value = table.get(key, default)
+    def seconds(key: str) -> float | None:
+        """The duration at `key`, None if absent."""
+        value = table.get(key)
+        if value is None:
+            return None
         if isinstance(value, str):
             return duration(value)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
             return float(value)
-        if value is default:
-            return default
         raise ValueError(f"{key} must be a duration (10s, 500ms, 2m, or seconds)")
 
-    time_wait, fin_timeout = seconds("time-wait", 60.0), seconds("fin-timeout", 60.0)
-    assert time_wait is not None and fin_timeout is not None
-    stuck = stuck_thresholds(seconds("stuck-after", 10.0) or 10.0, fin_timeout)
-    close_wait = seconds("close-wait-after", None)
-    if close_wait is not None:
-        stuck[State.CLOSE_WAIT] = close_wait
+    def given(key: str, default: float) -> float:
+        value = seconds(key)
+        return default if value is None else value
+
+    settings = settings_for(given("time-wait", 60.0), given("fin-timeout", 60.0),
+                            given("stuck-after", 10.0), seconds("close-wait-after"))
     allow = {str(service): {stuck_states(k)[0]: _count(v, f"allow.{service}.{k}")
                             for k, v in states.items()}
              for service, states in table.get("allow", {}).items()}
@@ -112,9 +113,7 @@ def config_from(table: dict[str, Any], source: str | None = None) -> Config:
     sets = table.get("sets", [])
     if not isinstance(sets, list) or not all(isinstance(s, str) and "*" in s for s in sets):
         raise ValueError("sets must be a list of file patterns with a '*' (\"rotated-*.pcap\")")
-    return Config(settings=Settings(time_wait=time_wait, fin_timeout=fin_timeout,
-                                    stuck_after=stuck),
-                  policy=policy, tolerance=seconds("time-tolerance", 0.001) or 0.0,
+    return Config(settings=settings, policy=policy, tolerance=given("time-tolerance", 0.001),
                   sets=tuple(sets), source=source)
 
 

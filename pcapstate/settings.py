@@ -20,6 +20,15 @@ class Settings:
     """An endpoint in one of these states for longer than this is reported as stuck."""
 
 
+def settings_for(time_wait: float, fin_timeout: float, stuck_after: float,
+                 close_wait_after: float | None = None) -> Settings:
+    """Settings from the options people give (command line or pcapstate.toml)."""
+    stuck = stuck_thresholds(stuck_after, fin_timeout)
+    if close_wait_after is not None:
+        stuck[State.CLOSE_WAIT] = close_wait_after
+    return Settings(time_wait=time_wait, fin_timeout=fin_timeout, stuck_after=stuck)
+
+
 def stuck_thresholds(after: float, fin_timeout: float) -> dict[State, float]:
     """`after` for every stuck-prone state but FIN_WAIT_2, which is normal until the orphan
     timer: it is stuck only when it outlives `fin_timeout` (a half-closed socket held open)."""
