@@ -171,10 +171,17 @@ def test_readme_documents_every_option():
     from pcapstate.cli import build_parser
 
     readme = (SAMPLES.parent / "README.md").read_text()
-    analyze = build_parser()._subparsers._group_actions[0].choices["analyze"]
+    commands = build_parser()._subparsers._group_actions[0].choices
+    analyze = commands["analyze"]
     options = [o for a in analyze._actions for o in a.option_strings
                if o.startswith("--") and o not in ("--help", "--no-progress")]
     missing = [o for o in options if o not in readme]
+    assert not missing, f"README.md does not mention {missing}"
+    # report and check: each option under one of its names
+    missing = [f"{name} {a.option_strings[-1]}" for name in ("report", "check")
+               for a in commands[name]._actions
+               if a.option_strings and "--help" not in a.option_strings
+               and not any(f"{o} " in readme or f"{o}`" in readme for o in a.option_strings)]
     assert not missing, f"README.md does not mention {missing}"
 
 
