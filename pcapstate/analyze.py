@@ -126,6 +126,7 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
             "time_wait": settings.time_wait,
             "fin_timeout": settings.fin_timeout,
             "linger": settings.linger,
+            "max_connections": settings.max_connections,
             "stuck_after": {st.value: v for st, v in settings.stuck_after.items()},
             "histogram_bins_per_decade": BINS_PER_DECADE,
         },
@@ -136,11 +137,12 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
             "undecodable": _group(accounting, "bad:"),
         },
         "peak_live_connections": tracker.peak_live,
-        **summary.to_json(),
+        **summary.to_json(evicted=tracker.evicted),
         "timeline": summary.timeline.to_json(end if records else None),
         "warnings": [w for c in captures for w in c.warnings] + [
             f"{c.path}: the capturing interface dropped {c.dropped:,} packets: states may be "
-            "wrong where a SYN, FIN or RST was lost" for c in captures if c.dropped],
+            "wrong where a SYN, FIN or RST was lost" for c in captures if c.dropped]
+        + _eviction_warning(tracker.evicted, settings.max_connections),
         "elapsed_seconds": time.perf_counter() - started,
     }
     return result
@@ -184,6 +186,17 @@ def read_ahead(batches: Iterator[Batch]) -> Iterator[Batch]:
     finally:
         stop.set()
         thread.join()
+
+
+def _eviction_warning(evicted: list[int], limit: int) -> list[str]:
+    if not sum(evicted):
+        return []
+    finished, attempts, open_ = evicted
+    return [f"the connection table was full ({limit:,} connections, --max-connections): "
+            f"{sum(evicted):,} connections were evicted before the capture ended "
+            f"({finished:,} finished, {attempts:,} handshake attempts, {open_:,} open); "
+            "those that had not ended end as 'evicted', and later segments of theirs "
+            "start new connections"]
 
 
 def records_read(captures: list[Capture]) -> int:

@@ -68,10 +68,11 @@ def facts(files: list[str] | tuple[str, ...], settings: Settings) -> dict[str, A
         "schema": SCHEMA,
         "files": [os.path.basename(f) for f in files],
         "settings": {k: result["settings"][k] for k in ("time_wait", "fin_timeout",
-                                                         "stuck_after")},
+                                                         "stuck_after", "max_connections")},
         "records": result["accounting"]["records"],
         "tcp_segments": result["accounting"]["tcp_segments"],
         "connections": result["connections"]["total"],
+        "evicted": result["connections"]["evicted"]["total"],
         "by_end_and_closer": result["connections"]["by_end_and_closer"],
         "anomalies": result["connections"]["anomalies"],
         "findings": [{"state": f["state"], "service": f["service"], "role": f["role"],
@@ -98,7 +99,8 @@ def compare(golden: dict[str, Any], got: dict[str, Any], tolerance: float) -> li
         return [f"the golden is {golden.get('schema')!r}, not {SCHEMA}: write it again with "
                 "--update"]
     for key, words in (("files", "files"), ("settings", "settings"), ("records", "records"),
-                       ("tcp_segments", "TCP segments"), ("connections", "connections")):
+                       ("tcp_segments", "TCP segments"), ("connections", "connections"),
+                       ("evicted", "connections evicted from a full table")):
         if got[key] != golden[key]:
             out.append(f"{words}: {_show(got[key])}, expected {_show(golden[key])}")
     out += _counts("ended", _flat(got["by_end_and_closer"]), _flat(golden["by_end_and_closer"]))

@@ -20,8 +20,8 @@ from typing import Any, TextIO
 
 from pcapstate import __version__
 from pcapstate.output import read_result, write_atomic, write_json
+from pcapstate.settings import MAX_CONNECTIONS, settings_for
 from pcapstate.settings import duration as settings_duration
-from pcapstate.settings import settings_for
 from pcapstate.vocab import STATE_NAMES, State, stuck_states
 
 
@@ -38,6 +38,11 @@ def fail_on(text: str) -> list[State]:
         return stuck_states(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+MAX_CONNECTIONS_HELP = ("follow at most N connections at once: beyond it, each new one "
+                        "evicts one (finished ones first, then handshake attempts quiet "
+                        "for 1s, then the least recently active), counted and reported")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="report an endpoint in CLOSE_WAIT, LAST_ACK, CLOSING, SYN_RCVD or "
                         "SYN_SENT for longer than this (default: 10s); FIN_WAIT_2 is reported "
                         "when it outlives both this and --fin-timeout")
+    a.add_argument("--max-connections", type=_count, default=MAX_CONNECTIONS, metavar="N",
+                   help=MAX_CONNECTIONS_HELP + f" (default: {MAX_CONNECTIONS:,}, about 650 "
+                        "MiB; 0: no limit)")
     a.add_argument("--fail-on", type=fail_on, metavar="STATES", default=[],
                    help="exit 1 if any endpoint is stuck in one of these (comma-separated: "
                         f"{', '.join(STATE_NAMES)}, or any)")
@@ -132,6 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
                        ("--close-wait-after", "CLOSE_WAIT stuck threshold")):
         c.add_argument(name, type=duration, metavar="DUR",
                        help=f"{what} (default: as in analyze, or the configuration's)")
+    c.add_argument("--max-connections", type=_count, metavar="N",
+                   help=MAX_CONNECTIONS_HELP + " (default: as in analyze, or the "
+                        "configuration's)")
     c.add_argument("--junit", metavar="FILE", help="write JUnit XML, one test per capture")
     c.add_argument("--json", metavar="FILE", help="write the outcome as JSON ('-': stdout)")
     c.add_argument("-v", "--verbose", action="store_true",
@@ -244,7 +255,7 @@ def _analyze(args: argparse.Namespace) -> int:
         if out not in (None, "-") and os.path.realpath(out) in inputs:
             return _error(f"refusing to overwrite the input {out}")
     settings = settings_for(args.time_wait, args.fin_timeout, args.stuck_after,
-                            args.close_wait_after)
+                            args.close_wait_after, args.max_connections)
     show_progress = sys.stderr.isatty() if args.progress is None else args.progress
     if show_progress and args.engine != "plain":
         _announce_compiling()
@@ -376,7 +387,7 @@ def _check(args: argparse.Namespace) -> int:
 
     override: dict[str, Any] = {}
     for key in ("time_wait", "fin_timeout", "stuck_after", "close_wait_after",
-                "time_tolerance", "max_close_wait"):
+                "time_tolerance", "max_close_wait", "max_connections"):
         if getattr(args, key) is not None:
             override[key.replace("_", "-")] = getattr(args, key)
     if args.fail_on is not None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pcapstate.settings import Settings, duration, settings_for
+from pcapstate.settings import MAX_CONNECTIONS, Settings, duration, settings_for
 from pcapstate.vocab import State, stuck_states
 
 SUFFIXES = (".pcap", ".pcapng", ".cap", ".pcap.gz", ".pcapng.gz", ".cap.gz")
@@ -79,7 +79,7 @@ def find_config(start: Path) -> Path | None:
 def config_from(table: dict[str, Any], source: str | None = None) -> Config:
     """A Config from the configuration's keys (the command line's option names)."""
     known = {"fail-on", "max-close-wait", "allow", "sets", "time-tolerance", "time-wait",
-             "fin-timeout", "stuck-after", "close-wait-after"}
+             "fin-timeout", "stuck-after", "close-wait-after", "max-connections"}
     unknown = set(table) - known
     if unknown:
         raise ValueError(f"unknown key {', '.join(sorted(unknown))} (known: "
@@ -101,7 +101,9 @@ def config_from(table: dict[str, Any], source: str | None = None) -> Config:
         return default if value is None else value
 
     settings = settings_for(given("time-wait", 60.0), given("fin-timeout", 60.0),
-                            given("stuck-after", 10.0), seconds("close-wait-after"))
+                            given("stuck-after", 10.0), seconds("close-wait-after"),
+                            _count(table.get("max-connections", MAX_CONNECTIONS),
+                                   "max-connections"))
     allow = {str(service): {stuck_states(k)[0]: _count(v, f"allow.{service}.{k}")
                             for k, v in states.items()}
              for service, states in table.get("allow", {}).items()}

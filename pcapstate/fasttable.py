@@ -23,6 +23,7 @@ from pcapstate.machine import Connection, Endpoint, ip_text
 from pcapstate.scan import TCP, Batch
 from pcapstate.settings import Settings
 from pcapstate.summary import Summary
+from pcapstate.table import ATTEMPT_QUIET
 from pcapstate.verdict import UNTOLD, vantage_side
 from pcapstate.vocab import ANOMALIES, WIRESHARK_ANALYSIS, Closer, EndKind, Roles, State
 from pcapstate.zeek import CONN_STATES, LIKELY_SERVER_PORTS, ZEEK_HISTORY, ZeekConn
@@ -53,7 +54,8 @@ FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
 
 # Scalars kept in one float64 array, so the compiled code can update them.
 NOW, NEXT_SWEEP, CONNECTIONS, PEAK, HEAP_N, FREE_N, RETIRED_N, TIME_WAIT_S, FIN_TIMEOUT_S, \
-    LINGER_S = range(10)
+    LINGER_S, LIVE, LIMIT, EVICTED = range(13)  # EVICTED: one count per tier, from here
+NS = EVICTED + 3
 # What a call stopped for.
 DONE, NEED_SLOTS, NEED_HEAP, NEED_RETIRE = 0, 1, 2, 3
 
@@ -89,7 +91,11 @@ SLOT = np.dtype([
     ("z_fins", np.int64, 2), ("z_pkts", np.int64, 2), ("z_ipb", np.int64, 2),
     ("z_closed", np.uint8, 2),
     ("ws", np.int32, len(WIRESHARK_ANALYSIS)),  # Wireshark's analysis flags, counted
+    # the live connections of a tier (vocab.Tier) in a list, most recently active first
+    ("tier", np.int8), ("lru_prev", np.int64), ("lru_next", np.int64), ("evicted", np.uint8),
 ])
+# The tiers' lists: LISTS[2 * t] is tier t's most recently active slot, LISTS[2 * t + 1]
+# its least; -1 when empty.
 # The timer heap (earliest due first, ties by connection id) and the retired list.
 HEAP = np.dtype([("due", np.float64), ("cid", np.int64), ("slot", np.int64)])
 RETIRED = np.dtype([("slot", np.int64), ("time", np.float64)])
@@ -644,14 +650,81 @@ def _key(r, e):
             np.int64(r.ip_lo[o]), ports)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _tier(r):
+    """vocab.Tier.of the endpoints' states."""
+    a, b = r.st[0], r.st[1]
+    if (a == CLOSED or a == TIME_WAIT) and (b == CLOSED or b == TIME_WAIT):
+        return 0
+    if a <= SYN_RCVD and b <= SYN_RCVD:  # CLOSED, SYN_SENT or SYN_RCVD
+        return 1
+    return 2
+
+
 @njit(cache=True, nogil=True)
-def _retire(T, S, table, R, c, now):
+def _unlink(T, L, c):
+    r = T[c]
+    t, p, n = r.tier, r.lru_prev, r.lru_next
+    if p >= 0:
+        T[p].lru_next = n
+    else:
+        L[2 * t] = n
+    if n >= 0:
+        T[n].lru_prev = p
+    else:
+        L[2 * t + 1] = p
+
+
+@njit(cache=True, nogil=True)
+def _link(T, L, c, t):
+    """Slot c becomes the most recently active of tier t."""
+    r, head = T[c], L[2 * t]
+    r.tier, r.lru_prev, r.lru_next = t, -1, head
+    if head >= 0:
+        T[head].lru_prev = c
+    else:
+        L[2 * t + 1] = c
+    L[2 * t] = c
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _touch(T, L, c):
+    """Tracker._touch."""
+    t = _tier(T[c])
+    if T[c].tier != t or L[2 * t] != c:
+        _unlink(T, L, c)
+        _link(T, L, c, t)
+
+
+@njit(cache=True, nogil=True)
+def _evict(T, S, table, R, L, now):
+    """Tracker._evict."""
+    finished, attempt, open_ = L[1], L[3], L[5]
+    if finished >= 0:
+        t = 0
+    elif open_ < 0 or (attempt >= 0 and (now - T[attempt].last_ts >= ATTEMPT_QUIET
+                                         or T[attempt].last_ts <= T[open_].last_ts)):
+        t = 1
+    else:
+        t = 2
+    c = L[2 * t + 1]
+    r = T[c]
+    _expire(r, now, S[TIME_WAIT_S], S[FIN_TIMEOUT_S])
+    r.evicted = True
+    S[EVICTED + t] += 1
+    _retire(T, S, table, R, L, c, now)
+
+
+@njit(cache=True, nogil=True)
+def _retire(T, S, table, R, L, c, now):
     r = T[c]
     r.scheduled = np.nan
     for e in range(2):
         k = _key(r, e)
         if table.get(k, -1) // 2 == c:
             del table[k]
+    _unlink(T, L, c)
+    S[LIVE] -= 1
     i = np.int64(S[RETIRED_N])
     R[i].slot = c
     R[i].time = now
@@ -659,7 +732,7 @@ def _retire(T, S, table, R, c, now):
 
 
 @njit(cache=True, nogil=True)
-def _sweep(T, H, S, table, R, now):
+def _sweep(T, H, S, table, R, L, now):
     tw, ft, linger = S[TIME_WAIT_S], S[FIN_TIMEOUT_S], S[LINGER_S]
     while S[HEAP_N] > 0 and H[0].due <= now:
         if S[RETIRED_N] >= len(R):
@@ -672,7 +745,7 @@ def _sweep(T, H, S, table, R, now):
         _expire(r, now, tw, ft)
         retire_at = _deadline(r, tw, ft, linger)
         if _closed(r) and not np.isnan(retire_at) and now >= retire_at:
-            _retire(T, S, table, R, c, now)
+            _retire(T, S, table, R, L, c, now)
         else:
             _schedule(r, H, S, c)
     return True
@@ -688,9 +761,11 @@ def _looks_like_server(sport, dport):
 
 
 @njit(cache=True, nogil=True)
-def _open(T, S, table, free, ts, flags, key):
+def _open(T, S, table, free, R, L, ts, flags, key):
     """A new connection for a segment with this table key; returns (slot, index of its
     sender)."""
+    if S[LIMIT] > 0 and S[LIVE] >= S[LIMIT]:
+        _evict(T, S, table, R, L, ts)
     src_hi, src_lo, dst_hi, dst_lo, ports = key
     sport, dport = (ports >> 16) & 0xFFFF, ports & 0xFFFF
     n = np.int64(S[FREE_N]) - 1
@@ -740,12 +815,14 @@ def _open(T, S, table, free, ts, flags, key):
             r.left[e] = True
     table[_key(r, 0)] = 2 * c
     table[_key(r, 1)] = 2 * c + 1
-    S[PEAK] = max(S[PEAK], len(table) // 2)
+    _link(T, L, c, _tier(r))
+    S[LIVE] += 1
+    S[PEAK] = max(S[PEAK], S[LIVE])
     return c, d
 
 
 @njit(cache=True, nogil=True)
-def _taken_over(T, S, table, R, c, d, ts):
+def _taken_over(T, S, table, R, L, c, d, ts):
     r = T[c]
     _expire(r, ts, S[TIME_WAIT_S], S[FIN_TIMEOUT_S])
     rs, ss = r.st[1 - d], r.st[d]
@@ -754,13 +831,13 @@ def _taken_over(T, S, table, R, c, d, ts):
         for e in range(2):
             if r.st[e] != CLOSED:
                 _enter(r, e, ts, CLOSED, False)
-        _retire(T, S, table, R, c, ts)
+        _retire(T, S, table, R, L, c, ts)
         return True
     return False
 
 
 @njit(cache=True, nogil=True)
-def run(T, H, S, table, free, R, B, start, n):
+def run(T, H, S, table, free, R, L, B, start, n):
     """Tracker.segment for rows start..n-1 of B (TCP rows only). Stops early, returning the
     row to resume from and why, when the slots, the heap or the retired list need room."""
     tw, ft = S[TIME_WAIT_S], S[FIN_TIMEOUT_S]
@@ -780,7 +857,7 @@ def run(T, H, S, table, free, R, B, start, n):
         ts = b_ts[i]
         if ts > S[NOW]:
             if ts >= S[NEXT_SWEEP]:
-                if not _sweep(T, H, S, table, R, ts):
+                if not _sweep(T, H, S, table, R, L, ts):
                     return i, NEED_RETIRE
                 S[NEXT_SWEEP] = ts + _SWEEP_EVERY
             S[NOW] = ts
@@ -792,10 +869,10 @@ def run(T, H, S, table, free, R, B, start, n):
         if v >= 0:
             c, d = v // 2, v % 2
             if flags & SYN and not flags & ACK and T[c].isn[d] != seq \
-                    and _taken_over(T, S, table, R, c, d, ts):
-                c, d = _open(T, S, table, free, ts, flags, k)
+                    and _taken_over(T, S, table, R, L, c, d, ts):
+                c, d = _open(T, S, table, free, R, L, ts, flags, k)
         else:
-            c, d = _open(T, S, table, free, ts, flags, k)
+            c, d = _open(T, S, table, free, R, L, ts, flags, k)
         r = T[c]
         if b_analysis[i]:  # what Wireshark said of the segment (tshark engine)
             for a in range(len(r.ws)):
@@ -804,19 +881,22 @@ def run(T, H, S, table, free, R, B, start, n):
                     np.int64(b_ipid[i]), np.int64(b_wscale[i]), ts, tw, ft,
                     np.int64(b_iplen[i])):
             _schedule(r, H, S, c)
+        _touch(T, L, c)
     return n, DONE
 
 
 @njit(cache=True, nogil=True)
-def finish(T, S, table, R, end):
+def finish(T, S, table, R, L, end):
     """Tracker.finish: retire every live connection, in the order of their ids. Returns
     False if the retired list has no room for them all (make room and call again)."""
-    live = np.empty(len(table) // 2, dtype=np.int64)
+    live = np.empty(np.int64(S[LIVE]), dtype=np.int64)
     j = 0
-    for v in table.values():
-        if v % 2 == 0:
-            live[j] = v // 2
+    for t in range(3):
+        c = L[2 * t]
+        while c >= 0:
+            live[j] = c
             j += 1
+            c = T[c].lru_next
     if S[RETIRED_N] + len(live) > len(R):
         return False
     cids = np.empty(len(live), dtype=np.int64)
@@ -825,7 +905,7 @@ def finish(T, S, table, R, end):
     order = np.argsort(cids, kind="mergesort")
     for c in live[order]:
         _expire(T[c], end, S[TIME_WAIT_S], S[FIN_TIMEOUT_S])
-        _retire(T, S, table, R, c, end)
+        _retire(T, S, table, R, L, c, end)
     S[HEAP_N] = 0
     return True
 
@@ -850,11 +930,12 @@ class FastTracker:
         self.heap = np.zeros(max(slots, 4), HEAP)
         self.retired = np.zeros(max(slots, 2), RETIRED)
         self.table = new_table()
-        self.S = np.zeros(10)
+        self.lists = np.full(6, -1, np.int64)
+        self.S = np.zeros(NS)
         self.S[[NOW, NEXT_SWEEP]] = -np.inf
         self.S[FREE_N] = slots
-        self.S[[TIME_WAIT_S, FIN_TIMEOUT_S, LINGER_S]] = (
-            settings.time_wait, settings.fin_timeout, settings.linger)
+        self.S[[TIME_WAIT_S, FIN_TIMEOUT_S, LINGER_S, LIMIT]] = (
+            settings.time_wait, settings.fin_timeout, settings.linger, settings.max_connections)
 
     @property
     def connections(self) -> int:
@@ -866,21 +947,39 @@ class FastTracker:
 
     @property
     def live(self) -> int:
-        return len(self.table) // 2
+        return int(self.S[LIVE])
+
+    @property
+    def evicted(self) -> list[int]:
+        """Evictions by tier (Tracker.evicted)."""
+        return [int(v) for v in self.S[EVICTED:EVICTED + 3]]
 
     def feed(self, batch: Batch) -> None:
         i, n = 0, len(batch.ts)
         while i < n:
             i, why = run(self.T, self.heap, self.S, self.table, self.free, self.retired,
-                         batch, i, n)
+                         self.lists, batch, i, n)
             self._hand_on()
             if why == NEED_SLOTS and self.S[FREE_N] < 2:
                 self._grow_slots()
             elif why == NEED_HEAP:
-                self.heap = _grown(self.heap)
+                self._compact_heap()
+
+    def _compact_heap(self) -> None:
+        """Drop the superseded entries (of connections retired or rescheduled) if they are
+        most of the heap, else grow it: its size follows the live connections."""
+        n = int(self.S[HEAP_N])
+        if n >= 2 * self.live + 1024:
+            h = self.heap[:n]
+            owner = self.T[h["slot"]]
+            h = h[(owner["cid"] == h["cid"]) & (owner["scheduled"] == h["due"])]
+            self.heap[:len(h)] = h[np.lexsort((h["cid"], h["due"]))]  # sorted: a heap
+            self.S[HEAP_N] = n = len(h)
+        if n + 4 > len(self.heap) // 2:
+            self.heap = _grown(self.heap)
 
     def finish(self, end: float) -> None:
-        while not finish(self.T, self.S, self.table, self.retired, end):
+        while not finish(self.T, self.S, self.table, self.retired, self.lists, end):
             self._hand_on()
             self.retired = np.zeros(max(len(self.retired), self.live), RETIRED)
         self._hand_on()
@@ -888,9 +987,13 @@ class FastTracker:
         self.folds = new_folds()
 
     def _grow_slots(self) -> None:
-        old = len(self.T)
-        self.T = _grown(self.T)
-        new = len(self.T)
+        """Half as many slots again, up to the connection limit and a sixteenth of it more
+        (slots of evicted connections are freed only between calls to `run`)."""
+        old, limit = len(self.T), self.settings.max_connections
+        new = old + max(old // 2, 2)
+        if limit:
+            new = max(min(new, limit + max(limit // 16, 1024)), old + 2)
+        self.T = _grown(self.T, new)
         n = int(self.S[FREE_N])
         spare = np.arange(new - 1, old - 1, -1, dtype=np.int64)
         self.free = np.concatenate([spare, self.free[:n], np.zeros(old, np.int64)])
@@ -967,6 +1070,7 @@ class FastTracker:
         conn = Connection(int(r["cid"]), float(r["first_ts"]), eps[0], eps[1], roles,
                           roles != Roles.SYN)
         conn.last_ts = float(r["last_ts"])
+        conn.evicted = bool(r["evicted"])
         reset_by = int(r["reset_by"])
         conn.reset_by = None if reset_by < 0 else reset_by
         conn.anomalies = {ANOMALY_NAMES[a]: int(v) for a, v in enumerate(r["anom"]) if v}
@@ -995,9 +1099,9 @@ def _address(v6: int, hi: int, lo: int, port: int) -> str:
     return f"{_host(v6, hi, lo)}:{port}"
 
 
-def _grown(a: np.ndarray) -> np.ndarray:
-    """A copy of `a` half as long again, the new part zeroed."""
-    out = np.zeros(len(a) + max(len(a) // 2, 2), a.dtype)
+def _grown(a: np.ndarray, size: int = 0) -> np.ndarray:
+    """A copy of `a` `size` long (default: half as long again), the new part zeroed."""
+    out = np.zeros(size or len(a) + max(len(a) // 2, 2), a.dtype)
     out[:len(a)] = a
     return out
 
@@ -1010,7 +1114,8 @@ NBINS = 2000  # duration bins: 1 us .. 10**14 s at 100 a decade, plus the <= 1 u
 def new_folds() -> dict[str, np.ndarray]:
     """The aggregates `fold` adds to, for Summary.absorb."""
     z = np.zeros
-    return {"by_roles": z(3, np.int64), "end_closer": z((8, 4), np.int64),
+    return {"by_roles": z(3, np.int64),
+            "end_closer": z((len(END_NAMES), len(CLOSER_NAMES)), np.int64),
             "final": z((2, 10), np.int64), "anomalies": z(len(ANOMALY_NAMES), np.int64),
             "counts": z((10, 4), np.int64), "hist": z((10, 4, NBINS + 1), np.int64),
             "max": np.zeros(10), "min": np.full(10, np.inf), "max_censored": np.zeros(10),
@@ -1040,8 +1145,7 @@ def _handshake(r, sides, round_trip):
 
 
 @njit(cache=True, nogil=True)
-def _end_kind(r):
-    """verdict.end_kind, as the index of the EndKind member."""
+def _seen_end(r):
     mid_stream = r.roles != 0
     if r.reset_by != -1:
         if r.reset_by == 1 and r.isn[1] == -1 and not mid_stream:
@@ -1056,6 +1160,15 @@ def _end_kind(r):
     if r.isn[1] != -1 and not r.syn_acked[1]:
         return 6
     return 7
+
+
+@njit(cache=True, nogil=True)
+def _end_kind(r):
+    """verdict.end_kind, as the index of the EndKind member."""
+    kind = _seen_end(r)
+    if r.evicted and (kind == 1 or kind >= 5):
+        return 8
+    return kind
 
 
 @njit(cache=True, nogil=True)

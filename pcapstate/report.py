@@ -10,7 +10,7 @@ import html as html_lib
 import re
 from typing import Any
 
-from pcapstate.report_text import outcome_words, seconds, when
+from pcapstate.report_text import outcome_words, seconds, table_words, when
 from pcapstate.verdict import TOO_CLOSE
 
 Block = tuple[Any, ...]
@@ -158,6 +158,7 @@ def blocks(result: dict[str, Any], charts: list[tuple[str, str]]) -> list[Block]
         ["timers assumed", f"TIME_WAIT {seconds(st['time_wait'])}, orphaned FIN_WAIT_2 "
                            f"{seconds(st['fin_timeout'])}"],
         ["stuck after", _thresholds(result)],
+        ["connection table", table_words(result)],
         ["pcapstate", result["pcapstate_version"]],
         ["command", result.get("command_line") or "-"],
     ]))

@@ -59,6 +59,19 @@ def _vantage(v: dict[str, Any]) -> str:
             f"{seconds(v['round_trip_min'])} to {seconds(v['round_trip_max'])})")
 
 
+def table_words(result: dict[str, Any]) -> str:
+    """The connection table's peak and evictions, in words."""
+    limit = result["settings"].get("max_connections")
+    evicted = result["connections"].get("evicted", {})
+    words = f"at most {result['peak_live_connections']:,} at once" + (
+        f" (limit {limit:,})" if limit else "")
+    if evicted.get("total"):
+        words += (f"; {evicted['total']:,} evicted from the full table ({evicted['finished']:,}"
+                  f" finished, {evicted['attempt']:,} handshake attempts, "
+                  f"{evicted['open']:,} open)")
+    return words
+
+
 def render(result: dict[str, Any]) -> str:
     """The whole summary as one string, ending in a newline."""
     acc, conns, cap = result["accounting"], result["connections"], result["capture"]
@@ -72,7 +85,7 @@ def render(result: dict[str, Any]) -> str:
         f"Vantage point: {_vantage(result['vantage'])}",
         f"Connections: {conns['total']:,}"
         + (f" ({conns['mid_stream']:,} already open when the capture started)"
-           if conns["mid_stream"] else ""),
+           if conns["mid_stream"] else "") + f"; {table_words(result)}",
         f"  how they ended: {_counts(conns['by_end'])}",
         f"  who closed first: {_counts(conns['by_closer'])}",
         f"  Zeek's conn_state: {_counts(conns['zeek_conn_states'])}",

@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 
 from pcapstate.vocab import STUCK_STATES, State
 
+MAX_CONNECTIONS = 500_000
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
@@ -16,17 +18,23 @@ class Settings:
     """An orphaned FIN_WAIT_2 expires after this long (Linux net.ipv4.tcp_fin_timeout)."""
     linger: float = 5.0
     """A connection closed on both sides is kept this long for stragglers, then retired."""
+    max_connections: int = MAX_CONNECTIONS
+    """At most this many connections are followed at once (0: no limit). A new one beyond it
+    evicts one (vocab.Tier), counted and reported. About 1.3 KiB each: the default keeps
+    the table within about 650 MiB."""
     stuck_after: dict[State, float] = field(default_factory=lambda: stuck_thresholds(10.0, 60.0))
     """An endpoint in one of these states for longer than this is reported as stuck."""
 
 
 def settings_for(time_wait: float, fin_timeout: float, stuck_after: float,
-                 close_wait_after: float | None = None) -> Settings:
+                 close_wait_after: float | None = None,
+                 max_connections: int = MAX_CONNECTIONS) -> Settings:
     """Settings from the options people give (command line or pcapstate.toml)."""
     stuck = stuck_thresholds(stuck_after, fin_timeout)
     if close_wait_after is not None:
         stuck[State.CLOSE_WAIT] = close_wait_after
-    return Settings(time_wait=time_wait, fin_timeout=fin_timeout, stuck_after=stuck)
+    return Settings(time_wait=time_wait, fin_timeout=fin_timeout, stuck_after=stuck,
+                    max_connections=max_connections)
 
 
 def stuck_thresholds(after: float, fin_timeout: float) -> dict[State, float]:

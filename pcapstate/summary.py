@@ -29,7 +29,16 @@ from pcapstate.verdict import (
     stuck,
     vantage_side,
 )
-from pcapstate.vocab import ANOMALIES, WIRESHARK_ANALYSIS, Censor, Closer, EndKind, Roles, State
+from pcapstate.vocab import (
+    ANOMALIES,
+    WIRESHARK_ANALYSIS,
+    Censor,
+    Closer,
+    EndKind,
+    Roles,
+    State,
+    Tier,
+)
 from pcapstate.zeek import CONN_STATES
 
 #: Histogram resolution: bins per decade of seconds, from 1 microsecond up.
@@ -287,7 +296,8 @@ class Summary:
                 "round_trip_min": self.round_trip[0] if measured else None,
                 "round_trip_max": self.round_trip[1] if measured else None}
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, evicted: list[int] | None = None) -> dict[str, Any]:
+        """`evicted`: the table's evictions by tier (vocab.Tier)."""
         order = list(State)
         by_end: Counter[str] = Counter()
         by_closer: Counter[str] = Counter()
@@ -304,6 +314,9 @@ class Summary:
                 "by_end_and_closer": {kind: crossed[kind] for kind in _ranked(by_end)},
                 "roles_from": _ranked(self.by_roles),
                 "mid_stream": self.mid_stream,
+                "evicted": dict(zip(["total", *(t.name.lower() for t in Tier)],
+                                    [sum(evicted or []), *(evicted or [0] * len(Tier))],
+                                    strict=True)),
                 "final_states": {r: _ranked(c) for r, c in self.final.items()},
                 "anomalies": dict(sorted(self.anomalies.items())),
                 "zeek_conn_states": _ranked(self.zeek_states),
@@ -344,6 +357,7 @@ def connection_record(conn: Connection, kind: str, who: str) -> dict[str, Any]:
         "reset_by": None if conn.reset_by is None else ROLES[conn.reset_by],
         "endpoints": {"client": _endpoint_json(client), "server": _endpoint_json(server)},
         "anomalies": dict(sorted(conn.anomalies.items())),
+        "evicted": conn.evicted,
         **({} if conn.wireshark is None else {"wireshark_analysis": conn.wireshark}),
         **({} if conn.zeek is None else {"zeek": conn.zeek.fields()}),
     }

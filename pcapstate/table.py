@@ -4,21 +4,27 @@ closed ones.
 Memory is bounded by the live connections: a connection closed on both sides (by FIN, RST
 or an expired timer) is handed to `on_close` once `Settings.linger` has passed and then
 forgotten. Timers are kept in a heap ordered by deadline and checked once per second of
-capture time.
+capture time. And the live connections are bounded by `Settings.max_connections`: a new
+connection beyond it first evicts one (`_evict`), handed to `on_close` marked `evicted`
+and counted by its tier (vocab.Tier).
 """
 
 import heapq
+from collections import OrderedDict
 from collections.abc import Callable
 
 from pcapstate.decode import ACK, SYN, Segment
 from pcapstate.machine import Connection, Endpoint
 from pcapstate.settings import Settings
-from pcapstate.vocab import Roles, State
+from pcapstate.vocab import Roles, State, Tier
 from pcapstate.zeek import ZeekConn
 
 _SWEEP_EVERY = 1.0  # seconds of capture time
 _EPHEMERAL = 32768  # Linux's default ip_local_port_range starts here
 _FREE = (State.CLOSED, State.TIME_WAIT)  # a new SYN may take over from these
+#: A handshake attempt this long without a segment is evicted before any open connection:
+#: Linux's initial retransmission timeout (RFC 6298): a live attempt would have sent again.
+ATTEMPT_QUIET = 1.0
 
 
 class Tracker:
@@ -32,6 +38,9 @@ class Tracker:
         #: (src, sport, dst, dport) -> (connection, index of the endpoint that sends this way)
         self.table: dict[tuple[bytes, int, bytes, int], tuple[Connection, int]] = {}
         self.heap: list[tuple[float, int, Connection]] = []
+        #: the live connections by tier, least recently active first (id -> connection)
+        self.tiers: list[OrderedDict[int, Connection]] = [OrderedDict() for _ in Tier]
+        self.evicted = [0] * len(Tier)  # evictions by tier
         self.now = float("-inf")
         self.next_sweep = float("-inf")
         self.connections = 0
@@ -56,6 +65,38 @@ class Tracker:
         if conn.segment(ts, d, flags, seq, ack, win, plen, ipid, opts, s.time_wait,
                         s.fin_timeout, iplen):
             self._schedule(conn)
+        self._touch(conn)
+
+    def _touch(self, conn: Connection) -> None:
+        """The connection is the most recently active of its tier (by its states now)."""
+        tier = self.tiers[Tier.of(conn.ep[0].state, conn.ep[1].state)]
+        if conn.id in tier:
+            tier.move_to_end(conn.id)
+            return
+        for other in self.tiers:
+            other.pop(conn.id, None)
+        tier[conn.id] = conn
+
+    def _evict(self, ts: float) -> None:
+        """Make room: retire the least recently active finished connection; without one,
+        the least recently active handshake attempt if it has been quiet for
+        ATTEMPT_QUIET; else whichever of that attempt and the least recently active open
+        connection has been quiet longer. So a flood of SYNs recycles its own attempts
+        and leaves idle connections (CLOSE_WAIT...) alone, while handshakes in progress
+        are not broken up to keep connections idle for longer."""
+        finished, attempt, open_ = (next(iter(tier.values()), None) for tier in self.tiers)
+        if finished is not None:
+            t = Tier.FINISHED
+        elif open_ is None or (attempt is not None and (
+                ts - attempt.last_ts >= ATTEMPT_QUIET or attempt.last_ts <= open_.last_ts)):
+            t = Tier.ATTEMPT
+        else:
+            t = Tier.OPEN
+        _, conn = self.tiers[t].popitem(last=False)
+        conn.expire(ts, self.settings.time_wait, self.settings.fin_timeout)
+        conn.evicted = True
+        self.evicted[t] += 1
+        self._retire(conn, ts)
 
     def _taken_over(self, conn: Connection, d: int, ts: float) -> bool:
         """A SYN with a new sequence number: does it start a new connection?"""
@@ -70,6 +111,9 @@ class Tracker:
 
     def _open(self, ts: float, src: bytes, sport: int, dst: bytes, dport: int,
               flags: int) -> tuple[Connection, int]:
+        limit = self.settings.max_connections
+        if limit and self.live >= limit:
+            self._evict(ts)
         sender, receiver = Endpoint(src, sport), Endpoint(dst, dport)
         if flags & SYN and not flags & ACK:
             d, roles = 0, Roles.SYN
@@ -91,7 +135,8 @@ class Tracker:
                 e.left_censored = True
         self.table[(src, sport, dst, dport)] = (conn, d)
         self.table[(dst, dport, src, sport)] = (conn, 1 - d)
-        self.peak_live = max(self.peak_live, len(self.table) // 2)
+        self._touch(conn)
+        self.peak_live = max(self.peak_live, self.live)
         return conn, d
 
     def _schedule(self, conn: Connection) -> None:
@@ -99,6 +144,9 @@ class Tracker:
         due = conn.deadline(s.time_wait, s.fin_timeout, s.linger)
         if due is not None and due != conn.scheduled:
             conn.scheduled = due
+            if len(self.heap) >= 2 * self.live + 1024:  # mostly superseded: drop those
+                self.heap = [h for h in self.heap if h[2].scheduled == h[0]]
+                heapq.heapify(self.heap)
             heapq.heappush(self.heap, (due, conn.id, conn))
 
     def sweep(self, now: float) -> None:
@@ -123,12 +171,14 @@ class Tracker:
         for key in ((c.ip, c.port, s.ip, s.port), (s.ip, s.port, c.ip, c.port)):
             if self.table.get(key, (None,))[0] is conn:
                 del self.table[key]
+        for tier in self.tiers:
+            tier.pop(conn.id, None)
         self.on_close(conn, now)
 
     def finish(self, end: float) -> None:
         """The capture is over at `end`: retire every connection still in the table."""
         s = self.settings
-        live = sorted({id(c): c for c, _ in self.table.values()}.values(), key=lambda c: c.id)
+        live = sorted((c for tier in self.tiers for c in tier.values()), key=lambda c: c.id)
         for conn in live:
             conn.expire(end, s.time_wait, s.fin_timeout)
             self._retire(conn, end)
@@ -136,7 +186,7 @@ class Tracker:
 
     @property
     def live(self) -> int:
-        return len(self.table) // 2
+        return sum(len(tier) for tier in self.tiers)
 
 
 def _looks_like_server(sport: int, dport: int) -> bool:

@@ -10,7 +10,20 @@ ROLES = ("client", "server")
 
 
 def end_kind(conn: Connection) -> EndKind:
-    """How the connection ended, as far as the capture shows."""
+    """How the connection ended, as far as the capture shows. A connection evicted from a
+    full table keeps an end it had reached (closed, reset, refused); otherwise its end is
+    `evicted`: what came after was not followed."""
+    kind = _end_kind(conn)
+    if conn.evicted and kind in _UNFINISHED:
+        return EndKind.EVICTED
+    return kind
+
+
+_UNFINISHED = (EndKind.HALF_CLOSED, EndKind.UNANSWERED, EndKind.HANDSHAKE_INCOMPLETE,
+               EndKind.OPEN)
+
+
+def _end_kind(conn: Connection) -> EndKind:
     client, server = conn.ep
     if conn.reset_by is not None:
         if conn.reset_by == 1 and server.isn is None and not conn.mid_stream:

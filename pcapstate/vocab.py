@@ -4,7 +4,7 @@ Every name here appears verbatim in the JSON output and the reports; change one 
 schema version changes with it.
 """
 
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 
 
 class State(StrEnum):
@@ -25,6 +25,9 @@ class State(StrEnum):
     LAST_ACK = "LAST_ACK"
     TIME_WAIT = "TIME_WAIT"
 
+
+_FINISHED = (State.CLOSED, State.TIME_WAIT)
+_ATTEMPT = (State.CLOSED, State.SYN_SENT, State.SYN_RCVD)
 
 #: States that should not last: an endpoint found in one of them for longer than a
 #: threshold is reported as stuck.
@@ -81,6 +84,25 @@ class EndKind(StrEnum):
     UNANSWERED = "unanswered"  # the SYN was never answered
     HANDSHAKE_INCOMPLETE = "handshake_incomplete"  # SYN/ACK seen, never acknowledged
     OPEN = "open"  # no FIN and no RST by the end of the capture
+    EVICTED = "evicted"  # dropped from a full connection table before it ended
+
+
+class Tier(IntEnum):
+    """What a full connection table (Settings.max_connections) weighs in choosing which
+    connection to evict (table.Tracker._evict), decided by the endpoints' states after the
+    connection's last segment."""
+
+    FINISHED = 0  # both CLOSED or TIME_WAIT: only a timer or stragglers left to see
+    ATTEMPT = 1  # no endpoint past SYN_SENT/SYN_RCVD: a handshake not (yet) completed
+    OPEN = 2  # everything else: established, closing, or stuck (CLOSE_WAIT...)
+
+    @staticmethod
+    def of(client: "State", server: "State") -> "Tier":
+        if client in _FINISHED and server in _FINISHED:
+            return Tier.FINISHED
+        if client in _ATTEMPT and server in _ATTEMPT:
+            return Tier.ATTEMPT
+        return Tier.OPEN
 
 
 class Closer(StrEnum):
