@@ -1,14 +1,14 @@
 """Make the two flood captures of the memory benchmark (crafted: no kernel makes a million
 spoofed sources or keeps a million idle sockets on demand).
 
-    python3 bench/make_floods.py [--count 1000000] [--out bench/out]
+    python3 bench/make_floods.py [--count 1000000] [--rate 100000] [--out bench/out]
 
 - syn_flood.pcap: COUNT SYNs, each from its own source (10.0.0.0/8 addresses, ports
-  1024..65535), to 192.0.2.1:80, 100,000 a second, never answered. Before the flood, one
+  1024..65535), to 192.0.2.1:80, RATE a second, never answered. Before the flood, one
   real-looking connection to 192.0.2.1:5001 whose server never closes after the client's
   FIN (a CLOSE_WAIT leak); the client's keep-alive ACKs go on during the flood.
 - idle_million.pcap: COUNT connections, each a full handshake (SYN, SYN/ACK, ACK) and then
-  nothing: never closed. 100,000 handshakes a second.
+  nothing: never closed. RATE handshakes a second.
 
 Ethernet/IPv4/TCP, 54-byte frames with correct IPv4 checksums. Deterministic.
 """
@@ -109,20 +109,21 @@ def sorted_frames(cols: list[np.ndarray]) -> bytes:
     return frames(*(c[order] for c in cols))
 
 
-def syn_flood(count: int) -> bytes:
+def syn_flood(count: int, rate: float) -> bytes:
     k = np.arange(count, dtype=np.int64)
-    ts = START + 1.0 + k / 100_000
+    ts = START + 1.0 + k / rate
     src = (10 << 24) + 1 + k  # 10.0.0.1 upwards: every SYN its own source
     sport = 1024 + (k * 7919) % 64512
     flood = [ts, src, np.full(count, int.from_bytes(SERVER, "big")), sport,
-             np.full(count, 80), (k * 2654435761) & 0xFFFFFFFF, np.zeros(count), np.full(count, SYN)]
+             np.full(count, 80), (k * 2654435761) & 0xFFFFFFFF, np.zeros(count),
+             np.full(count, SYN)]
     extra = columns(leak(START, float(ts[-1]) + 1))
     return sorted_frames([np.concatenate([a, b]) for a, b in zip(flood, extra, strict=True)])
 
 
-def idle_million(count: int) -> bytes:
+def idle_million(count: int, rate: float) -> bytes:
     k = np.arange(count, dtype=np.int64)
-    t0 = START + k / 100_000
+    t0 = START + k / rate
     client = (10 << 24) + 1 + k // 60000
     cport = 1024 + k % 60000
     server = np.full(count, int.from_bytes(SERVER, "big"))
@@ -142,12 +143,13 @@ def idle_million(count: int) -> bytes:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--count", type=int, default=1_000_000)
+    ap.add_argument("--rate", type=float, default=100_000, help="SYNs (handshakes) a second")
     ap.add_argument("--out", type=Path, default=HERE / "out")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     for name, make in (("syn_flood", syn_flood), ("idle_million", idle_million)):
         path = args.out / f"{name}.pcap"
-        path.write_bytes(HEADER + make(args.count))
+        path.write_bytes(HEADER + make(args.count, args.rate))
         print(f"{path}: {path.stat().st_size / 2**20:.1f} MiB")
 
 

@@ -70,7 +70,7 @@ def run_plain(rows, s: Settings):
                                     b""))
     end = rows[-1][0] + 100 if rows else 0.0
     tracker.finish(end)
-    return summary.to_json(), summary.timeline.to_json(end), records
+    return summary.to_json(tracker.evicted), summary.timeline.to_json(end), records
 
 
 def run_fast(rows, s: Settings):
@@ -78,6 +78,15 @@ def run_fast(rows, s: Settings):
     summary = Summary(s, records.append)
     summary.timeline.start(rows[0][0] if rows else 0.0)
     tracker = FastTracker(s, summary, slots=2)  # tiny: growth is exercised too
+    tracker.feed(batch_of(rows))
+    end = rows[-1][0] + 100 if rows else 0.0
+    tracker.finish(end)
+    return summary.to_json(tracker.evicted), summary.timeline.to_json(end), records
+
+
+def batch_of(rows) -> Batch:
+    """A batch of TCP segments given as (ts, src, dst, sport, dport, seq, ack, flags,
+    payload length), IPv4."""
     b = Batch.empty(len(rows))
     for i, (ts, src, dst, sport, dport, seq, ack, flags, plen) in enumerate(rows):
         b.ts[i], b.kind[i], b.v6[i] = ts, TCP, False
@@ -86,10 +95,7 @@ def run_fast(rows, s: Settings):
         b.sport[i], b.dport[i], b.seq[i], b.ack[i], b.flags[i] = sport, dport, seq, ack, flags
         b.win[i], b.plen[i], b.ipid[i] = 65535, plen, 0
         b.wscale[i] = NO_WSCALE if flags & 0x02 else NOT_SYN
-    tracker.feed(b)
-    end = rows[-1][0] + 100 if rows else 0.0
-    tracker.finish(end)
-    return summary.to_json(), summary.timeline.to_json(end), records
+    return b
 
 
 HOSTS = [(bytes([10, 0, 0, 1]), 40000), (bytes([10, 0, 0, 1]), 40001), (bytes([10, 0, 0, 2]), 80)]
@@ -101,10 +107,11 @@ rows_strategy = st.lists(
 
 
 @settings(max_examples=300, deadline=None)
-@given(rows_strategy, st.integers(0, 2**32 - 1))
-def test_random_segment_sequences_give_the_same_result(steps, isn):
+@given(rows_strategy, st.integers(0, 2**32 - 1), st.sampled_from([0, 0, 1]))
+def test_random_segment_sequences_give_the_same_result(steps, isn, limit):
     """Two connections sharing a server, random flags, sequence numbers near what was
-    sent, time jumps past the timers (and sometimes backwards)."""
+    sent, time jumps past the timers (and sometimes backwards); a table of one connection
+    at a time, a third of the time (evictions)."""
     sent: dict[tuple, int] = {}
     rows, ts = [], 0.0
     for step, client, forward, flags, dseq, dack, plen, back in steps:
@@ -115,7 +122,7 @@ def test_random_segment_sequences_give_the_same_result(steps, isn):
         f = sum(FLAGS[c] for c in flags)
         rows.append((ts, a[0], b[0], a[1], b[1], seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, f, plen))
         sent[(a, b)] = seq + plen + ("S" in flags) + ("F" in flags)
-    s = Settings(time_wait=30.0, fin_timeout=20.0, linger=2.0)
+    s = Settings(time_wait=30.0, fin_timeout=20.0, linger=2.0, max_connections=limit)
     plain, fast = run_plain(rows, s), run_fast(rows, s)
     assert plain == fast
 

@@ -1,0 +1,183 @@
+"""The connection-table limit (--max-connections): floods are evicted, counted and
+reported; the connections that matter stay; both engines evict the same ones; the compiled
+engine's arrays stay within the limit."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pcapstate.analyze import analyze
+from pcapstate.cli import main
+from pcapstate.fasttable import FREE_N, FastTracker
+from pcapstate.settings import Settings
+from pcapstate.summary import Summary
+from tests.test_fasttable import batch_of, run_fast, run_plain
+
+ROOT = Path(__file__).resolve().parent.parent
+CLIENT, SERVER = bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])
+SYN, ACK, FIN = 0x02, 0x10, 0x01
+
+
+@pytest.fixture(scope="module")
+def floods(tmp_path_factory) -> Path:
+    """bench/make_floods.py's captures, small: 3,000 SYNs at 300 a second beside a
+    CLOSE_WAIT leak; 3,000 idle connections opened at 1,000 a second."""
+    out = tmp_path_factory.mktemp("floods")
+    subprocess.run([sys.executable, str(ROOT / "bench" / "make_floods.py"), "--count", "3000",
+                    "--rate", "300", "--out", str(out)], check=True, capture_output=True)
+    subprocess.run([sys.executable, str(ROOT / "bench" / "make_floods.py"), "--count", "3000",
+                    "--rate", "1000", "--out", str(out / "idle")], check=True,
+                   capture_output=True)
+    return out
+
+
+def both_engines(path: Path, limit: int) -> tuple[dict, list[dict]]:
+    """The fast engine's result and records, after checking the plain engine's are equal."""
+    out = []
+    for engine in ("plain", "fast"):
+        records: list[dict] = []
+        result = analyze([str(path)], Settings(max_connections=limit), engine=engine,
+                         on_record=records.append)
+        del result["elapsed_seconds"], result["decoder"]
+        out.append((result, records))
+    assert out[0] == out[1]
+    return out[1]
+
+
+def test_a_syn_flood_recycles_its_own_attempts_and_the_leak_is_still_found(floods):
+    result, records = both_engines(floods / "syn_flood.pcap", 1000)
+    conns = result["connections"]
+    assert conns["total"] == 3001
+    assert conns["evicted"] == {"total": 2001, "finished": 0, "attempt": 2001, "open": 0}
+    assert result["peak_live_connections"] == 1000
+    assert conns["by_end"] == {"evicted": 2001, "unanswered": 999, "half_closed": 1}
+    evicted = [r for r in records if r["evicted"]]
+    assert len(evicted) == 2001 and {r["end"] for r in evicted} == {"evicted"}
+    assert {r["server"] for r in evicted} == {"192.0.2.1:80"}
+    # the oldest attempts went first: the evicted are the flood's first 2,001 SYNs
+    assert sorted(r["id"] for r in evicted) == list(range(2, 2003))
+    [finding] = result["findings"]
+    assert (finding["state"], finding["service"], finding["count"]) == (
+        "CLOSE_WAIT", "192.0.2.1:5001", 1)
+    [warning] = result["warnings"]
+    assert "connection table was full (1,000 connections" in warning
+    assert "2,001 connections were evicted" in warning
+
+
+def test_idle_connections_beyond_the_limit_evict_the_least_recently_active(floods):
+    """Handshakes in progress are not broken up to keep idle connections: every handshake
+    stays whole, and the oldest idle connections make room."""
+    result, records = both_engines(floods / "idle" / "idle_million.pcap", 1000)
+    conns = result["connections"]
+    assert conns["total"] == 3000
+    assert conns["roles_from"] == {"syn": 3000}
+    assert conns["evicted"] == {"total": 2000, "finished": 0, "attempt": 0, "open": 2000}
+    assert sorted(r["id"] for r in records if r["end"] == "evicted") == list(range(1, 2001))
+    assert sorted(r["id"] for r in records if r["end"] == "open") == list(range(2001, 3001))
+
+
+def test_without_a_limit_nothing_is_evicted(floods):
+    result, _ = both_engines(floods / "syn_flood.pcap", 0)
+    assert result["connections"]["evicted"]["total"] == 0
+    assert result["peak_live_connections"] == 3001
+    assert result["warnings"] == []
+
+
+def short(i: int, ts: float) -> list[tuple]:
+    """Connection i, closed by the client: its client is left in TIME_WAIT."""
+    port, c, s = 20000 + i, 1000 * i, 7_000_000 + i
+    return [(ts, CLIENT, SERVER, port, 80, c, 0, SYN, 0),
+            (ts + 0.01, SERVER, CLIENT, 80, port, s, c + 1, SYN | ACK, 0),
+            (ts + 0.02, CLIENT, SERVER, port, 80, c + 1, s + 1, FIN | ACK, 0),
+            (ts + 0.03, SERVER, CLIENT, 80, port, s + 1, c + 2, FIN | ACK, 0),
+            (ts + 0.04, CLIENT, SERVER, port, 80, c + 2, s + 2, ACK, 0)]
+
+
+def idle(port: int, ts: float) -> list[tuple]:
+    """An established connection that then says nothing."""
+    return [(ts, CLIENT, SERVER, port, 443, 5, 0, SYN, 0),
+            (ts + 0.01, SERVER, CLIENT, 443, port, 9, 6, SYN | ACK, 0),
+            (ts + 0.02, CLIENT, SERVER, port, 443, 6, 10, ACK, 0)]
+
+
+def test_finished_connections_go_first_and_keep_their_end():
+    rows = idle(50000, 0.0) + [r for i in range(50) for r in short(i, 1.0 + i)]
+    s = Settings(max_connections=10)
+    plain, fast = run_plain(rows, s), run_fast(rows, s)
+    assert plain == fast
+    summary, _, records = fast
+    assert summary["connections"]["evicted"] == {"total": 41, "finished": 41, "attempt": 0,
+                                                 "open": 0}
+    assert summary["connections"]["by_end"] == {"closed": 50, "open": 1}
+    evicted = [r for r in records if r["evicted"]]
+    assert len(evicted) == 41 and {r["end"] for r in evicted} == {"closed"}
+    # evicted before its TIME_WAIT ran out: the state is as it was then
+    assert {r["endpoints"]["client"]["final_state"] for r in evicted} == {"TIME_WAIT"}
+    assert not [r for r in records if r["server"].endswith(":443") and r["evicted"]]
+
+
+def test_a_segment_of_an_evicted_connection_starts_a_new_one():
+    rows = idle(50000, 0.0) + idle(50001, 5.0)
+    rows.append((6.0, CLIENT, SERVER, 50000, 443, 6, 10, ACK, 10))
+    s = Settings(max_connections=1)
+    plain, fast = run_plain(rows, s), run_fast(rows, s)
+    assert plain == fast
+    summary, _, records = fast
+    assert [(r["id"], r["server"], r["end"], r["roles_from"]) for r in records] == [
+        (1, "10.0.0.2:443", "evicted", "syn"), (2, "10.0.0.2:443", "evicted", "syn"),
+        (3, "10.0.0.2:443", "open", "port")]
+    assert records[2]["client"] == "10.0.0.1:50000" and records[2]["mid_stream"]
+    assert summary["connections"]["evicted"]["open"] == 2
+
+
+def test_the_compiled_engine_stays_within_the_limit():
+    """Slots grow up to the limit and a sixteenth more (at least 1,024); the timer heap
+    drops superseded entries instead of growing with the connections evicted."""
+    s = Settings(max_connections=100, time_wait=60.0)
+    rows = [r for i in range(6000) for r in short(i % 30000, 0.001 * i)]
+    rows.sort(key=lambda r: r[0])
+    tracker = FastTracker(s, Summary(s), slots=16)
+    for k in range(0, len(rows), 1000):
+        tracker.feed(batch_of(rows[k:k + 1000]))
+        assert tracker.live <= 100
+        assert len(tracker.T) <= 100 + 1024
+        assert len(tracker.heap) <= 4 * (2 * 100 + 1024)
+    assert tracker.evicted == [5900, 0, 0]
+    assert np.all(tracker.T["cid"][tracker.free[:int(tracker.S[FREE_N])]] == 0)
+
+
+def test_command_line_and_configuration(tmp_path, floods, capsys):
+    flood = str(floods / "syn_flood.pcap")
+    assert main(["analyze", flood, "--max-connections", "1000"]) == 0
+    out = capsys.readouterr()
+    assert "Connections: 3,001; at most 1,000 at once (limit 1,000); 2,001 evicted from the " \
+           "full table (0 finished, 2,001 handshake attempts, 0 open)" in out.out
+    assert "warning: the connection table was full" in out.out
+    with pytest.raises(SystemExit) as usage:
+        main(["analyze", flood, "--max-connections", "-1"])
+    assert usage.value.code == 2
+    assert "argument --max-connections: not a whole number: '-1'" in capsys.readouterr().err
+    report = tmp_path / "r.md"
+    assert main(["analyze", flood, "--max-connections", "1000", "-q", "--report",
+                 str(report)]) == 0
+    text = report.read_text()
+    assert "| connection table | at most 1,000 at once (limit 1,000); 2,001 evicted" in text
+    # check: the golden keeps the evictions, and the configuration sets the limit
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "flood.pcap").symlink_to(flood)
+    (corpus / "pcapstate.toml").write_text("max-connections = 1000\n")
+    assert main(["check", str(corpus), "--update"]) == 0
+    golden = json.loads((corpus / "flood.pcap.golden.json").read_text())
+    assert golden["evicted"] == 2001 and golden["settings"]["max_connections"] == 1000
+    capsys.readouterr()
+    assert main(["check", str(corpus), "--max-connections", "2000"]) == 1
+    out = capsys.readouterr().out
+    assert "connections evicted from a full table: 1001, expected 2001" in out
+    (corpus / "pcapstate.toml").write_text("max-connections = \"many\"\n")
+    assert main(["check", str(corpus)]) == 2
+    assert "max-connections must be a whole number" in capsys.readouterr().err
