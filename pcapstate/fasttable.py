@@ -94,8 +94,9 @@ SLOT = np.dtype([
     # the live connections of a tier (vocab.Tier) in a list, most recently active first
     ("tier", np.int8), ("lru_prev", np.int64), ("lru_next", np.int64), ("evicted", np.uint8),
 ])
-# The tiers' lists: LISTS[2 * t] is tier t's most recently active slot, LISTS[2 * t + 1]
-# its least; -1 when empty.
+# The tiers' lists: LISTS[3 * t + HEAD] is tier t's most recently active slot (-1: none),
+# LISTS[3 * t + TAIL] its least, LISTS[3 * t + COUNT] its length.
+HEAD, TAIL, COUNT = range(3)
 # The timer heap (earliest due first, ties by connection id) and the retired list.
 HEAP = np.dtype([("due", np.float64), ("cid", np.int64), ("slot", np.int64)])
 RETIRED = np.dtype([("slot", np.int64), ("time", np.float64)])
@@ -643,11 +644,26 @@ def _schedule(r, H, S, c):
 
 @njit(cache=True, nogil=True, inline="always")
 def _key(r, e):
-    """The table key of segments that endpoint e sends."""
+    """The key of segments that endpoint e sends: (source address high and low 64 bits,
+    destination's, IPv6 flag << 32 | source port << 16 | destination port)."""
     o = 1 - e
     ports = (np.int64(r.v6) << 32) | (r.port[e] << 16) | r.port[o]
     return (np.int64(r.ip_hi[e]), np.int64(r.ip_lo[e]), np.int64(r.ip_hi[o]),
             np.int64(r.ip_lo[o]), ports)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _canonical(k):
+    """The table's one key for both directions of a 4-tuple (the lower endpoint first),
+    and 1 if `k`, a sender's key, was turned round to make it. (table.py keeps a key per
+    direction; one key halves the table.) The value at a key is 2 * slot + the index of
+    the endpoint that sends in the key's direction."""
+    src_hi, src_lo, dst_hi, dst_lo, ports = k
+    sport, dport = (ports >> 16) & 0xFFFF, ports & 0xFFFF
+    if src_hi < dst_hi or (src_hi == dst_hi and (
+            src_lo < dst_lo or (src_lo == dst_lo and sport <= dport))):
+        return k, 0
+    return (dst_hi, dst_lo, src_hi, src_lo, (ports >> 32 << 32) | (dport << 16) | sport), 1
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -668,30 +684,32 @@ def _unlink(T, L, c):
     if p >= 0:
         T[p].lru_next = n
     else:
-        L[2 * t] = n
+        L[3 * t + HEAD] = n
     if n >= 0:
         T[n].lru_prev = p
     else:
-        L[2 * t + 1] = p
+        L[3 * t + TAIL] = p
+    L[3 * t + COUNT] -= 1
 
 
 @njit(cache=True, nogil=True)
 def _link(T, L, c, t):
     """Slot c becomes the most recently active of tier t."""
-    r, head = T[c], L[2 * t]
+    r, head = T[c], L[3 * t + HEAD]
     r.tier, r.lru_prev, r.lru_next = t, -1, head
     if head >= 0:
         T[head].lru_prev = c
     else:
-        L[2 * t + 1] = c
-    L[2 * t] = c
+        L[3 * t + TAIL] = c
+    L[3 * t + HEAD] = c
+    L[3 * t + COUNT] += 1
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _touch(T, L, c):
     """Tracker._touch."""
     t = _tier(T[c])
-    if T[c].tier != t or L[2 * t] != c:
+    if T[c].tier != t or L[3 * t + HEAD] != c:
         _unlink(T, L, c)
         _link(T, L, c, t)
 
@@ -699,15 +717,16 @@ def _touch(T, L, c):
 @njit(cache=True, nogil=True)
 def _evict(T, S, table, R, L, now):
     """Tracker._evict."""
-    finished, attempt, open_ = L[1], L[3], L[5]
+    finished, attempt, open_ = L[TAIL], L[3 + TAIL], L[6 + TAIL]
     if finished >= 0:
         t = 0
-    elif open_ < 0 or (attempt >= 0 and (now - T[attempt].last_ts >= ATTEMPT_QUIET
+    elif open_ < 0 or (attempt >= 0 and (2 * L[3 + COUNT] >= S[LIVE]
+                                         or now - T[attempt].last_ts >= ATTEMPT_QUIET
                                          or T[attempt].last_ts <= T[open_].last_ts)):
         t = 1
     else:
         t = 2
-    c = L[2 * t + 1]
+    c = L[3 * t + TAIL]
     r = T[c]
     _expire(r, now, S[TIME_WAIT_S], S[FIN_TIMEOUT_S])
     r.evicted = True
@@ -719,10 +738,9 @@ def _evict(T, S, table, R, L, now):
 def _retire(T, S, table, R, L, c, now):
     r = T[c]
     r.scheduled = np.nan
-    for e in range(2):
-        k = _key(r, e)
-        if table.get(k, -1) // 2 == c:
-            del table[k]
+    k, _ = _canonical(_key(r, 0))
+    if table.get(k, -1) // 2 == c:
+        del table[k]
     _unlink(T, L, c)
     S[LIVE] -= 1
     i = np.int64(S[RETIRED_N])
@@ -813,8 +831,13 @@ def _open(T, S, table, free, R, L, ts, flags, key):
         for e in range(2):
             _enter(r, e, ts, ESTABLISHED, False)
             r.left[e] = True
-    table[_key(r, 0)] = 2 * c
-    table[_key(r, 1)] = 2 * c + 1
+    k, turned = _canonical(key)
+    if key == _key(r, 1 - d):
+        # a connection of a socket to itself: both directions are one key, at which
+        # table.py's second entry (the peer's index) wins; so here
+        table[k] = 2 * c + 1 - d
+    else:
+        table[k] = 2 * c + (d ^ turned)
     _link(T, L, c, _tier(r))
     S[LIVE] += 1
     S[PEAK] = max(S[PEAK], S[LIVE])
@@ -865,9 +888,10 @@ def run(T, H, S, table, free, R, L, B, start, n):
         ports = (np.int64(b_v6[i]) << 32) | (np.int64(b_sport[i]) << 16) | np.int64(b_dport[i])
         k = (np.int64(b_src_hi[i]), np.int64(b_src_lo[i]), np.int64(b_dst_hi[i]),
              np.int64(b_dst_lo[i]), ports)
-        v = table.get(k, -1)
+        key, turned = _canonical(k)
+        v = table.get(key, -1)
         if v >= 0:
-            c, d = v // 2, v % 2
+            c, d = v // 2, (v % 2) ^ turned
             if flags & SYN and not flags & ACK and T[c].isn[d] != seq \
                     and _taken_over(T, S, table, R, L, c, d, ts):
                 c, d = _open(T, S, table, free, R, L, ts, flags, k)
@@ -892,7 +916,7 @@ def finish(T, S, table, R, L, end):
     live = np.empty(np.int64(S[LIVE]), dtype=np.int64)
     j = 0
     for t in range(3):
-        c = L[2 * t]
+        c = L[3 * t + HEAD]
         while c >= 0:
             live[j] = c
             j += 1
@@ -920,7 +944,11 @@ def new_table():
 class FastTracker:
     """Tracker's interface (`feed` a Batch instead of `segment`), on the compiled engine."""
 
-    def __init__(self, settings: Settings, summary: Summary, slots: int = 1 << 16) -> None:
+    def __init__(self, settings: Settings, summary: Summary, slots: int = 0) -> None:
+        """`slots`: how many to start with; by default as many as the connection limit
+        allows (np.zeros takes memory only as slots are used), or 65,536 with no limit."""
+        slots = slots or (_slot_cap(settings.max_connections) if settings.max_connections
+                          else 1 << 16)
         self.settings = settings
         self.summary = summary
         self.folds = new_folds()
@@ -930,7 +958,7 @@ class FastTracker:
         self.heap = np.zeros(max(slots, 4), HEAP)
         self.retired = np.zeros(max(slots, 2), RETIRED)
         self.table = new_table()
-        self.lists = np.full(6, -1, np.int64)
+        self.lists = np.array([-1, -1, 0] * 3, np.int64)
         self.S = np.zeros(NS)
         self.S[[NOW, NEXT_SWEEP]] = -np.inf
         self.S[FREE_N] = slots
@@ -992,7 +1020,7 @@ class FastTracker:
         old, limit = len(self.T), self.settings.max_connections
         new = old + max(old // 2, 2)
         if limit:
-            new = max(min(new, limit + max(limit // 16, 1024)), old + 2)
+            new = max(min(new, _slot_cap(limit)), old + 2)
         self.T = _grown(self.T, new)
         n = int(self.S[FREE_N])
         spare = np.arange(new - 1, old - 1, -1, dtype=np.int64)
@@ -1097,6 +1125,12 @@ def _host(v6: int, hi: int, lo: int) -> str:
 def _address(v6: int, hi: int, lo: int, port: int) -> str:
     """Endpoint.address, from a packed record's fields."""
     return f"{_host(v6, hi, lo)}:{port}"
+
+
+def _slot_cap(limit: int) -> int:
+    """Slots for a connection limit: evicted connections' slots are freed between calls
+    to `run`, so a sixteenth more (at least 1,024) spares a return per eviction."""
+    return limit + max(limit // 16, 1024)
 
 
 def _grown(a: np.ndarray, size: int = 0) -> np.ndarray:

@@ -79,16 +79,18 @@ class Tracker:
 
     def _evict(self, ts: float) -> None:
         """Make room: retire the least recently active finished connection; without one,
-        the least recently active handshake attempt if it has been quiet for
-        ATTEMPT_QUIET; else whichever of that attempt and the least recently active open
-        connection has been quiet longer. So a flood of SYNs recycles its own attempts
-        and leaves idle connections (CLOSE_WAIT...) alone, while handshakes in progress
-        are not broken up to keep connections idle for longer."""
+        the least recently active handshake attempt if attempts hold half the table or
+        more (a flood) or if it has been quiet for ATTEMPT_QUIET; else whichever of that
+        attempt and the least recently active open connection has been quiet longer. So
+        a flood of SYNs recycles its own attempts and leaves idle connections
+        (CLOSE_WAIT...) alone, while handshakes in progress are not broken up to keep
+        connections idle for longer."""
         finished, attempt, open_ = (next(iter(tier.values()), None) for tier in self.tiers)
         if finished is not None:
             t = Tier.FINISHED
         elif open_ is None or (attempt is not None and (
-                ts - attempt.last_ts >= ATTEMPT_QUIET or attempt.last_ts <= open_.last_ts)):
+                2 * len(self.tiers[Tier.ATTEMPT]) >= self.live
+                or ts - attempt.last_ts >= ATTEMPT_QUIET or attempt.last_ts <= open_.last_ts)):
             t = Tier.ATTEMPT
         else:
             t = Tier.OPEN

@@ -187,3 +187,18 @@ def test_read_ahead_passes_errors_on_and_stops_when_left():
     next(endless)
     endless.close()  # must not hang on the reader thread
     assert not [t for t in threading.enumerate() if t.name == "pcapstate-decode"]
+
+
+def test_a_socket_connected_to_itself():
+    """Both directions of a self-connection are one 4-tuple (the compiled table keeps one
+    key for both directions): the engines still agree."""
+    me = bytes([127, 0, 0, 1])
+    rows = [(0.0, me, me, 5000, 5000, 100, 0, 0x02, 0),
+            (0.001, me, me, 5000, 5000, 100, 101, 0x12, 0),
+            (0.002, me, me, 5000, 5000, 101, 101, 0x10, 5),
+            (0.003, me, me, 5000, 5000, 106, 101, 0x11, 0),
+            (0.004, me, me, 5000, 5000, 107, 107, 0x10, 0)]
+    s = Settings()
+    plain, fast = run_plain(rows, s), run_fast(rows, s)
+    assert plain == fast
+    assert fast[0]["connections"]["total"] == 1
