@@ -1,6 +1,7 @@
 """The benchmark: pcapstate against the tools users would otherwise run, on one capture.
 
-    python3 bench/run.py [CAPTURE] [--runs 3] [--long 10] [--corpus 4] [--skip TOOL ...]
+    python3 bench/run.py [CAPTURE] [--runs 3] [--long 10] [--corpus 4] [--floods]
+                         [--skip TOOL ...]
 
 Needs GNU time (Debian package `time`). Without CAPTURE it uses bench/out/bench.pcap, made
 first by bench/make_capture.py if missing. Each tool runs `--runs` times on the same file
@@ -14,10 +15,15 @@ one worker and with two, and reports captures/s and packets/s for each. `pcapsta
 is pcapstate also writing every connection's record (`--json`), `pcapstate+report` also
 writing the Markdown and HTML reports with their charts. `pcapstate-tshark` is the tshark
 engine, compared with `tshark-fields`, tshark printing the same fields to nowhere.
+`--floods` measures memory under floods (bench/make_floods.py makes them: a million SYNs
+from distinct sources, a million connections never closed): pcapstate at its default
+connection-table limit, at 100,000 and with none, against tcptrace, tshark and the dpkt
+loop, once each, with the evictions pcapstate reported.
 """
 
 import argparse
 import json
+import re
 import shutil
 import statistics
 import struct
@@ -25,6 +31,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 PY = sys.executable
@@ -52,16 +59,54 @@ def tshark_fields(path: str) -> list[str]:
     return command(path)
 
 
-def measure(cmd: list[str]) -> tuple[float, float]:
+def measure(cmd: list[str], errors: list[str] | None = None) -> tuple[float, float]:
     """Wall seconds and peak resident MiB of one run of `cmd`. GNU time starts it, so that
-    the peak is the tool's own, not this process's memory inherited through fork."""
+    the peak is the tool's own, not this process's memory inherited through fork. The
+    tool's own stderr goes to `errors`, if given."""
     started = time.perf_counter()
     p = subprocess.run(["/usr/bin/time", "-f", "%M", *cmd], stdout=subprocess.DEVNULL,
                        stderr=subprocess.PIPE, text=True)
     wall = time.perf_counter() - started
     if p.returncode not in (0, 1):  # pcapstate exits 1 only with --fail-on
         raise SystemExit(f"{cmd[0]} failed with exit code {p.returncode}: {' '.join(cmd)}")
+    if errors is not None:
+        errors.extend(p.stderr.splitlines()[:-1])
     return wall, int(p.stderr.split()[-1]) / 1024
+
+
+FLOOD_TOOLS = {
+    "pcapstate": lambda f: TOOLS["pcapstate"](f),
+    "pcapstate-100k": lambda f: [*TOOLS["pcapstate"](f), "--max-connections", "100000"],
+    "pcapstate-unlimited": lambda f: [*TOOLS["pcapstate"](f), "--max-connections", "0"],
+    "tcptrace": TOOLS["tcptrace"],
+    "tshark": TOOLS["tshark"],
+    "naive-dpkt": TOOLS["naive-dpkt"],
+}
+
+
+def floods(skip: list[str]) -> dict[str, dict]:
+    """Each tool once on each flood capture: wall time, peak memory, evictions."""
+    out: dict[str, dict] = {}
+    for name in ("syn_flood", "idle_million"):
+        path = HERE / "out" / f"{name}.pcap"
+        if not path.exists():
+            subprocess.run([PY, str(HERE / "make_floods.py")], check=True)
+        n = packets(str(path))
+        print(f"flood {path.name}: {n:,} packets, {path.stat().st_size / 1048576:,.0f} MiB")
+        out[name] = {"packets": n}
+        for tool, cmd in FLOOD_TOOLS.items():
+            if tool in skip or shutil.which(cmd("x")[0]) is None:
+                continue
+            errors: list[str] = []
+            wall, mib = measure(cmd(str(path)), errors)
+            m = re.search(r"([\d,]+) connections were evicted", " ".join(errors))
+            evicted = int(m.group(1).replace(",", "")) if m else 0
+            out[name][tool] = {"wall_s": round(wall, 2), "peak_mib": round(mib, 1),
+                               **({"evicted": evicted} if tool.startswith("pcapstate") else {})}
+            print(f"  {tool:<20} {wall:7.2f} s  {mib:8.0f} MiB peak"
+                  + (f"  {evicted:,} evicted" if tool.startswith("pcapstate") else ""),
+                  flush=True)
+    return out
 
 
 def packets(path: str) -> int:
@@ -133,14 +178,15 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--long", type=int, default=0, metavar="N")
     ap.add_argument("--corpus", type=int, default=0, metavar="N")
-    ap.add_argument("--skip", nargs="*", default=[], choices=list(TOOLS))
+    ap.add_argument("--floods", action="store_true")
+    ap.add_argument("--skip", nargs="*", default=[], choices=list(TOOLS | FLOOD_TOOLS))
     args = ap.parse_args()
     if not Path(args.capture).exists():
         subprocess.run([PY, str(HERE / "make_capture.py"), "--out", args.capture], check=True)
     n = packets(args.capture)
     print(f"capture: {args.capture}: {n:,} packets, "
           f"{Path(args.capture).stat().st_size / 1048576:,.0f} MiB")
-    rows = {}
+    rows: dict[str, Any] = {}
     for name, cmd in TOOLS.items():
         if name in args.skip or shutil.which(cmd("x")[0]) is None:
             continue
@@ -188,6 +234,8 @@ def main() -> None:
         w1, w2 = (rows["corpus"][f"workers_{w}"]["wall_s"] for w in (1, 2))
         rows["corpus"]["speedup_2_workers"] = round(w1 / w2, 2)
         print(f"  two workers: {w1 / w2:.2f}x the throughput of one")
+    if args.floods:
+        rows["floods"] = floods(args.skip)
     print(json.dumps({"packets": n, "tools": rows}))
 
 
