@@ -8,6 +8,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pcapstate.cli import main
 
@@ -96,3 +98,34 @@ def test_names_with_spaces_and_non_ascii_work_everywhere(tmp_path, capsys):
     assert (folder / "leak capture é.pcap.golden.json").is_file()
     assert main(["check", str(folder)]) == 0
     assert "Traceback" not in capsys.readouterr().err
+
+
+SAMPLES = BROKEN.parent.parent / "samples"
+SEEDS = {name: (SAMPLES / name).read_bytes()[:3000] for name in (
+    "client_close.pcap", "pcapng.pcapng", "ipv6.pcap")}
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sampled_from(sorted(SEEDS)), st.lists(st.tuples(st.integers(0, 2999),
+                                                          st.integers(0, 255)), max_size=8),
+       st.integers(0, 3000))
+def test_damaged_captures_give_a_result_or_an_error(tmp_path_factory, name, flips, cut):
+    """A sample with bytes overwritten and cut short, through both readers and engines:
+    the same outcome, a result or a CaptureError, nothing else raised."""
+    from pcapstate.analyze import analyze
+    from pcapstate.capture import CaptureError
+
+    data = bytearray(SEEDS[name][:cut])
+    for at, value in flips:
+        if at < len(data):
+            data[at] = value
+    path = tmp_path_factory.mktemp("damaged") / name
+    path.write_bytes(bytes(data))
+    outcomes = []
+    for engine in ("fast", "plain"):
+        try:
+            result = analyze([str(path)], engine=engine)
+            outcomes.append((result["accounting"], result["connections"]["total"]))
+        except CaptureError as e:
+            outcomes.append(("error", str(e)))
+    assert outcomes[0] == outcomes[1]
