@@ -293,6 +293,7 @@ def _control(r, d, flags, seq, ack, wn, plen, ws, ts, tw, ft):
 
 # ---- Zeek's view: zeek.py, step for step --------------------------------------------
 
+# Zeek's likely server ports (zeek.LIKELY_SERVER_PORTS, 47 since Zeek 8.1), compiled in
 _LIKELY = np.zeros(1 << 16, np.bool_)
 _LIKELY[list(LIKELY_SERVER_PORTS)] = True
 (Z_INACTIVE, Z_SYN_SENT, Z_SYN_ACK_SENT, Z_PARTIAL, Z_ESTABLISHED, Z_CLOSED,

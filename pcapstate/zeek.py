@@ -313,12 +313,22 @@ def _syn_then_reset(history: str) -> bool:
     return re.fullmatch(r"\^?S[^HAFGIQ]*R.*", history, re.DOTALL) is not None
 
 
-#: Zeek's likely_server_ports, approximately: the well-known ports and the registered
-#: ports of the analyzers Zeek loads by default. Zeek's own list depends on the scripts
-#: loaded, so a connection between two unusual ports may be flipped differently.
-LIKELY_SERVER_PORTS = frozenset(range(1, 1024)) | {
-    1080, 1194, 1433, 1521, 1812, 1813, 2049, 3128, 3306, 3389, 5060, 5061, 5222, 5269,
-    5432, 5672, 6379, 6666, 6667, 6668, 6669, 8000, 8080, 8443, 8888, 9200, 27017}
+#: Zeek's likely_server_ports for TCP, as its default scripts fill it (init-bare.zeek
+#: declares it empty; each protocol's scripts/base/protocols/*/main.zeek adds its server
+#: ports): http 80 81 631 1080 3128 8000 8080 8888; ftp 21 2811; ssl 443 563 585 614 636 989
+#: 990 992 993 995 5223; smtp 25 587; dns 53; ssh 22; smb 139 445; dce-rpc 135; krb 88;
+#: irc 6666-6669; xmpp 5222 5269; modbus 502; ldap 389 3268; rdp 3389; socks 1080; imap
+#: 143; finger 79; dnp3 20000; mqtt 1883; postgresql 5432; redis 6379; and, from Zeek 8.1
+#: (where Analyzer::register_for_ports adds an analyzer's server ports itself), mysql
+#: 1434 3306. Zeek 6.x to 8.0 lack 1434 and 3306 (and 5432 before 7.1, 6379 before 8.0);
+#: a Zeek built without Spicy lacks 79, 389, 3268, 5432 and 6379. Read from zeek/zeek's
+#: scripts (commits 015b935c, 0708ae7a, 0b720288 among others). fasttable.py compiles
+#: this set in, and numba's cache follows fasttable.py's changes, not this file's: change
+#: fasttable.py with it.
+LIKELY_SERVER_PORTS = frozenset({
+    21, 22, 25, 53, 79, 80, 81, 88, 135, 139, 143, 389, 443, 445, 502, 563, 585, 587, 614,
+    631, 636, 989, 990, 992, 993, 995, 1080, 1434, 1883, 2811, 3128, 3268, 3306, 3389,
+    5222, 5223, 5269, 5432, 6379, 6666, 6667, 6668, 6669, 8000, 8080, 8888, 20000})
 
 
 def flips_at_creation(flags: int, sport: int, dport: int) -> bool:

@@ -95,6 +95,22 @@ def test_flips_at_creation():
     assert flips_at_creation(A, 80, 40000)
     assert not flips_at_creation(A, 40000, 80)
     assert flips_at_creation(A, 80, 443) and not flips_at_creation(A, 443, 80)
+    # Zeek's list, not the well-known range: MySQL's 3306 is in it (Zeek 8.1), 8443 and
+    # 1000 are not
+    assert flips_at_creation(A, 3306, 50000) and flips_at_creation(A, 20000, 50000)
+    assert not flips_at_creation(A, 8443, 50000) and not flips_at_creation(A, 1000, 50000)
+
+
+def test_both_engines_flip_by_the_same_ports():
+    from pcapstate.settings import Settings
+    from tests.test_fasttable import run_fast, run_plain
+
+    cl, sv = bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])
+    rows = [(i * 0.1, sv, cl, port, 50000 + i, 7, 9, A | P, 10)
+            for i, port in enumerate([3306, 8443, 1000, 443, 20000, 5001])]
+    plain, fast = run_plain(rows, Settings()), run_fast(rows, Settings())
+    assert plain == fast
+    assert [r["zeek"]["history"] for r in fast[2]] == ["^d", "D", "D", "^d", "^d", "D"]
 
 
 def test_bytes_come_from_sequence_numbers():
