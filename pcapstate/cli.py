@@ -97,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "with Zeek's conn_state and history ('-' for standard output)")
     a.add_argument("--zeek-conn-json", metavar="FILE",
                    help="the same conn.log as JSON Lines, as Zeek writes JSON logs")
+    a.add_argument("--zeek-local-nets", type=_local_nets, metavar="CIDR,...", default=[],
+                   help="the local networks, as Zeek's Site::local_nets: the conn.log's "
+                        "local_orig and local_resp say whether each side is in one "
+                        "(unset without, as in Zeek by default)")
     a.add_argument("--cross-check", action="store_true",
                    help="also run the fast and the tshark engines and list every connection "
                         "where they, or pcapstate's and Wireshark's retransmission and "
@@ -151,6 +155,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="show progress on stderr (default: when stderr is a terminal)")
     return parser
+
+
+def _local_nets(text: str) -> list[Any]:
+    from pcapstate.zeeklog import local_nets
+
+    try:
+        return local_nets(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _jobs(text: str) -> int:
@@ -354,10 +367,10 @@ def _zeek_logs(args: argparse.Namespace) -> list[tuple[Any, Any]]:
     logs: list[tuple[ConnLog, PendingFile | None]] = []
     for path, as_json in ((args.zeek_conn, False), (args.zeek_conn_json, True)):
         if path == "-":
-            logs.append((ConnLog(sys.stdout, as_json), None))
+            logs.append((ConnLog(sys.stdout, as_json, args.zeek_local_nets), None))
         elif path:
             pending = PendingFile(path)
-            logs.append((ConnLog(pending.file, as_json), pending))
+            logs.append((ConnLog(pending.file, as_json, args.zeek_local_nets), pending))
     return logs
 
 

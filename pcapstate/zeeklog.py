@@ -2,15 +2,20 @@
 all, or its JSON Lines form, so that the result drops into zeek-cut and log pipelines.
 
 Columns are Zeek's default conn.log ones, in Zeek's order. What pcapstate does not compute
-is left unset (`-`), never guessed: `service` (no protocol analyzers), `local_orig` and
-`local_resp` (no Site::local_nets), `missed_bytes` (no reassembly), `tunnel_parents`.
+is left unset (`-`), never guessed: `service` (no protocol analyzers), `missed_bytes` (no
+reassembly), `tunnel_parents`. `local_orig` and `local_resp` are set as Zeek sets them:
+only when local networks are given (Zeek's Site::local_nets, empty by default).
 docs/zeek.md has the details.
 """
 
 import hashlib
+import ipaddress
 import json
 import time
+from collections.abc import Sequence
 from typing import Any, TextIO
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 FIELDS = ("ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto",
           "service", "duration", "orig_bytes", "resp_bytes", "conn_state", "local_orig",
@@ -39,8 +44,26 @@ def _split(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def entry(record: dict[str, Any]) -> dict[str, Any]:
-    """One conn.log entry, None for what is unset."""
+def local_nets(text: str) -> list[Network]:
+    """"10.0.0.0/8,fd00::/8" as networks (host bits allowed, as Zeek's subnets); ValueError
+    naming the first that is not one."""
+    nets = []
+    for part in text.split(","):
+        try:
+            nets.append(ipaddress.ip_network(part.strip(), strict=False))
+        except ValueError:
+            raise ValueError(f"not a network: {part.strip()!r} (example: 10.0.0.0/8)") from None
+    return nets
+
+
+def _is_local(host: str, nets: Sequence[Network]) -> bool:
+    """Site::is_local_addr."""
+    addr = ipaddress.ip_address(host)
+    return any(addr in net for net in nets)
+
+
+def entry(record: dict[str, Any], nets: Sequence[Network] = ()) -> dict[str, Any]:
+    """One conn.log entry, None for what is unset; `nets`: Site::local_nets."""
     z = record["zeek"]
     orig, resp = ((record["client"], record["server"]) if z["orig"] == "client"
                   else (record["server"], record["client"]))
@@ -49,7 +72,8 @@ def entry(record: dict[str, Any]) -> dict[str, Any]:
             "id.resp_h": rh, "id.resp_p": rp, "proto": "tcp", "service": None,
             "duration": z["duration"], "orig_bytes": z["orig_bytes"],
             "resp_bytes": z["resp_bytes"], "conn_state": z["conn_state"],
-            "local_orig": None, "local_resp": None, "missed_bytes": None,
+            "local_orig": _is_local(oh, nets) if nets else None,
+            "local_resp": _is_local(rh, nets) if nets else None, "missed_bytes": None,
             "history": z["history"], "orig_pkts": z["orig_pkts"],
             "orig_ip_bytes": z["orig_ip_bytes"],
             "resp_pkts": z["resp_pkts"], "resp_ip_bytes": z["resp_ip_bytes"],
@@ -59,6 +83,8 @@ def entry(record: dict[str, Any]) -> dict[str, Any]:
 def _tsv(value: Any) -> str:
     if value is None:
         return "-"
+    if isinstance(value, bool):
+        return "T" if value else "F"
     if isinstance(value, float):
         return f"{value:.6f}"  # Zeek prints times and intervals with 6 decimals
     text = str(value)
@@ -73,8 +99,9 @@ class ConnLog:
     """Writes entries to `out` as they come: Zeek's TSV (with its header lines and a #close
     line at the end) or, with `as_json`, one JSON object a line as Zeek's JSON logs have."""
 
-    def __init__(self, out: TextIO, as_json: bool = False) -> None:
-        self.out, self.as_json = out, as_json
+    def __init__(self, out: TextIO, as_json: bool = False,
+                 nets: Sequence[Network] = ()) -> None:
+        self.out, self.as_json, self.nets = out, as_json, nets
         if not as_json:
             out.write("#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n"
                       "#unset_field\t-\n#path\tconn\n"
@@ -82,7 +109,7 @@ class ConnLog:
                       "#types\t" + "\t".join(TYPES) + "\n")
 
     def write(self, record: dict[str, Any]) -> None:
-        e = entry(record)
+        e = entry(record, self.nets)
         if self.as_json:
             self.out.write(json.dumps({k: v for k, v in e.items() if v is not None},
                                       separators=(",", ":")) + "\n")

@@ -174,3 +174,20 @@ def test_a_synack_before_its_syn_in_both_engines(tmp_path, engine):
             on_record=records.append, engine=engine)
     zeek = [(r["zeek"]["history"], r["zeek"]["conn_state"]) for r in records]
     assert zeek == [("Hs^ADadFf", "SF")]
+
+
+def test_local_networks_set_local_orig_and_local_resp(tmp_path, capsys):
+    """As Zeek with Site::local_nets: T or F per side; TSV writes T/F, JSON true/false."""
+    entries = rows(conn_log(tmp_path, "ipv6.pcap", "--zeek-local-nets", "::1/128"))
+    assert {(e["local_orig"], e["local_resp"]) for e in entries} == {("T", "T")}
+    entries = rows(conn_log(tmp_path, "vantage_client.pcap", "--zeek-local-nets",
+                            "192.0.2.0/24, 10.77.0.2"))
+    assert {(e["id.orig_h"], e["local_orig"], e["id.resp_h"], e["local_resp"])
+            for e in entries} == {("10.77.0.1", "F", "10.77.0.2", "T")}
+    assert main(["analyze", str(SAMPLES / "vantage_client.pcap"), "--zeek-conn-json", "-",
+                 "--zeek-local-nets", "10.77.0.1/24", "-q"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert {(e["local_orig"], e["local_resp"]) for e in lines} == {(True, True)}
+    with pytest.raises(SystemExit):
+        main(["analyze", str(SAMPLES / "refused.pcap"), "--zeek-local-nets", "10.0.0/8x"])
+    assert "not a network: '10.0.0/8x'" in capsys.readouterr().err
