@@ -54,6 +54,7 @@ class Segment(NamedTuple):
     ipid: int  # IPv4 identification; 0 for IPv6
     opts: bytes  # TCP options, only for SYN segments (for the window scale); else b""
     iplen: int = 0  # the IP packet's length (IPv4 total length; IPv6 payload length + 40)
+    cut: bool = False  # the payload was not captured whole (snaplen)
 
 
 def decode(linktype: int, frame: bytes, origlen: int) -> Segment | str:
@@ -162,7 +163,7 @@ def _tcp(frame: bytes, t: int, n: int, tcp_len: int, src: bytes, dst: bytes, ipi
         return "bad:tcp_data_offset"
     opts = frame[t + 20 : t + doff] if flags & SYN and doff > 20 else b""
     return Segment(src, dst, sport, dport, seq, ack, flags, win, tcp_len - doff, ipid, opts,
-                   iplen)
+                   iplen, n < t + tcp_len)
 
 
 def window_scale(opts: bytes) -> int | None:

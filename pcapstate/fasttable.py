@@ -26,7 +26,7 @@ from pcapstate.summary import Summary
 from pcapstate.table import ATTEMPT_QUIET
 from pcapstate.verdict import UNTOLD, vantage_side
 from pcapstate.vocab import ANOMALIES, WIRESHARK_ANALYSIS, Closer, EndKind, Roles, State
-from pcapstate.zeek import CONN_STATES, LIKELY_SERVER_PORTS, ZEEK_HISTORY, ZeekConn
+from pcapstate.zeek import CONN_STATES, LIKELY_SERVER_PORTS, MAX_BLOCKS, ZEEK_HISTORY, ZeekConn
 
 STATES = list(State)
 (CLOSED, SYN_SENT, SYN_RCVD, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT, CLOSING,
@@ -90,6 +90,10 @@ SLOT = np.dtype([
     ("z_rxn", np.int64, 2), ("z_w0", np.int64, 2), ("z_w0n", np.int64, 2),
     ("z_fins", np.int64, 2), ("z_pkts", np.int64, 2), ("z_ipb", np.int64, 2),
     ("z_closed", np.uint8, 2),
+    # the reassembler of each endpoint's data (ZeekEndpoint.reassembled ... gaps_next)
+    ("z_fin_seq", np.int64, 2), ("z_reasm", np.int64, 2), ("z_trim", np.int64, 2),
+    ("z_blk", np.int64, (2, MAX_BLOCKS, 2)), ("z_nblk", np.int8, 2), ("z_gap", np.int64, 2),
+    ("z_gapn", np.int64, 2), ("z_missed", np.int64), ("z_partial", np.uint8),
     ("ws", np.int32, len(WIRESHARK_ANALYSIS)),  # Wireshark's analysis flags, counted
     # the live connections of a tier (vocab.Tier) in a list, most recently active first
     ("tier", np.int8), ("lru_prev", np.int64), ("lru_next", np.int64), ("evicted", np.uint8),
@@ -356,12 +360,105 @@ def _z_close_on(r, e, fin, rst):
         r.z_closed[e] = True
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _z_clean(r, e):
+    return r.z_state[e] == Z_ESTABLISHED or (r.z_state[e] == Z_CLOSED
+                                             and r.z_prev[e] == Z_ESTABLISHED)
+
+
 @njit(cache=True, nogil=True)
-def _zeek(r, e, flags, seq, ack, plen, win, ts, iplen):
+def _z_gap(r, x, length):
+    """ZeekConn._gap."""
+    if not (_z_clean(r, 0) and _z_clean(r, 1)):
+        return
+    r.z_gap[x] += 1
+    if r.z_gap[x] == r.z_gapn[x]:
+        _z_add(r, x, 71)  # G
+        r.z_gapn[x] *= 10
+    r.z_missed += length
+
+
+@njit(cache=True, nogil=True)
+def _z_deliver(r, x):
+    """ZeekEndpoint.deliver_blocks."""
+    while r.z_nblk[x] > 0 and r.z_blk[x, 0, 0] <= r.z_reasm[x]:
+        r.z_reasm[x] = max(r.z_reasm[x], r.z_blk[x, 0, 1])
+        for k in range(r.z_nblk[x] - 1):
+            r.z_blk[x, k, 0], r.z_blk[x, k, 1] = r.z_blk[x, k + 1, 0], r.z_blk[x, k + 1, 1]
+        r.z_nblk[x] -= 1
+
+
+@njit(cache=True, nogil=True)
+def _z_acked(r, x, up_to):
+    """ZeekConn._acked."""
+    if r.z_fins[x] and up_to >= r.z_fin_seq[x]:
+        up_to = r.z_fin_seq[x] - 1
+    if up_to <= r.z_trim[x]:
+        return
+    if up_to > r.z_reasm[x] and not (up_to <= 2 and r.z_partial):
+        while r.z_nblk[x] > 0 and r.z_blk[x, 0, 0] < up_to:
+            low = r.z_blk[x, 0, 0]
+            if low > r.z_reasm[x]:
+                _z_gap(r, x, low - r.z_reasm[x])
+                r.z_reasm[x] = low
+            _z_deliver(r, x)
+        if up_to > r.z_reasm[x]:
+            _z_gap(r, x, up_to - r.z_reasm[x])
+        r.z_reasm[x] = max(r.z_reasm[x], up_to)
+    k = 0
+    for j in range(r.z_nblk[x]):
+        if r.z_blk[x, j, 1] > up_to:
+            r.z_blk[x, k, 0], r.z_blk[x, k, 1] = r.z_blk[x, j, 0], r.z_blk[x, j, 1]
+            k += 1
+    r.z_nblk[x] = k
+    r.z_trim[x] = max(r.z_trim[x], up_to)
+
+
+@njit(cache=True, nogil=True)
+def _z_data(r, x, low, length):
+    """ZeekConn._data."""
+    high = low + length
+    low = max(low, r.z_trim[x])
+    if high <= low:
+        return
+    if low <= r.z_reasm[x]:
+        r.z_reasm[x] = max(r.z_reasm[x], high)
+        _z_deliver(r, x)
+        return
+    keep = np.empty((MAX_BLOCKS + 1, 2), np.int64)
+    n = 0
+    for j in range(r.z_nblk[x]):
+        lo, hi = r.z_blk[x, j, 0], r.z_blk[x, j, 1]
+        if hi < low or lo > high:
+            keep[n, 0], keep[n, 1] = lo, hi
+            n += 1
+        else:
+            low, high = min(low, lo), max(high, hi)
+    if n + 1 > MAX_BLOCKS:
+        return
+    k = 0
+    placed = False
+    for j in range(n + 1):
+        if not placed and (k == n or keep[k, 0] > low):
+            r.z_blk[x, j, 0], r.z_blk[x, j, 1] = low, high
+            placed = True
+        else:
+            r.z_blk[x, j, 0], r.z_blk[x, j, 1] = keep[k, 0], keep[k, 1]
+            k += 1
+    r.z_nblk[x] = n + 1
+
+
+@njit(cache=True, nogil=True)
+def _zeek(r, e, flags, seq, ack, plen, win, ts, iplen, cut):
     """ZeekConn.packet."""
     p = 1 - e
     is_orig = e == r.z_orig
     syn, fin, rst = flags & SYN, flags & FIN, flags & RST
+    if r.z_pkts[e] == 0:  # SetPartialStatus
+        if is_orig:
+            r.z_partial = not syn or (flags & ACK) != 0
+        elif not r.z_partial:
+            r.z_partial = not syn
     seg_len = (0 if rst else plen) + (1 if syn else 0) + (1 if fin else 0)
     one_past = (seq + seg_len) & _M
     # init_endpoint
@@ -446,6 +543,7 @@ def _zeek(r, e, flags, seq, ack, plen, win, ts, iplen):
     r.z_ipb[e] += iplen
     if fin:
         r.z_fins[e] += 1
+        r.z_fin_seq[e] = rel + seg_len
     # the state machine, on the sender's state
     ack_flag = flags & ACK
     st = r.z_state[e]
@@ -485,6 +583,10 @@ def _zeek(r, e, flags, seq, ack, plen, win, ts, iplen):
     elif st == Z_CLOSED:
         if rst and r.z_state[p] != Z_CLOSED:
             _z_set(r, e, Z_RESET)
+    if ack_flag:
+        _z_acked(r, p, max(_sdelta(ack, r.z_start[p]), 0))
+    if plen and not rst and not cut:
+        _z_data(r, e, rel + (1 if syn else 0), plen)
 
 
 @njit(cache=True, nogil=True)
@@ -562,10 +664,10 @@ def _sequence(r, s, flags, seq, plen):
 
 
 @njit(cache=True, nogil=True)
-def _segment(r, d, flags, seq, ack, wn, plen, ipid, ws, ts, tw, ft, iplen):
+def _segment(r, d, flags, seq, ack, wn, plen, ipid, ws, ts, tw, ft, iplen, cut):
     """Connection.segment: True if a state changed."""
     s = d
-    _zeek(r, d, flags, seq, ack, plen, wn, ts, iplen)
+    _zeek(r, d, flags, seq, ack, plen, wn, ts, iplen, cut)
     if ts < r.last_ts:
         _weird(r, A_BACKWARDS)
         ts = r.last_ts
@@ -821,6 +923,8 @@ def _open(T, S, table, free, R, L, ts, flags, key):
     for e in range(2):
         r.z_rxn[e] = 1
         r.z_w0n[e] = 1
+        r.z_reasm[e] = 1
+        r.z_gapn[e] = 1
     if _z_flips(flags, sport, dport):
         r.z_orig = 1 - d
         _z_add(r, 0, 94)  # ^
@@ -866,7 +970,7 @@ def run(T, H, S, table, free, R, L, B, start, n):
     row to resume from and why, when the slots, the heap or the retired list need room."""
     tw, ft = S[TIME_WAIT_S], S[FIN_TIMEOUT_S]
     (b_ts, b_kind, b_v6, b_src_hi, b_src_lo, b_dst_hi, b_dst_lo, b_sport, b_dport, b_seq,
-     b_ack, b_flags, b_win, b_plen, b_ipid, b_wscale, b_analysis, b_iplen) = B
+     b_ack, b_flags, b_win, b_plen, b_ipid, b_wscale, b_analysis, b_iplen, b_cut) = B
     for i in range(start, n):
         if b_kind[i] != TCP:
             continue
@@ -904,7 +1008,7 @@ def run(T, H, S, table, free, R, L, B, start, n):
                 r.ws[a] += (b_analysis[i] >> a) & 1
         if _segment(r, d, flags, seq, b_ack[i], np.int64(b_win[i]), np.int64(b_plen[i]),
                     np.int64(b_ipid[i]), np.int64(b_wscale[i]), ts, tw, ft,
-                    np.int64(b_iplen[i])):
+                    np.int64(b_iplen[i]), b_cut[i]):
             _schedule(r, H, S, c)
         _touch(T, L, c)
     return n, DONE
@@ -1105,7 +1209,7 @@ class FastTracker:
         conn.anomalies = {ANOMALY_NAMES[a]: int(v) for a, v in enumerate(r["anom"]) if v}
         hist = bytes(r["z_hist"][:int(r["z_hlen"])]).decode("ascii")
         conn.zeek = ZeekConn.rebuilt(int(r["z_orig"]), hist, float(r["z_first"]),
-                                     float(r["z_last_ts"]), [
+                                     float(r["z_last_ts"]), int(r["z_missed"]), [
             {"state": int(r["z_state"][e]), "prev": int(r["z_prev"][e]),
              "last_rel": int(r["z_last_rel"][e]), "ack_rel": int(r["z_ack_rel"][e]),
              "fins": int(r["z_fins"][e]), "packets": int(r["z_pkts"][e]),

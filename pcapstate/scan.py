@@ -67,6 +67,7 @@ class Batch(NamedTuple):
     wscale: np.ndarray  # int8: a SYN's window scale, NO_WSCALE, or NOT_SYN
     analysis: np.ndarray  # int32: Wireshark's TCP analysis flags (tshark engine), else 0
     iplen: np.ndarray  # int32: the IP packet's length (Segment.iplen)
+    cut: np.ndarray  # bool: the payload was not captured whole (Segment.cut)
 
     @classmethod
     def empty(cls, n: int) -> "Batch":
@@ -75,7 +76,7 @@ class Batch(NamedTuple):
                    np.empty(n, u8), np.empty(n, u8), np.empty(n, u8), np.empty(n, i4),
                    np.empty(n, i4), np.empty(n, i8), np.empty(n, i8), np.empty(n, i4),
                    np.empty(n, i4), np.empty(n, i4), np.empty(n, i4), np.empty(n, np.int8),
-                   np.zeros(n, i4), np.zeros(n, i4))
+                   np.zeros(n, i4), np.zeros(n, i4), np.zeros(n, np.bool_))
 
     def head(self, n: int) -> "Batch":
         return Batch(*(col[:n] for col in self))
@@ -140,7 +141,7 @@ def _is_v6_ext(nh):
 def _decode(b, s, n, origlen, linktype, out, row):
     """Decode the frame b[s:s+n] into row `row` of the columns `out`."""
     (_, kind, v6, src_hi, src_lo, dst_hi, dst_lo, sport, dport, seq, ack, flags, win, plen,
-     ipid, wscale, _, iplen) = out
+     ipid, wscale, _, iplen, cut_payload) = out
     cut = _CUT if n < origlen else _TRUNCATED
     etype = -1
     off = 0
@@ -282,6 +283,7 @@ def _decode(b, s, n, origlen, linktype, out, row):
     flags[row] = f
     win[row] = _u16(b, s + t + 14)
     plen[row] = tcp_len - doff
+    cut_payload[row] = n < t + tcp_len
     if f & 0x02:
         wscale[row] = _wscale(b, s + t + 20, s + min(t + doff, n)) if doff > 20 else -1
     else:

@@ -45,10 +45,10 @@ FIELDS = ("frame.time_epoch", "frame.protocols", "ip.src", "ip.dst", "ip.proto",
           "tcp.dstport", "tcp.seq_raw", "tcp.ack_raw", "tcp.flags", "tcp.window_size_value",
           "tcp.len", "tcp.options.wscale.shift",
           *[f for f in WIRESHARK_ANALYSIS.values() if f.startswith("tcp.")],
-          "frame.cap_len", "ip.len", "ipv6.plen")
+          "frame.cap_len", "ip.len", "ipv6.plen", "frame.len")
 _ANALYSIS = FIELDS.index("tcp.analysis.retransmission")  # the first of 7 analysis columns
-_CAP_LEN, _IP_LEN, _IP6_PLEN = (FIELDS.index(f) for f in ("frame.cap_len", "ip.len",
-                                                          "ipv6.plen"))
+_CAP_LEN, _IP_LEN, _IP6_PLEN, _LEN = (FIELDS.index(f) for f in (
+    "frame.cap_len", "ip.len", "ipv6.plen", "frame.len"))
 _RESENT = 1 << list(WIRESHARK_ANALYSIS).index("resent")
 #: Preferences: no IP reassembly (a fragment is counted as one, as the fast decoder does)
 #: and no TCP reassembly (nothing above TCP is needed).
@@ -56,7 +56,7 @@ PREFERENCES = ("ip.defragment:FALSE", "ipv6.defragment:FALSE",
                "tcp.desegment_tcp_streams:FALSE")
 
 _SYN = 0x02
-_ZEROS = (0,) * 16  # the columns after `kind` of a frame that is not a TCP segment
+_ZEROS = (0,) * 17  # the columns after `kind` of a frame that is not a TCP segment
 _PROTO_NUMBERS = {name: number for number, name in _IP_PROTOS.items()}
 _MASK64 = (1 << 64) - 1
 
@@ -179,14 +179,16 @@ class _Parser:
                 int(f[19]), int(f[20]), 0 if s6 or not f[5] else int(f[5], 16),
                 (int(f[21]) if f[21] else NO_WSCALE) if fl & _SYN else NOT_SYN,
                 said | _RESENT if said & 0b1111 else said,
-                int(f[_IP6_PLEN]) + 40 if inner_v6 else int(f[_IP_LEN] or 0))
+                int(f[_IP6_PLEN]) + 40 if inner_v6 else int(f[_IP_LEN] or 0),
+                # the payload was cut if the frame was (Ethernet padding aside)
+                int(f[20]) > 0 and int(f[_LEN]) > int(f[_CAP_LEN]))
 
     def batch(self, lines: list[bytes]) -> Batch:
         n = len(lines)
         ts = np.zeros(n)
-        cols: list[list[Any]] = [[] for _ in range(17)]
+        cols: list[list[Any]] = [[] for _ in range(18)]
         (kind, v6, src_hi, src_lo, dst_hi, dst_lo, sport, dport, seq, ack, flags, win, plen,
-         ipid, wscale, analysis, iplen) = cols
+         ipid, wscale, analysis, iplen, cut) = cols
         time = self.time
         offset = self.offset + self.overhead * len(lines)
         for i, line in enumerate(lines):
@@ -210,7 +212,7 @@ class _Parser:
                      np.array(sport, i4), np.array(dport, i4), np.array(seq, i8),
                      np.array(ack, i8), np.array(flags, i4), np.array(win, i4),
                      np.array(plen, i4), np.array(ipid, i4), np.array(wscale, np.int8),
-                     np.array(analysis, i4), np.array(iplen, i4))
+                     np.array(analysis, i4), np.array(iplen, i4), np.array(cut, np.bool_))
 
 
 def _innermost_is_v6(f: list[bytes]) -> bool:

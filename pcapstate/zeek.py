@@ -5,7 +5,7 @@ machine. Zeek's states are coarser than RFC 9293's (no CLOSE_WAIT, no FIN_WAIT_2
 pcapstate knows more, it says so in its own fields, never in these.
 
 This is the reference, written to be read; docs/zeek.md says where it follows Zeek and
-where it cannot (checksums, content gaps, analyzer-driven role flips).
+where it cannot (checksums, analyzer-driven role flips, timers).
 """
 
 import re
@@ -29,6 +29,9 @@ INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET = range(7)
 _SYN, _FIN, _RST, _FIN_RST, _DATA, _ACK, _MULTI = 0x1, 0x2, 0x4, 0x8, 0x10, 0x20, 0x40
 #: A SYN, RST or ACK whose sequence number jumps further than this is not believed.
 _JUMP = 1 << 20
+#: Out-of-order blocks of data kept per direction while a hole before them is open (Zeek
+#: keeps up to 16 KiB before any ACK, 10 MiB after; the compiled record a fixed number).
+MAX_BLOCKS = 4
 
 
 def _delta(a: int, b: int) -> int:
@@ -40,7 +43,8 @@ def _delta(a: int, b: int) -> int:
 class ZeekEndpoint:
     __slots__ = ("state", "prev", "start", "last", "last_rel", "ack", "ack_rel", "seen",
                  "last_syn", "last_fin", "last_rst", "rxmit", "rxmit_next", "win0",
-                 "win0_next", "fins", "packets", "ip_bytes", "did_close")
+                 "win0_next", "fins", "packets", "ip_bytes", "did_close", "fin_seq",
+                 "reassembled", "trimmed", "blocks", "gaps", "gaps_next")
 
     def __init__(self) -> None:
         self.state = self.prev = INACTIVE
@@ -52,6 +56,22 @@ class ZeekEndpoint:
         self.win0, self.win0_next = 0, 1
         self.fins = self.packets = self.ip_bytes = 0
         self.did_close = False
+        self.fin_seq = 0  # relative: one past the latest FIN
+        # The reassembler of this endpoint's data (TCP_Reassembler), relative sequence
+        # numbers: data up to `reassembled` was delivered, the peer's ACKs reached
+        # `trimmed`; `blocks` wait above a hole, [low, high) in order.
+        self.reassembled, self.trimmed = 1, 0
+        self.blocks: list[tuple[int, int]] = []
+        self.gaps, self.gaps_next = 0, 1  # content gaps, for the logarithmic G
+
+    def is_clean(self) -> bool:
+        """Zeek's is_clean: established, or closed from established."""
+        return self.state == ESTABLISHED or (self.state == CLOSED and self.prev == ESTABLISHED)
+
+    def deliver_blocks(self) -> None:
+        """Deliver the waiting blocks that now follow on from what was delivered."""
+        while self.blocks and self.blocks[0][0] <= self.reassembled:
+            self.reassembled = max(self.reassembled, self.blocks.pop(0)[1])
 
     def set_state(self, state: int) -> None:
         if state != self.state:
@@ -82,7 +102,7 @@ class ZeekConn:
     """One connection as Zeek tracks it. `orig` is 0 or 1: which of pcapstate's endpoints
     (client, server) Zeek calls the originator."""
 
-    __slots__ = ("orig", "ep", "history", "first_ts", "last_ts")
+    __slots__ = ("orig", "ep", "history", "first_ts", "last_ts", "partial", "missed")
 
     def __init__(self, first_sender: int, flags: int, sport: int, dport: int,
                  ts: float) -> None:
@@ -92,16 +112,19 @@ class ZeekConn:
         self.ep = (ZeekEndpoint(), ZeekEndpoint())  # by pcapstate's index
         self.history = ""
         self.first_ts = self.last_ts = ts
+        self.partial = False  # is_partial: an endpoint's first packet was no SYN
+        self.missed = 0  # bytes in content gaps, both directions (conn.log's missed_bytes)
         if flips_at_creation(flags, sport, dport):
             self.flip()
 
     @classmethod
-    def rebuilt(cls, orig: int, history: str, first_ts: float, last_ts: float,
+    def rebuilt(cls, orig: int, history: str, first_ts: float, last_ts: float, missed: int,
                 endpoints: list[dict[str, int]]) -> "ZeekConn":
         """A finished view from what the compiled engine keeps (fasttable.py): enough for
         `fields`."""
         z = cls.__new__(cls)
         z.orig, z.history, z.first_ts, z.last_ts = orig, history, first_ts, last_ts
+        z.missed = missed
         z.ep = (ZeekEndpoint(), ZeekEndpoint())
         for e, parts in zip(z.ep, endpoints, strict=True):
             for name, value in parts.items():
@@ -126,12 +149,18 @@ class ZeekConn:
             self.history += letter if sender == self.orig else letter.lower()
 
     def packet(self, ts: float, sender: int, flags: int, seq: int, ack: int, plen: int,
-               win: int, iplen: int = 0) -> None:
+               win: int, iplen: int = 0, cut: bool = False) -> None:
         """One segment from pcapstate's endpoint `sender` (SA::Process); `iplen`: its IP
-        packet's length, for the IP byte counts (ConnSize)."""
+        packet's length, for the IP byte counts (ConnSize); `cut`: its payload was not
+        captured whole (snaplen)."""
         e, peer = self.ep[sender], self.ep[1 - sender]
         is_orig = sender == self.orig
         syn, fin, rst = flags & SYN, flags & FIN, flags & RST
+        if not e.packets:  # SetPartialStatus
+            if is_orig:
+                self.partial = not syn or bool(flags & ACK)
+            elif not self.partial:
+                self.partial = not syn
         seg_len = (0 if rst else plen) + (1 if syn else 0) + (1 if fin else 0)
         one_past = (seq + seg_len) & _M
         self._init(e, flags, seq, one_past)
@@ -158,7 +187,64 @@ class ZeekConn:
         e.ip_bytes += iplen
         if fin:
             e.fins += 1
+            e.fin_seq = rel + seg_len
         self._states(e, peer, is_orig, flags, seq, plen)
+        if flags & ACK:
+            self._acked(1 - sender, max(_delta(ack, peer.start), 0))
+        if plen and not rst and not cut:
+            self._data(e, rel + (1 if syn else 0), plen)
+
+    def _acked(self, d: int, up_to: int) -> None:
+        """The peer acknowledged endpoint d's data up to `up_to` (AckReceived): what was
+        never delivered below it is a content gap."""
+        x = self.ep[d]
+        if x.fins and up_to >= x.fin_seq:
+            up_to = x.fin_seq - 1
+        if up_to <= x.trimmed:
+            return
+        if up_to > x.reassembled and not (up_to <= 2 and self.partial):  # Undelivered
+            while x.blocks and x.blocks[0][0] < up_to:
+                low = x.blocks[0][0]
+                if low > x.reassembled:
+                    self._gap(d, low - x.reassembled)
+                    x.reassembled = low
+                x.deliver_blocks()
+            if up_to > x.reassembled:
+                self._gap(d, up_to - x.reassembled)
+            x.reassembled = max(x.reassembled, up_to)
+        x.blocks = [b for b in x.blocks if b[1] > up_to]
+        x.trimmed = max(x.trimmed, up_to)
+
+    def _gap(self, d: int, length: int) -> None:
+        """A content gap in endpoint d's data (Gap): counted, and lettered G/g at the
+        1st, 10th, 100th..., while both endpoints are clean."""
+        if not (self.ep[0].is_clean() and self.ep[1].is_clean()):
+            return
+        x = self.ep[d]
+        x.gaps += 1
+        if x.gaps == x.gaps_next:
+            self._add(d, "G")
+            x.gaps_next *= 10
+        self.missed += length
+
+    def _data(self, x: ZeekEndpoint, low: int, length: int) -> None:
+        """Payload at relative `low` (DataSent): delivered if it follows on, kept as a
+        block if above a hole, dropped below what was acknowledged."""
+        high = low + length
+        low = max(low, x.trimmed)
+        if high <= low:
+            return
+        if low <= x.reassembled:
+            x.reassembled = max(x.reassembled, high)
+            x.deliver_blocks()
+            return
+        merged = [(lo, hi) for lo, hi in x.blocks if hi < low or lo > high]
+        for lo, hi in x.blocks:
+            if not (hi < low or lo > high):
+                low, high = min(low, lo), max(high, hi)
+        merged.append((low, high))
+        if len(merged) <= MAX_BLOCKS:
+            x.blocks = sorted(merged)
 
     def _init(self, e: ZeekEndpoint, flags: int, seq: int, one_past: int) -> None:
         """init_endpoint: where the endpoint's sequence space starts."""
@@ -301,6 +387,7 @@ class ZeekConn:
         duration = self.last_ts - self.first_ts
         return {"orig": "client" if self.orig == 0 else "server",
                 "conn_state": self.conn_state(), "history": self.history,
+                "missed_bytes": self.missed,
                 "duration": duration if duration > 0 else None,
                 "orig_bytes": o.size(r) if duration > 0 else None,
                 "resp_bytes": r.size(o) if duration > 0 else None,

@@ -2,10 +2,9 @@
 all, or its JSON Lines form, so that the result drops into zeek-cut and log pipelines.
 
 Columns are Zeek's default conn.log ones, in Zeek's order. What pcapstate does not compute
-is left unset (`-`), never guessed: `service` (no protocol analyzers), `missed_bytes` (no
-reassembly), `tunnel_parents`. `local_orig` and `local_resp` are set as Zeek sets them:
-only when local networks are given (Zeek's Site::local_nets, empty by default).
-docs/zeek.md has the details.
+is left unset (`-`), never guessed: `service` (no protocol analyzers), `tunnel_parents`.
+`local_orig` and `local_resp` are set as Zeek sets them: only when local networks are given
+(Zeek's Site::local_nets, empty by default). docs/zeek.md has the details.
 """
 
 import hashlib
@@ -73,7 +72,8 @@ def entry(record: dict[str, Any], nets: Sequence[Network] = ()) -> dict[str, Any
             "duration": z["duration"], "orig_bytes": z["orig_bytes"],
             "resp_bytes": z["resp_bytes"], "conn_state": z["conn_state"],
             "local_orig": _is_local(oh, nets) if nets else None,
-            "local_resp": _is_local(rh, nets) if nets else None, "missed_bytes": None,
+            "local_resp": _is_local(rh, nets) if nets else None,
+            "missed_bytes": z.get("missed_bytes"),
             "history": z["history"], "orig_pkts": z["orig_pkts"],
             "orig_ip_bytes": z["orig_ip_bytes"],
             "resp_pkts": z["resp_pkts"], "resp_ip_bytes": z["resp_ip_bytes"],

@@ -137,3 +137,61 @@ def test_a_synack_captured_before_its_syn_flips_the_roles():
     reordered = [HANDSHAKE[1], HANDSHAKE[0], *HANDSHAKE[2:], *EXCHANGE, *CLOSE]
     z = run(reordered, ports=(5555, 40000))  # no likely server port: no flip at creation
     assert (z.history, z.conn_state(), z.orig) == ("Hs^ADadFf", "SF", C)
+
+
+def gaps(segments, cut=()):
+    """Like `run`, with the payload of the segments numbered in `cut` not captured."""
+    z = None
+    for i, (sender, flags, seq, ack, plen) in enumerate(segments):
+        if z is None:
+            z = ZeekConn(sender, flags, 40000, 80, ts=0.0)
+        z.packet(i / 1000, sender, flags, seq, ack, plen, 512, 0, i in cut)
+    assert z is not None
+    return z.history, z.missed
+
+
+def test_content_gaps():
+    """TCP_Reassembler: payload never seen below the peer's ACK is a gap (G for the
+    originator's data, g for the responder's), counted in missed_bytes."""
+    request = [(C, P | A, 101, 901, 10), (SV, A, 901, 111, 0)]
+    assert gaps(HANDSHAKE + request + [(C, F | A, 111, 901, 0), (SV, F | A, 901, 112, 0)]) \
+        == ("ShADaFf", 0)
+    # the FIN acknowledges 20 bytes of the responder's that were never seen
+    assert gaps(HANDSHAKE + request + [(C, F | A, 111, 921, 0)]) == ("ShADaFg", 20)
+    # the request not captured, but acknowledged
+    assert gaps(HANDSHAKE + request[1:] + [(C, F | A, 111, 901, 0)]) == ("ShAaGF", 10)
+    # captured, but cut by the snaplen: the same to Zeek
+    assert gaps(HANDSHAKE + request, cut={3}) == ("ShADaG", 10)
+    # out of order: the second half first, then the first (T to Zeek, as anything below
+    # the highest sequence number); acknowledged after: no gap
+    halves = [(C, P | A, 106, 901, 5), (C, P | A, 101, 901, 5), (SV, A, 901, 111, 0)]
+    assert gaps(HANDSHAKE + halves) == ("ShADTa", 0)
+    # the first half never seen: only it is missed
+    assert gaps(HANDSHAKE + [halves[0], halves[2]]) == ("ShADaG", 5)
+    # an ACK of the FIN alone is not a gap (the FIN's octet is capped off)
+    assert gaps(HANDSHAKE + [(C, F | A, 101, 901, 0), (SV, A, 901, 102, 0)]) == ("ShAFa", 0)
+
+
+def test_gaps_in_zeeks_baseline_situation():
+    """core.tcp.miss-end-data: the responder's 2,902 bytes before its FIN were never
+    captured; the originator's ACK of the FIN reveals them: SF, ShADafgF, missed 2902."""
+    segments = HANDSHAKE + [(C, P | A, 101, 901, 10), (SV, A, 901, 111, 0),
+                            (SV, F | A, 901 + 2902, 111, 0), (C, A, 111, 901 + 2903, 0),
+                            (C, F | A, 111, 901 + 2903, 0), (SV, A, 3804, 112, 0)]
+    z = run(segments)
+    assert (z.history, z.conn_state(), z.missed) == ("ShADafgF", "SF", 2902)
+
+
+def test_no_gap_where_zeek_reports_none():
+    # a RST acknowledging unseen data: its sender is reset, not clean
+    assert gaps(HANDSHAKE + [(SV, R | A, 901, 200, 0)]) == ("ShAr", 0)
+    # a connection seen from the middle: an ACK of 2 or less is not a gap
+    assert gaps([(C, A, 5000, 7001, 0), (SV, A, 7000, 5002, 0)]) == ("Aa", 0)
+
+
+def test_gap_letters_are_logarithmic():
+    segments = list(HANDSHAKE)
+    for k in range(12):  # twelve holes, each revealed by its own ACK
+        segments.append((SV, A, 901, 111 + 20 * k, 0))
+    history, missed = gaps(segments)
+    assert history == "ShAaGG" and missed == 12 * 20 - 10

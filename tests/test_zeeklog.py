@@ -41,8 +41,9 @@ def test_conn_log_format(tmp_path):
     first = entries[0]
     assert first["id.resp_p"] == "9999" and first["proto"] == "tcp"
     assert first["ts"].count(".") == 1 and len(first["ts"].split(".")[1]) == 6
-    for unset in ("service", "local_orig", "local_resp", "missed_bytes", "tunnel_parents"):
+    for unset in ("service", "local_orig", "local_resp", "tunnel_parents"):
         assert first[unset] == "-"
+    assert first["missed_bytes"] == "0"
     # a SYN (20 + 20 bytes of headers + 20 of options) answered by a RST (40 bytes)
     assert (first["orig_pkts"], first["orig_ip_bytes"], first["resp_pkts"],
             first["resp_ip_bytes"]) == ("1", "60", "1", "40")
@@ -57,7 +58,9 @@ def test_conn_log_format(tmp_path):
     ("close_wait_leak.pcap", {("S2", "ShADaF"): 5}),  # Zeek has no CLOSE_WAIT: S2
     ("close_wait_reset.pcap", {("RSTO", "ShADaFdR"): 2}),
     ("rst_abort.pcap", {("RSTO", "ShADaR"): 2}),
-    ("lossy.pcap", {("SF", "ShADaTFf"): 1}),  # T: payload sent again
+    # T: payload sent again; G at the 1st, 10th and 100th content gap: tcpdump's snaplen
+    # of 96 cut every payload, which Zeek counts missed once acknowledged
+    ("lossy.pcap", {("SF", "ShADaGGTGFf"): 1}),
     ("mid_stream.pcap", {("SF", "DdAFaf"): 1}),  # no SYN seen
 ])
 def test_kernel_samples(tmp_path, sample, expected):
