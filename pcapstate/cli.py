@@ -77,8 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "SYN_SENT for longer than this (default: 10s); FIN_WAIT_2 is reported "
                         "when it outlives both this and --fin-timeout")
     a.add_argument("--max-connections", type=_count, default=MAX_CONNECTIONS, metavar="N",
-                   help=MAX_CONNECTIONS_HELP + f" (default: {MAX_CONNECTIONS:,}, about 850 "
-                        "MB in all; 0: no limit)")
+                   help=MAX_CONNECTIONS_HELP + f" (default: {MAX_CONNECTIONS:,}, about 1 GB "
+                        "in all; 0: no limit)")
     a.add_argument("--fail-on", type=fail_on, metavar="STATES", default=[],
                    help="exit 1 if any endpoint is stuck in one of these (comma-separated: "
                         f"{', '.join(STATE_NAMES)}, or any)")

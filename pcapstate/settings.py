@@ -20,8 +20,8 @@ class Settings:
     """A connection closed on both sides is kept this long for stragglers, then retired."""
     max_connections: int = MAX_CONNECTIONS
     """At most this many connections are followed at once (0: no limit). A new one beyond it
-    evicts one (table.Tracker._evict), counted and reported. About 1.3 KiB each in the
-    compiled engine: about 650 MiB at the default."""
+    evicts one (table.Tracker._evict), counted and reported. About 1.6 KiB each in the
+    compiled engine: about 800 MiB at the default."""
     stuck_after: dict[State, float] = field(default_factory=lambda: stuck_thresholds(10.0, 60.0))
     """An endpoint in one of these states for longer than this is reported as stuck."""
 
