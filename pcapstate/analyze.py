@@ -67,7 +67,9 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
         if engine in ("fast", "tshark"):
             tracker = FastTracker(settings, summary)
             for cap in captures:
-                source = cap.batches() if engine == "fast" else wireshark.batches(cap)
+                verify = settings.zeek_checksums
+                source = cap.batches(verify=verify) if engine == "fast" else \
+                    wireshark.batches(cap, verify=verify)
                 for batch in read_ahead(source):
                     summary.timeline.start(float(batch.ts[0]))
                     first, last = min(first, batch.ts.min()), max(last, batch.ts.max())
@@ -93,7 +95,7 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
                         last = ts
                     if ts < first:
                         first = ts
-                    seg = decode(linktype, frame, origlen)
+                    seg = decode(linktype, frame, origlen, settings.zeek_checksums)
                     if isinstance(seg, str):
                         accounting[seg] += 1
                     else:
@@ -127,6 +129,7 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
             "fin_timeout": settings.fin_timeout,
             "linger": settings.linger,
             "max_connections": settings.max_connections,
+            "zeek_checksums": settings.zeek_checksums,
             "stuck_after": {st.value: v for st, v in settings.stuck_after.items()},
             "histogram_bins_per_decade": BINS_PER_DECADE,
         },

@@ -79,21 +79,22 @@ class Capture:
         self.odd = [0, 0]
         yield from self._read(self._open())
 
-    def batches(self, rows: int = 1 << 16) -> Iterator[Any]:
+    def batches(self, rows: int = 1 << 16, verify: bool = False) -> Iterator[Any]:
         """The records decoded into pcapstate.scan.Batch columns, at most `rows` a batch.
         A pcap file is walked and decoded by compiled code; other inputs record by record.
-        A batch's arrays are reused BATCH_BUFFERS batches later."""
+        A batch's arrays are reused BATCH_BUFFERS batches later. `verify`: check TCP
+        checksums."""
         from pcapstate.scan import batches_of
 
         if self._peeked is None and self.format in ("pcap", "pcap-ns"):
             self.records = self.bytes_read = self.dropped = 0
             self.warnings.clear()
             self.odd = [0, 0]
-            yield from self._guarded(self._pcap_batches(self._open(), rows))
+            yield from self._guarded(self._pcap_batches(self._open(), rows, verify))
         else:
-            yield from batches_of(self, rows)
+            yield from batches_of(self, rows, verify)
 
-    def _pcap_batches(self, stream: BinaryIO, rows: int) -> Iterator[Any]:
+    def _pcap_batches(self, stream: BinaryIO, rows: int, verify: bool) -> Iterator[Any]:
         import numpy as np
 
         from pcapstate.scan import BATCH_BUFFERS, FULL, TOO_LONG, Batch, scan_pcap
@@ -112,7 +113,7 @@ class Capture:
             buf = source.buf
             out = outs[k % BATCH_BUFFERS]
             pos, n, status = scan_pcap(np.frombuffer(buf, np.uint8), pos, order == ">", unit,
-                                       network & 0xFFFF, snaplen, limit, out, odd)
+                                       network & 0xFFFF, snaplen, limit, out, odd, verify)
             self.odd[:] = odd.tolist()
             if n:
                 self.records += n

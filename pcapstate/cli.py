@@ -7,6 +7,7 @@ unwritable output; 130 interrupted. Errors are one line on stderr, never a trace
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import shlex
@@ -97,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "with Zeek's conn_state and history ('-' for standard output)")
     a.add_argument("--zeek-conn-json", metavar="FILE",
                    help="the same conn.log as JSON Lines, as Zeek writes JSON logs")
+    a.add_argument("--zeek-checksums", action="store_true",
+                   help="check TCP checksums for Zeek's view, as Zeek does unless run with "
+                        "-C: a segment with a wrong one only adds C to the history (off by "
+                        "default: captures taken on a sending host have wrong checksums "
+                        "where the card computes them)")
     a.add_argument("--zeek-local-nets", type=_local_nets, metavar="CIDR,...", default=[],
                    help="the local networks, as Zeek's Site::local_nets: the conn.log's "
                         "local_orig and local_resp say whether each side is in one "
@@ -268,8 +274,10 @@ def _analyze(args: argparse.Namespace) -> int:
                 args.zeek_conn_json):
         if out not in (None, "-") and os.path.realpath(out) in inputs:
             return _error(f"refusing to overwrite the input {out}")
-    settings = settings_for(args.time_wait, args.fin_timeout, args.stuck_after,
-                            args.close_wait_after, args.max_connections)
+    settings = dataclasses.replace(
+        settings_for(args.time_wait, args.fin_timeout, args.stuck_after,
+                     args.close_wait_after, args.max_connections),
+        zeek_checksums=args.zeek_checksums)
     show_progress = sys.stderr.isatty() if args.progress is None else args.progress
     if show_progress and args.engine != "plain":
         _announce_compiling()

@@ -7,6 +7,7 @@ accounting, so every record read is counted once.
 """
 
 import struct
+from array import array
 from typing import NamedTuple
 
 # TCP flag bits (RFC 9293, section 3.1).
@@ -55,10 +56,12 @@ class Segment(NamedTuple):
     opts: bytes  # TCP options, only for SYN segments (for the window scale); else b""
     iplen: int = 0  # the IP packet's length (IPv4 total length; IPv6 payload length + 40)
     cut: bool = False  # the payload was not captured whole (snaplen)
+    bad_sum: bool = False  # its TCP checksum is wrong (checked only when asked)
 
 
-def decode(linktype: int, frame: bytes, origlen: int) -> Segment | str:
-    """Decode one captured frame down to its TCP header."""
+def decode(linktype: int, frame: bytes, origlen: int, verify: bool = False) -> Segment | str:
+    """Decode one captured frame down to its TCP header; with `verify`, check the TCP
+    checksum of a segment captured whole."""
     n = len(frame)
     cut = "bad:cut_by_snaplen" if n < origlen else "bad:truncated"
     if linktype == LINKTYPE_ETHERNET:
@@ -97,15 +100,15 @@ def decode(linktype: int, frame: bytes, origlen: int) -> Segment | str:
         return f"bad:unsupported_linktype_{linktype}"
 
     if etype == ETH_IPV4:
-        return _ipv4(frame, off, n, cut)
+        return _ipv4(frame, off, n, cut, verify)
     if etype == ETH_IPV6:
-        return _ipv6(frame, off, n, cut)
+        return _ipv6(frame, off, n, cut, verify)
     if etype == -1:
         return "other:not_ip"
     return "other:" + _ETHERTYPES.get(etype, f"ethertype_0x{etype:04x}")
 
 
-def _ipv4(frame: bytes, off: int, n: int, cut: str) -> Segment | str:
+def _ipv4(frame: bytes, off: int, n: int, cut: str, verify: bool) -> Segment | str:
     if n < off + 20:
         return cut
     vihl = frame[off]
@@ -122,11 +125,11 @@ def _ipv4(frame: bytes, off: int, n: int, cut: str) -> Segment | str:
         total = n - off
     elif total < ihl + 20:
         return "bad:ipv4_length"
-    return _tcp(frame, off + ihl, n, total - ihl, frame[off + 12 : off + 16],
+    return _tcp(verify, frame, off + ihl, n, total - ihl, frame[off + 12 : off + 16],
                 frame[off + 16 : off + 20], _U16(frame, off + 4)[0], cut, total)
 
 
-def _ipv6(frame: bytes, off: int, n: int, cut: str) -> Segment | str:
+def _ipv6(frame: bytes, off: int, n: int, cut: str, verify: bool) -> Segment | str:
     if n < off + 40:
         return cut
     if frame[off] >> 4 != 6:
@@ -149,12 +152,13 @@ def _ipv6(frame: bytes, off: int, n: int, cut: str) -> Segment | str:
         end = n
     if end - p < 20:
         return "bad:ipv6_length"
-    return _tcp(frame, p, n, end - p, frame[off + 8 : off + 24], frame[off + 24 : off + 40], 0,
+    return _tcp(verify, frame, p, n, end - p, frame[off + 8 : off + 24],
+                frame[off + 24 : off + 40], 0,
                 cut, end - off)
 
 
-def _tcp(frame: bytes, t: int, n: int, tcp_len: int, src: bytes, dst: bytes, ipid: int,
-         cut: str, iplen: int) -> Segment | str:
+def _tcp(verify: bool, frame: bytes, t: int, n: int, tcp_len: int, src: bytes, dst: bytes,
+         ipid: int, cut: str, iplen: int) -> Segment | str:
     if n < t + 20:
         return cut
     sport, dport, seq, ack, doff, flags, win = _TCP.unpack_from(frame, t)
@@ -162,8 +166,22 @@ def _tcp(frame: bytes, t: int, n: int, tcp_len: int, src: bytes, dst: bytes, ipi
     if doff < 20 or doff > tcp_len:
         return "bad:tcp_data_offset"
     opts = frame[t + 20 : t + doff] if flags & SYN and doff > 20 else b""
+    whole = n >= t + tcp_len
+    bad = verify and whole and not checksum_ok(src, dst, frame[t : t + tcp_len])
     return Segment(src, dst, sport, dport, seq, ack, flags, win, tcp_len - doff, ipid, opts,
-                   iplen, n < t + tcp_len)
+                   iplen, not whole, bad)
+
+
+def checksum_ok(src: bytes, dst: bytes, segment: bytes) -> bool:
+    """The TCP checksum (RFC 9293 3.1; IPv6: RFC 8200 8.1): the one's complement sum of the
+    pseudo-header and the segment, checksum included, is all ones."""
+    pseudo = src + dst + (b"\0\0\0\6" if len(src) == 16 else b"\0\6") + \
+        len(segment).to_bytes(4 if len(src) == 16 else 2, "big")
+    data = pseudo + segment + b"\0" * (len(segment) % 2)
+    total = sum(array("H", data))  # byte order does not matter to the check
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total == 0xFFFF
 
 
 def window_scale(opts: bytes) -> int | None:

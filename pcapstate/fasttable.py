@@ -94,6 +94,7 @@ SLOT = np.dtype([
     ("z_fin_seq", np.int64, 2), ("z_reasm", np.int64, 2), ("z_trim", np.int64, 2),
     ("z_blk", np.int64, (2, MAX_BLOCKS, 2)), ("z_nblk", np.int8, 2), ("z_gap", np.int64, 2),
     ("z_gapn", np.int64, 2), ("z_missed", np.int64), ("z_partial", np.uint8),
+    ("z_chk", np.int64, 2), ("z_chkn", np.int64, 2),  # bad checksums, for the C letter
     ("ws", np.int32, len(WIRESHARK_ANALYSIS)),  # Wireshark's analysis flags, counted
     # the live connections of a tier (vocab.Tier) in a list, most recently active first
     ("tier", np.int8), ("lru_prev", np.int64), ("lru_next", np.int64), ("evicted", np.uint8),
@@ -449,8 +450,14 @@ def _z_data(r, x, low, length):
 
 
 @njit(cache=True, nogil=True)
-def _zeek(r, e, flags, seq, ack, plen, win, ts, iplen, cut):
+def _zeek(r, e, flags, seq, ack, plen, win, ts, iplen, cut, bad_sum):
     """ZeekConn.packet."""
+    if bad_sum:
+        r.z_chk[e] += 1
+        if r.z_chk[e] == r.z_chkn[e]:
+            _z_add(r, e, 67)  # C
+            r.z_chkn[e] *= 10
+        return
     p = 1 - e
     is_orig = e == r.z_orig
     syn, fin, rst = flags & SYN, flags & FIN, flags & RST
@@ -664,10 +671,10 @@ def _sequence(r, s, flags, seq, plen):
 
 
 @njit(cache=True, nogil=True)
-def _segment(r, d, flags, seq, ack, wn, plen, ipid, ws, ts, tw, ft, iplen, cut):
+def _segment(r, d, flags, seq, ack, wn, plen, ipid, ws, ts, tw, ft, iplen, cut, bad_sum):
     """Connection.segment: True if a state changed."""
     s = d
-    _zeek(r, d, flags, seq, ack, plen, wn, ts, iplen, cut)
+    _zeek(r, d, flags, seq, ack, plen, wn, ts, iplen, cut, bad_sum)
     if ts < r.last_ts:
         _weird(r, A_BACKWARDS)
         ts = r.last_ts
@@ -925,6 +932,7 @@ def _open(T, S, table, free, R, L, ts, flags, key):
         r.z_w0n[e] = 1
         r.z_reasm[e] = 1
         r.z_gapn[e] = 1
+        r.z_chkn[e] = 1
     if _z_flips(flags, sport, dport):
         r.z_orig = 1 - d
         _z_add(r, 0, 94)  # ^
@@ -970,7 +978,8 @@ def run(T, H, S, table, free, R, L, B, start, n):
     row to resume from and why, when the slots, the heap or the retired list need room."""
     tw, ft = S[TIME_WAIT_S], S[FIN_TIMEOUT_S]
     (b_ts, b_kind, b_v6, b_src_hi, b_src_lo, b_dst_hi, b_dst_lo, b_sport, b_dport, b_seq,
-     b_ack, b_flags, b_win, b_plen, b_ipid, b_wscale, b_analysis, b_iplen, b_cut) = B
+     b_ack, b_flags, b_win, b_plen, b_ipid, b_wscale, b_analysis, b_iplen, b_cut,
+     b_bad_sum) = B
     for i in range(start, n):
         if b_kind[i] != TCP:
             continue
@@ -1008,7 +1017,7 @@ def run(T, H, S, table, free, R, L, B, start, n):
                 r.ws[a] += (b_analysis[i] >> a) & 1
         if _segment(r, d, flags, seq, b_ack[i], np.int64(b_win[i]), np.int64(b_plen[i]),
                     np.int64(b_ipid[i]), np.int64(b_wscale[i]), ts, tw, ft,
-                    np.int64(b_iplen[i]), b_cut[i]):
+                    np.int64(b_iplen[i]), b_cut[i], b_bad_sum[i]):
             _schedule(r, H, S, c)
         _touch(T, L, c)
     return n, DONE

@@ -144,13 +144,14 @@ class Connection:
 
     def segment(self, ts: float, d: int, flags: int, seq: int, ack: int, win: int,
                 plen: int, ipid: int, opts: bytes, time_wait: float,
-                fin_timeout: float, iplen: int = 0, cut: bool = False) -> bool:
+                fin_timeout: float, iplen: int = 0, cut: bool = False,
+                bad_sum: bool = False) -> bool:
         """Apply one segment sent by endpoint `d`. True if it changed a state (so that the
-        connection's timers may have changed). `iplen` and `cut` (its payload was not
-        captured whole) are for Zeek's view."""
+        connection's timers may have changed). `iplen`, `cut` (its payload was not
+        captured whole) and `bad_sum` (a wrong checksum) are for Zeek's view."""
         s = self.ep[d]
         if self.zeek is not None:  # Zeek sees every segment, duplicates too
-            self.zeek.packet(ts, d, flags, seq, ack, plen, win, iplen, cut)
+            self.zeek.packet(ts, d, flags, seq, ack, plen, win, iplen, cut, bad_sum)
         if ts < self.last_ts:
             self.weird("timestamp_backwards")
             ts = self.last_ts

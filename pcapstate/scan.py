@@ -68,6 +68,7 @@ class Batch(NamedTuple):
     analysis: np.ndarray  # int32: Wireshark's TCP analysis flags (tshark engine), else 0
     iplen: np.ndarray  # int32: the IP packet's length (Segment.iplen)
     cut: np.ndarray  # bool: the payload was not captured whole (Segment.cut)
+    bad_sum: np.ndarray  # bool: a wrong TCP checksum, when asked to check (Segment.bad_sum)
 
     @classmethod
     def empty(cls, n: int) -> "Batch":
@@ -76,7 +77,8 @@ class Batch(NamedTuple):
                    np.empty(n, u8), np.empty(n, u8), np.empty(n, u8), np.empty(n, i4),
                    np.empty(n, i4), np.empty(n, i8), np.empty(n, i8), np.empty(n, i4),
                    np.empty(n, i4), np.empty(n, i4), np.empty(n, i4), np.empty(n, np.int8),
-                   np.zeros(n, i4), np.zeros(n, i4), np.zeros(n, np.bool_))
+                   np.zeros(n, i4), np.zeros(n, i4), np.zeros(n, np.bool_),
+                   np.zeros(n, np.bool_))
 
     def head(self, n: int) -> "Batch":
         return Batch(*(col[:n] for col in self))
@@ -132,16 +134,43 @@ def _wscale(b, i, end):
     return -1
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _sum16(b, start, length):
+    """The sum of the big-endian 16-bit words of b[start:start+length] (the last byte of an
+    odd length padded with a zero)."""
+    total = np.int64(0)
+    end = start + length - 1
+    i = start
+    while i < end:
+        total += (np.int64(b[i]) << 8) | np.int64(b[i + 1])
+        i += 2
+    if i == end:
+        total += np.int64(b[i]) << 8
+    return total
+
+
+@njit(cache=True, nogil=True)
+def _checksum_ok(b, addresses, size, t, tcp_len):
+    """decode.checksum_ok: the addresses (source and destination, `size` bytes in all) and
+    the TCP segment at t, `tcp_len` bytes long."""
+    total = _sum16(b, addresses, size) + 6 + (tcp_len >> 16) + (tcp_len & 0xFFFF) \
+        + _sum16(b, t, tcp_len)
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total == 0xFFFF
+
+
 @njit(cache=True, nogil=True)
 def _is_v6_ext(nh):
     return nh == 0 or nh == 43 or nh == 60 or nh == 51 or nh == 135 or nh == 139 or nh == 140
 
 
 @njit(cache=True, nogil=True)
-def _decode(b, s, n, origlen, linktype, out, row):
-    """Decode the frame b[s:s+n] into row `row` of the columns `out`."""
+def _decode(b, s, n, origlen, linktype, out, row, verify):
+    """Decode the frame b[s:s+n] into row `row` of the columns `out`; with `verify`, check
+    the TCP checksum of a segment captured whole (decode.checksum_ok)."""
     (_, kind, v6, src_hi, src_lo, dst_hi, dst_lo, sport, dport, seq, ack, flags, win, plen,
-     ipid, wscale, _, iplen, cut_payload) = out
+     ipid, wscale, _, iplen, cut_payload, bad_sum) = out
     cut = _CUT if n < origlen else _TRUNCATED
     etype = -1
     off = 0
@@ -284,6 +313,8 @@ def _decode(b, s, n, origlen, linktype, out, row):
     win[row] = _u16(b, s + t + 14)
     plen[row] = tcp_len - doff
     cut_payload[row] = n < t + tcp_len
+    bad_sum[row] = verify and n >= t + tcp_len and not _checksum_ok(
+        b, s + off + (8 if v6[row] else 12), 32 if v6[row] else 8, s + t, tcp_len)
     if f & 0x02:
         wscale[row] = _wscale(b, s + t + 20, s + min(t + doff, n)) if doff > 20 else -1
     else:
@@ -291,7 +322,7 @@ def _decode(b, s, n, origlen, linktype, out, row):
 
 
 @njit(cache=True, nogil=True)
-def scan_pcap(buf, pos, big, unit, linktype, snaplen, limit, out, odd):
+def scan_pcap(buf, pos, big, unit, linktype, snaplen, limit, out, odd, verify):
     """Decode the whole records of a pcap buffer from `pos` into `out`, at most its length.
     Returns (position after the last record decoded, rows filled, status): MORE when the
     buffer ends (inside a record or at its end), FULL when `out` is, TOO_LONG at a record
@@ -316,26 +347,28 @@ def scan_pcap(buf, pos, big, unit, linktype, snaplen, limit, out, odd):
         if orig < incl:
             odd[1] += 1
         ts[row] = np.float64(_u32(buf, pos, big)) + np.float64(_u32(buf, pos + 4, big)) * unit
-        _decode(buf, pos + 16, incl, orig, linktype, out, row)
+        _decode(buf, pos + 16, incl, orig, linktype, out, row, verify)
         row += 1
         pos = nxt
     return pos, row, MORE
 
 
-def decode_one(linktype: int, frame: bytes, origlen: int) -> Batch:
+def decode_one(linktype: int, frame: bytes, origlen: int, verify: bool = False) -> Batch:
     """Decode one frame with the compiled decoder (for tests): a one-row Batch."""
     out = Batch.empty(1)
-    _decode(np.frombuffer(frame, dtype=np.uint8), 0, len(frame), origlen, linktype, out, 0)
+    _decode(np.frombuffer(frame, dtype=np.uint8), 0, len(frame), origlen, linktype, out, 0,
+            verify)
     return out
 
 
 @njit(cache=True, nogil=True)
-def _decode_many(buf, starts, lengths, origlens, linktypes, out):
+def _decode_many(buf, starts, lengths, origlens, linktypes, out, verify):
     for row in range(len(starts)):
-        _decode(buf, starts[row], lengths[row], origlens[row], linktypes[row], out, row)
+        _decode(buf, starts[row], lengths[row], origlens[row], linktypes[row], out, row,
+                verify)
 
 
-def batches_of(records, rows: int = 1 << 16):
+def batches_of(records, rows: int = 1 << 16, verify: bool = False):
     """Decode (timestamp, linktype, frame, original length) records into Batches: for
     formats that are not walked by compiled code (pcapng, standard input)."""
     outs = [Batch.empty(rows) for _ in range(BATCH_BUFFERS)]
@@ -351,7 +384,7 @@ def batches_of(records, rows: int = 1 << 16):
         n = len(starts)
         _decode_many(np.frombuffer(bytes(frames), np.uint8), np.array(starts, np.int64),
                      np.array(lengths, np.int64), np.array(origlens, np.int64),
-                     np.array(linktypes, np.int64), out)
+                     np.array(linktypes, np.int64), out, verify)
         for column in (frames, starts, lengths, origlens, linktypes):
             column.clear()
         done = out.head(n)

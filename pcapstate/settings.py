@@ -22,6 +22,9 @@ class Settings:
     """At most this many connections are followed at once (0: no limit). A new one beyond it
     evicts one (table.Tracker._evict), counted and reported. About 1.6 KiB each in the
     compiled engine: about 800 MiB at the default."""
+    zeek_checksums: bool = False
+    """Check TCP checksums for Zeek's view, as Zeek does unless run with -C: a segment with
+    a wrong one is only marked (C). pcapstate's own state machine takes every segment."""
     stuck_after: dict[State, float] = field(default_factory=lambda: stuck_thresholds(10.0, 60.0))
     """An endpoint in one of these states for longer than this is reported as stuck."""
 

@@ -47,7 +47,7 @@ class Tracker:
         self.peak_live = 0
 
     def segment(self, ts: float, seg: Segment) -> None:
-        src, dst, sport, dport, seq, ack, flags, win, plen, ipid, opts, iplen, cut = seg
+        src, dst, sport, dport, seq, ack, flags, win, plen, ipid, opts, iplen, cut, bad = seg
         if ts > self.now:
             self.now = ts
             if ts >= self.next_sweep:
@@ -63,7 +63,7 @@ class Tracker:
                 conn, d = self._open(ts, src, sport, dst, dport, flags)
         s = self.settings
         if conn.segment(ts, d, flags, seq, ack, win, plen, ipid, opts, s.time_wait,
-                        s.fin_timeout, iplen, cut):
+                        s.fin_timeout, iplen, cut, bad):
             self._schedule(conn)
         self._touch(conn)
 

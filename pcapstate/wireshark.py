@@ -45,10 +45,11 @@ FIELDS = ("frame.time_epoch", "frame.protocols", "ip.src", "ip.dst", "ip.proto",
           "tcp.dstport", "tcp.seq_raw", "tcp.ack_raw", "tcp.flags", "tcp.window_size_value",
           "tcp.len", "tcp.options.wscale.shift",
           *[f for f in WIRESHARK_ANALYSIS.values() if f.startswith("tcp.")],
-          "frame.cap_len", "ip.len", "ipv6.plen", "frame.len")
+          "frame.cap_len", "ip.len", "ipv6.plen", "frame.len", "tcp.checksum.status")
 _ANALYSIS = FIELDS.index("tcp.analysis.retransmission")  # the first of 7 analysis columns
-_CAP_LEN, _IP_LEN, _IP6_PLEN, _LEN = (FIELDS.index(f) for f in (
-    "frame.cap_len", "ip.len", "ipv6.plen", "frame.len"))
+_CAP_LEN, _IP_LEN, _IP6_PLEN, _LEN, _CHECKSUM = (FIELDS.index(f) for f in (
+    "frame.cap_len", "ip.len", "ipv6.plen", "frame.len", "tcp.checksum.status"))
+_BAD = b"0"  # Wireshark's PROTO_CHECKSUM_E_BAD (with tcp.check_checksum on)
 _RESENT = 1 << list(WIRESHARK_ANALYSIS).index("resent")
 #: Preferences: no IP reassembly (a fragment is counted as one, as the fast decoder does)
 #: and no TCP reassembly (nothing above TCP is needed).
@@ -56,7 +57,7 @@ PREFERENCES = ("ip.defragment:FALSE", "ipv6.defragment:FALSE",
                "tcp.desegment_tcp_streams:FALSE")
 
 _SYN = 0x02
-_ZEROS = (0,) * 17  # the columns after `kind` of a frame that is not a TCP segment
+_ZEROS = (0,) * 18  # the columns after `kind` of a frame that is not a TCP segment
 _PROTO_NUMBERS = {name: number for number, name in _IP_PROTOS.items()}
 _MASK64 = (1 << 64) - 1
 
@@ -79,21 +80,23 @@ def tshark_path() -> str:
         raise TsharkMissing(str(e).splitlines()[0]) from None
 
 
-def command(path: str) -> list[str]:
+def command(path: str, verify: bool = False) -> list[str]:
+    """tshark's command line; `verify`: with TCP checksums checked."""
     cmd = [tshark_path(), "-r", path, "-n", "-T", "fields", "-E", "separator=/t",
            "-E", "occurrence=l", "-E", "header=n"]
-    for pref in PREFERENCES:
+    for pref in (*PREFERENCES, *(["tcp.check_checksum:TRUE"] if verify else [])):
         cmd += ["-o", pref]
     for name in FIELDS:
         cmd += ["-e", name]
     return cmd
 
 
-def batches(cap: Capture, rows: int = 1 << 16) -> Iterator[Batch]:
-    """The capture's frames as tshark decodes them, `rows` at a time. Sets cap.records."""
+def batches(cap: Capture, rows: int = 1 << 16, verify: bool = False) -> Iterator[Batch]:
+    """The capture's frames as tshark decodes them, `rows` at a time. Sets cap.records.
+    `verify`: check TCP checksums."""
     if cap.path == "-":
         raise CaptureError("-", "the tshark engine reads files, not standard input")
-    proc = subprocess.Popen(command(cap.path), stdout=subprocess.PIPE,
+    proc = subprocess.Popen(command(cap.path, verify), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, bufsize=1 << 20)
     assert proc.stdout is not None and proc.stderr is not None
     cap.records = 0
@@ -181,14 +184,14 @@ class _Parser:
                 said | _RESENT if said & 0b1111 else said,
                 int(f[_IP6_PLEN]) + 40 if inner_v6 else int(f[_IP_LEN] or 0),
                 # the payload was cut if the frame was (Ethernet padding aside)
-                int(f[20]) > 0 and int(f[_LEN]) > int(f[_CAP_LEN]))
+                int(f[20]) > 0 and int(f[_LEN]) > int(f[_CAP_LEN]), f[_CHECKSUM] == _BAD)
 
     def batch(self, lines: list[bytes]) -> Batch:
         n = len(lines)
         ts = np.zeros(n)
-        cols: list[list[Any]] = [[] for _ in range(18)]
+        cols: list[list[Any]] = [[] for _ in range(19)]
         (kind, v6, src_hi, src_lo, dst_hi, dst_lo, sport, dport, seq, ack, flags, win, plen,
-         ipid, wscale, analysis, iplen, cut) = cols
+         ipid, wscale, analysis, iplen, cut, bad_sum) = cols
         time = self.time
         offset = self.offset + self.overhead * len(lines)
         for i, line in enumerate(lines):
@@ -212,7 +215,8 @@ class _Parser:
                      np.array(sport, i4), np.array(dport, i4), np.array(seq, i8),
                      np.array(ack, i8), np.array(flags, i4), np.array(win, i4),
                      np.array(plen, i4), np.array(ipid, i4), np.array(wscale, np.int8),
-                     np.array(analysis, i4), np.array(iplen, i4), np.array(cut, np.bool_))
+                     np.array(analysis, i4), np.array(iplen, i4), np.array(cut, np.bool_),
+                     np.array(bad_sum, np.bool_))
 
 
 def _innermost_is_v6(f: list[bytes]) -> bool:

@@ -44,7 +44,8 @@ class ZeekEndpoint:
     __slots__ = ("state", "prev", "start", "last", "last_rel", "ack", "ack_rel", "seen",
                  "last_syn", "last_fin", "last_rst", "rxmit", "rxmit_next", "win0",
                  "win0_next", "fins", "packets", "ip_bytes", "did_close", "fin_seq",
-                 "reassembled", "trimmed", "blocks", "gaps", "gaps_next")
+                 "reassembled", "trimmed", "blocks", "gaps", "gaps_next", "bad_sums",
+                 "bad_sums_next")
 
     def __init__(self) -> None:
         self.state = self.prev = INACTIVE
@@ -63,6 +64,7 @@ class ZeekEndpoint:
         self.reassembled, self.trimmed = 1, 0
         self.blocks: list[tuple[int, int]] = []
         self.gaps, self.gaps_next = 0, 1  # content gaps, for the logarithmic G
+        self.bad_sums, self.bad_sums_next = 0, 1  # bad checksums, for the logarithmic C
 
     def is_clean(self) -> bool:
         """Zeek's is_clean: established, or closed from established."""
@@ -149,11 +151,18 @@ class ZeekConn:
             self.history += letter if sender == self.orig else letter.lower()
 
     def packet(self, ts: float, sender: int, flags: int, seq: int, ack: int, plen: int,
-               win: int, iplen: int = 0, cut: bool = False) -> None:
+               win: int, iplen: int = 0, cut: bool = False, bad_sum: bool = False) -> None:
         """One segment from pcapstate's endpoint `sender` (SA::Process); `iplen`: its IP
         packet's length, for the IP byte counts (ConnSize); `cut`: its payload was not
-        captured whole (snaplen)."""
+        captured whole (snaplen); `bad_sum`: its checksum is wrong, so Zeek marks it (C,
+        at the 1st, 10th, 100th...) and goes no further with it."""
         e, peer = self.ep[sender], self.ep[1 - sender]
+        if bad_sum:
+            e.bad_sums += 1
+            if e.bad_sums == e.bad_sums_next:
+                self._add(sender, "C")
+                e.bad_sums_next *= 10
+            return
         is_orig = sender == self.orig
         syn, fin, rst = flags & SYN, flags & FIN, flags & RST
         if not e.packets:  # SetPartialStatus

@@ -103,7 +103,7 @@ def test_scan_pcap_walks_a_whole_file_in_pieces():
     out = Batch.empty(7)  # small, so the scan returns FULL and resumes
     pos, rows, odd = 24, [], np.zeros(2, np.int64)
     while True:
-        pos, n, status = scan_pcap(buf, pos, False, 1e-6, 1, 262144, 262144, out, odd)
+        pos, n, status = scan_pcap(buf, pos, False, 1e-6, 1, 262144, 262144, out, odd, False)
         rows += [as_reference(out, i) for i in range(n)]
         if status != 1:
             break

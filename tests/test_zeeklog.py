@@ -2,6 +2,7 @@
 the kernel samples (the values Zeek's rules give; Zeek itself is not installed here)."""
 
 import json
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -194,3 +195,34 @@ def test_local_networks_set_local_orig_and_local_resp(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["analyze", str(SAMPLES / "refused.pcap"), "--zeek-local-nets", "10.0.0/8x"])
     assert "not a network: '10.0.0/8x'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("engine", ["fast", "plain", "tshark"])
+def test_checksums_as_zeek_checks_them(tmp_path, capsys, engine):
+    """--zeek-checksums: one request whose payload was corrupted after its checksum was
+    computed: Zeek marks it C and never delivers its 8 bytes, which the server's ACK then
+    shows missing (G, missed_bytes 8). Without the option: the connection as captured."""
+    if engine == "tshark" and shutil.which("tshark") is None:
+        pytest.skip("tshark not installed")
+    data = bytearray((SAMPLES / "vantage_client.pcap").read_bytes())
+    pos = 24
+    for _ in range(3):  # to the fourth record: the client's 8-byte request
+        pos += 16 + int.from_bytes(data[pos + 8:pos + 12], "little")
+    length = int.from_bytes(data[pos + 8:pos + 12], "little")
+    data[pos + 16 + length - 1] ^= 0xFF  # its last payload byte
+    bad = tmp_path / "bad checksum.pcap"
+    bad.write_bytes(bytes(data))
+
+    def first(*extra):
+        assert main(["analyze", str(bad), "--zeek-conn", "-", "-q", "--engine", engine,
+                     *extra]) == 0
+        return rows(capsys.readouterr().out)[0]
+
+    checked = first("--zeek-checksums")
+    assert checked["conn_state"] == "SF" and checked["missed_bytes"] == "8"
+    assert checked["history"] == "ShACaGdFf"
+    # the corrupted one is not counted: 5 packets and 268 IP bytes, not 6 and 328
+    assert (checked["orig_pkts"], checked["orig_ip_bytes"]) == ("5", "268")
+    plain = first()
+    assert (plain["history"], plain["missed_bytes"], plain["orig_pkts"],
+            plain["orig_ip_bytes"]) == ("ShADadFf", "0", "6", "328")
