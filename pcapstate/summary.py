@@ -298,6 +298,7 @@ class Summary:
 
     def to_json(self, evicted: list[int] | None = None) -> dict[str, Any]:
         """`evicted`: the table's evictions by tier (vocab.Tier)."""
+        evicted = evicted or [0] * len(Tier)
         order = list(State)
         by_end: Counter[str] = Counter()
         by_closer: Counter[str] = Counter()
@@ -314,9 +315,8 @@ class Summary:
                 "by_end_and_closer": {kind: crossed[kind] for kind in _ranked(by_end)},
                 "roles_from": _ranked(self.by_roles),
                 "mid_stream": self.mid_stream,
-                "evicted": dict(zip(["total", *(t.name.lower() for t in Tier)],
-                                    [sum(evicted or []), *(evicted or [0] * len(Tier))],
-                                    strict=True)),
+                "evicted": {"total": sum(evicted), **{
+                    t.name.lower(): n for t, n in zip(Tier, evicted, strict=True)}},
                 "final_states": {r: _ranked(c) for r, c in self.final.items()},
                 "anomalies": dict(sorted(self.anomalies.items())),
                 "zeek_conn_states": _ranked(self.zeek_states),
