@@ -31,13 +31,16 @@ Progress = Callable[[int, int | None], None]
 def analyze(paths: list[str], settings: Settings | None = None, *,
             on_record: Callable[[dict[str, Any]], None] | None = None,
             on_brief: Callable[[list[list[Any]]], None] | None = None,
-            progress: Progress | None = None, engine: str = "fast") -> dict[str, Any]:
+            progress: Progress | None = None, engine: str = "fast",
+            stop: Callable[[], bool] | None = None) -> dict[str, Any]:
     """Analyse one capture, given as one file or a time-ordered set of files.
 
     `on_record` receives each connection's record as the connection is retired (in
     retirement order); `on_brief` the same connections in brief (summary.BRIEF_FIELDS), a
     list at a time, at a fraction of the cost; `progress(bytes_done, bytes_total)` is
-    called now and then.
+    called now and then. `stop()`, asked between batches, ends the reading early: the
+    result then covers what was read, a warning says so, and no more records or briefs
+    are passed on (the caller is stopping).
     `engine`: "fast", the compiled decoder and state machine (scan.py, fasttable.py);
     "tshark", Wireshark's dissectors feeding the same state machine (wireshark.py);
     "auto", fast unless a link type needs tshark; or "plain", the reference written for
@@ -62,6 +65,7 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
     total = sum(sizes) if len(sizes) == len(captures) else None
     done = 0
     started = time.perf_counter()
+    stopped = False
     tracker: Tracker | FastTracker
     try:
         if engine in ("fast", "tshark"):
@@ -80,7 +84,12 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
                     tracker.feed(batch)
                     if progress is not None:
                         progress(done + cap.bytes_read, total)
+                    if stop is not None and stop():
+                        stopped = True
+                        break
                 done += cap.bytes_read
+                if stopped:
+                    break
             first, last = float(first), float(last)
         else:
             tracker = Tracker(settings, summary.add)
@@ -100,15 +109,23 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
                         accounting[seg] += 1
                     else:
                         segment(ts, seg)
-                    if progress is not None and not n % _PROGRESS_EVERY:
-                        progress(done + cap.bytes_read, total)
+                    if not n % _PROGRESS_EVERY:
+                        if progress is not None:
+                            progress(done + cap.bytes_read, total)
+                        if stop is not None and stop():
+                            stopped = True
+                            break
                 done += cap.bytes_read
+                if stopped:
+                    break
     finally:
         for cap in captures:
             cap.close()
     if progress is not None:
         progress(done, total)
-    stops = [c.end_ts for c in captures if c.end_ts is not None]
+    stops = [c.end_ts for c in captures if c.end_ts is not None and not stopped]
+    if stopped:
+        summary.on_record = summary.on_brief = None
     end = max([last, *stops]) if records_read(captures) else 0.0
     tracker.finish(end)
     records = records_read(captures)
@@ -145,7 +162,9 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
         "warnings": [w for c in captures for w in c.warnings] + [
             f"{c.path}: the capturing interface dropped {c.dropped:,} packets: states may be "
             "wrong where a SYN, FIN or RST was lost" for c in captures if c.dropped]
-        + _eviction_warning(tracker.evicted, settings.max_connections),
+        + _eviction_warning(tracker.evicted, settings.max_connections)
+        + ([f"interrupted: only the first {records:,} records were analysed; connections "
+            "still open then are reported as open"] if stopped else []),
         "elapsed_seconds": time.perf_counter() - started,
     }
     return result

@@ -409,6 +409,7 @@ def open_capture(path: str) -> Capture:
         cap._peeked = _chain(first, it)
     else:
         it.close()
+        cap.records = cap.bytes_read = 0  # read again from the start when analysed
     return cap
 
 

@@ -218,13 +218,23 @@ def main(argv: list[str] | None = None) -> int:
 _INTERRUPTED = threading.Event()
 
 
+#: Set while an analysis can stop early and still report: the first Ctrl-C then only asks
+#: it to stop (analyze's `stop`); a second one interrupts.
+_SOFT = threading.Event()
+
+
 def _on_interrupt(signum: int, frame: object) -> None:
+    if _SOFT.is_set() and not _INTERRUPTED.is_set():
+        _INTERRUPTED.set()
+        print("\npcapstate: stopping: the summary of what was read follows (Ctrl-C again to "
+              "quit at once)", file=sys.stderr)
+        return
     _INTERRUPTED.set()
     raise KeyboardInterrupt
 
 
 def _check_interrupt() -> None:
-    if _INTERRUPTED.is_set():
+    if _INTERRUPTED.is_set() and not _SOFT.is_set():
         raise KeyboardInterrupt
 
 
@@ -313,8 +323,15 @@ def _analyze(args: argparse.Namespace) -> int:
             sink(rec)
 
     try:
-        result = analyze(args.captures, settings, on_record=on_record if sinks else None,
-                         progress=_Progress(show_progress), engine=args.engine)
+        _SOFT.set()  # a first Ctrl-C now stops the reading: the summary of what was read
+        try:
+            result = analyze(args.captures, settings, on_record=on_record if sinks else None,
+                             progress=_Progress(show_progress), engine=args.engine,
+                             stop=_INTERRUPTED.is_set)
+        finally:
+            _SOFT.clear()
+        if _INTERRUPTED.is_set():
+            return _interrupted(result, stdout_taken)
         for log, _ in zeek_logs:
             log.close()
         for f in pending:
@@ -335,6 +352,9 @@ def _analyze(args: argparse.Namespace) -> int:
             except OSError as e:
                 return _error(f"cannot write {args.json}: {e.strerror}")
     except CaptureError as e:
+        if _INTERRUPTED.is_set():  # tshark, say, got the Ctrl-C too
+            print("pcapstate: interrupted", file=sys.stderr)
+            return 130
         return _error(str(e))
     finally:
         if show_progress:
@@ -365,6 +385,17 @@ def _analyze(args: argparse.Namespace) -> int:
               f"{', '.join(sorted({f['state'] for f in failing}))}", file=sys.stderr)
         return 1
     return 0
+
+
+def _interrupted(result: dict[str, Any], stdout_taken: bool) -> int:
+    """Ctrl-C during the reading: the summary of what was read, no file written."""
+    from pcapstate.report_text import render
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C: still no traceback
+    (sys.stderr if stdout_taken else sys.stdout).write(render(result))
+    print("pcapstate: interrupted: the summary above covers the records read until then; "
+          "no file was written", file=sys.stderr)
+    return 130
 
 
 def _zeek_logs(args: argparse.Namespace) -> list[tuple[Any, Any]]:

@@ -136,12 +136,40 @@ def test_interrupt_exits_130_without_a_traceback():
         p.stdin.write(header)  # a valid header, then nothing: pcapstate waits for records
         p.stdin.flush()
         time.sleep(2)  # bounded: imports done, blocked reading standard input
-        p.send_signal(signal.SIGINT)
+        p.send_signal(signal.SIGINT)  # asks the reading to stop: it waits for input
+        time.sleep(1)
+        p.send_signal(signal.SIGINT)  # the second quits at once
         _, err = p.communicate(timeout=30)
     finally:
         p.kill()
     assert p.returncode == 130
+    assert b"stopping: the summary of what was read follows" in err
     assert b"interrupted" in err and b"Traceback" not in err
+
+
+def test_interrupt_reports_what_was_read(tmp_path, monkeypatch, capsys):
+    """A first Ctrl-C stops the reading after the current batch: the summary of what was
+    read, a warning that says so, no file written, exit 130."""
+    import signal
+
+    from pcapstate.fasttable import FastTracker
+
+    real = FastTracker.feed
+
+    def feed_then_ctrl_c(self, batch):
+        real(self, batch)
+        signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(FastTracker, "feed", feed_then_ctrl_c)
+    out = tmp_path / "r.json"
+    rotated = sorted(str(p) for p in SAMPLES.glob("rotated-*.pcap"))  # 316 records first
+    assert len(rotated) == 4
+    assert main(["analyze", *rotated, "--json", str(out)]) == 130
+    got = capsys.readouterr()
+    assert got.out.startswith("4 files, 316 records, ")  # of 1,571: the first file's
+    assert "warning: interrupted: only the first 316 records were analysed" in got.out
+    assert "no file was written" in got.err and not out.exists()
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_progress_on_request():
@@ -218,7 +246,8 @@ def test_engine_option_selects_an_engine_with_the_same_answer(capsys):
 
 def test_an_interrupt_lost_in_a_finalizer_still_stops_the_run(monkeypatch, capsys):
     """Python drops a KeyboardInterrupt raised while a finalizer runs (numba runs many while
-    it compiles); the run notices the Ctrl-C at its next step all the same."""
+    it compiles); the run notices the Ctrl-C at its next step all the same (here, while
+    reading, by the flag that asks the reading to stop)."""
     import signal
 
     import pcapstate.analyze as pipeline
@@ -234,7 +263,9 @@ def test_an_interrupt_lost_in_a_finalizer_still_stops_the_run(monkeypatch, capsy
 
     monkeypatch.setattr(pipeline, "open_captures", open_then_ctrl_c)
     assert main(["analyze", WRAP, "-q"]) == 130
-    assert capsys.readouterr().err == "pcapstate: interrupted\n"
+    assert capsys.readouterr().err.endswith("pcapstate: interrupted: the summary above "
+                                            "covers the records read until then; no file "
+                                            "was written\n")
     monkeypatch.setattr(pipeline, "open_captures", real)
     assert main(["analyze", WRAP, "-q"]) == 0  # the next run starts afresh
 
