@@ -91,14 +91,18 @@ def test_two_outputs_cannot_share_standard_output(capsys):
     assert "cannot both write to standard output" in capsys.readouterr().err
 
 
-def craft(path, packets, ports=(35634, 80)):
+def craft(path, packets, ports=(35634, 80), snaplen=0):
     """packets: (seconds, from originator, flags, seq, ack, payload bytes, TCP option
-    bytes) between 141.142.220.118 and 208.80.152.2, on `ports` (originator's first)."""
+    bytes) between 141.142.220.118 and 208.80.152.2, on `ports` (originator's first);
+    `snaplen`: each packet captured up to so many bytes, as tcpdump -s does."""
+    import struct
+
     import dpkt
 
     orig, resp = (b"\x8d\x8e\xdc\x76", ports[0]), (b"\xd0\x50\x98\x02", ports[1])
     with path.open("wb") as f:
-        w = dpkt.pcap.Writer(f, linktype=dpkt.pcap.DLT_RAW)
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, snaplen or 65535,
+                            dpkt.pcap.DLT_RAW))
         for t, out, flags, seq, ack, size, opts in packets:
             (src, sport), (dst, dport) = (orig, resp) if out else (resp, orig)
             tcp = dpkt.tcp.TCP(sport=sport, dport=dport, seq=seq, ack=ack, flags=flags,
@@ -106,12 +110,16 @@ def craft(path, packets, ports=(35634, 80)):
                                data=b"x" * size)
             ip = dpkt.ip.IP(src=src, dst=dst, p=6, ttl=64, data=tcp)
             ip.len = len(ip)
-            w.writepkt(bytes(ip), 1_300_000_000 + t)
+            frame = bytes(ip)
+            kept = frame[:snaplen] if snaplen else frame
+            ts = 1_300_000_000 + t
+            f.write(struct.pack("<IIII", int(ts), round((ts % 1) * 1e6), len(kept),
+                                len(frame)) + kept)
     return str(path)
 
 
-ZEEK_COLUMNS = ("duration", "orig_bytes", "resp_bytes", "conn_state", "history", "orig_pkts",
-                "orig_ip_bytes", "resp_pkts", "resp_ip_bytes")
+ZEEK_COLUMNS = ("duration", "orig_bytes", "resp_bytes", "conn_state", "missed_bytes",
+                "history", "orig_pkts", "orig_ip_bytes", "resp_pkts", "resp_ip_bytes")
 S_, A_, P_ = 0x02, 0x10, 0x08
 
 
@@ -119,19 +127,19 @@ S_, A_, P_ = 0x02, 0x10, 0x08
     # mid-stream: "0.061329 463 350 OTH F F 0 DdA 2 567 1 402"
     ([(0.0, True, P_ | A_, 1000, 5000, 463, 12), (0.030, False, P_ | A_, 5000, 1463, 350, 12),
       (0.061329, True, A_, 1463, 5350, 0, 12)],
-     ("0.061329", "463", "350", "OTH", "DdA", "2", "567", "1", "402")),
+     ("0.061329", "463", "350", "OTH", "0", "DdA", "2", "567", "1", "402")),
     # never closed: "0.120041 534 412 S1 F F 0 ShADad 4 750 3 576"
     ([(0.0, True, S_, 1000, 0, 0, 20), (0.030, False, S_ | A_, 5000, 1001, 0, 20),
       (0.031, True, A_, 1001, 5001, 0, 12), (0.032, True, P_ | A_, 1001, 5001, 534, 12),
       (0.060, False, A_, 5001, 1535, 0, 12), (0.090, False, P_ | A_, 5001, 1535, 412, 12),
       (0.120041, True, A_, 1535, 5413, 0, 12)],
-     ("0.120041", "534", "412", "S1", "ShADad", "4", "750", "3", "576")),
+     ("0.120041", "534", "412", "S1", "0", "ShADad", "4", "750", "3", "576")),
 ])
 def test_zeeks_own_lines(tmp_path, packets, zeek_line):
     """Two connections of Zeek's baseline core.tcp.rxmit-history/conn-2.log (trace
     wikipedia.trace), rebuilt packet for packet from what the line says (sizes, order,
-    duration): pcapstate's conn.log columns are Zeek's, to the digit. (Zeek's service,
-    local_orig/local_resp and missed_bytes columns are not computed here.)"""
+    duration): pcapstate's conn.log columns are Zeek's, to the digit. (Zeek's service is
+    not computed here; local_orig/local_resp are unset without local networks.)"""
     path = craft(tmp_path / "c.pcap", packets)
     out = tmp_path / "conn.log"
     assert main(["analyze", path, "--zeek-conn", str(out), "-q"]) == 0
@@ -157,7 +165,7 @@ def test_a_lone_synack_as_zeek_logs_it(tmp_path):
     assert main(["analyze", str(path), "--zeek-conn", str(out), "-q"]) == 0
     (e,) = rows(out.read_text())
     assert tuple(e[c] for c in ZEEK_COLUMNS) == \
-        ("-", "-", "-", "OTH", "^h", "0", "0", "1", "48")
+        ("-", "-", "-", "OTH", "0", "^h", "0", "0", "1", "48")
     assert (e["id.orig_h"], e["id.orig_p"], e["id.resp_p"]) == ("141.142.220.235", "6705", "80")
 
 
@@ -226,3 +234,34 @@ def test_checksums_as_zeek_checks_them(tmp_path, capsys, engine):
     plain = first()
     assert (plain["history"], plain["missed_bytes"], plain["orig_pkts"],
             plain["orig_ip_bytes"]) == ("ShADadFf", "0", "6", "328")
+
+
+def test_zeeks_line_for_a_capture_of_headers_only(tmp_path):
+    """core.tcp.rxmit-history/conn-1.log (trace tcp/retransmit-fast009.trace, read with -C):
+    "60.991770 474 23783 RSTO - - 24257 ShADaGdgtR 17 1250 22 28961": every payload byte
+    of both sides missed, so the trace holds headers only. Rebuilt with that: the request
+    (474 bytes) acknowledged unseen (G), 17 responses acknowledged in 9 steps (one g: the
+    tenth would add another), 3 segments sent again (t), then the client's RST."""
+    packets = [(0.0, True, S_, 1000, 0, 0, 20), (0.030, False, S_ | A_, 5000, 1001, 0, 20),
+               (0.031, True, A_, 1001, 5001, 0, 12), (0.032, True, P_ | A_, 1001, 5001, 474, 12),
+               (0.060, False, A_, 5001, 1475, 0, 0)]
+    acks = 0
+    for i in range(17):
+        packets.append((0.1 + 0.01 * i, False, A_, 5001 + 1400 * i, 1475,
+                        1400 if i < 16 else 1383, 0))
+        if i % 2 or i == 16:
+            acks += 1
+            packets.append((0.105 + 0.01 * i, True, A_, 1475, 5001 + 1400 * i +
+                            (1400 if i < 16 else 1383), 0, 12 if acks <= 4 else 0))
+    for k in range(3):
+        packets.append((1.0 + k, False, A_, 12001, 1475, 1426, 0))
+    for k in range(4):
+        packets.append((5.0 + k, True, A_, 1475, 28784, 0, 4 if k == 0 else 0))
+    packets.append((60.991770, True, 0x04 | A_, 1475, 28784, 0, 0))
+    path = craft(tmp_path / "c.pcap", packets, snaplen=52)
+    out = tmp_path / "conn.log"
+    assert main(["analyze", path, "--zeek-conn", str(out), "-q"]) == 0
+    (e,) = rows(out.read_text())
+    assert tuple(e[c] for c in ZEEK_COLUMNS) == (
+        "60.991770", "474", "23783", "RSTO", "24257", "ShADaGdgtR", "17", "1250", "22",
+        "28961")
