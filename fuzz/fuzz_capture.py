@@ -20,8 +20,10 @@ import atheris
 with atheris.instrument_imports(exclude=["pcapstate.scan", "pcapstate.fasttable"]):
     from pcapstate.analyze import analyze
     from pcapstate.capture import CaptureError, open_captures
+    from pcapstate.settings import Settings
 
 HERE = Path(__file__).resolve().parent
+SETTINGS = Settings(zeek_checksums=True, max_connections=4)
 INPUT = Path(tempfile.mkdtemp(prefix="pcapstate-fuzz-", dir="/dev/shm"
                               if os.path.isdir("/dev/shm") else None)) / "input.pcap"
 
@@ -30,9 +32,10 @@ def one_input(data: bytes) -> None:
     INPUT.write_bytes(data)
     try:
         for cap in open_captures([str(INPUT)]):  # the compiled decoder, batch by batch
-            for _ in cap.batches(rows=64):
+            for _ in cap.batches(rows=64, verify=True):
                 pass
-        analyze([str(INPUT)], engine="plain")  # the reference, through the whole pipeline
+        # the reference, through the whole pipeline: checksums checked, a table of 4
+        analyze([str(INPUT)], SETTINGS, engine="plain")
     except CaptureError:
         pass
 
