@@ -70,8 +70,8 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
     try:
         if engine in ("fast", "tshark"):
             tracker = FastTracker(settings, summary)
+            verify = settings.zeek_checksums
             for cap in captures:
-                verify = settings.zeek_checksums
                 source = cap.batches(verify=verify) if engine == "fast" else \
                     wireshark.batches(cap, verify=verify)
                 for batch in read_ahead(source):

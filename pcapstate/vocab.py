@@ -97,7 +97,7 @@ class Tier(IntEnum):
     OPEN = 2  # everything else: established, closing, or stuck (CLOSE_WAIT...)
 
     @staticmethod
-    def of(client: "State", server: "State") -> "Tier":
+    def of(client: State, server: State) -> "Tier":
         if client in _FINISHED and server in _FINISHED:
             return Tier.FINISHED
         if client in _ATTEMPT and server in _ATTEMPT:
