@@ -26,7 +26,17 @@ from pcapstate.summary import Summary
 from pcapstate.table import ATTEMPT_QUIET
 from pcapstate.verdict import UNTOLD, vantage_side
 from pcapstate.vocab import ANOMALIES, WIRESHARK_ANALYSIS, Closer, EndKind, Roles, State
-from pcapstate.zeek import CONN_STATES, LIKELY_SERVER_PORTS, MAX_BLOCKS, ZEEK_HISTORY, ZeekConn
+from pcapstate.zeek import (
+    ATTEMPT,
+    CLOSE_DELAY,
+    CONN_STATES,
+    INACTIVITY,
+    LIKELY_SERVER_PORTS,
+    MAX_BLOCKS,
+    RESET_DELAY,
+    ZEEK_HISTORY,
+    ZeekConn,
+)
 
 STATES = list(State)
 (CLOSED, SYN_SENT, SYN_RCVD, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT, CLOSING,
@@ -55,9 +65,10 @@ FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
 # Scalars kept in one float64 array, so the compiled code can update them.
 NOW, NEXT_SWEEP, CONNECTIONS, PEAK, HEAP_N, FREE_N, RETIRED_N, TIME_WAIT_S, FIN_TIMEOUT_S, \
     LINGER_S, LIVE, LIMIT, EVICTED = range(13)  # EVICTED: one count per tier, from here
-NS = EVICTED + 3
+ZLINES_N = EVICTED + 3  # Zeek's connections ended in the run (ZLINE), waiting
+NS = ZLINES_N + 1
 # What a call stopped for.
-DONE, NEED_SLOTS, NEED_HEAP, NEED_RETIRE = 0, 1, 2, 3
+DONE, NEED_SLOTS, NEED_HEAP, NEED_RETIRE, NEED_ZLINES = 0, 1, 2, 3, 4
 
 _KEY = types.UniTuple(types.int64, 5)
 
@@ -95,6 +106,7 @@ SLOT = np.dtype([
     ("z_blk", np.int64, (2, MAX_BLOCKS, 2)), ("z_nblk", np.int8, 2), ("z_gap", np.int64, 2),
     ("z_gapn", np.int64, 2), ("z_missed", np.int64), ("z_partial", np.uint8),
     ("z_chk", np.int64, 2), ("z_chkn", np.int64, 2),  # bad checksums, for the C letter
+    ("z_attempt", np.float64), ("z_end", np.float64),  # ZeekConn.attempt_at, end_at
     ("ws", np.int32, len(WIRESHARK_ANALYSIS)),  # Wireshark's analysis flags, counted
     # the live connections of a tier (vocab.Tier) in a list, most recently active first
     ("tier", np.int8), ("lru_prev", np.int64), ("lru_next", np.int64), ("evicted", np.uint8),
@@ -105,6 +117,11 @@ HEAD, TAIL, COUNT = range(3)
 # The timer heap (earliest due first, ties by connection id) and the retired list.
 HEAP = np.dtype([("due", np.float64), ("cid", np.int64), ("slot", np.int64)])
 RETIRED = np.dtype([("slot", np.int64), ("time", np.float64)])
+# A connection Zeek ended while pcapstate's went on (ZeekConn.ended): what ZeekConn.rebuilt
+# needs, by the slot's field names, and the id of pcapstate's connection.
+ZLINE = np.dtype([("cid", np.int64)] + [(name, SLOT[name]) for name in (
+    "z_orig", "z_hist", "z_hlen", "z_first", "z_last_ts", "z_missed", "z_state", "z_prev",
+    "z_last_rel", "z_ack_rel", "z_fins", "z_pkts", "z_ipb")])
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -450,6 +467,80 @@ def _z_data(r, x, low, length):
 
 
 @njit(cache=True, nogil=True)
+def _z_start(r, d, flags, sport, dport, ts):
+    """ZeekConn(): a new view, whose first segment comes from endpoint d."""
+    r.z_orig = d
+    r.z_hlen = 0
+    r.z_first = ts
+    r.z_last_ts = ts
+    r.z_missed = 0
+    r.z_partial = False
+    r.z_attempt = np.inf
+    r.z_end = np.inf
+    for e in range(2):
+        r.z_state[e] = r.z_prev[e] = Z_INACTIVE
+        r.z_start[e] = r.z_last[e] = r.z_last_rel[e] = r.z_ack[e] = r.z_ack_rel[e] = 0
+        r.z_seen[e] = 0
+        r.z_lsyn[e] = r.z_lfin[e] = r.z_lrst[e] = 0
+        r.z_rx[e] = r.z_w0[e] = r.z_fins[e] = r.z_pkts[e] = r.z_ipb[e] = 0
+        r.z_rxn[e] = r.z_w0n[e] = r.z_gapn[e] = r.z_chkn[e] = 1
+        r.z_closed[e] = False
+        r.z_fin_seq[e] = r.z_trim[e] = r.z_nblk[e] = r.z_gap[e] = r.z_chk[e] = 0
+        r.z_reasm[e] = 1
+    if _z_flips(flags, sport, dport):
+        r.z_orig = 1 - d
+        _z_add(r, 0, 94)  # ^
+
+
+@njit(cache=True, nogil=True)
+def _z_ended(r, now, d, flags, seq):
+    """ZeekConn.ended."""
+    if now >= r.z_last_ts + INACTIVITY or now >= r.z_end:
+        return True
+    o, p = r.z_orig, 1 - r.z_orig
+    if now >= r.z_attempt:
+        r.z_attempt = np.inf
+        if (r.z_state[o] == Z_SYN_SENT or r.z_state[o] == Z_SYN_ACK_SENT) \
+                and r.z_state[p] == Z_INACTIVE:
+            return True
+    if not flags & SYN:
+        return False
+    first = o
+    if flags & ACK:
+        if r.z_state[o] != Z_INACTIVE:
+            return False
+        first = p
+    if r.z_closed[0] or r.z_closed[1]:
+        return True
+    if seq == r.z_start[first]:
+        return False
+    return (flags & ACK) != 0 or r.z_state[first] != Z_SYN_ACK_SENT \
+        or r.z_state[p] != Z_INACTIVE or seq != r.z_start[p]
+
+
+@njit(cache=True, nogil=True)
+def _z_emit(r, Z, S):
+    """Keep slot r's Zeek view, ended, in Z (the run's ZLINEs)."""
+    z = Z[np.int64(S[ZLINES_N])]
+    S[ZLINES_N] += 1
+    z.cid = r.cid
+    z.z_orig = r.z_orig
+    z.z_hist[:] = r.z_hist
+    z.z_hlen = r.z_hlen
+    z.z_first = r.z_first
+    z.z_last_ts = r.z_last_ts
+    z.z_missed = r.z_missed
+    for e in range(2):
+        z.z_state[e] = r.z_state[e]
+        z.z_prev[e] = r.z_prev[e]
+        z.z_last_rel[e] = r.z_last_rel[e]
+        z.z_ack_rel[e] = r.z_ack_rel[e]
+        z.z_fins[e] = r.z_fins[e]
+        z.z_pkts[e] = r.z_pkts[e]
+        z.z_ipb[e] = r.z_ipb[e]
+
+
+@njit(cache=True, nogil=True)
 def _zeek(r, e, flags, seq, ack, plen, win, ts, iplen, cut, bad_sum):
     """ZeekConn.packet."""
     if bad_sum:
@@ -553,15 +644,18 @@ def _zeek(r, e, flags, seq, ack, plen, win, ts, iplen, cut, bad_sum):
         r.z_fin_seq[e] = rel + seg_len
     # the state machine, on the sender's state
     ack_flag = flags & ACK
+    closed = r.z_closed[e]
     st = r.z_state[e]
     if st == Z_INACTIVE:
         if syn:
             if is_orig:
                 _z_set(r, e, Z_SYN_ACK_SENT if ack_flag else Z_SYN_SENT)
+                r.z_attempt = ts + ATTEMPT
             else:
                 if not ack_flag and r.z_state[p] == Z_SYN_ACK_SENT and seq == r.z_start[e]:
                     r.z_orig = 1 - r.z_orig  # the SYN came after its SYN-ACK
                     _z_add(r, 0, 94)
+                    r.z_partial = False
                     _z_set(r, p, Z_ESTABLISHED)
                 if r.z_state[p] == Z_SYN_SENT:
                     _z_set(r, p, Z_ESTABLISHED)
@@ -572,6 +666,7 @@ def _zeek(r, e, flags, seq, ack, plen, win, ts, iplen, cut, bad_sum):
                 pass
             elif ack_flag and r.z_state[p] == Z_ESTABLISHED:
                 _z_set(r, e, Z_ESTABLISHED)
+                r.z_partial = False
             else:
                 _z_set(r, e, Z_PARTIAL)
     elif st == Z_SYN_SENT or st == Z_SYN_ACK_SENT:
@@ -590,6 +685,11 @@ def _zeek(r, e, flags, seq, ack, plen, win, ts, iplen, cut, bad_sum):
     elif st == Z_CLOSED:
         if rst and r.z_state[p] != Z_CLOSED:
             _z_set(r, e, Z_RESET)
+            r.z_end = min(r.z_end, ts + RESET_DELAY)
+    if r.z_closed[e] and not closed and (r.z_state[e] == Z_RESET or r.z_closed[p]
+                                         or r.z_state[p] == Z_INACTIVE):
+        r.z_attempt = np.inf
+        r.z_end = r.z_last_ts + CLOSE_DELAY
     if ack_flag:
         _z_acked(r, p, max(_sdelta(ack, r.z_start[p]), 0))
     if plen and not rst and not cut:
@@ -924,18 +1024,7 @@ def _open(T, S, table, free, R, L, ts, flags, key):
     r.last_ts = ts
     r.reset_by = -1
     r.scheduled = np.nan
-    r.z_orig = d
-    r.z_first = ts
-    r.z_last_ts = ts
-    for e in range(2):
-        r.z_rxn[e] = 1
-        r.z_w0n[e] = 1
-        r.z_reasm[e] = 1
-        r.z_gapn[e] = 1
-        r.z_chkn[e] = 1
-    if _z_flips(flags, sport, dport):
-        r.z_orig = 1 - d
-        _z_add(r, 0, 94)  # ^
+    _z_start(r, d, flags, sport, dport, ts)
     if roles == 1:
         _enter(r, 0, ts, SYN_SENT, False)
         r.left[0] = True
@@ -973,9 +1062,10 @@ def _taken_over(T, S, table, R, L, c, d, ts):
 
 
 @njit(cache=True, nogil=True)
-def run(T, H, S, table, free, R, L, B, start, n):
+def run(T, H, S, table, free, R, L, Z, B, start, n):
     """Tracker.segment for rows start..n-1 of B (TCP rows only). Stops early, returning the
-    row to resume from and why, when the slots, the heap or the retired list need room."""
+    row to resume from and why, when the slots, the heap, the retired list or Zeek's ended
+    connections (Z) need room."""
     tw, ft = S[TIME_WAIT_S], S[FIN_TIMEOUT_S]
     (b_ts, b_kind, b_v6, b_src_hi, b_src_lo, b_dst_hi, b_dst_lo, b_sport, b_dport, b_seq,
      b_ack, b_flags, b_win, b_plen, b_ipid, b_wscale, b_analysis, b_iplen, b_cut,
@@ -991,6 +1081,8 @@ def run(T, H, S, table, free, R, L, B, start, n):
             return i, NEED_HEAP
         if S[RETIRED_N] + 2 > len(R):
             return i, NEED_RETIRE
+        if S[ZLINES_N] >= len(Z):
+            return i, NEED_ZLINES
         ts = b_ts[i]
         if ts > S[NOW]:
             if ts >= S[NEXT_SWEEP]:
@@ -1009,6 +1101,9 @@ def run(T, H, S, table, free, R, L, B, start, n):
             if flags & SYN and not flags & ACK and T[c].isn[d] != seq \
                     and _taken_over(T, S, table, R, L, c, d, ts):
                 c, d = _open(T, S, table, free, R, L, ts, flags, k)
+            elif _z_ended(T[c], S[NOW], d, flags, seq):
+                _z_emit(T[c], Z, S)
+                _z_start(T[c], d, flags, np.int64(b_sport[i]), np.int64(b_dport[i]), ts)
         else:
             c, d = _open(T, S, table, free, R, L, ts, flags, k)
         r = T[c]
@@ -1073,6 +1168,10 @@ class FastTracker:
         self.retired = np.zeros(max(slots, 2), RETIRED)
         self.table = new_table()
         self.lists = np.array([-1, -1, 0] * 3, np.int64)
+        self.zlines = np.zeros(1024, ZLINE)
+        #: connection id -> the conn.log fields of the connections Zeek ended on its 4-tuple
+        #: while it went on (Connection.zeek_ended), kept until it retires
+        self.zeek_ended: dict[int, list[dict[str, object]]] = {}
         self.S = np.zeros(NS)
         self.S[[NOW, NEXT_SWEEP]] = -np.inf
         self.S[FREE_N] = slots
@@ -1100,7 +1199,8 @@ class FastTracker:
         i, n = 0, len(batch.ts)
         while i < n:
             i, why = run(self.T, self.heap, self.S, self.table, self.free, self.retired,
-                         self.lists, batch, i, n)
+                         self.lists, self.zlines, batch, i, n)
+            self._zeek_lines()
             self._hand_on()
             if why == NEED_SLOTS and self.S[FREE_N] < 2:
                 self._grow_slots()
@@ -1142,6 +1242,15 @@ class FastTracker:
         self.S[FREE_N] = n + new - old
         self.retired = np.zeros(new, RETIRED)  # empty: _hand_on ran
 
+    def _zeek_lines(self) -> None:
+        """Take in the connections Zeek ended in the run (counted as Zeek connections)."""
+        n = int(self.S[ZLINES_N])
+        for z in self.zlines[:n]:
+            fields = _zeek_view(z).fields()
+            self.summary.zeek_states[str(fields["conn_state"])] += 1
+            self.zeek_ended.setdefault(int(z["cid"]), []).append(fields)
+        self.S[ZLINES_N] = 0
+
     def _hand_on(self) -> None:
         """Pass each retired connection on, in order, and free its slot."""
         n = int(self.S[RETIRED_N])
@@ -1166,6 +1275,9 @@ class FastTracker:
             if stuck[i]:
                 summary.add_stuck(conn, float(times[i]))
             summary.record(conn)
+        if self.zeek_ended:
+            for cid in self.T["cid"][slots].tolist():
+                self.zeek_ended.pop(cid, None)
         self.T.view(np.uint8).reshape(len(self.T), SLOT.itemsize)[slots] = 0
         k = int(self.S[FREE_N])
         self.free[k:k + n] = slots[::-1]
@@ -1216,17 +1328,23 @@ class FastTracker:
         reset_by = int(r["reset_by"])
         conn.reset_by = None if reset_by < 0 else reset_by
         conn.anomalies = {ANOMALY_NAMES[a]: int(v) for a, v in enumerate(r["anom"]) if v}
-        hist = bytes(r["z_hist"][:int(r["z_hlen"])]).decode("ascii")
-        conn.zeek = ZeekConn.rebuilt(int(r["z_orig"]), hist, float(r["z_first"]),
-                                     float(r["z_last_ts"]), int(r["z_missed"]), [
-            {"state": int(r["z_state"][e]), "prev": int(r["z_prev"][e]),
-             "last_rel": int(r["z_last_rel"][e]), "ack_rel": int(r["z_ack_rel"][e]),
-             "fins": int(r["z_fins"][e]), "packets": int(r["z_pkts"][e]),
-             "ip_bytes": int(r["z_ipb"][e])} for e in range(2)])
+        conn.zeek = _zeek_view(r)
+        conn.zeek_ended = self.zeek_ended.get(conn.id, [])
         if self.summary.wireshark is not None:
             conn.wireshark = {name: int(v) for name, v in zip(WIRESHARK_ANALYSIS, r["ws"],
                                                                strict=True) if v}
         return conn
+
+
+def _zeek_view(r: Any) -> ZeekConn:
+    """The Zeek view kept in a slot or a ZLINE, for its conn.log fields."""
+    hist = bytes(r["z_hist"][:int(r["z_hlen"])]).decode("ascii")
+    return ZeekConn.rebuilt(int(r["z_orig"]), hist, float(r["z_first"]), float(r["z_last_ts"]),
+                            int(r["z_missed"]), [
+        {"state": int(r["z_state"][e]), "prev": int(r["z_prev"][e]),
+         "last_rel": int(r["z_last_rel"][e]), "ack_rel": int(r["z_ack_rel"][e]),
+         "fins": int(r["z_fins"][e]), "packets": int(r["z_pkts"][e]),
+         "ip_bytes": int(r["z_ipb"][e])} for e in range(2)])
 
 
 @lru_cache(maxsize=65536)

@@ -106,7 +106,7 @@ class Connection:
     """One instance of a TCP connection on a 4-tuple."""
 
     __slots__ = ("id", "ep", "roles", "mid_stream", "first_ts", "last_ts", "reset_by",
-                 "anomalies", "scheduled", "wireshark", "zeek", "evicted")
+                 "anomalies", "scheduled", "wireshark", "zeek", "zeek_ended", "evicted")
 
     def __init__(self, cid: int, ts: float, client: Endpoint, server: Endpoint, roles: str,
                  mid_stream: bool) -> None:
@@ -124,6 +124,9 @@ class Connection:
         self.wireshark: dict[str, int] | None = None
         #: Zeek's view of it (conn_state, history), fed every segment by the table
         self.zeek: ZeekConn | None = None
+        #: the conn.log fields of the connections Zeek ended on this 4-tuple (its timers,
+        #: a SYN it takes for a new connection) while this one went on; `zeek` began after
+        self.zeek_ended: list[dict[str, object]] = []
         #: dropped from a full connection table (Settings.max_connections) before it ended
         self.evicted = False
 

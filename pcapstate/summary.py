@@ -201,6 +201,7 @@ class Summary:
                     self.timeline.add(state, start, trans[i + 1][0] if i + 1 < len(trans)
                                       else None)
         if conn.zeek is not None:
+            self.zeek_states.update(str(z["conn_state"]) for z in conn.zeek_ended)
             self.zeek_states[conn.zeek.conn_state()] += 1
         gaps = handshake(conn)
         if gaps is not None:
@@ -359,8 +360,17 @@ def connection_record(conn: Connection, kind: str, who: str) -> dict[str, Any]:
         "anomalies": dict(sorted(conn.anomalies.items())),
         "evicted": conn.evicted,
         **({} if conn.wireshark is None else {"wireshark_analysis": conn.wireshark}),
-        **({} if conn.zeek is None else {"zeek": conn.zeek.fields()}),
+        **_zeek_json(conn),
     }
+
+
+def _zeek_json(conn: Connection) -> dict[str, Any]:
+    """`zeek`: the connection Zeek saw begin with this one; `zeek_later`, only when Zeek
+    ended it and began others on the 4-tuple while this one went on: those."""
+    if conn.zeek is None:
+        return {}
+    first, *later = [*conn.zeek_ended, conn.zeek.fields()]
+    return {"zeek": first, **({"zeek_later": later} if later else {})}
 
 
 def _endpoint_json(e: Endpoint) -> dict[str, Any]:

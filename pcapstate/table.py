@@ -61,6 +61,10 @@ class Tracker:
             if flags & SYN and not flags & ACK and conn.ep[d].isn != seq \
                     and self._taken_over(conn, d, ts):
                 conn, d = self._open(ts, src, sport, dst, dport, flags)
+            elif conn.zeek is not None and conn.zeek.ended(self.now, d, flags, seq):
+                # Zeek would log what it had and start a new connection here
+                conn.zeek_ended.append(conn.zeek.fields())
+                conn.zeek = ZeekConn(d, flags, sport, dport, ts)
         s = self.settings
         if conn.segment(ts, d, flags, seq, ack, win, plen, ipid, opts, s.time_wait,
                         s.fin_timeout, iplen, cut, bad):

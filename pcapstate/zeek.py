@@ -8,6 +8,7 @@ This is the reference, written to be read; docs/zeek.md says where it follows Ze
 where it cannot (checksums, analyzer-driven role flips, timers).
 """
 
+import math
 import re
 
 from pcapstate.decode import ACK, FIN, RST, SYN
@@ -32,6 +33,17 @@ _JUMP = 1 << 20
 #: Out-of-order blocks of data kept per direction while a hole before them is open (Zeek
 #: keeps up to 16 KiB before any ACK, 10 MiB after; the compiled record a fixed number).
 MAX_BLOCKS = 4
+
+# Zeek's timers that end a connection (init-bare.zeek's defaults), in seconds: a packet
+# on the 4-tuple after one ran out starts a new connection in Zeek's view.
+#: tcp_inactivity_timeout: no packet for this long (Session::InactivityTimer).
+INACTIVITY = 300.0
+#: tcp_attempt_delay: after the originator's SYN, no answer yet (AttemptTimer).
+ATTEMPT = 5.0
+#: tcp_close_delay: after the close completed (ConnectionClosed's ConnDeleteTimer).
+CLOSE_DELAY = 5.0
+#: tcp_reset_delay: after a RST from an endpoint that had sent its FIN (ResetTimer).
+RESET_DELAY = 5.0
 
 
 def _delta(a: int, b: int) -> int:
@@ -104,7 +116,8 @@ class ZeekConn:
     """One connection as Zeek tracks it. `orig` is 0 or 1: which of pcapstate's endpoints
     (client, server) Zeek calls the originator."""
 
-    __slots__ = ("orig", "ep", "history", "first_ts", "last_ts", "partial", "missed")
+    __slots__ = ("orig", "ep", "history", "first_ts", "last_ts", "partial", "missed",
+                 "attempt_at", "end_at")
 
     def __init__(self, first_sender: int, flags: int, sport: int, dport: int,
                  ts: float) -> None:
@@ -116,6 +129,7 @@ class ZeekConn:
         self.first_ts = self.last_ts = ts
         self.partial = False  # is_partial: an endpoint's first packet was no SYN
         self.missed = 0  # bytes in content gaps, both directions (conn.log's missed_bytes)
+        self.attempt_at = self.end_at = math.inf  # Zeek's timers that would end it
         if flips_at_creation(flags, sport, dport):
             self.flip()
 
@@ -127,6 +141,7 @@ class ZeekConn:
         z = cls.__new__(cls)
         z.orig, z.history, z.first_ts, z.last_ts = orig, history, first_ts, last_ts
         z.missed = missed
+        z.attempt_at = z.end_at = math.inf
         z.ep = (ZeekEndpoint(), ZeekEndpoint())
         for e, parts in zip(z.ep, endpoints, strict=True):
             for name, value in parts.items():
@@ -134,8 +149,38 @@ class ZeekConn:
         return z
 
     def flip(self) -> None:
+        """FlipRoles (which also resets is_partial)."""
         self.orig = 1 - self.orig
         self.history += "^"
+        self.partial = False
+
+    def ended(self, now: float, sender: int, flags: int, seq: int) -> bool:
+        """Whether Zeek takes a segment from pcapstate's endpoint `sender` at network time
+        `now` (the latest timestamp so far) as the first of a new connection on this
+        4-tuple: because one of its timers ended this one before (Zeek runs the timers due
+        before each packet), or because the segment is a SYN that IsReuse takes for a new
+        connection. Checked before `packet`, for every segment but a connection's first."""
+        if now >= self.last_ts + INACTIVITY or now >= self.end_at:
+            return True
+        o, r = self.ep[self.orig], self.ep[1 - self.orig]
+        if now >= self.attempt_at:
+            self.attempt_at = math.inf  # the timer fired: it ends the connection or not
+            if o.state in (SYN_SENT, SYN_ACK_SENT) and r.state == INACTIVE:
+                return True
+        if not flags & SYN:
+            return False
+        first = o  # IsReuse: the endpoint whose SYN the segment is compared with
+        if flags & ACK:
+            if o.state != INACTIVE:
+                return False  # not a half connection
+            first = r
+        if o.did_close or r.did_close:  # IsClosed
+            return True
+        if seq == first.start:
+            return False  # the same SYN again
+        # a SYN after its SYN-ACK (captured in the wrong order) is no new connection
+        return bool(flags & ACK) or first.state != SYN_ACK_SENT or r.state != INACTIVE \
+            or seq != r.start
 
     def _check(self, sender: int, bit: int, letter: str) -> bool:
         """Zeek's CheckHistory: append the letter the first time; True if seen before."""
@@ -197,7 +242,12 @@ class ZeekConn:
         if fin:
             e.fins += 1
             e.fin_seq = rel + seg_len
-        self._states(e, peer, is_orig, flags, seq, plen)
+        closed = e.did_close
+        self._states(ts, e, peer, is_orig, flags, seq, plen)
+        if e.did_close and not closed and (  # ConnectionClosed, the close complete:
+                e.state == RESET or peer.did_close or peer.state == INACTIVE):
+            self.attempt_at = math.inf  # CancelTimers, then ConnDeleteTimer
+            self.end_at = self.last_ts + CLOSE_DELAY
         if flags & ACK:
             self._acked(1 - sender, max(_delta(ack, peer.start), 0))
         if plen and not rst and not cut:
@@ -321,8 +371,8 @@ class ZeekConn:
                 self._add(sender, "T")
                 e.rxmit_next *= 10
 
-    def _states(self, e: ZeekEndpoint, peer: ZeekEndpoint, is_orig: bool, flags: int,
-                seq: int, plen: int) -> None:
+    def _states(self, ts: float, e: ZeekEndpoint, peer: ZeekEndpoint, is_orig: bool,
+                flags: int, seq: int, plen: int) -> None:
         """UpdateStateMachine, on the sender's state."""
         syn, fin, rst, ack = flags & SYN, flags & FIN, flags & RST, flags & ACK
         state = e.state
@@ -330,6 +380,7 @@ class ZeekConn:
             if syn:
                 if is_orig:
                     e.set_state(SYN_ACK_SENT if ack else SYN_SENT)
+                    self.attempt_at = ts + ATTEMPT
                 else:
                     if not ack and peer.state == SYN_ACK_SENT and seq == e.start:
                         self.flip()  # the SYN came after its SYN-ACK: roles reversed
@@ -343,7 +394,8 @@ class ZeekConn:
                 if not is_orig and plen == 0 and orig.state == SYN_SENT:
                     pass  # a pure ACK to a SYN
                 elif ack and peer.state == ESTABLISHED:
-                    e.set_state(ESTABLISHED)
+                    e.set_state(ESTABLISHED)  # the SYN was missed: not partial after all
+                    self.partial = False
                 else:
                     e.set_state(PARTIAL)
         elif state in (SYN_SENT, SYN_ACK_SENT):
@@ -362,6 +414,7 @@ class ZeekConn:
         elif state == CLOSED:
             if rst and peer.state != CLOSED:
                 e.set_state(RESET)
+                self.end_at = min(self.end_at, ts + RESET_DELAY)  # ResetTimer
 
     def conn_state(self) -> str:
         """main.zeek's conn_state, from the two endpoint states (and the history)."""
@@ -394,7 +447,7 @@ class ZeekConn:
         is 0, as Zeek logs them)."""
         o, r = self.ep[self.orig], self.ep[1 - self.orig]
         duration = self.last_ts - self.first_ts
-        return {"orig": "client" if self.orig == 0 else "server",
+        return {"ts": self.first_ts, "orig": "client" if self.orig == 0 else "server",
                 "conn_state": self.conn_state(), "history": self.history,
                 "missed_bytes": self.missed,
                 "duration": duration if duration > 0 else None,

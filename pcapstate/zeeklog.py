@@ -26,10 +26,11 @@ TYPES = ("time", "string", "addr", "port", "addr", "port", "enum", "string", "in
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
-def uid(record: dict[str, Any]) -> str:
-    """A Zeek-style uid ("C" and base 62), derived from the connection's 4-tuple and first
-    timestamp rather than random: the same capture gives the same uids."""
-    key = f"{record['client']}|{record['server']}|{record['first_ts']:.6f}".encode()
+def uid(record: dict[str, Any], ts: float) -> str:
+    """A Zeek-style uid ("C" and base 62), derived from the connection's 4-tuple and the
+    first timestamp of Zeek's connection rather than random: the same capture gives the
+    same uids."""
+    key = f"{record['client']}|{record['server']}|{ts:.6f}".encode()
     n = int.from_bytes(hashlib.blake2b(key, digest_size=12).digest(), "big")
     out = ""
     while n:
@@ -61,13 +62,20 @@ def _is_local(host: str, nets: Sequence[Network]) -> bool:
     return any(addr in net for net in nets)
 
 
-def entry(record: dict[str, Any], nets: Sequence[Network] = ()) -> dict[str, Any]:
+def entries(record: dict[str, Any], nets: Sequence[Network] = ()) -> list[dict[str, Any]]:
+    """The conn.log entries of a record: Zeek's connection that began with it, and those
+    Zeek began later on its 4-tuple (`zeek_later`: after its timers ended the one before)."""
+    return [_entry(record, z, nets) for z in (record["zeek"], *record.get("zeek_later", ()))]
+
+
+def _entry(record: dict[str, Any], z: dict[str, Any],
+           nets: Sequence[Network]) -> dict[str, Any]:
     """One conn.log entry, None for what is unset; `nets`: Site::local_nets."""
-    z = record["zeek"]
     orig, resp = ((record["client"], record["server"]) if z["orig"] == "client"
                   else (record["server"], record["client"]))
     (oh, op), (rh, rp) = _split(orig), _split(resp)
-    return {"ts": record["first_ts"], "uid": uid(record), "id.orig_h": oh, "id.orig_p": op,
+    ts = z["ts"]
+    return {"ts": ts, "uid": uid(record, ts), "id.orig_h": oh, "id.orig_p": op,
             "id.resp_h": rh, "id.resp_p": rp, "proto": "tcp", "service": None,
             "duration": z["duration"], "orig_bytes": z["orig_bytes"],
             "resp_bytes": z["resp_bytes"], "conn_state": z["conn_state"],
@@ -109,12 +117,12 @@ class ConnLog:
                       "#types\t" + "\t".join(TYPES) + "\n")
 
     def write(self, record: dict[str, Any]) -> None:
-        e = entry(record, self.nets)
-        if self.as_json:
-            self.out.write(json.dumps({k: v for k, v in e.items() if v is not None},
-                                      separators=(",", ":")) + "\n")
-        else:
-            self.out.write("\t".join(_tsv(e[f]) for f in FIELDS) + "\n")
+        for e in entries(record, self.nets):
+            if self.as_json:
+                self.out.write(json.dumps({k: v for k, v in e.items() if v is not None},
+                                          separators=(",", ":")) + "\n")
+            else:
+                self.out.write("\t".join(_tsv(e[f]) for f in FIELDS) + "\n")
 
     def close(self) -> None:
         if not self.as_json:

@@ -132,6 +132,85 @@ def close_wait_leak(ns: Namespace) -> None:
               "a pcap file ends at its last packet, so the keep-alives are what date the end")
 
 
+def idle_leak(ns: Namespace) -> None:
+    """The leak at full length: one connection left in CLOSE_WAIT, silent (no keep-alives),
+    for 5.5 minutes, until the server's process exits."""
+    server = ns.peer("server", "leak", "127.0.0.1", "5001", "1", "330", "no",
+                     wait_for="listening")
+    ns.start_capture(str(HERE / "idle_leak.pcap"))
+    ns.run("client", "send_close", "127.0.0.1", "5001", "1", "0", "4096")
+    time.sleep(320)
+    before = ns.sh("ss", "-tanH", capture_output=True, text=True).stdout
+    assert ss_states(before) == {"CLOSE-WAIT": 1}, before  # the client's orphan is gone
+    server.wait(timeout=60)  # its exit closes the socket: a FIN, answered by a RST
+    time.sleep(1)
+    ss = ns.stop_capture(HERE / "idle_leak.ss.txt")
+    assert ss_states(ss) == {}, ss
+    write_expected(
+        "idle_leak",
+        description="an iperf2-like server on 127.0.0.1:5001 reads a connection to EOF and "
+                    "never calls close(), without keep-alives; the client sent 4 KB and "
+                    "closed; about 330 s later the server's process exits, and its kernel "
+                    "sends the FIN that close() would have sent",
+        connections=1, end_kinds={"reset_by_client": 1}, closers={"client": 1},
+        stuck=[{"state": "CLOSE_WAIT", "service": "127.0.0.1:5001", "role": "server",
+                "count": 1, "outcomes": {"last_ack": 1}}],
+        zeek=[{"conn_state": "S2", "history": "ShADaF"},
+              {"conn_state": "RSTR", "history": "Fr", "orig_pkts": 1, "resp_pkts": 1}],
+        notes=f"ss 320 s in: {before.split()[0]} (the server); the client's orphaned "
+              "FIN-WAIT-2 socket expired after tcp_fin_timeout (60 s), so the late FIN "
+              "meets a RST. Zeek's inactivity timeout (5 min) ends its connection before "
+              "the FIN, which starts a second one in its conn.log")
+
+
+def syn_timeout(ns: Namespace) -> None:
+    """A connect to an address on a link where nothing answers, until the kernel gives up."""
+    with Namespace("syn-timeout-far") as far:
+        ns.sh("ip", "link", "add", "v0", "type", "veth", "peer", "name", "v1")
+        ns.sh("ip", "link", "set", "v1", "netns", far.name)
+        ns.sh("sysctl", "-q", "net.ipv6.conf.v0.disable_ipv6=1")
+        ns.sh("ip", "addr", "add", "10.78.0.1/24", "dev", "v0")
+        ns.sh("ip", "link", "set", "v0", "up")
+        far.sh("sysctl", "-q", "net.ipv6.conf.v1.disable_ipv6=1")
+        far.sh("ip", "link", "set", "v1", "up")  # no address: what it receives is dropped
+        mac = far.sh("cat", "/sys/class/net/v1/address", capture_output=True,
+                     text=True).stdout.strip()
+        ns.sh("ip", "neigh", "add", "10.78.0.2", "lladdr", mac, "dev", "v0", "nud",
+              "permanent")  # no ARP: the SYNs go out
+        ns.sh("sysctl", "-q", "net.ipv4.tcp_syn_retries=4")
+        ns.start_capture(str(HERE / "syn_timeout.pcap"), iface="v0")
+        client = ns.peer("client", "attempt", "10.78.0.2", "80")
+        time.sleep(25)  # the last SYN went at 19 s; the kernel gives up at 35 s
+        ss = ns.stop_capture(HERE / "syn_timeout.ss.txt")
+        gave_up = client.communicate(timeout=60)[0].strip()
+    assert ss_states(ss) == {"SYN-SENT": 1}, ss
+    listing = subprocess.run(["tcpdump", "-tt", "-nr", str(HERE / "syn_timeout.pcap")],
+                             capture_output=True, text=True, check=True).stdout
+    syns = [float(line.split()[0]) for line in listing.splitlines() if "Flags [S]" in line]
+    # Zeek's attempt timer: 5 s after the SYN that began a connection, it is over, and the
+    # next SYN begins another
+    lines: list[list[float]] = []
+    for t in syns:
+        if not lines or t >= lines[-1][0] + 5.0:
+            lines.append([])
+        lines[-1].append(t)
+    write_expected(
+        "syn_timeout",
+        description="a client connects to 10.78.0.2:80 over a link where nothing answers "
+                    "(a veth whose far end has no address), net.ipv4.tcp_syn_retries=4; the "
+                    f"SYN is sent {len(syns)} times, at "
+                    + ", ".join(f"{t - syns[0]:.1f}" for t in syns) + " s",
+        connections=1, end_kinds={"unanswered": 1}, closers={"none": 1},
+        stuck=[{"state": "SYN_SENT", "service": "10.78.0.1 -> 10.78.0.2:80",
+                "role": "client", "count": 1}],
+        zeek=[{"conn_state": "S0", "history": "S", "orig_pkts": len(group), "resp_pkts": 0}
+              for group in lines],
+        notes=f"ss (at 25 s): SYN-SENT; the client: {gave_up}. Linux retries 1 s apart at first "
+              "(net.ipv4.tcp_syn_linear_timeouts), then doubling. Zeek's attempt timer ends "
+              "its connection 5 s after the SYN that began it: one conn.log line (S0) for "
+              "each 5 s window of SYNs")
+
+
 def close_wait_reset(ns: Namespace) -> None:
     ns.peer("server", "late", "127.0.0.1", "6000", "2", "11", "30", wait_for="listening")
     ns.start_capture(str(HERE / "close_wait_reset.pcap"))
@@ -361,7 +440,7 @@ def vantage(ns: Namespace) -> None:
                   "scenario saw the same packets at the other end of the wire")
 
 
-SCENARIOS = {f.__name__: f for f in (close_wait_leak, close_wait_reset,
+SCENARIOS = {f.__name__: f for f in (close_wait_leak, idle_leak, syn_timeout, close_wait_reset,
                                      client_close, server_close, rst_abort,
                                      refused, half_close, mid_stream, ipv6, pcapng, rotated,
                                      vantage, lossy)}

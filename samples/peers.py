@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 
-DEADLINE = time.monotonic() + 120  # no peer outlives two minutes
+DEADLINE = time.monotonic() + 420  # no peer outlives seven minutes
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -54,15 +54,17 @@ def hold(seconds: float) -> None:
 
 # ---- servers ---------------------------------------------------------------------------
 
-def server_leak(host: str, port: int, n: str, seconds: str) -> None:
-    """iperf2-daemon-like: read each connection to EOF, never close() it. Keep-alives every
-    3 s keep the stuck sockets talking, as long-lived servers configure them."""
+def server_leak(host: str, port: int, n: str, seconds: str, keepalive: str = "yes") -> None:
+    """iperf2-daemon-like: read each connection to EOF, never close() it; the sockets close
+    when the process exits, after `seconds`. Keep-alives every 3 s keep the stuck sockets
+    talking, as long-lived servers configure them (unless `keepalive` is "no")."""
     s, kept = listen(host, port), []
     for _ in range(int(n)):
         c, _ = s.accept()
-        c.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 3)
-        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 3)
+        if keepalive == "yes":
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            c.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 3)
+            c.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 3)
         read_to_eof(c)
         kept.append(c)  # the leak: the socket stays in CLOSE_WAIT
     hold(float(seconds))
@@ -193,6 +195,17 @@ def client_refused(host: str, port: int, n: str, gap: str) -> None:
         except ConnectionRefusedError:
             pass
         time.sleep(float(gap))
+
+
+def client_attempt(host: str, port: int) -> None:
+    """Connect to an address where nothing answers, until the kernel gives up (its SYN
+    retries, net.ipv4.tcp_syn_retries); print how long that took."""
+    start = time.monotonic()
+    try:
+        socket.create_connection((host, port), timeout=max(1.0, DEADLINE - start)).close()
+        raise SystemExit("expected no answer")
+    except OSError as e:  # ETIMEDOUT from the kernel (a socket timeout would say so)
+        print(f"gave up after {time.monotonic() - start:.1f} s: {e}", flush=True)
 
 
 def client_half(host: str, port: int) -> None:

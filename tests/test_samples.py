@@ -44,7 +44,7 @@ def test_samples_are_there():
     assert {"close_wait_leak", "close_wait_reset", "client_close", "server_close",
             "rst_abort", "refused", "half_close", "mid_stream", "ipv6", "pcapng", "rotated",
             "crafted_simultaneous_close", "crafted_wraparound", "vantage_client",
-            "vantage_server"} <= names
+            "vantage_server", "idle_leak", "syn_timeout"} <= names
 
 
 def test_expected_facts(sample):
@@ -64,6 +64,12 @@ def test_expected_facts(sample):
         assert {k: conns["anomalies"].get(k) for k in exp["anomalies"]} == exp["anomalies"]
     if "vantage" in exp:
         assert result["vantage"]["estimate"] == exp["vantage"]
+    if "zeek" in exp:  # Zeek's connections, in its conn.log order here (by first packet)
+        lines = sorted((z for r in records for z in (r["zeek"], *r.get("zeek_later", ()))),
+                       key=lambda z: z["ts"])
+        assert len(lines) == len(exp["zeek"])
+        assert [{k: z[k] for k in want}
+                for z, want in zip(lines, exp["zeek"], strict=True)] == exp["zeek"]
     if "final_states" in exp:
         assert [{"client": r["endpoints"]["client"]["final_state"],
                  "server": r["endpoints"]["server"]["final_state"]} for r in records] \

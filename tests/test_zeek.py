@@ -195,3 +195,84 @@ def test_gap_letters_are_logarithmic():
         segments.append((SV, A, 901, 111 + 20 * k, 0))
     history, missed = gaps(segments)
     assert history == "ShAaGG" and missed == 12 * 20 - 10
+
+
+# ---- Zeek's timers and connection reuse: one of pcapstate's connections, several of Zeek's
+
+def zeek_lines(rows):
+    """rows: (ts, sender, flags, seq, ack, payload length), client 10.0.0.1:40000, server
+    10.0.0.2:80, through both engines (which must agree); per pcapstate connection, its
+    Zeek connections as (ts, history, conn_state, orig_pkts, resp_pkts)."""
+    from pcapstate.settings import Settings
+    from tests.test_fasttable import run_fast, run_plain
+
+    cl, sv = bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])
+    full = [(ts, cl, sv, 40000, 80, seq, ack, flags, plen) if sender == C
+            else (ts, sv, cl, 80, 40000, seq, ack, flags, plen)
+            for ts, sender, flags, seq, ack, plen in rows]
+    plain, fast = run_plain(full, Settings()), run_fast(full, Settings())
+    assert plain == fast
+    return [[(z["ts"], z["history"], z["conn_state"], z["orig_pkts"], z["resp_pkts"])
+             for z in (r["zeek"], *r.get("zeek_later", ()))] for r in plain[2]]
+
+
+def test_an_unanswered_syn_retried_past_the_attempt_timer_is_several_connections():
+    """AttemptTimer: 5 s after the originator's SYN with no answer, Zeek logs the attempt
+    and forgets it; Linux's retries at 1, 3, 7 and 15 s make three lines of S0."""
+    rows = [(t, C, S, 100, 0, 0) for t in (0.0, 1.0, 3.0, 7.0, 15.0)]
+    assert zeek_lines(rows) == [[(0.0, "S", "S0", 3, 0), (7.0, "S", "S0", 1, 0),
+                                 (15.0, "S", "S0", 1, 0)]]
+    # the timer is due at 5 s exactly: a retry then is already a new connection
+    assert len(zeek_lines([(0.0, C, S, 100, 0, 0), (5.0, C, S, 100, 0, 0)])[0]) == 2
+    assert len(zeek_lines([(0.0, C, S, 100, 0, 0), (4.999, C, S, 100, 0, 0)])[0]) == 1
+
+
+def test_the_attempt_timer_spares_an_answered_handshake():
+    rows = [(0.0, C, S, 100, 0, 0), (1.0, SV, S | A, 900, 101, 0), (9.0, C, A, 101, 901, 0)]
+    assert zeek_lines(rows) == [[(0.0, "ShA", "S1", 2, 1)]]
+
+
+def handshake_at(t):
+    return [(t, C, S, 100, 0, 0), (t + 0.1, SV, S | A, 900, 101, 0),
+            (t + 0.2, C, A, 101, 901, 0), (t + 0.3, C, P | A, 101, 901, 10),
+            (t + 0.4, SV, A, 901, 111, 0)]
+
+
+@pytest.mark.parametrize(("idle", "lines"), [(299.9, 1), (300.0, 2)])
+def test_five_minutes_of_silence_end_zeeks_connection(idle, lines):
+    """tcp_inactivity_timeout: 5 minutes without a packet; the next packet (data here)
+    starts a connection that Zeek sees from the middle."""
+    rows = handshake_at(0.0) + [(0.4 + idle, C, P | A, 111, 901, 10)]
+    got = zeek_lines(rows)[0]
+    assert len(got) == lines
+    if lines == 2:
+        assert got[1] == (300.4, "D", "OTH", 1, 0)
+
+
+def test_a_closed_connection_is_kept_five_seconds():
+    """ConnDeleteTimer: tcp_close_delay after the close completed (the second FIN); a FIN
+    sent again later than that is a connection of its own, seen from the middle."""
+    closing = [(0.5, C, F | A, 111, 901, 0), (0.6, SV, F | A, 901, 112, 0)]
+    for late, lines in ((5.599, 1), (5.6, 2)):
+        got = zeek_lines(handshake_at(0.0) + closing + [(late, SV, F | A, 901, 112, 0)])[0]
+        assert len(got) == lines, late
+    assert got[0][1:3] == ("ShADaFf", "SF")
+    assert got[1] == (5.6, "^f", "SHR", 0, 1)  # from port 80: its receiver is the originator
+
+
+def test_a_syn_on_a_closed_connection_is_a_new_one_even_with_the_old_sequence_number():
+    """IsReuse: once an endpoint has closed, any SYN starts a new connection (pcapstate
+    keeps a SYN with the old initial sequence number in the old one)."""
+    rows = handshake_at(0.0) + [(0.5, C, R | A, 111, 901, 0), (1.0, C, S, 100, 0, 0)]
+    got = zeek_lines(rows)
+    assert len(got) == 1  # one connection to pcapstate
+    assert [line[1:3] for line in got[0]] == [("ShADaR", "RSTO"), ("S", "S0")]
+
+
+def test_a_syn_with_a_new_sequence_number_is_a_new_connection():
+    """IsReuse on a connection not closed: a SYN with another initial sequence number
+    (Zeek's SYN_seq_jump); the same SYN again is the same connection."""
+    again = zeek_lines([(0.0, C, S, 100, 0, 0), (1.0, C, S, 100, 0, 0)])
+    assert [len(c) for c in again] == [1]
+    jump = zeek_lines([(0.0, C, S, 100, 0, 0), (1.0, C, S, 5000, 0, 0)])
+    assert sum(len(c) for c in jump) == 2
