@@ -30,8 +30,10 @@ from pcapstate.zeek import (
     ATTEMPT,
     CLOSE_DELAY,
     CONN_STATES,
+    HANDSHAKE_INACTIVITY,
     INACTIVITY,
     LIKELY_SERVER_PORTS,
+    LINGER,
     MAX_BLOCKS,
     RESET_DELAY,
     ZEEK_HISTORY,
@@ -495,14 +497,17 @@ def _z_start(r, d, flags, sport, dport, ts):
 @njit(cache=True, nogil=True)
 def _z_ended(r, now, d, flags, seq):
     """ZeekConn.ended."""
-    if now >= r.z_last_ts + INACTIVITY or now >= r.z_end:
-        return True
     o, p = r.z_orig, 1 - r.z_orig
+    left = max(r.z_state[0], r.z_state[1], r.z_prev[0], r.z_prev[1]) > Z_SYN_ACK_SENT
+    if now >= r.z_last_ts + (INACTIVITY if left else HANDSHAKE_INACTIVITY) or now >= r.z_end:
+        return True
     if now >= r.z_attempt:
         r.z_attempt = np.inf
         if (r.z_state[o] == Z_SYN_SENT or r.z_state[o] == Z_SYN_ACK_SENT) \
                 and r.z_state[p] == Z_INACTIVE:
             return True
+    if r.z_state[o] == Z_INACTIVE and r.z_state[p] == Z_INACTIVE and now > r.z_last_ts + LINGER:
+        return True
     if not flags & SYN:
         return False
     first = o

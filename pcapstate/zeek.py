@@ -36,14 +36,20 @@ MAX_BLOCKS = 4
 
 # Zeek's timers that end a connection (init-bare.zeek's defaults), in seconds: a packet
 # on the 4-tuple after one ran out starts a new connection in Zeek's view.
-#: tcp_inactivity_timeout: no packet for this long (Session::InactivityTimer).
+#: tcp_inactivity_timeout: no packet for this long (Session::InactivityTimer), once an
+#: endpoint has left the handshake states (TCP_Endpoint::SetState sets it then) ...
 INACTIVITY = 300.0
+#: ... and udp_inactivity_timeout before (TCPAnalyzer::MakeSessionAdapter sets that one).
+HANDSHAKE_INACTIVITY = 60.0
 #: tcp_attempt_delay: after the originator's SYN, no answer yet (AttemptTimer).
 ATTEMPT = 5.0
 #: tcp_close_delay: after the close completed (ConnectionClosed's ConnDeleteTimer).
 CLOSE_DELAY = 5.0
 #: tcp_reset_delay: after a RST from an endpoint that had sent its FIN (ResetTimer).
 RESET_DELAY = 5.0
+#: tcp_connection_linger: the expire timer ends a connection quiet for longer than this
+#: whose endpoints are both still INACTIVE (only segments with bad checksums seen).
+LINGER = 5.0
 
 
 def _delta(a: int, b: int) -> int:
@@ -160,13 +166,17 @@ class ZeekConn:
         4-tuple: because one of its timers ended this one before (Zeek runs the timers due
         before each packet), or because the segment is a SYN that IsReuse takes for a new
         connection. Checked before `packet`, for every segment but a connection's first."""
-        if now >= self.last_ts + INACTIVITY or now >= self.end_at:
-            return True
         o, r = self.ep[self.orig], self.ep[1 - self.orig]
+        left = any(x.state > SYN_ACK_SENT or x.prev > SYN_ACK_SENT for x in self.ep)
+        if now >= self.last_ts + (INACTIVITY if left else HANDSHAKE_INACTIVITY) \
+                or now >= self.end_at:
+            return True
         if now >= self.attempt_at:
             self.attempt_at = math.inf  # the timer fired: it ends the connection or not
             if o.state in (SYN_SENT, SYN_ACK_SENT) and r.state == INACTIVE:
                 return True
+        if o.state == INACTIVE and r.state == INACTIVE and now > self.last_ts + LINGER:
+            return True
         if not flags & SYN:
             return False
         first = o  # IsReuse: the endpoint whose SYN the segment is compared with

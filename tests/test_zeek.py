@@ -276,3 +276,15 @@ def test_a_syn_with_a_new_sequence_number_is_a_new_connection():
     assert [len(c) for c in again] == [1]
     jump = zeek_lines([(0.0, C, S, 100, 0, 0), (1.0, C, S, 5000, 0, 0)])
     assert sum(len(c) for c in jump) == 2
+
+
+def test_a_connection_of_bad_checksums_only_expires_after_five_quiet_seconds():
+    """With checksums checked, segments with bad ones never move Zeek's states: its expire
+    timer ends a connection whose endpoints are both INACTIVE once it has been quiet for
+    tcp_connection_linger (and `ts` is not refreshed by such segments)."""
+    z = ZeekConn(C, S, 40000, 80, ts=0.0)
+    z.packet(0.0, C, S, 100, 0, 0, 512, bad_sum=True)
+    z.packet(3.0, C, S, 100, 0, 0, 512, bad_sum=True)
+    assert z.history == "C"
+    assert not z.ended(5.0, C, S, 100)
+    assert z.ended(5.001, C, S, 100)
