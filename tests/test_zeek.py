@@ -286,5 +286,7 @@ def test_a_connection_of_bad_checksums_only_expires_after_five_quiet_seconds():
     z.packet(0.0, C, S, 100, 0, 0, 512, bad_sum=True)
     z.packet(3.0, C, S, 100, 0, 0, 512, bad_sum=True)
     assert z.history == "C"
-    assert not z.ended(5.0, C, S, 100)
-    assert z.ended(5.001, C, S, 100)
+    assert not z.ended(5.0, C, A, 101)
+    assert z.ended(5.001, C, A, 101)
+    # and a SYN finds the originator's sequence space unset: to IsReuse, a new connection
+    assert z.ended(1.0, C, S, 100)
