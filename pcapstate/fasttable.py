@@ -109,6 +109,7 @@ SLOT = np.dtype([
     ("z_gapn", np.int64, 2), ("z_missed", np.int64), ("z_partial", np.uint8),
     ("z_chk", np.int64, 2), ("z_chkn", np.int64, 2),  # bad checksums, for the C letter
     ("z_attempt", np.float64), ("z_end", np.float64),  # ZeekConn.attempt_at, end_at
+    ("z_top", np.int64, 2), ("z_eof", np.uint8, 2), ("z_deferred", np.uint8),
     ("ws", np.int32, len(WIRESHARK_ANALYSIS)),  # Wireshark's analysis flags, counted
     # the live connections of a tier (vocab.Tier) in a list, most recently active first
     ("tier", np.int8), ("lru_prev", np.int64), ("lru_next", np.int64), ("evicted", np.uint8),
@@ -374,10 +375,45 @@ def _z_close_on(r, e, fin, rst):
     """ZeekEndpoint.close_on."""
     if fin:
         _z_set(r, e, Z_CLOSED)
-        r.z_closed[e] = True
     if rst:
         _z_set(r, e, Z_RESET)
-        r.z_closed[e] = True
+    return fin != 0 or rst != 0
+
+
+@njit(cache=True, nogil=True)
+def _z_pending(r, x):
+    """ZeekConn._pending."""
+    if r.z_last_rel[x] < r.z_reasm[x]:
+        return False
+    if r.z_reasm[x] != r.z_last_rel[x] - 1 and r.z_reasm[x] != r.z_last_rel[x]:
+        return True
+    return r.z_state[x] != Z_RESET and r.z_top[1 - x] > r.z_trim[1 - x]
+
+
+@njit(cache=True, nogil=True)
+def _z_conn_closed(r, x):
+    """ZeekConn._closed."""
+    if _z_pending(r, x):
+        r.z_deferred = True
+        return
+    r.z_deferred = False
+    if r.z_closed[x]:
+        return
+    r.z_closed[x] = True
+    if r.z_state[x] == Z_RESET or r.z_closed[1 - x] or r.z_state[1 - x] == Z_INACTIVE:
+        r.z_attempt = np.inf
+        r.z_end = r.z_last_ts + CLOSE_DELAY
+
+
+@njit(cache=True, nogil=True)
+def _z_check_eof(r, x):
+    """ZeekConn._check_eof."""
+    if not r.z_eof[x] and (r.z_fins[x] > 0 or r.z_state[x] == Z_CLOSED
+                           or r.z_state[x] == Z_RESET) and not _z_pending(r, x):
+        r.z_eof[x] = True
+        if r.z_deferred:
+            r.z_deferred = False
+            _z_conn_closed(r, x)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -432,6 +468,7 @@ def _z_acked(r, x, up_to):
             k += 1
     r.z_nblk[x] = k
     r.z_trim[x] = max(r.z_trim[x], up_to)
+    _z_check_eof(r, x)
 
 
 @njit(cache=True, nogil=True)
@@ -441,6 +478,7 @@ def _z_data(r, x, low, length):
     low = max(low, r.z_trim[x])
     if high <= low:
         return
+    r.z_top[x] = max(r.z_top[x], high)
     if low <= r.z_reasm[x]:
         r.z_reasm[x] = max(r.z_reasm[x], high)
         _z_deliver(r, x)
@@ -479,6 +517,7 @@ def _z_start(r, d, flags, sport, dport, ts):
     r.z_partial = False
     r.z_attempt = np.inf
     r.z_end = np.inf
+    r.z_deferred = False
     for e in range(2):
         r.z_state[e] = r.z_prev[e] = Z_INACTIVE
         r.z_start[e] = r.z_last[e] = r.z_last_rel[e] = r.z_ack[e] = r.z_ack_rel[e] = 0
@@ -489,6 +528,8 @@ def _z_start(r, d, flags, sport, dport, ts):
         r.z_closed[e] = False
         r.z_fin_seq[e] = r.z_trim[e] = r.z_nblk[e] = r.z_gap[e] = r.z_chk[e] = 0
         r.z_reasm[e] = 1
+        r.z_top[e] = 0
+        r.z_eof[e] = False
     if _z_flips(flags, sport, dport):
         r.z_orig = 1 - d
         _z_add(r, 0, 94)  # ^
@@ -649,7 +690,7 @@ def _zeek(r, e, flags, seq, ack, plen, win, ts, iplen, cut, bad_sum):
         r.z_fin_seq[e] = rel + seg_len
     # the state machine, on the sender's state
     ack_flag = flags & ACK
-    closed = r.z_closed[e]
+    do_close = False
     st = r.z_state[e]
     if st == Z_INACTIVE:
         if syn:
@@ -665,7 +706,7 @@ def _zeek(r, e, flags, seq, ack, plen, win, ts, iplen, cut, bad_sum):
                 if r.z_state[p] == Z_SYN_SENT:
                     _z_set(r, p, Z_ESTABLISHED)
                 _z_set(r, e, Z_ESTABLISHED)
-        _z_close_on(r, e, fin, rst)
+        do_close = _z_close_on(r, e, fin, rst)
         if r.z_state[e] == Z_INACTIVE:
             if not is_orig and plen == 0 and r.z_state[r.z_orig] == Z_SYN_SENT:
                 pass
@@ -675,30 +716,30 @@ def _zeek(r, e, flags, seq, ack, plen, win, ts, iplen, cut, bad_sum):
             else:
                 _z_set(r, e, Z_PARTIAL)
     elif st == Z_SYN_SENT or st == Z_SYN_ACK_SENT:
-        _z_close_on(r, e, fin, rst)
+        do_close = _z_close_on(r, e, fin, rst)
     elif st == Z_ESTABLISHED or st == Z_PARTIAL:
         if syn and st == Z_PARTIAL and r.z_state[p] == Z_INACTIVE and not ack_flag:
             _z_set(r, e, Z_SYN_SENT)
         if fin and not rst:
             _z_set(r, e, Z_CLOSED)
-            r.z_closed[e] = True
+            do_close = True
             if r.z_state[p] == Z_RESET and r.z_prev[p] == Z_CLOSED:
                 _z_set(r, p, Z_CLOSED)
         if rst:
             _z_set(r, e, Z_RESET)
-            r.z_closed[e] = True
+            do_close = True
     elif st == Z_CLOSED:
         if rst and r.z_state[p] != Z_CLOSED:
             _z_set(r, e, Z_RESET)
+            do_close = not r.z_closed[e]
             r.z_end = min(r.z_end, ts + RESET_DELAY)
-    if r.z_closed[e] and not closed and (r.z_state[e] == Z_RESET or r.z_closed[p]
-                                         or r.z_state[p] == Z_INACTIVE):
-        r.z_attempt = np.inf
-        r.z_end = r.z_last_ts + CLOSE_DELAY
     if ack_flag:
         _z_acked(r, p, max(_sdelta(ack, r.z_start[p]), 0))
     if plen and not rst and not cut:
         _z_data(r, e, rel + (1 if syn else 0), plen)
+    _z_check_eof(r, e)
+    if do_close:
+        _z_conn_closed(r, e)
 
 
 @njit(cache=True, nogil=True)

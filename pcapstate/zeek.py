@@ -62,8 +62,8 @@ class ZeekEndpoint:
     __slots__ = ("state", "prev", "start", "last", "last_rel", "ack", "ack_rel", "seen",
                  "last_syn", "last_fin", "last_rst", "rxmit", "rxmit_next", "win0",
                  "win0_next", "fins", "packets", "ip_bytes", "did_close", "fin_seq",
-                 "reassembled", "trimmed", "blocks", "gaps", "gaps_next", "bad_sums",
-                 "bad_sums_next")
+                 "reassembled", "trimmed", "blocks", "top", "eof", "gaps", "gaps_next",
+                 "bad_sums", "bad_sums_next")
 
     def __init__(self) -> None:
         self.state = self.prev = INACTIVE
@@ -78,9 +78,12 @@ class ZeekEndpoint:
         self.fin_seq = 0  # relative: one past the latest FIN
         # The reassembler of this endpoint's data (TCP_Reassembler), relative sequence
         # numbers: data up to `reassembled` was delivered, the peer's ACKs reached
-        # `trimmed`; `blocks` wait above a hole, [low, high) in order.
-        self.reassembled, self.trimmed = 1, 0
+        # `trimmed`; `blocks` wait above a hole, [low, high) in order; `top`: the end of
+        # the data kept so far (Zeek keeps it, delivered or not, until it is acknowledged);
+        # `eof`: all of it delivered after the endpoint's FIN or RST (CheckEOF).
+        self.reassembled, self.trimmed, self.top = 1, 0, 0
         self.blocks: list[tuple[int, int]] = []
+        self.eof = False
         self.gaps, self.gaps_next = 0, 1  # content gaps, for the logarithmic G
         self.bad_sums, self.bad_sums_next = 0, 1  # bad checksums, for the logarithmic C
 
@@ -97,14 +100,14 @@ class ZeekEndpoint:
         if state != self.state:
             self.prev, self.state = self.state, state
 
-    def close_on(self, fin: int, rst: int) -> None:
-        """A FIN closes the endpoint, then a RST resets it (both in one packet: reset)."""
+    def close_on(self, fin: int, rst: int) -> bool:
+        """A FIN closes the endpoint, then a RST resets it (both in one packet: reset);
+        True if either did (do_close)."""
         if fin:
             self.set_state(CLOSED)
-            self.did_close = True
         if rst:
             self.set_state(RESET)
-            self.did_close = True
+        return bool(fin or rst)
 
     def size(self, peer: "ZeekEndpoint") -> int:
         """TCP_Endpoint::Size: bytes by sequence numbers, data never seen included."""
@@ -123,7 +126,7 @@ class ZeekConn:
     (client, server) Zeek calls the originator."""
 
     __slots__ = ("orig", "ep", "history", "first_ts", "last_ts", "partial", "missed",
-                 "attempt_at", "end_at")
+                 "attempt_at", "end_at", "deferred")
 
     def __init__(self, first_sender: int, flags: int, sport: int, dport: int,
                  ts: float) -> None:
@@ -136,6 +139,7 @@ class ZeekConn:
         self.partial = False  # is_partial: an endpoint's first packet was no SYN
         self.missed = 0  # bytes in content gaps, both directions (conn.log's missed_bytes)
         self.attempt_at = self.end_at = math.inf  # Zeek's timers that would end it
+        self.deferred = False  # close_deferred: a close waits for data to be delivered
         if flips_at_creation(flags, sport, dport):
             self.flip()
 
@@ -252,16 +256,50 @@ class ZeekConn:
         if fin:
             e.fins += 1
             e.fin_seq = rel + seg_len
-        closed = e.did_close
-        self._states(ts, e, peer, is_orig, flags, seq, plen)
-        if e.did_close and not closed and (  # ConnectionClosed, the close complete:
-                e.state == RESET or peer.did_close or peer.state == INACTIVE):
-            self.attempt_at = math.inf  # CancelTimers, then ConnDeleteTimer
-            self.end_at = self.last_ts + CLOSE_DELAY
+        do_close = self._states(ts, e, peer, is_orig, flags, seq, plen)
         if flags & ACK:
             self._acked(1 - sender, max(_delta(ack, peer.start), 0))
         if plen and not rst and not cut:
             self._data(e, rel + (1 if syn else 0), plen)
+        self._check_eof(sender)
+        if do_close:
+            self._closed(sender)
+
+    def _pending(self, d: int) -> bool:
+        """TCP_Reassembler::DataPending: endpoint d's data is not all delivered (up to its
+        FIN), or it has not reset and its peer has data kept, not yet acknowledged."""
+        x, peer = self.ep[d], self.ep[1 - d]
+        if x.last_rel < x.reassembled:
+            return False
+        if x.reassembled not in (x.last_rel - 1, x.last_rel):
+            return True
+        return x.state != RESET and peer.top > peer.trimmed
+
+    def _check_eof(self, d: int) -> None:
+        """CheckEOF: once endpoint d has sent its FIN (or RST) and all is delivered, a close
+        that waited (ConnectionClosed found data pending) goes ahead, for this endpoint."""
+        x = self.ep[d]
+        if not x.eof and (x.fins or x.state in (CLOSED, RESET)) and not self._pending(d):
+            x.eof = True
+            if self.deferred:  # EndpointEOF
+                self.deferred = False
+                self._closed(d)
+
+    def _closed(self, d: int) -> None:
+        """ConnectionClosed for endpoint d: deferred while data is pending; once complete
+        (a RST, both closed, or the peer silent) Zeek cancels its other timers and ends the
+        connection CLOSE_DELAY later."""
+        if self._pending(d):
+            self.deferred = True
+            return
+        self.deferred = False
+        x, peer = self.ep[d], self.ep[1 - d]
+        if x.did_close:
+            return
+        x.did_close = True
+        if x.state == RESET or peer.did_close or peer.state == INACTIVE:
+            self.attempt_at = math.inf  # CancelTimers, then ConnDeleteTimer
+            self.end_at = self.last_ts + CLOSE_DELAY
 
     def _acked(self, d: int, up_to: int) -> None:
         """The peer acknowledged endpoint d's data up to `up_to` (AckReceived): what was
@@ -283,6 +321,7 @@ class ZeekConn:
             x.reassembled = max(x.reassembled, up_to)
         x.blocks = [b for b in x.blocks if b[1] > up_to]
         x.trimmed = max(x.trimmed, up_to)
+        self._check_eof(d)
 
     def _gap(self, d: int, length: int) -> None:
         """A content gap in endpoint d's data (Gap): counted, and lettered G/g at the
@@ -303,6 +342,7 @@ class ZeekConn:
         low = max(low, x.trimmed)
         if high <= low:
             return
+        x.top = max(x.top, high)
         if low <= x.reassembled:
             x.reassembled = max(x.reassembled, high)
             x.deliver_blocks()
@@ -382,10 +422,11 @@ class ZeekConn:
                 e.rxmit_next *= 10
 
     def _states(self, ts: float, e: ZeekEndpoint, peer: ZeekEndpoint, is_orig: bool,
-                flags: int, seq: int, plen: int) -> None:
-        """UpdateStateMachine, on the sender's state."""
+                flags: int, seq: int, plen: int) -> bool:
+        """UpdateStateMachine, on the sender's state; True if the segment closes the
+        sender (do_close)."""
         syn, fin, rst, ack = flags & SYN, flags & FIN, flags & RST, flags & ACK
-        state = e.state
+        state, do_close = e.state, False
         if state == INACTIVE:
             if syn:
                 if is_orig:
@@ -398,7 +439,7 @@ class ZeekConn:
                     if peer.state == SYN_SENT:
                         peer.set_state(ESTABLISHED)
                     e.set_state(ESTABLISHED)
-            e.close_on(fin, rst)
+            do_close = e.close_on(fin, rst)
             if e.state == INACTIVE:
                 orig = self.ep[self.orig]
                 if not is_orig and plen == 0 and orig.state == SYN_SENT:
@@ -409,22 +450,24 @@ class ZeekConn:
                 else:
                     e.set_state(PARTIAL)
         elif state in (SYN_SENT, SYN_ACK_SENT):
-            e.close_on(fin, rst)
+            do_close = e.close_on(fin, rst)
         elif state in (ESTABLISHED, PARTIAL):
             if syn and state == PARTIAL and peer.state == INACTIVE and not ack:
                 e.set_state(SYN_SENT)
             if fin and not rst:
                 e.set_state(CLOSED)
-                e.did_close = True
+                do_close = True
                 if peer.state == RESET and peer.prev == CLOSED:
                     peer.set_state(CLOSED)
             if rst:
                 e.set_state(RESET)
-                e.did_close = True
+                do_close = True
         elif state == CLOSED:
             if rst and peer.state != CLOSED:
                 e.set_state(RESET)
+                do_close = not e.did_close
                 self.end_at = min(self.end_at, ts + RESET_DELAY)  # ResetTimer
+        return do_close
 
     def conn_state(self) -> str:
         """main.zeek's conn_state, from the two endpoint states (and the history)."""

@@ -209,18 +209,20 @@ def test_a_socket_connected_to_itself():
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.booleans(), st.integers(0, 12), st.sampled_from([0, 5, 10, 30]),
-                          st.booleans()), max_size=40))
+                          st.booleans(), st.sampled_from([0, 0, 0, 0x01])), max_size=40))
 def test_random_holes_and_acks_give_the_same_zeek_view(steps):
     """Zeek's reassembler on both engines: data at random offsets (holes, overlaps, more
-    out-of-order blocks than are kept), some cut by the snaplen, ACKs anywhere."""
+    out-of-order blocks than are kept), some cut by the snaplen, ACKs anywhere, FINs
+    from both sides (closes deferred while data is pending)."""
     cl, sv = bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])
     rows = [(0.0, cl, sv, 40000, 80, 100, 0, 0x02, 0), (0.1, sv, cl, 80, 40000, 900, 101, 0x12, 0),
             (0.2, cl, sv, 40000, 80, 101, 901, 0x10, 0)]
-    for k, (data, offset, length, cut) in enumerate(steps):
+    for k, (data, offset, length, cut, fin) in enumerate(steps):
         ts = 0.3 + k / 100
         if data:
-            rows.append((ts, cl, sv, 40000, 80, 101 + 10 * offset, 901, 0x18, length, cut))
+            rows.append((ts, cl, sv, 40000, 80, 101 + 10 * offset, 901, 0x18 | fin, length,
+                         cut))
         else:
-            rows.append((ts, sv, cl, 80, 40000, 901, 101 + 10 * offset, 0x10, 0))
+            rows.append((ts, sv, cl, 80, 40000, 901, 101 + 10 * offset, 0x10 | fin, 0))
     plain, fast = run_plain(rows, Settings()), run_fast(rows, Settings())
     assert plain == fast

@@ -290,3 +290,26 @@ def test_a_connection_of_bad_checksums_only_expires_after_five_quiet_seconds():
     assert z.ended(5.001, C, A, 101)
     # and a SYN finds the originator's sequence space unset: to IsReuse, a new connection
     assert z.ended(1.0, C, S, 100)
+
+
+def test_a_close_waits_while_data_is_pending():
+    """ConnectionClosed defers a close while the closing endpoint's data is not all
+    delivered (a hole before its FIN) or its peer holds data not yet acknowledged
+    (TCP_Reassembler::DataPending). Here neither close ever completes: so the final ACK
+    still counts in the duration (only both closes stop the clock) and no delete timer
+    ends the connection 5 s later."""
+    rows = HANDSHAKE + [(C, P | A, 111, 901, 10),  # [101, 111) never seen: a hole
+                        (C, F | A, 121, 901, 0), (SV, F | A, 901, 101, 0),
+                        (C, A, 122, 902, 0)]
+    z = run(rows)
+    assert (z.history, z.conn_state()) == ("ShADFf", "SF")
+    assert not z.ep[C].did_close and not z.ep[SV].did_close
+    assert z.fields()["duration"] == pytest.approx(0.006)  # to the last segment
+    assert not z.ended(0.006 + 6.0, C, A, 122)
+    # with the hole filled before the FIN, the closes go through at once
+    z = run(HANDSHAKE + [(C, P | A, 101, 901, 10), (C, P | A, 111, 901, 10),
+                         (SV, A, 901, 121, 0), (C, F | A, 121, 901, 0),
+                         (SV, F | A, 901, 122, 0), (C, A, 122, 902, 0)])
+    assert z.ep[C].did_close and z.ep[SV].did_close
+    assert z.fields()["duration"] == pytest.approx(0.007)  # to the second FIN
+    assert z.ended(0.007 + 5.0, C, A, 122)
