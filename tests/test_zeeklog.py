@@ -265,3 +265,25 @@ def test_zeeks_line_for_a_capture_of_headers_only(tmp_path):
     assert tuple(e[c] for c in ZEEK_COLUMNS) == (
         "60.991770", "474", "23783", "RSTO", "24257", "ShADaGdgtR", "17", "1250", "22",
         "28961")
+
+
+@pytest.mark.parametrize("engine", ["fast", "plain"])
+def test_zeeks_inactivity_timeout_splits_a_connection_as_its_baseline_shows(tmp_path, engine):
+    """core.expire-all-timers/conn-all.log (trace tcp/retransmit-timeout.pcapng, 10.0.0.1:51889
+    -> 192.168.0.1:80): 18 bytes, their ACK, and the same 18 bytes again 300 s after the
+    ACK; Zeek's inactivity timeout (5 minutes) ended the first connection, the segment
+    sent again began a second. Zeek's lines: "0.000010 18 0 OTH 0 Da 1 58 1 40" and
+    "- - - OTH 0 D 1 58 0 0" (the baseline masks the timestamps)."""
+    from pcapstate.analyze import analyze
+    from pcapstate.zeeklog import entries
+
+    packets = [(0.0, True, P_ | A_, 1000, 5000, 18, 0), (0.00001, False, A_, 5000, 1018, 0, 0),
+               (300.00001, True, P_ | A_, 1000, 5000, 18, 0)]
+    records: list[dict] = []
+    analyze([craft(tmp_path / "t.pcap", packets, ports=(51889, 80))],
+            on_record=records.append, engine=engine)
+    (record,) = records  # one connection to pcapstate
+    got = [tuple("-" if e[c] is None else f"{e[c]:.6f}" if c == "duration" else str(e[c])
+                 for c in ZEEK_COLUMNS) for e in entries(record)]
+    assert got == [("0.000010", "18", "0", "OTH", "0", "Da", "1", "58", "1", "40"),
+                   ("-", "-", "-", "OTH", "0", "D", "1", "58", "0", "0")]
