@@ -185,7 +185,8 @@ def blocks(result: dict[str, Any], charts: list[tuple[str, str]]) -> list[Block]
     if conns.get("zeek_conn_states"):
         out += [("p", "The same connections by Zeek's conn_state (Zeek's rules, for "
                       "comparison with a Zeek conn.log; pcapstate's own states above say "
-                      "more, e.g. CLOSE_WAIT):", False),
+                      "more, e.g. CLOSE_WAIT). Zeek's timers may end a connection where "
+                      "pcapstate's goes on, so Zeek may count more:", False),
                 ("table", ["conn_state", "connections"],
                  [[state, f"{n:,}"] for state, n in conns["zeek_conn_states"].items()])]
 

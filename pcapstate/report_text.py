@@ -88,7 +88,7 @@ def render(result: dict[str, Any]) -> str:
            if conns["mid_stream"] else "") + f"; {table_words(result)}",
         f"  how they ended: {_counts(conns['by_end'])}",
         f"  who closed first: {_counts(conns['by_closer'])}",
-        f"  Zeek's conn_state: {_counts(conns['zeek_conn_states'])}",
+        f"  Zeek's conn_state: {_counts(conns['zeek_conn_states'])}" + _zeek_lines(conns),
     ]
     if conns["anomalies"]:
         out.append(f"  anomalies: {_counts(conns['anomalies'])}")
@@ -135,3 +135,10 @@ def render(result: dict[str, Any]) -> str:
     for w in result["warnings"]:
         out.append(f"warning: {w}")
     return "\n".join(out) + "\n"
+
+
+def _zeek_lines(conns: dict[str, Any]) -> str:
+    """Where Zeek's timers make more connections of the same ones, how many."""
+    lines = sum(conns["zeek_conn_states"].values())
+    return (f" ({lines:,} of Zeek's connections: its timers end some where pcapstate's go on)"
+            if lines != conns["total"] else "")
