@@ -31,13 +31,16 @@ Progress = Callable[[int, int | None], None]
 def analyze(paths: list[str], settings: Settings | None = None, *,
             on_record: Callable[[dict[str, Any]], None] | None = None,
             on_brief: Callable[[list[list[Any]]], None] | None = None,
+            on_zeek: Callable[[list[dict[str, Any]]], None] | None = None,
             progress: Progress | None = None, engine: str = "fast",
             stop: Callable[[], bool] | None = None) -> dict[str, Any]:
     """Analyse one capture, given as one file or a time-ordered set of files.
 
     `on_record` receives each connection's record as the connection is retired (in
     retirement order); `on_brief` the same connections in brief (summary.BRIEF_FIELDS), a
-    list at a time, at a fraction of the cost; `progress(bytes_done, bytes_total)` is
+    list at a time, at a fraction of the cost; `on_zeek` the same connections as Zeek sees
+    them (summary.zeek_record: what a conn.log needs), a list at a time, also for less;
+    `progress(bytes_done, bytes_total)` is
     called now and then. `stop()`, asked between batches, ends the reading early: the
     result then covers what was read, a warning says so, and no more records or briefs
     are passed on (the caller is stopping).
@@ -56,7 +59,7 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
         decoder = {"engine": engine, "reason": (
             f"link type {', '.join(map(str, odd))}: not decoded by the fast engine" if odd
             else "every link type decoded by the fast engine")}
-    summary = Summary(settings, on_record, on_brief)
+    summary = Summary(settings, on_record, on_brief, on_zeek)
     if engine == "tshark":
         summary.wireshark = Counter()
     accounting: Counter[str] = Counter()
@@ -125,7 +128,7 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
         progress(done, total)
     stops = [c.end_ts for c in captures if c.end_ts is not None and not stopped]
     if stopped:
-        summary.on_record = summary.on_brief = None
+        summary.on_record = summary.on_brief = summary.on_zeek = None
     end = max([last, *stops]) if records_read(captures) else 0.0
     tracker.finish(end)
     records = records_read(captures)

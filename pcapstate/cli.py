@@ -316,7 +316,11 @@ def _analyze(args: argparse.Namespace) -> int:
             f.discard()
         return _error(f"cannot write {e.filename or args.jsonl or args.json}: {e.strerror}")
     pending += [f for _, f in zeek_logs if f is not None]
-    sinks += [log.write for log, _ in zeek_logs]
+
+    def on_zeek(recs: list[dict[str, Any]]) -> None:
+        for rec in recs:
+            for log, _ in zeek_logs:
+                log.write(rec)
 
     def on_record(rec: dict[str, Any]) -> None:
         for sink in sinks:
@@ -326,6 +330,7 @@ def _analyze(args: argparse.Namespace) -> int:
         _SOFT.set()  # a first Ctrl-C now stops the reading: the summary of what was read
         try:
             result = analyze(args.captures, settings, on_record=on_record if sinks else None,
+                             on_zeek=on_zeek if zeek_logs else None,
                              progress=_Progress(show_progress), engine=args.engine,
                              stop=_INTERRUPTED.is_set)
         finally:

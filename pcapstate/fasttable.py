@@ -800,6 +800,17 @@ def _z_conn_state(r):
     return 12
 
 
+@njit(cache=True, nogil=True)
+def zeek_columns(T, slots, states, sizes):
+    """For FastTracker.zeek_records: each slot's conn_state (its index in CONN_STATES) and
+    its endpoints' sizes (ZeekEndpoint.size), by pcapstate's index."""
+    for i in range(len(slots)):
+        r = T[slots[i]]
+        states[i] = _z_conn_state(r)
+        for e in range(2):
+            sizes[i, e] = _z_size(r, e)
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _sequence(r, s, flags, seq, plen):
     """Connection._sequence."""
@@ -1316,6 +1327,9 @@ class FastTracker:
         summary = self.summary
         if summary.on_brief is not None:
             summary.on_brief(self.briefs(slots, kinds, closers))
+        if summary.on_zeek is not None:
+            for start in range(0, n, 4096):  # a few thousand at a time: memory stays low
+                summary.on_zeek(self.zeek_records(slots[start:start + 4096]))
         for i in (range(n) if summary.on_record is not None else np.flatnonzero(stuck)):
             conn = self.connection(int(slots[i]))
             if stuck[i]:
@@ -1342,6 +1356,38 @@ class FastTracker:
                 for v, h, o, p, st, t, k, c in zip(v6, hi, lo, ports, states, first,
                                                    kinds.tolist(), closers.tolist(),
                                                    strict=True)]
+
+    def zeek_records(self, slots: np.ndarray) -> list[dict[str, Any]]:
+        """The connections in `slots` as Zeek sees them (summary.zeek_record), read in bulk
+        from the packed records: no Connection built."""
+        T = self.T
+        n = len(slots)
+        states, sizes = np.empty(n, np.int8), np.empty((n, 2), np.int64)
+        zeek_columns(T, slots, states, sizes)
+        v6, hi, lo, ports = (T[f][slots].tolist() for f in ("v6", "ip_hi", "ip_lo", "port"))
+        cid, orig, first, last, missed, hlen, pkts, ipb = (T[f][slots].tolist() for f in (
+            "cid", "z_orig", "z_first", "z_last_ts", "z_missed", "z_hlen", "z_pkts", "z_ipb"))
+        hist = T["z_hist"][slots].tobytes()
+        out = []
+        for i, (state, size) in enumerate(zip(states.tolist(), sizes.tolist(), strict=True)):
+            o, r = orig[i], 1 - orig[i]
+            duration = last[i] - first[i]
+            z = {"ts": first[i], "orig": "client" if o == 0 else "server",
+                 "conn_state": CONN_STATES[state],
+                 "history": hist[i * ZEEK_HISTORY:i * ZEEK_HISTORY + hlen[i]].decode("ascii"),
+                 "missed_bytes": missed[i], "duration": duration if duration > 0 else None,
+                 "orig_bytes": size[o] if duration > 0 else None,
+                 "resp_bytes": size[r] if duration > 0 else None,
+                 "orig_pkts": pkts[i][o], "orig_ip_bytes": ipb[i][o],
+                 "resp_pkts": pkts[i][r], "resp_ip_bytes": ipb[i][r]}
+            rec: dict[str, Any] = {
+                "client": _address(v6[i], hi[i][0], lo[i][0], ports[i][0]),
+                "server": _address(v6[i], hi[i][1], lo[i][1], ports[i][1]), "zeek": z}
+            ended = self.zeek_ended.get(cid[i])
+            if ended:
+                rec["zeek"], *rec["zeek_later"] = [*ended, z]
+            out.append(rec)
+        return out
 
     def connection(self, c: int) -> Connection:
         """Slot c as a machine.Connection, for the summary and the records."""

@@ -163,10 +163,13 @@ class Summary:
 
     def __init__(self, settings: Settings,
                  on_record: Callable[[dict[str, Any]], None] | None = None,
-                 on_brief: Callable[[list[list[Any]]], None] | None = None) -> None:
+                 on_brief: Callable[[list[list[Any]]], None] | None = None,
+                 on_zeek: Callable[[list[dict[str, Any]]], None] | None = None) -> None:
         self.settings = settings
         self.on_record = on_record
         self.on_brief = on_brief
+        #: receives connections as Zeek sees them (zeek_record), a list at a time
+        self.on_zeek = on_zeek
         self.connections = 0
         self.by_end_closer: Counter[tuple[str, str]] = Counter()  # (end kind, closer)
         self.timeline = Timeline()
@@ -213,6 +216,8 @@ class Summary:
         self.add_stuck(conn, end, (client, server))
         if self.on_record is not None:
             self.on_record(connection_record(conn, kind.value, who.value))
+        if self.on_zeek is not None and conn.zeek is not None:
+            self.on_zeek([zeek_record(conn)])
         if self.on_brief is not None:
             a, b = conn.ep
             self.on_brief([[a.address(), b.address(), conn.first_ts, kind.value, who.value,
@@ -362,6 +367,12 @@ def connection_record(conn: Connection, kind: str, who: str) -> dict[str, Any]:
         **({} if conn.wireshark is None else {"wireshark_analysis": conn.wireshark}),
         **_zeek_json(conn),
     }
+
+
+def zeek_record(conn: Connection) -> dict[str, Any]:
+    """What a Zeek conn.log needs of a connection (zeeklog.entries): its endpoints, `zeek`
+    and `zeek_later` as in its record."""
+    return {"client": conn.ep[0].address(), "server": conn.ep[1].address(), **_zeek_json(conn)}
 
 
 def _zeek_json(conn: Connection) -> dict[str, Any]:

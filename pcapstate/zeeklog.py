@@ -89,18 +89,25 @@ def _entry(record: dict[str, Any], z: dict[str, Any],
 
 
 def _tsv(value: Any) -> str:
+    kind = type(value)
+    if kind is int:
+        return str(value)
+    if kind is float:
+        return f"{value:.6f}"  # Zeek prints times and intervals with 6 decimals
     if value is None:
         return "-"
-    if isinstance(value, bool):
+    if kind is bool:
         return "T" if value else "F"
-    if isinstance(value, float):
-        return f"{value:.6f}"  # Zeek prints times and intervals with 6 decimals
+    if isinstance(value, float):  # numpy's floats too
+        return f"{value:.6f}"
     text = str(value)
     if text == "":
         return "(empty)"
     if text in ("-", "(empty)"):
         return f"\\x{ord(text[0]):02x}" + text[1:]
-    return text.replace("\\", "\\x5c").replace("\t", "\\x09").replace("\n", "\\x0a")
+    if "\\" in text or "\t" in text or "\n" in text:
+        return text.replace("\\", "\\x5c").replace("\t", "\\x09").replace("\n", "\\x0a")
+    return text
 
 
 class ConnLog:

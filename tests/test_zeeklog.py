@@ -287,3 +287,27 @@ def test_zeeks_inactivity_timeout_splits_a_connection_as_its_baseline_shows(tmp_
                  for c in ZEEK_COLUMNS) for e in entries(record)]
     assert got == [("0.000010", "18", "0", "OTH", "0", "Da", "1", "58", "1", "40"),
                    ("-", "-", "-", "OTH", "0", "D", "1", "58", "0", "0")]
+
+
+def test_the_conn_log_is_the_same_from_either_engine_and_from_the_records():
+    """The compiled engine hands the conn.log its lines in bulk (FastTracker.zeek_records,
+    no record built): the same lines as the reference engine's, and as the records'
+    `zeek` and `zeek_later`, on every sample (Zeek's later connections included)."""
+    from pcapstate.analyze import analyze
+    from pcapstate.zeeklog import entries
+    from tests.test_samples import EXPECTED, captures
+
+    later = 0
+    for expected in EXPECTED:
+        by_engine = {}
+        for engine in ("fast", "plain"):
+            zeek: list[dict] = []
+            records: list[dict] = []
+            analyze(captures(expected), on_record=records.append, on_zeek=zeek.extend,
+                    engine=engine)
+            lines = sorted(e for rec in zeek for e in map(str, entries(rec)))
+            assert lines == sorted(e for rec in records for e in map(str, entries(rec)))
+            by_engine[engine] = lines
+        assert by_engine["fast"] == by_engine["plain"], expected.name
+        later += sum(len(r.get("zeek_later", ())) for r in records)
+    assert later >= 4  # idle_leak's and syn_timeout's
