@@ -539,8 +539,9 @@ def _z_start(r, d, flags, sport, dport, ts):
 def _z_ended(r, now, d, flags, seq):
     """ZeekConn.ended."""
     o, p = r.z_orig, 1 - r.z_orig
-    left = max(r.z_state[0], r.z_state[1], r.z_prev[0], r.z_prev[1]) > Z_SYN_ACK_SENT
-    if now >= r.z_last_ts + (INACTIVITY if left else HANDSHAKE_INACTIVITY) or now >= r.z_end:
+    if now >= r.z_end or now >= r.z_last_ts + INACTIVITY or (
+            now >= r.z_last_ts + HANDSHAKE_INACTIVITY
+            and max(r.z_state[0], r.z_state[1], r.z_prev[0], r.z_prev[1]) <= Z_SYN_ACK_SENT):
         return True
     if now >= r.z_attempt:
         r.z_attempt = np.inf
@@ -1358,8 +1359,9 @@ class FastTracker:
                                                    strict=True)]
 
     def zeek_records(self, slots: np.ndarray) -> list[dict[str, Any]]:
-        """The connections in `slots` as Zeek sees them (summary.zeek_record), read in bulk
-        from the packed records: no Connection built."""
+        """The connections in `slots` as Zeek sees them (summary.zeek_record; `zeek` as
+        ZeekConn.fields gives it), read in bulk from the packed records: no Connection
+        built."""
         T = self.T
         n = len(slots)
         states, sizes = np.empty(n, np.int8), np.empty((n, 2), np.int64)

@@ -171,9 +171,9 @@ class ZeekConn:
         before each packet), or because the segment is a SYN that IsReuse takes for a new
         connection. Checked before `packet`, for every segment but a connection's first."""
         o, r = self.ep[self.orig], self.ep[1 - self.orig]
-        left = any(x.state > SYN_ACK_SENT or x.prev > SYN_ACK_SENT for x in self.ep)
-        if now >= self.last_ts + (INACTIVITY if left else HANDSHAKE_INACTIVITY) \
-                or now >= self.end_at:
+        if now >= self.end_at or now >= self.last_ts + INACTIVITY or (
+                now >= self.last_ts + HANDSHAKE_INACTIVITY  # no endpoint ever left the
+                and max(o.state, o.prev, r.state, r.prev) <= SYN_ACK_SENT):  # handshake
             return True
         if now >= self.attempt_at:
             self.attempt_at = math.inf  # the timer fired: it ends the connection or not
