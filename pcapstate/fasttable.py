@@ -16,9 +16,10 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from numba import njit, types
+from numba import types
 from numba.typed import Dict
 
+from pcapstate.jit import njit
 from pcapstate.machine import Connection, Endpoint, ip_text
 from pcapstate.scan import TCP, Batch
 from pcapstate.settings import Settings

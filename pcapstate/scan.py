@@ -10,9 +10,9 @@ accounting code that `kind_name` spells the way `decode` does).
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
 
 from pcapstate.decode import _ETHERTYPES, _IP_PROTOS
+from pcapstate.jit import njit
 
 # kind: TCP, or what else the record was. Codes >= _OTHER_ETHERTYPE carry a number.
 TCP = 0

@@ -1,0 +1,137 @@
+"""Compiled code: numba's `njit`, with its cache kept out of the installed package.
+
+numba caches compiled machine code beside the source by default (`pcapstate/__pycache__`).
+pip does not know those files: after `pip uninstall` they stay, and the leftover folder
+shadows a later editable install of pcapstate (a namespace package without `__version__`).
+So the cache goes to a per-user folder keyed by pcapstate's, Python's and numba's versions:
+`$XDG_CACHE_HOME/pcapstate/` (`~/.cache/pcapstate/`), or a folder of the user's in the
+temporary directory when that one is not writable; with neither, nothing is cached (every
+run compiles). `NUMBA_CACHE_DIR`, when set, is numba's own choice and is left alone.
+"""
+
+import os
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import cache
+from typing import Any
+
+import numba
+from numba.core import config
+
+from pcapstate import __version__
+
+
+def njit(**options: Any) -> Callable[[Callable[..., Any]], Any]:
+    """numba.njit(**options) for a function of pcapstate's; `cache=True` caches it in
+    cache_dir()."""
+    def decorate(fn: Callable[..., Any]) -> Any:
+        if not options.get("cache"):
+            return numba.njit(**options)(fn)
+        folder = cache_dir()
+        if folder is None:
+            return numba.njit(**{**options, "cache": False})(fn)
+        with _cache_in(folder):
+            return numba.njit(**options)(fn)
+    return decorate
+
+
+@cache
+def cache_dir() -> str | None:
+    """The folder numba caches pcapstate's compiled code in, created if need be; None when
+    no folder is writable (then nothing is cached)."""
+    if config.CACHE_DIR:
+        return str(config.CACHE_DIR)
+    key = (f"{__version__}-py{sys.version_info.major}{sys.version_info.minor}"
+           f"-numba{numba.__version__}")
+    home = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    user = f"pcapstate-{os.getuid()}" if hasattr(os, "getuid") else "pcapstate"
+    for base in (os.path.join(home, "pcapstate"), os.path.join(tempfile.gettempdir(), user)):
+        folder = os.path.join(base, key)
+        if _own(base) and _own(folder):
+            return folder
+    return None
+
+
+def _own(folder: str) -> bool:
+    """Whether `folder` is (now) a writable folder of this user's that no one else can
+    write to: numba loads the code it finds there, so a folder others could fill is not
+    used."""
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        st = os.stat(folder)
+        if hasattr(os, "getuid") and (st.st_uid != os.getuid() or st.st_mode & 0o022):
+            return False
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError:
+        return False
+    return True
+
+
+@contextmanager
+def _cache_in(folder: str) -> Iterator[None]:
+    """numba's cache folder is chosen when a function is decorated: set it for that moment
+    only, so that other code in the process keeps its own."""
+    saved = config.CACHE_DIR
+    config.CACHE_DIR = folder
+    try:
+        yield
+    finally:
+        config.CACHE_DIR = saved
+
+
+def is_cached() -> bool:
+    """Whether compiled code of this version is in the cache already (the first run after
+    installing compiles for a while: the command says so)."""
+    folder = cache_dir()
+    if folder is None:
+        return False
+    for _, _, files in os.walk(folder):
+        if any(f.endswith(".nbi") for f in files):
+            return True
+    return False
+
+
+#: What the first run after installing takes to compile the engine, for the message that
+#: says so (measured on 2 cores: docs/benchmarks.md).
+COMPILE_SECONDS = "about 40 s"
+
+
+@contextmanager
+def watch(note: Callable[[str], object]) -> Iterator[None]:
+    """While inside, say (through `note`) when numba starts compiling, and at the end how
+    long it took: a first run otherwise looks like a hang."""
+    from numba.core import event
+
+    class Timer(event.Listener):
+        def __init__(self) -> None:
+            self.depth = 0
+            self.started = 0.0
+            self.seconds = 0.0
+            self.lock = threading.Lock()
+
+        def on_start(self, ev: event.Event) -> None:
+            with self.lock:
+                if not self.seconds and not self.depth and not self.started:
+                    note("compiling the analysis engine (once after installing or upgrading "
+                         f"pcapstate: {COMPILE_SECONDS})")
+                if not self.depth:
+                    self.started = time.perf_counter()
+                self.depth += 1
+
+        def on_end(self, ev: event.Event) -> None:
+            with self.lock:
+                self.depth -= 1
+                if not self.depth:
+                    self.seconds += time.perf_counter() - self.started
+
+    timer = Timer()
+    with event.install_listener("numba:compile", timer):
+        yield
+    if timer.seconds:
+        where = cache_dir()
+        note(f"compiled in {timer.seconds:.0f} s"
+             + (f"; cached in {where}" if where else "; not cached (no writable folder)"))
