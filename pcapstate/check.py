@@ -240,15 +240,17 @@ def judge(entry: Entry, got: dict[str, Any] | str, elapsed: float, update: bool)
             write_atomic(entry.golden, lambda f: f.write(text))
             outcome.status, outcome.written = "updated", True
     else:
+        # the golden named as the capture is: relative to the corpus folder given
+        shown = os.path.join(os.path.dirname(entry.name), os.path.basename(entry.golden))
         try:
             with open(entry.golden, encoding="utf-8") as f:
                 outcome.differences = compare(json.load(f), got, entry.config.tolerance)
         except FileNotFoundError:
-            outcome.differences = [f"no golden file {os.path.basename(entry.golden)}: "
-                                   "write it with pcapstate check --update"]
+            outcome.differences = [f"no golden file {shown}: write it with pcapstate check "
+                                   "--update"]
         except (OSError, ValueError, KeyError) as e:
-            outcome.differences = [f"golden file {os.path.basename(entry.golden)} is "
-                                   f"unreadable ({e}): write it again with --update"]
+            outcome.differences = [f"golden file {shown} is unreadable ({e}): write it again "
+                                   "with --update"]
     if outcome.differences or outcome.policy:
         outcome.status = "failed"
     return outcome

@@ -6,12 +6,18 @@ configuration's `sets` patterns group files: every file of a folder that matches
 pattern (say "rotated-*.pcap") is one capture, a rotated set. A capture's golden file sits
 beside it: NAME.golden.json for the file NAME, the pattern with "*" as "N" for a set
 (rotated-N.pcap.golden.json).
+
+Each folder takes the nearest configuration: a subfolder with a pcapstate.toml of its own
+follows that one (it replaces the one above, it does not add to it), and the command line's
+settings go on top of whichever applies.
 """
 
 import fnmatch
+import json
 import os
 import tomllib
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +27,6 @@ from pcapstate.vocab import State, stuck_states
 SUFFIXES = (".pcap", ".pcapng", ".cap", ".pcap.gz", ".pcapng.gz", ".cap.gz")
 GOLDEN = ".golden.json"
 CONFIG = "pcapstate.toml"
-
 
 
 class CorpusError(Exception):
@@ -104,9 +109,9 @@ def config_from(table: dict[str, Any], source: str | None = None) -> Config:
                             given("stuck-after", 10.0), seconds("close-wait-after"),
                             _count(table.get("max-connections", MAX_CONNECTIONS),
                                    "max-connections"))
-    allow = {str(service): {stuck_states(k)[0]: _count(v, f"allow.{service}.{k}")
-                            for k, v in states.items()}
-             for service, states in table.get("allow", {}).items()}
+    allow = _allowances(table.get("allow", {}),
+                        "tool.pcapstate." if source and source.endswith("pyproject.toml")
+                        else "")
     max_cw = table.get("max-close-wait")
     policy = Policy(fail_on=frozenset(stuck_states(table["fail-on"])
                                              if table.get("fail-on") else ()),
@@ -117,6 +122,32 @@ def config_from(table: dict[str, Any], source: str | None = None) -> Config:
         raise ValueError("sets must be a list of file patterns with a '*' (\"rotated-*.pcap\")")
     return Config(settings=settings, policy=policy, tolerance=given("time-tolerance", 0.001),
                   sets=tuple(sets), source=source)
+
+
+def _allowances(table: Any, prefix: str) -> dict[str, dict[State, int]]:
+    """The [allow."SERVICE"] tables: one stuck state a key, with the endpoints allowed in
+    it; an error names the table (`prefix`: where the configuration sits in its file)."""
+    if not isinstance(table, dict):
+        raise ValueError(f'{prefix}allow must be a table of services ([{prefix}allow.'
+                         '"10.0.0.5:5001"])')
+    out: dict[str, dict[State, int]] = {}
+    for service, states in table.items():
+        where = f"[{prefix}allow.{json.dumps(str(service))}]"
+        if not isinstance(states, dict):
+            raise ValueError(f"{where} must be a table of states and counts (close-wait = 3)")
+        out[str(service)] = {}
+        for key, value in states.items():
+            try:
+                named = stuck_states(key)
+            except ValueError as e:
+                raise ValueError(f"{where}: {e}") from None
+            if len(named) != 1:
+                raise ValueError(f"{where}: {key!r} names {len(named)} states: give each "
+                                 "state a line of its own (close-wait = 3)")
+            if named[0] in out[str(service)]:
+                raise ValueError(f"{where}: {named[0]} is given twice")
+            out[str(service)][named[0]] = _count(value, f"{where} {key}")
+    return out
 
 
 def _count(value: Any, key: str) -> int:
@@ -141,41 +172,117 @@ def is_capture(name: str) -> bool:
 
 def entries(paths: list[str], override: dict[str, Any] | None = None) -> list[Entry]:
     """The captures of the corpus folders and files given, each with its configuration
-    (the nearest configuration file, then `override`: the command line's settings)."""
-    out: list[Entry] = []
+    (the nearest configuration file above its folder, then `override`: the command line's
+    settings). A capture given twice (a folder and a file in it, the same folder by two
+    names) is one entry; two captures with the same name in different folders given are
+    named by their paths."""
+    configs = _Configs(override or {})
+    found: list[tuple[Entry, str]] = []  # each entry, and its path as given
+    alone: set[int] = set()  # the files given as such (not found in a folder)
     for given in paths:
-        root = Path(given)
+        root = normal(given)
         if not root.exists():
             raise CorpusError(f"{given}: no such file or folder")
-        folder = root if root.is_dir() else root.parent
-        path = find_config(folder.resolve())
-        table = {}
+        if root.is_dir():
+            found += _walk(root, configs)
+        else:
+            alone.add(len(found))
+            found.append((_entry(root, [root], str(root), configs.of(root.parent)),
+                          str(root)))
+    kept = _distinct(found, alone)
+    names = Counter(e.name for e, _ in kept)
+    return [replace(e, name=where) if names[e.name] > 1 else e for e, where in kept]
+
+
+def normal(given: str) -> Path:
+    """The path given, in the one form every path of the corpus is built from, so that every
+    way of naming a folder gives the same corpus: Path drops "." parts and trailing slashes
+    ("./", "samples/"); a path with ".." is resolved (relative to the current folder when
+    it is in it)."""
+    path = Path(given)
+    if ".." in path.parts:
+        path = Path(os.path.realpath(path))
+        cwd = Path.cwd()
+        if path.is_relative_to(cwd):
+            path = path.relative_to(cwd)
+    return path
+
+
+def _walk(root: Path, configs: "_Configs") -> list[tuple[Entry, str]]:
+    """The entries of a corpus folder and its subfolders, each folder under its nearest
+    configuration: every path is built from `root` with Path, never by joining strings."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        folder = Path(dirpath)
+        config = configs.of(folder)
+        found = [(_entry(name, files, str(name.relative_to(root)), config), str(name))
+                 for name, files in _group(folder, sorted(filter(is_capture, filenames)),
+                                           config)]
+        goldens = {Path(e.golden) for e, _ in found}
+        for stale in sorted(n for n in filenames if n.endswith(GOLDEN)):
+            golden = folder / stale
+            if golden not in goldens:  # its capture is gone: an entry with no files
+                found.append((Entry(str(golden.relative_to(root)), (), str(golden), config),
+                              str(golden)))
+        out += found
+    return out
+
+
+def _identity(path: str) -> str:
+    """Where a file is, whatever the path that names it: its folder resolved (a symlink to
+    the file itself stays a file of its own, with its own golden)."""
+    head, tail = os.path.split(path)
+    return os.path.join(os.path.realpath(head or "."), tail)
+
+
+def _distinct(found: list[tuple[Entry, str]], alone: set[int]) -> list[tuple[Entry, str]]:
+    """`found` without repeats, in order: an entry whose files are only some of those of
+    another (a file of a rotated set given alone) is left out, and of entries with the same
+    files the first found in a folder is kept (a file given alone, if none was)."""
+    ids = [frozenset(map(_identity, e.files or (e.golden,))) for e, _ in found]
+    holders: dict[str, list[int]] = {}
+    for i, files in enumerate(ids):
+        for f in files:
+            holders.setdefault(f, []).append(i)
+
+    def first(i: int) -> tuple[bool, int]:
+        return i in alone, i
+
+    return [found[i] for i, files in enumerate(ids)
+            if not any(files < ids[j] or (files == ids[j] and first(j) < first(i))
+                       for j in holders[next(iter(files))] if j != i)]
+
+
+class _Configs:
+    """The configuration of each folder: the nearest configuration file's (read once),
+    with the command line's settings on top."""
+
+    def __init__(self, override: dict[str, Any]) -> None:
+        self.override = override
+        self.folders: dict[Path, Config] = {}
+        self.files: dict[Path | None, Config] = {}
+
+    def of(self, folder: Path) -> Config:
+        real = folder.resolve()
+        if real not in self.folders:
+            path = find_config(real)
+            if path not in self.files:
+                self.files[path] = self._load(path)
+            self.folders[real] = self.files[path]
+        return self.folders[real]
+
+    def _load(self, path: Path | None) -> Config:
+        table: Any = {}
         if path is not None:
             table = _toml(path)
             table = table["tool"]["pcapstate"] if path.name == "pyproject.toml" else table
         try:
-            config = config_from({**table, **(override or {})}, str(path) if path else None)
+            if not isinstance(table, dict):
+                raise ValueError("[tool.pcapstate] must be a table")
+            return config_from({**table, **self.override}, str(path) if path else None)
         except (TypeError, ValueError, KeyError) as e:
             raise CorpusError(f"{path or 'command line'}: {e}") from None
-        if root.is_file():
-            out.append(_entry(root, [root], given, config))
-            continue
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            folder_entries = _group(Path(dirpath), sorted(filter(is_capture, filenames)),
-                                    config)
-            found = [_entry(name, files, str(root), config) for name, files in folder_entries]
-            goldens = {e.golden for e in found}
-            for stale in sorted(n for n in filenames if n.endswith(GOLDEN)):
-                golden = os.path.join(dirpath, stale)
-                if golden not in goldens:  # its capture is gone: an entry with no files
-                    found.append(Entry(os.path.relpath(golden, root), (), golden, config))
-            out += found
-    names = [e.name for e in out]
-    twice = {n for n in names if names.count(n) > 1}
-    if twice:
-        raise CorpusError(f"{sorted(twice)[0]} is given twice")
-    return out
 
 
 def _group(folder: Path, names: list[str], config: Config) -> list[tuple[Path, list[Path]]]:
@@ -191,8 +298,6 @@ def _group(folder: Path, names: list[str], config: Config) -> list[tuple[Path, l
     return sorted(out, key=lambda item: str(item[0]))
 
 
-def _entry(name: Path, files: list[Path], root: str, config: Config) -> Entry:
-    base = Path(root) if Path(root).is_dir() else Path(root).parent
-    shown = os.path.relpath(name, base) if Path(root).is_dir() else root
+def _entry(name: Path, files: list[Path], shown: str, config: Config) -> Entry:
     golden = name.with_name(name.name.replace("*", "N") + GOLDEN)
     return Entry(shown, tuple(str(f) for f in files), str(golden), config)

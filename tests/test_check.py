@@ -2,6 +2,7 @@
 same answer serially, in processes and on a Dask cluster."""
 
 import json
+import os
 import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -138,6 +139,11 @@ def test_policy_from_the_command_line_and_from_pyproject(corpus, capsys):
     (corpus.parent / "pyproject.toml").write_text(
         (corpus.parent / "pyproject.toml").read_text().replace("= 4", "= 5"))
     assert main(["check", str(corpus)]) == 0
+    (corpus.parent / "pyproject.toml").write_text(
+        (corpus.parent / "pyproject.toml").read_text().replace("close-wait = 5", "cw = 5"))
+    assert main(["check", str(corpus)]) == 2
+    assert '[tool.pcapstate.allow."127.0.0.1:5001"]: unknown state cw' in \
+        capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("config", "says"), [
@@ -146,6 +152,14 @@ def test_policy_from_the_command_line_and_from_pyproject(corpus, capsys):
     ("max-close-wait = -1\n", "max-close-wait must be a whole number"),
     ("time-wait = \"soon\"\n", "invalid duration 'soon'"),
     ("sets = [1\n", "not valid TOML"),
+    ('[allow."1.2.3.4:80"]\nclose-wait = 1\nfoo = 2\n',
+     '[allow."1.2.3.4:80"]: unknown state foo'),
+    ('[allow."1.2.3.4:80"]\nany = 2\n', '[allow."1.2.3.4:80"]: \'any\' names 6 states'),
+    ('[allow."1.2.3.4:80"]\nclose-wait = 1\nclose_wait = 2\n',
+     '[allow."1.2.3.4:80"]: CLOSE_WAIT is given twice'),
+    ('[allow."1.2.3.4:80"]\nsyn-sent = -2\n', '[allow."1.2.3.4:80"] syn-sent must be a whole'),
+    ('[allow]\n"1.2.3.4:80" = 3\n', '[allow."1.2.3.4:80"] must be a table of states'),
+    ("allow = 3\n", "allow must be a table of services"),
 ])
 def test_a_bad_configuration_is_a_one_line_error(corpus, capsys, config, says):
     (corpus / "pcapstate.toml").write_text(config)
@@ -216,3 +230,106 @@ def test_dask_without_a_scheduler_is_a_one_line_error(corpus, capsys):
     err = capsys.readouterr().err
     assert err.startswith("pcapstate: error: Dask cluster tcp://127.0.0.1:9:")
     assert err.count("\n") == 1
+
+
+def test_every_name_of_the_samples_folder_gives_the_same_check(tmp_path, monkeypatch, capsys):
+    """`cd samples && pcapstate check .` once found 40 captures, 20 of them goldens
+    "without their capture"; every way of naming the folder gives the same outcomes."""
+    link = tmp_path / "link"
+    link.symlink_to(SAMPLES)
+    ways = [(SAMPLES, "."), (SAMPLES, "./"), (SAMPLES.parent, "samples"),
+            (SAMPLES.parent, "samples/"), (SAMPLES.parent, "./samples/../samples"),
+            (tmp_path, str(SAMPLES)), (tmp_path, "link"), (tmp_path, "./link/"),
+            (tmp_path, os.path.relpath(SAMPLES, tmp_path)), (SAMPLES, "../samples/.")]
+    n = len([p for p in SAMPLES.iterdir() if p.name.endswith(".golden.json")])
+    seen = []
+    for cwd, given in ways:
+        monkeypatch.chdir(cwd)
+        out = tmp_path / "out.json"
+        assert main(["check", given, "--json", str(out)]) == 0, (given, capsys.readouterr())
+        doc = json.loads(out.read_text())
+        assert doc["summary"]["captures"] == doc["summary"]["passed"] == n, given
+        seen.append([(c["name"], c["status"], c["differences"])
+                     for c in doc["captures"]])
+        assert seen[-1] == seen[0], given
+
+    # --update from inside the folder (a copy: the goldens are committed) writes the same
+    # goldens, and nothing else: a second run finds nothing left to write
+    copy = tmp_path / "copy"
+    shutil.copytree(SAMPLES, copy,
+                    ignore=shutil.ignore_patterns("*.py", "*.txt", "*.expected.json"))
+    before = sorted(p.name for p in copy.iterdir())
+    monkeypatch.chdir(copy)
+    assert main(["check", ".", "--update"]) == 0
+    assert sorted(p.name for p in copy.iterdir()) == before
+    capsys.readouterr()
+    assert main(["check", "./", "--update"]) == 0
+    assert capsys.readouterr().out.startswith(f"{n} captures: {n} passed, 0 failed (")
+
+
+
+def outputs(tmp_path: Path, *args: str | Path) -> tuple[int, dict, dict]:
+    """`pcapstate check ARGS`: its exit code, --json by capture name, JUnit's test cases
+    by name."""
+    doc, xml = tmp_path / "out.json", tmp_path / "out.xml"
+    code = main(["check", *map(str, args), "--json", str(doc), "--junit", str(xml)])
+    return (code, {c["name"]: c for c in json.loads(doc.read_text())["captures"]},
+            {c.get("name"): c for c in ET.parse(xml).getroot().iter("testcase")})
+
+
+
+def test_a_capture_given_twice_is_checked_once(corpus, tmp_path, monkeypatch):
+    def names(*args):
+        return list(outputs(tmp_path, *args)[1])
+
+    alone = names(corpus)
+    assert len(alone) == 5
+    assert names(corpus, corpus / LEAK) == alone
+    assert names(corpus / LEAK, corpus) == alone  # named as in the folder either way
+    assert names(corpus, corpus / "rotated-2.pcap", corpus) == alone  # in the set
+    monkeypatch.chdir(corpus)
+    assert names(".", corpus, f"./{LEAK}", "../corpus/") == alone
+    assert names(LEAK, f"./{LEAK}", corpus / LEAK) == [LEAK]
+    # two captures of the same name in two folders: each named by its path
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(SAMPLES / LEAK, other / LEAK)
+    monkeypatch.chdir(tmp_path)
+    assert main(["check", "corpus", "other", "--update"]) == 0
+    both = names("corpus", "other")
+    assert both.count(f"corpus/{LEAK}") == both.count(f"other/{LEAK}") == 1
+    assert len(both) == 6
+
+
+def test_a_subfolder_follows_its_own_configuration(corpus, capsys):
+    """The nearest pcapstate.toml wins (whole: nothing is taken from the one above), the
+    command line goes on top; messages name the capture and its golden below the corpus."""
+    (corpus / "pcapstate.toml").write_text(
+        'sets = ["rotated-*.pcap"]\nfail-on = ["close-wait"]\n'
+        '[allow."127.0.0.1:5001"]\nclose-wait = 5\n')
+    sub = corpus / "team" / "incident"
+    sub.mkdir(parents=True)
+    shutil.copy(SAMPLES / LEAK, sub / LEAK)
+    (sub.parent / "pcapstate.toml").write_text('fail-on = ["close-wait"]\n')
+    capsys.readouterr()
+    assert main(["check", str(corpus)]) == 1
+    out = capsys.readouterr().out
+    assert (f"FAILED  team/incident/{LEAK}: 5 connections\n"
+            f"          no golden file team/incident/{LEAK}.golden.json: write it with "
+            "pcapstate check --update\n"
+            "          policy: 5 endpoints stuck in CLOSE_WAIT at 127.0.0.1:5001 (server)\n"
+            ) in out
+    assert f"FAILED  {LEAK}" not in out  # the corpus's own allowance
+    assert main(["check", str(corpus), "--update"]) == 1  # the golden written, the policy
+    capsys.readouterr()
+    assert main(["check", str(corpus)]) == 1
+    out = capsys.readouterr().out
+    assert "6 captures: 5 passed, 1 failed" in out and f"team/incident/{LEAK}: 5" in out
+    assert main(["check", str(corpus), "--fail-on", "last-ack"]) == 0  # the command line
+    # the subfolder given alone: the same configuration
+    assert main(["check", str(sub)]) == 1
+    assert main(["check", str(sub / LEAK), "--fail-on", "syn-sent"]) == 0
+    # a bad configuration below is found too
+    (sub / "pcapstate.toml").write_text("colour = 1\n")
+    assert main(["check", str(corpus)]) == 2
+    assert f"{sub / 'pcapstate.toml'}: unknown key colour" in capsys.readouterr().err
