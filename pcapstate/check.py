@@ -2,9 +2,10 @@
 golden file kept beside it, and apply the corpus's policy.
 
 The golden holds what must not change unnoticed: packet and connection counts, connections
-by end kind and closer, the findings by service, and every connection (its 4-tuple, first
-timestamp, end kind, closer and both endpoints' final states). Timings are compared within a
-tolerance; nothing volatile (paths, versions, run times) is kept.
+by end kind and closer, the findings by service, the reader's warnings (a cut or corrupt
+record, dropped packets; files named without their folder), and every connection (its
+4-tuple, first timestamp, end kind, closer and both endpoints' final states). Timings are
+compared within a tolerance; nothing volatile (paths, versions, run times) is kept.
 """
 
 import itertools
@@ -39,6 +40,7 @@ class Outcome:
     packets: int | None = None
     differences: list[str] = field(default_factory=list)
     policy: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # the reader's, as in the golden
     error: str | None = None
     written: bool = False  # --update wrote a new or changed golden
     seconds: float = 0.0  # wall time of the analysis (JUnit only: not in --json)
@@ -47,8 +49,8 @@ class Outcome:
         return {"name": self.entry.name, "files": list(self.entry.files),
                 "golden": self.entry.golden, "status": self.status,
                 "connections": self.connections, "packets": self.packets,
-                "differences": self.differences, "policy": self.policy, "error": self.error,
-                "golden_written": self.written}
+                "differences": self.differences, "policy": self.policy,
+                "warnings": self.warnings, "error": self.error, "golden_written": self.written}
 
 
 def facts(files: list[str] | tuple[str, ...], settings: Settings) -> dict[str, Any]:
@@ -64,6 +66,15 @@ def facts(files: list[str] | tuple[str, ...], settings: Settings) -> dict[str, A
 
     result = analyze(list(files), settings, on_brief=keep)
     conns.sort(key=lambda c: (c[2], c[0], c[1]))
+    # the warnings name each file by its path here: keep only its name, so that the golden
+    # does not depend on where the corpus is (or on a Dask worker's temporary folder)
+    paths = sorted({p for f in files for p in (f, os.path.abspath(f))}, key=len, reverse=True)
+
+    def local(warning: str) -> str:
+        for path in paths:
+            warning = warning.replace(path, os.path.basename(path))
+        return warning
+
     return {
         "schema": SCHEMA,
         "files": [os.path.basename(f) for f in files],
@@ -75,6 +86,7 @@ def facts(files: list[str] | tuple[str, ...], settings: Settings) -> dict[str, A
         "evicted": result["connections"]["evicted"]["total"],
         "by_end_and_closer": result["connections"]["by_end_and_closer"],
         "anomalies": result["connections"]["anomalies"],
+        "warnings": [local(w) for w in result["warnings"]],
         "findings": [{"state": f["state"], "service": f["service"], "role": f["role"],
                       "count": f["count"], "still_open": f["still_open"],
                       "oldest": round(f["oldest"], 6), "outcomes": f["outcomes"]}
@@ -105,6 +117,7 @@ def compare(golden: dict[str, Any], got: dict[str, Any], tolerance: float) -> li
             out.append(f"{words}: {_show(got[key])}, expected {_show(golden[key])}")
     out += _counts("ended", _flat(got["by_end_and_closer"]), _flat(golden["by_end_and_closer"]))
     out += _counts("anomaly", got["anomalies"], golden["anomalies"])
+    out += _warnings(got["warnings"], golden.get("warnings", []))
     out += _findings(got["findings"], golden["findings"], tolerance)
     out += _connections(got["connection_list"], golden["connection_list"], tolerance)
     return out
@@ -122,6 +135,19 @@ def _flat(crossed: dict[str, dict[str, int]]) -> dict[str, int]:
 def _counts(what: str, got: dict[str, int], want: dict[str, int]) -> list[str]:
     return [f"{what} {k}: {got.get(k, 0):,}, expected {want.get(k, 0):,}"
             for k in sorted(set(got) | set(want)) if got.get(k, 0) != want.get(k, 0)]
+
+
+def _warnings(got: list[str], want: list[str]) -> list[str]:
+    """Reader warnings that appeared or went away (a changed one does both)."""
+    out = []
+    for these, those, words in ((got, want, "not in the golden"),
+                                (want, got, "in the golden, not given now")):
+        extra = Counter(these) - Counter(those)
+        for w in these:
+            if extra[w]:
+                extra[w] -= 1
+                out.append(f"reader warning {words}: {w}")
+    return out
 
 
 def _findings(got: list[dict[str, Any]], want: list[dict[str, Any]],
@@ -228,6 +254,7 @@ def judge(entry: Entry, got: dict[str, Any] | str, elapsed: float, update: bool)
         outcome.status, outcome.error = "error", got
         return outcome
     outcome.connections, outcome.packets = got["connections"], got["records"]
+    outcome.warnings = got["warnings"]
     outcome.policy = policy(got, entry.config)
     if update:
         text = golden_text(got)
@@ -396,7 +423,8 @@ def to_json(outcomes: list[Outcome]) -> dict[str, Any]:
 
 def junit(outcomes: list[Outcome]) -> str:
     """JUnit XML: one test case per capture; a failure carries the differences and the
-    policy failures, an error the reason the capture could not be read."""
+    policy failures, an error the reason the capture could not be read, <system-err> the
+    reader's warnings."""
     import xml.etree.ElementTree as ET
 
     s = summary(outcomes)
@@ -418,16 +446,20 @@ def junit(outcomes: list[Outcome]) -> str:
                 "\n".join(lines)
         elif o.status == "updated":
             ET.SubElement(case, "system-out").text = f"golden written: {o.entry.golden}"
+        if o.warnings:
+            ET.SubElement(case, "system-err").text = "\n".join(
+                f"warning: {w}" for w in o.warnings)
     ET.indent(suites)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suites, "unicode") + "\n"
 
 
 def text(outcomes: list[Outcome], elapsed: float, verbose: bool = False) -> str:
-    """For people: every capture that failed, could not be read or got a new golden (every
-    capture with `verbose`), what changed under it, then one summary line."""
+    """For people: every capture that failed, could not be read, got a new golden or had
+    reader warnings (every capture with `verbose`), what changed under it, then one summary
+    line."""
     out = []
     for o in outcomes:
-        if o.status == "passed" and not verbose:
+        if o.status == "passed" and not o.warnings and not verbose:
             continue
         label = {"passed": "ok", "failed": "FAILED", "error": "ERROR",
                  "updated": "updated"}[o.status]
@@ -437,6 +469,7 @@ def text(outcomes: list[Outcome], elapsed: float, verbose: bool = False) -> str:
             what = (f"{o.connections:,} connection{'s' if o.connections != 1 else ''}"
                     + (", golden written" if o.written else ""))
         out.append(f"{label:<8}{o.entry.name}: {what}")
+        out += [f"          warning: {w}" for w in o.warnings]
         out += [f"          {d}" for d in o.differences]
         out += [f"          policy: {p}" for p in o.policy]
     s = summary(outcomes)
@@ -444,6 +477,9 @@ def text(outcomes: list[Outcome], elapsed: float, verbose: bool = False) -> str:
     parts = [f"{s['passed']:,} passed", f"{s['failed']:,} failed"]
     parts += [f"{s[k]:,} {k if k == 'updated' else 'unreadable'}" for k in ("updated", "error")
               if s[k]]
+    warned = sum(1 for o in outcomes if o.warnings)
+    if warned:
+        parts.append(f"{warned:,} with reader warnings")
     out.append(f"{s['captures']:,} capture{'s' if s['captures'] != 1 else ''}: "
                f"{', '.join(parts)} ({packets:,} packets in {seconds(elapsed)})")
     return "\n".join(out) + "\n"

@@ -207,6 +207,8 @@ def test_serial_parallel_and_dask_give_identical_json(corpus, tmp_path):
     edit_golden(corpus / f"{LEAK}.golden.json", server_closed)
     (corpus / "broken.pcap").write_bytes(b"\xd4\xc3\xb2\xa1" + b"\x00" * 10)
     (corpus / "ipv6.pcap").unlink()  # its golden stays behind
+    cut_tail(SAMPLES / LEAK, corpus / "cut.pcap")  # a reader warning that names the file
+    assert main(["check", str(corpus / "cut.pcap"), "--update"]) == 0
     serial = json_of([str(corpus), "-j", "1"], tmp_path, "serial.json")
     parallel = json_of([str(corpus), "-j", "2"], tmp_path, "parallel.json")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
@@ -215,10 +217,13 @@ def test_serial_parallel_and_dask_give_identical_json(corpus, tmp_path):
                           "dask.json")
     assert serial == parallel == on_dask
     doc = json.loads(serial)
-    assert doc["summary"] == {"captures": 6, "passed": 3, "failed": 2, "error": 1,
+    assert doc["summary"] == {"captures": 7, "passed": 4, "failed": 2, "error": 1,
                               "updated": 0}
     broken = [c for c in doc["captures"] if c["name"] == "broken.pcap"][0]
     assert str(corpus / "broken.pcap") in broken["error"]  # the local path, even from Dask
+    cut = [c for c in doc["captures"] if c["name"] == "cut.pcap"][0]
+    assert cut["status"] == "passed"  # the warning as in the golden: no worker's folder
+    assert [w.split(":")[0] for w in cut["warnings"]] == ["cut.pcap"]
 
 
 def test_dask_without_a_scheduler_is_a_one_line_error(corpus, capsys):
@@ -249,7 +254,7 @@ def test_every_name_of_the_samples_folder_gives_the_same_check(tmp_path, monkeyp
         assert main(["check", given, "--json", str(out)]) == 0, (given, capsys.readouterr())
         doc = json.loads(out.read_text())
         assert doc["summary"]["captures"] == doc["summary"]["passed"] == n, given
-        seen.append([(c["name"], c["status"], c["differences"])
+        seen.append([(c["name"], c["status"], c["differences"], c["warnings"])
                      for c in doc["captures"]])
         assert seen[-1] == seen[0], given
 
@@ -267,6 +272,20 @@ def test_every_name_of_the_samples_folder_gives_the_same_check(tmp_path, monkeyp
     assert capsys.readouterr().out.startswith(f"{n} captures: {n} passed, 0 failed (")
 
 
+def cut_tail(source: Path, to: Path) -> tuple[int, int]:
+    """`source` (a little-endian pcap) with its last record cut in half, as a capture copied
+    while tcpdump was still writing it; the byte where that record starts, and the records
+    before it."""
+    data = source.read_bytes()
+    assert data[:4] == b"\xd4\xc3\xb2\xa1"
+    pos, last, records = 24, 24, 0
+    while pos < len(data):
+        last, records = pos, records + 1
+        pos += 16 + int.from_bytes(data[pos + 8:pos + 12], "little")
+    assert pos == len(data)
+    to.write_bytes(data[:last + (len(data) - last) // 2])
+    return last, records - 1
+
 
 def outputs(tmp_path: Path, *args: str | Path) -> tuple[int, dict, dict]:
     """`pcapstate check ARGS`: its exit code, --json by capture name, JUnit's test cases
@@ -275,6 +294,55 @@ def outputs(tmp_path: Path, *args: str | Path) -> tuple[int, dict, dict]:
     code = main(["check", *map(str, args), "--json", str(doc), "--junit", str(xml)])
     return (code, {c["name"]: c for c in json.loads(doc.read_text())["captures"]},
             {c.get("name"): c for c in ET.parse(xml).getroot().iter("testcase")})
+
+
+def test_reader_warnings_are_shown_kept_in_the_golden_and_compared(corpus, tmp_path,
+                                                                    capsys):
+    byte, records = cut_tail(SAMPLES / LEAK, corpus / "cut.pcap")
+    warning = (f"cut.pcap: byte {byte}: capture ends in the middle of a record; "
+               f"{records} records read before it")
+    capsys.readouterr()
+    assert main(["check", str(corpus), "--update"]) == 0
+    out = capsys.readouterr().out
+    assert (f"updated cut.pcap: {5} connections, golden written\n"
+            f"          warning: {warning}\n") in out
+    assert "6 captures: 5 passed, 0 failed, 1 updated, 1 with reader warnings (" in out
+    golden = corpus / "cut.pcap.golden.json"
+    assert json.loads(golden.read_text())["warnings"] == [warning]  # no folder in it
+    assert json.loads((corpus / f"{LEAK}.golden.json").read_text())["warnings"] == []
+
+    # a warning the golden expects: passes, and is still said everywhere
+    code, doc, cases = outputs(tmp_path, corpus)
+    assert code == 0
+    assert f"ok      cut.pcap: 5 connections\n          warning: {warning}\n" in \
+        capsys.readouterr().out
+    assert doc["cut.pcap"]["warnings"] == [warning] and doc[LEAK]["warnings"] == []
+    err = cases["cut.pcap"].find("system-err")
+    assert err is not None and err.text == f"warning: {warning}"
+    assert cases[LEAK].find("system-err") is None
+
+    # the corpus elsewhere: the same goldens pass
+    moved = tmp_path / "elsewhere" / "moved"
+    shutil.copytree(corpus, moved)
+    assert main(["check", str(moved)]) == 0
+
+    # a warning the golden does not have (or an older golden, without the key), or one that
+    # changed, is a difference
+    for change, lines in [
+            (lambda g: g.update(warnings=[]), [f"reader warning not in the golden: {warning}"]),
+            (lambda g: g.pop("warnings"), [f"reader warning not in the golden: {warning}"]),
+            (lambda g: g.update(warnings=[warning.replace(str(byte), "99")]),
+             [f"reader warning not in the golden: {warning}",
+              f"reader warning in the golden, not given now: {warning.replace(str(byte), '99')}"]),
+    ]:
+        edit_golden(golden, change)
+        capsys.readouterr()
+        code, doc, cases = outputs(tmp_path, corpus)
+        assert code == 1
+        assert doc["cut.pcap"]["differences"] == lines
+        assert "\n".join(f"          {d}" for d in lines) in capsys.readouterr().out
+        failure = cases["cut.pcap"].find("failure")
+        assert failure is not None and failure.text == "\n".join(lines)
 
 
 
