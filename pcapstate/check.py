@@ -8,6 +8,7 @@ record, dropped packets; files named without their folder), and every connection
 compared within a tolerance; nothing volatile (paths, versions, run times) is kept.
 """
 
+import ipaddress
 import itertools
 import json
 import os
@@ -27,7 +28,8 @@ from pcapstate.vocab import State
 SCHEMA = "pcapstate-golden/1"
 CHECK_SCHEMA = "pcapstate-check/1"
 CONNECTION_FIELDS = list(BRIEF_FIELDS)
-MAX_LISTED = 20  # connection differences listed per capture; the rest are counted
+MAX_LISTED = 20  # differences the terminal lists per capture (the rest are counted there;
+#                  --json and --junit carry them all)
 
 
 @dataclass(slots=True)
@@ -192,7 +194,9 @@ def _connections(got: list[list[Any]], want: list[list[Any]], tolerance: float) 
         return []
     new, old = _keyed(got), _keyed(want)
     out = []
-    for key in sorted(set(new) | set(old), key=lambda k: ((new.get(k) or old[k])[2], k)):
+    for key in sorted(set(new) | set(old),
+                      key=lambda k: ((new.get(k) or old[k])[2], _endpoint(k[0]),
+                                     _endpoint(k[1]), k[2])):
         name = f"{key[0]} -> {key[1]}" + (f" (instance {key[2]})" if key[2] > 1 else "")
         if key not in new:
             out.append(f"{name}: in the golden (ended {old[key][3]}), not found")
@@ -207,9 +211,18 @@ def _connections(got: list[list[Any]], want: list[list[Any]], tolerance: float) 
                             (5, "client final state"), (6, "server final state")):
                 if g[i] != w[i]:
                     out.append(f"{name}: {what} {g[i]}, expected {w[i]}")
-    if len(out) > MAX_LISTED:
-        out[MAX_LISTED:] = [f"... and {len(out) - MAX_LISTED:,} more connection differences"]
     return out
+
+
+def _endpoint(name: str) -> tuple[int, int, int | str]:
+    """An endpoint ("10.0.0.9:80", "[::1]:80") in address order: 10.0.0.9 before
+    10.0.0.10, IPv4 before IPv6."""
+    host, _, port = name.rpartition(":")
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+        return address.version, int(address), int(port)
+    except ValueError:
+        return 9, 0, name
 
 
 def policy(got: dict[str, Any], config: Config) -> list[str]:
@@ -422,8 +435,8 @@ def to_json(outcomes: list[Outcome]) -> dict[str, Any]:
 
 
 def junit(outcomes: list[Outcome]) -> str:
-    """JUnit XML: one test case per capture; a failure carries the differences and the
-    policy failures, an error the reason the capture could not be read, <system-err> the
+    """JUnit XML: one test case per capture; a failure carries every difference and
+    policy failure, an error the reason the capture could not be read, <system-err> the
     reader's warnings."""
     import xml.etree.ElementTree as ET
 
@@ -455,8 +468,8 @@ def junit(outcomes: list[Outcome]) -> str:
 
 def text(outcomes: list[Outcome], elapsed: float, verbose: bool = False) -> str:
     """For people: every capture that failed, could not be read, got a new golden or had
-    reader warnings (every capture with `verbose`), what changed under it, then one summary
-    line."""
+    reader warnings (every capture with `verbose`), what changed under it (the first
+    MAX_LISTED differences), then one summary line."""
     out = []
     for o in outcomes:
         if o.status == "passed" and not o.warnings and not verbose:
@@ -470,7 +483,10 @@ def text(outcomes: list[Outcome], elapsed: float, verbose: bool = False) -> str:
                     + (", golden written" if o.written else ""))
         out.append(f"{label:<8}{o.entry.name}: {what}")
         out += [f"          warning: {w}" for w in o.warnings]
-        out += [f"          {d}" for d in o.differences]
+        out += [f"          {d}" for d in o.differences[:MAX_LISTED]]
+        if len(o.differences) > MAX_LISTED:
+            out.append(f"          ... and {len(o.differences) - MAX_LISTED:,} more "
+                       "differences (--json and --junit list them all)")
         out += [f"          policy: {p}" for p in o.policy]
     s = summary(outcomes)
     packets = sum(o.packets or 0 for o in outcomes)

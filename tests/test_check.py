@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from pcapstate.check import MAX_LISTED
 from pcapstate.cli import main
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
@@ -345,6 +346,29 @@ def test_reader_warnings_are_shown_kept_in_the_golden_and_compared(corpus, tmp_p
         assert failure is not None and failure.text == "\n".join(lines)
 
 
+def test_the_terminal_lists_the_first_differences_json_and_junit_all(corpus, tmp_path,
+                                                                      capsys):
+    def everything_changed(g):
+        g["connections"] = 50
+        for c in g["connection_list"]:
+            c[2] += 1.0
+            c[3], c[4], c[5], c[6] = "reset", "server", "CLOSED", "TIME_WAIT"
+
+    edit_golden(corpus / f"{LEAK}.golden.json", everything_changed)
+    capsys.readouterr()
+    code, doc, cases = outputs(tmp_path, corpus)
+    assert code == 1
+    lines = doc[LEAK]["differences"]
+    assert len(lines) > MAX_LISTED and lines[0] == "connections: 5, expected 50"
+    assert sum("-> 127.0.0.1:5001: " in d for d in lines) == 5 * 5  # every field of every one
+    out = capsys.readouterr().out.splitlines()
+    at = out.index(f"FAILED  {LEAK}: 5 connections")
+    assert out[at + 1:at + 1 + MAX_LISTED] == [f"          {d}" for d in lines[:MAX_LISTED]]
+    assert out[at + 1 + MAX_LISTED] == (f"          ... and {len(lines) - MAX_LISTED} more "
+                                        "differences (--json and --junit list them all)")
+    failure = cases[LEAK].find("failure")
+    assert failure is not None and (failure.text or "").split("\n") == lines
+
 
 def test_a_capture_given_twice_is_checked_once(corpus, tmp_path, monkeypatch):
     def names(*args):
@@ -401,3 +425,27 @@ def test_a_subfolder_follows_its_own_configuration(corpus, capsys):
     (sub / "pcapstate.toml").write_text("colour = 1\n")
     assert main(["check", str(corpus)]) == 2
     assert f"{sub / 'pcapstate.toml'}: unknown key colour" in capsys.readouterr().err
+
+
+def test_connection_differences_in_time_then_address_order(corpus, capsys):
+    golden = corpus / f"{LEAK}.golden.json"
+    conns = json.loads(golden.read_text())["connection_list"]
+    ts = conns[3][2]
+
+    def shuffled(g):
+        g["connection_list"] = list(reversed(conns[2:])) + [
+            ["127.0.0.10:40000", "127.0.0.1:5001", ts, "closed", "client", "CLOSED", "CLOSED"],
+            ["127.0.0.9:40000", "127.0.0.1:5001", ts, "closed", "client", "CLOSED", "CLOSED"]]
+        g["connection_list"][1][6] = "CLOSED"  # conns[3]
+
+    edit_golden(golden, shuffled)
+    capsys.readouterr()
+    assert main(["check", str(corpus / LEAK)]) == 1
+    lines = [x.strip() for x in capsys.readouterr().out.splitlines() if "-> 127" in x]
+    found = "not in the golden (ended half_closed, closed first by client)"
+    assert lines == [
+        f"{conns[0][0]} -> 127.0.0.1:5001: {found}",
+        f"{conns[1][0]} -> 127.0.0.1:5001: {found}",
+        f"{conns[3][0]} -> 127.0.0.1:5001: server final state CLOSE_WAIT, expected CLOSED",
+        "127.0.0.9:40000 -> 127.0.0.1:5001: in the golden (ended closed), not found",
+        "127.0.0.10:40000 -> 127.0.0.1:5001: in the golden (ended closed), not found"]
