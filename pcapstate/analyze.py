@@ -4,23 +4,28 @@ This is the only module that ties reading to analysis; the state machine and the
 know nothing of files.
 """
 
+from __future__ import annotations
+
 import queue
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from typing import Any
+from contextlib import AbstractContextManager, ExitStack, nullcontext
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pcapstate import __version__, wireshark
+from pcapstate import __version__
 from pcapstate.capture import Capture, open_captures
 from pcapstate.decode import LINKTYPES, decode
-from pcapstate.fasttable import FastTracker
-from pcapstate.scan import TCP, Batch, kind_name
 from pcapstate.settings import Settings
 from pcapstate.summary import BINS_PER_DECADE, Summary
 from pcapstate.table import Tracker
+
+if TYPE_CHECKING:  # the compiled engine is imported once the inputs are known to be good
+    from pcapstate.fasttable import FastTracker
+    from pcapstate.scan import Batch
 
 SCHEMA = "pcapstate-result/1"
 _PROGRESS_EVERY = 1 << 16  # records
@@ -33,7 +38,8 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
             on_brief: Callable[[list[list[Any]]], None] | None = None,
             on_zeek: Callable[[list[dict[str, Any]]], None] | None = None,
             progress: Progress | None = None, engine: str = "fast",
-            stop: Callable[[], bool] | None = None) -> dict[str, Any]:
+            stop: Callable[[], bool] | None = None,
+            note: Callable[[str], object] | None = None) -> dict[str, Any]:
     """Analyse one capture, given as one file or a time-ordered set of files.
 
     `on_record` receives each connection's record as the connection is retired (in
@@ -42,8 +48,9 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
     them (summary.zeek_record: what a conn.log needs), a list at a time, also for less;
     `progress(bytes_done, bytes_total)` is
     called now and then. `stop()`, asked between batches, ends the reading early: the
-    result then covers what was read, a warning says so, and no more records or briefs
-    are passed on (the caller is stopping).
+    result then covers what was read (`interrupted` is true, a warning says so); connections
+    still open then are reported as open. `note(text)` hears what a person waiting
+    should know (the engine is compiling, on a first run).
     `engine`: "fast", the compiled decoder and state machine (scan.py, fasttable.py);
     "tshark", Wireshark's dissectors feeding the same state machine (wireshark.py);
     "auto", fast unless a link type needs tshark; or "plain", the reference written for
@@ -70,14 +77,25 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
     started = time.perf_counter()
     stopped = False
     tracker: Tracker | FastTracker
+    compiling: AbstractContextManager[None] = nullcontext()
+    if engine in ("fast", "tshark"):
+        from pcapstate import fasttable, jit, wireshark
+        from pcapstate.scan import TCP, kind_name
+
+        if note is not None:
+            compiling = jit.watch(note)
+    watching = ExitStack()
+    watching.enter_context(compiling)
     try:
         if engine in ("fast", "tshark"):
-            tracker = FastTracker(settings, summary)
+            tracker = fasttable.FastTracker(settings, summary)
             verify = settings.zeek_checksums
             for cap in captures:
                 source = cap.batches(verify=verify) if engine == "fast" else \
                     wireshark.batches(cap, verify=verify)
+                fed = 0  # records of this file that went through the table
                 for batch in read_ahead(source):
+                    fed += len(batch.ts)
                     summary.timeline.start(float(batch.ts[0]))
                     first, last = min(first, batch.ts.min()), max(last, batch.ts.max())
                     other = batch.kind[batch.kind != TCP]
@@ -89,6 +107,7 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
                         progress(done + cap.bytes_read, total)
                     if stop is not None and stop():
                         stopped = True
+                        cap.records = fed  # not those the reader had decoded ahead
                         break
                 done += cap.bytes_read
                 if stopped:
@@ -127,10 +146,9 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
     if progress is not None:
         progress(done, total)
     stops = [c.end_ts for c in captures if c.end_ts is not None and not stopped]
-    if stopped:
-        summary.on_record = summary.on_brief = summary.on_zeek = None
     end = max([last, *stops]) if records_read(captures) else 0.0
     tracker.finish(end)
+    watching.close()
     records = records_read(captures)
     tcp = records - accounting.total()
     result: dict[str, Any] = {
@@ -168,6 +186,7 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
         + _eviction_warning(tracker.evicted, settings.max_connections)
         + ([f"interrupted: only the first {records:,} records were analysed; connections "
             "still open then are reported as open"] if stopped else []),
+        "interrupted": stopped,
         "elapsed_seconds": time.perf_counter() - started,
     }
     return result
@@ -210,7 +229,7 @@ def read_ahead(batches: Iterator[Batch]) -> Iterator[Batch]:
             yield batch
     finally:
         stop.set()
-        thread.join()
+        thread.join(timeout=1.0)  # a reader blocked on a silent stream is left behind
 
 
 def _eviction_warning(evicted: list[int], limit: int) -> list[str]:

@@ -8,6 +8,7 @@ unwritable output; 130 interrupted. Errors are one line on stderr, never a trace
 
 import argparse
 import dataclasses
+import io
 import json
 import os
 import shlex
@@ -17,10 +18,10 @@ import tempfile
 import threading
 from collections.abc import Callable
 from functools import partial
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 from pcapstate import __version__
-from pcapstate.output import read_result, write_atomic, write_json
+from pcapstate.output import PendingFile, WriteError, guarded, read_result, write_atomic, write_json
 from pcapstate.settings import MAX_CONNECTIONS, settings_for
 from pcapstate.settings import duration as settings_duration
 from pcapstate.vocab import STATE_NAMES, State, stuck_states
@@ -47,8 +48,15 @@ MAX_CONNECTIONS_HELP = ("follow at most N connections at once: beyond it, each n
                         "and reported")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line, with a hint, not the whole usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"pcapstate: error: {message} (try: {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pcapstate",
         description="What happened to every TCP connection in a tcpdump capture.")
     parser.add_argument("--version", action="version", version=f"pcapstate {__version__}")
@@ -160,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="list every capture, not only those that failed")
     c.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="show progress on stderr (default: when stderr is a terminal)")
+    parser.commands = {"analyze": a, "report": r, "check": c}  # type: ignore[attr-defined]
     return parser
 
 
@@ -195,27 +204,57 @@ def _report_options(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # named by the command's own usage: "try: pcapstate analyze --help"
+        parser.commands[args.command].error(  # type: ignore[attr-defined]
+            f"unrecognized arguments: {' '.join(extra)}")
     args.argv = sys.argv[1:] if argv is None else argv
     _lean_start()
     _INTERRUPTED.clear()
-    previous = signal.signal(signal.SIGINT, _on_interrupt)
+    _TERMINATED.clear()
+    previous = {sig: signal.signal(sig, handler) for sig, handler in _HANDLERS.items()}
+    stdout = sys.stdout
+    sys.stdout = guarded(stdout, "-")  # a full disk or a closed pipe: one line, exit 2
     try:
-        return {"analyze": _analyze, "report": _report, "check": _check}[args.command](args)
+        code = {"analyze": _analyze, "report": _report, "check": _check}[args.command](args)
+        sys.stdout.flush()
+        return code
+    except WriteError as e:
+        if e.path == "-":
+            _drop_stdout(stdout)
+        return _error(str(e))
     except KeyboardInterrupt:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C: still no traceback
         print("pcapstate: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        sys.stderr.close()  # the reader went away (| head): nothing left to say
-        return 0
+    except _Terminated as e:
+        print(f"pcapstate: stopped by {signal.Signals(e.signum).name}", file=sys.stderr)
+        return 128 + e.signum
     finally:
-        signal.signal(signal.SIGINT, previous)
+        sys.stdout = stdout
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
-#: Ctrl-C was pressed. Python loses a KeyboardInterrupt raised while a finalizer runs (and
-#: numba, compiling on a first run, runs many), so long work also checks this between steps.
+def _drop_stdout(stdout: TextIO) -> None:
+    """Standard output failed: what is still in its buffer goes nowhere, so that Python's
+    own flush at exit does not fail again with a traceback."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        pass
+
+
+#: Ctrl-C was pressed. Python loses an exception raised while a finalizer runs (and numba,
+#: compiling on a first run, runs many), so long work also checks this between steps.
 _INTERRUPTED = threading.Event()
+
+#: SIGTERM or SIGHUP arrived (its number in _SIGNAL): stop at once, leave no partial file.
+_TERMINATED = threading.Event()
+_SIGNAL = [0]
 
 
 #: Set while an analysis can stop early and still report: the first Ctrl-C then only asks
@@ -223,17 +262,37 @@ _INTERRUPTED = threading.Event()
 _SOFT = threading.Event()
 
 
+class _Terminated(BaseException):
+    """SIGTERM or SIGHUP: unwinds like Ctrl-C, so that every partial output is removed."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
 def _on_interrupt(signum: int, frame: object) -> None:
     if _SOFT.is_set() and not _INTERRUPTED.is_set():
         _INTERRUPTED.set()
-        print("\npcapstate: stopping: the summary of what was read follows (Ctrl-C again to "
-              "quit at once)", file=sys.stderr)
+        print("\npcapstate: stopping: writing what was read so far (Ctrl-C again to quit at "
+              "once)", file=sys.stderr)
         return
     _INTERRUPTED.set()
     raise KeyboardInterrupt
 
 
+def _on_terminate(signum: int, frame: object) -> None:
+    _SIGNAL[0] = signum
+    _TERMINATED.set()
+    raise _Terminated(signum)
+
+
+_HANDLERS = {signal.SIGINT: _on_interrupt, signal.SIGTERM: _on_terminate,
+             signal.SIGHUP: _on_terminate}
+
+
 def _check_interrupt() -> None:
+    if _TERMINATED.is_set():
+        raise _Terminated(_SIGNAL[0])
     if _INTERRUPTED.is_set() and not _SOFT.is_set():
         raise KeyboardInterrupt
 
@@ -248,24 +307,87 @@ def _lean_start() -> None:
         sys.modules.setdefault("scipy.linalg.cython_blas", None)  # type: ignore[arg-type]
 
 
-def _announce_compiling() -> None:
-    """Say so when numba compiles the engine (the first run after installing, and after an
-    upgrade): otherwise the pause looks like a hang."""
-    from numba.core import event
+def _note(text: str) -> None:
+    print(f"pcapstate: {text}", file=sys.stderr, flush=True)
 
-    class Once(event.Listener):
-        said = False
 
-        def on_start(self, ev: event.Event) -> None:
-            if not self.said:
-                self.said = True
-                print("pcapstate: compiling the analysis engine (once after installing; "
-                      "about 15 s)", file=sys.stderr, flush=True)
+#: The options that write a file (or standard output, given "-").
+_FILE_OUTPUTS = ("json", "jsonl", "zeek_conn", "zeek_conn_json", "report", "html")
 
-        def on_end(self, ev: event.Event) -> None:
-            pass
 
-    event.register("numba:compile", Once())
+def _option(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def _outputs_usage(args: argparse.Namespace, inputs: list[str]) -> str | None:
+    """What is wrong with the outputs asked for, before any work: two to standard output,
+    one path for two outputs, an output over an input."""
+    given = [(o, getattr(args, o)) for o in (*_FILE_OUTPUTS, "plots")
+             if getattr(args, o, None) is not None]
+    if getattr(args, "report", None) and args.plots is None:
+        given.append(("report", os.path.splitext(args.report)[0] + "-charts"))
+    to_stdout = [o for o, path in given if path == "-"]
+    if len(to_stdout) > 1:
+        return " and ".join(f"{_option(o)} -" for o in to_stdout) + \
+            " cannot both write to standard output"
+    seen: dict[str, str] = {}
+    read = {os.path.realpath(p) for p in inputs if p != "-"}
+    for o, path in given:
+        if path == "-":
+            continue
+        real = os.path.realpath(path)
+        if real in read:
+            return f"refusing to overwrite the input {path}"
+        if real in seen and seen[real] != o:
+            what = "its charts folder" if o == "report" else _option(o)
+            return f"{_option(seen[real])} and {what} name the same path {path}"
+        seen.setdefault(real, o)
+    return None
+
+
+class _Outputs:
+    """Every output asked for, opened before the work (so that an unwritable destination is
+    found at once), written into place by `done`, removed by `discard` if the run fails."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.files: dict[str, PendingFile] = {}
+        self.plots: str | None = getattr(args, "plots", None)
+        if self.plots is None and getattr(args, "report", None):
+            self.plots = os.path.splitext(args.report)[0] + "-charts"
+        try:
+            for o in _FILE_OUTPUTS:
+                path = getattr(args, o, None)
+                if path is not None:
+                    self.files[o] = PendingFile(path)
+            if self.plots is not None:
+                _check_folder(self.plots)
+        except WriteError:
+            self.discard()
+            raise
+
+    def file(self, option: str) -> TextIO | None:
+        pending = self.files.get(option)
+        return None if pending is None else pending.file
+
+    def done(self) -> None:
+        for pending in self.files.values():
+            pending.done()
+
+    def discard(self) -> None:
+        for pending in self.files.values():
+            pending.discard()
+
+
+def _check_folder(folder: str) -> None:
+    """WriteError unless `folder` is a folder that can be written to, or can be made (tried
+    with a temporary folder inside it, or beside it)."""
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise WriteError(folder, "not a folder")
+    where = folder if os.path.isdir(folder) else os.path.dirname(os.path.abspath(folder))
+    try:
+        os.rmdir(tempfile.mkdtemp(dir=where, prefix=".pcapstate-"))
+    except OSError as e:
+        raise WriteError(folder, e) from e
 
 
 def _analyze(args: argparse.Namespace) -> int:
@@ -273,117 +395,93 @@ def _analyze(args: argparse.Namespace) -> int:
     from pcapstate.capture import CaptureError
     from pcapstate.report_text import render
 
-    to_stdout = [o for o in ("json", "jsonl", "zeek_conn", "zeek_conn_json")
-                 if getattr(args, o) == "-"]
-    stdout_taken = bool(to_stdout)
-    if len(to_stdout) > 1:
-        return _error(" and ".join(f"--{o.replace('_', '-')} -" for o in to_stdout)
-                      + " cannot both write to standard output")
-    inputs = {os.path.realpath(p) for p in args.captures if p != "-"}
-    for out in (args.json, args.jsonl, args.report, args.html, args.zeek_conn,
-                args.zeek_conn_json):
-        if out not in (None, "-") and os.path.realpath(out) in inputs:
-            return _error(f"refusing to overwrite the input {out}")
+    problem = _outputs_usage(args, args.captures)
+    if problem:
+        return _error(problem)
+    stdout_taken = any(getattr(args, o) == "-" for o in _FILE_OUTPUTS)
     settings = dataclasses.replace(
         settings_for(args.time_wait, args.fin_timeout, args.stuck_after,
                      args.close_wait_after, args.max_connections),
         zeek_checksums=args.zeek_checksums)
     show_progress = sys.stderr.isatty() if args.progress is None else args.progress
-    if show_progress and args.engine != "plain":
-        _announce_compiling()
-
-    from pcapstate.output import PendingFile
-
+    outputs = _Outputs(args)
     spool: TextIO | None = None  # --json's records, until the result around them is known
-    pending: list[PendingFile] = []  # streamed outputs, renamed into place at the end
-    sinks: list[Callable[[dict[str, Any]], object]] = []
+    progress = _Progress(show_progress)
     try:
-        jsonl: TextIO | None = None
-        if args.jsonl == "-":
-            jsonl = sys.stdout
-        elif args.jsonl:
-            pending.append(PendingFile(args.jsonl))
-            jsonl = pending[-1].file
-        elif args.json:
+        sinks: list[Callable[[dict[str, Any]], object]] = []
+        lines = outputs.file("jsonl")
+        if lines is None and args.json:
             folder = None if args.json == "-" else os.path.dirname(os.path.abspath(args.json))
-            spool = tempfile.TemporaryFile("w+", encoding="utf-8", dir=folder)  # noqa: SIM115
-        lines = jsonl or spool
+            try:
+                spool = guarded(tempfile.TemporaryFile("w+", encoding="utf-8", dir=folder),
+                                args.json)
+            except OSError as e:
+                raise WriteError(args.json, e) from e
+            lines = spool
         if lines is not None:
             sinks.append(lambda rec: lines.write(json.dumps(rec, separators=(",", ":")) + "\n"))
-        zeek_logs = _zeek_logs(args)
-    except OSError as e:
-        for f in pending:
-            f.discard()
-        return _error(f"cannot write {e.filename or args.jsonl or args.json}: {e.strerror}")
-    pending += [f for _, f in zeek_logs if f is not None]
+        zeek_logs = _zeek_logs(args, outputs)
 
-    def on_zeek(recs: list[dict[str, Any]]) -> None:
-        for rec in recs:
-            for log, _ in zeek_logs:
-                log.write(rec)
+        def on_zeek(recs: list[dict[str, Any]]) -> None:
+            for rec in recs:
+                for log in zeek_logs:
+                    log.write(rec)
 
-    def on_record(rec: dict[str, Any]) -> None:
-        for sink in sinks:
-            sink(rec)
+        def on_record(rec: dict[str, Any]) -> None:
+            for sink in sinks:
+                sink(rec)
 
-    try:
-        _SOFT.set()  # a first Ctrl-C now stops the reading: the summary of what was read
+        _SOFT.set()  # a first Ctrl-C now stops the reading; what was read is reported
         try:
             result = analyze(args.captures, settings, on_record=on_record if sinks else None,
-                             on_zeek=on_zeek if zeek_logs else None,
-                             progress=_Progress(show_progress), engine=args.engine,
-                             stop=_INTERRUPTED.is_set)
+                             on_zeek=on_zeek if zeek_logs else None, progress=progress,
+                             engine=args.engine, stop=_INTERRUPTED.is_set, note=_note)
         finally:
             _SOFT.clear()
-        if _INTERRUPTED.is_set():
-            return _interrupted(result, stdout_taken)
-        for log, _ in zeek_logs:
+            progress.clear()
+        if _TERMINATED.is_set():  # a signal lost in a finalizer
+            raise _Terminated(_SIGNAL[0])
+        for log in zeek_logs:
             log.close()
-        for f in pending:
-            f.done()
-        pending = []
-        _check_interrupt()
         _capture_facts(result, args.argv, hashes=bool(args.json or args.report or args.html
                                                        or args.plots))
-        if args.cross_check:
+        if args.cross_check and not result["interrupted"]:
             from pcapstate.crosscheck import cross_check
 
             result["cross_check"] = cross_check(args.captures, settings)
-        if args.json == "-":
-            write_json(sys.stdout, result, spool)
-        elif args.json:
-            try:
-                write_atomic(args.json, lambda f: write_json(f, result, spool))
-            except OSError as e:
-                return _error(f"cannot write {args.json}: {e.strerror}")
+        out = outputs.file("json")
+        if out is not None:
+            write_json(out, result, spool)
+        if args.report or args.html or args.plots:
+            _reports(args, result, outputs)
+        outputs.done()
     except CaptureError as e:
         if _INTERRUPTED.is_set():  # tshark, say, got the Ctrl-C too
             print("pcapstate: interrupted", file=sys.stderr)
             return 130
         return _error(str(e))
     finally:
-        if show_progress:
-            sys.stderr.write("\r\033[K")
-        for f in pending:  # not finished: no half-written file left behind
-            f.discard()
+        outputs.discard()  # not finished: no half-written file left behind
         if spool is not None:
             spool.close()
 
-    if args.report or args.html or args.plots:
-        failed = _reports(args, result)
-        if failed:
-            return failed
+    text = sys.stderr if stdout_taken else sys.stdout
     if not args.quiet:
-        (sys.stderr if stdout_taken else sys.stdout).write(render(result))
-    if args.cross_check:
-        from pcapstate.crosscheck import text
+        text.write(render(result))
+    if "cross_check" in result:
+        from pcapstate.crosscheck import text as cross_text
 
-        (sys.stderr if stdout_taken else sys.stdout).write(text(result["cross_check"]))
-        if result["cross_check"]["disagreements"]:
-            return 1
-    for w in result["warnings"]:
-        if args.quiet or stdout_taken:
+        text.write(cross_text(result["cross_check"]))
+    if args.quiet or stdout_taken:
+        for w in result["warnings"]:
             print(f"pcapstate: warning: {w}", file=sys.stderr)
+    if result["interrupted"]:
+        records = result["accounting"]["records"]
+        print(f"pcapstate: interrupted: everything above and every file written covers the "
+              f"{records:,} records read until then", file=sys.stderr)
+        return 130
+    if "cross_check" in result and result["cross_check"]["disagreements"]:
+        return 1
     failing = [f for f in result["findings"] if f["state"] in {s.value for s in args.fail_on}]
     if failing:
         print(f"pcapstate: failing: {sum(f['count'] for f in failing)} endpoint(s) stuck in "
@@ -392,30 +490,13 @@ def _analyze(args: argparse.Namespace) -> int:
     return 0
 
 
-def _interrupted(result: dict[str, Any], stdout_taken: bool) -> int:
-    """Ctrl-C during the reading: the summary of what was read, no file written."""
-    from pcapstate.report_text import render
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C: still no traceback
-    (sys.stderr if stdout_taken else sys.stdout).write(render(result))
-    print("pcapstate: interrupted: the summary above covers the records read until then; "
-          "no file was written", file=sys.stderr)
-    return 130
-
-
-def _zeek_logs(args: argparse.Namespace) -> list[tuple[Any, Any]]:
-    """The Zeek conn.log writers asked for, each with its pending file (None: stdout)."""
-    from pcapstate.output import PendingFile
+def _zeek_logs(args: argparse.Namespace, outputs: _Outputs) -> list[Any]:
+    """The Zeek conn.log writers asked for."""
     from pcapstate.zeeklog import ConnLog
 
-    logs: list[tuple[ConnLog, PendingFile | None]] = []
-    for path, as_json in ((args.zeek_conn, False), (args.zeek_conn_json, True)):
-        if path == "-":
-            logs.append((ConnLog(sys.stdout, as_json, args.zeek_local_nets), None))
-        elif path:
-            pending = PendingFile(path)
-            logs.append((ConnLog(pending.file, as_json, args.zeek_local_nets), pending))
-    return logs
+    return [ConnLog(out, as_json, args.zeek_local_nets)
+            for out, as_json in ((outputs.file("zeek_conn"), False),
+                                 (outputs.file("zeek_conn_json"), True)) if out is not None]
 
 
 def _capture_facts(result: dict[str, Any], argv: list[str], hashes: bool) -> None:
@@ -438,9 +519,7 @@ def _capture_facts(result: dict[str, Any], argv: list[str], hashes: bool) -> Non
 
 def _check(args: argparse.Namespace) -> int:
     """`pcapstate check CORPUS...`."""
-    import time
 
-    from pcapstate import check
     from pcapstate.corpus import CorpusError, entries
 
     override: dict[str, Any] = {}
@@ -450,9 +529,8 @@ def _check(args: argparse.Namespace) -> int:
             override[key.replace("_", "-")] = getattr(args, key)
     if args.fail_on is not None:
         override["fail-on"] = [st.value for st in args.fail_on]
-    for out in (args.junit, args.json):
-        if out not in (None, "-") and os.path.isdir(out):
-            return _error(f"{out} is a folder")
+    if args.junit is not None and args.junit == args.json:
+        return _error(f"--junit and --json name the same path {args.junit}")
     try:
         corpus = entries(args.corpus, override)
     except CorpusError as e:
@@ -460,6 +538,21 @@ def _check(args: argparse.Namespace) -> int:
     if not corpus:
         return _error(f"no capture in {', '.join(args.corpus)}")
     show = sys.stderr.isatty() if args.progress is None else args.progress
+    outputs = [PendingFile(path) if path else None for path in (args.junit, args.json)]
+    try:
+        return _check_corpus(args, corpus, show, outputs[0], outputs[1])
+    finally:
+        for pending in outputs:
+            if pending is not None:
+                pending.discard()
+
+
+def _check_corpus(args: argparse.Namespace, corpus: list[Any], show: bool,
+                  junit: PendingFile | None, as_json: PendingFile | None) -> int:
+    import time
+
+    from pcapstate import check
+
     started = time.perf_counter()
     try:
         outcomes = check.run(corpus, update=args.update, jobs=args.jobs or check.jobs(corpus),
@@ -475,17 +568,12 @@ def _check(args: argparse.Namespace) -> int:
         if show:
             sys.stderr.write("\r\033[K")
     elapsed = time.perf_counter() - started
-    try:
-        if args.junit:
-            xml = check.junit(outcomes)
-            write_atomic(args.junit, lambda f: f.write(xml))
-        if args.json and args.json != "-":
-            doc = json.dumps(check.to_json(outcomes), indent=1) + "\n"
-            write_atomic(args.json, lambda f: f.write(doc))
-    except OSError as e:
-        return _error(f"cannot write {e.filename}: {e.strerror}")
-    if args.json == "-":
-        sys.stdout.write(json.dumps(check.to_json(outcomes), indent=1) + "\n")
+    if junit is not None:
+        junit.file.write(check.junit(outcomes))
+        junit.done()
+    if as_json is not None:
+        as_json.file.write(json.dumps(check.to_json(outcomes), indent=1) + "\n")
+        as_json.done()
     (sys.stderr if args.json == "-" else sys.stdout).write(
         check.text(outcomes, elapsed, args.verbose))
     statuses = {o.status for o in outcomes}
@@ -508,15 +596,26 @@ class _CheckProgress:
 
 def _report(args: argparse.Namespace) -> int:
     """`pcapstate report RESULT.json`."""
-    from pcapstate.analyze import SCHEMA
-
     if not (args.report or args.html or args.plots):
         return _error("nothing to write: give --report FILE.md, --html FILE.html or "
                       "--plots DIR")
     name = "standard input" if args.result == "-" else args.result
-    if os.path.realpath(args.result) in {os.path.realpath(p) for p in (args.report, args.html)
-                                         if p}:
-        return _error(f"refusing to overwrite the input {args.result}")
+    problem = _outputs_usage(args, [args.result])
+    if problem:
+        return _error(problem)
+    if args.result == "-" and sys.stdin.isatty():
+        _note("reading a result from standard input (pcapstate analyze --json - ...); "
+              "Ctrl-D ends it")
+    outputs = _Outputs(args)
+    try:
+        return _report_of(args, name, outputs)
+    finally:
+        outputs.discard()
+
+
+def _report_of(args: argparse.Namespace, name: str, outputs: _Outputs) -> int:
+    from pcapstate.analyze import SCHEMA
+
     try:
         if args.result == "-":
             result = read_result(sys.stdin)
@@ -535,43 +634,50 @@ def _report(args: argparse.Namespace) -> int:
         return _error(f"{name} is not a pcapstate result" if schema is None else
                       f"{name} is a {schema} result; this pcapstate reads {SCHEMA}")
     try:
-        return _reports(args, result)
+        _reports(args, result, outputs)
+        outputs.done()
+        return 0
     except (KeyError, TypeError) as e:
         return _error(f"{name} lacks what a report needs ({e}): written by pcapstate "
                       f"{result.get('pcapstate_version')}; analyse the capture again")
 
 
-def _reports(args: argparse.Namespace, result: dict[str, Any]) -> int:
-    """Write the Markdown and HTML reports and the charts; 0, or 2 when one cannot be
-    written."""
+def _reports(args: argparse.Namespace, result: dict[str, Any], outputs: "_Outputs") -> None:
+    """Write the Markdown and HTML reports (into their pending files) and the charts.
+    Raises WriteError; a charts folder made here is removed again if the charts fail."""
     from pcapstate import charts, report
 
-    plots = args.plots
-    if plots is None and args.report:
-        plots = os.path.splitext(args.report)[0] + "-charts"
+    plots = outputs.plots
     listed = charts.charts(result)
     images = {name: charts.png(draw()) for name, _, draw in listed}
     drawn = [(name, title) for name, title, _ in listed]
-    target = ""
-    try:
-        if plots:
-            if not os.path.isdir(plots):
-                os.mkdir(plots)  # its parent must exist, as a report's folder must
+    if plots:
+        made = not os.path.isdir(plots)
+        written: list[str] = []
+        try:
+            if made:
+                try:
+                    os.mkdir(plots)  # its parent must exist, as a report's folder must
+                except OSError as e:
+                    raise WriteError(plots, e) from e
             for name, data in images.items():
-                write_atomic(os.path.join(plots, name), partial(_write, data=data), binary=True)
-            target = plots
-        if args.report:
-            rel = os.path.relpath(plots, os.path.dirname(os.path.abspath(args.report)) or ".")
-            target = args.report
-            text = report.markdown(report.blocks(result, drawn), rel.replace(os.sep, "/"))
-            write_atomic(args.report, lambda f: f.write(text))
-        if args.html:
-            target = args.html
-            page = report.html(report.blocks(result, drawn), images)
-            write_atomic(args.html, lambda f: f.write(page))
-    except OSError as e:
-        return _error(f"cannot write {target or plots}: {e.strerror}")
-    return 0
+                path = os.path.join(plots, name)
+                write_atomic(path, partial(_write, data=data), binary=True)
+                written.append(path)
+        except WriteError:
+            for path in written:
+                os.unlink(path)
+            if made and os.path.isdir(plots) and not os.listdir(plots):
+                os.rmdir(plots)
+            raise
+    md = outputs.file("report")
+    if md is not None:
+        where = os.path.dirname(os.path.abspath(args.report)) or "."
+        rel = os.path.relpath(plots or ".", where)
+        md.write(report.markdown(report.blocks(result, drawn), rel.replace(os.sep, "/")))
+    page = outputs.file("html")
+    if page is not None:
+        page.write(report.html(report.blocks(result, drawn), images))
 
 
 def _write(f: Any, data: bytes) -> None:
@@ -596,6 +702,13 @@ class _Progress:
             sys.stderr.write("\r" + line)
             sys.stderr.flush()
             self.last = line
+
+    def clear(self) -> None:
+        """Take the progress line away, before anything else is written."""
+        if self.show and self.last:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
+            self.last = ""
 
 
 def _error(message: str) -> int:

@@ -20,9 +20,11 @@ from functools import cache
 from typing import Any
 
 import numba
-from numba.core import config
+from numba.core import config as _config
 
 from pcapstate import __version__
+
+config: Any = _config  # numba sets its settings at run time: no attributes to type
 
 
 def njit(**options: Any) -> Callable[[Callable[..., Any]], Any]:

@@ -1,11 +1,57 @@
 """The files pcapstate writes and reads back: a result as JSON (its connection records
-streamed in last), and any output written atomically."""
+streamed in last), and every output written so that it is whole or absent.
+
+Every write failure (a full disk, a closed pipe, a read-only folder) becomes a WriteError
+that names the path the user gave, never a temporary file's name.
+"""
 
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import IO, Any, TextIO, cast
+
+
+class WriteError(Exception):
+    """An output cannot be written. str(e) is one line naming the user's path."""
+
+    def __init__(self, path: str, error: OSError | str) -> None:
+        why = error if isinstance(error, str) else (error.strerror or str(error))
+        super().__init__(f"cannot write {_shown(path)}: {why}")
+        self.path = path
+
+
+def _shown(path: str) -> str:
+    return "standard output" if path == "-" else path
+
+
+class Guarded:
+    """A stream whose failures (on any call: write, flush, seek, close) are WriteErrors
+    naming `path`."""
+
+    def __init__(self, stream: IO[Any], path: str) -> None:
+        self.stream, self.path = stream, path
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.stream, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kw: Any) -> Any:
+            try:
+                return attr(*args, **kw)
+            except OSError as e:
+                raise WriteError(self.path, e) from e
+        return call
+
+    def __iter__(self) -> Any:
+        return iter(self.stream)
+
+
+def guarded(stream: IO[Any], path: str) -> TextIO:
+    """`stream`, its write failures named as `path`'s."""
+    return cast(TextIO, Guarded(stream, path))
 
 
 def write_json(out: TextIO, result: dict[str, Any], records: TextIO | None) -> None:
@@ -26,16 +72,13 @@ def write_json(out: TextIO, result: dict[str, Any], records: TextIO | None) -> N
 
 def write_atomic(path: str, write: Callable[[Any], object], binary: bool = False) -> None:
     """Write a file so that a reader never sees it half written: `write` gets a text (or
-    binary) file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".pcapstate-", suffix=".tmp")
+    binary) file. Raises WriteError."""
+    pending = PendingFile(path, binary)
     try:
-        with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8")) as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+        write(pending.file)
+        pending.done()
+    finally:
+        pending.discard()
 
 
 def read_result(f: TextIO) -> Any:
@@ -52,20 +95,59 @@ def read_result(f: TextIO) -> Any:
 
 
 class PendingFile:
-    """A text file written under a temporary name beside `path`, renamed into place by
-    `done` (so that an interrupted run leaves no half-written file); `discard` drops it."""
+    """A file written under a temporary name beside `path` and renamed into place by `done`,
+    so that an interrupted or failed run leaves no half-written file (`discard` drops it).
+    Made at once: a destination that cannot be written is found before any work. `path`
+    "-" is standard output, written as it goes. Failures raise WriteError naming `path`."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, binary: bool = False) -> None:
         self.path = path
-        fd, self.tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)),
-                                        prefix=".pcapstate-", suffix=".tmp")
-        self.file = os.fdopen(fd, "w", encoding="utf-8")
+        self.tmp: str | None = None
+        if path == "-":
+            self.file = guarded(sys.stdout.buffer if binary else sys.stdout, path)
+            return
+        if os.path.isdir(path):
+            raise WriteError(path, "is a folder")
+        try:
+            fd, self.tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)),
+                                            prefix=".pcapstate-", suffix=".tmp")
+        except OSError as e:
+            raise WriteError(path, e) from e
+        stream = os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8")
+        self.file = guarded(stream, path)
 
     def done(self) -> None:
+        """Put the file in place, with the mode a plain open() would have given it."""
+        if self.tmp is None:
+            self.file.flush()
+            return
         self.file.close()
-        os.replace(self.tmp, self.path)
+        try:
+            os.chmod(self.tmp, _mode_for(self.path))
+            os.replace(self.tmp, self.path)
+        except OSError as e:
+            raise WriteError(self.path, e) from e
+        self.tmp = None
 
     def discard(self) -> None:
-        self.file.close()
-        if os.path.exists(self.tmp):
+        if self.tmp is None:
+            return
+        try:
+            self.file.close()
+        except WriteError:
+            pass
+        try:
             os.unlink(self.tmp)
+        except FileNotFoundError:
+            pass
+        self.tmp = None
+
+
+def _mode_for(path: str) -> int:
+    """An existing file's mode (open() keeps it), else 0666 less the umask."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        mask = os.umask(0o022)
+        os.umask(mask)
+        return 0o666 & ~mask

@@ -54,8 +54,8 @@ def stuck_states(names: str | list[str]) -> list[State]:
         return list(STUCK_STATES)
     bad = [k for k in keys if k not in STATE_NAMES]
     if bad or not keys:
-        raise ValueError(f"unknown state {', '.join(bad) or repr(names)}; choose from "
-                         f"{', '.join(STATE_NAMES)}, any")
+        what = f"unknown state {', '.join(bad)}" if bad else "no state given"
+        raise ValueError(f"{what}; choose from {', '.join(STATE_NAMES)}, any")
     return [STATE_NAMES[k] for k in keys]
 
 

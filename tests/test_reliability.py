@@ -1,0 +1,228 @@
+"""What CI jobs and people at a terminal meet: full disks, closed pipes, read-only folders,
+signals, mistakes on the command line. Each ends in one line on stderr and an exit code
+that means what it says, and never leaves a partial or temporary file behind."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+LEAK = str(SAMPLES / "close_wait_leak.pcap")
+ROTATED = sorted(str(p) for p in SAMPLES.glob("rotated-*.pcap"))
+PCAPSTATE = [sys.executable, "-m", "pcapstate"]
+
+
+def run(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([*PCAPSTATE, *args], capture_output=True, text=True, timeout=300,
+                          **kw)
+
+
+def one_error_line(p: subprocess.CompletedProcess) -> str:
+    """The stderr of a failed run: one 'pcapstate: error:' line, no traceback."""
+    assert p.returncode == 2, (p.returncode, p.stderr)
+    assert "Traceback" not in p.stderr, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("pcapstate: error: "), p.stderr
+    return lines[0]
+
+
+@contextmanager
+def tmpfs(where: Path, *options: str):
+    """A small tmpfs mounted at `where` (root only); skips the test where mounting fails."""
+    where.mkdir()
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join(options), "tmpfs", str(where)],
+                       capture_output=True, text=True)
+    if p.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {p.stderr.strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+@pytest.mark.parametrize("option", ["--json", "--jsonl", "--zeek-conn", "--html"])
+def test_a_full_disk_is_one_line_exit_2_and_no_partial_file(tmp_path, option):
+    with tmpfs(tmp_path / "small", "size=64k") as small:
+        filler = small / "filler"  # leaves 512 bytes: less than any of these outputs takes
+        st = os.statvfs(small)
+        filler.write_bytes(b"\0" * (st.f_bavail * st.f_frsize - 512))
+        out = small / "out"
+        p = run("analyze", *ROTATED, option, str(out), "-q")
+        line = one_error_line(p)
+        assert line == f"pcapstate: error: cannot write {out}: No space left on device"
+        assert leftovers(small) == ["filler"]
+
+
+def test_standard_output_on_a_full_device(tmp_path):
+    for args in (["analyze", LEAK], ["analyze", LEAK, "--json", "-"],
+                 ["analyze", LEAK, "--zeek-conn", "-", "-q"],
+                 ["check", str(SAMPLES / "ipv6.pcap")]):
+        with open("/dev/full", "w") as full:
+            p = subprocess.run([*PCAPSTATE, *args], stdout=full, stderr=subprocess.PIPE,
+                               text=True, timeout=300)
+        line = one_error_line(p)
+        assert line == "pcapstate: error: cannot write standard output: No space left on device"
+
+
+def test_a_closed_pipe_is_one_line_exit_2():
+    """`pcapstate analyze x | head -1`: the reader went away."""
+    p = subprocess.run(f"{sys.executable} -m pcapstate analyze {' '.join(ROTATED)} --jsonl - "
+                       "| head -c 10 >/dev/null; echo \"${PIPESTATUS[0]}\" >&2",
+                       shell=True, executable="/bin/bash", capture_output=True, text=True,
+                       timeout=300)
+    lines = p.stderr.strip().splitlines()
+    assert lines == ["pcapstate: error: cannot write standard output: Broken pipe", "2"]
+
+
+def test_a_read_only_destination_is_named_and_found_before_reading(tmp_path):
+    """The error names the user's path (not a temporary file's), and comes before the
+    capture is read: here standard input, which never ends."""
+    with tmpfs(tmp_path / "ro", "size=64k", "ro") as ro:
+        for option, path in (("--json", ro / "r.json"), ("--jsonl", ro / "r.jsonl"),
+                             ("--report", ro / "r.md"), ("--html", ro / "r.html"),
+                             ("--plots", ro / "charts"), ("--zeek-conn", ro / "conn.log")):
+            reader, writer = os.pipe()  # a capture that never comes: only a check can end
+            try:
+                p = subprocess.run([*PCAPSTATE, "analyze", "-", option, str(path)],
+                                   stdin=reader, capture_output=True, text=True, timeout=60)
+            finally:
+                os.close(reader)
+                os.close(writer)
+            line = one_error_line(p)
+            assert line.startswith(f"pcapstate: error: cannot write {path}: "), line
+            assert "Read-only file system" in line
+        assert leftovers(ro) == []
+
+
+def test_a_missing_folder_leaves_no_charts_folder(tmp_path):
+    report = tmp_path / "r.md"
+    p = run("analyze", LEAK, "--report", str(report), "--html", str(tmp_path / "no" / "r.html"))
+    assert "cannot write " + str(tmp_path / "no" / "r.html") in one_error_line(p)
+    assert leftovers(tmp_path) == []
+
+
+def test_outputs_get_the_mode_a_plain_open_gives(tmp_path):
+    for umask, mode in ((0o022, 0o644), (0o027, 0o640)):
+        out = tmp_path / f"r-{umask:o}"
+        out.mkdir()
+        p = subprocess.run(["sh", "-c", f"umask {umask:03o} && exec \"$@\"", "sh", *PCAPSTATE,
+                            "analyze", LEAK, "-q", "--json", str(out / "r.json"),
+                            "--jsonl", str(out / "r.jsonl"), "--report", str(out / "r.md")],
+                           capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stderr
+        for f in ("r.json", "r.jsonl", "r.md", "r-charts"):
+            want = mode | (0o111 & ~umask if f == "r-charts" else 0)
+            assert os.stat(out / f).st_mode & 0o777 == want, f
+        chart = next((out / "r-charts").iterdir())
+        assert os.stat(chart).st_mode & 0o777 == mode
+    existing = tmp_path / "kept.json"
+    existing.write_text("old")
+    os.chmod(existing, 0o600)
+    assert run("analyze", LEAK, "-q", "--json", str(existing)).returncode == 0
+    assert os.stat(existing).st_mode & 0o777 == 0o600  # as open() keeps an existing file's
+
+
+@pytest.mark.parametrize("options", [["--json", "X", "--jsonl", "X"],
+                                     ["--report", "X", "--html", "X"],
+                                     ["--zeek-conn", "X", "--zeek-conn-json", "./X"],
+                                     ["--report", "r.md", "--plots", "X", "--json", "X"]])
+def test_one_path_for_two_outputs_is_a_usage_error(tmp_path, options):
+    p = run("analyze", LEAK, *options, cwd=tmp_path)
+    assert "name the same path" in one_error_line(p)
+    assert leftovers(tmp_path) == []
+
+
+def test_the_report_charts_folder_cannot_be_another_output(tmp_path):
+    p = run("analyze", LEAK, "--report", "r.md", "--json", "r-charts", cwd=tmp_path)
+    assert "its charts folder name the same path r-charts" in one_error_line(p)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_removes_the_temporary_files(tmp_path, sig):
+    """`timeout 4 pcapstate analyze ... --jsonl t.jsonl --zeek-conn t.log`: the streamed
+    outputs are gone with their temporary files, and the exit code names the signal."""
+    data = b"".join(Path(f).read_bytes()[24 if i else 0:] for i, f in enumerate(ROTATED))
+    p = subprocess.Popen([*PCAPSTATE, "analyze", "-", "--jsonl", "t.jsonl", "--zeek-conn",
+                          "t.log", "--json", "t.json"], cwd=tmp_path, stdin=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    try:
+        assert p.stdin is not None
+        p.stdin.write(data)  # records keep coming: the stream stays open
+        p.stdin.flush()
+        deadline = time.monotonic() + 60
+        while not any(n.startswith(".pcapstate-") for n in leftovers(tmp_path)):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        time.sleep(1.0)
+        p.send_signal(sig)
+        _, err = p.communicate(timeout=60)
+    finally:
+        p.kill()
+    assert p.returncode == 128 + sig, err
+    assert err.decode().strip().splitlines()[-1] == f"pcapstate: stopped by {sig.name}"
+    assert leftovers(tmp_path) == []
+
+
+def test_ctrl_c_on_a_live_stream_writes_what_was_read(tmp_path):
+    """`tcpdump -w - | pcapstate analyze - --json live.json`, then Ctrl-C (tcpdump ends
+    too): the JSON and the summary are written for what was read, marked as interrupted,
+    exit 130."""
+    p = subprocess.Popen([*PCAPSTATE, "analyze", "-", "--json", "live.json", "--zeek-conn",
+                          "conn.log"], cwd=tmp_path, stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert p.stdin is not None
+        p.stdin.write(Path(LEAK).read_bytes())
+        p.stdin.flush()
+        time.sleep(3)  # bounded: imports done, the records read, waiting for more
+        p.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        out, err = p.communicate(timeout=60)  # closes the stream: tcpdump got the Ctrl-C too
+    finally:
+        p.kill()
+    assert p.returncode == 130, err
+    result = json.loads((tmp_path / "live.json").read_text())
+    assert result["interrupted"] is True
+    assert result["connections"]["total"] == len(result["connection_records"]) == 5
+    assert len([ln for ln in (tmp_path / "conn.log").read_text().splitlines()
+                if not ln.startswith("#")]) == 5
+    assert b"stopping: writing what was read so far" in err
+    assert b"5 connections" in out
+
+
+def test_usage_errors_are_one_line_with_a_hint():
+    for args, words in ((["analyze"], "the following arguments are required: CAPTURE"),
+                        (["analyze", LEAK, "--fail-on", ""], "no state given"),
+                        (["analyze", LEAK, "--fail-on", "close-wiat"],
+                         "unknown state close-wiat"),
+                        (["analyze", LEAK, "--bogus"], "unrecognized arguments: --bogus"),
+                        (["frobnicate"], "invalid choice: 'frobnicate'")):
+        p = run(*args)
+        line = one_error_line(p)
+        assert words in line, line
+        command = "pcapstate analyze" if args[0] == "analyze" else "pcapstate"
+        assert line.endswith(f"(try: {command} --help)"), line
+
+
+def test_error_paths_are_fast(tmp_path):
+    """A missing file is reported before the engine is loaded."""
+    started = time.perf_counter()
+    p = run("analyze", str(tmp_path / "missing.pcap"))
+    took = time.perf_counter() - started
+    assert "No such file or directory" in one_error_line(p)
+    code = ("import sys, pcapstate.cli as c; c.main(['analyze', sys.argv[1]]); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'numba'))")
+    p = subprocess.run([sys.executable, "-c", code, str(tmp_path / "missing.pcap")],
+                       capture_output=True, text=True, timeout=60)
+    assert p.stdout.strip() == "[]", (p.stdout, took)
