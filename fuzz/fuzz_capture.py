@@ -3,10 +3,11 @@ pcapng and gzip readers, the link/IP/TCP decoders (the compiled one and the refe
 state machine, the summary and the Zeek view. Any input must end in a result or a
 CaptureError; anything else is a crash that atheris reports, with the input that caused it.
 
-    python3 fuzz/fuzz_capture.py -runs=2000 -seed=1          # the short pass CI runs
+    python3 fuzz/fuzz_capture.py -runs=2000 -seed=1 CORPUS   # the short pass CI runs
     python3 fuzz/fuzz_capture.py -max_total_time=3600 fuzz/corpus   # a longer one
 
-The seeds are the shipped samples and broken captures (fuzz/corpus grows as it runs).
+The seeds are the shipped samples and broken captures, copied into the corpus folder given
+(which grows as it runs), or into a new temporary folder when none is.
 """
 
 import os
@@ -40,21 +41,23 @@ def one_input(data: bytes) -> None:
         pass
 
 
-def seeds() -> list[str]:
-    corpus = HERE / "corpus"
-    corpus.mkdir(exist_ok=True)
+def seed(corpus: Path) -> None:
+    """Put the samples and broken captures in `corpus`, where not there already."""
+    corpus.mkdir(parents=True, exist_ok=True)
     for folder in (HERE.parent / "samples", HERE.parent / "tests" / "broken"):
         for path in sorted(folder.iterdir()):
             if path.suffix in (".pcap", ".pcapng", ".gz") and path.stat().st_size < 64_000:
                 target = corpus / path.name
                 if not target.exists():
                     target.write_bytes(path.read_bytes())
-    return [str(corpus)]
 
 
 if __name__ == "__main__":
     args = sys.argv[:1] + [a for a in sys.argv[1:]]
-    if not any(not a.startswith("-") for a in args[1:]):
-        args += seeds()
+    folders = [a for a in args[1:] if not a.startswith("-")]
+    if not folders:  # a corpus of its own, not in the repository
+        folders = [tempfile.mkdtemp(prefix="pcapstate-fuzz-corpus-")]
+        args += folders
+    seed(Path(folders[0]))
     atheris.Setup(args, one_input)
     atheris.Fuzz()

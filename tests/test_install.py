@@ -76,3 +76,58 @@ def test_first_run_compiles_into_the_user_cache_and_says_so(tmp_path):
     again = subprocess.run([sys.executable, "-m", "pcapstate", "analyze", WRAP, "-q"],
                            capture_output=True, timeout=300, env=env)
     assert again.returncode == 0 and b"compil" not in again.stderr
+    # check, in CI, says so too (its workers compile where the parent cannot see)
+    env = _env(XDG_CACHE_HOME=str(tmp_path / "other"))
+    p = subprocess.run([sys.executable, "-m", "pcapstate", "check", WRAP],
+                       capture_output=True, timeout=900, env=env)
+    assert p.returncode == 1  # no golden for it
+    assert p.stderr.startswith(b"pcapstate: compiling the analysis engine first")
+
+
+def _readme_commands() -> list[str]:
+    """README's two set-up commands, as README writes them."""
+    text = (ROOT / "README.md").read_text()
+    setup = text[text.index("## Set up"):text.index("\n## ", text.index("## Set up") + 1)]
+    blocks = [b.split("```", 1)[0].strip() for b in setup.split("```sh\n")[1:]]
+    assert len(blocks) == 2 and all(b.startswith("pip install ") for b in blocks), blocks
+    return blocks
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("order", [(0, 1), (1, 0)], ids=["run-then-tests", "tests-then-run"])
+def test_readme_set_up_commands_in_one_fresh_venv(tmp_path, order):
+    """README's set-up commands in a new venv, one after the other, in either order: then
+    pcapstate still runs (a numba cache left in site-packages once made every later call
+    fail with "cannot import name '__version__'"). The test command runs a quick part of
+    the suite (the whole of it is what is being run)."""
+    import shutil
+
+    src = tmp_path / "src"
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
+                           check=True).stdout.split()
+    for name in files:
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, src / name)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    env = _env(PATH=f"{venv / 'bin'}:{os.environ['PATH']}", VIRTUAL_ENV=str(venv),
+               XDG_CACHE_HOME=str(tmp_path / "cache"), PIP_DISABLE_PIP_VERSION_CHECK="1")
+    env.pop("PYTHONPATH", None)
+    commands = _readme_commands()
+    commands[1] = commands[1].replace("python3 -m pytest -q",
+                                      "python3 -m pytest -q tests/test_install.py")
+    for i in order:
+        p = subprocess.run(["bash", "-c", commands[i]], cwd=src, env=env, capture_output=True,
+                           text=True, timeout=1800)
+        assert p.returncode == 0, (commands[i], p.stdout[-3000:], p.stderr[-3000:])
+    site = next((venv / "lib").glob("python3.*/site-packages"))
+    for args in (["--version"], ["analyze", "samples/close_wait_leak.pcap"]):
+        p = subprocess.run(["pcapstate", *args], cwd=src, env=env, capture_output=True,
+                           text=True, timeout=900)
+        assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
+    assert "127.0.0.1:5001" in p.stdout
+    # whichever install came last, nothing of pcapstate's is left beside another one
+    installed = (site / "pcapstate").exists()
+    editable = order[-1] == 1
+    assert installed != editable, sorted(p.name for p in site.iterdir())
+    assert not list(site.rglob("*.nbi"))

@@ -226,3 +226,23 @@ def test_error_paths_are_fast(tmp_path):
     p = subprocess.run([sys.executable, "-c", code, str(tmp_path / "missing.pcap")],
                        capture_output=True, text=True, timeout=60)
     assert p.stdout.strip() == "[]", (p.stdout, took)
+
+
+def test_the_progress_line_is_cleared_before_the_summary(monkeypatch, capsys):
+    """Ctrl-C with progress shown: the summary starts on a clean line, not after
+    'reading: 292 MiB'."""
+    from pcapstate.cli import main
+    from pcapstate.fasttable import FastTracker
+
+    real = FastTracker.feed
+
+    def feed_then_ctrl_c(self, batch):
+        real(self, batch)
+        signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(FastTracker, "feed", feed_then_ctrl_c)
+    assert main(["analyze", *ROTATED, "--progress", "--jsonl", "-"]) == 130
+    err = capsys.readouterr().err  # the summary goes to stderr: stdout has the records
+    assert "\rreading: " in err
+    summary = err.index("4 files, 316 records")
+    assert err.rindex("\r\033[K", 0, summary) > err.rindex("\rreading: ", 0, summary)
