@@ -180,7 +180,7 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
         "peak_live_connections": tracker.peak_live,
         **summary.to_json(evicted=tracker.evicted),
         "timeline": summary.timeline.to_json(end if records else None),
-        "warnings": [w for c in captures for w in c.warnings] + [
+        "warnings": [w for c in captures for w in c.warnings] + Capture.overlaps(captures) + [
             f"{c.path}: the capturing interface dropped {c.dropped:,} packets: states may be "
             "wrong where a SYN, FIN or RST was lost" for c in captures if c.dropped]
         + _eviction_warning(tracker.evicted, settings.max_connections)

@@ -1,31 +1,48 @@
-"""Streaming capture reader: pcap (micro- and nanosecond, either byte order), pcapng, both
-optionally gzip-compressed, from a file or standard input.
+"""Streaming capture reader: pcap (micro- and nanosecond, either byte order) and pcapng, plain
+or compressed with gzip, bzip2, xz or zstd (what `tcpdump -z` writes), from a file, a pipe
+(`<(...)`, a FIFO, /dev/stdin) or standard input.
 
 Records are parsed out of large chunks with precompiled structs; the file is never held
-whole. A capture that goes bad after some records were read (cut short, a corrupt block, a
-record of absurd length) ends there with a warning naming the byte offset; one that is bad
-before its first record raises CaptureError.
+whole. A path that is not a regular file is read once, as it arrives. Files joined with
+`cat` are read on: a pcap file header where a record was due starts a new section (its own
+byte order, resolution, link type and snaplen), with a warning; several compressed members
+are one stream. A capture that goes bad after some records were read (cut short, a corrupt
+block, a record of absurd length) ends there with a warning naming the byte offset; one that
+is bad before its first record raises CaptureError, naming what the file is when it is
+something else (an archive, a text or HTML file).
 """
 
+import bz2
+import hashlib
+import lzma
 import os
+import stat
 import struct
 import sys
 import zlib
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 _CHUNK = 1 << 20
 _MAX_RECORD = 262144  # what libpcap accepts as a record length when snaplen is smaller
 _MAX_BLOCK = 32 << 20  # a pcapng block larger than this is taken as corrupt
+#: bzip2, xz and zstd are read this much at a time: a decompressor that meets corrupt data
+#: drops what it decompressed in that call
+_PIECE = 1 << 16
 _PCAP_MAGIC = {
     b"\xd4\xc3\xb2\xa1": ("<", 1e-6, "pcap"),
     b"\xa1\xb2\xc3\xd4": (">", 1e-6, "pcap"),
     b"\x4d\x3c\xb2\xa1": ("<", 1e-9, "pcap-ns"),
     b"\xa1\xb2\x3c\x4d": (">", 1e-9, "pcap-ns"),
 }
+#: the magic numbers as a record header's first field reads them, in each byte order
+_MAGIC_AS = {o: {struct.unpack(o + "I", m)[0] for m in _PCAP_MAGIC} for o in "<>"}
 _SHB = 0x0A0D0D0A
-_GZIP = b"\x1f\x8b"
+#: inputs that overlap in time by more than this are warned about; less is what one
+#: capture's timestamps do across CPUs (a rotated set's files may overlap by microseconds)
+_OVERLAP_SLACK = 0.001
+_INF = float("inf")
 
 Record = tuple[float, int, bytes, int]
 
@@ -60,36 +77,70 @@ class Capture:
     bytes_read: int = 0  # bytes of (decompressed) capture consumed so far
     size: int | None = None  # size on disk, for a regular file
     records: int = 0
+    #: read once as it arrives: a pipe, a FIFO, a terminal, standard input
+    stream: bool = False
     end_ts: float | None = None  # when the capture stopped, if the file says (pcapng ISB)
     dropped: int = 0  # packets the capturing interface reports it dropped (pcapng ISB)
     warnings: list[str] = field(default_factory=list)
     #: pcap records longer than the snaplen, and records whose original length is below
     #: their captured length: accepted (as Wireshark does), then reported as a warning
     odd: list[int] = field(default_factory=lambda: [0, 0])
+    #: the byte offsets of the pcap file headers after the first (files joined with cat)
+    headers: list[int] = field(default_factory=list)
+    #: [offset, earliest, latest timestamp] of each section read (a pcap file header or a
+    #: pcapng section header and the records after it)
+    spans: list[list[float]] = field(default_factory=list)
     _stream: BinaryIO | None = None
     _peeked: Iterator[Record] | None = None
 
     def __iter__(self) -> Iterator[Record]:
-        if self._peeked is not None:  # standard input: carry on from the peek
+        if self._peeked is not None:  # a stream: carry on from the peek
             it, self._peeked = self._peeked, None
             yield from it
             return
+        self._reset()
+        yield from self._read(self._open())
+
+    def _reset(self) -> None:
         self.records = self.bytes_read = self.dropped = 0
         self.warnings.clear()
         self.odd = [0, 0]
-        yield from self._read(self._open())
+        self.headers.clear()
+        self.spans.clear()
+
+    def span(self) -> tuple[float, float] | None:
+        """The earliest and the latest timestamp read so far; None before any record."""
+        read = [s for s in self.spans if s[1] <= s[2]]
+        if not read:
+            return None
+        return min(s[1] for s in read), max(s[2] for s in read)
+
+    @property
+    def last_ts(self) -> float | None:
+        """The latest timestamp read so far (the whole file's, once it was read)."""
+        span = self.span()
+        return span[1] if span else None
+
+    @staticmethod
+    def overlaps(captures: "list[Capture]") -> list[str]:
+        """Warnings for inputs that overlap in time: the same traffic given twice (a capture
+        and a slice of it, two captures of one link), whose common segments are counted
+        twice. Known once the captures were read."""
+        spans = [(*span, c.path) for c in captures if (span := c.span()) is not None]
+        return [f"{earlier} and {later} overlap in time ({later} starts {gap:,.3f} s before "
+                f"{earlier} ends): segments seen in both are counted twice"
+                for earlier, later, gap in _overlapping(spans)]
 
     def batches(self, rows: int = 1 << 16, verify: bool = False) -> Iterator[Any]:
         """The records decoded into pcapstate.scan.Batch columns, at most `rows` a batch.
-        A pcap file is walked and decoded by compiled code; other inputs record by record.
+        A pcap file is walked and decoded by compiled code; other inputs (pcapng, streams)
+        record by record.
         A batch's arrays are reused BATCH_BUFFERS batches later. `verify`: check TCP
         checksums."""
         from pcapstate.scan import batches_of
 
         if self._peeked is None and self.format in ("pcap", "pcap-ns"):
-            self.records = self.bytes_read = self.dropped = 0
-            self.warnings.clear()
-            self.odd = [0, 0]
+            self._reset()
             yield from self._guarded(self._pcap_batches(self._open(), rows, verify))
         else:
             yield from batches_of(self, rows, verify)
@@ -97,15 +148,10 @@ class Capture:
     def _pcap_batches(self, stream: BinaryIO, rows: int, verify: bool) -> Iterator[Any]:
         import numpy as np
 
-        from pcapstate.scan import BATCH_BUFFERS, FULL, TOO_LONG, Batch, scan_pcap
+        from pcapstate.scan import BATCH_BUFFERS, FULL, HEADER, TOO_LONG, Batch, scan_pcap
 
         source = _Source(self, stream)  # reads the first chunk: inside the guard
-        header = source.need(0, 24)
-        if len(header) < 24:
-            raise _Stop("capture ends inside the pcap file header", len(header))
-        order, unit, _ = _PCAP_MAGIC[bytes(header[:4])]
-        snaplen, network = struct.unpack_from(order + "II", header, 16)
-        limit = max(snaplen, _MAX_RECORD)
+        order, unit, snaplen, linktype = self._section(source, 0)
         outs = [Batch.empty(rows) for _ in range(BATCH_BUFFERS)]
         odd = np.zeros(2, np.int64)  # scan_pcap counts into it; copied to self.odd
         pos, k = 24, 0
@@ -113,16 +159,22 @@ class Capture:
             buf = source.buf
             out = outs[k % BATCH_BUFFERS]
             pos, n, status = scan_pcap(np.frombuffer(buf, np.uint8), pos, order == ">", unit,
-                                       network & 0xFFFF, snaplen, limit, out, odd, verify)
+                                       linktype, snaplen, max(snaplen, _MAX_RECORD), out, odd,
+                                       verify)
             self.odd[:] = odd.tolist()
             if n:
                 self.records += n
+                span, ts = self.spans[-1], out.ts[:n]
+                span[1], span[2] = min(span[1], float(ts.min())), max(span[2], float(ts.max()))
                 k += 1
                 yield out.head(n)
+            if status == HEADER:  # files joined with cat: a new section
+                order, unit, snaplen, linktype = self._section(source, pos)
+                pos += 24
+                continue
             if status == TOO_LONG:
                 incl = struct.unpack_from(order + "I", buf, pos + 8)[0]
-                raise _Stop(f"record claims {incl:,} bytes (snaplen {snaplen:,}): corrupt",
-                            source.base + pos)
+                raise _Stop(_too_long(buf, pos, incl, snaplen), source.base + pos)
             if status == FULL:
                 continue
             more = source.more(pos)
@@ -152,6 +204,19 @@ class Capture:
             self.warnings.append(f"{self.path}: {shorter:,} record"
                                  f"{'s' if shorter != 1 else ''} whose original length is "
                                  "below its captured length")
+        if self.headers:
+            more = len(self.headers) - 1
+            self.warnings.append(
+                f"{self.path}: a second pcap file header at byte {self.headers[0]}: read as "
+                "a new section (files joined with cat?)"
+                + (f"; {more:,} more after it, each read as a new section" if more else ""))
+        sections = [(lo, hi, f"byte {at}") for at, lo, hi in self.spans if lo <= hi]
+        if len(sections) > 1:
+            for earlier, later, gap in _overlapping(sections)[:1]:
+                self.warnings.append(
+                    f"{self.path}: its section at {later} overlaps the one at {earlier} in "
+                    f"time (it starts {gap:,.3f} s before that one ends): segments seen in "
+                    "both are counted twice")
 
     def close(self) -> None:
         if self._stream is not None and self._stream is not sys.stdin.buffer:
@@ -177,118 +242,169 @@ class Capture:
             raise _Stop("empty file" if not head else "too short for a capture header", 0)
         magic = bytes(head[:4])
         if magic in _PCAP_MAGIC:
-            yield from self._pcap(source, *_PCAP_MAGIC[magic])
+            yield from self._pcap(source)
         elif struct.unpack("<I", magic)[0] == _SHB:
             self.format = "pcapng"
             yield from self._pcapng(source)
         else:
-            raise _Stop(f"not a pcap or pcapng file (magic {magic.hex()})", 0)
+            raise _Stop(_not_a_capture(source.need(0, 512), source.kind), 0)
 
-    def _pcap(self, source: "_Source", order: str, unit: float, fmt: str) -> Iterator[Record]:
-        self.format = fmt
-        header = source.need(0, 24)
+    def _section(self, source: "_Source", pos: int) -> tuple[str, float, int, int]:
+        """Read the pcap file header at pos, the file's own or one inside the stream (files
+        joined with cat), and start its section: (byte order, timestamp unit, snaplen, link
+        type)."""
+        header = source.need(pos, 24)
+        at = source.base + pos
         if len(header) < 24:
-            raise _Stop("capture ends inside the pcap file header", len(header))
-        _, _, _, _, snaplen, network = struct.unpack_from(order + "HHiIII", header, 4)
+            raise _Stop("capture ends inside the pcap file header", at + len(header))
+        order, unit, fmt = _PCAP_MAGIC[bytes(header[:4])]
+        snaplen, network = struct.unpack_from(order + "II", header, 16)
         linktype = network & 0xFFFF
-        self.snaplen, self.linktypes = snaplen, {linktype}
-        limit = max(snaplen, _MAX_RECORD)
-        unpack = struct.Struct(order + "IIII").unpack_from
-        buf, pos = source.buf, 24
-        while True:
-            end = len(buf)
-            while pos + 16 <= end:
-                sec, frac, incl, orig = unpack(buf, pos)
-                if incl > limit:
-                    raise _Stop(f"record claims {incl:,} bytes (snaplen {snaplen:,}): "
-                                "corrupt", source.base + pos)
-                nxt = pos + 16 + incl
-                if nxt > end:
-                    break
-                self.odd[0] += 0 < snaplen < incl
-                self.odd[1] += orig < incl
-                self.records += 1
-                yield sec + frac * unit, linktype, buf[pos + 16 : nxt], orig
-                pos = nxt
-            more = source.more(pos)
-            if more is None:
-                if pos < end:
-                    raise _Stop("capture ends in the middle of a record", source.base + pos)
-                return
-            buf, pos = more, 0
+        if at == 0:
+            self.format, self.snaplen, self.linktypes = fmt, snaplen, {linktype}
+        else:
+            self.headers.append(at)
+            self.snaplen = max(self.snaplen, snaplen)
+            self.linktypes.add(linktype)
+        self.spans.append([at, _INF, -_INF])
+        return order, unit, snaplen, linktype
+
+    def _pcap(self, source: "_Source") -> Iterator[Record]:
+        pos = 0
+        while True:  # a section at a time: a file header, then its records
+            order, unit, snaplen, linktype = self._section(source, pos)
+            limit = max(snaplen, _MAX_RECORD)
+            unpack = struct.Struct(order + "IIII").unpack_from
+            magics = _MAGIC_AS[order]
+            span = self.spans[-1]
+            lo, hi = _INF, -_INF
+            buf, pos = source.buf, pos + 24
+            header = False
+            try:
+                while True:
+                    end = len(buf)
+                    while pos + 16 <= end:
+                        sec, frac, incl, orig = unpack(buf, pos)
+                        if sec in magics and file_header(buf, pos):
+                            header = True  # files joined with cat: a new section
+                            break
+                        if incl > limit:
+                            raise _Stop(_too_long(buf, pos, incl, snaplen), source.base + pos)
+                        nxt = pos + 16 + incl
+                        if nxt > end:
+                            break
+                        self.odd[0] += 0 < snaplen < incl
+                        self.odd[1] += orig < incl
+                        self.records += 1
+                        ts = sec + frac * unit
+                        if ts < lo:
+                            lo = ts
+                        if ts > hi:
+                            hi = ts
+                        yield ts, linktype, buf[pos + 16 : nxt], orig
+                        pos = nxt
+                    if header:
+                        break
+                    more = source.more(pos)
+                    if more is None:
+                        if pos < end:
+                            raise _Stop("capture ends in the middle of a record",
+                                        source.base + pos)
+                        return
+                    buf, pos = more, 0
+            finally:
+                span[1], span[2] = lo, hi
 
     def _pcapng(self, source: "_Source") -> Iterator[Record]:
         order = "<"
         interfaces: list[tuple[int, float, float, int]] = []  # linktype, unit, offset, snaplen
         last_ts = 0.0
         buf, pos = source.buf, 0
-        while True:
-            end = len(buf)
-            while pos + 12 <= end:
-                btype = struct.unpack_from(order + "I", buf, pos)[0]
-                if btype == _SHB:
-                    bom = bytes(buf[pos + 8 : pos + 12])
-                    order = {b"\x1a\x2b\x3c\x4d": ">", b"\x4d\x3c\x2b\x1a": "<"}.get(bom, "")
-                    if not order:
-                        raise _Stop("pcapng section header with a bad byte-order magic",
+        span: list[float] = []  # this section's [offset, earliest, latest]
+        low, top = _INF, -_INF
+        try:
+            while True:
+                end = len(buf)
+                while pos + 12 <= end:
+                    btype = struct.unpack_from(order + "I", buf, pos)[0]
+                    if btype == _SHB:
+                        bom = bytes(buf[pos + 8 : pos + 12])
+                        order = {b"\x1a\x2b\x3c\x4d": ">", b"\x4d\x3c\x2b\x1a": "<"}.get(bom, "")
+                        if not order:
+                            raise _Stop("pcapng section header with a bad byte-order magic",
+                                        source.base + pos)
+                        interfaces = []
+                        if span:
+                            span[1], span[2] = low, top
+                        span, low, top = [source.base + pos, _INF, -_INF], _INF, -_INF
+                        self.spans.append(span)
+                    length = struct.unpack_from(order + "I", buf, pos + 4)[0]
+                    if length < 12 or length % 4 or length > _MAX_BLOCK:
+                        what = (f"corrupt pcapng block (type {btype:#x}, length {length})"
+                                if not file_header(buf, pos) else "a pcap file header where "
+                                "a pcapng block was due: a pcap file joined to a pcapng one "
+                                "with cat? Give them as two files")
+                        raise _Stop(what, source.base + pos)
+                    if pos + length > end:
+                        break
+                    if struct.unpack_from(order + "I", buf, pos + length - 4)[0] != length:
+                        raise _Stop(f"corrupt pcapng block (type {btype:#x}): trailing length "
+                                    "differs", source.base + pos)
+                    body = pos + 8
+                    if btype == 6 or btype == 2:  # enhanced / obsolete packet block
+                        if btype == 6:
+                            iface, hi, lo, caplen, orig = struct.unpack_from(order + "5I", buf,
+                                                                             body)
+                        else:
+                            iface, _, hi, lo, caplen, orig = struct.unpack_from(order + "HH4I",
+                                                                                buf, body)
+                        if iface >= len(interfaces) or caplen > length - 32:
+                            raise _Stop("pcapng packet block with an undeclared interface or "
+                                        "a bad length", source.base + pos)
+                        linktype, unit, offset, _ = interfaces[iface]
+                        last_ts = ((hi << 32) | lo) * unit + offset
+                        if last_ts < low:
+                            low = last_ts
+                        if last_ts > top:
+                            top = last_ts
+                        self.records += 1
+                        yield last_ts, linktype, buf[body + 20 : body + 20 + caplen], orig
+                    elif btype == 3:  # simple packet block: interface 0, no timestamp
+                        if not interfaces:
+                            raise _Stop("pcapng simple packet block before any interface",
+                                        source.base + pos)
+                        linktype, _, _, snap = interfaces[0]
+                        orig = struct.unpack_from(order + "I", buf, body)[0]
+                        caplen = min(orig, length - 16, snap or orig)
+                        self.records += 1
+                        yield last_ts, linktype, buf[body + 4 : body + 4 + caplen], orig
+                    elif btype == 5 and iface_ok(buf, body, order, len(interfaces)):
+                        # interface statistics: written when the capture stops
+                        iface, hi, lo = struct.unpack_from(order + "3I", buf, body)
+                        _, unit, offset, _ = interfaces[iface]
+                        # dumpcap writes this one in microseconds whatever the resolution:
+                        # take whichever reading falls after the last packet, within a day
+                        for u in (unit, 1e-6):
+                            ts = ((hi << 32) | lo) * u + offset
+                            if self.records and last_ts <= ts < last_ts + 86400:
+                                self.end_ts = max(self.end_ts or ts, ts)
+                                break
+                        self.dropped += _isb_drops(buf, body + 12, pos + length - 4, order)
+                    elif btype == 1:  # interface description block
+                        interfaces.append(_interface(buf, body, pos + length - 4, order))
+                        self.linktypes.add(interfaces[-1][0])
+                        self.snaplen = max(self.snaplen, interfaces[-1][3])
+                    pos += length
+                more = source.more(pos)
+                if more is None:
+                    if pos < end:
+                        raise _Stop("capture ends in the middle of a pcapng block",
                                     source.base + pos)
-                    interfaces = []
-                length = struct.unpack_from(order + "I", buf, pos + 4)[0]
-                if length < 12 or length % 4 or length > _MAX_BLOCK:
-                    raise _Stop(f"corrupt pcapng block (type {btype:#x}, length {length})",
-                                source.base + pos)
-                if pos + length > end:
-                    break
-                if struct.unpack_from(order + "I", buf, pos + length - 4)[0] != length:
-                    raise _Stop(f"corrupt pcapng block (type {btype:#x}): trailing length "
-                                "differs", source.base + pos)
-                body = pos + 8
-                if btype == 6 or btype == 2:  # enhanced / obsolete packet block
-                    if btype == 6:
-                        iface, hi, lo, caplen, orig = struct.unpack_from(order + "5I", buf, body)
-                    else:
-                        iface, _, hi, lo, caplen, orig = struct.unpack_from(order + "HH4I", buf,
-                                                                            body)
-                    if iface >= len(interfaces) or caplen > length - 32:
-                        raise _Stop("pcapng packet block with an undeclared interface or a "
-                                    "bad length", source.base + pos)
-                    linktype, unit, offset, _ = interfaces[iface]
-                    last_ts = ((hi << 32) | lo) * unit + offset
-                    self.records += 1
-                    yield last_ts, linktype, buf[body + 20 : body + 20 + caplen], orig
-                elif btype == 3:  # simple packet block: interface 0, no timestamp
-                    if not interfaces:
-                        raise _Stop("pcapng simple packet block before any interface",
-                                    source.base + pos)
-                    linktype, _, _, snap = interfaces[0]
-                    orig = struct.unpack_from(order + "I", buf, body)[0]
-                    caplen = min(orig, length - 16, snap or orig)
-                    self.records += 1
-                    yield last_ts, linktype, buf[body + 4 : body + 4 + caplen], orig
-                elif btype == 5 and iface_ok(buf, body, order, len(interfaces)):
-                    # interface statistics: written when the capture stops
-                    iface, hi, lo = struct.unpack_from(order + "3I", buf, body)
-                    _, unit, offset, _ = interfaces[iface]
-                    # dumpcap writes this one in microseconds whatever the resolution: take
-                    # whichever reading falls after the last packet, within a day
-                    for u in (unit, 1e-6):
-                        ts = ((hi << 32) | lo) * u + offset
-                        if self.records and last_ts <= ts < last_ts + 86400:
-                            self.end_ts = max(self.end_ts or ts, ts)
-                            break
-                    self.dropped += _isb_drops(buf, body + 12, pos + length - 4, order)
-                elif btype == 1:  # interface description block
-                    interfaces.append(_interface(buf, body, pos + length - 4, order))
-                    self.linktypes.add(interfaces[-1][0])
-                    self.snaplen = max(self.snaplen, interfaces[-1][3])
-                pos += length
-            more = source.more(pos)
-            if more is None:
-                if pos < end:
-                    raise _Stop("capture ends in the middle of a pcapng block",
-                                source.base + pos)
-                return
-            buf, pos = more, 0
+                    return
+                buf, pos = more, 0
+        finally:
+            if span:
+                span[1], span[2] = low, top
 
 
 def iface_ok(buf: bytes, body: int, order: str, declared: int) -> bool:
@@ -324,41 +440,277 @@ def _interface(buf: bytes, body: int, stop: int, order: str) -> tuple[int, float
     return linktype, unit, offset, snaplen
 
 
+def file_header(buf: bytes, pos: int) -> tuple[str, float, str] | None:
+    """The (byte order, timestamp unit, format) of the pcap file header that begins at pos
+    (8 bytes there), else None: one of the four magic numbers, then version 2.4 in that
+    magic's byte order. scan._file_header is the same rule, compiled."""
+    kind = _PCAP_MAGIC.get(bytes(buf[pos : pos + 4]))
+    if kind is None or struct.unpack_from(kind[0] + "HH", buf, pos + 4) != (2, 4):
+        return None
+    return kind
+
+
+def _too_long(buf: bytes, pos: int, incl: int, snaplen: int) -> str:
+    """Why the pcap record header at pos, which claims `incl` bytes, cannot be one."""
+    if struct.unpack_from("<I", buf, pos)[0] == _SHB:
+        return ("a pcapng section header where a pcap record was due: a pcapng file joined "
+                "to a pcap one with cat? Give them as two files")
+    return f"record claims {incl:,} bytes (snaplen {snaplen:,}): corrupt"
+
+
+#: what else a file handed to pcapstate often is: (magic at its start, name)
+_NOT_CAPTURES = (
+    (b"PK\x03\x04", "a zip archive"), (b"PK\x05\x06", "a zip archive"),
+    (b"7z\xbc\xaf\x27\x1c", "a 7z archive"), (b"Rar!\x1a\x07", "a RAR archive"),
+)
+
+
+def _not_a_capture(head: bytes, compression: str) -> str:
+    """Why a stream that begins with `head` (after any decompression) is not a capture,
+    naming what it is when that is known."""
+    inside = f" ({compression}-compressed)" if compression else ""
+    archive = next((name for magic, name in _NOT_CAPTURES if head.startswith(magic)), None)
+    if archive is None and head[257:262] == b"ustar":
+        archive = "a tar archive"
+    if archive:
+        return f"{archive}{inside}, not a capture file: extract the capture from it first"
+    if head.startswith(b"\x04\x22\x4d\x18"):
+        return "lz4-compressed, which pcapstate does not read: decompress it first (lz4 -d)"
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if text[:14].lower() == b"<!doctype html" or text[:5].lower() == b"<html":
+        return f"an HTML page{inside}, not a capture file (a download that failed?)"
+    if text.startswith(b"version https://git-lfs"):
+        return "a Git LFS pointer, not the capture itself (git lfs pull fetches it)"
+    if head and not any(b < 0x20 and b not in b"\t\n\r\f\x1b" or b == 0x7F for b in head) \
+            and head.decode("utf-8", "replace").count("\ufffd") <= 1:  # a cut character
+        return f"a text file{inside}, not a capture file"
+    return f"not a pcap or pcapng file{inside} (magic {head[:4].hex()})"
+
+
+def _overlapping(spans: list[tuple[float, float, str]]) -> list[tuple[str, str, float]]:
+    """(earlier, later, seconds) for each span that starts more than _OVERLAP_SLACK before
+    the latest end among the spans that start before it (spans: earliest, latest, name)."""
+    found = []
+    latest: tuple[float, str] | None = None
+    for lo, hi, name in sorted(spans, key=lambda s: s[0]):
+        if latest is not None and lo < latest[0] - _OVERLAP_SLACK:
+            found.append((latest[1], name, latest[0] - lo))
+        if latest is None or hi > latest[0]:
+            latest = (hi, name)
+    return found
+
+
+class _ReadError(Exception):
+    """The underlying file could not be read (an OSError there, passed through a
+    decompressor without being taken for corrupt data)."""
+
+
+class _Prefixed:
+    """A stream with the bytes already read from it put back in front."""
+
+    def __init__(self, head: bytes, stream: BinaryIO) -> None:
+        self.head, self.at, self.stream = head, 0, stream
+        self.watch: Callable[[bytes], None] | None = None  # shown every byte read
+
+    def read(self, n: int = -1) -> bytes:
+        if self.at < len(self.head):
+            stop = len(self.head) if n < 0 else self.at + n
+            out = self.head[self.at : stop]
+            self.at += len(out)
+        else:
+            try:
+                out = self.stream.read(n)
+            except OSError as e:
+                raise _ReadError(e.strerror or str(e)) from e
+        if self.watch is not None:
+            self.watch(out)
+        return out
+
+
+class _ZstdFrames:
+    """Follows the frames of a zstd stream over its compressed bytes (RFC 8878, section 3.1),
+    to tell whether it stopped at the end of one: zstandard's reader ends a stream cut short
+    without a word."""
+
+    def __init__(self) -> None:
+        self.state, self.want, self.got, self.skip, self.checksum = "magic", 4, b"", 0, 0
+
+    @property
+    def at_edge(self) -> bool:
+        return self.state == "magic" and not self.got and not self.skip
+
+    def feed(self, data: bytes) -> None:
+        i, n = 0, len(data)
+        while i < n and self.state != "lost":
+            if self.skip:
+                step = min(self.skip, n - i)
+                self.skip -= step
+                i += step
+                continue
+            take = data[i : i + self.want - len(self.got)]
+            self.got += take
+            i += len(take)
+            if len(self.got) == self.want:
+                self._parsed(self.got)
+                self.got = b""
+
+    def _parsed(self, got: bytes) -> None:
+        value = int.from_bytes(got, "little")
+        if self.state == "magic":
+            if value == 0xFD2FB528:  # a frame
+                self.state, self.want = "descriptor", 1
+            elif value >> 4 == 0x184D2A5:  # a skippable frame
+                self.state, self.want = "skippable", 4
+            else:  # not zstd: the decompressor says so
+                self.state = "lost"
+        elif self.state == "skippable":
+            self.state, self.want, self.skip = "magic", 4, value
+        elif self.state == "descriptor":  # the rest of the frame header, then blocks
+            single = value & 0x20
+            content_size = (0, 2, 4, 8)[value >> 6] or (1 if single else 0)
+            self.skip = (0 if single else 1) + (0, 1, 2, 4)[value & 3] + content_size
+            self.checksum = 4 if value & 0x04 else 0
+            self.state, self.want = "block", 3
+        elif self.state == "block":
+            kind, size = (value >> 1) & 3, value >> 3
+            self.skip = 1 if kind == 1 else size  # an RLE block holds one byte
+            if value & 1:  # the last block of its frame
+                self.skip += self.checksum
+                self.state, self.want = "magic", 4
+
+
+class _Zstd:
+    """A zstd stream (several frames, as cat makes them) decompressed in bounded pieces."""
+
+    def __init__(self, raw: _Prefixed) -> None:
+        import zstandard
+
+        self.frames = _ZstdFrames()
+        raw.watch = self.frames.feed
+        source: Any = raw  # reads like a binary file
+        self.reader = zstandard.ZstdDecompressor().stream_reader(
+            source, read_across_frames=True, closefd=False)
+
+    def read1(self, n: int) -> bytes:
+        out = self.reader.read1(n)
+        if not out and not self.frames.at_edge:
+            raise EOFError("compressed stream ends early")
+        return out
+
+
+def _compression(first: bytes) -> str:
+    """The compression a stream that begins with `first` is in ("" for none)."""
+    if first[:2] == b"\x1f\x8b":
+        return "gzip"
+    if first[:3] == b"BZh" and first[3:4] in b"123456789":
+        return "bzip2"
+    if first[:6] == b"\xfd7zXZ\x00":
+        return "xz"
+    if first[:4] == b"\x28\xb5\x2f\xfd" or first[1:4] == b"\x2a\x4d\x18" \
+            and first[0] & 0xF0 == 0x50:  # a zstd frame, or a skippable frame (pzstd)
+        return "zstd"
+    return ""
+
+
 class _Source:
-    """Chunks of a (possibly gzip-compressed) stream, kept in one sliding buffer."""
+    """Chunks of a (possibly compressed) stream, kept in one sliding buffer. gzip is inflated
+    here, member after member; bzip2, xz and zstd by readers that go on across streams."""
 
     def __init__(self, cap: Capture, stream: BinaryIO) -> None:
         self.cap = cap
-        self.stream = stream
+        self.stream: Any = stream
         self.base = 0  # stream offset of buf[0]
         self.buf = b""
+        self.kind = ""
+        self.failed: _Stop | None = None  # raised at the next read
+        self.wrapped = False  # read through a decompressor's reader
+        self.ended = False  # the stream said it ended
         first = self._raw(_CHUNK)
-        self.gzip = first[:2] == _GZIP
-        cap.compressed = self.gzip
-        self.inflate = zlib.decompressobj(31) if self.gzip else None
-        self.pending = first
+        self.ended = not first
+        self.kind = _compression(first)
+        cap.compressed = bool(self.kind)
+        self.inflate = zlib.decompressobj(31) if self.kind == "gzip" else None
+        self.corrupt: tuple[type[Exception], ...] = (zlib.error,)
+        if self.kind in ("bzip2", "xz", "zstd"):
+            raw: Any = _Prefixed(first, stream)  # reads like a binary file
+            if self.kind == "bzip2":
+                self.stream, self.corrupt = bz2.BZ2File(raw), (OSError,)
+            elif self.kind == "xz":
+                self.stream, self.corrupt = lzma.LZMAFile(raw), (lzma.LZMAError,)
+            else:
+                try:
+                    self.stream = _Zstd(raw)
+                except ImportError:
+                    raise _Stop("zstd-compressed: reading it needs the zstandard module "
+                                "(pip install zstandard)", 0) from None
+                import zstandard
+
+                self.corrupt = (zstandard.ZstdError,)
+            self.wrapped, first = True, b""
+        self.pending: bytes | memoryview = first
         self.buf = self._next() or b""
 
     def _raw(self, n: int) -> bytes:
+        """Up to n bytes of the stream (decompressed, for bzip2, xz and zstd: piece by
+        piece, so that what decompressed before an error is read, the error after it)."""
+        if self.failed is not None:
+            failed, self.failed = self.failed, None
+            raise failed
+        where = self.base + len(self.buf)
+        if not self.wrapped:
+            return self._read(self.stream.read, n, where)
+        parts: list[bytes] = []
+        got = 0
+        while got < n:
+            try:
+                piece = self._read(self.stream.read1, min(n - got, _PIECE), where + got)
+            except _Stop as e:
+                if not parts:
+                    raise
+                self.failed = e
+                break
+            if not piece:
+                break
+            parts.append(piece)
+            got += len(piece)
+        return b"".join(parts)
+
+    def _read(self, read: Callable[[int], bytes], n: int, where: int) -> bytes:
         try:
-            return self.stream.read(n)
+            return read(n)
+        except _ReadError as e:
+            raise _Stop(f"read error: {e}", where) from e
+        except EOFError:
+            raise _Stop(f"{self.kind} stream ends early", where) from None
         except OSError as e:
-            raise _Stop(f"read error: {e.strerror or e}", self.base + len(self.buf)) from e
+            if self.kind and isinstance(e, self.corrupt):
+                raise _Stop(f"corrupt {self.kind} data ({e})", where) from None
+            raise _Stop(f"read error: {e.strerror or e}", where) from e
+        except Exception as e:  # a decompressor's own error: LZMAError, ZstdError
+            if self.kind and isinstance(e, self.corrupt):
+                raise _Stop(f"corrupt {self.kind} data ({e})", where) from None
+            raise
 
     def _next(self) -> bytes | None:
         """The next chunk of capture bytes, or None at the end."""
         while True:
-            data = self.pending if self.pending else self._raw(_CHUNK)
-            self.pending = b""
+            if self.pending or self.ended:
+                data, self.pending = self.pending, b""
+            else:  # a terminal's Ctrl-D is an end once: not asked for again
+                data = self._raw(_CHUNK)
+                self.ended = not data
             if self.inflate is None:
                 if data:
                     self.cap.bytes_read += len(data)
-                return data or None
+                return bytes(data) or None  # bytes already: not copied
             d = self.inflate
             if not data and not d.unconsumed_tail:
                 if not d.eof:
                     raise _Stop("gzip stream ends early", self.base + len(self.buf))
                 return None
+            if len(data) > _PIECE:  # what corrupt data stops is only what this piece gave
+                whole = memoryview(data)
+                data, self.pending = whole[:_PIECE], whole[_PIECE:]
             try:
                 out = d.decompress(d.unconsumed_tail + data if d.unconsumed_tail else data,
                                    4 * _CHUNK)
@@ -367,7 +719,7 @@ class _Source:
             if d.eof and d.unused_data:  # another gzip member follows
                 rest = d.unused_data
                 self.inflate = zlib.decompressobj(31)
-                self.pending = rest
+                self.pending = rest + self.pending
             if out:
                 self.cap.bytes_read += len(out)
                 return out
@@ -391,21 +743,37 @@ class _Source:
         return self.buf
 
 
+def _stat(path: str) -> os.stat_result:
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise CaptureError(path, e.strerror or str(e)) from e
+    if stat.S_ISDIR(st.st_mode):
+        raise CaptureError(path, "is a folder, not a capture file")
+    return st
+
+
 def open_capture(path: str) -> Capture:
-    """Open a capture, read its header and first timestamp. Raises CaptureError."""
+    """Open a capture, read its header and first timestamp. Raises CaptureError. A path
+    that is not a regular file (a pipe, a FIFO, /dev/stdin) and `-` are streams: opened
+    once, the peek carried on when the capture is read."""
     cap = Capture(path)
-    if path != "-":
-        try:
-            st = os.stat(path)
-        except OSError as e:
-            raise CaptureError(path, e.strerror or str(e)) from e
-        if not os.path.isfile(path):
-            raise CaptureError(path, "not a regular file")
-        cap.size = st.st_size
-    it = cap._read(cap._open())
+    if path == "-":
+        cap.stream = True
+    else:
+        st = _stat(path)
+        cap.stream = not stat.S_ISREG(st.st_mode)
+        if not cap.stream:
+            cap.size = st.st_size
+    stream = cap._open()
+    if cap.stream and stream.isatty():
+        where = "standard input (tcpdump -w - | pcapstate analyze -)" if path == "-" else path
+        print(f"pcapstate: reading a capture from {where}; Ctrl-D ends it", file=sys.stderr,
+              flush=True)
+    it = cap._read(stream)
     first = next(it, None)  # None: a header and no records, a valid empty capture
     cap.first_ts = first[0] if first else None
-    if path == "-":
+    if cap.stream:
         cap._peeked = _chain(first, it)
     else:
         it.close()
@@ -420,9 +788,60 @@ def _chain(first: Record | None, rest: Iterator[Record]) -> Iterator[Record]:
 
 
 def open_captures(paths: list[str]) -> list[Capture]:
-    """Open every file of one capture and order them by their first timestamp."""
+    """Open every file of one capture and order them by their first timestamp. A file given
+    twice (by any path, or a copy of it) is refused."""
     if "-" in paths and len(paths) > 1:
         raise CaptureError("-", "standard input cannot be combined with other files")
+    seen: dict[tuple[int, int], str] = {}
+    for path in paths:
+        if path == "-":
+            continue
+        st = _stat(path)
+        other = seen.get((st.st_dev, st.st_ino))
+        if other is not None:
+            raise CaptureError(path, "given twice" if other == path else
+                               f"the same file as {other}: give each file once")
+        seen[(st.st_dev, st.st_ino)] = path
     caps = [open_capture(p) for p in paths]
+    _refuse_copies([c for c in caps if not c.stream and c.first_ts is not None])
     caps.sort(key=lambda c: (c.first_ts is None, c.first_ts or 0.0))
     return caps
+
+
+def _refuse_copies(caps: list[Capture]) -> None:
+    """CaptureError if two of these regular files have the same content: the same size and
+    sha256 of their first MiB, then the same bytes throughout (read only when the rest
+    agrees). Files without records are not compared: a rotated set may hold several alike."""
+    by_size: dict[int | None, list[Capture]] = {}
+    for cap in caps:
+        by_size.setdefault(cap.size, []).append(cap)
+    for alike in by_size.values():
+        heads: dict[str, list[Capture]] = {}
+        for cap in alike if len(alike) > 1 else ():
+            head = heads.setdefault(_head_digest(cap.path), [])
+            for other in head:
+                if _same_bytes(other.path, cap.path):
+                    raise CaptureError(cap.path, f"the same content as {other.path} (a copy): "
+                                       "give each file once")
+            head.append(cap)
+
+
+def _head_digest(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read(_CHUNK)).hexdigest()
+    except OSError as e:
+        raise CaptureError(path, e.strerror or str(e)) from e
+
+
+def _same_bytes(a: str, b: str) -> bool:
+    try:
+        with open(a, "rb") as fa, open(b, "rb") as fb:
+            while True:
+                x, y = fa.read(_CHUNK), fb.read(_CHUNK)
+                if x != y:
+                    return False
+                if not x:
+                    return True
+    except OSError as e:
+        raise CaptureError(b, e.strerror or str(e)) from e

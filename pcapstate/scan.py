@@ -89,8 +89,9 @@ class Batch(NamedTuple):
 # more in its queue).
 BATCH_BUFFERS = 4
 
-# Status of a scan: where it stopped and why.
-MORE, FULL, TOO_LONG = 0, 1, 2
+# Status of a scan: where it stopped and why. HEADER: a pcap file header where a record
+# header was due (files joined with cat); capture.py reads it and starts a new section.
+MORE, FULL, TOO_LONG, HEADER = 0, 1, 2, 3
 
 
 @njit(cache=True, nogil=True)
@@ -322,12 +323,25 @@ def _decode(b, s, n, origlen, linktype, out, row, verify):
 
 
 @njit(cache=True, nogil=True)
+def _file_header(buf, pos):
+    """Whether the 8 bytes at pos begin a pcap file header: one of the four magic numbers,
+    then version 2.4 in that magic's byte order (capture.file_header, the same rule)."""
+    magic = _u32(buf, pos, True)
+    if magic == 0xA1B2C3D4 or magic == 0xA1B23C4D:
+        return _u32(buf, pos + 4, True) == 0x00020004
+    if magic == 0xD4C3B2A1 or magic == 0x4D3CB2A1:
+        return _u32(buf, pos + 4, False) == 0x00040002
+    return False
+
+
+@njit(cache=True, nogil=True)
 def scan_pcap(buf, pos, big, unit, linktype, snaplen, limit, out, odd, verify):
     """Decode the whole records of a pcap buffer from `pos` into `out`, at most its length.
     Returns (position after the last record decoded, rows filled, status): MORE when the
     buffer ends (inside a record or at its end), FULL when `out` is, TOO_LONG at a record
-    whose length exceeds `limit` (position is that record's). Counts into `odd` the records
-    longer than `snaplen` and those whose original length is below their captured one."""
+    whose length exceeds `limit` (position is that record's), HEADER at a pcap file header
+    (its position). Counts into `odd` the records longer than `snaplen` and those whose
+    original length is below their captured one."""
     ts = out[0]
     cap = len(ts)
     end = len(buf)
@@ -335,6 +349,9 @@ def scan_pcap(buf, pos, big, unit, linktype, snaplen, limit, out, odd, verify):
     while pos + 16 <= end:
         if row == cap:
             return pos, row, FULL
+        first = buf[pos]
+        if (first == 0xA1 or first == 0xD4 or first == 0x4D) and _file_header(buf, pos):
+            return pos, row, HEADER
         incl = _u32(buf, pos + 8, big)
         if incl > limit:
             return pos, row, TOO_LONG

@@ -168,7 +168,7 @@ def test_bad_after_records_is_a_warning(tmp_path):
 def test_files_that_cannot_be_opened(tmp_path):
     with pytest.raises(CaptureError, match="No such file"):
         open_capture(str(tmp_path / "missing.pcap"))
-    with pytest.raises(CaptureError, match="not a regular file"):
+    with pytest.raises(CaptureError, match="is a folder"):
         open_capture(str(tmp_path))
     with pytest.raises(CaptureError, match="standard input"):
         open_captures(["-", str(tmp_path / "x")])
