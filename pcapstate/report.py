@@ -10,7 +10,14 @@ import html as html_lib
 import re
 from typing import Any
 
-from pcapstate.report_text import outcome_words, seconds, table_words, when
+from pcapstate.report_text import (
+    TOP_GROUPS,
+    more_groups,
+    outcome_words,
+    seconds,
+    table_words,
+    when,
+)
 from pcapstate.verdict import TOO_CLOSE
 
 Block = tuple[Any, ...]
@@ -32,10 +39,11 @@ MEANING = {
 
 
 def verdict(result: dict[str, Any]) -> list[str]:
-    """The findings in plain words, worst first; one sentence when nothing is wrong."""
+    """The findings in plain words, worst first (the top groups, then how many more);
+    one sentence when nothing is wrong."""
     conns = result["connections"]
     out = []
-    for f in result["findings"]:
+    for f in result["findings"][:TOP_GROUPS]:
         n, state, service = f["count"], f["state"], f["service"]
         outcomes = f["outcomes"]
         how = ("; ".join(f"{v:,} {outcome_words(k)}" for k, v in outcomes.items())
@@ -48,6 +56,8 @@ def verdict(result: dict[str, Any]) -> list[str]:
             f"{'were' if n != 1 else 'was'} left in {state}, the oldest for "
             f"{seconds(f['oldest'])} ({how})" + (f"; in every one {meaning}." if meaning
                                                  else "."))
+    if more_groups(result["findings"]):
+        out.append(_sentence(more_groups(result["findings"])))
     if not out:
         total = conns["total"]
         out.append(f"Nothing wrong found: of {total:,} connection{'s' if total != 1 else ''}, "
@@ -55,6 +65,10 @@ def verdict(result: dict[str, Any]) -> list[str]:
                    "longer than its threshold "
                    f"({_thresholds(result)}).")
     return out
+
+
+def _sentence(words: str) -> str:
+    return words[:1].upper() + words[1:] + "."
 
 
 def _thresholds(result: dict[str, Any]) -> str:
@@ -190,16 +204,19 @@ def blocks(result: dict[str, Any], charts: list[tuple[str, str]]) -> list[Block]
                 ("table", ["conn_state", "connections"],
                  [[state, f"{n:,}"] for state, n in conns["zeek_conn_states"].items()])]
 
-    if result["findings"]:
+    top = result["findings"][:TOP_GROUPS]
+    if top:
         out += [("h", 2, "Stuck endpoints by service"),
                 ("table", ["state", "service", "side", "endpoints", "still stuck", "oldest",
                            "how they ended"],
                  [[f["state"], f["service"], f["role"], f"{f['count']:,}",
                    f"{f['still_open']:,}", seconds(f["oldest"]),
                    "; ".join(f"{v:,} {outcome_words(k)}" for k, v in f["outcomes"].items())]
-                  for f in result["findings"]])]
+                  for f in top])]
+        if more_groups(result["findings"]):
+            out.append(("p", _sentence(more_groups(result["findings"])), False))
         out.append(("h", 2, "The worst stuck connections"))
-        for f in result["findings"]:
+        for f in top:
             for ex in f["examples"][:5]:
                 out.append(("p", f"{ex['endpoint']} ({ex['role']}) with {ex['peer']}, "
                                  f"connection {ex['conn_id']}: {evidence(ex)} "

@@ -3,6 +3,11 @@
 from datetime import UTC, datetime
 from typing import Any
 
+#: Findings groups shown in the terminal summary and the reports, worst first; the JSON
+#: result keeps them all. Stuck clients are grouped by the service they tried to reach
+#: (verdict.service_of), but a scan of many services still makes many groups.
+TOP_GROUPS = 10
+
 
 def seconds(value: float | None) -> str:
     """A duration for people: 850us, 12.3ms, 4.20s, 3m05s, 2h10m."""
@@ -32,6 +37,16 @@ def when(ts: float | None) -> str:
 
 def _counts(d: dict[str, int]) -> str:
     return ", ".join(f"{k} {v:,}" for k, v in d.items()) or "none"
+
+
+def more_groups(findings: list[dict[str, Any]]) -> str:
+    """What the top groups leave out, in words ("" when nothing is)."""
+    rest = findings[TOP_GROUPS:]
+    if not rest:
+        return ""
+    n, endpoints = len(rest), sum(f["count"] for f in rest)
+    return (f"and {n:,} more group{'s' if n != 1 else ''} ({endpoints:,} stuck "
+            f"endpoint{'s' if endpoints != 1 else ''}; the JSON result lists every group)")
 
 
 def outcome_words(name: str) -> str:
@@ -96,7 +111,7 @@ def render(result: dict[str, Any]) -> str:
     findings = result["findings"]
     if findings:
         out.append("Stuck endpoints, worst first:")
-        for f in findings:
+        for f in findings[:TOP_GROUPS]:
             outcomes = ", ".join(_outcome(k, v) for k, v in f["outcomes"].items())
             out.append(
                 f"  {f['state']:<12} {f['service']} ({f['role']}): {f['count']:,} "
@@ -105,6 +120,8 @@ def render(result: dict[str, Any]) -> str:
             ex = max(f["examples"], key=lambda e: e["duration"])
             out.append(f"{'':15}oldest: {ex['endpoint']} with peer {ex['peer']} (connection "
                        f"{ex['conn_id']}), in {f['state']} since {when(ex['since'])}")
+        if more_groups(findings):
+            out.append(f"  {more_groups(findings)}")
     else:
         out.append("Stuck endpoints: none.")
     out.append("")

@@ -115,14 +115,14 @@ class StateDurations:
 
 
 class FindingGroup:
-    """Stuck endpoints that share a state and a service."""
+    """Stuck endpoints that share a state, a service (verdict.service_of) and a role."""
 
-    __slots__ = ("state", "service", "roles", "count", "oldest", "outcomes", "worst")
+    __slots__ = ("state", "service", "role", "count", "oldest", "outcomes", "worst")
 
-    def __init__(self, state: State, service: str) -> None:
+    def __init__(self, state: State, service: str, role: str) -> None:
         self.state = state
         self.service = service
-        self.roles: Counter[str] = Counter()
+        self.role = role
         self.count = 0
         self.oldest = 0.0
         self.outcomes: Counter[str] = Counter()
@@ -130,7 +130,6 @@ class FindingGroup:
 
     def add(self, s: Stuck) -> None:
         self.count += 1
-        self.roles[s.role] += 1
         self.oldest = max(self.oldest, s.duration)
         self.outcomes[s.outcome] += 1
         item = (s.duration, -s.conn_id, s)
@@ -143,7 +142,7 @@ class FindingGroup:
         return {
             "state": self.state.value,
             "service": self.service,
-            "role": next(iter(_ranked(self.roles))),
+            "role": self.role,
             "count": self.count,
             "still_open": self.outcomes["open"],
             "oldest": self.oldest,
@@ -178,7 +177,7 @@ class Summary:
         self.final: dict[str, Counter[str]] = {r: Counter() for r in ROLES}
         self.anomalies: Counter[str] = Counter()
         self.durations: dict[State, StateDurations] = {}
-        self.groups: dict[tuple[State, str], FindingGroup] = {}
+        self.groups: dict[tuple[State, str, str], FindingGroup] = {}
         self.sides = [0] * (UNTOLD + 1)  # handshakes by verdict.vantage_side
         #: Wireshark's analysis flags counted over all segments, when tshark decoded them
         self.wireshark: Counter[str] | None = None
@@ -227,9 +226,10 @@ class Summary:
                   by_endpoint: tuple[list[Interval], list[Interval]] | None = None) -> None:
         """Report the connection's stuck endpoints, if any."""
         for s in stuck(conn, end, self.settings, by_endpoint):
-            group = self.groups.get((s.state, s.service))
+            key = (s.state, s.service, s.role)
+            group = self.groups.get(key)
             if group is None:
-                group = self.groups[(s.state, s.service)] = FindingGroup(s.state, s.service)
+                group = self.groups[key] = FindingGroup(*key)
             group.add(s)
 
     def record(self, conn: Connection) -> None:
@@ -282,7 +282,7 @@ class Summary:
     def findings(self) -> list[dict[str, Any]]:
         """Worst first: most stuck endpoints, then the oldest."""
         groups = sorted(self.groups.values(),
-                        key=lambda g: (-g.count, -g.oldest, g.state, g.service))
+                        key=lambda g: (-g.count, -g.oldest, g.state, g.service, g.role))
         return [g.to_json() for g in groups]
 
     def vantage(self) -> dict[str, Any]:

@@ -92,7 +92,8 @@ class Stuck:
     role: str  # "client" or "server": which endpoint is stuck
     endpoint: str  # its ip:port
     peer: str
-    service: str  # what to blame: the server's ip:port, or the client's ip -> the service
+    service: str  # the server's ip:port (service_of): the service the stuck endpoint
+    #               served (role server) or was trying to reach (role client)
     conn_id: int
     since: float
     duration: float  # a lower bound if `outcome` is "open"
@@ -109,6 +110,7 @@ def stuck(conn: Connection, end: float, settings: Settings,
     `by_endpoint`: each endpoint's intervals, if the caller has them already."""
     found = []
     limits = settings.stuck_after
+    service = service_of(conn)
     for i, e in enumerate(conn.ep):
         ivs = by_endpoint[i] if by_endpoint is not None else intervals(e, end)
         for iv in ivs:
@@ -121,8 +123,6 @@ def stuck(conn: Connection, end: float, settings: Settings,
                 outcome = "reset_by_self" if conn.reset_by == i else "reset_by_peer"
             else:
                 outcome = iv.next.value.lower()
-            server = conn.ep[1].address()
-            service = server if i == 1 else f"{_host(conn.ep[0].address())} -> {server}"
             fin, ack = _fin_and_ack(conn.ep[1 - i] if iv.state is State.CLOSE_WAIT else e,
                                     iv)
             rst = iv.start + iv.duration if outcome.startswith("reset") else None
@@ -157,8 +157,12 @@ def _fin_and_ack(sender: Endpoint, iv: Interval) -> tuple[float | None, float | 
     return fin, ack
 
 
-def _host(address: str) -> str:
-    return address.rsplit(":", 1)[0]
+def service_of(conn: Connection) -> str:
+    """What a stuck endpoint's findings group is keyed by, with its state and role: the
+    server's ip:port. A stuck server endpoint is blamed on the service it serves; stuck
+    clients are grouped by the service they were trying to reach, so that a SYN flood
+    from a million sources, or every client of a server that went away, is one group."""
+    return conn.ep[1].address()
 
 
 #: A handshake whose two gaps are both shorter than this tells nothing of where the capture

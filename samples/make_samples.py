@@ -201,7 +201,7 @@ def syn_timeout(ns: Namespace) -> None:
                     f"SYN is sent {len(syns)} times, at "
                     + ", ".join(f"{t - syns[0]:.1f}" for t in syns) + " s",
         connections=1, end_kinds={"unanswered": 1}, closers={"none": 1},
-        stuck=[{"state": "SYN_SENT", "service": "10.78.0.1 -> 10.78.0.2:80",
+        stuck=[{"state": "SYN_SENT", "service": "10.78.0.2:80",
                 "role": "client", "count": 1}],
         zeek=[{"conn_state": "S0", "history": "S", "orig_pkts": len(group), "resp_pkts": 0}
               for group in lines],

@@ -290,3 +290,72 @@ def test_markdown_renders_as_github_renders_it(tmp_path, name):
     assert set(page.tags) <= {"h1", "h2", "p", "strong", "table", "thead", "tbody", "tr", "th",
                               "td", "pre", "code", "img"}
     assert page.text[0] == f"pcapstate report: {capture}"
+
+
+def flood_and_scan(path: Path) -> None:
+    """bench/make_floods.py's SYN flood, small: 3,000 SYNs from as many sources to
+    192.0.2.1:80, 100 a second, beside a CLOSE_WAIT leak at 192.0.2.1:5001; and a scan:
+    one client's SYNs to 30 services, never answered."""
+    import importlib.util
+
+    import numpy as np
+
+    spec = importlib.util.spec_from_file_location(
+        "make_floods", SAMPLES.parent / "bench" / "make_floods.py")
+    assert spec is not None and spec.loader is not None
+    mf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mf)
+    n, k = 3000, np.arange(3000, dtype=np.int64)
+    ts = mf.START + 1.0 + k / 100
+    flood = [ts, (10 << 24) + 1 + k, np.full(n, int.from_bytes(mf.SERVER, "big")),
+             1024 + (k * 7919) % 64512, np.full(n, 80), (k * 2654435761) & 0xFFFFFFFF,
+             np.zeros(n), np.full(n, mf.SYN)]
+    leak = mf.columns(mf.leak(mf.START, float(ts[-1]) + 1))
+    scan = mf.columns([(mf.START + 1.0 + i / 100, mf.address(198, 51, 100, 9),
+                        mf.address(203, 0, 113, 1 + i), 40000 + i, 443, 77 * i, 0, mf.SYN)
+                       for i in range(30)])
+    path.write_bytes(mf.HEADER + mf.sorted_frames(
+        [np.concatenate(cols) for cols in zip(flood, leak, scan, strict=True)]))
+
+
+def test_a_flood_is_one_group_and_the_output_stays_small(tmp_path, capsys):
+    """Stuck clients are grouped by the service they tried to reach: 3,000 sources flooding
+    one service are one group, not 3,000. The terminal summary and the reports show the
+    worst groups and say how many more there are (a scan of 30 services); the JSON keeps
+    every group."""
+    import json
+
+    capture, result = tmp_path / "flood.pcap", tmp_path / "r.json"
+    flood_and_scan(capture)
+    assert main(["analyze", str(capture), "--json", str(result), "--report",
+                 str(tmp_path / "r.md"), "--html", str(tmp_path / "r.html")]) == 0
+    summary = capsys.readouterr().out
+    findings = json.loads(result.read_text())["findings"]
+    assert len(findings) == 32  # the flood, the leak, each service scanned
+    flood, leak, *scanned = findings
+    assert (flood["state"], flood["service"], flood["role"]) == (
+        "SYN_SENT", "192.0.2.1:80", "client")
+    assert 1990 <= flood["count"] <= 2000 and len(flood["examples"]) == 10
+    assert len({ex["endpoint"].split(":")[0] for ex in flood["examples"]}) == 10
+    assert (leak["state"], leak["service"], leak["role"]) == (
+        "CLOSE_WAIT", "192.0.2.1:5001", "server")
+    assert [f["service"] for f in scanned] == [f"203.0.113.{1 + i}:443" for i in range(30)]
+    assert {(f["state"], f["role"], f["count"]) for f in scanned} == {
+        ("SYN_SENT", "client", 1)}
+
+    assert len(summary.splitlines()) <= 45, summary
+    assert f"SYN_SENT     192.0.2.1:80 (client): {flood['count']:,} connections" in summary
+    assert "203.0.113.8:443 (client)" in summary and "203.0.113.9:443" not in summary
+    assert "  and 22 more groups (22 stuck endpoints; the JSON result lists every group)" \
+        in summary
+
+    md = (tmp_path / "r.md").read_text()
+    assert len(md) < 20_000 and (tmp_path / "r.html").stat().st_size < 400_000
+    verdict = md.split("## Verdict", 1)[1].split("##", 1)[0]
+    assert f"**{flood['count']:,} connections to 192.0.2.1:80 (client side) were left in " \
+           "SYN\\_SENT" in verdict
+    assert "**And 22 more groups (22 stuck endpoints; the JSON result lists every group).**" \
+        in verdict
+    table = md.split("## Stuck endpoints by service", 1)[1].split("##", 1)[0]
+    assert table.count("| SYN\\_SENT |") == 9 and "And 22 more groups" in table
+    assert md.count("Wireshark display filter") == 5 + 1 + 8  # of the top groups' examples
