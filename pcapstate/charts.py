@@ -42,7 +42,7 @@ _DRAW_PER_DECADE = 10
 def charts(result: dict[str, Any]) -> list[tuple[str, str, Callable[[], Figure]]]:
     """(file name, title, drawing function) for each chart this result has data for."""
     out = []
-    if any(d["count"] for d in result["durations"].values()):
+    if _drawn_states(result):
         out.append(("durations.png", "Time spent in each state", lambda: durations(result)))
     if result["timeline"]["states"]:
         out.append(("states_over_time.png", "Endpoints in each state over the capture",
@@ -50,7 +50,7 @@ def charts(result: dict[str, Any]) -> list[tuple[str, str, Callable[[], Figure]]
     if any(f["state"] == "CLOSE_WAIT" for f in result["findings"]):
         out.append(("close_wait.png", "Connections stuck in CLOSE_WAIT",
                     lambda: stuck_timeline(result, "CLOSE_WAIT")))
-    if result["connections"]["total"]:
+    if result["connections"]["total"] and result["connections"]["by_end_and_closer"]:
         out.append(("endings.png", "How connections ended, by who closed first",
                     lambda: endings(result)))
     return out
@@ -66,7 +66,7 @@ def png(fig: Figure) -> bytes:
 def durations(result: dict[str, Any]) -> Figure:
     """One panel per state: a log-time histogram of the endpoints (log count), censored
     durations drawn apart from complete ones."""
-    states = [s for s, d in result["durations"].items() if d["count"]]
+    states = _drawn_states(result)
     cols = 2 if len(states) > 1 else 1
     rows = (len(states) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(11, 2.4 * rows + 0.8), squeeze=False)
@@ -100,6 +100,12 @@ def durations(result: dict[str, Any]) -> Figure:
                frameon=False)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / (2.4 * rows + 0.8)))
     return fig
+
+
+def _drawn_states(result: dict[str, Any]) -> list[str]:
+    """The states with durations to draw (a count, and bins that hold them)."""
+    return [s for s, d in result["durations"].items()
+            if d["count"] and any(d["histogram"].values())]
 
 
 def states_over_time(result: dict[str, Any]) -> Figure:
@@ -172,9 +178,10 @@ def endings(result: dict[str, Any]) -> Figure:
         ax.annotate(f" {total:,}", (total, y), va="center", fontsize=8)
     ax.set_yticks(range(len(kinds)), [k.replace("_", " ") for k in kinds], fontsize=9)
     ax.invert_yaxis()
-    ax.set_xlim(0, max(left) * 1.12)
+    ax.set_xlim(0, max(*left, 1) * 1.12)
     ax.set_xlabel("connections")
-    ax.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0, 1), ncol=4, frameon=False)
+    if any(left):
+        ax.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0, 1), ncol=4, frameon=False)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return fig

@@ -633,6 +633,11 @@ def _report_of(args: argparse.Namespace, name: str, outputs: _Outputs) -> int:
     if schema != SCHEMA:
         return _error(f"{name} is not a pcapstate result" if schema is None else
                       f"{name} is a {schema} result; this pcapstate reads {SCHEMA}")
+    from pcapstate.schema import problem
+
+    bad = problem(result)  # the first field a report could not use, by its JSON path
+    if bad is not None:
+        return _error(f"{name}: {bad}")
     try:
         _reports(args, result, outputs)
         outputs.done()

@@ -97,6 +97,7 @@ def vantage_words(v: dict[str, Any]) -> str:
         "mixed": "mixed: near the clients in some connections, near the servers or between "
                  "in others (a host that is client of some and server of others, or several "
                  "paths)",
+        "unknown": "unknown",
     }[v["estimate"]]
     counts = ", ".join(f"{v[k]:,} {k.replace('_', ' ')}" for k in
                        ("near_client", "between", "near_server", "too_close_to_tell") if v[k])
@@ -106,7 +107,7 @@ def vantage_words(v: dict[str, Any]) -> str:
 def evidence(ex: dict[str, Any]) -> str:
     """What the capture shows of one stuck endpoint, packet by packet, in words."""
     state, me, fin, ack = ex["state"], ex["role"], ex["fin_ts"], ex["ack_ts"]
-    if state == "CLOSE_WAIT":
+    if state == "CLOSE_WAIT" and fin is not None:
         told = [f"FIN from the peer at {when(fin)}",
                 f"acknowledged by the {me} {_after(ack, fin)}" if ack is not None
                 else "its acknowledgment not captured"]

@@ -211,7 +211,7 @@ def test_read_result_stops_before_the_records(tmp_path):
     (b'{"a": 1}', "is not a pcapstate result"),
     (b'{"a": ', "is not valid JSON"),
     (b"\xd4\xc3\xb2\xa1\x02\x00", "is not a JSON file"),
-    (b'{"schema": "pcapstate-result/1"}', "lacks what a report needs"),
+    (b'{"schema": "pcapstate-result/1"}', "bad.json: pcapstate_version: missing"),
 ])
 def test_report_of_a_bad_result_is_a_one_line_error(tmp_path, capsys, content, says):
     path = tmp_path / "bad.json"
