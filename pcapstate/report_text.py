@@ -30,9 +30,14 @@ def _plain(value: float) -> str:
 
 
 def when(ts: float | None) -> str:
+    """A timestamp as a UTC date; one no date can show (a pcapng's 64-bit clock allows the
+    year 31 million) as its seconds."""
     if ts is None:
         return "-"
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
+    try:
+        return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
+    except (ValueError, OverflowError, OSError):
+        return f"{ts:.6f} s since 1970 (no date)"
 
 
 def _counts(d: dict[str, int]) -> str:

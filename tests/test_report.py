@@ -359,3 +359,33 @@ def test_a_flood_is_one_group_and_the_output_stays_small(tmp_path, capsys):
     table = md.split("## Stuck endpoints by service", 1)[1].split("##", 1)[0]
     assert table.count("| SYN\\_SENT |") == 9 and "And 22 more groups" in table
     assert md.count("Wireshark display filter") == 5 + 1 + 8  # of the top groups' examples
+
+
+def test_a_timestamp_no_date_can_show_is_written_as_seconds(tmp_path, capsys):
+    """pcapng's 64-bit clock (here in whole seconds) allows the year 31 million: analyze
+    summarises and reports it without a traceback; a saved result with such a timestamp is
+    refused by `pcapstate report` (the schema's range), in one line."""
+    def block(kind: int, body: bytes) -> bytes:
+        body += b"\0" * (-len(body) % 4)
+        return struct.pack("<II", kind, 12 + len(body)) + body + struct.pack("<I", 12 + len(body))
+
+    frame = (b"\x02" * 6 + b"\x04" * 6 + b"\x08\x00"
+             + bytes([0x45, 0, 0, 40, 0, 0, 0, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2])
+             + struct.pack(">HHIIBBHHH", 1234, 80, 1, 0, 0x50, 0x02, 1000, 0, 0))
+    ts = 10**15  # seconds: if_tsresol 10^0
+    capture = tmp_path / "far.pcapng"
+    capture.write_bytes(
+        block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
+        + block(1, struct.pack("<HHI", 1, 0, 65535) + struct.pack("<HHB3xHH", 9, 1, 0, 0, 0))
+        + block(6, struct.pack("<IIIII", 0, ts >> 32, ts & 0xFFFFFFFF, len(frame), len(frame))
+                + frame))
+    result = tmp_path / "r.json"
+    assert main(["analyze", str(capture), "--json", str(result), "--report",
+                 str(tmp_path / "r.md")]) == 0
+    assert "from 1000000000000000.000000 s since 1970 (no date) to" in capsys.readouterr().out
+    assert "| time span | 1000000000000000.000000 s since 1970 (no date) to" in \
+        (tmp_path / "r.md").read_text()
+    assert main(["report", str(result), "--html", str(tmp_path / "r.html")]) == 2
+    assert capsys.readouterr().err == (
+        f"pcapstate: error: {result}: capture.first_ts: expected a timestamp (seconds since "
+        "1970, before the year 10000), got 1000000000000000.0\n")
