@@ -1,7 +1,7 @@
 """The benchmark: pcapstate against the tools users would otherwise run, on one capture.
 
     python3 bench/run.py [CAPTURE] [--runs 3] [--long 10] [--corpus 4] [--floods]
-                         [--skip TOOL ...]
+                         [--first-run N] [--skip TOOL ...]
 
 Needs GNU time (Debian package `time`). Without CAPTURE it uses bench/out/bench.pcap, made
 first by bench/make_capture.py if missing. Each tool runs `--runs` times on the same file
@@ -19,7 +19,9 @@ engine, compared with `tshark-fields`, tshark printing the same fields to nowher
 `--floods` measures memory under floods (bench/make_floods.py makes them: a million SYNs
 from distinct sources, a million connections never closed): pcapstate at its default
 connection-table limit, at 100,000 and with none, against tcptrace, tshark and the dpkt
-loop, once each, with the evictions pcapstate reported.
+loop, once each, with the evictions pcapstate reported. `--first-run N` times the first
+run after installing N times (pcapstate on a small sample with an empty compiled-code
+cache: the compile numba does once), wall and CPU seconds; `--runs 0` measures only that.
 """
 
 import argparse
@@ -175,6 +177,32 @@ def corpus(capture: str, copies: int, workers: int) -> float:
     return time.perf_counter() - started
 
 
+def first_run(times: int) -> dict[str, Any]:
+    """The first run after installing, `times` times: pcapstate on a small sample with an
+    empty cache for its compiled code, wall and CPU (user + system) seconds."""
+    import os
+    import tempfile
+
+    sample = str(HERE.parent / "samples" / "close_wait_leak.pcap")
+    walls, cpus = [], []
+    for _ in range(times):
+        with tempfile.TemporaryDirectory() as cache:
+            env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+            started = time.perf_counter()
+            p = subprocess.run(["/usr/bin/time", "-f", "%U %S", *TOOLS["pcapstate"](sample)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               env={**env, "XDG_CACHE_HOME": cache}, check=True)
+            walls.append(time.perf_counter() - started)
+            user, system = map(float, p.stderr.split()[-2:])
+            cpus.append(user + system)
+    out = {"wall_s": round(statistics.median(walls), 1), "cpu_s": round(statistics.median(cpus), 1),
+           "runs_wall_s": [round(w, 1) for w in walls]}
+    print(f"first run after installing (an empty cache, the engine compiled): "
+          f"{out['wall_s']:.0f} s wall, {out['cpu_s']:.0f} s CPU (median of {times})",
+          flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("capture", nargs="?", default=str(HERE / "out" / "bench.pcap"))
@@ -182,8 +210,12 @@ def main() -> None:
     ap.add_argument("--long", type=int, default=0, metavar="N")
     ap.add_argument("--corpus", type=int, default=0, metavar="N")
     ap.add_argument("--floods", action="store_true")
+    ap.add_argument("--first-run", type=int, default=0, metavar="N")
     ap.add_argument("--skip", nargs="*", default=[], choices=list(TOOLS | FLOOD_TOOLS))
     args = ap.parse_args()
+    if not args.runs:  # the first run alone: `--runs 0 --first-run 3`
+        print(json.dumps({"tools": {"first_run": first_run(args.first_run or 1)}}))
+        return
     if not Path(args.capture).exists():
         subprocess.run([PY, str(HERE / "make_capture.py"), "--out", args.capture], check=True)
     n = packets(args.capture)
@@ -239,6 +271,8 @@ def main() -> None:
         print(f"  two workers: {w1 / w2:.2f}x the throughput of one")
     if args.floods:
         rows["floods"] = floods(args.skip)
+    if args.first_run:
+        rows["first_run"] = first_run(args.first_run)
     print(json.dumps({"packets": n, "tools": rows}))
 
 

@@ -154,20 +154,19 @@ def _warnings(got: list[str], want: list[str]) -> list[str]:
 
 def _findings(got: list[dict[str, Any]], want: list[dict[str, Any]],
               tolerance: float) -> list[str]:
+    """A finding is one group: a state at a service, on its server or its clients' side."""
     out = []
-    old = {(f["state"], f["service"]): f for f in want}
-    new = {(f["state"], f["service"]): f for f in got}
+    old = {(f["state"], f["service"], f["role"]): f for f in want}
+    new = {(f["state"], f["service"], f["role"]): f for f in got}
     for key in sorted(set(old) | set(new)):
-        name = f"{key[0]} at {key[1]}"
+        name = f"{key[0]} at {key[1]} ({key[2]})"
         if key not in new:
-            w = old[key]
-            out.append(f"{name}: none stuck, expected {w['count']:,} ({w['role']})")
+            out.append(f"{name}: none stuck, expected {old[key]['count']:,}")
         elif key not in old:
-            g = new[key]
-            out.append(f"{name}: {g['count']:,} stuck endpoints ({g['role']}), expected none")
+            out.append(f"{name}: {new[key]['count']:,} stuck endpoints, expected none")
         else:
             g, w = new[key], old[key]
-            for k in ("count", "still_open", "role"):
+            for k in ("count", "still_open"):
                 if g[k] != w[k]:
                     out.append(f"{name}: {k.replace('_', ' ')} {g[k]}, expected {w[k]}")
             if abs(g["oldest"] - w["oldest"]) > tolerance:

@@ -509,7 +509,7 @@ def _capture_facts(result: dict[str, Any], argv: list[str], hashes: bool) -> Non
         if not hashes:
             continue
         f["sha256"] = None
-        if f["path"] != "-":
+        if f["size"] is not None:  # a regular file: a stream cannot be read again
             try:
                 with open(f["path"], "rb") as stream:
                     f["sha256"] = hashlib.file_digest(stream, "sha256").hexdigest()
@@ -551,8 +551,11 @@ def _check_corpus(args: argparse.Namespace, corpus: list[Any], show: bool,
                   junit: PendingFile | None, as_json: PendingFile | None) -> int:
     import time
 
-    from pcapstate import check
+    from pcapstate import check, jit
 
+    if not args.dask and not jit.is_cached():
+        _note("compiling the analysis engine first (once after installing or upgrading "
+              f"pcapstate: {jit.COMPILE_SECONDS})")
     started = time.perf_counter()
     try:
         outcomes = check.run(corpus, update=args.update, jobs=args.jobs or check.jobs(corpus),

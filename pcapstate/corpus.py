@@ -24,7 +24,8 @@ from typing import Any
 from pcapstate.settings import MAX_CONNECTIONS, Settings, duration, settings_for
 from pcapstate.vocab import State, stuck_states
 
-SUFFIXES = (".pcap", ".pcapng", ".cap", ".pcap.gz", ".pcapng.gz", ".cap.gz")
+SUFFIXES = tuple(f"{name}{packed}" for name in (".pcap", ".pcapng", ".cap")
+                 for packed in ("", ".gz", ".bz2", ".xz", ".zst"))  # tcpdump -z's compressions
 GOLDEN = ".golden.json"
 CONFIG = "pcapstate.toml"
 

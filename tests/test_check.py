@@ -90,10 +90,24 @@ def test_differences_in_counts_findings_and_connections(corpus, capsys):
     assert main(["check", str(corpus / LEAK)]) == 1
     out = capsys.readouterr().out
     assert "connections: 5, expected 6" in out
-    assert "CLOSE_WAIT at 127.0.0.1:5001: count 5, expected 4" in out
-    assert "CLOSE_WAIT at 127.0.0.1:5001: oldest" in out
+    assert "CLOSE_WAIT at 127.0.0.1:5001 (server): count 5, expected 4" in out
+    assert "CLOSE_WAIT at 127.0.0.1:5001 (server): oldest" in out
     assert ": not in the golden (ended half_closed, closed first by client)" in out
     assert ": first seen -0.500000s from the golden's time" in out
+
+
+def test_a_finding_on_the_other_side_of_the_same_service_is_a_difference(corpus, capsys):
+    """Findings are grouped by state, service and side: the server's CLOSE_WAIT at a
+    service and its clients' are two groups."""
+    def clients(g):
+        g["findings"][0]["role"] = "client"
+
+    edit_golden(corpus / f"{LEAK}.golden.json", clients)
+    capsys.readouterr()
+    assert main(["check", str(corpus / LEAK)]) == 1
+    out = capsys.readouterr().out
+    assert "CLOSE_WAIT at 127.0.0.1:5001 (client): none stuck, expected 5" in out
+    assert "CLOSE_WAIT at 127.0.0.1:5001 (server): 5 stuck endpoints, expected none" in out
 
 
 def test_a_timing_within_the_tolerance_is_no_difference(corpus):

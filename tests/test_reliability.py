@@ -246,3 +246,37 @@ def test_the_progress_line_is_cleared_before_the_summary(monkeypatch, capsys):
     assert "\rreading: " in err
     summary = err.index("4 files, 316 records")
     assert err.rindex("\r\033[K", 0, summary) > err.rindex("\rreading: ", 0, summary)
+
+
+def test_a_stream_with_json_has_no_digest_and_does_not_wait(tmp_path):
+    """A stream cannot be read twice: its sha256 is null (a file's is computed again)."""
+    p = subprocess.run(["bash", "-c", f"{sys.executable} -m pcapstate analyze <(cat {LEAK}) "
+                        f"{ROTATED[0]} --json r.json -q"], cwd=tmp_path, capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    inputs = json.loads((tmp_path / "r.json").read_text())["inputs"]
+    digests = {Path(f["path"]).name: f["sha256"] for f in inputs}
+    import hashlib
+
+    assert digests[Path(ROTATED[0]).name] == hashlib.sha256(Path(ROTATED[0]).read_bytes()
+                                                            ).hexdigest()
+    assert [d for name, d in digests.items() if name != Path(ROTATED[0]).name] == [None]
+
+
+def test_check_finds_every_compression_tcpdump_writes(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for tool, suffix in (("gzip", ".gz"), ("bzip2", ".bz2"), ("xz", ".xz"), ("zstd", ".zst")):
+        if subprocess.run(["which", tool], capture_output=True).returncode:
+            pytest.skip(f"{tool} is not installed")
+        target = corpus / f"leak-{tool}.pcap"
+        target.write_bytes(Path(LEAK).read_bytes())
+        subprocess.run([tool, "-q", *(["--rm"] if tool == "zstd" else []), str(target)],
+                       check=True)
+        assert f"leak-{tool}.pcap{suffix}" in leftovers(corpus)
+    assert len(leftovers(corpus)) == 4  # the compressed files alone
+    p = run("check", str(corpus), "--update")
+    assert p.returncode == 0, p.stderr
+    assert "\n4 captures: 0 passed, 0 failed, 4 updated" in p.stdout, p.stdout
+    p = run("check", str(corpus))
+    assert p.returncode == 0 and p.stdout.startswith("4 captures: 4 passed"), p.stdout
