@@ -256,6 +256,7 @@ def _input_json(c: Capture) -> dict[str, Any]:
         "path": c.path,
         "format": c.format,
         "compressed": c.compressed,
+        "compression": c.compression or None,
         "size": c.size,
         "records": c.records,
         "linktypes": sorted(c.linktypes),

@@ -71,6 +71,7 @@ class Capture:
     path: str
     format: str = ""
     compressed: bool = False
+    compression: str = ""  # gzip, bzip2, xz or zstd; "" for none
     snaplen: int = 0
     linktypes: set[int] = field(default_factory=set)
     first_ts: float | None = None
@@ -628,7 +629,7 @@ class _Source:
         first = self._raw(_CHUNK)
         self.ended = not first
         self.kind = _compression(first)
-        cap.compressed = bool(self.kind)
+        cap.compressed, cap.compression = bool(self.kind), self.kind
         self.inflate = zlib.decompressobj(31) if self.kind == "gzip" else None
         self.corrupt: tuple[type[Exception], ...] = (zlib.error,)
         if self.kind in ("bzip2", "xz", "zstd"):

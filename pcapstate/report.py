@@ -160,7 +160,7 @@ def blocks(result: dict[str, Any], charts: list[tuple[str, str]]) -> list[Block]
 
     out += [("h", 2, "Capture"), ("table", ["file", "format", "size", "records", "link types",
                                             "snaplen", "sha256"],
-                                  [[f["path"], f["format"] + (" (gzip)" if f["compressed"] else ""),
+                                  [[f["path"], f["format"] + _packed(f),
                                     "-" if f["size"] is None else f"{f['size']:,} bytes",
                                     f"{f['records']:,}", ", ".join(map(str, f["linktypes"])),
                                     str(f["snaplen"] or "-"), f.get("sha256") or "-"]
@@ -310,3 +310,11 @@ def html(report: list[Block], images: dict[str, bytes]) -> str:
                        f"<figcaption>{e(b[2])}</figcaption></figure>")
     out.append("</body></html>\n")
     return "\n".join(out)
+
+
+def _packed(f: dict[str, Any]) -> str:
+    """" (xz)" for a compressed input (a result saved before `compression` was written says
+    only that it was compressed: gzip, the one compression read then)."""
+    if not f["compressed"]:
+        return ""
+    return f" ({f.get('compression') or 'gzip'})"

@@ -141,6 +141,7 @@ INPUT: dict[str, Spec] = {
     "path": "text",
     "format": "text",
     "compressed": "bool",
+    "compression?": Maybe(OneOf(("gzip", "bzip2", "xz", "zstd"), "a compression")),
     "size": Maybe("count"),
     "records": "count",
     "linktypes": List("count"),

@@ -516,3 +516,15 @@ def test_lz4_is_named(tmp_path, capsys):
     code, out, err = run_cli(capsys, str(path))
     assert (code, err) == (2, f"pcapstate: error: {path}: byte 0: lz4-compressed, which "
                               "pcapstate does not read: decompress it first (lz4 -d)\n")
+
+
+def test_the_result_and_the_report_name_the_compression(tmp_path, capsys):
+    import lzma
+
+    packed = tmp_path / "leak.pcap.xz"
+    packed.write_bytes(lzma.compress(sample("close_wait_leak.pcap").read_bytes()))
+    assert main(["analyze", str(packed), "-q", "--json", str(tmp_path / "r.json"),
+                 "--report", str(tmp_path / "r.md")]) == 0
+    (given,) = json.loads((tmp_path / "r.json").read_text())["inputs"]
+    assert (given["compressed"], given["compression"]) == (True, "xz")
+    assert "| pcap (xz) |" in (tmp_path / "r.md").read_text()
