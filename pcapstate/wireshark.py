@@ -94,8 +94,13 @@ def command(path: str, verify: bool = False) -> list[str]:
 def batches(cap: Capture, rows: int = 1 << 16, verify: bool = False) -> Iterator[Batch]:
     """The capture's frames as tshark decodes them, `rows` at a time. Sets cap.records.
     `verify`: check TCP checksums."""
-    if cap.path == "-":
-        raise CaptureError("-", "the tshark engine reads files, not standard input")
+    if cap.size is None:
+        raise CaptureError(cap.path, "the tshark engine reads files, not streams (standard "
+                           "input, a pipe, a FIFO): save the capture first, or use --engine "
+                           "fast")
+    if cap.compression in ("bzip2", "xz"):
+        raise CaptureError(cap.path, f"tshark does not read {cap.compression}-compressed "
+                           "captures: decompress it first, or use --engine fast")
     proc = subprocess.Popen(command(cap.path, verify), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, bufsize=1 << 20)
     assert proc.stdout is not None and proc.stderr is not None

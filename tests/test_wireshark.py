@@ -177,3 +177,29 @@ def test_cross_check_exits_1_and_names_the_connection_on_a_disagreement(tmp_path
     out = capsys.readouterr().out
     assert "10.0.0.1:40000 -> 10.0.0.2:80: only the tshark engine sees it" in out
     assert out.startswith("Cross-check: 0 connections by the fast engine, 1 by tshark")
+
+
+def test_what_tshark_cannot_read_is_refused_in_one_line(tmp_path, capsys):
+    """tshark reads a file by name: a stream, or a compression it does not know (bzip2, xz),
+    is refused with the way round it, not a tshark error."""
+    import bz2
+    import lzma
+    import os
+    import threading
+    from pathlib import Path
+
+    data = (Path(__file__).resolve().parent.parent / "samples" / "ipv6.pcap").read_bytes()
+    for name, packed in (("x.pcap.bz2", bz2.compress(data)), ("x.pcap.xz", lzma.compress(data))):
+        (tmp_path / name).write_bytes(packed)
+        assert main(["analyze", str(tmp_path / name), "--engine", "tshark", "-q"]) == 2
+        kind = "bzip2" if name.endswith("bz2") else "xz"
+        assert capsys.readouterr().err == (
+            f"pcapstate: error: {tmp_path / name}: tshark does not read {kind}-compressed "
+            "captures: decompress it first, or use --engine fast\n")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_bytes(data))
+    writer.start()
+    assert main(["analyze", str(fifo), "--engine", "tshark", "-q"]) == 2
+    writer.join(timeout=10)
+    assert "the tshark engine reads files, not streams" in capsys.readouterr().err
