@@ -102,10 +102,14 @@ def is_cached() -> bool:
 COMPILE_SECONDS = "about 40 s"
 
 
+#: A compile shorter than this goes unannounced (a function or two, after a change).
+QUIET_SECONDS = 2.0
+
+
 @contextmanager
 def watch(note: Callable[[str], object]) -> Iterator[None]:
-    """While inside, say (through `note`) when numba starts compiling, and at the end how
-    long it took: a first run otherwise looks like a hang."""
+    """While inside, say (through `note`) when numba has been compiling for QUIET_SECONDS,
+    and at the end how long it took: a first run otherwise looks like a hang."""
     from numba.core import event
 
     class Timer(event.Listener):
@@ -114,12 +118,25 @@ def watch(note: Callable[[str], object]) -> Iterator[None]:
             self.started = 0.0
             self.seconds = 0.0
             self.lock = threading.Lock()
+            self.said = threading.Event()
+            self.alarm: threading.Timer | None = None
+
+        def say(self) -> None:
+            with self.lock:
+                busy = self.seconds + (time.perf_counter() - self.started if self.depth else 0)
+                if busy < QUIET_SECONDS / 2:  # it compiled a little, then ran: wait again
+                    self.alarm = None
+                    return
+                self.said.set()
+            note("compiling the analysis engine (once after installing or upgrading "
+                 f"pcapstate: {COMPILE_SECONDS})")
 
         def on_start(self, ev: event.Event) -> None:
             with self.lock:
-                if not self.seconds and not self.depth and not self.started:
-                    note("compiling the analysis engine (once after installing or upgrading "
-                         f"pcapstate: {COMPILE_SECONDS})")
+                if self.alarm is None:
+                    self.alarm = threading.Timer(QUIET_SECONDS, self.say)
+                    self.alarm.daemon = True
+                    self.alarm.start()
                 if not self.depth:
                     self.started = time.perf_counter()
                 self.depth += 1
@@ -131,9 +148,13 @@ def watch(note: Callable[[str], object]) -> Iterator[None]:
                     self.seconds += time.perf_counter() - self.started
 
     timer = Timer()
-    with event.install_listener("numba:compile", timer):
-        yield
-    if timer.seconds:
+    try:
+        with event.install_listener("numba:compile", timer):
+            yield
+    finally:
+        if timer.alarm is not None:
+            timer.alarm.cancel()
+    if timer.said.is_set():
         where = cache_dir()
         note(f"compiled in {timer.seconds:.0f} s"
              + (f"; cached in {where}" if where else "; not cached (no writable folder)"))

@@ -6,11 +6,17 @@ from pathlib import Path
 
 import pytest
 
-SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "close_wait_leak.pcap"
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
 
 @pytest.fixture(scope="session", autouse=True)
 def compiled_engine() -> None:
+    """Each way into the engine once: the compiled pcap walk, records batched from pcapng,
+    checksums checked, the records and the conn.log built."""
     from pcapstate.analyze import analyze
+    from pcapstate.settings import Settings
 
-    analyze([str(SAMPLE)], on_record=lambda rec: None, on_zeek=lambda recs: None)
+    for name in ("close_wait_leak.pcap", "pcapng.pcapng"):
+        analyze([str(SAMPLES / name)], Settings(zeek_checksums=True),
+                on_record=lambda rec: None, on_zeek=lambda recs: None,
+                on_brief=lambda briefs: None)
