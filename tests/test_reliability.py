@@ -283,3 +283,28 @@ def test_check_finds_every_compression_tcpdump_writes(tmp_path):
     assert "\n4 captures: 0 passed, 0 failed, 4 updated" in p.stdout, p.stdout
     p = run("check", str(corpus))
     assert p.returncode == 0 and p.stdout.startswith("4 captures: 4 passed"), p.stdout
+
+
+def test_report_tells_a_terminal_on_standard_input_what_it_awaits(tmp_path):
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([*PCAPSTATE, "report", "-", "--html", str(tmp_path / "r.html")],
+                            stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    os.close(slave)
+    said, started = b"", time.monotonic()
+    try:
+        while b"\n" not in said and time.monotonic() - started < 60:
+            if select.select([proc.stderr], [], [], 1)[0]:
+                said += os.read(proc.stderr.fileno(), 1000)  # type: ignore[union-attr]
+        assert said == (b"pcapstate: reading a result from standard input (pcapstate analyze "
+                        b"--json - ...); Ctrl-D ends it\n")
+        os.write(master, b"\x04")
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    assert proc.returncode == 2 and err.startswith(b"pcapstate: error: standard input is not")
+    assert leftovers(tmp_path) == []
