@@ -10,8 +10,9 @@ import struct
 from array import array
 from typing import NamedTuple
 
+from pcapstate.vocab import SYN
+
 # TCP flag bits (RFC 9293, section 3.1).
-FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 
 # Link types (https://www.tcpdump.org/linktypes.html).
 LINKTYPE_NULL = 0

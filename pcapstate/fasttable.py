@@ -19,6 +19,7 @@ import numpy as np
 from numba import types
 from numba.typed import Dict
 
+from pcapstate import zeek
 from pcapstate.jit import njit
 from pcapstate.machine import Connection, Endpoint, ip_text
 from pcapstate.scan import TCP, Batch
@@ -26,7 +27,19 @@ from pcapstate.settings import Settings
 from pcapstate.summary import Summary
 from pcapstate.table import ATTEMPT_QUIET
 from pcapstate.verdict import UNTOLD, vantage_side
-from pcapstate.vocab import ANOMALIES, WIRESHARK_ANALYSIS, Closer, EndKind, Roles, State
+from pcapstate.vocab import (
+    ACK,
+    ANOMALIES,
+    FIN,
+    RST,
+    SYN,
+    WIRESHARK_ANALYSIS,
+    Closer,
+    EndKind,
+    Roles,
+    State,
+    codes,
+)
 from pcapstate.zeek import (
     ATTEMPT,
     CLOSE_DELAY,
@@ -41,13 +54,31 @@ from pcapstate.zeek import (
     ZeekConn,
 )
 
+# The vocabulary's codes (vocab.codes), taken by name: the compiled code's constants.
 STATES = list(State)
-(CLOSED, SYN_SENT, SYN_RCVD, ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT, CLOSING,
- LAST_ACK, TIME_WAIT) = range(10)
+_S = codes(State)
+CLOSED, SYN_SENT, SYN_RCVD = _S[State.CLOSED], _S[State.SYN_SENT], _S[State.SYN_RCVD]
+ESTABLISHED, FIN_WAIT_1 = _S[State.ESTABLISHED], _S[State.FIN_WAIT_1]
+FIN_WAIT_2, CLOSE_WAIT = _S[State.FIN_WAIT_2], _S[State.CLOSE_WAIT]
+CLOSING, LAST_ACK, TIME_WAIT = _S[State.CLOSING], _S[State.LAST_ACK], _S[State.TIME_WAIT]
 ANOMALY_NAMES = list(ANOMALIES)
-(A_BACKWARDS, A_DUPLICATE, A_SYN_RETX, A_SYNACK_RETX, A_FIN_RETX, A_SYN_INSIDE,
- A_FIN_SEQ_CHANGED, A_RST_OUT, A_RST_AFTER, A_PACKET_AFTER, A_FIN_BEFORE,
- A_BAD_SYNACK, A_RETX, A_KEEP_ALIVE) = range(14)
+_A = codes(ANOMALIES)
+A_BACKWARDS, A_DUPLICATE = _A["timestamp_backwards"], _A["duplicate_segment"]
+A_SYN_RETX, A_SYNACK_RETX = _A["syn_retransmitted"], _A["synack_retransmitted"]
+A_FIN_RETX, A_SYN_INSIDE = _A["fin_retransmitted"], _A["syn_inside_connection"]
+A_FIN_SEQ_CHANGED, A_RST_OUT = _A["fin_seq_changed"], _A["rst_out_of_window"]
+A_RST_AFTER, A_PACKET_AFTER = _A["rst_after_close"], _A["packet_after_close"]
+A_FIN_BEFORE, A_BAD_SYNACK = _A["fin_before_handshake"], _A["bad_synack_ack"]
+A_RETX, A_KEEP_ALIVE = _A["retransmission"], _A["keep_alive"]
+_E = codes(EndKind)
+E_CLOSED, E_HALF_CLOSED = _E[EndKind.CLOSED], _E[EndKind.HALF_CLOSED]
+E_RESET_BY_CLIENT, E_RESET_BY_SERVER = _E[EndKind.RESET_BY_CLIENT], _E[EndKind.RESET_BY_SERVER]
+E_REFUSED, E_UNANSWERED = _E[EndKind.REFUSED], _E[EndKind.UNANSWERED]
+E_HANDSHAKE_INCOMPLETE, E_OPEN = _E[EndKind.HANDSHAKE_INCOMPLETE], _E[EndKind.OPEN]
+E_EVICTED = _E[EndKind.EVICTED]
+_C = codes(Closer)
+C_CLIENT, C_SERVER, C_BOTH, C_NONE = (_C[Closer.CLIENT], _C[Closer.SERVER], _C[Closer.BOTH],
+                                      _C[Closer.NONE])
 ROLE_NAMES = [Roles.SYN, Roles.SYNACK, Roles.PORT]
 END_NAMES = [k.value for k in EndKind]
 STATE_NAMES = [st.value for st in State]
@@ -63,7 +94,6 @@ _DUPLICATE_WINDOW = 0.001
 _UNKNOWN_SCALE = 14
 _SWEEP_EVERY = 1.0
 _EPHEMERAL = 32768
-FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
 
 # Scalars kept in one float64 array, so the compiled code can update them.
 NOW, NEXT_SWEEP, CONNECTIONS, PEAK, HEAP_N, FREE_N, RETIRED_N, TIME_WAIT_S, FIN_TIMEOUT_S, \
@@ -322,9 +352,22 @@ def _control(r, d, flags, seq, ack, wn, plen, ws, ts, tw, ft):
 # Zeek's likely server ports (zeek.LIKELY_SERVER_PORTS, 47 since Zeek 8.1), compiled in
 _LIKELY = np.zeros(1 << 16, np.bool_)
 _LIKELY[list(LIKELY_SERVER_PORTS)] = True
-(Z_INACTIVE, Z_SYN_SENT, Z_SYN_ACK_SENT, Z_PARTIAL, Z_ESTABLISHED, Z_CLOSED,
- Z_RESET) = range(7)
-_H_SYN, _H_FIN, _H_RST, _H_FIN_RST, _H_DATA, _H_ACK, _H_MULTI = 1, 2, 4, 8, 16, 32, 64
+# Zeek's endpoint states and history bits, as zeek.py numbers them
+Z_INACTIVE, Z_SYN_SENT, Z_SYN_ACK_SENT, Z_PARTIAL = (zeek.INACTIVE, zeek.SYN_SENT,
+                                                     zeek.SYN_ACK_SENT, zeek.PARTIAL)
+Z_ESTABLISHED, Z_CLOSED, Z_RESET = zeek.ESTABLISHED, zeek.CLOSED, zeek.RESET
+_H_SYN, _H_FIN, _H_RST, _H_FIN_RST = zeek._SYN, zeek._FIN, zeek._RST, zeek._FIN_RST
+_H_DATA, _H_ACK, _H_MULTI = zeek._DATA, zeek._ACK, zeek._MULTI
+# Zeek's history letters (the originator's; the responder's are these in lower case) and
+# the flip mark, as the bytes of the history
+L_S, L_H, L_A, L_D, L_F, L_R, L_C = ord("S"), ord("H"), ord("A"), ord("D"), ord("F"), ord("R"), \
+    ord("C")
+L_G, L_I, L_Q, L_W, L_T, L_FLIP = ord("G"), ord("I"), ord("Q"), ord("W"), ord("T"), ord("^")
+# main.zeek's conn_states, by their codes in zeek.CONN_STATES
+_Z = codes(CONN_STATES)
+S0, S1, SF, REJ, S2, S3 = _Z["S0"], _Z["S1"], _Z["SF"], _Z["REJ"], _Z["S2"], _Z["S3"]
+RSTO, RSTR, RSTOS0, RSTRH = _Z["RSTO"], _Z["RSTR"], _Z["RSTOS0"], _Z["RSTRH"]
+SH, SHR, OTH = _Z["SH"], _Z["SHR"], _Z["OTH"]
 _JUMP = 1 << 20
 
 
@@ -351,7 +394,7 @@ def _z_add(r, e, letter):
     """ZeekConn._add: upper case for the originator. A history longer than the record
     holds is cut (zeek.ZEEK_HISTORY)."""
     if r.z_hlen < len(r.z_hist):
-        r.z_hist[r.z_hlen] = letter if e == r.z_orig or letter == 94 else letter + 32
+        r.z_hist[r.z_hlen] = letter if e == r.z_orig or letter == L_FLIP else letter + 32
         r.z_hlen += 1
 
 
@@ -430,7 +473,7 @@ def _z_gap(r, x, length):
         return
     r.z_gap[x] += 1
     if r.z_gap[x] == r.z_gapn[x]:
-        _z_add(r, x, 71)  # G
+        _z_add(r, x, L_G)
         r.z_gapn[x] *= 10
     r.z_missed += length
 
@@ -533,7 +576,7 @@ def _z_start(r, d, flags, sport, dport, ts):
         r.z_eof[e] = False
     if _z_flips(flags, sport, dport):
         r.z_orig = 1 - d
-        _z_add(r, 0, 94)  # ^
+        _z_add(r, 0, L_FLIP)
 
 
 @njit(cache=True, nogil=True)
@@ -594,7 +637,7 @@ def _zeek(r, e, flags, seq, ack, plen, win, ts, iplen, cut, bad_sum):
     if bad_sum:
         r.z_chk[e] += 1
         if r.z_chk[e] == r.z_chkn[e]:
-            _z_add(r, e, 67)  # C
+            _z_add(r, e, L_C)
             r.z_chkn[e] *= 10
         return
     p = 1 - e
@@ -628,31 +671,31 @@ def _zeek(r, e, flags, seq, ack, plen, win, ts, iplen, cut, bad_sum):
     bits = (1 if syn else 0) + (1 if fin else 0) + (1 if rst else 0)
     if bits > 1:
         if fin and rst:
-            _z_check(r, e, _H_FIN_RST, 73)  # I
+            _z_check(r, e, _H_FIN_RST, L_I)
         else:
-            _z_check(r, e, _H_MULTI, 81)  # Q
+            _z_check(r, e, _H_MULTI, L_Q)
     elif syn:
-        code = 72 if flags & ACK else 83  # H, S
+        code = L_H if flags & ACK else L_S
         if _z_check(r, e, _H_SYN, code) and rel != r.z_lsyn[e]:
             _z_add(r, e, code)
         r.z_lsyn[e] = rel
     elif fin:
-        if _z_check(r, e, _H_FIN, 70) and rel + plen != r.z_lfin[e]:  # F
-            _z_add(r, e, 70)
+        if _z_check(r, e, _H_FIN, L_F) and rel + plen != r.z_lfin[e]:
+            _z_add(r, e, L_F)
         r.z_lfin[e] = rel + plen
     elif rst:
-        if _z_check(r, e, _H_RST, 82) and rel != r.z_lrst[e]:  # R
-            _z_add(r, e, 82)
+        if _z_check(r, e, _H_RST, L_R) and rel != r.z_lrst[e]:
+            _z_add(r, e, L_R)
         r.z_lrst[e] = rel
     elif plen > 0:
-        _z_check(r, e, _H_DATA, 68)  # D
+        _z_check(r, e, _H_DATA, L_D)
     elif flags & ACK:
-        _z_check(r, e, _H_ACK, 65)  # A
+        _z_check(r, e, _H_ACK, L_A)
     # zero window
     if win == 0 and not rst and r.z_state[p] != Z_CLOSED and r.z_state[e] != Z_RESET:
         r.z_w0[e] += 1
         if r.z_w0[e] == r.z_w0n[e]:
-            _z_add(r, e, 87)  # W
+            _z_add(r, e, L_W)
             r.z_w0n[e] *= 10
     if not (r.z_closed[0] and r.z_closed[1]):
         r.z_last_ts = ts
@@ -683,7 +726,7 @@ def _zeek(r, e, flags, seq, ack, plen, win, ts, iplen, cut, bad_sum):
     elif plen > 0:
         r.z_rx[e] += 1
         if r.z_rx[e] == r.z_rxn[e]:
-            _z_add(r, e, 84)  # T
+            _z_add(r, e, L_T)
             r.z_rxn[e] *= 10
     r.z_pkts[e] += 1
     r.z_ipb[e] += iplen
@@ -702,7 +745,7 @@ def _zeek(r, e, flags, seq, ack, plen, win, ts, iplen, cut, bad_sum):
             else:
                 if not ack_flag and r.z_state[p] == Z_SYN_ACK_SENT and seq == r.z_start[e]:
                     r.z_orig = 1 - r.z_orig  # the SYN came after its SYN-ACK
-                    _z_add(r, 0, 94)
+                    _z_add(r, 0, L_FLIP)
                     r.z_partial = False
                     _z_set(r, p, Z_ESTABLISHED)
                 if r.z_state[p] == Z_SYN_SENT:
@@ -761,21 +804,21 @@ def _z_size(r, e):
 @njit(cache=True, nogil=True)
 def _z_syn_then_reset(r):
     """zeek._syn_then_reset over the history bytes: ^?S[^HAFGIQ]*R.*"""
-    i = 1 if r.z_hlen > 0 and r.z_hist[0] == 94 else 0
-    if i >= r.z_hlen or r.z_hist[i] != 83:
+    i = 1 if r.z_hlen > 0 and r.z_hist[0] == L_FLIP else 0
+    if i >= r.z_hlen or r.z_hist[i] != L_S:
         return False
     for k in range(i + 1, r.z_hlen):
         c = r.z_hist[k]
-        if c == 72 or c == 65 or c == 70 or c == 71 or c == 73 or c == 81:
+        if c == L_H or c == L_A or c == L_F or c == L_G or c == L_I or c == L_Q:
             return False
-        if c == 82:
+        if c == L_R:
             return True
     return False
 
 
 @njit(cache=True, nogil=True)
 def _z_conn_state(r):
-    """ZeekConn.conn_state, as the index into zeek.CONN_STATES."""
+    """ZeekConn.conn_state, as its code in zeek.CONN_STATES."""
     o, p = r.z_orig, 1 - r.z_orig
     os, rs = r.z_state[o], r.z_state[p]
     o_inactive = os == Z_INACTIVE or os == Z_PARTIAL
@@ -783,23 +826,23 @@ def _z_conn_state(r):
     if rs == Z_RESET:
         if os == Z_SYN_SENT or os == Z_SYN_ACK_SENT or (
                 os == Z_RESET and _z_size(r, o) == 0 and _z_size(r, p) == 0):
-            return 3
-        return 9 if o_inactive else 7
+            return REJ
+        return RSTRH if o_inactive else RSTR
     if os == Z_RESET:
         if r_inactive:
-            return 8 if _z_syn_then_reset(r) else 12
-        return 6
+            return RSTOS0 if _z_syn_then_reset(r) else OTH
+        return RSTO
     if rs == Z_CLOSED and os == Z_CLOSED:
-        return 2
+        return SF
     if os == Z_CLOSED:
-        return 10 if r_inactive else 4
+        return SH if r_inactive else S2
     if rs == Z_CLOSED:
-        return 11 if o_inactive else 5
+        return SHR if o_inactive else S3
     if os == Z_SYN_SENT and rs == Z_INACTIVE:
-        return 0
+        return S0
     if os == Z_ESTABLISHED and rs == Z_ESTABLISHED:
-        return 1
-    return 12
+        return S1
+    return OTH
 
 
 @njit(cache=True, nogil=True)
@@ -1510,43 +1553,44 @@ def _seen_end(r):
     mid_stream = r.roles != 0
     if r.reset_by != -1:
         if r.reset_by == 1 and r.isn[1] == -1 and not mid_stream:
-            return 4
-        return 2 if r.reset_by == 0 else 3
+            return E_REFUSED
+        return E_RESET_BY_CLIENT if r.reset_by == 0 else E_RESET_BY_SERVER
     if r.fin_seq[0] != -1 and r.fin_seq[1] != -1:
-        return 0
+        return E_CLOSED
     if r.fin_seq[0] != -1 or r.fin_seq[1] != -1:
-        return 1
+        return E_HALF_CLOSED
     if not mid_stream and r.isn[1] == -1:
-        return 5
+        return E_UNANSWERED
     if r.isn[1] != -1 and not r.syn_acked[1]:
-        return 6
-    return 7
+        return E_HANDSHAKE_INCOMPLETE
+    return E_OPEN
 
 
 @njit(cache=True, nogil=True)
 def _end_kind(r):
-    """verdict.end_kind, as the index of the EndKind member."""
+    """verdict.end_kind, as the code of the EndKind member."""
     kind = _seen_end(r)
-    if r.evicted and (kind == 1 or kind >= 5):
-        return 8
+    if r.evicted and (kind == E_HALF_CLOSED or kind == E_UNANSWERED
+                      or kind == E_HANDSHAKE_INCOMPLETE or kind == E_OPEN):
+        return E_EVICTED
     return kind
 
 
 @njit(cache=True, nogil=True)
 def _closer(r):
-    """verdict.closer, as the index of the Closer member."""
+    """verdict.closer, as the code of the Closer member."""
     active = [False, False]
     for e in range(2):
         for k in range(r.ntr[e]):
             if r.tr_st[e, k] == FIN_WAIT_1:
                 active[e] = True
     if active[0] and active[1]:
-        return 2
+        return C_BOTH
     if active[0]:
-        return 0
+        return C_CLIENT
     if active[1]:
-        return 1
-    return 3
+        return C_SERVER
+    return C_NONE
 
 
 @njit(cache=True, nogil=True, inline="always")

@@ -14,8 +14,8 @@ FIN_WAIT_2) emit no packet and are applied lazily by `expire`.
 from functools import lru_cache
 from ipaddress import ip_address
 
-from pcapstate.decode import ACK, FIN, RST, SYN, window_scale
-from pcapstate.vocab import ANOMALIES, State
+from pcapstate.decode import window_scale
+from pcapstate.vocab import ACK, ANOMALIES, FIN, RST, SYN, State
 from pcapstate.zeek import ZeekConn
 
 _M = 0xFFFFFFFF

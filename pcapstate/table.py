@@ -13,10 +13,10 @@ import heapq
 from collections import OrderedDict
 from collections.abc import Callable
 
-from pcapstate.decode import ACK, SYN, Segment
+from pcapstate.decode import Segment
 from pcapstate.machine import Connection, Endpoint
 from pcapstate.settings import Settings
-from pcapstate.vocab import Roles, State, Tier
+from pcapstate.vocab import ACK, SYN, Roles, State, Tier
 from pcapstate.zeek import ZeekConn
 
 _SWEEP_EVERY = 1.0  # seconds of capture time

@@ -5,6 +5,17 @@ schema version changes with it.
 """
 
 from enum import IntEnum, StrEnum
+from typing import Any
+
+#: TCP header flags (RFC 9293, section 3.1).
+FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
+
+
+def codes(names: Any) -> dict[Any, int]:
+    """Each member of an enumeration (or key of a dict, item of a tuple) with its code: its
+    position, as compiled code and packed records count it. Code that needs a code takes it
+    from here by name, never by writing the number."""
+    return {name: i for i, name in enumerate(names)}
 
 
 class State(StrEnum):

@@ -11,7 +11,7 @@ where it cannot (checksums, analyzer-driven role flips, timers).
 import math
 import re
 
-from pcapstate.decode import ACK, FIN, RST, SYN
+from pcapstate.vocab import ACK, FIN, RST, SYN
 
 _M = 0xFFFFFFFF
 #: History letters kept per connection by the compiled engine (Zeek keeps them all; past

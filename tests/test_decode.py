@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pcapstate.decode import ACK, SYN, Segment, decode, window_scale
+from pcapstate.decode import Segment, decode, window_scale
+from pcapstate.vocab import ACK, SYN
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 

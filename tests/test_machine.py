@@ -1,10 +1,11 @@
 """Transcripts: crafted segment sequences in, endpoint states and verdicts out."""
 
-from pcapstate.decode import ACK, FIN, PSH, RST, SYN, Segment
+from pcapstate.decode import Segment
 from pcapstate.settings import Settings
 from pcapstate.summary import Summary
 from pcapstate.table import Tracker
 from pcapstate.verdict import closer, end_kind, stuck
+from pcapstate.vocab import ACK, FIN, PSH, RST, SYN
 
 C = (bytes([10, 0, 0, 1]), 40000)
 S = (bytes([10, 0, 0, 2]), 80)
