@@ -19,6 +19,7 @@ import numpy as np
 from pcapstate import __version__
 from pcapstate.capture import Capture, open_captures
 from pcapstate.decode import LINKTYPES, decode
+from pcapstate.schema import SCHEMA
 from pcapstate.settings import Settings
 from pcapstate.summary import BINS_PER_DECADE, Summary
 from pcapstate.table import Tracker
@@ -27,7 +28,6 @@ if TYPE_CHECKING:  # the compiled engine is imported once the inputs are known t
     from pcapstate.fasttable import FastTracker
     from pcapstate.scan import Batch
 
-SCHEMA = "pcapstate-result/1"
 _PROGRESS_EVERY = 1 << 16  # records
 
 Progress = Callable[[int, int | None], None]

@@ -617,7 +617,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _report_of(args: argparse.Namespace, name: str, outputs: _Outputs) -> int:
-    from pcapstate.analyze import SCHEMA
+    from pcapstate.schema import SCHEMA, problem
 
     try:
         if args.result == "-":
@@ -636,8 +636,6 @@ def _report_of(args: argparse.Namespace, name: str, outputs: _Outputs) -> int:
     if schema != SCHEMA:
         return _error(f"{name} is not a pcapstate result" if schema is None else
                       f"{name} is a {schema} result; this pcapstate reads {SCHEMA}")
-    from pcapstate.schema import problem
-
     bad = problem(result)  # the first field a report could not use, by its JSON path
     if bad is not None:
         return _error(f"{name}: {bad}")

@@ -23,6 +23,9 @@ from typing import Any, TypeAlias
 
 from pcapstate.vocab import STUCK_STATES, Censor, Closer, EndKind, Roles, State
 
+#: The result's schema and version: `schema` in every result.
+SCHEMA = "pcapstate-result/1"
+
 #: Timestamps a report can draw: from the Unix epoch (pcap's seconds are unsigned) to the
 #: end of year 9999 (the last a date can be written in).
 TS_MIN, TS_MAX = 0.0, 253402300800.0
