@@ -26,7 +26,7 @@ from pcapstate.scan import TCP, Batch
 from pcapstate.settings import Settings
 from pcapstate.summary import Summary
 from pcapstate.table import ATTEMPT_QUIET
-from pcapstate.verdict import UNTOLD, vantage_side
+from pcapstate.verdict import UNTOLD, closer_code, end_code, vantage_side
 from pcapstate.vocab import (
     ACK,
     ANOMALIES,
@@ -70,15 +70,6 @@ A_FIN_SEQ_CHANGED, A_RST_OUT = _A["fin_seq_changed"], _A["rst_out_of_window"]
 A_RST_AFTER, A_PACKET_AFTER = _A["rst_after_close"], _A["packet_after_close"]
 A_FIN_BEFORE, A_BAD_SYNACK = _A["fin_before_handshake"], _A["bad_synack_ack"]
 A_RETX, A_KEEP_ALIVE = _A["retransmission"], _A["keep_alive"]
-_E = codes(EndKind)
-E_CLOSED, E_HALF_CLOSED = _E[EndKind.CLOSED], _E[EndKind.HALF_CLOSED]
-E_RESET_BY_CLIENT, E_RESET_BY_SERVER = _E[EndKind.RESET_BY_CLIENT], _E[EndKind.RESET_BY_SERVER]
-E_REFUSED, E_UNANSWERED = _E[EndKind.REFUSED], _E[EndKind.UNANSWERED]
-E_HANDSHAKE_INCOMPLETE, E_OPEN = _E[EndKind.HANDSHAKE_INCOMPLETE], _E[EndKind.OPEN]
-E_EVICTED = _E[EndKind.EVICTED]
-_C = codes(Closer)
-C_CLIENT, C_SERVER, C_BOTH, C_NONE = (_C[Closer.CLIENT], _C[Closer.SERVER], _C[Closer.BOTH],
-                                      _C[Closer.NONE])
 ROLE_NAMES = [Roles.SYN, Roles.SYNACK, Roles.PORT]
 END_NAMES = [k.value for k in EndKind]
 STATE_NAMES = [st.value for st in State]
@@ -363,11 +354,6 @@ _H_DATA, _H_ACK, _H_MULTI = zeek._DATA, zeek._ACK, zeek._MULTI
 L_S, L_H, L_A, L_D, L_F, L_R, L_C = ord("S"), ord("H"), ord("A"), ord("D"), ord("F"), ord("R"), \
     ord("C")
 L_G, L_I, L_Q, L_W, L_T, L_FLIP = ord("G"), ord("I"), ord("Q"), ord("W"), ord("T"), ord("^")
-# main.zeek's conn_states, by their codes in zeek.CONN_STATES
-_Z = codes(CONN_STATES)
-S0, S1, SF, REJ, S2, S3 = _Z["S0"], _Z["S1"], _Z["SF"], _Z["REJ"], _Z["S2"], _Z["S3"]
-RSTO, RSTR, RSTOS0, RSTRH = _Z["RSTO"], _Z["RSTR"], _Z["RSTOS0"], _Z["RSTRH"]
-SH, SHR, OTH = _Z["SH"], _Z["SHR"], _Z["OTH"]
 _JUMP = 1 << 20
 
 
@@ -816,33 +802,15 @@ def _z_syn_then_reset(r):
     return False
 
 
+_conn_state_code = njit(cache=True, nogil=True)(zeek.conn_state_code)
+
+
 @njit(cache=True, nogil=True)
 def _z_conn_state(r):
-    """ZeekConn.conn_state, as its code in zeek.CONN_STATES."""
+    """zeek.conn_state_code of a packed record."""
     o, p = r.z_orig, 1 - r.z_orig
-    os, rs = r.z_state[o], r.z_state[p]
-    o_inactive = os == Z_INACTIVE or os == Z_PARTIAL
-    r_inactive = rs == Z_INACTIVE or rs == Z_PARTIAL
-    if rs == Z_RESET:
-        if os == Z_SYN_SENT or os == Z_SYN_ACK_SENT or (
-                os == Z_RESET and _z_size(r, o) == 0 and _z_size(r, p) == 0):
-            return REJ
-        return RSTRH if o_inactive else RSTR
-    if os == Z_RESET:
-        if r_inactive:
-            return RSTOS0 if _z_syn_then_reset(r) else OTH
-        return RSTO
-    if rs == Z_CLOSED and os == Z_CLOSED:
-        return SF
-    if os == Z_CLOSED:
-        return SH if r_inactive else S2
-    if rs == Z_CLOSED:
-        return SHR if o_inactive else S3
-    if os == Z_SYN_SENT and rs == Z_INACTIVE:
-        return S0
-    if os == Z_ESTABLISHED and rs == Z_ESTABLISHED:
-        return S1
-    return OTH
+    return _conn_state_code(r.z_state[o], r.z_state[p],
+                            _z_size(r, o) == 0 and _z_size(r, p) == 0, _z_syn_then_reset(r))
 
 
 @njit(cache=True, nogil=True)
@@ -1548,49 +1516,26 @@ def _handshake(r, sides, round_trip):
             return
 
 
-@njit(cache=True, nogil=True)
-def _seen_end(r):
-    mid_stream = r.roles != 0
-    if r.reset_by != -1:
-        if r.reset_by == 1 and r.isn[1] == -1 and not mid_stream:
-            return E_REFUSED
-        return E_RESET_BY_CLIENT if r.reset_by == 0 else E_RESET_BY_SERVER
-    if r.fin_seq[0] != -1 and r.fin_seq[1] != -1:
-        return E_CLOSED
-    if r.fin_seq[0] != -1 or r.fin_seq[1] != -1:
-        return E_HALF_CLOSED
-    if not mid_stream and r.isn[1] == -1:
-        return E_UNANSWERED
-    if r.isn[1] != -1 and not r.syn_acked[1]:
-        return E_HANDSHAKE_INCOMPLETE
-    return E_OPEN
+_end_code = njit(cache=True, nogil=True)(end_code)
+_closer_code = njit(cache=True, nogil=True)(closer_code)
 
 
 @njit(cache=True, nogil=True)
 def _end_kind(r):
-    """verdict.end_kind, as the code of the EndKind member."""
-    kind = _seen_end(r)
-    if r.evicted and (kind == E_HALF_CLOSED or kind == E_UNANSWERED
-                      or kind == E_HANDSHAKE_INCOMPLETE or kind == E_OPEN):
-        return E_EVICTED
-    return kind
+    """verdict.end_code of a packed record."""
+    return _end_code(r.reset_by, r.fin_seq[0] != -1, r.fin_seq[1] != -1, r.isn[1] != -1,
+                     r.syn_acked[1] != 0, r.roles != 0, r.evicted != 0)
 
 
 @njit(cache=True, nogil=True)
 def _closer(r):
-    """verdict.closer, as the code of the Closer member."""
+    """verdict.closer_code of a packed record."""
     active = [False, False]
     for e in range(2):
         for k in range(r.ntr[e]):
             if r.tr_st[e, k] == FIN_WAIT_1:
                 active[e] = True
-    if active[0] and active[1]:
-        return C_BOTH
-    if active[0]:
-        return C_CLIENT
-    if active[1]:
-        return C_SERVER
-    return C_NONE
+    return _closer_code(active[0], active[1])
 
 
 @njit(cache=True, nogil=True, inline="always")

@@ -4,53 +4,72 @@ from dataclasses import dataclass
 
 from pcapstate.machine import Connection, Endpoint
 from pcapstate.settings import Settings
-from pcapstate.vocab import Censor, Closer, EndKind, State
+from pcapstate.vocab import Censor, Closer, EndKind, State, codes
 
 ROLES = ("client", "server")
 
 
+END_KINDS, CLOSERS = list(EndKind), list(Closer)
+_E, _C = codes(EndKind), codes(Closer)
+E_CLOSED, E_HALF_CLOSED = _E[EndKind.CLOSED], _E[EndKind.HALF_CLOSED]
+E_RESET_BY_CLIENT, E_RESET_BY_SERVER = _E[EndKind.RESET_BY_CLIENT], _E[EndKind.RESET_BY_SERVER]
+E_REFUSED, E_UNANSWERED = _E[EndKind.REFUSED], _E[EndKind.UNANSWERED]
+E_HANDSHAKE_INCOMPLETE, E_OPEN = _E[EndKind.HANDSHAKE_INCOMPLETE], _E[EndKind.OPEN]
+E_EVICTED = _E[EndKind.EVICTED]
+C_CLIENT, C_SERVER, C_BOTH, C_NONE = (_C[Closer.CLIENT], _C[Closer.SERVER], _C[Closer.BOTH],
+                                      _C[Closer.NONE])
+
+
+def end_code(reset_by: int, client_fin: bool, server_fin: bool, server_syn: bool,
+             server_syn_acked: bool, mid_stream: bool, evicted: bool) -> int:
+    """How the connection ended, as far as the capture shows, as the code of its EndKind.
+    `reset_by`: the endpoint (0 client, 1 server) whose in-window RST ended it, -1 none;
+    `client_fin`, `server_fin`: each sent a FIN; `server_syn`: the server's SYN was seen,
+    `server_syn_acked` and acknowledged. A connection evicted from a full table keeps an
+    end it had reached (closed, reset, refused); otherwise its end is `evicted`: what came
+    after was not followed. The one rule: the compiled engine compiles this function."""
+    if reset_by != -1:
+        if reset_by == 1 and not server_syn and not mid_stream:
+            return E_REFUSED
+        return E_RESET_BY_CLIENT if reset_by == 0 else E_RESET_BY_SERVER
+    if client_fin and server_fin:
+        return E_CLOSED
+    if client_fin or server_fin:
+        kind = E_HALF_CLOSED
+    elif not mid_stream and not server_syn:
+        kind = E_UNANSWERED
+    elif server_syn and not server_syn_acked:
+        kind = E_HANDSHAKE_INCOMPLETE
+    else:
+        kind = E_OPEN
+    return E_EVICTED if evicted else kind
+
+
+def closer_code(client_active: bool, server_active: bool) -> int:
+    """The active closer, as the code of its Closer: whoever went to FIN_WAIT_1, i.e. sent
+    a FIN before it had received the peer's (`client_active`, `server_active`). Both did in
+    a simultaneous close."""
+    if client_active and server_active:
+        return C_BOTH
+    if client_active:
+        return C_CLIENT
+    return C_SERVER if server_active else C_NONE
+
+
 def end_kind(conn: Connection) -> EndKind:
-    """How the connection ended, as far as the capture shows. A connection evicted from a
-    full table keeps an end it had reached (closed, reset, refused); otherwise its end is
-    `evicted`: what came after was not followed."""
-    kind = _end_kind(conn)
-    if conn.evicted and kind in _UNFINISHED:
-        return EndKind.EVICTED
-    return kind
-
-
-_UNFINISHED = (EndKind.HALF_CLOSED, EndKind.UNANSWERED, EndKind.HANDSHAKE_INCOMPLETE,
-               EndKind.OPEN)
-
-
-def _end_kind(conn: Connection) -> EndKind:
+    """end_code of a connection of the reference engine."""
     client, server = conn.ep
-    if conn.reset_by is not None:
-        if conn.reset_by == 1 and server.isn is None and not conn.mid_stream:
-            return EndKind.REFUSED
-        return EndKind.RESET_BY_CLIENT if conn.reset_by == 0 else EndKind.RESET_BY_SERVER
-    if client.fin_seq is not None and server.fin_seq is not None:
-        return EndKind.CLOSED
-    if client.fin_seq is not None or server.fin_seq is not None:
-        return EndKind.HALF_CLOSED
-    if not conn.mid_stream and server.isn is None:
-        return EndKind.UNANSWERED
-    if server.isn is not None and not server.syn_acked:
-        return EndKind.HANDSHAKE_INCOMPLETE
-    return EndKind.OPEN
+    return END_KINDS[end_code(-1 if conn.reset_by is None else conn.reset_by,
+                              client.fin_seq is not None, server.fin_seq is not None,
+                              server.isn is not None, bool(server.syn_acked),
+                              conn.mid_stream, bool(conn.evicted))]
 
 
 def closer(conn: Connection) -> Closer:
-    """The active closer: whoever went to FIN_WAIT_1, i.e. sent a FIN before it had
-    received the peer's. Both did in a simultaneous close."""
-    active = [any(st is State.FIN_WAIT_1 for _, st, _ in e.transitions) for e in conn.ep]
-    if all(active):
-        return Closer.BOTH
-    if active[0]:
-        return Closer.CLIENT
-    if active[1]:
-        return Closer.SERVER
-    return Closer.NONE
+    """closer_code of a connection of the reference engine."""
+    client, server = (any(st is State.FIN_WAIT_1 for _, st, _ in e.transitions)
+                      for e in conn.ep)
+    return CLOSERS[closer_code(client, server)]
 
 
 @dataclass(frozen=True, slots=True)

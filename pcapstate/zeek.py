@@ -472,28 +472,8 @@ class ZeekConn:
     def conn_state(self) -> str:
         """main.zeek's conn_state, from the two endpoint states (and the history)."""
         o, r = self.ep[self.orig], self.ep[1 - self.orig]
-        os, rs = o.state, r.state
-        o_inactive, r_inactive = os in (INACTIVE, PARTIAL), rs in (INACTIVE, PARTIAL)
-        if rs == RESET:
-            if os in (SYN_SENT, SYN_ACK_SENT) or (
-                    os == RESET and o.size(r) == 0 and r.size(o) == 0):
-                return "REJ"
-            return "RSTRH" if o_inactive else "RSTR"
-        if os == RESET:
-            if r_inactive:
-                return "RSTOS0" if _syn_then_reset(self.history) else "OTH"
-            return "RSTO"
-        if rs == CLOSED and os == CLOSED:
-            return "SF"
-        if os == CLOSED:
-            return "SH" if r_inactive else "S2"
-        if rs == CLOSED:
-            return "SHR" if o_inactive else "S3"
-        if os == SYN_SENT and rs == INACTIVE:
-            return "S0"
-        if os == ESTABLISHED and rs == ESTABLISHED:
-            return "S1"
-        return "OTH"
+        return CONN_STATES[conn_state_code(o.state, r.state, o.size(r) == 0 and r.size(o) == 0,
+                                           _syn_then_reset(self.history))]
 
     def fields(self) -> dict[str, object]:
         """The conn.log fields this view gives (duration and bytes unset when the duration
@@ -508,6 +488,40 @@ class ZeekConn:
                 "resp_bytes": r.size(o) if duration > 0 else None,
                 "orig_pkts": o.packets, "orig_ip_bytes": o.ip_bytes,
                 "resp_pkts": r.packets, "resp_ip_bytes": r.ip_bytes}
+
+
+_CS = {name: i for i, name in enumerate(CONN_STATES)}
+S0, S1, SF, REJ, S2, S3 = _CS["S0"], _CS["S1"], _CS["SF"], _CS["REJ"], _CS["S2"], _CS["S3"]
+RSTO, RSTR, RSTOS0, RSTRH = _CS["RSTO"], _CS["RSTR"], _CS["RSTOS0"], _CS["RSTRH"]
+SH, SHR, OTH = _CS["SH"], _CS["SHR"], _CS["OTH"]
+
+
+def conn_state_code(os: int, rs: int, sizes_zero: bool, syn_then_reset: bool) -> int:
+    """main.zeek's conn_state, as its code in CONN_STATES, from the originator's and the
+    responder's endpoint states; `sizes_zero`: neither sent a byte by sequence numbers
+    (TCP_Endpoint::Size), `syn_then_reset`: the history reads ^?S[^HAFGIQ]*R. The one rule:
+    the compiled engine compiles this function."""
+    o_inactive = os == INACTIVE or os == PARTIAL
+    r_inactive = rs == INACTIVE or rs == PARTIAL
+    if rs == RESET:
+        if os == SYN_SENT or os == SYN_ACK_SENT or (os == RESET and sizes_zero):
+            return REJ
+        return RSTRH if o_inactive else RSTR
+    if os == RESET:
+        if r_inactive:
+            return RSTOS0 if syn_then_reset else OTH
+        return RSTO
+    if rs == CLOSED and os == CLOSED:
+        return SF
+    if os == CLOSED:
+        return SH if r_inactive else S2
+    if rs == CLOSED:
+        return SHR if o_inactive else S3
+    if os == SYN_SENT and rs == INACTIVE:
+        return S0
+    if os == ESTABLISHED and rs == ESTABLISHED:
+        return S1
+    return OTH
 
 
 def _syn_then_reset(history: str) -> bool:
