@@ -23,9 +23,10 @@ from pcapstate import zeek
 from pcapstate.jit import njit
 from pcapstate.machine import Connection, Endpoint, ip_text
 from pcapstate.scan import TCP, Batch
+from pcapstate.seq import MASK, after_or_at, delta
 from pcapstate.settings import Settings
 from pcapstate.summary import Summary
-from pcapstate.table import ATTEMPT_QUIET
+from pcapstate.table import ATTEMPT_QUIET, looks_like_server
 from pcapstate.verdict import UNTOLD, closer_code, end_code, vantage_side
 from pcapstate.vocab import (
     ACK,
@@ -79,12 +80,10 @@ CLOSER_NAMES = [c.value for c in Closer]
 # most, and CLOSED between them: 15.
 MAXT = 16
 
-_M = 0xFFFFFFFF
-_HALF = 1 << 31
+_M = MASK
 _DUPLICATE_WINDOW = 0.001
 _UNKNOWN_SCALE = 14
 _SWEEP_EVERY = 1.0
-_EPHEMERAL = 32768
 
 # Scalars kept in one float64 array, so the compiled code can update them.
 NOW, NEXT_SWEEP, CONNECTIONS, PEAK, HEAP_N, FREE_N, RETIRED_N, TIME_WAIT_S, FIN_TIMEOUT_S, \
@@ -149,9 +148,7 @@ ZLINE = np.dtype([("cid", np.int64)] + [(name, SLOT[name]) for name in (
     "z_last_rel", "z_ack_rel", "z_fins", "z_pkts", "z_ipb")])
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _after_or_at(a, b):
-    return (a - b) & _M < _HALF
+_after_or_at = njit(cache=True, nogil=True, inline="always")(after_or_at)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -357,22 +354,16 @@ L_G, L_I, L_Q, L_W, L_T, L_FLIP = ord("G"), ord("I"), ord("Q"), ord("W"), ord("T
 _JUMP = 1 << 20
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _sdelta(a, b):
-    d = (a - b) & _M
-    return d - (1 << 32) if d >= _HALF else d
+_sdelta = njit(cache=True, nogil=True, inline="always")(delta)
+
+
+_flips = njit(cache=True, nogil=True)(zeek.flips)
 
 
 @njit(cache=True, nogil=True)
 def _z_flips(flags, sport, dport):
     """zeek.flips_at_creation."""
-    if flags & SYN and not flags & ACK:
-        return False
-    if not _LIKELY[sport]:
-        return False
-    if _LIKELY[dport]:
-        return not flags & SYN and sport < dport
-    return True
+    return _flips(flags, sport, dport, _LIKELY[sport], _LIKELY[dport])
 
 
 @njit(cache=True, nogil=True)
@@ -1049,13 +1040,7 @@ def _sweep(T, H, S, table, R, L, now):
     return True
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _looks_like_server(sport, dport):
-    if (sport < 1024) != (dport < 1024):
-        return sport < 1024
-    if (sport >= _EPHEMERAL) != (dport >= _EPHEMERAL):
-        return dport >= _EPHEMERAL
-    return sport < dport
+_looks_like_server = njit(cache=True, nogil=True, inline="always")(looks_like_server)
 
 
 @njit(cache=True, nogil=True)

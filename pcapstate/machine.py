@@ -15,11 +15,9 @@ from functools import lru_cache
 from ipaddress import ip_address
 
 from pcapstate.decode import window_scale
+from pcapstate.seq import MASK, after_or_at
 from pcapstate.vocab import ACK, ANOMALIES, FIN, RST, SYN, State
 from pcapstate.zeek import ZeekConn
-
-_M = 0xFFFFFFFF
-_HALF = 1 << 31
 
 CLOSED, SYN_SENT, SYN_RCVD, ESTABLISHED = (
     State.CLOSED, State.SYN_SENT, State.SYN_RCVD, State.ESTABLISHED)
@@ -39,11 +37,6 @@ _UNKNOWN_SCALE = 14
 #: Two captures of one segment (on two interfaces) arrive closer together than this; a
 #: retransmission never does (Linux's smallest retransmission timeout is 200 ms).
 _DUPLICATE_WINDOW = 0.001
-
-
-def seq_after_or_at(a: int, b: int) -> bool:
-    """a >= b in 32-bit sequence space (RFC 9293, section 3.4), wraparound included."""
-    return (a - b) & _M < _HALF
 
 
 class Endpoint:
@@ -185,13 +178,13 @@ class Connection:
         """Wireshark's sequence analysis, in part: a keep-alive sits one below the highest
         sequence number sent so far, a retransmitted (or reordered) segment starts below
         it; SYNs and FINs sent again are counted apart."""
-        end = (seq + plen + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)) & _M
+        end = (seq + plen + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)) & MASK
         if s.nxt is not None:
-            if plen <= 1 and seq == (s.nxt - 1) & _M and not flags & (SYN | FIN):
+            if plen <= 1 and seq == (s.nxt - 1) & MASK and not flags & (SYN | FIN):
                 self.weird("keep_alive")
-            elif plen and not flags & (SYN | FIN) and not seq_after_or_at(seq, s.nxt):
+            elif plen and not flags & (SYN | FIN) and not after_or_at(seq, s.nxt):
                 self.weird("retransmission")
-            if not seq_after_or_at(s.nxt, end):
+            if not after_or_at(s.nxt, end):
                 s.nxt = end
         else:
             s.nxt = end
@@ -200,7 +193,7 @@ class Connection:
                  ack: int, win: int, plen: int, opts: bytes, time_wait: float,
                  fin_timeout: float) -> None:
         if s.state is FIN_WAIT_2 and not flags & RST and flags & ACK and s.last_ack is not None \
-                and ack != s.last_ack and seq_after_or_at(ack, s.last_ack):
+                and ack != s.last_ack and after_or_at(ack, s.last_ack):
             s.fw2_alive = True  # an orphaned socket answers new data with a RST, not an ACK
         self.expire(ts, time_wait, fin_timeout)
         if self.closed() and not flags & SYN:
@@ -211,7 +204,7 @@ class Connection:
             return
         s.win = win
         if flags & ACK:
-            if r.isn is not None and not r.syn_acked and seq_after_or_at(ack, r.isn + 1):
+            if r.isn is not None and not r.syn_acked and after_or_at(ack, r.isn + 1):
                 # s received r's SYN (at the SYN's time) and r learns its SYN arrived.
                 r.syn_acked = True
                 if r.state is SYN_RCVD:
@@ -220,7 +213,7 @@ class Connection:
                     s.enter(r.syn_ts, SYN_RCVD)
                 elif s.state is SYN_SENT:
                     s.enter(r.syn_ts, ESTABLISHED if s.syn_acked else SYN_RCVD)
-            if r.fin_seq is not None and not r.fin_acked and seq_after_or_at(ack, r.fin_seq + 1):
+            if r.fin_seq is not None and not r.fin_acked and after_or_at(ack, r.fin_seq + 1):
                 r.fin_acked = True
                 if r.state in _OWN_FIN_ACKED:
                     r.enter(ts, _OWN_FIN_ACKED[r.state])
@@ -230,7 +223,7 @@ class Connection:
         if flags & SYN:
             self._syn(ts, s, r, flags, seq, ack, opts)
         if flags & FIN:
-            fin_seq = (seq + plen + (1 if flags & SYN else 0)) & _M
+            fin_seq = (seq + plen + (1 if flags & SYN else 0)) & MASK
             if s.fin_seq is None:
                 s.fin_seq, s.fin_ts, s.fins = fin_seq, ts, 1
                 if s.state in _SENT_FIN:
@@ -254,7 +247,7 @@ class Connection:
             if r.isn is not None and (s.wscale is None or r.wscale is None):
                 s.wscale = r.wscale = 0  # scaling is used only if both SYNs offer it
             if synack:
-                if r.isn is not None and ack != (r.isn + 1) & _M:
+                if r.isn is not None and ack != (r.isn + 1) & MASK:
                     self.weird("bad_synack_ack")
                 if s.state is CLOSED:  # its ACK did not cover a SYN we saw
                     s.enter(ts, SYN_RCVD)
@@ -273,12 +266,12 @@ class Connection:
         s.rsts += 1
         if r.state is SYN_SENT and not r.syn_acked:
             # RFC 9293 3.10.7.3: in SYN-SENT a RST is acceptable if it acknowledges the SYN.
-            ok = bool(flags & ACK) and r.isn is not None and ack == (r.isn + 1) & _M
+            ok = bool(flags & ACK) and r.isn is not None and ack == (r.isn + 1) & MASK
         elif r.last_ack is None:
             ok = True  # nothing known of r's window: take the RST at its word
         else:
             scale = _UNKNOWN_SCALE if r.wscale is None else r.wscale
-            ok = (seq - r.last_ack) & _M <= max(r.win << scale, 1)
+            ok = (seq - r.last_ack) & MASK <= max(r.win << scale, 1)
         if not ok:
             self.weird("rst_out_of_window")
             return

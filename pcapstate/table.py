@@ -126,7 +126,7 @@ class Tracker:
         elif flags & SYN:
             d, roles = 1, Roles.SYNACK
         else:
-            d, roles = (1, Roles.PORT) if _looks_like_server(sport, dport) else (0, Roles.PORT)
+            d, roles = (1, Roles.PORT) if looks_like_server(sport, dport) else (0, Roles.PORT)
         client, server = (sender, receiver) if d == 0 else (receiver, sender)
         self.connections += 1
         conn = Connection(self.connections, ts, client, server, roles, roles != Roles.SYN)
@@ -195,7 +195,7 @@ class Tracker:
         return sum(len(tier) for tier in self.tiers)
 
 
-def _looks_like_server(sport: int, dport: int) -> bool:
+def looks_like_server(sport: int, dport: int) -> bool:
     """With no SYN seen: is the sender of this segment the server? Well-known ports first,
     then Linux's ephemeral range, then the lower port."""
     if (sport < 1024) != (dport < 1024):

@@ -11,9 +11,9 @@ where it cannot (checksums, analyzer-driven role flips, timers).
 import math
 import re
 
+from pcapstate.seq import MASK, delta
 from pcapstate.vocab import ACK, FIN, RST, SYN
 
-_M = 0xFFFFFFFF
 #: History letters kept per connection by the compiled engine (Zeek keeps them all; past
 #: this many, which only a connection with that many SYNs, FINs or RSTs at different
 #: sequence numbers reaches, the history is cut).
@@ -50,12 +50,6 @@ RESET_DELAY = 5.0
 #: tcp_connection_linger: the expire timer ends a connection quiet for longer than this
 #: whose endpoints are both still INACTIVE (only segments with bad checksums seen).
 LINGER = 5.0
-
-
-def _delta(a: int, b: int) -> int:
-    """a - b in 32-bit sequence space, signed."""
-    d = (a - b) & _M
-    return d - (1 << 32) if d >= 1 << 31 else d
 
 
 class ZeekEndpoint:
@@ -230,9 +224,9 @@ class ZeekConn:
             elif not self.partial:
                 self.partial = not syn
         seg_len = (0 if rst else plen) + (1 if syn else 0) + (1 if fin else 0)
-        one_past = (seq + seg_len) & _M
+        one_past = (seq + seg_len) & MASK
         self._init(e, flags, seq, one_past)
-        rel = (seq - e.start) & _M  # relative sequence number (connections under 4 GB)
+        rel = (seq - e.start) & MASK  # relative sequence number (connections under 4 GB)
         self._history(sender, e, flags, rel, plen)
         if win == 0 and not rst and peer.state != CLOSED and e.state != RESET:
             e.win0 += 1
@@ -243,10 +237,10 @@ class ZeekConn:
             self.last_ts = ts
         if flags & ACK:
             if peer.state == INACTIVE:
-                peer.start = peer.last = peer.ack = (ack - 1) & _M
+                peer.start = peer.last = peer.ack = (ack - 1) & MASK
                 peer.last_rel = peer.ack_rel = 0
             elif not rst:
-                d = _delta(ack, peer.ack)
+                d = delta(ack, peer.ack)
                 if d > 0:
                     peer.ack = ack
                     peer.ack_rel += d
@@ -258,7 +252,7 @@ class ZeekConn:
             e.fin_seq = rel + seg_len
         do_close = self._states(ts, e, peer, is_orig, flags, seq, plen)
         if flags & ACK:
-            self._acked(1 - sender, max(_delta(ack, peer.start), 0))
+            self._acked(1 - sender, max(delta(ack, peer.start), 0))
         if plen and not rst and not cut:
             self._data(e, rel + (1 if syn else 0), plen)
         self._check_eof(sender)
@@ -368,10 +362,10 @@ class ZeekConn:
             e.start = e.ack = seq
             e.last = one_past
         else:
-            e.start = e.ack = (seq - 1) & _M
+            e.start = e.ack = (seq - 1) & MASK
             e.last = seq
         e.ack_rel = 0
-        e.last_rel = _delta(e.last, e.start)
+        e.last_rel = delta(e.last, e.start)
 
     def _history(self, sender: int, e: ZeekEndpoint, flags: int, rel: int,
                  plen: int) -> None:
@@ -404,10 +398,10 @@ class ZeekConn:
                   plen: int) -> None:
         """update_last_seq: a payload that does not reach past the highest sequence number
         seen is a retransmission ('T', logarithmically)."""
-        d = _delta(one_past, e.last)
+        d = delta(one_past, e.last)
         if flags & (SYN | RST) and abs(d) > _JUMP:
             return
-        if flags & FIN and e.last == (e.start + 1) & _M:
+        if flags & FIN and e.last == (e.start + 1) & MASK:
             e.last_rel += d
             e.last = one_past  # a FIN right after the SYN
         elif e.state == RESET:
@@ -551,10 +545,17 @@ def flips_at_creation(flags: int, sport: int, dport: int) -> bool:
     """Whether Zeek makes the first packet's receiver the originator (IPBasedAnalyzer
     NewConn): never for a plain SYN; else when the sender's port is a likely server port
     (and, if both are, the lower one, for a packet without SYN)."""
+    return flips(flags, sport, dport, sport in LIKELY_SERVER_PORTS,
+                 dport in LIKELY_SERVER_PORTS)
+
+
+def flips(flags: int, sport: int, dport: int, sport_likely: bool, dport_likely: bool) -> bool:
+    """flips_at_creation, told whether each port is a likely server port. The one rule: the
+    compiled engine compiles this function."""
     if flags & SYN and not flags & ACK:
         return False
-    if sport not in LIKELY_SERVER_PORTS:
+    if not sport_likely:
         return False
-    if dport in LIKELY_SERVER_PORTS:
+    if dport_likely:
         return not flags & SYN and sport < dport
     return True
