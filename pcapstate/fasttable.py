@@ -21,7 +21,14 @@ from numba.typed import Dict
 
 from pcapstate import zeek
 from pcapstate.jit import njit
-from pcapstate.machine import Connection, Endpoint, ip_text
+from pcapstate.machine import (
+    OWN_FIN_ACKED,
+    PEER_FIN_RECEIVED,
+    SENT_FIN,
+    Connection,
+    Endpoint,
+    ip_text,
+)
 from pcapstate.scan import TCP, Batch
 from pcapstate.seq import MASK, after_or_at, delta
 from pcapstate.settings import Settings
@@ -250,37 +257,6 @@ def _syn(r, s, o, flags, seq, ack, ws, ts):
         _weird(r, A_SYN_INSIDE)
 
 
-@njit(cache=True, nogil=True, inline="always")
-def _own_fin_acked(state):
-    if state == FIN_WAIT_1:
-        return FIN_WAIT_2
-    if state == CLOSING:
-        return TIME_WAIT
-    if state == LAST_ACK:
-        return CLOSED
-    return -1
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _peer_fin_received(state):
-    if state == ESTABLISHED or state == SYN_RCVD:
-        return CLOSE_WAIT
-    if state == FIN_WAIT_1:
-        return CLOSING
-    if state == FIN_WAIT_2:
-        return TIME_WAIT
-    return -1
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _sent_fin(state):
-    if state == ESTABLISHED or state == SYN_RCVD:
-        return FIN_WAIT_1
-    if state == CLOSE_WAIT:
-        return LAST_ACK
-    return -1
-
-
 @njit(cache=True, nogil=True)
 def _control(r, d, flags, seq, ack, wn, plen, ws, ts, tw, ft):
     s, o = d, 1 - d
@@ -306,10 +282,10 @@ def _control(r, d, flags, seq, ack, wn, plen, ws, ts, tw, ft):
                 _enter(r, s, r.syn_ts[o], ESTABLISHED if r.syn_acked[s] else SYN_RCVD, False)
         if r.fin_seq[o] != -1 and not r.fin_acked[o] and _after_or_at(ack, r.fin_seq[o] + 1):
             r.fin_acked[o] = True
-            nxt = _own_fin_acked(r.st[o])
+            nxt = OWN_FIN_ACKED[r.st[o]]
             if nxt >= 0:
                 _enter(r, o, ts, nxt, False)
-            nxt = _peer_fin_received(r.st[s])
+            nxt = PEER_FIN_RECEIVED[r.st[s]]
             if nxt >= 0:
                 _enter(r, s, r.fin_ts[o], nxt, False)
         r.last_ack[s] = ack
@@ -321,7 +297,7 @@ def _control(r, d, flags, seq, ack, wn, plen, ws, ts, tw, ft):
             r.fin_seq[s] = fs
             r.fin_ts[s] = ts
             r.fins[s] = 1
-            nxt = _sent_fin(r.st[s])
+            nxt = SENT_FIN[r.st[s]]
             if nxt >= 0:
                 _enter(r, s, ts, nxt, False)
             elif r.st[s] == SYN_SENT:

@@ -31,6 +31,18 @@ _OWN_FIN_ACKED = {FIN_WAIT_1: FIN_WAIT_2, CLOSING: TIME_WAIT, LAST_ACK: CLOSED}
 _PEER_FIN_RECEIVED = {ESTABLISHED: CLOSE_WAIT, SYN_RCVD: CLOSE_WAIT, FIN_WAIT_1: CLOSING,
                       FIN_WAIT_2: TIME_WAIT}
 
+
+def code_table(moves: dict[State, State]) -> tuple[int, ...]:
+    """A map of states as the compiled engine reads it: by state code, the code of the state
+    it moves to, -1 for a state it leaves alone."""
+    code = {st: i for i, st in enumerate(State)}
+    return tuple(code[moves[st]] if st in moves else -1 for st in State)
+
+
+#: The maps above, by state code, for the compiled engine (fasttable.py).
+SENT_FIN, OWN_FIN_ACKED, PEER_FIN_RECEIVED = (
+    code_table(_SENT_FIN), code_table(_OWN_FIN_ACKED), code_table(_PEER_FIN_RECEIVED))
+
 #: Assumed window scale when the SYNs were not seen: the largest, so that a RST is never
 #: called out of window for want of knowing the scale.
 _UNKNOWN_SCALE = 14
