@@ -94,7 +94,8 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
                 source = cap.batches(verify=verify) if engine == "fast" else \
                     wireshark.batches(cap, verify=verify)
                 fed = 0  # records of this file that went through the table
-                for batch in read_ahead(source):
+                cut = [False]  # the reading was stopped while it waited for the stream
+                for batch in read_ahead(source, stop, cut):
                     fed += len(batch.ts)
                     summary.timeline.start(float(batch.ts[0]))
                     first, last = min(first, batch.ts.min()), max(last, batch.ts.max())
@@ -107,8 +108,10 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
                         progress(done + cap.bytes_read, total)
                     if stop is not None and stop():
                         stopped = True
-                        cap.records = fed  # not those the reader had decoded ahead
                         break
+                if cut[0] or stopped:
+                    stopped = True
+                    cap.records = fed  # not those the reader had decoded ahead
                 done += cap.bytes_read
                 if stopped:
                     break
@@ -142,7 +145,8 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
                     break
     finally:
         for cap in captures:
-            cap.close()
+            if not (stopped and cap.size is None):  # a stream stopped while its reader
+                cap.close()  # waits on it: closing would wait too, for the writer to end
     if progress is not None:
         progress(done, total)
     stops = [c.end_ts for c in captures if c.end_ts is not None and not stopped]
@@ -192,15 +196,18 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
     return result
 
 
-def read_ahead(batches: Iterator[Batch]) -> Iterator[Batch]:
+def read_ahead(batches: Iterator[Batch], stop: Callable[[], bool] | None = None,
+               cut: list[bool] | None = None) -> Iterator[Batch]:
     """The batches, decoded in a thread one batch ahead of the caller: decoding and the
     connection table run on two cores (both compiled without the GIL). One batch waits in
-    the queue while the caller works on another, within scan.BATCH_BUFFERS."""
+    the queue while the caller works on another, within scan.BATCH_BUFFERS. While it waits
+    for the reader (a live stream that has gone quiet), `stop()` is asked every 0.2 s: if
+    it says so, the batches end there and `cut[0]` is set."""
     ahead: queue.Queue[tuple[Batch | None, BaseException | None]] = queue.Queue(maxsize=1)
-    stop = threading.Event()
+    gone = threading.Event()  # the caller has stopped taking batches
 
     def offer(item: tuple[Batch | None, BaseException | None]) -> bool:
-        while not stop.is_set():
+        while not gone.is_set():
             try:
                 ahead.put(item, timeout=0.1)
                 return True
@@ -221,14 +228,21 @@ def read_ahead(batches: Iterator[Batch]) -> Iterator[Batch]:
     thread.start()
     try:
         while True:
-            batch, error = ahead.get()
+            try:
+                batch, error = ahead.get(timeout=0.2)
+            except queue.Empty:
+                if stop is not None and stop():
+                    if cut is not None:
+                        cut[0] = True
+                    return
+                continue
             if error is not None:
                 raise error
             if batch is None:
                 return
             yield batch
     finally:
-        stop.set()
+        gone.set()
         thread.join(timeout=1.0)  # a reader blocked on a silent stream is left behind
 
 

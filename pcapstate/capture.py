@@ -16,6 +16,7 @@ import bz2
 import hashlib
 import lzma
 import os
+import select
 import stat
 import struct
 import sys
@@ -93,6 +94,9 @@ class Capture:
     spans: list[list[float]] = field(default_factory=list)
     _stream: BinaryIO | None = None
     _peeked: Iterator[Record] | None = None
+    #: A stream that goes quiet yields None between records every 0.2 s, so that a batch
+    #: of what came is analysed now, not when more comes (set by `batches`)
+    ticks: bool = False
 
     def __iter__(self) -> Iterator[Record]:
         if self._peeked is not None:  # a stream: carry on from the peek
@@ -143,8 +147,9 @@ class Capture:
         if self._peeked is None and self.format in ("pcap", "pcap-ns"):
             self._reset()
             yield from self._guarded(self._pcap_batches(self._open(), rows, verify))
-        else:
-            yield from batches_of(self, rows, verify)
+        else:  # a stream's batches go out when it goes quiet, and at least every 0.2 s
+            self.ticks = self.size is None
+            yield from batches_of(self, rows, verify, 0.2 if self.size is None else None)
 
     def _pcap_batches(self, stream: BinaryIO, rows: int, verify: bool) -> Iterator[Any]:
         import numpy as np
@@ -306,6 +311,8 @@ class Capture:
                         pos = nxt
                     if header:
                         break
+                    while source.quiet():
+                        yield None  # type: ignore[misc]
                     more = source.more(pos)
                     if more is None:
                         if pos < end:
@@ -396,6 +403,8 @@ class Capture:
                         self.linktypes.add(interfaces[-1][0])
                         self.snaplen = max(self.snaplen, interfaces[-1][3])
                     pos += length
+                while source.quiet():
+                    yield None  # type: ignore[misc]
                 more = source.more(pos)
                 if more is None:
                     if pos < end:
@@ -658,8 +667,10 @@ class _Source:
             failed, self.failed = self.failed, None
             raise failed
         where = self.base + len(self.buf)
-        if not self.wrapped:
-            return self._read(self.stream.read, n, where)
+        if not self.wrapped:  # a stream: what has come so far, not n bytes or the end
+            read = self.stream.read1 if self.cap.size is None and hasattr(
+                self.stream, "read1") else self.stream.read
+            return self._read(read, n, where)
         parts: list[bytes] = []
         got = 0
         while got < n:
@@ -733,6 +744,17 @@ class _Source:
                 break
             self.buf += chunk
         return self.buf[pos : pos + n]
+
+    def quiet(self) -> bool:
+        """For a stream that asked for ticks (Capture.ticks): nothing came in 0.2 s."""
+        if not self.cap.ticks or self.pending or self.ended or self.wrapped \
+                or self.inflate is not None:
+            return False
+        try:
+            ready, _, _ = select.select([self.stream], [], [], 0.2)
+        except (OSError, ValueError):
+            return False
+        return not ready  # (read1 takes all the stream's buffer holds: none is left there)
 
     def more(self, pos: int) -> bytes | None:
         """Drop what was parsed, append the next chunk. None at the end of the stream."""

@@ -355,7 +355,7 @@ def _in_processes(entries: list[Entry], update: bool,
         try:
             for future in as_completed(futures):
                 yield futures[future], future.result()
-        except KeyboardInterrupt:  # Ctrl-C: stop the workers now, not after their capture
+        except BaseException:  # Ctrl-C, SIGTERM: stop the workers now, not after the corpus
             pool.shutdown(wait=False, cancel_futures=True)
             for child in multiprocessing.active_children():
                 child.terminate()
@@ -363,10 +363,13 @@ def _in_processes(entries: list[Entry], update: bool,
 
 
 def _leave_interrupts() -> None:
-    """In a worker: Ctrl-C is the parent's to handle (it stops the workers)."""
+    """In a worker: Ctrl-C is the parent's to handle (it stops the workers); SIGTERM, which
+    the parent sends them then, unwinds the worker (a golden being written is removed)."""
     import signal
+    import sys
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
 def _on_dask(entries: list[Entry],

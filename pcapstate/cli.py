@@ -17,11 +17,17 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable
-from functools import partial
 from typing import Any, NoReturn, TextIO
 
 from pcapstate import __version__
-from pcapstate.output import PendingFile, WriteError, guarded, read_result, write_atomic, write_json
+from pcapstate.output import (
+    PendingFile,
+    WriteError,
+    guarded,
+    is_stream,
+    read_result,
+    write_json,
+)
 from pcapstate.settings import MAX_CONNECTIONS, settings_for
 from pcapstate.settings import duration as settings_duration
 from pcapstate.vocab import STATE_NAMES, State, stuck_states
@@ -325,7 +331,7 @@ def _outputs_usage(args: argparse.Namespace, inputs: list[str]) -> str | None:
     given = [(o, getattr(args, o)) for o in (*_FILE_OUTPUTS, "plots")
              if getattr(args, o, None) is not None]
     if getattr(args, "report", None) and args.plots is None:
-        given.append(("report", os.path.splitext(args.report)[0] + "-charts"))
+        given.append(("charts", os.path.splitext(args.report)[0] + "-charts"))
     to_stdout = [o for o, path in given if path == "-"]
     if len(to_stdout) > 1:
         return " and ".join(f"{_option(o)} -" for o in to_stdout) + \
@@ -333,13 +339,13 @@ def _outputs_usage(args: argparse.Namespace, inputs: list[str]) -> str | None:
     seen: dict[str, str] = {}
     read = {os.path.realpath(p) for p in inputs if p != "-"}
     for o, path in given:
-        if path == "-":
+        if is_stream(path):  # /dev/null, a FIFO: written into, never replaced
             continue
         real = os.path.realpath(path)
         if real in read:
             return f"refusing to overwrite the input {path}"
         if real in seen and seen[real] != o:
-            what = "its charts folder" if o == "report" else _option(o)
+            what = "--report's charts folder" if o == "charts" else _option(o)
             return f"{_option(seen[real])} and {what} name the same path {path}"
         seen.setdefault(real, o)
     return None
@@ -351,6 +357,7 @@ class _Outputs:
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.files: dict[str, PendingFile] = {}
+        self.made: str | None = None  # the charts folder, when this run made it
         self.plots: str | None = getattr(args, "plots", None)
         if self.plots is None and getattr(args, "report", None):
             self.plots = os.path.splitext(args.report)[0] + "-charts"
@@ -369,13 +376,30 @@ class _Outputs:
         pending = self.files.get(option)
         return None if pending is None else pending.file
 
+    def chart(self, name: str, data: bytes) -> None:
+        """A chart into the charts folder (made now if need be), put in place by `done`."""
+        assert self.plots is not None
+        if not os.path.isdir(self.plots):
+            try:
+                os.mkdir(self.plots)  # its parent must exist, as a report's folder must
+            except OSError as e:
+                raise WriteError(self.plots, e) from e
+            self.made = self.plots
+        pending = self.files[f"chart {name}"] = PendingFile(os.path.join(self.plots, name),
+                                                            binary=True)
+        pending.file.write(data)  # type: ignore[arg-type]  # a binary file
+
     def done(self) -> None:
         for pending in self.files.values():
             pending.done()
+        self.made = None
 
     def discard(self) -> None:
         for pending in self.files.values():
             pending.discard()
+        if self.made is not None and not os.listdir(self.made):
+            os.rmdir(self.made)  # a charts folder this run made, left empty
+        self.made = None
 
 
 def _check_folder(folder: str) -> None:
@@ -398,6 +422,9 @@ def _analyze(args: argparse.Namespace) -> int:
     problem = _outputs_usage(args, args.captures)
     if problem:
         return _error(problem)
+    if args.cross_check and any(is_stream(p) for p in args.captures):
+        return _error("--cross-check reads the capture again with each engine: give files, "
+                      "not standard input or a stream")
     stdout_taken = any(getattr(args, o) == "-" for o in _FILE_OUTPUTS)
     settings = dataclasses.replace(
         settings_for(args.time_wait, args.fin_timeout, args.stuck_after,
@@ -411,7 +438,8 @@ def _analyze(args: argparse.Namespace) -> int:
         sinks: list[Callable[[dict[str, Any]], object]] = []
         lines = outputs.file("jsonl")
         if lines is None and args.json:
-            folder = None if args.json == "-" else os.path.dirname(os.path.abspath(args.json))
+            folder = None if is_stream(args.json) else \
+                os.path.dirname(os.path.realpath(args.json))
             try:
                 spool = guarded(tempfile.TemporaryFile("w+", encoding="utf-8", dir=folder),
                                 args.json)
@@ -445,7 +473,7 @@ def _analyze(args: argparse.Namespace) -> int:
             log.close()
         _capture_facts(result, args.argv, hashes=bool(args.json or args.report or args.html
                                                        or args.plots))
-        if args.cross_check and not result["interrupted"]:
+        if args.cross_check and not _INTERRUPTED.is_set():
             from pcapstate.crosscheck import cross_check
 
             result["cross_check"] = cross_check(args.captures, settings)
@@ -479,6 +507,10 @@ def _analyze(args: argparse.Namespace) -> int:
         records = result["accounting"]["records"]
         print(f"pcapstate: interrupted: everything above and every file written covers the "
               f"{records:,} records read until then", file=sys.stderr)
+        return 130
+    if _INTERRUPTED.is_set():  # Ctrl-C once the reading was over: nothing is missing
+        print("pcapstate: interrupted once the whole capture was read: everything above and "
+              "every file written is complete", file=sys.stderr)
         return 130
     if "cross_check" in result and result["cross_check"]["disagreements"]:
         return 1
@@ -537,6 +569,10 @@ def _check(args: argparse.Namespace) -> int:
         return _error(str(e))
     if not corpus:
         return _error(f"no capture in {', '.join(args.corpus)}")
+    ours = {os.path.realpath(f) for e in corpus for f in (*e.files, e.golden)}
+    for option, path in (("--junit", args.junit), ("--json", args.json)):
+        if path is not None and not is_stream(path) and os.path.realpath(path) in ours:
+            return _error(f"{option}: refusing to overwrite {path}, a file of the corpus")
     show = sys.stderr.isatty() if args.progress is None else args.progress
     outputs = [PendingFile(path) if path else None for path in (args.junit, args.json)]
     try:
@@ -630,6 +666,8 @@ def _report_of(args: argparse.Namespace, name: str, outputs: _Outputs) -> int:
     except UnicodeDecodeError:
         return _error(f"{name} is not a JSON file (a capture? analyse it with pcapstate "
                       "analyze)")
+    except RecursionError:
+        return _error(f"{name} is not a pcapstate result (JSON nested too deeply to read)")
     except ValueError as e:
         return _error(f"{name} is not valid JSON ({e})")
     schema = result.get("schema") if isinstance(result, dict) else None
@@ -639,6 +677,9 @@ def _report_of(args: argparse.Namespace, name: str, outputs: _Outputs) -> int:
     bad = problem(result)  # the first field a report could not use, by its JSON path
     if bad is not None:
         return _error(f"{name}: {bad}")
+    bad = _outputs_usage(args, [f["path"] for f in result["inputs"]])
+    if bad is not None:  # the captures the result was made from
+        return _error(bad)
     try:
         _reports(args, result, outputs)
         outputs.done()
@@ -649,8 +690,8 @@ def _report_of(args: argparse.Namespace, name: str, outputs: _Outputs) -> int:
 
 
 def _reports(args: argparse.Namespace, result: dict[str, Any], outputs: "_Outputs") -> None:
-    """Write the Markdown and HTML reports (into their pending files) and the charts.
-    Raises WriteError; a charts folder made here is removed again if the charts fail."""
+    """Write the Markdown and HTML reports and the charts into their pending files (put in
+    place, or removed, with the other outputs). Raises WriteError."""
     from pcapstate import charts, report
 
     plots = outputs.plots
@@ -658,24 +699,8 @@ def _reports(args: argparse.Namespace, result: dict[str, Any], outputs: "_Output
     images = {name: charts.png(draw()) for name, _, draw in listed}
     drawn = [(name, title) for name, title, _ in listed]
     if plots:
-        made = not os.path.isdir(plots)
-        written: list[str] = []
-        try:
-            if made:
-                try:
-                    os.mkdir(plots)  # its parent must exist, as a report's folder must
-                except OSError as e:
-                    raise WriteError(plots, e) from e
-            for name, data in images.items():
-                path = os.path.join(plots, name)
-                write_atomic(path, partial(_write, data=data), binary=True)
-                written.append(path)
-        except WriteError:
-            for path in written:
-                os.unlink(path)
-            if made and os.path.isdir(plots) and not os.listdir(plots):
-                os.rmdir(plots)
-            raise
+        for name, data in images.items():
+            outputs.chart(name, data)
     md = outputs.file("report")
     if md is not None:
         where = os.path.dirname(os.path.abspath(args.report)) or "."
@@ -684,10 +709,6 @@ def _reports(args: argparse.Namespace, result: dict[str, Any], outputs: "_Output
     page = outputs.file("html")
     if page is not None:
         page.write(report.html(report.blocks(result, drawn), images))
-
-
-def _write(f: Any, data: bytes) -> None:
-    f.write(data)
 
 
 class _Progress:

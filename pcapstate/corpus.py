@@ -218,8 +218,8 @@ def _walk(root: Path, configs: "_Configs") -> list[tuple[Entry, str]]:
         folder = Path(dirpath)
         config = configs.of(folder)
         found = [(_entry(name, files, str(name.relative_to(root)), config), str(name))
-                 for name, files in _group(folder, sorted(filter(is_capture, filenames)),
-                                           config)]
+                 for name, files in _group(folder, sorted(
+                     n for n in filenames if is_capture(n) and (folder / n).is_file()), config)]
         goldens = {Path(e.golden) for e, _ in found}
         for stale in sorted(n for n in filenames if n.endswith(GOLDEN)):
             golden = folder / stale

@@ -7,6 +7,7 @@ that names the path the user gave, never a temporary file's name.
 
 import json
 import os
+import stat
 import sys
 import tempfile
 from collections.abc import Callable
@@ -94,22 +95,48 @@ def read_result(f: TextIO) -> Any:
     return json.loads("".join(head))
 
 
+def is_stream(path: str) -> bool:
+    """Whether `path` names something to write into as it is, not a file to replace:
+    standard output, a device (/dev/null), a FIFO, a pipe (/dev/fd/N of `>(...)`)."""
+    if path == "-":
+        return True
+    try:
+        return not stat.S_ISREG(os.stat(path).st_mode) and not os.path.isdir(path)
+    except OSError:
+        return False
+
+
 class PendingFile:
     """A file written under a temporary name beside `path` and renamed into place by `done`,
     so that an interrupted or failed run leaves no half-written file (`discard` drops it).
-    Made at once: a destination that cannot be written is found before any work. `path`
-    "-" is standard output, written as it goes. Failures raise WriteError naming `path`."""
+    Made at once: a destination that cannot be written is found before any work. A symlink
+    is written through (its target replaced, the link kept); standard output ("-"), a
+    device, a FIFO or a pipe is written into as it goes, never replaced. Failures raise
+    WriteError naming `path`."""
 
     def __init__(self, path: str, binary: bool = False) -> None:
         self.path = path
         self.tmp: str | None = None
+        self.target = os.path.realpath(path)
         if path == "-":
             self.file = guarded(sys.stdout.buffer if binary else sys.stdout, path)
             return
         if os.path.isdir(path):
             raise WriteError(path, "is a folder")
+        if is_stream(path):
+            try:
+                stream: IO[Any] = open(path, "wb") if binary else \
+                    open(path, "w", encoding="utf-8")  # noqa: SIM115
+            except OSError as e:
+                raise WriteError(path, e) from e
+            self.file = guarded(stream, path)
+            self.direct = True
+            return
+        self.direct = False
+        if os.path.exists(self.target) and not os.access(self.target, os.W_OK):
+            raise WriteError(path, "permission denied (the file is read-only)")
         try:
-            fd, self.tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)),
+            fd, self.tmp = tempfile.mkstemp(dir=os.path.dirname(self.target),
                                             prefix=".pcapstate-", suffix=".tmp")
         except OSError as e:
             raise WriteError(path, e) from e
@@ -119,18 +146,26 @@ class PendingFile:
     def done(self) -> None:
         """Put the file in place, with the mode a plain open() would have given it."""
         if self.tmp is None:
-            self.file.flush()
+            if self.path != "-" and self.direct:
+                self.file.close()
+            else:
+                self.file.flush()
             return
         self.file.close()
         try:
-            os.chmod(self.tmp, _mode_for(self.path))
-            os.replace(self.tmp, self.path)
+            os.chmod(self.tmp, _mode_for(self.target))
+            os.replace(self.tmp, self.target)
         except OSError as e:
             raise WriteError(self.path, e) from e
         self.tmp = None
 
     def discard(self) -> None:
         if self.tmp is None:
+            if self.path != "-" and self.direct and not self.file.closed:
+                try:
+                    self.file.close()
+                except WriteError:
+                    pass
             return
         try:
             self.file.close()

@@ -385,9 +385,13 @@ def _decode_many(buf, starts, lengths, origlens, linktypes, out, verify):
                 verify)
 
 
-def batches_of(records, rows: int = 1 << 16, verify: bool = False):
+def batches_of(records, rows: int = 1 << 16, verify: bool = False,
+               every: float | None = None):
     """Decode (timestamp, linktype, frame, original length) records into Batches: for
-    formats that are not walked by compiled code (pcapng, standard input)."""
+    formats that are not walked by compiled code (pcapng, standard input). `every`: a
+    batch goes out once its first record is this many seconds old (a live stream's records
+    are analysed as they come, not once 65,536 have)."""
+    import time
     outs = [Batch.empty(rows) for _ in range(BATCH_BUFFERS)]
     out, k = outs[0], 0
     frames = bytearray()
@@ -409,14 +413,21 @@ def batches_of(records, rows: int = 1 << 16, verify: bool = False):
         out = outs[k % BATCH_BUFFERS]
         return done
 
-    for ts, linktype, frame, origlen in records:
+    for record in records:
+        if record is None:  # a quiet stream: what came so far goes out now
+            if starts:
+                yield flush()
+            continue
+        ts, linktype, frame, origlen = record
         out.ts[len(starts)] = ts
         starts.append(len(frames))
         lengths.append(len(frame))
         origlens.append(origlen)
         linktypes.append(linktype)
         frames += frame
-        if len(starts) == rows:
+        if len(starts) == 1 and every is not None:
+            due = time.monotonic() + every
+        if len(starts) == rows or (every is not None and time.monotonic() >= due):
             yield flush()
     if starts:
         yield flush()

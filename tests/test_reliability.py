@@ -148,7 +148,7 @@ def test_one_path_for_two_outputs_is_a_usage_error(tmp_path, options):
 
 def test_the_report_charts_folder_cannot_be_another_output(tmp_path):
     p = run("analyze", LEAK, "--report", "r.md", "--json", "r-charts", cwd=tmp_path)
-    assert "its charts folder name the same path r-charts" in one_error_line(p)
+    assert "--json and --report's charts folder name the same path r-charts" in one_error_line(p)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
@@ -313,3 +313,125 @@ def test_report_tells_a_terminal_on_standard_input_what_it_awaits(tmp_path):
         os.close(master)
     assert proc.returncode == 2 and err.startswith(b"pcapstate: error: standard input is not")
     assert leftovers(tmp_path) == []
+
+
+def test_a_device_a_fifo_and_a_symlink_are_written_through_never_replaced(tmp_path, capsys):
+    """--json /dev/null must not replace /dev/null with a file (as root, a rename could)."""
+    import threading
+
+    from pcapstate.cli import main
+
+    null = tmp_path / "mynull"
+    os.mknod(null, 0o666 | 0o020000, os.makedev(1, 3))  # /dev/null's device
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    real = tmp_path / "real.json"
+    real.write_text("{}")
+    link = tmp_path / "latest.json"
+    link.symlink_to(real.name)
+    assert main(["analyze", LEAK, "-q", "--json", str(null), "--jsonl", str(fifo),
+                 "--zeek-conn", str(link)]) == 0
+    reader.join(timeout=30)
+    assert os.path.exists(null) and not os.path.isfile(null)  # still the device
+    assert len(got[0].decode().splitlines()) == 5  # the FIFO's reader got the records
+    assert link.is_symlink() and real.read_text().startswith("#separator")
+    assert main(["analyze", LEAK, "-q", "--json", str(null), "--jsonl", str(null)]) == 0
+    p = subprocess.run(["bash", "-c", f"{sys.executable} -m pcapstate analyze {LEAK} -q "
+                        f"--json >(cat > {tmp_path / 'via-pipe.json'})"],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    deadline = time.monotonic() + 10
+    while not (tmp_path / "via-pipe.json").stat().st_size and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    assert json.loads((tmp_path / "via-pipe.json").read_text())["connections"]["total"] == 5
+    assert not [n for n in leftovers(tmp_path) if n.startswith(".pcapstate-")]
+
+
+def test_outputs_never_overwrite_a_corpus_or_a_reports_capture(tmp_path):
+    corpus = tmp_path / "c"
+    corpus.mkdir()
+    capture = corpus / "leak.pcap"
+    capture.write_bytes(Path(LEAK).read_bytes())
+    for option in ("--json", "--junit"):
+        p = run("check", str(corpus), "--update", option, str(capture))
+        assert one_error_line(p).endswith(f"refusing to overwrite {capture}, a file of the "
+                                          "corpus")
+    assert capture.read_bytes() == Path(LEAK).read_bytes()
+    assert run("check", str(corpus), "--update").returncode == 0
+    golden = corpus / "leak.pcap.golden.json"
+    kept = golden.read_bytes()
+    p = run("check", str(corpus), "--junit", str(golden))
+    assert "a file of the corpus" in one_error_line(p) and golden.read_bytes() == kept
+    result = tmp_path / "r.json"
+    assert run("analyze", str(capture), "-q", "--json", str(result)).returncode == 0
+    p = run("report", str(result), "--report", str(capture))
+    assert one_error_line(p) == f"pcapstate: error: refusing to overwrite the input {capture}"
+    assert capture.read_bytes() == Path(LEAK).read_bytes()
+
+
+def test_the_first_ctrl_c_stops_a_quiet_stream_at_once(tmp_path):
+    """A FIFO whose writer (tcpdump in another terminal) keeps it open: the first Ctrl-C
+    ends the reading there, not when the writer stops."""
+    import threading
+
+    fifo = tmp_path / "live"
+    os.mkfifo(fifo)
+
+    def tcpdump() -> None:
+        with open(fifo, "wb") as out:
+            out.write(Path(LEAK).read_bytes())
+            out.flush()
+            time.sleep(25)
+
+    writer = threading.Thread(target=tcpdump, daemon=True)
+    writer.start()
+    p = subprocess.Popen([*PCAPSTATE, "analyze", str(fifo), "--json", "live.json"],
+                         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        time.sleep(4)  # bounded: the records are read, the stream is quiet
+        p.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        out, err = p.communicate(timeout=20)
+        took = time.monotonic() - started
+    finally:
+        p.kill()
+    assert p.returncode == 130, err
+    assert took < 5, took  # not the writer's 25 s
+    result = json.loads((tmp_path / "live.json").read_text())
+    assert result["interrupted"] is True
+
+
+def test_report_of_deeply_nested_json_is_one_line(tmp_path):
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100000 + "]" * 100000)
+    p = run("report", str(deep), "--report", str(tmp_path / "x.md"))
+    assert "nested too deeply" in one_error_line(p)
+
+
+def test_cross_check_refuses_a_stream():
+    p = run("analyze", "-q", "--cross-check", "-", input=Path(LEAK).read_text("latin-1"))
+    assert "--cross-check reads the capture again" in one_error_line(p)
+
+
+def test_a_fifo_in_a_corpus_is_not_waited_on(tmp_path):
+    corpus = tmp_path / "c"
+    corpus.mkdir()
+    (corpus / "leak.pcap").write_bytes(Path(LEAK).read_bytes())
+    os.mkfifo(corpus / "stuck.pcap")
+    p = run("check", str(corpus), "--update")
+    assert p.returncode == 0 and "1 capture" in p.stdout, p.stdout
+
+
+def test_charts_are_not_left_when_another_output_fails(tmp_path):
+    with tmpfs(tmp_path / "small", "size=64k") as small:
+        st = os.statvfs(small)
+        (small / "filler").write_bytes(b"\0" * (st.f_bavail * st.f_frsize - 512))
+        p = run("analyze", LEAK, "-q", "--plots", str(tmp_path / "plots"), "--html",
+                str(small / "r.html"))
+        assert "No space left on device" in one_error_line(p)
+        assert leftovers(small) == ["filler"]
+    assert not (tmp_path / "plots").exists()
