@@ -351,7 +351,7 @@ def _in_processes(entries: list[Entry], update: bool,
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(min(jobs, len(entries)), mp_context=context,
                              initializer=_leave_interrupts) as pool:
-        futures = {pool.submit(check_one, e, update): i for i, e in enumerate(entries)}
+        futures = {pool.submit(_in_worker, e, update): i for i, e in enumerate(entries)}
         try:
             for future in as_completed(futures):
                 yield futures[future], future.result()
@@ -362,14 +362,31 @@ def _in_processes(entries: list[Entry], update: bool,
             raise
 
 
+class _Stopped(BaseException):
+    """In a worker: the parent sent SIGTERM."""
+
+
 def _leave_interrupts() -> None:
     """In a worker: Ctrl-C is the parent's to handle (it stops the workers); SIGTERM, which
-    the parent sends them then, unwinds the worker (a golden being written is removed)."""
+    the parent sends them then, unwinds the worker's capture (a golden being written is
+    removed), and the worker ends (_in_worker)."""
     import signal
-    import sys
+
+    def stopped(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: the pool may send it again
+        raise _Stopped
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    signal.signal(signal.SIGTERM, stopped)
+
+
+def _in_worker(entry: Entry, update: bool) -> Outcome:
+    """check_one in a worker process, which ends (not only its capture) on SIGTERM: the
+    pool would hand it the next capture."""
+    try:
+        return check_one(entry, update)
+    except _Stopped:
+        os._exit(143)
 
 
 def _on_dask(entries: list[Entry],

@@ -435,3 +435,48 @@ def test_charts_are_not_left_when_another_output_fails(tmp_path):
         assert "No space left on device" in one_error_line(p)
         assert leftovers(small) == ["filler"]
     assert not (tmp_path / "plots").exists()
+
+
+def _long_capture(path: Path, copies: int) -> None:
+    """A sample's records again and again, each copy an hour later: a capture that takes a
+    while to analyse, made in a moment."""
+    import struct
+
+    data = (SAMPLES / "half_close.pcap").read_bytes()
+    header, body = data[:24], data[24:]
+    records = []
+    pos = 0
+    while pos < len(body):
+        sec, usec, incl, orig = struct.unpack_from("<IIII", body, pos)
+        records.append((sec, body[pos + 4:pos + 16 + incl]))
+        pos += 16 + incl
+    with open(path, "wb") as out:
+        out.write(header)
+        for k in range(copies):
+            for sec, rest in records:
+                out.write(struct.pack("<I", sec + 3600 * k) + rest)
+
+
+@pytest.mark.slow
+def test_sigterm_stops_checks_workers_at_once(tmp_path):
+    """`timeout` sends SIGTERM to check, which runs captures in worker processes: they stop
+    with it, no golden or temporary file is left, the exit code names the signal."""
+    corpus = tmp_path / "c"
+    corpus.mkdir()
+    _long_capture(corpus / "a.pcap", 400)
+    names = [f"{name}.pcap" for name in "abcdefghijkl"]
+    for name in names[1:]:
+        os.link(corpus / "a.pcap", corpus / name)
+    p = subprocess.Popen([*PCAPSTATE, "check", str(corpus), "--update", "-j", "2"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    assert p.poll() is None, p.communicate()  # still at work
+    p.send_signal(signal.SIGTERM)
+    started = time.monotonic()
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 143 and time.monotonic() - started < 2, err
+    assert err == "pcapstate: stopped by SIGTERM\n"
+    left = leftovers(corpus)
+    assert not [n for n in left if n.startswith(".")], left  # no temporary file
+    goldens = [n for n in left if n.endswith(".golden.json")]
+    assert len(goldens) < len(names) - 2, left  # stopped with work left, not after it
