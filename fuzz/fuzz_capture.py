@@ -19,8 +19,8 @@ import atheris
 
 # the compiled modules are left alone: numba cannot compile instrumented bytecode
 with atheris.instrument_imports(exclude=["pcapstate.scan", "pcapstate.fasttable"]):
-    from pcapstate.analyze import analyze
     from pcapstate.capture import CaptureError, open_captures
+    from pcapstate.pipeline import analyze
     from pcapstate.settings import Settings
 
 HERE = Path(__file__).resolve().parent

@@ -57,7 +57,7 @@ class Outcome:
 
 def facts(files: list[str] | tuple[str, ...], settings: Settings) -> dict[str, Any]:
     """Analyse one capture and keep its stable facts: the golden file's content."""
-    from pcapstate.analyze import analyze
+    from pcapstate.pipeline import analyze
 
     conns: list[list[Any]] = []
 

@@ -415,8 +415,8 @@ def _check_folder(folder: str) -> None:
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    from pcapstate.analyze import analyze
     from pcapstate.capture import CaptureError
+    from pcapstate.pipeline import analyze
     from pcapstate.report_text import render
 
     problem = _outputs_usage(args, args.captures)

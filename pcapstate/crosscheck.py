@@ -19,7 +19,7 @@ Key = tuple[str, str, int]
 
 def cross_check(paths: list[str], settings: Settings | None = None) -> dict[str, Any]:
     """Analyse with the fast and the tshark engines; every disagreement, in words."""
-    from pcapstate.analyze import analyze
+    from pcapstate.pipeline import analyze
 
     runs = {}
     for engine in ("fast", "tshark"):

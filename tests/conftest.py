@@ -13,7 +13,7 @@ SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 def compiled_engine() -> None:
     """Each way into the engine once: the compiled pcap walk, records batched from pcapng,
     checksums checked, the records and the conn.log built."""
-    from pcapstate.analyze import analyze
+    from pcapstate.pipeline import analyze
     from pcapstate.settings import Settings
 
     for name in ("close_wait_leak.pcap", "pcapng.pcapng"):

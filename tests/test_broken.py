@@ -112,8 +112,8 @@ SEEDS = {name: (SAMPLES / name).read_bytes()[:3000] for name in (
 def test_damaged_captures_give_a_result_or_an_error(tmp_path_factory, name, flips, cut):
     """A sample with bytes overwritten and cut short, through both readers and engines:
     the same outcome, a result or a CaptureError, nothing else raised."""
-    from pcapstate.analyze import analyze
     from pcapstate.capture import CaptureError
+    from pcapstate.pipeline import analyze
 
     data = bytearray(SEEDS[name][:cut])
     for at, value in flips:

@@ -245,7 +245,7 @@ def test_an_interrupt_lost_in_a_finalizer_still_stops_the_run(monkeypatch, capsy
     reading, by the flag that asks the reading to stop)."""
     import signal
 
-    import pcapstate.analyze as pipeline
+    import pcapstate.pipeline as pipeline
 
     real = pipeline.open_captures
 

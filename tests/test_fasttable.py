@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pcapstate.analyze import analyze
 from pcapstate.decode import Segment
 from pcapstate.fasttable import FastTracker
+from pcapstate.pipeline import analyze
 from pcapstate.scan import NO_WSCALE, NOT_SYN, TCP, Batch
 from pcapstate.settings import Settings
 from pcapstate.summary import Summary
@@ -155,8 +155,8 @@ def test_samples_dir_is_what_the_engines_saw():
 def test_read_ahead_keeps_order_and_buffers_valid(tmp_path):
     """Batches decoded in the reader thread arrive in order, and each one is intact while
     the caller works on it (the reader writes into rotating buffers)."""
-    from pcapstate.analyze import read_ahead
     from pcapstate.capture import open_captures
+    from pcapstate.pipeline import read_ahead
 
     path = tmp_path / "many.pcap"
     path.write_bytes(b"".join(Path(p).read_bytes() if i == 0 else Path(p).read_bytes()[24:]
@@ -175,7 +175,7 @@ def test_read_ahead_keeps_order_and_buffers_valid(tmp_path):
 
 
 def test_read_ahead_passes_errors_on_and_stops_when_left():
-    from pcapstate.analyze import read_ahead
+    from pcapstate.pipeline import read_ahead
 
     def failing():
         yield Batch.empty(1)

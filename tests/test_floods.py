@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pcapstate.analyze import analyze
 from pcapstate.cli import main
 from pcapstate.fasttable import FREE_N, FastTracker
+from pcapstate.pipeline import analyze
 from pcapstate.settings import Settings
 from pcapstate.summary import Summary
 from tests.test_fasttable import batch_of, run_fast, run_plain

@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pcapstate.analyze import analyze
 from pcapstate.capture import CaptureError, file_header, open_captures
 from pcapstate.cli import main
+from pcapstate.pipeline import analyze
 from pcapstate.scan import _file_header
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"

@@ -480,3 +480,13 @@ def test_sigterm_stops_checks_workers_at_once(tmp_path):
     assert not [n for n in left if n.startswith(".")], left  # no temporary file
     goldens = [n for n in left if n.endswith(".golden.json")]
     assert len(goldens) < len(names) - 2, left  # stopped with work left, not after it
+
+
+def test_the_library_api_is_the_command_lines():
+    """README's example: pcapstate.analyze(...) from Python gives the result --json writes."""
+    import pcapstate
+
+    result = pcapstate.analyze([LEAK])
+    assert result["connections"]["total"] == 5
+    assert [(f["state"], f["service"], f["count"]) for f in result["findings"]] == [
+        ("CLOSE_WAIT", "127.0.0.1:5001", 5)]

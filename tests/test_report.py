@@ -154,7 +154,7 @@ def test_stuck_evidence_is_the_packets_own_times(sample):
     """The FIN, its ACK and the RST named for each stuck connection are those packets."""
     import dpkt
 
-    from pcapstate.analyze import analyze
+    from pcapstate.pipeline import analyze
 
     result = analyze([str(SAMPLES / f"{sample}.pcap")])
     examples = [ex for f in result["findings"] for ex in f["examples"]]

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pcapstate.analyze import analyze
 from pcapstate.corpus import is_capture
+from pcapstate.pipeline import analyze
 from pcapstate.vocab import SS_STATES
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from pcapstate.analyze import analyze
 from pcapstate.cli import main
+from pcapstate.pipeline import analyze
 from pcapstate.schema import MAX_BIN, RECORD, TIMELINE_BINS, check, problem
 from tests.test_samples import EXPECTED, captures
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pcapstate.analyze import analyze
+from pcapstate.pipeline import analyze
 from pcapstate.timeline import BINS, FIRST_WIDTH, Timeline
 from pcapstate.vocab import State
 

@@ -5,7 +5,7 @@ captured at each end) check the two ends; crafted handshakes check the rest."""
 import dpkt
 import pytest
 
-from pcapstate.analyze import analyze
+from pcapstate.pipeline import analyze
 from pcapstate.verdict import BETWEEN, NEAR_CLIENT, NEAR_SERVER, UNTOLD, vantage_side
 
 T0 = 1_700_000_000.0

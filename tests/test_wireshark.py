@@ -8,8 +8,8 @@ import struct
 import dpkt
 import pytest
 
-from pcapstate.analyze import analyze
 from pcapstate.cli import main
+from pcapstate.pipeline import analyze
 from tests.test_samples import EXPECTED, captures
 
 pytestmark = pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")

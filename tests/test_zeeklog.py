@@ -172,7 +172,7 @@ def test_a_lone_synack_as_zeek_logs_it(tmp_path):
 @pytest.mark.parametrize("engine", ["fast", "plain"])
 def test_a_synack_before_its_syn_in_both_engines(tmp_path, engine):
     """Zeek's core.connection_flipped situation through a capture: "Hs^ADadFf"."""
-    from pcapstate.analyze import analyze
+    from pcapstate.pipeline import analyze
 
     F_ = 0x01
     # (seconds, from the originator as the crafter sees it, flags, seq, ack, size, options)
@@ -274,7 +274,7 @@ def test_zeeks_inactivity_timeout_splits_a_connection_as_its_baseline_shows(tmp_
     ACK; Zeek's inactivity timeout (5 minutes) ended the first connection, the segment
     sent again began a second. Zeek's lines: "0.000010 18 0 OTH 0 Da 1 58 1 40" and
     "- - - OTH 0 D 1 58 0 0" (the baseline masks the timestamps)."""
-    from pcapstate.analyze import analyze
+    from pcapstate.pipeline import analyze
     from pcapstate.zeeklog import entries
 
     packets = [(0.0, True, P_ | A_, 1000, 5000, 18, 0), (0.00001, False, A_, 5000, 1018, 0, 0),
@@ -293,7 +293,7 @@ def test_the_conn_log_is_the_same_from_either_engine_and_from_the_records():
     """The compiled engine hands the conn.log its lines in bulk (FastTracker.zeek_records,
     no record built): the same lines as the reference engine's, and as the records'
     `zeek` and `zeek_later`, on every sample (Zeek's later connections included)."""
-    from pcapstate.analyze import analyze
+    from pcapstate.pipeline import analyze
     from pcapstate.zeeklog import entries
     from tests.test_samples import EXPECTED, captures
 
