@@ -28,6 +28,8 @@ from pcapstate.machine import (
     Connection,
     Endpoint,
     ip_text,
+    rst_acceptable,
+    timer_at,
 )
 from pcapstate.scan import TCP, Batch
 from pcapstate.seq import MASK, after_or_at, delta
@@ -89,7 +91,6 @@ MAXT = 16
 
 _M = MASK
 _DUPLICATE_WINDOW = 0.001
-_UNKNOWN_SCALE = 14
 _SWEEP_EVERY = 1.0
 
 # Scalars kept in one float64 array, so the compiled code can update them.
@@ -186,10 +187,9 @@ def _closed(r):
 @njit(cache=True, nogil=True, inline="always")
 def _expire(r, now, tw, ft):
     for e in range(2):
-        if r.st[e] == TIME_WAIT and now >= _since(r, e) + tw:
-            _enter(r, e, _since(r, e) + tw, CLOSED, True)
-        elif r.st[e] == FIN_WAIT_2 and not r.fw2_alive[e] and now >= _since(r, e) + ft:
-            _enter(r, e, _since(r, e) + ft, CLOSED, True)
+        at = _timer_at(r.st[e], _since(r, e), r.fw2_alive[e] != 0, tw, ft)
+        if now >= at:
+            _enter(r, e, at, CLOSED, True)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -197,12 +197,8 @@ def _deadline(r, tw, ft, linger):
     """The next timer or eviction time; NaN for none."""
     if _closed(r):
         return r.last_ts + linger
-    due = np.inf
-    for e in range(2):
-        if r.st[e] == TIME_WAIT:
-            due = min(due, _since(r, e) + tw)
-        elif r.st[e] == FIN_WAIT_2 and not r.fw2_alive[e]:
-            due = min(due, _since(r, e) + ft)
+    due = min(_timer_at(r.st[0], _since(r, 0), r.fw2_alive[0] != 0, tw, ft),
+              _timer_at(r.st[1], _since(r, 1), r.fw2_alive[1] != 0, tw, ft))
     return due if due < np.inf else np.nan
 
 
@@ -211,17 +207,15 @@ def _weird(r, a):
     r.anom[a] += 1
 
 
+_rst_acceptable = njit(cache=True, nogil=True)(rst_acceptable)
+_timer_at = njit(cache=True, nogil=True, inline="always")(timer_at)
+
+
 @njit(cache=True, nogil=True)
 def _rst(r, d, s, o, flags, seq, ack, ts):
     r.rsts[s] += 1
-    if r.st[o] == SYN_SENT and not r.syn_acked[o]:
-        ok = (flags & ACK) != 0 and r.isn[o] != -1 and ack == (r.isn[o] + 1) & _M
-    elif r.last_ack[o] == -1:
-        ok = True
-    else:
-        scale = _UNKNOWN_SCALE if r.wscale[o] == -1 else r.wscale[o]
-        ok = (seq - r.last_ack[o]) & _M <= max(r.win[o] << scale, 1)
-    if not ok:
+    if not _rst_acceptable(r.st[o], r.syn_acked[o] != 0, flags, seq, ack, r.isn[o],
+                           r.last_ack[o], r.win[o], r.wscale[o]):
         _weird(r, A_RST_OUT)
         return
     if r.reset_by == -1:

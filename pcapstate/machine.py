@@ -11,12 +11,13 @@ time of the ACK. Only an in-window RST changes state. Timers (TIME_WAIT, orphane
 FIN_WAIT_2) emit no packet and are applied lazily by `expire`.
 """
 
+import math
 from functools import lru_cache
 from ipaddress import ip_address
 
 from pcapstate.decode import window_scale
 from pcapstate.seq import MASK, after_or_at
-from pcapstate.vocab import ACK, ANOMALIES, FIN, RST, SYN, State
+from pcapstate.vocab import ACK, ANOMALIES, FIN, RST, SYN, State, codes
 from pcapstate.zeek import ZeekConn
 
 CLOSED, SYN_SENT, SYN_RCVD, ESTABLISHED = (
@@ -46,6 +47,38 @@ SENT_FIN, OWN_FIN_ACKED, PEER_FIN_RECEIVED = (
 #: Assumed window scale when the SYNs were not seen: the largest, so that a RST is never
 #: called out of window for want of knowing the scale.
 _UNKNOWN_SCALE = 14
+
+_CODE = codes(State)
+_SYN_SENT, _TIME_WAIT, _FIN_WAIT_2 = (_CODE[State.SYN_SENT], _CODE[State.TIME_WAIT],
+                                      _CODE[State.FIN_WAIT_2])
+
+
+def rst_acceptable(state: int, syn_acked: bool, flags: int, seq: int, ack: int, isn: int,
+                   last_ack: int, win: int, wscale: int) -> bool:
+    """Whether a RST is taken by its receiver, in `state` (a code), whose SYN was or was not
+    acknowledged, whose initial sequence number, last acknowledgment, window and window
+    scale are these (-1: not seen). In SYN-SENT it must acknowledge the SYN (RFC 9293,
+    3.10.7.3); else its sequence number must fall in the receiver's window (with the largest
+    scale when the SYNs were not seen), or anywhere when nothing of that window is known.
+    The one rule: the compiled engine compiles this function."""
+    if state == _SYN_SENT and not syn_acked:
+        return (flags & ACK) != 0 and isn != -1 and ack == (isn + 1) & MASK
+    if last_ack == -1:
+        return True
+    scale = _UNKNOWN_SCALE if wscale == -1 else wscale
+    return (seq - last_ack) & MASK <= max(win << scale, 1)
+
+
+def timer_at(state: int, since: float, fw2_alive: bool, time_wait: float,
+             fin_timeout: float) -> float:
+    """When an endpoint's timer fires, in `state` (a code) since `since`: TIME_WAIT after
+    `time_wait`, an orphaned FIN_WAIT_2 (its peer not heard since) after `fin_timeout`;
+    infinity for a state without a timer. The one rule: the compiled engine compiles it."""
+    if state == _TIME_WAIT:
+        return since + time_wait
+    if state == _FIN_WAIT_2 and not fw2_alive:
+        return since + fin_timeout
+    return math.inf
 #: Two captures of one segment (on two interfaces) arrive closer together than this; a
 #: retransmission never does (Linux's smallest retransmission timeout is 200 ms).
 _DUPLICATE_WINDOW = 0.001
@@ -95,6 +128,13 @@ class Endpoint:
     def since(self) -> float:
         """When the current state was entered."""
         return self.transitions[-1][0]
+
+    def timer_at(self, time_wait: float, fin_timeout: float) -> float:
+        """machine.timer_at of this endpoint (infinity for one that never left CLOSED)."""
+        if not self.transitions:
+            return math.inf
+        return timer_at(_CODE[self.state], self.since(), bool(self.fw2_alive), time_wait,
+                        fin_timeout)
 
     def address(self) -> str:
         ip = ip_text(self.ip)
@@ -276,14 +316,10 @@ class Connection:
     def _rst(self, ts: float, d: int, s: Endpoint, r: Endpoint, flags: int, seq: int,
              ack: int) -> None:
         s.rsts += 1
-        if r.state is SYN_SENT and not r.syn_acked:
-            # RFC 9293 3.10.7.3: in SYN-SENT a RST is acceptable if it acknowledges the SYN.
-            ok = bool(flags & ACK) and r.isn is not None and ack == (r.isn + 1) & MASK
-        elif r.last_ack is None:
-            ok = True  # nothing known of r's window: take the RST at its word
-        else:
-            scale = _UNKNOWN_SCALE if r.wscale is None else r.wscale
-            ok = (seq - r.last_ack) & MASK <= max(r.win << scale, 1)
+        ok = rst_acceptable(_CODE[r.state], bool(r.syn_acked), flags, seq, ack,
+                            -1 if r.isn is None else r.isn,
+                            -1 if r.last_ack is None else r.last_ack, r.win,
+                            -1 if r.wscale is None else r.wscale)
         if not ok:
             self.weird("rst_out_of_window")
             return
@@ -295,19 +331,16 @@ class Connection:
     def expire(self, now: float, time_wait: float, fin_timeout: float) -> None:
         """Apply the timers that ran out by `now`: TIME_WAIT, orphaned FIN_WAIT_2."""
         for e in self.ep:
-            if e.state is TIME_WAIT and now >= e.since() + time_wait:
-                e.enter(e.since() + time_wait, CLOSED, timer=True)
-            elif e.state is FIN_WAIT_2 and not e.fw2_alive and now >= e.since() + fin_timeout:
-                e.enter(e.since() + fin_timeout, CLOSED, timer=True)
+            at = e.timer_at(time_wait, fin_timeout)
+            if now >= at:
+                e.enter(at, CLOSED, timer=True)
 
     def deadline(self, time_wait: float, fin_timeout: float, linger: float) -> float | None:
         """The next capture time at which a timer or eviction is due, if any."""
         if self.closed():
             return self.last_ts + linger
-        due = [e.since() + time_wait for e in self.ep if e.state is TIME_WAIT]
-        due += [e.since() + fin_timeout for e in self.ep
-                if e.state is FIN_WAIT_2 and not e.fw2_alive]
-        return min(due) if due else None
+        due = min(e.timer_at(time_wait, fin_timeout) for e in self.ep)
+        return None if due == math.inf else due
 
     def reuse(self, ts: float) -> None:
         """A new connection takes over the 4-tuple: whatever is left of this one is gone."""
