@@ -204,18 +204,23 @@ def test_ctrl_c_on_a_live_stream_writes_what_was_read(tmp_path):
     assert b"5 connections" in out
 
 
-def test_usage_errors_are_one_line_with_a_hint():
+def test_usage_errors_are_one_line_with_a_hint(capsys):
+    from pcapstate.cli import main
+
     for args, words in ((["analyze"], "the following arguments are required: CAPTURE"),
                         (["analyze", LEAK, "--fail-on", ""], "no state given"),
                         (["analyze", LEAK, "--fail-on", "close-wiat"],
                          "unknown state close-wiat"),
                         (["analyze", LEAK, "--bogus"], "unrecognized arguments: --bogus"),
                         (["frobnicate"], "invalid choice: 'frobnicate'")):
-        p = run(*args)
-        line = one_error_line(p)
-        assert words in line, line
+        with pytest.raises(SystemExit) as stopped:
+            main(args)
+        assert stopped.value.code == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("pcapstate: error: "), lines
+        assert words in lines[0], lines
         command = "pcapstate analyze" if args[0] == "analyze" else "pcapstate"
-        assert line.endswith(f"(try: {command} --help)"), line
+        assert lines[0].endswith(f"(try: {command} --help)"), lines
 
 
 def test_error_paths_and_reports_do_not_load_the_engine(tmp_path):
@@ -223,16 +228,18 @@ def test_error_paths_and_reports_do_not_load_the_engine(tmp_path):
     numba (a second of start-up, and tens of seconds on a first run)."""
     result = tmp_path / "r.json"
     assert run("analyze", LEAK, "-q", "--json", str(result)).returncode == 0
-    code = ("import sys, pcapstate.cli as c\n"
-            "try:\n    c.main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'numba'), "
-            "file=sys.stderr)")
-    for args in (["analyze", str(tmp_path / "missing.pcap")], ["analyze", LEAK, "--bogus"],
-                 ["--help"], ["--version"], ["analyze", "--help"],
-                 ["report", str(result), "--html", str(tmp_path / "r.html")]):
-        p = subprocess.run([sys.executable, "-c", code, *args], capture_output=True,
-                           text=True, timeout=120)
-        assert p.stderr.strip().splitlines()[-1] == "[]", (args, p.stderr)
+    calls = [["analyze", str(tmp_path / "missing.pcap")], ["analyze", LEAK, "--bogus"],
+             ["--help"], ["--version"], ["analyze", "--help"],
+             ["report", str(result), "--html", str(tmp_path / "r.html")]]
+    code = ("import json, sys, pcapstate.cli as c\n"
+            "for args in json.loads(sys.argv[1]):\n"
+            "    try:\n        c.main(args)\n    except SystemExit:\n        pass\n"
+            "    print(args[0], sorted(m for m in sys.modules if m.startswith('numba')),"
+            " file=sys.stderr)")
+    p = subprocess.run([sys.executable, "-c", code, json.dumps(calls)], capture_output=True,
+                       text=True, timeout=120)
+    said = [line for line in p.stderr.splitlines() if line.endswith("]")]
+    assert said == [f"{args[0]} []" for args in calls], p.stderr
     assert (tmp_path / "r.html").exists()
 
 
@@ -351,25 +358,29 @@ def test_a_device_a_fifo_and_a_symlink_are_written_through_never_replaced(tmp_pa
     assert not [n for n in leftovers(tmp_path) if n.startswith(".pcapstate-")]
 
 
-def test_outputs_never_overwrite_a_corpus_or_a_reports_capture(tmp_path):
+def test_outputs_never_overwrite_a_corpus_or_a_reports_capture(tmp_path, capsys):
+    from pcapstate.cli import main
+
     corpus = tmp_path / "c"
     corpus.mkdir()
     capture = corpus / "leak.pcap"
     capture.write_bytes(Path(LEAK).read_bytes())
     for option in ("--json", "--junit"):
-        p = run("check", str(corpus), "--update", option, str(capture))
-        assert one_error_line(p).endswith(f"refusing to overwrite {capture}, a file of the "
-                                          "corpus")
+        assert main(["check", str(corpus), "--update", option, str(capture)]) == 2
+        assert capsys.readouterr().err == (f"pcapstate: error: {option}: refusing to "
+                                           f"overwrite {capture}, a file of the corpus\n")
     assert capture.read_bytes() == Path(LEAK).read_bytes()
-    assert run("check", str(corpus), "--update").returncode == 0
+    assert main(["check", str(corpus), "--update"]) == 0
     golden = corpus / "leak.pcap.golden.json"
     kept = golden.read_bytes()
-    p = run("check", str(corpus), "--junit", str(golden))
-    assert "a file of the corpus" in one_error_line(p) and golden.read_bytes() == kept
+    assert main(["check", str(corpus), "--junit", str(golden)]) == 2
+    assert "a file of the corpus" in capsys.readouterr().err and golden.read_bytes() == kept
     result = tmp_path / "r.json"
-    assert run("analyze", str(capture), "-q", "--json", str(result)).returncode == 0
-    p = run("report", str(result), "--report", str(capture))
-    assert one_error_line(p) == f"pcapstate: error: refusing to overwrite the input {capture}"
+    assert main(["analyze", str(capture), "-q", "--json", str(result)]) == 0
+    capsys.readouterr()
+    assert main(["report", str(result), "--report", str(capture)]) == 2
+    assert capsys.readouterr().err == (f"pcapstate: error: refusing to overwrite the input "
+                                       f"{capture}\n")
     assert capture.read_bytes() == Path(LEAK).read_bytes()
 
 
@@ -392,7 +403,7 @@ def test_the_first_ctrl_c_stops_a_quiet_stream_at_once(tmp_path):
     p = subprocess.Popen([*PCAPSTATE, "analyze", str(fifo), "--json", "live.json"],
                          cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        time.sleep(4)  # bounded: the records are read, the stream is quiet
+        time.sleep(3)  # bounded: the records are read, the stream is quiet
         p.send_signal(signal.SIGINT)
         started = time.monotonic()
         out, err = p.communicate(timeout=20)
