@@ -85,6 +85,7 @@ def test_a_closed_pipe_is_one_line_exit_2():
     assert lines == ["pcapstate: error: cannot write standard output: Broken pipe", "2"]
 
 
+@pytest.mark.slow
 def test_a_read_only_destination_is_named_and_found_before_reading(tmp_path):
     """The error names the user's path (not a temporary file's), and comes before the
     capture is read: here standard input, which never ends."""
@@ -151,6 +152,7 @@ def test_the_report_charts_folder_cannot_be_another_output(tmp_path):
     assert "--json and --report's charts folder name the same path r-charts" in one_error_line(p)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
 def test_a_signal_removes_the_temporary_files(tmp_path, sig):
     """`timeout 4 pcapstate analyze ... --jsonl t.jsonl --zeek-conn t.log`: the streamed
@@ -177,6 +179,7 @@ def test_a_signal_removes_the_temporary_files(tmp_path, sig):
     assert leftovers(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_ctrl_c_on_a_live_stream_writes_what_was_read(tmp_path):
     """`tcpdump -w - | pcapstate analyze - --json live.json`, then Ctrl-C (tcpdump ends
     too): the JSON and the summary are written for what was read, marked as interrupted,
@@ -384,6 +387,7 @@ def test_outputs_never_overwrite_a_corpus_or_a_reports_capture(tmp_path, capsys)
     assert capture.read_bytes() == Path(LEAK).read_bytes()
 
 
+@pytest.mark.slow
 def test_the_first_ctrl_c_stops_a_quiet_stream_at_once(tmp_path):
     """A FIFO whose writer (tcpdump in another terminal) keeps it open: the first Ctrl-C
     ends the reading there, not when the writer stops."""
