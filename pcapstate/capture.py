@@ -183,10 +183,7 @@ class Capture:
                 raise _Stop(_too_long(buf, pos, incl, snaplen), source.base + pos)
             if status == FULL:
                 continue
-            more = source.more(pos)
-            if more is None:
-                if pos < len(buf):
-                    raise _Stop("capture ends in the middle of a record", source.base + pos)
+            if (yield from source.advance(pos, "a record")) is None:
                 return
             pos = 0
 
@@ -311,13 +308,8 @@ class Capture:
                         pos = nxt
                     if header:
                         break
-                    while source.quiet():
-                        yield None  # type: ignore[misc]
-                    more = source.more(pos)
+                    more = yield from source.advance(pos, "a record")  # type: ignore[misc]
                     if more is None:
-                        if pos < end:
-                            raise _Stop("capture ends in the middle of a record",
-                                        source.base + pos)
                         return
                     buf, pos = more, 0
             finally:
@@ -403,13 +395,8 @@ class Capture:
                         self.linktypes.add(interfaces[-1][0])
                         self.snaplen = max(self.snaplen, interfaces[-1][3])
                     pos += length
-                while source.quiet():
-                    yield None  # type: ignore[misc]
-                more = source.more(pos)
+                more = yield from source.advance(pos, "a pcapng block")  # type: ignore[misc]
                 if more is None:
-                    if pos < end:
-                        raise _Stop("capture ends in the middle of a pcapng block",
-                                    source.base + pos)
                     return
                 buf, pos = more, 0
         finally:
@@ -744,6 +731,17 @@ class _Source:
                 break
             self.buf += chunk
         return self.buf[pos : pos + n]
+
+    def advance(self, pos: int, what: str) -> Generator[None, None, bytes | None]:
+        """Drop what was parsed up to `pos` and return the buffer with the next chunk
+        (more), None at the end of the stream, a _Stop if it ends inside `what`. A stream
+        that asked for ticks yields None while it is quiet."""
+        while self.quiet():
+            yield None
+        more = self.more(pos)
+        if more is None and pos < len(self.buf):
+            raise _Stop(f"capture ends in the middle of {what}", self.base + pos)
+        return more
 
     def quiet(self) -> bool:
         """For a stream that asked for ticks (Capture.ticks): nothing came in 0.2 s."""

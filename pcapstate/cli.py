@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = sys.argv[1:] if argv is None else argv
     _lean_start()
     _INTERRUPTED.clear()
-    _TERMINATED.clear()
+    _SIGNAL[0] = 0
     previous = {sig: signal.signal(sig, handler) for sig, handler in _HANDLERS.items()}
     stdout = sys.stdout
     sys.stdout = guarded(stdout, "-")  # a full disk or a closed pipe: one line, exit 2
@@ -258,8 +258,7 @@ def _drop_stdout(stdout: TextIO) -> None:
 #: compiling on a first run, runs many), so long work also checks this between steps.
 _INTERRUPTED = threading.Event()
 
-#: SIGTERM or SIGHUP arrived (its number in _SIGNAL): stop at once, leave no partial file.
-_TERMINATED = threading.Event()
+#: The SIGTERM or SIGHUP that arrived (0: none): stop at once, leave no partial file.
 _SIGNAL = [0]
 
 
@@ -288,7 +287,6 @@ def _on_interrupt(signum: int, frame: object) -> None:
 
 def _on_terminate(signum: int, frame: object) -> None:
     _SIGNAL[0] = signum
-    _TERMINATED.set()
     raise _Terminated(signum)
 
 
@@ -297,7 +295,7 @@ _HANDLERS = {signal.SIGINT: _on_interrupt, signal.SIGTERM: _on_terminate,
 
 
 def _check_interrupt() -> None:
-    if _TERMINATED.is_set():
+    if _SIGNAL[0]:
         raise _Terminated(_SIGNAL[0])
     if _INTERRUPTED.is_set() and not _SOFT.is_set():
         raise KeyboardInterrupt
@@ -331,7 +329,7 @@ def _outputs_usage(args: argparse.Namespace, inputs: list[str]) -> str | None:
     given = [(o, getattr(args, o)) for o in (*_FILE_OUTPUTS, "plots")
              if getattr(args, o, None) is not None]
     if getattr(args, "report", None) and args.plots is None:
-        given.append(("charts", os.path.splitext(args.report)[0] + "-charts"))
+        given.append(("charts", _charts_folder(args)))
     to_stdout = [o for o, path in given if path == "-"]
     if len(to_stdout) > 1:
         return " and ".join(f"{_option(o)} -" for o in to_stdout) + \
@@ -351,6 +349,13 @@ def _outputs_usage(args: argparse.Namespace, inputs: list[str]) -> str | None:
     return None
 
 
+def _charts_folder(args: argparse.Namespace) -> str | None:
+    """Where the charts go: --plots, else FILE-charts beside --report's FILE.md."""
+    if getattr(args, "plots", None) is not None or not getattr(args, "report", None):
+        return getattr(args, "plots", None)
+    return os.path.splitext(args.report)[0] + "-charts"
+
+
 class _Outputs:
     """Every output asked for, opened before the work (so that an unwritable destination is
     found at once), written into place by `done`, removed by `discard` if the run fails."""
@@ -358,9 +363,7 @@ class _Outputs:
     def __init__(self, args: argparse.Namespace) -> None:
         self.files: dict[str, PendingFile] = {}
         self.made: str | None = None  # the charts folder, when this run made it
-        self.plots: str | None = getattr(args, "plots", None)
-        if self.plots is None and getattr(args, "report", None):
-            self.plots = os.path.splitext(args.report)[0] + "-charts"
+        self.plots = _charts_folder(args)
         try:
             for o in _FILE_OUTPUTS:
                 path = getattr(args, o, None)
@@ -467,7 +470,7 @@ def _analyze(args: argparse.Namespace) -> int:
         finally:
             _SOFT.clear()
             progress.clear()
-        if _TERMINATED.is_set():  # a signal lost in a finalizer
+        if _SIGNAL[0]:  # a signal lost in a finalizer
             raise _Terminated(_SIGNAL[0])
         for log in zeek_logs:
             log.close()
@@ -551,7 +554,6 @@ def _capture_facts(result: dict[str, Any], argv: list[str], hashes: bool) -> Non
 
 def _check(args: argparse.Namespace) -> int:
     """`pcapstate check CORPUS...`."""
-
     from pcapstate.corpus import CorpusError, entries
 
     override: dict[str, Any] = {}

@@ -34,6 +34,12 @@ class Guarded:
     def __init__(self, stream: IO[Any], path: str) -> None:
         self.stream, self.path = stream, path
 
+    def write(self, data: Any) -> int:  # the call made once a record: not through __getattr__
+        try:
+            return self.stream.write(data)
+        except OSError as e:
+            raise WriteError(self.path, e) from e
+
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self.stream, name)
         if not callable(attr):
@@ -116,66 +122,55 @@ class PendingFile:
 
     def __init__(self, path: str, binary: bool = False) -> None:
         self.path = path
-        self.tmp: str | None = None
+        self.tmp: str | None = None  # the temporary file, until renamed or removed
         self.target = os.path.realpath(path)
-        if path == "-":
+        self.ours = path != "-"  # a stream this opened, to close (standard output is not)
+        if not self.ours:
             self.file = guarded(sys.stdout.buffer if binary else sys.stdout, path)
             return
         if os.path.isdir(path):
             raise WriteError(path, "is a folder")
-        if is_stream(path):
-            try:
+        try:
+            if is_stream(path):
                 stream: IO[Any] = open(path, "wb") if binary else \
                     open(path, "w", encoding="utf-8")  # noqa: SIM115
-            except OSError as e:
-                raise WriteError(path, e) from e
-            self.file = guarded(stream, path)
-            self.direct = True
-            return
-        self.direct = False
-        if os.path.exists(self.target) and not os.access(self.target, os.W_OK):
-            raise WriteError(path, "permission denied (the file is read-only)")
-        try:
-            fd, self.tmp = tempfile.mkstemp(dir=os.path.dirname(self.target),
-                                            prefix=".pcapstate-", suffix=".tmp")
+            else:
+                if os.path.exists(self.target) and not os.access(self.target, os.W_OK):
+                    raise WriteError(path, "permission denied (the file is read-only)")
+                fd, self.tmp = tempfile.mkstemp(dir=os.path.dirname(self.target),
+                                                prefix=".pcapstate-", suffix=".tmp")
+                stream = os.fdopen(fd, "wb") if binary else \
+                    os.fdopen(fd, "w", encoding="utf-8")
         except OSError as e:
             raise WriteError(path, e) from e
-        stream = os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8")
         self.file = guarded(stream, path)
 
     def done(self) -> None:
         """Put the file in place, with the mode a plain open() would have given it."""
-        if self.tmp is None:
-            if self.path != "-" and self.direct:
-                self.file.close()
-            else:
-                self.file.flush()
+        if not self.ours:
+            self.file.flush()
             return
         self.file.close()
-        try:
-            os.chmod(self.tmp, _mode_for(self.target))
-            os.replace(self.tmp, self.target)
-        except OSError as e:
-            raise WriteError(self.path, e) from e
-        self.tmp = None
+        if self.tmp is not None:
+            try:
+                os.chmod(self.tmp, _mode_for(self.target))
+                os.replace(self.tmp, self.target)
+            except OSError as e:
+                raise WriteError(self.path, e) from e
+            self.tmp = None
 
     def discard(self) -> None:
-        if self.tmp is None:
-            if self.path != "-" and self.direct and not self.file.closed:
-                try:
-                    self.file.close()
-                except WriteError:
-                    pass
-            return
-        try:
-            self.file.close()
-        except WriteError:
-            pass
-        try:
-            os.unlink(self.tmp)
-        except FileNotFoundError:
-            pass
-        self.tmp = None
+        if self.ours and not self.file.closed:
+            try:
+                self.file.close()
+            except WriteError:
+                pass
+        if self.tmp is not None:
+            try:
+                os.unlink(self.tmp)
+            except FileNotFoundError:
+                pass
+            self.tmp = None
 
 
 def _mode_for(path: str) -> int:

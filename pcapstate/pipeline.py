@@ -11,7 +11,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, ExitStack, nullcontext
+from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -77,15 +77,13 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
     started = time.perf_counter()
     stopped = False
     tracker: Tracker | FastTracker
-    compiling: AbstractContextManager[None] = nullcontext()
+    watching = ExitStack()  # the first run's compile, told through `note`
     if engine in ("fast", "tshark"):
         from pcapstate import fasttable, jit, wireshark
         from pcapstate.scan import TCP, kind_name
 
         if note is not None:
-            compiling = jit.watch(note)
-    watching = ExitStack()
-    watching.enter_context(compiling)
+            watching.enter_context(jit.watch(note))
     try:
         if engine in ("fast", "tshark"):
             tracker = fasttable.FastTracker(settings, summary)
@@ -94,7 +92,7 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
                 source = cap.batches(verify=verify) if engine == "fast" else \
                     wireshark.batches(cap, verify=verify)
                 fed = 0  # records of this file that went through the table
-                cut = [False]  # the reading was stopped while it waited for the stream
+                cut = [False]  # stop() ended the reading
                 for batch in read_ahead(source, stop, cut):
                     fed += len(batch.ts)
                     summary.timeline.start(float(batch.ts[0]))
@@ -106,10 +104,7 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
                     tracker.feed(batch)
                     if progress is not None:
                         progress(done + cap.bytes_read, total)
-                    if stop is not None and stop():
-                        stopped = True
-                        break
-                if cut[0] or stopped:
+                if cut[0]:
                     stopped = True
                     cap.records = fed  # not those the reader had decoded ahead
                 done += cap.bytes_read
@@ -143,6 +138,9 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
                 done += cap.bytes_read
                 if stopped:
                     break
+    except BaseException:
+        watching.close()
+        raise
     finally:
         for cap in captures:
             if not (stopped and cap.size is None):  # a stream stopped while its reader
@@ -200,9 +198,9 @@ def read_ahead(batches: Iterator[Batch], stop: Callable[[], bool] | None = None,
                cut: list[bool] | None = None) -> Iterator[Batch]:
     """The batches, decoded in a thread one batch ahead of the caller: decoding and the
     connection table run on two cores (both compiled without the GIL). One batch waits in
-    the queue while the caller works on another, within scan.BATCH_BUFFERS. While it waits
-    for the reader (a live stream that has gone quiet), `stop()` is asked every 0.2 s: if
-    it says so, the batches end there and `cut[0]` is set."""
+    the queue while the caller works on another, within scan.BATCH_BUFFERS. `stop()` is
+    asked after each batch, and every 0.2 s while the reader waits (a live stream that has
+    gone quiet): if it says so, the batches end there and `cut[0]` is set."""
     ahead: queue.Queue[tuple[Batch | None, BaseException | None]] = queue.Queue(maxsize=1)
     gone = threading.Event()  # the caller has stopped taking batches
 
@@ -231,16 +229,17 @@ def read_ahead(batches: Iterator[Batch], stop: Callable[[], bool] | None = None,
             try:
                 batch, error = ahead.get(timeout=0.2)
             except queue.Empty:
-                if stop is not None and stop():
-                    if cut is not None:
-                        cut[0] = True
+                pass  # the reader waits on a quiet stream
+            else:
+                if error is not None:
+                    raise error
+                if batch is None:
                     return
-                continue
-            if error is not None:
-                raise error
-            if batch is None:
+                yield batch
+            if stop is not None and stop():
+                if cut is not None:
+                    cut[0] = True
                 return
-            yield batch
     finally:
         gone.set()
         thread.join(timeout=1.0)  # a reader blocked on a silent stream is left behind

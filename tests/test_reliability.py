@@ -301,27 +301,12 @@ def test_check_finds_every_compression_tcpdump_writes(tmp_path):
 
 
 def test_report_tells_a_terminal_on_standard_input_what_it_awaits(tmp_path):
-    import pty
-    import select
+    from tests.test_inputs import on_a_terminal
 
-    master, slave = pty.openpty()
-    proc = subprocess.Popen([*PCAPSTATE, "report", "-", "--html", str(tmp_path / "r.html")],
-                            stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    os.close(slave)
-    said, started = b"", time.monotonic()
-    try:
-        while b"\n" not in said and time.monotonic() - started < 60:
-            if select.select([proc.stderr], [], [], 1)[0]:
-                said += os.read(proc.stderr.fileno(), 1000)  # type: ignore[union-attr]
-        assert said == (b"pcapstate: reading a result from standard input (pcapstate analyze "
-                        b"--json - ...); Ctrl-D ends it\n")
-        os.write(master, b"\x04")
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        os.close(master)
-    assert proc.returncode == 2 and err.startswith(b"pcapstate: error: standard input is not")
+    said, code, err = on_a_terminal("report", "-", "--html", str(tmp_path / "r.html"))
+    assert said == (b"pcapstate: reading a result from standard input (pcapstate analyze "
+                    b"--json - ...); Ctrl-D ends it\n")
+    assert code == 2 and err.startswith(b"pcapstate: error: standard input is not")
     assert leftovers(tmp_path) == []
 
 
