@@ -59,7 +59,7 @@ TOOLS = {
 
 
 def tshark_fields(path: str) -> list[str]:
-    from pcapstate.wireshark import command
+    from pcapstate.decode.tshark import command
 
     return command(path)
 

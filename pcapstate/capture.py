@@ -137,12 +137,12 @@ class Capture:
                 for earlier, later, gap in _overlapping(spans)]
 
     def batches(self, rows: int = 1 << 16, verify: bool = False) -> Iterator[Any]:
-        """The records decoded into pcapstate.scan.Batch columns, at most `rows` a batch.
+        """The records decoded into pcapstate.decode.frames.Batch columns, at most `rows` a batch.
         A pcap file is walked and decoded by compiled code; other inputs (pcapng, streams)
         record by record.
         A batch's arrays are reused BATCH_BUFFERS batches later. `verify`: check TCP
         checksums."""
-        from pcapstate.scan import batches_of
+        from pcapstate.decode.frames import batches_of
 
         if self._peeked is None and self.format in ("pcap", "pcap-ns"):
             self._reset()
@@ -154,7 +154,7 @@ class Capture:
     def _pcap_batches(self, stream: BinaryIO, rows: int, verify: bool) -> Iterator[Any]:
         import numpy as np
 
-        from pcapstate.scan import BATCH_BUFFERS, FULL, HEADER, TOO_LONG, Batch, scan_pcap
+        from pcapstate.decode.frames import BATCH_BUFFERS, FULL, HEADER, TOO_LONG, Batch, scan_pcap
 
         source = _Source(self, stream)  # reads the first chunk: inside the guard
         order, unit, snaplen, linktype = self._section(source, 0)

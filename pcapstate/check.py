@@ -19,10 +19,10 @@ from typing import Any
 
 from pcapstate import __version__
 from pcapstate.corpus import Config, Entry
+from pcapstate.derive.records import BRIEF_FIELDS
 from pcapstate.output import write_atomic
 from pcapstate.report_text import seconds
 from pcapstate.settings import Settings
-from pcapstate.summary import BRIEF_FIELDS
 from pcapstate.vocab import State
 
 SCHEMA = "pcapstate-golden/1"

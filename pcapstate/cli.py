@@ -101,12 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="show progress on stderr (default: when stderr is a terminal)")
     _report_options(a)
-    a.add_argument("--engine", choices=["fast", "tshark", "auto", "plain"], default="fast",
-                   help="fast: compiled decoder and state machine (default); tshark: "
-                        "Wireshark's dissectors (tunnels, 802.11, any link type Wireshark "
-                        "reads) feeding the same state machine, much slower; auto: fast, or "
-                        "tshark for a link type the fast decoder does not read; plain: the "
-                        "reference engine in plain Python, for cross-checking")
+    a.add_argument("--engine", choices=["fast", "tshark", "auto"], default="fast",
+                   help="the decoder: fast, compiled (default); tshark: Wireshark's "
+                        "dissectors (tunnels, 802.11, any link type Wireshark reads), much "
+                        "slower; auto: fast, or tshark for a link type the fast decoder does "
+                        "not read. Either feeds the same state machine")
     a.add_argument("--zeek-conn", metavar="FILE",
                    help="write a Zeek conn.log (Zeek's TSV format, header lines included) "
                         "with Zeek's conn_state and history ('-' for standard output)")

@@ -27,6 +27,16 @@ from pcapstate import __version__
 config: Any = _config  # numba sets its settings at run time: no attributes to type
 
 
+def records(a: Any) -> Any:
+    """An array of packed records (track/slots.py) as compiled code takes it. With numba's
+    JIT disabled (NUMBA_DISABLE_JIT=1), the engine runs as the plain Python it is written
+    in, to read, step through in a debugger or measure coverage; then the array is a
+    np.recarray, whose records take attribute access (r.st[e]) as numba's do."""
+    import numpy as np
+
+    return a.view(np.recarray) if config.DISABLE_JIT else a
+
+
 def njit(**options: Any) -> Callable[[Callable[..., Any]], Any]:
     """numba.njit(**options) for a function of pcapstate's; `cache=True` caches it in
     cache_dir()."""

@@ -18,17 +18,11 @@ import numpy as np
 
 from pcapstate import __version__
 from pcapstate.capture import Capture, open_captures
-from pcapstate.decode import LINKTYPES, decode
 from pcapstate.schema import SCHEMA
 from pcapstate.settings import Settings
-from pcapstate.summary import BINS_PER_DECADE, Summary
-from pcapstate.table import Tracker
 
 if TYPE_CHECKING:  # the compiled engine is imported once the inputs are known to be good
-    from pcapstate.fasttable import FastTracker
-    from pcapstate.scan import Batch
-
-_PROGRESS_EVERY = 1 << 16  # records
+    from pcapstate.decode.frames import Batch
 
 Progress = Callable[[int, int | None], None]
 
@@ -51,24 +45,27 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
     result then covers what was read (`interrupted` is true, a warning says so); connections
     still open then are reported as open. `note(text)` hears what a person waiting
     should know (the engine is compiling, on a first run).
-    `engine`: "fast", the compiled decoder and state machine (scan.py, fasttable.py);
-    "tshark", Wireshark's dissectors feeding the same state machine (wireshark.py);
-    "auto", fast unless a link type needs tshark; or "plain", the reference written for
-    people (decode.py, table.py, machine.py).
+    `engine`: "fast", the compiled decoder (decode/frames.py); "tshark", Wireshark's
+    dissectors (decode/tshark.py); "auto", fast unless a link type needs tshark. Either
+    feeds the one tracker (track/).
     Raises CaptureError when an input cannot be read at all.
     """
     settings = settings or Settings()
     captures = open_captures(paths)
+    from pcapstate import jit
+    from pcapstate.decode import frames, tshark
+    from pcapstate.derive.fold import BINS_PER_DECADE
+    from pcapstate.derive.summary import Summary
+    from pcapstate.track.connections import Tracker
+
     decoder = {"engine": engine, "reason": None}
     if engine == "auto":
-        odd = sorted({lt for c in captures for lt in c.linktypes} - LINKTYPES)
+        odd = sorted({lt for c in captures for lt in c.linktypes} - frames.LINKTYPES)
         engine = "tshark" if odd else "fast"
         decoder = {"engine": engine, "reason": (
             f"link type {', '.join(map(str, odd))}: not decoded by the fast engine" if odd
             else "every link type decoded by the fast engine")}
-    summary = Summary(settings, on_record, on_brief, on_zeek)
-    if engine == "tshark":
-        summary.wireshark = Counter()
+    summary = Summary(settings, on_record, on_brief, on_zeek, wireshark=engine == "tshark")
     accounting: Counter[str] = Counter()
     first, last = float("inf"), float("-inf")
     sizes = [c.size for c in captures if c.size is not None and not c.compressed]
@@ -76,68 +73,35 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
     done = 0
     started = time.perf_counter()
     stopped = False
-    tracker: Tracker | FastTracker
     watching = ExitStack()  # the first run's compile, told through `note`
-    if engine in ("fast", "tshark"):
-        from pcapstate import fasttable, jit, wireshark
-        from pcapstate.scan import TCP, kind_name
-
-        if note is not None:
-            watching.enter_context(jit.watch(note))
+    if note is not None:
+        watching.enter_context(jit.watch(note))
     try:
-        if engine in ("fast", "tshark"):
-            tracker = fasttable.FastTracker(settings, summary)
-            verify = settings.zeek_checksums
-            for cap in captures:
-                source = cap.batches(verify=verify) if engine == "fast" else \
-                    wireshark.batches(cap, verify=verify)
-                fed = 0  # records of this file that went through the table
-                cut = [False]  # stop() ended the reading
-                for batch in read_ahead(source, stop, cut):
-                    fed += len(batch.ts)
-                    summary.timeline.start(float(batch.ts[0]))
-                    first, last = min(first, batch.ts.min()), max(last, batch.ts.max())
-                    other = batch.kind[batch.kind != TCP]
-                    if len(other):
-                        for code, n in zip(*np.unique(other, return_counts=True), strict=True):
-                            accounting[kind_name(int(code))] += int(n)
-                    tracker.feed(batch)
-                    if progress is not None:
-                        progress(done + cap.bytes_read, total)
-                if cut[0]:
-                    stopped = True
-                    cap.records = fed  # not those the reader had decoded ahead
-                done += cap.bytes_read
-                if stopped:
-                    break
-            first, last = float(first), float(last)
-        else:
-            tracker = Tracker(settings, summary.add)
-            for cap in captures:
-                n = 0
-                segment = tracker.segment
-                for ts, linktype, frame, origlen in cap:
-                    n += 1
-                    if n == 1:
-                        summary.timeline.start(ts)
-                    if ts > last:
-                        last = ts
-                    if ts < first:
-                        first = ts
-                    seg = decode(linktype, frame, origlen, settings.zeek_checksums)
-                    if isinstance(seg, str):
-                        accounting[seg] += 1
-                    else:
-                        segment(ts, seg)
-                    if not n % _PROGRESS_EVERY:
-                        if progress is not None:
-                            progress(done + cap.bytes_read, total)
-                        if stop is not None and stop():
-                            stopped = True
-                            break
-                done += cap.bytes_read
-                if stopped:
-                    break
+        tracker = Tracker(settings, summary.take)
+        verify = settings.zeek_checksums
+        for cap in captures:
+            source = cap.batches(verify=verify) if engine == "fast" else \
+                tshark.batches(cap, verify=verify)
+            fed = 0  # records of this file that went through the table
+            cut = [False]  # stop() ended the reading
+            for batch in read_ahead(source, stop, cut):
+                fed += len(batch.ts)
+                summary.timeline.start(float(batch.ts[0]))
+                first, last = min(first, batch.ts.min()), max(last, batch.ts.max())
+                other = batch.kind[batch.kind != frames.TCP]
+                if len(other):
+                    for code, n in zip(*np.unique(other, return_counts=True), strict=True):
+                        accounting[frames.kind_name(int(code))] += int(n)
+                tracker.feed(batch)
+                if progress is not None:
+                    progress(done + cap.bytes_read, total)
+            if cut[0]:
+                stopped = True
+                cap.records = fed  # not those the reader had decoded ahead
+            done += cap.bytes_read
+            if stopped:
+                break
+        first, last = float(first), float(last)
     except BaseException:
         watching.close()
         raise

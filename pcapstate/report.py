@@ -18,7 +18,7 @@ from pcapstate.report_text import (
     table_words,
     when,
 )
-from pcapstate.verdict import TOO_CLOSE
+from pcapstate.vocab import TOO_CLOSE
 
 Block = tuple[Any, ...]
 

@@ -176,3 +176,10 @@ WIRESHARK_ANALYSIS = {
     "keep_alive": "tcp.analysis.keep_alive",
     "resent": "any of the first four: the segment was sent before (or arrived out of order)",
 }
+
+
+#: A handshake whose two gaps are both shorter than this tells nothing of where the capture
+#: was taken: that is a host's own processing time, not a path.
+TOO_CLOSE = 100e-6
+#: The share of the round trip on one side under which the capture is called near the other.
+NEAR = 0.2

@@ -1,10 +1,12 @@
 """Captures from broken machines (tests/broken/, made by make_broken.py): each has its
 expected outcome in expected.json. A result or a one-line error, never a traceback; what was
 read before a break is kept, with a warning that says where. Both readers are exercised:
-the compiled pcap walk (fast engine) and the record-by-record one (plain engine)."""
+the compiled pcap walk (a file) and the record-by-record one (a stream: here a FIFO)."""
 
 import json
+import os
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -22,12 +24,22 @@ def test_every_broken_capture_has_an_expected_outcome():
     assert files == set(EXPECTED) and len(files) >= 14
 
 
-@pytest.mark.parametrize("engine", ["fast", "plain"])
+def fed_through_a_fifo(tmp_path: Path, name: str) -> Path:
+    """A FIFO that a thread fills with the broken capture `name`."""
+    fifo = tmp_path / name
+    os.mkfifo(fifo)
+    threading.Thread(target=_fill, args=(fifo, (BROKEN / name).read_bytes()),
+                     daemon=True).start()
+    return fifo
+
+
+@pytest.mark.parametrize("reader", ["file", "stream"])
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_outcome(tmp_path, capsys, name, engine):
+def test_outcome(tmp_path, capsys, name, reader):
     want = EXPECTED[name]
     out = tmp_path / "result.json"
-    code = main(["analyze", str(BROKEN / name), "--json", str(out), "-q", "--engine", engine])
+    path = BROKEN / name if reader == "file" else fed_through_a_fifo(tmp_path, name)
+    code = main(["analyze", str(path), "--json", str(out), "-q"])
     err = capsys.readouterr().err
     assert code == want["exit"], err
     assert "Traceback" not in err
@@ -38,7 +50,7 @@ def test_outcome(tmp_path, capsys, name, engine):
     result = json.loads(out.read_text())
     if "warning" in want:
         assert any(want["warning"] in w for w in result["warnings"])
-        assert f"pcapstate: warning: {BROKEN / name}: " in err
+        assert f"pcapstate: warning: {path}: " in err
     else:
         assert result["warnings"] == [] and err == ""
     acc, conns = result["accounting"], result["connections"]
@@ -110,8 +122,9 @@ SEEDS = {name: (SAMPLES / name).read_bytes()[:3000] for name in (
                                                           st.integers(0, 255)), max_size=8),
        st.integers(0, 3000))
 def test_damaged_captures_give_a_result_or_an_error(tmp_path_factory, name, flips, cut):
-    """A sample with bytes overwritten and cut short, through both readers and engines:
-    the same outcome, a result or a CaptureError, nothing else raised."""
+    """A sample with bytes overwritten and cut short, through both readers (a file, and a
+    stream read record by record): the same outcome, a result or a CaptureError, nothing
+    else raised."""
     from pcapstate.capture import CaptureError
     from pcapstate.pipeline import analyze
 
@@ -119,13 +132,26 @@ def test_damaged_captures_give_a_result_or_an_error(tmp_path_factory, name, flip
     for at, value in flips:
         if at < len(data):
             data[at] = value
-    path = tmp_path_factory.mktemp("damaged") / name
+    folder = tmp_path_factory.mktemp("damaged")
+    path = folder / name
     path.write_bytes(bytes(data))
+    fifo = folder / "stream"
+    os.mkfifo(fifo)
     outcomes = []
-    for engine in ("fast", "plain"):
+    for source in (path, fifo):
+        if source == fifo:
+            threading.Thread(target=_fill, args=(fifo, bytes(data)), daemon=True).start()
         try:
-            result = analyze([str(path)], engine=engine)
+            result = analyze([str(source)])
             outcomes.append((result["accounting"], result["connections"]["total"]))
         except CaptureError as e:
-            outcomes.append(("error", str(e)))
+            outcomes.append(("error", e.message))
     assert outcomes[0] == outcomes[1]
+
+
+def _fill(fifo: Path, data: bytes) -> None:
+    with open(fifo, "wb") as f:
+        try:
+            f.write(data)
+        except BrokenPipeError:
+            pass

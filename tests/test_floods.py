@@ -1,6 +1,5 @@
 """The connection-table limit (--max-connections): floods are evicted, counted and
-reported; the connections that matter stay; both engines evict the same ones; the compiled
-engine's arrays stay within the limit."""
+reported; the connections that matter stay; the tracker's arrays stay within the limit."""
 
 import json
 import subprocess
@@ -11,11 +10,11 @@ import numpy as np
 import pytest
 
 from pcapstate.cli import main
-from pcapstate.fasttable import FREE_N, FastTracker
+from pcapstate.derive.summary import Summary
 from pcapstate.pipeline import analyze
 from pcapstate.settings import Settings
-from pcapstate.summary import Summary
-from tests.test_fasttable import batch_of, run_fast, run_plain
+from pcapstate.track.connections import FREE_N, Tracker
+from tests.transcript import batch_of
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIENT, SERVER = bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2])
@@ -35,21 +34,25 @@ def floods(tmp_path_factory) -> Path:
     return out
 
 
-def both_engines(path: Path, limit: int) -> tuple[dict, list[dict]]:
-    """The fast engine's result and records, after checking the plain engine's are equal."""
-    out = []
-    for engine in ("plain", "fast"):
-        records: list[dict] = []
-        result = analyze([str(path)], Settings(max_connections=limit), engine=engine,
-                         on_record=records.append)
-        del result["elapsed_seconds"], result["decoder"]
-        out.append((result, records))
-    assert out[0] == out[1]
-    return out[1]
+def analysed(path: Path, limit: int) -> tuple[dict, list[dict]]:
+    """The result and the records."""
+    records: list[dict] = []
+    result = analyze([str(path)], Settings(max_connections=limit), on_record=records.append)
+    return result, records
+
+
+def run(rows: list[tuple], s: Settings) -> tuple[dict, list[dict]]:
+    """The summary and the records of segments given as tests.transcript.batch_of rows."""
+    records: list[dict] = []
+    summary = Summary(s, records.append)
+    tracker = Tracker(s, summary.take, slots=2)
+    tracker.feed(batch_of(rows))
+    tracker.finish(rows[-1][0] + 100)
+    return summary.to_json(tracker.evicted), records
 
 
 def test_a_syn_flood_recycles_its_own_attempts_and_the_leak_is_still_found(floods):
-    result, records = both_engines(floods / "syn_flood.pcap", 1000)
+    result, records = analysed(floods / "syn_flood.pcap", 1000)
     conns = result["connections"]
     assert conns["total"] == 3001
     assert conns["evicted"] == {"total": 2001, "finished": 0, "attempt": 2001, "open": 0}
@@ -71,7 +74,7 @@ def test_a_syn_flood_recycles_its_own_attempts_and_the_leak_is_still_found(flood
 def test_idle_connections_beyond_the_limit_evict_the_least_recently_active(floods):
     """Handshakes in progress are not broken up to keep idle connections: every handshake
     stays whole, and the oldest idle connections make room."""
-    result, records = both_engines(floods / "idle" / "idle_million.pcap", 1000)
+    result, records = analysed(floods / "idle" / "idle_million.pcap", 1000)
     conns = result["connections"]
     assert conns["total"] == 3000
     assert conns["roles_from"] == {"syn": 3000}
@@ -81,7 +84,7 @@ def test_idle_connections_beyond_the_limit_evict_the_least_recently_active(flood
 
 
 def test_without_a_limit_nothing_is_evicted(floods):
-    result, _ = both_engines(floods / "syn_flood.pcap", 0)
+    result, _ = analysed(floods / "syn_flood.pcap", 0)
     assert result["connections"]["evicted"]["total"] == 0
     assert result["peak_live_connections"] == 3001
     assert result["warnings"] == []
@@ -107,9 +110,7 @@ def idle(port: int, ts: float) -> list[tuple]:
 def test_finished_connections_go_first_and_keep_their_end():
     rows = idle(50000, 0.0) + [r for i in range(50) for r in short(i, 1.0 + i)]
     s = Settings(max_connections=10)
-    plain, fast = run_plain(rows, s), run_fast(rows, s)
-    assert plain == fast
-    summary, _, records = fast
+    summary, records = run(rows, s)
     assert summary["connections"]["evicted"] == {"total": 41, "finished": 41, "attempt": 0,
                                                  "open": 0}
     assert summary["connections"]["by_end"] == {"closed": 50, "open": 1}
@@ -124,9 +125,7 @@ def test_a_segment_of_an_evicted_connection_starts_a_new_one():
     rows = idle(50000, 0.0) + idle(50001, 5.0)
     rows.append((6.0, CLIENT, SERVER, 50000, 443, 6, 10, ACK, 10))
     s = Settings(max_connections=1)
-    plain, fast = run_plain(rows, s), run_fast(rows, s)
-    assert plain == fast
-    summary, _, records = fast
+    summary, records = run(rows, s)
     assert [(r["id"], r["server"], r["end"], r["roles_from"]) for r in records] == [
         (1, "10.0.0.2:443", "evicted", "syn"), (2, "10.0.0.2:443", "evicted", "syn"),
         (3, "10.0.0.2:443", "open", "port")]
@@ -140,7 +139,7 @@ def test_the_compiled_engine_stays_within_the_limit():
     s = Settings(max_connections=100, time_wait=60.0)
     rows = [r for i in range(6000) for r in short(i % 30000, 0.001 * i)]
     rows.sort(key=lambda r: r[0])
-    tracker = FastTracker(s, Summary(s), slots=16)
+    tracker = Tracker(s, Summary(s).take, slots=16)
     for k in range(0, len(rows), 1000):
         tracker.feed(batch_of(rows[k:k + 1000]))
         assert tracker.live <= 100

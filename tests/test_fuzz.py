@@ -1,6 +1,7 @@
 """The short, seeded fuzz pass CI runs (fuzz/fuzz_capture.py has the longer one): 2,000
-inputs mutated by atheris from the samples and broken captures, each through the readers,
-both decoders and the whole reference pipeline, must end in a result or a CaptureError."""
+inputs mutated by atheris from the samples and broken captures, each through the whole
+pipeline (the engine uncompiled, so that atheris sees it), must end in a result or a
+CaptureError."""
 
 import re
 import subprocess

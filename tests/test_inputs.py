@@ -27,8 +27,8 @@ import pytest
 
 from pcapstate.capture import CaptureError, file_header, open_captures
 from pcapstate.cli import main
+from pcapstate.decode.frames import _file_header
 from pcapstate.pipeline import analyze
-from pcapstate.scan import _file_header
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 PCAPSTATE = [sys.executable, "-m", "pcapstate"]
@@ -45,6 +45,28 @@ def expected(name: str) -> dict:
 def facts(result: dict) -> dict:
     """What two reads of the same traffic must agree on: all but the files and the time."""
     return {k: v for k, v in result.items() if k not in ("inputs", "elapsed_seconds")}
+
+
+def both_readers(path: Path) -> list[dict]:
+    """The result of `path` read as a file (walked by compiled code, for a pcap) and as a
+    stream (a FIFO, read record by record), the stream's path written as the file's."""
+    fifo = path.parent / f"{path.name}.fifo"
+    os.mkfifo(fifo)
+
+    def fill() -> None:
+        with open(fifo, "wb") as f:
+            try:
+                f.write(path.read_bytes())
+            except BrokenPipeError:
+                pass
+
+    threading.Thread(target=fill, daemon=True).start()
+    try:
+        streamed = analyze([str(fifo)])
+    finally:
+        fifo.unlink()
+    streamed = json.loads(json.dumps(streamed).replace(str(fifo), str(path)))
+    return [analyze([str(path)]), streamed]
 
 
 def pcap_records(data: bytes) -> tuple[int, int, list[tuple[int, int, bytes, int]]]:
@@ -95,8 +117,8 @@ def joined_expectation(names: list[str]) -> tuple[int, Counter, Counter, int]:
     return conns, ends, closers, records
 
 
-@pytest.mark.parametrize("engine", ["fast", "plain"])
-def test_pcap_files_joined_with_cat_are_read_as_sections(tmp_path, engine):
+@pytest.mark.parametrize("reader", [0, 1])
+def test_pcap_files_joined_with_cat_are_read_as_sections(tmp_path, reader):
     """Three real captures joined with cat, each section in its own byte order, resolution,
     link type and snaplen: half_close rewritten big-endian at nanosecond resolution, lossy
     is raw IP with snaplen 96 where the others are Ethernet with 262144."""
@@ -105,7 +127,7 @@ def test_pcap_files_joined_with_cat_are_read_as_sections(tmp_path, engine):
              sample("lossy.pcap").read_bytes()]
     both = tmp_path / "both.pcap"
     both.write_bytes(b"".join(parts))
-    result = analyze([str(both)], engine=engine)
+    result = both_readers(both)[reader]
     conns, ends, closers, records = joined_expectation(JOINED)
     assert result["accounting"]["records"] == records
     assert result["connections"]["total"] == conns
@@ -121,15 +143,15 @@ def test_pcap_files_joined_with_cat_are_read_as_sections(tmp_path, engine):
     assert (result["capture"]["first_ts"], result["capture"]["last_ts"]) == span
 
 
-@pytest.mark.parametrize("engine", ["fast", "plain"])
-def test_a_rotated_set_joined_is_one_capture(tmp_path, engine):
+@pytest.mark.parametrize("reader", [0, 1])
+def test_a_rotated_set_joined_is_one_capture(tmp_path, reader):
     """tcpdump -G's four files joined with cat: the upload that spans them is one connection,
     as when the files are given apart."""
     files = sorted(SAMPLES.glob("rotated-*.pcap"))
     joined = tmp_path / "rotated.pcap"
     joined.write_bytes(b"".join(f.read_bytes() for f in files))
-    result = analyze([str(joined)], engine=engine)
-    apart = analyze([str(f) for f in files], engine=engine)
+    result = both_readers(joined)[reader]
+    apart = analyze([str(f) for f in files])
     assert result["connections"] == apart["connections"]
     assert result["connections"]["total"] == expected("rotated")["connections"]
     assert "; 2 more after it" in result["warnings"][0] and len(result["warnings"]) == 1
@@ -142,10 +164,9 @@ def test_gzip_members_joined_with_cat(tmp_path):
     gz.write_bytes(b"".join(gzip.compress(sample(n).read_bytes()) for n in names))
     plain = tmp_path / "joined.pcap"
     plain.write_bytes(b"".join(sample(n).read_bytes() for n in names))
-    for engine in ("fast", "plain"):
-        result = analyze([str(gz)], engine=engine)
+    unpacked = analyze([str(plain)])
+    for result in both_readers(gz):
         assert result["connections"]["total"] == joined_expectation(JOINED)[0]
-        unpacked = analyze([str(plain)], engine=engine)
         assert facts(result) == facts(unpacked) | {"warnings": [
             w.replace(f"{plain}: ", f"{gz}: ") for w in unpacked["warnings"]]}
         assert result["inputs"][0]["compressed"]
@@ -204,8 +225,7 @@ def test_the_header_rule_is_the_same_in_both_readers():
 def test_pcap_and_pcapng_joined_are_named(tmp_path, capsys, first, second, message):
     joined = tmp_path / "mixed"
     joined.write_bytes(sample(first).read_bytes() + sample(second).read_bytes())
-    for engine in ("fast", "plain"):
-        result = analyze([str(joined)], engine=engine)
+    for result in both_readers(joined):
         size = sample(first).stat().st_size
         assert result["warnings"] == [f"{joined}: byte {size}: {message}"]
 
@@ -258,12 +278,11 @@ def test_a_capture_and_a_slice_of_it_overlap(tmp_path, capsys):
     piece = tmp_path / "slice.pcap"
     piece.write_bytes(full.read_bytes()[:24] + b"".join(
         struct.pack("<IIII", s, u, len(f), o) + f for s, u, f, o in records[20:60]))
-    for engine in ("fast", "plain"):
-        result = analyze([str(full), str(piece)], engine=engine)
-        gap = records[-1][0] + records[-1][1] / 1e6 - (records[20][0] + records[20][1] / 1e6)
-        assert result["warnings"] == [
-            f"{full} and {piece} overlap in time ({piece} starts {gap:,.3f} s before {full} "
-            "ends): segments seen in both are counted twice"]
+    result = analyze([str(full), str(piece)])
+    gap = records[-1][0] + records[-1][1] / 1e6 - (records[20][0] + records[20][1] / 1e6)
+    assert result["warnings"] == [
+        f"{full} and {piece} overlap in time ({piece} starts {gap:,.3f} s before {full} "
+        "ends): segments seen in both are counted twice"]
     code, out, err = run_cli(capsys, str(piece), str(full), "-q")
     assert code == 0 and f"warning: {full} and {piece} overlap in time" in err
 
@@ -395,10 +414,9 @@ def test_compressed_samples_read_as_the_plain_ones(tmp_path, kind):
     for name in ("close_wait_leak.pcap", "pcapng.pcapng"):
         packed = tmp_path / f"{name}.{kind}"
         packed.write_bytes(compress(kind, sample(name).read_bytes()))
-        for engine in ("fast", "plain"):
-            result = analyze([str(packed)], engine=engine)
+        for result in both_readers(packed):
             assert result["inputs"][0]["compressed"]
-            assert facts(result) == facts(analyze([str(sample(name))], engine=engine))
+            assert facts(result) == facts(analyze([str(sample(name))]))
 
 
 @pytest.mark.parametrize("kind", sorted(COMPRESSORS))
@@ -427,8 +445,7 @@ def test_compressed_stream_cut_short_keeps_what_was_read(tmp_path, kind):
     packed = compress(kind, data, *(["-1"] if kind == "bzip2" else []))  # 100 kB blocks
     cut = tmp_path / f"cut.{kind}"
     cut.write_bytes(packed[: len(packed) // 2])
-    for engine in ("fast", "plain"):
-        result = analyze([str(cut)], engine=engine)
+    for result in both_readers(cut):
         [warning] = result["warnings"]
         assert f"{kind} stream ends early; " in warning, warning
         assert 0 < result["accounting"]["records"] < 40 * 428
@@ -444,8 +461,7 @@ def test_corrupt_compressed_data_keeps_what_came_before(tmp_path, kind):
     packed[middle : middle + 64] = bytes(64)
     bad = tmp_path / f"bad.{kind}"
     bad.write_bytes(packed)
-    for engine in ("fast", "plain"):
-        result = analyze([str(bad)], engine=engine)
+    for result in both_readers(bad):
         [warning] = result["warnings"]
         assert result["accounting"]["records"] > 1000
         # deflate has no check before the member's end: the damage decodes to bad records

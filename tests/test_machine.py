@@ -1,52 +1,8 @@
-"""Transcripts: crafted segment sequences in, endpoint states and verdicts out."""
+"""Transcripts of the TCP state machine: crafted segment sequences in, endpoint states and
+verdicts out, through the one engine (tests/transcript.py). Expected values come from the
+scenario and RFC 9293."""
 
-from pcapstate.decode import Segment
-from pcapstate.settings import Settings
-from pcapstate.summary import Summary
-from pcapstate.table import Tracker
-from pcapstate.verdict import closer, end_kind, stuck
-from pcapstate.vocab import ACK, FIN, PSH, RST, SYN
-
-C = (bytes([10, 0, 0, 1]), 40000)
-S = (bytes([10, 0, 0, 2]), 80)
-FLAGS = {"S": SYN, "A": ACK, "F": FIN, "R": RST, "P": PSH}
-
-
-class Transcript:
-    """Feeds segments to a Tracker; keeps every retired connection."""
-
-    def __init__(self, **settings):
-        self.settings = Settings(**settings)
-        self.retired = []
-        self.summary = Summary(self.settings)
-        self.tracker = Tracker(self.settings, self._retire)
-        self.ipid = 0
-
-    def _retire(self, conn, now):
-        self.retired.append((conn, now))
-        self.summary.add(conn, now)
-
-    def send(self, ts, direction, flags, seq, ack=0, plen=0, win=65535, src=C, dst=S):
-        a, b = (src, dst) if direction == ">" else (dst, src)
-        self.ipid += 1
-        f = sum(FLAGS[c] for c in flags)
-        self.tracker.segment(ts, Segment(a[0], b[0], a[1], b[1], seq & 0xFFFFFFFF,
-                                         ack & 0xFFFFFFFF, f, win, plen, self.ipid, b""))
-        return self
-
-    def finish(self, end):
-        self.tracker.finish(end)
-        return [c for c, _ in self.retired]
-
-
-def states(e):
-    return [st.value for _, st, _ in e.transitions]
-
-
-def handshake(t, ts=0.0, cisn=1000, sisn=5000):
-    t.send(ts, ">", "S", cisn)
-    t.send(ts + 0.001, "<", "SA", sisn, cisn + 1)
-    t.send(ts + 0.002, ">", "A", cisn + 1, sisn + 1)
+from tests.transcript import C, Transcript, final, handshake, states, transitions
 
 
 def test_client_closes_first_and_ends_in_time_wait():
@@ -59,14 +15,16 @@ def test_client_closes_first_and_ends_in_time_wait():
     t.send(2.0, "<", "FA", 5051, 1102)
     t.send(2.001, ">", "A", 1102, 5052)
     [conn] = t.finish(10.0)
-    client, server = conn.ep
-    assert states(client) == ["SYN_SENT", "ESTABLISHED", "FIN_WAIT_1", "FIN_WAIT_2", "TIME_WAIT"]
-    assert states(server) == ["SYN_RCVD", "ESTABLISHED", "CLOSE_WAIT", "LAST_ACK", "CLOSED"]
+    assert states(conn, "client") == ["SYN_SENT", "ESTABLISHED", "FIN_WAIT_1", "FIN_WAIT_2",
+                                      "TIME_WAIT"]
+    assert states(conn, "server") == ["SYN_RCVD", "ESTABLISHED", "CLOSE_WAIT", "LAST_ACK",
+                                      "CLOSED"]
     # the server's CLOSE_WAIT starts when the client's FIN was captured
-    assert server.transitions[2][0] == 1.0
-    assert client.transitions[1][0] == 0.001  # ESTABLISHED at the SYN/ACK's time
-    assert end_kind(conn) == "closed" and closer(conn) == "client"
-    assert client.payload == 100 and server.payload == 50
+    assert transitions(conn, "server")[2][0] == 1.0
+    assert transitions(conn, "client")[1][0] == 0.001  # ESTABLISHED at the SYN/ACK's time
+    assert conn["end"] == "closed" and conn["closer"] == "client"
+    assert conn["endpoints"]["client"]["payload_bytes"] == 100
+    assert conn["endpoints"]["server"]["payload_bytes"] == 50
 
 
 def test_time_wait_expires_after_the_assumed_timer():
@@ -76,9 +34,8 @@ def test_time_wait_expires_after_the_assumed_timer():
     t.send(1.1, "<", "FA", 5001, 1002)
     t.send(1.2, ">", "A", 1002, 5002)
     [conn] = t.finish(100.0)
-    client = conn.ep[0]
-    assert client.state == "CLOSED"
-    assert client.transitions[-1] == (31.1, "CLOSED", True)  # 30 s after TIME_WAIT began
+    assert final(conn, "client") == "CLOSED"
+    assert transitions(conn, "client")[-1] == (31.1, "CLOSED", True)  # 30 s after TIME_WAIT
 
 
 def test_retired_after_close_then_port_reuse_is_a_new_connection():
@@ -90,10 +47,10 @@ def test_retired_after_close_then_port_reuse_is_a_new_connection():
     # the client reuses the 4-tuple while its old socket is in TIME_WAIT
     handshake(t, ts=5.0, cisn=90000, sisn=70000)
     old, new = t.finish(6.0)
-    assert old.ep[0].transitions[-1][:2] == (5.0, "CLOSED")
-    assert end_kind(old) == "closed"
-    assert states(new.ep[0]) == ["SYN_SENT", "ESTABLISHED"]
-    assert new.id == old.id + 1
+    assert transitions(old, "client")[-1][:2] == (5.0, "CLOSED")
+    assert old["end"] == "closed"
+    assert states(new, "client") == ["SYN_SENT", "ESTABLISHED"]
+    assert new["id"] == old["id"] + 1
 
 
 def test_close_wait_leak_is_reported_grouped_by_service():
@@ -106,13 +63,13 @@ def test_close_wait_leak_is_reported_grouped_by_service():
         t.send(i + 0.5, ">", "FA", 1001, 5001, src=src)
         t.send(i + 0.501, "<", "A", 5001, 1002, src=src)
     conns = t.finish(40.0)
-    assert [c.ep[1].state for c in conns] == ["CLOSE_WAIT"] * 3
-    assert [c.ep[0].state for c in conns] == ["FIN_WAIT_2"] * 3
-    [group] = t.summary.findings()
+    assert [final(c, "server") for c in conns] == ["CLOSE_WAIT"] * 3
+    assert [final(c, "client") for c in conns] == ["FIN_WAIT_2"] * 3
+    [group] = t.result()["findings"]
     assert group["state"] == "CLOSE_WAIT" and group["service"] == "10.0.0.2:80"
     assert group["role"] == "server" and group["count"] == 3 and group["still_open"] == 3
     assert group["oldest"] == 39.5
-    assert all(end_kind(c) == "half_closed" and closer(c) == "client" for c in conns)
+    assert all(c["end"] == "half_closed" and c["closer"] == "client" for c in conns)
 
 
 def test_orphaned_fin_wait_2_expires_and_late_data_draws_a_reset():
@@ -124,12 +81,13 @@ def test_orphaned_fin_wait_2_expires_and_late_data_draws_a_reset():
     t.send(81.0, "<", "PA", 5001, 1002, plen=10)
     t.send(81.001, ">", "R", 1002)
     [conn] = t.finish(90.0)
-    client, server = conn.ep
-    assert client.transitions[-1] == (61.001, "CLOSED", True)
-    assert server.transitions[-1][:2] == (81.001, "CLOSED")
-    assert end_kind(conn) == "reset_by_client" and closer(conn) == "client"
-    [s] = stuck(conn, 90.0, t.settings)
-    assert s.state == "CLOSE_WAIT" and s.outcome == "reset_by_peer" and s.duration == 80.001
+    assert transitions(conn, "client")[-1] == (61.001, "CLOSED", True)
+    assert transitions(conn, "server")[-1][:2] == (81.001, "CLOSED")
+    assert conn["end"] == "reset_by_client" and conn["closer"] == "client"
+    [group] = t.result()["findings"]
+    [s] = group["examples"]
+    assert s["state"] == "CLOSE_WAIT" and s["outcome"] == "reset_by_peer"
+    assert s["duration"] == 80.001 and (s["fin_ts"], s["rst_ts"]) == (1.0, 81.001)
 
 
 def test_half_close_keeps_fin_wait_2_alive_past_the_timer():
@@ -144,10 +102,9 @@ def test_half_close_keeps_fin_wait_2_alive_past_the_timer():
     t.send(90.0, "<", "FA", 13001, 1002)
     t.send(90.001, ">", "A", 1002, 13002)
     [conn] = t.finish(91.0)
-    client, server = conn.ep
-    assert states(client)[-2:] == ["FIN_WAIT_2", "TIME_WAIT"]
-    assert states(server)[-3:] == ["CLOSE_WAIT", "LAST_ACK", "CLOSED"]
-    assert end_kind(conn) == "closed"
+    assert states(conn, "client")[-2:] == ["FIN_WAIT_2", "TIME_WAIT"]
+    assert states(conn, "server")[-3:] == ["CLOSE_WAIT", "LAST_ACK", "CLOSED"]
+    assert conn["end"] == "closed"
 
 
 def test_simultaneous_close_goes_through_closing_on_both_sides():
@@ -158,9 +115,9 @@ def test_simultaneous_close_goes_through_closing_on_both_sides():
     t.send(1.001, ">", "A", 1002, 5002)
     t.send(1.0015, "<", "A", 5002, 1002)
     [conn] = t.finish(2.0)
-    assert closer(conn) == "both"
-    assert conn.ep[0].state == "TIME_WAIT" and conn.ep[1].state == "TIME_WAIT"
-    assert "CLOSING" in states(conn.ep[0])
+    assert conn["closer"] == "both"
+    assert final(conn, "client") == "TIME_WAIT" and final(conn, "server") == "TIME_WAIT"
+    assert "CLOSING" in states(conn, "client")
 
 
 def test_refused_connection():
@@ -168,8 +125,8 @@ def test_refused_connection():
     t.send(0.0, ">", "S", 1000)
     t.send(0.0001, "<", "RA", 0, 1001)
     [conn] = t.finish(1.0)
-    assert end_kind(conn) == "refused"
-    assert states(conn.ep[0]) == ["SYN_SENT", "CLOSED"] and states(conn.ep[1]) == []
+    assert conn["end"] == "refused"
+    assert states(conn, "client") == ["SYN_SENT", "CLOSED"] and states(conn, "server") == []
 
 
 def test_rst_outside_the_window_changes_nothing():
@@ -177,8 +134,8 @@ def test_rst_outside_the_window_changes_nothing():
     handshake(t)
     t.send(0.5, "<", "R", 5001 + 10_000_000)  # far beyond the client's window
     [conn] = t.finish(1.0)
-    assert conn.anomalies == {"rst_out_of_window": 1}
-    assert conn.ep[0].state == "ESTABLISHED" and end_kind(conn) == "open"
+    assert conn["anomalies"] == {"rst_out_of_window": 1}
+    assert final(conn, "client") == "ESTABLISHED" and conn["end"] == "open"
 
 
 def test_rst_inside_the_window_aborts_both_endpoints():
@@ -186,8 +143,8 @@ def test_rst_inside_the_window_aborts_both_endpoints():
     handshake(t)
     t.send(0.5, "<", "R", 5001)
     [conn] = t.finish(1.0)
-    assert end_kind(conn) == "reset_by_server"
-    assert conn.ep[0].state == "CLOSED" and conn.ep[1].state == "CLOSED"
+    assert conn["end"] == "reset_by_server"
+    assert final(conn, "client") == "CLOSED" and final(conn, "server") == "CLOSED"
 
 
 def test_retransmitted_syn_is_not_a_new_connection_but_a_new_isn_is():
@@ -196,8 +153,8 @@ def test_retransmitted_syn_is_not_a_new_connection_but_a_new_isn_is():
     t.send(1.0, ">", "S", 1000)
     t.send(3.0, ">", "S", 777777)
     first, second = t.finish(4.0)
-    assert first.anomalies == {"syn_retransmitted": 1}
-    assert end_kind(first) == "unanswered" and end_kind(second) == "unanswered"
+    assert first["anomalies"] == {"syn_retransmitted": 1}
+    assert first["end"] == "unanswered" and second["end"] == "unanswered"
 
 
 def test_sequence_numbers_wrap_around():
@@ -211,8 +168,8 @@ def test_sequence_numbers_wrap_around():
     t.send(1.002, "<", "FA", 0xFFFFFFFF, fin + 1)
     t.send(1.003, ">", "A", fin + 1, 0)
     [conn] = t.finish(2.0)
-    assert states(conn.ep[1])[-3:] == ["CLOSE_WAIT", "LAST_ACK", "CLOSED"]
-    assert conn.ep[0].state == "TIME_WAIT"
+    assert states(conn, "server")[-3:] == ["CLOSE_WAIT", "LAST_ACK", "CLOSED"]
+    assert final(conn, "client") == "TIME_WAIT"
 
 
 def test_capture_started_mid_stream_marks_the_inference():
@@ -222,20 +179,19 @@ def test_capture_started_mid_stream_marks_the_inference():
     t.send(1.001, "<", "FA", 5011, 1002)
     t.send(1.002, ">", "A", 1002, 5012)
     [conn] = t.finish(2.0)
-    assert conn.roles == "port" and conn.mid_stream
-    assert conn.ep[0].port == 40000 and conn.ep[0].left_censored
-    assert closer(conn) == "client" and end_kind(conn) == "closed"
-    established = t.summary.durations["ESTABLISHED"].counts
-    assert established["left"] == 2
+    assert conn["roles_from"] == "port" and conn["mid_stream"]
+    assert conn["client"] == "10.0.0.1:40000"
+    assert conn["closer"] == "client" and conn["end"] == "closed"
+    established = t.result()["durations"]["ESTABLISHED"]
+    assert established["left_censored"] == 2  # both began before the capture
 
 
 def test_duplicate_and_backwards_segments_are_counted_not_applied():
     t = Transcript()
     handshake(t)
-    seg = Segment(C[0], S[0], C[1], S[1], 1001, 5001, ACK, 100, 10, 42, b"")
-    t.tracker.segment(0.5, seg)
-    t.tracker.segment(0.5001, seg)  # the same segment seen on a second interface
+    t.send(0.5, ">", "A", 1001, 5001, plen=10, win=100, ipid=42)
+    t.send(0.5001, ">", "A", 1001, 5001, plen=10, win=100, ipid=42)  # seen on a 2nd interface
     t.send(0.4, "<", "A", 5001, 1011)  # timestamp goes backwards
     [conn] = t.finish(1.0)
-    assert conn.anomalies == {"duplicate_segment": 1, "timestamp_backwards": 1}
-    assert conn.ep[0].packets == 3
+    assert conn["anomalies"] == {"duplicate_segment": 1, "timestamp_backwards": 1}
+    assert conn["endpoints"]["client"]["packets"] == 3

@@ -250,15 +250,15 @@ def test_the_progress_line_is_cleared_before_the_summary(monkeypatch, capsys):
     """Ctrl-C with progress shown: the summary starts on a clean line, not after
     'reading: 292 MiB'."""
     from pcapstate.cli import main
-    from pcapstate.fasttable import FastTracker
+    from pcapstate.track.connections import Tracker
 
-    real = FastTracker.feed
+    real = Tracker.feed
 
     def feed_then_ctrl_c(self, batch):
         real(self, batch)
         signal.raise_signal(signal.SIGINT)
 
-    monkeypatch.setattr(FastTracker, "feed", feed_then_ctrl_c)
+    monkeypatch.setattr(Tracker, "feed", feed_then_ctrl_c)
     assert main(["analyze", *ROTATED, "--progress", "--jsonl", "-"]) == 130
     err = capsys.readouterr().err  # the summary goes to stderr: stdout has the records
     assert "\rreading: " in err

@@ -6,7 +6,7 @@ import dpkt
 import pytest
 
 from pcapstate.pipeline import analyze
-from pcapstate.verdict import BETWEEN, NEAR_CLIENT, NEAR_SERVER, UNTOLD, vantage_side
+from pcapstate.derive.verdict import BETWEEN, NEAR_CLIENT, NEAR_SERVER, UNTOLD, vantage_side
 
 T0 = 1_700_000_000.0
 
@@ -51,7 +51,6 @@ def capture(path, handshakes):
     return str(path)
 
 
-@pytest.mark.parametrize("engine", ["fast", "plain"])
 @pytest.mark.parametrize(("handshakes", "estimate"), [
     ([(0.030, 0.00002)] * 3, "client"),
     ([(0.00002, 0.030)] * 3, "server"),
@@ -60,8 +59,8 @@ def capture(path, handshakes):
     ([(0.00002, 0.00001)] * 3, "unknown"),
     ([], "unknown"),
 ])
-def test_estimate(tmp_path, engine, handshakes, estimate):
-    result = analyze([capture(tmp_path / "c.pcap", handshakes)], engine=engine)
+def test_estimate(tmp_path, handshakes, estimate):
+    result = analyze([capture(tmp_path / "c.pcap", handshakes)])
     v = result["vantage"]
     assert v["estimate"] == estimate
     assert v["handshakes"] == len(handshakes)

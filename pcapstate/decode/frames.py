@@ -1,18 +1,26 @@
 """The fast decoder: walks the records of a pcap buffer and decodes each one's link, IP and
-TCP headers into columns, in compiled code (numba).
+TCP headers into columns, in compiled code (numba): only the fields the state machine and
+Zeek's view need.
 
-It follows `decode.decode` field for field and verdict for verdict (tests/test_scan.py runs
-both on every sample and on random frames); `decode` stays the readable reference. Records
-come out as columns of a `Batch`: one row per record, `kind` saying what it was (TCP, or an
-accounting code that `kind_name` spells the way `decode` does).
+Records come out as columns of a `Batch`: one row per record, `kind` saying what it was:
+TCP, or for anything that is not a usable TCP segment an accounting code that `kind_name`
+spells (``"other:<kind>"`` for other protocols and fragments, ``"bad:<reason>"`` for what
+could not be decoded), so that every record read is counted once. tests/test_frames.py
+checks it against dpkt-built frames and tshark's decode of every sample.
 """
 
 from typing import NamedTuple
 
 import numpy as np
 
-from pcapstate.decode import _ETHERTYPES, _IP_PROTOS
 from pcapstate.jit import njit
+
+#: The link types decoded here (https://www.tcpdump.org/linktypes.html): Ethernet, Linux
+#: cooked (SLL, SLL2), BSD loopback (NULL, LOOP) and raw IP (101, and 12 and 14: DLT_RAW on
+#: BSDs, 228 IPv4, 229 IPv6); the tshark engine decodes the others.
+LINKTYPES = {1, 113, 276, 0, 108, 101, 12, 14, 228, 229}
+_ETHERTYPES = {0x0806: "arp", 0x8035: "rarp", 0x88CC: "lldp", 0x888E: "eapol", 0x8847: "mpls"}
+_IP_PROTOS = {1: "icmp", 2: "igmp", 17: "udp", 47: "gre", 50: "esp", 58: "icmpv6", 132: "sctp"}
 
 # kind: TCP, or what else the record was. Codes >= _OTHER_ETHERTYPE carry a number.
 TCP = 0
@@ -34,7 +42,7 @@ NO_WSCALE, NOT_SYN = -1, -2  # wscale column: no window scale option; not a SYN
 
 
 def kind_name(kind: int) -> str:
-    """The accounting name of a non-TCP kind, as `decode` returns it."""
+    """The accounting name of a non-TCP kind."""
     group, value = kind >> 16, kind & 0xFFFF
     if group == _OTHER_ETHERTYPE >> 16:
         return "other:" + _ETHERTYPES.get(value, f"ethertype_0x{value:04x}")
@@ -61,14 +69,14 @@ class Batch(NamedTuple):
     seq: np.ndarray  # int64 (0 .. 2**32-1)
     ack: np.ndarray
     flags: np.ndarray  # int32
-    win: np.ndarray
-    plen: np.ndarray
-    ipid: np.ndarray
+    win: np.ndarray  # the raw advertised window, not scaled
+    plen: np.ndarray  # payload length, from the IP length (right even when the payload was cut)
+    ipid: np.ndarray  # IPv4 identification; 0 for IPv6
     wscale: np.ndarray  # int8: a SYN's window scale, NO_WSCALE, or NOT_SYN
     analysis: np.ndarray  # int32: Wireshark's TCP analysis flags (tshark engine), else 0
-    iplen: np.ndarray  # int32: the IP packet's length (Segment.iplen)
-    cut: np.ndarray  # bool: the payload was not captured whole (Segment.cut)
-    bad_sum: np.ndarray  # bool: a wrong TCP checksum, when asked to check (Segment.bad_sum)
+    iplen: np.ndarray  # int32: the IP packet's length (IPv4 total; IPv6 payload + 40)
+    cut: np.ndarray  # bool: the payload was not captured whole (snaplen)
+    bad_sum: np.ndarray  # bool: a wrong TCP checksum, when asked to check
 
     @classmethod
     def empty(cls, n: int) -> "Batch":
@@ -85,7 +93,7 @@ class Batch(NamedTuple):
 
 
 # Batches are written into this many rotating buffers, so that a reader thread can decode
-# the next batch while the previous one is analysed (analyze.read_ahead holds at most one
+# the next batch while the previous one is analysed (pipeline.read_ahead holds at most one
 # more in its queue).
 BATCH_BUFFERS = 4
 
@@ -119,7 +127,8 @@ def _u64(b, i, n):
 
 @njit(cache=True, nogil=True)
 def _wscale(b, i, end):
-    """`decode.window_scale` over b[i:end]."""
+    """The window scale a SYN's options (b[i:end]) offer (RFC 7323, capped at 14); -1 if
+    none."""
     while i < end:
         kind = b[i]
         if kind == 0:
@@ -152,8 +161,8 @@ def _sum16(b, start, length):
 
 @njit(cache=True, nogil=True)
 def _checksum_ok(b, addresses, size, t, tcp_len):
-    """decode.checksum_ok: the addresses (source and destination, `size` bytes in all) and
-    the TCP segment at t, `tcp_len` bytes long."""
+    """Whether a TCP checksum is right (RFC 9293, 3.1), over the addresses (source and
+    destination, `size` bytes in all) and the TCP segment at t, `tcp_len` bytes long."""
     total = _sum16(b, addresses, size) + 6 + (tcp_len >> 16) + (tcp_len & 0xFFFF) \
         + _sum16(b, t, tcp_len)
     while total >> 16:
@@ -169,7 +178,7 @@ def _is_v6_ext(nh):
 @njit(cache=True, nogil=True)
 def _decode(b, s, n, origlen, linktype, out, row, verify):
     """Decode the frame b[s:s+n] into row `row` of the columns `out`; with `verify`, check
-    the TCP checksum of a segment captured whole (decode.checksum_ok)."""
+    the TCP checksum of a segment captured whole."""
     (_, kind, v6, src_hi, src_lo, dst_hi, dst_lo, sport, dport, seq, ack, flags, win, plen,
      ipid, wscale, _, iplen, cut_payload, bad_sum) = out
     cut = _CUT if n < origlen else _TRUNCATED

@@ -7,14 +7,15 @@ the end of each bin. The bins start at the capture's first record, 1 ms wide; wh
 time falls past the last of BINS bins, neighbouring bins are merged in pairs and the width
 doubles, so the memory is fixed and a capture of any length ends with between BINS / 2 and
 BINS bins. Widths stay powers of two times the first, so a time's bin at width 2w is exactly
-half its bin at width w, and the result does not depend on the order intervals arrive in:
-fasttable.fold does the same in compiled code.
+half its bin at width w, and the result does not depend on the order intervals arrive in.
+derive/fold.py adds the intervals of every retired connection.
 """
 
 from typing import Any
 
 import numpy as np
 
+from pcapstate.jit import njit
 from pcapstate.vocab import State
 
 BINS = 2048
@@ -23,7 +24,8 @@ _STATES = list(State)
 
 
 class Timeline:
-    """Endpoints in each state per time bin (`add` an interval, `to_json` the counts)."""
+    """Endpoints in each state per time bin: `delta` and `width` are what derive/fold.py
+    adds to (bin_of), `to_json` the counts."""
 
     def __init__(self) -> None:
         self.origin: float | None = None
@@ -35,26 +37,10 @@ class Timeline:
         if self.origin is None:
             self.origin = ts
 
-    def bin(self, t: float) -> int:
-        self.start(t)  # analyze starts it at the first record; a bare Summary at first use
-        assert self.origin is not None
-        while True:
-            i = int((t - self.origin) / self.width[0]) if t > self.origin else 0
-            if i < BINS:
-                return i
-            coarsen(self.delta, self.width)
-
-    def add(self, state: State, start: float, stop: float | None) -> None:
-        """An endpoint was in `state` from `start` to `stop` (None: to the capture end)."""
-        s = _STATES.index(state)
-        if stop is not None:
-            self.delta[s, self.bin(stop)] -= 1
-        self.delta[s, self.bin(start)] += 1
-
     def to_json(self, end: float | None) -> dict[str, Any]:
         if self.origin is None or end is None:
             return {"start": None, "bin_seconds": None, "states": {}}
-        n = self.bin(end) + 1
+        n = bin_of(end, self.origin, self.delta, self.width) + 1
         counts = np.cumsum(self.delta[:, :n], axis=1)
         return {
             "start": self.origin,
@@ -64,9 +50,17 @@ class Timeline:
         }
 
 
-def coarsen(delta: np.ndarray, width: np.ndarray) -> None:
-    """Merge the bins in pairs and double the width."""
-    half = delta.shape[1] // 2
-    delta[:, :half] = delta[:, 0::2] + delta[:, 1::2]
-    delta[:, half:] = 0
-    width[0] *= 2
+@njit(cache=True, nogil=True, inline="always")
+def bin_of(t, origin, delta, width):
+    """The bin of time `t`; when `t` falls past the last bin, the bins are merged in pairs
+    and the width doubled until it fits."""
+    while True:
+        i = np.int64((t - origin) / width[0]) if t > origin else 0
+        if i < delta.shape[1]:
+            return i
+        half = delta.shape[1] // 2
+        for s in range(delta.shape[0]):
+            for b in range(half):
+                delta[s, b] = delta[s, 2 * b] + delta[s, 2 * b + 1]
+            delta[s, half:] = 0
+        width[0] *= 2

@@ -1,11 +1,13 @@
-"""The second engine: Wireshark's dissectors (tshark, found through pyshark) decode the
-capture, and the same compiled connection table and state machine (fasttable.py) run on it.
+"""The second decoder: Wireshark's dissectors (tshark, found through pyshark) decode the
+capture, and the one tracker (track/) runs on what they say.
 
 tshark dissects every frame and prints only the fields the state machine needs, one line a
-frame (`-T fields`), which this module turns into the same column batches (scan.Batch) the
-fast decoder makes. No per-packet object is built: that is what makes pyshark's usual
-packet loop a hundred times slower than tshark itself. tshark runs in its own process, so
-its dissection and this module's parsing use two cores.
+frame (`-T fields`), which this module turns into the same column batches (frames.Batch)
+the fast decoder makes. No per-packet object is built: pyshark's own packet loop builds
+one per packet, 125 times slower than reading tshark's `-T fields` output (measured for
+issue 16); so pyshark only finds tshark (its `get_process_path` knows where each platform
+installs it). tshark runs in its own process, so its dissection and this module's
+parsing use two cores.
 
 Wireshark decodes more than the fast decoder: tunnels (GRE, VXLAN, ...), 802.11 with
 radiotap, and every link type Wireshark knows. The innermost IP and TCP headers are the
@@ -20,8 +22,9 @@ from typing import IO, Any
 import numpy as np
 
 from pcapstate.capture import Capture, CaptureError
-from pcapstate.decode import _ETHERTYPES, _IP_PROTOS
-from pcapstate.scan import (
+from pcapstate.decode.frames import (
+    _ETHERTYPES,
+    _IP_PROTOS,
     _IPV4_FRAGMENT,
     _IPV4_HEADER,
     _IPV6_FRAGMENT,

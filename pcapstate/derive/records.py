@@ -1,0 +1,158 @@
+"""Retired connections as data people read: the connection record of the JSON result and
+the JSON Lines stream, the brief the corpus check compares, and what a conn.log needs; each
+built in bulk from the packed records the tracker hands out (track/slots.py), in one place.
+"""
+
+from functools import lru_cache
+from ipaddress import ip_address
+from typing import Any
+
+import numpy as np
+
+from pcapstate import jit
+from pcapstate.track import zeek_view
+from pcapstate.track.slots import ANOMALY_NAMES, CLOSER_NAMES, END_NAMES, ROLE_NAMES, STATES
+from pcapstate.track.zeek_view import CONN_STATES, ZEEK_HISTORY
+from pcapstate.vocab import WIRESHARK_ANALYSIS, State
+
+ROLES = ("client", "server")
+
+#: A connection in brief (what `on_brief` receives, a list of these lists at a time): what
+#: names it and how it ended, for the corpus check, without building the whole record.
+BRIEF_FIELDS = ("client", "server", "first_ts", "end", "closer", "client_state",
+                "server_state")
+
+
+@lru_cache(maxsize=65536)
+def _host(v6: int, hi: int, lo: int) -> str:
+    if v6:
+        return f"[{ip_address(hi.to_bytes(8, 'big') + lo.to_bytes(8, 'big'))}]"
+    return str(ip_address(lo.to_bytes(4, "big")))
+
+
+def address(row: np.void, e: int) -> str:
+    """Endpoint e's ip:port ([ip]:port for IPv6, compressed)."""
+    return _host(int(row["v6"]), int(row["ip_hi"][e]), int(row["ip_lo"][e])) \
+        + f":{int(row['port'][e])}"
+
+
+def _addresses(rows: np.ndarray) -> list[tuple[str, str]]:
+    """Each row's (client, server) addresses, read in bulk."""
+    v6, hi, lo, ports = (rows[f].tolist() for f in ("v6", "ip_hi", "ip_lo", "port"))
+    return [(f"{_host(v, h[0], o[0])}:{p[0]}", f"{_host(v, h[1], o[1])}:{p[1]}")
+            for v, h, o, p in zip(v6, hi, lo, ports, strict=True)]
+
+
+def transitions(row: np.void, e: int) -> list[tuple[float, State, bool]]:
+    """Endpoint e's transitions: (time, state entered, entered by a timer)."""
+    k = int(row["ntr"][e])
+    return [(t, STATES[s], bool(timer)) for t, s, timer in zip(
+        row["tr_ts"][e, :k].tolist(), row["tr_st"][e, :k].tolist(),
+        row["tr_timer"][e, :k].tolist(), strict=True)]
+
+
+def briefs(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray) -> list[list[Any]]:
+    """The connections in brief (BRIEF_FIELDS)."""
+    states = rows["st"].tolist()
+    return [[a, b, t, END_NAMES[k], CLOSER_NAMES[c], STATES[st[0]].value, STATES[st[1]].value]
+            for (a, b), st, t, k, c in zip(_addresses(rows), states, rows["first_ts"].tolist(),
+                                           kinds.tolist(), closers.tolist(), strict=True)]
+
+
+def records(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray,
+            ended: dict[int, list[np.void]], wireshark: bool) -> list[dict[str, Any]]:
+    """Each connection's record, as written to the JSON result and the JSON Lines stream
+    (docs/json.md); `wireshark`: the tshark engine counted Wireshark's analysis flags."""
+    zeek = zeek_fields(rows, ended)
+    out = []
+    for i, ((client, server), z) in enumerate(zip(_addresses(rows), zeek, strict=True)):
+        row = rows[i]
+        reset_by = int(row["reset_by"])
+        roles = ROLE_NAMES[row["roles"]]
+        rec = {
+            "id": int(row["cid"]),
+            "client": client,
+            "server": server,
+            "roles_from": roles,
+            "mid_stream": roles != ROLE_NAMES[0],
+            "first_ts": float(row["first_ts"]),
+            "last_ts": float(row["last_ts"]),
+            "end": END_NAMES[kinds[i]],
+            "closer": CLOSER_NAMES[closers[i]],
+            "reset_by": None if reset_by < 0 else ROLES[reset_by],
+            "endpoints": {ROLES[e]: _endpoint_json(row, e) for e in range(2)},
+            "anomalies": dict(sorted((ANOMALY_NAMES[a], int(v))
+                                     for a, v in enumerate(row["anom"].tolist()) if v)),
+            "evicted": bool(row["evicted"]),
+        }
+        if wireshark:
+            rec["wireshark_analysis"] = {name: int(v) for name, v in zip(
+                WIRESHARK_ANALYSIS, row["ws"], strict=True) if v}
+        out.append(rec | z)
+    return out
+
+
+def _endpoint_json(row: np.void, e: int) -> dict[str, Any]:
+    return {
+        "final_state": STATES[row["st"][e]],  # a StrEnum: a str, written as its value
+        "packets": int(row["packets"][e]),
+        "payload_bytes": int(row["payload"][e]),
+        "syn": int(row["syns"][e]),
+        "fin": int(row["fins"][e]),
+        "rst": int(row["rsts"][e]),
+        "transitions": [{"ts": ts, "state": st, "timer": True} if timer
+                        else {"ts": ts, "state": st} for ts, st, timer in transitions(row, e)],
+    }
+
+
+def zeek_records(rows: np.ndarray, ended: dict[int, list[np.void]]) -> list[dict[str, Any]]:
+    """What a Zeek conn.log needs of each connection (render/zeeklog.py): its endpoints,
+    `zeek` and `zeek_later` as in its record."""
+    return [{"client": a, "server": b} | z
+            for (a, b), z in zip(_addresses(rows), zeek_fields(rows, ended), strict=True)]
+
+
+def zeek_fields(rows: np.ndarray, ended: dict[int, list[np.void]]) -> list[dict[str, Any]]:
+    """`zeek`: the connection Zeek saw begin with each one; `zeek_later`, only when Zeek
+    ended it and began others on the 4-tuple while this one went on: those."""
+    now = _zeek_views(rows)
+    if not ended:
+        return [{"zeek": z} for z in now]
+    out = []
+    for cid, z in zip(rows["cid"].tolist(), now, strict=True):
+        views = ended.get(cid)
+        if views:
+            first, *later = [*_zeek_views(jit.records(np.array(views, rows.dtype))), z]
+            out.append({"zeek": first, "zeek_later": later})
+        else:
+            out.append({"zeek": z})
+    return out
+
+
+def zeek_columns(views: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each Zeek view's conn_state (its code in CONN_STATES) and its endpoints' sizes."""
+    states, sizes = np.empty(len(views), np.int8), np.empty((len(views), 2), np.int64)
+    zeek_view.columns(views, states, sizes)
+    return states, sizes
+
+
+def _zeek_views(rows: np.ndarray) -> list[dict[str, Any]]:
+    """The conn.log fields of each row's Zeek view (duration and bytes unset when the
+    duration is 0, as Zeek logs them)."""
+    states, sizes = zeek_columns(rows)
+    orig, first, last, missed, hlen, pkts, ipb = (rows[f].tolist() for f in (
+        "z_orig", "z_first", "z_last_ts", "z_missed", "z_hlen", "z_pkts", "z_ipb"))
+    hist = rows["z_hist"].tobytes()
+    out = []
+    for i, (state, size) in enumerate(zip(states.tolist(), sizes.tolist(), strict=True)):
+        o, r = orig[i], 1 - orig[i]
+        duration = last[i] - first[i]
+        out.append({
+            "ts": first[i], "orig": ROLES[o], "conn_state": CONN_STATES[state],
+            "history": hist[i * ZEEK_HISTORY:i * ZEEK_HISTORY + hlen[i]].decode("ascii"),
+            "missed_bytes": missed[i], "duration": duration if duration > 0 else None,
+            "orig_bytes": size[o] if duration > 0 else None,
+            "resp_bytes": size[r] if duration > 0 else None,
+            "orig_pkts": pkts[i][o], "orig_ip_bytes": ipb[i][o],
+            "resp_pkts": pkts[i][r], "resp_ip_bytes": ipb[i][r]})
+    return out

@@ -1,0 +1,241 @@
+"""Receives the retired connections and holds everything the result reports: the
+aggregates derive/fold.py adds to, the findings (stuck endpoints grouped by state, service
+and role), the timeline; and passes the connections on as records, briefs or Zeek's view to
+whoever asked.
+
+Nothing here grows with the number of connections: the durations go into fixed log-scale
+histograms and each findings group keeps only its worst examples.
+"""
+
+import heapq
+import math
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+
+from pcapstate import jit
+from pcapstate.derive import records
+from pcapstate.derive.fold import BINS_PER_DECADE, CENSORS, COMPLETE, FLOOR, fold, new_folds
+from pcapstate.derive.timeline import Timeline
+from pcapstate.derive.verdict import Stuck, stuck
+from pcapstate.settings import Settings
+from pcapstate.track.slots import (
+    ANOMALY_NAMES,
+    CLOSER_NAMES,
+    END_NAMES,
+    ROLE_NAMES,
+    STATES,
+)
+from pcapstate.track.zeek_view import CONN_STATES
+from pcapstate.vocab import WIRESHARK_ANALYSIS, Censor, State, Tier
+
+_EXAMPLES = 10  # worst stuck connections kept per findings group
+_CHUNK = 4096  # records built at a time: memory stays low
+
+
+def bin_value(b: int) -> float:
+    """The geometric middle of histogram bin b (derive/fold.py): what a percentile that
+    falls in it reports; 0 for the bin of durations up to a microsecond."""
+    if b == 0:
+        return 0.0
+    return FLOOR * 10 ** ((b - 0.5) / BINS_PER_DECADE)
+
+
+def _durations_json(f: dict[str, np.ndarray], s: int) -> dict[str, Any]:
+    """How long endpoints spent in state s, kept apart by censoring."""
+    counts = {c: int(n) for c, n in zip(CENSORS, f["counts"][s], strict=True)}
+    complete, total = counts[Censor.COMPLETE], sum(counts.values())
+    hist = f["hist"][s]
+    lo, hi = float(f["min"][s]), float(f["max"][s])
+
+    def percentile(p: float) -> float | None:
+        """Nearest rank, of the complete durations, to the histogram's bin."""
+        if not complete:
+            return None
+        rank = max(1, math.ceil(p / 100 * complete))
+        b = int(np.searchsorted(np.cumsum(hist[COMPLETE]), rank))
+        return min(max(bin_value(b), lo), hi)
+
+    return {
+        "count": total,
+        "complete": complete,
+        "right_censored": counts[Censor.RIGHT],
+        "left_censored": counts[Censor.LEFT],
+        "both_censored": counts[Censor.BOTH],
+        "p50": percentile(50),
+        "p90": percentile(90),
+        "p99": percentile(99),
+        "max": hi if complete else None,
+        "max_censored": float(f["max_censored"][s]) if total - complete else None,
+        "histogram": {c.value: {str(int(b) - 1): int(hist[j, b])
+                                for b in np.flatnonzero(hist[j])}
+                      for j, c in enumerate(CENSORS) if hist[j].any()},
+    }
+
+
+class FindingGroup:
+    """Stuck endpoints that share a state, a service (verdict.service_of) and a role."""
+
+    __slots__ = ("state", "service", "role", "count", "oldest", "outcomes", "worst")
+
+    def __init__(self, state: State, service: str, role: str) -> None:
+        self.state = state
+        self.service = service
+        self.role = role
+        self.count = 0
+        self.oldest = 0.0
+        self.outcomes: Counter[str] = Counter()
+        self.worst: list[tuple[float, int, Stuck]] = []  # min-heap of the longest
+
+    def add(self, s: Stuck) -> None:
+        self.count += 1
+        self.oldest = max(self.oldest, s.duration)
+        self.outcomes[s.outcome] += 1
+        item = (s.duration, -s.conn_id, s)
+        if len(self.worst) < _EXAMPLES:
+            heapq.heappush(self.worst, item)
+        elif item[:2] > self.worst[0][:2]:
+            heapq.heapreplace(self.worst, item)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "state": self.state.value,
+            "service": self.service,
+            "role": self.role,
+            "count": self.count,
+            "still_open": self.outcomes["open"],
+            "oldest": self.oldest,
+            "outcomes": dict(sorted(self.outcomes.items())),
+            "examples": [asdict(s) | {"state": s.state.value}
+                         for _, _, s in sorted(self.worst, reverse=True)],
+        }
+
+
+class Summary:
+    """Takes the connections a track.connections.Tracker retires (`take`, its Retire)."""
+
+    def __init__(self, settings: Settings,
+                 on_record: Callable[[dict[str, Any]], None] | None = None,
+                 on_brief: Callable[[list[list[Any]]], None] | None = None,
+                 on_zeek: Callable[[list[dict[str, Any]]], None] | None = None,
+                 wireshark: bool = False) -> None:
+        """`on_record` receives each connection's record (derive/records.py); `on_brief`
+        the connections in brief (records.BRIEF_FIELDS), a list at a time; `on_zeek` what a
+        conn.log needs of them, a list at a time. `wireshark`: the tshark engine counted
+        Wireshark's analysis flags of each segment."""
+        self.settings = settings
+        self.on_record = on_record
+        self.on_brief = on_brief
+        self.on_zeek = on_zeek
+        self.wireshark = wireshark
+        self.folds = new_folds()
+        self.limits = np.array([settings.stuck_after.get(st, np.nan) for st in STATES])
+        self.timeline = Timeline()
+        self.groups: dict[tuple[State, str, str], FindingGroup] = {}
+        self.zeek_ended = np.zeros(len(CONN_STATES), np.int64)  # views Zeek ended early
+
+    def take(self, rows: np.ndarray, times: np.ndarray,
+             ended: dict[int, list[np.void]]) -> None:
+        """Fold in a batch of retired connections, report their stuck endpoints, and pass
+        them on."""
+        n = len(rows)
+        marks = np.zeros((n, 2), np.uint32)
+        kinds, closers = np.empty(n, np.int8), np.empty(n, np.int8)
+        tl, f = self.timeline, self.folds
+        tl.start(float(times.min()))  # analyze has started it at the first record
+        fold(rows, times, self.limits, f["by_roles"], f["end_closer"], f["final"],
+             f["anomalies"], f["counts"], f["hist"], f["max"], f["min"], f["max_censored"],
+             f["sides"], f["round_trip"], f["wireshark"], f["zeek"], marks, kinds, closers,
+             tl.origin, tl.delta, tl.width)
+        if ended:
+            views = jit.records(np.array([v for vs in ended.values() for v in vs], rows.dtype))
+            self.zeek_ended += np.bincount(records.zeek_columns(views)[0],
+                                           minlength=len(CONN_STATES))
+        for i in np.flatnonzero(marks.any(axis=1)):
+            for s in stuck(rows[i], marks[i], float(times[i])):
+                key = (s.state, s.service, s.role)
+                group = self.groups.get(key)
+                if group is None:
+                    group = self.groups[key] = FindingGroup(*key)
+                group.add(s)
+        if self.on_brief is not None:
+            self.on_brief(records.briefs(rows, kinds, closers))
+        for start in range(0, n, _CHUNK):
+            part = slice(start, start + _CHUNK)
+            if self.on_zeek is not None:
+                self.on_zeek(records.zeek_records(rows[part], ended))
+            if self.on_record is not None:
+                for rec in records.records(rows[part], kinds[part], closers[part], ended,
+                                           self.wireshark):
+                    self.on_record(rec)
+
+    def findings(self) -> list[dict[str, Any]]:
+        """Worst first: most stuck endpoints, then the oldest."""
+        groups = sorted(self.groups.values(),
+                        key=lambda g: (-g.count, -g.oldest, g.state, g.service, g.role))
+        return [g.to_json() for g in groups]
+
+    def vantage(self) -> dict[str, Any]:
+        """Where the capture was taken, by the handshakes (verdict.vantage_side)."""
+        near_client, between, near_server, untold = (int(n) for n in self.folds["sides"])
+        shortest, longest = (float(t) for t in self.folds["round_trip"])
+        measured = near_client + between + near_server
+        estimate = "unknown"
+        for name, n in (("client", near_client), ("between", between),
+                        ("server", near_server)):
+            if measured and n >= 0.8 * measured:
+                estimate = name
+        if measured and estimate == "unknown":
+            estimate = "mixed"
+        return {"estimate": estimate, "handshakes": measured + untold,
+                "near_client": near_client, "between": between, "near_server": near_server,
+                "too_close_to_tell": untold,
+                "round_trip_min": shortest if measured else None,
+                "round_trip_max": longest if measured else None}
+
+    def to_json(self, evicted: list[int] | None = None) -> dict[str, Any]:
+        """`evicted`: the table's evictions by tier (vocab.Tier)."""
+        evicted = evicted or [0] * len(Tier)
+        f = self.folds
+        end_closer = f["end_closer"]
+        by_end = dict(zip(END_NAMES, end_closer.sum(axis=1).tolist(), strict=True))
+        by_closer = dict(zip(CLOSER_NAMES, end_closer.sum(axis=0).tolist(), strict=True))
+        by_roles = dict(zip(ROLE_NAMES, f["by_roles"].tolist(), strict=True))
+        wireshark = dict(zip(WIRESHARK_ANALYSIS, f["wireshark"].tolist(), strict=True))
+        zeek = (f["zeek"] + self.zeek_ended).tolist()
+        closers = sorted(enumerate(CLOSER_NAMES), key=lambda cw: cw[1])
+        crossed = {kind: {who: int(end_closer[k, c]) for c, who in closers if end_closer[k, c]}
+                   for k, kind in enumerate(END_NAMES)}
+        return {
+            "connections": {
+                "total": int(f["by_roles"].sum()),
+                "by_end": _ranked(by_end),
+                "by_closer": _ranked(by_closer),
+                "by_end_and_closer": {kind: crossed[kind] for kind in _ranked(by_end)},
+                "roles_from": _ranked(by_roles),
+                "mid_stream": int(f["by_roles"][1:].sum()),
+                "evicted": {"total": sum(evicted), **{
+                    t.name.lower(): n for t, n in zip(Tier, evicted, strict=True)}},
+                "final_states": {role: _ranked(dict(zip(STATES, f["final"][e].tolist(),
+                                                        strict=True)))
+                                 for e, role in enumerate(records.ROLES)},
+                "anomalies": {k: v for k, v in sorted(zip(
+                    ANOMALY_NAMES, f["anomalies"].tolist(), strict=True)) if v},
+                "zeek_conn_states": _ranked(dict(zip(CONN_STATES, zeek, strict=True))),
+                **({"wireshark_analysis": {k: v for k, v in sorted(wireshark.items()) if v}}
+                   if self.wireshark else {}),
+            },
+            "findings": self.findings(),
+            "vantage": self.vantage(),
+            "durations": {st.value: _durations_json(f, s) for s, st in enumerate(STATES)
+                          if f["counts"][s].any()},
+        }
+
+
+def _ranked(counts: dict[str, int]) -> dict[str, int]:
+    """Largest first, ties by name, zeros left out: the same order whatever order the
+    counts came in."""
+    return dict(sorted(((k, v) for k, v in counts.items() if v), key=lambda kv: (-kv[1], kv[0])))

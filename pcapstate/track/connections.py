@@ -1,0 +1,576 @@
+"""The table of live connections: finds each segment's connection, opens new ones, applies
+the timers, evicts from a full table and retires connections, in compiled code over arrays,
+a batch of decoded segments (decode/frames.py's Batch) at a time.
+
+Memory is bounded by the live connections: a connection closed on both sides (by FIN, RST
+or an expired timer) is retired once `Settings.linger` has passed and its slot reused.
+Timers are kept in a heap ordered by deadline and checked once per second of capture time.
+The live connections are bounded by `Settings.max_connections`: a new connection beyond
+it first evicts one (`_evict`), retired marked `evicted` and counted by its tier
+(vocab.Tier).
+
+`Tracker` is the Python side: it grows the arrays when they fill and hands retired
+connections out, in batches, as copies of their packed records (track/slots.py), to
+whoever folds or writes them (derive/).
+"""
+
+from collections.abc import Callable
+
+import numpy as np
+from numba import types
+from numba.typed import Dict
+
+from pcapstate.decode.frames import TCP, Batch
+from pcapstate.jit import njit, records
+from pcapstate.settings import Settings
+from pcapstate.track import zeek_view
+from pcapstate.track.endpoints import closed, deadline, enter, expire, segment
+from pcapstate.track.slots import (
+    CLOSED,
+    ESTABLISHED,
+    SLOT,
+    SYN_RCVD,
+    SYN_SENT,
+    TIME_WAIT,
+)
+from pcapstate.vocab import ACK, SYN
+
+_SWEEP_EVERY = 1.0  # seconds of capture time
+_EPHEMERAL = 32768  # Linux's default ip_local_port_range starts here
+#: A handshake attempt this long without a segment is evicted before any open connection:
+#: Linux's initial retransmission timeout (RFC 6298): a live attempt would have sent again.
+ATTEMPT_QUIET = 1.0
+
+# Scalars kept in one float64 array, so the compiled code can update them.
+NOW, NEXT_SWEEP, CONNECTIONS, PEAK, HEAP_N, FREE_N, RETIRED_N, TIME_WAIT_S, FIN_TIMEOUT_S, \
+    LINGER_S, LIVE, LIMIT, EVICTED = range(13)  # EVICTED: one count per tier, from here
+ZLINES_N = EVICTED + 3  # Zeek's views ended in the run (in Z), waiting
+NS = ZLINES_N + 1
+# What a call stopped for.
+DONE, NEED_SLOTS, NEED_HEAP, NEED_RETIRE, NEED_ZLINES = 0, 1, 2, 3, 4
+
+_KEY = types.UniTuple(types.int64, 5)
+# The tiers' lists: LISTS[3 * t + HEAD] is tier t's most recently active slot (-1: none),
+# LISTS[3 * t + TAIL] its least, LISTS[3 * t + COUNT] its length.
+HEAD, TAIL, COUNT = range(3)
+# The timer heap (earliest due first, ties by connection id) and the retired list.
+HEAP = np.dtype([("due", np.float64), ("cid", np.int64), ("slot", np.int64)])
+RETIRED = np.dtype([("slot", np.int64), ("time", np.float64)])
+
+
+@njit(cache=True, nogil=True, inline="always")
+def looks_like_server(sport, dport):
+    """With no SYN seen: is the sender of this segment the server? Well-known ports first,
+    then Linux's ephemeral range, then the lower port."""
+    if (sport < 1024) != (dport < 1024):
+        return sport < 1024
+    if (sport >= _EPHEMERAL) != (dport >= _EPHEMERAL):
+        return dport >= _EPHEMERAL
+    return sport < dport
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _earlier(h, i, due, cid):
+    return h[i].due < due or (h[i].due == due and h[i].cid < cid)
+
+
+@njit(cache=True, nogil=True)
+def _heap_push(H, S, due, cid, slot):
+    i = np.int64(S[HEAP_N])
+    S[HEAP_N] = i + 1
+    while i > 0:
+        p = (i - 1) // 2
+        if _earlier(H, p, due, cid):
+            break
+        H[i].due, H[i].cid, H[i].slot = H[p].due, H[p].cid, H[p].slot
+        i = p
+    H[i].due, H[i].cid, H[i].slot = due, cid, slot
+
+
+@njit(cache=True, nogil=True)
+def _heap_pop(H, S):
+    n = np.int64(S[HEAP_N]) - 1
+    S[HEAP_N] = n
+    top = (H[0].due, H[0].cid, H[0].slot)
+    due, cid, slot = H[n].due, H[n].cid, H[n].slot
+    i = 0
+    while True:
+        k = 2 * i + 1
+        if k >= n:
+            break
+        if k + 1 < n and _earlier(H, k + 1, H[k].due, H[k].cid):
+            k += 1
+        if not _earlier(H, k, due, cid):
+            break
+        H[i].due, H[i].cid, H[i].slot = H[k].due, H[k].cid, H[k].slot
+        i = k
+    if n > 0:
+        H[i].due, H[i].cid, H[i].slot = due, cid, slot
+    return top
+
+
+@njit(cache=True, nogil=True)
+def _schedule(r, H, S, c):
+    due = deadline(r, S[TIME_WAIT_S], S[FIN_TIMEOUT_S], S[LINGER_S])
+    if not np.isnan(due) and due != r.scheduled:
+        r.scheduled = due
+        _heap_push(H, S, due, r.cid, c)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _key(r, e):
+    """The key of segments that endpoint e sends: (source address high and low 64 bits,
+    destination's, IPv6 flag << 32 | source port << 16 | destination port)."""
+    o = 1 - e
+    ports = (np.int64(r.v6) << 32) | (r.port[e] << 16) | r.port[o]
+    return (np.int64(r.ip_hi[e]), np.int64(r.ip_lo[e]), np.int64(r.ip_hi[o]),
+            np.int64(r.ip_lo[o]), ports)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _canonical(k):
+    """The table's one key for both directions of a 4-tuple (the lower endpoint first),
+    and 1 if `k`, a sender's key, was turned round to make it. The value at a key is
+    2 * slot + the index of the endpoint that sends in the key's direction."""
+    src_hi, src_lo, dst_hi, dst_lo, ports = k
+    sport, dport = (ports >> 16) & 0xFFFF, ports & 0xFFFF
+    if src_hi < dst_hi or (src_hi == dst_hi and (
+            src_lo < dst_lo or (src_lo == dst_lo and sport <= dport))):
+        return k, 0
+    return (dst_hi, dst_lo, src_hi, src_lo, (ports >> 32 << 32) | (dport << 16) | sport), 1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _tier(r):
+    """vocab.Tier.of the endpoints' states: 0 finished, 1 attempt, 2 open."""
+    a, b = r.st[0], r.st[1]
+    if (a == CLOSED or a == TIME_WAIT) and (b == CLOSED or b == TIME_WAIT):
+        return 0
+    if a <= SYN_RCVD and b <= SYN_RCVD:  # CLOSED, SYN_SENT or SYN_RCVD
+        return 1
+    return 2
+
+
+@njit(cache=True, nogil=True)
+def _unlink(T, L, c):
+    r = T[c]
+    t, p, n = r.tier, r.lru_prev, r.lru_next
+    if p >= 0:
+        T[p].lru_next = n
+    else:
+        L[3 * t + HEAD] = n
+    if n >= 0:
+        T[n].lru_prev = p
+    else:
+        L[3 * t + TAIL] = p
+    L[3 * t + COUNT] -= 1
+
+
+@njit(cache=True, nogil=True)
+def _link(T, L, c, t):
+    """Slot c becomes the most recently active of tier t."""
+    r, head = T[c], L[3 * t + HEAD]
+    r.tier, r.lru_prev, r.lru_next = t, -1, head
+    if head >= 0:
+        T[head].lru_prev = c
+    else:
+        L[3 * t + TAIL] = c
+    L[3 * t + HEAD] = c
+    L[3 * t + COUNT] += 1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _touch(T, L, c):
+    """The connection is the most recently active of its tier (by its states now)."""
+    t = _tier(T[c])
+    if T[c].tier != t or L[3 * t + HEAD] != c:
+        _unlink(T, L, c)
+        _link(T, L, c, t)
+
+
+@njit(cache=True, nogil=True)
+def _evict(T, S, table, R, L, now):
+    """Make room: retire the least recently active finished connection; without one, the
+    least recently active handshake attempt if attempts hold half the table or more (a
+    flood) or if it has been quiet for ATTEMPT_QUIET; else whichever of that attempt and the
+    least recently active open connection has been quiet longer. So a flood of SYNs
+    recycles its own attempts and leaves idle connections (CLOSE_WAIT...) alone, while
+    handshakes in progress are not broken up to keep connections idle for longer."""
+    finished, attempt, open_ = L[TAIL], L[3 + TAIL], L[6 + TAIL]
+    if finished >= 0:
+        t = 0
+    elif open_ < 0 or (attempt >= 0 and (2 * L[3 + COUNT] >= S[LIVE]
+                                         or now - T[attempt].last_ts >= ATTEMPT_QUIET
+                                         or T[attempt].last_ts <= T[open_].last_ts)):
+        t = 1
+    else:
+        t = 2
+    c = L[3 * t + TAIL]
+    r = T[c]
+    expire(r, now, S[TIME_WAIT_S], S[FIN_TIMEOUT_S])
+    r.evicted = True
+    S[EVICTED + t] += 1
+    _retire(T, S, table, R, L, c, now)
+
+
+@njit(cache=True, nogil=True)
+def _retire(T, S, table, R, L, c, now):
+    r = T[c]
+    r.scheduled = np.nan
+    k, _ = _canonical(_key(r, 0))
+    if table.get(k, -1) // 2 == c:
+        del table[k]
+    _unlink(T, L, c)
+    S[LIVE] -= 1
+    i = np.int64(S[RETIRED_N])
+    R[i].slot = c
+    R[i].time = now
+    S[RETIRED_N] = i + 1
+
+
+@njit(cache=True, nogil=True)
+def _sweep(T, H, S, table, R, L, now):
+    tw, ft, linger = S[TIME_WAIT_S], S[FIN_TIMEOUT_S], S[LINGER_S]
+    while S[HEAP_N] > 0 and H[0].due <= now:
+        if S[RETIRED_N] >= len(R):
+            return False
+        due, cid, c = _heap_pop(H, S)
+        r = T[c]
+        if r.cid != cid or r.scheduled != due:
+            continue  # superseded by a later deadline, or retired
+        r.scheduled = np.nan
+        expire(r, now, tw, ft)
+        retire_at = deadline(r, tw, ft, linger)
+        if closed(r) and not np.isnan(retire_at) and now >= retire_at:
+            _retire(T, S, table, R, L, c, now)
+        else:
+            _schedule(r, H, S, c)
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _open(T, S, table, free, R, L, ts, flags, key):
+    """A new connection for a segment with this table key; returns (slot, index of its
+    sender)."""
+    if S[LIMIT] > 0 and S[LIVE] >= S[LIMIT]:
+        _evict(T, S, table, R, L, ts)
+    src_hi, src_lo, dst_hi, dst_lo, ports = key
+    sport, dport = (ports >> 16) & 0xFFFF, ports & 0xFFFF
+    n = np.int64(S[FREE_N]) - 1
+    S[FREE_N] = n
+    c = free[n]
+    if flags & SYN and not flags & ACK:
+        d, roles = 0, 0
+    elif flags & SYN:
+        d, roles = 1, 1
+    else:
+        d, roles = (1, 2) if looks_like_server(sport, dport) else (0, 2)
+    r = T[c]  # zeroed when it was freed
+    for e in range(2):
+        r.isn[e] = -1
+        r.fin_seq[e] = -1
+        r.last_ack[e] = -1
+        r.nxt[e] = -1
+        r.wscale[e] = -1
+        r.sig[e, :] = -1
+        r.last_seen[e] = -1.0
+    r.ip_hi[d], r.ip_lo[d], r.port[d] = src_hi, src_lo, sport
+    r.ip_hi[1 - d], r.ip_lo[1 - d], r.port[1 - d] = dst_hi, dst_lo, dport
+    S[CONNECTIONS] += 1
+    r.cid = np.int64(S[CONNECTIONS])
+    r.roles = roles
+    r.v6 = ports >> 32
+    r.first_ts = ts
+    r.last_ts = ts
+    r.reset_by = -1
+    r.scheduled = np.nan
+    zeek_view.start(r, d, flags, sport, dport, ts)
+    if roles == 1:
+        enter(r, 0, ts, SYN_SENT, False)
+        r.left[0] = True
+        r.syn_acked[0] = True
+    elif roles == 2:
+        for e in range(2):
+            enter(r, e, ts, ESTABLISHED, False)
+            r.left[e] = True
+    k, turned = _canonical(key)
+    if key == _key(r, 1 - d):
+        # a connection of a socket to itself: both directions are one key; segments are
+        # taken as the peer's
+        table[k] = 2 * c + 1 - d
+    else:
+        table[k] = 2 * c + (d ^ turned)
+    _link(T, L, c, _tier(r))
+    S[LIVE] += 1
+    S[PEAK] = max(S[PEAK], S[LIVE])
+    return c, d
+
+
+@njit(cache=True, nogil=True)
+def _taken_over(T, S, table, R, L, c, d, ts):
+    """A SYN with a new sequence number from endpoint d of slot c: does it start a new
+    connection? Yes if the receiver is CLOSED or in TIME_WAIT and the sender too, or in
+    SYN_SENT; then whatever is left of the old one is gone, and it is retired."""
+    r = T[c]
+    expire(r, ts, S[TIME_WAIT_S], S[FIN_TIMEOUT_S])
+    rs, ss = r.st[1 - d], r.st[d]
+    if (rs == CLOSED or rs == TIME_WAIT) and (ss == CLOSED or ss == TIME_WAIT
+                                              or ss == SYN_SENT):
+        for e in range(2):
+            if r.st[e] != CLOSED:
+                enter(r, e, ts, CLOSED, False)
+        _retire(T, S, table, R, L, c, ts)
+        return True
+    return False
+
+
+@njit(cache=True, nogil=True)
+def _z_emit(r, Z, S):
+    """Keep slot r's Zeek view, ended (zeek_view.ended), in Z: the Zeek connections that
+    ended on the 4-tuple while pcapstate's connection went on, handed out with it."""
+    z = Z[np.int64(S[ZLINES_N])]
+    S[ZLINES_N] += 1
+    z.cid = r.cid
+    z.z_orig = r.z_orig
+    z.z_hist[:] = r.z_hist
+    z.z_hlen = r.z_hlen
+    z.z_first = r.z_first
+    z.z_last_ts = r.z_last_ts
+    z.z_missed = r.z_missed
+    for e in range(2):
+        z.z_state[e] = r.z_state[e]
+        z.z_prev[e] = r.z_prev[e]
+        z.z_last_rel[e] = r.z_last_rel[e]
+        z.z_ack_rel[e] = r.z_ack_rel[e]
+        z.z_fins[e] = r.z_fins[e]
+        z.z_pkts[e] = r.z_pkts[e]
+        z.z_ipb[e] = r.z_ipb[e]
+
+
+@njit(cache=True, nogil=True)
+def run(T, H, S, table, free, R, L, Z, B, start, n):
+    """Each segment of rows start..n-1 of B (TCP rows only), in order: find or open its
+    connection, apply it, schedule the connection's timers. Stops early, returning the row
+    to resume from and why, when the slots, the heap, the retired list or Zeek's ended
+    views (Z) need room."""
+    tw, ft = S[TIME_WAIT_S], S[FIN_TIMEOUT_S]
+    (b_ts, b_kind, b_v6, b_src_hi, b_src_lo, b_dst_hi, b_dst_lo, b_sport, b_dport, b_seq,
+     b_ack, b_flags, b_win, b_plen, b_ipid, b_wscale, b_analysis, b_iplen, b_cut,
+     b_bad_sum) = B
+    for i in range(start, n):
+        if b_kind[i] != TCP:
+            continue
+        # Room for the worst this row can need: two new slots, two heap entries, two
+        # retirements (a sweep checks its own room).
+        if S[FREE_N] < 2:
+            return i, NEED_SLOTS
+        if S[HEAP_N] + 4 > len(H):
+            return i, NEED_HEAP
+        if S[RETIRED_N] + 2 > len(R):
+            return i, NEED_RETIRE
+        if S[ZLINES_N] >= len(Z):
+            return i, NEED_ZLINES
+        ts = b_ts[i]
+        if ts > S[NOW]:
+            if ts >= S[NEXT_SWEEP]:
+                if not _sweep(T, H, S, table, R, L, ts):
+                    return i, NEED_RETIRE
+                S[NEXT_SWEEP] = ts + _SWEEP_EVERY
+            S[NOW] = ts
+        flags, seq = np.int64(b_flags[i]), b_seq[i]
+        ports = (np.int64(b_v6[i]) << 32) | (np.int64(b_sport[i]) << 16) | np.int64(b_dport[i])
+        k = (np.int64(b_src_hi[i]), np.int64(b_src_lo[i]), np.int64(b_dst_hi[i]),
+             np.int64(b_dst_lo[i]), ports)
+        key, turned = _canonical(k)
+        v = table.get(key, -1)
+        if v >= 0:
+            c, d = v // 2, (v % 2) ^ turned
+            if flags & SYN and not flags & ACK and T[c].isn[d] != seq \
+                    and _taken_over(T, S, table, R, L, c, d, ts):
+                c, d = _open(T, S, table, free, R, L, ts, flags, k)
+            elif zeek_view.ended(T[c], S[NOW], d, flags, seq):
+                _z_emit(T[c], Z, S)
+                zeek_view.start(T[c], d, flags, np.int64(b_sport[i]), np.int64(b_dport[i]), ts)
+        else:
+            c, d = _open(T, S, table, free, R, L, ts, flags, k)
+        r = T[c]
+        if b_analysis[i]:  # what Wireshark said of the segment (tshark engine)
+            for a in range(len(r.ws)):
+                r.ws[a] += (b_analysis[i] >> a) & 1
+        if segment(r, d, flags, seq, b_ack[i], np.int64(b_win[i]), np.int64(b_plen[i]),
+                    np.int64(b_ipid[i]), np.int64(b_wscale[i]), ts, tw, ft,
+                    np.int64(b_iplen[i]), b_cut[i], b_bad_sum[i]):
+            _schedule(r, H, S, c)
+        _touch(T, L, c)
+    return n, DONE
+
+
+@njit(cache=True, nogil=True)
+def finish(T, S, table, R, L, end):
+    """The capture is over at `end`: retire every live connection, in the order of their
+    ids. Returns False if the retired list has no room for them all (make room and call again)."""
+    live = np.empty(np.int64(S[LIVE]), dtype=np.int64)
+    j = 0
+    for t in range(3):
+        c = L[3 * t + HEAD]
+        while c >= 0:
+            live[j] = c
+            j += 1
+            c = T[c].lru_next
+    if S[RETIRED_N] + len(live) > len(R):
+        return False
+    cids = np.empty(len(live), dtype=np.int64)
+    for j in range(len(live)):
+        cids[j] = T[live[j]].cid
+    order = np.argsort(cids, kind="mergesort")
+    for c in live[order]:
+        expire(T[c], end, S[TIME_WAIT_S], S[FIN_TIMEOUT_S])
+        _retire(T, S, table, R, L, c, end)
+    S[HEAP_N] = 0
+    return True
+
+
+@njit(cache=True)
+def new_table():
+    """An empty connection table (made in compiled code, whose cache spares a compilation
+    on every run)."""
+    return Dict.empty(key_type=_KEY, value_type=types.int64)
+
+
+#: What a Tracker hands out for each batch of connections it retires: a copy of their packed
+#: records (track/slots.py SLOT), the capture time each was retired at, and, by connection
+#: id, the records of the Zeek views that ended on its 4-tuple while it went on (only the
+#: `z_` fields and `cid` are set in those), oldest first.
+Retire = Callable[[np.ndarray, np.ndarray, dict[int, list[np.void]]], None]
+
+
+class Tracker:
+    """Feed it Batches in capture order (`feed`), then `finish`; it hands every connection
+    it retires to `on_retired` (Retire), in batches, in the order they retired."""
+
+    def __init__(self, settings: Settings, on_retired: Retire, slots: int = 0) -> None:
+        """`slots`: how many to start with; by default as many as the connection limit
+        allows (np.zeros takes memory only as slots are used), or 65,536 with no limit."""
+        slots = slots or (_slot_cap(settings.max_connections) if settings.max_connections
+                          else 1 << 16)
+        self.settings = settings
+        self.on_retired = on_retired
+        self.T = records(np.zeros(slots, SLOT))
+        self.free = np.arange(slots - 1, -1, -1, dtype=np.int64)
+        self.heap = records(np.zeros(max(slots, 4), HEAP))
+        self.retired = records(np.zeros(max(slots, 2), RETIRED))
+        self.table = new_table()
+        self.lists = np.array([-1, -1, 0] * 3, np.int64)
+        self.zlines = records(np.zeros(1024, SLOT))
+        #: connection id -> the Zeek views that ended on its 4-tuple while it went on, kept
+        #: until it retires
+        self.zeek_ended: dict[int, list[np.void]] = {}
+        self.S = np.zeros(NS)
+        self.S[[NOW, NEXT_SWEEP]] = -np.inf
+        self.S[FREE_N] = slots
+        self.S[[TIME_WAIT_S, FIN_TIMEOUT_S, LINGER_S, LIMIT]] = (
+            settings.time_wait, settings.fin_timeout, settings.linger, settings.max_connections)
+
+    @property
+    def connections(self) -> int:
+        return int(self.S[CONNECTIONS])
+
+    @property
+    def peak_live(self) -> int:
+        return int(self.S[PEAK])
+
+    @property
+    def live(self) -> int:
+        return int(self.S[LIVE])
+
+    @property
+    def evicted(self) -> list[int]:
+        """Evictions by tier (vocab.Tier)."""
+        return [int(v) for v in self.S[EVICTED:EVICTED + 3]]
+
+    def feed(self, batch: Batch) -> None:
+        i, n = 0, len(batch.ts)
+        while i < n:
+            i, why = run(self.T, self.heap, self.S, self.table, self.free, self.retired,
+                         self.lists, self.zlines, batch, i, n)
+            self._keep_zeek_ended()
+            self._hand_on()
+            if why == NEED_SLOTS and self.S[FREE_N] < 2:
+                self._grow_slots()
+            elif why == NEED_HEAP:
+                self._compact_heap()
+
+    def finish(self, end: float) -> None:
+        """The capture is over at `end`: retire every live connection."""
+        while not finish(self.T, self.S, self.table, self.retired, self.lists, end):
+            self._hand_on()
+            self.retired = records(np.zeros(max(len(self.retired), self.live), RETIRED))
+        self._hand_on()
+
+    def _compact_heap(self) -> None:
+        """Drop the superseded entries (of connections retired or rescheduled) if they are
+        most of the heap, else grow it: its size follows the live connections."""
+        n = int(self.S[HEAP_N])
+        if n >= 2 * self.live + 1024:
+            h = self.heap[:n]
+            owner = self.T[h["slot"]]
+            h = h[(owner["cid"] == h["cid"]) & (owner["scheduled"] == h["due"])]
+            self.heap[:len(h)] = h[np.lexsort((h["cid"], h["due"]))]  # sorted: a heap
+            self.S[HEAP_N] = n = len(h)
+        if n + 4 > len(self.heap) // 2:
+            self.heap = _grown(self.heap)
+
+    def _grow_slots(self) -> None:
+        """Half as many slots again, up to the connection limit and a sixteenth of it more
+        (slots of evicted connections are freed only between calls to `run`)."""
+        old, limit = len(self.T), self.settings.max_connections
+        new = old + max(old // 2, 2)
+        if limit:
+            new = max(min(new, _slot_cap(limit)), old + 2)
+        self.T = _grown(self.T, new)
+        n = int(self.S[FREE_N])
+        spare = np.arange(new - 1, old - 1, -1, dtype=np.int64)
+        self.free = np.concatenate([spare, self.free[:n], np.zeros(old, np.int64)])
+        self.S[FREE_N] = n + new - old
+        self.retired = records(np.zeros(new, RETIRED))  # empty: _hand_on ran
+
+    def _keep_zeek_ended(self) -> None:
+        """Keep the Zeek views that ended in the run with their connections."""
+        n = int(self.S[ZLINES_N])
+        for z in self.zlines[:n].copy():
+            self.zeek_ended.setdefault(int(z["cid"]), []).append(z)
+        self.S[ZLINES_N] = 0
+
+    def _hand_on(self) -> None:
+        """Hand the retired connections on, in order, and free their slots."""
+        n = int(self.S[RETIRED_N])
+        if not n:
+            return
+        slots, times = self.retired["slot"][:n].copy(), self.retired["time"][:n].copy()
+        self.S[RETIRED_N] = 0
+        rows = self.T[slots]
+        ended = {}
+        if self.zeek_ended:
+            for cid in rows["cid"].tolist():
+                views = self.zeek_ended.pop(cid, None)
+                if views:
+                    ended[cid] = views
+        self.T.view(np.uint8).reshape(len(self.T), SLOT.itemsize)[slots] = 0
+        k = int(self.S[FREE_N])
+        self.free[k:k + n] = slots[::-1]
+        self.S[FREE_N] = k + n
+        self.on_retired(rows, times, ended)
+
+
+def _slot_cap(limit: int) -> int:
+    """Slots for a connection limit: evicted connections' slots are freed between calls
+    to `run`, so a sixteenth more (at least 1,024) spares a return per eviction."""
+    return limit + max(limit // 16, 1024)
+
+
+def _grown(a: np.ndarray, size: int = 0) -> np.ndarray:
+    """A copy of `a` `size` long (default: half as long again), the new part zeroed."""
+    out = records(np.zeros(size or len(a) + max(len(a) // 2, 2), a.dtype))
+    out[:len(a)] = a
+    return out
+

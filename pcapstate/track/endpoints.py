@@ -1,0 +1,310 @@
+"""The per-endpoint TCP state machine of one connection, on its packed record
+(track/slots.py). No I/O, no decoding, no table.
+
+A connection owns two endpoints, the client (index 0, the sender of the first SYN) and the
+server (index 1). A segment from one endpoint changes the sender's state (it sent a SYN or a
+FIN) and, through its acknowledgment number, both endpoints' states: an ACK that covers the
+peer's SYN or FIN is the evidence that the sender *received* it (so the sender moves, to
+ESTABLISHED or CLOSE_WAIT, say) and that the peer's control segment *arrived* (so the peer
+moves, to FIN_WAIT_2 or CLOSED, say). A receipt is stamped with the capture time of the
+segment received, the best estimate of when it reached the endpoint; an arrival with the
+time of the ACK. Only an in-window RST changes state. Timers (TIME_WAIT, orphaned
+FIN_WAIT_2) emit no packet and are applied lazily by `expire`.
+
+`segment` is the entry point: one segment, sent by endpoint d, applied to record r.
+"""
+
+import math
+
+import numpy as np
+
+from pcapstate.jit import njit
+from pcapstate.track import zeek_view
+from pcapstate.track.seq import MASK, after_or_at
+from pcapstate.track.slots import (
+    A_BACKWARDS,
+    A_BAD_SYNACK,
+    A_DUPLICATE,
+    A_FIN_BEFORE,
+    A_FIN_RETX,
+    A_FIN_SEQ_CHANGED,
+    A_KEEP_ALIVE,
+    A_PACKET_AFTER,
+    A_RETX,
+    A_RST_AFTER,
+    A_RST_OUT,
+    A_SYN_INSIDE,
+    A_SYN_RETX,
+    A_SYNACK_RETX,
+    CLOSED,
+    ESTABLISHED,
+    FIN_WAIT_2,
+    MAXT,
+    SYN_RCVD,
+    SYN_SENT,
+    TIME_WAIT,
+)
+from pcapstate.vocab import ACK, FIN, RST, SYN, State
+
+# What an event does to an endpoint's state; a state not in the map is left alone.
+_SENT_FIN = {State.ESTABLISHED: State.FIN_WAIT_1, State.SYN_RCVD: State.FIN_WAIT_1,
+             State.CLOSE_WAIT: State.LAST_ACK}
+_OWN_FIN_ACKED = {State.FIN_WAIT_1: State.FIN_WAIT_2, State.CLOSING: State.TIME_WAIT,
+                  State.LAST_ACK: State.CLOSED}
+_PEER_FIN_RECEIVED = {State.ESTABLISHED: State.CLOSE_WAIT, State.SYN_RCVD: State.CLOSE_WAIT,
+                      State.FIN_WAIT_1: State.CLOSING, State.FIN_WAIT_2: State.TIME_WAIT}
+
+
+def code_table(moves: dict[State, State]) -> tuple[int, ...]:
+    """A map of states as compiled code reads it: by state code, the code of the state it
+    moves to, -1 for a state it leaves alone."""
+    code = {st: i for i, st in enumerate(State)}
+    return tuple(code[moves[st]] if st in moves else -1 for st in State)
+
+
+SENT_FIN, OWN_FIN_ACKED, PEER_FIN_RECEIVED = (
+    code_table(_SENT_FIN), code_table(_OWN_FIN_ACKED), code_table(_PEER_FIN_RECEIVED))
+
+#: Assumed window scale when the SYNs were not seen: the largest, so that a RST is never
+#: called out of window for want of knowing the scale.
+_UNKNOWN_SCALE = 14
+#: Two captures of one segment (on two interfaces) arrive closer together than this; a
+#: retransmission never does (Linux's smallest retransmission timeout is 200 ms).
+_DUPLICATE_WINDOW = 0.001
+
+
+@njit(cache=True, nogil=True)
+def rst_acceptable(state, syn_acked, flags, seq, ack, isn, last_ack, win, wscale):
+    """Whether a RST is taken by its receiver, in `state` (a code), whose SYN was or was not
+    acknowledged, whose initial sequence number, last acknowledgment, window and window
+    scale are these (-1: not seen). In SYN-SENT it must acknowledge the SYN (RFC 9293,
+    3.10.7.3); else its sequence number must fall in the receiver's window (with the largest
+    scale when the SYNs were not seen), or anywhere when nothing of that window is known.
+    The window is taken up to and including its right edge, as Linux's tcp_sequence does
+    (RFC 9293 stops one short), and a zero window as one byte; a window advertised in a
+    SYN/ACK is scaled too (RFC 7323 says it is not): tests/test_properties.py marks these
+    three differences from the RFCs."""
+    if state == SYN_SENT and not syn_acked:
+        return (flags & ACK) != 0 and isn != -1 and ack == (isn + 1) & MASK
+    if last_ack == -1:
+        return True
+    scale = _UNKNOWN_SCALE if wscale == -1 else wscale
+    return (seq - last_ack) & MASK <= max(win << scale, 1)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def timer_at(state, since, fw2_alive, time_wait, fin_timeout):
+    """When an endpoint's timer fires, in `state` (a code) since `since`: TIME_WAIT after
+    `time_wait`, an orphaned FIN_WAIT_2 (its peer not heard since) after `fin_timeout`;
+    infinity for a state without a timer."""
+    if state == TIME_WAIT:
+        return since + time_wait
+    if state == FIN_WAIT_2 and not fw2_alive:
+        return since + fin_timeout
+    return math.inf
+
+
+@njit(cache=True, nogil=True, inline="always")
+def enter(r, e, ts, state, timer):
+    """Endpoint e moves to `state` at `ts` (never before its previous transition), by a
+    timer or not."""
+    if r.st[e] == state:
+        return
+    k = r.ntr[e]
+    if k > 0 and ts < r.tr_ts[e, k - 1]:
+        ts = r.tr_ts[e, k - 1]
+    if k < MAXT:
+        r.tr_ts[e, k] = ts
+        r.tr_st[e, k] = state
+        r.tr_timer[e, k] = timer
+        r.ntr[e] = k + 1
+    r.st[e] = state
+
+
+@njit(cache=True, nogil=True, inline="always")
+def since(r, e):
+    """When endpoint e's current state was entered."""
+    return r.tr_ts[e, r.ntr[e] - 1]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def closed(r):
+    return r.st[0] == CLOSED and r.st[1] == CLOSED
+
+
+@njit(cache=True, nogil=True, inline="always")
+def expire(r, now, tw, ft):
+    """Apply the timers that ran out by `now`: TIME_WAIT, orphaned FIN_WAIT_2."""
+    for e in range(2):
+        at = timer_at(r.st[e], since(r, e), r.fw2_alive[e] != 0, tw, ft)
+        if now >= at:
+            enter(r, e, at, CLOSED, True)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def deadline(r, tw, ft, linger):
+    """The next capture time at which a timer or the retirement of a closed connection (after
+    `linger`) is due; NaN for none."""
+    if closed(r):
+        return r.last_ts + linger
+    due = min(timer_at(r.st[0], since(r, 0), r.fw2_alive[0] != 0, tw, ft),
+              timer_at(r.st[1], since(r, 1), r.fw2_alive[1] != 0, tw, ft))
+    return due if due < np.inf else np.nan
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _weird(r, a):
+    r.anom[a] += 1
+
+
+@njit(cache=True, nogil=True)
+def _rst(r, d, s, o, flags, seq, ack, ts):
+    r.rsts[s] += 1
+    if not rst_acceptable(r.st[o], r.syn_acked[o] != 0, flags, seq, ack, r.isn[o],
+                          r.last_ack[o], r.win[o], r.wscale[o]):
+        _weird(r, A_RST_OUT)
+        return
+    if r.reset_by == -1:
+        r.reset_by = d
+    enter(r, s, ts, CLOSED, False)
+    enter(r, o, ts, CLOSED, False)
+
+
+@njit(cache=True, nogil=True)
+def _syn(r, s, o, flags, seq, ack, ws, ts):
+    synack = (flags & ACK) != 0
+    if r.isn[s] == -1:
+        r.isn[s] = seq
+        r.syn_ts[s] = ts
+        r.syns[s] = 1
+        r.wscale[s] = ws
+        if r.isn[o] != -1 and (r.wscale[s] == -1 or r.wscale[o] == -1):
+            # scaling is used only if both SYNs offer it
+            r.wscale[s] = 0
+            r.wscale[o] = 0
+        if synack:
+            if r.isn[o] != -1 and ack != (r.isn[o] + 1) & MASK:
+                _weird(r, A_BAD_SYNACK)
+            if r.st[s] == CLOSED:  # its ACK did not cover a SYN we saw
+                enter(r, s, ts, SYN_RCVD, False)
+        elif r.st[s] == CLOSED:
+            enter(r, s, ts, SYN_SENT, False)
+    elif seq == r.isn[s]:
+        r.syns[s] += 1
+        _weird(r, A_SYNACK_RETX if synack else A_SYN_RETX)
+        if not r.syn_acked[s]:
+            r.syn_ts[s] = ts
+    else:
+        _weird(r, A_SYN_INSIDE)
+
+
+@njit(cache=True, nogil=True)
+def _control(r, d, flags, seq, ack, wn, plen, ws, ts, tw, ft):
+    s, o = d, 1 - d
+    if r.st[s] == FIN_WAIT_2 and not flags & RST and flags & ACK and r.last_ack[s] != -1 \
+            and ack != r.last_ack[s] and after_or_at(ack, r.last_ack[s]):
+        r.fw2_alive[s] = True  # an orphaned socket answers new data with a RST, not an ACK
+    expire(r, ts, tw, ft)
+    if closed(r) and not flags & SYN:
+        _weird(r, A_RST_AFTER if flags & RST else A_PACKET_AFTER)
+        return
+    if flags & RST:
+        _rst(r, d, s, o, flags, seq, ack, ts)
+        return
+    r.win[s] = wn
+    if flags & ACK:
+        if r.isn[o] != -1 and not r.syn_acked[o] and after_or_at(ack, r.isn[o] + 1):
+            # s received o's SYN (at the SYN's time) and o learns its SYN arrived
+            r.syn_acked[o] = True
+            if r.st[o] == SYN_RCVD:
+                enter(r, o, ts, ESTABLISHED, False)
+            if r.st[s] == CLOSED:
+                enter(r, s, r.syn_ts[o], SYN_RCVD, False)
+            elif r.st[s] == SYN_SENT:
+                enter(r, s, r.syn_ts[o], ESTABLISHED if r.syn_acked[s] else SYN_RCVD, False)
+        if r.fin_seq[o] != -1 and not r.fin_acked[o] and after_or_at(ack, r.fin_seq[o] + 1):
+            r.fin_acked[o] = True
+            nxt = OWN_FIN_ACKED[r.st[o]]
+            if nxt >= 0:
+                enter(r, o, ts, nxt, False)
+            nxt = PEER_FIN_RECEIVED[r.st[s]]
+            if nxt >= 0:
+                enter(r, s, r.fin_ts[o], nxt, False)
+        r.last_ack[s] = ack
+    if flags & SYN:
+        _syn(r, s, o, flags, seq, ack, ws, ts)
+    if flags & FIN:
+        fs = (seq + plen + (1 if flags & SYN else 0)) & MASK
+        if r.fin_seq[s] == -1:
+            r.fin_seq[s] = fs
+            r.fin_ts[s] = ts
+            r.fins[s] = 1
+            nxt = SENT_FIN[r.st[s]]
+            if nxt >= 0:
+                enter(r, s, ts, nxt, False)
+            elif r.st[s] == SYN_SENT:
+                _weird(r, A_FIN_BEFORE)
+        elif fs == r.fin_seq[s]:
+            r.fins[s] += 1
+            _weird(r, A_FIN_RETX)
+            if not r.fin_acked[s]:
+                r.fin_ts[s] = ts
+        else:
+            _weird(r, A_FIN_SEQ_CHANGED)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _sequence(r, s, flags, seq, plen):
+    """Wireshark's sequence analysis, in part: a keep-alive sits one below the highest
+    sequence number sent so far, a retransmitted (or reordered) segment starts below it;
+    SYNs and FINs sent again are counted apart."""
+    end = (seq + plen + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)) & MASK
+    nxt = r.nxt[s]
+    if nxt != -1:
+        if plen <= 1 and seq == (nxt - 1) & MASK and not flags & (SYN | FIN):
+            _weird(r, A_KEEP_ALIVE)
+        elif plen and not flags & (SYN | FIN) and not after_or_at(seq, nxt):
+            _weird(r, A_RETX)
+        if not after_or_at(nxt, end):
+            r.nxt[s] = end
+    else:
+        r.nxt[s] = end
+
+
+@njit(cache=True, nogil=True)
+def segment(r, d, flags, seq, ack, wn, plen, ipid, ws, ts, tw, ft, iplen, cut, bad_sum):
+    """Apply one segment sent by endpoint d: True if it changed a state (so that the
+    connection's timers may have changed). `iplen`, `cut` (its payload was not captured
+    whole) and `bad_sum` (a wrong checksum) are for Zeek's view, which sees every segment,
+    duplicates too."""
+    s = d
+    zeek_view.packet(r, d, flags, seq, ack, plen, wn, ts, iplen, cut, bad_sum)
+    if ts < r.last_ts:
+        _weird(r, A_BACKWARDS)
+        ts = r.last_ts
+    r.last_ts = ts
+    sig = r.sig
+    if sig[s, 0] == ipid and sig[s, 1] == seq and sig[s, 2] == ack and sig[s, 3] == flags \
+            and sig[s, 4] == plen and ts - r.last_seen[s] < _DUPLICATE_WINDOW:
+        _weird(r, A_DUPLICATE)
+        return False
+    sig[s, 0] = ipid
+    sig[s, 1] = seq
+    sig[s, 2] = ack
+    sig[s, 3] = flags
+    sig[s, 4] = plen
+    r.last_seen[s] = ts
+    r.packets[s] += 1
+    r.payload[s] += plen
+    if not flags & RST:
+        _sequence(r, s, flags, seq, plen)
+    if not flags & (SYN | FIN | RST) and r.st[s] == ESTABLISHED and r.st[1 - s] == ESTABLISHED:
+        # data transfer: nothing to acknowledge that could change a state
+        if flags & ACK:
+            r.last_ack[s] = ack
+        r.win[s] = wn
+        return False
+    moves = r.ntr[0] + r.ntr[1]
+    _control(r, d, flags, seq, ack, wn, plen, ws, ts, tw, ft)
+    return r.ntr[0] + r.ntr[1] != moves
+

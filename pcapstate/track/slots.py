@@ -1,0 +1,92 @@
+"""The packed record of one connection (a slot of the table), and the codes compiled code
+uses for the vocabulary.
+
+A connection is a slot: one record holds both endpoints' states, transitions and what
+they sent, and Zeek's view of the connection (track/zeek_view.py); fields shaped (2,) are
+per endpoint (0 = client, 1 = server). One record per connection keeps what a segment
+touches together in memory, and compiled functions pass a record by pointer. The tracker
+hands retired connections out as copies of these records (derive/ reads them).
+"""
+
+import numpy as np
+
+from pcapstate.track.zeek_view import MAX_BLOCKS, ZEEK_HISTORY
+from pcapstate.vocab import ANOMALIES, WIRESHARK_ANALYSIS, Closer, EndKind, Roles, State, codes
+
+# The vocabulary's codes (vocab.codes), taken by name: the compiled code's constants.
+STATES = list(State)
+_S = codes(State)
+CLOSED, SYN_SENT, SYN_RCVD = _S[State.CLOSED], _S[State.SYN_SENT], _S[State.SYN_RCVD]
+ESTABLISHED, FIN_WAIT_1 = _S[State.ESTABLISHED], _S[State.FIN_WAIT_1]
+FIN_WAIT_2, CLOSE_WAIT = _S[State.FIN_WAIT_2], _S[State.CLOSE_WAIT]
+CLOSING, LAST_ACK, TIME_WAIT = _S[State.CLOSING], _S[State.LAST_ACK], _S[State.TIME_WAIT]
+ANOMALY_NAMES = list(ANOMALIES)
+_A = codes(ANOMALIES)
+A_BACKWARDS, A_DUPLICATE = _A["timestamp_backwards"], _A["duplicate_segment"]
+A_SYN_RETX, A_SYNACK_RETX = _A["syn_retransmitted"], _A["synack_retransmitted"]
+A_FIN_RETX, A_SYN_INSIDE = _A["fin_retransmitted"], _A["syn_inside_connection"]
+A_FIN_SEQ_CHANGED, A_RST_OUT = _A["fin_seq_changed"], _A["rst_out_of_window"]
+A_RST_AFTER, A_PACKET_AFTER = _A["rst_after_close"], _A["packet_after_close"]
+A_FIN_BEFORE, A_BAD_SYNACK = _A["fin_before_handshake"], _A["bad_synack_ack"]
+A_RETX, A_KEEP_ALIVE = _A["retransmission"], _A["keep_alive"]
+ROLE_NAMES = [Roles.SYN, Roles.SYNACK, Roles.PORT]
+END_NAMES = [k.value for k in EndKind]
+STATE_NAMES = [st.value for st in State]
+CLOSER_NAMES = [c.value for c in Closer]
+# Transitions per endpoint: each move into a state other than CLOSED comes from a one-shot
+# event (the open, the first SYN, FIN, and the first ACK of each side's SYN and FIN), so 7 at
+# most, and CLOSED between them: 15.
+MAXT = 16
+
+# Sequence numbers, acknowledgments and scales are -1 until seen; flags are uint8 (numba has
+# no nested boolean arrays).
+SLOT = np.dtype([
+    # each endpoint's state, and its transitions: (time, state entered, entered by a timer
+    # rather than a segment), ntr of them; left: its first state began before the capture
+    ("st", np.int8, 2), ("ntr", np.int8, 2), ("tr_ts", np.float64, (2, MAXT)),
+    ("tr_st", np.int8, (2, MAXT)), ("tr_timer", np.uint8, (2, MAXT)), ("left", np.uint8, 2),
+    # its SYN (syn_ts: the capture time of its latest transmission) and FIN (fin_seq: the
+    # sequence number the FIN occupies), each acknowledged or not
+    ("isn", np.int64, 2), ("syn_ts", np.float64, 2), ("syn_acked", np.uint8, 2),
+    ("fin_seq", np.int64, 2), ("fin_ts", np.float64, 2), ("fin_acked", np.uint8, 2),
+    # last_ack: the highest acknowledgment it sent (its RCV.NXT); nxt: one past the highest
+    # sequence number it sent (SND.NXT); win: its last advertised window, unscaled
+    ("last_ack", np.int64, 2), ("nxt", np.int64, 2), ("win", np.int64, 2),
+    ("wscale", np.int64, 2),
+    # fw2_alive: it acknowledged new data in FIN_WAIT_2: half-closed, not orphaned
+    ("fw2_alive", np.uint8, 2), ("packets", np.int64, 2), ("payload", np.int64, 2),
+    ("syns", np.int32, 2), ("fins", np.int32, 2), ("rsts", np.int32, 2),
+    # the last segment each endpoint sent (ip id, seq, ack, flags, payload), for duplicates
+    ("sig", np.int64, (2, 5)), ("last_seen", np.float64, 2),
+    # addresses: two big-endian 64-bit halves (IPv4 in the low half, v6 false)
+    ("ip_hi", np.uint64, 2), ("ip_lo", np.uint64, 2), ("port", np.int64, 2),
+    # cid: the connection's number, in order of its first segment; roles: how client and
+    # server were told apart (ROLE_NAMES); reset_by: the endpoint whose in-window RST ended
+    # it (-1 none); anom: anomalies counted (ANOMALY_NAMES); scheduled: the deadline the
+    # timer heap holds for it (NaN none)
+    ("cid", np.int64), ("roles", np.int8), ("v6", np.uint8), ("first_ts", np.float64),
+    ("last_ts", np.float64), ("reset_by", np.int8), ("anom", np.int32, len(ANOMALY_NAMES)),
+    ("scheduled", np.float64),
+    # Zeek's view (track/zeek_view.py), per endpoint by pcapstate's index
+    ("z_orig", np.int8), ("z_hist", np.uint8, ZEEK_HISTORY), ("z_hlen", np.int16),
+    ("z_first", np.float64), ("z_last_ts", np.float64),
+    ("z_state", np.int8, 2), ("z_prev", np.int8, 2), ("z_start", np.int64, 2),
+    ("z_last", np.int64, 2), ("z_last_rel", np.int64, 2), ("z_ack", np.int64, 2),
+    ("z_ack_rel", np.int64, 2), ("z_seen", np.int32, 2), ("z_lsyn", np.int64, 2),
+    ("z_lfin", np.int64, 2), ("z_lrst", np.int64, 2), ("z_rx", np.int64, 2),
+    ("z_rxn", np.int64, 2), ("z_w0", np.int64, 2), ("z_w0n", np.int64, 2),
+    ("z_fins", np.int64, 2), ("z_pkts", np.int64, 2), ("z_ipb", np.int64, 2),
+    ("z_closed", np.uint8, 2),
+    # the reassembler of each endpoint's data (zeek_view.start says what each holds)
+    ("z_fin_seq", np.int64, 2), ("z_reasm", np.int64, 2), ("z_trim", np.int64, 2),
+    ("z_blk", np.int64, (2, MAX_BLOCKS, 2)), ("z_nblk", np.int8, 2), ("z_gap", np.int64, 2),
+    ("z_gapn", np.int64, 2), ("z_missed", np.int64), ("z_partial", np.uint8),
+    ("z_chk", np.int64, 2), ("z_chkn", np.int64, 2),  # bad checksums, for the C letter
+    ("z_attempt", np.float64), ("z_end", np.float64),  # Zeek's timers that would end it
+    ("z_top", np.int64, 2), ("z_eof", np.uint8, 2), ("z_deferred", np.uint8),
+    ("ws", np.int32, len(WIRESHARK_ANALYSIS)),  # Wireshark's analysis flags, counted
+    # the live connections of a tier (vocab.Tier) in a list, most recently active first;
+    # evicted: dropped from a full table (Settings.max_connections) before it ended
+    ("tier", np.int8), ("lru_prev", np.int64), ("lru_next", np.int64), ("evicted", np.uint8),
+])
+
