@@ -22,8 +22,8 @@ import atheris
 
 os.environ["NUMBA_DISABLE_JIT"] = "1"  # before numba is imported
 with atheris.instrument_imports():
-    from pcapstate.capture import CaptureError
     from pcapstate.pipeline import analyze
+    from pcapstate.read.capture import CaptureError
     from pcapstate.settings import Settings
 
 HERE = Path(__file__).resolve().parent

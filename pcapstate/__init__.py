@@ -9,7 +9,7 @@ The library the command line is thin over:
         print(finding["state"], finding["service"], finding["count"])
 
 `analyze` (pcapstate.pipeline.analyze) returns the result `pcapstate analyze --json` writes
-(docs/json.md); it raises pcapstate.capture.CaptureError for an unreadable input.
+(docs/json.md); it raises pcapstate.read.capture.CaptureError for an unreadable input.
 """
 
 from typing import Any

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pcapstate import __version__
-from pcapstate.capture import Capture, open_captures
+from pcapstate.read.capture import Capture, open_captures
 from pcapstate.schema import SCHEMA
 from pcapstate.settings import Settings
 
@@ -37,9 +37,9 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
     """Analyse one capture, given as one file or a time-ordered set of files.
 
     `on_record` receives each connection's record as the connection is retired (in
-    retirement order); `on_brief` the same connections in brief (summary.BRIEF_FIELDS), a
+    retirement order); `on_brief` the same connections in brief (derive/records.py BRIEF_FIELDS), a
     list at a time, at a fraction of the cost; `on_zeek` the same connections as Zeek sees
-    them (summary.zeek_record: what a conn.log needs), a list at a time, also for less;
+    them (derive/records.py zeek_records: what a conn.log needs), a list at a time, also for less;
     `progress(bytes_done, bytes_total)` is
     called now and then. `stop()`, asked between batches, ends the reading early: the
     result then covers what was read (`interrupted` is true, a warning says so); connections

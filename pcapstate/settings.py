@@ -20,7 +20,7 @@ class Settings:
     """A connection closed on both sides is kept this long for stragglers, then retired."""
     max_connections: int = MAX_CONNECTIONS
     """At most this many connections are followed at once (0: no limit). A new one beyond it
-    evicts one (table.Tracker._evict), counted and reported. About 1.6 KiB each in the
+    evicts one (track/connections.py _evict), counted and reported. About 1.6 KiB each in the
     compiled engine: about 800 MiB at the default."""
     zeek_checksums: bool = False
     """Check TCP checksums for Zeek's view, as Zeek does unless run with -C: a segment with

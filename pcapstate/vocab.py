@@ -100,7 +100,7 @@ class EndKind(StrEnum):
 
 class Tier(IntEnum):
     """What a full connection table (Settings.max_connections) weighs in choosing which
-    connection to evict (table.Tracker._evict), decided by the endpoints' states after the
+    connection to evict (track/connections.py _evict), decided by the endpoints' states after the
     connection's last segment."""
 
     FINISHED = 0  # both CLOSED or TIME_WAIT: only a timer or stragglers left to see

@@ -125,8 +125,8 @@ def test_damaged_captures_give_a_result_or_an_error(tmp_path_factory, name, flip
     """A sample with bytes overwritten and cut short, through both readers (a file, and a
     stream read record by record): the same outcome, a result or a CaptureError, nothing
     else raised."""
-    from pcapstate.capture import CaptureError
     from pcapstate.pipeline import analyze
+    from pcapstate.read.capture import CaptureError
 
     data = bytearray(SEEDS[name][:cut])
     for at, value in flips:

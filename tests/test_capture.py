@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from pcapstate.capture import CaptureError, open_capture, open_captures
+from pcapstate.read.capture import CaptureError, open_capture, open_captures
 
 FRAMES = [bytes([i]) * (10 + i) for i in range(5)]
 TIMES = [1_700_000_000.25 + i * 0.5 for i in range(5)]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pcapstate.check import MAX_LISTED
+from pcapstate.check.goldens import MAX_LISTED
 from pcapstate.cli import main
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"

@@ -330,8 +330,8 @@ def test_samples_briefs_are_the_records_in_brief():
 def test_read_ahead_keeps_order_and_buffers_valid(tmp_path):
     """Batches decoded in the reader thread arrive in order, and each one is intact while
     the caller works on it (the reader writes into rotating buffers)."""
-    from pcapstate.capture import open_captures
     from pcapstate.pipeline import read_ahead
+    from pcapstate.read.capture import open_captures
 
     path = tmp_path / "many.pcap"
     path.write_bytes(b"".join(Path(p).read_bytes() if i == 0 else Path(p).read_bytes()[24:]

@@ -23,8 +23,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pcapstate.capture import open_captures
-from pcapstate.corpus import is_capture
+from pcapstate.check.corpus import is_capture
 from pcapstate.decode.frames import (
     LINKTYPES,
     NO_WSCALE,
@@ -35,6 +34,7 @@ from pcapstate.decode.frames import (
     kind_name,
     scan_pcap,
 )
+from pcapstate.read.capture import open_captures
 from pcapstate.vocab import ACK, SYN
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"

@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pcapstate.capture import CaptureError, file_header, open_captures
 from pcapstate.cli import main
 from pcapstate.decode.frames import _file_header
 from pcapstate.pipeline import analyze
+from pcapstate.read.capture import CaptureError, file_header, open_captures
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 PCAPSTATE = [sys.executable, "-m", "pcapstate"]

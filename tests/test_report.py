@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pcapstate.cli import main
-from pcapstate.report import wireshark_filter
+from pcapstate.render.report import wireshark_filter
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 LEAK = SAMPLES / "close_wait_leak.pcap"
@@ -194,7 +194,7 @@ def test_report_of_a_saved_result_is_the_report_of_the_capture(tmp_path, records
 def test_read_result_stops_before_the_records(tmp_path):
     import json
 
-    from pcapstate.output import read_result
+    from pcapstate.render.output import read_result
 
     path = tmp_path / "r.json"
     assert main(["analyze", str(LEAK), "--json", str(path), "-q"]) == 0

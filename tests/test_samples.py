@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pcapstate.corpus import is_capture
+from pcapstate.check.corpus import is_capture
 from pcapstate.pipeline import analyze
 from pcapstate.vocab import SS_STATES
 

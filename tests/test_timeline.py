@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pcapstate.pipeline import analyze
 from pcapstate.derive.timeline import BINS, FIRST_WIDTH, Timeline, bin_of
+from pcapstate.pipeline import analyze
 from pcapstate.vocab import State
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"

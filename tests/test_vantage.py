@@ -5,8 +5,8 @@ captured at each end) check the two ends; crafted handshakes check the rest."""
 import dpkt
 import pytest
 
-from pcapstate.pipeline import analyze
 from pcapstate.derive.verdict import BETWEEN, NEAR_CLIENT, NEAR_SERVER, UNTOLD, vantage_side
+from pcapstate.pipeline import analyze
 
 T0 = 1_700_000_000.0
 

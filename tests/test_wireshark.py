@@ -147,7 +147,7 @@ def test_a_file_tshark_cannot_read_at_all_is_a_one_line_error(tmp_path, capsys):
 def test_pcapstate_and_wireshark_agree_on_every_sample(expected):
     """The cross-check: same connections, ends, closers and final states from both decoders,
     and pcapstate's retransmission and keep-alive counts equal to Wireshark's analysis."""
-    from pcapstate.crosscheck import cross_check
+    from pcapstate.check.crosscheck import cross_check
 
     check = cross_check(captures(expected))
     assert check["disagreements"] == []

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pcapstate.cli import main
-from pcapstate.zeeklog import FIELDS, TYPES
+from pcapstate.render.zeeklog import FIELDS, TYPES
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
@@ -273,7 +273,7 @@ def test_zeeks_inactivity_timeout_splits_a_connection_as_its_baseline_shows(tmp_
     sent again began a second. Zeek's lines: "0.000010 18 0 OTH 0 Da 1 58 1 40" and
     "- - - OTH 0 D 1 58 0 0" (the baseline masks the timestamps)."""
     from pcapstate.pipeline import analyze
-    from pcapstate.zeeklog import entries
+    from pcapstate.render.zeeklog import entries
 
     packets = [(0.0, True, P_ | A_, 1000, 5000, 18, 0), (0.00001, False, A_, 5000, 1018, 0, 0),
                (300.00001, True, P_ | A_, 1000, 5000, 18, 0)]
@@ -292,7 +292,7 @@ def test_the_conn_log_is_the_same_as_the_records_say():
     the same lines as the records' `zeek` and `zeek_later`, on every sample (Zeek's later
     connections included)."""
     from pcapstate.pipeline import analyze
-    from pcapstate.zeeklog import entries
+    from pcapstate.render.zeeklog import entries
     from tests.test_samples import EXPECTED, captures
 
     later = 0

@@ -98,7 +98,7 @@ class Batch(NamedTuple):
 BATCH_BUFFERS = 4
 
 # Status of a scan: where it stopped and why. HEADER: a pcap file header where a record
-# header was due (files joined with cat); capture.py reads it and starts a new section.
+# header was due (files joined with cat); read/capture.py reads it and starts a new section.
 MORE, FULL, TOO_LONG, HEADER = 0, 1, 2, 3
 
 

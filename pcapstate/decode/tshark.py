@@ -21,7 +21,6 @@ from typing import IO, Any
 
 import numpy as np
 
-from pcapstate.capture import Capture, CaptureError
 from pcapstate.decode.frames import (
     _ETHERTYPES,
     _IP_PROTOS,
@@ -39,6 +38,7 @@ from pcapstate.decode.frames import (
     TCP,
     Batch,
 )
+from pcapstate.read.capture import Capture, CaptureError
 from pcapstate.vocab import WIRESHARK_ANALYSIS
 
 #: The fields asked of tshark, in the order of the columns it prints.
@@ -156,7 +156,7 @@ class _Parser:
         self.overhead = 32 if fmt == "pcapng" else 16
 
     def time(self, text: bytes) -> float:
-        """tshark's "seconds.nanoseconds" as capture.py computes it from the file, to the
+        """tshark's "seconds.nanoseconds" as read/capture.py computes it from the file, to the
         last bit (pcapng: at nanosecond resolution, dumpcap's)."""
         sec, _, frac = text.partition(b".")
         ns = int(frac.ljust(9, b"0")[:9]) if frac else 0

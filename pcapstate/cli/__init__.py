@@ -17,10 +17,10 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable
-from typing import Any, NoReturn, TextIO
+from typing import Any, TextIO
 
-from pcapstate import __version__
-from pcapstate.output import (
+from pcapstate.cli.parser import build_parser, duration, fail_on
+from pcapstate.render.output import (
     PendingFile,
     WriteError,
     guarded,
@@ -28,184 +28,9 @@ from pcapstate.output import (
     read_result,
     write_json,
 )
-from pcapstate.settings import MAX_CONNECTIONS, settings_for
-from pcapstate.settings import duration as settings_duration
-from pcapstate.vocab import STATE_NAMES, State, stuck_states
+from pcapstate.settings import settings_for
 
-
-def duration(text: str) -> float:
-    """'10s', '500ms', '2m', '1h' or plain seconds."""
-    try:
-        return settings_duration(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def fail_on(text: str) -> list[State]:
-    try:
-        return stuck_states(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-MAX_CONNECTIONS_HELP = ("follow at most N connections at once: beyond it, each new one "
-                        "evicts one (finished ones first, then handshake attempts in a "
-                        "flood or quiet for 1s, then the least recently active), counted "
-                        "and reported")
-
-
-class _Parser(argparse.ArgumentParser):
-    """Usage errors in one line, with a hint, not the whole usage."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"pcapstate: error: {message} (try: {self.prog} --help)\n")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="pcapstate",
-        description="What happened to every TCP connection in a tcpdump capture.")
-    parser.add_argument("--version", action="version", version=f"pcapstate {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    a = sub.add_parser(
-        "analyze", help="analyse a capture (one file or a rotated set)",
-        description="Reconstruct each TCP connection's state machine, for both endpoints, "
-                    "and report how connections ended, who closed first, which endpoints "
-                    "are stuck (CLOSE_WAIT and friends) and how long each state lasted.")
-    a.add_argument("captures", nargs="+", metavar="CAPTURE",
-                   help="pcap or pcapng file, optionally gzip-compressed; several files are "
-                        "one capture, ordered by time; '-' reads standard input")
-    a.add_argument("--json", metavar="FILE",
-                   help="write the full result as JSON ('-' for standard output)")
-    a.add_argument("--jsonl", metavar="FILE",
-                   help="stream one JSON record per connection to FILE as it is retired, "
-                        "instead of putting them in --json ('-' for standard output)")
-    a.add_argument("--time-wait", type=duration, default=60.0, metavar="DUR",
-                   help="assumed TIME_WAIT length (default: 60s, Linux)")
-    a.add_argument("--fin-timeout", type=duration, default=60.0, metavar="DUR",
-                   help="assumed expiry of an orphaned FIN_WAIT_2 (default: 60s, Linux "
-                        "net.ipv4.tcp_fin_timeout)")
-    a.add_argument("--close-wait-after", type=duration, metavar="DUR",
-                   help="report CLOSE_WAIT lasting longer than this (default: --stuck-after)")
-    a.add_argument("--stuck-after", type=duration, default=10.0, metavar="DUR",
-                   help="report an endpoint in CLOSE_WAIT, LAST_ACK, CLOSING, SYN_RCVD or "
-                        "SYN_SENT for longer than this (default: 10s); FIN_WAIT_2 is reported "
-                        "when it outlives both this and --fin-timeout")
-    a.add_argument("--max-connections", type=_count, default=MAX_CONNECTIONS, metavar="N",
-                   help=MAX_CONNECTIONS_HELP + f" (default: {MAX_CONNECTIONS:,}, about 1 GB "
-                        "in all; 0: no limit)")
-    a.add_argument("--fail-on", type=fail_on, metavar="STATES", default=[],
-                   help="exit 1 if any endpoint is stuck in one of these (comma-separated: "
-                        f"{', '.join(STATE_NAMES)}, or any)")
-    a.add_argument("-q", "--quiet", action="store_true", help="no terminal summary")
-    a.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="show progress on stderr (default: when stderr is a terminal)")
-    _report_options(a)
-    a.add_argument("--engine", choices=["fast", "tshark", "auto"], default="fast",
-                   help="the decoder: fast, compiled (default); tshark: Wireshark's "
-                        "dissectors (tunnels, 802.11, any link type Wireshark reads), much "
-                        "slower; auto: fast, or tshark for a link type the fast decoder does "
-                        "not read. Either feeds the same state machine")
-    a.add_argument("--zeek-conn", metavar="FILE",
-                   help="write a Zeek conn.log (Zeek's TSV format, header lines included) "
-                        "with Zeek's conn_state and history ('-' for standard output)")
-    a.add_argument("--zeek-conn-json", metavar="FILE",
-                   help="the same conn.log as JSON Lines, as Zeek writes JSON logs")
-    a.add_argument("--zeek-checksums", action="store_true",
-                   help="check TCP checksums for Zeek's view, as Zeek does unless run with "
-                        "-C: a segment with a wrong one only adds C to the history (off by "
-                        "default: captures taken on a sending host have wrong checksums "
-                        "where the card computes them)")
-    a.add_argument("--zeek-local-nets", type=_local_nets, metavar="CIDR,...", default=[],
-                   help="the local networks, as Zeek's Site::local_nets: the conn.log's "
-                        "local_orig and local_resp say whether each side is in one "
-                        "(unset without, as in Zeek by default)")
-    a.add_argument("--cross-check", action="store_true",
-                   help="also run the fast and the tshark engines and list every connection "
-                        "where they, or pcapstate's and Wireshark's retransmission and "
-                        "keep-alive counts, disagree (exit 1 if any)")
-    r = sub.add_parser(
-        "report", help="write the incident report of a saved result (analyze --json)",
-        description="Write the Markdown or HTML incident report and the charts from a result "
-                    "that `pcapstate analyze --json` saved, without the capture.")
-    r.add_argument("result", metavar="RESULT.json",
-                   help="a result written by analyze --json ('-' reads standard input)")
-    _report_options(r)
-    c = sub.add_parser(
-        "check", help="check a corpus of captures against their golden files, for CI",
-        description="Analyse every capture of a corpus and compare its stable facts with the "
-                    "golden file beside it (NAME.golden.json); apply the corpus's policy "
-                    "(pcapstate.toml, or [tool.pcapstate] in pyproject.toml). Exit 0 when "
-                    "all match, 1 on a difference or a policy failure, 2 on bad usage or an "
-                    "unreadable capture.")
-    c.add_argument("corpus", nargs="+", metavar="CORPUS",
-                   help="a folder (searched recursively for .pcap, .pcapng, .cap, optionally "
-                        ".gz) or a capture file")
-    c.add_argument("--update", action="store_true",
-                   help="write or refresh the golden files instead of comparing")
-    c.add_argument("-j", "--jobs", type=_jobs, metavar="N",
-                   help="analyse N captures at a time, in N processes (default: one per "
-                        "core, or 1 when the corpus is under 64 MiB: a process takes about "
-                        "0.4 s to start)")
-    c.add_argument("--dask", metavar="ADDRESS",
-                   help="analyse on an existing Dask cluster (tcp://scheduler:8786); the "
-                        "captures are sent to the workers (needs pcapstate[dask])")
-    c.add_argument("--fail-on", type=fail_on, metavar="STATES",
-                   help="fail a capture with endpoints stuck in these states beyond its "
-                        f"allowances ({', '.join(STATE_NAMES)}, or any)")
-    c.add_argument("--max-close-wait", type=_count, metavar="N",
-                   help="fail a capture with more than N endpoints stuck in CLOSE_WAIT "
-                        "beyond its allowances")
-    c.add_argument("--time-tolerance", type=duration, metavar="DUR",
-                   help="timings may differ from the golden by this much (default: 1ms)")
-    for name, what in (("--time-wait", "assumed TIME_WAIT length"),
-                       ("--fin-timeout", "assumed orphaned FIN_WAIT_2 expiry"),
-                       ("--stuck-after", "stuck threshold"),
-                       ("--close-wait-after", "CLOSE_WAIT stuck threshold")):
-        c.add_argument(name, type=duration, metavar="DUR",
-                       help=f"{what} (default: as in analyze, or the configuration's)")
-    c.add_argument("--max-connections", type=_count, metavar="N",
-                   help=MAX_CONNECTIONS_HELP + " (default: as in analyze, or the "
-                        "configuration's)")
-    c.add_argument("--junit", metavar="FILE", help="write JUnit XML, one test per capture")
-    c.add_argument("--json", metavar="FILE", help="write the outcome as JSON ('-': stdout)")
-    c.add_argument("-v", "--verbose", action="store_true",
-                   help="list every capture, not only those that failed")
-    c.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="show progress on stderr (default: when stderr is a terminal)")
-    parser.commands = {"analyze": a, "report": r, "check": c}  # type: ignore[attr-defined]
-    return parser
-
-
-def _local_nets(text: str) -> list[Any]:
-    from pcapstate.zeeklog import local_nets
-
-    try:
-        return local_nets(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _jobs(text: str) -> int:
-    n = _count(text)
-    if n < 1:
-        raise argparse.ArgumentTypeError("must be 1 or more")
-    return n
-
-
-def _count(text: str) -> int:
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}")
-    return int(text)
-
-
-def _report_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--report", metavar="FILE.md",
-                   help="write an incident report in Markdown, its charts beside it (in "
-                        "FILE-charts/, or --plots)")
-    p.add_argument("--html", metavar="FILE.html",
-                   help="write the report as one self-contained HTML file, charts inlined")
-    p.add_argument("--plots", metavar="DIR", help="write the charts as PNG files into DIR")
+__all__ = ["build_parser", "duration", "fail_on", "main"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -417,9 +242,9 @@ def _check_folder(folder: str) -> None:
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    from pcapstate.capture import CaptureError
     from pcapstate.pipeline import analyze
-    from pcapstate.report_text import render
+    from pcapstate.read.capture import CaptureError
+    from pcapstate.render.text import render
 
     problem = _outputs_usage(args, args.captures)
     if problem:
@@ -476,7 +301,7 @@ def _analyze(args: argparse.Namespace) -> int:
         _capture_facts(result, args.argv, hashes=bool(args.json or args.report or args.html
                                                        or args.plots))
         if args.cross_check and not _INTERRUPTED.is_set():
-            from pcapstate.crosscheck import cross_check
+            from pcapstate.check.crosscheck import cross_check
 
             result["cross_check"] = cross_check(args.captures, settings)
         out = outputs.file("json")
@@ -499,7 +324,7 @@ def _analyze(args: argparse.Namespace) -> int:
     if not args.quiet:
         text.write(render(result))
     if "cross_check" in result:
-        from pcapstate.crosscheck import text as cross_text
+        from pcapstate.check.crosscheck import text as cross_text
 
         text.write(cross_text(result["cross_check"]))
     if args.quiet or stdout_taken:
@@ -526,7 +351,7 @@ def _analyze(args: argparse.Namespace) -> int:
 
 def _zeek_logs(args: argparse.Namespace, outputs: _Outputs) -> list[Any]:
     """The Zeek conn.log writers asked for."""
-    from pcapstate.zeeklog import ConnLog
+    from pcapstate.render.zeeklog import ConnLog
 
     return [ConnLog(out, as_json, args.zeek_local_nets)
             for out, as_json in ((outputs.file("zeek_conn"), False),
@@ -553,7 +378,7 @@ def _capture_facts(result: dict[str, Any], argv: list[str], hashes: bool) -> Non
 
 def _check(args: argparse.Namespace) -> int:
     """`pcapstate check CORPUS...`."""
-    from pcapstate.corpus import CorpusError, entries
+    from pcapstate.check.corpus import CorpusError, entries
 
     override: dict[str, Any] = {}
     for key in ("time_wait", "fin_timeout", "stuck_after", "close_wait_after",
@@ -588,7 +413,8 @@ def _check_corpus(args: argparse.Namespace, corpus: list[Any], show: bool,
                   junit: PendingFile | None, as_json: PendingFile | None) -> int:
     import time
 
-    from pcapstate import check, jit
+    from pcapstate import jit
+    from pcapstate.check import goldens as check
 
     if not args.dask and not jit.is_cached():
         _note("compiling the analysis engine first (once after installing or upgrading "
@@ -693,7 +519,7 @@ def _report_of(args: argparse.Namespace, name: str, outputs: _Outputs) -> int:
 def _reports(args: argparse.Namespace, result: dict[str, Any], outputs: "_Outputs") -> None:
     """Write the Markdown and HTML reports and the charts into their pending files (put in
     place, or removed, with the other outputs). Raises WriteError."""
-    from pcapstate import charts, report
+    from pcapstate.render import charts, report
 
     plots = outputs.plots
     listed = charts.charts(result)

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pcapstate import __version__
-from pcapstate.corpus import Config, Entry
+from pcapstate.check.corpus import Config, Entry
 from pcapstate.derive.records import BRIEF_FIELDS
-from pcapstate.output import write_atomic
-from pcapstate.report_text import seconds
+from pcapstate.render.output import write_atomic
+from pcapstate.render.text import seconds
 from pcapstate.settings import Settings
 from pcapstate.vocab import State
 
@@ -249,7 +249,7 @@ def measure(files: list[str] | tuple[str, ...],
     """The capture's facts, or why it could not be read; and the seconds it took."""
     import time
 
-    from pcapstate.capture import CaptureError
+    from pcapstate.read.capture import CaptureError
 
     started = time.perf_counter()
     try:

@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from pcapstate.report_text import outcome_words  # noqa: E402
+from pcapstate.render.text import outcome_words  # noqa: E402
 from pcapstate.vocab import State  # noqa: E402
 
 # Complete durations and the two kinds of censoring, as the legend names them.
@@ -35,7 +35,6 @@ OUTCOME_COLOURS = {"open": "#c44e52", "reset_by_peer": "#dd8452", "reset_by_self
 # busiest state's peak), so that the transient ones do not blur the picture.
 ALWAYS_SHOWN = ("ESTABLISHED", "CLOSE_WAIT", "TIME_WAIT", "FIN_WAIT_2")
 MAX_BARS = 40  # stuck connections drawn one by one
-_PER_DECADE = 100  # the result's histogram bins per decade (summary.BINS_PER_DECADE)
 _DRAW_PER_DECADE = 10
 
 
@@ -72,7 +71,7 @@ def durations(result: dict[str, Any]) -> Figure:
     fig, axes = plt.subplots(rows, cols, figsize=(11, 2.4 * rows + 0.8), squeeze=False)
     for ax, state in zip(axes.flat, states, strict=False):
         hist = result["durations"][state]["histogram"]
-        step = _PER_DECADE // _DRAW_PER_DECADE
+        step = result["settings"]["histogram_bins_per_decade"] // _DRAW_PER_DECADE
         drawn = [max(int(b), 0) // step for h in hist.values() for b in h]  # bin -1: <= 1us
         lo, hi = min(drawn), max(drawn) + 1
         edges = [1e-6 * 10 ** (k / _DRAW_PER_DECADE) for k in range(lo, hi + 1)]

@@ -12,25 +12,19 @@ is bad before its first record raises CaptureError, naming what the file is when
 something else (an archive, a text or HTML file).
 """
 
-import bz2
 import hashlib
-import lzma
 import os
-import select
 import stat
 import struct
 import sys
-import zlib
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-_CHUNK = 1 << 20
+from pcapstate.read.source import CHUNK, Source, Stop
+
 _MAX_RECORD = 262144  # what libpcap accepts as a record length when snaplen is smaller
 _MAX_BLOCK = 32 << 20  # a pcapng block larger than this is taken as corrupt
-#: bzip2, xz and zstd are read this much at a time: a decompressor that meets corrupt data
-#: drops what it decompressed in that call
-_PIECE = 1 << 16
 _PCAP_MAGIC = {
     b"\xd4\xc3\xb2\xa1": ("<", 1e-6, "pcap"),
     b"\xa1\xb2\xc3\xd4": (">", 1e-6, "pcap"),
@@ -55,14 +49,6 @@ class CaptureError(Exception):
         self.path, self.message, self.offset = path, message, offset
         where = f"{path}: byte {offset}" if offset is not None else path
         super().__init__(f"{where}: {message}")
-
-
-class _Stop(Exception):
-    """The capture cannot be read further at `offset`."""
-
-    def __init__(self, message: str, offset: int) -> None:
-        super().__init__(message)
-        self.message, self.offset = message, offset
 
 
 @dataclass(slots=True)
@@ -156,7 +142,7 @@ class Capture:
 
         from pcapstate.decode.frames import BATCH_BUFFERS, FULL, HEADER, TOO_LONG, Batch, scan_pcap
 
-        source = _Source(self, stream)  # reads the first chunk: inside the guard
+        source = Source(self, stream)  # reads the first chunk: inside the guard
         order, unit, snaplen, linktype = self._section(source, 0)
         outs = [Batch.empty(rows) for _ in range(BATCH_BUFFERS)]
         odd = np.zeros(2, np.int64)  # scan_pcap counts into it; copied to self.odd
@@ -180,7 +166,7 @@ class Capture:
                 continue
             if status == TOO_LONG:
                 incl = struct.unpack_from(order + "I", buf, pos + 8)[0]
-                raise _Stop(_too_long(buf, pos, incl, snaplen), source.base + pos)
+                raise Stop(_too_long(buf, pos, incl, snaplen), source.base + pos)
             if status == FULL:
                 continue
             if (yield from source.advance(pos, "a record")) is None:
@@ -191,7 +177,7 @@ class Capture:
         """Run a reader; what stops it after some records becomes a warning."""
         try:
             yield from it
-        except _Stop as e:
+        except Stop as e:
             if not self.records:
                 raise CaptureError(self.path, e.message, e.offset) from None
             n = self.records
@@ -239,10 +225,10 @@ class Capture:
         return self._guarded(self._records(stream))
 
     def _records(self, stream: BinaryIO) -> Iterator[Record]:
-        source = _Source(self, stream)  # reads the first chunk: inside the guard
+        source = Source(self, stream)  # reads the first chunk: inside the guard
         head = source.need(0, 4)
         if len(head) < 4:
-            raise _Stop("empty file" if not head else "too short for a capture header", 0)
+            raise Stop("empty file" if not head else "too short for a capture header", 0)
         magic = bytes(head[:4])
         if magic in _PCAP_MAGIC:
             yield from self._pcap(source)
@@ -250,16 +236,16 @@ class Capture:
             self.format = "pcapng"
             yield from self._pcapng(source)
         else:
-            raise _Stop(_not_a_capture(source.need(0, 512), source.kind), 0)
+            raise Stop(_not_a_capture(source.need(0, 512), source.kind), 0)
 
-    def _section(self, source: "_Source", pos: int) -> tuple[str, float, int, int]:
+    def _section(self, source: "Source", pos: int) -> tuple[str, float, int, int]:
         """Read the pcap file header at pos, the file's own or one inside the stream (files
         joined with cat), and start its section: (byte order, timestamp unit, snaplen, link
         type)."""
         header = source.need(pos, 24)
         at = source.base + pos
         if len(header) < 24:
-            raise _Stop("capture ends inside the pcap file header", at + len(header))
+            raise Stop("capture ends inside the pcap file header", at + len(header))
         order, unit, fmt = _PCAP_MAGIC[bytes(header[:4])]
         snaplen, network = struct.unpack_from(order + "II", header, 16)
         linktype = network & 0xFFFF
@@ -272,7 +258,7 @@ class Capture:
         self.spans.append([at, _INF, -_INF])
         return order, unit, snaplen, linktype
 
-    def _pcap(self, source: "_Source") -> Iterator[Record]:
+    def _pcap(self, source: "Source") -> Iterator[Record]:
         pos = 0
         while True:  # a section at a time: a file header, then its records
             order, unit, snaplen, linktype = self._section(source, pos)
@@ -292,7 +278,7 @@ class Capture:
                             header = True  # files joined with cat: a new section
                             break
                         if incl > limit:
-                            raise _Stop(_too_long(buf, pos, incl, snaplen), source.base + pos)
+                            raise Stop(_too_long(buf, pos, incl, snaplen), source.base + pos)
                         nxt = pos + 16 + incl
                         if nxt > end:
                             break
@@ -315,7 +301,7 @@ class Capture:
             finally:
                 span[1], span[2] = lo, hi
 
-    def _pcapng(self, source: "_Source") -> Iterator[Record]:
+    def _pcapng(self, source: "Source") -> Iterator[Record]:
         order = "<"
         interfaces: list[tuple[int, float, float, int]] = []  # linktype, unit, offset, snaplen
         last_ts = 0.0
@@ -331,7 +317,7 @@ class Capture:
                         bom = bytes(buf[pos + 8 : pos + 12])
                         order = {b"\x1a\x2b\x3c\x4d": ">", b"\x4d\x3c\x2b\x1a": "<"}.get(bom, "")
                         if not order:
-                            raise _Stop("pcapng section header with a bad byte-order magic",
+                            raise Stop("pcapng section header with a bad byte-order magic",
                                         source.base + pos)
                         interfaces = []
                         if span:
@@ -344,11 +330,11 @@ class Capture:
                                 if not file_header(buf, pos) else "a pcap file header where "
                                 "a pcapng block was due: a pcap file joined to a pcapng one "
                                 "with cat? Give them as two files")
-                        raise _Stop(what, source.base + pos)
+                        raise Stop(what, source.base + pos)
                     if pos + length > end:
                         break
                     if struct.unpack_from(order + "I", buf, pos + length - 4)[0] != length:
-                        raise _Stop(f"corrupt pcapng block (type {btype:#x}): trailing length "
+                        raise Stop(f"corrupt pcapng block (type {btype:#x}): trailing length "
                                     "differs", source.base + pos)
                     body = pos + 8
                     if btype == 6 or btype == 2:  # enhanced / obsolete packet block
@@ -359,7 +345,7 @@ class Capture:
                             iface, _, hi, lo, caplen, orig = struct.unpack_from(order + "HH4I",
                                                                                 buf, body)
                         if iface >= len(interfaces) or caplen > length - 32:
-                            raise _Stop("pcapng packet block with an undeclared interface or "
+                            raise Stop("pcapng packet block with an undeclared interface or "
                                         "a bad length", source.base + pos)
                         linktype, unit, offset, _ = interfaces[iface]
                         last_ts = ((hi << 32) | lo) * unit + offset
@@ -371,7 +357,7 @@ class Capture:
                         yield last_ts, linktype, buf[body + 20 : body + 20 + caplen], orig
                     elif btype == 3:  # simple packet block: interface 0, no timestamp
                         if not interfaces:
-                            raise _Stop("pcapng simple packet block before any interface",
+                            raise Stop("pcapng simple packet block before any interface",
                                         source.base + pos)
                         linktype, _, _, snap = interfaces[0]
                         orig = struct.unpack_from(order + "I", buf, body)[0]
@@ -440,7 +426,7 @@ def _interface(buf: bytes, body: int, stop: int, order: str) -> tuple[int, float
 def file_header(buf: bytes, pos: int) -> tuple[str, float, str] | None:
     """The (byte order, timestamp unit, format) of the pcap file header that begins at pos
     (8 bytes there), else None: one of the four magic numbers, then version 2.4 in that
-    magic's byte order. scan._file_header is the same rule, compiled."""
+    magic's byte order. decode/frames.py _file_header is the same rule, compiled."""
     kind = _PCAP_MAGIC.get(bytes(buf[pos : pos + 4]))
     if kind is None or struct.unpack_from(kind[0] + "HH", buf, pos + 4) != (2, 4):
         return None
@@ -495,273 +481,6 @@ def _overlapping(spans: list[tuple[float, float, str]]) -> list[tuple[str, str, 
         if latest is None or hi > latest[0]:
             latest = (hi, name)
     return found
-
-
-class _ReadError(Exception):
-    """The underlying file could not be read (an OSError there, passed through a
-    decompressor without being taken for corrupt data)."""
-
-
-class _Prefixed:
-    """A stream with the bytes already read from it put back in front."""
-
-    def __init__(self, head: bytes, stream: BinaryIO) -> None:
-        self.head, self.at, self.stream = head, 0, stream
-        self.watch: Callable[[bytes], None] | None = None  # shown every byte read
-
-    def read(self, n: int = -1) -> bytes:
-        if self.at < len(self.head):
-            stop = len(self.head) if n < 0 else self.at + n
-            out = self.head[self.at : stop]
-            self.at += len(out)
-        else:
-            try:
-                out = self.stream.read(n)
-            except OSError as e:
-                raise _ReadError(e.strerror or str(e)) from e
-        if self.watch is not None:
-            self.watch(out)
-        return out
-
-
-class _ZstdFrames:
-    """Follows the frames of a zstd stream over its compressed bytes (RFC 8878, section 3.1),
-    to tell whether it stopped at the end of one: zstandard's reader ends a stream cut short
-    without a word."""
-
-    def __init__(self) -> None:
-        self.state, self.want, self.got, self.skip, self.checksum = "magic", 4, b"", 0, 0
-
-    @property
-    def at_edge(self) -> bool:
-        return self.state == "magic" and not self.got and not self.skip
-
-    def feed(self, data: bytes) -> None:
-        i, n = 0, len(data)
-        while i < n and self.state != "lost":
-            if self.skip:
-                step = min(self.skip, n - i)
-                self.skip -= step
-                i += step
-                continue
-            take = data[i : i + self.want - len(self.got)]
-            self.got += take
-            i += len(take)
-            if len(self.got) == self.want:
-                self._parsed(self.got)
-                self.got = b""
-
-    def _parsed(self, got: bytes) -> None:
-        value = int.from_bytes(got, "little")
-        if self.state == "magic":
-            if value == 0xFD2FB528:  # a frame
-                self.state, self.want = "descriptor", 1
-            elif value >> 4 == 0x184D2A5:  # a skippable frame
-                self.state, self.want = "skippable", 4
-            else:  # not zstd: the decompressor says so
-                self.state = "lost"
-        elif self.state == "skippable":
-            self.state, self.want, self.skip = "magic", 4, value
-        elif self.state == "descriptor":  # the rest of the frame header, then blocks
-            single = value & 0x20
-            content_size = (0, 2, 4, 8)[value >> 6] or (1 if single else 0)
-            self.skip = (0 if single else 1) + (0, 1, 2, 4)[value & 3] + content_size
-            self.checksum = 4 if value & 0x04 else 0
-            self.state, self.want = "block", 3
-        elif self.state == "block":
-            kind, size = (value >> 1) & 3, value >> 3
-            self.skip = 1 if kind == 1 else size  # an RLE block holds one byte
-            if value & 1:  # the last block of its frame
-                self.skip += self.checksum
-                self.state, self.want = "magic", 4
-
-
-class _Zstd:
-    """A zstd stream (several frames, as cat makes them) decompressed in bounded pieces."""
-
-    def __init__(self, raw: _Prefixed) -> None:
-        import zstandard
-
-        self.frames = _ZstdFrames()
-        raw.watch = self.frames.feed
-        source: Any = raw  # reads like a binary file
-        self.reader = zstandard.ZstdDecompressor().stream_reader(
-            source, read_across_frames=True, closefd=False)
-
-    def read1(self, n: int) -> bytes:
-        out = self.reader.read1(n)
-        if not out and not self.frames.at_edge:
-            raise EOFError("compressed stream ends early")
-        return out
-
-
-def _compression(first: bytes) -> str:
-    """The compression a stream that begins with `first` is in ("" for none)."""
-    if first[:2] == b"\x1f\x8b":
-        return "gzip"
-    if first[:3] == b"BZh" and first[3:4] in b"123456789":
-        return "bzip2"
-    if first[:6] == b"\xfd7zXZ\x00":
-        return "xz"
-    if first[:4] == b"\x28\xb5\x2f\xfd" or first[1:4] == b"\x2a\x4d\x18" \
-            and first[0] & 0xF0 == 0x50:  # a zstd frame, or a skippable frame (pzstd)
-        return "zstd"
-    return ""
-
-
-class _Source:
-    """Chunks of a (possibly compressed) stream, kept in one sliding buffer. gzip is inflated
-    here, member after member; bzip2, xz and zstd by readers that go on across streams."""
-
-    def __init__(self, cap: Capture, stream: BinaryIO) -> None:
-        self.cap = cap
-        self.stream: Any = stream
-        self.base = 0  # stream offset of buf[0]
-        self.buf = b""
-        self.kind = ""
-        self.failed: _Stop | None = None  # raised at the next read
-        self.wrapped = False  # read through a decompressor's reader
-        self.ended = False  # the stream said it ended
-        first = self._raw(_CHUNK)
-        self.ended = not first
-        self.kind = _compression(first)
-        cap.compressed, cap.compression = bool(self.kind), self.kind
-        self.inflate = zlib.decompressobj(31) if self.kind == "gzip" else None
-        self.corrupt: tuple[type[Exception], ...] = (zlib.error,)
-        if self.kind in ("bzip2", "xz", "zstd"):
-            raw: Any = _Prefixed(first, stream)  # reads like a binary file
-            if self.kind == "bzip2":
-                self.stream, self.corrupt = bz2.BZ2File(raw), (OSError,)
-            elif self.kind == "xz":
-                self.stream, self.corrupt = lzma.LZMAFile(raw), (lzma.LZMAError,)
-            else:
-                try:
-                    self.stream = _Zstd(raw)
-                except ImportError:
-                    raise _Stop("zstd-compressed: reading it needs the zstandard module "
-                                "(pip install zstandard)", 0) from None
-                import zstandard
-
-                self.corrupt = (zstandard.ZstdError,)
-            self.wrapped, first = True, b""
-        self.pending: bytes | memoryview = first
-        self.buf = self._next() or b""
-
-    def _raw(self, n: int) -> bytes:
-        """Up to n bytes of the stream (decompressed, for bzip2, xz and zstd: piece by
-        piece, so that what decompressed before an error is read, the error after it)."""
-        if self.failed is not None:
-            failed, self.failed = self.failed, None
-            raise failed
-        where = self.base + len(self.buf)
-        if not self.wrapped:  # a stream: what has come so far, not n bytes or the end
-            read = self.stream.read1 if self.cap.size is None and hasattr(
-                self.stream, "read1") else self.stream.read
-            return self._read(read, n, where)
-        parts: list[bytes] = []
-        got = 0
-        while got < n:
-            try:
-                piece = self._read(self.stream.read1, min(n - got, _PIECE), where + got)
-            except _Stop as e:
-                if not parts:
-                    raise
-                self.failed = e
-                break
-            if not piece:
-                break
-            parts.append(piece)
-            got += len(piece)
-        return b"".join(parts)
-
-    def _read(self, read: Callable[[int], bytes], n: int, where: int) -> bytes:
-        try:
-            return read(n)
-        except _ReadError as e:
-            raise _Stop(f"read error: {e}", where) from e
-        except EOFError:
-            raise _Stop(f"{self.kind} stream ends early", where) from None
-        except OSError as e:
-            if self.kind and isinstance(e, self.corrupt):
-                raise _Stop(f"corrupt {self.kind} data ({e})", where) from None
-            raise _Stop(f"read error: {e.strerror or e}", where) from e
-        except Exception as e:  # a decompressor's own error: LZMAError, ZstdError
-            if self.kind and isinstance(e, self.corrupt):
-                raise _Stop(f"corrupt {self.kind} data ({e})", where) from None
-            raise
-
-    def _next(self) -> bytes | None:
-        """The next chunk of capture bytes, or None at the end."""
-        while True:
-            if self.pending or self.ended:
-                data, self.pending = self.pending, b""
-            else:  # a terminal's Ctrl-D is an end once: not asked for again
-                data = self._raw(_CHUNK)
-                self.ended = not data
-            if self.inflate is None:
-                if data:
-                    self.cap.bytes_read += len(data)
-                return bytes(data) or None  # bytes already: not copied
-            d = self.inflate
-            if not data and not d.unconsumed_tail:
-                if not d.eof:
-                    raise _Stop("gzip stream ends early", self.base + len(self.buf))
-                return None
-            if len(data) > _PIECE:  # what corrupt data stops is only what this piece gave
-                whole = memoryview(data)
-                data, self.pending = whole[:_PIECE], whole[_PIECE:]
-            try:
-                out = d.decompress(d.unconsumed_tail + data if d.unconsumed_tail else data,
-                                   4 * _CHUNK)
-            except zlib.error as e:
-                raise _Stop(f"corrupt gzip data ({e})", self.base + len(self.buf)) from None
-            if d.eof and d.unused_data:  # another gzip member follows
-                rest = d.unused_data
-                self.inflate = zlib.decompressobj(31)
-                self.pending = rest + self.pending
-            if out:
-                self.cap.bytes_read += len(out)
-                return out
-
-    def need(self, pos: int, n: int) -> bytes:
-        """At least n bytes from pos (fewer only at the end of the stream)."""
-        while len(self.buf) - pos < n:
-            chunk = self._next()
-            if chunk is None:
-                break
-            self.buf += chunk
-        return self.buf[pos : pos + n]
-
-    def advance(self, pos: int, what: str) -> Generator[None, None, bytes | None]:
-        """Drop what was parsed up to `pos` and return the buffer with the next chunk
-        (more), None at the end of the stream, a _Stop if it ends inside `what`. A stream
-        that asked for ticks yields None while it is quiet."""
-        while self.quiet():
-            yield None
-        more = self.more(pos)
-        if more is None and pos < len(self.buf):
-            raise _Stop(f"capture ends in the middle of {what}", self.base + pos)
-        return more
-
-    def quiet(self) -> bool:
-        """For a stream that asked for ticks (Capture.ticks): nothing came in 0.2 s."""
-        if not self.cap.ticks or self.pending or self.ended or self.wrapped \
-                or self.inflate is not None:
-            return False
-        try:
-            ready, _, _ = select.select([self.stream], [], [], 0.2)
-        except (OSError, ValueError):
-            return False
-        return not ready  # (read1 takes all the stream's buffer holds: none is left there)
-
-    def more(self, pos: int) -> bytes | None:
-        """Drop what was parsed, append the next chunk. None at the end of the stream."""
-        chunk = self._next()
-        if chunk is None:
-            return None
-        self.base += pos
-        self.buf = self.buf[pos:] + chunk
-        return self.buf
 
 
 def _stat(path: str) -> os.stat_result:
@@ -850,7 +569,7 @@ def _refuse_copies(caps: list[Capture]) -> None:
 def _head_digest(path: str) -> str:
     try:
         with open(path, "rb") as f:
-            return hashlib.sha256(f.read(_CHUNK)).hexdigest()
+            return hashlib.sha256(f.read(CHUNK)).hexdigest()
     except OSError as e:
         raise CaptureError(path, e.strerror or str(e)) from e
 
@@ -859,7 +578,7 @@ def _same_bytes(a: str, b: str) -> bool:
     try:
         with open(a, "rb") as fa, open(b, "rb") as fb:
             while True:
-                x, y = fa.read(_CHUNK), fb.read(_CHUNK)
+                x, y = fa.read(CHUNK), fb.read(CHUNK)
                 if x != y:
                     return False
                 if not x:

@@ -10,7 +10,7 @@ import html as html_lib
 import re
 from typing import Any
 
-from pcapstate.report_text import (
+from pcapstate.render.text import (
     TOP_GROUPS,
     more_groups,
     outcome_words,
