@@ -20,8 +20,9 @@ engine, compared with `tshark-fields`, tshark printing the same fields to nowher
 from distinct sources, a million connections never closed): pcapstate at its default
 connection-table limit, at 100,000 and with none, against tcptrace, tshark and the dpkt
 loop, once each, with the evictions pcapstate reported. `--first-run N` times the first
-run after installing N times (pcapstate on a small sample with an empty compiled-code
-cache: the compile numba does once), wall and CPU seconds; `--runs 0` measures only that.
+run after installing and the next, N times each, on a small sample (analysed uncompiled)
+and on a capture past jit.PLAIN_BYTES (the engine compiled once into an empty cache), wall
+and CPU seconds; `--runs 0` measures only that.
 """
 
 import argparse
@@ -178,28 +179,43 @@ def corpus(capture: str, copies: int, workers: int) -> float:
 
 
 def first_run(times: int) -> dict[str, Any]:
-    """The first run after installing, `times` times: pcapstate on a small sample with an
-    empty cache for its compiled code, wall and CPU (user + system) seconds."""
+    """The first run after installing and the next one, `times` times each, wall and CPU
+    (user + system) seconds: on a small sample (analysed uncompiled: nothing to compile) and
+    on the same sample joined to itself past jit.PLAIN_BYTES (the engine compiled, once,
+    into an empty cache)."""
     import os
     import tempfile
 
-    sample = str(HERE.parent / "samples" / "close_wait_leak.pcap")
-    walls, cpus = [], []
-    for _ in range(times):
-        with tempfile.TemporaryDirectory() as cache:
-            env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
-            started = time.perf_counter()
-            p = subprocess.run(["/usr/bin/time", "-f", "%U %S", *TOOLS["pcapstate"](sample)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                               env={**env, "XDG_CACHE_HOME": cache}, check=True)
-            walls.append(time.perf_counter() - started)
-            user, system = map(float, p.stderr.split()[-2:])
-            cpus.append(user + system)
-    out = {"wall_s": round(statistics.median(walls), 1), "cpu_s": round(statistics.median(cpus), 1),
-           "runs_wall_s": [round(w, 1) for w in walls]}
-    print(f"first run after installing (an empty cache, the engine compiled): "
-          f"{out['wall_s']:.0f} s wall, {out['cpu_s']:.0f} s CPU (median of {times})",
-          flush=True)
+    from pcapstate.jit import PLAIN_BYTES
+
+    sample = HERE.parent / "samples" / "close_wait_leak.pcap"
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as folder:
+        big = Path(folder) / "big.pcap"
+        data = sample.read_bytes()
+        big.write_bytes(data * (PLAIN_BYTES // len(data) + 1))
+        for name, capture in (("small", str(sample)), ("past_plain_bytes", str(big))):
+            runs: dict[str, list[tuple[float, float]]] = {"first": [], "warm": []}
+            for _ in range(times):
+                with tempfile.TemporaryDirectory() as cache:
+                    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+                    for which in ("first", "warm"):
+                        started = time.perf_counter()
+                        p = subprocess.run(["/usr/bin/time", "-f", "%U %S",
+                                            *TOOLS["pcapstate"](capture)],
+                                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                           text=True, env={**env, "XDG_CACHE_HOME": cache},
+                                           check=True)
+                        user, system = map(float, p.stderr.split()[-2:])
+                        runs[which].append((time.perf_counter() - started, user + system))
+            for which, got in runs.items():
+                wall = statistics.median(w for w, _ in got)
+                cpu = statistics.median(c for _, c in got)
+                out[f"{name}_{which}"] = {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
+                                          "runs_wall_s": [round(w, 2) for w, _ in got]}
+                print(f"{name} capture ({os.path.getsize(capture):,} bytes), {which} run"
+                      f"{' after installing' if which == 'first' else ''}: {wall:.2f} s wall, "
+                      f"{cpu:.2f} s CPU (median of {times})", flush=True)
     return out
 
 

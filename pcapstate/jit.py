@@ -1,4 +1,11 @@
-"""Compiled code: numba's `njit`, with its cache kept out of the installed package.
+"""Compiled code: numba's `njit`, with its cache kept out of the installed package; or the
+same code uncompiled.
+
+The engine is plain Python that numba compiles. Uncompiled (`PLAIN`), it runs as written,
+without numba even imported: about 1,000 records a second, where compiled code does over a
+million but first takes about 40 s to compile (once after installing) and over a second to
+load. So a small capture is analysed uncompiled (`plain_for`), and NUMBA_DISABLE_JIT=1 runs
+everything so (to read the engine, step through it, measure coverage).
 
 numba caches compiled machine code beside the source by default (`pcapstate/__pycache__`).
 pip does not know those files: after `pip uninstall` they stay, and the leftover folder
@@ -19,12 +26,33 @@ from contextlib import contextmanager
 from functools import cache
 from typing import Any
 
-import numba
-from numba.core import config as _config
-
 from pcapstate import __version__
 
-config: Any = _config  # numba sets its settings at run time: no attributes to type
+#: The engine runs uncompiled (see the module's docstring).
+PLAIN = os.environ.get("NUMBA_DISABLE_JIT", "0").strip() not in ("", "0")
+#: A capture of at most this many bytes is analysed uncompiled by the command line: a few
+#: thousand records, a few seconds at most, against a second to load the compiled engine
+#: (and 40 s to compile it on a first run).
+PLAIN_BYTES = 256 << 10
+#: The modules whose functions numba compiles: imported, they are compiled or not for good.
+ENGINE = ("pcapstate.decode.frames", "pcapstate.track.connections", "pcapstate.derive.fold")
+
+
+def plain_for(sizes: list[int | None]) -> bool:
+    """Run the engine uncompiled for inputs of these sizes (None: a stream, size unknown),
+    if they are small and the engine was not imported compiled yet; True if it now runs
+    uncompiled."""
+    global PLAIN
+    if not PLAIN and all(m not in sys.modules for m in ENGINE) and sizes \
+            and None not in sizes and sum(s or 0 for s in sizes) <= PLAIN_BYTES:
+        PLAIN = True
+    return PLAIN
+
+
+def _config() -> Any:
+    from numba.core import config
+
+    return config
 
 
 def records(a: Any) -> Any:
@@ -34,13 +62,17 @@ def records(a: Any) -> Any:
     np.recarray, whose records take attribute access (r.st[e]) as numba's do."""
     import numpy as np
 
-    return a.view(np.recarray) if config.DISABLE_JIT else a
+    return a.view(np.recarray) if PLAIN else a
 
 
 def njit(**options: Any) -> Callable[[Callable[..., Any]], Any]:
     """numba.njit(**options) for a function of pcapstate's; `cache=True` caches it in
-    cache_dir()."""
+    cache_dir(). With PLAIN, the function itself."""
     def decorate(fn: Callable[..., Any]) -> Any:
+        if PLAIN:
+            return fn
+        import numba
+
         if not options.get("cache"):
             return numba.njit(**options)(fn)
         folder = cache_dir()
@@ -55,6 +87,9 @@ def njit(**options: Any) -> Callable[[Callable[..., Any]], Any]:
 def cache_dir() -> str | None:
     """The folder numba caches pcapstate's compiled code in, created if need be; None when
     no folder is writable (then nothing is cached)."""
+    import numba
+
+    config = _config()
     if config.CACHE_DIR:
         return str(config.CACHE_DIR)
     key = (f"{__version__}-py{sys.version_info.major}{sys.version_info.minor}"
@@ -87,6 +122,7 @@ def _own(folder: str) -> bool:
 def _cache_in(folder: str) -> Iterator[None]:
     """numba's cache folder is chosen when a function is decorated: set it for that moment
     only, so that other code in the process keeps its own."""
+    config = _config()
     saved = config.CACHE_DIR
     config.CACHE_DIR = folder
     try:
@@ -120,6 +156,9 @@ QUIET_SECONDS = 2.0
 def watch(note: Callable[[str], object]) -> Iterator[None]:
     """While inside, say (through `note`) when numba has been compiling for QUIET_SECONDS,
     and at the end how long it took: a first run otherwise looks like a hang."""
+    if PLAIN:  # nothing compiles
+        yield
+        return
     from numba.core import event
 
     class Timer(event.Listener):

@@ -242,8 +242,9 @@ def _check_folder(folder: str) -> None:
 
 
 def _analyze(args: argparse.Namespace) -> int:
+    from pcapstate import jit
     from pcapstate.pipeline import analyze
-    from pcapstate.read.capture import CaptureError
+    from pcapstate.read.capture import CaptureError, plain_size
     from pcapstate.render.text import render
 
     problem = _outputs_usage(args, args.captures)
@@ -286,6 +287,7 @@ def _analyze(args: argparse.Namespace) -> int:
             for sink in sinks:
                 sink(rec)
 
+        jit.plain_for([plain_size(p) for p in args.captures])  # small: not compiled
         _SOFT.set()  # a first Ctrl-C now stops the reading; what was read is reported
         try:
             result = analyze(args.captures, settings, on_record=on_record if sinks else None,

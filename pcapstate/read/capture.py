@@ -483,6 +483,22 @@ def _overlapping(spans: list[tuple[float, float, str]]) -> list[tuple[str, str, 
     return found
 
 
+def plain_size(path: str) -> int | None:
+    """The size of a capture that is a regular file, neither compressed nor empty; None for
+    anything else (a stream, compressed bytes whose size says little, an error)."""
+    try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return None
+    if head in _PCAP_MAGIC or (len(head) == 4 and struct.unpack("<I", head)[0] == _SHB):
+        return st.st_size
+    return None
+
+
 def _stat(path: str) -> os.stat_result:
     try:
         st = os.stat(path)

@@ -17,9 +17,8 @@ whoever folds or writes them (derive/).
 from collections.abc import Callable
 
 import numpy as np
-from numba import types
-from numba.typed import Dict
 
+from pcapstate import jit
 from pcapstate.decode.frames import TCP, Batch
 from pcapstate.jit import njit, records
 from pcapstate.settings import Settings
@@ -49,7 +48,11 @@ NS = ZLINES_N + 1
 # What a call stopped for.
 DONE, NEED_SLOTS, NEED_HEAP, NEED_RETIRE, NEED_ZLINES = 0, 1, 2, 3, 4
 
-_KEY = types.UniTuple(types.int64, 5)
+if not jit.PLAIN:  # the table's type, for compiled code
+    from numba import types
+    from numba.typed import Dict
+
+    _KEY = types.UniTuple(types.int64, 5)
 # The tiers' lists: LISTS[3 * t + HEAD] is tier t's most recently active slot (-1: none),
 # LISTS[3 * t + TAIL] its least, LISTS[3 * t + COUNT] its length.
 HEAD, TAIL, COUNT = range(3)
@@ -430,10 +433,15 @@ def finish(T, S, table, R, L, end):
     return True
 
 
-@njit(cache=True)
 def new_table():
-    """An empty connection table (made in compiled code, whose cache spares a compilation
-    on every run)."""
+    """An empty connection table: a dict from a key (_canonical) to 2 * slot + index."""
+    return {} if jit.PLAIN else _typed_table()
+
+
+@njit(cache=True)
+def _typed_table():
+    """numba's typed dict, made in compiled code (whose cache spares a compilation on every
+    run)."""
     return Dict.empty(key_type=_KEY, value_type=types.int64)
 
 
