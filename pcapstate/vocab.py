@@ -37,8 +37,6 @@ class State(StrEnum):
     TIME_WAIT = "TIME_WAIT"
 
 
-_FINISHED = (State.CLOSED, State.TIME_WAIT)
-_ATTEMPT = (State.CLOSED, State.SYN_SENT, State.SYN_RCVD)
 
 #: States that should not last: an endpoint found in one of them for longer than a
 #: threshold is reported as stuck.
@@ -100,20 +98,12 @@ class EndKind(StrEnum):
 
 class Tier(IntEnum):
     """What a full connection table (Settings.max_connections) weighs in choosing which
-    connection to evict (track/connections.py _evict), decided by the endpoints' states after the
-    connection's last segment."""
+    connection to evict (track/connections.py: _tier, _evict), decided by the endpoints'
+    states after the connection's last segment."""
 
     FINISHED = 0  # both CLOSED or TIME_WAIT: only a timer or stragglers left to see
     ATTEMPT = 1  # no endpoint past SYN_SENT/SYN_RCVD: a handshake not (yet) completed
     OPEN = 2  # everything else: established, closing, or stuck (CLOSE_WAIT...)
-
-    @staticmethod
-    def of(client: State, server: State) -> "Tier":
-        if client in _FINISHED and server in _FINISHED:
-            return Tier.FINISHED
-        if client in _ATTEMPT and server in _ATTEMPT:
-            return Tier.ATTEMPT
-        return Tier.OPEN
 
 
 class Closer(StrEnum):

@@ -12,6 +12,7 @@ from pcapstate.jit import njit
 from pcapstate.track import zeek_view
 from pcapstate.track.slots import (
     ANOMALY_NAMES,
+    BY_SYN,
     CLOSED,
     CLOSER_NAMES,
     END_NAMES,
@@ -54,7 +55,7 @@ def _handshake(r, sides, round_trip):
     """Where the capture saw the handshake (vantage_side), counted into `sides`, and its
     round trip into `round_trip` (shortest, longest): when the SYN, the SYN/ACK and the ACK
     were all captured (the latest transmission of each SYN before it was acknowledged)."""
-    if r.roles != 0 or r.isn[0] == -1 or r.isn[1] == -1 or not r.syn_acked[1]:
+    if r.roles != BY_SYN or r.isn[0] == -1 or r.isn[1] == -1 or not r.syn_acked[1]:
         return
     for k in range(r.ntr[1]):
         if r.tr_st[1, k] == ESTABLISHED:
@@ -72,7 +73,7 @@ def _handshake(r, sides, round_trip):
 def _end_kind(r):
     """verdict.end_code of a packed record."""
     return end_code(r.reset_by, r.fin_seq[0] != -1, r.fin_seq[1] != -1, r.isn[1] != -1,
-                     r.syn_acked[1] != 0, r.roles != 0, r.evicted != 0)
+                     r.syn_acked[1] != 0, r.roles != BY_SYN, r.evicted != 0)
 
 
 @njit(cache=True, nogil=True)

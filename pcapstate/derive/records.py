@@ -13,7 +13,7 @@ from pcapstate import jit
 from pcapstate.track import zeek_view
 from pcapstate.track.slots import ANOMALY_NAMES, CLOSER_NAMES, END_NAMES, ROLE_NAMES, STATES
 from pcapstate.track.zeek_view import CONN_STATES, ZEEK_HISTORY
-from pcapstate.vocab import WIRESHARK_ANALYSIS, State
+from pcapstate.vocab import WIRESHARK_ANALYSIS, Roles, State
 
 ROLES = ("client", "server")
 
@@ -74,7 +74,7 @@ def records(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray,
             "client": client,
             "server": server,
             "roles_from": roles,
-            "mid_stream": roles != ROLE_NAMES[0],
+            "mid_stream": roles != Roles.SYN,
             "first_ts": float(row["first_ts"]),
             "last_ts": float(row["last_ts"]),
             "end": END_NAMES[kinds[i]],

@@ -25,11 +25,17 @@ from pcapstate.settings import Settings
 from pcapstate.track import zeek_view
 from pcapstate.track.endpoints import closed, deadline, enter, expire, segment
 from pcapstate.track.slots import (
+    BY_PORT,
+    BY_SYN,
+    BY_SYNACK,
     CLOSED,
     ESTABLISHED,
     SLOT,
     SYN_RCVD,
     SYN_SENT,
+    T_ATTEMPT,
+    T_FINISHED,
+    T_OPEN,
     TIME_WAIT,
 )
 from pcapstate.vocab import ACK, SYN
@@ -145,13 +151,13 @@ def _canonical(k):
 
 @njit(cache=True, nogil=True, inline="always")
 def _tier(r):
-    """vocab.Tier.of the endpoints' states: 0 finished, 1 attempt, 2 open."""
+    """The connection's tier (vocab.Tier), by its endpoints' states."""
     a, b = r.st[0], r.st[1]
     if (a == CLOSED or a == TIME_WAIT) and (b == CLOSED or b == TIME_WAIT):
-        return 0
+        return T_FINISHED
     if a <= SYN_RCVD and b <= SYN_RCVD:  # CLOSED, SYN_SENT or SYN_RCVD
-        return 1
-    return 2
+        return T_ATTEMPT
+    return T_OPEN
 
 
 @njit(cache=True, nogil=True)
@@ -199,15 +205,16 @@ def _evict(T, S, table, R, L, now):
     least recently active open connection has been quiet longer. So a flood of SYNs
     recycles its own attempts and leaves idle connections (CLOSE_WAIT...) alone, while
     handshakes in progress are not broken up to keep connections idle for longer."""
-    finished, attempt, open_ = L[TAIL], L[3 + TAIL], L[6 + TAIL]
+    finished, attempt = L[3 * T_FINISHED + TAIL], L[3 * T_ATTEMPT + TAIL]
+    open_ = L[3 * T_OPEN + TAIL]
     if finished >= 0:
-        t = 0
-    elif open_ < 0 or (attempt >= 0 and (2 * L[3 + COUNT] >= S[LIVE]
+        t = T_FINISHED
+    elif open_ < 0 or (attempt >= 0 and (2 * L[3 * T_ATTEMPT + COUNT] >= S[LIVE]
                                          or now - T[attempt].last_ts >= ATTEMPT_QUIET
                                          or T[attempt].last_ts <= T[open_].last_ts)):
-        t = 1
+        t = T_ATTEMPT
     else:
-        t = 2
+        t = T_OPEN
     c = L[3 * t + TAIL]
     r = T[c]
     expire(r, now, S[TIME_WAIT_S], S[FIN_TIMEOUT_S])
@@ -263,11 +270,11 @@ def _open(T, S, table, free, R, L, ts, flags, key):
     S[FREE_N] = n
     c = free[n]
     if flags & SYN and not flags & ACK:
-        d, roles = 0, 0
+        d, roles = 0, BY_SYN
     elif flags & SYN:
-        d, roles = 1, 1
+        d, roles = 1, BY_SYNACK
     else:
-        d, roles = (1, 2) if looks_like_server(sport, dport) else (0, 2)
+        d, roles = (1, BY_PORT) if looks_like_server(sport, dport) else (0, BY_PORT)
     r = T[c]  # zeroed when it was freed
     for e in range(2):
         r.isn[e] = -1
@@ -288,11 +295,11 @@ def _open(T, S, table, free, R, L, ts, flags, key):
     r.reset_by = -1
     r.scheduled = np.nan
     zeek_view.start(r, d, flags, sport, dport, ts)
-    if roles == 1:
+    if roles == BY_SYNACK:  # the client's SYN is not in the capture, but the SYN/ACK proves it
         enter(r, 0, ts, SYN_SENT, False)
         r.left[0] = True
         r.syn_acked[0] = True
-    elif roles == 2:
+    elif roles == BY_PORT:
         for e in range(2):
             enter(r, e, ts, ESTABLISHED, False)
             r.left[e] = True

@@ -11,7 +11,16 @@ hands retired connections out as copies of these records (derive/ reads them).
 import numpy as np
 
 from pcapstate.track.zeek_view import MAX_BLOCKS, ZEEK_HISTORY
-from pcapstate.vocab import ANOMALIES, WIRESHARK_ANALYSIS, Closer, EndKind, Roles, State, codes
+from pcapstate.vocab import (
+    ANOMALIES,
+    WIRESHARK_ANALYSIS,
+    Closer,
+    EndKind,
+    Roles,
+    State,
+    Tier,
+    codes,
+)
 
 # The vocabulary's codes (vocab.codes), taken by name: the compiled code's constants.
 STATES = list(State)
@@ -29,7 +38,9 @@ A_FIN_SEQ_CHANGED, A_RST_OUT = _A["fin_seq_changed"], _A["rst_out_of_window"]
 A_RST_AFTER, A_PACKET_AFTER = _A["rst_after_close"], _A["packet_after_close"]
 A_FIN_BEFORE, A_BAD_SYNACK = _A["fin_before_handshake"], _A["bad_synack_ack"]
 A_RETX, A_KEEP_ALIVE = _A["retransmission"], _A["keep_alive"]
-ROLE_NAMES = [Roles.SYN, Roles.SYNACK, Roles.PORT]
+ROLE_NAMES = list(Roles)
+BY_SYN, BY_SYNACK, BY_PORT = (codes(Roles)[r] for r in (Roles.SYN, Roles.SYNACK, Roles.PORT))
+T_FINISHED, T_ATTEMPT, T_OPEN = int(Tier.FINISHED), int(Tier.ATTEMPT), int(Tier.OPEN)
 END_NAMES = [k.value for k in EndKind]
 STATE_NAMES = [st.value for st in State]
 CLOSER_NAMES = [c.value for c in Closer]
