@@ -1,318 +1,147 @@
-"""The JSON result's schema (`pcapstate-result/1`, docs/json.md), written once as data, and
-the validator that `pcapstate report` runs on a saved result before rendering it.
+"""The JSON result's schema (`pcapstate-result/1`, docs/json.md) and the check that
+`pcapstate report` runs on a saved result before rendering it.
 
 A result that parses may still be damaged or hand-edited: a count that is a string, a
 timestamp of 1e300 (a report cannot draw the year 10^292), a peer without a port, a key
 gone, a list where an object goes. `problem(result)` names the first such field by its
 JSON path (`findings[0].count: expected a whole number (0 or more), got "many"`), in the
-order analyze writes the fields, so the report fails in one line instead of a traceback.
+order the result's fields are written (analyze's order), so the report fails in one line
+instead of a traceback.
 
-The schema is small on purpose: objects with their keys (a key ending in "?" may be
-absent; keys it does not name are allowed, as new fields may be added within a version),
-lists, maps (any keys of one kind, values of one kind), nullable values, enumerations,
-and a few named scalars (`SCALARS`). A test validates the result of every sample so that
-the schema cannot drift from what analyze writes. Nothing here imports the engine.
+The schema is `result.schema.json` beside this file: JSON Schema, draft 2020-12. Keys it
+does not name are allowed, as new fields may be added within a version. Each value's
+`title` is what the message says was expected. A test validates the result of every sample
+so that the schema cannot drift from what analyze writes, and checks its enumerations
+against pcapstate/vocab.py. Nothing here imports the engine; jsonschema is imported on the
+first check, not with this module.
 """
+
+# A standard JSON Schema checked by the jsonschema library, rather than a schema language
+# and validator of our own: users can validate results with the same file, in any language.
 
 import json
 import math
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, TypeAlias
-
-from pcapstate.vocab import STUCK_STATES, Censor, Closer, EndKind, Roles, State
+from functools import cache
+from importlib.resources import files
+from typing import Any
 
 #: The result's schema and version: `schema` in every result.
 SCHEMA = "pcapstate-result/1"
 
-#: Timestamps a report can draw: from the Unix epoch (pcap's seconds are unsigned) to the
-#: end of year 9999 (the last a date can be written in).
-TS_MIN, TS_MAX = 0.0, 253402300800.0
-#: The longest duration: the whole span of timestamps above.
-MAX_SECONDS = TS_MAX - TS_MIN
-#: Counts are 64-bit in the engine.
-MAX_COUNT = 2**64 - 1
-#: The histograms' bins (summary.duration_bin, 100 a decade from a microsecond): bin -1
-#: holds up to a microsecond, the last one MAX_SECONDS.
-MAX_BIN = int(math.log10(MAX_SECONDS / 1e-6) * 100)
-#: The timeline's bins (timeline.BINS).
-TIMELINE_BINS = 2048
+#: JSON's kinds of value, as a message names them.
+_KINDS = {"object": "an object", "array": "a list", "string": "a string",
+          "boolean": "true or false", "integer": "a whole number", "number": "a number",
+          "null": "null"}
 
 
-@dataclass(frozen=True, slots=True)
-class List:
-    """A JSON array of `item`, with at least `min` and at most `max` items."""
-
-    item: "Spec"
-    min: int = 0
-    max: int | None = None
+def _integer(_checker: Any, v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
-@dataclass(frozen=True, slots=True)
-class Map:
-    """A JSON object with any keys of one kind (`key`: a Spec for the key's string) and
-    values of one kind."""
-
-    key: "Spec"
-    value: "Spec"
+def _number(_checker: Any, v: Any) -> bool:
+    return _integer(_checker, v) or (isinstance(v, float) and math.isfinite(v))
 
 
-@dataclass(frozen=True, slots=True)
-class Maybe:
-    """`spec` or null."""
+@cache
+def _validator() -> Any:
+    """The schema's validator. Stricter than the standard in two kinds of value: a count
+    written 5.0 (JSON Schema's integer; not what analyze writes, nor what a report can count
+    with) is not a whole number, and NaN and Infinity (not JSON; Python's json reads them)
+    are not numbers."""
+    from jsonschema import Draft202012Validator, validators
 
-    spec: "Spec"
-
-
-@dataclass(frozen=True, slots=True)
-class OneOf:
-    """One of these strings; `what` names them in a message."""
-
-    values: tuple[str, ...]
-    what: str
-
-
-#: A spec: a scalar's name (SCALARS), an object (a dict of key to spec; "key?": optional),
-#: or one of the classes above.
-Spec: TypeAlias = str | dict[str, "Spec"] | List | Map | Maybe | OneOf
+    types = Draft202012Validator.TYPE_CHECKER.redefine_many(
+        {"integer": _integer, "number": _number})
+    strict = validators.extend(Draft202012Validator, type_checker=types)
+    doc = json.loads(files("pcapstate").joinpath("result.schema.json").read_text("utf-8"))
+    return strict(_inline(doc, doc.pop("$defs")))
 
 
-def _number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+def _inline(node: Any, defs: dict[str, Any]) -> Any:
+    """The schema with each `{"$ref": "#/$defs/name"}` replaced by the definition: the same
+    schema, checked about 4 times as fast (jsonschema looks a reference up at every use)."""
+    if isinstance(node, list):
+        return [_inline(v, defs) for v in node]
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node:
+        return _inline(defs[node["$ref"].removeprefix("#/$defs/")], defs)
+    return {k: _inline(v, defs) for k, v in node.items()}
 
 
-def _count(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_COUNT
+def problem(result: Any) -> str | None:
+    """The first thing wrong with a saved result, as `path: what` (one line); None when it
+    fits the schema."""
+    errors = list(_causes(_validator().iter_errors(result)))
+    if errors:
+        return _line(min(errors, key=lambda e: _place(result, e)))
+    conns = result["connections"]
+    for kind in conns["by_end"]:  # one field's keys among another's: not JSON Schema's to say
+        if kind not in conns["by_end_and_closer"]:
+            return (f"connections.by_end_and_closer: missing {json.dumps(kind)}, which "
+                    "connections.by_end counts")
+    return None
 
 
-def _ts(v: Any) -> bool:
-    return _number(v) and TS_MIN <= v < TS_MAX  # False for NaN and the infinities
+def _causes(errors: Any) -> Any:
+    """The errors, each nullable value's (`anyOf` null or a value) as what the value lacks."""
+    for e in errors:
+        if e.validator == "anyOf":
+            yield from _causes(c for c in e.context if c.schema != {"type": "null"})
+        else:
+            yield e
 
 
-def _seconds(v: Any) -> bool:
-    return _number(v) and 0 <= v <= MAX_SECONDS
+def _field(error: Any) -> list[str | int]:
+    """The JSON path of the field an error names: a missing key's, a refused key's own."""
+    path = list(error.absolute_path)
+    if error.validator == "required":
+        path.append(next(k for k in error.validator_value if k not in error.instance))
+    elif "propertyNames" in error.absolute_schema_path:
+        path.append(error.instance)
+    return path
 
 
-def _positive(v: Any) -> bool:
-    return _number(v) and 0 < v <= MAX_SECONDS
+def _place(result: Any, error: Any) -> list[float]:
+    """Where an error's field comes in the result as written: at each level its index in
+    the list, or its key's in the object (a missing key's: just before the first key written
+    that the schema puts after it)."""
+    place: list[float] = []
+    node = result
+    for part in _field(error):
+        if isinstance(part, int):
+            place.append(part)
+        elif part in node:
+            place.append(list(node).index(part))
+        else:  # a missing key (the last part): before the next key the schema names
+            keys = list(error.schema["properties"])
+            after = [list(node).index(k) for k in keys[keys.index(part):] if k in node]
+            place.append(min(after, default=len(node)) - 0.5)
+            break
+        node = node[part]
+    return place
 
 
-_ADDRESS = re.compile(r"(?:\d{1,3}(?:\.\d{1,3}){3}|\[[0-9A-Fa-f:.]+\]):(\d{1,5})")
-
-
-def _address(v: Any) -> bool:
-    m = _ADDRESS.fullmatch(v) if isinstance(v, str) else None
-    return m is not None and int(m.group(1)) <= 65535
-
-
-def _bin(v: Any) -> bool:
-    """A histogram bin, as a key: a whole number from -1 to MAX_BIN."""
-    return isinstance(v, str) and re.fullmatch(r"-1|0|[1-9]\d{0,5}", v) is not None \
-        and int(v) <= MAX_BIN
-
-
-#: The scalars: name -> (test, what the message says was expected).
-SCALARS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "text": (lambda v: isinstance(v, str), "a string"),
-    "bool": (lambda v: isinstance(v, bool), "true or false"),
-    "count": (_count, "a whole number (0 or more)"),
-    "ts": (_ts, "a timestamp (seconds since 1970, before the year 10000)"),
-    "seconds": (_seconds, f"a number of seconds (0 to {MAX_SECONDS:.0f})"),
-    "positive": (_positive, f"a number of seconds (over 0, up to {MAX_SECONDS:.0f})"),
-    "address": (_address, "an address (ip:port, or [ip]:port for IPv6)"),
-    "bin": (_bin, f"a histogram bin (-1 to {MAX_BIN})"),
-}
-
-
-def _one_of(values: Any, what: str) -> OneOf:
-    return OneOf(tuple(str(v) for v in values), what)
-
-
-STATE = _one_of(State, "a TCP state")
-STUCK_STATE = _one_of(STUCK_STATES, "a stuck state")
-END_KIND = _one_of(EndKind, "an end kind")
-CLOSER = _one_of(Closer, "a closer")
-ROLE = OneOf(("client", "server"), "a role")
-OUTCOME = _one_of(["open", "reset_by_peer", "reset_by_self",
-                   *(st.lower() for st in State)], "an outcome")
-CONN_STATE = OneOf(("S0", "S1", "SF", "REJ", "S2", "S3", "RSTO", "RSTR", "RSTOS0", "RSTRH",
-                    "SH", "SHR", "OTH"), "a Zeek conn_state")  # zeek.CONN_STATES
-COUNTS = Map("text", "count")
-
-INPUT: dict[str, Spec] = {
-    "path": "text",
-    "format": "text",
-    "compressed": "bool",
-    "compression?": Maybe(OneOf(("gzip", "bzip2", "xz", "zstd"), "a compression")),
-    "size": Maybe("count"),
-    "records": "count",
-    "linktypes": List("count"),
-    "snaplen": Maybe("count"),
-    "end_ts": Maybe("ts"),
-    "dropped": Maybe("count"),
-    "sha256?": Maybe("text"),
-}
-
-EXAMPLE: dict[str, Spec] = {
-    "state": STUCK_STATE,
-    "role": ROLE,
-    "endpoint": "address",
-    "peer": "address",
-    "service": "address",
-    "conn_id": "count",
-    "since": "ts",
-    "duration": "seconds",
-    "outcome": OUTCOME,
-    "fin_ts": Maybe("ts"),
-    "ack_ts": Maybe("ts"),
-    "rst_ts": Maybe("ts"),
-}
-
-FINDING: dict[str, Spec] = {
-    "state": STUCK_STATE,
-    "service": "address",
-    "role": ROLE,
-    "count": "count",
-    "still_open": "count",
-    "oldest": "seconds",
-    "outcomes": Map(OUTCOME, "count"),
-    "examples": List(EXAMPLE, min=1),
-}
-
-DURATIONS: dict[str, Spec] = {
-    "count": "count",
-    "complete": "count",
-    "right_censored": "count",
-    "left_censored": "count",
-    "both_censored": "count",
-    "p50": Maybe("seconds"),
-    "p90": Maybe("seconds"),
-    "p99": Maybe("seconds"),
-    "max": Maybe("seconds"),
-    "max_censored": Maybe("seconds"),
-    "histogram": Map(_one_of(Censor, "a kind of censoring"), Map("bin", "count")),
-}
-
-ZEEK: dict[str, Spec] = {
-    "ts": "ts",
-    "orig": ROLE,
-    "conn_state": CONN_STATE,
-    "history": "text",
-    "missed_bytes": "count",
-    "duration": Maybe("seconds"),  # these three null when the duration is 0, as in Zeek
-    "orig_bytes": Maybe("count"),
-    "resp_bytes": Maybe("count"),
-    "orig_pkts": "count",
-    "orig_ip_bytes": "count",
-    "resp_pkts": "count",
-    "resp_ip_bytes": "count",
-}
-
-ENDPOINT: dict[str, Spec] = {
-    "final_state": STATE,
-    "packets": "count",
-    "payload_bytes": "count",
-    "syn": "count",
-    "fin": "count",
-    "rst": "count",
-    "transitions": List({"ts": "ts", "state": STATE, "timer?": "bool"}),
-}
-
-#: One connection: an item of `connection_records`, and a line of --jsonl.
-RECORD: dict[str, Spec] = {
-    "id": "count",
-    "client": "address",
-    "server": "address",
-    "roles_from": _one_of(Roles, "how the roles were told"),
-    "mid_stream": "bool",
-    "first_ts": "ts",
-    "last_ts": "ts",
-    "end": END_KIND,
-    "closer": CLOSER,
-    "reset_by": Maybe(ROLE),
-    "endpoints": {"client": ENDPOINT, "server": ENDPOINT},
-    "anomalies": COUNTS,
-    "evicted": "bool",
-    "wireshark_analysis?": COUNTS,
-    "zeek?": ZEEK,
-    "zeek_later?": List(ZEEK),
-}
-
-#: The whole result, in the order analyze writes it.
-RESULT: dict[str, Spec] = {
-    "schema": "text",
-    "pcapstate_version": "text",
-    "command_line?": Maybe("text"),
-    "decoder": {"engine": OneOf(("fast", "tshark", "plain"), "an engine"),
-                "reason": Maybe("text")},
-    "inputs": List(INPUT),
-    "capture": {"first_ts": Maybe("ts"), "last_ts": Maybe("ts"), "end_ts": Maybe("ts"),
-                "duration": "seconds"},
-    "settings": {
-        "time_wait": "seconds",
-        "fin_timeout": "seconds",
-        "linger": "seconds",
-        "max_connections": "count",
-        "zeek_checksums": "bool",
-        "stuck_after": Map(STUCK_STATE, "seconds"),
-        "histogram_bins_per_decade": "count",
-    },
-    "accounting": {"records": "count", "tcp_segments": "count", "other": COUNTS,
-                   "undecodable": COUNTS},
-    "peak_live_connections": "count",
-    "connections": {
-        "total": "count",
-        "by_end": Map(END_KIND, "count"),
-        "by_closer": Map(CLOSER, "count"),
-        "by_end_and_closer": Map(END_KIND, Map(CLOSER, "count")),
-        "roles_from": Map(_one_of(Roles, "how the roles were told"), "count"),
-        "mid_stream": "count",
-        "evicted": {"total": "count", "finished": "count", "attempt": "count",
-                    "open": "count"},
-        "final_states": {"client": Map(STATE, "count"), "server": Map(STATE, "count")},
-        "anomalies": COUNTS,
-        "zeek_conn_states": Map(CONN_STATE, "count"),
-        "wireshark_analysis?": COUNTS,
-    },
-    "cross_check?": {
-        "connections": {"fast": "count", "tshark": "count"},
-        "segments_sent_again": {"pcapstate": "count", "wireshark": "count"},
-        "keep_alives": {"pcapstate": "count", "wireshark": "count"},
-        "disagreements": List("text"),
-    },
-    "findings": List(FINDING),
-    "vantage": {
-        "estimate": OneOf(("client", "server", "between", "mixed", "unknown"),
-                          "a vantage estimate"),
-        "handshakes": "count",
-        "near_client": "count",
-        "between": "count",
-        "near_server": "count",
-        "too_close_to_tell": "count",
-        "round_trip_min": Maybe("seconds"),
-        "round_trip_max": Maybe("seconds"),
-    },
-    "durations": Map(STATE, DURATIONS),
-    "timeline": {"start": Maybe("ts"), "bin_seconds": Maybe("positive"),
-                 "states": Map(STATE, List("count", min=1, max=TIMELINE_BINS))},
-    "warnings": List("text"),
-    "interrupted?": "bool",
-    "elapsed_seconds": "seconds",
-    "connection_records?": List(RECORD),
-}
-
-
-class Invalid(Exception):
-    """A value that does not fit: `path` (JSON path parts) and what is wrong."""
-
-    def __init__(self, path: list[str | int], message: str) -> None:
-        super().__init__(message)
-        self.path, self.message = list(path), message
-
-    def __str__(self) -> str:
-        where = json_path(self.path)
-        return f"{where}: {self.message}" if where else self.message
+def _line(error: Any) -> str:
+    """An error as `path: what was expected, got what`."""
+    schema, value = error.schema, error.instance
+    if error.validator == "required":
+        what = "missing"
+    elif error.validator in ("minItems", "maxItems"):
+        n = error.validator_value
+        what = (f"expected at {'least' if error.validator == 'minItems' else 'most'} {n:,} "
+                f"item{'s' if n != 1 else ''}, got {len(value):,}")
+    else:
+        expected = schema.get("title") or (_KINDS[error.validator_value]
+                                           if error.validator == "type" else error.message)
+        if "enum" in schema:
+            expected += f" ({', '.join(map(str, schema['enum']))})"
+        if "propertyNames" in error.absolute_schema_path:
+            expected = f"a key that is {expected}"
+        what = f"expected {expected}, got {shown(value)}"
+    where = json_path(_field(error))
+    return f"{where}: {what}" if where else what
 
 
 def json_path(parts: list[str | int]) -> str:
@@ -336,87 +165,3 @@ def shown(v: Any) -> str:
         return "a list"
     text = json.dumps(v)  # NaN, Infinity and 1e+300 as Python's json reads them
     return text if len(text) <= 40 else text[:37] + "..."
-
-
-def check(value: Any, spec: Spec, path: list[str | int] | None = None) -> None:
-    """Raise Invalid at the first part of `value` (in the spec's order) that `spec` does
-    not allow."""
-    _check(value, spec, [] if path is None else path)
-
-
-def _check(v: Any, spec: Spec, path: list[str | int]) -> None:
-    if isinstance(spec, str):
-        test, what = SCALARS[spec]
-        if not test(v):
-            raise Invalid(path, f"expected {what}, got {shown(v)}")
-    elif isinstance(spec, dict):
-        if not isinstance(v, dict):
-            raise Invalid(path, f"expected an object, got {shown(v)}")
-        for key, sub in spec.items():
-            name = key.removesuffix("?")
-            path.append(name)
-            if name in v:
-                _check(v[name], sub, path)
-            elif name == key:
-                raise Invalid(path, "missing")
-            path.pop()
-    elif isinstance(spec, Maybe):
-        if v is not None:
-            _check(v, spec.spec, path)
-    elif isinstance(spec, List):
-        if not isinstance(v, list):
-            raise Invalid(path, f"expected a list, got {shown(v)}")
-        if len(v) < spec.min:
-            raise Invalid(path, f"expected at least {spec.min} item"
-                                f"{'s' if spec.min != 1 else ''}, got {len(v)}")
-        if spec.max is not None and len(v) > spec.max:
-            raise Invalid(path, f"expected at most {spec.max:,} items, got {len(v):,}")
-        for i, item in enumerate(v):
-            path.append(i)
-            _check(item, spec.item, path)
-            path.pop()
-    elif isinstance(spec, Map):
-        if not isinstance(v, dict):
-            raise Invalid(path, f"expected an object, got {shown(v)}")
-        for key, item in v.items():
-            path.append(key)
-            try:
-                _check(key, spec.key, [])
-            except Invalid as e:
-                raise Invalid(path, e.message.replace("expected ", "expected a key that is ",
-                                                      1)) from None
-            _check(item, spec.value, path)
-            path.pop()
-    elif isinstance(spec, OneOf):
-        if v not in spec.values:  # a list or an object is in no tuple of strings
-            raise Invalid(path, f"expected {spec.what} ({', '.join(spec.values)}), "
-                                f"got {shown(v)}")
-    else:  # pragma: no cover - a spec of a kind this module does not define
-        raise TypeError(f"not a spec: {spec!r}")
-
-
-def _agrees(result: dict[str, Any]) -> None:
-    """What the renderers need of fields together, beyond each field's own kind."""
-    conns, tl = result["connections"], result["timeline"]
-    for kind in conns["by_end"]:
-        if kind not in conns["by_end_and_closer"]:
-            raise Invalid(["connections", "by_end_and_closer"],
-                          f"missing {json.dumps(kind)}, which connections.by_end counts")
-    if tl["states"] and (tl["start"] is None or tl["bin_seconds"] is None):
-        which = "start" if tl["start"] is None else "bin_seconds"
-        raise Invalid(["timeline", which], "expected a number where states are given, "
-                                           "got null")
-    if result["findings"] and result["capture"]["first_ts"] is None:
-        raise Invalid(["capture", "first_ts"], "expected a timestamp where there are "
-                                               "findings, got null")
-
-
-def problem(result: Any) -> str | None:
-    """The first thing wrong with a saved result, as `path: what` (one line); None when it
-    fits the schema."""
-    try:
-        check(result, RESULT)
-        _agrees(result)
-    except Invalid as e:
-        return str(e)
-    return None

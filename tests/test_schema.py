@@ -1,20 +1,41 @@
-"""The result's schema (pcapstate/schema.py): `pcapstate report` on a damaged result names
-the first bad field by its JSON path, in one line, exit 2; every result analyze writes
-fits the schema; whatever fits it, the report can render."""
+"""The result's schema (pcapstate/result.schema.json, checked by pcapstate/schema.py):
+`pcapstate report` on a damaged result names the first bad field by its JSON path, in one
+line, exit 2; every result analyze writes fits the schema; the schema file is valid JSON
+Schema and keeps step with the vocabulary and the engine's limits; whatever fits it, the
+report can render."""
 
 import copy
 import json
 import math
+import re
 import shutil
+from datetime import UTC, datetime
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 import pytest
+from jsonschema import Draft202012Validator
 
 from pcapstate.cli import main
+from pcapstate.derive.fold import BINS_PER_DECADE, FLOOR
+from pcapstate.derive.records import ROLES
+from pcapstate.derive.timeline import BINS as TIMELINE_BINS
 from pcapstate.pipeline import analyze
-from pcapstate.schema import MAX_BIN, RECORD, TIMELINE_BINS, check, problem
+from pcapstate.schema import SCHEMA, problem
+from pcapstate.track.zeek_view import CONN_STATES
+from pcapstate.vocab import STUCK_STATES, Censor, Closer, EndKind, Roles, State
 from tests.test_samples import EXPECTED, captures
+
+#: The schema file, as users read it.
+DOC = json.loads(files("pcapstate").joinpath("result.schema.json").read_text("utf-8"))
+#: Timestamps a report can draw: to the end of the year 9999 (the last a date can be
+#: written in); durations up to that span; counts 64-bit, as in the engine.
+TS_MAX = datetime(9999, 12, 31, tzinfo=UTC).timestamp() + 86400
+MAX_COUNT = 2**64 - 1
+#: The histograms' last bin (derive/fold.py; a result's bin is fold's minus 1): the longest
+#: duration's.
+MAX_BIN = int(math.log10(TS_MAX / FLOOR) * BINS_PER_DECADE)
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 LEAK = SAMPLES / "close_wait_leak.pcap"
@@ -107,6 +128,26 @@ DAMAGE = [
      'connections.by_end_and_closer: missing "half_closed", which connections.by_end '
      'counts'),
     (("warnings",), ["x" * 100, 3], "warnings[1]: expected a string, got 3"),
+    (("timeline", "start"), None,
+     "timeline.start: expected a number where states are given, got null"),
+    (("timeline", "bin_seconds"), None,
+     "timeline.bin_seconds: expected a number where states are given, got null"),
+    (("capture", "first_ts"), None,
+     "capture.first_ts: expected a timestamp where there are findings, got null"),
+    (("connections", "mid_stream"), 2.0,
+     "connections.mid_stream: expected a whole number (0 or more), got 2.0"),
+    (("connections", "total"), 2**64,
+     "connections.total: expected a whole number (0 or more), got 18446744073709551616"),
+    (("findings", 0, "service"), "127.0.0.1:65536",
+     'findings[0].service: expected an address (ip:port, or [ip]:port for IPv6), got '
+     '"127.0.0.1:65536"'),
+    (("findings", 0, "service"), "127.0.0.1:80\n",
+     'findings[0].service: expected an address (ip:port, or [ip]:port for IPv6), got '
+     '"127.0.0.1:80\\n"'),
+    (("inputs", 0, "compression"), "lz4",
+     'inputs[0].compression: expected a compression (gzip, bzip2, xz, zstd), got "lz4"'),
+    (("schema_of_something_else",), None, None),
+    (("inputs", 0, "sha256"), _GONE, None),
 ]
 
 
@@ -116,6 +157,9 @@ def test_a_damaged_result_names_its_first_bad_field(tmp_path, capsys, saved, whe
                                                     says):
     damaged = copy.deepcopy(saved)
     _set(damaged, where, value)
+    if says is None:  # allowed: a key the schema does not name, an optional key gone
+        assert problem(damaged) is None
+        return
     path = tmp_path / "result.json"
     path.write_text(json.dumps(damaged))  # NaN and Infinity as Python writes them
     out = tmp_path / "r.md"
@@ -134,6 +178,27 @@ def test_the_first_bad_field_is_named_when_there_are_several(saved):
     damaged["timeline"] = None
     assert problem(damaged) == 'findings[0].count: expected a whole number (0 or more), ' \
                                'got "many"'
+    del damaged["vantage"]  # a key missing comes where analyze writes it
+    assert problem(damaged) == 'findings[0].count: expected a whole number (0 or more), ' \
+                               'got "many"'
+    damaged["findings"][0]["count"] = 3
+    assert problem(damaged) == "findings[0].examples[3].duration: expected a number of " \
+                               'seconds (0 to 253402300800), got "long"'
+    del damaged["findings"][0]["examples"][3]["since"]  # before duration
+    assert problem(damaged) == "findings[0].examples[3].since: missing"
+    example = saved["findings"][0]["examples"][3]  # its keys in another order
+    damaged["findings"][0]["examples"][3] = {
+        "duration": "long", **{k: v for k, v in example.items() if k != "duration"}, "peer": "x"}
+    assert problem(damaged) == "findings[0].examples[3].duration: expected a number of " \
+                               'seconds (0 to 253402300800), got "long"'  # as written
+    damaged["findings"] = []
+    assert problem(damaged) == "vantage: missing"
+    damaged["durations"]["LISTEN"] = None  # a bad key put last, a bad bin before it
+    damaged["durations"]["CLOSE_WAIT"]["histogram"]["right"]["2000"] = 1
+    assert problem(damaged) == "vantage: missing"
+    damaged["vantage"] = saved["vantage"]
+    assert problem(damaged) == 'durations.CLOSE_WAIT.histogram.right["2000"]: expected a ' \
+                               f'key that is a histogram bin (-1 to {MAX_BIN}), got "2000"'
 
 
 def test_an_unknown_key_is_allowed_and_optional_keys_may_go(saved):
@@ -145,6 +210,65 @@ def test_an_unknown_key_is_allowed_and_optional_keys_may_go(saved):
         del result[key]
     del result["inputs"][0]["sha256"]
     assert problem(result) is None
+
+
+def test_the_schema_file_is_json_schema():
+    Draft202012Validator.check_schema(DOC)
+    assert DOC["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert DOC["properties"]["schema"]["const"] == SCHEMA
+
+    def refs(node: Any) -> list[dict[str, Any]]:
+        if isinstance(node, list):
+            return [r for v in node for r in refs(v)]
+        if not isinstance(node, dict):
+            return []
+        return ([node] if "$ref" in node else []) + [r for v in node.values() for r in refs(v)]
+
+    found = refs(DOC)  # schema.py inlines them: each alone, to a definition
+    assert found and all(len(r) == 1 and r["$ref"].removeprefix("#/$defs/") in DOC["$defs"]
+                         for r in found)
+
+
+def test_the_schema_file_keeps_step_with_the_vocabulary_and_the_engine():
+    """The schema is a file, written once: its enumerations are pcapstate/vocab.py's (and
+    Zeek's conn_states, the roles), its numbers the limits a report can draw."""
+    defs = DOC["$defs"]
+    assert defs["state"]["enum"] == list(State)
+    assert defs["stuck_state"]["enum"] == list(STUCK_STATES)
+    assert defs["end_kind"]["enum"] == list(EndKind)
+    assert defs["closer"]["enum"] == list(Closer)
+    assert defs["roles_from"]["enum"] == list(Roles)
+    assert defs["censor"]["enum"] == list(Censor)
+    assert defs["role"]["enum"] == list(ROLES)
+    assert defs["outcome"]["enum"] == ["open", "reset_by_peer", "reset_by_self",
+                                       *(st.lower() for st in State)]
+    assert defs["conn_state"]["enum"] == list(CONN_STATES)
+
+    assert (defs["count"]["minimum"], defs["count"]["maximum"]) == (0, MAX_COUNT)
+    assert (defs["ts"]["minimum"], defs["ts"]["exclusiveMaximum"]) == (0, TS_MAX)
+    assert (defs["seconds"]["minimum"], defs["seconds"]["maximum"]) == (0, TS_MAX)
+    assert (defs["positive"]["exclusiveMinimum"], defs["positive"]["maximum"]) == (0, TS_MAX)
+    for name in ("seconds", "positive"):
+        assert f"{TS_MAX:.0f})" in defs[name]["title"]
+    timeline = DOC["properties"]["timeline"]["properties"]["states"]["additionalProperties"]
+    assert timeline["maxItems"] == TIMELINE_BINS
+
+    assert defs["bin"]["title"] == f"a histogram bin (-1 to {MAX_BIN})"
+    pattern = defs["bin"]["pattern"]  # as jsonschema matches it: re.search
+    assert all(re.search(pattern, str(b)) for b in range(-1, MAX_BIN + 1))
+    assert not any(re.search(pattern, b) for b in (
+        "-2", str(MAX_BIN + 1), "10000", "01", "-0", "+1", "1.0", " 1", "1\n", "\u0661", ""))
+
+
+@pytest.mark.parametrize(("address", "fits"), [
+    ("10.0.0.1:80", True), ("[2001:db8::1]:443", True), ("[::ffff:10.0.0.1]:0", True),
+    ("10.0.0.1:65535", True), ("10.0.0.1:00080", True),
+    ("10.0.0.1:65536", False), ("10.0.0.1:999999", False), ("10.0.0.1", False),
+    ("10.0.0.1:", False), ("2001:db8::1:443", False), ("10.0.0.1:80\n", False),
+    (" 10.0.0.1:80", False), ("10.0.0.1:\u0668\u0660", False), ("host:80", False),
+])
+def test_an_address_is_ip_and_port(address, fits):
+    assert bool(re.search(DOC["$defs"]["address"]["pattern"], address)) is fits
 
 
 def sample_results() -> list[tuple[str, dict[str, Any]]]:
@@ -159,13 +283,15 @@ def sample_results() -> list[tuple[str, dict[str, Any]]]:
 
 def test_every_sample_result_fits_the_schema():
     """What analyze writes for every sample, records included, fits the schema: the schema
-    cannot drift from the output (a field renamed or retyped fails here)."""
+    cannot drift from the output (a field renamed or retyped fails here). A standard
+    validator of the schema file, as users run it, agrees."""
     results = sample_results()
     assert len(results) >= 17
+    standard = Draft202012Validator(DOC)
     for name, result in results:
-        assert problem(json.loads(json.dumps(result))) is None, name
-        for record in result["connection_records"]:
-            check(json.loads(json.dumps(record)), RECORD)
+        saved = json.loads(json.dumps(result))
+        assert problem(saved) is None, name
+        assert standard.is_valid(saved), name
 
 
 @pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
@@ -198,7 +324,7 @@ def test_whatever_fits_the_schema_renders(saved):
     schema refuses it, or the report (Markdown, HTML and every chart) renders it."""
     from matplotlib import pyplot as plt
 
-    from pcapstate import charts, report
+    from pcapstate.render import charts, report
 
     base = copy.deepcopy(saved)  # kept small, so that it takes seconds: one state's
     del base["connection_records"]  # durations (a chart panel takes 0.1 s), 3 time bins
