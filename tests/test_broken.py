@@ -1,7 +1,9 @@
 """Captures from broken machines (tests/broken/, made by make_broken.py): each has its
 expected outcome in expected.json. A result or a one-line error, never a traceback; what was
-read before a break is kept, with a warning that says where. Both readers are exercised:
-the compiled pcap walk (a file) and the record-by-record one (a stream: here a FIFO)."""
+read before a break is kept, with a warning that says where. Each is read as a file and as
+a stream (here a FIFO, read once as it comes), for the same outcome: a pcap by the compiled
+walk both ways (over a file's chunks, over what the stream gave so far), a pcapng record by
+record."""
 
 import json
 import os
@@ -122,9 +124,9 @@ SEEDS = {name: (SAMPLES / name).read_bytes()[:3000] for name in (
                                                           st.integers(0, 255)), max_size=8),
        st.integers(0, 3000))
 def test_damaged_captures_give_a_result_or_an_error(tmp_path_factory, name, flips, cut):
-    """A sample with bytes overwritten and cut short, through both readers (a file, and a
-    stream read record by record): the same outcome, a result or a CaptureError, nothing
-    else raised."""
+    """A sample with bytes overwritten and cut short, read as a file and as a stream (a FIFO,
+    read once as it comes): the same outcome, a result or a CaptureError, nothing else
+    raised."""
     from pcapstate.pipeline import analyze
     from pcapstate.read.capture import CaptureError
 

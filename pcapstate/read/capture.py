@@ -2,14 +2,16 @@
 or compressed with gzip, bzip2, xz or zstd (what `tcpdump -z` writes), from a file, a pipe
 (`<(...)`, a FIFO, /dev/stdin) or standard input.
 
-Records are parsed out of large chunks with precompiled structs; the file is never held
-whole. A path that is not a regular file is read once, as it arrives. Files joined with
+Records are parsed out of large chunks, a pcap's by compiled code (decode/frames.py
+scan_pcap, which decodes them too), a pcapng's with precompiled structs; the file is never
+held whole. A path that is not a regular file is read once, as it arrives. Files joined with
 `cat` are read on: a pcap file header where a record was due starts a new section (its own
 byte order, resolution, link type and snaplen), with a warning; several compressed members
 are one stream. A capture that goes bad after some records were read (cut short, a corrupt
 block, a record of absurd length) ends there with a warning naming the byte offset; one that
-is bad before its first record raises CaptureError, naming what the file is when it is
-something else (an archive, a text or HTML file).
+is bad before its first record raises CaptureError (when opened; for a pcap's first record
+itself, when read), naming what the file is when it is something else (an archive, a text or
+HTML file).
 """
 
 import hashlib
@@ -31,8 +33,6 @@ _PCAP_MAGIC = {
     b"\x4d\x3c\xb2\xa1": ("<", 1e-9, "pcap-ns"),
     b"\xa1\xb2\x3c\x4d": (">", 1e-9, "pcap-ns"),
 }
-#: the magic numbers as a record header's first field reads them, in each byte order
-_MAGIC_AS = {o: {struct.unpack(o + "I", m)[0] for m in _PCAP_MAGIC} for o in "<>"}
 _SHB = 0x0A0D0D0A
 #: inputs that overlap in time by more than this are warned about; less is what one
 #: capture's timestamps do across CPUs (a rotated set's files may overlap by microseconds)
@@ -53,7 +53,9 @@ class CaptureError(Exception):
 
 @dataclass(slots=True)
 class Capture:
-    """One capture file. Iterate it for (timestamp, linktype, frame, original length)."""
+    """One capture file, opened by open_capture and read by `batches()`. A pcapng capture
+    can also be iterated for its records (timestamp, linktype, frame, original length); a
+    pcap's are walked by compiled code only, in batches."""
 
     path: str
     format: str = ""
@@ -79,21 +81,33 @@ class Capture:
     #: pcapng section header and the records after it)
     spans: list[list[float]] = field(default_factory=list)
     _stream: BinaryIO | None = None
+    #: a stream's bytes as open_capture read them (read once): a pcap carries on from them
+    _source: Source | None = None
+    #: a pcapng stream's records, carried on from the first one open_capture read
     _peeked: Iterator[Record] | None = None
-    #: A stream that goes quiet yields None between records every 0.2 s, so that a batch
-    #: of what came is analysed now, not when more comes (set by `batches`)
+    #: A pcapng stream that goes quiet yields None between records every 0.2 s, so that a
+    #: batch of what came is analysed now, not when more comes (set by `batches`; a pcap
+    #: stream needs none: each chunk read is decoded at once)
     ticks: bool = False
 
     def __iter__(self) -> Iterator[Record]:
+        """The records of a pcapng capture. A pcap's are read by `batches()` only: iterating
+        one raises TypeError."""
+        if self.format != "pcapng":
+            raise TypeError(f"{self.path}: a pcap capture is read by Capture.batches(), not "
+                            "record by record (only a pcapng capture is iterated)")
+        return self._records()
+
+    def _records(self) -> Iterator[Record]:
         if self._peeked is not None:  # a stream: carry on from the peek
             it, self._peeked = self._peeked, None
             yield from it
             return
         self._reset()
-        yield from self._read(self._open())
+        yield from self._guarded(self._pcapng())
 
     def _reset(self) -> None:
-        self.records = self.bytes_read = self.dropped = 0
+        self.records = self.dropped = 0
         self.warnings.clear()
         self.odd = [0, 0]
         self.headers.clear()
@@ -124,25 +138,36 @@ class Capture:
 
     def batches(self, rows: int = 1 << 16, verify: bool = False) -> Iterator[Any]:
         """The records decoded into pcapstate.decode.frames.Batch columns, at most `rows` a batch.
-        A pcap file is walked and decoded by compiled code; other inputs (pcapng, streams)
-        record by record.
+        A pcap (a file or a stream) is walked and decoded by compiled code, a chunk at a
+        time: a stream's chunk is what has come so far, and goes out at once. A pcapng is
+        read record by record; a stream's batches then go out when it goes quiet, and at
+        least every 0.2 s.
         A batch's arrays are reused BATCH_BUFFERS batches later. `verify`: check TCP
         checksums."""
         from pcapstate.decode.frames import batches_of
 
-        if self._peeked is None and self.format in ("pcap", "pcap-ns"):
-            self._reset()
-            yield from self._guarded(self._pcap_batches(self._open(), rows, verify))
-        else:  # a stream's batches go out when it goes quiet, and at least every 0.2 s
+        if self.format == "pcapng":
             self.ticks = self.size is None
             yield from batches_of(self, rows, verify, 0.2 if self.size is None else None)
+        else:
+            self._reset()
+            yield from self._guarded(self._pcap_batches(rows, verify))
 
-    def _pcap_batches(self, stream: BinaryIO, rows: int, verify: bool) -> Iterator[Any]:
+    def _take_source(self) -> Source:
+        """The Source open_capture kept (a stream, read once), else the file opened again.
+        Creating one reads the first chunk: called inside the guard."""
+        source, self._source = self._source, None
+        if source is None:
+            self.bytes_read = 0
+            source = Source(self, self._open())
+        return source
+
+    def _pcap_batches(self, rows: int, verify: bool) -> Iterator[Any]:
         import numpy as np
 
         from pcapstate.decode.frames import BATCH_BUFFERS, FULL, HEADER, TOO_LONG, Batch, scan_pcap
 
-        source = Source(self, stream)  # reads the first chunk: inside the guard
+        source = self._take_source()
         order, unit, snaplen, linktype = self._section(source, 0)
         outs = [Batch.empty(rows) for _ in range(BATCH_BUFFERS)]
         odd = np.zeros(2, np.int64)  # scan_pcap counts into it; copied to self.odd
@@ -169,7 +194,7 @@ class Capture:
                 raise Stop(_too_long(buf, pos, incl, snaplen), source.base + pos)
             if status == FULL:
                 continue
-            if (yield from source.advance(pos, "a record")) is None:
+            if source.more(pos, "a record") is None:  # never None to the consumer: no ticks
                 return
             pos = 0
 
@@ -210,7 +235,7 @@ class Capture:
     def close(self) -> None:
         if self._stream is not None and self._stream is not sys.stdin.buffer:
             self._stream.close()
-        self._stream = None
+        self._stream = self._source = None
 
     def _open(self) -> BinaryIO:
         self.close()
@@ -219,24 +244,6 @@ class Capture:
         except OSError as e:
             raise CaptureError(self.path, e.strerror or str(e)) from e
         return self._stream
-
-    def _read(self, stream: BinaryIO) -> Generator[Record, None, None]:
-        """Parse the whole stream; warnings for what ends it early."""
-        return self._guarded(self._records(stream))
-
-    def _records(self, stream: BinaryIO) -> Iterator[Record]:
-        source = Source(self, stream)  # reads the first chunk: inside the guard
-        head = source.need(0, 4)
-        if len(head) < 4:
-            raise Stop("empty file" if not head else "too short for a capture header", 0)
-        magic = bytes(head[:4])
-        if magic in _PCAP_MAGIC:
-            yield from self._pcap(source)
-        elif struct.unpack("<I", magic)[0] == _SHB:
-            self.format = "pcapng"
-            yield from self._pcapng(source)
-        else:
-            raise Stop(_not_a_capture(source.need(0, 512), source.kind), 0)
 
     def _section(self, source: "Source", pos: int) -> tuple[str, float, int, int]:
         """Read the pcap file header at pos, the file's own or one inside the stream (files
@@ -258,50 +265,23 @@ class Capture:
         self.spans.append([at, _INF, -_INF])
         return order, unit, snaplen, linktype
 
-    def _pcap(self, source: "Source") -> Iterator[Record]:
-        pos = 0
-        while True:  # a section at a time: a file header, then its records
-            order, unit, snaplen, linktype = self._section(source, pos)
-            limit = max(snaplen, _MAX_RECORD)
-            unpack = struct.Struct(order + "IIII").unpack_from
-            magics = _MAGIC_AS[order]
-            span = self.spans[-1]
-            lo, hi = _INF, -_INF
-            buf, pos = source.buf, pos + 24
-            header = False
-            try:
-                while True:
-                    end = len(buf)
-                    while pos + 16 <= end:
-                        sec, frac, incl, orig = unpack(buf, pos)
-                        if sec in magics and file_header(buf, pos):
-                            header = True  # files joined with cat: a new section
-                            break
-                        if incl > limit:
-                            raise Stop(_too_long(buf, pos, incl, snaplen), source.base + pos)
-                        nxt = pos + 16 + incl
-                        if nxt > end:
-                            break
-                        self.odd[0] += 0 < snaplen < incl
-                        self.odd[1] += orig < incl
-                        self.records += 1
-                        ts = sec + frac * unit
-                        if ts < lo:
-                            lo = ts
-                        if ts > hi:
-                            hi = ts
-                        yield ts, linktype, buf[pos + 16 : nxt], orig
-                        pos = nxt
-                    if header:
-                        break
-                    more = yield from source.advance(pos, "a record")  # type: ignore[misc]
-                    if more is None:
-                        return
-                    buf, pos = more, 0
-            finally:
-                span[1], span[2] = lo, hi
+    def _first_ts(self, source: Source) -> float | None:
+        """Read a pcap's file header, then the first record's timestamp from its header (None
+        when none follows: an empty capture). What is wrong with that record is found when
+        the capture is read."""
+        order, unit, _, _ = self._section(source, 0)
+        pos = 24
+        while len(head := source.need(pos, 16)) == 16:
+            kind = file_header(head, 0)
+            if kind is None:
+                sec, frac = struct.unpack_from(order + "II", head)
+                return sec + frac * unit
+            order, unit, _ = kind  # an empty file joined with cat to another: its header
+            pos += 24
+        return None
 
-    def _pcapng(self, source: "Source") -> Iterator[Record]:
+    def _pcapng(self) -> Iterator[Record]:
+        source = self._take_source()
         order = "<"
         interfaces: list[tuple[int, float, float, int]] = []  # linktype, unit, offset, snaplen
         last_ts = 0.0
@@ -510,9 +490,10 @@ def _stat(path: str) -> os.stat_result:
 
 
 def open_capture(path: str) -> Capture:
-    """Open a capture, read its header and first timestamp. Raises CaptureError. A path
-    that is not a regular file (a pipe, a FIFO, /dev/stdin) and `-` are streams: opened
-    once, the peek carried on when the capture is read."""
+    """Open a capture, read its header and first timestamp (a pcap's from its first record
+    header: what is wrong with that record is raised when the capture is read). Raises
+    CaptureError. A path that is not a regular file (a pipe, a FIFO, /dev/stdin) and `-`
+    are streams: opened once, the peek carried on when the capture is read."""
     cap = Capture(path)
     if path == "-":
         cap.stream = True
@@ -526,13 +507,30 @@ def open_capture(path: str) -> Capture:
         where = "standard input (tcpdump -w - | pcapstate analyze -)" if path == "-" else path
         print(f"pcapstate: reading a capture from {where}; Ctrl-D ends it", file=sys.stderr,
               flush=True)
-    it = cap._read(stream)
-    first = next(it, None)  # None: a header and no records, a valid empty capture
-    cap.first_ts = first[0] if first else None
-    if cap.stream:
-        cap._peeked = _chain(first, it)
-    else:
-        it.close()
+    try:
+        cap._source = source = Source(cap, stream)
+        head = source.need(0, 4)
+        if len(head) < 4:
+            raise Stop("empty file" if not head else "too short for a capture header", 0)
+        if bytes(head) in _PCAP_MAGIC:
+            cap.first_ts = cap._first_ts(source)  # None: a header and no records, valid
+        elif struct.unpack("<I", head)[0] == _SHB:
+            cap.format = "pcapng"
+        else:
+            raise Stop(_not_a_capture(source.need(0, 512), source.kind), 0)
+    except Stop as e:
+        cap.close()
+        raise CaptureError(path, e.message, e.offset) from None
+    if cap.format == "pcapng":  # its first timestamp comes with its first record
+        it = cap._guarded(cap._pcapng())
+        first = next(it, None)
+        cap.first_ts = first[0] if first else None
+        if cap.stream:
+            cap._peeked = _chain(first, it)
+        else:
+            it.close()
+    if not cap.stream:
+        cap.close()
         cap.records = cap.bytes_read = 0  # read again from the start when analysed
     return cap
 

@@ -1,8 +1,8 @@
 """The bytes of a capture, chunk by chunk, from a file, a pipe or standard input, plain or
 compressed (gzip inflated here member after member; bzip2, xz and zstd through readers that
-go on across streams), kept in one sliding buffer that read/capture.py parses records out
-of. What stops the reading (a read error, corrupt or cut compressed data) is a Stop naming
-the byte offset."""
+go on across streams), kept in one sliding buffer that records are parsed out of (a pcap's
+by decode/frames.py scan_pcap, a pcapng's by read/capture.py). What stops the reading (a
+read error, corrupt or cut compressed data) is a Stop naming the byte offset."""
 
 import bz2
 import lzma
@@ -263,15 +263,10 @@ class Source:
         return self.buf[pos : pos + n]
 
     def advance(self, pos: int, what: str) -> Generator[None, None, bytes | None]:
-        """Drop what was parsed up to `pos` and return the buffer with the next chunk
-        (more), None at the end of the stream, a Stop if it ends inside `what`. A stream
-        that asked for ticks yields None while it is quiet."""
+        """`more`, for a stream that asked for ticks: yields None while it is quiet."""
         while self.quiet():
             yield None
-        more = self.more(pos)
-        if more is None and pos < len(self.buf):
-            raise Stop(f"capture ends in the middle of {what}", self.base + pos)
-        return more
+        return self.more(pos, what)
 
     def quiet(self) -> bool:
         """For a stream that asked for ticks (Capture.ticks): nothing came in 0.2 s."""
@@ -284,10 +279,13 @@ class Source:
             return False
         return not ready  # (read1 takes all the stream's buffer holds: none is left there)
 
-    def more(self, pos: int) -> bytes | None:
-        """Drop what was parsed, append the next chunk. None at the end of the stream."""
+    def more(self, pos: int, what: str) -> bytes | None:
+        """Drop what was parsed up to `pos` and return the buffer with the next chunk; None
+        at the end of the stream, a Stop if it ends inside `what`."""
         chunk = self._next()
         if chunk is None:
+            if pos < len(self.buf):
+                raise Stop(f"capture ends in the middle of {what}", self.base + pos)
             return None
         self.base += pos
         self.buf = self.buf[pos:] + chunk
