@@ -409,7 +409,7 @@ def built_frames(draw):
                                        cut < t + 20 + len(opts) + len(payload), False)
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(built_frames())
 def test_random_frames_dpkt_builds_give_back_their_fields(case):
     linktype, frame, origlen, expected = case
@@ -602,13 +602,13 @@ def test_the_known_frames_and_their_cuts_as_dpkt_reads_them():
 ANY_LINKTYPE = sorted(LINKTYPES) + [999]
 
 
-@settings(max_examples=2000, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(st.sampled_from(ANY_LINKTYPE), st.binary(max_size=120), st.integers(0, 200))
 def test_random_bytes_as_dpkt_reads_them(linktype, frame, extra):
     same_as_dpkt(linktype, frame, len(frame) + extra % 3 * extra)
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(st.sampled_from([0, 1, 101, 113, 276]), st.booleans(), st.binary(min_size=20,
        max_size=80), st.just(0) | st.integers(0, 60))
 def test_random_tails_after_valid_headers_as_dpkt_reads_them(linktype, v6, tail, cut):

@@ -102,7 +102,7 @@ def pcapstate_view(r: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in r.items() if k not in ("zeek", "zeek_later")}
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(segments, st.booleans(), st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1))
 def test_any_segment_sequence_gives_consistent_verdicts(segs, with_handshake, cisn, sisn):
     t, end, sent = play(segs, with_handshake, cisn, sisn, bad_sums=False)

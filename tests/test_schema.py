@@ -332,10 +332,12 @@ def test_whatever_fits_the_schema_renders(saved):
     base["timeline"]["states"] = {k: v[:3] for k, v in base["timeline"]["states"].items()}
     assert problem(base) is None
     rendered = refused = 0
-    for where in _leaves(base):
+    values = ("x", None, [], {}, -1, 0, 10**25, 1e300, math.nan, True)
+    for i, where in enumerate(_leaves(base)):
         if not where:
             continue
-        for value in ("x", None, [], {}, -1, 0, 10**25, 1e300, math.nan, True):
+        # four kinds of value a field, in turn, so that each kind meets every sort of field
+        for value in (values[(i + k) % len(values)] for k in range(0, len(values), 3)):
             damaged = copy.deepcopy(base)
             _set(damaged, where, value)
             damaged = json.loads(json.dumps(damaged))
@@ -350,4 +352,4 @@ def test_whatever_fits_the_schema_renders(saved):
             for name, _, draw in listed:  # the charts drawn from what was damaged
                 if where[0] in CHART_INPUTS[name]:
                     plt.close(draw())
-    assert refused > 1000 and rendered > 100, (refused, rendered)
+    assert refused > 400 and rendered > 40, (refused, rendered)
