@@ -143,10 +143,12 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
             "other": _group(accounting, "other:"),
             "undecodable": _group(accounting, "bad:"),
         },
+        "coverage": _coverage(records, accounting),
         "peak_live_connections": tracker.peak_live,
         **summary.to_json(evicted=tracker.evicted),
         "timeline": summary.timeline.to_json(end if records else None),
-        "warnings": [w for c in captures for w in c.warnings] + Capture.overlaps(captures) + [
+        "warnings": [w for c in captures for w in c.warnings] + Capture.overlaps(captures)
+        + _coverage_warning(_coverage(records, accounting), engine) + [
             f"{c.path}: the capturing interface dropped {c.dropped:,} packets: states may be "
             "wrong where a SYN, FIN or RST was lost" for c in captures if c.dropped]
         + _eviction_warning(tracker.evicted, settings.max_connections)
@@ -218,6 +220,37 @@ def _eviction_warning(evicted: list[int], limit: int) -> list[str]:
             f"({finished:,} finished, {attempts:,} handshake attempts, {open_:,} open); "
             "those that had not ended end as 'evicted', and later segments of theirs "
             "start new connections"]
+
+
+def _coverage(records: int, accounting: Counter[str]) -> dict[str, Any]:
+    """What share of the capture's records the verdict covers, and what it does not: the
+    records not decoded, by kind. `tcp_unread`: TCP was there but could not be read (a
+    known encapsulation, or most records undecodable): the verdict cannot be "nothing
+    wrong"."""
+    from pcapstate.decode.frames import not_read
+
+    missed = {k: v for k, v in sorted(accounting.items()) if not_read(k)}
+    carried = sum(v for k, v in missed.items() if not_read(k) == "carrier")
+    undecodable = sum(missed.values()) - carried
+    return {"records": records, "decoded": records - sum(missed.values()),
+            "share": (records - sum(missed.values())) / records if records else 1.0,
+            "not_decoded": {k.split(":", 1)[1]: v for k, v in missed.items()},
+            "tcp_unread": carried > 0 or undecodable > records / 2}
+
+
+def _coverage_warning(coverage: dict[str, Any], engine: str) -> list[str]:
+    from pcapstate.decode.frames import not_read
+
+    missed = coverage["not_decoded"]
+    if not missed:
+        return []
+    n = sum(missed.values())
+    kinds = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in missed.items())
+    return [f"{n:,} of {coverage['records']:,} records ({1 - coverage['share']:.1%}) were not "
+            f"decoded ({kinds}): the TCP connections inside them are not in this result"
+            + ("; --engine tshark may read them" if engine == "fast" and any(
+                not_read("other:" + k) == "carrier" or k.startswith("unsupported_linktype")
+                for k in missed) else "")]
 
 
 def records_read(captures: list[Capture]) -> int:

@@ -3,7 +3,9 @@
 
 Exit codes: 0 success; 1 a --fail-on finding exists (or, for check, a difference or a policy
 failure; for --cross-check, a disagreement); 2 bad usage, unreadable input or
-unwritable output; 130 interrupted. Errors are one line on stderr, never a traceback.
+unwritable output; 3 --fail-on found nothing but cannot pass: records that may hold TCP
+were not decoded (result["coverage"]); 130 interrupted. Errors are one line on stderr,
+never a traceback.
 """
 
 import argparse
@@ -348,6 +350,10 @@ def _analyze(args: argparse.Namespace) -> int:
         print(f"pcapstate: failing: {sum(f['count'] for f in failing)} endpoint(s) stuck in "
               f"{', '.join(sorted({f['state'] for f in failing}))}", file=sys.stderr)
         return 1
+    if args.fail_on and result["coverage"]["tcp_unread"]:
+        print("pcapstate: inconclusive: records that may hold TCP were not decoded, so "
+              "--fail-on cannot pass (the warning above says which)", file=sys.stderr)
+        return 3
     return 0
 
 

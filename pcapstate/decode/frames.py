@@ -19,8 +19,26 @@ from pcapstate.jit import njit
 #: cooked (SLL, SLL2), BSD loopback (NULL, LOOP) and raw IP (101, and 12 and 14: DLT_RAW on
 #: BSDs, 228 IPv4, 229 IPv6); the tshark engine decodes the others.
 LINKTYPES = {1, 113, 276, 0, 108, 101, 12, 14, 228, 229}
-_ETHERTYPES = {0x0806: "arp", 0x8035: "rarp", 0x88CC: "lldp", 0x888E: "eapol", 0x8847: "mpls"}
-_IP_PROTOS = {1: "icmp", 2: "igmp", 17: "udp", 47: "gre", 50: "esp", 58: "icmpv6", 132: "sctp"}
+_ETHERTYPES = {0x0806: "arp", 0x8035: "rarp", 0x88CC: "lldp", 0x888E: "eapol", 0x8847: "mpls",
+               0x8848: "mpls_multicast", 0x8863: "pppoe_discovery", 0x8864: "pppoe",
+               0x88E7: "pbb", 0x8926: "vntag", 0x8903: "fabricpath"}
+_IP_PROTOS = {1: "icmp", 2: "igmp", 4: "ipip", 17: "udp", 41: "ipv6_in_ip", 47: "gre",
+              50: "esp", 58: "icmpv6", 132: "sctp"}
+#: Records that may carry TCP this decoder does not read: encapsulations (MPLS, PPPoE,
+#: 802.1ah, VN-tag, FabricPath, GRE, IP in IP) and IP fragments. With the undecodable ones
+#: ("bad:..."), they are what a verdict does not cover (`not_read`).
+_CARRIERS = {"other:mpls", "other:mpls_multicast", "other:pppoe", "other:pbb", "other:vntag",
+             "other:fabricpath", "other:gre", "other:ipip", "other:ipv6_in_ip",
+             "other:ipv4_fragment", "other:ipv6_fragment"}
+
+
+def not_read(name: str) -> str | None:
+    """Of a record's accounting name: "carrier" for a kind that may carry TCP this decoder
+    does not read, "undecodable" for one it could not decode at all, None for one read
+    (TCP, or a protocol that is not TCP: UDP, ARP ...)."""
+    if name.startswith("bad:"):
+        return "undecodable"
+    return "carrier" if name in _CARRIERS else None
 
 # kind: TCP, or what else the record was. Codes >= _OTHER_ETHERTYPE carry a number.
 TCP = 0

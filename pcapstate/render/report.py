@@ -16,6 +16,7 @@ from pcapstate.render.text import (
     outcome_words,
     seconds,
     table_words,
+    unread_words,
     when,
 )
 from pcapstate.vocab import TOO_CLOSE
@@ -58,7 +59,12 @@ def verdict(result: dict[str, Any]) -> list[str]:
                                                  else "."))
     if more_groups(result["findings"]):
         out.append(_sentence(more_groups(result["findings"])))
-    if not out:
+    unread = unread_words(result).strip()
+    if unread:  # TCP was there that could not be read: never "nothing wrong"
+        total = conns["total"]
+        out.append(unread if out else f"No endpoint was found stuck in the {total:,} "
+                   f"connection{'s' if total != 1 else ''} analysed. {unread}")
+    elif not out:
         total = conns["total"]
         out.append(f"Nothing wrong found: of {total:,} connection{'s' if total != 1 else ''}, "
                    "no endpoint stayed in CLOSE_WAIT or another state that should not last "

@@ -92,6 +92,20 @@ def table_words(result: dict[str, Any]) -> str:
     return words
 
 
+def unread_words(result: dict[str, Any]) -> str:
+    """What the verdict does not cover, when TCP was there but could not be read; "" when
+    it covers the capture."""
+    cov = result.get("coverage")
+    if not cov or not cov["not_decoded"]:
+        return ""
+    n = sum(cov["not_decoded"].values())
+    if not cov["decoded"]:
+        return (f" None of the {cov['records']:,} records could be decoded: the capture was "
+                "not analysed.")
+    return (f" {n:,} of the {cov['records']:,} records ({1 - cov['share']:.1%}) could not be "
+            "decoded: connections inside them were not analysed." if cov["tcp_unread"] else "")
+
+
 def render(result: dict[str, Any]) -> str:
     """The whole summary as one string, ending in a newline."""
     acc, conns, cap = result["accounting"], result["connections"], result["capture"]
@@ -127,8 +141,10 @@ def render(result: dict[str, Any]) -> str:
                        f"{ex['conn_id']}), in {f['state']} since {when(ex['since'])}")
         if more_groups(findings):
             out.append(f"  {more_groups(findings)}")
+        if unread_words(result):
+            out.append(unread_words(result).strip())
     else:
-        out.append("Stuck endpoints: none.")
+        out.append("Stuck endpoints: none." + unread_words(result))
     out.append("")
     out.append("Time in each state (percentiles of complete durations; censored counted apart):")
     header = ("state", "count", "complete", "censored", "p50", "p90", "p99", "max",

@@ -73,7 +73,9 @@ def main() -> None:
                                         {"exit": 0, "records": 22, "connections": 2}),
         "bad_headers.pcap": (raw + pcap_record(1, ip + bytes(20)) + pcap_record(2, tcp_past_end),
                              {"exit": 0, "records": 2, "connections": 0,
-                              "undecodable": {"ipv4_header": 1, "tcp_data_offset": 1}}),
+                              "undecodable": {"ipv4_header": 1, "tcp_data_offset": 1},
+                              "warning": "2 of 2 records (100.0%) were not decoded (ipv4 "
+                                         "header 1, tcp data offset 1)"}),
     }
     expected = {}
     for name, (data, outcome) in cases.items():
