@@ -40,6 +40,18 @@ def write(path: Path, records: list[tuple[float, bytes]]) -> Path:
     return path
 
 
+def in_vxlan(frame: bytes) -> bytes:
+    """The Ethernet frame inside VXLAN (RFC 7348: UDP to port 4789, VNI 42) between two
+    tunnel endpoints."""
+    vxlan = struct.pack("!II", 0x08000000, 42 << 8) + frame
+    udp = dpkt.udp.UDP(sport=49152, dport=4789, data=vxlan)
+    udp.ulen = len(udp)
+    ip = dpkt.ip.IP(src=bytes([192, 0, 2, 1]), dst=bytes([192, 0, 2, 2]), p=17, data=udp)
+    ip.len = len(ip)
+    return bytes(dpkt.ethernet.Ethernet(src=b"\x02" * 6, dst=b"\x04" * 6, type=0x0800,
+                                        data=ip))
+
+
 @pytest.fixture
 def all_mpls(tmp_path) -> Path:
     return write(tmp_path / "mpls.pcap", [(ts, in_mpls(f)) for ts, f in frames(LEAK)])
@@ -109,3 +121,16 @@ def test_a_capture_of_udp_and_arp_only_is_not_an_error(tmp_path, capsys):
     assert main(["analyze", str(path), "-q", "--json", str(saved)]) == 0
     assert main(["report", str(saved), "--report", str(tmp_path / "r.md")]) == 0
     assert "Nothing wrong found" in (tmp_path / "r.md").read_text()
+
+
+def test_tcp_inside_vxlan_is_named_as_not_read(tmp_path, capsys):
+    vxlan = write(tmp_path / "vxlan.pcap", [(ts, in_vxlan(f)) for ts, f in frames(LEAK)])
+    if shutil.which("tshark"):  # the oracle: the TCP is there
+        out = subprocess.run(["tshark", "-r", str(vxlan), "-Y", "tcp && vxlan", "-T",
+                              "fields", "-e", "frame.number"], capture_output=True, text=True,
+                             check=True)
+        assert len(out.stdout.split()) == 101
+    result = analyze([str(vxlan)])
+    assert result["coverage"]["not_decoded"] == {"vxlan": 101}
+    assert result["coverage"]["tcp_unread"] and result["accounting"]["other"] == {"vxlan": 101}
+    assert main(["analyze", str(vxlan), "--fail-on", "any", "-q"]) == 3

@@ -214,6 +214,14 @@ def test_fragments_and_other_protocols_are_named():
     frag6 = ether(ip6(nxt=44, ext=bytes([6, 0, 0, 1]) + bytes(4)), etype=0x86DD)
     assert decode(1, frag6) == "other:ipv6_fragment"
     assert decode(1, ether(ip4(dpkt.udp.UDP(sport=1, dport=2), p=17))) == "other:udp"
+    for port, name in ((4789, "vxlan"), (6081, "geneve"), (2152, "gtp_u"), (3544, "teredo")):
+        assert decode(1, ether(ip4(dpkt.udp.UDP(sport=40000, dport=port), p=17))) == \
+            f"other:{name}"
+        assert decode(101, ip6(bytes(dpkt.udp.UDP(sport=port, dport=40000)), nxt=17)) == \
+            f"other:{name}"
+    assert decode(101, ip4(b"x" * 20, p=4)) == "other:ipip"
+    assert decode(101, ip4(b"x" * 40, p=41)) == "other:ipv6_in_ip"
+    assert decode(1, ether(bytes(8), etype=0x8864)) == "other:pppoe"
     assert decode(101, ip6(b"x" * 8, nxt=58)) == "other:icmpv6"
     assert decode(101, ip6(b"x" * 8, nxt=50)) == "other:esp"  # not skipped: encrypted
     assert decode(101, ip4(b"x" * 8, p=99)) == "other:ip_proto_99"
@@ -421,8 +429,24 @@ def test_random_frames_dpkt_builds_give_back_their_fields(case):
 
 # The accounting names of what is not a TCP segment (docs/json.md: "other:<kind>",
 # "bad:<reason>"), for IANA's ethertypes and IP protocol numbers.
-ETHERTYPES = {0x0806: "arp", 0x8035: "rarp", 0x88CC: "lldp", 0x888E: "eapol", 0x8847: "mpls"}
-IP_PROTOS = {1: "icmp", 2: "igmp", 17: "udp", 47: "gre", 50: "esp", 58: "icmpv6", 132: "sctp"}
+ETHERTYPES = {0x0806: "arp", 0x8035: "rarp", 0x88CC: "lldp", 0x888E: "eapol", 0x8847: "mpls",
+              0x8848: "mpls_multicast", 0x8863: "pppoe_discovery", 0x8864: "pppoe",
+              0x88E7: "pbb", 0x8926: "vntag", 0x8903: "fabricpath"}
+IP_PROTOS = {1: "icmp", 2: "igmp", 4: "ipip", 17: "udp", 41: "ipv6_in_ip", 47: "gre",
+             50: "esp", 58: "icmpv6", 132: "sctp"}
+# UDP tunnels by their IANA port (VXLAN RFC 7348, Geneve RFC 8926, GTP-U 3GPP TS 29.281,
+# Teredo RFC 4380), the destination port first
+UDP_TUNNELS = {4789: "vxlan", 6081: "geneve", 2152: "gtp_u", 3544: "teredo"}
+
+
+def _not_tcp(frame: bytes, at: int, proto: int) -> str:
+    if proto == 17 and len(frame) >= at + 4:
+        udp = _header(dpkt.udp.UDP, frame, at) if len(frame) >= at + 8 else None
+        ports = (udp.dport, udp.sport) if udp else struct.unpack_from("!HH", frame, at)[::-1]
+        for port in ports:
+            if port in UDP_TUNNELS:
+                return "other:" + UDP_TUNNELS[port]
+    return "other:" + IP_PROTOS.get(proto, f"ip_proto_{proto}")
 # VLAN tags as Wireshark takes them: 802.1Q, 802.1ad and the old QinQ 0x9100 (dpkt also
 # takes 0x9200, which Wireshark does not).
 VLAN_TPIDS = {0x8100, 0x88A8, 0x9100}
@@ -491,7 +515,7 @@ def _by_dpkt(linktype: int, frame: bytes, verify: bool) -> Seg | str:
         if ip.mf or ip.offset:
             return "other:ipv4_fragment"
         if ip.p != 6:
-            return "other:" + IP_PROTOS.get(ip.p, f"ip_proto_{ip.p}")
+            return _not_tcp(frame, at + ip.hl * 4, ip.p)
         if ip.len and ip.len < ip.hl * 4 + 20:
             return "bad:ipv4_length"
         total = ip.len or n - at  # no length: a TSO frame captured before segmentation
@@ -508,7 +532,7 @@ def _by_dpkt(linktype: int, frame: bytes, verify: bool) -> Seg | str:
         if nxt == 44:
             return "other:ipv6_fragment"
         if nxt != 6:
-            return "other:" + IP_PROTOS.get(nxt, f"ip_proto_{nxt}")
+            return _not_tcp(frame, p, nxt)
         end = at + 40 + ip6.plen if ip6.plen else n  # no length: a jumbogram, or TSO
         if end - p < 20:
             return "bad:ipv6_length"

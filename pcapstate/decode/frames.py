@@ -24,12 +24,16 @@ _ETHERTYPES = {0x0806: "arp", 0x8035: "rarp", 0x88CC: "lldp", 0x888E: "eapol", 0
                0x88E7: "pbb", 0x8926: "vntag", 0x8903: "fabricpath"}
 _IP_PROTOS = {1: "icmp", 2: "igmp", 4: "ipip", 17: "udp", 41: "ipv6_in_ip", 47: "gre",
               50: "esp", 58: "icmpv6", 132: "sctp"}
+#: Tunnels over UDP, by their IANA port: a UDP datagram to or from one of these ports
+#: carries frames or packets that may hold TCP this decoder does not read.
+_UDP_TUNNELS = {4789: "vxlan", 6081: "geneve", 2152: "gtp_u", 3544: "teredo"}
 #: Records that may carry TCP this decoder does not read: encapsulations (MPLS, PPPoE,
 #: 802.1ah, VN-tag, FabricPath, GRE, IP in IP) and IP fragments. With the undecodable ones
 #: ("bad:..."), they are what a verdict does not cover (`not_read`).
 _CARRIERS = {"other:mpls", "other:mpls_multicast", "other:pppoe", "other:pbb", "other:vntag",
              "other:fabricpath", "other:gre", "other:ipip", "other:ipv6_in_ip",
-             "other:ipv4_fragment", "other:ipv6_fragment"}
+             "other:ipv4_fragment", "other:ipv6_fragment",
+             *(f"other:{name}" for name in _UDP_TUNNELS.values())}
 
 
 def not_read(name: str) -> str | None:
@@ -48,6 +52,7 @@ _NOT_IP, _IPV4_FRAGMENT, _IPV6_FRAGMENT = 8, 9, 10
 _OTHER_ETHERTYPE = 1 << 16  # + the ethertype
 _OTHER_PROTO = 2 << 16  # + the IP protocol number
 _BAD_LINKTYPE = 3 << 16  # + the link type
+_UDP_TUNNEL = 4 << 16  # + the UDP port of a tunnel (_UDP_TUNNELS)
 _NAMES = {
     _CUT: "bad:cut_by_snaplen", _TRUNCATED: "bad:truncated", _IPV4_HEADER: "bad:ipv4_header",
     _IPV4_LENGTH: "bad:ipv4_length", _IPV6_HEADER: "bad:ipv6_header",
@@ -68,6 +73,8 @@ def kind_name(kind: int) -> str:
         return "other:" + _IP_PROTOS.get(value, f"ip_proto_{value}")
     if group == _BAD_LINKTYPE >> 16:
         return f"bad:unsupported_linktype_{value}"
+    if group == _UDP_TUNNEL >> 16:
+        return "other:" + _UDP_TUNNELS[value]
     return _NAMES[kind]
 
 
@@ -194,6 +201,18 @@ def _is_v6_ext(nh):
 
 
 @njit(cache=True, nogil=True)
+def _not_tcp(b, s, n, at, proto):
+    """The kind of an IP packet of protocol `proto` other than TCP, its header at `at`: a
+    UDP tunnel (_UDP_TUNNELS: by the destination port, else the source port), or the
+    protocol."""
+    if proto == 17 and n >= at + 4:
+        for port in (_u16(b, s + at + 2), _u16(b, s + at)):
+            if port == 4789 or port == 6081 or port == 2152 or port == 3544:
+                return _UDP_TUNNEL + port
+    return _OTHER_PROTO + proto
+
+
+@njit(cache=True, nogil=True)
 def _decode(b, s, n, origlen, linktype, out, row, verify):
     """Decode the frame b[s:s+n] into row `row` of the columns `out`; with `verify`, check
     the TCP checksum of a segment captured whole."""
@@ -261,7 +280,7 @@ def _decode(b, s, n, origlen, linktype, out, row, verify):
             return
         proto = np.int64(b[s + off + 9])
         if proto != 6:
-            kind[row] = _OTHER_PROTO + proto
+            kind[row] = _not_tcp(b, s, n, off + ihl, proto)
             return
         total = _u16(b, s + off + 2)
         if total == 0:
@@ -301,7 +320,7 @@ def _decode(b, s, n, origlen, linktype, out, row, verify):
             kind[row] = _IPV6_FRAGMENT
             return
         if nh != 6:
-            kind[row] = _OTHER_PROTO + nh
+            kind[row] = _not_tcp(b, s, n, p, nh)
             return
         if length == 0:
             end = n
