@@ -117,6 +117,7 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
     watching.close()
     records = records_read(captures)
     tcp = records - accounting.total()
+    coverage = _coverage(records, accounting)
     result: dict[str, Any] = {
         "schema": SCHEMA,
         "pcapstate_version": __version__,
@@ -143,12 +144,12 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
             "other": _group(accounting, "other:"),
             "undecodable": _group(accounting, "bad:"),
         },
-        "coverage": _coverage(records, accounting),
+        "coverage": coverage,
         "peak_live_connections": tracker.peak_live,
         **summary.to_json(evicted=tracker.evicted),
         "timeline": summary.timeline.to_json(end if records else None),
         "warnings": [w for c in captures for w in c.warnings] + Capture.overlaps(captures)
-        + _coverage_warning(_coverage(records, accounting), engine) + [
+        + _coverage_warning(coverage, accounting, engine) + [
             f"{c.path}: the capturing interface dropped {c.dropped:,} packets: states may be "
             "wrong where a SYN, FIN or RST was lost" for c in captures if c.dropped]
         + _eviction_warning(tracker.evicted, settings.max_connections)
@@ -231,26 +232,30 @@ def _coverage(records: int, accounting: Counter[str]) -> dict[str, Any]:
 
     missed = {k: v for k, v in sorted(accounting.items()) if not_read(k)}
     carried = sum(v for k, v in missed.items() if not_read(k) == "carrier")
-    undecodable = sum(missed.values()) - carried
-    return {"records": records, "decoded": records - sum(missed.values()),
-            "share": (records - sum(missed.values())) / records if records else 1.0,
+    decoded = records - sum(missed.values())
+    return {"records": records, "decoded": decoded,
+            "share": decoded / records if records else 1.0,
             "not_decoded": {k.split(":", 1)[1]: v for k, v in missed.items()},
-            "tcp_unread": carried > 0 or undecodable > records / 2}
+            "tcp_unread": carried > 0 or sum(missed.values()) - carried > records / 2}
 
 
-def _coverage_warning(coverage: dict[str, Any], engine: str) -> list[str]:
+def _coverage_warning(coverage: dict[str, Any], accounting: Counter[str],
+                      engine: str) -> list[str]:
+    """What the coverage leaves out, in words; tshark is named when it may read it (an
+    encapsulation, or a link type the fast decoder does not read)."""
     from pcapstate.decode.frames import not_read
 
     missed = coverage["not_decoded"]
     if not missed:
         return []
-    n = sum(missed.values())
     kinds = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in missed.items())
-    return [f"{n:,} of {coverage['records']:,} records ({1 - coverage['share']:.1%}) were not "
-            f"decoded ({kinds}): the TCP connections inside them are not in this result"
-            + ("; --engine tshark may read them" if engine == "fast" and any(
-                not_read("other:" + k) == "carrier" or k.startswith("unsupported_linktype")
-                for k in missed) else "")]
+    tshark = engine == "fast" and any(not_read(k) == "carrier"
+                                      or k.startswith("bad:unsupported_linktype")
+                                      for k in accounting)
+    return [f"{coverage['records'] - coverage['decoded']:,} of {coverage['records']:,} records "
+            f"({1 - coverage['share']:.1%}) were not decoded ({kinds}): the TCP connections "
+            "inside them are not in this result"
+            + ("; --engine tshark may read them" if tshark else "")]
 
 
 def records_read(captures: list[Capture]) -> int:

@@ -60,10 +60,10 @@ def briefs(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray) -> list[lis
 
 
 def records(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray,
-            ended: dict[int, list[np.void]], wireshark: bool) -> list[dict[str, Any]]:
+            zeek: list[dict[str, Any]], wireshark: bool) -> list[dict[str, Any]]:
     """Each connection's record, as written to the JSON result and the JSON Lines stream
-    (docs/json.md); `wireshark`: the tshark engine counted Wireshark's analysis flags."""
-    zeek = zeek_fields(rows, ended)
+    (docs/json.md); `zeek`: zeek_fields of the same rows; `wireshark`: the tshark engine
+    counted Wireshark's analysis flags."""
     out = []
     for i, ((client, server), z) in enumerate(zip(_addresses(rows), zeek, strict=True)):
         row = rows[i]
@@ -105,11 +105,11 @@ def _endpoint_json(row: np.void, e: int) -> dict[str, Any]:
     }
 
 
-def zeek_records(rows: np.ndarray, ended: dict[int, list[np.void]]) -> list[dict[str, Any]]:
+def zeek_records(rows: np.ndarray, zeek: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """What a Zeek conn.log needs of each connection (render/zeeklog.py): its endpoints,
-    `zeek` and `zeek_later` as in its record."""
+    and `zeek` and `zeek_later` as in its record (`zeek`: zeek_fields of the same rows)."""
     return [{"client": a, "server": b} | z
-            for (a, b), z in zip(_addresses(rows), zeek_fields(rows, ended), strict=True)]
+            for (a, b), z in zip(_addresses(rows), zeek, strict=True)]
 
 
 def zeek_fields(rows: np.ndarray, ended: dict[int, list[np.void]]) -> list[dict[str, Any]]:

@@ -163,12 +163,13 @@ class Summary:
                 group.add(s)
         if self.on_brief is not None:
             self.on_brief(records.briefs(rows, kinds, closers))
-        for start in range(0, n, _CHUNK):
+        for start in range(0, n if self.on_zeek or self.on_record else 0, _CHUNK):
             part = slice(start, start + _CHUNK)
+            zeek = records.zeek_fields(rows[part], ended)  # once, for both
             if self.on_zeek is not None:
-                self.on_zeek(records.zeek_records(rows[part], ended))
+                self.on_zeek(records.zeek_records(rows[part], zeek))
             if self.on_record is not None:
-                for rec in records.records(rows[part], kinds[part], closers[part], ended,
+                for rec in records.records(rows[part], kinds[part], closers[part], zeek,
                                            self.wireshark):
                     self.on_record(rec)
 

@@ -127,7 +127,7 @@ def render(result: dict[str, Any]) -> str:
     if conns["anomalies"]:
         out.append(f"  anomalies: {_counts(conns['anomalies'])}")
     out.append("")
-    findings = result["findings"]
+    findings, unread = result["findings"], unread_words(result)
     if findings:
         out.append("Stuck endpoints, worst first:")
         for f in findings[:TOP_GROUPS]:
@@ -141,10 +141,10 @@ def render(result: dict[str, Any]) -> str:
                        f"{ex['conn_id']}), in {f['state']} since {when(ex['since'])}")
         if more_groups(findings):
             out.append(f"  {more_groups(findings)}")
-        if unread_words(result):
-            out.append(unread_words(result).strip())
+        if unread:
+            out.append(unread.strip())
     else:
-        out.append("Stuck endpoints: none." + unread_words(result))
+        out.append("Stuck endpoints: none." + unread)
     out.append("")
     out.append("Time in each state (percentiles of complete durations; censored counted apart):")
     header = ("state", "count", "complete", "censored", "p50", "p90", "p99", "max",
