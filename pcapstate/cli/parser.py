@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "in all; 0: no limit)")
     a.add_argument("--fail-on", type=fail_on, metavar="STATES", default=[],
                    help="exit 1 if any endpoint is stuck in one of these (comma-separated: "
-                        f"{', '.join(STATE_NAMES)}, or any)")
+                        f"{', '.join(STATE_NAMES)}, or any); exit 3 if none is but records "
+                        "that may hold TCP were not decoded")
     a.add_argument("-q", "--quiet", action="store_true", help="no terminal summary")
     a.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="show progress on stderr (default: when stderr is a terminal)")
