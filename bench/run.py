@@ -22,7 +22,10 @@ connection-table limit, at 100,000 and with none, against tcptrace, tshark and t
 loop, once each, with the evictions pcapstate reported. `--first-run N` times the first
 run after installing and the next, N times each, on a small sample (analysed uncompiled)
 and on a capture past jit.PLAIN_BYTES (the engine compiled once into an empty cache), wall
-and CPU seconds; `--runs 0` measures only that.
+and CPU seconds; `--runs 0` measures only that. `--wrapped N` takes the capture's first N packets as they
+are, inside one MPLS label (read by the compiled decoder) and inside VXLAN (read by the
+slow path, decode/unwrap.py), and times pcapstate, tcptrace, tshark and the dpkt loop on
+each: what an encapsulation costs.
 """
 
 import argparse
@@ -112,6 +115,36 @@ def floods(skip: list[str]) -> dict[str, dict]:
             print(f"  {tool:<20} {wall:7.2f} s  {mib:8.0f} MiB peak"
                   + (f"  {evicted:,} evicted" if tool.startswith("pcapstate") else ""),
                   flush=True)
+    return out
+
+
+def wrapped(src: str, limit: int) -> dict[str, str]:
+    """The first `limit` packets of `src` (Ethernet) as they are, in MPLS and in VXLAN."""
+    import dpkt
+
+    out = {kind: str(HERE / "out" / f"wrapped_{limit}_{kind}.pcap")
+           for kind in ("plain", "mpls", "vxlan")}
+    if all(Path(p).exists() for p in out.values()):
+        return out
+    label = struct.pack("!I", (100 << 12) | (1 << 8) | 64)
+    outer = dpkt.ethernet.Ethernet(src=b"\x02" * 6, dst=b"\x04" * 6, type=0x0800)
+    with open(src, "rb") as f, open(out["plain"], "wb") as a, open(out["mpls"], "wb") as b, \
+            open(out["vxlan"], "wb") as c:
+        writers = [dpkt.pcap.Writer(x, snaplen=65535) for x in (a, b, c)]
+        for i, (ts, frame) in enumerate(dpkt.pcap.Reader(f)):
+            if i == limit:
+                break
+            frame = bytes(frame)
+            udp = dpkt.udp.UDP(sport=49152 + i % 64, dport=4789,
+                               data=struct.pack("!II", 0x08000000, 42 << 8) + frame)
+            udp.ulen = len(udp)
+            ip = dpkt.ip.IP(src=bytes([192, 0, 2, 1]), dst=bytes([192, 0, 2, 2]), p=17,
+                            data=udp)
+            ip.len = len(ip)
+            outer.data = ip
+            for w, data in zip(writers, (frame, frame[:12] + b"\x88\x47" + label + frame[14:],
+                                         bytes(outer)), strict=True):
+                w.writepkt(data, ts)
     return out
 
 
@@ -227,6 +260,7 @@ def main() -> None:
     ap.add_argument("--corpus", type=int, default=0, metavar="N")
     ap.add_argument("--floods", action="store_true")
     ap.add_argument("--first-run", type=int, default=0, metavar="N")
+    ap.add_argument("--wrapped", type=int, default=0, metavar="N")
     ap.add_argument("--skip", nargs="*", default=[], choices=list(TOOLS | FLOOD_TOOLS))
     args = ap.parse_args()
     if not args.runs:  # the first run alone: `--runs 0 --first-run 3`
@@ -289,6 +323,21 @@ def main() -> None:
         rows["floods"] = floods(args.skip)
     if args.first_run:
         rows["first_run"] = first_run(args.first_run)
+    if args.wrapped:
+        rows["wrapped"] = {}
+        print(f"the first {args.wrapped:,} packets, as they are and wrapped (median of "
+              f"{max(args.runs, 1)}):")
+        for kind, path in wrapped(args.capture, args.wrapped).items():
+            rows["wrapped"][kind] = {}
+            for name in ("pcapstate", "tcptrace", "tshark", "naive-dpkt"):
+                if name in args.skip or shutil.which(TOOLS[name]("x")[0]) is None:
+                    continue
+                wall = statistics.median(measure(TOOLS[name](path))[0]
+                                         for _ in range(max(args.runs, 1)))
+                rows["wrapped"][kind][name] = round(wall, 3)
+            print(f"  {kind:<6} " + "  ".join(f"{k} {v:.2f} s"
+                                              for k, v in rows["wrapped"][kind].items()),
+                  flush=True)
     print(json.dumps({"packets": n, "tools": rows}))
 
 

@@ -53,19 +53,22 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
     settings = settings or Settings()
     captures = open_captures(paths)
     from pcapstate import jit
-    from pcapstate.decode import frames, tshark
+    from pcapstate.decode import frames, tshark, unwrap
     from pcapstate.derive.fold import BINS_PER_DECADE
     from pcapstate.derive.summary import Summary
     from pcapstate.track.connections import Tracker
 
     decoder = {"engine": engine, "reason": None}
     if engine == "auto":
-        odd = sorted({lt for c in captures for lt in c.linktypes} - frames.LINKTYPES)
+        odd = sorted({lt for c in captures for lt in c.linktypes} - frames.LINKTYPES
+                     - set(unwrap.LINKTYPES))
         engine = "tshark" if odd else "fast"
         decoder = {"engine": engine, "reason": (
             f"link type {', '.join(map(str, odd))}: not decoded by the fast engine" if odd
             else "every link type decoded by the fast engine")}
-    summary = Summary(settings, on_record, on_brief, on_zeek, wireshark=engine == "tshark")
+    unwrapper = unwrap.Unwrapper(settings.zeek_checksums)
+    summary = Summary(settings, on_record, on_brief, on_zeek, wireshark=engine == "tshark",
+                      tunnels=unwrapper.tunnels)
     accounting: Counter[str] = Counter()
     first, last = float("inf"), float("-inf")
     sizes = [c.size for c in captures if c.size is not None and not c.compressed]
@@ -80,7 +83,7 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
         tracker = Tracker(settings, summary.take)
         verify = settings.zeek_checksums
         for cap in captures:
-            source = cap.batches(verify=verify) if engine == "fast" else \
+            source = cap.batches(verify=verify, unwrapper=unwrapper) if engine == "fast" else \
                 tshark.batches(cap, verify=verify)
             fed = 0  # records of this file that went through the table
             cut = [False]  # stop() ended the reading
@@ -117,7 +120,7 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
     watching.close()
     records = records_read(captures)
     tcp = records - accounting.total()
-    coverage = _coverage(records, accounting)
+    coverage = _coverage(records, accounting, unwrapper.unwrapped, unwrapper.fragments.used)
     result: dict[str, Any] = {
         "schema": SCHEMA,
         "pcapstate_version": __version__,
@@ -223,19 +226,22 @@ def _eviction_warning(evicted: list[int], limit: int) -> list[str]:
             "start new connections"]
 
 
-def _coverage(records: int, accounting: Counter[str]) -> dict[str, Any]:
+def _coverage(records: int, accounting: Counter[str], unwrapped: Counter[str],
+              reassembled: Counter[str]) -> dict[str, Any]:
     """What share of the capture's records the verdict covers, and what it does not: the
     records not decoded, by kind. `tcp_unread`: TCP was there but could not be read (a
     known encapsulation, or most records undecodable): the verdict cannot be "nothing
-    wrong"."""
+    wrong". `unwrapped`: the records read inside each tunnel or rarer link type;
+    `reassembled`: the fragments read as part of a datagram a later fragment completed."""
     from pcapstate.decode.frames import not_read
 
-    missed = {k: v for k, v in sorted(accounting.items()) if not_read(k)}
+    missed = {k: v for k, v in sorted((accounting - reassembled).items()) if not_read(k)}
     carried = sum(v for k, v in missed.items() if not_read(k) == "carrier")
     decoded = records - sum(missed.values())
     return {"records": records, "decoded": decoded,
             "share": decoded / records if records else 1.0,
             "not_decoded": {k.split(":", 1)[1]: v for k, v in missed.items()},
+            "unwrapped": dict(sorted(unwrapped.items())),
             "tcp_unread": carried > 0 or sum(missed.values()) - carried > records / 2}
 
 

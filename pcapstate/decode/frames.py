@@ -19,36 +19,26 @@ from pcapstate.jit import njit
 #: cooked (SLL, SLL2), BSD loopback (NULL, LOOP) and raw IP (101, and 12 and 14: DLT_RAW on
 #: BSDs, 228 IPv4, 229 IPv6); the tshark engine decodes the others.
 LINKTYPES = {1, 113, 276, 0, 108, 101, 12, 14, 228, 229}
-_ETHERTYPES = {0x0806: "arp", 0x8035: "rarp", 0x88CC: "lldp", 0x888E: "eapol", 0x8847: "mpls",
-               0x8848: "mpls_multicast", 0x8863: "pppoe_discovery", 0x8864: "pppoe",
-               0x88E7: "pbb", 0x8926: "vntag", 0x8903: "fabricpath"}
+_ETHERTYPES = {0x0806: "arp", 0x8035: "rarp", 0x88CC: "lldp", 0x888E: "eapol",
+               0x8863: "pppoe_discovery"}
 _IP_PROTOS = {1: "icmp", 2: "igmp", 4: "ipip", 17: "udp", 41: "ipv6_in_ip", 47: "gre",
               50: "esp", 58: "icmpv6", 132: "sctp"}
 #: Tunnels over UDP, by their IANA port: a UDP datagram to or from one of these ports
 #: carries frames or packets that may hold TCP this decoder does not read.
 _UDP_TUNNELS = {4789: "vxlan", 6081: "geneve", 2152: "gtp_u", 3544: "teredo"}
-#: Records that may carry TCP this decoder does not read: encapsulations (MPLS, PPPoE,
-#: 802.1ah, VN-tag, FabricPath, GRE, IP in IP) and IP fragments. With the undecodable ones
-#: ("bad:..."), they are what a verdict does not cover (`not_read`).
-_CARRIERS = {"other:mpls", "other:mpls_multicast", "other:pppoe", "other:pbb", "other:vntag",
-             "other:fabricpath", "other:gre", "other:ipip", "other:ipv6_in_ip",
-             "other:ipv4_fragment", "other:ipv6_fragment",
-             *(f"other:{name}" for name in _UDP_TUNNELS.values())}
-
-
 def not_read(name: str) -> str | None:
     """Of a record's accounting name: "carrier" for a kind that may carry TCP this decoder
     does not read, "undecodable" for one it could not decode at all, None for one read
     (TCP, or a protocol that is not TCP: UDP, ARP ...)."""
     if name.startswith("bad:"):
         return "undecodable"
-    return "carrier" if name in _CARRIERS else None
+    return "carrier" if name in {kind_name(k) for k in CARRIERS} else None
 
 # kind: TCP, or what else the record was. Codes >= _OTHER_ETHERTYPE carry a number.
 TCP = 0
 _CUT, _TRUNCATED, _IPV4_HEADER, _IPV4_LENGTH, _IPV6_HEADER, _IPV6_LENGTH, _TCP_OFFSET = range(
     1, 8)
-_NOT_IP, _IPV4_FRAGMENT, _IPV6_FRAGMENT = 8, 9, 10
+_NOT_IP, _IPV4_FRAGMENT, _IPV6_FRAGMENT, _LLC, _MPLS_ACH, _PPP, _SHIMS = range(8, 15)
 _OTHER_ETHERTYPE = 1 << 16  # + the ethertype
 _OTHER_PROTO = 2 << 16  # + the IP protocol number
 _BAD_LINKTYPE = 3 << 16  # + the link type
@@ -58,8 +48,17 @@ _NAMES = {
     _IPV4_LENGTH: "bad:ipv4_length", _IPV6_HEADER: "bad:ipv6_header",
     _IPV6_LENGTH: "bad:ipv6_length", _TCP_OFFSET: "bad:tcp_data_offset",
     _NOT_IP: "other:not_ip", _IPV4_FRAGMENT: "other:ipv4_fragment",
-    _IPV6_FRAGMENT: "other:ipv6_fragment",
+    _IPV6_FRAGMENT: "other:ipv6_fragment", _LLC: "other:llc", _MPLS_ACH: "other:mpls_ach",
+    _PPP: "other:ppp", _SHIMS: "bad:too_many_shims",
 }
+#: Kinds of IP packets that may carry TCP the compiled decoder does not read: tunnels (IP in
+#: IP, GRE, UDP to a tunnel's port) and fragments. `_decode` hands them on, by the offset
+#: of their IP header, to the slow path (decode/unwrap.py); what it cannot read keeps its
+#: kind and is not covered by the verdict (`not_read`).
+CARRIERS = (_OTHER_PROTO + 4, _OTHER_PROTO + 41, _OTHER_PROTO + 47, _IPV4_FRAGMENT,
+            _IPV6_FRAGMENT, *(_UDP_TUNNEL + port for port in _UDP_TUNNELS))
+#: How many shims (VLAN tags, MPLS label stacks, ...) a frame may have before IP.
+_MAX_SHIMS = 16
 
 NO_WSCALE, NOT_SYN = -1, -2  # wscale column: no window scale option; not a SYN
 
@@ -102,6 +101,7 @@ class Batch(NamedTuple):
     iplen: np.ndarray  # int32: the IP packet's length (IPv4 total; IPv6 payload + 40)
     cut: np.ndarray  # bool: the payload was not captured whole (snaplen)
     bad_sum: np.ndarray  # bool: a wrong TCP checksum, when asked to check
+    tunnel: np.ndarray  # int32: the tunnel it came in (decode/unwrap.py's number), or 0
 
     @classmethod
     def empty(cls, n: int) -> "Batch":
@@ -111,7 +111,7 @@ class Batch(NamedTuple):
                    np.empty(n, i4), np.empty(n, i8), np.empty(n, i8), np.empty(n, i4),
                    np.empty(n, i4), np.empty(n, i4), np.empty(n, i4), np.empty(n, np.int8),
                    np.zeros(n, i4), np.zeros(n, i4), np.zeros(n, np.bool_),
-                   np.zeros(n, np.bool_))
+                   np.zeros(n, np.bool_), np.zeros(n, i4))
 
     def head(self, n: int) -> "Batch":
         return Batch(*(col[:n] for col in self))
@@ -212,48 +212,105 @@ def _not_tcp(b, s, n, at, proto):
     return _OTHER_PROTO + proto
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _carries(kind):
+    return kind in CARRIERS
+
+
+@njit(cache=True, nogil=True)
+def _shims(b, s, n, etype, off, cut):
+    """Follow what lies between a link header and IP: 802.1Q and QinQ tags, MPLS label
+    stacks (RFC 3032; IP, or Ethernet with or without a control word (RFC 4448), by the
+    first nibble after the stack as Wireshark guesses it), PPPoE sessions (RFC 2516),
+    802.1ah I-tags, VN-tags, FabricPath headers and LLC/SNAP (802.3 frames). Returns (the
+    ethertype, its payload's offset, 0), or (-1, 0, the record's kind) when the frame ends
+    early or holds something else."""
+    for _ in range(_MAX_SHIMS):
+        need = off + (4 if etype == 0x8100 or etype == 0x88A8 or etype == 0x9100
+                      or etype == 0x9200 or etype == 0x8847 or etype == 0x8848 else
+                      8 if etype == 0x8864 or etype <= 1500 else 6 if etype == 0x8926 else
+                      18 if etype == 0x88E7 else 16 if etype == 0x8903 else 0)
+        if n < need:
+            return -1, 0, cut
+        if etype == 0x8100 or etype == 0x88A8 or etype == 0x9100 or etype == 0x9200:
+            etype, off = _u16(b, s + off + 2), off + 4
+        elif etype == 0x8847 or etype == 0x8848:  # MPLS: to the bottom of the stack
+            while not b[s + off + 2] & 1:
+                off += 4
+                if n < off + 4:
+                    return -1, 0, cut
+            off += 4
+            if n < off + 1:
+                return -1, 0, cut
+            nibble = b[s + off] >> 4
+            if nibble == 4 or nibble == 6:
+                etype = 0x0800 if nibble == 4 else 0x86DD
+            elif nibble == 1:  # an associated channel (RFC 5586: OAM, BFD)
+                return -1, 0, _MPLS_ACH
+            else:  # an Ethernet pseudowire; the nibble 0 begins its control word
+                off += 4 if nibble == 0 else 0
+                if n < off + 14:
+                    return -1, 0, cut
+                etype, off = _u16(b, s + off + 12), off + 14
+        elif etype == 0x8864:  # PPPoE session: 6 bytes, then PPP's protocol (RFC 1661)
+            proto = _u16(b, s + off + 6)
+            if proto != 0x0021 and proto != 0x0057:
+                return -1, 0, _PPP
+            etype, off = 0x0800 if proto == 0x0021 else 0x86DD, off + 8
+        elif etype == 0x88E7:  # 802.1ah: the I-tag, then the customer's frame
+            etype, off = _u16(b, s + off + 16), off + 18
+        elif etype == 0x8926:  # VN-tag: the tag, then an ethertype
+            etype, off = _u16(b, s + off + 4), off + 6
+        elif etype == 0x8903:  # FabricPath: FTag and TTL, then the classical frame
+            etype, off = _u16(b, s + off + 14), off + 16
+        elif etype <= 1500:  # 802.3's length: LLC; SNAP with OUI 0 carries an ethertype
+            if b[s + off] != 0xAA or b[s + off + 1] != 0xAA or b[s + off + 2] != 3 \
+                    or b[s + off + 3] or b[s + off + 4] or b[s + off + 5]:
+                return -1, 0, _LLC
+            etype, off = _u16(b, s + off + 6), off + 8
+        else:
+            return etype, off, 0
+    return -1, 0, _SHIMS
+
+
 @njit(cache=True, nogil=True)
 def _decode(b, s, n, origlen, linktype, out, row, verify):
     """Decode the frame b[s:s+n] into row `row` of the columns `out`; with `verify`, check
-    the TCP checksum of a segment captured whole."""
+    the TCP checksum of a segment captured whole. Returns -1, or for a record that may
+    carry TCP not read here (CARRIERS, an unsupported link type) the offset the slow path
+    starts from: its IP header's, or 0."""
     (_, kind, v6, src_hi, src_lo, dst_hi, dst_lo, sport, dport, seq, ack, flags, win, plen,
-     ipid, wscale, _, iplen, cut_payload, bad_sum) = out
+     ipid, wscale, _, iplen, cut_payload, bad_sum, tunnel) = out
+    tunnel[row] = 0
     cut = _CUT if n < origlen else _TRUNCATED
     etype = -1
     off = 0
     if linktype == 1:  # Ethernet
         if n < 14:
             kind[row] = cut
-            return
-        etype = _u16(b, s + 12)
-        off = 14
-        while etype == 0x8100 or etype == 0x88A8 or etype == 0x9100:
-            if n < off + 4:
-                kind[row] = cut
-                return
-            etype = _u16(b, s + off + 2)
-            off += 4
+            return -1
+        etype, off = _u16(b, s + 12), 14
     elif linktype == 113:  # Linux SLL
         if n < 16:
             kind[row] = cut
-            return
+            return -1
         etype, off = _u16(b, s + 14), 16
     elif linktype == 276:  # Linux SLL2
         if n < 20:
             kind[row] = cut
-            return
+            return -1
         etype, off = _u16(b, s), 20
     elif linktype == 101 or linktype == 12 or linktype == 14 or linktype == 228 \
             or linktype == 229:
         if n < 1:
             kind[row] = cut
-            return
+            return -1
         version = b[s] >> 4
         etype = 0x0800 if version == 4 else 0x86DD if version == 6 else -1
     elif linktype == 0 or linktype == 108:  # BSD NULL, LOOP
         if n < 4:
             kind[row] = cut
-            return
+            return -1
         family = _u32(b, s, linktype == 108)
         if family > 0xFFFF:
             family = _u32(b, s, True)
@@ -264,30 +321,35 @@ def _decode(b, s, n, origlen, linktype, out, row, verify):
         off = 4
     else:
         kind[row] = _BAD_LINKTYPE + linktype
-        return
+        return 0
+    if etype >= 0:
+        etype, off, other = _shims(b, s, n, etype, off, cut)
+        if other:
+            kind[row] = other
+            return -1
 
     if etype == 0x0800:
         if n < off + 20:
             kind[row] = cut
-            return
+            return -1
         vihl = b[s + off]
         ihl = np.int64(vihl & 0x0F) * 4
         if vihl >> 4 != 4 or ihl < 20:
             kind[row] = _IPV4_HEADER
-            return
+            return -1
         if _u16(b, s + off + 6) & 0x3FFF:
             kind[row] = _IPV4_FRAGMENT
-            return
+            return off
         proto = np.int64(b[s + off + 9])
         if proto != 6:
             kind[row] = _not_tcp(b, s, n, off + ihl, proto)
-            return
+            return off if _carries(kind[row]) else -1
         total = _u16(b, s + off + 2)
         if total == 0:
             total = n - off
         elif total < ihl + 20:
             kind[row] = _IPV4_LENGTH
-            return
+            return -1
         t = off + ihl
         tcp_len = total - ihl
         iplen[row] = total
@@ -300,10 +362,10 @@ def _decode(b, s, n, origlen, linktype, out, row, verify):
     elif etype == 0x86DD:
         if n < off + 40:
             kind[row] = cut
-            return
+            return -1
         if b[s + off] >> 4 != 6:
             kind[row] = _IPV6_HEADER
-            return
+            return -1
         length = _u16(b, s + off + 4)
         nh = np.int64(b[s + off + 6])
         p = off + 40
@@ -311,22 +373,22 @@ def _decode(b, s, n, origlen, linktype, out, row, verify):
         while _is_v6_ext(nh):
             if n < p + 2:
                 kind[row] = cut
-                return
+                return -1
             hlen = np.int64(b[s + p + 1])
             step = (hlen + 2) * 4 if nh == 51 else (hlen + 1) * 8
             nh = np.int64(b[s + p])
             p += step
         if nh == 44:
             kind[row] = _IPV6_FRAGMENT
-            return
+            return off
         if nh != 6:
             kind[row] = _not_tcp(b, s, n, p, nh)
-            return
+            return off if _carries(kind[row]) else -1
         if length == 0:
             end = n
         if end - p < 20:
             kind[row] = _IPV6_LENGTH
-            return
+            return -1
         t = p
         tcp_len = end - p
         iplen[row] = end - off
@@ -338,18 +400,18 @@ def _decode(b, s, n, origlen, linktype, out, row, verify):
         ipid[row] = 0
     elif etype == -1:
         kind[row] = _NOT_IP
-        return
+        return -1
     else:
         kind[row] = _OTHER_ETHERTYPE + etype
-        return
+        return -1
 
     if n < t + 20:
         kind[row] = cut
-        return
+        return -1
     doff = np.int64(b[s + t + 12] >> 4) * 4
     if doff < 20 or doff > tcp_len:
         kind[row] = _TCP_OFFSET
-        return
+        return -1
     f = np.int64(b[s + t + 13])
     kind[row] = TCP
     sport[row] = _u16(b, s + t)
@@ -366,6 +428,7 @@ def _decode(b, s, n, origlen, linktype, out, row, verify):
         wscale[row] = _wscale(b, s + t + 20, s + min(t + doff, n)) if doff > 20 else -1
     else:
         wscale[row] = NOT_SYN
+    return -1
 
 
 @njit(cache=True, nogil=True)
@@ -381,13 +444,16 @@ def _file_header(buf, pos):
 
 
 @njit(cache=True, nogil=True)
-def scan_pcap(buf, pos, big, unit, linktype, snaplen, limit, out, odd, verify):
-    """Decode the whole records of a pcap buffer from `pos` into `out`, at most its length.
-    Returns (position after the last record decoded, rows filled, status): MORE when the
+def scan_pcap(buf, pos, big, unit, linktype, snaplen, limit, out, slow, odd, verify):
+    """Decode the whole records of a pcap buffer from `pos` into `out`, at most its length;
+    the rows the slow path is to read go into `slow` (SLOW_FIELDS, a row each; its
+    `odd[2]` rows filled). Returns (position after the last record decoded, rows filled,
+    status): MORE when the
     buffer ends (inside a record or at its end), FULL when `out` is, TOO_LONG at a record
     whose length exceeds `limit` (position is that record's), HEADER at a pcap file header
     (its position). Counts into `odd` the records longer than `snaplen` and those whose
     original length is below their captured one."""
+    odd[2] = 0
     ts = out[0]
     cap = len(ts)
     end = len(buf)
@@ -410,31 +476,60 @@ def scan_pcap(buf, pos, big, unit, linktype, snaplen, limit, out, odd, verify):
         if orig < incl:
             odd[1] += 1
         ts[row] = np.float64(_u32(buf, pos, big)) + np.float64(_u32(buf, pos + 4, big)) * unit
-        _decode(buf, pos + 16, incl, orig, linktype, out, row, verify)
+        at = _decode(buf, pos + 16, incl, orig, linktype, out, row, verify)
+        if at >= 0:
+            _hand_on(slow, odd, row, pos + 16, incl, orig, linktype, at)
         row += 1
         pos = nxt
     return pos, row, MORE
 
 
+#: What `slow` holds of a record for the slow path, a row each.
+SLOW_FIELDS = ("row", "start", "length", "origlen", "linktype", "at")
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _hand_on(slow, odd, row, start, length, origlen, linktype, at):
+    k = odd[2]
+    slow[k, 0], slow[k, 1], slow[k, 2], slow[k, 3] = row, start, length, origlen
+    slow[k, 4], slow[k, 5] = linktype, at
+    odd[2] = k + 1
+
+
+def slow_rows(rows: int) -> np.ndarray:
+    return np.empty((rows, len(SLOW_FIELDS)), np.int64)
+
+
+@njit(cache=True, nogil=True)
+def decode_into(frame, origlen, linktype, out, row, verify):
+    """Decode one frame (a uint8 array) into row `row` of `out`: the slow path's way back
+    to this decoder for what it unwrapped. Returns what `_decode` does."""
+    return _decode(frame, 0, len(frame), origlen, linktype, out, row, verify)
+
+
 def decode_one(linktype: int, frame: bytes, origlen: int, verify: bool = False) -> Batch:
     """Decode one frame with the compiled decoder (for tests): a one-row Batch."""
     out = Batch.empty(1)
-    _decode(np.frombuffer(frame, dtype=np.uint8), 0, len(frame), origlen, linktype, out, 0,
-            verify)
+    decode_into(np.frombuffer(frame, dtype=np.uint8), origlen, linktype, out, 0, verify)
     return out
 
 
 @njit(cache=True, nogil=True)
-def _decode_many(buf, starts, lengths, origlens, linktypes, out, verify):
+def _decode_many(buf, starts, lengths, origlens, linktypes, out, slow, odd, verify):
+    odd[2] = 0
     for row in range(len(starts)):
-        _decode(buf, starts[row], lengths[row], origlens[row], linktypes[row], out, row,
-                verify)
+        at = _decode(buf, starts[row], lengths[row], origlens[row], linktypes[row], out, row,
+                     verify)
+        if at >= 0:
+            _hand_on(slow, odd, row, starts[row], lengths[row], origlens[row], linktypes[row],
+                     at)
 
 
-def batches_of(records, rows: int = 1 << 16, verify: bool = False,
+def batches_of(records, unwrapper, rows: int = 1 << 16, verify: bool = False,
                every: float | None = None):
     """Decode (timestamp, linktype, frame, original length) records into Batches: for
-    formats that are not walked by compiled code (pcapng, standard input). `every`: a
+    formats that are not walked by compiled code (pcapng); `unwrapper` reads what the
+    compiled decoder hands on (decode/unwrap.py). `every`: a
     batch goes out once its first record is this many seconds old (a live stream's records
     are analysed as they come, not once 65,536 have)."""
     import time
@@ -445,13 +540,17 @@ def batches_of(records, rows: int = 1 << 16, verify: bool = False,
     lengths: list[int] = []
     origlens: list[int] = []
     linktypes: list[int] = []
+    slow, odd = slow_rows(rows), np.zeros(3, np.int64)
 
     def flush() -> Batch:
         nonlocal out, k
         n = len(starts)
-        _decode_many(np.frombuffer(bytes(frames), np.uint8), np.array(starts, np.int64),
-                     np.array(lengths, np.int64), np.array(origlens, np.int64),
-                     np.array(linktypes, np.int64), out, verify)
+        buf = np.frombuffer(bytes(frames), np.uint8)
+        _decode_many(buf, np.array(starts, np.int64), np.array(lengths, np.int64),
+                     np.array(origlens, np.int64), np.array(linktypes, np.int64), out, slow,
+                     odd, verify)
+        if odd[2]:
+            unwrapper.rows(out, slow, int(odd[2]), buf)
         for column in (frames, starts, lengths, origlens, linktypes):
             column.clear()
         done = out.head(n)

@@ -224,7 +224,7 @@ class _Parser:
                      np.array(ack, i8), np.array(flags, i4), np.array(win, i4),
                      np.array(plen, i4), np.array(ipid, i4), np.array(wscale, np.int8),
                      np.array(analysis, i4), np.array(iplen, i4), np.array(cut, np.bool_),
-                     np.array(bad_sum, np.bool_))
+                     np.array(bad_sum, np.bool_), np.zeros(len(ts), i4))
 
 
 def _innermost_is_v6(f: list[bytes]) -> bool:

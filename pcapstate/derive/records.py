@@ -3,6 +3,7 @@ the JSON Lines stream, the brief the corpus check compares, and what a conn.log 
 built in bulk from the packed records the tracker hands out (track/slots.py), in one place.
 """
 
+from collections.abc import Sequence
 from functools import lru_cache
 from ipaddress import ip_address
 from typing import Any
@@ -60,11 +61,14 @@ def briefs(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray) -> list[lis
 
 
 def records(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray,
-            zeek: list[dict[str, Any]], wireshark: bool) -> list[dict[str, Any]]:
+            zeek: list[dict[str, Any]], wireshark: bool,
+            tunnels: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
     """Each connection's record, as written to the JSON result and the JSON Lines stream
     (docs/json.md); `zeek`: zeek_fields of the same rows; `wireshark`: the tshark engine
-    counted Wireshark's analysis flags."""
+    counted Wireshark's analysis flags; `tunnels`: the tunnels met (decode/unwrap.py), by
+    number - 1."""
     out = []
+    numbers = rows["tunnel"].tolist()
     for i, ((client, server), z) in enumerate(zip(_addresses(rows), zeek, strict=True)):
         row = rows[i]
         reset_by = int(row["reset_by"])
@@ -85,6 +89,8 @@ def records(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray,
                                      for a, v in enumerate(row["anom"].tolist()) if v)),
             "evicted": bool(row["evicted"]),
         }
+        if numbers[i]:
+            rec["tunnel"] = tunnels[numbers[i] - 1]
         if wireshark:
             rec["wireshark_analysis"] = {name: int(v) for name, v in zip(
                 WIRESHARK_ANALYSIS, row["ws"], strict=True) if v}

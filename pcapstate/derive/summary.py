@@ -10,7 +10,7 @@ histograms and each findings group keeps only its worst examples.
 import heapq
 import math
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -121,12 +121,14 @@ class Summary:
                  on_record: Callable[[dict[str, Any]], None] | None = None,
                  on_brief: Callable[[list[list[Any]]], None] | None = None,
                  on_zeek: Callable[[list[dict[str, Any]]], None] | None = None,
-                 wireshark: bool = False) -> None:
+                 wireshark: bool = False, tunnels: Sequence[dict[str, Any]] = ()) -> None:
         """`on_record` receives each connection's record (derive/records.py); `on_brief`
         the connections in brief (records.BRIEF_FIELDS), a list at a time; `on_zeek` what a
         conn.log needs of them, a list at a time. `wireshark`: the tshark engine counted
-        Wireshark's analysis flags of each segment."""
+        Wireshark's analysis flags of each segment. `tunnels`: the tunnels met so far
+        (decode/unwrap.py), by number - 1."""
         self.settings = settings
+        self.tunnels = tunnels
         self.on_record = on_record
         self.on_brief = on_brief
         self.on_zeek = on_zeek
@@ -170,7 +172,7 @@ class Summary:
                 self.on_zeek(records.zeek_records(rows[part], zeek))
             if self.on_record is not None:
                 for rec in records.records(rows[part], kinds[part], closers[part], zeek,
-                                           self.wireshark):
+                                           self.wireshark, self.tunnels):
                     self.on_record(rec)
 
     def findings(self) -> list[dict[str, Any]]:

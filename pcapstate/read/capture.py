@@ -136,22 +136,28 @@ class Capture:
                 f"{earlier} ends): segments seen in both are counted twice"
                 for earlier, later, gap in _overlapping(spans)]
 
-    def batches(self, rows: int = 1 << 16, verify: bool = False) -> Iterator[Any]:
+    def batches(self, rows: int = 1 << 16, verify: bool = False,
+                unwrapper: Any = None) -> Iterator[Any]:
         """The records decoded into pcapstate.decode.frames.Batch columns, at most `rows` a batch.
         A pcap (a file or a stream) is walked and decoded by compiled code, a chunk at a
         time: a stream's chunk is what has come so far, and goes out at once. A pcapng is
         read record by record; a stream's batches then go out when it goes quiet, and at
         least every 0.2 s.
+        What the compiled decoder hands on, `unwrapper` (decode/unwrap.py: one for all the
+        files of an analysis, which share its tunnels) reads before the batch goes out.
         A batch's arrays are reused BATCH_BUFFERS batches later. `verify`: check TCP
         checksums."""
         from pcapstate.decode.frames import batches_of
+        from pcapstate.decode.unwrap import Unwrapper
 
+        unwrapper = unwrapper or Unwrapper(verify)
         if self.format == "pcapng":
             self.ticks = self.size is None
-            yield from batches_of(self, rows, verify, 0.2 if self.size is None else None)
+            yield from batches_of(self, unwrapper, rows, verify,
+                                  0.2 if self.size is None else None)
         else:
             self._reset()
-            yield from self._guarded(self._pcap_batches(rows, verify))
+            yield from self._guarded(self._pcap_batches(rows, verify, unwrapper))
 
     def _take_source(self) -> Source:
         """The Source open_capture kept (a stream, read once), else the file opened again.
@@ -162,23 +168,34 @@ class Capture:
             source = Source(self, self._open())
         return source
 
-    def _pcap_batches(self, rows: int, verify: bool) -> Iterator[Any]:
+    def _pcap_batches(self, rows: int, verify: bool, unwrapper: Any) -> Iterator[Any]:
         import numpy as np
 
-        from pcapstate.decode.frames import BATCH_BUFFERS, FULL, HEADER, TOO_LONG, Batch, scan_pcap
+        from pcapstate.decode.frames import (
+            BATCH_BUFFERS,
+            FULL,
+            HEADER,
+            TOO_LONG,
+            Batch,
+            scan_pcap,
+            slow_rows,
+        )
 
         source = self._take_source()
         order, unit, snaplen, linktype = self._section(source, 0)
         outs = [Batch.empty(rows) for _ in range(BATCH_BUFFERS)]
-        odd = np.zeros(2, np.int64)  # scan_pcap counts into it; copied to self.odd
+        odd = np.zeros(3, np.int64)  # scan_pcap counts into it; copied to self.odd
+        slow = slow_rows(rows)
         pos, k = 24, 0
         while True:
             buf = source.buf
             out = outs[k % BATCH_BUFFERS]
-            pos, n, status = scan_pcap(np.frombuffer(buf, np.uint8), pos, order == ">", unit,
-                                       linktype, snaplen, max(snaplen, _MAX_RECORD), out, odd,
-                                       verify)
-            self.odd[:] = odd.tolist()
+            array = np.frombuffer(buf, np.uint8)
+            pos, n, status = scan_pcap(array, pos, order == ">", unit, linktype, snaplen,
+                                       max(snaplen, _MAX_RECORD), out, slow, odd, verify)
+            self.odd[:] = odd[:2].tolist()
+            if odd[2]:
+                unwrapper.rows(out, slow, int(odd[2]), array)
             if n:
                 self.records += n
                 span, ts = self.spans[-1], out.ts[:n]

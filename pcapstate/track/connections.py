@@ -129,9 +129,11 @@ def _schedule(r, H, S, c):
 @njit(cache=True, nogil=True, inline="always")
 def _key(r, e):
     """The key of segments that endpoint e sends: (source address high and low 64 bits,
-    destination's, IPv6 flag << 32 | source port << 16 | destination port)."""
+    destination's, tunnel << 33 | IPv6 flag << 32 | source port << 16 | destination
+    port)."""
     o = 1 - e
-    ports = (np.int64(r.v6) << 32) | (r.port[e] << 16) | r.port[o]
+    ports = (np.int64(r.tunnel) << 33) | (np.int64(r.v6) << 32) | (r.port[e] << 16) \
+        | r.port[o]
     return (np.int64(r.ip_hi[e]), np.int64(r.ip_lo[e]), np.int64(r.ip_hi[o]),
             np.int64(r.ip_lo[o]), ports)
 
@@ -289,7 +291,8 @@ def _open(T, S, table, free, R, L, ts, flags, key):
     S[CONNECTIONS] += 1
     r.cid = np.int64(S[CONNECTIONS])
     r.roles = roles
-    r.v6 = ports >> 32
+    r.v6 = (ports >> 32) & 1
+    r.tunnel = ports >> 33
     r.first_ts = ts
     r.last_ts = ts
     r.reset_by = -1
@@ -366,7 +369,7 @@ def run(T, H, S, table, free, R, L, Z, B, start, n):
     tw, ft = S[TIME_WAIT_S], S[FIN_TIMEOUT_S]
     (b_ts, b_kind, b_v6, b_src_hi, b_src_lo, b_dst_hi, b_dst_lo, b_sport, b_dport, b_seq,
      b_ack, b_flags, b_win, b_plen, b_ipid, b_wscale, b_analysis, b_iplen, b_cut,
-     b_bad_sum) = B
+     b_bad_sum, b_tunnel) = B
     for i in range(start, n):
         if b_kind[i] != TCP:
             continue
@@ -388,7 +391,8 @@ def run(T, H, S, table, free, R, L, Z, B, start, n):
                 S[NEXT_SWEEP] = ts + _SWEEP_EVERY
             S[NOW] = ts
         flags, seq = np.int64(b_flags[i]), b_seq[i]
-        ports = (np.int64(b_v6[i]) << 32) | (np.int64(b_sport[i]) << 16) | np.int64(b_dport[i])
+        ports = (np.int64(b_tunnel[i]) << 33) | (np.int64(b_v6[i]) << 32) \
+            | (np.int64(b_sport[i]) << 16) | np.int64(b_dport[i])
         k = (np.int64(b_src_hi[i]), np.int64(b_src_lo[i]), np.int64(b_dst_hi[i]),
              np.int64(b_dst_lo[i]), ports)
         key, turned = _canonical(k)

@@ -74,8 +74,9 @@ SLOT = np.dtype([
     # cid: the connection's number, in order of its first segment; roles: how client and
     # server were told apart (ROLE_NAMES); reset_by: the endpoint whose in-window RST ended
     # it (-1 none); anom: anomalies counted (ANOMALY_NAMES); scheduled: the deadline the
-    # timer heap holds for it (NaN none)
-    ("cid", np.int64), ("roles", np.int8), ("v6", np.uint8), ("first_ts", np.float64),
+    # timer heap holds for it (NaN none); tunnel: the tunnel it is in (decode/unwrap.py), 0
+    ("cid", np.int64), ("roles", np.int8), ("v6", np.uint8), ("tunnel", np.int32),
+    ("first_ts", np.float64),
     ("last_ts", np.float64), ("reset_by", np.int8), ("anom", np.int32, len(ANOMALY_NAMES)),
     ("scheduled", np.float64),
     # Zeek's view (track/zeek_view.py), per endpoint by pcapstate's index
