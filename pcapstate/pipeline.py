@@ -59,14 +59,20 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
     from pcapstate.track.connections import Tracker
 
     decoder = {"engine": engine, "reason": None}
+    fallback = None
     if engine == "auto":
-        odd = sorted({lt for c in captures for lt in c.linktypes} - frames.LINKTYPES
-                     - set(unwrap.LINKTYPES))
-        engine = "tshark" if odd else "fast"
+        kinds = {lt for c in captures for lt in c.linktypes}
+        odd = sorted(kinds - frames.LINKTYPES - set(unwrap.LINKTYPES))
+        engine = "tshark" if odd and len(odd) == len(kinds) else "fast"
         decoder = {"engine": engine, "reason": (
-            f"link type {', '.join(map(str, odd))}: not decoded by the fast engine" if odd
-            else "every link type decoded by the fast engine")}
-    unwrapper = unwrap.Unwrapper(settings.zeek_checksums)
+            f"link type {', '.join(map(str, odd))}: not decoded by the fast engine"
+            if engine == "tshark" else "every link type decoded by the fast engine" if not odd
+            else f"link type {', '.join(map(str, odd))}: its frames decoded by tshark"
+            if tshark.available() else
+            f"link type {', '.join(map(str, odd))}: not decoded (tshark not found)")}
+        if engine == "fast" and tshark.available():  # frames neither path reads, to tshark
+            fallback = tshark.read_frames
+    unwrapper = unwrap.Unwrapper(settings.zeek_checksums, fallback)
     summary = Summary(settings, on_record, on_brief, on_zeek, wireshark=engine == "tshark",
                       tunnels=unwrapper.tunnels)
     accounting: Counter[str] = Counter()
@@ -255,9 +261,7 @@ def _coverage_warning(coverage: dict[str, Any], accounting: Counter[str],
     if not missed:
         return []
     kinds = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in missed.items())
-    tshark = engine == "fast" and any(not_read(k) == "carrier"
-                                      or k.startswith("bad:unsupported_linktype")
-                                      for k in accounting)
+    tshark = engine == "fast" and any(not_read(k) == "carrier" for k in accounting)
     return [f"{coverage['records'] - coverage['decoded']:,} of {coverage['records']:,} records "
             f"({1 - coverage['share']:.1%}) were not decoded ({kinds}): the TCP connections "
             "inside them are not in this result"

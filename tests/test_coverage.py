@@ -7,6 +7,7 @@ decode of the same file is the oracle that the fragments carried TCP; fragments 
 datagram is whole are reassembled and read."""
 
 import shutil
+import struct
 import subprocess
 from pathlib import Path
 
@@ -142,3 +143,46 @@ def test_a_udp_datagram_to_vxlans_port_that_is_not_vxlan_is_read_as_udp(tmp_path
     result = analyze([str(write(tmp_path / "u.pcap", [(1.0, bytes(eth))]))])
     assert result["accounting"]["other"] == {"udp": 1}
     assert result["coverage"]["share"] == 1.0 and not result["coverage"]["tcp_unread"]
+
+
+def pcapng(records: list[tuple[int, float, bytes]], linktypes: tuple[int, ...]) -> bytes:
+    """A pcapng file: one interface per link type, (interface, time, frame) records."""
+    def block(kind: int, body: bytes) -> bytes:
+        body += bytes(-len(body) % 4)
+        return struct.pack("<II", kind, len(body) + 12) + body + struct.pack("<I",
+                                                                             len(body) + 12)
+
+    out = block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
+    out += b"".join(block(1, struct.pack("<HHI", lt, 0, 65535)) for lt in linktypes)
+    for iface, ts, frame in records:
+        us = round(ts * 1e6)
+        out += block(6, struct.pack("<IIIII", iface, us >> 32, us & 0xFFFFFFFF, len(frame),
+                                    len(frame)) + frame)
+    return out
+
+
+def in_wifi(frame: bytes) -> bytes:
+    """The Ethernet frame's packet in an 802.11 data frame (link type 105, no radiotap):
+    a 24-byte header, then LLC/SNAP with the ethertype."""
+    header = struct.pack("<HH", 0x0108, 0) + b"\x04" * 6 + b"\x02" * 6 + b"\x06" * 6 + bytes(2)
+    return header + b"\xaa\xaa\x03\x00\x00\x00" + frame[12:]
+
+
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
+def test_auto_hands_tshark_only_the_frames_no_other_path_reads(tmp_path):
+    """A pcapng of two interfaces, every other frame of the sample on an 802.11 one (a link
+    type neither the fast nor the slow path reads): `auto` decodes the Ethernet frames
+    itself and only the others with tshark, and answers as on the plain sample; `fast`
+    says that TCP went unread."""
+    recs = [(i % 2, ts, in_wifi(f) if i % 2 else f) for i, (ts, f) in enumerate(frames(LEAK))]
+    path = tmp_path / "two.pcapng"
+    path.write_bytes(pcapng(recs, (1, 105)))
+    plain = analyze([str(LEAK)])
+    auto, fast = analyze([str(path)], engine="auto"), analyze([str(path)], engine="fast")
+    assert auto["decoder"] == {"engine": "fast",
+                               "reason": "link type 105: its frames decoded by tshark"}
+    assert auto["coverage"]["unwrapped"] == {"tshark": 50} and auto["coverage"]["share"] == 1
+    assert auto["connections"]["by_end"] == plain["connections"]["by_end"]
+    assert [(f["state"], f["count"]) for f in auto["findings"]] == [("CLOSE_WAIT", 5)]
+    assert fast["coverage"]["not_decoded"] == {"unsupported_linktype_105": 50}
+    assert fast["coverage"]["tcp_unread"]

@@ -27,12 +27,13 @@ _IP_PROTOS = {1: "icmp", 2: "igmp", 4: "ipip", 17: "udp", 41: "ipv6_in_ip", 47: 
 #: carries frames or packets that may hold TCP this decoder does not read.
 _UDP_TUNNELS = {4789: "vxlan", 6081: "geneve", 2152: "gtp_u", 3544: "teredo"}
 def not_read(name: str) -> str | None:
-    """Of a record's accounting name: "carrier" for a kind that may carry TCP this decoder
-    does not read, "undecodable" for one it could not decode at all, None for one read
-    (TCP, or a protocol that is not TCP: UDP, ARP ...)."""
-    if name.startswith("bad:"):
-        return "undecodable"
-    return "carrier" if name in {kind_name(k) for k in CARRIERS} else None
+    """Of a record's accounting name: "carrier" for a kind that may carry TCP that was not
+    read (a tunnel not unwrapped, a fragment of a datagram never whole, a frame of a link
+    type not decoded), "undecodable" for one that could not be decoded at all, None for one
+    read (TCP, or a protocol that is not TCP: UDP, ARP ...)."""
+    if name in _CARRIER_NAMES or name.startswith("bad:unsupported_linktype"):
+        return "carrier"
+    return "undecodable" if name.startswith("bad:") else None
 
 # kind: TCP, or what else the record was. Codes >= _OTHER_ETHERTYPE carry a number.
 TCP = 0
@@ -75,6 +76,9 @@ def kind_name(kind: int) -> str:
     if group == _UDP_TUNNEL >> 16:
         return "other:" + _UDP_TUNNELS[value]
     return _NAMES[kind]
+
+
+_CARRIER_NAMES = {kind_name(k) for k in CARRIERS}
 
 
 class Batch(NamedTuple):

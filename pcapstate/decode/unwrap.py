@@ -16,6 +16,7 @@ GTP-U's TEID, which differs per direction, is not part of it."""
 import ipaddress
 import struct
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import dpkt
@@ -35,16 +36,25 @@ _TUNNEL_KINDS = {frames.kind_name(frames._UDP_TUNNEL + port): name
                  for port, name in frames._UDP_TUNNELS.items()}
 
 
+def _unread(kind: int) -> bool:
+    """A kind that may hold TCP neither decoder read: a carrier, an unknown link type."""
+    return kind in frames.CARRIERS or kind >> 16 == frames._BAD_LINKTYPE >> 16
+
+
 def _ether(etype: int, payload: bytes) -> tuple[int, bytes]:
     """A payload that an ethertype names, as an Ethernet frame the decoder reads."""
     return ETHERNET, bytes(12) + etype.to_bytes(2, "big") + payload
 
 
 class Unwrapper:
-    """Unwraps the rows a scan hands on (`rows`), and keeps the tunnels met so far."""
+    """Unwraps the rows a scan hands on (`rows`), and keeps the tunnels met so far.
+    `fallback` (decode/tshark.py `read_frames`, with `--engine auto`) decodes the frames
+    it still cannot read, a batch's at a time."""
 
-    def __init__(self, verify: bool) -> None:
+    def __init__(self, verify: bool, fallback: Callable[..., frames.Batch] | None = None
+                 ) -> None:
         self.verify = verify
+        self.fallback = fallback
         self.tunnels: list[dict[str, Any]] = []  # tunnel number - 1 -> what it is
         self._numbers: dict[tuple[Any, ...], int] = {}
         self.unwrapped: Counter[str] = Counter()  # records read inside each kind
@@ -52,8 +62,19 @@ class Unwrapper:
 
     def rows(self, out: frames.Batch, slow: np.ndarray, count: int, buf: Any) -> None:
         """Unwrap the `count` rows of `slow` (frames.SLOW_FIELDS) whose frames are in `buf`."""
+        unread: list[tuple[int, int, bytes, int, float]] = []
         for row, start, length, origlen, linktype, at in slow[:count].tolist():
-            self._unwrap(out, row, bytes(buf[start:start + length]), origlen, linktype, at)
+            frame = bytes(buf[start:start + length])
+            self._unwrap(out, row, frame, origlen, linktype, at)
+            if self.fallback is not None and _unread(int(out.kind[row])):
+                unread.append((row, linktype, frame, origlen, float(out.ts[row])))
+        if unread:
+            got = self.fallback([u[1:] for u in unread], self.verify)  # type: ignore[misc]
+            for i, (row, *_) in enumerate(unread):
+                for column, values in zip(out[1:-1], got[1:-1], strict=True):
+                    column[row] = values[i]
+                out.tunnel[row] = 0
+            self.unwrapped["tshark"] += len(unread)
 
     def _unwrap(self, out: frames.Batch, row: int, frame: bytes, origlen: int, linktype: int,
                 at: int) -> None:
