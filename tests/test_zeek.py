@@ -191,6 +191,71 @@ def test_a_synack_captured_before_its_syn_flips_the_roles():
     assert (z["history"], z["conn_state"], z["orig"]) == ("Hs^ADadFf", "SF", "client")
 
 
+def test_a_synack_seen_first_flips_at_the_next_ack_or_data():
+    """core.tcp.flip-without-syn (Zeek 5.1 on, zeek/zeek#2191; trace
+    tcp/http-on-irc-port-missing-syn.pcapng): the first packet is the server's SYN-ACK from
+    port 80 to port 6669, both likely server ports, so no flip at creation; the client's
+    ACK that follows flips the roles and the history becomes ^h: "^hADadFf", SF, the
+    client the originator. Without a likely port at all the same happens."""
+    rows = [HANDSHAKE[1], HANDSHAKE[2], *EXCHANGE, *CLOSE]
+    for ports in ((80, 6669), (5555, 40000)):
+        z = run(rows, ports=ports)
+        assert (z["history"], z["conn_state"], z["orig"]) == ("^hADadFf", "SF", "client")
+        assert (z["orig_pkts"], z["resp_pkts"]) == (5, 4)  # each packet on its sender's side
+    # a FIN or a RST as the second packet does not flip; the server's own ACK does
+    z = run([HANDSHAKE[1], (SV, A, 901, 101, 0)], ports=(5555, 40000))
+    assert (z["history"], z["orig"]) == ("^ha", "client")
+    z = run([HANDSHAKE[1], (SV, F | A, 901, 101, 0)], ports=(5555, 40000))
+    assert (z["history"], z["orig"]) == ("HF", "server")
+
+
+def test_an_offload_frame_of_ip_length_zero(tmp_path):
+    """A segmentation-offload frame captured on its sender (IPv4 total length 0, 3,000
+    bytes of payload), through the decoder: zeek -C reads the TCP payload as far as it was
+    captured and adds no IP bytes (ConnSize adds TotalLen(), 0); Zeek checking checksums
+    drops the packet before any connection sees it (IPAnalyzer::AnalyzePacket,
+    "ip_hdr_len_zero", zeek/zeek#1831), so the server's ACK of its data is a content gap.
+    From Zeek's source; no baseline has such a frame."""
+    import dpkt
+
+    from pcapstate.pipeline import analyze
+    from pcapstate.settings import Settings
+
+    def frame(src, dst, sport, dport, flags, seq, ack, payload=b"", zero=False):
+        tcp = dpkt.tcp.TCP(sport=sport, dport=dport, seq=seq, ack=ack, flags=flags,
+                           win=512, data=payload)
+        ip = dpkt.ip.IP(src=src, dst=dst, p=6, ttl=64, data=tcp)
+        raw = bytearray(bytes(ip))  # lengths and checksums computed
+        if zero:
+            raw[2:4] = b"\0\0"
+        return b"\x02" * 6 + b"\x04" * 6 + b"\x08\x00" + bytes(raw)
+
+    c, sv = (CLIENT_IP, 40000), (SERVER_IP, 80)
+    frames = [frame(*c[:1], *sv[:1], c[1], sv[1], S, 100, 0),
+              frame(*sv[:1], *c[:1], sv[1], c[1], S | A, 900, 101),
+              frame(*c[:1], *sv[:1], c[1], sv[1], A, 101, 901),
+              frame(*c[:1], *sv[:1], c[1], sv[1], A | P, 101, 901, bytes(3000), zero=True),
+              frame(*sv[:1], *c[:1], sv[1], c[1], A, 901, 3101)]
+    path = tmp_path / "tso.pcap"
+    with path.open("wb") as f:
+        w = dpkt.pcap.Writer(f, snaplen=65535)
+        for i, fr in enumerate(frames):
+            w.writepkt(fr, 1.0 + i / 1000)
+
+    def zeek(**settings: Any) -> dict[str, Any]:
+        records: list[dict[str, Any]] = []
+        analyze([str(path)], Settings(**settings), on_record=records.append)
+        [record] = records
+        return record["zeek"]
+
+    z = zeek()
+    assert (z["history"], z["orig_bytes"], z["orig_pkts"], z["orig_ip_bytes"]) == \
+        ("ShADa", 3000, 3, 2 * 40)
+    z = zeek(zeek_checksums=True)  # and the server's ACK of the data passes a gap
+    assert (z["history"], z["orig_pkts"], z["orig_ip_bytes"], z["missed_bytes"]) == \
+        ("ShAaG", 2, 2 * 40, 3000)
+
+
 def gaps(segments, cut=()):
     """Like `run`, with the payload of the segments numbered in `cut` not captured."""
     z = run(segments, cut=cut)

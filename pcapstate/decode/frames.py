@@ -102,7 +102,8 @@ class Batch(NamedTuple):
     ipid: np.ndarray  # IPv4 identification; 0 for IPv6
     wscale: np.ndarray  # int8: a SYN's window scale, NO_WSCALE, or NOT_SYN
     analysis: np.ndarray  # int32: Wireshark's TCP analysis flags (tshark engine), else 0
-    iplen: np.ndarray  # int32: the IP packet's length (IPv4 total; IPv6 payload + 40)
+    iplen: np.ndarray  # int32: the IP packet's length (IPv4 total; IPv6 payload + 40); for an
+    # IPv4 total length of 0 (offload), 0, or -1 when checksums are checked (track/zeek_view)
     cut: np.ndarray  # bool: the payload was not captured whole (snaplen)
     bad_sum: np.ndarray  # bool: a wrong TCP checksum, when asked to check
     tunnel: np.ndarray  # int32: the tunnel it came in (decode/unwrap.py's number), or 0
@@ -349,6 +350,10 @@ def _decode(b, s, n, origlen, linktype, out, row, verify):
             kind[row] = _not_tcp(b, s, n, off + ihl, proto)
             return off if _carries(kind[row]) else -1
         total = _u16(b, s + off + 2)
+        # a total length of 0: a segmentation-offload frame captured on its sender, as long
+        # as was captured; Zeek counts no IP bytes for it, and drops it when it checks
+        # checksums (its TCP checksum is not computed yet)
+        iplen[row] = total if total else -1 if verify else 0
         if total == 0:
             total = n - off
         elif total < ihl + 20:
@@ -356,7 +361,6 @@ def _decode(b, s, n, origlen, linktype, out, row, verify):
             return -1
         t = off + ihl
         tcp_len = total - ihl
-        iplen[row] = total
         v6[row] = False
         src_hi[row] = 0
         src_lo[row] = _u64(b, s + off + 12, 4)

@@ -372,7 +372,11 @@ def packet(r, e, flags, seq, ack, plen, win, ts, iplen, cut, bad_sum):
     """One segment from pcapstate's endpoint e (SA::Process); `iplen`: its IP packet's
     length, for the IP byte counts (ConnSize); `cut`: its payload was not captured whole
     (snaplen); `bad_sum`: its checksum is wrong, so Zeek marks it (C, at the 1st, 10th,
-    100th...) and goes no further with it."""
+    100th...) and goes no further with it. An IPv4 packet whose total length is 0 (a
+    segmentation-offload frame captured on its sender) adds no IP bytes, and when checksums
+    are checked (`iplen` -1) Zeek drops it before any connection sees it (IPAnalyzer)."""
+    if iplen < 0:
+        return
     if bad_sum:
         r.z_chk[e] += 1
         if r.z_chk[e] == r.z_chkn[e]:
@@ -426,10 +430,17 @@ def packet(r, e, flags, seq, ack, plen, win, ts, iplen, cut, bad_sum):
         if _z_check(r, e, _RST, L_R) and rel != r.z_lrst[e]:
             _z_add(r, e, L_R)
         r.z_lrst[e] = rel
-    elif plen > 0:
-        _z_check(r, e, _DATA, L_D)
-    elif flags & ACK:
-        _z_check(r, e, _ACK, L_A)
+    elif plen > 0 or flags & ACK:
+        if r.z_hlen == 1 and r.z_hist[0] == L_H:
+            # only a SYN-ACK so far: its receiver was the client after all (Zeek 5.1 on,
+            # TCP_Endpoint::CheckHistory): the roles flip, the history becomes ^h
+            r.z_orig = 1 - r.z_orig
+            is_orig = e == r.z_orig
+            r.z_hist[0], r.z_hist[1], r.z_hlen = L_FLIP, L_H + 32, 2
+        if plen > 0:
+            _z_check(r, e, _DATA, L_D)
+        else:
+            _z_check(r, e, _ACK, L_A)
     # zero window
     if win == 0 and not rst and r.z_state[p] != CLOSED and r.z_state[e] != RESET:
         r.z_w0[e] += 1
