@@ -6,7 +6,7 @@ For each scenario NAME it writes NAME.pcap (NAME.pcapng; NAME-N.pcap for the rot
 NAME.ss.txt, the kernel's own view (`ss -tanH` in the namespace, taken at the end of the
 capture, before the capture stops and while every peer is idle), and NAME.expected.json, the
 facts that follow from the scenario's design. Needs root, iproute2, tcpdump, dumpcap, ethtool
-(and /dev/net/tun for the vantage scenario).
+(and /dev/net/tun for the vantage scenario, the kernel's vxlan module for the vxlan one).
 Traffic stays inside namespaces made here (their loopback, or the wire between two); every
 peer ends by itself.
 """
@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from contextlib import ExitStack
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -440,10 +441,138 @@ def vantage(ns: Namespace) -> None:
                   "scenario saw the same packets at the other end of the wire")
 
 
+VXLAN_UNDERLAY = ("10.79.0.1", "10.79.0.2")  # the two VTEPs, one each side of a veth
+VXLAN_TENANTS = {42: 3, 43: 2}  # VNI -> leaked connections in it
+VXLAN_CLIENT_PORT = 45000  # the clean connection's client port, the same in both VNIs
+
+
+def _mac(ns: Namespace, dev: str) -> str:
+    return ns.sh("cat", f"/sys/class/net/{dev}/address", capture_output=True,
+                 text=True).stdout.strip()
+
+
+def _neighbours(a: Namespace, a_dev: str, a_ip: str, b: Namespace, b_dev: str,
+                b_ip: str) -> None:
+    """Each side knows the other's MAC address: no ARP in the capture, only TCP."""
+    a.sh("ip", "neigh", "add", b_ip, "lladdr", _mac(b, b_dev), "dev", a_dev, "nud", "permanent")
+    b.sh("ip", "neigh", "add", a_ip, "lladdr", _mac(a, a_dev), "dev", b_dev, "nud", "permanent")
+
+
+def _no_offloads(ns: Namespace, dev: str) -> None:
+    """Real-sized segments with their checksums computed (no TSO/GSO/GRO, no checksum
+    offload), and no IPv6 chatter (router solicitations, MLD) on the device."""
+    ns.sh("ethtool", "-K", dev, "tso", "off", "gso", "off", "gro", "off", "tx", "off",
+          stdout=subprocess.DEVNULL)
+    ns.sh("sysctl", "-q", f"net.ipv6.conf.{dev}.disable_ipv6=1")
+
+
+def vxlan(ns: Namespace) -> None:
+    """Two tenants' overlays over one underlay: VXLAN VNIs 42 and 43, each between a client
+    namespace (10.9.0.1) and a server namespace (10.9.0.2): the same inner addresses in
+    both VNIs. `ns` holds one end of the underlay (a veth, 10.79.0.1) and a second namespace
+    the other (10.79.0.2); the VXLAN devices are made there, on the veth, and moved into the
+    tenants' namespaces (their UDP sockets stay on the underlay: link-netns). In each VNI a
+    server that never closes after the client's FIN (close_wait_leak's) leaks some
+    connections, and one request/response connection closes cleanly; the clean ones use
+    the same client port in both VNIs, so the two share their inner 4-tuple. Captured on
+    the underlay veth: Ethernet / IPv4 / UDP 4789 / VXLAN / Ethernet / IPv4 / TCP, and
+    nothing else (static neighbours: no ARP; no IPv6)."""
+    near, far = VXLAN_UNDERLAY
+    with ExitStack() as stack:
+        under = stack.enter_context(Namespace("vxlan-underlay"))
+        ns.sh("ip", "link", "add", "u0", "type", "veth", "peer", "name", "u1")
+        ns.sh("ip", "link", "set", "u1", "netns", under.name)
+        for side, dev, me in ((ns, "u0", near), (under, "u1", far)):
+            _no_offloads(side, dev)
+            side.sh("ip", "addr", "add", f"{me}/24", "dev", dev)
+            side.sh("ip", "link", "set", dev, "up")
+        _neighbours(ns, "u0", near, under, "u1", far)
+        tenants = {}  # VNI -> (client namespace, server namespace)
+        for vni, leaks in VXLAN_TENANTS.items():
+            pair = []
+            for side, dev, local, remote, role, inner in (
+                    (ns, "u0", near, far, "a", "10.9.0.1"),
+                    (under, "u1", far, near, "b", "10.9.0.2")):
+                tenant = stack.enter_context(Namespace(f"vxlan-{role}{vni}"))
+                vx = f"vx{vni}"
+                side.sh("ip", "link", "add", vx, "type", "vxlan", "id", str(vni), "local", local,
+                        "remote", remote, "dstport", "4789", "dev", dev)
+                side.sh("ip", "link", "set", vx, "netns", tenant.name)
+                _no_offloads(tenant, vx)
+                tenant.sh("ip", "addr", "add", f"{inner}/24", "dev", vx)
+                tenant.sh("ip", "link", "set", vx, "up")
+                pair.append(tenant)
+            client, server = tenants[vni] = tuple(pair)
+            _neighbours(client, f"vx{vni}", "10.9.0.1", server, f"vx{vni}", "10.9.0.2")
+            # the leaked connections' client ports: disjoint between the VNIs
+            client.sh("sysctl", "-q", f"net.ipv4.ip_local_port_range={vni}000 {vni}999")
+            server.peer("server", "leak", "10.9.0.2", "5001", str(leaks), "60",
+                        wait_for="listening")
+            server.peer("server", "reply", "10.9.0.2", "8080", "1", "no", "30",
+                        wait_for="listening")
+        ns.start_capture(str(HERE / "vxlan.pcap"), iface="u0")
+        for vni, leaks in VXLAN_TENANTS.items():
+            tenants[vni][0].run("client", "send_close", "10.9.0.2", "5001", str(leaks), "0.5",
+                                "4096")
+        for vni in VXLAN_TENANTS:  # one after the other: the second SYN meets a closed 4-tuple
+            client = tenants[vni][0]
+            client.sh("sysctl", "-q",
+                      f"net.ipv4.ip_local_port_range={VXLAN_CLIENT_PORT} {VXLAN_CLIENT_PORT}")
+            client.run("client", "request", "10.9.0.2", "8080", "1", "0", "yes")
+            time.sleep(0.5)
+        time.sleep(14)  # the youngest leaked socket is then > 11 s in CLOSE_WAIT
+        views = {}  # (VNI, namespace) -> ss -tanH there
+        for vni, pair in tenants.items():
+            for tenant in pair:
+                views[(vni, tenant.name)] = tenant.sh("ss", "-tanH", capture_output=True,
+                                                      text=True).stdout
+        ns.stop_capture(HERE / "vxlan.ss.txt")
+    for vni, leaks in VXLAN_TENANTS.items():
+        client, server = (views[(vni, t.name)] for t in tenants[vni])
+        assert ss_states(client) == {"FIN-WAIT-2": leaks, "TIME-WAIT": 1}, client
+        assert ss_states(server) == {"CLOSE-WAIT": leaks}, server
+    # one file, in the form tests/test_samples.py reads (state, queues, local, peer), each
+    # line saying where it was taken
+    (HERE / "vxlan.ss.txt").write_text("".join(
+        f"{line.rstrip()}\t# vni={vni} netns={name}\n"
+        for (vni, name), view in views.items() for line in view.splitlines() if line.strip()))
+    leaked = sum(VXLAN_TENANTS.values())
+    n = leaked + len(VXLAN_TENANTS)
+    write_expected(
+        "vxlan",
+        description="two tenants' overlays on one underlay (a veth, 10.79.0.1 - 10.79.0.2), "
+                    "VXLAN VNIs 42 and 43, each between 10.9.0.1 (client) and 10.9.0.2 "
+                    "(server) in namespaces of their own; in each VNI an iperf2-like server "
+                    "on 10.9.0.2:5001 reads each connection to EOF and never calls close() "
+                    f"({', '.join(f'{k} in VNI {v}' for v, k in VXLAN_TENANTS.items())}; the "
+                    "clients send 4 KB and close, 0.5 s apart; keep-alives every 3 s), then "
+                    "one request/response to 10.9.0.2:8080 closes cleanly, the client first, "
+                    f"from client port {VXLAN_CLIENT_PORT} in both VNIs; captured on the "
+                    "underlay veth at 10.79.0.1",
+        connections=n, end_kinds={"half_closed": leaked, "closed": len(VXLAN_TENANTS)},
+        closers={"client": n},
+        # the findings name a service by its inner ip:port, the same in both VNIs
+        stuck=[{"state": "CLOSE_WAIT", "service": "10.9.0.2:5001", "role": "server",
+                "count": leaked}],
+        tunnels=[{"kind": "vxlan", "endpoints": sorted(VXLAN_UNDERLAY), "id": vni,
+                  "parent": None} for vni in VXLAN_TENANTS],
+        by_vni={str(vni): {"connections": leaks + 1, "close_wait": leaks,
+                           "close_wait_service": "10.9.0.2:5001",
+                           "clean": {"client": f"10.9.0.1:{VXLAN_CLIENT_PORT}",
+                                     "server": "10.9.0.2:8080"},
+                           "client_netns": tenants[vni][0].name,
+                           "server_netns": tenants[vni][1].name}
+                for vni, leaks in VXLAN_TENANTS.items()},
+        notes="vxlan.ss.txt holds the four tenant namespaces' ss -tanH, each line ending with "
+              "its VNI and namespace; the kernel shows, per VNI, the leaked count in "
+              "CLOSE-WAIT (server) and FIN-WAIT-2 (client, orphaned) and one TIME-WAIT "
+              f"(client, port {VXLAN_CLIENT_PORT}); the underlay namespaces hold no TCP")
+
+
 SCENARIOS = {f.__name__: f for f in (close_wait_leak, idle_leak, syn_timeout, close_wait_reset,
                                      client_close, server_close, rst_abort,
                                      refused, half_close, mid_stream, ipv6, pcapng, rotated,
-                                     vantage, lossy)}
+                                     vantage, lossy, vxlan)}
 
 
 def main(names: list[str]) -> None:
