@@ -222,6 +222,13 @@ def _carries(kind):
     return kind in CARRIERS
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _known(etype):
+    """An ethertype a pseudowire's Ethernet frame is likely to carry."""
+    return etype == 0x0800 or etype == 0x86DD or etype == 0x8100 or etype == 0x88A8 \
+        or etype == 0x8847 or etype == 0x8848 or etype == 0x0806 or etype == 0x8864
+
+
 @njit(cache=True, nogil=True)
 def _shims(b, s, n, etype, off, cut):
     """Follow what lies between a link header and IP: 802.1Q and QinQ tags, MPLS label
@@ -230,11 +237,12 @@ def _shims(b, s, n, etype, off, cut):
     802.1ah I-tags, VN-tags, FabricPath headers and LLC/SNAP (802.3 frames). Returns (the
     ethertype, its payload's offset, 0), or (-1, 0, the record's kind) when the frame ends
     early or holds something else."""
-    for _ in range(_MAX_SHIMS):
+    for _ in range(_MAX_SHIMS + 1):
         need = off + (4 if etype == 0x8100 or etype == 0x88A8 or etype == 0x9100
                       or etype == 0x9200 or etype == 0x8847 or etype == 0x8848 else
-                      8 if etype == 0x8864 or etype <= 1500 else 6 if etype == 0x8926 else
-                      18 if etype == 0x88E7 else 16 if etype == 0x8903 else 0)
+                      7 if etype == 0x8864 else 3 if etype <= 1500 else
+                      6 if etype == 0x8926 else 18 if etype == 0x88E7 else
+                      16 if etype == 0x8903 else 0)
         if n < need:
             return -1, 0, cut
         if etype == 0x8100 or etype == 0x88A8 or etype == 0x9100 or etype == 0x9200:
@@ -252,16 +260,27 @@ def _shims(b, s, n, etype, off, cut):
                 etype = 0x0800 if nibble == 4 else 0x86DD
             elif nibble == 1:  # an associated channel (RFC 5586: OAM, BFD)
                 return -1, 0, _MPLS_ACH
-            else:  # an Ethernet pseudowire; the nibble 0 begins its control word
-                off += 4 if nibble == 0 else 0
+            else:  # an Ethernet pseudowire (RFC 4448): a control word begins with the
+                # nibble 0, but so may a MAC address; the control word unless only the
+                # reading without it finds a likely ethertype
+                if nibble == 0 and not (n >= off + 18 and not _known(_u16(b, s + off + 16))
+                                        and n >= off + 14 and _known(_u16(b, s + off + 12))):
+                    off += 4
                 if n < off + 14:
                     return -1, 0, cut
                 etype, off = _u16(b, s + off + 12), off + 14
-        elif etype == 0x8864:  # PPPoE session: 6 bytes, then PPP's protocol (RFC 1661)
-            proto = _u16(b, s + off + 6)
+        elif etype == 0x8864:  # PPPoE session: 6 bytes, then PPP's protocol (RFC 1661:
+            # one byte when compressed, odd)
+            first = np.int64(b[s + off + 6])
+            if first & 1:
+                proto, off = first, off + 7
+            elif n < off + 8:
+                return -1, 0, cut
+            else:
+                proto, off = _u16(b, s + off + 6), off + 8
             if proto != 0x0021 and proto != 0x0057:
                 return -1, 0, _PPP
-            etype, off = 0x0800 if proto == 0x0021 else 0x86DD, off + 8
+            etype = 0x0800 if proto == 0x0021 else 0x86DD
         elif etype == 0x88E7:  # 802.1ah: the I-tag, then the customer's frame
             etype, off = _u16(b, s + off + 16), off + 18
         elif etype == 0x8926:  # VN-tag: the tag, then an ethertype
@@ -269,8 +288,11 @@ def _shims(b, s, n, etype, off, cut):
         elif etype == 0x8903:  # FabricPath: FTag and TTL, then the classical frame
             etype, off = _u16(b, s + off + 14), off + 16
         elif etype <= 1500:  # 802.3's length: LLC; SNAP with OUI 0 carries an ethertype
-            if b[s + off] != 0xAA or b[s + off + 1] != 0xAA or b[s + off + 2] != 3 \
-                    or b[s + off + 3] or b[s + off + 4] or b[s + off + 5]:
+            if b[s + off] != 0xAA or b[s + off + 1] != 0xAA or b[s + off + 2] != 3:
+                return -1, 0, _LLC
+            if n < off + 8:
+                return -1, 0, cut
+            if b[s + off + 3] or b[s + off + 4] or b[s + off + 5]:
                 return -1, 0, _LLC
             etype, off = _u16(b, s + off + 6), off + 8
         else:

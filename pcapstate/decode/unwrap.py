@@ -92,13 +92,15 @@ class Unwrapper:
                 out.kind[row] = step
                 return
             linktype, inner, tunnel, name = step
-            self.unwrapped[name] += 1
             # what was not captured of the frame is not captured of its inside (a datagram
             # from fragments is whole)
             origlen = max(len(inner), origlen - (len(frame) - len(inner)))
             at = frames.decode_into(np.frombuffer(inner, np.uint8), origlen, linktype, out, row,
                                     self.verify)
             out.tunnel[row] = tunnel
+            kind = int(out.kind[row])
+            if kind == frames.TCP or not frames.kind_name(kind).startswith("bad:"):
+                self.unwrapped[name] += 1
             if at < 0:
                 return
             frame = inner
@@ -208,9 +210,9 @@ def _ppp(data: bytes) -> tuple[int, bytes] | None:
     """A PPP frame (RFC 1661; HDLC-like framing, RFC 1662, when it begins ff 03)."""
     if data[:2] == b"\xff\x03":
         data = data[2:]
-    ppp = dpkt.pppoe.PPP(data)  # the protocol field, compressed to a byte or not
+    ppp = dpkt.pppoe.PPP(data)  # the protocol field, compressed to a byte (odd) or not
     etype = _PPP_ETHERTYPES.get(ppp.p)
-    return None if etype is None else _ether(etype, data[len(ppp) - len(ppp.data):])
+    return None if etype is None else _ether(etype, data[1 if data[0] & 1 else 2:])
 
 
 def _link(linktype: int, frame: bytes) -> tuple[int, bytes] | None:
@@ -222,22 +224,32 @@ def _link(linktype: int, frame: bytes) -> tuple[int, bytes] | None:
     if linktype == 104:  # Cisco HDLC: address, control, an ethertype
         return _ether(struct.unpack_from("!H", frame, 2)[0], frame[4:])
     if linktype == 10:  # FDDI: frame control, addresses, then LLC (an 802.3 frame's)
-        return _ether(len(frame) - 13, frame[13:])
+        return _ether(0, frame[13:])
     if linktype == 219:  # an MPLS label stack
         return _ether(0x8847, frame)
-    if linktype == 242:  # IPoIB (RFC 4391, 6): an ethertype, two reserved bytes
-        return _ether(struct.unpack_from("!H", frame)[0], frame[4:])
+    if linktype == 242:  # IPoIB: a 40-byte pseudo-header (libpcap's, Wireshark's), then
+        # RFC 4391's: an ethertype, two reserved bytes
+        return _ether(struct.unpack_from("!H", frame, 40)[0], frame[44:])
     if linktype == 117:  # pflog: its header's length (padded to 4), then IP
         return RAW_IP, frame[(frame[0] + 3) & ~3:]
-    if linktype == 239:  # NFLOG: a header, then TLVs in the host's order; 9: the packet
-        p = 4
-        while p + 4 <= len(frame):
-            size, kind = struct.unpack_from("<HH", frame, p)
-            if size < 4:
-                return None
-            if kind == 9:
-                return RAW_IP, frame[p + 4:p + size]
-            p += (size + 3) & ~3
+    if linktype == 239:  # NFLOG: a header, then TLVs in the capturing host's byte order
+        for order in "<>":  # the one whose lengths walk the frame
+            packet = _nflog_packet(frame, order)
+            if packet is not None:
+                return RAW_IP, packet
+    return None
+
+
+def _nflog_packet(frame: bytes, order: str) -> bytes | None:
+    """The packet (TLV type 9) of an NFLOG record, its TLVs read in this byte order."""
+    p = 4
+    while p + 4 <= len(frame):
+        size, kind = struct.unpack_from(order + "HH", frame, p)
+        if size < 4 or p + size > len(frame):
+            return None
+        if kind == 9:
+            return frame[p + 4:p + size]
+        p += (size + 3) & ~3
     return None
 
 
