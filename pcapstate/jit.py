@@ -38,18 +38,17 @@ PLAIN_BYTES = 256 << 10
 ENGINE = ("pcapstate.decode.frames", "pcapstate.track.connections", "pcapstate.derive.fold")
 
 
-def plain_for(sizes: list[int | None]) -> bool:
+def plain_for(sizes: list[int | None]) -> None:
     """Run the engine uncompiled for inputs of these sizes (None: a stream, size unknown),
-    if they are small and the engine was not imported compiled yet; True if it now runs
-    uncompiled."""
+    if they are small and the engine was not imported compiled yet."""
     global PLAIN
     if not PLAIN and all(m not in sys.modules for m in ENGINE) and sizes \
             and None not in sizes and sum(s or 0 for s in sizes) <= PLAIN_BYTES:
         PLAIN = True
-    return PLAIN
 
 
 def _config() -> Any:
+    """numba's configuration (its settings are module attributes that mypy does not see)."""
     from numba.core import config
 
     return config
@@ -66,15 +65,13 @@ def records(a: Any) -> Any:
 
 
 def njit(**options: Any) -> Callable[[Callable[..., Any]], Any]:
-    """numba.njit(**options) for a function of pcapstate's; `cache=True` caches it in
-    cache_dir(). With PLAIN, the function itself."""
+    """numba.njit(**options) for a function of pcapstate's (every one is `cache=True`),
+    cached in cache_dir(). With PLAIN, the function itself."""
     def decorate(fn: Callable[..., Any]) -> Any:
         if PLAIN:
             return fn
         import numba
 
-        if not options.get("cache"):
-            return numba.njit(**options)(fn)
         folder = cache_dir()
         if folder is None:
             return numba.njit(**{**options, "cache": False})(fn)
@@ -135,12 +132,8 @@ def is_cached() -> bool:
     """Whether compiled code of this version is in the cache already (the first run after
     installing compiles for a while: the command says so)."""
     folder = cache_dir()
-    if folder is None:
-        return False
-    for _, _, files in os.walk(folder):
-        if any(f.endswith(".nbi") for f in files):
-            return True
-    return False
+    return folder is not None and any(f.endswith(".nbi") for _, _, files in os.walk(folder)
+                                      for f in files)
 
 
 #: What the first run after installing takes to compile the engine, for the message that

@@ -30,14 +30,14 @@ class Settings:
 
 
 def settings_for(time_wait: float, fin_timeout: float, stuck_after: float,
-                 close_wait_after: float | None = None,
-                 max_connections: int = MAX_CONNECTIONS) -> Settings:
+                 close_wait_after: float | None = None, max_connections: int = MAX_CONNECTIONS,
+                 zeek_checksums: bool = False) -> Settings:
     """Settings from the options people give (command line or pcapstate.toml)."""
     stuck = stuck_thresholds(stuck_after, fin_timeout)
     if close_wait_after is not None:
         stuck[State.CLOSE_WAIT] = close_wait_after
     return Settings(time_wait=time_wait, fin_timeout=fin_timeout, stuck_after=stuck,
-                    max_connections=max_connections)
+                    max_connections=max_connections, zeek_checksums=zeek_checksums)
 
 
 def stuck_thresholds(after: float, fin_timeout: float) -> dict[State, float]:

@@ -56,7 +56,6 @@ class Config:
     tolerance: float = 0.001
     """Timings (first timestamps, the oldest stuck endpoint) may differ by this many seconds."""
     sets: tuple[str, ...] = ()
-    source: str | None = None  # the file it was read from
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +121,7 @@ def config_from(table: dict[str, Any], source: str | None = None) -> Config:
     if not isinstance(sets, list) or not all(isinstance(s, str) and "*" in s for s in sets):
         raise ValueError("sets must be a list of file patterns with a '*' (\"rotated-*.pcap\")")
     return Config(settings=settings, policy=policy, tolerance=given("time-tolerance", 0.001),
-                  sets=tuple(sets), source=source)
+                  sets=tuple(sets))
 
 
 def _allowances(table: Any, prefix: str) -> dict[str, dict[State, int]]:
@@ -261,17 +260,13 @@ class _Configs:
 
     def __init__(self, override: dict[str, Any]) -> None:
         self.override = override
-        self.folders: dict[Path, Config] = {}
         self.files: dict[Path | None, Config] = {}
 
     def of(self, folder: Path) -> Config:
-        real = folder.resolve()
-        if real not in self.folders:
-            path = find_config(real)
-            if path not in self.files:
-                self.files[path] = self._load(path)
-            self.folders[real] = self.files[path]
-        return self.folders[real]
+        path = find_config(folder.resolve())
+        if path not in self.files:
+            self.files[path] = self._load(path)
+        return self.files[path]
 
     def _load(self, path: Path | None) -> Config:
         table: Any = {}

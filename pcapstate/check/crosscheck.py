@@ -8,42 +8,39 @@ compared with the segments Wireshark flags as a retransmission, fast retransmiss
 spurious retransmission or out-of-order ("resent"); its keep-alives with Wireshark's.
 """
 
-from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
+from pcapstate.check.goldens import Key, connection_name, keyed
 from pcapstate.settings import Settings
 
 RESENT = ("retransmission", "syn_retransmitted", "synack_retransmitted", "fin_retransmitted")
-Key = tuple[str, str, int]
+
+
+def _seen(paths: list[str], settings: Settings | None, engine: str) -> dict[Key, Sequence[Any]]:
+    """What is compared of each connection the engine finds, and no more (a record costs a
+    few kB, this 200 bytes), by its 4-tuple and its instance on it."""
+    from pcapstate.pipeline import analyze
+
+    seen: list[tuple[Any, ...]] = []
+
+    def keep(r: dict[str, Any]) -> None:
+        a, ws = r["anomalies"], r.get("wireshark_analysis", {})
+        seen.append((r["client"], r["server"], r["first_ts"], r["end"], r["closer"],
+                     r["endpoints"]["client"]["final_state"],
+                     r["endpoints"]["server"]["final_state"], sum(a.get(k, 0) for k in RESENT),
+                     a.get("keep_alive", 0), ws.get("resent", 0), ws.get("keep_alive", 0)))
+
+    analyze(paths, settings, on_record=keep, engine=engine)
+    return keyed(seen)
 
 
 def cross_check(paths: list[str], settings: Settings | None = None) -> dict[str, Any]:
     """Analyse with the fast and the tshark engines; every disagreement, in words."""
-    from pcapstate.pipeline import analyze
-
-    runs = {}
-    for engine in ("fast", "tshark"):
-        seen: dict[Key, tuple[Any, ...]] = {}
-        count: Counter[tuple[str, str]] = Counter()
-
-        def keep(r: dict[str, Any], seen: dict[Key, tuple[Any, ...]] = seen,
-                 count: Counter[tuple[str, str]] = count) -> None:
-            """What is compared, and no more: a record costs a few kB, this 200 bytes."""
-            pair = (r["client"], r["server"])
-            count[pair] += 1
-            a, ws = r["anomalies"], r.get("wireshark_analysis", {})
-            seen[(*pair, count[pair])] = (
-                r["first_ts"], r["end"], r["closer"], r["endpoints"]["client"]["final_state"],
-                r["endpoints"]["server"]["final_state"], sum(a.get(k, 0) for k in RESENT),
-                a.get("keep_alive", 0), ws.get("resent", 0), ws.get("keep_alive", 0))
-
-        analyze(paths, settings, on_record=keep, engine=engine)
-        runs[engine] = seen
-    fast, shark = runs["fast"], runs["tshark"]
+    fast, shark = _seen(paths, settings, "fast"), _seen(paths, settings, "tshark")
     out = []
-    totals = {"resent": [0, 0], "keep_alive": [0, 0]}
-    for key in sorted(set(fast) | set(shark), key=lambda k: ((fast.get(k) or shark[k])[0], k)):
-        name = f"{key[0]} -> {key[1]}" + (f" (instance {key[2]})" if key[2] > 1 else "")
+    for key in sorted(set(fast) | set(shark), key=lambda k: ((fast.get(k) or shark[k])[2], k)):
+        name = connection_name(key)
         if key not in shark:
             out.append(f"{name}: only the fast engine sees it")
             continue
@@ -51,23 +48,20 @@ def cross_check(paths: list[str], settings: Settings | None = None) -> dict[str,
             out.append(f"{name}: only the tshark engine sees it")
             continue
         a, b = fast[key], shark[key]
-        for i, what in ((1, "end"), (2, "closer"), (3, "client final state"),
-                        (4, "server final state")):
+        for i, what in ((3, "end"), (4, "closer"), (5, "client final state"),
+                        (6, "server final state")):
             if a[i] != b[i]:
                 out.append(f"{name}: {what} {a[i]} (fast), {b[i]} (tshark)")
-        for (ours, theirs), (what, words) in zip(
-                ((b[5], b[7]), (b[6], b[8])),
-                (("resent", "segments sent again"), ("keep_alive", "keep-alives")),
-                strict=True):
-            totals[what][0] += ours
-            totals[what][1] += theirs
+        for ours, theirs, words in ((b[7], b[9], "segments sent again"),
+                                    (b[8], b[10], "keep-alives")):
             if ours != theirs:
                 out.append(f"{name}: {words}: pcapstate {ours}, Wireshark {theirs}")
+    both = [shark[k] for k in fast.keys() & shark.keys()]  # tshark's runs, both counts
     return {"connections": {"fast": len(fast), "tshark": len(shark)},
-            "segments_sent_again": dict(zip(("pcapstate", "wireshark"), totals["resent"],
-                                            strict=True)),
-            "keep_alives": dict(zip(("pcapstate", "wireshark"), totals["keep_alive"],
-                                    strict=True)),
+            "segments_sent_again": {"pcapstate": sum(b[7] for b in both),
+                                    "wireshark": sum(b[9] for b in both)},
+            "keep_alives": {"pcapstate": sum(b[8] for b in both),
+                            "wireshark": sum(b[10] for b in both)},
             "disagreements": out}
 
 

@@ -13,15 +13,16 @@ import itertools
 import json
 import os
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pcapstate import __version__
 from pcapstate.check.corpus import Config, Entry
 from pcapstate.derive.records import BRIEF_FIELDS
-from pcapstate.render.output import write_atomic
-from pcapstate.render.text import seconds
+from pcapstate.render.output import PendingFile
+from pcapstate.render.text import count, seconds
 from pcapstate.settings import Settings
 from pcapstate.vocab import State
 
@@ -178,8 +179,12 @@ def _findings(got: list[dict[str, Any]], want: list[dict[str, Any]],
     return out
 
 
-def _keyed(conns: list[list[Any]]) -> dict[tuple[str, str, int], list[Any]]:
-    """Connections by 4-tuple and instance on it (a port reused makes a second instance)."""
+Key = tuple[str, str, int]
+
+
+def keyed(conns: Iterable[Sequence[Any]]) -> dict[Key, Sequence[Any]]:
+    """Connections (client, server, ...) by 4-tuple and instance on it (a port reused makes
+    a second instance)."""
     seen: Counter[tuple[str, str]] = Counter()
     out = {}
     for c in conns:
@@ -188,15 +193,19 @@ def _keyed(conns: list[list[Any]]) -> dict[tuple[str, str, int], list[Any]]:
     return out
 
 
+def connection_name(key: Key) -> str:
+    return f"{key[0]} -> {key[1]}" + (f" (instance {key[2]})" if key[2] > 1 else "")
+
+
 def _connections(got: list[list[Any]], want: list[list[Any]], tolerance: float) -> list[str]:
     if got == want:  # the usual case, at list speed
         return []
-    new, old = _keyed(got), _keyed(want)
+    new, old = keyed(got), keyed(want)
     out = []
     for key in sorted(set(new) | set(old),
                       key=lambda k: ((new.get(k) or old[k])[2], _endpoint(k[0]),
                                      _endpoint(k[1]), k[2])):
-        name = f"{key[0]} -> {key[1]}" + (f" (instance {key[2]})" if key[2] > 1 else "")
+        name = connection_name(key)
         if key not in new:
             out.append(f"{name}: in the golden (ended {old[key][3]}), not found")
         elif key not in old:
@@ -231,11 +240,11 @@ def policy(got: dict[str, Any], config: Config) -> list[str]:
     close_wait = 0
     for f in got["findings"]:
         state = State(f["state"])
-        over = f["count"] - p.allowed(f["service"], state)
+        allowed = p.allowed(f["service"], state)
+        over = f["count"] - allowed
         if state is State.CLOSE_WAIT:
             close_wait += max(over, 0)
         if state in p.fail_on and over > 0:
-            allowed = p.allowed(f["service"], state)
             out.append(f"{f['count']:,} endpoints stuck in {state} at {f['service']} "
                        f"({f['role']})" + (f", {allowed:,} allowed" if allowed else ""))
     if p.max_close_wait is not None and close_wait > p.max_close_wait:
@@ -271,12 +280,16 @@ def judge(entry: Entry, got: dict[str, Any] | str, elapsed: float, update: bool)
     if update:
         text = golden_text(got)
         try:
-            with open(entry.golden, encoding="utf-8") as f:
-                unchanged = f.read() == text
+            unchanged = Path(entry.golden).read_text(encoding="utf-8") == text
         except OSError:
             unchanged = False
         if not unchanged:
-            write_atomic(entry.golden, lambda f: f.write(text))
+            golden = PendingFile(entry.golden)  # never seen half written
+            try:
+                golden.file.write(text)
+                golden.done()
+            finally:
+                golden.discard()
             outcome.status, outcome.written = "updated", True
     else:
         # the golden named as the capture is: relative to the corpus folder given
@@ -315,30 +328,26 @@ def check_one(entry: Entry, update: bool) -> Outcome:
     return judge(entry, *measure(entry.files, entry.config.settings), update)
 
 
-def run(entries: list[Entry], update: bool = False, jobs: int = 1,
-        dask: str | None = None,
-        progress: Callable[[int, int], None] | None = None) -> list[Outcome]:
+def run(entries: list[Entry], update: bool, jobs: int, dask: str | None,
+        progress: Callable[[int, int], None]) -> list[Outcome]:
     """Check every entry; the outcomes in the entries' order, whatever ran where. Captures
     are checked in this process (jobs=1) or in `jobs` processes, or analysed on a Dask
     cluster and judged here (where the goldens are)."""
     done: Iterator[tuple[int, Outcome]]
     if dask:
-        with_files = [i for i, e in enumerate(entries) if e.files]
         done = itertools.chain(
             ((i, check_one(e, update)) for i, e in enumerate(entries) if not e.files),
-            ((with_files[k], judge(entries[with_files[k]], got, elapsed, update))
-             for k, (got, elapsed) in _on_dask([entries[i] for i in with_files], dask)))
+            ((i, judge(entries[i], got, elapsed, update))
+             for i, (got, elapsed) in _on_dask(entries, dask)))
     elif jobs > 1 and len(entries) > 1:
         done = _in_processes(entries, update, jobs)
     else:
         done = ((i, check_one(e, update)) for i, e in enumerate(entries))
     outcomes: list[Outcome | None] = [None] * len(entries)
-    if progress is not None:
-        progress(0, len(entries))
+    progress(0, len(entries))
     for n, (i, outcome) in enumerate(done, 1):
         outcomes[i] = outcome
-        if progress is not None:
-            progress(n, len(entries))
+        progress(n, len(entries))
     return [o for o in outcomes if o is not None]
 
 
@@ -392,7 +401,8 @@ def _in_worker(entry: Entry, update: bool) -> Outcome:
 def _on_dask(entries: list[Entry],
              address: str) -> Iterator[tuple[int, tuple[dict[str, Any] | str, float]]]:
     """On an existing Dask cluster: each capture's bytes go to a worker, which need not see
-    this machine's files, and its facts come back."""
+    this machine's files, and its facts come back, with the capture's index in `entries`
+    (an entry without files is left out)."""
     from distributed import Client, as_completed
 
     with Client(address) as client:
@@ -400,10 +410,9 @@ def _on_dask(entries: list[Entry],
         if versions != {__version__}:
             raise DaskError(f"the Dask workers run pcapstate {', '.join(sorted(versions))}, "
                             f"this is {__version__}")
-        futures = {}
-        for i, e in enumerate(entries):
-            payload = [(f, _read(f)) for f in e.files]
-            futures[client.submit(_remote_measure, payload, e.config.settings, pure=False)] = i
+        futures = {client.submit(_remote_measure, [(f, Path(f).read_bytes()) for f in e.files],
+                                 e.config.settings, pure=False): i
+                   for i, e in enumerate(entries) if e.files}
         for future, got in as_completed(futures, with_results=True):
             yield futures[future], got
 
@@ -414,11 +423,6 @@ class DaskError(Exception):
 
 def _version() -> str:
     return __version__
-
-
-def _read(path: str) -> bytes:
-    with open(path, "rb") as f:
-        return f.read()
 
 
 def _remote_measure(payload: list[tuple[str, bytes]],
@@ -498,8 +502,7 @@ def text(outcomes: list[Outcome], elapsed: float, verbose: bool = False) -> str:
         if o.connections is None:
             what = o.error or "no capture"
         else:
-            what = (f"{o.connections:,} connection{'s' if o.connections != 1 else ''}"
-                    + (", golden written" if o.written else ""))
+            what = count(o.connections, "connection") + (", golden written" if o.written else "")
         out.append(f"{label:<8}{o.entry.name}: {what}")
         out += [f"          warning: {w}" for w in o.warnings]
         out += [f"          {d}" for d in o.differences[:MAX_LISTED]]
@@ -515,6 +518,6 @@ def text(outcomes: list[Outcome], elapsed: float, verbose: bool = False) -> str:
     warned = sum(1 for o in outcomes if o.warnings)
     if warned:
         parts.append(f"{warned:,} with reader warnings")
-    out.append(f"{s['captures']:,} capture{'s' if s['captures'] != 1 else ''}: "
-               f"{', '.join(parts)} ({packets:,} packets in {seconds(elapsed)})")
+    out.append(f"{count(s['captures'], 'capture')}: {', '.join(parts)} ({packets:,} packets "
+               f"in {seconds(elapsed)})")
     return "\n".join(out) + "\n"

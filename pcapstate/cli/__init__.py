@@ -9,7 +9,6 @@ never a traceback.
 """
 
 import argparse
-import dataclasses
 import io
 import json
 import os
@@ -19,6 +18,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable
+from functools import partial
 from typing import Any, TextIO
 
 from pcapstate.cli.parser import build_parser, duration, fail_on
@@ -58,10 +58,10 @@ def main(argv: list[str] | None = None) -> int:
         return _error(str(e))
     except KeyboardInterrupt:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C: still no traceback
-        print("pcapstate: interrupted", file=sys.stderr)
+        _note("interrupted")
         return 130
     except _Terminated as e:
-        print(f"pcapstate: stopped by {signal.Signals(e.signum).name}", file=sys.stderr)
+        _note(f"stopped by {signal.Signals(e.signum).name}")
         return 128 + e.signum
     finally:
         sys.stdout = stdout
@@ -138,6 +138,7 @@ def _lean_start() -> None:
 
 
 def _note(text: str) -> None:
+    """A line for the person at the terminal, on stderr: "pcapstate: ..."."""
     print(f"pcapstate: {text}", file=sys.stderr, flush=True)
 
 
@@ -154,7 +155,7 @@ def _outputs_usage(args: argparse.Namespace, inputs: list[str]) -> str | None:
     one path for two outputs, an output over an input."""
     given = [(o, getattr(args, o)) for o in (*_FILE_OUTPUTS, "plots")
              if getattr(args, o, None) is not None]
-    if getattr(args, "report", None) and args.plots is None:
+    if args.report and args.plots is None:
         given.append(("charts", _charts_folder(args)))
     to_stdout = [o for o, path in given if path == "-"]
     if len(to_stdout) > 1:
@@ -177,21 +178,23 @@ def _outputs_usage(args: argparse.Namespace, inputs: list[str]) -> str | None:
 
 def _charts_folder(args: argparse.Namespace) -> str | None:
     """Where the charts go: --plots, else FILE-charts beside --report's FILE.md."""
-    if getattr(args, "plots", None) is not None or not getattr(args, "report", None):
-        return getattr(args, "plots", None)
-    return os.path.splitext(args.report)[0] + "-charts"
+    if args.plots is None and args.report:
+        return os.path.splitext(args.report)[0] + "-charts"
+    return args.plots
 
 
 class _Outputs:
-    """Every output asked for, opened before the work (so that an unwritable destination is
-    found at once), written into place by `done`, removed by `discard` if the run fails."""
+    """Every output asked for (the options `names`, and the charts folder `plots`), opened
+    before the work (so that an unwritable destination is found at once), written into
+    place by `done`, removed by `discard` if the run fails."""
 
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: argparse.Namespace, names: tuple[str, ...] = _FILE_OUTPUTS,
+                 plots: str | None = None) -> None:
         self.files: dict[str, PendingFile] = {}
         self.made: str | None = None  # the charts folder, when this run made it
-        self.plots = _charts_folder(args)
+        self.plots = plots
         try:
-            for o in _FILE_OUTPUTS:
+            for o in names:
                 path = getattr(args, o, None)
                 if path is not None:
                     self.files[o] = PendingFile(path)
@@ -248,6 +251,7 @@ def _analyze(args: argparse.Namespace) -> int:
     from pcapstate.pipeline import analyze
     from pcapstate.read.capture import CaptureError, plain_size
     from pcapstate.render.text import render
+    from pcapstate.render.zeeklog import ConnLog
 
     problem = _outputs_usage(args, args.captures)
     if problem:
@@ -256,16 +260,13 @@ def _analyze(args: argparse.Namespace) -> int:
         return _error("--cross-check reads the capture again with each engine: give files, "
                       "not standard input or a stream")
     stdout_taken = any(getattr(args, o) == "-" for o in _FILE_OUTPUTS)
-    settings = dataclasses.replace(
-        settings_for(args.time_wait, args.fin_timeout, args.stuck_after,
-                     args.close_wait_after, args.max_connections),
-        zeek_checksums=args.zeek_checksums)
+    settings = settings_for(args.time_wait, args.fin_timeout, args.stuck_after,
+                            args.close_wait_after, args.max_connections, args.zeek_checksums)
     show_progress = sys.stderr.isatty() if args.progress is None else args.progress
-    outputs = _Outputs(args)
+    outputs = _Outputs(args, plots=_charts_folder(args))
     spool: TextIO | None = None  # --json's records, until the result around them is known
-    progress = _Progress(show_progress)
+    progress = _Progress(show_progress, _reading)
     try:
-        sinks: list[Callable[[dict[str, Any]], object]] = []
         lines = outputs.file("jsonl")
         if lines is None and args.json:
             folder = None if is_stream(args.json) else \
@@ -276,23 +277,21 @@ def _analyze(args: argparse.Namespace) -> int:
             except OSError as e:
                 raise WriteError(args.json, e) from e
             lines = spool
-        if lines is not None:
-            sinks.append(lambda rec: lines.write(json.dumps(rec, separators=(",", ":")) + "\n"))
-        zeek_logs = _zeek_logs(args, outputs)
+        zeek_logs = [ConnLog(out, as_json, args.zeek_local_nets)
+                     for out, as_json in ((outputs.file("zeek_conn"), False),
+                                          (outputs.file("zeek_conn_json"), True))
+                     if out is not None]
 
         def on_zeek(recs: list[dict[str, Any]]) -> None:
             for rec in recs:
                 for log in zeek_logs:
                     log.write(rec)
 
-        def on_record(rec: dict[str, Any]) -> None:
-            for sink in sinks:
-                sink(rec)
-
         jit.plain_for([plain_size(p) for p in args.captures])  # small: not compiled
         _SOFT.set()  # a first Ctrl-C now stops the reading; what was read is reported
         try:
-            result = analyze(args.captures, settings, on_record=on_record if sinks else None,
+            result = analyze(args.captures, settings,
+                             on_record=None if lines is None else partial(_write_line, lines),
                              on_zeek=on_zeek if zeek_logs else None, progress=progress,
                              engine=args.engine, stop=_INTERRUPTED.is_set, note=_note)
         finally:
@@ -302,8 +301,9 @@ def _analyze(args: argparse.Namespace) -> int:
             raise _Terminated(_SIGNAL[0])
         for log in zeek_logs:
             log.close()
-        _capture_facts(result, args.argv, hashes=bool(args.json or args.report or args.html
-                                                       or args.plots))
+        result["command_line"] = shlex.join(["pcapstate", *args.argv])
+        if args.json or args.report or args.html or args.plots:
+            _hashes(result["inputs"])
         if args.cross_check and not _INTERRUPTED.is_set():
             from pcapstate.check.crosscheck import cross_check
 
@@ -316,8 +316,7 @@ def _analyze(args: argparse.Namespace) -> int:
         outputs.done()
     except CaptureError as e:
         if _INTERRUPTED.is_set():  # tshark, say, got the Ctrl-C too
-            print("pcapstate: interrupted", file=sys.stderr)
-            return 130
+            raise KeyboardInterrupt from None
         return _error(str(e))
     finally:
         outputs.discard()  # not finished: no half-written file left behind
@@ -333,48 +332,41 @@ def _analyze(args: argparse.Namespace) -> int:
         text.write(cross_text(result["cross_check"]))
     if args.quiet or stdout_taken:
         for w in result["warnings"]:
-            print(f"pcapstate: warning: {w}", file=sys.stderr)
+            _note(f"warning: {w}")
     if result["interrupted"]:
         records = result["accounting"]["records"]
-        print(f"pcapstate: interrupted: everything above and every file written covers the "
-              f"{records:,} records read until then", file=sys.stderr)
+        _note(f"interrupted: everything above and every file written covers the {records:,} "
+              "records read until then")
         return 130
     if _INTERRUPTED.is_set():  # Ctrl-C once the reading was over: nothing is missing
-        print("pcapstate: interrupted once the whole capture was read: everything above and "
-              "every file written is complete", file=sys.stderr)
+        _note("interrupted once the whole capture was read: everything above and every file "
+              "written is complete")
         return 130
     if "cross_check" in result and result["cross_check"]["disagreements"]:
         return 1
     failing = [f for f in result["findings"] if f["state"] in {s.value for s in args.fail_on}]
     if failing:
-        print(f"pcapstate: failing: {sum(f['count'] for f in failing)} endpoint(s) stuck in "
-              f"{', '.join(sorted({f['state'] for f in failing}))}", file=sys.stderr)
+        _note(f"failing: {sum(f['count'] for f in failing)} endpoint(s) stuck in "
+              f"{', '.join(sorted({f['state'] for f in failing}))}")
         return 1
     if args.fail_on and result["coverage"]["tcp_unread"]:
-        print("pcapstate: inconclusive: records that may hold TCP were not decoded, so "
-              "--fail-on cannot pass (the warning above says which)", file=sys.stderr)
+        _note("inconclusive: records that may hold TCP were not decoded, so --fail-on cannot "
+              "pass (the warning above says which)")
         return 3
     return 0
 
 
-def _zeek_logs(args: argparse.Namespace, outputs: _Outputs) -> list[Any]:
-    """The Zeek conn.log writers asked for."""
-    from pcapstate.render.zeeklog import ConnLog
-
-    return [ConnLog(out, as_json, args.zeek_local_nets)
-            for out, as_json in ((outputs.file("zeek_conn"), False),
-                                 (outputs.file("zeek_conn_json"), True)) if out is not None]
+def _write_line(out: TextIO, rec: dict[str, Any]) -> None:
+    """A connection record as JSON Lines' line."""
+    out.write(json.dumps(rec, separators=(",", ":")) + "\n")
 
 
-def _capture_facts(result: dict[str, Any], argv: list[str], hashes: bool) -> None:
-    """What a report states beyond the analysis: the command line and, if `hashes`, each
-    file's sha256 (a saved result names the very files it came from)."""
+def _hashes(inputs: list[dict[str, Any]]) -> None:
+    """Each input's sha256, for a saved result or a report to name the very files it came
+    from."""
     import hashlib
 
-    result["command_line"] = shlex.join(["pcapstate", *argv])
-    for f in result["inputs"]:
-        if not hashes:
-            continue
+    for f in inputs:
         f["sha256"] = None
         if f["size"] is not None:  # a regular file: a stream cannot be read again
             try:
@@ -388,11 +380,11 @@ def _check(args: argparse.Namespace) -> int:
     """`pcapstate check CORPUS...`."""
     from pcapstate.check.corpus import CorpusError, entries
 
-    override: dict[str, Any] = {}
-    for key in ("time_wait", "fin_timeout", "stuck_after", "close_wait_after",
-                "time_tolerance", "max_close_wait", "max_connections"):
-        if getattr(args, key) is not None:
-            override[key.replace("_", "-")] = getattr(args, key)
+    override: dict[str, Any] = {
+        key.replace("_", "-"): getattr(args, key)
+        for key in ("time_wait", "fin_timeout", "stuck_after", "close_wait_after",
+                    "time_tolerance", "max_close_wait", "max_connections")
+        if getattr(args, key) is not None}
     if args.fail_on is not None:
         override["fail-on"] = [st.value for st in args.fail_on]
     if args.junit is not None and args.junit == args.json:
@@ -408,17 +400,15 @@ def _check(args: argparse.Namespace) -> int:
         if path is not None and not is_stream(path) and os.path.realpath(path) in ours:
             return _error(f"{option}: refusing to overwrite {path}, a file of the corpus")
     show = sys.stderr.isatty() if args.progress is None else args.progress
-    outputs = [PendingFile(path) if path else None for path in (args.junit, args.json)]
+    outputs = _Outputs(args, ("junit", "json"))
     try:
-        return _check_corpus(args, corpus, show, outputs[0], outputs[1])
+        return _check_corpus(args, corpus, show, outputs)
     finally:
-        for pending in outputs:
-            if pending is not None:
-                pending.discard()
+        outputs.discard()
 
 
 def _check_corpus(args: argparse.Namespace, corpus: list[Any], show: bool,
-                  junit: PendingFile | None, as_json: PendingFile | None) -> int:
+                  outputs: _Outputs) -> int:
     import time
 
     from pcapstate import jit
@@ -428,10 +418,10 @@ def _check_corpus(args: argparse.Namespace, corpus: list[Any], show: bool,
         _note("compiling the analysis engine first (once after installing or upgrading "
               f"pcapstate: {jit.COMPILE_SECONDS})")
     started = time.perf_counter()
+    progress = _Progress(show, _checking)
     try:
         outcomes = check.run(corpus, update=args.update, jobs=args.jobs or check.jobs(corpus),
-                             dask=args.dask,
-                             progress=_CheckProgress(show))
+                             dask=args.dask, progress=progress)
         _check_interrupt()
     except ImportError as e:
         return _error(f"--dask needs dask.distributed ({e.name} is missing): "
@@ -439,33 +429,18 @@ def _check_corpus(args: argparse.Namespace, corpus: list[Any], show: bool,
     except (check.DaskError, OSError, TimeoutError) as e:
         return _error(f"Dask cluster {args.dask}: {e}" if args.dask else str(e))
     finally:
-        if show:
-            sys.stderr.write("\r\033[K")
+        progress.clear()
     elapsed = time.perf_counter() - started
+    junit, as_json = outputs.file("junit"), outputs.file("json")
     if junit is not None:
-        junit.file.write(check.junit(outcomes))
-        junit.done()
+        junit.write(check.junit(outcomes))
     if as_json is not None:
-        as_json.file.write(json.dumps(check.to_json(outcomes), indent=1) + "\n")
-        as_json.done()
+        as_json.write(json.dumps(check.to_json(outcomes), indent=1) + "\n")
+    outputs.done()
     (sys.stderr if args.json == "-" else sys.stdout).write(
         check.text(outcomes, elapsed, args.verbose))
     statuses = {o.status for o in outcomes}
     return 2 if "error" in statuses else 1 if "failed" in statuses else 0
-
-
-class _CheckProgress:
-    def __init__(self, show: bool) -> None:
-        self.show = show
-
-    def __call__(self, done: int, total: int) -> None:
-        _check_interrupt()
-        if not self.show:
-            return
-        width = 30
-        bar = "#" * (width * done // total)
-        sys.stderr.write(f"\rchecking [{bar:<{width}}] {done}/{total} captures")
-        sys.stderr.flush()
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -480,7 +455,7 @@ def _report(args: argparse.Namespace) -> int:
     if args.result == "-" and sys.stdin.isatty():
         _note("reading a result from standard input (pcapstate analyze --json - ...); "
               "Ctrl-D ends it")
-    outputs = _Outputs(args)
+    outputs = _Outputs(args, plots=_charts_folder(args))
     try:
         return _report_of(args, name, outputs)
     finally:
@@ -529,37 +504,46 @@ def _reports(args: argparse.Namespace, result: dict[str, Any], outputs: "_Output
     place, or removed, with the other outputs). Raises WriteError."""
     from pcapstate.render import charts, report
 
-    plots = outputs.plots
     listed = charts.charts(result)
     images = {name: charts.png(draw()) for name, _, draw in listed}
-    drawn = [(name, title) for name, title, _ in listed]
-    if plots:
+    blocks = report.blocks(result, [(name, title) for name, title, _ in listed])
+    if outputs.plots:
         for name, data in images.items():
             outputs.chart(name, data)
     md = outputs.file("report")
     if md is not None:
         where = os.path.dirname(os.path.abspath(args.report)) or "."
-        rel = os.path.relpath(plots or ".", where)
-        md.write(report.markdown(report.blocks(result, drawn), rel.replace(os.sep, "/")))
+        rel = os.path.relpath(outputs.plots or ".", where)
+        md.write(report.markdown(blocks, rel.replace(os.sep, "/")))
     page = outputs.file("html")
     if page is not None:
-        page.write(report.html(report.blocks(result, drawn), images))
+        page.write(report.html(blocks, images))
+
+
+def _reading(done: int, total: int | None) -> str:
+    mib = done / 1048576
+    return (f"reading: {mib:,.0f} MiB of {total / 1048576:,.0f} MiB "
+            f"({100 * done / total:.0f}%)" if total else f"reading: {mib:,.0f} MiB")
+
+
+def _checking(done: int, total: int | None) -> str:
+    bar = "#" * (30 * done // (total or 1))
+    return f"checking [{bar:<30}] {done}/{total} captures"
 
 
 class _Progress:
-    """A one-line progress display on stderr, if `show`; a check for Ctrl-C either way."""
+    """A one-line progress display on stderr, if `show`, each line `line(done, total)`; a
+    check for Ctrl-C either way."""
 
-    def __init__(self, show: bool) -> None:
-        self.show = show
+    def __init__(self, show: bool, line: Callable[[int, int | None], str]) -> None:
+        self.show, self.line = show, line
         self.last = ""
 
     def __call__(self, done: int, total: int | None) -> None:
         _check_interrupt()
         if not self.show:
             return
-        mib = done / 1048576
-        line = (f"reading: {mib:,.0f} MiB of {total / 1048576:,.0f} MiB "
-                f"({100 * done / total:.0f}%)" if total else f"reading: {mib:,.0f} MiB")
+        line = self.line(done, total)
         if line != self.last:
             sys.stderr.write("\r" + line)
             sys.stderr.flush()
@@ -574,5 +558,5 @@ class _Progress:
 
 
 def _error(message: str) -> int:
-    print(f"pcapstate: error: {message}", file=sys.stderr)
+    _note(f"error: {message}")
     return 2

@@ -2,27 +2,44 @@
 a usage error is one line with a hint."""
 
 import argparse
-from typing import Any, NoReturn
+from collections.abc import Callable
+from typing import NoReturn, TypeVar
 
 from pcapstate import __version__
+from pcapstate.render.zeeklog import local_nets
 from pcapstate.settings import MAX_CONNECTIONS
-from pcapstate.settings import duration as settings_duration
-from pcapstate.vocab import STATE_NAMES, State, stuck_states
+from pcapstate.settings import duration as _duration
+from pcapstate.vocab import STATE_NAMES, stuck_states
+
+T = TypeVar("T")
 
 
-def duration(text: str) -> float:
-    """'10s', '500ms', '2m', '1h' or plain seconds."""
-    try:
-        return settings_duration(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+def _value(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """`parse` as an option's type: the ValueError it raises is the usage error's words."""
+    def value(text: str) -> T:
+        try:
+            return parse(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    return value
 
 
-def fail_on(text: str) -> list[State]:
-    try:
-        return stuck_states(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+def _whole(text: str) -> int:
+    if not text.isdigit():
+        raise ValueError(f"not a whole number: {text!r}")
+    return int(text)
+
+
+def _positive(text: str) -> int:
+    n = _whole(text)
+    if n < 1:
+        raise ValueError("must be 1 or more")
+    return n
+
+
+duration = _value(_duration)  # '10s', '500ms', '2m', '1h' or plain seconds
+fail_on = _value(stuck_states)
+_count, _jobs, _local_nets = _value(_whole), _value(_positive), _value(local_nets)
 
 
 MAX_CONNECTIONS_HELP = ("follow at most N connections at once: beyond it, each new one "
@@ -154,27 +171,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.commands = {"analyze": a, "report": r, "check": c}  # type: ignore[attr-defined]
     return parser
 
-
-def _local_nets(text: str) -> list[Any]:
-    from pcapstate.render.zeeklog import local_nets
-
-    try:
-        return local_nets(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _jobs(text: str) -> int:
-    n = _count(text)
-    if n < 1:
-        raise argparse.ArgumentTypeError("must be 1 or more")
-    return n
-
-
-def _count(text: str) -> int:
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}")
-    return int(text)
 
 
 def _report_options(p: argparse.ArgumentParser) -> None:

@@ -10,8 +10,8 @@ histograms and each findings group keeps only its worst examples.
 import heapq
 import math
 from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -76,19 +76,17 @@ def _durations_json(f: dict[str, np.ndarray], s: int) -> dict[str, Any]:
     }
 
 
+@dataclass(slots=True)
 class FindingGroup:
     """Stuck endpoints that share a state, a service (verdict.service_of) and a role."""
 
-    __slots__ = ("state", "service", "role", "count", "oldest", "outcomes", "worst")
-
-    def __init__(self, state: State, service: str, role: str) -> None:
-        self.state = state
-        self.service = service
-        self.role = role
-        self.count = 0
-        self.oldest = 0.0
-        self.outcomes: Counter[str] = Counter()
-        self.worst: list[tuple[float, int, Stuck]] = []  # min-heap of the longest
+    state: State
+    service: str
+    role: str
+    count: int = 0
+    oldest: float = 0.0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    worst: list[tuple[float, int, Stuck]] = field(default_factory=list)  # a min-heap, longest
 
     def add(self, s: Stuck) -> None:
         self.count += 1
@@ -127,7 +125,6 @@ class Summary:
         conn.log needs of them, a list at a time. `wireshark`: the tshark engine counted
         Wireshark's analysis flags of each segment. `tunnels`: the tunnels met so far
         (decode/unwrap.py), by number - 1."""
-        self.settings = settings
         self.tunnels = tunnels
         self.on_record = on_record
         self.on_brief = on_brief
@@ -159,10 +156,7 @@ class Summary:
         for i in np.flatnonzero(marks.any(axis=1)):
             for s in stuck(rows[i], marks[i], float(times[i])):
                 key = (s.state, s.service, s.role)
-                group = self.groups.get(key)
-                if group is None:
-                    group = self.groups[key] = FindingGroup(*key)
-                group.add(s)
+                self.groups.setdefault(key, FindingGroup(*key)).add(s)
         if self.on_brief is not None:
             self.on_brief(records.briefs(rows, kinds, closers))
         for start in range(0, n if self.on_zeek or self.on_record else 0, _CHUNK):
@@ -186,13 +180,9 @@ class Summary:
         near_client, between, near_server, untold = (int(n) for n in self.folds["sides"])
         shortest, longest = (float(t) for t in self.folds["round_trip"])
         measured = near_client + between + near_server
-        estimate = "unknown"
-        for name, n in (("client", near_client), ("between", between),
-                        ("server", near_server)):
-            if measured and n >= 0.8 * measured:
-                estimate = name
-        if measured and estimate == "unknown":
-            estimate = "mixed"
+        sides = {"client": near_client, "between": between, "server": near_server}
+        estimate = "unknown" if not measured else next(  # where 80% were seen, else mixed
+            (side for side, n in sides.items() if n >= 0.8 * measured), "mixed")
         return {"estimate": estimate, "handshakes": measured + untold,
                 "near_client": near_client, "between": between, "near_server": near_server,
                 "too_close_to_tell": untold,
@@ -204,31 +194,24 @@ class Summary:
         evicted = evicted or [0] * len(Tier)
         f = self.folds
         end_closer = f["end_closer"]
-        by_end = dict(zip(END_NAMES, end_closer.sum(axis=1).tolist(), strict=True))
-        by_closer = dict(zip(CLOSER_NAMES, end_closer.sum(axis=0).tolist(), strict=True))
-        by_roles = dict(zip(ROLE_NAMES, f["by_roles"].tolist(), strict=True))
-        wireshark = dict(zip(WIRESHARK_ANALYSIS, f["wireshark"].tolist(), strict=True))
-        zeek = (f["zeek"] + self.zeek_ended).tolist()
-        closers = sorted(enumerate(CLOSER_NAMES), key=lambda cw: cw[1])
-        crossed = {kind: {who: int(end_closer[k, c]) for c, who in closers if end_closer[k, c]}
-                   for k, kind in enumerate(END_NAMES)}
+        by_end = _ranked(END_NAMES, end_closer.sum(axis=1))
         return {
             "connections": {
                 "total": int(f["by_roles"].sum()),
-                "by_end": _ranked(by_end),
-                "by_closer": _ranked(by_closer),
-                "by_end_and_closer": {kind: crossed[kind] for kind in _ranked(by_end)},
-                "roles_from": _ranked(by_roles),
+                "by_end": by_end,
+                "by_closer": _ranked(CLOSER_NAMES, end_closer.sum(axis=0)),
+                "by_end_and_closer": {kind: _by_name(CLOSER_NAMES,
+                                                     end_closer[END_NAMES.index(kind)])
+                                      for kind in by_end},
+                "roles_from": _ranked(ROLE_NAMES, f["by_roles"]),
                 "mid_stream": int(f["by_roles"][1:].sum()),
                 "evicted": {"total": sum(evicted), **{
                     t.name.lower(): n for t, n in zip(Tier, evicted, strict=True)}},
-                "final_states": {role: _ranked(dict(zip(STATES, f["final"][e].tolist(),
-                                                        strict=True)))
+                "final_states": {role: _ranked(STATES, f["final"][e])
                                  for e, role in enumerate(records.ROLES)},
-                "anomalies": {k: v for k, v in sorted(zip(
-                    ANOMALY_NAMES, f["anomalies"].tolist(), strict=True)) if v},
-                "zeek_conn_states": _ranked(dict(zip(CONN_STATES, zeek, strict=True))),
-                **({"wireshark_analysis": {k: v for k, v in sorted(wireshark.items()) if v}}
+                "anomalies": _by_name(ANOMALY_NAMES, f["anomalies"]),
+                "zeek_conn_states": _ranked(CONN_STATES, f["zeek"] + self.zeek_ended),
+                **({"wireshark_analysis": _by_name(WIRESHARK_ANALYSIS, f["wireshark"])}
                    if self.wireshark else {}),
             },
             "findings": self.findings(),
@@ -238,7 +221,13 @@ class Summary:
         }
 
 
-def _ranked(counts: dict[str, int]) -> dict[str, int]:
-    """Largest first, ties by name, zeros left out: the same order whatever order the
-    counts came in."""
-    return dict(sorted(((k, v) for k, v in counts.items() if v), key=lambda kv: (-kv[1], kv[0])))
+def _ranked(names: Iterable[Any], counts: np.ndarray) -> dict[Any, int]:
+    """Each name's count, largest first, ties by name, zeros left out: the same order
+    whatever order the counts came in."""
+    return dict(sorted(((k, v) for k, v in zip(names, counts.tolist(), strict=True) if v),
+                       key=lambda kv: (-kv[1], kv[0])))
+
+
+def _by_name(names: Iterable[Any], counts: np.ndarray) -> dict[Any, int]:
+    """Each name's count, in alphabetical order, zeros left out."""
+    return {k: v for k, v in sorted(zip(names, counts.tolist(), strict=True)) if v}

@@ -151,9 +151,8 @@ class Source:
         self.kind = ""
         self.failed: Stop | None = None  # raised at the next read
         self.wrapped = False  # read through a decompressor's reader
-        self.ended = False  # the stream said it ended
         first = self._raw(CHUNK)
-        self.ended = not first
+        self.ended = not first  # the stream said it ended
         self.kind = _compression(first)
         cap.compressed, cap.compression = bool(self.kind), self.kind
         self.inflate = zlib.decompressobj(31) if self.kind == "gzip" else None
@@ -211,13 +210,11 @@ class Source:
             raise Stop(f"read error: {e}", where) from e
         except EOFError:
             raise Stop(f"{self.kind} stream ends early", where) from None
-        except OSError as e:
+        except Exception as e:  # an OSError, or a decompressor's own: LZMAError, ZstdError
             if self.kind and isinstance(e, self.corrupt):
                 raise Stop(f"corrupt {self.kind} data ({e})", where) from None
-            raise Stop(f"read error: {e.strerror or e}", where) from e
-        except Exception as e:  # a decompressor's own error: LZMAError, ZstdError
-            if self.kind and isinstance(e, self.corrupt):
-                raise Stop(f"corrupt {self.kind} data ({e})", where) from None
+            if isinstance(e, OSError):
+                raise Stop(f"read error: {e.strerror or e}", where) from e
             raise
 
     def _next(self) -> bytes | None:
@@ -229,8 +226,7 @@ class Source:
                 data = self._raw(CHUNK)
                 self.ended = not data
             if self.inflate is None:
-                if data:
-                    self.cap.bytes_read += len(data)
+                self.cap.bytes_read += len(data)
                 return bytes(data) or None  # bytes already: not copied
             d = self.inflate
             if not data and not d.unconsumed_tail:
@@ -246,9 +242,8 @@ class Source:
             except zlib.error as e:
                 raise Stop(f"corrupt gzip data ({e})", self.base + len(self.buf)) from None
             if d.eof and d.unused_data:  # another gzip member follows
-                rest = d.unused_data
+                self.pending = d.unused_data + self.pending
                 self.inflate = zlib.decompressobj(31)
-                self.pending = rest + self.pending
             if out:
                 self.cap.bytes_read += len(out)
                 return out
@@ -263,21 +258,18 @@ class Source:
         return self.buf[pos : pos + n]
 
     def advance(self, pos: int, what: str) -> Generator[None, None, bytes | None]:
-        """`more`, for a stream that asked for ticks: yields None while it is quiet."""
-        while self.quiet():
+        """`more`, for a stream that asked for ticks (Capture.ticks): yields None while it
+        is quiet (nothing came in 0.2 s)."""
+        while self.cap.ticks and not (self.pending or self.ended or self.wrapped
+                                      or self.inflate is not None):
+            try:
+                ready, _, _ = select.select([self.stream], [], [], 0.2)
+            except (OSError, ValueError):
+                break
+            if ready:  # (read1 takes all the stream's buffer holds: none is left there)
+                break
             yield None
         return self.more(pos, what)
-
-    def quiet(self) -> bool:
-        """For a stream that asked for ticks (Capture.ticks): nothing came in 0.2 s."""
-        if not self.cap.ticks or self.pending or self.ended or self.wrapped \
-                or self.inflate is not None:
-            return False
-        try:
-            ready, _, _ = select.select([self.stream], [], [], 0.2)
-        except (OSError, ValueError):
-            return False
-        return not ready  # (read1 takes all the stream's buffer holds: none is left there)
 
     def more(self, pos: int, what: str) -> bytes | None:
         """Drop what was parsed up to `pos` and return the buffer with the next chunk; None

@@ -30,6 +30,9 @@ STATE_COLOURS = {
     "FIN_WAIT_2": "#dd8452", "FIN_WAIT_1": "#937860", "LAST_ACK": "#8172b3",
     "SYN_SENT": "#55a868", "SYN_RCVD": "#64b5cd", "CLOSING": "#da8bc3",
 }
+CLOSERS = [("client", "client closed first", "#4c72b0"),
+           ("server", "server closed first", "#c44e52"),
+           ("both", "both at once", "#8172b3"), ("none", "nobody closed", "#8c8c8c")]
 OUTCOME_COLOURS = {"open": "#c44e52", "reset_by_peer": "#dd8452", "reset_by_self": "#937860"}
 # States drawn over time whatever their counts; the others only when they matter (5% of the
 # busiest state's peak), so that the transient ones do not blur the picture.
@@ -48,7 +51,7 @@ def charts(result: dict[str, Any]) -> list[tuple[str, str, Callable[[], Figure]]
                     lambda: states_over_time(result)))
     if any(f["state"] == "CLOSE_WAIT" for f in result["findings"]):
         out.append(("close_wait.png", "Connections stuck in CLOSE_WAIT",
-                    lambda: stuck_timeline(result, "CLOSE_WAIT")))
+                    lambda: close_wait_timeline(result)))
     if result["connections"]["total"] and result["connections"]["by_end_and_closer"]:
         out.append(("endings.png", "How connections ended, by who closed first",
                     lambda: endings(result)))
@@ -129,15 +132,12 @@ def states_over_time(result: dict[str, Any]) -> Figure:
     return fig
 
 
-def stuck_timeline(result: dict[str, Any], state: str) -> Figure:
-    """A bar per stuck connection (the worst the findings kept), from entering the state to
-    the capture end or to how it ended, grouped by service."""
+def close_wait_timeline(result: dict[str, Any]) -> Figure:
+    """A bar per connection stuck in CLOSE_WAIT (the worst the findings kept), from entering
+    it to the capture end or to how it ended, grouped by service."""
     start = result["capture"]["first_ts"]
-    rows: list[tuple[str, dict[str, Any]]] = []
-    for f in result["findings"]:
-        if f["state"] == state:
-            rows += [(f["service"], ex) for ex in f["examples"]]
-    rows = rows[:MAX_BARS]
+    rows = [(f["service"], ex) for f in result["findings"] if f["state"] == "CLOSE_WAIT"
+            for ex in f["examples"]][:MAX_BARS]
     fig, ax = plt.subplots(figsize=(11, 1.2 + 0.32 * len(rows)))
     labels = []
     for y, (service, ex) in enumerate(rows):
@@ -162,16 +162,13 @@ def endings(result: dict[str, Any]) -> Figure:
     """A bar per end kind, split by who closed first."""
     table = result["connections"]["by_end_and_closer"]
     kinds = list(table)
-    closers = ["client", "server", "both", "none"]
-    colours = {"client": "#4c72b0", "server": "#c44e52", "both": "#8172b3", "none": "#8c8c8c"}
     fig, ax = plt.subplots(figsize=(11, 1.2 + 0.45 * len(kinds)))
     left = [0] * len(kinds)
-    for who in closers:
+    for who, label, colour in CLOSERS:
         counts = [table[k].get(who, 0) for k in kinds]
         if any(counts):
-            ax.barh(range(len(kinds)), counts, left=left, color=colours[who],
-                    label=f"{who} closed first" if who not in ("both", "none") else
-                    {"both": "both at once", "none": "nobody closed"}[who], height=0.6)
+            ax.barh(range(len(kinds)), counts, left=left, color=colour, label=label,
+                    height=0.6)
             left = [a + b for a, b in zip(left, counts, strict=True)]
     for y, total in enumerate(left):
         ax.annotate(f" {total:,}", (total, y), va="center", fontsize=8)

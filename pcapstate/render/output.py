@@ -10,7 +10,6 @@ import os
 import stat
 import sys
 import tempfile
-from collections.abc import Callable
 from typing import IO, Any, TextIO, cast
 
 
@@ -19,12 +18,8 @@ class WriteError(Exception):
 
     def __init__(self, path: str, error: OSError | str) -> None:
         why = error if isinstance(error, str) else (error.strerror or str(error))
-        super().__init__(f"cannot write {_shown(path)}: {why}")
+        super().__init__(f"cannot write {'standard output' if path == '-' else path}: {why}")
         self.path = path
-
-
-def _shown(path: str) -> str:
-    return "standard output" if path == "-" else path
 
 
 class Guarded:
@@ -77,17 +72,6 @@ def write_json(out: TextIO, result: dict[str, Any], records: TextIO | None) -> N
     out.write("\n ]\n}\n")
 
 
-def write_atomic(path: str, write: Callable[[Any], object], binary: bool = False) -> None:
-    """Write a file so that a reader never sees it half written: `write` gets a text (or
-    binary) file. Raises WriteError."""
-    pending = PendingFile(path, binary)
-    try:
-        write(pending.file)
-        pending.done()
-    finally:
-        pending.discard()
-
-
 def read_result(f: TextIO) -> Any:
     """A saved result, without its connection records: write_json puts them last, one a
     line, so reading stops where they begin and a 200 MB result costs no more memory than
@@ -131,16 +115,14 @@ class PendingFile:
         if os.path.isdir(path):
             raise WriteError(path, "is a folder")
         try:
-            if is_stream(path):
-                stream: IO[Any] = open(path, "wb") if binary else \
-                    open(path, "w", encoding="utf-8")  # noqa: SIM115
-            else:
+            into: str | int = path
+            if not is_stream(path):
                 if os.path.exists(self.target) and not os.access(self.target, os.W_OK):
                     raise WriteError(path, "permission denied (the file is read-only)")
-                fd, self.tmp = tempfile.mkstemp(dir=os.path.dirname(self.target),
-                                                prefix=".pcapstate-", suffix=".tmp")
-                stream = os.fdopen(fd, "wb") if binary else \
-                    os.fdopen(fd, "w", encoding="utf-8")
+                into, self.tmp = tempfile.mkstemp(dir=os.path.dirname(self.target),
+                                                  prefix=".pcapstate-", suffix=".tmp")
+            stream: IO[Any] = open(into, "wb" if binary else "w",  # noqa: SIM115
+                                   encoding=None if binary else "utf-8")
         except OSError as e:
             raise WriteError(path, e) from e
         self.file = guarded(stream, path)

@@ -11,14 +11,18 @@ import re
 from typing import Any
 
 from pcapstate.render.text import (
+    DURATION_COLUMNS,
     TOP_GROUPS,
+    count,
+    duration_rows,
     more_groups,
-    outcome_words,
+    outcomes,
     seconds,
     table_words,
     unread_words,
     when,
 )
+from pcapstate.render.zeeklog import split_address
 from pcapstate.vocab import TOO_CLOSE
 
 Block = tuple[Any, ...]
@@ -42,33 +46,29 @@ MEANING = {
 def verdict(result: dict[str, Any]) -> list[str]:
     """The findings in plain words, worst first (the top groups, then how many more);
     one sentence when nothing is wrong."""
-    conns = result["connections"]
     out = []
     for f in result["findings"][:TOP_GROUPS]:
         n, state, service = f["count"], f["state"], f["service"]
-        outcomes = f["outcomes"]
-        how = ("; ".join(f"{v:,} {outcome_words(k)}" for k, v in outcomes.items())
-               if set(outcomes) != {"open"} else "all still stuck at capture end")
+        how = (outcomes(f, "; ") if set(f["outcomes"]) != {"open"}
+               else "all still stuck at capture end")
         limit = result["settings"]["stuck_after"].get(state)
         meaning = MEANING.get(state, "").format(role=f["role"], service=service,
                                                  limit=seconds(limit))
         out.append(
-            f"{n:,} connection{'s' if n != 1 else ''} to {service} ({f['role']} side) "
+            f"{count(n, 'connection')} to {service} ({f['role']} side) "
             f"{'were' if n != 1 else 'was'} left in {state}, the oldest for "
             f"{seconds(f['oldest'])} ({how})" + (f"; in every one {meaning}." if meaning
                                                  else "."))
     if more_groups(result["findings"]):
         out.append(_sentence(more_groups(result["findings"])))
     unread = unread_words(result).strip()
+    total = count(result["connections"]["total"], "connection")
     if unread:  # TCP was there that could not be read: never "nothing wrong"
-        total = conns["total"]
-        out.append(unread if out else f"No endpoint was found stuck in the {total:,} "
-                   f"connection{'s' if total != 1 else ''} analysed. {unread}")
+        out.append(unread if out else f"No endpoint was found stuck in the {total} analysed. "
+                   f"{unread}")
     elif not out:
-        total = conns["total"]
-        out.append(f"Nothing wrong found: of {total:,} connection{'s' if total != 1 else ''}, "
-                   "no endpoint stayed in CLOSE_WAIT or another state that should not last "
-                   "longer than its threshold "
+        out.append(f"Nothing wrong found: of {total}, no endpoint stayed in CLOSE_WAIT or "
+                   "another state that should not last longer than its threshold "
                    f"({_thresholds(result)}).")
     return out
 
@@ -144,16 +144,11 @@ def _after(ts: float, start: float) -> str:
 def wireshark_filter(a: str, b: str, since: float) -> str:
     """A display filter for one connection (both directions of its 4-tuple) from a second
     before `since`."""
-    (ha, pa), (hb, pb) = _split(a), _split(b)
+    (ha, pa), (hb, pb) = split_address(a), split_address(b)
     ip = "ipv6" if ":" in ha else "ip"
     return (f"(({ip}.src=={ha} && tcp.srcport=={pa} && {ip}.dst=={hb} && tcp.dstport=={pb}) "
             f"|| ({ip}.src=={hb} && tcp.srcport=={pb} && {ip}.dst=={ha} && tcp.dstport=={pa})) "
             f"&& frame.time_epoch >= {since - 1:.6f}")
-
-
-def _split(address: str) -> tuple[str, str]:
-    host, port = address.rsplit(":", 1)
-    return host.strip("[]"), port
 
 
 def blocks(result: dict[str, Any], charts: list[tuple[str, str]]) -> list[Block]:
@@ -164,13 +159,16 @@ def blocks(result: dict[str, Any], charts: list[tuple[str, str]]) -> list[Block]
     out: list[Block] = [("h", 1, f"pcapstate report: {title}"), ("h", 2, "Verdict")]
     out += [("p", sentence, True) for sentence in verdict(result)]
 
-    out += [("h", 2, "Capture"), ("table", ["file", "format", "size", "records", "link types",
-                                            "snaplen", "sha256"],
-                                  [[f["path"], f["format"] + _packed(f),
-                                    "-" if f["size"] is None else f"{f['size']:,} bytes",
-                                    f"{f['records']:,}", ", ".join(map(str, f["linktypes"])),
-                                    str(f["snaplen"] or "-"), f.get("sha256") or "-"]
-                                   for f in files])]
+    # a compressed input's compression: gzip in a result saved before `compression` was
+    # written (the one compression read then)
+    out += [("h", 2, "Capture"),
+            ("table", ["file", "format", "size", "records", "link types", "snaplen", "sha256"],
+             [[f["path"],
+               f["format"] + (f" ({f.get('compression') or 'gzip'})" if f["compressed"] else ""),
+               "-" if f["size"] is None else f"{f['size']:,} bytes",
+               f"{f['records']:,}", ", ".join(map(str, f["linktypes"])),
+               str(f["snaplen"] or "-"), f.get("sha256") or "-"]
+              for f in files])]
     st = result["settings"]
     out.append(("table", ["fact", "value"], [
         ["time span", f"{when(cap['first_ts'])} to {when(cap['end_ts'])} "
@@ -183,8 +181,7 @@ def blocks(result: dict[str, Any], charts: list[tuple[str, str]]) -> list[Block]
         ["pcapstate", result["pcapstate_version"]],
         ["command", result.get("command_line") or "-"],
     ]))
-    for w in result["warnings"]:
-        out.append(("p", f"Warning: {w}", False))
+    out += [("p", f"Warning: {w}", False) for w in result["warnings"]]
 
     rows = [["TCP segments analysed", f"{acc['tcp_segments']:,}"]]
     rows += [[f"other: {k}", f"{v:,}"] for k, v in acc["other"].items()]
@@ -217,8 +214,7 @@ def blocks(result: dict[str, Any], charts: list[tuple[str, str]]) -> list[Block]
                 ("table", ["state", "service", "side", "endpoints", "still stuck", "oldest",
                            "how they ended"],
                  [[f["state"], f["service"], f["role"], f"{f['count']:,}",
-                   f"{f['still_open']:,}", seconds(f["oldest"]),
-                   "; ".join(f"{v:,} {outcome_words(k)}" for k, v in f["outcomes"].items())]
+                   f"{f['still_open']:,}", seconds(f["oldest"]), outcomes(f, "; ")]
                   for f in top])]
         if more_groups(result["findings"]):
             out.append(("p", _sentence(more_groups(result["findings"])), False))
@@ -231,13 +227,7 @@ def blocks(result: dict[str, Any], charts: list[tuple[str, str]]) -> list[Block]
                 out.append(("code", wireshark_filter(ex["endpoint"], ex["peer"], ex["since"])))
 
     out += [("h", 2, "Time in each state"),
-            ("table", ["state", "count", "complete", "censored", "p50", "p90", "p99", "max",
-                       "censored max"],
-             [[state, f"{d['count']:,}", f"{d['complete']:,}",
-               f"{d['count'] - d['complete']:,}", seconds(d["p50"]), seconds(d["p90"]),
-               seconds(d["p99"]), seconds(d["max"]),
-               seconds(d["max_censored"]) + ("+" if d["max_censored"] is not None else "")]
-              for state, d in result["durations"].items() if d["count"]])]
+            ("table", DURATION_COLUMNS, duration_rows(result))]
     if charts:
         out.append(("h", 2, "Charts"))
         out += [("img", name, title) for name, title in charts]
@@ -317,10 +307,3 @@ def html(report: list[Block], images: dict[str, bytes]) -> str:
     out.append("</body></html>\n")
     return "\n".join(out)
 
-
-def _packed(f: dict[str, Any]) -> str:
-    """" (xz)" for a compressed input (a result saved before `compression` was written says
-    only that it was compressed: gzip, the one compression read then)."""
-    if not f["compressed"]:
-        return ""
-    return f" ({f.get('compression') or 'gzip'})"

@@ -40,6 +40,11 @@ def when(ts: float | None) -> str:
         return f"{ts:.6f} s since 1970 (no date)"
 
 
+def count(n: int, noun: str) -> str:
+    """"1 connection", "2,048 connections"."""
+    return f"{n:,} {noun}{'s' if n != 1 else ''}"
+
+
 def _counts(d: dict[str, int]) -> str:
     return ", ".join(f"{k} {v:,}" for k, v in d.items()) or "none"
 
@@ -49,9 +54,9 @@ def more_groups(findings: list[dict[str, Any]]) -> str:
     rest = findings[TOP_GROUPS:]
     if not rest:
         return ""
-    n, endpoints = len(rest), sum(f["count"] for f in rest)
-    return (f"and {n:,} more group{'s' if n != 1 else ''} ({endpoints:,} stuck "
-            f"endpoint{'s' if endpoints != 1 else ''}; the JSON result lists every group)")
+    return (f"and {count(len(rest), 'more group')} ("
+            f"{count(sum(f['count'] for f in rest), 'stuck endpoint')}; the JSON result lists "
+            "every group)")
 
 
 def outcome_words(name: str) -> str:
@@ -61,8 +66,26 @@ def outcome_words(name: str) -> str:
     return words.get(name, "then moved to " + name.upper())
 
 
-def _outcome(name: str, n: int) -> str:
-    return f"{n:,} {outcome_words(name)}"
+def outcomes(group: dict[str, Any], sep: str) -> str:
+    """How a findings group's endpoints ended: "3 reset by the peer, 1 still stuck ..."."""
+    return sep.join(f"{n:,} {outcome_words(k)}" for k, n in group["outcomes"].items())
+
+
+#: The columns of the time-in-each-state table (`duration_rows`).
+DURATION_COLUMNS = ["state", "count", "complete", "censored", "p50", "p90", "p99", "max",
+                    "censored max"]
+
+
+def duration_rows(result: dict[str, Any]) -> list[list[str]]:
+    """The time-in-each-state table, a state a row: counts, then the percentiles of the
+    complete durations and the longest, then the longest censored ("+": a lower bound)."""
+    rows = []
+    for state, d in result["durations"].items():
+        censored = d["count"] - d["complete"]
+        rows.append([state, f"{d['count']:,}", f"{d['complete']:,}", f"{censored:,}",
+                     *(seconds(d[k]) for k in ("p50", "p90", "p99", "max")),
+                     seconds(d["max_censored"]) + ("+" if censored else "")])
+    return rows
 
 
 def _vantage(v: dict[str, Any]) -> str:
@@ -75,7 +98,7 @@ def _vantage(v: dict[str, Any]) -> str:
         return where + ((" (1 handshake, too fast to tell)" if n == 1 else
                          f" ({n:,} handshakes, all too fast to tell)")
                         if n else " (no complete handshake)")
-    return (f"{where} (by {told:,} handshake{'s' if told != 1 else ''}, round trip "
+    return (f"{where} (by {count(told, 'handshake')}, round trip "
             f"{seconds(v['round_trip_min'])} to {seconds(v['round_trip_max'])})")
 
 
@@ -131,11 +154,9 @@ def render(result: dict[str, Any]) -> str:
     if findings:
         out.append("Stuck endpoints, worst first:")
         for f in findings[:TOP_GROUPS]:
-            outcomes = ", ".join(_outcome(k, v) for k, v in f["outcomes"].items())
-            out.append(
-                f"  {f['state']:<12} {f['service']} ({f['role']}): {f['count']:,} "
-                f"connection{'s' if f['count'] != 1 else ''}, oldest {seconds(f['oldest'])}; "
-                f"{outcomes}")
+            out.append(f"  {f['state']:<12} {f['service']} ({f['role']}): "
+                       f"{count(f['count'], 'connection')}, oldest {seconds(f['oldest'])}; "
+                       f"{outcomes(f, ', ')}")
             ex = max(f["examples"], key=lambda e: e["duration"])
             out.append(f"{'':15}oldest: {ex['endpoint']} with peer {ex['peer']} (connection "
                        f"{ex['conn_id']}), in {f['state']} since {when(ex['since'])}")
@@ -145,20 +166,12 @@ def render(result: dict[str, Any]) -> str:
             out.append(unread.strip())
     else:
         out.append("Stuck endpoints: none." + unread)
-    out.append("")
-    out.append("Time in each state (percentiles of complete durations; censored counted apart):")
-    header = ("state", "count", "complete", "censored", "p50", "p90", "p99", "max",
-              "censored max")
-    rows = [header]
-    for state, d in result["durations"].items():
-        censored = d["right_censored"] + d["left_censored"] + d["both_censored"]
-        rows.append((state, f"{d['count']:,}", f"{d['complete']:,}", f"{censored:,}",
-                     seconds(d["p50"]), seconds(d["p90"]), seconds(d["p99"]),
-                     seconds(d["max"]), seconds(d["max_censored"]) + ("+" if censored else "")))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    for r in rows:
-        out.append("  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                                    for i, (c, w) in enumerate(zip(r, widths, strict=True))))
+    out += ["", "Time in each state (percentiles of complete durations; censored counted apart):"]
+    rows = [DURATION_COLUMNS, *duration_rows(result)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(DURATION_COLUMNS))]
+    out += ["  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                             for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+            for r in rows]
     s = result["settings"]
     by_limit: dict[float, list[str]] = {}
     for state, limit in s["stuck_after"].items():
@@ -170,8 +183,7 @@ def render(result: dict[str, Any]) -> str:
         + "; ".join(f"{_plain(limit)} in {', '.join(states)}"
                     for limit, states in by_limit.items()) + ".",
     ]
-    for w in result["warnings"]:
-        out.append(f"warning: {w}")
+    out += [f"warning: {w}" for w in result["warnings"]]
     return "\n".join(out) + "\n"
 
 

@@ -39,7 +39,8 @@ def uid(record: dict[str, Any], ts: float) -> str:
     return "C" + out
 
 
-def _split(address: str) -> tuple[str, int]:
+def split_address(address: str) -> tuple[str, int]:
+    """"10.0.0.5:80", "[::1]:80": the host and the port."""
     host, port = address.rsplit(":", 1)
     return host.strip("[]"), int(port)
 
@@ -56,12 +57,6 @@ def local_nets(text: str) -> list[Network]:
     return nets
 
 
-def _is_local(host: str, nets: Sequence[Network]) -> bool:
-    """Site::is_local_addr."""
-    addr = ipaddress.ip_address(host)
-    return any(addr in net for net in nets)
-
-
 def entries(record: dict[str, Any], nets: Sequence[Network] = ()) -> list[dict[str, Any]]:
     """The conn.log entries of a record: Zeek's connection that began with it, and those
     Zeek began later on its 4-tuple (`zeek_later`: after its timers ended the one before)."""
@@ -73,33 +68,28 @@ def _entry(record: dict[str, Any], z: dict[str, Any],
     """One conn.log entry, None for what is unset; `nets`: Site::local_nets."""
     orig, resp = ((record["client"], record["server"]) if z["orig"] == "client"
                   else (record["server"], record["client"]))
-    (oh, op), (rh, rp) = _split(orig), _split(resp)
-    ts = z["ts"]
-    return {"ts": ts, "uid": uid(record, ts), "id.orig_h": oh, "id.orig_p": op,
-            "id.resp_h": rh, "id.resp_p": rp, "proto": "tcp", "service": None,
-            "duration": z["duration"], "orig_bytes": z["orig_bytes"],
-            "resp_bytes": z["resp_bytes"], "conn_state": z["conn_state"],
-            "local_orig": _is_local(oh, nets) if nets else None,
-            "local_resp": _is_local(rh, nets) if nets else None,
-            "missed_bytes": z.get("missed_bytes"),
-            "history": z["history"], "orig_pkts": z["orig_pkts"],
-            "orig_ip_bytes": z["orig_ip_bytes"],
-            "resp_pkts": z["resp_pkts"], "resp_ip_bytes": z["resp_ip_bytes"],
-            "tunnel_parents": None}
+    (oh, op), (rh, rp) = split_address(orig), split_address(resp)
+    entry = {f: z.get(f) for f in FIELDS}  # Zeek's view's fields; the others, None for now
+    entry.update({"uid": uid(record, z["ts"]), "id.orig_h": oh, "id.orig_p": op,
+                  "id.resp_h": rh, "id.resp_p": rp, "proto": "tcp",
+                  "local_orig": _is_local(oh, nets), "local_resp": _is_local(rh, nets)})
+    return entry
+
+
+def _is_local(host: str, nets: Sequence[Network]) -> bool | None:
+    """Site::is_local_addr; unset (None) without local networks, as in Zeek by default."""
+    return any(ipaddress.ip_address(host) in net for net in nets) if nets else None
 
 
 def _tsv(value: Any) -> str:
-    kind = type(value)
-    if kind is int:
-        return str(value)
-    if kind is float:
-        return f"{value:.6f}"  # Zeek prints times and intervals with 6 decimals
     if value is None:
         return "-"
-    if kind is bool:
+    if isinstance(value, bool):
         return "T" if value else "F"
+    if isinstance(value, int):
+        return str(value)
     if isinstance(value, float):  # numpy's floats too
-        return f"{value:.6f}"
+        return f"{value:.6f}"  # Zeek prints times and intervals with 6 decimals
     text = str(value)
     if text == "":
         return "(empty)"
