@@ -22,10 +22,12 @@ connection-table limit, at 100,000 and with none, against tcptrace, tshark and t
 loop, once each, with the evictions pcapstate reported. `--first-run N` times the first
 run after installing and the next, N times each, on a small sample (analysed uncompiled)
 and on a capture past jit.PLAIN_BYTES (the engine compiled once into an empty cache), wall
-and CPU seconds; `--runs 0` measures only that. `--wrapped N` takes the capture's first N packets as they
-are, inside one MPLS label (read by the compiled decoder) and inside VXLAN (read by the
-slow path, decode/unwrap.py), and times pcapstate, tcptrace, tshark and the dpkt loop on
-each: what an encapsulation costs.
+and CPU seconds; `--runs 0` measures only that (and `--wrapped`). `--wrapped N` takes the
+capture's first N packets as they are, inside one MPLS label (read by the compiled
+decoder), inside VXLAN (read by the slow path, decode/unwrap.py) and mixed (every Ethernet
+encapsulation of tests/test_encapsulations.py in turn with plain frames), and times
+pcapstate, tcptrace, tshark and the dpkt loop on each, with packets/s: what an
+encapsulation costs.
 """
 
 import argparse
@@ -119,32 +121,39 @@ def floods(skip: list[str]) -> dict[str, dict]:
 
 
 def wrapped(src: str, limit: int) -> dict[str, str]:
-    """The first `limit` packets of `src` (Ethernet) as they are, in MPLS and in VXLAN."""
+    """The first `limit` packets of `src` (Ethernet, IPv4) as they are, in one MPLS label
+    (the compiled decoder's), in VXLAN (the slow path's), and mixed: packet i as they are or
+    in the i-th of tests/test_encapsulations.py's Ethernet forms in turn (shims, tunnels)."""
     import dpkt
 
+    sys.path.insert(0, str(HERE.parent))
+    from tests.test_encapsulations import CASES, LEAK, eth, labels, vxlan
+
+    forms = [None, *(c.wrap for c in CASES.values() if c.linktype == 1 and c.sample == LEAK)]
     out = {kind: str(HERE / "out" / f"wrapped_{limit}_{kind}.pcap")
-           for kind in ("plain", "mpls", "vxlan")}
+           for kind in ("plain", "mpls", "vxlan", "mixed")}
     if all(Path(p).exists() for p in out.values()):
         return out
-    label = struct.pack("!I", (100 << 12) | (1 << 8) | 64)
     outer = dpkt.ethernet.Ethernet(src=b"\x02" * 6, dst=b"\x04" * 6, type=0x0800)
-    with open(src, "rb") as f, open(out["plain"], "wb") as a, open(out["mpls"], "wb") as b, \
-            open(out["vxlan"], "wb") as c:
-        writers = [dpkt.pcap.Writer(x, snaplen=65535) for x in (a, b, c)]
+    with open(src, "rb") as f:
+        files = {kind: open(path, "wb") for kind, path in out.items()}
+        writers = {kind: dpkt.pcap.Writer(fh, snaplen=65535) for kind, fh in files.items()}
         for i, (ts, frame) in enumerate(dpkt.pcap.Reader(f)):
             if i == limit:
                 break
             frame = bytes(frame)
-            udp = dpkt.udp.UDP(sport=49152 + i % 64, dport=4789,
-                               data=struct.pack("!II", 0x08000000, 42 << 8) + frame)
+            udp = dpkt.udp.UDP(sport=49152 + i % 64, dport=4789, data=vxlan(42, frame))
             udp.ulen = len(udp)
-            ip = dpkt.ip.IP(src=bytes([192, 0, 2, 1]), dst=bytes([192, 0, 2, 2]), p=17,
-                            data=udp)
-            ip.len = len(ip)
-            outer.data = ip
-            for w, data in zip(writers, (frame, frame[:12] + b"\x88\x47" + label + frame[14:],
-                                         bytes(outer)), strict=True):
-                w.writepkt(data, ts)
+            outer.data = dpkt.ip.IP(src=bytes([192, 0, 2, 1]), dst=bytes([192, 0, 2, 2]),
+                                    p=17, data=udp)
+            outer.data.len = len(outer.data)
+            form = forms[i % len(forms)]
+            for kind, data in (("plain", frame), ("mpls", eth(0x8847, labels(100) + frame[14:])),
+                               ("vxlan", bytes(outer)),
+                               ("mixed", frame if form is None else form(i, frame))):
+                writers[kind].writepkt(data, ts)
+        for fh in files.values():
+            fh.close()
     return out
 
 
@@ -263,7 +272,7 @@ def main() -> None:
     ap.add_argument("--wrapped", type=int, default=0, metavar="N")
     ap.add_argument("--skip", nargs="*", default=[], choices=list(TOOLS | FLOOD_TOOLS))
     args = ap.parse_args()
-    if not args.runs:  # the first run alone: `--runs 0 --first-run 3`
+    if not args.runs and not args.wrapped:  # the first run alone: `--runs 0 --first-run 3`
         print(json.dumps({"tools": {"first_run": first_run(args.first_run or 1)}}))
         return
     if not Path(args.capture).exists():
@@ -272,7 +281,7 @@ def main() -> None:
     print(f"capture: {args.capture}: {n:,} packets, "
           f"{Path(args.capture).stat().st_size / 1048576:,.0f} MiB")
     rows: dict[str, Any] = {}
-    for name, cmd in TOOLS.items():
+    for name, cmd in TOOLS.items() if args.runs else ():
         if name in args.skip or shutil.which(cmd("x")[0]) is None:
             continue
         measure(cmd(args.capture))  # warm the page cache
@@ -334,10 +343,11 @@ def main() -> None:
                     continue
                 wall = statistics.median(measure(TOOLS[name](path))[0]
                                          for _ in range(max(args.runs, 1)))
-                rows["wrapped"][kind][name] = round(wall, 3)
-            print(f"  {kind:<6} " + "  ".join(f"{k} {v:.2f} s"
-                                              for k, v in rows["wrapped"][kind].items()),
-                  flush=True)
+                rows["wrapped"][kind][name] = {"wall_s": round(wall, 3),
+                                               "packets_per_s": round(args.wrapped / wall)}
+            print(f"  {kind:<6} " + "  ".join(
+                f"{k} {v['wall_s']:.2f} s ({v['packets_per_s'] / 1e3:,.0f} k/s)"
+                for k, v in rows["wrapped"][kind].items()), flush=True)
     print(json.dumps({"packets": n, "tools": rows}))
 
 

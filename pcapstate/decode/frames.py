@@ -58,6 +58,9 @@ _NAMES = {
 #: kind and is not covered by the verdict (`not_read`).
 CARRIERS = (_OTHER_PROTO + 4, _OTHER_PROTO + 41, _OTHER_PROTO + 47, _IPV4_FRAGMENT,
             _IPV6_FRAGMENT, *(_UDP_TUNNEL + port for port in _UDP_TUNNELS))
+#: IPv6's extension headers (RFC 8200 4: hop-by-hop, routing, destination options, AH,
+#: mobility, HIP, shim6), which the decoder steps over; 44, fragment, ends the walk.
+V6_EXTENSIONS = (0, 43, 60, 51, 135, 139, 140)
 #: How many shims (VLAN tags, MPLS label stacks, ...) a frame may have before IP.
 _MAX_SHIMS = 16
 
@@ -202,7 +205,7 @@ def _checksum_ok(b, addresses, size, t, tcp_len):
 
 @njit(cache=True, nogil=True)
 def _is_v6_ext(nh):
-    return nh == 0 or nh == 43 or nh == 60 or nh == 51 or nh == 135 or nh == 139 or nh == 140
+    return nh in V6_EXTENSIONS
 
 
 @njit(cache=True, nogil=True)

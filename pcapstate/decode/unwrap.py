@@ -32,8 +32,7 @@ _DEPTH = 8  # wrappers inside wrappers, at most
 _PPP_ETHERTYPES = {0x0021: 0x0800, 0x0057: 0x86DD, 0x0281: 0x8847, 0x0283: 0x8848}
 _GRE_INNER = {0x0800: RAW_IP, 0x86DD: RAW_IP, 0x6558: ETHERNET}
 _ERSPAN_II, _ERSPAN_III, _PPP_IN_GRE = 0x88BE, 0x22EB, 0x880B
-_TUNNEL_KINDS = {frames.kind_name(frames._UDP_TUNNEL + port): name
-                 for port, name in frames._UDP_TUNNELS.items()}
+_CARRIER_NAMES = {kind: frames.kind_name(kind)[6:] for kind in frames.CARRIERS}
 
 
 def _unread(kind: int) -> bool:
@@ -78,11 +77,10 @@ class Unwrapper:
 
     def _unwrap(self, out: frames.Batch, row: int, frame: bytes, origlen: int, linktype: int,
                 at: int) -> None:
-        tunnel = 0
+        tunnel, kind = 0, int(out.kind[row])
         for _ in range(_DEPTH):
-            kind = int(out.kind[row])
             try:
-                step = self._step(kind, linktype, frame, at, tunnel, float(out.ts[row]),
+                step = self._step(kind, linktype, frame, at, tunnel, out, row,
                                   len(frame) < origlen)
             except (dpkt.UnpackError, struct.error, IndexError, ValueError):
                 step = None
@@ -105,62 +103,68 @@ class Unwrapper:
                 return
             frame = inner
 
-    def _step(self, kind: int, linktype: int, frame: bytes, at: int, tunnel: int, ts: float,
-              cut: bool) -> tuple[int, bytes, int, str] | int | None:
+    def _step(self, kind: int, linktype: int, frame: bytes, at: int, tunnel: int,
+              out: frames.Batch, row: int, cut: bool) -> tuple[int, bytes, int, str] | int | None:
         """One wrapper off: (link type, frame, tunnel number, what was unwrapped). A
         fragment (`cut`: not captured whole) is kept until its datagram is whole: then the
         datagram, in the row of its last fragment."""
         if kind >> 16 == frames._BAD_LINKTYPE >> 16:
             linked = _link(linktype, frame)
             return None if linked is None else (*linked, tunnel, LINKTYPES[linktype])
-        ip = dpkt.ip.IP(frame[at:]) if frame[at] >> 4 == 4 else dpkt.ip6.IP6(frame[at:])
-        start = at + len(ip) - len(ip.data)  # the IP payload's offset
-        size = ip.len if ip.v == 4 else ip.plen and 40 + ip.plen  # 0: not said (offload)
-        end = min(len(frame), at + size) if size else len(frame)
-        payload = frame[start:end]
-        name = frames.kind_name(kind)[6:]
-        if name in ("ipip", "ipv6_in_ip"):
-            return RAW_IP, payload, self._tunnel("ip_in_ip", ip, None, tunnel), name
-        if name == "gre":
-            return self._gre(ip, payload, tunnel)
-        if name in _TUNNEL_KINDS.values():
-            tunnelled = _udp_tunnel(name, payload[8:])
-            if tunnelled is None:  # a UDP datagram to the tunnel's port, no more
-                return frames._OTHER_PROTO + 17
-            inner_type, data, ident = tunnelled
-            if inner_type < 0:
+        name = _CARRIER_NAMES[kind]
+        if name.endswith("fragment"):
+            if cut:
                 return None
-            return inner_type, data, self._tunnel(name, ip, ident, tunnel), name
-        if cut:
+            ip = dpkt.ip.IP(frame[at:]) if frame[at] >> 4 == 4 else dpkt.ip6.IP6(frame[at:])
+            start = at + len(ip) - len(ip.data)  # the IP payload's offset
+            whole = self.fragments.add(ip, frame[at:start], frame[start:_outer(frame, at)[3]],
+                                       float(out.ts[row]), (tunnel,))
+            return None if whole is None else (RAW_IP, whole, tunnel, name)
+        src, dst, start, end = _outer(frame, at)
+        payload = frame[start:end]
+        if name in ("ipip", "ipv6_in_ip"):
+            return RAW_IP, payload, self._tunnel("ip_in_ip", src, dst, None, tunnel), name
+        if name == "gre":
+            return self._gre(src, dst, payload, tunnel)
+        tunnelled = _udp_tunnel(name, payload[8:])
+        if tunnelled is None:  # a UDP datagram to the tunnel's port, no more
+            return frames._OTHER_PROTO + 17
+        inner_type, data, ident = tunnelled
+        if inner_type < 0:
             return None
-        whole = self.fragments.add(ip, frame[at:start], payload, ts, (tunnel,))
-        return None if whole is None else (RAW_IP, whole, tunnel, name)
+        return inner_type, data, self._tunnel(name, src, dst, ident, tunnel), name
 
-    def _gre(self, ip: Any, payload: bytes, tunnel: int) -> tuple[int, bytes, int, str] | None:
-        gre = dpkt.gre.GRE(payload)
+    def _gre(self, src: bytes, dst: bytes, payload: bytes, tunnel: int
+             ) -> tuple[int, bytes, int, str] | None:
+        # the header alone (at most 16 bytes without routing), so that dpkt does not go on
+        # to decode what it carries
+        gre = dpkt.gre.GRE(payload if payload[0] & 0x40 else payload[:16])
         data = payload[len(gre) - len(gre.data):]
         key = getattr(gre, "key", None)
         if gre.p in _GRE_INNER:
-            return _GRE_INNER[gre.p], data, self._tunnel("gre", ip, key, tunnel), "gre"
+            return _GRE_INNER[gre.p], data, self._tunnel("gre", src, dst, key, tunnel), "gre"
         if gre.p in (0x8847, 0x8848):
-            return *_ether(gre.p, data), self._tunnel("gre", ip, key, tunnel), "gre"
+            return *_ether(gre.p, data), self._tunnel("gre", src, dst, key, tunnel), "gre"
         if gre.p == _ERSPAN_II:  # type I has no header (no sequence number in GRE)
             if not gre.flags & dpkt.gre.GRE_SP:
-                return ETHERNET, data, self._tunnel("erspan", ip, None, tunnel), "erspan"
+                return ETHERNET, data, self._tunnel("erspan", src, dst, None, tunnel), "erspan"
             session = struct.unpack_from("!H", data, 2)[0] & 0x3FF
-            return ETHERNET, data[8:], self._tunnel("erspan", ip, session, tunnel), "erspan"
+            return ETHERNET, data[8:], self._tunnel("erspan", src, dst, session, tunnel), "erspan"
         if gre.p == _ERSPAN_III:  # 12 bytes, and 8 more when its O flag says so
             session = struct.unpack_from("!H", data, 2)[0] & 0x3FF
             return (ETHERNET, data[20 if data[11] & 1 else 12:],
-                    self._tunnel("erspan", ip, session, tunnel), "erspan")
+                    self._tunnel("erspan", src, dst, session, tunnel), "erspan")
         if gre.p == _PPP_IN_GRE:  # PPTP's enhanced GRE
             ppp = _ppp(data)
-            return None if ppp is None else (*ppp, self._tunnel("gre", ip, key, tunnel), "gre")
+            if ppp is None:
+                return None
+            return *ppp, self._tunnel("gre", src, dst, key, tunnel), "gre"
         return None
 
-    def _tunnel(self, kind: str, ip: Any, ident: int | None, parent: int) -> int:
-        """The number of the tunnel between ip's two addresses (unordered)."""
-        a, b = sorted((ip.src, ip.dst))
+    def _tunnel(self, kind: str, src: bytes, dst: bytes, ident: int | None, parent: int
+                ) -> int:
+        """The number of the tunnel between two addresses (unordered)."""
+        a, b = sorted((src, dst))
         key = (kind, a, b, ident, parent)
         number = self._numbers.get(key)
         if number is None:
@@ -171,6 +175,22 @@ class Unwrapper:
                                  "id": ident,
                                  "parent": self.tunnels[parent - 1] if parent else None})
         return number
+
+
+def _outer(frame: bytes, at: int) -> tuple[bytes, bytes, int, int]:
+    """The IP packet at `at`: (source, destination, its payload's start and end in the
+    frame); dpkt reads IPv6's extension headers."""
+    size = int.from_bytes(frame[at + 2:at + 4] if frame[at] >> 4 == 4 else frame[at + 4:at + 6],
+                          "big")
+    if frame[at] >> 4 == 4:  # a total length of 0: not said (offload)
+        end = min(len(frame), at + size) if size else len(frame)
+        return frame[at + 12:at + 16], frame[at + 16:at + 20], at + (frame[at] & 15) * 4, end
+    end = min(len(frame), at + 40 + size) if size else len(frame)
+    start = at + 40
+    if frame[at + 6] in frames.V6_EXTENSIONS:
+        ip6 = dpkt.ip6.IP6(frame[at:end])
+        start = at + len(ip6) - len(ip6.data)
+    return frame[at + 8:at + 24], frame[at + 24:at + 40], start, end
 
 
 def _udp_tunnel(name: str, data: bytes) -> tuple[int, bytes, int | None] | None:
