@@ -10,8 +10,9 @@ everything so (to read the engine, step through it, measure coverage).
 numba caches compiled machine code beside the source by default (`pcapstate/__pycache__`).
 pip does not know those files: after `pip uninstall` they stay, and the leftover folder
 shadows a later editable install of pcapstate (a namespace package without `__version__`).
-So the cache goes to a per-user folder keyed by pcapstate's, Python's and numba's versions:
-`$XDG_CACHE_HOME/pcapstate/` (`~/.cache/pcapstate/`), or a folder of the user's in the
+So the cache goes to a per-user folder keyed by pcapstate's, Python's and numba's versions
+and by the engine's sources (`_engine_digest`): `$XDG_CACHE_HOME/pcapstate/`
+(`~/.cache/pcapstate/`), or a folder of the user's in the
 temporary directory when that one is not writable; with neither, nothing is cached (every
 run compiles). `NUMBA_CACHE_DIR`, when set, is numba's own choice and is left alone.
 """
@@ -90,7 +91,7 @@ def cache_dir() -> str | None:
     if config.CACHE_DIR:
         return str(config.CACHE_DIR)
     key = (f"{__version__}-py{sys.version_info.major}{sys.version_info.minor}"
-           f"-numba{numba.__version__}")
+           f"-numba{numba.__version__}-{_engine_digest()}")
     home = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     user = f"pcapstate-{os.getuid()}" if hasattr(os, "getuid") else "pcapstate"
     for base in (os.path.join(home, "pcapstate"), os.path.join(tempfile.gettempdir(), user)):
@@ -98,6 +99,23 @@ def cache_dir() -> str | None:
         if _own(base) and _own(folder):
             return folder
     return None
+
+
+def _engine_digest() -> str:
+    """A digest of the compiled code's sources. numba checks a cached function against its
+    own file only: a function compiled with another module's function inside it (the
+    tracker with the state machine) would be loaded stale after that module changed, in
+    an editable install or a checkout. Keyed by the sources, the cache never is."""
+    import hashlib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted([*root.glob("decode/*.py"), *root.glob("track/*.py"),
+                        *root.glob("derive/*.py"), root / "vocab.py", root / "settings.py",
+                        root / "jit.py"]):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def _own(folder: str) -> bool:

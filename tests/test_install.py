@@ -37,6 +37,33 @@ def test_the_cache_folder_is_per_user_and_keyed_by_version(tmp_path):
     assert Path(folder).is_dir()
 
 
+def test_the_cache_folder_changes_with_the_engines_sources(tmp_path):
+    """numba checks a cached function against its own file only: the tracker, compiled with
+    the state machine inside it, would be loaded stale after zeek_view.py changed. The
+    folder is keyed by the engine's sources, so a change there is a new folder."""
+    import shutil
+
+    env = _env(XDG_CACHE_HOME=str(tmp_path / "cache"))
+    copy = tmp_path / "copy"
+    shutil.copytree(ROOT / "pcapstate", copy / "pcapstate",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+
+    def folder() -> str:
+        code = "from pcapstate import jit; print(jit.cache_dir())"
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              env={**env, "PYTHONPATH": str(copy)}, cwd=copy,
+                              check=True).stdout.strip()
+
+    before = folder()
+    view = copy / "pcapstate" / "track" / "zeek_view.py"
+    view.write_text(view.read_text() + "\n# changed\n")
+    after = folder()
+    assert before != after and Path(before).parent == Path(after).parent
+    render = copy / "pcapstate" / "render" / "text.py"  # not compiled: the same folder
+    render.write_text(render.read_text() + "\n# changed\n")
+    assert folder() == after
+
+
 def test_an_unwritable_cache_home_falls_back_to_the_temporary_folder(tmp_path):
     blocked = tmp_path / "file"
     blocked.write_text("not a folder")
