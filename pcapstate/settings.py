@@ -25,19 +25,24 @@ class Settings:
     zeek_checksums: bool = False
     """Check TCP checksums for Zeek's view, as Zeek does unless run with -C: a segment with
     a wrong one is only marked (C). pcapstate's own state machine takes every segment."""
+    zeek_bare: bool = False
+    """Zeek's view as `zeek -b` loading base/protocols/conn alone: likely_server_ports is
+    empty (the protocol scripts fill it), so a connection's first packet, SYN or not, makes
+    its sender the originator."""
     stuck_after: dict[State, float] = field(default_factory=lambda: stuck_thresholds(10.0, 60.0))
     """An endpoint in one of these states for longer than this is reported as stuck."""
 
 
 def settings_for(time_wait: float, fin_timeout: float, stuck_after: float,
                  close_wait_after: float | None = None, max_connections: int = MAX_CONNECTIONS,
-                 zeek_checksums: bool = False) -> Settings:
+                 zeek_checksums: bool = False, zeek_bare: bool = False) -> Settings:
     """Settings from the options people give (command line or pcapstate.toml)."""
     stuck = stuck_thresholds(stuck_after, fin_timeout)
     if close_wait_after is not None:
         stuck[State.CLOSE_WAIT] = close_wait_after
     return Settings(time_wait=time_wait, fin_timeout=fin_timeout, stuck_after=stuck,
-                    max_connections=max_connections, zeek_checksums=zeek_checksums)
+                    max_connections=max_connections, zeek_checksums=zeek_checksums,
+                    zeek_bare=zeek_bare)
 
 
 def stuck_thresholds(after: float, fin_timeout: float) -> dict[State, float]:

@@ -551,9 +551,10 @@ def vxlan(ns: Namespace) -> None:
                     "underlay veth at 10.79.0.1",
         connections=n, end_kinds={"half_closed": leaked, "closed": len(VXLAN_TENANTS)},
         closers={"client": n},
-        # the findings name a service by its inner ip:port, the same in both VNIs
-        stuck=[{"state": "CLOSE_WAIT", "service": "10.9.0.2:5001", "role": "server",
-                "count": leaked}],
+        # the findings name a service by its inner ip:port and its tunnel: one per VNI
+        stuck=[{"state": "CLOSE_WAIT", "role": "server", "count": leaks,
+                "service": f"10.9.0.2:5001 in vxlan {vni} {'-'.join(sorted(VXLAN_UNDERLAY))}"}
+               for vni, leaks in VXLAN_TENANTS.items()],
         tunnels=[{"kind": "vxlan", "endpoints": sorted(VXLAN_UNDERLAY), "id": vni,
                   "parent": None} for vni in VXLAN_TENANTS],
         by_vni={str(vni): {"connections": leaks + 1, "close_wait": leaks,

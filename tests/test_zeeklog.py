@@ -42,8 +42,10 @@ def test_conn_log_format(tmp_path):
     first = entries[0]
     assert first["id.resp_p"] == "9999" and first["proto"] == "tcp"
     assert first["ts"].count(".") == 1 and len(first["ts"].split(".")[1]) == 6
-    for unset in ("service", "local_orig", "local_resp", "tunnel_parents"):
+    for unset in ("service", "tunnel_parents"):
         assert first[unset] == "-"
+    # 127.0.0.1: in Zeek's private address space, local by default since Zeek 6.0
+    assert (first["local_orig"], first["local_resp"]) == ("T", "T")
     assert first["missed_bytes"] == "0"
     # a SYN (20 + 20 bytes of headers + 20 of options) answered by a RST (40 bytes)
     assert (first["orig_pkts"], first["orig_ip_bytes"], first["resp_pkts"],
@@ -138,13 +140,15 @@ S_, A_, P_ = 0x02, 0x10, 0x08
 def test_zeeks_own_lines(tmp_path, packets, zeek_line):
     """Two connections of Zeek's baseline core.tcp.rxmit-history/conn-2.log (trace
     wikipedia.trace), rebuilt packet for packet from what the line says (sizes, order,
-    duration): pcapstate's conn.log columns are Zeek's, to the digit. (Zeek's service is
-    not computed here; local_orig/local_resp are unset without local networks.)"""
+    duration): pcapstate's conn.log columns are Zeek's, to the digit, local_orig and
+    local_resp F for these public addresses as well. (Zeek's service is not computed
+    here.)"""
     path = craft(tmp_path / "c.pcap", packets)
     out = tmp_path / "conn.log"
     assert main(["analyze", path, "--zeek-conn", str(out), "-q"]) == 0
     (e,) = rows(out.read_text())
     assert tuple(e[c] for c in ZEEK_COLUMNS) == zeek_line
+    assert (e["local_orig"], e["local_resp"]) == ("F", "F")
     assert (e["id.orig_h"], e["id.orig_p"], e["id.resp_h"], e["id.resp_p"]) == \
         ("141.142.220.118", "35634", "208.80.152.2", "80")
 
@@ -166,6 +170,7 @@ def test_a_lone_synack_as_zeek_logs_it(tmp_path):
     (e,) = rows(out.read_text())
     assert tuple(e[c] for c in ZEEK_COLUMNS) == \
         ("-", "-", "-", "OTH", "0", "^h", "0", "0", "1", "48")
+    assert (e["local_orig"], e["local_resp"]) == ("F", "F")
     assert (e["id.orig_h"], e["id.orig_p"], e["id.resp_p"]) == ("141.142.220.235", "6705", "80")
 
 
@@ -188,7 +193,9 @@ def test_a_synack_before_its_syn(tmp_path):
 
 
 def test_local_networks_set_local_orig_and_local_resp(tmp_path, capsys):
-    """As Zeek with Site::local_nets: T or F per side; TSV writes T/F, JSON true/false."""
+    """As Zeek with Site::local_nets: T or F per side; TSV writes T/F, JSON true/false.
+    Since Zeek 6.0 the private address space is local by default (base/utils/site.zeek,
+    Site::private_address_space_is_local)."""
     entries = rows(conn_log(tmp_path, "ipv6.pcap", "--zeek-local-nets", "::1/128"))
     assert {(e["local_orig"], e["local_resp"]) for e in entries} == {("T", "T")}
     entries = rows(conn_log(tmp_path, "vantage_client.pcap", "--zeek-local-nets",
@@ -202,6 +209,12 @@ def test_local_networks_set_local_orig_and_local_resp(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["analyze", str(SAMPLES / "refused.pcap"), "--zeek-local-nets", "10.0.0/8x"])
     assert "not a network: '10.0.0/8x'" in capsys.readouterr().err
+    # by default Zeek's private address space (10.77.0.0/16 is in 10/8); 'none': unset, as
+    # Zeek before 6.0; 'private' kept beside a network of one's own
+    for nets, local in ((), "T"), (("--zeek-local-nets", "none"), "-"), (
+            ("--zeek-local-nets", "private,192.0.2.0/24"), "T"):
+        entries = rows(conn_log(tmp_path, "vantage_client.pcap", *nets))
+        assert {(e["local_orig"], e["local_resp"]) for e in entries} == {(local, local)}
 
 
 @pytest.mark.parametrize("engine", ["fast", "tshark"])
@@ -305,3 +318,36 @@ def test_the_conn_log_is_the_same_as_the_records_say():
         assert len(lines) >= len(records) > 0, expected.name
         later += sum(len(r.get("zeek_later", ())) for r in records)
     assert later >= 4  # idle_leak's and syn_timeout's
+
+
+def test_tunnel_parents_tie_a_tunnels_connections_together(tmp_path):
+    """samples/vxlan.pcap (the kernel's VXLAN, VNIs 42 and 43): each connection's
+    tunnel_parents holds one uid, its tunnel's, the same for the connections of one VNI and
+    different between the two; a connection in no tunnel has none (above)."""
+    entries = rows(conn_log(tmp_path, "vxlan.pcap"))
+    by_port = {}
+    for e in entries:
+        assert e["tunnel_parents"].startswith("C") and "," not in e["tunnel_parents"]
+        by_port.setdefault(e["tunnel_parents"], set()).add(e["id.orig_p"][:2])
+    # the leaked connections' client ports are 42xxx in VNI 42 and 43xxx in VNI 43
+    assert sorted(ports - {"45"} for ports in by_port.values()) == [{"42"}, {"43"}]
+
+
+def test_a_bare_zeek_has_no_likely_server_ports(tmp_path):
+    """`zeek -b` loading base/protocols/conn alone: likely_server_ports is empty, so a
+    lone SYN-ACK from port 80 is not flipped at creation (as in Zeek's bare-mode
+    core.connection_flipped run): "H", its sender the originator."""
+    import dpkt
+
+    path = tmp_path / "h.pcap"
+    with path.open("wb") as f:
+        w = dpkt.pcap.Writer(f, linktype=dpkt.pcap.DLT_RAW)
+        tcp = dpkt.tcp.TCP(sport=80, dport=6705, seq=1, ack=2, flags=S_ | A_, win=1024)
+        ip = dpkt.ip.IP(src=b"\xad\xc0\xa3\x80", dst=b"\x8d\x8e\xdc\xeb", p=6, data=tcp)
+        ip.len = len(ip)
+        w.writepkt(bytes(ip), 1_300_000_000)
+    out = tmp_path / "conn.log"
+    for extra, history, orig_p in (([], "^h", "6705"), (["--zeek-bare"], "H", "80")):
+        assert main(["analyze", str(path), "--zeek-conn", str(out), "-q", *extra]) == 0
+        (e,) = rows(out.read_text())
+        assert (e["history"], e["id.orig_p"]) == (history, orig_p)

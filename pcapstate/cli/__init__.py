@@ -261,7 +261,8 @@ def _analyze(args: argparse.Namespace) -> int:
                       "not standard input or a stream")
     stdout_taken = any(getattr(args, o) == "-" for o in _FILE_OUTPUTS)
     settings = settings_for(args.time_wait, args.fin_timeout, args.stuck_after,
-                            args.close_wait_after, args.max_connections, args.zeek_checksums)
+                            args.close_wait_after, args.max_connections, args.zeek_checksums,
+                            args.zeek_bare)
     show_progress = sys.stderr.isatty() if args.progress is None else args.progress
     outputs = _Outputs(args, plots=_charts_folder(args))
     spool: TextIO | None = None  # --json's records, until the result around them is known

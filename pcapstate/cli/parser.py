@@ -97,10 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="show progress on stderr (default: when stderr is a terminal)")
     _report_options(a)
     a.add_argument("--engine", choices=["fast", "tshark", "auto"], default="fast",
-                   help="the decoder: fast, compiled (default); tshark: Wireshark's "
-                        "dissectors (tunnels, 802.11, any link type Wireshark reads), much "
-                        "slower; auto: fast, or tshark for a link type the fast decoder does "
-                        "not read. Either feeds the same state machine")
+                   help="the decoder: fast, compiled (default; with a slow path for tunnels, "
+                        "fragments and rarer link types); tshark: Wireshark's dissectors "
+                        "(802.11, any link type Wireshark reads), much slower; auto: fast, "
+                        "with tshark decoding only the frames neither path reads. Either "
+                        "feeds the same state machine")
     a.add_argument("--zeek-conn", metavar="FILE",
                    help="write a Zeek conn.log (Zeek's TSV format, header lines included) "
                         "with Zeek's conn_state and history ('-' for standard output)")
@@ -111,10 +112,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "-C: a segment with a wrong one only adds C to the history (off by "
                         "default: captures taken on a sending host have wrong checksums "
                         "where the card computes them)")
-    a.add_argument("--zeek-local-nets", type=_local_nets, metavar="CIDR,...", default=[],
-                   help="the local networks, as Zeek's Site::local_nets: the conn.log's "
-                        "local_orig and local_resp say whether each side is in one "
-                        "(unset without, as in Zeek by default)")
+    a.add_argument("--zeek-local-nets", type=_local_nets, metavar="CIDR,...",
+                   default="private",
+                   help="the local networks, as Zeek's Site::local_nets, for the conn.log's "
+                        "local_orig and local_resp: 'private' (the default) is Zeek's "
+                        "private address space, local in Zeek 6.0 and later; give networks "
+                        "(with 'private' to keep it, as Zeek does); 'none' leaves both unset, "
+                        "as Zeek before 6.0")
+    a.add_argument("--zeek-bare", action="store_true",
+                   help="Zeek's view as `zeek -b` loading base/protocols/conn alone: no "
+                        "likely server ports, so the first packet's sender is the originator")
     a.add_argument("--cross-check", action="store_true",
                    help="also run the fast and the tshark engines and list every connection "
                         "where they, or pcapstate's and Wireshark's retransmission and "

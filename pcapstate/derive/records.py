@@ -44,6 +44,14 @@ def _addresses(rows: np.ndarray) -> list[tuple[str, str]]:
             for v, h, o, p in zip(v6, hi, lo, ports, strict=True)]
 
 
+def tunnel_name(tunnel: dict[str, Any]) -> str:
+    """A tunnel in words: "vxlan 42 192.0.2.1-192.0.2.2" (kind, id, outer endpoints), and
+    the one it is inside after "in"."""
+    ident = "" if tunnel["id"] is None else f" {tunnel['id']}"
+    inside = f" in {tunnel_name(tunnel['parent'])}" if tunnel["parent"] else ""
+    return f"{tunnel['kind']}{ident} {'-'.join(tunnel['endpoints'])}{inside}"
+
+
 def transitions(row: np.void, e: int) -> list[tuple[float, State, bool]]:
     """Endpoint e's transitions: (time, state entered, entered by a timer)."""
     k = int(row["ntr"][e])
@@ -111,11 +119,17 @@ def _endpoint_json(row: np.void, e: int) -> dict[str, Any]:
     }
 
 
-def zeek_records(rows: np.ndarray, zeek: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def zeek_records(rows: np.ndarray, zeek: list[dict[str, Any]],
+                 tunnels: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
     """What a Zeek conn.log needs of each connection (render/zeeklog.py): its endpoints,
-    and `zeek` and `zeek_later` as in its record (`zeek`: zeek_fields of the same rows)."""
-    return [{"client": a, "server": b} | z
-            for (a, b), z in zip(_addresses(rows), zeek, strict=True)]
+    `zeek` and `zeek_later` as in its record (`zeek`: zeek_fields of the same rows), and its
+    `tunnel`, if it came in one."""
+    out = [{"client": a, "server": b} | z
+           for (a, b), z in zip(_addresses(rows), zeek, strict=True)]
+    for rec, number in zip(out, rows["tunnel"].tolist(), strict=True):
+        if number:
+            rec["tunnel"] = tunnels[number - 1]
+    return out
 
 
 def zeek_fields(rows: np.ndarray, ended: dict[int, list[np.void]]) -> list[dict[str, Any]]:

@@ -154,7 +154,7 @@ class Summary:
             self.zeek_ended += np.bincount(records.zeek_columns(views)[0],
                                            minlength=len(CONN_STATES))
         for i in np.flatnonzero(marks.any(axis=1)):
-            for s in stuck(rows[i], marks[i], float(times[i])):
+            for s in stuck(rows[i], marks[i], float(times[i]), self.tunnels):
                 key = (s.state, s.service, s.role)
                 self.groups.setdefault(key, FindingGroup(*key)).add(s)
         if self.on_brief is not None:
@@ -163,7 +163,7 @@ class Summary:
             part = slice(start, start + _CHUNK)
             zeek = records.zeek_fields(rows[part], ended)  # once, for both
             if self.on_zeek is not None:
-                self.on_zeek(records.zeek_records(rows[part], zeek))
+                self.on_zeek(records.zeek_records(rows[part], zeek, self.tunnels))
             if self.on_record is not None:
                 for rec in records.records(rows[part], kinds[part], closers[part], zeek,
                                            self.wireshark, self.tunnels):

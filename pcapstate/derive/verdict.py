@@ -3,11 +3,13 @@ ended, who closed first, where the capture saw its handshake, and which endpoint
 stuck. The rules that are functions of numbers are compiled, for derive/fold.py, which
 applies them to every connection; `stuck` runs only for connections fold found stuck."""
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from pcapstate.derive.records import ROLES, address, transitions
+from pcapstate.derive.records import ROLES, address, transitions, tunnel_name
 from pcapstate.jit import njit
 from pcapstate.vocab import NEAR, TOO_CLOSE, Closer, EndKind, State, codes
 
@@ -97,12 +99,13 @@ class Stuck:
     rst_ts: float | None  # the RST that ended the stretch, if one did
 
 
-def stuck(row: np.void, marks: np.ndarray, end: float) -> list[Stuck]:
+def stuck(row: np.void, marks: np.ndarray, end: float,
+          tunnels: Sequence[dict[str, Any]] = ()) -> list[Stuck]:
     """The stretches of a connection's endpoints that derive/fold.py found stuck (longer
     than their state's threshold): marks[e] has bit k for endpoint e's stretch from its
-    transition k, to the next or to `end`."""
+    transition k, to the next or to `end`. `tunnels`: decode/unwrap.py's, by number - 1."""
     found = []
-    service = service_of(row)
+    service = service_of(row, tunnels)
     reset_by = int(row["reset_by"])
     for i in range(2):
         trans = transitions(row, i)
@@ -154,9 +157,11 @@ def _fin_and_ack(row: np.void, sender: int, state: State,
     return fin, ack
 
 
-def service_of(row: np.void) -> str:
+def service_of(row: np.void, tunnels: Sequence[dict[str, Any]] = ()) -> str:
     """What a stuck endpoint's findings group is keyed by, with its state and role: the
-    server's ip:port. A stuck server endpoint is blamed on the service it serves; stuck
+    server's ip:port, and the tunnel it is in, if any (two tenants' overlays may use the
+    same addresses). A stuck server endpoint is blamed on the service it serves; stuck
     clients are grouped by the service they were trying to reach, so that a SYN flood
     from a million sources, or every client of a server that went away, is one group."""
-    return address(row, 1)
+    number = int(row["tunnel"])
+    return address(row, 1) + (f" in {tunnel_name(tunnels[number - 1])}" if number else "")

@@ -2,9 +2,12 @@
 all, or its JSON Lines form, so that the result drops into zeek-cut and log pipelines.
 
 Columns are Zeek's default conn.log ones, in Zeek's order. What pcapstate does not compute
-is left unset (`-`), never guessed: `service` (no protocol analyzers), `tunnel_parents`.
-`local_orig` and `local_resp` are set as Zeek sets them: only when local networks are given
-(Zeek's Site::local_nets, empty by default). docs/zeek.md has the details.
+is left unset (`-`), never guessed: `service` (no protocol analyzers). `local_orig` and
+`local_resp` are set as Zeek sets them: when there are local networks (Zeek's
+Site::local_nets, the private address space by default since Zeek 6.0).
+`tunnel_parents`: a uid for the tunnel a connection came in (Zeek's is its tunnel.log or
+outer UDP connection's uid; pcapstate writes neither log, so this one only ties the
+connections of one tunnel together). docs/zeek.md has the details.
 """
 
 import hashlib
@@ -30,8 +33,16 @@ def uid(record: dict[str, Any], ts: float) -> str:
     """A Zeek-style uid ("C" and base 62), derived from the connection's 4-tuple and the
     first timestamp of Zeek's connection rather than random: the same capture gives the
     same uids."""
-    key = f"{record['client']}|{record['server']}|{ts:.6f}".encode()
-    n = int.from_bytes(hashlib.blake2b(key, digest_size=12).digest(), "big")
+    return _uid(f"{record['client']}|{record['server']}|{ts:.6f}")
+
+
+def tunnel_uid(tunnel: dict[str, Any]) -> str:
+    """The uid of a tunnel (decode/unwrap.py's description of it), derived from it."""
+    return _uid(json.dumps(tunnel, sort_keys=True))
+
+
+def _uid(key: str) -> str:
+    n = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=12).digest(), "big")
     out = ""
     while n:
         n, d = divmod(n, 62)
@@ -45,15 +56,34 @@ def split_address(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+#: Zeek's Site::private_address_space (base/utils/site.zeek), local by default since Zeek
+#: 6.0 (Site::private_address_space_is_local): IPv4's private, shared, loopback, link-local,
+#: documentation and reserved ranges, their 6to4 forms, and IPv6's.
+PRIVATE_ADDRESS_SPACE = (
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+    "172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24", "192.168.0.0/16", "198.18.0.0/15",
+    "198.51.100.0/24", "203.0.113.0/24", "240.0.0.0/4", "255.255.255.255/32",
+    "2002::/24", "2002:a00::/24", "2002:6440::/26", "2002:7f00::/24", "2002:a9fe::/32",
+    "2002:ac10::/28", "2002:c000::/40", "2002:c000:200::/40", "2002:c0a8::/32",
+    "2002:c612::/31", "2002:c633:6400::/40", "2002:cb00:7100::/40", "2002:f000::/20",
+    "2002:ffff:ffff::/48", "::/128", "::1/128", "64:ff9b:1::/48", "100::/64", "2001::/23",
+    "2001:2::/48", "2001:db8::/32", "fc00::/7", "fe80::/10")
+
+
 def local_nets(text: str) -> list[Network]:
-    """"10.0.0.0/8,fd00::/8" as networks (host bits allowed, as Zeek's subnets); ValueError
-    naming the first that is not one."""
+    """"private,10.0.0.0/8,fd00::/8" as networks (host bits allowed, as Zeek's subnets;
+    "private": PRIVATE_ADDRESS_SPACE); "none": none. ValueError naming the first that is
+    not one."""
     nets = []
-    for part in text.split(","):
-        try:
-            nets.append(ipaddress.ip_network(part.strip(), strict=False))
-        except ValueError:
-            raise ValueError(f"not a network: {part.strip()!r} (example: 10.0.0.0/8)") from None
+    for part in (p.strip() for p in text.split(",")):
+        if part == "none" and text.strip() == "none":
+            return []
+        for name in PRIVATE_ADDRESS_SPACE if part == "private" else (part,):
+            try:
+                nets.append(ipaddress.ip_network(name, strict=False))
+            except ValueError:
+                raise ValueError(f"not a network: {part!r} (examples: private, 10.0.0.0/8, "
+                                 "none)") from None
     return nets
 
 
@@ -72,7 +102,9 @@ def _entry(record: dict[str, Any], z: dict[str, Any],
     entry = {f: z.get(f) for f in FIELDS}  # Zeek's view's fields; the others, None for now
     entry.update({"uid": uid(record, z["ts"]), "id.orig_h": oh, "id.orig_p": op,
                   "id.resp_h": rh, "id.resp_p": rp, "proto": "tcp",
-                  "local_orig": _is_local(oh, nets), "local_resp": _is_local(rh, nets)})
+                  "local_orig": _is_local(oh, nets), "local_resp": _is_local(rh, nets),
+                  "tunnel_parents": [tunnel_uid(record["tunnel"])] if record.get("tunnel")
+                  else None})
     return entry
 
 
@@ -84,6 +116,8 @@ def _is_local(host: str, nets: Sequence[Network]) -> bool | None:
 def _tsv(value: Any) -> str:
     if value is None:
         return "-"
+    if isinstance(value, list):  # a set, as Zeek writes one
+        return ",".join(map(_tsv, value)) if value else "(empty)"
     if isinstance(value, bool):
         return "T" if value else "F"
     if isinstance(value, int):

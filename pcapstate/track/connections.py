@@ -50,7 +50,8 @@ ATTEMPT_QUIET = 1.0
 NOW, NEXT_SWEEP, CONNECTIONS, PEAK, HEAP_N, FREE_N, RETIRED_N, TIME_WAIT_S, FIN_TIMEOUT_S, \
     LINGER_S, LIVE, LIMIT, EVICTED = range(13)  # EVICTED: one count per tier, from here
 ZLINES_N = EVICTED + 3  # Zeek's views ended in the run (in Z), waiting
-NS = ZLINES_N + 1
+ZEEK_BARE = ZLINES_N + 1  # 1: Zeek's view has no likely server ports (settings.zeek_bare)
+NS = ZEEK_BARE + 1
 # What a call stopped for.
 DONE, NEED_SLOTS, NEED_HEAP, NEED_RETIRE, NEED_ZLINES = 0, 1, 2, 3, 4
 
@@ -297,7 +298,7 @@ def _open(T, S, table, free, R, L, ts, flags, key):
     r.last_ts = ts
     r.reset_by = -1
     r.scheduled = np.nan
-    zeek_view.start(r, d, flags, sport, dport, ts)
+    zeek_view.start(r, d, flags, sport, dport, ts, S[ZEEK_BARE] > 0)
     if roles == BY_SYNACK:  # the client's SYN is not in the capture, but the SYN/ACK proves it
         enter(r, 0, ts, SYN_SENT, False)
         r.left[0] = True
@@ -404,7 +405,8 @@ def run(T, H, S, table, free, R, L, Z, B, start, n):
                 c, d = _open(T, S, table, free, R, L, ts, flags, k)
             elif zeek_view.ended(T[c], S[NOW], d, flags, seq):
                 _z_emit(T[c], Z, S)
-                zeek_view.start(T[c], d, flags, np.int64(b_sport[i]), np.int64(b_dport[i]), ts)
+                zeek_view.start(T[c], d, flags, np.int64(b_sport[i]), np.int64(b_dport[i]), ts,
+                                S[ZEEK_BARE] > 0)
         else:
             c, d = _open(T, S, table, free, R, L, ts, flags, k)
         r = T[c]
@@ -487,8 +489,9 @@ class Tracker:
         self.S = np.zeros(NS)
         self.S[[NOW, NEXT_SWEEP]] = -np.inf
         self.S[FREE_N] = slots
-        self.S[[TIME_WAIT_S, FIN_TIMEOUT_S, LINGER_S, LIMIT]] = (
-            settings.time_wait, settings.fin_timeout, settings.linger, settings.max_connections)
+        self.S[[TIME_WAIT_S, FIN_TIMEOUT_S, LINGER_S, LIMIT, ZEEK_BARE]] = (
+            settings.time_wait, settings.fin_timeout, settings.linger, settings.max_connections,
+            settings.zeek_bare)
 
     @property
     def connections(self) -> int:

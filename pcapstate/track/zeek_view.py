@@ -111,10 +111,13 @@ _LIKELY[list(LIKELY_SERVER_PORTS)] = True
 
 
 @njit(cache=True, nogil=True)
-def flips(flags, sport, dport):
+def flips(flags, sport, dport, bare=False):
     """Whether Zeek makes the first packet's receiver the originator (IPBasedAnalyzer
     NewConn): never for a plain SYN; else when the sender's port is a likely server port
-    (and, if both are, the lower one, for a packet without SYN)."""
+    (and, if both are, the lower one, for a packet without SYN). `bare`: a `zeek -b` run
+    loading base/protocols/conn alone, whose likely_server_ports is empty: never."""
+    if bare:
+        return False
     sport_likely, dport_likely = _LIKELY[sport], _LIKELY[dport]
     if flags & SYN and not flags & ACK:
         return False
@@ -297,7 +300,7 @@ def _z_data(r, x, low, length):
 
 
 @njit(cache=True, nogil=True)
-def start(r, d, flags, sport, dport, ts):
+def start(r, d, flags, sport, dport, ts, bare):
     """A new view, whose first segment comes from endpoint d (pcapstate's index) with these
     flags and ports. z_orig: which of pcapstate's endpoints Zeek calls the originator;
     z_partial: is_partial, an endpoint's first packet was no SYN; z_missed: bytes in content
@@ -306,7 +309,8 @@ def start(r, d, flags, sport, dport, ts):
     endpoint's data (TCP_Reassembler), relative sequence numbers: data up to z_reasm was
     delivered, the peer's ACKs reached z_trim; z_blk: blocks waiting above a hole, [low,
     high) in order; z_top: the end of the data kept so far (Zeek keeps it, delivered or not,
-    until it is acknowledged); z_eof: all of it delivered after the endpoint's FIN or RST."""
+    until it is acknowledged); z_eof: all of it delivered after the endpoint's FIN or RST.
+    `bare`: no likely server ports (flips)."""
     r.z_orig = d
     r.z_hlen = 0
     r.z_first = ts
@@ -328,7 +332,7 @@ def start(r, d, flags, sport, dport, ts):
         r.z_reasm[e] = 1
         r.z_top[e] = 0
         r.z_eof[e] = False
-    if flips(flags, sport, dport):
+    if flips(flags, sport, dport, bare):
         r.z_orig = 1 - d
         _z_add(r, 0, L_FLIP)
 
