@@ -186,3 +186,18 @@ def test_auto_hands_tshark_only_the_frames_no_other_path_reads(tmp_path):
     assert [(f["state"], f["count"]) for f in auto["findings"]] == [("CLOSE_WAIT", 5)]
     assert fast["coverage"]["not_decoded"] == {"unsupported_linktype_105": 50}
     assert fast["coverage"]["tcp_unread"]
+
+
+def test_a_corpus_check_does_not_pass_a_policy_on_unread_tcp(tmp_path, capsys):
+    """pcapstate check: a capture whose TCP could not be read (lost fragments) matches its
+    golden (nothing changed), but a policy (--fail-on) cannot pass on it: it fails, named
+    inconclusive; without a policy the check passes, its golden holding the warning."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    write(corpus / "tails.pcap", [(ts, tail_only(f)) for ts, f in frames(LEAK)])
+    assert main(["check", str(corpus), "--update"]) == 0
+    capsys.readouterr()
+    assert main(["check", str(corpus)]) == 0
+    assert main(["check", str(corpus), "--fail-on", "close-wait"]) == 1
+    assert "inconclusive: records that may hold TCP were not decoded" in \
+        capsys.readouterr().out

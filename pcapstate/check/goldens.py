@@ -90,6 +90,7 @@ def facts(files: list[str] | tuple[str, ...], settings: Settings) -> dict[str, A
         "by_end_and_closer": result["connections"]["by_end_and_closer"],
         "anomalies": result["connections"]["anomalies"],
         "warnings": [local(w) for w in result["warnings"]],
+        "tcp_unread": result["coverage"]["tcp_unread"],
         "findings": [{"state": f["state"], "service": f["service"], "role": f["role"],
                       "count": f["count"], "still_open": f["still_open"],
                       "oldest": round(f["oldest"], 6), "outcomes": f["outcomes"]}
@@ -250,6 +251,9 @@ def policy(got: dict[str, Any], config: Config) -> list[str]:
     if p.max_close_wait is not None and close_wait > p.max_close_wait:
         out.append(f"{close_wait:,} endpoints stuck in CLOSE_WAIT beyond the allowances, at "
                    f"most {p.max_close_wait:,} allowed")
+    if got.get("tcp_unread") and (p.fail_on or p.max_close_wait is not None):
+        out.append("inconclusive: records that may hold TCP were not decoded (the warnings "
+                   "say which), so the policy cannot pass on this capture")
     return out
 
 
