@@ -538,6 +538,22 @@ def test_each_connection_names_its_tunnel(name, built):
         assert unordered(rec.get("tunnel")) == case.tunnel
 
 
+@needs_tshark
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n, c in CASES.items()
+                                  if not c.user_dlt and not c.big_endian
+                                  and "pseudowire" not in n])
+def test_the_tshark_engine_agrees(name, built):
+    """The third path: Wireshark's dissectors (--engine tshark, the innermost IP and TCP)
+    give the plain sample's connections, ends, closers and findings on every case that
+    tshark reads by itself (not raw MPLS nor an Ethernet pseudowire, which tshark 4.0
+    reads only when told (TSHARK_OPTIONS), nor a big-endian NFLOG file)."""
+    case = CASES[name]
+    got = analyze([str(built[name])], engine="tshark")
+    assert verdict(got) == verdict(analysis(str(case.sample))[0])
+    assert got["accounting"]["tcp_segments"] == len(sample(case.sample))
+
+
 # --- Fragments ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("path", [LEAK, SIX], ids=lambda p: p.name)
@@ -565,6 +581,23 @@ def test_fragmented_packets_are_reassembled(path, tmp_path, request):
             path.name]
 
 
+def test_a_tunnel_in_fragments_is_reassembled_then_unwrapped(tmp_path):
+    """GTP-U whose outer IPv4 packets were fragmented on the way (as Zeek reassembles the
+    outer fragments of GTP before decoding the tunnel): each datagram whole again, then its
+    tunnel unwrapped; the analysis the plain sample's, each connection in its GTP tunnel."""
+    records = []
+    for i, (ts, f) in enumerate(sample(LEAK)):
+        outer = bytearray(udp_packet(gtp_u(ip_of(f), 7), 2152))
+        outer[4:6] = struct.pack("!H", i + 1)  # each datagram its own identification
+        records += [(ts, eth(0x0800, piece)) for piece in fragments(bytes(outer), ident=i)]
+    result, recs = analysis(str(write(tmp_path / "gtp_fragments.pcap", 1, records)))
+    assert verdict(result) == verdict(analysis(str(LEAK))[0])
+    count = len(records) // 2
+    assert result["coverage"]["unwrapped"] == {"ipv4_fragment": count, "gtp_u": count}
+    assert result["coverage"]["share"] == 1.0 and not result["coverage"]["tcp_unread"]
+    assert {r["tunnel"]["kind"] for r in recs} == {"gtp_u"}
+
+
 def test_a_datagram_missing_a_fragment_is_not_read(tmp_path):
     """The last fragment of one datagram never captured: that datagram's first fragment is
     not read, and the verdict says TCP was left unread."""
@@ -581,13 +614,17 @@ def test_a_datagram_missing_a_fragment_is_not_read(tmp_path):
 # --- Tunnels: which connection a segment belongs to ----------------------------------------
 
 def test_the_same_connection_in_two_vnis_is_two_connections(tmp_path):
-    """Every frame of the sample twice, in VNI 1 and in VNI 2: twice the connections."""
+    """Every frame of the sample twice, in VNI 1 and in VNI 2: twice the connections, and
+    the stuck service twice, once in each tunnel (two tenants may use the same address)."""
     records = [(ts, udp(vxlan(vni, f), 4789)) for ts, f in sample(LEAK) for vni in (1, 2)]
     result, recs = analysis(str(write(tmp_path / "two.pcap", 1, records)))
-    total, by_end, by_closer, findings = verdict(analysis(str(LEAK))[0])
+    plain = analysis(str(LEAK))[0]
+    total, by_end, by_closer, findings = verdict(plain)
     assert verdict(result) == (2 * total, {k: 2 * v for k, v in by_end.items()},
-                               {k: 2 * v for k, v in by_closer.items()},
-                               [(state, 2 * n) for state, n in findings])
+                               {k: 2 * v for k, v in by_closer.items()}, 2 * findings)
+    service = plain["findings"][0]["service"]
+    assert [f["service"] for f in result["findings"]] == [
+        f"{service} in vxlan {vni} {A}-{B}" for vni in (1, 2)]
     assert Counter(r["tunnel"]["id"] for r in recs) == {1: total, 2: total}
     assert result["coverage"]["unwrapped"] == {"vxlan": len(records)}
 
