@@ -139,10 +139,12 @@ DAMAGE = [
     (("connections", "total"), 2**64,
      "connections.total: expected a whole number (0 or more), got 18446744073709551616"),
     (("findings", 0, "service"), "127.0.0.1:65536",
-     'findings[0].service: expected an address (ip:port, or [ip]:port for IPv6), got '
+     'findings[0].service: expected a service (ip:port, or [ip]:port for IPv6, then \' in \' '
+     'and its tunnel if in one), got '
      '"127.0.0.1:65536"'),
     (("findings", 0, "service"), "127.0.0.1:80\n",
-     'findings[0].service: expected an address (ip:port, or [ip]:port for IPv6), got '
+     'findings[0].service: expected a service (ip:port, or [ip]:port for IPv6, then \' in \' '
+     'and its tunnel if in one), got '
      '"127.0.0.1:80\\n"'),
     (("inputs", 0, "compression"), "lz4",
      'inputs[0].compression: expected a compression (gzip, bzip2, xz, zstd), got "lz4"'),
