@@ -90,7 +90,7 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
         verify = settings.zeek_checksums
         for cap in captures:
             source = cap.batches(verify=verify, unwrapper=unwrapper) if engine == "fast" else \
-                tshark.batches(cap, verify=verify)
+                tshark.batches(cap, verify=verify, tunnels=unwrapper)
             fed = 0  # records of this file that went through the table
             cut = [False]  # stop() ended the reading
             for batch in read_ahead(source, stop, cut):

@@ -15,6 +15,7 @@ The oracles share no code with pcapstate:
 """
 
 import ipaddress
+import json
 import shutil
 import struct
 import subprocess
@@ -545,13 +546,17 @@ def test_each_connection_names_its_tunnel(name, built):
                                   and "pseudowire" not in n])
 def test_the_tshark_engine_agrees(name, built):
     """The third path: Wireshark's dissectors (--engine tshark, the innermost IP and TCP)
-    give the plain sample's connections, ends, closers and findings on every case that
+    give the plain sample's connections, ends, closers and findings, and name the same
+    tunnels, on every case that
     tshark reads by itself (not raw MPLS nor an Ethernet pseudowire, which tshark 4.0
     reads only when told (TSHARK_OPTIONS), nor a big-endian NFLOG file)."""
     case = CASES[name]
-    got = analyze([str(built[name])], engine="tshark")
+    records: list[dict[str, Any]] = []
+    got = analyze([str(built[name])], engine="tshark", on_record=records.append)
     assert verdict(got) == verdict(analysis(str(case.sample))[0])
     assert got["accounting"]["tcp_segments"] == len(sample(case.sample))
+    assert {json.dumps(unordered(r.get("tunnel")), sort_keys=True) for r in records} == \
+        {json.dumps(case.tunnel, sort_keys=True)}
 
 
 # --- Fragments ------------------------------------------------------------------------------

@@ -11,7 +11,9 @@ parsing use two cores.
 
 Wireshark decodes more than the fast decoder: tunnels (GRE, VXLAN, ...), 802.11 with
 radiotap, and every link type Wireshark knows. The innermost IP and TCP headers are the
-ones analysed (`-E occurrence=l`); TCP inside an ICMP error is not a segment.
+ones analysed (every occurrence is asked for, `-E occurrence=a`, and the last one read,
+the outer ones naming the tunnels a connection came in, as decode/unwrap.py names them);
+TCP inside an ICMP error is not a segment.
 """
 
 import ipaddress
@@ -48,10 +50,18 @@ FIELDS = ("frame.time_epoch", "frame.protocols", "ip.src", "ip.dst", "ip.proto",
           "tcp.dstport", "tcp.seq_raw", "tcp.ack_raw", "tcp.flags", "tcp.window_size_value",
           "tcp.len", "tcp.options.wscale.shift",
           *[f for f in WIRESHARK_ANALYSIS.values() if f.startswith("tcp.")],
-          "frame.cap_len", "ip.len", "ipv6.plen", "frame.len", "tcp.checksum.status")
+          "frame.cap_len", "ip.len", "ipv6.plen", "frame.len", "tcp.checksum.status",
+          *(_TUNNEL_IDS := ("vxlan.vni", "geneve.vni", "gre.key", "erspan.spanid")))
 _ANALYSIS = FIELDS.index("tcp.analysis.retransmission")  # the first of 7 analysis columns
 _CAP_LEN, _IP_LEN, _IP6_PLEN, _LEN, _CHECKSUM = (FIELDS.index(f) for f in (
     "frame.cap_len", "ip.len", "ipv6.plen", "frame.len", "tcp.checksum.status"))
+_IDS = FIELDS.index(_TUNNEL_IDS[0])
+#: Wireshark's name of a tunnel's protocol, in frame.protocols, and pcapstate's
+#: (decode/unwrap.py); IP right inside IP is "ip_in_ip"; ERSPAN rides on GRE; with the field
+#: that identifies the tunnel, if it has one.
+_TUNNELS = {b"vxlan": ("vxlan", "vxlan.vni"), b"geneve": ("geneve", "geneve.vni"),
+            b"erspan": ("erspan", "erspan.spanid"), b"gre": ("gre", "gre.key"),
+            b"gtp": ("gtp_u", None), b"teredo": ("teredo", None)}
 _BAD = b"0"  # Wireshark's PROTO_CHECKSUM_E_BAD (with tcp.check_checksum on)
 _RESENT = 1 << list(WIRESHARK_ANALYSIS).index("resent")
 #: Preferences: no IP reassembly (a fragment is counted as one, as the fast decoder does)
@@ -94,7 +104,7 @@ def available() -> bool:
 def command(path: str, verify: bool = False) -> list[str]:
     """tshark's command line; `verify`: with TCP checksums checked."""
     cmd = [tshark_path(), "-r", path, "-n", "-T", "fields", "-E", "separator=/t",
-           "-E", "occurrence=l", "-E", "header=n"]
+           "-E", "occurrence=a", "-E", "header=n"]
     for pref in (*PREFERENCES, *(["tcp.check_checksum:TRUE"] if verify else [])):
         cmd += ["-o", pref]
     for name in FIELDS:
@@ -102,9 +112,11 @@ def command(path: str, verify: bool = False) -> list[str]:
     return cmd
 
 
-def batches(cap: Capture, rows: int = 1 << 16, verify: bool = False) -> Iterator[Batch]:
+def batches(cap: Capture, rows: int = 1 << 16, verify: bool = False,
+            tunnels: Any = None) -> Iterator[Batch]:
     """The capture's frames as tshark decodes them, `rows` at a time. Sets cap.records.
-    `verify`: check TCP checksums."""
+    `verify`: check TCP checksums; `tunnels`: what numbers them (decode/unwrap.py's
+    Unwrapper, shared with the records)."""
     if cap.size is None:
         raise CaptureError(cap.path, "the tshark engine reads files, not streams (standard "
                            "input, a pipe, a FIFO): save the capture first, or use --engine "
@@ -117,7 +129,7 @@ def batches(cap: Capture, rows: int = 1 << 16, verify: bool = False) -> Iterator
     assert proc.stdout is not None and proc.stderr is not None
     cap.records = 0
     try:
-        parser = _Parser(cap.format)
+        parser = _Parser(cap.format, tunnels)
         while True:
             lines = proc.stdout.readlines(rows * 140)  # about `rows` lines
             if not lines:
@@ -189,7 +201,8 @@ def _tshark_error(err: str) -> str:
 class _Parser:
     """tshark's field lines into Batch columns."""
 
-    def __init__(self, fmt: str) -> None:
+    def __init__(self, fmt: str, tunnels: Any = None) -> None:
+        self.tunnels = tunnels
         self.hosts: dict[bytes, tuple[bool, int, int]] = {}
         self.fmt = fmt
         #: where in the file the frames parsed so far end: exact for pcap (a 24-byte file
@@ -218,6 +231,35 @@ class _Parser:
             got = self.hosts[text] = (b":" in text, n >> 64, n & _MASK64)
         return got
 
+    def tunnel(self, every: list[bytes]) -> int:
+        """The number of the innermost tunnel a frame came in (0: none), from all the
+        occurrences of its fields: each IP layer but the last is a tunnel's outside, named
+        by the protocols between it and the next."""
+        # the IP layers' (source, destination), and the tunnel protocol that follows each
+        layers: list[tuple[bytes, bytes]] = []
+        kinds: list[tuple[str, str | None] | None] = []
+        queues = {b"ip": (every[2].split(b","), every[3].split(b",")),
+                  b"ipv6": (every[8].split(b","), every[9].split(b","))}
+        ids = {name: every[_IDS + k].split(b",") for k, name in enumerate(_TUNNEL_IDS)}
+        for proto in every[1].split(b":"):
+            if proto in queues:
+                sources, destinations = queues[proto]
+                if not sources:
+                    return 0
+                layers.append((sources.pop(0), destinations.pop(0)))
+                kinds.append(None)
+            elif layers and proto in _TUNNELS and (kinds[-1] is None or proto == b"erspan"):
+                kinds[-1] = _TUNNELS[proto]  # ERSPAN, on GRE, names the tunnel
+        number = 0
+        for (src, dst), kind in zip(layers[:-1], kinds, strict=False):
+            name, field = kind or ("ip_in_ip", None)
+            found = ids[field].pop(0) if field and ids[field] and ids[field][0] else None
+            ident = None if found is None else int(found, 0)
+            number = self.tunnels.tunnel_number(
+                name, ipaddress.ip_address(src.decode()).packed,
+                ipaddress.ip_address(dst.decode()).packed, ident, number)
+        return number
+
     def tcp_row(self, f: list[bytes]) -> tuple[Any, ...]:
         """A TCP frame's columns after `kind`; ValueError when a field is missing."""
         inner_v6 = _innermost_is_v6(f)
@@ -244,9 +286,14 @@ class _Parser:
          ipid, wscale, analysis, iplen, cut, bad_sum) = cols
         time = self.time
         offset = self.offset + self.overhead * len(lines)
+        tunnel = np.zeros(n, np.int32)
         for i, line in enumerate(lines):
-            f = line.rstrip(b"\r\n").split(b"\t")
+            every = line.rstrip(b"\r\n").split(b"\t")
+            f = [v.rpartition(b",")[2] for v in every]  # the innermost occurrence
             ts[i] = time(f[0])
+            if self.tunnels is not None and (b"," in every[2] or b"," in every[8]
+                                             or every[2] and every[8]):
+                tunnel[i] = self.tunnel(every)
             offset += int(f[_CAP_LEN] or 0)
             k = _kind(f)
             row = None
@@ -266,7 +313,7 @@ class _Parser:
                      np.array(ack, i8), np.array(flags, i4), np.array(win, i4),
                      np.array(plen, i4), np.array(ipid, i4), np.array(wscale, np.int8),
                      np.array(analysis, i4), np.array(iplen, i4), np.array(cut, np.bool_),
-                     np.array(bad_sum, np.bool_), np.zeros(len(ts), i4))
+                     np.array(bad_sum, np.bool_), tunnel)
 
 
 def _innermost_is_v6(f: list[bytes]) -> bool:

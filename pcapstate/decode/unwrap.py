@@ -123,7 +123,7 @@ class Unwrapper:
         src, dst, start, end = _outer(frame, at)
         payload = frame[start:end]
         if name in ("ipip", "ipv6_in_ip"):
-            return RAW_IP, payload, self._tunnel("ip_in_ip", src, dst, None, tunnel), name
+            return RAW_IP, payload, self.tunnel_number("ip_in_ip", src, dst, None, tunnel), name
         if name == "gre":
             return self._gre(src, dst, payload, tunnel)
         tunnelled = _udp_tunnel(name, payload[8:])
@@ -132,7 +132,7 @@ class Unwrapper:
         inner_type, data, ident = tunnelled
         if inner_type < 0:
             return None
-        return inner_type, data, self._tunnel(name, src, dst, ident, tunnel), name
+        return inner_type, data, self.tunnel_number(name, src, dst, ident, tunnel), name
 
     def _gre(self, src: bytes, dst: bytes, payload: bytes, tunnel: int
              ) -> tuple[int, bytes, int, str] | None:
@@ -140,28 +140,29 @@ class Unwrapper:
         # to decode what it carries
         gre = dpkt.gre.GRE(payload if payload[0] & 0x40 else payload[:16])
         data = payload[len(gre) - len(gre.data):]
-        key = getattr(gre, "key", None)
+        kind, ident = "gre", getattr(gre, "key", None)
         if gre.p in _GRE_INNER:
-            return _GRE_INNER[gre.p], data, self._tunnel("gre", src, dst, key, tunnel), "gre"
-        if gre.p in (0x8847, 0x8848):
-            return *_ether(gre.p, data), self._tunnel("gre", src, dst, key, tunnel), "gre"
-        if gre.p == _ERSPAN_II:  # type I has no header (no sequence number in GRE)
-            if not gre.flags & dpkt.gre.GRE_SP:
-                return ETHERNET, data, self._tunnel("erspan", src, dst, None, tunnel), "erspan"
-            session = struct.unpack_from("!H", data, 2)[0] & 0x3FF
-            return ETHERNET, data[8:], self._tunnel("erspan", src, dst, session, tunnel), "erspan"
-        if gre.p == _ERSPAN_III:  # 12 bytes, and 8 more when its O flag says so
-            session = struct.unpack_from("!H", data, 2)[0] & 0x3FF
-            return (ETHERNET, data[20 if data[11] & 1 else 12:],
-                    self._tunnel("erspan", src, dst, session, tunnel), "erspan")
-        if gre.p == _PPP_IN_GRE:  # PPTP's enhanced GRE
+            inner = _GRE_INNER[gre.p], data
+        elif gre.p in (0x8847, 0x8848):
+            inner = _ether(gre.p, data)
+        elif gre.p == _ERSPAN_II:  # type I has no header (no sequence number in GRE)
+            kind, ident = "erspan", None
+            inner = ETHERNET, data
+            if gre.flags & dpkt.gre.GRE_SP:
+                ident, inner = struct.unpack_from("!H", data, 2)[0] & 0x3FF, (ETHERNET, data[8:])
+        elif gre.p == _ERSPAN_III:  # 12 bytes, and 8 more when its O flag says so
+            kind, ident = "erspan", struct.unpack_from("!H", data, 2)[0] & 0x3FF
+            inner = ETHERNET, data[20 if data[11] & 1 else 12:]
+        elif gre.p == _PPP_IN_GRE:  # PPTP's enhanced GRE
             ppp = _ppp(data)
             if ppp is None:
                 return None
-            return *ppp, self._tunnel("gre", src, dst, key, tunnel), "gre"
-        return None
+            inner = ppp
+        else:
+            return None
+        return *inner, self.tunnel_number(kind, src, dst, ident, tunnel), kind
 
-    def _tunnel(self, kind: str, src: bytes, dst: bytes, ident: int | None, parent: int
+    def tunnel_number(self, kind: str, src: bytes, dst: bytes, ident: int | None, parent: int
                 ) -> int:
         """The number of the tunnel between two addresses (unordered)."""
         a, b = sorted((src, dst))
