@@ -39,6 +39,7 @@ import struct
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -122,8 +123,9 @@ def floods(skip: list[str]) -> dict[str, dict]:
 
 def wrapped(src: str, limit: int) -> dict[str, str]:
     """The first `limit` packets of `src` (Ethernet, IPv4) as they are, in one MPLS label
-    (the compiled decoder's), in VXLAN (the slow path's), and mixed: packet i as they are or
-    in the i-th of tests/test_encapsulations.py's Ethernet forms in turn (shims, tunnels)."""
+    (the compiled decoder's), in VXLAN (the slow path's), and mixed: each connection as it
+    is or in one of tests/test_encapsulations.py's Ethernet forms (shims, tunnels), chosen
+    by its endpoints."""
     import dpkt
 
     sys.path.insert(0, str(HERE.parent))
@@ -147,7 +149,9 @@ def wrapped(src: str, limit: int) -> dict[str, str]:
             outer.data = dpkt.ip.IP(src=bytes([192, 0, 2, 1]), dst=bytes([192, 0, 2, 2]),
                                     p=17, data=udp)
             outer.data.len = len(outer.data)
-            form = forms[i % len(forms)]
+            # one form per connection, as on a real network (by its two endpoints)
+            ends = sorted((frame[26:30] + frame[34:36], frame[30:34] + frame[36:38]))
+            form = forms[zlib.crc32(b"".join(ends)) % len(forms)]
             for kind, data in (("plain", frame), ("mpls", eth(0x8847, labels(100) + frame[14:])),
                                ("vxlan", bytes(outer)),
                                ("mixed", frame if form is None else form(i, frame))):

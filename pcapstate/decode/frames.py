@@ -9,7 +9,7 @@ could not be decoded), so that every record read is counted once. tests/test_fra
 checks it against dpkt-built frames and tshark's decode of every sample.
 """
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -534,16 +534,29 @@ def slow_rows(rows: int) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
-def decode_into(frame, origlen, linktype, out, row, verify):
-    """Decode one frame (a uint8 array) into row `row` of `out`: the slow path's way back
-    to this decoder for what it unwrapped. Returns what `_decode` does."""
-    return _decode(frame, 0, len(frame), origlen, linktype, out, row, verify)
+def _decode_rows(buf, rows, starts, lengths, origlens, linktypes, out, ats, verify):
+    for k in range(len(rows)):
+        ats[k] = _decode(buf, starts[k], lengths[k], origlens[k], linktypes[k], out, rows[k],
+                         verify)
+
+
+def decode_rows(frames: list[tuple[Any, ...]], out: Batch, verify: bool) -> list[int]:
+    """Decode (row, frame, original length, link type, ...) each into its row of `out`, in
+    one compiled call: the slow path's way back to this decoder for what it unwrapped.
+    What `_decode` returned for each."""
+    starts = np.cumsum([0] + [len(f[1]) for f in frames])
+    buf = np.frombuffer(b"".join(f[1] for f in frames), np.uint8)
+    ats = np.empty(len(frames), np.int64)
+    _decode_rows(buf, np.array([f[0] for f in frames], np.int64), starts[:-1],
+                 np.diff(starts), np.array([f[2] for f in frames], np.int64),
+                 np.array([f[3] for f in frames], np.int64), out, ats, verify)
+    return ats.tolist()
 
 
 def decode_one(linktype: int, frame: bytes, origlen: int, verify: bool = False) -> Batch:
     """Decode one frame with the compiled decoder (for tests): a one-row Batch."""
     out = Batch.empty(1)
-    decode_into(np.frombuffer(frame, dtype=np.uint8), origlen, linktype, out, 0, verify)
+    decode_rows([(0, frame, origlen, linktype)], out, verify)
     return out
 
 

@@ -60,48 +60,57 @@ class Unwrapper:
         self.fragments = Fragments()
 
     def rows(self, out: frames.Batch, slow: np.ndarray, count: int, buf: Any) -> None:
-        """Unwrap the `count` rows of `slow` (frames.SLOW_FIELDS) whose frames are in `buf`."""
-        unread: list[tuple[int, int, bytes, int, float]] = []
-        for row, start, length, origlen, linktype, at in slow[:count].tolist():
-            frame = bytes(buf[start:start + length])
-            self._unwrap(out, row, frame, origlen, linktype, at)
-            if self.fallback is not None and _unread(int(out.kind[row])):
-                unread.append((row, linktype, frame, origlen, float(out.ts[row])))
-        if unread:
-            got = self.fallback([u[1:] for u in unread], self.verify)  # type: ignore[misc]
-            for i, (row, *_) in enumerate(unread):
-                for column, values in zip(out[1:-1], got[1:-1], strict=True):
-                    column[row] = values[i]
-                out.tunnel[row] = 0
-            self.unwrapped["tshark"] += len(unread)
-
-    def _unwrap(self, out: frames.Batch, row: int, frame: bytes, origlen: int, linktype: int,
-                at: int) -> None:
-        tunnel, kind = 0, int(out.kind[row])
+        """Unwrap the `count` rows of `slow` (frames.SLOW_FIELDS) whose frames are in `buf`:
+        a wrapper off each (in capture order), then the compiled decoder over all their
+        insides at once, again while one is a carrier still."""
+        records = [(row, bytes(buf[start:start + length]), origlen, linktype)
+                   for row, start, length, origlen, linktype, _ in slow[:count].tolist()]
+        todo = [(*r, at, 0) for r, at in zip(records, slow[:count, 5].tolist(), strict=True)]
+        kinds = out.kind
         for _ in range(_DEPTH):
-            try:
-                step = self._step(kind, linktype, frame, at, tunnel, out, row,
-                                  len(frame) < origlen)
-            except (dpkt.UnpackError, struct.error, IndexError, ValueError):
-                step = None
-            if step is None:
-                return
-            if isinstance(step, int):  # not what it seemed: a record of this kind, read
-                out.kind[row] = step
-                return
-            linktype, inner, tunnel, name = step
-            # what was not captured of the frame is not captured of its inside (a datagram
-            # from fragments is whole)
-            origlen = max(len(inner), origlen - (len(frame) - len(inner)))
-            at = frames.decode_into(np.frombuffer(inner, np.uint8), origlen, linktype, out, row,
-                                    self.verify)
-            out.tunnel[row] = tunnel
-            kind = int(out.kind[row])
-            if kind == frames.TCP or not frames.kind_name(kind).startswith("bad:"):
-                self.unwrapped[name] += 1
-            if at < 0:
-                return
-            frame = inner
+            insides = []  # (row, frame, original length, link type, tunnel, name)
+            for row, frame, origlen, linktype, at, tunnel in todo:
+                try:
+                    step = self._step(int(kinds[row]), linktype, frame, at, tunnel, out, row,
+                                      len(frame) < origlen)
+                except (dpkt.UnpackError, struct.error, IndexError, ValueError):
+                    step = None
+                if isinstance(step, int):  # not what it seemed: a record of this kind, read
+                    kinds[row] = step
+                elif step is not None:
+                    linktype, inner, tunnel, name = step
+                    # what was not captured of the frame is not captured of its inside (a
+                    # datagram from fragments is whole)
+                    insides.append((row, inner, max(len(inner), origlen - len(frame)
+                                                    + len(inner)), linktype, tunnel, name))
+            if not insides:
+                break
+            ats = frames.decode_rows(insides, out, self.verify)
+            todo = []
+            for (row, inner, origlen, linktype, tunnel, name), at in zip(insides, ats,
+                                                                           strict=True):
+                out.tunnel[row] = tunnel
+                kind = int(kinds[row])
+                if kind == frames.TCP or not frames.kind_name(kind).startswith("bad:"):
+                    self.unwrapped[name] += 1
+                if at >= 0:
+                    todo.append((row, inner, origlen, linktype, at, tunnel))
+        if self.fallback is not None:
+            self._fall_back(out, [(row, linktype, frame, origlen, float(out.ts[row]))
+                                  for row, frame, origlen, linktype in records
+                                  if _unread(int(kinds[row]))])
+
+    def _fall_back(self, out: frames.Batch, unread: list[tuple[int, int, bytes, int, float]]
+                   ) -> None:
+        """The rows still unread, as tshark decodes their frames (`--engine auto`)."""
+        if not unread:
+            return
+        got = self.fallback([u[1:] for u in unread], self.verify)  # type: ignore[misc]
+        for i, (row, *_) in enumerate(unread):
+            for column, values in zip(out[1:-1], got[1:-1], strict=True):
+                column[row] = values[i]
+            out.tunnel[row] = 0
+        self.unwrapped["tshark"] += len(unread)
 
     def _step(self, kind: int, linktype: int, frame: bytes, at: int, tunnel: int,
               out: frames.Batch, row: int, cut: bool) -> tuple[int, bytes, int, str] | int | None:
