@@ -175,7 +175,8 @@ def blocks(result: dict[str, Any], charts: list[tuple[str, str]]) -> list[Block]
                       f"({seconds(cap['duration'])})"],
         ["vantage point", vantage_words(result["vantage"])],
         ["timers assumed", f"TIME_WAIT {seconds(st['time_wait'])}, orphaned FIN_WAIT_2 "
-                           f"{seconds(st['fin_timeout'])}"],
+                           f"{seconds(st['fin_timeout'])}; a SYN or SYN-ACK retried in vain "
+                           "given up when its next retry, by their backoff, never came"],
         ["stuck after", _thresholds(result)],
         ["connection table", table_words(result)],
         ["pcapstate", result["pcapstate_version"]],

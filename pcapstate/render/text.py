@@ -179,7 +179,8 @@ def render(result: dict[str, Any]) -> str:
     out += [
         "",
         f"Assumed timers: TIME_WAIT {_plain(s['time_wait'])}, orphaned FIN_WAIT_2 "
-        f"{_plain(s['fin_timeout'])}. Stuck means longer than "
+        f"{_plain(s['fin_timeout'])}; a SYN or SYN-ACK retried in vain given up when its "
+        "next retry, by their backoff, never came. Stuck means longer than "
         + "; ".join(f"{_plain(limit)} in {', '.join(states)}"
                     for limit, states in by_limit.items()) + ".",
     ]

@@ -9,7 +9,8 @@ ESTABLISHED or CLOSE_WAIT, say) and that the peer's control segment *arrived* (s
 moves, to FIN_WAIT_2 or CLOSED, say). A receipt is stamped with the capture time of the
 segment received, the best estimate of when it reached the endpoint; an arrival with the
 time of the ACK. Only an in-window RST changes state. Timers (TIME_WAIT, orphaned
-FIN_WAIT_2) emit no packet and are applied lazily by `expire`.
+FIN_WAIT_2, a SYN's or SYN-ACK's give-up) emit no packet and are applied lazily by
+`expire`.
 
 `segment` is the entry point: one segment, sent by endpoint d, applied to record r.
 """
@@ -92,16 +93,44 @@ def rst_acceptable(state, syn_acked, flags, seq, ack, isn, last_ack, win, wscale
     return (seq - last_ack) & MASK <= max(win << scale, 1)
 
 
+#: Linux's initial retransmission timeout (RFC 6298): a SYN or SYN-ACK sent once is sent
+#: again after it, if at all.
+_INITIAL_RTO = 1.0
+
+
 @njit(cache=True, nogil=True, inline="always")
-def timer_at(state, since, fw2_alive, time_wait, fin_timeout):
-    """When an endpoint's timer fires, in `state` (a code) since `since`: TIME_WAIT after
-    `time_wait`, an orphaned FIN_WAIT_2 (its peer not heard since) after `fin_timeout`;
-    infinity for a state without a timer."""
+def next_syn(r, e):
+    """The interval after which endpoint e, retransmitting its SYN (or SYN-ACK) unanswered,
+    sends it again or gives up, by the backoff its own retransmissions show: Linux's first
+    retries may keep the same interval (tcp_syn_linear_timeouts), the later ones double
+    it; the initial timeout after a single transmission."""
+    gap, before = r.syn_gap[e, 0], r.syn_gap[e, 1]
+    if gap <= 0:
+        return _INITIAL_RTO
+    return gap if abs(gap - before) < 0.1 * gap else 2.0 * gap
+
+
+@njit(cache=True, nogil=True, inline="always")
+def timer_at(r, e, time_wait, fin_timeout):
+    """(when endpoint e's timer is known to have fired, the time it fired) in its current
+    state; infinity for a state without a timer. TIME_WAIT ends after `time_wait`, an
+    orphaned FIN_WAIT_2 (its peer not heard since) after `fin_timeout`. A SYN (SYN_SENT) or
+    SYN-ACK (SYN_RCVD) unanswered is retransmitted with a backoff (next_syn) until the
+    retries run out (tcp_syn_retries, tcp_synack_retries) and the endpoint gives up: when
+    its next transmission was due and none came for as long again, it gave up when it was
+    due. (A retransmission the capture missed makes that early: the give-up is an
+    inference from the pattern, marked as a timer's.)"""
+    state = r.st[e]
     if state == TIME_WAIT:
-        return since + time_wait
-    if state == FIN_WAIT_2 and not fw2_alive:
-        return since + fin_timeout
-    return math.inf
+        at = since(r, e) + time_wait
+        return at, at
+    if state == FIN_WAIT_2 and not r.fw2_alive[e]:
+        at = since(r, e) + fin_timeout
+        return at, at
+    if (state == SYN_SENT or state == SYN_RCVD) and r.isn[e] != -1 and not r.syn_acked[e]:
+        nxt = next_syn(r, e)
+        return r.syn_ts[e] + 2.0 * nxt, r.syn_ts[e] + nxt
+    return math.inf, math.inf
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -134,10 +163,10 @@ def closed(r):
 
 @njit(cache=True, nogil=True, inline="always")
 def expire(r, now, tw, ft):
-    """Apply the timers that ran out by `now`: TIME_WAIT, orphaned FIN_WAIT_2."""
+    """Apply the timers that ran out by `now` (timer_at)."""
     for e in range(2):
-        at = timer_at(r.st[e], since(r, e), r.fw2_alive[e] != 0, tw, ft)
-        if now >= at:
+        known, at = timer_at(r, e, tw, ft)
+        if now >= known:
             enter(r, e, at, CLOSED, True)
 
 
@@ -147,8 +176,7 @@ def deadline(r, tw, ft, linger):
     `linger`) is due; NaN for none."""
     if closed(r):
         return r.last_ts + linger
-    due = min(timer_at(r.st[0], since(r, 0), r.fw2_alive[0] != 0, tw, ft),
-              timer_at(r.st[1], since(r, 1), r.fw2_alive[1] != 0, tw, ft))
+    due = min(timer_at(r, 0, tw, ft)[0], timer_at(r, 1, tw, ft)[0])
     return due if due < np.inf else np.nan
 
 
@@ -193,6 +221,8 @@ def _syn(r, s, o, flags, seq, ack, ws, ts):
         r.syns[s] += 1
         _weird(r, A_SYNACK_RETX if synack else A_SYN_RETX)
         if not r.syn_acked[s]:
+            r.syn_gap[s, 1] = r.syn_gap[s, 0]
+            r.syn_gap[s, 0] = ts - r.syn_ts[s]
             r.syn_ts[s] = ts
     else:
         _weird(r, A_SYN_INSIDE)
@@ -306,5 +336,6 @@ def segment(r, d, flags, seq, ack, wn, plen, ipid, ws, ts, tw, ft, iplen, cut, b
         return False
     moves = r.ntr[0] + r.ntr[1]
     _control(r, d, flags, seq, ack, wn, plen, ws, ts, tw, ft)
-    return r.ntr[0] + r.ntr[1] != moves
+    # a SYN sent again moves its give-up timer too
+    return r.ntr[0] + r.ntr[1] != moves or (flags & SYN) != 0
 

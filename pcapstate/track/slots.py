@@ -56,9 +56,11 @@ SLOT = np.dtype([
     # rather than a segment), ntr of them; left: its first state began before the capture
     ("st", np.int8, 2), ("ntr", np.int8, 2), ("tr_ts", np.float64, (2, MAXT)),
     ("tr_st", np.int8, (2, MAXT)), ("tr_timer", np.uint8, (2, MAXT)), ("left", np.uint8, 2),
-    # its SYN (syn_ts: the capture time of its latest transmission) and FIN (fin_seq: the
+    # its SYN (syn_ts: the capture time of its latest transmission; syn_gap: the last two
+    # intervals between its transmissions, the latest first) and FIN (fin_seq: the
     # sequence number the FIN occupies), each acknowledged or not
-    ("isn", np.int64, 2), ("syn_ts", np.float64, 2), ("syn_acked", np.uint8, 2),
+    ("isn", np.int64, 2), ("syn_ts", np.float64, 2), ("syn_gap", np.float32, (2, 2)),
+    ("syn_acked", np.uint8, 2),
     ("fin_seq", np.int64, 2), ("fin_ts", np.float64, 2), ("fin_acked", np.uint8, 2),
     # last_ack: the highest acknowledgment it sent (its RCV.NXT); nxt: one past the highest
     # sequence number it sent (SND.NXT); win: its last advertised window, unscaled
