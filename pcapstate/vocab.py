@@ -151,6 +151,9 @@ ANOMALIES = {
                       "out of order (Wireshark tells those apart by timing)",
     "keep_alive": "a segment of 0 or 1 byte at one less than the highest sequence number "
                   "its sender had sent, no SYN, FIN or RST (Wireshark's rule)",
+    "synack_new_request": "a SYN/ACK with a new initial sequence number, its first not "
+                          "acknowledged: the listener's first request expired (its "
+                          "SYN/ACKs retried in vain) and a SYN sent again made a new one",
 }
 
 

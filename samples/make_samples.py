@@ -6,7 +6,8 @@ For each scenario NAME it writes NAME.pcap (NAME.pcapng; NAME-N.pcap for the rot
 NAME.ss.txt, the kernel's own view (`ss -tanH` in the namespace, taken at the end of the
 capture, before the capture stops and while every peer is idle), and NAME.expected.json, the
 facts that follow from the scenario's design. Needs root, iproute2, tcpdump, dumpcap, ethtool
-(and /dev/net/tun for the vantage scenario, the kernel's vxlan module for the vxlan one).
+(and /dev/net/tun for the vantage scenario, the kernel's vxlan module for the vxlan one,
+nftables for syn_giveup and synack_giveup).
 Traffic stays inside namespaces made here (their loopback, or the wire between two); every
 peer ends by itself.
 """
@@ -15,10 +16,12 @@ import json
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from contextlib import ExitStack
 from pathlib import Path
+from typing import IO
 
 HERE = Path(__file__).resolve().parent
 PEERS = str(HERE / "peers.py")
@@ -570,10 +573,491 @@ def vxlan(ns: Namespace) -> None:
               f"(client, port {VXLAN_CLIENT_PORT}); the underlay namespaces hold no TCP")
 
 
+class Veth:
+    """Two namespaces joined by a veth: `ns` (`near`, device n0) and a second one (`far`,
+    device f0), each with the other's MAC address as a static neighbour (no ARP), offloads
+    and IPv6 off: the wire carries only what the scenario sends."""
+
+    def __init__(self, ns: Namespace, name: str, near: str, far: str) -> None:
+        self.ns, self.name, self.near, self.far_ip = ns, name, near, far
+
+    def __enter__(self) -> Namespace:
+        self.far = Namespace(self.name)
+        far = self.far.__enter__()
+        self.ns.sh("ip", "link", "add", "n0", "type", "veth", "peer", "name", "f0")
+        self.ns.sh("ip", "link", "set", "f0", "netns", far.name)
+        for side, dev, me in ((self.ns, "n0", self.near), (far, "f0", self.far_ip)):
+            _no_offloads(side, dev)
+            side.sh("ip", "addr", "add", f"{me}/24", "dev", dev)
+            side.sh("ip", "link", "set", dev, "up")
+        _neighbours(self.ns, "n0", self.near, far, "f0", self.far_ip)
+        return far
+
+    def __exit__(self, *exc: object) -> None:
+        self.far.__exit__(*exc)
+
+
+def _drop(ns: Namespace, match: str) -> str:
+    """nftables in `ns`: drop the incoming packets that `match`; returns the ruleset."""
+    rules = ("table inet pcapstate {\n"
+             "  chain input {\n"
+             "    type filter hook input priority 0; policy accept;\n"
+             f"    {match} drop\n"
+             "  }\n"
+             "}\n")
+    ns.sh("nft", "-f", "-", input=rules, text=True)
+    return ns.sh("nft", "list", "ruleset", capture_output=True, text=True).stdout
+
+
+def _sysctl(ns: Namespace, name: str) -> int:
+    return int(ns.sh("sysctl", "-n", name, capture_output=True, text=True).stdout)
+
+
+def _views(*namespaces: Namespace) -> str:
+    """`ss -tanH` in each namespace, each line saying where it was taken (the form
+    tests/test_samples.py reads: state, queues, local, peer)."""
+    return "".join(f"{line.rstrip()}\t# netns={n.name}\n"
+                   for n in namespaces
+                   for line in n.sh("ss", "-tanH", capture_output=True,
+                                    text=True).stdout.splitlines() if line.strip())
+
+
+_SEGMENT = re.compile(r"(\d+\.\d+) IP (\S+) > (\S+): Flags \[([^\]]*)\]"
+                      r"(?:, seq (\d+)(?::\d+)?)?(?:, ack (\d+))?")
+
+
+def _segments(path: Path) -> tuple[list[dict], list[float]]:
+    """The capture's TCP segments, as tcpdump reads them: time, source, destination, flags
+    (tcpdump's letters: S, S., F., R, R., P., .), absolute sequence and ack numbers; and the
+    times of its other records (UDP, ICMP)."""
+    listing = subprocess.run(["tcpdump", "-tt", "-n", "-S", "-r", str(path)],
+                             capture_output=True, text=True, check=True).stdout
+    out, others = [], []
+    for line in listing.splitlines():
+        m = _SEGMENT.match(line)
+        if not m:
+            assert " UDP," in line or " ICMP " in line, line
+            others.append(float(line.split()[0]))
+            continue
+        t, src, dst, flags, seq, ack = m.groups()
+        out.append({"t": float(t), "src": src.rsplit(".", 1)[0] + ":" + src.rsplit(".", 1)[1],
+                    "dst": dst.rsplit(".", 1)[0] + ":" + dst.rsplit(".", 1)[1].rstrip(":"),
+                    "flags": flags, "seq": int(seq) if seq else None,
+                    "ack": int(ack) if ack else None})
+    return out, others
+
+
+#: pcapstate's default stuck threshold (settings.py): the scenarios' expected findings are
+#: the stretches the kernel's timeline shows longer than this
+STUCK_AFTER = 10.0
+SYN_GIVEUP = ("10.81.0.1", "10.81.0.2")  # client, server
+
+
+def syn_giveup(ns: Namespace) -> None:
+    """A connect to a listener whose namespace drops every incoming SYN (nftables), until
+    the client's kernel gives up (net.ipv4.tcp_syn_retries=2), captured at the client for
+    some seconds after that; a UDP datagram at the end dates the capture's end."""
+    client_ip, server_ip = SYN_GIVEUP
+    with Veth(ns, "syn-giveup-server", client_ip, server_ip) as far:
+        ruleset = _drop(far, f"ip daddr {server_ip} tcp dport 80 "
+                             "tcp flags & (fin | syn | rst | ack) == syn")
+        far.peer("server", "listen", server_ip, "80", "60", wait_for="listening")
+        ns.sh("sysctl", "-q", "net.ipv4.tcp_syn_retries=2")
+        retries = _sysctl(ns, "net.ipv4.tcp_syn_retries")
+        linear = _sysctl(ns, "net.ipv4.tcp_syn_linear_timeouts")
+        ns.start_capture(str(HERE / "syn_giveup.pcap"), iface="n0")
+        client = ns.peer("client", "attempt", server_ip, "80")
+        gave_up = client.stdout.readline().strip()  # "gave up after 7.1 s: [Errno 110] ..."
+        gave_up_at = time.time()
+        client.wait(timeout=30)
+        during = _views(ns, far)  # the client's socket is gone at once
+        time.sleep(6)  # the capture goes on well after the last SYN
+        ns.run("client", "datagram", server_ip, "9")  # dates the capture's end
+        ss = _views(ns, far)
+        ns.stop_capture(HERE / "syn_giveup.ss.txt")
+    (HERE / "syn_giveup.ss.txt").write_text(ss)
+    assert ss_states(ss) == {} and ss_states(during) == {}, (during, ss)
+    assert "timed out" in gave_up, gave_up
+    segments, others = _segments(HERE / "syn_giveup.pcap")
+    assert all(s["flags"] == "S" for s in segments), segments  # nothing answered
+    assert len({s["seq"] for s in segments}) == 1  # one socket, its SYN sent again
+    syns = [s["t"] for s in segments]
+    t0 = syns[0]
+    gaps = [round(b - a, 1) for a, b in zip(syns, syns[1:], strict=False)]
+    # the timer after retransmission k: 1 s while k <= tcp_syn_linear_timeouts, then doubling
+    k = len(syns) - 1
+    next_gap = 1.0 if k <= linear else 2.0 ** (k - linear)
+    end = gave_up_at - t0
+    assert abs(syns[-1] - t0 + next_gap - end) < 0.5, (syns, end)
+    write_expected(
+        "syn_giveup",
+        description=f"a client ({client_ip}) connects to {server_ip}:80, a listener whose "
+                    "namespace drops every incoming SYN (nftables, input hook); the client's "
+                    f"namespace has net.ipv4.tcp_syn_retries={retries} and "
+                    f"net.ipv4.tcp_syn_linear_timeouts={linear} (the default): the SYN is "
+                    f"sent {len(syns)} times ({len(syns) - 1} retransmissions), at "
+                    + ", ".join(f"{t - t0:.1f}" for t in syns) + " s (gaps "
+                    + ", ".join(f"{g:g}" for g in gaps) + " s), then the kernel gives up "
+                    f"(ETIMEDOUT) at about {syns[-1] - t0 + next_gap:.1f} s, the last SYN + "
+                    f"{next_gap:g} s, and the capture goes on for 6 s more (its last records "
+                    "a UDP datagram and its ICMP answer); captured at the client",
+        connections=1, end_kinds={"unanswered": 1}, closers={"none": 1},
+        # the client was in SYN_SENT from its first SYN to the give-up, then CLOSED by its
+        # timer: stuck only if that was longer than the threshold (and not still open)
+        stuck=[{"state": "SYN_SENT", "service": f"{server_ip}:80", "role": "client",
+                "count": 1, "outcomes": {"closed": 1}}] if end > STUCK_AFTER else [],
+        final_states=[{"client": "CLOSED", "server": "CLOSED"}],
+        syns=len(syns), syn_times=[round(t - t0, 3) for t in syns],
+        client_closed_by_timer_at=round(syns[-1] - t0 + next_gap, 1),
+        client_error=gave_up.split(": ", 1)[1],
+        client_gave_up_at=round(end, 2),
+        capture_end_after_give_up=round(others[-1] - t0 - end, 1),
+        last_records=f"a UDP datagram from the client to {server_ip}:9 and the ICMP port "
+                     f"unreachable answering it, at {others[0] - t0:.1f} s: no TCP (a pcap "
+                     "file ends at its last packet: they date the capture's end)",
+        sysctls={"client": {"net.ipv4.tcp_syn_retries": retries,
+                            "net.ipv4.tcp_syn_linear_timeouts": linear}},
+        nftables={"server": ruleset},
+        notes=f"the client: {gave_up} (its own clock; {end:.2f} s after the first SYN by the "
+              "capture's clock, when it said so). This kernel retransmits 1 s apart while "
+              "the retransmissions number at most tcp_syn_linear_timeouts, then doubles, and "
+              "gives up when a retransmission timer fires (2^(tcp_syn_retries + 1) - 1) x 1 s "
+              f"= {2 ** (retries + 1) - 1} s or more after the first SYN: {len(syns) - 1} "
+              f"retransmissions here, not tcp_syn_retries + tcp_syn_linear_timeouts = "
+              f"{retries + linear}. ss right "
+              "after the give-up and at the end shows no socket in the client's namespace "
+              "and only the LISTEN socket in the server's: the give-up closed the client's "
+              "socket; the server never had one for this connection")
+
+
+SYNACK_GIVEUP = ("10.82.0.1", "10.82.0.2")  # client, server
+
+
+def _watch(ns: Namespace, seconds: float,
+           interval: float = 0.02) -> tuple[subprocess.Popen, IO[str]]:
+    """`ss -tanH` in `ns` every `interval` seconds, for at most `seconds` (a bounded loop in
+    the namespace), each view after a line "@ <the time>", into a file (a pipe read only at
+    the end would fill and stop the loop); read it with _polls."""
+    script = (f"i=0; while [ $i -lt {int(seconds / interval)} ]; do "
+              f'echo "@ $(date +%s.%N)"; ss -tanH; sleep {interval}; i=$((i + 1)); done')
+    out = tempfile.TemporaryFile("w+")
+    p = subprocess.Popen(["ip", "netns", "exec", ns.name, "sh", "-c", script], stdout=out,
+                         text=True)
+    ns.procs.append(p)
+    return p, out
+
+
+def _polls(watcher: tuple[subprocess.Popen, IO[str]]) -> list[tuple[float, str]]:
+    """Stop a _watch loop (if it still runs) and return its (time, ss -tanH) views."""
+    p, out = watcher
+    if p.poll() is None:
+        p.terminate()
+    p.wait(timeout=30)
+    out.seek(0)
+    polls: list[tuple[float, str]] = []
+    for line in out.read().splitlines():
+        if line.startswith("@ "):
+            polls.append((float(line[2:]), ""))
+        elif polls:
+            polls[-1] = (polls[-1][0], polls[-1][1] + line + "\n")
+    out.close()
+    return polls[:-1]  # the last view may be cut
+
+
+def _spans(polls: list[tuple[float, str]], state: str) -> list[list[float]]:
+    """From (time, ss -tanH) polls, the stretches during which a socket was in `state`:
+    [first poll that saw it, first poll that did not] (None if it was there to the end)."""
+    spans: list[list] = []
+    for t, view in polls:
+        there = bool(ss_states(view)[state])
+        if there and (not spans or spans[-1][1] is not None):
+            spans.append([t, None])
+        elif not there and spans and spans[-1][1] is None:
+            spans[-1][1] = t
+    return spans
+
+
+def synack_giveup(ns: Namespace) -> None:
+    """A listener whose SYN-ACKs are dropped on the way (nftables in the client's
+    namespace), net.ipv4.tcp_synack_retries=2: it retransmits them, then drops the request;
+    the client retries its SYN and gives up too. Captured at the server, until well after
+    both gave up; a UDP datagram at the end dates the capture's end."""
+    client_ip, server_ip = SYNACK_GIVEUP
+    with Veth(ns, "synack-giveup-server", client_ip, server_ip) as far:
+        ruleset = _drop(ns, f"ip saddr {server_ip} tcp sport 80 "
+                            "tcp flags & (syn | ack) == syn | ack")
+        far.sh("sysctl", "-q", "net.ipv4.tcp_synack_retries=2")
+        # the client retries with a plain doubling backoff (no linear start: 1 s apart, each
+        # retransmitted SYN would re-arm the request's timer before it fired), long enough
+        # that a SYN comes after the first request expired
+        ns.sh("sysctl", "-q", "net.ipv4.tcp_syn_retries=4")
+        ns.sh("sysctl", "-q", "net.ipv4.tcp_syn_linear_timeouts=0")
+        sysctls = {"server": {k: _sysctl(far, k) for k in ("net.ipv4.tcp_synack_retries",)},
+                   "client": {k: _sysctl(ns, k) for k in ("net.ipv4.tcp_syn_retries",
+                                                          "net.ipv4.tcp_syn_linear_timeouts")}}
+        far.peer("server", "listen", server_ip, "80", "90", wait_for="listening")
+        far.start_capture(str(HERE / "synack_giveup.pcap"), iface="f0")
+        watchers = {"client": _watch(ns, 90), "server": _watch(far, 90)}
+        client = ns.peer("client", "attempt", server_ip, "80")
+        gave_up = client.communicate(timeout=90)[0].strip()
+        gave_up_at = time.time()
+        time.sleep(1)
+        polls = {role: _polls(w) for role, w in watchers.items()}
+        # the capture goes on after both gave up, for longer than the client's next SYN
+        # interval (16 s): past its last SYN + twice that interval
+        time.sleep(20)
+        ns.run("client", "datagram", server_ip, "9")  # dates the capture's end
+        ss = _views(ns, far)
+        far.stop_capture(HERE / "synack_giveup.ss.txt")
+    (HERE / "synack_giveup.ss.txt").write_text(ss)
+    assert ss_states(ss) == {}, ss
+    assert "timed out" in gave_up, gave_up
+    segments, others = _segments(HERE / "synack_giveup.pcap")
+    t0 = segments[0]["t"]
+    syns = [s for s in segments if s["flags"] == "S"]
+    synacks = [s for s in segments if s["flags"] == "S."]
+    assert len(syns) + len(synacks) == len(segments), segments  # nothing else on the wire
+    assert len({s["seq"] for s in syns}) == 1  # one client socket
+    isns: dict[int, list[float]] = {}  # the server's initial sequence numbers, in order
+    answers: Counter = Counter()  # SYN-ACKs right after a client SYN: answers to it
+    for prev, s in zip([None, *segments], segments, strict=False):
+        if s["flags"] == "S.":
+            assert s["ack"] == syns[0]["seq"] + 1
+            isns.setdefault(s["seq"], []).append(round(s["t"] - t0, 3))
+            answers[s["seq"]] += prev is not None and prev["flags"] == "S" \
+                and s["t"] - prev["t"] < 0.005
+    for role in polls:  # the kernel's view, polled about every 0.03 s, on the capture's clock
+        polls[role] = [(t - t0, view) for t, view in polls[role]]
+    pending = _spans(polls["server"], "SYN-RECV")
+    trying = _spans(polls["client"], "SYN-SENT")
+    for span in (*pending, *trying):
+        span[:] = [round(t, 2) if t is not None else None for t in span]
+    syn_times = [round(s["t"] - t0, 3) for s in syns]
+    starts = [times[0] for times in isns.values()]
+    assert pending and pending[-1][1] is not None, pending  # the last request expired
+
+    def expired(i: int) -> float:
+        """When request i expired: when ss stopped showing the SYN-RECV socket it began,
+        or, if the next request's SYN-ACK came first, then (the new ISN says the request
+        before it had expired, in the same timer tick)."""
+        shown = next(b for a, b in pending if a <= starts[i] + 0.05 and b > starts[i])
+        return min(shown, starts[i + 1]) if i + 1 < len(starts) else shown
+    requests = [{"server_isn": isn, "synack_times": times,
+                 # SYN-ACKs right after a client SYN (within 5 ms) answer it; the others
+                 # are the request's own timer's
+                 "answering_a_syn": answers[isn], "by_timer": len(times) - answers[isn],
+                 "expired_at": expired(i)}
+                for i, (isn, times) in enumerate(isns.items())]
+    client_end = trying[-1][1] if trying and trying[-1][1] is not None else gave_up_at - t0
+    # found stuck: the stretches longer than the 10 s threshold, each ended by a timer
+    long_requests = sum(1 for r in requests
+                        if r["expired_at"] - r["synack_times"][0] > STUCK_AFTER)
+    stuck = [{"state": "SYN_SENT", "service": f"{server_ip}:80", "role": "client",
+              "count": 1, "outcomes": {"closed": 1}}] if client_end > STUCK_AFTER else []
+    if long_requests:
+        stuck.append({"state": "SYN_RCVD", "service": f"{server_ip}:80", "role": "server",
+                      "count": long_requests, "outcomes": {"closed": long_requests}})
+    write_expected(
+        "synack_giveup",
+        description=f"a client ({client_ip}) connects to a listener on {server_ip}:80 whose "
+                    "SYN-ACKs are dropped on the way (nftables in the client's namespace, "
+                    "input hook); the server's namespace has net.ipv4.tcp_synack_retries="
+                    f"{sysctls['server']['net.ipv4.tcp_synack_retries']}, the client's "
+                    "net.ipv4.tcp_syn_retries=4 and net.ipv4.tcp_syn_linear_timeouts=0; the "
+                    f"client's SYN is sent {len(syns)} times, at "
+                    + ", ".join(f"{s['t'] - t0:.1f}" for s in syns) + " s; the server "
+                    f"answers with {len(synacks)} SYN-ACKs in {len(requests)} requests "
+                    "(initial sequence numbers), at "
+                    + "; ".join(", ".join(f"{t:.1f}" for t in r["synack_times"])
+                                for r in requests) + " s; the client gives up at "
+                    f"{client_end:.1f} s and the capture goes on for "
+                    f"{others[0] - t0 - client_end:.0f} s more (its last records a UDP "
+                    "datagram and its ICMP answer); captured at the server",
+        connections=1, end_kinds={"handshake_incomplete": 1}, closers={"none": 1},
+        stuck=stuck,
+        final_states=[{"client": "CLOSED", "server": "CLOSED"}],
+        syns=len(syns), syn_times=syn_times,
+        synacks=len(synacks), requests=requests,
+        new_isn_after_expiry=len(requests) > 1,
+        server_syn_recv_seen=pending, client_syn_sent_seen=trying,
+        client_error=gave_up.split(": ", 1)[1],
+        client_gave_up_at=round(client_end, 2),
+        sysctls=sysctls, nftables={"client": ruleset},
+        last_records=f"a UDP datagram from the client to {server_ip}:9 and the ICMP port "
+                     f"unreachable answering it, at {others[0] - t0:.1f} s: no TCP (a pcap "
+                     "file ends at its last packet: they date the capture's end)",
+        notes=f"the client: {gave_up}. server_syn_recv_seen and client_syn_sent_seen: when "
+              "ss -tanH, polled about every 0.03 s in each namespace during the attempt, "
+              "first showed a SYN-RECV (server) or SYN-SENT (client) socket and first no "
+              "longer did, in seconds from the first SYN (the capture's clock). A "
+              "retransmitted SYN that meets a pending request is answered at once with a "
+              "SYN-ACK (the same initial sequence number) and re-arms the request's timer, "
+              "so both sides' timers run from the same instants: a request expires in the "
+              "same timer tick as the client's next SYN, which then makes a new request, "
+              "with a new initial sequence number (ss never shows the gap: the new "
+              "request's SYN-RECV socket follows at once). requests[].expired_at: when ss "
+              "stopped showing the request's SYN-RECV socket, or the next request's first "
+              "SYN-ACK if that came first (the expiry came just before it). ss at the end: "
+              "no socket in either namespace but the LISTEN one")
+
+
+LATE_LEAK = ("10.83.0.1", "10.83.0.2")  # clients, server
+LATE_LEAK_N = 6
+
+
+def late_leak(ns: Namespace) -> None:
+    """The capture that starts after the damage: a server that leaks CLOSE_WAIT (the
+    close_wait_leak server, without keep-alives) took 6 connections whose clients sent 4 KB
+    and closed; the clients' orphaned FIN_WAIT_2 sockets expired (net.ipv4.tcp_fin_timeout=1
+    in their namespace). Only then does tcpdump start, at the server, and the server's
+    process exits: its kernel sends a FIN on each CLOSE_WAIT socket, and the clients' kernel,
+    with no socket for them, answers each with a RST."""
+    client_ip, server_ip = LATE_LEAK
+    n, hold_s, leak_s = LATE_LEAK_N, 16.0, 12.0
+    with Veth(ns, "late-leak-server", client_ip, server_ip) as far:
+        ns.sh("sysctl", "-q", "net.ipv4.tcp_fin_timeout=1")
+        server = far.peer("server", "leak", server_ip, "5001", str(n), str(hold_s), "no",
+                          wait_for="listening")
+        ns.run("client", "send_close", server_ip, "5001", str(n), "0.3", "4096")
+        last_close = time.monotonic() - 0.3  # the last client closed, then slept 0.3 s
+        for _ in range(100):  # the clients' orphans expire after about 1 s
+            if not ss_states(ns.sh("ss", "-tanH", capture_output=True, text=True).stdout):
+                break
+            time.sleep(0.1)
+        gone = time.monotonic() - last_close
+        time.sleep(max(0.0, last_close + leak_s - time.monotonic()))
+        far.start_capture(str(HERE / "late_leak.pcap"), iface="f0")
+        captured_from = time.monotonic() - 0.3 - last_close  # start_capture waits 0.3 s
+        ns.run("client", "datagram", server_ip, "9")  # dates the capture's start
+        time.sleep(1)
+        before = _views(ns, far)  # the server exits hold_s after the last client's close
+        server.wait(timeout=30)
+        exited = time.monotonic() - last_close
+        time.sleep(1)
+        ss = _views(ns, far)
+        far.stop_capture(HERE / "late_leak.ss.txt")
+    (HERE / "late_leak.ss.txt").write_text(ss)
+    server_before = "".join(ln + "\n" for ln in before.splitlines() if far.name in ln)
+    client_before = "".join(ln + "\n" for ln in before.splitlines() if ns.name in ln)
+    assert ss_states(server_before) == {"CLOSE-WAIT": n}, before
+    assert ss_states(client_before) == {}, before
+    assert ss_states(ss) == {}, ss
+    segments, others = _segments(HERE / "late_leak.pcap")
+    assert len(others) == 2 and others[-1] < segments[0]["t"], others
+    service = f"{server_ip}:5001"
+    fins = [s for s in segments if "F" in s["flags"]]
+    rsts = [s for s in segments if "R" in s["flags"]]
+    assert len(segments) == 2 * n and len(fins) == n and len(rsts) == n, segments
+    assert all(s["src"] == service for s in fins)
+    assert {s["src"] for s in rsts} == {s["dst"] for s in fins}  # each FIN met a RST
+    assert all(r["seq"] == f["ack"] for f in fins for r in rsts if r["src"] == f["dst"])
+    t0 = others[0]
+    write_expected(
+        "late_leak",
+        description=f"an iperf2-like server on {service} reads each connection to EOF and "
+                    f"never calls close(), without keep-alives; {n} clients ({client_ip}, in a "
+                    "namespace of their own with net.ipv4.tcp_fin_timeout=1) sent 4 KB and "
+                    "closed, 0.3 s apart, and their orphaned FIN_WAIT_2 sockets expired; "
+                    f"{leak_s:g} s after the last client's close tcpdump starts, at the "
+                    f"server, and {hold_s:g} s after it the server's process exits: its kernel "
+                    f"sends a FIN on each of its {n} CLOSE_WAIT sockets, and the clients' "
+                    "kernel, with no socket for them, answers each with a RST. The capture "
+                    "holds no SYN, no data and no client FIN: the clients closed first, "
+                    "before it began. Its first records, a UDP datagram from the clients' "
+                    "side to port 9 and the ICMP port unreachable answering it, date its "
+                    f"start, {segments[0]['t'] - t0:.1f} s before the first FIN",
+        connections=n, end_kinds={"reset_by_client": n},
+        # the true active closer, known from the scenario (the clients closed first, before
+        # the capture): a verdict can only infer it, from the RST answers
+        closers={"client": n},
+        stuck=[{"state": "CLOSE_WAIT", "service": service, "role": "server", "count": n,
+                "outcomes": {"last_ack": n}, "inferred": True}],
+        final_states=[{"client": "CLOSED", "server": "CLOSED"}] * n,
+        # seconds from the capture's first record
+        per_connection=[{"client": f["dst"], "server_fin_at": round(f["t"] - t0, 6),
+                         "client_rst_at": round(next(r["t"] for r in rsts
+                                                     if r["src"] == f["dst"]) - t0, 6)}
+                        for f in fins],
+        closer_evidence="inferred: each server FIN is answered by a RST from the client's "
+                        "kernel (no socket: the client closed, or vanished, first); the "
+                        "client's FIN is before the capture",
+        ss_before_exit=before.splitlines(),
+        close_wait_before_capture_s=[round(captured_from + 0.3 * k, 1)
+                                     for k in range(n - 1, -1, -1)],
+        notes=f"ss 1 s into the capture, before the server's exit (ss_before_exit): {n} "
+              "CLOSE-WAIT sockets on the server, none on the client side (its orphans had "
+              f"expired {gone:.1f} s after the last close); ss at the end: no socket in "
+              "either namespace (the exit closed the listener too). The server's sockets "
+              "had been in CLOSE_WAIT for about "
+              f"{captured_from:.0f} to {captured_from + 0.3 * (n - 1):.0f} s when the "
+              f"capture began (tcpdump started; {exited - captured_from:.1f} s before the "
+              f"exit), and {segments[0]['t'] - t0:.1f} s more from its first record to "
+              "the FINs; close_wait_before_capture_s gives each, oldest first, from the "
+              "clients' 0.3 s spacing")
+
+
+ABORT_PLANS = ("client_linger", "server_linger", "client_unread", "server_unread") * 2
+ABORT_FIRST_PORT = 41001  # the client ports: one a connection, in the plans' order
+ABORT_HOW = {"linger": "RST from close() with SO_LINGER (on, 0 s)",
+             "unread": "RST from close() with unread data in the receive buffer"}
+
+
+def aborts(ns: Namespace) -> None:
+    """Aborts from both sides, over loopback: in each connection the plan its client sends
+    first says which side aborts and how (peers.py server_aborts, client_aborts): close()
+    with SO_LINGER (on, 0 s), or close() with unread data in the receive buffer; each sends
+    a RST and no FIN."""
+    n = len(ABORT_PLANS)
+    ns.peer("server", "aborts", "127.0.0.1", "9100", str(n), "30", wait_for="listening")
+    ns.start_capture(str(HERE / "aborts.pcap"))
+    ns.run("client", "aborts", "127.0.0.1", "9100", ",".join(ABORT_PLANS),
+           str(ABORT_FIRST_PORT), "0.3")
+    time.sleep(1)
+    ss = ns.stop_capture(HERE / "aborts.ss.txt")
+    assert ss_states(ss) == {}, ss
+    segments, others = _segments(HERE / "aborts.pcap")
+    assert not others, others
+    assert not any("F" in s["flags"] for s in segments), segments
+    per = []
+    for i, plan in enumerate(ABORT_PLANS):
+        client = f"127.0.0.1:{ABORT_FIRST_PORT + i}"
+        side, how = plan.split("_")
+        rsts = [s for s in segments if "R" in s["flags"] and client in (s["src"], s["dst"])]
+        assert len(rsts) == 1, rsts  # the abort's RST, and no other
+        first_rst = rsts[0]
+        assert (first_rst["src"] == client) == (side == "client"), (plan, first_rst)
+        per.append({"client": client, "server": "127.0.0.1:9100", "aborted_by": side,
+                    "how": ABORT_HOW[how], "rst_flags": first_rst["flags"]})
+    by_side = Counter(p["aborted_by"] for p in per)
+    write_expected(
+        "aborts",
+        description=f"{n} connections to 127.0.0.1:9100 over loopback, one after another "
+                    f"0.3 s apart, from client ports {ABORT_FIRST_PORT} to "
+                    f"{ABORT_FIRST_PORT + n - 1}; in each, one side aborts: the client with "
+                    "SO_LINGER (on, 0 s) after sending 2 KB; the server with SO_LINGER (on, "
+                    "0 s) after reading the request; the client by closing with the server's "
+                    "1.2 KB reply unread; the server by closing with 2 KB of the client's "
+                    "unread; twice each, in that order. Every abort is a RST, no FIN; the "
+                    "other side's socket is reset",
+        connections=n,
+        end_kinds={f"reset_by_{side}": k for side, k in sorted(by_side.items())},
+        # the side whose RST ended the connection closed it first (issue 18)
+        closers=dict(sorted(by_side.items())),
+        stuck=[],
+        final_states=[{"client": "CLOSED", "server": "CLOSED"}] * n,
+        per_connection=per,
+        notes="no socket is left on either side (ss at the end shows only the listener); "
+              "per_connection, in the order of the connections (client ports), says who "
+              "aborted first and how: Linux sends a RST from close() when SO_LINGER is on "
+              "with a 0 s timeout, or when data the application never read is in the "
+              "receive buffer (RFC 2525, 2.17)")
+
+
 SCENARIOS = {f.__name__: f for f in (close_wait_leak, idle_leak, syn_timeout, close_wait_reset,
                                      client_close, server_close, rst_abort,
                                      refused, half_close, mid_stream, ipv6, pcapng, rotated,
-                                     vantage, lossy, vxlan)}
+                                     vantage, lossy, vxlan, syn_giveup, synack_giveup,
+                                     late_leak, aborts)}
 
 
 def main(names: list[str]) -> None:

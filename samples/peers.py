@@ -150,6 +150,47 @@ def server_echo(host: str, port: int, seconds: str) -> None:
     hold(float(seconds))
 
 
+def server_listen(host: str, port: int, seconds: str) -> None:
+    """Listen for `seconds`, accept nothing, then exit: the listener that syn_giveup's and
+    synack_giveup's SYNs (or SYN-ACKs) never get through to or from."""
+    s = listen(host, port)
+    hold(float(seconds))
+    s.close()
+
+
+#: The first bytes of an `aborts` connection: which side aborts it and how, padded to 16.
+PLAN_LEN = 16
+
+
+def server_aborts(host: str, port: int, n: str, seconds: str) -> None:
+    """Serve `n` connections one after another, each as the plan its client sends first
+    (PLAN_LEN bytes) says: server_linger: close with SO_LINGER (on, 0 s): a RST;
+    server_unread: wait until the client's next bytes are in the receive buffer and close
+    without reading them: the kernel sends a RST (RFC 2525, 2.17); client_linger: read to
+    the client's RST; client_unread: send a reply the client will not read, then read to
+    its RST."""
+    s = listen(host, port)
+    for _ in range(int(n)):
+        c, _ = s.accept()
+        c.settimeout(30)
+        plan = c.recv(PLAN_LEN, socket.MSG_WAITALL).decode().strip()
+        try:
+            if plan == "server_linger":
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            elif plan == "server_unread":
+                c.recv(1, socket.MSG_PEEK)  # the bytes have come: leave them unread
+                time.sleep(0.1)
+            else:
+                if plan == "client_unread":
+                    c.sendall(b"reply " * 200)
+                read_to_eof(c)
+                raise SystemExit(f"{plan}: expected the client's RST, got its FIN")
+        except ConnectionResetError:
+            pass  # the client aborted, as planned
+        c.close()
+    hold(float(seconds))
+
+
 # ---- clients ---------------------------------------------------------------------------
 
 def client_send_close(host: str, port: int, n: str, gap: str, nbytes: str) -> None:
@@ -238,6 +279,49 @@ def client_bulk(host: str, port: int, nbytes: str, seconds: str) -> None:
         c.sendall(b"b" * (int(nbytes) // chunks))
         time.sleep(float(seconds) / chunks)
     c.close()
+
+
+def client_aborts(host: str, port: int, plans: str, first_port: str, gap: str) -> None:
+    """One connection per plan (comma-separated; server_aborts says them), from client
+    ports first_port, first_port + 1, ...: the plan's PLAN_LEN bytes first, then
+    client_linger: 2 KB, and close with SO_LINGER (on, 0 s): a RST; client_unread: wait
+    until the server's reply is in the receive buffer and close without reading it: the
+    kernel sends a RST (RFC 2525, 2.17); server_linger: wait for the server's RST;
+    server_unread: 2 KB the server will not read, then wait for its RST."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for i, plan in enumerate(plans.split(",")):
+        c = socket.socket(family, socket.SOCK_STREAM)
+        c.bind((host, int(first_port) + i))
+        c.settimeout(30)
+        c.connect((host, port))
+        c.sendall(plan.ljust(PLAN_LEN).encode())
+        if plan == "client_linger":
+            c.sendall(b"x" * 2000)
+            time.sleep(0.1)
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        elif plan == "client_unread":
+            c.recv(1, socket.MSG_PEEK)  # the reply has come: leave it unread
+            time.sleep(0.1)
+        else:
+            if plan == "server_unread":
+                time.sleep(0.1)
+                c.sendall(b"x" * 2000)
+            try:
+                read_to_eof(c)
+                raise SystemExit(f"{plan}: expected the server's RST, got its FIN")
+            except ConnectionResetError:
+                pass  # the server aborted, as planned
+        c.close()
+        time.sleep(float(gap))
+
+
+def client_datagram(host: str, port: int) -> None:
+    """Send one UDP datagram (no TCP): the last packet of a capture, so that the file (which
+    ends at its last packet) says how long the capture ran."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as u:
+        u.sendto(b"end of capture\n", (host, port))
+    time.sleep(0.2)  # the answer (ICMP port unreachable, when nobody listens) comes back
 
 
 if __name__ == "__main__":

@@ -203,8 +203,8 @@ def test_a_syn_retried_in_vain_gives_up_by_its_backoff():
     """Linux retransmits an unanswered SYN (first at the same interval, tcp_syn_linear_
     timeouts, then doubling it) and gives up when its retries run out (ETIMEDOUT): its
     socket is gone. SYNs at 0, 1 and 2 s, then none: the next was due at 3 s (the same
-    interval again), and none came for as long again, so the client gave up at 3 s, by a
-    timer. Doubling intervals (0, 1, 3, 7 s: the next due 16 s after the last) likewise;
+    interval again, the first two alike), and none came, so the client gave up at 3 s, by
+    a timer. Doubling intervals (0, 1, 3, 7 s: the next due 8 s after the last) likewise;
     a capture that ends before the missing SYN is overdue leaves the client in SYN_SENT."""
     t = Transcript()
     for ts in (0.0, 1.0, 2.0):
@@ -221,8 +221,9 @@ def test_a_syn_retried_in_vain_gives_up_by_its_backoff():
         return conn
 
     assert transitions(doubling(40.0), "client")[-1] == (15.0, "CLOSED", True)
-    assert final(doubling(20.0), "client") == "SYN_SENT"  # the next SYN due at 15 s: not
-    # overdue until 23 s
+    # the next SYN due at 15 s: not overdue until an eighth of its 8 s (and 200 ms) later
+    assert final(doubling(16.1), "client") == "SYN_SENT"
+    assert final(doubling(16.3), "client") == "CLOSED"
 
 
 def test_a_synack_retried_in_vain_drops_the_request():
@@ -232,11 +233,10 @@ def test_a_synack_retried_in_vain_drops_the_request():
     CLOSED by a timer when the next was due (0.001 + 1 + 2 + 4 = 7.001 s), while the
     client, whose SYNs go on, is still trying."""
     t = Transcript()
-    t.send(0.0, ">", "S", 1000)
-    for ts in (0.001, 1.001, 3.001):
-        t.send(ts, "<", "SA", 5000, 1001)
-    for ts in (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0):
-        t.send(ts, ">", "S", 1000)
+    synacks = [(ts, "<", "SA", 5000, 1001) for ts in (0.001, 1.001, 3.001)]
+    syns = [(float(ts), ">", "S", 1000, 0) for ts in range(11)]
+    for segment in sorted(synacks + syns):
+        t.send(*segment)
     [conn] = t.finish(12.0)
     assert transitions(conn, "server")[-1] == (pytest.approx(7.001), "CLOSED", True)
     assert final(conn, "client") == "SYN_SENT"

@@ -296,8 +296,8 @@ def flood_and_scan(path: Path) -> None:
     """bench/make_floods.py's SYN flood, small: 3,000 clients connecting to 192.0.2.1:80
     from as many sources, 100 a second, each sending its SYN again 1, 3, 7 and 15 s later
     (Linux's backoff) and still trying when the capture ends; beside a CLOSE_WAIT leak at
-    192.0.2.1:5001; and a scan: one client's SYNs to 30 services, retried the same way,
-    never answered."""
+    192.0.2.1:5001; and a scan, 29 s in: one client's SYNs to 30 services, retried the same
+    way, never answered, still tried at the end."""
     import importlib.util
 
     import numpy as np
@@ -315,7 +315,7 @@ def flood_and_scan(path: Path) -> None:
              1024 + (k * 7919) % 64512, np.full(n * r, 80), (k * 2654435761) & 0xFFFFFFFF,
              np.zeros(n * r), np.full(n * r, mf.SYN)]
     leak = mf.columns(mf.leak(mf.START, float(ts.max()) + 1))
-    scan = mf.columns([(mf.START + 1.0 + i / 100 + dt, mf.address(198, 51, 100, 9),
+    scan = mf.columns([(mf.START + 30.0 + i / 100 + dt, mf.address(198, 51, 100, 9),
                         mf.address(203, 0, 113, 1 + i), 40000 + i, 443, 77 * i, 0, mf.SYN)
                        for i in range(30) for dt in retries])
     path.write_bytes(mf.HEADER + mf.sorted_frames(

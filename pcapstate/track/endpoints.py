@@ -30,6 +30,7 @@ from pcapstate.track.slots import (
     A_FIN_RETX,
     A_FIN_SEQ_CHANGED,
     A_KEEP_ALIVE,
+    A_NEW_REQUEST,
     A_PACKET_AFTER,
     A_RETX,
     A_RST_AFTER,
@@ -94,20 +95,28 @@ def rst_acceptable(state, syn_acked, flags, seq, ack, isn, last_ack, win, wscale
 
 
 #: Linux's initial retransmission timeout (RFC 6298): a SYN or SYN-ACK sent once is sent
-#: again after it, if at all.
-_INITIAL_RTO = 1.0
+#: again after it, if at all; a retransmission sooner than its smallest (200 ms) answers
+#: one of the peer's instead (a listener's SYN-ACK to a SYN sent again) and keeps no time.
+_INITIAL_RTO, _MIN_RTO = 1.0, 0.2
+#: Linux's tcp_syn_linear_timeouts (6.5 on; 0 before): a client's first retransmissions
+#: keep the initial interval (this many, and one more), then it doubles. The kernel's
+#: samples/syn_giveup.pcap shows five intervals of 1 s, then the give-up 2 s later.
+SYN_LINEAR_TIMEOUTS = 4
 
 
 @njit(cache=True, nogil=True, inline="always")
 def next_syn(r, e):
     """The interval after which endpoint e, retransmitting its SYN (or SYN-ACK) unanswered,
-    sends it again or gives up, by the backoff its own retransmissions show: Linux's first
-    retries may keep the same interval (tcp_syn_linear_timeouts), the later ones double
-    it; the initial timeout after a single transmission."""
-    gap, before = r.syn_gap[e, 0], r.syn_gap[e, 1]
+    sends it again or gives up, by the backoff its own retransmissions show: a client's
+    first retries keep the same interval (SYN_LINEAR_TIMEOUTS), then each doubles it (a
+    listener's always do); the initial timeout after a single transmission."""
+    gap, run = r.syn_gap[e, 0], r.syn_gap[e, 1]
     if gap <= 0:
         return _INITIAL_RTO
-    return gap if abs(gap - before) < 0.1 * gap else 2.0 * gap
+    if r.st[e] == SYN_SENT and 2 <= run <= SYN_LINEAR_TIMEOUTS \
+            and abs(gap - _INITIAL_RTO) < 0.1:  # seen linear so far (one interval of 1 s
+        return gap  # is both linear's and doubling's first: the later, to be safe)
+    return 2.0 * gap
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -117,9 +126,9 @@ def timer_at(r, e, time_wait, fin_timeout):
     orphaned FIN_WAIT_2 (its peer not heard since) after `fin_timeout`. A SYN (SYN_SENT) or
     SYN-ACK (SYN_RCVD) unanswered is retransmitted with a backoff (next_syn) until the
     retries run out (tcp_syn_retries, tcp_synack_retries) and the endpoint gives up: when
-    its next transmission was due and none came for as long again, it gave up when it was
-    due. (A retransmission the capture missed makes that early: the give-up is an
-    inference from the pattern, marked as a timer's.)"""
+    its next transmission was due and none came by an eighth of the interval (and 200 ms)
+    later, it gave up when it was due. (A retransmission the capture missed makes that
+    early: the give-up is an inference from the pattern, marked as a timer's.)"""
     state = r.st[e]
     if state == TIME_WAIT:
         at = since(r, e) + time_wait
@@ -127,9 +136,12 @@ def timer_at(r, e, time_wait, fin_timeout):
     if state == FIN_WAIT_2 and not r.fw2_alive[e]:
         at = since(r, e) + fin_timeout
         return at, at
-    if (state == SYN_SENT or state == SYN_RCVD) and r.isn[e] != -1 and not r.syn_acked[e]:
-        nxt = next_syn(r, e)
-        return r.syn_ts[e] + 2.0 * nxt, r.syn_ts[e] + nxt
+    # (a client whose SYN was seen acknowledged gives up only if it sent it again: the
+    # SYN-ACKs did not reach it)
+    if r.isn[e] != -1 and (not r.syn_acked[e] or state == SYN_SENT and r.syns[e] > 1) \
+            and (state == SYN_SENT or state == SYN_RCVD):
+        nxt = next_syn(r, e)  # known when overdue by an eighth of it (timers' jitter)
+        return r.syn_ts[e] + 1.125 * nxt + _MIN_RTO, r.syn_ts[e] + nxt
     return math.inf, math.inf
 
 
@@ -220,10 +232,26 @@ def _syn(r, s, o, flags, seq, ack, ws, ts):
     elif seq == r.isn[s]:
         r.syns[s] += 1
         _weird(r, A_SYNACK_RETX if synack else A_SYN_RETX)
-        if not r.syn_acked[s]:
-            r.syn_gap[s, 1] = r.syn_gap[s, 0]
-            r.syn_gap[s, 0] = ts - r.syn_ts[s]
+        gap = ts - r.syn_ts[s]
+        # a client sends its SYN again until it gets the SYN-ACK (whether or not its SYN
+        # was seen to arrive), a listener its SYN-ACK until the ACK
+        if (r.st[s] == SYN_SENT or not r.syn_acked[s]) and gap >= _MIN_RTO:
+            same = abs(gap - r.syn_gap[s, 0]) < 0.1 * gap
+            r.syn_gap[s, 1] = r.syn_gap[s, 1] + 1 if same else 1
+            r.syn_gap[s, 0] = gap
             r.syn_ts[s] = ts
+    elif synack and not r.syn_acked[s] and (r.st[s] == SYN_RCVD or r.st[s] == CLOSED):
+        # the listener's request expired and a SYN sent again made a new one
+        _weird(r, A_NEW_REQUEST)
+        due = r.syn_ts[s] + next_syn(r, s)
+        if r.st[s] == SYN_RCVD and ts >= due:  # the first expired when its retry was due
+            enter(r, s, due, CLOSED, True)
+        r.isn[s] = seq
+        r.syn_ts[s] = ts
+        r.syns[s] += 1
+        r.syn_gap[s, 0] = r.syn_gap[s, 1] = 0
+        if r.st[s] == CLOSED:
+            enter(r, s, ts, SYN_RCVD, False)
     else:
         _weird(r, A_SYN_INSIDE)
 
@@ -314,8 +342,11 @@ def segment(r, d, flags, seq, ack, wn, plen, ipid, ws, ts, tw, ft, iplen, cut, b
         ts = r.last_ts
     r.last_ts = ts
     sig = r.sig
-    if sig[s, 0] == ipid and sig[s, 1] == seq and sig[s, 2] == ack and sig[s, 3] == flags \
-            and sig[s, 4] == plen and ts - r.last_seen[s] < _DUPLICATE_WINDOW:
+    # (an IP id of 0 tells nothing: Linux sends a listener's SYN-ACKs so, and one answering
+    # a SYN sent again may follow its timer's within microseconds)
+    if ipid and sig[s, 0] == ipid and sig[s, 1] == seq and sig[s, 2] == ack \
+            and sig[s, 3] == flags and sig[s, 4] == plen \
+            and ts - r.last_seen[s] < _DUPLICATE_WINDOW:
         _weird(r, A_DUPLICATE)
         return False
     sig[s, 0] = ipid

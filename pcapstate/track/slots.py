@@ -38,6 +38,7 @@ A_FIN_SEQ_CHANGED, A_RST_OUT = _A["fin_seq_changed"], _A["rst_out_of_window"]
 A_RST_AFTER, A_PACKET_AFTER = _A["rst_after_close"], _A["packet_after_close"]
 A_FIN_BEFORE, A_BAD_SYNACK = _A["fin_before_handshake"], _A["bad_synack_ack"]
 A_RETX, A_KEEP_ALIVE = _A["retransmission"], _A["keep_alive"]
+A_NEW_REQUEST = _A["synack_new_request"]
 ROLE_NAMES = list(Roles)
 BY_SYN, BY_SYNACK, BY_PORT = (codes(Roles)[r] for r in (Roles.SYN, Roles.SYNACK, Roles.PORT))
 T_FINISHED, T_ATTEMPT, T_OPEN = int(Tier.FINISHED), int(Tier.ATTEMPT), int(Tier.OPEN)
@@ -56,8 +57,9 @@ SLOT = np.dtype([
     # rather than a segment), ntr of them; left: its first state began before the capture
     ("st", np.int8, 2), ("ntr", np.int8, 2), ("tr_ts", np.float64, (2, MAXT)),
     ("tr_st", np.int8, (2, MAXT)), ("tr_timer", np.uint8, (2, MAXT)), ("left", np.uint8, 2),
-    # its SYN (syn_ts: the capture time of its latest transmission; syn_gap: the last two
-    # intervals between its transmissions, the latest first) and FIN (fin_seq: the
+    # its SYN (syn_ts: the capture time of its latest transmission; syn_gap: the latest
+    # interval between its transmissions, and how many in a row were that long) and FIN
+    # (fin_seq: the
     # sequence number the FIN occupies), each acknowledged or not
     ("isn", np.int64, 2), ("syn_ts", np.float64, 2), ("syn_gap", np.float32, (2, 2)),
     ("syn_acked", np.uint8, 2),
