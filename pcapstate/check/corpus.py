@@ -17,6 +17,7 @@ import json
 import os
 import tomllib
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -81,8 +82,9 @@ def find_config(start: Path) -> Path | None:
     return None
 
 
-def config_from(table: dict[str, Any], source: str | None = None) -> Config:
-    """A Config from the configuration's keys (the command line's option names)."""
+def config_from(table: dict[str, Any], prefix: str = "") -> Config:
+    """A Config from the configuration's keys (the command line's option names); `prefix`:
+    where the configuration sits in its file ("tool.pcapstate." in a pyproject.toml)."""
     known = {"fail-on", "max-close-wait", "allow", "sets", "time-tolerance", "time-wait",
              "fin-timeout", "stuck-after", "close-wait-after", "max-connections"}
     unknown = set(table) - known
@@ -109,9 +111,7 @@ def config_from(table: dict[str, Any], source: str | None = None) -> Config:
                             given("stuck-after", 10.0), seconds("close-wait-after"),
                             _count(table.get("max-connections", MAX_CONNECTIONS),
                                    "max-connections"))
-    allow = _allowances(table.get("allow", {}),
-                        "tool.pcapstate." if source and source.endswith("pyproject.toml")
-                        else "")
+    allow = _allowances(table.get("allow", {}), prefix)
     max_cw = table.get("max-close-wait")
     policy = Policy(fail_on=frozenset(stuck_states(table["fail-on"])
                                              if table.get("fail-on") else ()),
@@ -176,7 +176,15 @@ def entries(paths: list[str], override: dict[str, Any] | None = None) -> list[En
     settings). A capture given twice (a folder and a file in it, the same folder by two
     names) is one entry; two captures with the same name in different folders given are
     named by their paths."""
-    configs = _Configs(override or {})
+    loaded: dict[Path | None, Config] = {}
+
+    def config_of(folder: Path) -> Config:
+        """The nearest configuration file's (read once), with `override` on top."""
+        path = find_config(folder.resolve())
+        if path not in loaded:
+            loaded[path] = _load(path, override or {})
+        return loaded[path]
+
     found: list[tuple[Entry, str]] = []  # each entry, and its path as given
     alone: set[int] = set()  # the files given as such (not found in a folder)
     for given in paths:
@@ -184,10 +192,10 @@ def entries(paths: list[str], override: dict[str, Any] | None = None) -> list[En
         if not root.exists():
             raise CorpusError(f"{given}: no such file or folder")
         if root.is_dir():
-            found += _walk(root, configs)
+            found += _walk(root, config_of)
         else:
             alone.add(len(found))
-            found.append((_entry(root, [root], str(root), configs.of(root.parent)),
+            found.append((_entry(root, [root], str(root), config_of(root.parent)),
                           str(root)))
     kept = _distinct(found, alone)
     names = Counter(e.name for e, _ in kept)
@@ -208,14 +216,14 @@ def normal(given: str) -> Path:
     return path
 
 
-def _walk(root: Path, configs: "_Configs") -> list[tuple[Entry, str]]:
+def _walk(root: Path, config_of: Callable[[Path], Config]) -> list[tuple[Entry, str]]:
     """The entries of a corpus folder and its subfolders, each folder under its nearest
     configuration: every path is built from `root` with Path, never by joining strings."""
     out = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         folder = Path(dirpath)
-        config = configs.of(folder)
+        config = config_of(folder)
         found = [(_entry(name, files, str(name.relative_to(root)), config), str(name))
                  for name, files in _group(folder, sorted(
                      n for n in filenames if is_capture(n) and (folder / n).is_file()), config)]
@@ -246,39 +254,25 @@ def _distinct(found: list[tuple[Entry, str]], alone: set[int]) -> list[tuple[Ent
         for f in files:
             holders.setdefault(f, []).append(i)
 
-    def first(i: int) -> tuple[bool, int]:
-        return i in alone, i
-
     return [found[i] for i, files in enumerate(ids)
-            if not any(files < ids[j] or (files == ids[j] and first(j) < first(i))
+            if not any(files < ids[j] or (files == ids[j] and (j in alone, j) < (i in alone, i))
                        for j in holders[next(iter(files))] if j != i)]
 
 
-class _Configs:
-    """The configuration of each folder: the nearest configuration file's (read once),
-    with the command line's settings on top."""
-
-    def __init__(self, override: dict[str, Any]) -> None:
-        self.override = override
-        self.files: dict[Path | None, Config] = {}
-
-    def of(self, folder: Path) -> Config:
-        path = find_config(folder.resolve())
-        if path not in self.files:
-            self.files[path] = self._load(path)
-        return self.files[path]
-
-    def _load(self, path: Path | None) -> Config:
-        table: Any = {}
-        if path is not None:
-            table = _toml(path)
-            table = table["tool"]["pcapstate"] if path.name == "pyproject.toml" else table
-        try:
-            if not isinstance(table, dict):
-                raise ValueError("[tool.pcapstate] must be a table")
-            return config_from({**table, **self.override}, str(path) if path else None)
-        except (TypeError, ValueError, KeyError) as e:
-            raise CorpusError(f"{path or 'command line'}: {e}") from None
+def _load(path: Path | None, override: dict[str, Any]) -> Config:
+    """The Config of a configuration file (None: the defaults), with `override` on top."""
+    table: Any = {}
+    prefix = ""
+    if path is not None:
+        table = _toml(path)
+        if path.name == "pyproject.toml":
+            table, prefix = table["tool"]["pcapstate"], "tool.pcapstate."
+    try:
+        if not isinstance(table, dict):
+            raise ValueError("[tool.pcapstate] must be a table")
+        return config_from({**table, **override}, prefix)
+    except (TypeError, ValueError, KeyError) as e:
+        raise CorpusError(f"{path or 'command line'}: {e}") from None
 
 
 def _group(folder: Path, names: list[str], config: Config) -> list[tuple[Path, list[Path]]]:

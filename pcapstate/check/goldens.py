@@ -28,7 +28,6 @@ from pcapstate.vocab import State
 
 SCHEMA = "pcapstate-golden/1"
 CHECK_SCHEMA = "pcapstate-check/1"
-CONNECTION_FIELDS = list(BRIEF_FIELDS)
 MAX_LISTED = 20  # differences the terminal lists per capture (the rest are counted there;
 #                  --json and --junit carry them all)
 
@@ -95,7 +94,7 @@ def facts(files: list[str] | tuple[str, ...], settings: Settings) -> dict[str, A
                       "count": f["count"], "still_open": f["still_open"],
                       "oldest": round(f["oldest"], 6), "outcomes": f["outcomes"]}
                      for f in result["findings"]],
-        "connection_fields": CONNECTION_FIELDS,
+        "connection_fields": list(BRIEF_FIELDS),
         "connection_list": conns,
     }
 

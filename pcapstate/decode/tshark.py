@@ -19,7 +19,7 @@ TCP inside an ICMP error is not a segment.
 import ipaddress
 import subprocess
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
@@ -75,28 +75,22 @@ _PROTO_NUMBERS = {name: number for number, name in _IP_PROTOS.items()}
 _MASK64 = (1 << 64) - 1
 
 
-class TsharkMissing(CaptureError):
-    """tshark is not installed (or not where pyshark's configuration says)."""
-
-    def __init__(self, detail: str) -> None:
-        super().__init__("tshark", "not found: the tshark engine needs Wireshark's tshark "
-                                   f"(Debian package tshark) ({detail})")
-
-
 def tshark_path() -> str:
-    """Where tshark is, as pyshark finds it (its config.ini, then the PATH)."""
+    """Where tshark is, as pyshark finds it (its config.ini, then the PATH); a CaptureError
+    if it is not installed (or not where pyshark's configuration says)."""
     from pyshark.tshark.tshark import TSharkNotFoundException, get_process_path
 
     try:
         return str(get_process_path())
     except TSharkNotFoundException as e:
-        raise TsharkMissing(str(e).splitlines()[0]) from None
+        raise CaptureError("tshark", "not found: the tshark engine needs Wireshark's tshark "
+                           f"(Debian package tshark) ({str(e).splitlines()[0]})") from None
 
 
 def available() -> bool:
     try:
         tshark_path()
-    except TsharkMissing:
+    except CaptureError:
         return False
     return True
 
@@ -138,7 +132,7 @@ def batches(cap: Capture, rows: int = 1 << 16, verify: bool = False,
             batch = parser.batch(lines)
             cap.bytes_read = parser.offset  # for the progress display
             yield batch
-        err = _read_all(proc.stderr)
+        err = proc.stderr.read()
         if proc.wait() != 0:
             if not cap.records:
                 raise CaptureError(cap.path, "tshark failed: " + _tshark_error(err))
@@ -179,8 +173,7 @@ def read_frames(frames: list[tuple[int, bytes, int, float]], verify: bool = Fals
             out = subprocess.run(command(path, verify), capture_output=True, check=False)
             lines = out.stdout.splitlines(keepends=True)
             if len(lines) != len(indices):
-                raise CaptureError(path, "tshark failed: " + _tshark_error(
-                    out.stderr.decode("utf-8", "replace")))
+                raise CaptureError(path, "tshark failed: " + _tshark_error(out.stderr))
             for i, line in zip(indices, lines, strict=True):
                 rows[i] = line
     batch = _Parser("pcap-ns").batch(rows)
@@ -188,12 +181,9 @@ def read_frames(frames: list[tuple[int, bytes, int, float]], verify: bool = Fals
     return batch
 
 
-def _read_all(stream: IO[bytes]) -> str:
-    return stream.read().decode("utf-8", "replace")
-
-
-def _tshark_error(err: str) -> str:
-    lines = [ln for ln in err.splitlines()
+def _tshark_error(err: bytes) -> str:
+    """The last line of what tshark said on stderr that is not a warning about running it."""
+    lines = [ln for ln in err.decode("utf-8", "replace").splitlines()
              if ln.strip() and "could be dangerous" not in ln and not ln.startswith("Running")]
     return lines[-1].strip() if lines else "no message"
 
@@ -281,9 +271,7 @@ class _Parser:
     def batch(self, lines: list[bytes]) -> Batch:
         n = len(lines)
         ts = np.zeros(n)
-        cols: list[list[Any]] = [[] for _ in range(19)]
-        (kind, v6, src_hi, src_lo, dst_hi, dst_lo, sport, dport, seq, ack, flags, win, plen,
-         ipid, wscale, analysis, iplen, cut, bad_sum) = cols
+        cols: list[list[Any]] = [[] for _ in range(19)]  # Batch's, from kind to bad_sum
         time = self.time
         offset = self.offset + self.overhead * len(lines)
         tunnel = np.zeros(n, np.int32)
@@ -302,18 +290,13 @@ class _Parser:
                     row = self.tcp_row(f)
                 except (ValueError, IndexError):  # tshark found the TCP header malformed
                     k = _TRUNCATED if f[20] else _TCP_OFFSET
-            kind.append(k)
+            cols[0].append(k)
             for c, v in zip(cols[1:], row or _ZEROS, strict=True):
                 c.append(v)
         self.offset = offset
-        i4, i8, u8 = np.int32, np.int64, np.uint64
-        return Batch(ts, np.array(kind, i4), np.array(v6, np.bool_), np.array(src_hi, u8),
-                     np.array(src_lo, u8), np.array(dst_hi, u8), np.array(dst_lo, u8),
-                     np.array(sport, i4), np.array(dport, i4), np.array(seq, i8),
-                     np.array(ack, i8), np.array(flags, i4), np.array(win, i4),
-                     np.array(plen, i4), np.array(ipid, i4), np.array(wscale, np.int8),
-                     np.array(analysis, i4), np.array(iplen, i4), np.array(cut, np.bool_),
-                     np.array(bad_sum, np.bool_), tunnel)
+        like = Batch.empty(0)[1:-1]  # each column's type
+        return Batch._make([ts, *(np.array(c, x.dtype) for c, x in zip(cols, like, strict=True)),
+                            tunnel])
 
 
 def _innermost_is_v6(f: list[bytes]) -> bool:

@@ -21,6 +21,7 @@ import struct
 import sys
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any, BinaryIO
 
 from pcapstate.read.source import CHUNK, Source, Stop
@@ -65,10 +66,10 @@ class Capture:
     linktypes: set[int] = field(default_factory=set)
     first_ts: float | None = None
     bytes_read: int = 0  # bytes of (decompressed) capture consumed so far
-    size: int | None = None  # size on disk, for a regular file
+    #: size on disk, for a regular file; None for a stream, read once as it arrives (a pipe,
+    #: a FIFO, a terminal, standard input)
+    size: int | None = None
     records: int = 0
-    #: read once as it arrives: a pipe, a FIFO, a terminal, standard input
-    stream: bool = False
     end_ts: float | None = None  # when the capture stopped, if the file says (pcapng ISB)
     dropped: int = 0  # packets the capturing interface reports it dropped (pcapng ISB)
     warnings: list[str] = field(default_factory=list)
@@ -96,22 +97,10 @@ class Capture:
         if self.format != "pcapng":
             raise TypeError(f"{self.path}: a pcap capture is read by Capture.batches(), not "
                             "record by record (only a pcapng capture is iterated)")
-        return self._records()
-
-    def _records(self) -> Iterator[Record]:
         if self._peeked is not None:  # a stream: carry on from the peek
             it, self._peeked = self._peeked, None
-            yield from it
-            return
-        self._reset()
-        yield from self._guarded(self._pcapng())
-
-    def _reset(self) -> None:
-        self.records = self.dropped = 0
-        self.warnings.clear()
-        self.odd = [0, 0]
-        self.headers.clear()
-        self.spans.clear()
+            return it
+        return self._guarded(self._pcapng())
 
     def span(self) -> tuple[float, float] | None:
         """The earliest and the latest timestamp read so far; None before any record."""
@@ -119,12 +108,6 @@ class Capture:
         if not read:
             return None
         return min(s[1] for s in read), max(s[2] for s in read)
-
-    @property
-    def last_ts(self) -> float | None:
-        """The latest timestamp read so far (the whole file's, once it was read)."""
-        span = self.span()
-        return span[1] if span else None
 
     @staticmethod
     def overlaps(captures: "list[Capture]") -> list[str]:
@@ -156,12 +139,17 @@ class Capture:
             yield from batches_of(self, unwrapper, rows, verify,
                                   0.2 if self.size is None else None)
         else:
-            self._reset()
             yield from self._guarded(self._pcap_batches(rows, verify, unwrapper))
 
     def _take_source(self) -> Source:
-        """The Source open_capture kept (a stream, read once), else the file opened again.
-        Creating one reads the first chunk: called inside the guard."""
+        """The Source open_capture kept (a stream, read once), else the file opened again;
+        what was counted of an earlier reading is reset. Creating one reads the first chunk:
+        called inside the guard."""
+        self.records = self.dropped = 0
+        self.warnings.clear()
+        self.odd = [0, 0]
+        self.headers.clear()
+        self.spans.clear()
         source, self._source = self._source, None
         if source is None:
             self.bytes_read = 0
@@ -242,12 +230,11 @@ class Capture:
                 "a new section (files joined with cat?)"
                 + (f"; {more:,} more after it, each read as a new section" if more else ""))
         sections = [(lo, hi, f"byte {at}") for at, lo, hi in self.spans if lo <= hi]
-        if len(sections) > 1:
-            for earlier, later, gap in _overlapping(sections)[:1]:
-                self.warnings.append(
-                    f"{self.path}: its section at {later} overlaps the one at {earlier} in "
-                    f"time (it starts {gap:,.3f} s before that one ends): segments seen in "
-                    "both are counted twice")
+        for earlier, later, gap in _overlapping(sections)[:1]:
+            self.warnings.append(
+                f"{self.path}: its section at {later} overlaps the one at {earlier} in time "
+                f"(it starts {gap:,.3f} s before that one ends): segments seen in both are "
+                "counted twice")
 
     def close(self) -> None:
         if self._stream is not None and self._stream is not sys.stdin.buffer:
@@ -304,66 +291,62 @@ class Capture:
         last_ts = 0.0
         buf, pos = source.buf, 0
         span: list[float] = []  # this section's [offset, earliest, latest]
-        low, top = _INF, -_INF
-        try:
-            while True:
-                end = len(buf)
-                while pos + 12 <= end:
-                    btype = struct.unpack_from(order + "I", buf, pos)[0]
-                    if btype == _SHB:
-                        bom = bytes(buf[pos + 8 : pos + 12])
-                        order = {b"\x1a\x2b\x3c\x4d": ">", b"\x4d\x3c\x2b\x1a": "<"}.get(bom, "")
-                        if not order:
-                            raise Stop("pcapng section header with a bad byte-order magic",
-                                        source.base + pos)
-                        interfaces = []
-                        if span:
-                            span[1], span[2] = low, top
-                        span, low, top = [source.base + pos, _INF, -_INF], _INF, -_INF
-                        self.spans.append(span)
-                    length = struct.unpack_from(order + "I", buf, pos + 4)[0]
-                    if length < 12 or length % 4 or length > _MAX_BLOCK:
-                        what = (f"corrupt pcapng block (type {btype:#x}, length {length})"
-                                if not file_header(buf, pos) else "a pcap file header where "
-                                "a pcapng block was due: a pcap file joined to a pcapng one "
-                                "with cat? Give them as two files")
-                        raise Stop(what, source.base + pos)
-                    if pos + length > end:
-                        break
-                    if struct.unpack_from(order + "I", buf, pos + length - 4)[0] != length:
-                        raise Stop(f"corrupt pcapng block (type {btype:#x}): trailing length "
-                                    "differs", source.base + pos)
-                    body = pos + 8
-                    if btype == 6 or btype == 2:  # enhanced / obsolete packet block
-                        if btype == 6:
-                            iface, hi, lo, caplen, orig = struct.unpack_from(order + "5I", buf,
-                                                                             body)
-                        else:
-                            iface, _, hi, lo, caplen, orig = struct.unpack_from(order + "HH4I",
-                                                                                buf, body)
-                        if iface >= len(interfaces) or caplen > length - 32:
-                            raise Stop("pcapng packet block with an undeclared interface or "
-                                        "a bad length", source.base + pos)
-                        linktype, unit, offset, _ = interfaces[iface]
-                        last_ts = ((hi << 32) | lo) * unit + offset
-                        if last_ts < low:
-                            low = last_ts
-                        if last_ts > top:
-                            top = last_ts
-                        self.records += 1
-                        yield last_ts, linktype, buf[body + 20 : body + 20 + caplen], orig
-                    elif btype == 3:  # simple packet block: interface 0, no timestamp
-                        if not interfaces:
-                            raise Stop("pcapng simple packet block before any interface",
-                                        source.base + pos)
-                        linktype, _, _, snap = interfaces[0]
-                        orig = struct.unpack_from(order + "I", buf, body)[0]
-                        caplen = min(orig, length - 16, snap or orig)
-                        self.records += 1
-                        yield last_ts, linktype, buf[body + 4 : body + 4 + caplen], orig
-                    elif btype == 5 and iface_ok(buf, body, order, len(interfaces)):
-                        # interface statistics: written when the capture stops
-                        iface, hi, lo = struct.unpack_from(order + "3I", buf, body)
+        while True:
+            end = len(buf)
+            while pos + 12 <= end:
+                btype = struct.unpack_from(order + "I", buf, pos)[0]
+                if btype == _SHB:
+                    bom = bytes(buf[pos + 8 : pos + 12])
+                    order = {b"\x1a\x2b\x3c\x4d": ">", b"\x4d\x3c\x2b\x1a": "<"}.get(bom, "")
+                    if not order:
+                        raise Stop("pcapng section header with a bad byte-order magic",
+                                    source.base + pos)
+                    interfaces = []
+                    span = [source.base + pos, _INF, -_INF]
+                    self.spans.append(span)
+                length = struct.unpack_from(order + "I", buf, pos + 4)[0]
+                if length < 12 or length % 4 or length > _MAX_BLOCK:
+                    what = (f"corrupt pcapng block (type {btype:#x}, length {length})"
+                            if not file_header(buf, pos) else "a pcap file header where "
+                            "a pcapng block was due: a pcap file joined to a pcapng one "
+                            "with cat? Give them as two files")
+                    raise Stop(what, source.base + pos)
+                if pos + length > end:
+                    break
+                if struct.unpack_from(order + "I", buf, pos + length - 4)[0] != length:
+                    raise Stop(f"corrupt pcapng block (type {btype:#x}): trailing length "
+                                "differs", source.base + pos)
+                body = pos + 8
+                if btype == 6 or btype == 2:  # enhanced / obsolete packet block
+                    if btype == 6:
+                        iface, hi, lo, caplen, orig = struct.unpack_from(
+                            order + "5I", buf, body)
+                    else:
+                        iface, _, hi, lo, caplen, orig = struct.unpack_from(
+                            order + "HH4I", buf, body)
+                    if iface >= len(interfaces) or caplen > length - 32:
+                        raise Stop("pcapng packet block with an undeclared interface or "
+                                    "a bad length", source.base + pos)
+                    linktype, unit, offset, _ = interfaces[iface]
+                    last_ts = ((hi << 32) | lo) * unit + offset
+                    if last_ts < span[1]:
+                        span[1] = last_ts
+                    if last_ts > span[2]:
+                        span[2] = last_ts
+                    self.records += 1
+                    yield last_ts, linktype, buf[body + 20 : body + 20 + caplen], orig
+                elif btype == 3:  # simple packet block: interface 0, no timestamp
+                    if not interfaces:
+                        raise Stop("pcapng simple packet block before any interface",
+                                    source.base + pos)
+                    linktype, _, _, snap = interfaces[0]
+                    orig = struct.unpack_from(order + "I", buf, body)[0]
+                    caplen = min(orig, length - 16, snap or orig)
+                    self.records += 1
+                    yield last_ts, linktype, buf[body + 4 : body + 4 + caplen], orig
+                elif btype == 5:  # interface statistics: written when the capture stops
+                    iface, hi, lo = struct.unpack_from(order + "3I", buf, body)
+                    if iface < len(interfaces):
                         _, unit, offset, _ = interfaces[iface]
                         # dumpcap writes this one in microseconds whatever the resolution:
                         # take whichever reading falls after the last packet, within a day
@@ -373,50 +356,45 @@ class Capture:
                                 self.end_ts = max(self.end_ts or ts, ts)
                                 break
                         self.dropped += _isb_drops(buf, body + 12, pos + length - 4, order)
-                    elif btype == 1:  # interface description block
-                        interfaces.append(_interface(buf, body, pos + length - 4, order))
-                        self.linktypes.add(interfaces[-1][0])
-                        self.snaplen = max(self.snaplen, interfaces[-1][3])
-                    pos += length
-                more = yield from source.advance(pos, "a pcapng block")  # type: ignore[misc]
-                if more is None:
-                    return
-                buf, pos = more, 0
-        finally:
-            if span:
-                span[1], span[2] = low, top
+                elif btype == 1:  # interface description block
+                    interfaces.append(_interface(buf, body, pos + length - 4, order))
+                    self.linktypes.add(interfaces[-1][0])
+                    self.snaplen = max(self.snaplen, interfaces[-1][3])
+                pos += length
+            more = yield from source.advance(pos, "a pcapng block")  # type: ignore[misc]
+            if more is None:
+                return
+            buf, pos = more, 0
 
 
-def iface_ok(buf: bytes, body: int, order: str, declared: int) -> bool:
-    return struct.unpack_from(order + "I", buf, body)[0] < declared
+def _options(buf: bytes, p: int, stop: int, order: str) -> Iterator[tuple[int, int, int]]:
+    """(code, length, offset of the value) of each option of a pcapng block, from p to
+    stop, up to the end-of-options option."""
+    while p + 4 <= stop:
+        code, n = struct.unpack_from(order + "HH", buf, p)
+        if code == 0:
+            return
+        yield code, n, p + 4
+        p += 4 + (n + 3) // 4 * 4
 
 
 def _isb_drops(buf: bytes, p: int, stop: int, order: str) -> int:
     """isb_ifdrop (option 5) of an interface statistics block, 0 if absent."""
-    while p + 4 <= stop:
-        code, n = struct.unpack_from(order + "HH", buf, p)
-        if code == 0:
-            break
+    for code, n, value in _options(buf, p, stop, order):
         if code == 5 and n == 8:
-            return struct.unpack_from(order + "Q", buf, p + 4)[0]
-        p += 4 + (n + 3) // 4 * 4
+            return struct.unpack_from(order + "Q", buf, value)[0]
     return 0
 
 
 def _interface(buf: bytes, body: int, stop: int, order: str) -> tuple[int, float, float, int]:
     linktype, _, snaplen = struct.unpack_from(order + "HHI", buf, body)
     unit, offset = 1e-6, 0.0
-    p = body + 8
-    while p + 4 <= stop:
-        code, n = struct.unpack_from(order + "HH", buf, p)
-        if code == 0:
-            break
+    for code, n, value in _options(buf, body + 8, stop, order):
         if code == 9 and n >= 1:  # if_tsresol
-            r = buf[p + 4]
+            r = buf[value]
             unit = 2.0 ** -(r & 0x7F) if r & 0x80 else 10.0 ** -r
         elif code == 14 and n >= 8:  # if_tsoffset
-            offset = float(struct.unpack_from(order + "q", buf, p + 4)[0])
-        p += 4 + (n + 3) // 4 * 4
+            offset = float(struct.unpack_from(order + "q", buf, value)[0])
     return linktype, unit, offset, snaplen
 
 
@@ -512,15 +490,12 @@ def open_capture(path: str) -> Capture:
     CaptureError. A path that is not a regular file (a pipe, a FIFO, /dev/stdin) and `-`
     are streams: opened once, the peek carried on when the capture is read."""
     cap = Capture(path)
-    if path == "-":
-        cap.stream = True
-    else:
+    if path != "-":
         st = _stat(path)
-        cap.stream = not stat.S_ISREG(st.st_mode)
-        if not cap.stream:
+        if stat.S_ISREG(st.st_mode):
             cap.size = st.st_size
     stream = cap._open()
-    if cap.stream and stream.isatty():
+    if cap.size is None and stream.isatty():
         where = "standard input (tcpdump -w - | pcapstate analyze -)" if path == "-" else path
         print(f"pcapstate: reading a capture from {where}; Ctrl-D ends it", file=sys.stderr,
               flush=True)
@@ -542,20 +517,14 @@ def open_capture(path: str) -> Capture:
         it = cap._guarded(cap._pcapng())
         first = next(it, None)
         cap.first_ts = first[0] if first else None
-        if cap.stream:
-            cap._peeked = _chain(first, it)
+        if cap.size is None:
+            cap._peeked = chain([first] if first else [], it)
         else:
             it.close()
-    if not cap.stream:
+    if cap.size is not None:
         cap.close()
         cap.records = cap.bytes_read = 0  # read again from the start when analysed
     return cap
-
-
-def _chain(first: Record | None, rest: Iterator[Record]) -> Iterator[Record]:
-    if first is not None:
-        yield first
-    yield from rest
 
 
 def open_captures(paths: list[str]) -> list[Capture]:
@@ -574,7 +543,7 @@ def open_captures(paths: list[str]) -> list[Capture]:
                                f"the same file as {other}: give each file once")
         seen[(st.st_dev, st.st_ino)] = path
     caps = [open_capture(p) for p in paths]
-    _refuse_copies([c for c in caps if not c.stream and c.first_ts is not None])
+    _refuse_copies([c for c in caps if c.size is not None and c.first_ts is not None])
     caps.sort(key=lambda c: (c.first_ts is None, c.first_ts or 0.0))
     return caps
 
@@ -589,30 +558,23 @@ def _refuse_copies(caps: list[Capture]) -> None:
     for alike in by_size.values():
         heads: dict[str, list[Capture]] = {}
         for cap in alike if len(alike) > 1 else ():
-            head = heads.setdefault(_head_digest(cap.path), [])
-            for other in head:
-                if _same_bytes(other.path, cap.path):
-                    raise CaptureError(cap.path, f"the same content as {other.path} (a copy): "
-                                       "give each file once")
+            try:
+                with open(cap.path, "rb") as f:
+                    head = heads.setdefault(hashlib.sha256(f.read(CHUNK)).hexdigest(), [])
+                copy = next((other for other in head if _same_bytes(other.path, cap.path)), None)
+            except OSError as e:
+                raise CaptureError(cap.path, e.strerror or str(e)) from e
+            if copy is not None:
+                raise CaptureError(cap.path, f"the same content as {copy.path} (a copy): give "
+                                   "each file once")
             head.append(cap)
 
 
-def _head_digest(path: str) -> str:
-    try:
-        with open(path, "rb") as f:
-            return hashlib.sha256(f.read(CHUNK)).hexdigest()
-    except OSError as e:
-        raise CaptureError(path, e.strerror or str(e)) from e
-
-
 def _same_bytes(a: str, b: str) -> bool:
-    try:
-        with open(a, "rb") as fa, open(b, "rb") as fb:
-            while True:
-                x, y = fa.read(CHUNK), fb.read(CHUNK)
-                if x != y:
-                    return False
-                if not x:
-                    return True
-    except OSError as e:
-        raise CaptureError(b, e.strerror or str(e)) from e
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        while True:
+            x, y = fa.read(CHUNK), fb.read(CHUNK)
+            if x != y:
+                return False
+            if not x:
+                return True

@@ -25,7 +25,6 @@ class Stop(Exception):
         self.message, self.offset = message, offset
 
 
-
 class _ReadError(Exception):
     """The underlying file could not be read (an OSError there, passed through a
     decompressor without being taken for corrupt data)."""
@@ -151,12 +150,13 @@ class Source:
         self.kind = ""
         self.failed: Stop | None = None  # raised at the next read
         self.wrapped = False  # read through a decompressor's reader
+        #: what the decompressor's reader raises on corrupt data (gzip is inflated by _next)
+        self.corrupt: tuple[type[Exception], ...] = ()
         first = self._raw(CHUNK)
         self.ended = not first  # the stream said it ended
         self.kind = _compression(first)
         cap.compressed, cap.compression = bool(self.kind), self.kind
         self.inflate = zlib.decompressobj(31) if self.kind == "gzip" else None
-        self.corrupt: tuple[type[Exception], ...] = (zlib.error,)
         if self.kind in ("bzip2", "xz", "zstd"):
             raw: Any = _Prefixed(first, stream)  # reads like a binary file
             if self.kind == "bzip2":
@@ -165,13 +165,11 @@ class Source:
                 self.stream, self.corrupt = lzma.LZMAFile(raw), (lzma.LZMAError,)
             else:
                 try:
-                    self.stream = _Zstd(raw)
+                    import zstandard
                 except ImportError:
                     raise Stop("zstd-compressed: reading it needs the zstandard module "
                                 "(pip install zstandard)", 0) from None
-                import zstandard
-
-                self.corrupt = (zstandard.ZstdError,)
+                self.stream, self.corrupt = _Zstd(raw), (zstandard.ZstdError,)
             self.wrapped, first = True, b""
         self.pending: bytes | memoryview = first
         self.buf = self._next() or b""
@@ -210,12 +208,10 @@ class Source:
             raise Stop(f"read error: {e}", where) from e
         except EOFError:
             raise Stop(f"{self.kind} stream ends early", where) from None
-        except Exception as e:  # an OSError, or a decompressor's own: LZMAError, ZstdError
-            if self.kind and isinstance(e, self.corrupt):
-                raise Stop(f"corrupt {self.kind} data ({e})", where) from None
-            if isinstance(e, OSError):
-                raise Stop(f"read error: {e.strerror or e}", where) from e
-            raise
+        except self.corrupt as e:  # the decompressor's: OSError (bzip2), LZMAError, ZstdError
+            raise Stop(f"corrupt {self.kind} data ({e})", where) from None
+        except OSError as e:
+            raise Stop(f"read error: {e.strerror or e}", where) from e
 
     def _next(self) -> bytes | None:
         """The next chunk of capture bytes, or None at the end."""
