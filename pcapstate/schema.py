@@ -1,4 +1,4 @@
-"""The JSON result's schema (`pcapstate-result/1`, docs/json.md) and the check that
+"""The JSON result's schema (`pcapstate-result/2`, docs/json.md) and the check that
 `pcapstate report` runs on a saved result before rendering it.
 
 A result that parses may still be damaged or hand-edited: a count that is a string, a
@@ -26,8 +26,11 @@ from functools import cache
 from importlib.resources import files
 from typing import Any
 
-#: The result's schema and version: `schema` in every result.
-SCHEMA = "pcapstate-result/1"
+#: The result's schema and version: `schema` in every result. 2: a connection ended by a
+#: RST without a FIN first has the RST's sender for its closer (1: none), and `closed_by`.
+SCHEMA = "pcapstate-result/2"
+#: The versions a report reads (a version 1 result's closers of resets read "none").
+READS = ("pcapstate-result/1", SCHEMA)
 
 #: JSON's kinds of value, as a message names them.
 _KINDS = {"object": "an object", "array": "a list", "string": "a string",

@@ -97,7 +97,7 @@ def rst_out_of_window() -> None:
     w.seg(0.6, "<", "RA", 5001, 1021)  # the real, in-window reset
     w.close({"description": "a RST outside the window is ignored; a later in-window RST "
                             "ends the connection",
-             "connections": 1, "end_kinds": {"reset_by_server": 1}, "closers": {"none": 1},
+             "connections": 1, "end_kinds": {"reset_by_server": 1}, "closers": {"server": 1},
              "stuck": [], "final_states": [{"client": "CLOSED", "server": "CLOSED"}],
              "anomalies": {"rst_out_of_window": 1}, "notes": "crafted with dpkt"})
 

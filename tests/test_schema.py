@@ -217,7 +217,7 @@ def test_an_unknown_key_is_allowed_and_optional_keys_may_go(saved):
 def test_the_schema_file_is_json_schema():
     Draft202012Validator.check_schema(DOC)
     assert DOC["$schema"] == "https://json-schema.org/draft/2020-12/schema"
-    assert DOC["properties"]["schema"]["const"] == SCHEMA
+    assert DOC["properties"]["schema"]["enum"] == ["pcapstate-result/1", SCHEMA]
 
     def refs(node: Any) -> list[dict[str, Any]]:
         if isinstance(node, list):

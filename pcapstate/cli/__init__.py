@@ -464,7 +464,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _report_of(args: argparse.Namespace, name: str, outputs: _Outputs) -> int:
-    from pcapstate.schema import SCHEMA, problem
+    from pcapstate.schema import READS, problem
 
     try:
         if args.result == "-":
@@ -482,9 +482,10 @@ def _report_of(args: argparse.Namespace, name: str, outputs: _Outputs) -> int:
     except ValueError as e:
         return _error(f"{name} is not valid JSON ({e})")
     schema = result.get("schema") if isinstance(result, dict) else None
-    if schema != SCHEMA:
+    if schema not in READS:
         return _error(f"{name} is not a pcapstate result" if schema is None else
-                      f"{name} is a {schema} result; this pcapstate reads {SCHEMA}")
+                      f"{name} is a {schema} result; this pcapstate reads "
+                      f"{' and '.join(READS)}")
     bad = problem(result)  # the first field a report could not use, by its JSON path
     if bad is not None:
         return _error(f"{name}: {bad}")

@@ -7,7 +7,7 @@ have a stuck endpoint (derive/verdict.py's `stuck` then says how, for those only
 import numpy as np
 
 from pcapstate.derive.timeline import bin_of
-from pcapstate.derive.verdict import UNTOLD, closer_code, end_code, vantage_side
+from pcapstate.derive.verdict import E_REFUSED, UNTOLD, closer_code, end_code, vantage_side
 from pcapstate.jit import njit
 from pcapstate.track import zeek_view
 from pcapstate.track.slots import (
@@ -77,14 +77,14 @@ def _end_kind(r):
 
 
 @njit(cache=True, nogil=True)
-def _closer(r):
-    """verdict.closer_code of a packed record."""
+def _closer(r, kind):
+    """verdict.closer_code of a packed record whose end kind is `kind`."""
     active = [False, False]
     for e in range(2):
         for k in range(r.ntr[e]):
             if r.tr_st[e, k] == FIN_WAIT_1:
                 active[e] = True
-    return closer_code(active[0], active[1])
+    return closer_code(active[0], active[1], r.reset_by, kind == E_REFUSED)
 
 
 @njit(cache=True, nogil=True)
@@ -99,7 +99,8 @@ def fold(rows, times, limits, by_roles, end_closer, final, anomalies, counts, hi
     connection i's end kind and closer."""
     for i in range(len(rows)):
         r, end = rows[i], times[i]
-        kinds[i], closers[i] = _end_kind(r), _closer(r)
+        kinds[i] = _end_kind(r)
+        closers[i] = _closer(r, kinds[i])
         end_closer[kinds[i], closers[i]] += 1
         by_roles[r.roles] += 1
         _handshake(r, sides, round_trip)

@@ -17,6 +17,7 @@ from pcapstate.track.zeek_view import CONN_STATES, ZEEK_HISTORY
 from pcapstate.vocab import WIRESHARK_ANALYSIS, Roles, State
 
 ROLES = ("client", "server")
+_FIN_WAIT_1 = STATES.index(State.FIN_WAIT_1)
 
 #: A connection in brief (what `on_brief` receives, a list of these lists at a time): what
 #: names it and how it ended, for the corpus check, without building the whole record.
@@ -91,6 +92,7 @@ def records(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray,
             "last_ts": float(row["last_ts"]),
             "end": END_NAMES[kinds[i]],
             "closer": CLOSER_NAMES[closers[i]],
+            "closed_by": _closed_by(row, CLOSER_NAMES[closers[i]]),
             "reset_by": None if reset_by < 0 else ROLES[reset_by],
             "endpoints": {ROLES[e]: _endpoint_json(row, e) for e in range(2)},
             "anomalies": dict(sorted((ANOMALY_NAMES[a], int(v))
@@ -104,6 +106,15 @@ def records(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray,
                 WIRESHARK_ANALYSIS, row["ws"], strict=True) if v}
         out.append(rec | z)
     return out
+
+
+def _closed_by(row: np.void, closer: str) -> str | None:
+    """How the active closer closed: "fin" (it sent a FIN first), "rst" (its RST ended the
+    connection, no FIN before it), None where nobody closed."""
+    if closer == "none":
+        return None
+    fin_first = any((row["tr_st"][e, :row["ntr"][e]] == _FIN_WAIT_1).any() for e in range(2))
+    return "fin" if fin_first else "rst"
 
 
 def _endpoint_json(row: np.void, e: int) -> dict[str, Any]:

@@ -50,15 +50,19 @@ def end_code(reset_by, client_fin, server_fin, server_syn, server_syn_acked, mid
 
 
 @njit(cache=True, nogil=True)
-def closer_code(client_active, server_active):
+def closer_code(client_active, server_active, reset_by, refused):
     """The active closer, as the code of its Closer: whoever went to FIN_WAIT_1, i.e. sent
-    a FIN before it had received the peer's (`client_active`, `server_active`). Both did in
-    a simultaneous close."""
+    a FIN before it had received the peer's (`client_active`, `server_active`); both did in
+    a simultaneous close. Without a FIN first, the endpoint whose RST ended the connection
+    (`reset_by`, -1 none) closed it, abortively; none where nobody closed (`refused`, a
+    connection never accepted; unanswered; still open)."""
     if client_active and server_active:
         return C_BOTH
-    if client_active:
-        return C_CLIENT
-    return C_SERVER if server_active else C_NONE
+    if client_active or server_active:
+        return C_CLIENT if client_active else C_SERVER
+    if reset_by != -1 and not refused:
+        return C_CLIENT if reset_by == 0 else C_SERVER
+    return C_NONE
 
 
 # Where the capture sat on a connection's path, by its handshake (`vantage_side`).
