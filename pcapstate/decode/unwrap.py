@@ -36,8 +36,8 @@ _CARRIER_NAMES = {kind: frames.kind_name(kind)[6:] for kind in frames.CARRIERS}
 
 
 def _unread(kind: int) -> bool:
-    """A kind that may hold TCP neither decoder read: a carrier, an unknown link type."""
-    return kind in frames.CARRIERS or kind >> 16 == frames._BAD_LINKTYPE >> 16
+    """A kind that may hold TCP neither decoder read (frames.not_read's carriers)."""
+    return kind != frames.TCP and frames.not_read(frames.kind_name(kind)) == "carrier"
 
 
 def _ether(etype: int, payload: bytes) -> tuple[int, bytes]:
@@ -63,9 +63,11 @@ class Unwrapper:
         """Unwrap the `count` rows of `slow` (frames.SLOW_FIELDS) whose frames are in `buf`:
         a wrapper off each (in capture order), then the compiled decoder over all their
         insides at once, again while one is a carrier still."""
-        records = [(row, bytes(buf[start:start + length]), origlen, linktype)
-                   for row, start, length, origlen, linktype, _ in slow[:count].tolist()]
-        todo = [(*r, at, 0) for r, at in zip(records, slow[:count, 5].tolist(), strict=True)]
+        records, todo = [], []
+        for row, start, length, origlen, linktype, at in slow[:count].tolist():
+            frame = bytes(buf[start:start + length])
+            records.append((row, frame, origlen, linktype))
+            todo.append((row, frame, origlen, linktype, at, 0))  # ..., no tunnel yet
         kinds = out.kind
         for _ in range(_DEPTH):
             insides = []  # (row, frame, original length, link type, tunnel, name)
@@ -299,7 +301,6 @@ class Fragments:
         # the datagram), by their kind's accounting name: read, though their rows say
         # fragment
         self.used = Counter[str]()
-        self.dropped = 0  # fragments whose datagram was given up (time, memory)
 
     def add(self, ip: Any, header: bytes, data: bytes, ts: float,
             scope: tuple[Any, ...]) -> bytes | None:
@@ -341,7 +342,6 @@ class Fragments:
                                 or next(iter(self.pending.values()))[0] < now - self.TIMEOUT):
             entry = self.pending.pop(next(iter(self.pending)))
             self.bytes -= sum(map(len, entry[3].values()))
-            self.dropped += len(entry[3])
 
 
 def _joined(entry: list[Any]) -> bytes | None:

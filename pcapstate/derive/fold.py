@@ -7,7 +7,14 @@ have a stuck endpoint (derive/verdict.py's `stuck` then says how, for those only
 import numpy as np
 
 from pcapstate.derive.timeline import bin_of
-from pcapstate.derive.verdict import E_REFUSED, UNTOLD, closer_code, end_code, vantage_side
+from pcapstate.derive.verdict import (
+    C_NONE,
+    E_REFUSED,
+    UNTOLD,
+    closer_code,
+    end_code,
+    vantage_side,
+)
 from pcapstate.jit import njit
 from pcapstate.track import zeek_view
 from pcapstate.track.slots import (
@@ -78,29 +85,31 @@ def _end_kind(r):
 
 @njit(cache=True, nogil=True)
 def _closer(r, kind):
-    """verdict.closer_code of a packed record whose end kind is `kind`."""
+    """verdict.closer_code of a packed record whose end kind is `kind`, and whether the
+    closer aborted (no FIN first: its RST ended the connection)."""
     active = [False, False]
     for e in range(2):
         for k in range(r.ntr[e]):
             if r.tr_st[e, k] == FIN_WAIT_1:
                 active[e] = True
-    return closer_code(active[0], active[1], r.reset_by, kind == E_REFUSED)
+    code = closer_code(active[0], active[1], r.reset_by, kind == E_REFUSED)
+    return code, code != C_NONE and not (active[0] or active[1])
 
 
 @njit(cache=True, nogil=True)
 def fold(rows, times, limits, by_roles, end_closer, final, anomalies, counts, hist, dmax,
          dmin, dmax_censored, sides, round_trip, wireshark, zeek, stuck, kinds, closers,
-         origin, tl_delta, tl_width):
+         aborted, origin, tl_delta, tl_width):
     """Fold each retired connection (`rows`, retired at `times`) into the aggregates
     (new_folds) and the timeline (derive/timeline.py). Each endpoint's intervals: each
     state (but CLOSED) from its transition to the next, or to the connection's retirement.
     stuck[i, e], a bit mask, gets bit k when endpoint e's interval from transition k lasted
-    longer than its state's limit (`limits`, NaN: no limit); kinds[i] and closers[i] get
-    connection i's end kind and closer."""
+    longer than its state's limit (`limits`, NaN: no limit); kinds[i], closers[i] and
+    aborted[i] get connection i's end kind, closer and whether the closer aborted."""
     for i in range(len(rows)):
         r, end = rows[i], times[i]
         kinds[i] = _end_kind(r)
-        closers[i] = _closer(r, kinds[i])
+        closers[i], aborted[i] = _closer(r, kinds[i])
         end_closer[kinds[i], closers[i]] += 1
         by_roles[r.roles] += 1
         _handshake(r, sides, round_trip)

@@ -14,10 +14,9 @@ from pcapstate import jit
 from pcapstate.track import zeek_view
 from pcapstate.track.slots import ANOMALY_NAMES, CLOSER_NAMES, END_NAMES, ROLE_NAMES, STATES
 from pcapstate.track.zeek_view import CONN_STATES, ZEEK_HISTORY
-from pcapstate.vocab import WIRESHARK_ANALYSIS, Roles, State
+from pcapstate.vocab import WIRESHARK_ANALYSIS, Closer, Roles, State
 
 ROLES = ("client", "server")
-_FIN_WAIT_1 = STATES.index(State.FIN_WAIT_1)
 
 #: A connection in brief (what `on_brief` receives, a list of these lists at a time): what
 #: names it and how it ended, for the corpus check, without building the whole record.
@@ -69,11 +68,12 @@ def briefs(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray) -> list[lis
                                            kinds.tolist(), closers.tolist(), strict=True)]
 
 
-def records(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray,
+def records(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray, aborted: np.ndarray,
             zeek: list[dict[str, Any]], wireshark: bool,
             tunnels: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
     """Each connection's record, as written to the JSON result and the JSON Lines stream
-    (docs/json.md); `zeek`: zeek_fields of the same rows; `wireshark`: the tshark engine
+    (docs/json.md); `aborted`: derive/fold.py's (the closer closed by a RST); `zeek`:
+    zeek_fields of the same rows; `wireshark`: the tshark engine
     counted Wireshark's analysis flags; `tunnels`: the tunnels met (decode/unwrap.py), by
     number - 1."""
     out = []
@@ -92,7 +92,9 @@ def records(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray,
             "last_ts": float(row["last_ts"]),
             "end": END_NAMES[kinds[i]],
             "closer": CLOSER_NAMES[closers[i]],
-            "closed_by": _closed_by(row, CLOSER_NAMES[closers[i]]),
+            # how the closer closed: a FIN first, or an abort (its RST ended it)
+            "closed_by": None if CLOSER_NAMES[closers[i]] == Closer.NONE
+            else "rst" if aborted[i] else "fin",
             "reset_by": None if reset_by < 0 else ROLES[reset_by],
             "endpoints": {ROLES[e]: _endpoint_json(row, e) for e in range(2)},
             "anomalies": dict(sorted((ANOMALY_NAMES[a], int(v))
@@ -106,15 +108,6 @@ def records(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray,
                 WIRESHARK_ANALYSIS, row["ws"], strict=True) if v}
         out.append(rec | z)
     return out
-
-
-def _closed_by(row: np.void, closer: str) -> str | None:
-    """How the active closer closed: "fin" (it sent a FIN first), "rst" (its RST ended the
-    connection, no FIN before it), None where nobody closed."""
-    if closer == "none":
-        return None
-    fin_first = any((row["tr_st"][e, :row["ntr"][e]] == _FIN_WAIT_1).any() for e in range(2))
-    return "fin" if fin_first else "rst"
 
 
 def _endpoint_json(row: np.void, e: int) -> dict[str, Any]:

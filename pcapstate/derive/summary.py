@@ -143,12 +143,13 @@ class Summary:
         n = len(rows)
         marks = np.zeros((n, 2), np.uint32)
         kinds, closers = np.empty(n, np.int8), np.empty(n, np.int8)
+        aborted = np.empty(n, np.bool_)
         tl, f = self.timeline, self.folds
         tl.start(float(times.min()))  # analyze has started it at the first record
         fold(rows, times, self.limits, f["by_roles"], f["end_closer"], f["final"],
              f["anomalies"], f["counts"], f["hist"], f["max"], f["min"], f["max_censored"],
              f["sides"], f["round_trip"], f["wireshark"], f["zeek"], marks, kinds, closers,
-             tl.origin, tl.delta, tl.width)
+             aborted, tl.origin, tl.delta, tl.width)
         if ended:
             views = jit.records(np.array([v for vs in ended.values() for v in vs], rows.dtype))
             self.zeek_ended += np.bincount(records.zeek_columns(views)[0],
@@ -165,8 +166,8 @@ class Summary:
             if self.on_zeek is not None:
                 self.on_zeek(records.zeek_records(rows[part], zeek, self.tunnels))
             if self.on_record is not None:
-                for rec in records.records(rows[part], kinds[part], closers[part], zeek,
-                                           self.wireshark, self.tunnels):
+                for rec in records.records(rows[part], kinds[part], closers[part],
+                                           aborted[part], zeek, self.wireshark, self.tunnels):
                     self.on_record(rec)
 
     def findings(self) -> list[dict[str, Any]]:
