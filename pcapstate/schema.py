@@ -1,4 +1,4 @@
-"""The JSON result's schema (`pcapstate-result/2`, docs/json.md) and the check that
+"""The JSON result's schema (`pcapstate-result/3`, docs/json.md) and the check that
 `pcapstate report` runs on a saved result before rendering it.
 
 A result that parses may still be damaged or hand-edited: a count that is a string, a
@@ -28,9 +28,12 @@ from typing import Any
 
 #: The result's schema and version: `schema` in every result. 2: a connection ended by a
 #: RST without a FIN first has the RST's sender for its closer (1: none), and `closed_by`.
-SCHEMA = "pcapstate-result/2"
-#: The versions a report reads (a version 1 result's closers of resets read "none").
-READS = ("pcapstate-result/1", SCHEMA)
+#: 3: a closer inferred from a RST that answered a FIN is the RST's sender (2: the FIN's),
+#: and how each closer is known (`closer_evidence`), inferred findings, counts at capture end.
+SCHEMA = "pcapstate-result/3"
+#: The versions a report reads (a version 1 result's closers of resets read "none"; one
+#: before 3 has no closer evidence, inferred findings or counts at capture end).
+READS = ("pcapstate-result/1", "pcapstate-result/2", SCHEMA)
 
 #: JSON's kinds of value, as a message names them.
 _KINDS = {"object": "an object", "array": "a list", "string": "a string",

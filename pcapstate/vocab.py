@@ -115,6 +115,18 @@ class Closer(StrEnum):
     NONE = "none"
 
 
+class CloserEvidence(StrEnum):
+    """How the capture established a connection's active closer."""
+
+    FIN_SEEN = "fin_seen"  # its FIN, before any of the peer's, and the peer had not closed
+    #                        before the capture (its start or its data are in it)
+    RST_SEEN = "rst_seen"  # likewise, its RST, without a FIN first
+    INFERRED = "inferred"  # its FIN was before the capture: the peer's FIN was answered by
+    #                        its RST (it had no socket any more); the peer was in CLOSE_WAIT
+    UNKNOWN = "unknown"  # the first to close in the capture, which began after the
+    #                      connection opened: the peer may have closed before it began
+
+
 class Roles(StrEnum):
     """How the client (originator) and server (responder) were told apart."""
 
@@ -176,3 +188,6 @@ WIRESHARK_ANALYSIS = {
 TOO_CLOSE = 100e-6
 #: The share of the round trip on one side under which the capture is called near the other.
 NEAR = 0.2
+#: Handshakes that tell, at least, before the vantage point is called anything but unknown:
+#: this many, and this share of all the complete handshakes (2 of 188 tell nothing).
+VANTAGE_MIN_TELLING, VANTAGE_MIN_SHARE = 3, 0.1

@@ -37,7 +37,7 @@ def test_json_result_with_connection_records(tmp_path, capsys):
     assert main(["analyze", RESET, "--json", str(out), "-q"]) == 0
     assert capsys.readouterr().out == ""
     result = json.loads(out.read_text())
-    assert result["schema"] == "pcapstate-result/2"
+    assert result["schema"] == "pcapstate-result/3"
     [rec] = result["connection_records"]
     assert rec["end"] == "reset_by_server" and rec["reset_by"] == "server"
     assert rec["client"] == "192.0.2.10:41000" and rec["server"] == "192.0.2.20:8080"

@@ -184,8 +184,63 @@ def test_capture_started_mid_stream_marks_the_inference():
     assert conn["roles_from"] == "port" and conn["mid_stream"]
     assert conn["client"] == "10.0.0.1:40000"
     assert conn["closer"] == "client" and conn["end"] == "closed"
+    # the server's data shows it had not closed: the client's FIN was the first
+    assert conn["closer_evidence"] == "fin_seen"
     established = t.result()["durations"]["ESTABLISHED"]
     assert established["left_censored"] == 2  # both began before the capture
+
+
+def test_a_fin_answered_by_a_reset_late_in_the_capture_shows_the_peer_closed_first():
+    """A capture that begins after the client closed: the server's FIN, long after, is
+    answered by the client's kernel with a RST (no socket: seq = the FIN's ack, no ACK
+    flag). The client closed first; the server had been in CLOSE_WAIT, a leak."""
+    t = Transcript()
+    t.send(5.0, "<", "FA", 5001, 1001)
+    t.send(5.0001, ">", "R", 1001)
+    [conn] = t.finish(6.0)
+    assert conn["closer"] == "client" and conn["closer_evidence"] == "inferred"
+    assert conn["closed_by"] is None and conn["end"] == "reset_by_client"
+    assert states(conn, "server") == ["CLOSE_WAIT", "LAST_ACK", "CLOSED"]
+    assert states(conn, "client") == ["CLOSED"]
+    assert [t.get("inferred", False) for t in conn["endpoints"]["server"]["transitions"]] \
+        == [True, False, False]
+    [finding] = t.result()["findings"]
+    assert (finding["state"], finding["role"], finding["inferred"], finding["count"]) \
+        == ("CLOSE_WAIT", "server", True, 1)
+    assert finding["examples"][0]["rst_ts"] == 5.0001
+    assert t.result()["connections"]["by_closer_evidence"] == {"inferred": 1}
+
+
+@pytest.mark.parametrize("before", [
+    [(4.0, ">", "PA", 1001, 5001, 100)],  # the client sent data in the capture: it was open
+    [(4.0, ">", "A", 1001, 5001, 0), (4.5, ">", "PA", 1001, 5001, 10)],
+])
+def test_a_reset_from_a_peer_seen_open_is_not_an_earlier_close(before):
+    """The client was seen sending data, so it had not closed before the capture: its RST
+    answering the server's FIN is not a close before the capture (its socket went away
+    later: a peer that vanished), and the server closed first."""
+    t = Transcript()
+    for ts, way, flags, seq, ack, plen in before:
+        t.send(ts, way, flags, seq, ack, plen=plen)
+    end = 1001 + sum(b[5] for b in before)
+    t.send(5.0, "<", "FA", 5001, end)
+    t.send(5.0001, ">", "R", end)
+    [conn] = t.finish(6.0)
+    assert conn["closer"] == "server" and conn["closer_evidence"] == "fin_seen"
+    assert not t.result()["findings"]
+
+
+def test_a_fin_acknowledged_late_in_the_capture_leaves_the_closer_unknown():
+    """The server's FIN, acknowledged, in a capture that began after the connection opened
+    and shows nothing else of the client: the client may have closed before the capture
+    (its FIN_WAIT_2 acknowledging it) or be in CLOSE_WAIT now. The closer is the first in
+    the capture, said as unknown."""
+    t = Transcript()
+    t.send(5.0, "<", "FA", 5001, 1001)
+    t.send(5.001, ">", "A", 1001, 5002)
+    [conn] = t.finish(6.0)
+    assert conn["closer"] == "server" and conn["closer_evidence"] == "unknown"
+    assert conn["closed_by"] == "fin"
 
 
 def test_duplicate_and_backwards_segments_are_counted_not_applied():

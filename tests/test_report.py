@@ -207,7 +207,8 @@ def test_read_result_stops_before_the_records(tmp_path):
 @pytest.mark.parametrize(("content", "says"), [
     (None, "nothing to write"),
     (b'{"schema": "pcapstate-result/0"}', "is a pcapstate-result/0 result; this pcapstate "
-                                          "reads pcapstate-result/1 and pcapstate-result/2"),
+                                          "reads pcapstate-result/1, pcapstate-result/2 and "
+                                          "pcapstate-result/3"),
     (b'{"a": 1}', "is not a pcapstate result"),
     (b'{"a": ', "is not valid JSON"),
     (b"\xd4\xc3\xb2\xa1\x02\x00", "is not a JSON file"),

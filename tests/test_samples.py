@@ -44,7 +44,7 @@ def test_samples_are_there():
     assert {"close_wait_leak", "close_wait_reset", "client_close", "server_close",
             "rst_abort", "refused", "half_close", "mid_stream", "ipv6", "pcapng", "rotated",
             "crafted_simultaneous_close", "crafted_wraparound", "vantage_client",
-            "vantage_server", "idle_leak", "syn_timeout"} <= names
+            "vantage_server", "idle_leak", "syn_timeout", "late_leak"} <= names
 
 
 def test_expected_facts(sample):
@@ -56,10 +56,15 @@ def test_expected_facts(sample):
     found = sorted((f["state"], f["service"], f["role"], f["count"]) for f in result["findings"])
     assert found == sorted((s["state"], s["service"], s["role"], s["count"])
                            for s in exp["stuck"])
-    outcomes = {(f["state"], f["service"]): f["outcomes"] for f in result["findings"]}
+    groups = {(f["state"], f["service"]): f for f in result["findings"]}
     for s in exp["stuck"]:
         if "outcomes" in s:
-            assert outcomes[(s["state"], s["service"])] == s["outcomes"]
+            assert groups[s["state"], s["service"]]["outcomes"] == s["outcomes"]
+        assert groups[s["state"], s["service"]]["inferred"] == s.get("inferred", False)
+    if "by_closer_evidence" in exp:
+        assert conns["by_closer_evidence"] == exp["by_closer_evidence"]
+    elif set(conns["roles_from"]) == {"syn"}:  # every start seen: every closer seen to close
+        assert set(conns["by_closer_evidence"]) <= {"fin_seen", "rst_seen"}
     if "anomalies" in exp:
         assert {k: conns["anomalies"].get(k) for k in exp["anomalies"]} == exp["anomalies"]
     if "vantage" in exp:

@@ -22,9 +22,9 @@ from pcapstate.derive.fold import BINS_PER_DECADE, FLOOR
 from pcapstate.derive.records import ROLES
 from pcapstate.derive.timeline import BINS as TIMELINE_BINS
 from pcapstate.pipeline import analyze
-from pcapstate.schema import SCHEMA, problem
+from pcapstate.schema import READS, problem
 from pcapstate.track.zeek_view import CONN_STATES
-from pcapstate.vocab import STUCK_STATES, Censor, Closer, EndKind, Roles, State
+from pcapstate.vocab import STUCK_STATES, Censor, Closer, CloserEvidence, EndKind, Roles, State
 from tests.test_samples import EXPECTED, captures
 
 #: The schema file, as users read it.
@@ -217,7 +217,7 @@ def test_an_unknown_key_is_allowed_and_optional_keys_may_go(saved):
 def test_the_schema_file_is_json_schema():
     Draft202012Validator.check_schema(DOC)
     assert DOC["$schema"] == "https://json-schema.org/draft/2020-12/schema"
-    assert DOC["properties"]["schema"]["enum"] == ["pcapstate-result/1", SCHEMA]
+    assert DOC["properties"]["schema"]["enum"] == list(READS)
 
     def refs(node: Any) -> list[dict[str, Any]]:
         if isinstance(node, list):
@@ -239,6 +239,7 @@ def test_the_schema_file_keeps_step_with_the_vocabulary_and_the_engine():
     assert defs["stuck_state"]["enum"] == list(STUCK_STATES)
     assert defs["end_kind"]["enum"] == list(EndKind)
     assert defs["closer"]["enum"] == list(Closer)
+    assert defs["closer_evidence"]["enum"] == list(CloserEvidence)
     assert defs["roles_from"]["enum"] == list(Roles)
     assert defs["censor"]["enum"] == list(Censor)
     assert defs["role"]["enum"] == list(ROLES)

@@ -58,6 +58,10 @@ def capture(path, handshakes):
     ([(0.030, 0.00002)] * 2 + [(0.00002, 0.030)] * 2, "mixed"),
     ([(0.00002, 0.00001)] * 3, "unknown"),
     ([], "unknown"),
+    # too few tell: two (of two), or three of 31 (under a tenth)
+    ([(0.030, 0.00002)] * 2, "unknown"),
+    ([(0.030, 0.00002)] * 3 + [(0.00002, 0.00001)] * 28, "unknown"),
+    ([(0.030, 0.00002)] * 3 + [(0.00002, 0.00001)] * 27, "client"),
 ])
 def test_estimate(tmp_path, handshakes, estimate):
     result = analyze([capture(tmp_path / "c.pcap", handshakes)])

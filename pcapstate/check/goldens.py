@@ -91,6 +91,7 @@ def facts(files: list[str] | tuple[str, ...], settings: Settings) -> dict[str, A
         "warnings": [local(w) for w in result["warnings"]],
         "tcp_unread": result["coverage"]["tcp_unread"],
         "findings": [{"state": f["state"], "service": f["service"], "role": f["role"],
+                      **({"inferred": True} if f["inferred"] else {}),
                       "count": f["count"], "still_open": f["still_open"],
                       "oldest": round(f["oldest"], 6), "outcomes": f["outcomes"]}
                      for f in result["findings"]],
@@ -155,12 +156,13 @@ def _warnings(got: list[str], want: list[str]) -> list[str]:
 
 def _findings(got: list[dict[str, Any]], want: list[dict[str, Any]],
               tolerance: float) -> list[str]:
-    """A finding is one group: a state at a service, on its server or its clients' side."""
+    """A finding is one group: a state at a service, on its server or its clients' side,
+    seen or inferred."""
     out = []
-    old = {(f["state"], f["service"], f["role"]): f for f in want}
-    new = {(f["state"], f["service"], f["role"]): f for f in got}
+    old, new = ({(f["state"], f["service"], f["role"], f.get("inferred", False)): f
+                 for f in fs} for fs in (want, got))
     for key in sorted(set(old) | set(new)):
-        name = f"{key[0]} at {key[1]} ({key[2]})"
+        name = f"{key[0]} at {key[1]} ({key[2]}{', inferred' if key[3] else ''})"
         if key not in new:
             out.append(f"{name}: none stuck, expected {old[key]['count']:,}")
         elif key not in old:
@@ -238,15 +240,18 @@ def policy(got: dict[str, Any], config: Config) -> list[str]:
     p = config.policy
     out = []
     close_wait = 0
+    stuck: Counter[tuple[str, str, str]] = Counter()  # seen and inferred, together
     for f in got["findings"]:
-        state = State(f["state"])
-        allowed = p.allowed(f["service"], state)
-        over = f["count"] - allowed
+        stuck[f["state"], f["service"], f["role"]] += f["count"]
+    for (name, service, role), n in stuck.items():
+        state = State(name)
+        allowed = p.allowed(service, state)
+        over = n - allowed
         if state is State.CLOSE_WAIT:
             close_wait += max(over, 0)
         if state in p.fail_on and over > 0:
-            out.append(f"{f['count']:,} endpoints stuck in {state} at {f['service']} "
-                       f"({f['role']})" + (f", {allowed:,} allowed" if allowed else ""))
+            out.append(f"{n:,} endpoints stuck in {state} at {service} ({role})"
+                       + (f", {allowed:,} allowed" if allowed else ""))
     if p.max_close_wait is not None and close_wait > p.max_close_wait:
         out.append(f"{close_wait:,} endpoints stuck in CLOSE_WAIT beyond the allowances, at "
                    f"most {p.max_close_wait:,} allowed")

@@ -485,7 +485,7 @@ def _report_of(args: argparse.Namespace, name: str, outputs: _Outputs) -> int:
     if schema not in READS:
         return _error(f"{name} is not a pcapstate result" if schema is None else
                       f"{name} is a {schema} result; this pcapstate reads "
-                      f"{' and '.join(READS)}")
+                      f"{', '.join(READS[:-1])} and {READS[-1]}")
     bad = problem(result)  # the first field a report could not use, by its JSON path
     if bad is not None:
         return _error(f"{name}: {bad}")

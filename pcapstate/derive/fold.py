@@ -8,22 +8,28 @@ import numpy as np
 
 from pcapstate.derive.timeline import bin_of
 from pcapstate.derive.verdict import (
+    C_BOTH,
     C_NONE,
+    C_SERVER,
     E_REFUSED,
     UNTOLD,
     closer_code,
     end_code,
+    evidence_code,
     vantage_side,
 )
 from pcapstate.jit import njit
 from pcapstate.track import zeek_view
 from pcapstate.track.slots import (
     ANOMALY_NAMES,
+    BY_PORT,
     BY_SYN,
+    CLOSE_WAIT,
     CLOSED,
     CLOSER_NAMES,
     END_NAMES,
     ESTABLISHED,
+    EVIDENCE_NAMES,
     FIN_WAIT_1,
     ROLE_NAMES,
     STATES,
@@ -47,6 +53,7 @@ def new_folds() -> dict[str, np.ndarray]:
     z, states = np.zeros, len(STATES)
     return {"by_roles": z(len(ROLE_NAMES), np.int64),
             "end_closer": z((len(END_NAMES), len(CLOSER_NAMES)), np.int64),
+            "evidence": z(len(EVIDENCE_NAMES), np.int64),
             "final": z((2, states), np.int64), "anomalies": z(len(ANOMALY_NAMES), np.int64),
             "counts": z((states, len(CENSORS)), np.int64),
             "hist": z((states, len(CENSORS), NBINS + 1), np.int64),
@@ -85,32 +92,40 @@ def _end_kind(r):
 
 @njit(cache=True, nogil=True)
 def _closer(r, kind):
-    """verdict.closer_code of a packed record whose end kind is `kind`, and whether the
-    closer aborted (no FIN first: its RST ended the connection)."""
+    """verdict.closer_code of a packed record whose end kind is `kind`, whether the closer
+    aborted (no FIN first: its RST ended the connection), and verdict.evidence_code."""
     active = [False, False]
     for e in range(2):
         for k in range(r.ntr[e]):
             if r.tr_st[e, k] == FIN_WAIT_1:
                 active[e] = True
     code = closer_code(active[0], active[1], r.reset_by, kind == E_REFUSED)
-    return code, code != C_NONE and not (active[0] or active[1])
+    aborted = code != C_NONE and not (active[0] or active[1])
+    peer = 0 if code == C_SERVER else 1  # for C_BOTH, either: both closed in the capture
+    open_seen = r.roles != BY_PORT or r.payload[peer] > 0 or r.fin_seq[peer] != -1 \
+        or code == C_BOTH
+    return code, aborted, evidence_code(code, aborted, r.inferred != 0, open_seen)
 
 
 @njit(cache=True, nogil=True)
-def fold(rows, times, limits, by_roles, end_closer, final, anomalies, counts, hist, dmax,
-         dmin, dmax_censored, sides, round_trip, wireshark, zeek, stuck, kinds, closers,
-         aborted, origin, tl_delta, tl_width):
+def fold(rows, times, limits, by_roles, end_closer, evidence, final, anomalies, counts, hist,
+         dmax, dmin, dmax_censored, sides, round_trip, wireshark, zeek, stuck, kinds, closers,
+         aborted, evidences, origin, tl_delta, tl_width):
     """Fold each retired connection (`rows`, retired at `times`) into the aggregates
     (new_folds) and the timeline (derive/timeline.py). Each endpoint's intervals: each
     state (but CLOSED) from its transition to the next, or to the connection's retirement.
     stuck[i, e], a bit mask, gets bit k when endpoint e's interval from transition k lasted
-    longer than its state's limit (`limits`, NaN: no limit); kinds[i], closers[i] and
-    aborted[i] get connection i's end kind, closer and whether the closer aborted."""
+    longer than its state's limit (`limits`, NaN: no limit), or was a CLOSE_WAIT inferred
+    to have outlived its peer's socket (endpoints.closed_before; a state with a limit);
+    kinds[i], closers[i], aborted[i] and evidences[i] get connection i's end kind, closer,
+    whether the closer aborted, and how the closer is known (-1: no closer)."""
     for i in range(len(rows)):
         r, end = rows[i], times[i]
         kinds[i] = _end_kind(r)
-        closers[i], aborted[i] = _closer(r, kinds[i])
+        closers[i], aborted[i], evidences[i] = _closer(r, kinds[i])
         end_closer[kinds[i], closers[i]] += 1
+        if evidences[i] >= 0:
+            evidence[evidences[i]] += 1
         by_roles[r.roles] += 1
         _handshake(r, sides, round_trip)
         for a in range(len(wireshark)):
@@ -145,5 +160,6 @@ def fold(rows, times, limits, by_roles, end_closer, final, anomalies, counts, hi
                     dmin[state] = min(dmin[state], d)
                 else:
                     dmax_censored[state] = max(dmax_censored[state], d)
-                if not np.isnan(limits[state]) and d > limits[state]:
+                if not np.isnan(limits[state]) and (
+                        d > limits[state] or r.inferred and state == CLOSE_WAIT and left):
                     stuck[i, e] |= 1 << k

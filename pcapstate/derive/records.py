@@ -12,9 +12,16 @@ import numpy as np
 
 from pcapstate import jit
 from pcapstate.track import zeek_view
-from pcapstate.track.slots import ANOMALY_NAMES, CLOSER_NAMES, END_NAMES, ROLE_NAMES, STATES
+from pcapstate.track.slots import (
+    ANOMALY_NAMES,
+    CLOSER_NAMES,
+    END_NAMES,
+    EVIDENCE_NAMES,
+    ROLE_NAMES,
+    STATES,
+)
 from pcapstate.track.zeek_view import CONN_STATES, ZEEK_HISTORY
-from pcapstate.vocab import WIRESHARK_ANALYSIS, Closer, Roles, State
+from pcapstate.vocab import WIRESHARK_ANALYSIS, Closer, CloserEvidence, Roles, State
 
 ROLES = ("client", "server")
 
@@ -69,13 +76,13 @@ def briefs(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray) -> list[lis
 
 
 def records(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray, aborted: np.ndarray,
-            zeek: list[dict[str, Any]], wireshark: bool,
+            evidences: np.ndarray, zeek: list[dict[str, Any]], wireshark: bool,
             tunnels: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
     """Each connection's record, as written to the JSON result and the JSON Lines stream
-    (docs/json.md); `aborted`: derive/fold.py's (the closer closed by a RST); `zeek`:
-    zeek_fields of the same rows; `wireshark`: the tshark engine
-    counted Wireshark's analysis flags; `tunnels`: the tunnels met (decode/unwrap.py), by
-    number - 1."""
+    (docs/json.md); `aborted`, `evidences`: derive/fold.py's (the closer closed by a RST;
+    how the closer is known); `zeek`: zeek_fields of the same rows; `wireshark`: the tshark
+    engine counted Wireshark's analysis flags; `tunnels`: the tunnels met
+    (decode/unwrap.py), by number - 1."""
     out = []
     numbers = rows["tunnel"].tolist()
     for i, ((client, server), z) in enumerate(zip(_addresses(rows), zeek, strict=True)):
@@ -92,8 +99,11 @@ def records(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray, aborted: n
             "last_ts": float(row["last_ts"]),
             "end": END_NAMES[kinds[i]],
             "closer": CLOSER_NAMES[closers[i]],
-            # how the closer closed: a FIN first, or an abort (its RST ended it)
+            "closer_evidence": EVIDENCE_NAMES[evidences[i]] if evidences[i] >= 0 else None,
+            # how the closer closed: a FIN first, or an abort (its RST ended it); not seen
+            # where it closed before the capture
             "closed_by": None if CLOSER_NAMES[closers[i]] == Closer.NONE
+            or EVIDENCE_NAMES[evidences[i]] == CloserEvidence.INFERRED
             else "rst" if aborted[i] else "fin",
             "reset_by": None if reset_by < 0 else ROLES[reset_by],
             "endpoints": {ROLES[e]: _endpoint_json(row, e) for e in range(2)},
@@ -118,8 +128,9 @@ def _endpoint_json(row: np.void, e: int) -> dict[str, Any]:
         "syn": int(row["syns"][e]),
         "fin": int(row["fins"][e]),
         "rst": int(row["rsts"][e]),
-        "transitions": [{"ts": ts, "state": st, "timer": True} if timer
-                        else {"ts": ts, "state": st} for ts, st, timer in transitions(row, e)],
+        "transitions": [{"ts": ts, "state": st} | ({"timer": True} if timer else {})
+                        | ({"inferred": True} if k == 0 and row["inferred"] else {})
+                        for k, (ts, st, timer) in enumerate(transitions(row, e))],
     }
 
 

@@ -20,17 +20,25 @@ from pcapstate import jit
 from pcapstate.derive import records
 from pcapstate.derive.fold import BINS_PER_DECADE, CENSORS, COMPLETE, FLOOR, fold, new_folds
 from pcapstate.derive.timeline import Timeline
-from pcapstate.derive.verdict import Stuck, stuck
+from pcapstate.derive.verdict import Stuck, service_of, stuck
 from pcapstate.settings import Settings
 from pcapstate.track.slots import (
     ANOMALY_NAMES,
     CLOSER_NAMES,
     END_NAMES,
+    EVIDENCE_NAMES,
     ROLE_NAMES,
     STATES,
 )
 from pcapstate.track.zeek_view import CONN_STATES
-from pcapstate.vocab import WIRESHARK_ANALYSIS, Censor, State, Tier
+from pcapstate.vocab import (
+    VANTAGE_MIN_SHARE,
+    VANTAGE_MIN_TELLING,
+    WIRESHARK_ANALYSIS,
+    Censor,
+    State,
+    Tier,
+)
 
 _EXAMPLES = 10  # worst stuck connections kept per findings group
 _CHUNK = 4096  # records built at a time: memory stays low
@@ -78,35 +86,44 @@ def _durations_json(f: dict[str, np.ndarray], s: int) -> dict[str, Any]:
 
 @dataclass(slots=True)
 class FindingGroup:
-    """Stuck endpoints that share a state, a service (verdict.service_of) and a role."""
+    """Stuck endpoints that share a state, a service (verdict.service_of), a role, and
+    whether their state was inferred."""
 
     state: State
     service: str
     role: str
+    inferred: bool
     count: int = 0
     oldest: float = 0.0
     outcomes: Counter[str] = field(default_factory=Counter)
+    closers: Counter[str] = field(default_factory=Counter)  # who closed their connection first
     worst: list[tuple[float, int, Stuck]] = field(default_factory=list)  # a min-heap, longest
 
-    def add(self, s: Stuck) -> None:
+    def add(self, s: Stuck, closer: str) -> None:
         self.count += 1
         self.oldest = max(self.oldest, s.duration)
         self.outcomes[s.outcome] += 1
+        self.closers[closer] += 1
         item = (s.duration, -s.conn_id, s)
         if len(self.worst) < _EXAMPLES:
             heapq.heappush(self.worst, item)
         elif item[:2] > self.worst[0][:2]:
             heapq.heapreplace(self.worst, item)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, at_end: int) -> dict[str, Any]:
+        """`at_end`: how many endpoints of the service and role were in the state at capture
+        end, stuck or not yet."""
         return {
             "state": self.state.value,
             "service": self.service,
             "role": self.role,
+            "inferred": self.inferred,
             "count": self.count,
             "still_open": self.outcomes["open"],
+            "at_capture_end": self.outcomes["open"] if self.inferred else at_end,
             "oldest": self.oldest,
             "outcomes": dict(sorted(self.outcomes.items())),
+            "closed_first_by": _ranked(self.closers, np.array(list(self.closers.values()))),
             "examples": [asdict(s) | {"state": s.state.value}
                          for _, _, s in sorted(self.worst, reverse=True)],
         }
@@ -133,7 +150,8 @@ class Summary:
         self.folds = new_folds()
         self.limits = np.array([settings.stuck_after.get(st, np.nan) for st in STATES])
         self.timeline = Timeline()
-        self.groups: dict[tuple[State, str, str], FindingGroup] = {}
+        self.groups: dict[tuple[State, str, str, bool], FindingGroup] = {}
+        self.at_end: Counter[tuple[State, str, str]] = Counter()  # FindingGroup.to_json's
         self.zeek_ended = np.zeros(len(CONN_STATES), np.int64)  # views Zeek ended early
 
     def take(self, rows: np.ndarray, times: np.ndarray,
@@ -143,21 +161,25 @@ class Summary:
         n = len(rows)
         marks = np.zeros((n, 2), np.uint32)
         kinds, closers = np.empty(n, np.int8), np.empty(n, np.int8)
-        aborted = np.empty(n, np.bool_)
+        aborted, evidences = np.empty(n, np.bool_), np.empty(n, np.int8)
         tl, f = self.timeline, self.folds
         tl.start(float(times.min()))  # analyze has started it at the first record
-        fold(rows, times, self.limits, f["by_roles"], f["end_closer"], f["final"],
-             f["anomalies"], f["counts"], f["hist"], f["max"], f["min"], f["max_censored"],
-             f["sides"], f["round_trip"], f["wireshark"], f["zeek"], marks, kinds, closers,
-             aborted, tl.origin, tl.delta, tl.width)
+        fold(rows, times, self.limits, f["by_roles"], f["end_closer"], f["evidence"],
+             f["final"], f["anomalies"], f["counts"], f["hist"], f["max"], f["min"],
+             f["max_censored"], f["sides"], f["round_trip"], f["wireshark"], f["zeek"], marks,
+             kinds, closers, aborted, evidences, tl.origin, tl.delta, tl.width)
         if ended:
             views = jit.records(np.array([v for vs in ended.values() for v in vs], rows.dtype))
             self.zeek_ended += np.bincount(records.zeek_columns(views)[0],
                                            minlength=len(CONN_STATES))
         for i in np.flatnonzero(marks.any(axis=1)):
             for s in stuck(rows[i], marks[i], float(times[i]), self.tunnels):
-                key = (s.state, s.service, s.role)
-                self.groups.setdefault(key, FindingGroup(*key)).add(s)
+                key = (s.state, s.service, s.role, s.inferred)
+                self.groups.setdefault(key, FindingGroup(*key)).add(s, CLOSER_NAMES[closers[i]])
+        final = rows["st"]
+        for i, e in zip(*np.nonzero(~np.isnan(self.limits[final])), strict=True):
+            self.at_end[STATES[final[i, e]], service_of(rows[i], self.tunnels),
+                        records.ROLES[e]] += 1
         if self.on_brief is not None:
             self.on_brief(records.briefs(rows, kinds, closers))
         for start in range(0, n if self.on_zeek or self.on_record else 0, _CHUNK):
@@ -167,14 +189,15 @@ class Summary:
                 self.on_zeek(records.zeek_records(rows[part], zeek, self.tunnels))
             if self.on_record is not None:
                 for rec in records.records(rows[part], kinds[part], closers[part],
-                                           aborted[part], zeek, self.wireshark, self.tunnels):
+                                           aborted[part], evidences[part], zeek,
+                                           self.wireshark, self.tunnels):
                     self.on_record(rec)
 
     def findings(self) -> list[dict[str, Any]]:
         """Worst first: most stuck endpoints, then the oldest."""
         groups = sorted(self.groups.values(),
                         key=lambda g: (-g.count, -g.oldest, g.state, g.service, g.role))
-        return [g.to_json() for g in groups]
+        return [g.to_json(self.at_end[g.state, g.service, g.role]) for g in groups]
 
     def vantage(self) -> dict[str, Any]:
         """Where the capture was taken, by the handshakes (verdict.vantage_side)."""
@@ -182,7 +205,8 @@ class Summary:
         shortest, longest = (float(t) for t in self.folds["round_trip"])
         measured = near_client + between + near_server
         sides = {"client": near_client, "between": between, "server": near_server}
-        estimate = "unknown" if not measured else next(  # where 80% were seen, else mixed
+        enough = measured >= max(VANTAGE_MIN_TELLING, VANTAGE_MIN_SHARE * (measured + untold))
+        estimate = "unknown" if not enough else next(  # where 80% were seen, else mixed
             (side for side, n in sides.items() if n >= 0.8 * measured), "mixed")
         return {"estimate": estimate, "handshakes": measured + untold,
                 "near_client": near_client, "between": between, "near_server": near_server,
@@ -201,6 +225,7 @@ class Summary:
                 "total": int(f["by_roles"].sum()),
                 "by_end": by_end,
                 "by_closer": _ranked(CLOSER_NAMES, end_closer.sum(axis=0)),
+                "by_closer_evidence": _ranked(EVIDENCE_NAMES, f["evidence"]),
                 "by_end_and_closer": {kind: _by_name(CLOSER_NAMES,
                                                      end_closer[END_NAMES.index(kind)])
                                       for kind in by_end},

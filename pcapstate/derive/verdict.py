@@ -11,7 +11,7 @@ import numpy as np
 
 from pcapstate.derive.records import ROLES, address, transitions, tunnel_name
 from pcapstate.jit import njit
-from pcapstate.vocab import NEAR, TOO_CLOSE, Closer, EndKind, State, codes
+from pcapstate.vocab import NEAR, TOO_CLOSE, Closer, CloserEvidence, EndKind, State, codes
 
 _E, _C = codes(EndKind), codes(Closer)
 E_CLOSED, E_HALF_CLOSED = _E[EndKind.CLOSED], _E[EndKind.HALF_CLOSED]
@@ -65,6 +65,27 @@ def closer_code(client_active, server_active, reset_by, refused):
     return C_NONE
 
 
+_V = codes(CloserEvidence)
+V_FIN_SEEN, V_RST_SEEN = _V[CloserEvidence.FIN_SEEN], _V[CloserEvidence.RST_SEEN]
+V_INFERRED, V_UNKNOWN = _V[CloserEvidence.INFERRED], _V[CloserEvidence.UNKNOWN]
+
+
+@njit(cache=True, nogil=True)
+def evidence_code(closer, aborted, inferred, peer_open_seen):
+    """How the closer (closer_code, `aborted` or not) is known, as the code of its
+    CloserEvidence; -1 without a closer. `inferred`: the connection's first states were
+    inferred from a RST that answered a FIN (track/endpoints.closed_before);
+    `peer_open_seen`: the capture shows that the closer's peer had not closed before it
+    began (it saw the peer's start, data or FIN)."""
+    if closer == C_NONE:
+        return -1
+    if inferred:
+        return V_INFERRED
+    if not peer_open_seen:
+        return V_UNKNOWN
+    return V_RST_SEEN if aborted else V_FIN_SEEN
+
+
 # Where the capture sat on a connection's path, by its handshake (`vantage_side`).
 NEAR_CLIENT, BETWEEN, NEAR_SERVER, UNTOLD = range(4)
 
@@ -100,7 +121,10 @@ class Stuck:
     #               state it finally moved to, lower case ("last_ack", "closed", ...)
     fin_ts: float | None  # the FIN in question: the peer's for CLOSE_WAIT, else its own
     ack_ts: float | None  # when that FIN was acknowledged; None if it never was
-    rst_ts: float | None  # the RST that ended the stretch, if one did
+    rst_ts: float | None  # the RST that ended the stretch, if one did; if `inferred`, the
+    #                       RST that answered the FIN the stretch ended with
+    inferred: bool  # the state was inferred, not seen: a CLOSE_WAIT whose peer had closed
+    #                 before the capture began (track/endpoints.closed_before)
 
 
 def stuck(row: np.void, marks: np.ndarray, end: float,
@@ -126,10 +150,14 @@ def stuck(row: np.void, marks: np.ndarray, end: float,
             duration = max(stop - start, 0.0)
             fin, ack = _fin_and_ack(row, 1 - i if state is State.CLOSE_WAIT else i, state,
                                     start)
-            rst = start + duration if outcome.startswith("reset") else None
+            inferred = k == 0 and bool(row["inferred"])
+            # the RST that ended the stretch, or for an inferred one the RST that answered
+            # the FIN it ended with, the evidence
+            rst = start + duration if outcome.startswith("reset") \
+                else trans[-1][0] if inferred else None
             found.append(Stuck(state, ROLES[i], address(row, i), address(row, 1 - i),
                                service, int(row["cid"]), start, duration, outcome, fin, ack,
-                               rst))
+                               rst, inferred))
     return found
 
 

@@ -12,18 +12,23 @@ from typing import Any
 
 from pcapstate.render.text import (
     DURATION_COLUMNS,
+    DURATION_NOTE,
     TOP_GROUPS,
+    closed_first,
+    closer_words,
     count,
     duration_rows,
+    inferred_words,
     more_groups,
     outcomes,
     seconds,
+    stuck_words,
     table_words,
     unread_words,
     when,
 )
 from pcapstate.render.zeeklog import split_address
-from pcapstate.vocab import TOO_CLOSE
+from pcapstate.vocab import TOO_CLOSE, VANTAGE_MIN_SHARE, VANTAGE_MIN_TELLING
 
 Block = tuple[Any, ...]
 
@@ -54,11 +59,22 @@ def verdict(result: dict[str, Any]) -> list[str]:
         limit = result["settings"]["stuck_after"].get(state)
         meaning = MEANING.get(state, "").format(role=f["role"], service=service,
                                                  limit=seconds(limit))
+        if f.get("inferred"):
+            out.append(f"{count(n, 'connection')} to {service} ({f['role']} side) "
+                       f"{'were' if n != 1 else 'was'} in {state} since before the capture "
+                       f"began ({how}); {inferred_words(f)}. The application behind "
+                       f"{service} did not close these sockets after its peers closed, for "
+                       "longer than the peers kept theirs (an orphaned FIN_WAIT_2 lasts 60 s "
+                       "on Linux by default): a socket in CLOSE_WAIT stays there until its "
+                       "process closes it or exits.")
+            continue
+        extra = stuck_words(f, limit)
         out.append(
             f"{count(n, 'connection')} to {service} ({f['role']} side) "
             f"{'were' if n != 1 else 'was'} left in {state}, the oldest for "
-            f"{seconds(f['oldest'])} ({how})" + (f"; in every one {meaning}." if meaning
-                                                 else "."))
+            f"{seconds(f['oldest'])} ({how}{closed_first(f, '; ')})"
+            + (f"; {extra}" if extra else "")
+            + (f"; in every one {meaning}." if meaning else "."))
     if more_groups(result["findings"]):
         out.append(_sentence(more_groups(result["findings"])))
     unread = unread_words(result).strip()
@@ -105,14 +121,22 @@ def vantage_words(v: dict[str, Any]) -> str:
                  "paths)",
         "unknown": "unknown",
     }[v["estimate"]]
-    counts = ", ".join(f"{v[k]:,} {k.replace('_', ' ')}" for k in
-                       ("near_client", "between", "near_server", "too_close_to_tell") if v[k])
-    return f"{words} (of {n:,} handshakes: {counts}; round trip {rtt})"
+    if v["estimate"] == "unknown":
+        words = (f"unknown: only {told:,} of the {n:,} handshakes tell, too few to place it "
+                 f"(at least {VANTAGE_MIN_TELLING} and {VANTAGE_MIN_SHARE:.0%} of them needed)")
+    told = ", ".join(f"{v[k]:,} {k.replace('_', ' ')}" for k in
+                     ("near_client", "between", "near_server", "too_close_to_tell") if v[k])
+    return f"{words} (of {n:,} handshakes: {told}; round trip {rtt})"
 
 
 def evidence(ex: dict[str, Any]) -> str:
     """What the capture shows of one stuck endpoint, packet by packet, in words."""
     state, me, fin, ack = ex["state"], ex["role"], ex["fin_ts"], ex["ack_ts"]
+    if ex.get("inferred") and ex["rst_ts"] is not None:
+        fin = ex["since"] + ex["duration"]
+        return (f"in {state} since before the capture began; its FIN at {when(fin)} "
+                f"answered by a RST from the peer {_after(ex['rst_ts'], fin)}, as a host "
+                "with no socket for the connection answers.")
     if state == "CLOSE_WAIT" and fin is not None:
         told = [f"FIN from the peer at {when(fin)}",
                 f"acknowledged by the {me} {_after(ack, fin)}" if ack is not None
@@ -200,7 +224,8 @@ def blocks(result: dict[str, Any], charts: list[tuple[str, str]]) -> list[Block]
             ("table", ["ended", *[f"{c} first" if c in ("client", "server") else c
                                   for c in closers], "total"],
              [[kind.replace("_", " "), *[f"{table[kind].get(c, 0):,}" for c in closers],
-               f"{n:,}"] for kind, n in conns["by_end"].items()])]
+               f"{n:,}"] for kind, n in conns["by_end"].items()]),
+            ("p", f"Who closed first: {closer_words(conns)}.", False)]
     if conns.get("zeek_conn_states"):
         out += [("p", "The same connections by Zeek's conn_state (Zeek's rules, for "
                       "comparison with a Zeek conn.log; pcapstate's own states above say "
@@ -212,11 +237,13 @@ def blocks(result: dict[str, Any], charts: list[tuple[str, str]]) -> list[Block]
     top = result["findings"][:TOP_GROUPS]
     if top:
         out += [("h", 2, "Stuck endpoints by service"),
-                ("table", ["state", "service", "side", "endpoints", "still stuck", "oldest",
-                           "how they ended"],
+                ("table", ["state", "service", "side", "endpoints", "still stuck",
+                           "in the state at capture end", "oldest", "how they ended",
+                           "closed first by"],
                  [[f["state"], f["service"], f["role"], f"{f['count']:,}",
-                   f"{f['still_open']:,}", seconds(f["oldest"]), outcomes(f, "; ")]
-                  for f in top])]
+                   f"{f['still_open']:,}", f"{f.get('at_capture_end', f['still_open']):,}",
+                   "before the capture (inferred)" if f.get("inferred") else seconds(f["oldest"]),
+                   outcomes(f, "; "), closed_first(f, "")] for f in top])]
         if more_groups(result["findings"]):
             out.append(("p", _sentence(more_groups(result["findings"])), False))
         out.append(("h", 2, "The worst stuck connections"))
@@ -228,6 +255,7 @@ def blocks(result: dict[str, Any], charts: list[tuple[str, str]]) -> list[Block]
                 out.append(("code", wireshark_filter(ex["endpoint"], ex["peer"], ex["since"])))
 
     out += [("h", 2, "Time in each state"),
+            ("p", _sentence(DURATION_NOTE), False),
             ("table", DURATION_COLUMNS, duration_rows(result))]
     if charts:
         out.append(("h", 2, "Charts"))

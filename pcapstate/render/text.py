@@ -45,7 +45,7 @@ def count(n: int, noun: str) -> str:
     return f"{n:,} {noun}{'s' if n != 1 else ''}"
 
 
-def _counts(d: dict[str, int]) -> str:
+def counts(d: dict[str, int]) -> str:
     return ", ".join(f"{k} {v:,}" for k, v in d.items()) or "none"
 
 
@@ -71,21 +71,62 @@ def outcomes(group: dict[str, Any], sep: str) -> str:
     return sep.join(f"{n:,} {outcome_words(k)}" for k, n in group["outcomes"].items())
 
 
-#: The columns of the time-in-each-state table (`duration_rows`).
-DURATION_COLUMNS = ["state", "count", "complete", "censored", "p50", "p90", "p99", "max",
-                    "censored max"]
+#: The columns of the time-in-each-state table (`duration_rows`) and what the censored
+#: ones mean (`DURATION_NOTE`).
+DURATION_COLUMNS = ["state", "count", "complete", "from before", "to the end", "p50", "p90",
+                    "p99", "max", "censored max"]
+DURATION_NOTE = ("percentiles of complete durations; \"from before\": already in the state "
+                 "when the capture began (or when it first saw the connection), \"to the "
+                 "end\": still in it at capture end; those are lower bounds, counted apart")
 
 
 def duration_rows(result: dict[str, Any]) -> list[list[str]]:
-    """The time-in-each-state table, a state a row: counts, then the percentiles of the
-    complete durations and the longest, then the longest censored ("+": a lower bound)."""
+    """The time-in-each-state table, a state a row: counts (censored on the left, on the
+    right; one censored on both sides counts in both), then the percentiles of the complete
+    durations and the longest, then the longest censored ("+": a lower bound)."""
     rows = []
     for state, d in result["durations"].items():
-        censored = d["count"] - d["complete"]
-        rows.append([state, f"{d['count']:,}", f"{d['complete']:,}", f"{censored:,}",
+        left, right = (d[k] + d["both_censored"] for k in ("left_censored", "right_censored"))
+        rows.append([state, f"{d['count']:,}", f"{d['complete']:,}", f"{left:,}", f"{right:,}",
                      *(seconds(d[k]) for k in ("p50", "p90", "p99", "max")),
-                     seconds(d["max_censored"]) + ("+" if censored else "")])
+                     seconds(d["max_censored"]) + ("+" if left or right else "")])
     return rows
+
+
+def stuck_words(f: dict[str, Any], limit: float | None) -> str:
+    """A findings group's count in words that add up with `ss`: "46 in CLOSE_WAIT at capture
+    end, 34 of them for longer than 10s"; "" for an inferred group, or when all those at
+    the end are stuck (`outcomes` says how many)."""
+    at_end, stuck = f.get("at_capture_end", f["still_open"]), f["still_open"]
+    if f.get("inferred") or at_end == stuck:
+        return ""
+    return (f"{at_end:,} in {f['state']} at capture end, {stuck:,} of them for longer than "
+            f"{_plain(limit)}")
+
+
+def inferred_words(f: dict[str, Any]) -> str:
+    """Why an inferred findings group was inferred."""
+    peer = "client" if f["role"] == "server" else "server"
+    return (f"inferred: each {f['role']}'s FIN was answered by a RST from its {peer}, whose "
+            f"socket had gone: the {peer} closed first, before the capture began, and the "
+            f"{f['role']} sat in {f['state']} until it sent its FIN")
+
+
+def closed_first(f: dict[str, Any], sep: str) -> str:
+    """Who closed a findings group's connections first, after `sep` ("" in a result from
+    before version 3, which does not say)."""
+    by = f.get("closed_first_by")
+    return f"{sep}closed first by {counts(by)}" if by else ""
+
+
+def closer_words(conns: dict[str, Any]) -> str:
+    """Who closed first, and how much of it the capture does not show as fact."""
+    ev = conns.get("by_closer_evidence", {})
+    notes = ([f"{ev['inferred']:,} inferred from FINs answered by RSTs"]
+             if ev.get("inferred") else []) + (
+        [f"{ev['unknown']:,} first to close in the capture, which began after they opened"]
+        if ev.get("unknown") else [])
+    return counts(conns["by_closer"]) + (f" (of these, {'; '.join(notes)})" if notes else "")
 
 
 def _vantage(v: dict[str, Any]) -> str:
@@ -98,6 +139,8 @@ def _vantage(v: dict[str, Any]) -> str:
         return where + ((" (1 handshake, too fast to tell)" if n == 1 else
                          f" ({n:,} handshakes, all too fast to tell)")
                         if n else " (no complete handshake)")
+    if v["estimate"] == "unknown":
+        return f"unknown (only {told:,} of {count(v['handshakes'], 'handshake')} tell: too few)"
     return (f"{where} (by {count(told, 'handshake')}, round trip "
             f"{seconds(v['round_trip_min'])} to {seconds(v['round_trip_max'])})")
 
@@ -137,36 +180,43 @@ def render(result: dict[str, Any]) -> str:
         f"{len(files)} file{'s' if len(files) != 1 else ''}, {acc['records']:,} records, "
         f"{seconds(cap['duration'])} from {when(cap['first_ts'])} to {when(cap['end_ts'])}",
         f"Packets: {acc['tcp_segments']:,} TCP segments analysed; "
-        f"other {sum(acc['other'].values()):,} ({_counts(acc['other'])}); "
-        f"undecodable {sum(acc['undecodable'].values()):,} ({_counts(acc['undecodable'])})",
+        f"other {sum(acc['other'].values()):,} ({counts(acc['other'])}); "
+        f"undecodable {sum(acc['undecodable'].values()):,} ({counts(acc['undecodable'])})",
         f"Vantage point: {_vantage(result['vantage'])}",
         f"Connections: {conns['total']:,}"
         + (f" ({conns['mid_stream']:,} already open when the capture started)"
            if conns["mid_stream"] else "") + f"; {table_words(result)}",
-        f"  how they ended: {_counts(conns['by_end'])}",
-        f"  who closed first: {_counts(conns['by_closer'])}",
-        f"  Zeek's conn_state: {_counts(conns['zeek_conn_states'])}" + _zeek_lines(conns),
+        f"  how they ended: {counts(conns['by_end'])}",
+        f"  who closed first: {closer_words(conns)}",
+        f"  Zeek's conn_state: {counts(conns['zeek_conn_states'])}" + _zeek_lines(conns),
     ]
     if conns["anomalies"]:
-        out.append(f"  anomalies: {_counts(conns['anomalies'])}")
+        out.append(f"  anomalies: {counts(conns['anomalies'])}")
     out.append("")
     findings, unread = result["findings"], unread_words(result)
     if findings:
         out.append("Stuck endpoints, worst first:")
         for f in findings[:TOP_GROUPS]:
-            out.append(f"  {f['state']:<12} {f['service']} ({f['role']}): "
-                       f"{count(f['count'], 'connection')}, oldest {seconds(f['oldest'])}; "
-                       f"{outcomes(f, ', ')}")
+            limit = result["settings"]["stuck_after"].get(f["state"])
+            head = (f"{count(f['count'], 'connection')}, since before the capture began"
+                    if f.get("inferred") else f"{count(f['count'], 'connection')} longer than "
+                    f"{_plain(limit)}, oldest {seconds(f['oldest'])}")
+            out.append(f"  {f['state']:<12} {f['service']} ({f['role']}): {head}; "
+                       f"{outcomes(f, ', ')}{closed_first(f, '; ')}")
+            extra = inferred_words(f) if f.get("inferred") else stuck_words(f, limit)
+            if extra:
+                out.append(f"{'':15}{extra}")
             ex = max(f["examples"], key=lambda e: e["duration"])
             out.append(f"{'':15}oldest: {ex['endpoint']} with peer {ex['peer']} (connection "
-                       f"{ex['conn_id']}), in {f['state']} since {when(ex['since'])}")
+                       f"{ex['conn_id']}), in {f['state']} since {when(ex['since'])}"
+                       + (" or before" if f.get("inferred") else ""))
         if more_groups(findings):
             out.append(f"  {more_groups(findings)}")
         if unread:
             out.append(unread.strip())
     else:
         out.append("Stuck endpoints: none." + unread)
-    out += ["", "Time in each state (percentiles of complete durations; censored counted apart):"]
+    out += ["", f"Time in each state ({DURATION_NOTE}):"]
     rows = [DURATION_COLUMNS, *duration_rows(result)]
     widths = [max(len(r[i]) for r in rows) for i in range(len(DURATION_COLUMNS))]
     out += ["  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w)

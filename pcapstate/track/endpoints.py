@@ -38,9 +38,13 @@ from pcapstate.track.slots import (
     A_SYN_INSIDE,
     A_SYN_RETX,
     A_SYNACK_RETX,
+    BY_PORT,
+    CLOSE_WAIT,
     CLOSED,
     ESTABLISHED,
+    FIN_WAIT_1,
     FIN_WAIT_2,
+    LAST_ACK,
     MAXT,
     SYN_RCVD,
     SYN_SENT,
@@ -197,6 +201,20 @@ def _weird(r, a):
     r.anom[a] += 1
 
 
+@njit(cache=True, nogil=True, inline="always")
+def closed_before(r, s, o):
+    """Whether an in-window RST from endpoint s, ending the connection, shows that s closed
+    first, before the capture began (a capture that starts late): it answers o's FIN, not
+    acknowledged, and s's side of the connection is not in the capture (it was open when
+    the capture began, and s sent no SYN, data or FIN in it). A socket that receives a FIN
+    acknowledges it; a RST is its kernel's answer when the socket is gone: s closed (its
+    FIN before the capture, its FIN_WAIT_2 since expired) or vanished, and o had been sitting
+    on the half-closed connection, in CLOSE_WAIT, until it sent its FIN."""
+    return (r.roles == BY_PORT and r.fin_seq[o] != -1 and r.fin_seq[s] == -1
+            and not r.fin_acked[o] and r.payload[s] == 0 and r.syns[s] == 0
+            and r.ntr[o] == 2 and r.tr_st[o, 1] == FIN_WAIT_1 and r.ntr[s] == 1)
+
+
 @njit(cache=True, nogil=True)
 def _rst(r, d, s, o, flags, seq, ack, ts):
     r.rsts[s] += 1
@@ -206,6 +224,12 @@ def _rst(r, d, s, o, flags, seq, ack, ts):
         return
     if r.reset_by == -1:
         r.reset_by = d
+        if closed_before(r, s, o):
+            # the peer was in CLOSE_WAIT and this FIN moved it to LAST_ACK; s had closed,
+            # and if it had sent anything (ACKs, in FIN_WAIT_2), its socket has gone since
+            r.inferred = True
+            r.tr_st[o, 0], r.tr_st[o, 1], r.st[o] = CLOSE_WAIT, LAST_ACK, LAST_ACK
+            r.st[s] = r.tr_st[s, 0] = CLOSED if r.packets[s] == 1 else FIN_WAIT_2
     enter(r, s, ts, CLOSED, False)
     enter(r, o, ts, CLOSED, False)
 

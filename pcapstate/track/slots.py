@@ -15,6 +15,7 @@ from pcapstate.vocab import (
     ANOMALIES,
     WIRESHARK_ANALYSIS,
     Closer,
+    CloserEvidence,
     EndKind,
     Roles,
     State,
@@ -45,6 +46,7 @@ T_FINISHED, T_ATTEMPT, T_OPEN = int(Tier.FINISHED), int(Tier.ATTEMPT), int(Tier.
 END_NAMES = [k.value for k in EndKind]
 STATE_NAMES = [st.value for st in State]
 CLOSER_NAMES = [c.value for c in Closer]
+EVIDENCE_NAMES = [c.value for c in CloserEvidence]
 # Transitions per endpoint: each move into a state other than CLOSED comes from a one-shot
 # event (the open, the first SYN, FIN, and the first ACK of each side's SYN and FIN), so 7 at
 # most, and CLOSED between them: 15.
@@ -77,11 +79,14 @@ SLOT = np.dtype([
     ("ip_hi", np.uint64, 2), ("ip_lo", np.uint64, 2), ("port", np.int64, 2),
     # cid: the connection's number, in order of its first segment; roles: how client and
     # server were told apart (ROLE_NAMES); reset_by: the endpoint whose in-window RST ended
-    # it (-1 none); anom: anomalies counted (ANOMALY_NAMES); scheduled: the deadline the
-    # timer heap holds for it (NaN none); tunnel: the tunnel it is in (decode/unwrap.py), 0
+    # it (-1 none); inferred: its endpoints' first states (left) were inferred from the RST
+    # that answered a FIN (endpoints.closed_before); anom: anomalies counted (ANOMALY_NAMES);
+    # scheduled: the deadline the timer heap holds for it (NaN none); tunnel: the tunnel it
+    # is in (decode/unwrap.py), 0
     ("cid", np.int64), ("roles", np.int8), ("v6", np.uint8), ("tunnel", np.int32),
     ("first_ts", np.float64),
-    ("last_ts", np.float64), ("reset_by", np.int8), ("anom", np.int32, len(ANOMALY_NAMES)),
+    ("last_ts", np.float64), ("reset_by", np.int8), ("inferred", np.uint8),
+    ("anom", np.int32, len(ANOMALY_NAMES)),
     ("scheduled", np.float64),
     # Zeek's view (track/zeek_view.py), per endpoint by pcapstate's index
     ("z_orig", np.int8), ("z_hist", np.uint8, ZEEK_HISTORY), ("z_hlen", np.int16),
