@@ -4,6 +4,7 @@ scenario and RFC 9293."""
 
 import pytest
 
+from pcapstate.render.text import stuck_words
 from tests.transcript import C, Transcript, final, handshake, states, transitions
 
 
@@ -72,6 +73,23 @@ def test_close_wait_leak_is_reported_grouped_by_service():
     assert group["role"] == "server" and group["count"] == 3 and group["still_open"] == 3
     assert group["oldest"] == 39.5
     assert all(c["end"] == "half_closed" and c["closer"] == "client" for c in conns)
+    assert group["closed_first_by"] == {"client": 3} and group["at_capture_end"] == 3
+
+
+def test_counts_at_capture_end_add_up_with_those_under_the_threshold():
+    """ss at capture end would list every CLOSE_WAIT socket, young or old: the finding
+    counts both, and says both."""
+    t = Transcript()
+    for i, fin in enumerate((1.0, 2.0, 35.0)):  # the last one 5 s in CLOSE_WAIT at the end
+        src = (C[0], 40000 + i)
+        handshake(t, ts=fin - 0.5, src=src)
+        t.send(fin, ">", "FA", 1001, 5001, src=src)
+        t.send(fin + 0.001, "<", "A", 5001, 1002, src=src)
+    t.finish(40.0)
+    [group] = t.result()["findings"]
+    assert (group["count"], group["still_open"], group["at_capture_end"]) == (2, 2, 3)
+    assert stuck_words(group, 10.0) == "3 in CLOSE_WAIT at capture end, 2 of them for longer " \
+        "than 10s"
 
 
 def test_orphaned_fin_wait_2_expires_and_late_data_draws_a_reset():
