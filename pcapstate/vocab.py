@@ -53,19 +53,27 @@ STUCK_STATES = (
 STATE_NAMES = {st.value.lower().replace("_", "-"): st for st in STUCK_STATES}
 
 
-def stuck_states(names: str | list[str]) -> list[State]:
-    """"close-wait,last-ack" (or a list; "any" for all) as states; ValueError for a name
-    that is not a stuck state, or for none at all."""
+#: The diagnoses (the catalogue is derive/diagnoses.py's), and as people type them.
+DIAGNOSES = ("close_wait_leak", "peer_gone", "reset_with_data_loss", "keepalive_race")
+DIAGNOSIS_NAMES = {d.replace("_", "-"): d for d in DIAGNOSES}
+
+
+def stuck_states(names: str | list[str], diagnoses: bool = False) -> list[Any]:
+    """"close-wait,last-ack" (or a list; "any" for all) as states; with `diagnoses`, names
+    of diagnoses too ("keepalive-race", as names, not states). ValueError for a name that is
+    neither, or for none at all."""
     if isinstance(names, str):
         names = names.split(",")
     keys = [n.strip().lower().replace("_", "-") for n in names if n.strip()]
-    if "any" in keys:
-        return list(STUCK_STATES)
-    bad = [k for k in keys if k not in STATE_NAMES]
+    known = STATE_NAMES | (DIAGNOSIS_NAMES if diagnoses else {})
+    bad = [k for k in keys if k not in known and k != "any"]
     if bad or not keys:
-        what = f"unknown state {', '.join(bad)}" if bad else "no state given"
-        raise ValueError(f"{what}; choose from {', '.join(STATE_NAMES)}, any")
-    return [STATE_NAMES[k] for k in keys]
+        what = f"unknown state {', '.join(bad)}" + (" (nor a diagnosis)" if diagnoses else "") \
+            if bad else "no state given"
+        raise ValueError(f"{what}; choose from {', '.join(known)}, any")
+    if "any" in keys:
+        keys = [*STATE_NAMES, *(k for k in keys if k in DIAGNOSIS_NAMES)]
+    return list(dict.fromkeys(known[k] for k in keys))
 
 
 #: The state names `ss -tan` prints, mapped to ours.

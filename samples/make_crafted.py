@@ -98,7 +98,12 @@ def rst_out_of_window() -> None:
     w.close({"description": "a RST outside the window is ignored; a later in-window RST "
                             "ends the connection",
              "connections": 1, "end_kinds": {"reset_by_server": 1}, "closers": {"server": 1},
-             "stuck": [], "final_states": [{"client": "CLOSED", "server": "CLOSED"}],
+             "stuck": [], "diagnoses": [{
+                 "name": "reset_with_data_loss", "service": "192.0.2.20:8080",
+                 "side": "server", "count": 1, "bytes_lost": 20,
+                 "why": "the client's two 10-byte segments, never answered, end in the "
+                        "server's RST"}],
+             "final_states": [{"client": "CLOSED", "server": "CLOSED"}],
              "anomalies": {"rst_out_of_window": 1}, "notes": "crafted with dpkt"})
 
 

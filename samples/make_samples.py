@@ -7,7 +7,10 @@ NAME.ss.txt, the kernel's own view (`ss -tanH` in the namespace, taken at the en
 capture, before the capture stops and while every peer is idle), and NAME.expected.json, the
 facts that follow from the scenario's design. Needs root, iproute2, tcpdump, dumpcap, ethtool
 (and /dev/net/tun for the vantage scenario, the kernel's vxlan module for the vxlan one,
-nftables for syn_giveup and synack_giveup).
+nftables for syn_giveup, synack_giveup and peer_gone, tshark for keepalive_race, peer_gone
+and unread_close, /dev/net/tun for keepalive_race too, and `ss -K`, the kernel's
+CONFIG_INET_DIAG_DESTROY, for peer_gone). Those three also write NAME.ss-during.txt, the
+kernel's view (`ss -tanp` in each namespace) taken during the incident.
 Traffic stays inside namespaces made here (their loopback, or the wire between two); every
 peer ends by itself.
 """
@@ -369,22 +372,27 @@ def rotated(ns: Namespace) -> None:
 
 
 class Wire:
-    """Two namespaces, `ns` (10.77.0.1, the client side) and a second one (10.77.0.2),
-    joined by samples/wire.py: `delay` seconds each way, every `drop_every`th data segment
-    from the client lost."""
+    """Two namespaces, `ns` (10.77.0.1, the client side, device vc0) and a second one
+    (10.77.0.2, device vs0), joined by samples/wire.py: `delay` seconds each way, every
+    `drop_every`th data segment from the client lost; the wire stops after `seconds`.
+    `near`, `far` and `devices` name other addresses and devices."""
 
-    def __init__(self, ns: Namespace, name: str, delay: float, drop_every: int = 0) -> None:
+    def __init__(self, ns: Namespace, name: str, delay: float, drop_every: int = 0,
+                 near: str = "10.77.0.1", far: str = "10.77.0.2",
+                 devices: tuple[str, str] = ("vc0", "vs0"), seconds: int = 60) -> None:
         self.ns, self.name, self.delay, self.drop = ns, name, delay, drop_every
+        self.near, self.far_ip, self.devices, self.seconds = near, far, devices, seconds
 
     def __enter__(self) -> Namespace:
-        self.wire = subprocess.Popen([sys.executable, str(HERE / "wire.py"), "vc0", "vs0",
-                                      str(self.delay), "60", str(self.drop)],
+        near_dev, far_dev = self.devices
+        self.wire = subprocess.Popen([sys.executable, str(HERE / "wire.py"), near_dev, far_dev,
+                                      str(self.delay), str(self.seconds), str(self.drop)],
                                      stdout=subprocess.PIPE, text=True)
         assert self.wire.stdout.readline().strip() == "ready"
         self.far = Namespace(self.name)
         far = self.far.__enter__()
-        for side, dev, me, peer in ((self.ns, "vc0", "10.77.0.1", "10.77.0.2"),
-                                    (far, "vs0", "10.77.0.2", "10.77.0.1")):
+        for side, dev, me, peer in ((self.ns, near_dev, self.near, self.far_ip),
+                                    (far, far_dev, self.far_ip, self.near)):
             subprocess.run(["ip", "link", "set", dev, "netns", side.name], check=True)
             side.sh("sysctl", "-q", f"net.ipv6.conf.{dev}.disable_ipv6=1")
             side.sh("ip", "addr", "add", me, "peer", peer, "dev", dev)
@@ -392,9 +400,9 @@ class Wire:
         return far
 
     def __exit__(self, *exc: object) -> None:
-        self.far.__exit__(*exc)
-        self.wire.kill()
+        self.wire.kill()  # first: its devices go with the namespaces
         self.wire.wait()
+        self.far.__exit__(*exc)
 
 
 def lossy(ns: Namespace) -> None:
@@ -1054,11 +1062,619 @@ def aborts(ns: Namespace) -> None:
               "receive buffer (RFC 2525, 2.17)")
 
 
+# ---- incidents: each with the kernel's view taken during it (NAME.ss-during.txt) ----------
+
+def _ss_during(*namespaces: Namespace) -> str:
+    """`ss -tanp` in each namespace, one after the other, raw, each block after a line
+    "# netns=NAME"; the first line says when the first was taken (epoch seconds, the
+    capture's clock) and where."""
+    text = f"# taken at {time.time():.6f} ({namespaces[0].name})\n"
+    for n in namespaces:
+        text += f"# netns={n.name}\n" + n.sh("ss", "-tanp", capture_output=True,
+                                             text=True).stdout
+    return text
+
+
+def _nft(ns: Namespace, table: str, chains: str) -> str:
+    """Add nftables table `table` (family inet) with `chains` in `ns`; returns its listing."""
+    ns.sh("nft", "-f", "-", input=f"table inet {table} {{\n{chains}\n}}\n", text=True)
+    return ns.sh("nft", "list", "table", "inet", table, capture_output=True, text=True).stdout
+
+
+def _log(text: str) -> list[dict]:
+    """A peer's log (peers.py log(): one JSON object a line)."""
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+_FIELDS = ("frame.time_epoch", "ip.src", "tcp.srcport", "ip.dst", "tcp.dstport", "tcp.flags",
+           "tcp.len", "tcp.seq_raw", "tcp.ack_raw")
+
+
+def _packets(path: Path) -> list[dict]:
+    """The capture's TCP segments as tshark reads them: t (epoch), src, dst ("ip:port"),
+    flags (a set of F S R P A), len (payload bytes), seq, ack (absolute)."""
+    out = subprocess.run(["tshark", "-n", "-r", str(path), "-Y", "tcp", "-T", "fields",
+                          *(x for f in _FIELDS for x in ("-e", f))],
+                         capture_output=True, text=True, check=True).stdout
+    packets = []
+    for line in out.splitlines():
+        t, sip, sport, dip, dport, flags, length, seq, ack = line.split("\t")
+        bits = int(flags, 16)
+        packets.append({"t": float(t), "src": f"{sip}:{sport}", "dst": f"{dip}:{dport}",
+                        "flags": {c for c, b in zip("FSRPA", (1, 2, 4, 8, 16), strict=True)
+                                  if bits & b},
+                        "len": int(length), "seq": int(seq), "ack": int(ack or 0)})
+    return packets
+
+
+def _tshark_count(path: Path, display_filter: str) -> int:
+    out = subprocess.run(["tshark", "-n", "-r", str(path), "-Y", display_filter],
+                         capture_output=True, text=True, check=True).stdout
+    return len(out.splitlines())
+
+
+def _tshark_conversations(path: Path) -> int:
+    out = subprocess.run(["tshark", "-n", "-q", "-z", "conv,tcp", "-r", str(path)],
+                         capture_output=True, text=True, check=True).stdout
+    return sum("<->" in line for line in out.splitlines())
+
+
+def _write_during(name: str, text: str) -> None:
+    (HERE / f"{name}.ss-during.txt").write_text(text)
+
+
+def _kib(path: Path) -> str:
+    return f"{path.stat().st_size / 1024:.0f} KiB"
+
+
+KEEPALIVE_RACE = ("10.84.0.1", "10.84.0.2")  # client, server
+KEEPALIVE_IDLE = 2.0  # the server's keep-alive idle timeout
+KEEPALIVE_DELAY = 0.05  # one way, on the wire
+KEEPALIVE_CLIENT = {"lanes": 3, "per_lane": 10, "seed": 39, "idle_lo": 1.5, "idle_mode": 2.0,
+                    "idle_hi": 2.5, "stagger": 0.35}
+
+
+def keepalive_race(ns: Namespace) -> None:
+    """The keep-alive race: an HTTP-like server closes a connection idle for 2.0 s; a client
+    with a pool of 3 kept connections reuses each after an idle time drawn around 2 s. Over
+    a wire with 50 ms each way, a request sent between 2.0 - 0.1 and 2.0 s of idle leaves
+    before the server's FIN arrives and reaches a socket already closed: the server's
+    kernel answers it with a RST. The client checks a kept connection before reusing it (a
+    FIN already there: a new connection), so only the true races fail. Captured at the
+    server."""
+    client_ip, server_ip = KEEPALIVE_RACE
+    name, plan = "keepalive_race", KEEPALIVE_CLIENT
+    pcap = HERE / f"{name}.pcap"
+    with Wire(ns, "keepalive-race-server", KEEPALIVE_DELAY, near=client_ip, far=server_ip,
+              devices=("kc0", "ks0")) as far:
+        server = far.peer("server", "keepalive", server_ip, "80", str(KEEPALIVE_IDLE), "32",
+                          wait_for="listening")
+        far.start_capture(str(pcap), iface="ks0")
+        client = ns.peer("client", "keepalive", server_ip, "80",
+                         *(str(plan[k]) for k in ("lanes", "per_lane", "seed", "idle_lo",
+                                                  "idle_mode", "idle_hi", "stagger")))
+        events, snaps = [], []
+        for line in client.stdout:  # a view of both kernels at each race, as it is noticed
+            e = json.loads(line)
+            events.append(e)
+            if e["event"] == "request" and e["reused"] and e["outcome"] != "response":
+                snaps.append((e, _ss_during(far, ns)))
+        client.wait(timeout=60)
+        time.sleep(1)
+        ss = _views(ns, far)
+        far.stop_capture(HERE / f"{name}.ss.txt")
+        server_log = _log(server.communicate(timeout=60)[0])
+    (HERE / f"{name}.ss.txt").write_text(ss)
+    requests = [e for e in events if e["event"] == "request"]
+    races = [e for e in requests if e["reused"] and e["outcome"] != "response"]
+    assert all(e["outcome"] == "response" for e in requests if not e["reused"]), requests
+    assert len(races) >= 2, requests
+    new_conns = [e for e in requests if not e["reused"]]  # each opened a connection
+    ports = [e["port"] for e in new_conns]
+    assert len(set(ports)) == len(ports), ports  # one connection a port
+    stale = [e for e in events if e["event"] == "stale"]
+    closes = [e for e in events if e["event"] == "close"]
+    idle_closes = {e["peer_port"]: e for e in server_log if e["event"] == "idle_close"}
+    race_ports = [e["port"] for e in races]
+    assert sorted(race_ports + [e["port"] for e in stale] + [e["port"] for e in closes]) \
+        == sorted(ports), (races, stale, closes)
+    # every race and every stale connection: the server had closed it for idleness, before
+    # the request was sent + the one-way delay (it reached a closed socket)
+    for e in [*races, *stale]:
+        assert e["port"] in idle_closes, (e, idle_closes)
+    for e in races:
+        assert idle_closes[e["port"]]["t"] < e["sent"] + KEEPALIVE_DELAY + 0.005, e
+    rst_instead_of_fin = sorted(p for p, e in idle_closes.items() if e["unread"])
+    # the capture: each race's request after the server's FIN (or its RST), then a RST
+    packets = _packets(pcap)
+    service = f"{server_ip}:80"
+    per_race = []
+    for e in races:
+        client = f"{client_ip}:{e['port']}"
+        conn = [p for p in packets if client in (p["src"], p["dst"])]
+        fin = next((p for p in conn if p["src"] == service and "F" in p["flags"]), None)
+        req = [p for p in conn if p["src"] == client and p["len"]][-1]
+        rsts = [p for p in conn if p["src"] == service and "R" in p["flags"]]
+        assert rsts and rsts[0]["t"] > req["t"], (e, conn)
+        assert fin is None or fin["t"] < req["t"], (e, conn)
+        per_race.append({"client": client, "idle_s": e["idle"], "outcome": e["outcome"],
+                         "request_sent": e["sent"],
+                         "server_idle_close": idle_closes[e["port"]]["t"],
+                         "server_fin_at": fin["t"] if fin else None,
+                         "request_at_server": req["t"], "first_rst_at": rsts[0]["t"],
+                         "rsts_from_server": len(rsts)})
+    # the kernel's view at the end: the races' sockets are gone on both sides; a stale
+    # connection's server socket (it closed first) and a finished one's client socket are
+    # in TIME-WAIT
+    view = Counter()
+    for line in ss.splitlines():
+        f = line.split()
+        if f[0] != "LISTEN":
+            local_port = int(f[3].rsplit(":", 1)[1])
+            peer_port = int(f[4].rsplit(":", 1)[1])
+            view[(f[0], "client" if local_port != 80 else "server",
+                  local_port if local_port != 80 else peer_port)] += 1
+    assert not [k for k in view if k[2] in race_ports], view
+    assert ss_states(ss) == {"TIME-WAIT": len(stale) + len(closes)}, ss
+    assert all(view[("TIME-WAIT", "server", e["port"])] for e in stale), view
+    assert all(view[("TIME-WAIT", "client", e["port"])] for e in closes), view
+    final = {**{p: {"client": "CLOSED", "server": "CLOSED"} for p in race_ports},
+             **{e["port"]: {"client": "CLOSED", "server": "TIME_WAIT"} for e in stale},
+             **{e["port"]: {"client": "TIME_WAIT", "server": "CLOSED"} for e in closes}}
+    # the view during the incident: the first race whose server socket was still there
+    # (FIN-WAIT, the request on its way), else the first race's
+    def shows_server_socket(e: dict, text: str) -> bool:
+        block = text.split("# netns=")[1]
+        return any(f":{e['port']}" in ln and "FIN-WAIT" in ln for ln in block.splitlines())
+    race, during = next(((e, t) for e, t in snaps if shows_server_socket(e, t)), snaps[0])
+    _write_during(name, during)
+    seen_during = []  # (namespace, state, Send-Q) of the race's sockets in that view
+    for block in during.split("# netns=")[1:]:
+        where = block.split("\n", 1)[0]
+        seen_during += [f"{'server' if where == far.name else 'client'} {ln.split()[0]} "
+                        f"(Send-Q {ln.split()[2]})"
+                        for ln in block.splitlines()[2:] if f":{race['port']} " in ln]
+    rst_count = _tshark_count(pcap, "tcp.flags.reset==1")
+    rst_server = _tshark_count(pcap, f"tcp.flags.reset==1 && ip.src=={server_ip}")
+    retrans = _tshark_count(pcap, "tcp.analysis.retransmission")
+    convs = _tshark_conversations(pcap)
+    assert convs == len(ports), convs
+    assert sorted(int(p["src"].rsplit(":", 1)[1]) for p in packets if p["flags"] == {"S"}) \
+        == sorted(ports)  # one SYN a connection: none sent again
+    idles = [e["idle"] for e in races]
+    # how far the drawn idle times lie from the race window's edges: the count does not
+    # hang on timing jitter
+    lo_edge = KEEPALIVE_IDLE - 2 * KEEPALIVE_DELAY
+    margin = min(min(abs(e["target"] - lo_edge), abs(e["target"] - KEEPALIVE_IDLE))
+                 for e in requests if e["reused"])
+    assert margin > 0.005 and all(lo_edge < i < KEEPALIVE_IDLE for i in idles), margin
+    outcomes = Counter(e["outcome"] for e in races)
+    n = len(ports)
+    write_expected(
+        name,
+        description=f"an HTTP/1.1-like server on {service} closes (close()) a keep-alive "
+                    f"connection idle for {KEEPALIVE_IDLE:g} s; a client ({client_ip}) keeps "
+                    f"a pool of {plan['lanes']} connections (a thread each, started "
+                    f"{plan['stagger']:g} s apart), {plan['per_lane']} requests each, and "
+                    "reuses a kept connection after an idle time drawn from "
+                    f"random.triangular({plan['idle_lo']:g}, {plan['idle_hi']:g}, "
+                    f"{plan['idle_mode']:g}) (random.Random({plan['seed']} + lane)); the two "
+                    f"namespaces are joined by samples/wire.py, {KEEPALIVE_DELAY * 1e3:g} ms "
+                    "each way, so a request sent at an idle time between "
+                    f"{KEEPALIVE_IDLE - 2 * KEEPALIVE_DELAY:g} and {KEEPALIVE_IDLE:g} s "
+                    "leaves before the server's FIN arrives and reaches a socket closed "
+                    "meanwhile: the server's kernel answers it with a RST. Before reusing a "
+                    "connection the client checks it (a FIN already received: a new "
+                    "connection instead), and it sends a failed request once more on a new "
+                    f"connection. {len(requests)} requests on {n} connections: "
+                    f"{len(races)} races ({', '.join(f'{k} {v}' for k, v in outcomes.items())} "
+                    f"at the client), {len(stale)} kept connections found closed by the "
+                    "server before reuse, the rest answered; captured at the server",
+        connections=n,
+        end_kinds=dict(sorted(Counter(
+            ["reset_by_server"] * len(races) + ["closed"] * (len(stale) + len(closes))
+        ).items())),
+        # the server's idle timeout closed first in the races and the stale connections;
+        # the client closed its last kept connections
+        closers=dict(sorted(Counter(["server"] * (len(races) + len(stale))
+                                    + ["client"] * len(closes)).items())),
+        stuck=[],
+        # in the order of the connections' SYNs in the capture
+        final_states=[final[int(p["src"].rsplit(":", 1)[1])] for p in packets
+                      if p["flags"] == {"S"}],
+        diagnoses=[{"name": "keepalive_race", "service": service, "count": len(races),
+                    "server_idle_timeout_s": KEEPALIVE_IDLE,
+                    "client_reuse_idle_s": [min(idles), max(idles)]}],
+        races=per_race,
+        client_log=requests, client_stale=stale,
+        server_idle_closes=sorted(idle_closes.values(), key=lambda e: e["t"]),
+        server_rst_instead_of_fin=rst_instead_of_fin,
+        tshark={"rst": rst_count, "rst_from_server": rst_server, "retransmissions": retrans,
+                "tcp_conversations": convs},
+        notes=f"the client's log (client_log: every request; client_stale: the kept "
+              "connections it found closed before reuse) and the server's "
+              "(server_idle_closes) are peers.py's, times in epoch seconds (the capture's "
+              "clock); idle_s is the time from the response to the request on the client. "
+              f"Each race: the server's idle close (its FIN, or a RST where a request was "
+              "already unread: server_rst_instead_of_fin), then the request at the server, "
+              "then the server's RST, checked in the capture (races[]: the FIN, the request "
+              "and the first RST as tshark dates them at the server). The count is the "
+              "requests on a reused connection that got EOF or a reset after the server's "
+              "close; each was sent again on a new connection and answered. The seed's "
+              "idle times (client_log target) all lie at least "
+              f"{margin * 1e3:.0f} ms from the race window's edges ({lo_edge:g} and "
+              f"{KEEPALIVE_IDLE:g} s), so the count does not hang on timing jitter. "
+              "tshark -r "
+              f"{name}.pcap: -Y tcp.flags.reset==1 {rst_count} packets ({rst_server} from "
+              "the server: in each race the first answers the request, its sequence number "
+              "the FIN's (the request did not acknowledge the FIN; Linux accepts a RST at "
+              "rcv_nxt - 1 in CLOSE-WAIT or LAST-ACK, tcp_reset_check), and the server's "
+              "kernel, with no socket left, answers the client's FIN (which acknowledges the "
+              "server's) with a second where it came after (races[].rsts_from_server), at "
+              "the FIN's sequence number + 1); -Y "
+              f"tcp.analysis.retransmission {retrans}; -q -z conv,tcp {convs} "
+              f"conversations = {n} connections. {name}.ss-during.txt: ss -tanp in the "
+              f"server's namespace, then the client's, taken when the client noticed the "
+              f"race on port {race['port']} (idle {race['idle']:.3f} s, "
+              f"{race['outcome']}): its sockets " + ", ".join(seen_during) + " (the "
+              "server's orphaned by its close(), its FIN unacknowledged; the client's with "
+              "its request unacknowledged). ss -tanH at the end "
+              f"({name}.ss.txt): "
+              f"{len(stale)} TIME-WAIT at the server (the stale connections, closed first "
+              f"by it), {len(closes)} at the client (its last kept connections), no socket "
+              f"of a race. Capture {_kib(pcap)}")
+
+
+PEER_GONE = ("10.85.0.1", "10.85.0.2", "10.85.0.3")  # clients; server A (vanishes); B (cut)
+PEER_GONE_IDLE_CLIENTS = 3
+PEER_GONE_RETRIES2 = 3
+
+
+def peer_gone(ns: Namespace) -> None:
+    """Peers that go away without a word, captured at the clients. (a) A server (A) with 3
+    idle keep-alive connections vanishes: nftables drops its outgoing packets, `ss -K`
+    destroys its sockets (their RSTs dropped) and its process is killed; the drop is
+    removed; then each client writes a request, and the server's kernel, with no socket,
+    answers with a RST. (b) Another server (B) receiving an upload has its path cut
+    (nftables in its namespace drops everything to and from it) while the client sends;
+    the client's kernel (net.ipv4.tcp_retries2=3) retransmits with backoff, then gives up:
+    the next send fails with ETIMEDOUT."""
+    client_ip, a_ip, b_ip = PEER_GONE
+    name = "peer_gone"
+    pcap = HERE / f"{name}.pcap"
+    a_service, b_service = f"{a_ip}:8080", f"{b_ip}:9000"
+    with Veth(ns, "peer-gone-server", client_ip, a_ip) as far:
+        far.sh("ip", "addr", "add", f"{b_ip}/24", "dev", "f0")
+        ns.sh("ip", "neigh", "add", b_ip, "lladdr", _mac(far, "f0"), "dev", "n0", "nud",
+              "permanent")
+        ns.sh("sysctl", "-q", f"net.ipv4.tcp_retries2={PEER_GONE_RETRIES2}")
+        sysctls = {"client": {k: _sysctl(ns, k) for k in ("net.ipv4.tcp_retries2",
+                                                          "net.ipv4.tcp_retries1")}}
+        server_a = far.peer("server", "keepopen", a_ip, "8080", str(PEER_GONE_IDLE_CLIENTS),
+                            "60", wait_for="listening")
+        server_b = far.peer("server", "upload", b_ip, "9000", "25", wait_for="listening")
+        ns.start_capture(str(pcap), iface="n0")
+        upload = ns.peer("client", "upload", b_ip, "9000", "1000", "0.1", "200")
+        up_log = [json.loads(upload.stdout.readline())]  # connected
+        idle = ns.peer("client", "idle_write", a_ip, "8080", str(PEER_GONE_IDLE_CLIENTS),
+                       "4", "0.3")
+        idle_log = []
+        while not idle_log or idle_log[-1]["event"] != "idle":
+            idle_log.append(json.loads(idle.stdout.readline()))
+        time.sleep(0.5)
+        # (a) A vanishes: its packets out dropped, its sockets destroyed, its process killed
+        steps = {"a_drop_out": time.time()}
+        nft_a = _nft(far, "gone", "  chain output {\n"
+                                  "    type filter hook output priority 0; policy accept;\n"
+                                  f"    ip saddr {a_ip} tcp sport 8080 drop\n  }}")
+        killed = far.sh("ss", "-K", "-tnH", "state", "established", "( sport = :8080 )",
+                        capture_output=True, text=True).stdout
+        steps["a_sockets_destroyed"] = time.time()
+        server_a.kill()
+        server_a.wait()
+        steps["a_process_killed"] = time.time()
+        left = far.sh("ss", "-tanH", "( sport = :8080 )", capture_output=True,
+                      text=True).stdout
+        far.sh("nft", "delete", "table", "inet", "gone")
+        steps["a_drop_removed"] = time.time()
+        time.sleep(0.5)
+        # (b) B's path cut both ways, while its client sends
+        steps["b_cut"] = time.time()
+        nft_b = _nft(far, "cut", "  chain input {\n"
+                                 "    type filter hook input priority 0; policy accept;\n"
+                                 f"    ip daddr {b_ip} drop\n  }}\n"
+                                 "  chain output {\n"
+                                 "    type filter hook output priority 0; policy accept;\n"
+                                 f"    ip saddr {b_ip} drop\n  }}")
+        time.sleep(1.2)
+        during = _ss_during(ns, far)
+        idle_log += _log(idle.communicate(timeout=60)[0])
+        up_log += _log(upload.communicate(timeout=60)[0])
+        time.sleep(1)
+        ns.run("client", "datagram", a_ip, "9")  # dates the capture's end (B's is cut)
+        ss = _views(ns, far)
+        ns.stop_capture(HERE / f"{name}.ss.txt")
+        server_b.kill()  # its socket is still open (the cut); nothing it sends gets out
+        server_b.wait()
+        a_log = _log(server_a.stdout.read())
+    (HERE / f"{name}.ss.txt").write_text(ss)
+    _write_during(name, during)
+    assert len(killed.splitlines()) == PEER_GONE_IDLE_CLIENTS, killed
+    assert not left.strip(), left  # nothing of A left, not even its listener
+    writes = [e for e in idle_log if e["event"] == "write"]
+    assert len(writes) == PEER_GONE_IDLE_CLIENTS and all(
+        e["recv"] == "ECONNRESET" for e in writes), idle_log
+    failed = [e for e in up_log if e["event"] == "send_failed"]
+    assert len(failed) == 1 and failed[0]["error"] == "ETIMEDOUT", up_log
+    # the capture: A's clients
+    packets = _packets(pcap)
+    a_clients = [f"{client_ip}:{e['port']}" for e in idle_log if e["event"] == "reply"]
+    per_a = []
+    for client, w in zip(a_clients, writes, strict=True):
+        conn = [p for p in packets if {p["src"], p["dst"]} == {client, a_service}]
+        from_server = [p for p in conn if p["src"] == a_service]
+        rsts = [p for p in from_server if "R" in p["flags"]]
+        assert len(rsts) == 1 and rsts[0] is from_server[-1], conn
+        heard = from_server[-2]  # the last before the RST: the reply to the first request
+        assert heard["len"] and heard["t"] < steps["a_drop_out"], conn
+        assert not [p for p in from_server if steps["a_drop_out"] <= p["t"] < rsts[0]["t"]]
+        request = [p for p in conn if p["src"] == client and p["len"]][-1]
+        assert request["t"] < rsts[0]["t"] and rsts[0]["seq"] == request["ack"], conn
+        assert not [p for p in conn if "F" in p["flags"]], conn  # no FIN either way
+        per_a.append({"client": client, "last_heard": heard["t"],
+                      "request_at": request["t"], "rst_at": rsts[0]["t"],
+                      "send": w["send"], "recv": w["recv"]})
+    # B's client
+    b_client = f"{client_ip}:{up_log[0]['port']}"
+    conn = [p for p in packets if {p["src"], p["dst"]} == {b_client, b_service}]
+    from_b = [p for p in conn if p["src"] == b_service]
+    b_heard = from_b[-1]["t"]
+    assert b_heard < steps["b_cut"] + 0.01, (b_heard, steps)
+    assert not [p for p in conn if p["flags"] & {"F", "R"}], conn  # no FIN, no RST
+    after_cut = [p for p in conn if p["t"] > b_heard]
+    sent_after = [p for p in after_cut if p["src"] == b_client and p["len"]]
+    # retransmissions: a segment whose sequence number was sent before
+    seen, retrans = set(), []
+    for p in conn:
+        if p["src"] == b_client and p["len"]:
+            if p["seq"] in seen:
+                retrans.append(p)
+            seen.add(p["seq"])
+    gaps = [round(b["t"] - a["t"], 3) for a, b in zip(retrans, retrans[1:], strict=False)]
+    gave_up = failed[0]["t"]
+    b_last = conn[-1]["t"]
+    rst_count = _tshark_count(pcap, "tcp.flags.reset==1")
+    rst_a = _tshark_count(pcap, f"tcp.flags.reset==1 && ip.src=={a_ip}")
+    t_retrans = _tshark_count(pcap, "tcp.analysis.retransmission")
+    t_retrans_b = _tshark_count(pcap, f"tcp.analysis.retransmission && ip.dst=={b_ip}")
+    convs = _tshark_conversations(pcap)
+    assert convs == PEER_GONE_IDLE_CLIENTS + 1 and rst_count == rst_a == len(writes)
+    # the kernel at the end: no client socket; B's server socket still ESTAB (its peer gave
+    # up silently, and it never heard)
+    client_end = ss_states("".join(ln + "\n" for ln in ss.splitlines() if ns.name in ln))
+    server_end = [ln for ln in ss.splitlines() if far.name in ln and not
+                  ln.startswith("LISTEN")]
+    assert client_end == {}, ss
+    assert len(server_end) == 1 and server_end[0].split()[0] == "ESTAB" \
+        and server_end[0].split()[4] == b_client, ss
+    during_client = {ln.split()[3]: ln.split() for ln in
+                     during.split("# netns=")[1].splitlines()[2:]}
+    during_server = [ln.split() for ln in during.split("# netns=")[2].splitlines()[2:]]
+    assert all(during_client[c][0] == "ESTAB" for c in a_clients), during
+    assert during_client[b_client][0] == "ESTAB" and int(during_client[b_client][2]) > 0
+    assert not [f for f in during_server if f[3].startswith(f"{a_ip}:")], during
+    assert [f[0] for f in during_server if f[3] == b_service and f[4] == b_client] \
+        == ["ESTAB"], during
+    _, others = _segments(pcap)
+    assert len(others) == 2 and others[0] > gave_up, others  # the datagram and its ICMP
+    syns = [p for p in packets if p["flags"] == {"S"}]
+    assert [p["src"] for p in syns] == [b_client, *a_clients], syns  # one SYN each
+    first_syn = syns[0]["t"]
+    rel = lambda t: round(t - first_syn, 3)  # noqa: E731
+    write_expected(
+        name,
+        description=f"captured at the clients ({client_ip}); two servers in one namespace "
+                    "go away without a word. (a) A server on "
+                    f"{a_service} holds {PEER_GONE_IDLE_CLIENTS} idle keep-alive connections "
+                    "(one request and reply each); then nftables in its namespace drops its "
+                    "outgoing packets, ss -K destroys its sockets (their RSTs dropped), its "
+                    "process is killed (kill -9) and the drop removed: nothing of the "
+                    "server is left and it sent nothing; 4 s after their replies the "
+                    "clients each write a request (0.3 s apart), and the server's kernel, "
+                    "with no socket, answers each with a RST: send() returned the bytes, "
+                    f"recv() ECONNRESET. (b) A client uploads to {b_service}, 1000 bytes "
+                    "every 0.1 s; mid-transfer nftables in the server's namespace drops "
+                    "everything to and from "
+                    f"{b_ip}; the client's namespace has net.ipv4.tcp_retries2="
+                    f"{PEER_GONE_RETRIES2}: its kernel retransmits {len(retrans)} times, then "
+                    f"gives up; the next send() fails with ETIMEDOUT "
+                    f"{gave_up - steps['b_cut']:.1f} s after the cut; no FIN or RST; the "
+                    "server's socket stays ESTAB",
+        connections=PEER_GONE_IDLE_CLIENTS + 1,
+        end_kinds={"open": 1, "reset_by_server": PEER_GONE_IDLE_CLIENTS},
+        # (a): the server went first (its sockets destroyed), and its host's RST is the
+        # only close the capture shows; (b): nobody sent a FIN or a RST
+        closers={"none": 1, "server": PEER_GONE_IDLE_CLIENTS},
+        stuck=[],
+        # the upload connected first; the kernel's states at the capture's end (ss)
+        final_states=[{"client": "CLOSED", "server": "ESTABLISHED"}]
+        + [{"client": "CLOSED", "server": "CLOSED"}] * PEER_GONE_IDLE_CLIENTS,
+        diagnoses=[{"name": "peer_gone", "service": a_service, "side": "server",
+                    "count": PEER_GONE_IDLE_CLIENTS, "how": "rst",
+                    "last_heard": max(a["last_heard"] for a in per_a)},
+                   {"name": "peer_gone", "service": b_service, "side": "server",
+                    "count": 1, "how": "timeout", "last_heard": b_heard}],
+        vanished={"steps": steps, "destroyed_by_ss_K": killed.split("\n")[:-1],
+                  "per_connection": per_a, "nftables": nft_a},
+        cut={"client": b_client, "at": steps["b_cut"], "last_heard": b_heard,
+             "segments_after": len(after_cut), "data_segments_after": len(sent_after),
+             "retransmissions": len(retrans),
+             "retransmission_times_s": [rel(p["t"]) for p in retrans],
+             "retransmission_gaps_s": gaps, "client_gave_up": failed[0],
+             "last_segment_at": b_last, "nftables": nft_b},
+        last_records=f"a UDP datagram from the client to {a_ip}:9 and the ICMP port "
+                     f"unreachable answering it, at {others[0]:.6f}, "
+                     f"{others[0] - gave_up:.1f} s after B's client gave up: no TCP (a pcap "
+                     "file ends at its last packet: they date the capture's end)",
+        client_logs={"idle_write": idle_log, "upload": up_log},
+        server_logs={"a": a_log},
+        sysctls=sysctls,
+        tshark={"rst": rst_count, "rst_from_a": rst_a, "retransmissions": t_retrans,
+                "retransmissions_to_b": t_retrans_b, "tcp_conversations": convs},
+        notes="times are epoch seconds (the capture's clock). last_heard: the capture's "
+              "time of the server's last segment before it went away: for A the replies "
+              "to the first requests (vanished.per_connection, each before steps."
+              "a_drop_out; the diagnosis gives the latest), for B its last ACK before the "
+              "cut (cut.at); nothing from either after but A's host's RSTs. "
+              f"cut.retransmission_times_s are from the first SYN; the client's kernel "
+              f"gave up silently (no RST sent), send() raised ETIMEDOUT at "
+              f"{gave_up:.3f} (client_gave_up), its last retransmission at {b_last:.3f}. "
+              f"tshark -r {name}.pcap: -Y tcp.flags.reset==1 {rst_count} packets, all from "
+              f"{a_ip}; -Y tcp.analysis.retransmission {t_retrans} ({t_retrans_b} to "
+              f"{b_ip}); -q -z conv,tcp {convs} conversations. {name}.ss-during.txt: ss "
+              "-tanp in the clients' namespace, then the servers', 1.2 s after the cut: "
+              "A's clients ESTAB with no server socket left (not even its listener); B's "
+              f"client ESTAB with {during_client[b_client][2]} bytes unacknowledged "
+              "(Send-Q) and B's server ESTAB. B's end kind and closer (open, none) are what "
+              "the capture holds for it: no FIN and no RST either way (the client's kernel "
+              "gave up without sending one; B's were dropped); A's connections each end "
+              "with the RST of a host with no socket, the server side having gone first. "
+              "ss -tanH at the end "
+              f"({name}.ss.txt): no client socket; B's server socket still ESTAB (the "
+              "capture cannot see that: the client's final state CLOSED is the kernel's, "
+              "after its give-up, which sends nothing). Capture " + _kib(pcap))
+
+
+UNREAD_CLOSE = ("10.86.0.1", "10.86.0.2")  # client, server
+UNREAD_SIZES = (1500, 4000, 9000, 20000)  # the bodies the server leaves unread
+UNREAD_HEADER = 64  # peers.py HEADER_LEN: what the server reads of each request
+
+
+def unread_close(ns: Namespace) -> None:
+    """A server that reads only the header of each upload (64 bytes), refuses it and
+    close()s with the body unread in its receive buffer: Linux sends a RST instead of a FIN
+    and discards the body (RFC 2525, 2.17); 4 uploads. Then the negative control: a client
+    that reads its whole answer and aborts with SO_LINGER (on, 0 s): a RST with nothing
+    unread on either side. Captured at the server."""
+    client_ip, server_ip = UNREAD_CLOSE
+    name, service = "unread_close", f"{server_ip}:8080"
+    pcap = HERE / f"{name}.pcap"
+    n = len(UNREAD_SIZES)
+    with Veth(ns, "unread-close-server", client_ip, server_ip) as far:
+        server = far.peer("server", "unread", server_ip, "8080", str(n + 1), "0.3", "3",
+                          wait_for="listening")
+        far.start_capture(str(pcap), iface="f0")
+        client = ns.peer("client", "unread", server_ip, "8080",
+                         ",".join(map(str, UNREAD_SIZES)), "0.3")
+        server_log, during = [], None
+        for line in server.stdout:  # the view of both kernels while the largest body waits
+            e = json.loads(line)
+            server_log.append(e)
+            if e["event"] == "unread" and e["unread"] == max(UNREAD_SIZES):
+                during = _ss_during(far, ns)
+            if e["event"] == "control":
+                break
+        client_log = _log(client.communicate(timeout=60)[0])
+        time.sleep(1)
+        ss = _views(ns, far)
+        far.stop_capture(HERE / f"{name}.ss.txt")
+        server.wait(timeout=30)
+    (HERE / f"{name}.ss.txt").write_text(ss)
+    _write_during(name, during)
+    assert ss_states(ss) == {}, ss
+    uploads = [e for e in client_log if e["event"] == "upload"]
+    control = next(e for e in client_log if e["event"] == "control")
+    closed = {e["peer_port"]: e for e in server_log if e["event"] == "closed_unread"}
+    s_control = next(e for e in server_log if e["event"] == "control")
+    assert len(uploads) == n and len(closed) == n, (client_log, server_log)
+    per = []
+    packets = _packets(pcap)
+    for size, up in zip(UNREAD_SIZES, uploads, strict=True):
+        sv = closed[up["port"]]
+        lost = up["sent"] - sv["read"]
+        assert sv["read"] == UNREAD_HEADER and sv["unread"] == lost == size, (up, sv)
+        client = f"{client_ip}:{up['port']}"
+        conn = [p for p in packets if client in (p["src"], p["dst"])]
+        rsts = [p for p in conn if "R" in p["flags"]]
+        assert len(rsts) == 1 and rsts[0]["src"] == service, conn
+        assert not [p for p in conn if "F" in p["flags"]], conn  # a RST, no FIN
+        # every byte of the request reached the server and was acknowledged before it
+        acked = max(p["ack"] for p in conn if p["src"] == service and "A" in p["flags"]
+                    and "R" not in p["flags"])
+        first = next(p for p in conn if p["src"] == client and p["len"])
+        assert acked - first["seq"] == up["sent"], (acked, first, up)
+        per.append({"client": client, "sent": up["sent"], "read_by_server": sv["read"],
+                    "unread_lost": lost, "acknowledged_before_rst": acked - first["seq"],
+                    "server_rst_at": rsts[0]["t"],
+                    "client_received": up["received"], "client_outcome": up["outcome"]})
+    c_client = f"{client_ip}:{control['port']}"
+    conn = [p for p in packets if c_client in (p["src"], p["dst"])]
+    rsts = [p for p in conn if "R" in p["flags"]]
+    assert len(rsts) == 1 and rsts[0]["src"] == c_client and control["unread"] == 0 \
+        and s_control["unread"] == 0 and s_control["read"] == UNREAD_HEADER, conn
+    assert not [p for p in conn if "F" in p["flags"]], conn
+    lost = sum(p["unread_lost"] for p in per)
+    rst_count = _tshark_count(pcap, "tcp.flags.reset==1")
+    rst_server = _tshark_count(pcap, f"tcp.flags.reset==1 && ip.src=={server_ip}")
+    retrans = _tshark_count(pcap, "tcp.analysis.retransmission")
+    convs = _tshark_conversations(pcap)
+    assert convs == n + 1 and rst_count == n + 1 and rst_server == n, (convs, rst_count)
+    write_expected(
+        name,
+        description=f"a server on {service} reads only the {UNREAD_HEADER}-byte header of "
+                    f"each upload, waits until the whole body is in its receive buffer, "
+                    "sends a 413 refusal and close()s with the body unread: Linux sends a "
+                    "RST instead of a FIN and discards the body (RFC 2525, 2.17); "
+                    f"{n} uploads from {client_ip}, bodies of "
+                    + ", ".join(map(str, UNREAD_SIZES)) + " bytes, one after another 0.3 s "
+                    "apart. Then the negative control: a request without a body, whose "
+                    "answer the client reads whole before it closes with SO_LINGER (on, "
+                    "0 s): a RST from the client, nothing unread on either side. Captured "
+                    "at the server",
+        connections=n + 1,
+        end_kinds={"reset_by_client": 1, "reset_by_server": n},
+        closers={"client": 1, "server": n},
+        stuck=[],
+        final_states=[{"client": "CLOSED", "server": "CLOSED"}] * (n + 1),
+        diagnoses=[{"name": "reset_with_data_loss", "service": service, "side": "server",
+                    "count": n, "bytes_lost": lost}],
+        not_diagnosed=[{"name": "reset_with_data_loss", "client": c_client,
+                        "why": "an ordinary abort: the client's close() with SO_LINGER (on, "
+                               "0 s) after it had read the whole answer; the server had "
+                               "read the whole request"}],
+        per_connection=per,
+        control={"client": c_client, "sent": control["sent"],
+                 "read_by_server": s_control["read"], "client_received": control["received"],
+                 "client_unread": control["unread"], "server_unread": s_control["unread"],
+                 "server_saw": s_control["outcome"], "client_rst_at": rsts[0]["t"]},
+        client_log=client_log, server_log=server_log,
+        tshark={"rst": rst_count, "rst_from_server": rst_server, "retransmissions": retrans,
+                "tcp_conversations": convs},
+        notes="bytes lost per connection: the bytes the client sent (its log) minus those "
+              "the server read (its log: the header), equal to what FIONREAD showed in the "
+              "server's receive buffer just before close() (server_log closed_unread) and "
+              "checked in the capture: the server had acknowledged every byte of the "
+              "request before its RST, and sent no FIN. What the client's recv() "
+              "returned (per_connection client_received, client_outcome): "
+              + "; ".join(f"{k} x{v}" for k, v in Counter(
+                  f"{p['client_received']} bytes (the 413 refusal), then "
+                  f"{p['client_outcome']}" for p in per).items())
+              + ". tshark -r "
+              f"{name}.pcap: -Y tcp.flags.reset==1 {rst_count} packets ({rst_server} from "
+              f"the server, 1 from the control's client); -Y tcp.analysis.retransmission "
+              f"{retrans}; -q -z conv,tcp {convs} conversations. {name}.ss-during.txt: ss "
+              "-tanp in the server's namespace, then the client's, while the "
+              f"{max(UNREAD_SIZES)}-byte body waited unread (the server's Recv-Q) 0.3 s "
+              "before the close. ss -tanH at the end: no socket but the listener. Capture "
+              + _kib(pcap))
+
+
 SCENARIOS = {f.__name__: f for f in (close_wait_leak, idle_leak, syn_timeout, close_wait_reset,
                                      client_close, server_close, rst_abort,
                                      refused, half_close, mid_stream, ipv6, pcapng, rotated,
                                      vantage, lossy, vxlan, syn_giveup, synack_giveup,
-                                     late_leak, aborts)}
+                                     late_leak, aborts, keepalive_race, peer_gone,
+                                     unread_close)}
 
 
 def main(names: list[str]) -> None:

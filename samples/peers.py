@@ -4,9 +4,14 @@ network namespaces. Every loop is bounded and every process ends by itself.
     python3 peers.py ROLE MODE HOST PORT [ARGS...]
 """
 
+import fcntl
+import json
+import random
+import select
 import socket
 import struct
 import sys
+import termios
 import threading
 import time
 
@@ -50,6 +55,26 @@ def read_line(c: socket.socket) -> bytes:
 
 def hold(seconds: float) -> None:
     time.sleep(max(0.0, min(seconds, DEADLINE - time.monotonic())))
+
+
+_LOG = threading.Lock()
+
+
+def log(**event) -> None:
+    """One JSON line on stdout (the scenario's log), with the wall-clock time it was written
+    (`t`, epoch seconds: the clock tcpdump stamps the capture with)."""
+    with _LOG:
+        print(json.dumps({"t": round(time.time(), 6), **event}), flush=True)
+
+
+def queued(c: socket.socket) -> int:
+    """The bytes in the socket's receive buffer, not yet read by the application."""
+    return struct.unpack("i", fcntl.ioctl(c, termios.FIONREAD, b"\0" * 4))[0]
+
+
+def errno_name(e: OSError) -> str:
+    return {ConnectionResetError: "ECONNRESET", BrokenPipeError: "EPIPE",
+            TimeoutError: "ETIMEDOUT"}.get(type(e), type(e).__name__)
 
 
 # ---- servers ---------------------------------------------------------------------------
@@ -191,6 +216,146 @@ def server_aborts(host: str, port: int, n: str, seconds: str) -> None:
     hold(float(seconds))
 
 
+#: keepalive_race: a request is a header block ending with an empty line; the answer has a
+#: body of RESPONSE_BODY bytes.
+RESPONSE_BODY = 64
+
+
+def server_keepalive(host: str, port: int, idle: str, seconds: str) -> None:
+    """An HTTP/1.1-like server with a keep-alive idle timeout: it answers each request
+    (headers ending with an empty line) on a connection, and close()s a connection on
+    which no byte came for `idle` seconds since its last answer (or its accept). Serves
+    connections concurrently for `seconds`. Logs each answer and each idle close."""
+    s, timeout = listen(host, port), float(idle)
+    s.settimeout(0.2)
+    stop = min(time.monotonic() + float(seconds), DEADLINE)
+
+    def serve(c: socket.socket, peer: int) -> None:
+        last, buf = time.monotonic(), b""
+        try:
+            while time.monotonic() < stop:
+                left = timeout - (time.monotonic() - last)
+                ready = select.select([c], [], [], left)[0] if left > 0 else []
+                if not ready:  # idle for `timeout`: close (a FIN, or a RST if bytes came)
+                    unread = queued(c)
+                    c.close()
+                    log(event="idle_close", peer_port=peer,
+                        idle=round(time.monotonic() - last, 6), unread=unread)
+                    return
+                data = c.recv(4096)
+                if not data:
+                    log(event="eof", peer_port=peer)
+                    break
+                buf += data
+                while b"\r\n\r\n" in buf:
+                    _, buf = buf.split(b"\r\n\r\n", 1)
+                    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n"
+                              b"Keep-Alive: timeout=%d\r\n\r\n" % (RESPONSE_BODY, timeout)
+                              + b"r" * RESPONSE_BODY)
+                    last = time.monotonic()
+                    log(event="response", peer_port=peer)
+        except OSError as e:
+            log(event="error", peer_port=peer, error=errno_name(e))
+        c.close()
+
+    threads = []
+    while time.monotonic() < stop:
+        try:
+            c, addr = s.accept()
+        except TimeoutError:
+            continue
+        t = threading.Thread(target=serve, args=(c, addr[1]), daemon=True)
+        t.start()
+        threads.append(t)
+    for t in threads:
+        t.join(timeout=5)
+
+
+def server_keepopen(host: str, port: int, n: str, seconds: str) -> None:
+    """Accept `n` connections and answer each request line on them, never closing one
+    (no idle timeout, no keep-alives), for `seconds`: peer_gone's server whose sockets
+    vanish under it."""
+    s, conns, accepted = listen(host, port), [], 0
+    stop = min(time.monotonic() + float(seconds), DEADLINE)
+    while (conns or accepted < int(n)) and time.monotonic() < stop:
+        for c in select.select([s, *conns] if accepted < int(n) else conns, [], [], 0.2)[0]:
+            if c is s:
+                conns.append(s.accept()[0])
+                accepted += 1
+                continue
+            try:
+                data = c.recv(4096)
+            except OSError as e:  # ECONNABORTED: ss -K destroyed the socket
+                log(event="error", error=e.strerror)
+                data = b""
+            if not data:
+                conns.remove(c)
+                c.close()
+                continue
+            c.sendall(b"reply " * 20 + b"\n")
+            log(event="reply", peer_port=c.getpeername()[1])
+
+
+def server_upload(host: str, port: int, seconds: str) -> None:
+    """Accept one connection and read what comes, for `seconds` (no close before): the
+    server of peer_gone's upload, whose path is cut."""
+    s = listen(host, port)
+    c, _ = s.accept()
+    n, stop = 0, min(time.monotonic() + float(seconds), DEADLINE)
+    while (left := stop - time.monotonic()) > 0:
+        if select.select([c], [], [], left)[0]:
+            data = c.recv(65536)
+            if not data:
+                break
+            n += len(data)
+    log(event="read", bytes=n)
+
+
+#: unread_close: each request begins with a header of HEADER_LEN bytes, "POST /upload
+#: len=N" (N bytes of body follow) or "GET /control", padded with spaces.
+HEADER_LEN = 64
+
+
+def server_unread(host: str, port: int, n: str, hold_s: str, seconds: str) -> None:
+    """Serve `n` connections one after another. Each: read the header (HEADER_LEN bytes,
+    MSG_WAITALL); an upload is refused unread: wait until its whole body is in the receive
+    buffer, log how many bytes are there (read: the header; unread: the body), wait `hold_s`,
+    send a short refusal and close() with the body unread: the kernel sends a RST, not a
+    FIN, and discards the body (RFC 2525, 2.17). The control request has no body: answer it,
+    then read to the client's end (its abort)."""
+    s = listen(host, port)
+    for _ in range(int(n)):
+        c, addr = s.accept()
+        c.settimeout(30)
+        header = c.recv(HEADER_LEN, socket.MSG_WAITALL)
+        path = header.split()[1].decode()
+        if path == "/upload":
+            body = int(header.split()[2].decode().removeprefix("len="))
+            for _ in range(500):  # at most 5 s
+                if queued(c) >= body:
+                    break
+                time.sleep(0.01)
+            log(event="unread", peer_port=addr[1], read=len(header), unread=queued(c))
+            time.sleep(float(hold_s))
+            c.sendall(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n"
+                      b"Connection: close\r\n\r\n")
+            unread = queued(c)
+            c.close()
+            log(event="closed_unread", peer_port=addr[1], read=len(header), unread=unread)
+        else:
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"k" * 100)
+            try:
+                extra = read_to_eof(c)
+                outcome = "EOF"
+            except OSError as e:
+                extra, outcome = 0, errno_name(e)
+            unread = queued(c)
+            c.close()
+            log(event="control", peer_port=addr[1], read=len(header) + extra,
+                unread=unread, outcome=outcome)
+    hold(float(seconds))
+
+
 # ---- clients ---------------------------------------------------------------------------
 
 def client_send_close(host: str, port: int, n: str, gap: str, nbytes: str) -> None:
@@ -313,6 +478,177 @@ def client_aborts(host: str, port: int, plans: str, first_port: str, gap: str) -
                 pass  # the server aborted, as planned
         c.close()
         time.sleep(float(gap))
+
+
+def read_response(c: socket.socket) -> int:
+    """Read one HTTP-like response (headers, then Content-Length bytes); its size. EOFError
+    when the connection ends first."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = c.recv(4096)
+        if not chunk:
+            raise EOFError
+        buf += chunk
+    head, body = buf.split(b"\r\n\r\n", 1)
+    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+    while len(body) < length:
+        chunk = c.recv(4096)
+        if not chunk:
+            raise EOFError
+        body += chunk
+    return len(head) + 4 + len(body)
+
+
+def client_keepalive(host: str, port: int, lanes: str, per_lane: str, seed: str,
+                     idle_lo: str, idle_mode: str, idle_hi: str, stagger: str) -> None:
+    """A client with a small keep-alive pool: `lanes` connections, each in a thread of its
+    own sending `per_lane` requests one after another, lanes started `stagger` s apart. Each
+    request after a lane's first is sent on its kept connection once it has been idle (since
+    its last response came) for a time drawn from random.triangular(idle_lo, idle_hi,
+    idle_mode), with random.Random(seed + lane). Before reusing a connection the lane checks
+    it as HTTP pools do (readable at once, and a peek says EOF or error: the server closed
+    it; then a new connection); one the server closes while the request is on its way is
+    the race. A request that fails on a reused connection is sent once more on a new one.
+    Logs every request: lane, local port, reused, idle before it, outcome (response, EOF,
+    ECONNRESET, EPIPE), and every stale connection the check found."""
+
+    def lane(k: int) -> None:
+        rng = random.Random(int(seed) + k)
+        time.sleep(k * float(stagger))
+        c, last = None, 0.0
+        for i in range(int(per_lane)):
+            target = rng.triangular(float(idle_lo), float(idle_hi), float(idle_mode))
+            if c is not None:
+                time.sleep(max(0.0, last + target - time.monotonic()))
+                stale = None
+                if select.select([c], [], [], 0)[0]:
+                    try:
+                        stale = "EOF" if not c.recv(1, socket.MSG_PEEK) else None
+                    except OSError as e:
+                        stale = errno_name(e)
+                if stale:
+                    log(event="stale", lane=k, port=c.getsockname()[1],
+                        idle=round(time.monotonic() - last, 6), found=stale)
+                    c.close()
+                    c = None
+            for attempt in (1, 2):
+                reused = c is not None
+                if c is None:
+                    c = socket.create_connection((host, port), timeout=10)
+                local = c.getsockname()[1]
+                sent, sent_at = time.monotonic(), time.time()
+                idle = round(sent - last, 6) if reused else None
+                try:
+                    c.sendall(f"GET /{k}/{i} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+                    read_response(c)
+                    outcome = "response"
+                except EOFError:
+                    outcome = "EOF"
+                except OSError as e:
+                    outcome = errno_name(e)
+                log(event="request", lane=k, n=i, attempt=attempt, port=local, reused=reused,
+                    idle=idle, target=round(target, 6) if reused else None, outcome=outcome,
+                    sent=round(sent_at, 6))
+                if outcome == "response":
+                    last = time.monotonic()
+                    break
+                c.close()
+                c = None
+                if not reused:
+                    break
+        if c is not None:
+            c.close()  # the client closes its kept connection first
+            log(event="close", lane=k, port=local)
+
+    threads = [threading.Thread(target=lane, args=(k,)) for k in range(int(lanes))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=max(1.0, DEADLINE - time.monotonic()))
+
+
+def client_idle_write(host: str, port: int, n: str, wait: str, gap: str) -> None:
+    """Open `n` connections, one request and its reply on each; say "idle"; after `wait` s,
+    write a second request on each, `gap` s apart, and log what send and recv returned (the
+    server has vanished meanwhile: its host answers with a RST)."""
+    conns = []
+    for _ in range(int(n)):
+        c = connect(host, port)
+        c.sendall(b"request\n")
+        read_line(c)
+        log(event="reply", port=c.getsockname()[1])
+        conns.append(c)
+    log(event="idle")
+    hold(float(wait))
+    for c in conns:
+        local = c.getsockname()[1]
+        sent = c.send(b"request again\n")
+        try:
+            got = c.recv(4096)
+            recv = "EOF" if not got else f"{len(got)} bytes"
+        except OSError as e:
+            recv = errno_name(e)
+        log(event="write", port=local, send=sent, recv=recv)
+        c.close()
+        time.sleep(float(gap))
+
+
+def client_upload(host: str, port: int, chunk: str, every: str, chunks: str) -> None:
+    """Send `chunk` bytes every `every` s, `chunks` times at most, until a send fails (the
+    path was cut: the kernel retransmits, then gives up, net.ipv4.tcp_retries2); log the
+    bytes sent and the error."""
+    c = connect(host, port)
+    log(event="connected", port=c.getsockname()[1])
+    start, sent = time.monotonic(), 0
+    for i in range(int(chunks)):
+        try:
+            sent += c.send(b"u" * int(chunk))
+        except OSError as e:
+            log(event="send_failed", n=i, error=errno_name(e), errno=e.errno, sent=sent,
+                after=round(time.monotonic() - start, 3))
+            break
+        time.sleep(float(every))
+    else:
+        log(event="done", sent=sent)
+    try:
+        c.settimeout(1)
+        got = c.recv(4096)
+        log(event="recv", result="EOF" if not got else f"{len(got)} bytes")
+    except OSError as e:
+        log(event="recv", result=errno_name(e))
+    c.close()
+
+
+def client_unread(host: str, port: int, sizes: str, gap: str) -> None:
+    """One upload per size (comma-separated): a HEADER_LEN-byte header saying the body's
+    length, then the body, sent whole; then read what comes back until EOF or an error (the
+    server reads only the header and closes: a RST). Last, the control: a request without
+    a body, its whole answer read, then close() with SO_LINGER (on, 0 s): a RST from the
+    client with nothing unread on either side. Logs bytes sent and received, and how each
+    ended."""
+    for size in [int(x) for x in sizes.split(",")]:
+        c = connect(host, port)
+        c.sendall(f"POST /upload len={size}".ljust(HEADER_LEN).encode() + b"b" * size)
+        got, outcome = 0, "EOF"
+        try:
+            while chunk := c.recv(4096):
+                got += len(chunk)
+        except OSError as e:
+            outcome = errno_name(e)
+        log(event="upload", port=c.getsockname()[1], sent=HEADER_LEN + size, received=got,
+            outcome=outcome)
+        c.close()
+        time.sleep(float(gap))
+    c = connect(host, port)
+    c.sendall(b"GET /control".ljust(HEADER_LEN))
+    got = read_response(c)
+    time.sleep(0.1)
+    left = queued(c)
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    port_ = c.getsockname()[1]
+    c.close()
+    log(event="control", port=port_, sent=HEADER_LEN, received=got, unread=left,
+        outcome="SO_LINGER 0 abort")
 
 
 def client_datagram(host: str, port: int) -> None:

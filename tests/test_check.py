@@ -161,6 +161,22 @@ def test_policy_from_the_command_line_and_from_pyproject(corpus, capsys):
         capsys.readouterr().err
 
 
+def test_policy_on_a_diagnosis(corpus, capsys):
+    """aborts.pcap: the server resets 4 connections with the client's data unanswered."""
+    aborts = corpus / "aborts.pcap"
+    shutil.copy(SAMPLES / aborts.name, aborts)
+    assert main(["check", str(aborts), "--update"]) == 0
+    capsys.readouterr()
+    assert main(["check", str(aborts), "--fail-on", "reset-with-data-loss"]) == 1
+    assert "policy: reset_with_data_loss found in 4 connections at 127.0.0.1:9100" in \
+        capsys.readouterr().out
+    (corpus / "pcapstate.toml").write_text(
+        (corpus / "pcapstate.toml").read_text()
+        + '\n[allow."127.0.0.1:9100"]\nreset-with-data-loss = 4\n')
+    assert main(["check", str(aborts), "--fail-on", "reset-with-data-loss"]) == 0
+    assert main(["check", str(aborts), "--fail-on", "peer-gone"]) == 0
+
+
 @pytest.mark.parametrize(("config", "says"), [
     ("colour = 1\n", "unknown key colour"),
     ('fail-on = ["close-wiat"]\n', "unknown state close-wiat"),

@@ -69,6 +69,17 @@ def test_fail_on_close_wait_exits_1():
                      "-q").returncode == 0
 
 
+def test_fail_on_a_diagnosis_exits_1():
+    aborts = str(Path(LEAK).with_name("aborts.pcap"))
+    p = pcapstate("analyze", aborts, "--fail-on", "reset-with-data-loss,peer-gone", "-q")
+    assert p.returncode == 1
+    assert b"failing: reset_with_data_loss at 127.0.0.1:9100 (4)" in p.stderr
+    assert pcapstate("analyze", aborts, "--fail-on", "peer-gone,close-wait", "-q").returncode \
+        == 0
+    p = pcapstate("analyze", aborts, "--fail-on", "peer-went")
+    assert p.returncode == 2 and b"unknown state peer-went (nor a diagnosis)" in p.stderr
+
+
 def test_stdin_and_gzip(tmp_path):
     data = Path(WRAP).read_bytes()
     p = pcapstate("analyze", "-", stdin=gzip.compress(data))

@@ -50,8 +50,8 @@ def report(tmp_path, capture, *extra):
 def test_leak_report_states_service_count_and_closer(tmp_path):
     md, page = report(tmp_path, LEAK)
     verdict = md.split("## Verdict", 1)[1].split("##", 1)[0]
-    assert "5 connections to 127.0.0.1:5001 (server side) were left in CLOSE\\_WAIT" in verdict
-    assert "the peer closed first" in verdict and "all still stuck at capture end" in verdict
+    assert "127.0.0.1:5001: 5 connections left in CLOSE\\_WAIT on the server side" in verdict
+    assert "the peer closed first" in verdict and "all still there at capture end" in verdict
     assert "| CLOSE\\_WAIT | 127.0.0.1:5001 | server | 5 | 5 |" in md
     assert "| half closed | 5 | 0 | 0 | 0 | 5 |" in md  # ended half-closed, the client first
     assert re.search(r"\| [^|]*close\\_wait\\_leak.pcap \| pcap \| [\d,]+ bytes \| 101 \|", md)
@@ -73,7 +73,7 @@ def test_html_is_self_contained_and_its_images_decode(tmp_path):
         w, h = png_size(base64.b64decode(ref.split(",", 1)[1]))
         assert w >= 500 and h >= 150
     assert "http://" not in page and "https://" not in page
-    assert "were left in CLOSE_WAIT" in "".join(p.text)
+    assert "5 connections left in CLOSE_WAIT" in "".join(p.text)
 
 
 def test_nothing_wrong_reads_as_such(tmp_path):
@@ -188,7 +188,8 @@ def test_report_of_a_saved_result_is_the_report_of_the_capture(tmp_path, records
                  str(saved / "r.html")]) == 0
     for name in ("r.md", "r.html", "r-charts/durations.png", "r-charts/close_wait.png"):
         assert (saved / name).read_bytes() == (direct / name).read_bytes(), name
-    assert "connection 1: FIN from the peer at" in (saved / "r.md").read_text()
+    assert "Connection 1, 127.0.0.1:46564 to 127.0.0.1:5001: 2026-11-24 19:24:44.869Z the " \
+        "peer's FIN" in (saved / "r.md").read_text()
 
 
 def test_read_result_stops_before_the_records(tmp_path):
@@ -288,8 +289,8 @@ def test_markdown_renders_as_github_renders_it(tmp_path, name):
     assert ["vantage point"] == [r[0] for r in page.tables[1] if r[0] == "vantage point"]
     assert len(page.images) == 4 and all((tmp_path / src).is_file() for src in page.images)
     assert len(page.code) == 5 and all(c.startswith("((ip.src==127.0.0.1") for c in page.code)
-    assert set(page.tags) <= {"h1", "h2", "p", "strong", "table", "thead", "tbody", "tr", "th",
-                              "td", "pre", "code", "img"}
+    assert set(page.tags) <= {"h1", "h2", "h3", "p", "strong", "table", "thead", "tbody", "tr",
+                              "th", "td", "pre", "code", "img"}
     assert page.text[0] == f"pcapstate report: {capture}"
 
 
@@ -359,7 +360,10 @@ def test_a_flood_is_one_group_and_the_output_stays_small(tmp_path, capsys):
     verdict = md.split("## Verdict", 1)[1].split("##", 1)[0]
     assert f"**{flood['count']:,} connections to 192.0.2.1:80 (client side) were left in " \
            "SYN\\_SENT" in verdict
-    assert "**And 22 more groups (22 stuck endpoints; the JSON result lists every group).**" \
+    # the CLOSE_WAIT leak is a diagnosis, first; of the other 31 groups, the first 10
+    assert verdict.index("192.0.2.1:5001: 1 connection left in CLOSE\\_WAIT") \
+        < verdict.index("connections to 192.0.2.1:80 (client side)")
+    assert "**And 21 more groups (21 stuck endpoints; the JSON result lists every group).**" \
         in verdict
     table = md.split("## Stuck endpoints by service", 1)[1].split("##", 1)[0]
     assert table.count("| SYN\\_SENT |") == 9 and "And 22 more groups" in table

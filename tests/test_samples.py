@@ -81,6 +81,38 @@ def test_expected_facts(sample):
             == exp["final_states"]
 
 
+def test_diagnoses(sample):
+    """The causes the scenario created, and no other (a sample whose expected facts name
+    none has only its stuck CLOSE_WAIT groups' leaks): docs/diagnoses.md's verification."""
+    _, exp, result, records = sample
+    want = exp.get("diagnoses", [
+        {"name": "close_wait_leak", "service": s["service"], "side": s["role"],
+         "count": s["count"]} for s in exp["stuck"] if s["state"] == "CLOSE_WAIT"])
+    got = {(d["name"], d["service"], d["side"]): d for d in result["diagnoses"]}
+    assert sorted(got) == sorted((w["name"], w["service"], w.get("side", "server"))
+                                 for w in want)
+    sent = {r["client"]: r["endpoints"]["client"]["payload_bytes"] for r in records}
+    for w in want:
+        d = got[w["name"], w["service"], w.get("side", "server")]
+        assert d["count"] == w["count"], w
+        if "server_idle_timeout_s" in w:
+            assert d["server_idle_timeout"] == pytest.approx(w["server_idle_timeout_s"],
+                                                             rel=0.05)
+            lo, hi = w["client_reuse_idle_s"]
+            assert d["client_reuse_idle_min"] == pytest.approx(lo, abs=0.01)
+            assert d["client_reuse_idle_max"] == pytest.approx(hi, abs=0.01)
+        if "how" in w:
+            assert d["by_reset" if w["how"] == "rst" else "by_silence"] == w["count"]
+            if "last_heard" in w:
+                assert d["last_heard"] == pytest.approx(w["last_heard"], abs=1e-3)
+        if "bytes_lost" in w:  # at least what was lost, at most what the clients sent
+            clients = {ex["client"] for ex in d["evidence"]}
+            assert w["bytes_lost"] <= d["bytes_lost"] <= sum(sent[c] for c in clients)
+    for no in exp.get("not_diagnosed", []):
+        assert all(ex["client"] != no["client"] for d in result["diagnoses"]
+                   if d["name"] == no["name"] for ex in d["evidence"])
+
+
 def test_packet_accounting_adds_up(sample):
     _, _, result, _ = sample
     acc = result["accounting"]

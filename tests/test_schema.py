@@ -18,13 +18,23 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from pcapstate.cli import main
+from pcapstate.derive.diagnoses import CATALOGUE
 from pcapstate.derive.fold import BINS_PER_DECADE, FLOOR
 from pcapstate.derive.records import ROLES
 from pcapstate.derive.timeline import BINS as TIMELINE_BINS
 from pcapstate.pipeline import analyze
 from pcapstate.schema import READS, problem
 from pcapstate.track.zeek_view import CONN_STATES
-from pcapstate.vocab import STUCK_STATES, Censor, Closer, CloserEvidence, EndKind, Roles, State
+from pcapstate.vocab import (
+    DIAGNOSES,
+    STUCK_STATES,
+    Censor,
+    Closer,
+    CloserEvidence,
+    EndKind,
+    Roles,
+    State,
+)
 from tests.test_samples import EXPECTED, captures
 
 #: The schema file, as users read it.
@@ -240,6 +250,8 @@ def test_the_schema_file_keeps_step_with_the_vocabulary_and_the_engine():
     assert defs["end_kind"]["enum"] == list(EndKind)
     assert defs["closer"]["enum"] == list(Closer)
     assert defs["closer_evidence"]["enum"] == list(CloserEvidence)
+    assert defs["diagnosis"]["properties"]["name"]["enum"] == list(DIAGNOSES) \
+        == list(CATALOGUE)
     assert defs["roles_from"]["enum"] == list(Roles)
     assert defs["censor"]["enum"] == list(Censor)
     assert defs["role"]["enum"] == list(ROLES)

@@ -39,14 +39,16 @@ class CorpusError(Exception):
 class Policy:
     """When a capture fails the check regardless of its golden file."""
 
-    fail_on: frozenset[State] = frozenset()
-    """Fail when an endpoint is stuck in one of these (beyond the allowances)."""
+    fail_on: frozenset[State | str] = frozenset()
+    """Fail when an endpoint is stuck in one of these states, or one of these diagnoses
+    (names, vocab.DIAGNOSES) is found (beyond the allowances)."""
     max_close_wait: int | None = None
     """Fail when more endpoints than this are stuck in CLOSE_WAIT (beyond the allowances)."""
-    allow: dict[str, dict[State, int]] = field(default_factory=dict)
-    """Per service ("ip:port" as the findings name it): stuck endpoints allowed per state."""
+    allow: dict[str, dict[State | str, int]] = field(default_factory=dict)
+    """Per service ("ip:port" as the findings name it): stuck endpoints allowed per state,
+    connections per diagnosis."""
 
-    def allowed(self, service: str, state: State) -> int:
+    def allowed(self, service: str, state: State | str) -> int:
         return self.allow.get(service, {}).get(state, 0)
 
 
@@ -113,7 +115,7 @@ def config_from(table: dict[str, Any], prefix: str = "") -> Config:
                                    "max-connections"))
     allow = _allowances(table.get("allow", {}), prefix)
     max_cw = table.get("max-close-wait")
-    policy = Policy(fail_on=frozenset(stuck_states(table["fail-on"])
+    policy = Policy(fail_on=frozenset(stuck_states(table["fail-on"], diagnoses=True)
                                              if table.get("fail-on") else ()),
                     max_close_wait=None if max_cw is None else _count(max_cw, "max-close-wait"),
                     allow=allow)
@@ -124,13 +126,14 @@ def config_from(table: dict[str, Any], prefix: str = "") -> Config:
                   sets=tuple(sets))
 
 
-def _allowances(table: Any, prefix: str) -> dict[str, dict[State, int]]:
+def _allowances(table: Any, prefix: str) -> dict[str, dict[State | str, int]]:
     """The [allow."SERVICE"] tables: one stuck state a key, with the endpoints allowed in
-    it; an error names the table (`prefix`: where the configuration sits in its file)."""
+    it, or a diagnosis, with the connections allowed; an error names the table (`prefix`:
+    where the configuration sits in its file)."""
     if not isinstance(table, dict):
         raise ValueError(f'{prefix}allow must be a table of services ([{prefix}allow.'
                          '"10.0.0.5:5001"])')
-    out: dict[str, dict[State, int]] = {}
+    out: dict[str, dict[State | str, int]] = {}
     for service, states in table.items():
         where = f"[{prefix}allow.{json.dumps(str(service))}]"
         if not isinstance(states, dict):
@@ -138,7 +141,7 @@ def _allowances(table: Any, prefix: str) -> dict[str, dict[State, int]]:
         out[str(service)] = {}
         for key, value in states.items():
             try:
-                named = stuck_states(key)
+                named = stuck_states(key, diagnoses=True)
             except ValueError as e:
                 raise ValueError(f"{where}: {e}") from None
             if len(named) != 1:

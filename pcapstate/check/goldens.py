@@ -95,6 +95,9 @@ def facts(files: list[str] | tuple[str, ...], settings: Settings) -> dict[str, A
                       "count": f["count"], "still_open": f["still_open"],
                       "oldest": round(f["oldest"], 6), "outcomes": f["outcomes"]}
                      for f in result["findings"]],
+        "diagnoses": [{"name": d["name"], "service": d["service"], "side": d["side"],
+                       "observed": d["observed"], "count": d["count"]}
+                      for d in result["diagnoses"]],
         "connection_fields": list(BRIEF_FIELDS),
         "connection_list": conns,
     }
@@ -123,6 +126,9 @@ def compare(golden: dict[str, Any], got: dict[str, Any], tolerance: float) -> li
     out += _counts("anomaly", got["anomalies"], golden["anomalies"])
     out += _warnings(got["warnings"], golden.get("warnings", []))
     out += _findings(got["findings"], golden["findings"], tolerance)
+    if "diagnoses" in golden:  # a golden written before diagnoses does not say
+        out += _counts("diagnosis", _diagnosed(got["diagnoses"]),
+                       _diagnosed(golden["diagnoses"]))
     out += _connections(got["connection_list"], golden["connection_list"], tolerance)
     return out
 
@@ -139,6 +145,12 @@ def _flat(crossed: dict[str, dict[str, int]]) -> dict[str, int]:
 def _counts(what: str, got: dict[str, int], want: dict[str, int]) -> list[str]:
     return [f"{what} {k}: {got.get(k, 0):,}, expected {want.get(k, 0):,}"
             for k in sorted(set(got) | set(want)) if got.get(k, 0) != want.get(k, 0)]
+
+
+def _diagnosed(diagnoses: list[dict[str, Any]]) -> dict[str, int]:
+    """Connections per diagnosis, service and side, seen or inferred, by name."""
+    return {f"{d['name']} at {d['service']} ({d['side']} side"
+            f"{'' if d['observed'] else ', inferred'})": d["count"] for d in diagnoses}
 
 
 def _warnings(got: list[str], want: list[str]) -> list[str]:
@@ -251,6 +263,14 @@ def policy(got: dict[str, Any], config: Config) -> list[str]:
             close_wait += max(over, 0)
         if state in p.fail_on and over > 0:
             out.append(f"{n:,} endpoints stuck in {state} at {service} ({role})"
+                       + (f", {allowed:,} allowed" if allowed else ""))
+    found: Counter[tuple[str, str]] = Counter()
+    for d in got.get("diagnoses", []):
+        found[d["name"], d["service"]] += d["count"]
+    for (name, service), n in found.items():
+        allowed = p.allowed(service, name)
+        if name in p.fail_on and n > allowed:
+            out.append(f"{name} found in {n:,} connections at {service}"
                        + (f", {allowed:,} allowed" if allowed else ""))
     if p.max_close_wait is not None and close_wait > p.max_close_wait:
         out.append(f"{close_wait:,} endpoints stuck in CLOSE_WAIT beyond the allowances, at "

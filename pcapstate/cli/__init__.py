@@ -345,10 +345,14 @@ def _analyze(args: argparse.Namespace) -> int:
         return 130
     if "cross_check" in result and result["cross_check"]["disagreements"]:
         return 1
-    failing = [f for f in result["findings"] if f["state"] in {s.value for s in args.fail_on}]
-    if failing:
-        _note(f"failing: {sum(f['count'] for f in failing)} endpoint(s) stuck in "
-              f"{', '.join(sorted({f['state'] for f in failing}))}")
+    names = set(args.fail_on)  # states and diagnoses (vocab.stuck_states)
+    failing = [f for f in result["findings"] if f["state"] in names]
+    diagnosed = [d for d in result["diagnoses"] if d["name"] in names]
+    if failing or diagnosed:
+        _note("failing: " + "; ".join(
+            ([f"{sum(f['count'] for f in failing)} endpoint(s) stuck in "
+              f"{', '.join(sorted({f['state'] for f in failing}))}"] if failing else [])
+            + [f"{d['name']} at {d['service']} ({d['count']})" for d in diagnosed]))
         return 1
     if args.fail_on and result["coverage"]["tcp_unread"]:
         _note("inconclusive: records that may hold TCP were not decoded, so --fail-on cannot "
@@ -387,7 +391,7 @@ def _check(args: argparse.Namespace) -> int:
                     "time_tolerance", "max_close_wait", "max_connections")
         if getattr(args, key) is not None}
     if args.fail_on is not None:
-        override["fail-on"] = [st.value for st in args.fail_on]
+        override["fail-on"] = [str(name) for name in args.fail_on]
     if args.junit is not None and args.junit == args.json:
         return _error(f"--junit and --json name the same path {args.junit}")
     try:

@@ -3,13 +3,14 @@ a usage error is one line with a hint."""
 
 import argparse
 from collections.abc import Callable
+from functools import partial
 from typing import NoReturn, TypeVar
 
 from pcapstate import __version__
 from pcapstate.render.zeeklog import local_nets
 from pcapstate.settings import MAX_CONNECTIONS
 from pcapstate.settings import duration as _duration
-from pcapstate.vocab import STATE_NAMES, stuck_states
+from pcapstate.vocab import DIAGNOSIS_NAMES, STATE_NAMES, stuck_states
 
 T = TypeVar("T")
 
@@ -38,7 +39,7 @@ def _positive(text: str) -> int:
 
 
 duration = _value(_duration)  # '10s', '500ms', '2m', '1h' or plain seconds
-fail_on = _value(stuck_states)
+fail_on = _value(partial(stuck_states, diagnoses=True))
 _count, _jobs, _local_nets = _value(_whole), _value(_positive), _value(local_nets)
 
 
@@ -88,9 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--max-connections", type=_count, default=MAX_CONNECTIONS, metavar="N",
                    help=MAX_CONNECTIONS_HELP + f" (default: {MAX_CONNECTIONS:,}, about 1 GB "
                         "in all; 0: no limit)")
-    a.add_argument("--fail-on", type=fail_on, metavar="STATES", default=[],
-                   help="exit 1 if any endpoint is stuck in one of these (comma-separated: "
-                        f"{', '.join(STATE_NAMES)}, or any); exit 3 if none is but records "
+    a.add_argument("--fail-on", type=fail_on, metavar="NAMES", default=[],
+                   help="exit 1 if any endpoint is stuck in one of these states, or one of "
+                        "these diagnoses is found (comma-separated: "
+                        f"{', '.join(STATE_NAMES)}, or any (every state); "
+                        f"{', '.join(DIAGNOSIS_NAMES)}); exit 3 if none is but records "
                         "that may hold TCP were not decoded")
     a.add_argument("-q", "--quiet", action="store_true", help="no terminal summary")
     a.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
@@ -152,9 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--dask", metavar="ADDRESS",
                    help="analyse on an existing Dask cluster (tcp://scheduler:8786); the "
                         "captures are sent to the workers (needs pcapstate[dask])")
-    c.add_argument("--fail-on", type=fail_on, metavar="STATES",
-                   help="fail a capture with endpoints stuck in these states beyond its "
-                        f"allowances ({', '.join(STATE_NAMES)}, or any)")
+    c.add_argument("--fail-on", type=fail_on, metavar="NAMES",
+                   help="fail a capture with endpoints stuck in these states, or these "
+                        "diagnoses, beyond its allowances "
+                        f"({', '.join(STATE_NAMES)}, or any; {', '.join(DIAGNOSIS_NAMES)})")
     c.add_argument("--max-close-wait", type=_count, metavar="N",
                    help="fail a capture with more than N endpoints stuck in CLOSE_WAIT "
                         "beyond its allowances")

@@ -16,6 +16,7 @@ from pcapstate.derive.verdict import (
     closer_code,
     end_code,
     evidence_code,
+    handshake_gaps,
     vantage_side,
 )
 from pcapstate.jit import njit
@@ -28,7 +29,6 @@ from pcapstate.track.slots import (
     CLOSED,
     CLOSER_NAMES,
     END_NAMES,
-    ESTABLISHED,
     EVIDENCE_NAMES,
     FIN_WAIT_1,
     ROLE_NAMES,
@@ -67,20 +67,15 @@ def new_folds() -> dict[str, np.ndarray]:
 @njit(cache=True, nogil=True)
 def _handshake(r, sides, round_trip):
     """Where the capture saw the handshake (vantage_side), counted into `sides`, and its
-    round trip into `round_trip` (shortest, longest): when the SYN, the SYN/ACK and the ACK
-    were all captured (the latest transmission of each SYN before it was acknowledged)."""
-    if r.roles != BY_SYN or r.isn[0] == -1 or r.isn[1] == -1 or not r.syn_acked[1]:
+    round trip into `round_trip` (shortest, longest), when it was all captured."""
+    syn_rtt, ack_gap = handshake_gaps(r)
+    if syn_rtt < 0:
         return
-    for k in range(r.ntr[1]):
-        if r.tr_st[1, k] == ESTABLISHED:
-            syn_rtt, ack_gap = r.syn_ts[1] - r.syn_ts[0], r.tr_ts[1, k] - r.syn_ts[1]
-            if syn_rtt >= 0 and ack_gap >= 0:
-                side = vantage_side(syn_rtt, ack_gap)
-                sides[side] += 1
-                if side != UNTOLD:
-                    round_trip[0] = min(round_trip[0], syn_rtt + ack_gap)
-                    round_trip[1] = max(round_trip[1], syn_rtt + ack_gap)
-            return
+    side = vantage_side(syn_rtt, ack_gap)
+    sides[side] += 1
+    if side != UNTOLD:
+        round_trip[0] = min(round_trip[0], syn_rtt + ack_gap)
+        round_trip[1] = max(round_trip[1], syn_rtt + ack_gap)
 
 
 @njit(cache=True, nogil=True)

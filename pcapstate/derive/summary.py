@@ -18,6 +18,7 @@ import numpy as np
 
 from pcapstate import jit
 from pcapstate.derive import records
+from pcapstate.derive.diagnoses import Diagnoser, close_wait_leaks
 from pcapstate.derive.fold import BINS_PER_DECADE, CENSORS, COMPLETE, FLOOR, fold, new_folds
 from pcapstate.derive.timeline import Timeline
 from pcapstate.derive.verdict import Stuck, service_of, stuck
@@ -95,6 +96,8 @@ class FindingGroup:
     inferred: bool
     count: int = 0
     oldest: float = 0.0
+    first: float = math.inf  # the earliest stretch's start
+    last: float = 0.0  # the latest stretch's end
     outcomes: Counter[str] = field(default_factory=Counter)
     closers: Counter[str] = field(default_factory=Counter)  # who closed their connection first
     worst: list[tuple[float, int, Stuck]] = field(default_factory=list)  # a min-heap, longest
@@ -102,6 +105,7 @@ class FindingGroup:
     def add(self, s: Stuck, closer: str) -> None:
         self.count += 1
         self.oldest = max(self.oldest, s.duration)
+        self.first, self.last = min(self.first, s.since), max(self.last, s.since + s.duration)
         self.outcomes[s.outcome] += 1
         self.closers[closer] += 1
         item = (s.duration, -s.conn_id, s)
@@ -122,6 +126,8 @@ class FindingGroup:
             "still_open": self.outcomes["open"],
             "at_capture_end": self.outcomes["open"] if self.inferred else at_end,
             "oldest": self.oldest,
+            "first_ts": self.first,
+            "last_ts": self.last,
             "outcomes": dict(sorted(self.outcomes.items())),
             "closed_first_by": _ranked(self.closers, np.array(list(self.closers.values()))),
             "examples": [asdict(s) | {"state": s.state.value}
@@ -150,6 +156,7 @@ class Summary:
         self.folds = new_folds()
         self.limits = np.array([settings.stuck_after.get(st, np.nan) for st in STATES])
         self.timeline = Timeline()
+        self.diagnoser = Diagnoser(tunnels)
         self.groups: dict[tuple[State, str, str, bool], FindingGroup] = {}
         self.at_end: Counter[tuple[State, str, str]] = Counter()  # FindingGroup.to_json's
         self.zeek_ended = np.zeros(len(CONN_STATES), np.int64)  # views Zeek ended early
@@ -180,6 +187,7 @@ class Summary:
         for i, e in zip(*np.nonzero(~np.isnan(self.limits[final])), strict=True):
             self.at_end[STATES[final[i, e]], service_of(rows[i], self.tunnels),
                         records.ROLES[e]] += 1
+        self.diagnoser.take(rows, kinds, closers)
         if self.on_brief is not None:
             self.on_brief(records.briefs(rows, kinds, closers))
         for start in range(0, n if self.on_zeek or self.on_record else 0, _CHUNK):
@@ -217,7 +225,7 @@ class Summary:
     def to_json(self, evicted: list[int] | None = None) -> dict[str, Any]:
         """`evicted`: the table's evictions by tier (vocab.Tier)."""
         evicted = evicted or [0] * len(Tier)
-        f = self.folds
+        f, findings = self.folds, self.findings()
         end_closer = f["end_closer"]
         by_end = _ranked(END_NAMES, end_closer.sum(axis=1))
         return {
@@ -240,7 +248,9 @@ class Summary:
                 **({"wireshark_analysis": _by_name(WIRESHARK_ANALYSIS, f["wireshark"])}
                    if self.wireshark else {}),
             },
-            "findings": self.findings(),
+            "findings": findings,
+            "diagnoses": sorted(close_wait_leaks(findings) + self.diagnoser.to_json(),
+                                key=lambda d: (-d["count"], d["name"], d["service"])),
             "vantage": self.vantage(),
             "durations": {st.value: _durations_json(f, s) for s, st in enumerate(STATES)
                           if f["counts"][s].any()},

@@ -18,7 +18,6 @@ from pcapstate.render.text import (
     closer_words,
     count,
     duration_rows,
-    inferred_words,
     more_groups,
     outcomes,
     seconds,
@@ -27,8 +26,8 @@ from pcapstate.render.text import (
     unread_words,
     when,
 )
-from pcapstate.render.zeeklog import split_address
 from pcapstate.vocab import TOO_CLOSE, VANTAGE_MIN_SHARE, VANTAGE_MIN_TELLING
+from pcapstate.words import wireshark_filter
 
 Block = tuple[Any, ...]
 
@@ -49,25 +48,25 @@ MEANING = {
 
 
 def verdict(result: dict[str, Any]) -> list[str]:
-    """The findings in plain words, worst first (the top groups, then how many more);
-    one sentence when nothing is wrong."""
-    out = []
-    for f in result["findings"][:TOP_GROUPS]:
+    """The diagnoses, then the findings they do not say (stuck states other than
+    CLOSE_WAIT), in plain words, worst first (the top ones, then how many more); one
+    sentence when nothing is wrong. A result from before diagnoses: its findings."""
+    diagnoses = result.get("diagnoses")
+    out = [_sentence(d["verdict"]) + (f" Inferred from {d['inferred_from']}."
+                                       if d["inferred_from"] else "")
+           for d in (diagnoses or [])[:TOP_GROUPS]]
+    if len(diagnoses or []) > TOP_GROUPS:
+        out.append(f"And {count(len(diagnoses) - TOP_GROUPS, 'more diagnosis')}: the JSON "
+                   "result lists every one.")
+    findings = [f for f in result["findings"]
+                if diagnoses is None or f["state"] != "CLOSE_WAIT"]
+    for f in findings[:TOP_GROUPS]:
         n, state, service = f["count"], f["state"], f["service"]
         how = (outcomes(f, "; ") if set(f["outcomes"]) != {"open"}
                else "all still stuck at capture end")
         limit = result["settings"]["stuck_after"].get(state)
         meaning = MEANING.get(state, "").format(role=f["role"], service=service,
                                                  limit=seconds(limit))
-        if f.get("inferred"):
-            out.append(f"{count(n, 'connection')} to {service} ({f['role']} side) "
-                       f"{'were' if n != 1 else 'was'} in {state} since before the capture "
-                       f"began ({how}); {inferred_words(f)}. The application behind "
-                       f"{service} did not close these sockets after its peers closed, for "
-                       "longer than the peers kept theirs (an orphaned FIN_WAIT_2 lasts 60 s "
-                       "on Linux by default): a socket in CLOSE_WAIT stays there until its "
-                       "process closes it or exits.")
-            continue
         extra = stuck_words(f, limit)
         out.append(
             f"{count(n, 'connection')} to {service} ({f['role']} side) "
@@ -75,8 +74,8 @@ def verdict(result: dict[str, Any]) -> list[str]:
             f"{seconds(f['oldest'])} ({how}{closed_first(f, '; ')})"
             + (f"; {extra}" if extra else "")
             + (f"; in every one {meaning}." if meaning else "."))
-    if more_groups(result["findings"]):
-        out.append(_sentence(more_groups(result["findings"])))
+    if more_groups(findings):
+        out.append(_sentence(more_groups(findings)))
     unread = unread_words(result).strip()
     total = count(result["connections"]["total"], "connection")
     if unread:  # TCP was there that could not be read: never "nothing wrong"
@@ -85,7 +84,8 @@ def verdict(result: dict[str, Any]) -> list[str]:
     elif not out:
         out.append(f"Nothing wrong found: of {total}, no endpoint stayed in CLOSE_WAIT or "
                    "another state that should not last longer than its threshold "
-                   f"({_thresholds(result)}).")
+                   f"({_thresholds(result)})"
+                   + (", and no diagnosis applies." if diagnoses is not None else "."))
     return out
 
 
@@ -165,14 +165,23 @@ def _after(ts: float, start: float) -> str:
     return f"{seconds(ts - start)} later"
 
 
-def wireshark_filter(a: str, b: str, since: float) -> str:
-    """A display filter for one connection (both directions of its 4-tuple) from a second
-    before `since`."""
-    (ha, pa), (hb, pb) = split_address(a), split_address(b)
-    ip = "ipv6" if ":" in ha else "ip"
-    return (f"(({ip}.src=={ha} && tcp.srcport=={pa} && {ip}.dst=={hb} && tcp.dstport=={pb}) "
-            f"|| ({ip}.src=={hb} && tcp.srcport=={pb} && {ip}.dst=={ha} && tcp.dstport=={pa})) "
-            f"&& frame.time_epoch >= {since - 1:.6f}")
+def _diagnoses(diagnoses: list[dict[str, Any]]) -> list[Block]:
+    """Each of the top diagnoses: what it means, what to check, and the packets that show
+    it, with a Wireshark display filter per example connection."""
+    out: list[Block] = [("h", 2, "Diagnoses")] if diagnoses else []
+    for d in diagnoses[:TOP_GROUPS]:
+        out += [("h", 3, f"{d['name']}: {d['service']} ({d['side']} side)"),
+                ("p", _sentence(d["verdict"]), False),
+                ("p", "Seen directly in the packets." if d["observed"] else
+                      f"An inference, from {d['inferred_from']}.", False),
+                ("p", f"What it usually means: {d['meaning']}.", False),
+                ("p", f"What to check: {d['check']}.", False)]
+        for ex in d["evidence"]:
+            steps = "; ".join(f"{when(p['ts'])} {p['what']}" for p in ex["packets"])
+            out += [("p", f"Connection {ex['conn_id']}, {ex['client']} to {ex['server']}: "
+                          f"{steps}. Wireshark display filter:", False),
+                    ("code", ex["filter"])]
+    return out
 
 
 def blocks(result: dict[str, Any], charts: list[tuple[str, str]]) -> list[Block]:
@@ -182,6 +191,7 @@ def blocks(result: dict[str, Any], charts: list[tuple[str, str]]) -> list[Block]
     title = ", ".join(f["path"] for f in files[:3]) + (" ..." if len(files) > 3 else "")
     out: list[Block] = [("h", 1, f"pcapstate report: {title}"), ("h", 2, "Verdict")]
     out += [("p", sentence, True) for sentence in verdict(result)]
+    out += _diagnoses(result.get("diagnoses") or [])
 
     # a compressed input's compression: gzip in a result saved before `compression` was
     # written (the one compression read then)
@@ -246,13 +256,14 @@ def blocks(result: dict[str, Any], charts: list[tuple[str, str]]) -> list[Block]
                    outcomes(f, "; "), closed_first(f, "")] for f in top])]
         if more_groups(result["findings"]):
             out.append(("p", _sentence(more_groups(result["findings"])), False))
-        out.append(("h", 2, "The worst stuck connections"))
-        for f in top:
-            for ex in f["examples"][:5]:
-                out.append(("p", f"{ex['endpoint']} ({ex['role']}) with {ex['peer']}, "
-                                 f"connection {ex['conn_id']}: {evidence(ex)} "
-                                 "Wireshark display filter:", False))
-                out.append(("code", wireshark_filter(ex["endpoint"], ex["peer"], ex["since"])))
+        shown = [ex for f in top for ex in f["examples"][:5]  # a diagnosis shows CLOSE_WAIT
+                 if "diagnoses" not in result or f["state"] != "CLOSE_WAIT"]
+        out += [("h", 2, "The worst stuck connections")] if shown else []
+        for ex in shown:
+            out.append(("p", f"{ex['endpoint']} ({ex['role']}) with {ex['peer']}, "
+                             f"connection {ex['conn_id']}: {evidence(ex)} "
+                             "Wireshark display filter:", False))
+            out.append(("code", wireshark_filter(ex["endpoint"], ex["peer"], ex["since"])))
 
     out += [("h", 2, "Time in each state"),
             ("p", _sentence(DURATION_NOTE), False),

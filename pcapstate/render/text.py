@@ -1,7 +1,8 @@
 """The terminal summary of a result: totals, endings, stuck findings, state durations."""
 
-from datetime import UTC, datetime
 from typing import Any
+
+from pcapstate.words import count, seconds, when
 
 #: Findings groups shown in the terminal summary and the reports, worst first; the JSON
 #: result keeps them all. Stuck clients are grouped by the service they tried to reach
@@ -9,40 +10,9 @@ from typing import Any
 TOP_GROUPS = 10
 
 
-def seconds(value: float | None) -> str:
-    """A duration for people: 850us, 12.3ms, 4.20s, 3m05s, 2h10m."""
-    if value is None:
-        return "-"
-    if value < 0.9995e-3:
-        return f"{value * 1e6:.0f}us"
-    if value < 0.9995:
-        return f"{value * 1e3:.1f}ms"
-    if value < 59.995:
-        return f"{value:.2f}s"
-    if value < 3600:
-        return f"{int(value // 60)}m{int(value % 60):02d}s"
-    return f"{int(value // 3600)}h{int(value % 3600 // 60):02d}m"
-
-
 def _plain(value: float) -> str:
     """A setting as the user would type it: 60s, 0.5s."""
     return f"{value:g}s"
-
-
-def when(ts: float | None) -> str:
-    """A timestamp as a UTC date; one no date can show (a pcapng's 64-bit clock allows the
-    year 31 million) as its seconds."""
-    if ts is None:
-        return "-"
-    try:
-        return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
-    except (ValueError, OverflowError, OSError):
-        return f"{ts:.6f} s since 1970 (no date)"
-
-
-def count(n: int, noun: str) -> str:
-    """"1 connection", "2,048 connections"."""
-    return f"{n:,} {noun}{'s' if n != 1 else ''}"
 
 
 def counts(d: dict[str, int]) -> str:
@@ -192,7 +162,7 @@ def render(result: dict[str, Any]) -> str:
     ]
     if conns["anomalies"]:
         out.append(f"  anomalies: {counts(conns['anomalies'])}")
-    out.append("")
+    out += ["", *diagnosis_lines(result.get("diagnoses", [])), ""]
     findings, unread = result["findings"], unread_words(result)
     if findings:
         out.append("Stuck endpoints, worst first:")
@@ -236,6 +206,20 @@ def render(result: dict[str, Any]) -> str:
     ]
     out += [f"warning: {w}" for w in result["warnings"]]
     return "\n".join(out) + "\n"
+
+
+def diagnosis_lines(diagnoses: list[dict[str, Any]]) -> list[str]:
+    """The diagnoses, worst first, the top ones, and how many more."""
+    if not diagnoses:
+        return ["Diagnoses: none."]
+    out = ["Diagnoses, worst first:"]
+    for d in diagnoses[:TOP_GROUPS]:
+        out.append(f"  {d['name']}: {d['verdict']}"
+                   + (f" [inferred from {d['inferred_from']}]" if d["inferred_from"] else ""))
+    rest = diagnoses[TOP_GROUPS:]
+    if rest:
+        out.append(f"  and {count(len(rest), 'more diagnosis')} (the JSON result lists all)")
+    return out
 
 
 def _zeek_lines(conns: dict[str, Any]) -> str:

@@ -287,6 +287,7 @@ def _open(T, S, table, free, R, L, ts, flags, key):
         r.wscale[e] = -1
         r.sig[e, :] = -1
         r.last_seen[e] = -1.0
+        r.crossed[e] = np.nan
     r.ip_hi[d], r.ip_lo[d], r.port[d] = src_hi, src_lo, sport
     r.ip_hi[1 - d], r.ip_lo[1 - d], r.port[1 - d] = dst_hi, dst_lo, dport
     S[CONNECTIONS] += 1
@@ -296,7 +297,9 @@ def _open(T, S, table, free, R, L, ts, flags, key):
     r.tunnel = ports >> 33
     r.first_ts = ts
     r.last_ts = ts
+    r.data_ts = ts
     r.reset_by = -1
+    r.talked = -1
     r.scheduled = np.nan
     zeek_view.start(r, d, flags, sport, dport, ts, S[ZEEK_BARE] > 0)
     if roles == BY_SYNACK:  # the client's SYN is not in the capture, but the SYN/ACK proves it

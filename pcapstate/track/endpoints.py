@@ -102,6 +102,9 @@ def rst_acceptable(state, syn_acked, flags, seq, ack, isn, last_ack, win, wscale
 #: again after it, if at all; a retransmission sooner than its smallest (200 ms) answers
 #: one of the peer's instead (a listener's SYN-ACK to a SYN sent again) and keeps no time.
 _INITIAL_RTO, _MIN_RTO = 1.0, 0.2
+#: Segments sent again with no answer between before the endpoint's give-up timer runs
+#: (timer_at), and before derive/diagnoses.py calls its peer gone.
+GIVE_UP_AFTER = 3
 #: Linux's tcp_syn_linear_timeouts (6.5 on; 0 before): a client's first retransmissions
 #: keep the initial interval (this many, and one more), then it doubles. The kernel's
 #: samples/syn_giveup.pcap shows five intervals of 1 s, then the give-up 2 s later.
@@ -132,7 +135,10 @@ def timer_at(r, e, time_wait, fin_timeout):
     retries run out (tcp_syn_retries, tcp_synack_retries) and the endpoint gives up: when
     its next transmission was due and none came by an eighth of the interval (and 200 ms)
     later, it gave up when it was due. (A retransmission the capture missed makes that
-    early: the give-up is an inference from the pattern, marked as a timer's.)"""
+    early: the give-up is an inference from the pattern, marked as a timer's.) Data or a
+    FIN sent again GIVE_UP_AFTER times or more with no answer likewise (tcp_retries2,
+    tcp_orphan_retries: ETIMEDOUT, often without a packet): its next retransmission was due
+    twice the last interval later."""
     state = r.st[e]
     if state == TIME_WAIT:
         at = since(r, e) + time_wait
@@ -146,6 +152,9 @@ def timer_at(r, e, time_wait, fin_timeout):
             and (state == SYN_SENT or state == SYN_RCVD):
         nxt = next_syn(r, e)  # known when overdue by an eighth of it (timers' jitter)
         return r.syn_ts[e] + 1.125 * nxt + _MIN_RTO, r.syn_ts[e] + nxt
+    if r.quiet_retx[e] >= GIVE_UP_AFTER and state != CLOSED and r.retx_gap[e] > 0:
+        nxt = 2.0 * r.retx_gap[e]
+        return r.heard[e] + 1.125 * nxt + _MIN_RTO, r.heard[e] + nxt
     return math.inf, math.inf
 
 
@@ -215,6 +224,17 @@ def closed_before(r, s, o):
             and r.ntr[o] == 2 and r.tr_st[o, 1] == FIN_WAIT_1 and r.ntr[s] == 1)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _unacked(r, e):
+    """Bytes of data endpoint e sent that its peer has not acknowledged (as captured)."""
+    if r.nxt[e] == -1 or r.last_ack[1 - e] == -1:
+        return 0
+    out = (r.nxt[e] - r.last_ack[1 - e]) & MASK
+    if out >= 1 << 31:  # acknowledged beyond what was captured
+        return 0
+    return max(out - (1 if r.fin_seq[e] != -1 and not r.fin_acked[e] else 0), 0)
+
+
 @njit(cache=True, nogil=True)
 def _rst(r, d, s, o, flags, seq, ack, ts):
     r.rsts[s] += 1
@@ -224,6 +244,9 @@ def _rst(r, d, s, o, flags, seq, ack, ts):
         return
     if r.reset_by == -1:
         r.reset_by = d
+        r.rst_answer = not flags & ACK and r.last_ack[o] != -1 and seq == r.last_ack[o]
+        for e in range(2):
+            r.rst_unacked[e] = _unacked(r, e)
         if closed_before(r, s, o):
             # the peer was in CLOSE_WAIT and this FIN moved it to LAST_ACK; s had closed,
             # and if it had sent anything (ACKs, in FIN_WAIT_2), its socket has gone since
@@ -339,18 +362,49 @@ def _control(r, d, flags, seq, ack, wn, plen, ws, ts, tw, ft):
 def _sequence(r, s, flags, seq, plen):
     """Wireshark's sequence analysis, in part: a keep-alive sits one below the highest
     sequence number sent so far, a retransmitted (or reordered) segment starts below it;
-    SYNs and FINs sent again are counted apart."""
+    SYNs and FINs sent again are counted apart. Returns the bytes of new data, and whether
+    it was sent again (data, or a FIN)."""
     end = (seq + plen + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)) & MASK
     nxt = r.nxt[s]
-    if nxt != -1:
-        if plen <= 1 and seq == (nxt - 1) & MASK and not flags & (SYN | FIN):
-            _weird(r, A_KEEP_ALIVE)
-        elif plen and not flags & (SYN | FIN) and not after_or_at(seq, nxt):
-            _weird(r, A_RETX)
-        if not after_or_at(nxt, end):
-            r.nxt[s] = end
-    else:
+    if nxt == -1:
         r.nxt[s] = end
+        return plen, False
+    again = False
+    if plen <= 1 and seq == (nxt - 1) & MASK and not flags & (SYN | FIN):
+        _weird(r, A_KEEP_ALIVE)
+        return 0, False
+    if plen and not flags & (SYN | FIN) and not after_or_at(seq, nxt):
+        _weird(r, A_RETX)
+        again = True
+    new = 0
+    if not after_or_at(nxt, end):
+        new = min((end - nxt) & MASK, plen)
+        r.nxt[s] = end
+    return new, again or (flags & FIN != 0 and end == nxt)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _heard(r, s, flags, seq, ack, plen, ts):
+    """Endpoint s sent a segment other than a RST: what the diagnoses read of it (the
+    fields after `ws` in track/slots.py), and Wireshark's sequence analysis."""
+    o = 1 - s
+    new, again = _sequence(r, s, flags, seq, plen)
+    if again:
+        r.retx_gap[s] = ts - r.heard[s]
+    r.heard[s] = ts
+    r.quiet_retx[o] = 0
+    r.quiet_retx[s] += again
+    if flags & FIN and r.fin_seq[s] == -1:
+        r.fin_idle[s] = ts - r.data_ts
+    if new:
+        r.data_ts = ts
+        if r.talked != s:
+            r.talked = s
+            r.run[s] = 0
+        r.run[s] += new
+        if r.fin_seq[o] != -1 and np.isnan(r.crossed[s]) and flags & ACK \
+                and not after_or_at(ack, r.fin_seq[o] + 1):
+            r.crossed[s] = ts
 
 
 @njit(cache=True, nogil=True)
@@ -382,7 +436,7 @@ def segment(r, d, flags, seq, ack, wn, plen, ipid, ws, ts, tw, ft, iplen, cut, b
     r.packets[s] += 1
     r.payload[s] += plen
     if not flags & RST:
-        _sequence(r, s, flags, seq, plen)
+        _heard(r, s, flags, seq, ack, plen, ts)
     if not flags & (SYN | FIN | RST) and r.st[s] == ESTABLISHED and r.st[1 - s] == ESTABLISHED:
         # data transfer: nothing to acknowledge that could change a state
         if flags & ACK:
@@ -391,6 +445,7 @@ def segment(r, d, flags, seq, ack, wn, plen, ipid, ws, ts, tw, ft, iplen, cut, b
         return False
     moves = r.ntr[0] + r.ntr[1]
     _control(r, d, flags, seq, ack, wn, plen, ws, ts, tw, ft)
-    # a SYN sent again moves its give-up timer too
-    return r.ntr[0] + r.ntr[1] != moves or (flags & SYN) != 0
+    # a SYN, or data, sent again moves its give-up timer too
+    return r.ntr[0] + r.ntr[1] != moves or (flags & SYN) != 0 \
+        or r.quiet_retx[s] >= GIVE_UP_AFTER
 

@@ -106,6 +106,21 @@ SLOT = np.dtype([
     ("z_attempt", np.float64), ("z_end", np.float64),  # Zeek's timers that would end it
     ("z_top", np.int64, 2), ("z_eof", np.uint8, 2), ("z_deferred", np.uint8),
     ("ws", np.int32, len(WIRESHARK_ANALYSIS)),  # Wireshark's analysis flags, counted
+    # what diagnoses (derive/diagnoses.py) read, per endpoint: heard: the time of its last
+    # segment but a RST (when it was last heard from alive); run: bytes of new data in its
+    # latest run (since the peer's data before it; talked: which one sent data last, -1
+    # none); quiet_retx: segments it sent again (data or FIN) since it last heard from the
+    # peer, retx_gap: the interval before the latest (its retransmission timeout); fin_idle:
+    # how long no data had been sent either way when it sent its FIN (data_ts: when data was
+    # last sent, first_ts before any); crossed: when it first sent data whose acknowledgment
+    # does not cover the peer's FIN, captured after that FIN (they crossed), NaN none;
+    # rst_unacked: bytes it had sent that the peer had not acknowledged when a RST ended the
+    # connection. rst_answer: that RST had no ACK and took its sequence number from the
+    # peer's last acknowledgment: the answer of a host with no socket (RFC 9293, 3.10.7.1)
+    ("heard", np.float64, 2), ("run", np.int64, 2), ("talked", np.int8),
+    ("quiet_retx", np.int32, 2), ("retx_gap", np.float32, 2),
+    ("fin_idle", np.float32, 2), ("crossed", np.float64, 2), ("rst_unacked", np.int64, 2),
+    ("rst_answer", np.uint8), ("data_ts", np.float64),
     # the live connections of a tier (vocab.Tier) in a list, most recently active first;
     # evicted: dropped from a full table (Settings.max_connections) before it ended
     ("tier", np.int8), ("lru_prev", np.int64), ("lru_next", np.int64), ("evicted", np.uint8),

@@ -1,0 +1,349 @@
+"""Diagnoses: the causes of incidents, each named, with the packets that show it
+(docs/diagnoses.md is the catalogue).
+
+A diagnosis concerns a service (verdict.service_of) and a side, counts the connections
+that show it, says when (first and last), in one sentence, with a few example connections
+and the packet times that prove it, what it usually means and what to check on the host,
+and whether it was seen directly or inferred (and from what).
+
+The rules read the packed records of retired connections (track/slots.py; the fields after
+`ws` are kept for them) in bulk, with numpy, a batch at a time: only the connections a rule
+picks are looked at one by one. close_wait_leak is the stuck-CLOSE_WAIT finding
+(derive/summary.py), said as a diagnosis.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from pcapstate.derive.records import ROLES, address
+from pcapstate.derive.verdict import C_SERVER, E_REFUSED, handshake_gaps, service_of
+from pcapstate.track.endpoints import GIVE_UP_AFTER
+from pcapstate.track.slots import CLOSED
+from pcapstate.words import count, seconds, when, wireshark_filter
+
+_EXAMPLES = 5  # example connections kept per diagnosis: the first ones
+#: The idle times before a server's own FIN, per service, in a histogram: bins per decade
+#: from IDLE_FLOOR seconds (bin 0: up to it; the last: IDLE_BINS decades on and more).
+IDLE_PER_DECADE, IDLE_FLOOR, IDLE_BINS = 50, 1e-3, 300
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A diagnosis in the catalogue."""
+
+    title: str
+    meaning: str  # what it usually means
+    check: str  # what to look at on the host
+
+
+CATALOGUE = {
+    "close_wait_leak": Entry(
+        "sockets left in CLOSE_WAIT",
+        "the peer closed and the application never called close() on its socket: a leak "
+        "of sockets (and file descriptors) that only the process's exit clears",
+        "`ss -tanp state close-wait` on the host names the process; look for a code path "
+        "that returns without closing the connection after the peer's EOF (read() == 0)"),
+    "peer_gone": Entry(
+        "peer vanished",
+        "the peer's socket was gone while this side still used the connection: the process "
+        "was killed or the host rebooted, or a NAT, conntrack table or load balancer "
+        "dropped the connection's state; or, without any answer, the path was cut",
+        "the peer host's uptime and logs, middlebox idle timeouts (conntrack "
+        "`nf_conntrack_tcp_timeout_established`, a load balancer's idle timeout), and "
+        "`tcp_retries2` on the sender for how long it kept trying"),
+    "reset_with_data_loss": Entry(
+        "data lost to a reset",
+        "a RST ended the connection while data was still on its way or not answered: a "
+        "close() with unread data in the receive buffer (the kernel sends RST instead of "
+        "FIN and discards it), an abort with SO_LINGER 0, or an application that gave up",
+        "the resetting application's close path: read the request whole before close(), "
+        "no SO_LINGER 0; `nstat -az TcpExtTCPAbortOnData` counts closes with unread data"),
+    "keepalive_race": Entry(
+        "keep-alive race",
+        "the server closed an idle keep-alive connection while the client, not yet aware, "
+        "sent a new request on it; the request crossed the server's FIN and was answered "
+        "by a RST (behind a proxy: an intermittent 502)",
+        "make the client's (or proxy's) idle timeout shorter than the server's keep-alive "
+        "timeout, or have the client retry idempotent requests on a reused connection"),
+}
+
+
+@dataclass(slots=True)
+class Diagnosis:
+    """One diagnosis of one service and side, as connections show it."""
+
+    name: str
+    service: str
+    side: str  # client or server: the side the cause is on
+    inferred_from: str | None = None  # None: seen directly in the packets
+    count: int = 0
+    first: float = float("inf")
+    last: float = 0.0
+    examples: list[dict[str, Any]] = field(default_factory=list)
+    numbers: dict[str, Any] = field(default_factory=dict)  # the diagnosis's own figures
+
+    def add(self, start: float, stop: float, example: dict[str, Any]) -> None:
+        self.count += 1
+        self.first, self.last = min(self.first, start), max(self.last, stop)
+        if len(self.examples) < _EXAMPLES:
+            self.examples.append(example)
+
+    def to_json(self) -> dict[str, Any]:
+        entry = CATALOGUE[self.name]
+        return {"name": self.name, "service": self.service, "side": self.side,
+                "count": self.count, "first_ts": self.first, "last_ts": self.last,
+                "verdict": verdict(self), "observed": self.inferred_from is None,
+                "inferred_from": self.inferred_from,
+                "meaning": entry.meaning, "check": entry.check, **self.numbers,
+                "evidence": self.examples}
+
+
+def _example(row: np.void, packets: list[tuple[float, str]], tunnels) -> dict[str, Any]:
+    client, server = address(row, 0), address(row, 1)
+    start = min(ts for ts, _ in packets)
+    return {"conn_id": int(row["cid"]), "client": client, "server": server,
+            "packets": [{"ts": ts, "what": what}
+                        for ts, what in sorted(packets, key=lambda p: p[0])],
+            "filter": wireshark_filter(client, server, start)}
+
+
+def _reset_ts(row: np.void) -> float:
+    """When the RST that ended the connection was captured."""
+    e = int(row["reset_by"])
+    for k in range(int(row["ntr"][e]) - 1, -1, -1):
+        if row["tr_st"][e, k] == CLOSED and not row["tr_timer"][e, k]:
+            return float(row["tr_ts"][e, k])
+    return float(row["last_ts"])
+
+
+def _heard_last(d: Diagnosis, heard: float) -> None:
+    """A peer_gone's latest time the vanished side was heard from (null: never)."""
+    if heard and heard > (d.numbers.get("last_heard") or 0.0):
+        d.numbers["last_heard"] = heard
+    d.numbers.setdefault("last_heard", None)
+
+
+class Diagnoser:
+    """Collects the diagnoses of the connections retired, a batch at a time (`take`)."""
+
+    def __init__(self, tunnels: Sequence[dict[str, Any]] = ()) -> None:
+        self.tunnels = tunnels
+        self.found: dict[tuple[str, str, str, str | None], Diagnosis] = {}
+        # per service: idle times before the server's own FIN (its keep-alive timeout)
+        self.server_idle: dict[str, np.ndarray] = {}
+
+    def _get(self, name: str, row: np.void, side: int,
+             inferred_from: str | None = None) -> Diagnosis:
+        key = (name, service_of(row, self.tunnels), ROLES[side], inferred_from)
+        if key not in self.found:
+            self.found[key] = Diagnosis(*key)
+        return self.found[key]
+
+    def take(self, rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray) -> None:
+        """Apply the rules to a batch of retired connections (their end kinds and closers,
+        as derive/fold.py gave them)."""
+        reset_by, nofin = rows["reset_by"], rows["fin_seq"] == -1
+        sender = np.maximum(reset_by, 0)
+        reset = (reset_by >= 0) & (kinds != E_REFUSED) & (rows["inferred"] == 0)
+        took = np.arange(len(rows))
+        sender_nofin = nofin[took, sender]
+        answer = reset & (rows["rst_answer"] != 0) & sender_nofin
+        for i in np.flatnonzero(answer):
+            self._gone_reset(rows[i])
+        quiet = rows["quiet_retx"] >= GIVE_UP_AFTER
+        for i, e in zip(*np.nonzero(quiet & ~answer[:, None]), strict=True):
+            self._gone_silent(rows[i], int(e))
+        server_fin = (closers == C_SERVER) & ~nofin[:, 1]
+        crossed = server_fin & (reset_by == 1) & ~np.isnan(rows["crossed"][:, 0])
+        for i in np.flatnonzero(crossed):
+            self._race(rows[i])
+        # (a race's request is lost too: the race says why)
+        unacked = rows["rst_unacked"].sum(axis=1) > 0
+        # the server resets, not closes, after the client's data: Linux's close() with data
+        # unread (or SO_LINGER 0)
+        aborted = (reset_by == 1) & (rows["run"][:, 0] > 0) & nofin[:, 1]
+        for i in np.flatnonzero(reset & ~answer & ~crossed & (unacked | aborted)):
+            self._data_lost(rows[i])
+        picked = np.flatnonzero(server_fin)
+        if len(picked):
+            idle = rows["fin_idle"][picked, 1].astype(np.float64)
+            bins = np.clip(np.log10(np.maximum(idle, IDLE_FLOOR) / IDLE_FLOOR)
+                           * IDLE_PER_DECADE, 0, IDLE_BINS).astype(np.int64)
+            services = [service_of(rows[i], self.tunnels) for i in picked]
+            for service, b in zip(services, bins.tolist(), strict=True):
+                if service not in self.server_idle:
+                    self.server_idle[service] = np.zeros(IDLE_BINS + 1, np.int64)
+                self.server_idle[service][b] += 1
+
+    def _gone_reset(self, row: np.void) -> None:
+        s = int(row["reset_by"])
+        o, rst = 1 - s, _reset_ts(row)
+        heard = float(row["heard"][s])
+        packets = [(float(row["heard"][o]), f"the {ROLES[o]} sends"),
+                   (rst, f"RST without ACK from the {ROLES[s]}'s host, its sequence number "
+                         f"the {ROLES[o]}'s acknowledgment: no socket for the connection")]
+        if heard:
+            packets.append((heard, f"the {ROLES[s]} last heard from"))
+        d = self._get("peer_gone", row, s)
+        d.add(heard or rst, rst, _example(row, packets, self.tunnels) | {
+            "how": "reset", "last_heard": heard or None})
+        d.numbers["by_reset"] = d.numbers.get("by_reset", 0) + 1
+        _heard_last(d, heard)
+
+    def _gone_silent(self, row: np.void, e: int) -> None:
+        p = 1 - e
+        heard, tries = float(row["heard"][p]), int(row["quiet_retx"][e])
+        packets = [(float(row["heard"][e]), f"the {ROLES[e]}'s last segment sent again, "
+                                            f"{tries} without an answer")]
+        if heard:
+            packets.append((heard, f"the {ROLES[p]} last heard from"))
+        if int(row["reset_by"]) == e:
+            packets.append((_reset_ts(row), f"the {ROLES[e]} gives up: RST"))
+        k = int(row["ntr"][e]) - 1
+        if row["tr_st"][e, k] == CLOSED and row["tr_timer"][e, k]:
+            packets.append((float(row["tr_ts"][e, k]), f"the {ROLES[e]} gives up: its next "
+                            "retransmission was due and never came (ETIMEDOUT)"))
+        d = self._get("peer_gone", row, p, f"{GIVE_UP_AFTER} or more segments sent again "
+                      "with no answer: the peer, or the path to it, was gone")
+        d.add(heard or float(row["first_ts"]), float(row["last_ts"]),
+              _example(row, packets, self.tunnels) | {"how": "silent",
+                                                     "last_heard": heard or None})
+        d.numbers["by_silence"] = d.numbers.get("by_silence", 0) + 1
+        _heard_last(d, heard)
+
+    def _data_lost(self, row: np.void) -> None:
+        s = int(row["reset_by"])
+        rst = _reset_ts(row)
+        unacked = [int(n) for n in row["rst_unacked"]]
+        request = int(row["run"][0]) if s == 1 and row["fin_seq"][1] == -1 else 0
+        packets = [(rst, f"RST from the {ROLES[s]}, not a FIN")]
+        for e in range(2):
+            if unacked[e]:
+                packets.append((float(row["heard"][e]), f"the {ROLES[e]}'s last data; "
+                                f"{unacked[e]:,} bytes of it never acknowledged"))
+        if request and not unacked[0]:
+            answered = "answered, maybe not read whole" if row["talked"] == 1 else "not answered"
+            packets.append((float(row["heard"][0]), f"the client's last request, "
+                            f"{request:,} bytes: {answered}"))
+        lost = sum(unacked) + (request if not unacked[0] else 0)
+        d = self._get("reset_with_data_loss", row, s, "the bytes not acknowledged, or not "
+                      "answered, when the RST came: discarded, or never delivered")
+        d.add(min(ts for ts, _ in packets), rst, _example(row, packets, self.tunnels)
+              | {"bytes_lost": lost})
+        d.numbers["bytes_lost"] = d.numbers.get("bytes_lost", 0) + lost
+
+    def _race(self, row: np.void) -> None:
+        fin, idle = float(row["fin_ts"][1]), float(row["fin_idle"][1])
+        request = float(row["crossed"][0])
+        # the client's idle time when it sent it: as captured, less the trip from the
+        # capture to the client and back (the handshake's SYN/ACK-to-ACK gap)
+        reuse = idle + max(request - fin, 0.0) - max(handshake_gaps(row)[1], 0.0)
+        packets = [(fin, f"the server's FIN, after {seconds(idle)} idle"),
+                   (request, "the client's request, not acknowledging the FIN: sent before "
+                             "it arrived"),
+                   (_reset_ts(row), "RST from the server")]
+        d = self._get("keepalive_race", row, 1)
+        d.add(fin, packets[-1][0], _example(row, packets, self.tunnels)
+              | {"reuse_idle": reuse})
+        lo, hi = d.numbers.get("client_reuse_idle_min", reuse), \
+            d.numbers.get("client_reuse_idle_max", reuse)
+        d.numbers |= {"client_reuse_idle_min": min(lo, reuse),
+                      "client_reuse_idle_max": max(hi, reuse)}
+
+    def to_json(self) -> list[dict[str, Any]]:
+        """Every diagnosis, worst first: most connections, then by name, service, side."""
+        for (name, service, *_), d in self.found.items():
+            if name == "keepalive_race":
+                hist = self.server_idle.get(service, np.zeros(1, np.int64))
+                d.numbers |= {"server_idle_timeout": _median(hist),
+                              "server_closes": int(hist.sum())}
+        found = sorted(self.found.values(),
+                       key=lambda d: (-d.count, d.name, d.service, d.side, bool(d.inferred_from)))
+        return [d.to_json() for d in found]
+
+
+def _median(hist: np.ndarray) -> float | None:
+    """The idle time after which a server closes, as its closes show it: their median, to
+    the histogram's bin (5% wide), its geometric middle."""
+    n = int(hist.sum())
+    if not n:
+        return None
+    b = int(np.searchsorted(np.cumsum(hist), (n + 1) // 2))
+    return IDLE_FLOOR * 10 ** ((b + 0.5) / IDLE_PER_DECADE) if b else IDLE_FLOOR
+
+
+_OUTCOMES = {"open": "still in CLOSE_WAIT at capture end", "reset_by_peer": "RST from the peer",
+             "reset_by_self": "its own RST"}
+
+
+def close_wait_leaks(findings: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The stuck-CLOSE_WAIT findings (derive/summary.py) as close_wait_leak diagnoses."""
+    out = []
+    for f in findings:
+        if f["state"] != "CLOSE_WAIT":
+            continue
+        why = ("the RSTs that answered the FINs: the peers had no socket left, so they had "
+               "closed first, before the capture" if f["inferred"] else None)
+        d = Diagnosis("close_wait_leak", f["service"], f["role"], why, f["count"],
+                      f["first_ts"], f["last_ts"])
+        for ex in f["examples"][:_EXAMPLES]:
+            packets = [(ex["fin_ts"], "the peer's FIN")] if ex["fin_ts"] is not None else []
+            packets.append((ex["since"], f"the {ex['role']} in CLOSE_WAIT"
+                            + (" since before the capture began" if f["inferred"] else "")))
+            if ex["ack_ts"] is not None:
+                packets.append((ex["ack_ts"], f"the {ex['role']} acknowledges the FIN"))
+            packets.append((ex["since"] + ex["duration"], _OUTCOMES.get(
+                ex["outcome"], f"its own FIN: {ex['outcome'].upper()}")))
+            if ex["rst_ts"] is not None and f["inferred"]:
+                packets.append((ex["rst_ts"], "RST answering its FIN: the peer's socket "
+                                "had gone"))
+            a, b = ex["endpoint"], ex["peer"]
+            client, server = (b, a) if ex["role"] == "server" else (a, b)
+            d.examples.append({"conn_id": ex["conn_id"], "client": client, "server": server,
+                               "packets": [{"ts": t, "what": w}
+                                           for t, w in sorted(packets, key=lambda p: p[0])],
+                               "filter": wireshark_filter(client, server, ex["since"])})
+        d.numbers = {"still_open": f["still_open"], "oldest": f["oldest"],
+                     "at_capture_end": f["at_capture_end"]}
+        out.append(d.to_json())
+    return out
+
+
+def verdict(d: Diagnosis) -> str:
+    """The diagnosis in one sentence."""
+    n, service, side = count(d.count, "connection"), d.service, d.side
+    span = f"from {when(d.first)} to {when(d.last)}"
+    if d.name == "close_wait_leak":
+        if d.inferred_from:
+            return (f"{service}: {n} sat in CLOSE_WAIT on the {side} side since before the "
+                    f"capture began until the {side} closed them ({span}): each {side} FIN "
+                    "was answered by a RST, the peer having closed and gone long before")
+        still, at_end = d.numbers["still_open"], d.numbers["at_capture_end"]
+        end = ("all still there at capture end" if still == d.count else
+               f"{still:,} still there at capture end") + (
+            f", of {at_end:,} in CLOSE_WAIT then" if at_end > still else "")
+        return (f"{service}: {n} left in CLOSE_WAIT on the {side} side, the oldest for "
+                f"{seconds(d.numbers['oldest'])} ({end}): the peer closed first and the "
+                f"application behind {service} did not close its socket")
+    if d.name == "peer_gone":
+        how = ("sent segments again and again with no answer" if d.inferred_from else
+               "was answered by a RST from a host with no socket for it")
+        return (f"{service}: the {side} side of {n} vanished ({span}): the other side {how}")
+    if d.name == "reset_with_data_loss":
+        return (f"{service}: the {side} reset {n} with data not acknowledged or not "
+                f"answered, {d.numbers.get('bytes_lost', 0):,} bytes ({span})")
+    if d.name == "keepalive_race":
+        idle = d.numbers.get("server_idle_timeout")
+        lo, hi = (d.numbers.get(k) for k in ("client_reuse_idle_min", "client_reuse_idle_max"))
+        timeout = (f"the server closes connections idle for about {seconds(idle)}; "
+                   if idle else "")
+        reuse = (f"clients reused connections idle for {seconds(lo)} to {seconds(hi)}"
+                 if lo is not None else "")
+        return (f"{service}: {n} raced ({span}): a request crossed the server's FIN of an "
+                f"idle keep-alive connection and was reset; {timeout}{reuse}: the client's "
+                "idle timeout must be shorter than the server's")
+    return f"{service}: {n} ({CATALOGUE[d.name].title})"
+

@@ -1,0 +1,46 @@
+"""Numbers, times and counts in words, as every output of pcapstate writes them, and a
+connection as a Wireshark display filter."""
+
+from datetime import UTC, datetime
+
+
+def seconds(value: float | None) -> str:
+    """A duration for people: 850us, 12.3ms, 4.20s, 3m05s, 2h10m."""
+    if value is None:
+        return "-"
+    if value < 0.9995e-3:
+        return f"{value * 1e6:.0f}us"
+    if value < 0.9995:
+        return f"{value * 1e3:.1f}ms"
+    if value < 59.995:
+        return f"{value:.2f}s"
+    if value < 3600:
+        return f"{int(value // 60)}m{int(value % 60):02d}s"
+    return f"{int(value // 3600)}h{int(value % 3600 // 60):02d}m"
+
+
+def when(ts: float | None) -> str:
+    """A timestamp as a UTC date; one no date can show (a pcapng's 64-bit clock allows the
+    year 31 million) as its seconds."""
+    if ts is None:
+        return "-"
+    try:
+        return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
+    except (ValueError, OverflowError, OSError):
+        return f"{ts:.6f} s since 1970 (no date)"
+
+
+def count(n: int, noun: str) -> str:
+    """"1 connection", "2,048 connections"."""
+    return f"{n:,} {noun}{'s' if n != 1 else ''}"
+
+
+def wireshark_filter(a: str, b: str, since: float) -> str:
+    """A display filter for one connection (both directions of its 4-tuple) from a second
+    before `since`."""
+    (ha, pa), (hb, pb) = (x.rsplit(":", 1) for x in (a, b))
+    ha, hb = ha.strip("[]"), hb.strip("[]")
+    ip = "ipv6" if ":" in ha else "ip"
+    return (f"(({ip}.src=={ha} && tcp.srcport=={pa} && {ip}.dst=={hb} && tcp.dstport=={pb}) "
+            f"|| ({ip}.src=={hb} && tcp.srcport=={pb} && {ip}.dst=={ha} && tcp.dstport=={pa})) "
+            f"&& frame.time_epoch >= {since - 1:.6f}")

@@ -1,0 +1,103 @@
+"""Diagnoses (derive/diagnoses.py, docs/diagnoses.md) on crafted transcripts: each rule,
+and the look-alike it must not take for it. Expected values come from the scenario and RFC
+9293; the kernel samples (tests/test_samples.py) show each on real traffic."""
+
+import pytest
+
+from tests.transcript import Transcript, handshake
+
+
+def diagnoses(t: Transcript, end: float) -> dict[str, dict]:
+    t.finish(end)
+    return {d["name"]: d for d in t.result()["diagnoses"]}
+
+
+def exchange(t: Transcript) -> None:
+    """A request and its response after the handshake: client seq 1101, server 5051."""
+    handshake(t)
+    t.send(0.01, ">", "PA", 1001, 5001, plen=100)
+    t.send(0.02, "<", "PA", 5001, 1101, plen=50)
+    t.send(0.03, ">", "A", 1101, 5051)
+
+
+def test_a_reset_without_ack_answering_data_is_a_peer_gone():
+    """The server's host lost the socket (a reboot, a killed process whose FIN was lost):
+    the client's next request is answered as RFC 9293 3.10.7.1 says a CLOSED port answers:
+    RST, its sequence number the request's acknowledgment, no ACK."""
+    t = Transcript()
+    exchange(t)
+    t.send(10.0, ">", "PA", 1101, 5051, plen=30)
+    t.send(10.001, "<", "R", 5051)
+    found = diagnoses(t, 11.0)
+    assert set(found) == {"peer_gone"}
+    gone = found["peer_gone"]
+    assert (gone["side"], gone["count"], gone["observed"]) == ("server", 1, True)
+    assert gone["evidence"][0]["last_heard"] == 0.02  # the server's response
+    assert gone["by_reset"] == 1
+
+
+def test_an_abort_from_a_live_socket_is_not_a_peer_gone_but_loses_the_request():
+    """The same RST with an ACK comes from a socket that exists (close() with the request
+    unread, SO_LINGER 0): the request is lost, the peer did not vanish."""
+    t = Transcript()
+    exchange(t)
+    t.send(10.0, ">", "PA", 1101, 5051, plen=30)
+    t.send(10.001, "<", "RA", 5051, 1131)
+    found = diagnoses(t, 11.0)
+    assert set(found) == {"reset_with_data_loss"}
+    lost = found["reset_with_data_loss"]
+    assert (lost["side"], lost["count"], lost["bytes_lost"]) == ("server", 1, 30)
+    assert not lost["observed"] and lost["inferred_from"]
+
+
+def test_an_abort_after_a_completed_exchange_loses_nothing():
+    t = Transcript()
+    exchange(t)
+    t.send(0.05, ">", "RA", 1101, 5051)  # the client, SO_LINGER 0, all read
+    assert diagnoses(t, 1.0) == {}
+
+
+def test_segments_sent_again_unanswered_are_a_peer_gone_by_silence():
+    t = Transcript()
+    exchange(t)
+    for ts in (5.0, 5.2, 5.6, 6.4, 8.0):  # the first, then 4 sent again
+        t.send(ts, ">", "PA", 1101, 5051, plen=30)
+    t.send(11.2, ">", "RA", 1131, 5051)  # tcp_retries2 ran out
+    found = diagnoses(t, 12.0)
+    gone = found["peer_gone"]
+    assert (gone["side"], gone["count"], gone["observed"]) == ("server", 1, False)
+    assert gone["by_silence"] == 1 and "no answer" in gone["inferred_from"]
+
+
+def test_segments_sent_again_with_answers_between_are_loss_not_a_peer_gone():
+    t = Transcript()
+    exchange(t)
+    for k in range(4):  # each sent twice, each then acknowledged: a lossy path
+        ts = 5.0 + k
+        seq = 1101 + 30 * k
+        t.send(ts, ">", "PA", seq, 5051, plen=30)
+        t.send(ts + 0.2, ">", "PA", seq, 5051, plen=30)
+        t.send(ts + 0.21, "<", "A", 5051, seq + 30)
+    assert "peer_gone" not in diagnoses(t, 20.0)
+
+
+@pytest.mark.parametrize(("ack", "race"), [(5051, True), (5052, False)])
+def test_a_request_crossing_the_servers_fin_is_a_keepalive_race(ack, race):
+    """The server closes the connection idle for 2 s; the client's request, sent before the
+    FIN arrived, does not acknowledge it, and the server's closed socket answers it with a
+    RST. A request that acknowledges the FIN was sent knowing: not a race."""
+    t = Transcript()
+    exchange(t)
+    t.send(2.02, "<", "FA", 5051, 1101)
+    t.send(2.0205, ">", "PA", 1101, ack, plen=40)
+    t.send(2.021, "<", "R", 5052)
+    found = diagnoses(t, 3.0)
+    assert ("keepalive_race" in found) == race
+    if race:
+        d = found["keepalive_race"]
+        assert (d["side"], d["count"], d["observed"]) == ("server", 1, True)
+        assert d["server_idle_timeout"] == pytest.approx(2.0, rel=0.05)
+        # idle as captured, 2.0005 s, less the trip to the client and back that the
+        # handshake shows (its SYN/ACK to ACK, 1 ms)
+        assert d["client_reuse_idle_min"] == pytest.approx(1.9995, abs=1e-6)
+        assert "reset_with_data_loss" not in found  # the race says why the request was lost
