@@ -23,6 +23,7 @@ from pcapstate.settings import Settings
 
 if TYPE_CHECKING:  # the compiled engine is imported once the inputs are known to be good
     from pcapstate.decode.frames import Batch
+    from pcapstate.derive.host import HostView
 
 Progress = Callable[[int, int | None], None]
 
@@ -33,7 +34,8 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
             on_zeek: Callable[[list[dict[str, Any]]], None] | None = None,
             progress: Progress | None = None, engine: str = "fast",
             stop: Callable[[], bool] | None = None,
-            note: Callable[[str], object] | None = None) -> dict[str, Any]:
+            note: Callable[[str], object] | None = None,
+            hosts: list[HostView] | None = None) -> dict[str, Any]:
     """Analyse one capture, given as one file or a time-ordered set of files.
 
     `on_record` receives each connection's record as the connection is retired (in
@@ -44,7 +46,9 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
     called now and then. `stop()`, asked between batches, ends the reading early: the
     result then covers what was read (`interrupted` is true, a warning says so); connections
     still open then are reported as open. `note(text)` hears what a person waiting
-    should know (the engine is compiling, on a first run).
+    should know (the engine is compiling, on a first run). `hosts`: socket lists taken on
+    hosts during the incident (derive/host.py read_ss), joined to the connections: the
+    result's `host_evidence`.
     `engine`: "fast", the compiled decoder (decode/frames.py); "tshark", Wireshark's
     dissectors (decode/tshark.py); "auto", fast unless a link type needs tshark. Either
     feeds the one tracker (track/).
@@ -55,6 +59,7 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
     from pcapstate import jit
     from pcapstate.decode import frames, tshark, unwrap
     from pcapstate.derive.fold import BINS_PER_DECADE
+    from pcapstate.derive.host import HostJoin
     from pcapstate.derive.summary import Summary
     from pcapstate.track.connections import Tracker
 
@@ -73,6 +78,15 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
         if engine == "fast" and tshark.available():  # frames neither path reads, to tshark
             fallback = tshark.read_frames
     unwrapper = unwrap.Unwrapper(settings.zeek_checksums, fallback)
+    join = HostJoin(hosts) if hosts else None
+    if join is not None and on_record is not None:
+        to_join, to_caller = join.take, on_record
+
+        def on_record(rec: dict[str, Any]) -> None:
+            to_join(rec)
+            to_caller(rec)
+    elif join is not None:
+        on_record = join.take
     summary = Summary(settings, on_record, on_brief, on_zeek, wireshark=engine == "tshark",
                       tunnels=unwrapper.tunnels)
     accounting: Counter[str] = Counter()
@@ -168,6 +182,8 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
         "interrupted": stopped,
         "elapsed_seconds": time.perf_counter() - started,
     }
+    if join is not None:
+        result["host_evidence"] = join.to_json(result)
     return result
 
 

@@ -259,6 +259,12 @@ def _analyze(args: argparse.Namespace) -> int:
     if args.cross_check and any(is_stream(p) for p in args.captures):
         return _error("--cross-check reads the capture again with each engine: give files, "
                       "not standard input or a stream")
+    from pcapstate.derive.host import read_ss
+
+    try:
+        hosts = [read_ss(path) for path in args.ss]
+    except ValueError as e:
+        return _error(str(e))
     stdout_taken = any(getattr(args, o) == "-" for o in _FILE_OUTPUTS)
     settings = settings_for(args.time_wait, args.fin_timeout, args.stuck_after,
                             args.close_wait_after, args.max_connections, args.zeek_checksums,
@@ -294,7 +300,8 @@ def _analyze(args: argparse.Namespace) -> int:
             result = analyze(args.captures, settings,
                              on_record=None if lines is None else partial(_write_line, lines),
                              on_zeek=on_zeek if zeek_logs else None, progress=progress,
-                             engine=args.engine, stop=_INTERRUPTED.is_set, note=_note)
+                             engine=args.engine, stop=_INTERRUPTED.is_set, note=_note,
+                             hosts=hosts)
         finally:
             _SOFT.clear()
             progress.clear()

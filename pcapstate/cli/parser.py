@@ -95,6 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
                         f"{', '.join(STATE_NAMES)}, or any (every state); "
                         f"{', '.join(DIAGNOSIS_NAMES)}); exit 3 if none is but records "
                         "that may hold TCP were not decoded")
+    a.add_argument("--ss", action="append", metavar="FILE[@TIME]", default=[],
+                   help="the sockets a host listed during the incident (ss -tanp, or "
+                        "netstat -tanp), taken at TIME (seconds since 1970 or ISO 8601; or "
+                        "a line '# taken at TIME' in the file): joined to the connections by "
+                        "4-tuple, compared with their states then; repeatable")
     a.add_argument("-q", "--quiet", action="store_true", help="no terminal summary")
     a.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="show progress on stderr (default: when stderr is a terminal)")

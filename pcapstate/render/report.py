@@ -192,6 +192,22 @@ def blocks(result: dict[str, Any], charts: list[tuple[str, str]]) -> list[Block]
     out: list[Block] = [("h", 1, f"pcapstate report: {title}"), ("h", 2, "Verdict")]
     out += [("p", sentence, True) for sentence in verdict(result)]
     out += _diagnoses(result.get("diagnoses") or [])
+    for v in result.get("host_evidence") or []:
+        then = when(v["taken_at"]) if v["taken_at"] is not None else \
+            "no time given: compared with the states at capture end"
+        out += [("h", 2, f"Host sockets: {v['path']}"),
+                ("p", f"Taken {then}. {count(v['sockets'], 'socket')}, {v['in_capture']:,} of "
+                      f"them in the capture: {v['agree']:,} in the state pcapstate gives "
+                      f"then, {v['disagree']:,} not (a host across the path sees each event "
+                      "up to half a round trip apart from the capture).", False)]
+        if v["disagreements"]:
+            out.append(("table", ["socket", "peer", "host", "pcapstate", "connection"],
+                        [[d["local"], d["peer"], d["host"], d["pcapstate"], str(d["conn_id"])]
+                         for d in v["disagreements"]]))
+        if v["held_by"]:
+            out.append(("table", ["service", "state", "held by", "sockets"],
+                        [[h["service"], h["state"], h["process"], f"{h['sockets']:,}"]
+                         for h in v["held_by"]]))
 
     # a compressed input's compression: gzip in a result saved before `compression` was
     # written (the one compression read then)

@@ -163,6 +163,8 @@ def render(result: dict[str, Any]) -> str:
     if conns["anomalies"]:
         out.append(f"  anomalies: {counts(conns['anomalies'])}")
     out += ["", *diagnosis_lines(result.get("diagnoses", [])), ""]
+    if result.get("host_evidence"):
+        out += [*host_lines(result["host_evidence"]), ""]
     findings, unread = result["findings"], unread_words(result)
     if findings:
         out.append("Stuck endpoints, worst first:")
@@ -219,6 +221,24 @@ def diagnosis_lines(diagnoses: list[dict[str, Any]]) -> list[str]:
     rest = diagnoses[TOP_GROUPS:]
     if rest:
         out.append(f"  and {count(len(rest), 'more diagnosis')} (the JSON result lists all)")
+    return out
+
+
+def host_lines(views: list[dict[str, Any]]) -> list[str]:
+    """What each host's socket list (--ss) says, against the capture."""
+    out = []
+    for v in views:
+        then = when(v["taken_at"]) if v["taken_at"] is not None else \
+            "no time given: compared with the states at capture end"
+        out.append(f"Host sockets, {v['path']} ({then}): {count(v['sockets'], 'socket')}, "
+                   f"{v['in_capture']:,} of them in the capture, {v['agree']:,} in the state "
+                   f"pcapstate gives then, {v['disagree']:,} not")
+        for d in v["disagreements"][:5]:
+            out.append(f"  {d['local']} with {d['peer']}: host {d['host']}, pcapstate "
+                       f"{d['pcapstate']} (connection {d['conn_id']})")
+        for h in v["held_by"][:5]:
+            out.append(f"  {h['service']}: {count(h['sockets'], 'socket')} in {h['state']}, "
+                       f"held by {h['process']}")
     return out
 
 

@@ -1,0 +1,194 @@
+"""Host evidence (`--ss FILE`): the sockets a host listed during the incident (`ss -tanp`,
+`ss -tanpoi`, or `netstat -tanp`), joined to the capture's connections by 4-tuple. How many
+of them agree with pcapstate's state of that endpoint at the moment the list was taken (and
+which do not), and which processes held the sockets of the findings and diagnoses. This is
+how engineers confirm a leak by hand; here it is done for every socket.
+
+A file may hold several hosts' lists (a `# netns=NAME` or `# host=NAME` line starts each);
+the time it was taken is a line `# taken at TIME` (seconds since 1970, or an ISO 8601 date),
+or `--ss FILE@TIME`. Without one, the list is compared with the states at capture end, and
+the result says so.
+"""
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from ipaddress import ip_address
+from typing import Any
+
+from pcapstate.vocab import SS_STATES, State
+
+#: netstat's state names, and the ss ones not in vocab.SS_STATES, as pcapstate's.
+_NAMES = {**SS_STATES, "ESTABLISHED": State.ESTABLISHED, "SYN_SENT": State.SYN_SENT,
+          "SYN_RECV": State.SYN_RCVD, "FIN_WAIT1": State.FIN_WAIT_1,
+          "FIN_WAIT2": State.FIN_WAIT_2, "CLOSE_WAIT": State.CLOSE_WAIT,
+          "CLOSING": State.CLOSING, "LAST_ACK": State.LAST_ACK, "TIME_WAIT": State.TIME_WAIT}
+_PROCESS = re.compile(r'\(\("([^"]*)",pid=(\d+)')  # ss: users:(("iperf",pid=4242,fd=3))
+_DISAGREE_SHOWN = 20  # disagreements listed per file
+
+
+@dataclass(frozen=True, slots=True)
+class Socket:
+    state: State
+    local: str  # ip:port as pcapstate writes it
+    peer: str
+    process: str | None  # "iperf (pid 4242)"
+    host: str | None  # the namespace or host the list came from
+
+
+@dataclass(slots=True)
+class HostView:
+    path: str
+    taken_at: float | None
+    sockets: list[Socket] = field(default_factory=list)
+
+
+def _time(text: str) -> float:
+    text = text.strip()
+    try:
+        return float(text)
+    except ValueError:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def _address(text: str) -> str | None:
+    """ss's or netstat's local or peer address as pcapstate writes one; None for a wildcard."""
+    host, _, port = text.rpartition(":")
+    host = host.strip("[]").split("%")[0]
+    if not port.isdigit() or host in ("*", "0.0.0.0", "::"):
+        return None
+    try:
+        ip = ip_address(host)
+    except ValueError:
+        return None
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"
+
+
+def read_ss(path: str) -> HostView:
+    """A host's socket list; `path@TIME` gives the time it was taken. ValueError (one line,
+    naming the file) for a file that is not such a list, or a time that is not one."""
+    name, at = path, None
+    if "@" in path and not _exists(path):
+        name, _, when = path.rpartition("@")
+        try:
+            at = _time(when)
+        except ValueError:
+            raise ValueError(f"{path}: {when!r} is not a time (seconds since 1970, or an "
+                             "ISO 8601 date)") from None
+    try:
+        with open(name, encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError as e:
+        raise ValueError(f"{name}: {e.strerror}") from None
+    view, host, header = HostView(name, at), None, False
+    for line in lines:
+        m = re.match(r"#\s*(taken at|netns=|host=)\s*(\S+)", line)
+        if m and m.group(1) == "taken at" and view.taken_at is None:
+            try:
+                view.taken_at = _time(m.group(2))
+            except ValueError:
+                raise ValueError(f"{name}: {line.strip()!r}: not a time") from None
+        elif m:
+            host = m.group(2)
+        fields = line.split()
+        header |= bool(fields) and fields[0] in ("State", "Proto", "Netid")
+        if fields[:1] == ["tcp"] or fields[:1] == ["tcp6"]:  # netstat: tcp 0 0 L P STATE p/n
+            fields = [*fields[5:6], *fields[1:5], *fields[6:]]
+        if len(fields) < 5 or fields[0] not in _NAMES:
+            continue
+        local, peer = _address(fields[3]), _address(fields[4])
+        if local is None or peer is None:
+            continue
+        rest = " ".join(fields[5:])
+        proc = _PROCESS.search(rest)
+        if proc:
+            process = f"{proc.group(1)} (pid {proc.group(2)})"
+        else:  # netstat: 4242/iperf
+            pid = re.match(r"(\d+)/(\S+)", rest)
+            process = f"{pid.group(2)} (pid {pid.group(1)})" if pid else None
+        view.sockets.append(Socket(_NAMES[fields[0]], local, peer, process, host))
+    if not view.sockets and not header:
+        raise ValueError(f"{name}: not the output of ss -tanp or netstat -tanp")
+    return view
+
+
+def _exists(path: str) -> bool:
+    try:
+        open(path, "rb").close()
+    except OSError:
+        return False
+    return True
+
+
+def state_at(record: dict[str, Any], role: str, ts: float | None) -> State | None:
+    """Endpoint `role`'s state at `ts` (at the end for None) by its record's transitions;
+    None before the capture saw it."""
+    trans = record["endpoints"][role]["transitions"]
+    if ts is None:
+        return State(record["endpoints"][role]["final_state"])
+    now = None
+    for t in trans:
+        if t["ts"] > ts:
+            break
+        now = State(t["state"])
+    return now
+
+
+class HostJoin:
+    """Joins host views to the connections' records (`take` each, as analyze hands them
+    out), then says how they compare (`to_json`)."""
+
+    def __init__(self, views: list[HostView]) -> None:
+        self.views = views
+        self.wanted: dict[tuple[str, str], list[tuple[int, Socket]]] = {}
+        for v, view in enumerate(views):
+            for sock in view.sockets:
+                self.wanted.setdefault((sock.local, sock.peer), []).append((v, sock))
+        # (view, socket) -> the capture's state then, from the latest instance of the
+        # 4-tuple that had begun by then
+        self.found: dict[tuple[int, Socket], tuple[float, State | None, int]] = {}
+
+    def take(self, record: dict[str, Any]) -> None:
+        for role, local, peer in (("client", record["client"], record["server"]),
+                                  ("server", record["server"], record["client"])):
+            for v, sock in self.wanted.get((local, peer), ()):
+                at = self.views[v].taken_at
+                if at is not None and record["first_ts"] > at:
+                    continue  # a later connection on the 4-tuple
+                old = self.found.get((v, sock))
+                if old is None or record["first_ts"] >= old[0]:
+                    self.found[v, sock] = (record["first_ts"], state_at(record, role, at),
+                                           record["id"])
+
+    def to_json(self, result: dict[str, Any]) -> list[dict[str, Any]]:
+        services = {f["service"] for f in result["findings"]} | {
+            d["service"] for d in result.get("diagnoses", [])}
+        out = []
+        for v, view in enumerate(self.views):
+            agree, disagree, missing = 0, [], 0
+            for sock in view.sockets:
+                got = self.found.get((v, sock))
+                if got is None or got[1] is None:
+                    missing += 1
+                elif got[1] == sock.state:
+                    agree += 1
+                else:
+                    disagree.append({"local": sock.local, "peer": sock.peer,
+                                     "host": sock.state.value, "pcapstate": got[1].value,
+                                     "conn_id": got[2]})
+            held: Counter[tuple[str, str, str]] = Counter(
+                (s.local, s.state.value, s.process or "no process (orphaned, or TIME_WAIT)")
+                for s in view.sockets if s.local in services)
+            out.append({
+                "path": view.path, "taken_at": view.taken_at,
+                "compared_at": "taken_at" if view.taken_at is not None else "capture end",
+                "sockets": len(view.sockets), "in_capture": len(view.sockets) - missing,
+                "agree": agree, "disagree": len(disagree),
+                "disagreements": disagree[:_DISAGREE_SHOWN],
+                "held_by": [{"service": svc, "state": st, "process": proc, "sockets": n}
+                            for (svc, st, proc), n in sorted(held.items(),
+                                                              key=lambda kv: -kv[1])]})
+        return out

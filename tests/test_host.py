@@ -1,0 +1,92 @@
+"""Host evidence (--ss, derive/host.py): the kernel's own socket lists, taken during each
+incident of the kernel samples (samples/NAME.ss-during.txt, `ss -tanp` in each namespace),
+joined to the capture: the kernel is the ground truth for every socket it lists."""
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from pcapstate.cli import main
+from pcapstate.derive.host import read_ss
+from pcapstate.pipeline import analyze
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+
+
+def records_of(name: str, views: list) -> tuple[dict, list[dict]]:
+    records: list[dict] = []
+    result = analyze([str(SAMPLES / f"{name}.pcap")], on_record=records.append, hosts=views)
+    return result, records
+
+
+@pytest.mark.parametrize("name", ["peer_gone", "unread_close"])
+def test_every_socket_the_kernel_listed_is_in_the_state_pcapstate_gives(name):
+    view = read_ss(str(SAMPLES / f"{name}.ss-during.txt"))
+    result, _ = records_of(name, [view])
+    [host] = result["host_evidence"]
+    assert host["taken_at"] == view.taken_at and host["sockets"] == len(view.sockets) > 0
+    assert host["agree"] == host["in_capture"] == host["sockets"]
+    assert host["disagreements"] == []
+
+
+def test_the_processes_holding_a_diagnosed_service_are_named():
+    """unread_close: the server (pid in the kernel's list) holds the socket whose unread
+    request it will reset."""
+    result, _ = records_of("unread_close", [read_ss(str(SAMPLES / "unread_close.ss-during.txt"))])
+    [held] = result["host_evidence"][0]["held_by"]
+    assert (held["service"], held["state"], held["sockets"]) == ("10.86.0.2:8080",
+                                                                 "ESTABLISHED", 1)
+    assert held["process"].startswith("python3 (pid ")
+
+
+def test_a_host_across_the_path_differs_by_the_path_delay():
+    """keepalive_race is captured at the server, 50 ms each way from the client. Of the 18
+    sockets the kernels listed, one is a client's SYN_SENT whose SYN reaches the capture a
+    one-way delay later (50.6 ms); one is a racing client in LAST_ACK: it had received the
+    server's FIN and sent its own before the server's RST (answering its request) reached
+    it, but the capture saw that RST first, and a RST ends both endpoints when captured: its
+    FIN comes after the close (packet_after_close). Every other socket agrees."""
+    view = read_ss(str(SAMPLES / "keepalive_race.ss-during.txt"))
+    result, records = records_of("keepalive_race", [view])
+    host = result["host_evidence"][0]
+    assert (host["sockets"], host["in_capture"], host["agree"]) == (18, 17, 16)
+    [off] = host["disagreements"]
+    assert (off["host"], off["pcapstate"]) == ("LAST_ACK", "ESTABLISHED")
+    [race] = [r for r in records if r["id"] == off["conn_id"]]
+    assert race["anomalies"]["packet_after_close"] == 1 and race["end"] == "reset_by_server"
+    seen = {(r["client"], r["server"]) for r in records if r["first_ts"] <= view.taken_at}
+    [unseen] = [s for s in view.sockets if (s.local, s.peer) not in seen
+                and (s.peer, s.local) not in seen]
+    [later] = [r for r in records if r["client"] == unseen.local]
+    assert unseen.state == "SYN_SENT" and 0 < later["first_ts"] - view.taken_at < 0.06
+
+
+@pytest.mark.parametrize(("arg", "says"), [
+    ("nothing-here.txt", "nothing-here.txt: No such file or directory"),
+    ("{samples}/peer_gone.expected.json@soon", "'soon' is not a time"),
+    ("{samples}/peer_gone.expected.json", "not the output of ss -tanp or netstat -tanp"),
+])
+def test_a_bad_host_list_is_a_one_line_error(arg, says, capsys):
+    assert main(["analyze", str(SAMPLES / "peer_gone.pcap"), "-q", "--ss",
+                 arg.format(samples=SAMPLES)]) == 2
+    err = capsys.readouterr().err
+    assert says in err and err.count("\n") == 1
+
+
+def test_netstat_and_a_time_given_on_the_command_line(tmp_path):
+    """netstat -tanp's columns, the time after @ (ISO 8601), without a '# taken at' line."""
+    listing = tmp_path / "netstat.txt"
+    listing.write_text(
+        "Proto Recv-Q Send-Q Local Address           Foreign Address         State       "
+        "PID/Program name\n"
+        "tcp        0      0 10.86.0.2:8080          0.0.0.0:*               LISTEN      "
+        "8312/python3\n"
+        "tcp    20000      0 10.86.0.2:8080          10.86.0.1:49566         ESTABLISHED "
+        "8312/python3\n")
+    taken = read_ss(str(SAMPLES / "unread_close.ss-during.txt")).taken_at
+    view = read_ss(f"{listing}@{datetime.fromtimestamp(taken, UTC).isoformat()}")
+    assert [(s.state, s.local, s.peer, s.process) for s in view.sockets] == [
+        ("ESTABLISHED", "10.86.0.2:8080", "10.86.0.1:49566", "python3 (pid 8312)")]
+    result, _ = records_of("unread_close", [view])
+    assert result["host_evidence"][0]["agree"] == 1
