@@ -54,7 +54,9 @@ STATE_NAMES = {st.value.lower().replace("_", "-"): st for st in STUCK_STATES}
 
 
 #: The diagnoses (the catalogue is derive/diagnoses.py's), and as people type them.
-DIAGNOSES = ("close_wait_leak", "peer_gone", "reset_with_data_loss", "keepalive_race")
+DIAGNOSES = ("close_wait_leak", "peer_gone", "reset_with_data_loss", "keepalive_race",
+             "syn_retransmitted", "accept_queue_overflow", "handshake_timeout",
+             "refused_burst", "zero_window_stall", "time_wait_pressure")
 DIAGNOSIS_NAMES = {d.replace("_", "-"): d for d in DIAGNOSES}
 
 

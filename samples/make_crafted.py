@@ -120,7 +120,11 @@ def syn_on_time_wait() -> None:
     w.seg(3.002, ">", "A", 900_002, 700_002)
     w.close({"description": "a new SYN with a new ISN on a 4-tuple in TIME_WAIT is a new "
                             "connection", "connections": 2, "end_kinds": {"closed": 2},
-             "closers": {"client": 2}, "stuck": [],
+             "closers": {"client": 2}, "stuck": [], "diagnoses": [{
+                 "name": "time_wait_pressure", "service": "192.0.2.20:8080",
+                 "side": "client", "count": 2,
+                 "why": "the client closes both first; the second reuses the first's 4-tuple "
+                        "while it is in TIME_WAIT"}],
              "final_states": [{"client": "CLOSED", "server": "CLOSED"},
                               {"client": "TIME_WAIT", "server": "CLOSED"}],
              "notes": "crafted with dpkt; the first connection's TIME_WAIT is cut short by "

@@ -4,7 +4,7 @@ and the look-alike it must not take for it. Expected values come from the scenar
 
 import pytest
 
-from tests.transcript import Transcript, handshake
+from tests.transcript import C, Transcript, handshake
 
 
 def diagnoses(t: Transcript, end: float) -> dict[str, dict]:
@@ -101,3 +101,102 @@ def test_a_request_crossing_the_servers_fin_is_a_keepalive_race(ack, race):
         # handshake shows (its SYN/ACK to ACK, 1 ms)
         assert d["client_reuse_idle_min"] == pytest.approx(1.9995, abs=1e-6)
         assert "reset_with_data_loss" not in found  # the race says why the request was lost
+
+
+def test_a_connect_that_needed_its_syn_again_is_slow():
+    """The first SYN never reached the listener (dropped): one SYN-ACK, 1 s late."""
+    t = Transcript()
+    t.send(0.0, ">", "S", 1000)
+    t.send(1.0, ">", "S", 1000)
+    t.send(1.001, "<", "SA", 5000, 1001)
+    t.send(1.002, ">", "A", 1001, 5001)
+    d = diagnoses(t, 2.0)["syn_retransmitted"]
+    assert (d["side"], d["count"], d["syn_dropped"], d["synack_lost"]) == ("client", 1, 1, 0)
+    assert d["added_latency_min"] == d["added_latency_max"] == pytest.approx(1.0)
+
+
+def test_a_lost_synack_is_told_from_a_dropped_syn():
+    t = Transcript()
+    t.send(0.0, ">", "S", 1000)
+    t.send(0.001, "<", "SA", 5000, 1001)  # lost after the capture point
+    t.send(1.0, ">", "S", 1000)
+    t.send(1.001, "<", "SA", 5000, 1001)
+    t.send(1.002, ">", "A", 1001, 5001)
+    d = diagnoses(t, 2.0)["syn_retransmitted"]
+    assert (d["syn_dropped"], d["synack_lost"]) == (0, 1)
+
+
+@pytest.mark.parametrize("rst", [False, True])
+def test_a_handshake_ack_the_listener_did_not_take_is_a_full_accept_queue(rst):
+    """The client's ACK was captured, yet the listener sends its SYN-ACK again (its accept
+    queue full, the ACK dropped), or answers the ACK with a RST (tcp_abort_on_overflow=1);
+    not a peer that vanished."""
+    t = Transcript()
+    handshake(t)
+    if rst:
+        t.send(0.003, "<", "R", 5001)
+    else:
+        t.send(1.0, "<", "SA", 5000, 1001)
+    found = diagnoses(t, 2.0)
+    assert set(found) == {"accept_queue_overflow"}
+    d = found["accept_queue_overflow"]
+    assert (d["side"], d["count"], d["by_rst"], d["by_drop"]) == (
+        "server", 1, int(rst), int(not rst))
+
+
+def test_a_zero_window_for_seconds_is_a_stalled_receiver():
+    t = Transcript()
+    exchange(t)
+    t.send(1.0, ">", "PA", 1101, 5051, plen=1000)
+    t.send(1.01, "<", "A", 5051, 2101, win=0)
+    t.send(1.2, ">", "A", 2100, 5051, plen=1)  # window probes
+    t.send(1.6, ">", "A", 2100, 5051, plen=1)
+    t.send(4.01, "<", "A", 5051, 2101, win=65535)
+    d = diagnoses(t, 5.0)["zero_window_stall"]
+    assert (d["side"], d["count"], d["recovered"]) == ("server", 1, 1)
+    assert d["longest"] == pytest.approx(3.0)
+
+
+def test_a_short_zero_window_is_no_stall():
+    t = Transcript()
+    exchange(t)
+    t.send(1.01, "<", "A", 5051, 1101, win=0)
+    t.send(1.5, "<", "A", 5051, 1101, win=65535)
+    assert "zero_window_stall" not in diagnoses(t, 5.0)
+
+
+@pytest.mark.parametrize(("step", "pressure"), [(1, True), (2, False)])
+def test_time_wait_holding_every_port_in_use_is_pressure(step, pressure):
+    """150 connections in 15 s, each closed first by the client: all 150 in TIME_WAIT at
+    once. From 150 consecutive ports (a range of 150: every one held) it is pressure; from
+    every other port of 300 (as Linux picks them in a large range), it is not."""
+    t = Transcript()
+    for i in range(150):
+        ts, src = i * 0.1, (C[0], 40000 + step * i)
+        handshake(t, ts=ts, src=src)
+        t.send(ts + 0.01, ">", "FA", 1001, 5001, src=src)
+        t.send(ts + 0.011, "<", "FA", 5001, 1002, src=src)
+        t.send(ts + 0.012, ">", "A", 1002, 5002, src=src)
+    found = diagnoses(t, 30.0)
+    assert ("time_wait_pressure" in found) == pressure
+    if pressure:
+        d = found["time_wait_pressure"]
+        assert (d["side"], d["count"], d["time_wait_peak"], d["host"]) == (
+            "client", 150, 150, "10.0.0.1")
+        assert d["ports_seen"] == [40000, 40149] and d["share_of_ports"] == 1.0
+
+
+def test_refused_connections_are_grouped_into_bursts():
+    """Refused at 0-2 s and 20-21 s, accepted at 10 s and 30 s: two bursts of a service
+    that accepted before and after."""
+    t = Transcript()
+    handshake(t, ts=-5.0, src=(C[0], 42000))
+    for i, ts in enumerate((0.0, 1.0, 2.0, 20.0, 21.0)):
+        src = (C[0], 41000 + i)
+        t.send(ts, ">", "S", 1000, src=src)
+        t.send(ts + 0.001, "<", "RA", 0, 1001, src=src)
+    handshake(t, ts=30.0, src=(C[0], 42001))
+    d = diagnoses(t, 40.0)["refused_burst"]
+    assert (d["count"], len(d["bursts"]), d["accepted_before_and_after"]) == (5, 2, True)
+    assert [(b["from"], b["to"], b["count"]) for b in d["bursts"]] == [
+        (0.0, 2.0, 3), (20.0, 21.0, 2)]

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from pcapstate.derive.lifecycle import Lifecycle
+from pcapstate.derive.lifecycle import verdict as lifecycle_verdict
 from pcapstate.derive.records import ROLES, address
 from pcapstate.derive.verdict import C_SERVER, E_REFUSED, handshake_gaps, service_of
 from pcapstate.track.endpoints import GIVE_UP_AFTER
@@ -68,6 +70,46 @@ CATALOGUE = {
         "by a RST (behind a proxy: an intermittent 502)",
         "make the client's (or proxy's) idle timeout shorter than the server's keep-alive "
         "timeout, or have the client retry idempotent requests on a reused connection"),
+    "syn_retransmitted": Entry(
+        "slow connects",
+        "handshakes that completed only after the client sent its SYN again (1 s, then "
+        "backoff): the first SYN was dropped before the listener (a firewall, a rate limit, "
+        "a full SYN queue without SYN cookies), or the listener's SYN-ACK was lost",
+        "firewall and rate-limit counters on the path; on the listener `nstat -az "
+        "TcpExtListenDrops TcpExtTCPReqQFullDrop` and `net.ipv4.tcp_max_syn_backlog`"),
+    "accept_queue_overflow": Entry(
+        "full accept queue",
+        "the listener dropped the client's handshake ACK (and sent its SYN-ACK again) because "
+        "its accept queue was full, or answered it with a RST (tcp_abort_on_overflow=1): the "
+        "application is not calling accept() fast enough, or its backlog is too small",
+        "`ss -ltn` (Recv-Q: the queue, Send-Q: the backlog), `nstat -az "
+        "TcpExtListenOverflows`, the listen() backlog and `net.core.somaxconn`"),
+    "handshake_timeout": Entry(
+        "connects timed out",
+        "SYNs (or a listener's SYN-ACKs) sent again and again without an answer until the "
+        "endpoint gave up (`tcp_syn_retries`, `tcp_synack_retries`): the service or its host "
+        "was unreachable, or a firewall dropped the packets",
+        "whether the service's host is up and reachable, firewall rules, and the clients' "
+        "connect timeouts"),
+    "refused_burst": Entry(
+        "refused connections",
+        "SYNs answered by a RST: nothing was listening on the port (the service was down, "
+        "restarting, or never there)",
+        "the service's restarts and crashes in that period (`journalctl`), and whether the "
+        "clients point at the right port"),
+    "zero_window_stall": Entry(
+        "stalled receiver",
+        "a receiver advertised a zero window for long while its peer had data to send (the "
+        "peer probes with its persist timer): the application on that side stopped reading",
+        "the application's reading thread on that side (blocked, busy, or deadlocked), "
+        "`ss -tmi` (Recv-Q, rcv_space) while it happens"),
+    "time_wait_pressure": Entry(
+        "TIME_WAIT pressure",
+        "a host closing connections first at a rate at which its sockets in TIME_WAIT (60 s "
+        "on Linux) approach its ephemeral port range: connect() then fails "
+        "(EADDRNOTAVAIL) or reuses 4-tuples still in TIME_WAIT",
+        "`net.ipv4.ip_local_port_range`, `net.ipv4.tcp_tw_reuse`, `ss -tan state time-wait "
+        "| wc -l`, and connection pooling (keep-alive) instead of a connection a request"),
 }
 
 
@@ -134,23 +176,41 @@ class Diagnoser:
         self.found: dict[tuple[str, str, str, str | None], Diagnosis] = {}
         # per service: idle times before the server's own FIN (its keep-alive timeout)
         self.server_idle: dict[str, np.ndarray] = {}
+        self.lifecycle = Lifecycle(self)
 
-    def _get(self, name: str, row: np.void, side: int,
-             inferred_from: str | None = None) -> Diagnosis:
-        key = (name, service_of(row, self.tunnels), ROLES[side], inferred_from)
+    def service(self, row: np.void) -> str:
+        return service_of(row, self.tunnels)
+
+    def example(self, row: np.void, packets: list[tuple[float, str]]) -> dict[str, Any]:
+        return _example(row, packets, self.tunnels)
+
+    def named(self, name: str, service: str, side: str,
+              inferred_from: str | None = None) -> Diagnosis:
+        key = (name, service, side, inferred_from)
         if key not in self.found:
             self.found[key] = Diagnosis(*key)
         return self.found[key]
 
-    def take(self, rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray) -> None:
-        """Apply the rules to a batch of retired connections (their end kinds and closers,
-        as derive/fold.py gave them)."""
+    def get(self, name: str, row: np.void, side: int,
+            inferred_from: str | None = None) -> Diagnosis:
+        return self.named(name, self.service(row), ROLES[side], inferred_from)
+
+    def take(self, rows: np.ndarray, times: np.ndarray, kinds: np.ndarray,
+             closers: np.ndarray) -> None:
+        """Apply the rules to a batch of retired connections (retired at `times`; their end
+        kinds and closers, as derive/fold.py gave them)."""
         reset_by, nofin = rows["reset_by"], rows["fin_seq"] == -1
         sender = np.maximum(reset_by, 0)
         reset = (reset_by >= 0) & (kinds != E_REFUSED) & (rows["inferred"] == 0)
         took = np.arange(len(rows))
         sender_nofin = nofin[took, sender]
-        answer = reset & (rows["rst_answer"] != 0) & sender_nofin
+        answered = reset & (rows["rst_answer"] != 0) & sender_nofin
+        # the listener answers the handshake's ACK with a RST, having sent nothing since its
+        # SYN-ACK: a full accept queue with tcp_abort_on_overflow=1, not a vanished peer
+        overflow = answered & (reset_by == 1) & (rows["syn_acked"][:, 1] != 0) \
+            & (rows["payload"][:, 1] == 0) & (rows["heard"][:, 1] == rows["syn_ts"][:, 1])
+        self.lifecycle.take(rows, times, kinds == E_REFUSED, overflow)
+        answer = answered & ~overflow
         for i in np.flatnonzero(answer):
             self._gone_reset(rows[i])
         quiet = rows["quiet_retx"] >= GIVE_UP_AFTER
@@ -187,7 +247,7 @@ class Diagnoser:
                          f"the {ROLES[o]}'s acknowledgment: no socket for the connection")]
         if heard:
             packets.append((heard, f"the {ROLES[s]} last heard from"))
-        d = self._get("peer_gone", row, s)
+        d = self.get("peer_gone", row, s)
         d.add(heard or rst, rst, _example(row, packets, self.tunnels) | {
             "how": "reset", "last_heard": heard or None})
         d.numbers["by_reset"] = d.numbers.get("by_reset", 0) + 1
@@ -206,7 +266,7 @@ class Diagnoser:
         if row["tr_st"][e, k] == CLOSED and row["tr_timer"][e, k]:
             packets.append((float(row["tr_ts"][e, k]), f"the {ROLES[e]} gives up: its next "
                             "retransmission was due and never came (ETIMEDOUT)"))
-        d = self._get("peer_gone", row, p, f"{GIVE_UP_AFTER} or more segments sent again "
+        d = self.get("peer_gone", row, p, f"{GIVE_UP_AFTER} or more segments sent again "
                       "with no answer: the peer, or the path to it, was gone")
         d.add(heard or float(row["first_ts"]), float(row["last_ts"]),
               _example(row, packets, self.tunnels) | {"how": "silent",
@@ -229,7 +289,7 @@ class Diagnoser:
             packets.append((float(row["heard"][0]), f"the client's last request, "
                             f"{request:,} bytes: {answered}"))
         lost = sum(unacked) + (request if not unacked[0] else 0)
-        d = self._get("reset_with_data_loss", row, s, "the bytes not acknowledged, or not "
+        d = self.get("reset_with_data_loss", row, s, "the bytes not acknowledged, or not "
                       "answered, when the RST came: discarded, or never delivered")
         d.add(min(ts for ts, _ in packets), rst, _example(row, packets, self.tunnels)
               | {"bytes_lost": lost})
@@ -245,7 +305,7 @@ class Diagnoser:
                    (request, "the client's request, not acknowledging the FIN: sent before "
                              "it arrived"),
                    (_reset_ts(row), "RST from the server")]
-        d = self._get("keepalive_race", row, 1)
+        d = self.get("keepalive_race", row, 1)
         d.add(fin, packets[-1][0], _example(row, packets, self.tunnels)
               | {"reuse_idle": reuse})
         lo, hi = d.numbers.get("client_reuse_idle_min", reuse), \
@@ -255,6 +315,7 @@ class Diagnoser:
 
     def to_json(self) -> list[dict[str, Any]]:
         """Every diagnosis, worst first: most connections, then by name, service, side."""
+        self.lifecycle.finish()
         for (name, service, *_), d in self.found.items():
             if name == "keepalive_race":
                 hist = self.server_idle.get(service, np.zeros(1, np.int64))
@@ -345,5 +406,5 @@ def verdict(d: Diagnosis) -> str:
         return (f"{service}: {n} raced ({span}): a request crossed the server's FIN of an "
                 f"idle keep-alive connection and was reset; {timeout}{reuse}: the client's "
                 "idle timeout must be shorter than the server's")
-    return f"{service}: {n} ({CATALOGUE[d.name].title})"
+    return lifecycle_verdict(d) or f"{service}: {n} ({CATALOGUE[d.name].title})"
 

@@ -104,6 +104,7 @@ def read_ss(path: str) -> HostView:
             continue
         rest = " ".join(fields[5:])
         proc = _PROCESS.search(rest)
+        process: str | None = None
         if proc:
             process = f"{proc.group(1)} (pid {proc.group(2)})"
         else:  # netstat: 4242/iperf

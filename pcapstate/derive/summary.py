@@ -187,7 +187,7 @@ class Summary:
         for i, e in zip(*np.nonzero(~np.isnan(self.limits[final])), strict=True):
             self.at_end[STATES[final[i, e]], service_of(rows[i], self.tunnels),
                         records.ROLES[e]] += 1
-        self.diagnoser.take(rows, kinds, closers)
+        self.diagnoser.take(rows, times, kinds, closers)
         if self.on_brief is not None:
             self.on_brief(records.briefs(rows, kinds, closers))
         for start in range(0, n if self.on_zeek or self.on_record else 0, _CHUNK):

@@ -51,12 +51,13 @@ def verdict(result: dict[str, Any]) -> list[str]:
     """The diagnoses, then the findings they do not say (stuck states other than
     CLOSE_WAIT), in plain words, worst first (the top ones, then how many more); one
     sentence when nothing is wrong. A result from before diagnoses: its findings."""
-    diagnoses = result.get("diagnoses")
+    diagnoses: list[dict[str, Any]] | None = result.get("diagnoses")
+    listed = diagnoses or []
     out = [_sentence(d["verdict"]) + (f" Inferred from {d['inferred_from']}."
                                        if d["inferred_from"] else "")
-           for d in (diagnoses or [])[:TOP_GROUPS]]
-    if len(diagnoses or []) > TOP_GROUPS:
-        out.append(f"And {count(len(diagnoses) - TOP_GROUPS, 'more diagnosis')}: the JSON "
+           for d in listed[:TOP_GROUPS]]
+    if len(listed) > TOP_GROUPS:
+        out.append(f"And {count(len(listed) - TOP_GROUPS, 'more diagnosis')}: the JSON "
                    "result lists every one.")
     findings = [f for f in result["findings"]
                 if diagnoses is None or f["state"] != "CLOSE_WAIT"]

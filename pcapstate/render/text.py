@@ -71,7 +71,7 @@ def stuck_words(f: dict[str, Any], limit: float | None) -> str:
     if f.get("inferred") or at_end == stuck:
         return ""
     return (f"{at_end:,} in {f['state']} at capture end, {stuck:,} of them for longer than "
-            f"{_plain(limit)}")
+            + (_plain(limit) if limit is not None else "its threshold"))
 
 
 def inferred_words(f: dict[str, Any]) -> str:
@@ -83,10 +83,10 @@ def inferred_words(f: dict[str, Any]) -> str:
 
 
 def closed_first(f: dict[str, Any], sep: str) -> str:
-    """Who closed a findings group's connections first, after `sep` ("" in a result from
-    before version 3, which does not say)."""
+    """Who closed a findings group's connections first, after `sep` ("" where nobody did,
+    and in a result from before version 3, which does not say)."""
     by = f.get("closed_first_by")
-    return f"{sep}closed first by {counts(by)}" if by else ""
+    return f"{sep}closed first by {counts(by)}" if by and set(by) != {"none"} else ""
 
 
 def closer_words(conns: dict[str, Any]) -> str:
@@ -172,7 +172,8 @@ def render(result: dict[str, Any]) -> str:
             limit = result["settings"]["stuck_after"].get(f["state"])
             head = (f"{count(f['count'], 'connection')}, since before the capture began"
                     if f.get("inferred") else f"{count(f['count'], 'connection')} longer than "
-                    f"{_plain(limit)}, oldest {seconds(f['oldest'])}")
+                    f"{_plain(limit) if limit is not None else 'the threshold'}, oldest "
+                    f"{seconds(f['oldest'])}")
             out.append(f"  {f['state']:<12} {f['service']} ({f['role']}): {head}; "
                        f"{outcomes(f, ', ')}{closed_first(f, '; ')}")
             extra = inferred_words(f) if f.get("inferred") else stuck_words(f, limit)

@@ -288,6 +288,7 @@ def _open(T, S, table, free, R, L, ts, flags, key):
         r.sig[e, :] = -1
         r.last_seen[e] = -1.0
         r.crossed[e] = np.nan
+        r.zw_since[e] = np.nan
     r.ip_hi[d], r.ip_lo[d], r.port[d] = src_hi, src_lo, sport
     r.ip_hi[1 - d], r.ip_lo[1 - d], r.port[1 - d] = dst_hi, dst_lo, dport
     S[CONNECTIONS] += 1
@@ -334,6 +335,8 @@ def _taken_over(T, S, table, R, L, c, d, ts):
     if (rs == CLOSED or rs == TIME_WAIT) and (ss == CLOSED or ss == TIME_WAIT
                                               or ss == SYN_SENT):
         for e in range(2):
+            if r.st[e] == TIME_WAIT:
+                r.tw_reused = True
             if r.st[e] != CLOSED:
                 enter(r, e, ts, CLOSED, False)
         _retire(T, S, table, R, L, c, ts)

@@ -279,6 +279,8 @@ def _syn(r, s, o, flags, seq, ack, ws, ts):
     elif seq == r.isn[s]:
         r.syns[s] += 1
         _weird(r, A_SYNACK_RETX if synack else A_SYN_RETX)
+        if synack and r.syn_acked[s]:
+            r.synack_after_ack += 1
         gap = ts - r.syn_ts[s]
         # a client sends its SYN again until it gets the SYN-ACK (whether or not its SYN
         # was seen to arrive), a listener its SYN-ACK until the ACK
@@ -384,7 +386,7 @@ def _sequence(r, s, flags, seq, plen):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _heard(r, s, flags, seq, ack, plen, ts):
+def _heard(r, s, flags, seq, ack, plen, wn, ts):
     """Endpoint s sent a segment other than a RST: what the diagnoses read of it (the
     fields after `ws` in track/slots.py), and Wireshark's sequence analysis."""
     o = 1 - s
@@ -393,6 +395,13 @@ def _heard(r, s, flags, seq, ack, plen, ts):
         r.retx_gap[s] = ts - r.heard[s]
     r.heard[s] = ts
     r.quiet_retx[o] = 0
+    if flags & SYN == 0:  # (a SYN's window is never scaled: not compared)
+        if wn == 0 and np.isnan(r.zw_since[s]):
+            r.zw_since[s] = ts
+            r.zw_stalls[s] += 1
+        elif wn != 0 and not np.isnan(r.zw_since[s]):
+            r.zw_longest[s] = max(r.zw_longest[s], ts - r.zw_since[s])
+            r.zw_since[s] = np.nan
     r.quiet_retx[s] += again
     if flags & FIN and r.fin_seq[s] == -1:
         r.fin_idle[s] = ts - r.data_ts
@@ -436,7 +445,7 @@ def segment(r, d, flags, seq, ack, wn, plen, ipid, ws, ts, tw, ft, iplen, cut, b
     r.packets[s] += 1
     r.payload[s] += plen
     if not flags & RST:
-        _heard(r, s, flags, seq, ack, plen, ts)
+        _heard(r, s, flags, seq, ack, plen, wn, ts)
     if not flags & (SYN | FIN | RST) and r.st[s] == ESTABLISHED and r.st[1 - s] == ESTABLISHED:
         # data transfer: nothing to acknowledge that could change a state
         if flags & ACK:

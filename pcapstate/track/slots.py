@@ -116,11 +116,18 @@ SLOT = np.dtype([
     # does not cover the peer's FIN, captured after that FIN (they crossed), NaN none;
     # rst_unacked: bytes it had sent that the peer had not acknowledged when a RST ended the
     # connection. rst_answer: that RST had no ACK and took its sequence number from the
-    # peer's last acknowledgment: the answer of a host with no socket (RFC 9293, 3.10.7.1)
+    # peer's last acknowledgment: the answer of a host with no socket (RFC 9293, 3.10.7.1).
+    # synack_after_ack: SYN-ACKs the listener sent again after the client's handshake ACK
+    # was captured (a full accept queue drops that ACK); zw_since: since when the endpoint
+    # has advertised a zero window (NaN: it does not), zw_longest: its longest zero-window
+    # stretch that ended, zw_stalls: how many began; tw_reused: a new connection on the
+    # 4-tuple took over while an endpoint was in TIME_WAIT
     ("heard", np.float64, 2), ("run", np.int64, 2), ("talked", np.int8),
     ("quiet_retx", np.int32, 2), ("retx_gap", np.float32, 2),
     ("fin_idle", np.float32, 2), ("crossed", np.float64, 2), ("rst_unacked", np.int64, 2),
-    ("rst_answer", np.uint8), ("data_ts", np.float64),
+    ("rst_answer", np.uint8), ("data_ts", np.float64), ("synack_after_ack", np.int16),
+    ("zw_since", np.float64, 2), ("zw_longest", np.float32, 2), ("zw_stalls", np.int16, 2),
+    ("tw_reused", np.uint8),
     # the live connections of a tier (vocab.Tier) in a list, most recently active first;
     # evicted: dropped from a full table (Settings.max_connections) before it ended
     ("tier", np.int8), ("lru_prev", np.int64), ("lru_next", np.int64), ("evicted", np.uint8),
