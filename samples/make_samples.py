@@ -7,9 +7,13 @@ NAME.ss.txt, the kernel's own view (`ss -tanH` in the namespace, taken at the en
 capture, before the capture stops and while every peer is idle), and NAME.expected.json, the
 facts that follow from the scenario's design. Needs root, iproute2, tcpdump, dumpcap, ethtool
 (and /dev/net/tun for the vantage scenario, the kernel's vxlan module for the vxlan one,
-nftables for syn_giveup, synack_giveup and peer_gone, tshark for keepalive_race, peer_gone
-and unread_close, /dev/net/tun for keepalive_race too, and `ss -K`, the kernel's
-CONFIG_INET_DIAG_DESTROY, for peer_gone). Those three also write NAME.ss-during.txt, the
+nftables for syn_giveup, synack_giveup, peer_gone and syn_retransmitted (that one deletes
+set elements from a rule: made with nft 1.0.6 on Linux 6.18), tshark for keepalive_race,
+peer_gone, unread_close and the causes below, /dev/net/tun for keepalive_race and
+accept_queue_overflow too, and `ss -K`, the kernel's CONFIG_INET_DIAG_DESTROY, for
+peer_gone; the causes, syn_retransmitted, accept_queue_overflow, zero_window_stall,
+time_wait_pressure (a bridge in a namespace) and refused_burst, read the kernel's counters
+with nstat, iproute2's). Those three and the causes also write NAME.ss-during.txt, the
 kernel's view (`ss -tanp` in each namespace) taken during the incident.
 Traffic stays inside namespaces made here (their loopback, or the wire between two); every
 peer ends by itself.
@@ -20,6 +24,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from contextlib import ExitStack
@@ -1669,12 +1674,1051 @@ def unread_close(ns: Namespace) -> None:
               + _kib(pcap))
 
 
+# ---- causes: each created on purpose, with the kernel's counters (nstat) around it ---------
+
+def _nstat(ns: Namespace) -> dict[str, int]:
+    """The kernel's SNMP counters in `ns` (`nstat -asz`: absolute values, history left
+    alone)."""
+    out = ns.sh("nstat", "-asz", capture_output=True, text=True).stdout
+    return {f[0]: int(f[1]) for f in (line.split() for line in out.splitlines())
+            if len(f) >= 2 and not f[0].startswith("#") and f[1].isdigit()}
+
+
+def _nstat_delta(before: dict[str, int], after: dict[str, int],
+                 keys: tuple[str, ...]) -> dict[str, int]:
+    return {k: after.get(k, 0) - before.get(k, 0) for k in keys}
+
+
+def _drain(p: subprocess.Popen) -> tuple[list[str], threading.Thread]:
+    """Read a peer's stdout as it comes, in a thread (a pipe read only at the end would
+    fill and stop a peer that logs much); join the thread, then _log("".join(lines))."""
+    lines: list[str] = []
+    t = threading.Thread(target=lambda: lines.extend(p.stdout), daemon=True)
+    t.start()
+    return lines, t
+
+
+def _logged(drained: tuple[list[str], threading.Thread], p: subprocess.Popen,
+            timeout: float = 60) -> list[dict]:
+    p.wait(timeout=timeout)
+    drained[1].join(timeout=timeout)
+    return _log("".join(drained[0]))
+
+
+SYN_RETRANSMITTED = ("10.88.0.1", "10.88.0.2")  # client, server
+#: each connection's fate, in order, one client port each from SYN_RETRANSMITTED_PORT:
+#: clean, its first SYN dropped (at the server), its first SYN-ACK dropped (at the client)
+SYN_RETRANSMITTED_PLAN = ("clean", "syn", "clean", "synack", "syn", "clean", "syn", "synack",
+                          "clean", "syn")
+SYN_RETRANSMITTED_PORT = 42001
+SYN_RETRANSMITTED_NSTAT = ("TcpActiveOpens", "TcpPassiveOpens", "TcpRetransSegs",
+                           "TcpExtTCPSynRetrans", "TcpExtTCPTimeouts", "TcpExtListenOverflows",
+                           "TcpExtListenDrops")
+
+
+def syn_retransmitted(ns: Namespace) -> None:
+    """Handshakes delayed by a lost SYN or SYN-ACK: 10 connections from known client ports,
+    one after another; nftables drops the first SYN of 4 of them (in the server's namespace,
+    input hook: the port leaves the set as its SYN is dropped) and the first SYN-ACK of 2
+    (in the client's namespace, input hook, after tcpdump saw it); the client's kernel
+    retransmits its SYN 1 s later and the handshake completes. Captured at the client."""
+    client_ip, server_ip = SYN_RETRANSMITTED
+    name, service = "syn_retransmitted", f"{server_ip}:80"
+    pcap = HERE / f"{name}.pcap"
+    plan = {SYN_RETRANSMITTED_PORT + i: fate for i, fate in enumerate(SYN_RETRANSMITTED_PLAN)}
+    of = {fate: [p for p, f in plan.items() if f == fate] for fate in ("clean", "syn", "synack")}
+    with Veth(ns, "syn-retransmitted-server", client_ip, server_ip) as far:
+        _nft(far, "firstsyn",
+             "  set ports { type inet_service; flags dynamic; elements = { "
+             + ", ".join(map(str, of["syn"])) + " } }\n"
+             "  chain input {\n"
+             "    type filter hook input priority 0; policy accept;\n"
+             f"    ip daddr {server_ip} tcp dport 80 "
+             "tcp flags & (fin | syn | rst | ack) == syn tcp sport @ports "
+             "delete @ports { tcp sport } counter drop\n  }")
+        _nft(ns, "firstsynack",
+             "  set ports { type inet_service; flags dynamic; elements = { "
+             + ", ".join(map(str, of["synack"])) + " } }\n"
+             "  chain input {\n"
+             "    type filter hook input priority 0; policy accept;\n"
+             f"    ip saddr {server_ip} tcp sport 80 "
+             "tcp flags & (fin | syn | rst | ack) == syn | ack tcp dport @ports "
+             "delete @ports { tcp dport } counter drop\n  }")
+        server = far.peer("server", "serve", server_ip, "80", "40", wait_for="listening")
+        server_out = _drain(server)
+        before = {"client": _nstat(ns), "server": _nstat(far)}
+        ns.start_capture(str(pcap), iface="n0")
+        client = ns.peer("client", "ports", server_ip, "80", ",".join(map(str, plan)), "0.3")
+        client_log, during = [], None
+        watch = of["synack"][0] - 1  # the view during the first lost SYN-ACK's wait
+        for line in client.stdout:
+            e = json.loads(line)
+            client_log.append(e)
+            if e["port"] == watch:
+                time.sleep(0.3 + 0.5)  # the next connect's SYN went 0.5 s ago
+                during = _ss_during(ns, far)
+        client.wait(timeout=30)
+        time.sleep(1)
+        after = {"client": _nstat(ns), "server": _nstat(far)}
+        counters = {"server": far.sh("nft", "list", "table", "inet", "firstsyn",
+                                     capture_output=True, text=True).stdout,
+                    "client": ns.sh("nft", "list", "table", "inet", "firstsynack",
+                                    capture_output=True, text=True).stdout}
+        ss = _views(ns, far)
+        ns.stop_capture(HERE / f"{name}.ss.txt")
+        server.kill()
+        server_log = _logged(server_out, server)
+    (HERE / f"{name}.ss.txt").write_text(ss)
+    _write_during(name, during)
+    dropped = {role: [int(x) for x in re.findall(r"counter packets (\d+)", text)]
+               for role, text in counters.items()}
+    assert dropped == {"server": [len(of["syn"])], "client": [len(of["synack"])]}, counters
+    assert ss_states(ss) == {"TIME-WAIT": len(plan)}, ss
+    packets = _packets(pcap)
+    per = []
+    for e in client_log:
+        client = f"{client_ip}:{e['port']}"
+        conn = [p for p in packets if client in (p["src"], p["dst"])]
+        syns = [p for p in conn if p["flags"] == {"S"}]
+        synacks = [p for p in conn if p["flags"] == {"S", "A"}]
+        handshake_ack = next(p for p in conn if p["src"] == client and p["flags"] == {"A"})
+        assert len({p["seq"] for p in syns}) == 1 and len({p["seq"] for p in synacks}) == 1
+        fate = plan[e["port"]]
+        per.append({"client": client, "fate": fate, "syns": len(syns),
+                    "syn_times": [p["t"] for p in syns],
+                    "synacks": len(synacks), "synack_times": [p["t"] for p in synacks],
+                    "handshake_ack_at": handshake_ack["t"],
+                    "handshake_s": round(handshake_ack["t"] - syns[0]["t"], 6),
+                    "connect_s": e["connect_s"]})
+    delayed = [c for c in per if c["fate"] != "clean"]
+    clean = [c for c in per if c["fate"] == "clean"]
+    assert all(c["syns"] == 1 and c["synacks"] == 1 for c in clean), clean
+    assert all(c["syns"] == 2 and c["synacks"] == 1 for c in per if c["fate"] == "syn"), per
+    # the SYN-ACK the client dropped, then the one answering its SYN sent again (and the
+    # server's own timer's, when it fired in the same tick)
+    assert all(c["syns"] == 2 and c["synacks"] >= 2 for c in per if c["fate"] == "synack")
+    base = sorted(c["handshake_s"] for c in clean)[len(clean) // 2]
+    added = [round(c["handshake_s"] - base, 3) for c in delayed]
+    assert all(0.9 < a < 1.2 for a in added) and all(c["handshake_s"] < 0.01 for c in clean)
+    nstat = {role: _nstat_delta(before[role], after[role], SYN_RETRANSMITTED_NSTAT)
+             for role in before}
+    assert nstat["client"]["TcpExtTCPSynRetrans"] == len(delayed), nstat
+    accepted = [e for e in server_log if e["event"] == "accepted"]
+    assert len(accepted) == len(plan), server_log
+    syn_count = _tshark_count(pcap, "tcp.flags.syn==1 && tcp.flags.ack==0")
+    synack_count = _tshark_count(pcap, "tcp.flags.syn==1 && tcp.flags.ack==1")
+    syn_retrans = _tshark_count(pcap, "tcp.analysis.retransmission && tcp.flags.syn==1 "
+                                      "&& tcp.flags.ack==0")
+    synack_retrans = _tshark_count(pcap, "tcp.analysis.retransmission && tcp.flags.syn==1 "
+                                         "&& tcp.flags.ack==1")
+    retrans = _tshark_count(pcap, "tcp.analysis.retransmission")
+    dup_acks = _tshark_count(pcap, "tcp.analysis.duplicate_ack")
+    convs = _tshark_conversations(pcap)
+    assert dup_acks == sum(c["synacks"] - 2 for c in per if c["fate"] == "synack"), dup_acks
+    assert convs == len(plan) and syn_count == len(plan) + len(delayed) \
+        and syn_retrans == len(delayed), (convs, syn_count, syn_retrans)
+    client_during = during.split("# netns=")[1]
+    server_during = during.split("# netns=")[2]
+    watched = f"{client_ip}:{watch + 1}"
+    assert re.search(rf"SYN-SENT .*{watched} ", client_during), during
+    assert re.search(rf"SYN-RECV .*{watched}", server_during), during
+    write_expected(
+        name,
+        description=f"a client ({client_ip}) makes {len(plan)} connections to {service}, one "
+                    "after another 0.3 s apart, each from a client port of its own ("
+                    f"{min(plan)} to {max(plan)}): a request line, a reply, the client "
+                    "closes first. nftables drops the first SYN of the connections from "
+                    "ports " + ", ".join(map(str, of["syn"])) + " (in the server's "
+                    "namespace, input hook: a set of those ports, each removed by the rule "
+                    "as it drops that port's SYN), and the first SYN-ACK to ports "
+                    + ", ".join(map(str, of["synack"])) + " (in the client's namespace, "
+                    "input hook, likewise: tcpdump sees it arrive, TCP never does); the "
+                    "client's kernel sends the SYN again 1 s later and the handshake "
+                    f"completes: {len(delayed)} connections delayed by about 1 s, "
+                    f"{len(clean)} not. Captured at the client",
+        connections=len(plan), end_kinds={"closed": len(plan)},
+        closers={"client": len(plan)}, stuck=[],
+        final_states=[{"client": "TIME_WAIT", "server": "CLOSED"}] * len(plan),
+        diagnoses=[{"name": "syn_retransmitted", "service": service, "side": "client",
+                    "count": len(delayed), "added_latency_s": [min(added), max(added)],
+                    "syn_dropped": len(of["syn"]), "synack_dropped": len(of["synack"])}],
+        per_connection=per,
+        handshake_s_undelayed_median=base,
+        nftables={"server": counters["server"], "client": counters["client"]},
+        nft_dropped={"server_syns": dropped["server"][0],
+                     "client_synacks": dropped["client"][0]},
+        nstat=nstat, client_log=client_log, server_log=server_log,
+        tshark={"syn": syn_count, "synack": synack_count, "syn_retransmissions": syn_retrans,
+                "synack_retransmissions": synack_retrans, "retransmissions": retrans,
+                "duplicate_acks": dup_acks, "tcp_conversations": convs},
+        notes="per_connection: each connection in order, its fate (clean; syn: its first "
+              "SYN dropped at the server; synack: its first SYN-ACK dropped at the client), "
+              "the SYNs and SYN-ACKs of it in the capture (epoch seconds), its handshake "
+              "time (first SYN to the client's ACK of the SYN-ACK, as captured at the "
+              "client) and the client's connect() time (its log). added_latency_s: the "
+              "delayed connections' handshake times minus the undelayed ones' median "
+              f"({base * 1e3:.3f} ms), min and max. Every delayed connection has exactly "
+              "one retransmitted SYN, 1.01-1.03 s after the first (TCP_TIMEOUT_INIT, "
+              "timer granularity). A lost SYN-ACK: the server's request (SYN-RECV) waits; "
+              "its own retransmission timer (1 s) fires in the same tick as the client's "
+              "SYN timer, so the capture shows the dropped SYN-ACK, the client's SYN again, "
+              "and "
+              + ", ".join(str(c["synacks"] - 1) for c in per if c["fate"] == "synack")
+              + " SYN-ACKs after it (one answering the retransmitted SYN, one from the "
+              "server's own timer, in either order; the client acknowledges the first and "
+              "answers the second with a duplicate ACK: tcp.analysis.duplicate_ack "
+              f"{dup_acks}). The SYN-ACK is "
+              "dropped at the client, not on the server's output, so that the capture "
+              "shows it: dropped before tcpdump, a lost SYN-ACK would look exactly like a "
+              f"lost SYN. nft counters: {dropped['server'][0]} SYNs dropped at the server, "
+              f"{dropped['client'][0]} SYN-ACKs at the client. nstat deltas (nstat): the "
+              f"client's TcpExtTCPSynRetrans {nstat['client']['TcpExtTCPSynRetrans']}, the "
+              f"server's {nstat['server']['TcpExtTCPSynRetrans']} (SYN-ACKs sent again) with "
+              f"TcpExtTCPTimeouts {nstat['server']['TcpExtTCPTimeouts']} (its request "
+              f"timers). tshark -r {name}.pcap: -Y 'tcp.flags.syn==1 && tcp.flags.ack==0' "
+              f"{syn_count} packets, {syn_retrans} of them tcp.analysis.retransmission; "
+              f"SYN-ACKs {synack_count}, {synack_retrans} retransmissions; -q -z conv,tcp "
+              f"{convs} conversations. {name}.ss-during.txt: ss -tanp in the client's "
+              f"namespace, then the server's, 0.5 s into {watched}'s wait: the client "
+              "SYN-SENT (Send-Q 1: the SYN), the server SYN-RECV (its SYN-ACK dropped). ss "
+              f"-tanH at the end: {len(plan)} TIME-WAIT (the client's). Capture "
+              + _kib(pcap))
+
+ACCEPT_OVERFLOW = ("10.89.0.1", "10.89.0.2")  # clients, server
+ACCEPT_OVERFLOW_DELAY = 0.05  # one way, on the wire
+#: port: (listen backlog, connections made one after another first, then at once, the
+#: seconds the listener calls no accept(), net.ipv4.tcp_abort_on_overflow)
+ACCEPT_OVERFLOW_PLAN = {80: (3, 3, 4, 5.0, 0), 81: (1, 1, 2, 2.0, 1)}
+ACCEPT_OVERFLOW_NSTAT = ("TcpExtListenOverflows", "TcpExtListenDrops", "TcpExtTCPReqQFullDrop",
+                         "TcpExtTCPReqQFullDoCookies", "TcpExtSyncookiesSent",
+                         "TcpExtSyncookiesRecv", "TcpPassiveOpens", "TcpRetransSegs",
+                         "TcpExtTCPSynRetrans", "TcpExtTCPTimeouts", "TcpOutRsts",
+                         "TcpExtTCPAbortOnData")
+ACCEPT_OVERFLOW_CLIENT_NSTAT = ("TcpActiveOpens", "TcpEstabResets", "TcpRetransSegs",
+                                "TcpExtTCPTimeouts", "TcpExtTCPSynRetrans")
+
+
+def _handshakes(packets: list[dict], service: str) -> dict[str, dict]:
+    """Per client of `service`, from a capture at the server: its SYNs, the server's
+    SYN-ACKs, the client's first ACK of a SYN-ACK (its handshake ACK), the SYN-ACKs sent
+    again after that ACK was captured (the ACK was dropped: the request still waits), the
+    server's first segment that is neither (its handshake done: it acknowledges data or
+    sends its own), and the RSTs of each side."""
+    out: dict[str, dict] = {}
+    for p in packets:
+        client = p["dst"] if p["src"] == service else p["src"]
+        if service not in (p["src"], p["dst"]):
+            continue
+        c = out.setdefault(client, {"syns": [], "synacks": [], "ack": None,
+                                    "synacks_after_ack": [], "server_first": None,
+                                    "server_rsts": [], "client_rsts": [], "fins": []})
+        if p["src"] == client:
+            if p["flags"] == {"S"}:
+                c["syns"].append(p["t"])
+            elif "R" in p["flags"]:
+                c["client_rsts"].append(p["t"])
+            elif c["ack"] is None and c["synacks"] and "A" in p["flags"]:
+                c["ack"] = p["t"]
+        else:
+            if p["flags"] == {"S", "A"}:
+                c["synacks"].append(p["t"])
+                if c["ack"] is not None:
+                    c["synacks_after_ack"].append(p["t"])
+            elif "R" in p["flags"]:
+                c["server_rsts"].append(p["t"])
+            elif c["server_first"] is None:
+                c["server_first"] = p["t"]
+        if "F" in p["flags"]:
+            c["fins"].append((p["t"], "client" if p["src"] == client else "server"))
+    return out
+
+
+def accept_queue_overflow(ns: Namespace) -> None:
+    """A listener that calls no accept() while connections come: the kernel's accept queue
+    (listen(backlog): backlog + 1 places) fills. Over a wire with 50 ms each way, 3
+    connections to port 80 (listen(3)) complete one after another, then 4 come at once:
+    their SYNs are all answered (the request queue holds backlog + 1 too), but of their
+    handshake ACKs only the first finds a place; with net.ipv4.tcp_abort_on_overflow=0 the
+    others' are dropped, the requests kept, their SYN-ACKs sent again: the clients, ESTABLISHED,
+    send their requests, unanswered, until the listener accepts (5 s after it began) and a
+    retransmission gets through. Then, with tcp_abort_on_overflow=1, the same on port 81
+    (listen(1): 1 then 2 at once): the handshake ACK beyond the queue is answered by a RST.
+    net.ipv4.tcp_syncookies=0. Captured at the server."""
+    client_ip, server_ip = ACCEPT_OVERFLOW
+    name = "accept_queue_overflow"
+    pcap = HERE / f"{name}.pcap"
+    with Wire(ns, "accept-overflow-server", ACCEPT_OVERFLOW_DELAY, near=client_ip,
+              far=server_ip, devices=("ac0", "as0"), seconds=60) as far:
+        far.sh("sysctl", "-q", "net.ipv4.tcp_syncookies=0")
+        sysctls = {"server": {k: _sysctl(far, k) for k in (
+            "net.ipv4.tcp_syncookies", "net.ipv4.tcp_synack_retries", "net.core.somaxconn",
+            "net.ipv4.tcp_max_syn_backlog")}}
+        far.start_capture(str(pcap), iface="as0")
+        phases, during = {}, None
+        for port, (backlog, prefill, burst, pause, abort) in ACCEPT_OVERFLOW_PLAN.items():
+            far.sh("sysctl", "-q", f"net.ipv4.tcp_abort_on_overflow={abort}")
+            aborting = _sysctl(far, "net.ipv4.tcp_abort_on_overflow")
+            before = {"server": _nstat(far), "client": _nstat(ns)}
+            server = far.peer("server", "backlog", server_ip, str(port), str(backlog),
+                              str(pause), str(prefill + (1 if abort else burst)), "1",
+                              wait_for="listening")
+            server_out = _drain(server)
+            client = ns.peer("client", "burst", server_ip, str(port), str(prefill),
+                             str(burst), "0.3")
+            client_out = _drain(client)
+            if during is None:  # the queue full, the burst's handshake ACKs dropped
+                time.sleep(prefill * 0.3 + 0.6)
+                during = _ss_during(far, ns)
+            client_log = _logged(client_out, client)
+            server_log = _logged(server_out, server)
+            time.sleep(1)
+            after = {"server": _nstat(far), "client": _nstat(ns)}
+            phases[port] = {"backlog": backlog, "prefill": prefill, "burst": burst,
+                            "pause": pause, "tcp_abort_on_overflow": aborting,
+                            "client_log": client_log, "server_log": server_log,
+                            "nstat": {
+                                "server": _nstat_delta(before["server"], after["server"],
+                                                       ACCEPT_OVERFLOW_NSTAT),
+                                "client": _nstat_delta(before["client"], after["client"],
+                                                       ACCEPT_OVERFLOW_CLIENT_NSTAT)}}
+        ss = _views(ns, far)
+        far.stop_capture(HERE / f"{name}.ss.txt")
+    (HERE / f"{name}.ss.txt").write_text(ss)
+    _write_during(name, during)
+    packets = _packets(pcap)
+    per, diagnoses, final = [], [], {}
+    for port, ph in phases.items():
+        service = f"{server_ip}:{port}"
+        seen = _handshakes(packets, service)
+        accepted = {e["peer_port"]: e["accepted"] for e in ph["server_log"]
+                    if e["event"] == "accepted"}
+        connected = {e["port"]: e for e in ph["client_log"] if e["event"] == "connected"}
+        ended = {e["port"]: e["outcome"] for e in ph["client_log"] if e["event"] == "end"}
+        assert len(connected) == ph["prefill"] + ph["burst"], ph["client_log"]
+        assert all(len(seen[f"{client_ip}:{p}"]["syns"]) == 1 for p in connected), seen
+        overflowed = []
+        for port_, e in sorted(connected.items(), key=lambda kv: kv[1]["connect_start"]):
+            c = seen[f"{client_ip}:{port_}"]
+            assert c["ack"] is not None, c  # every client acknowledged the SYN-ACK
+            dropped_ack = bool(c["synacks_after_ack"]) or bool(
+                c["server_rsts"] and not c["server_first"])
+            if dropped_ack:
+                overflowed.append(port_)
+            sent = {(q["seq"], q["len"]) for q in packets if q["src"] == f"{client_ip}:{port_}"
+                    and q["dst"] == service and q["len"]}
+            per.append({"client": f"{client_ip}:{port_}", "service": service,
+                        "group": e["group"], "syn_at": c["syns"][0],
+                        "request_bytes_captured": sum(length for _, length in sent),
+                        "handshake_ack_at": c["ack"], "handshake_ack_dropped": dropped_ack,
+                        "synacks_after_ack": c["synacks_after_ack"],
+                        "server_rsts": c["server_rsts"],
+                        "server_first_other_segment_at": c["server_first"],
+                        "accepted_at": accepted.get(port_),
+                        "client_connected_at": e["t"], "client_outcome": ended[port_]})
+            final[c["syns"][0]] = ({"client": "CLOSED", "server": "CLOSED"}
+                                   if c["server_rsts"] else
+                                   {"client": "CLOSED", "server": "TIME_WAIT"})
+        n = len(overflowed)
+        fits = ph["backlog"] + 1 - ph["prefill"]  # places left in the accept queue
+        assert n == ph["burst"] - fits, (port, overflowed)
+        burst = [c for c in per if c["service"] == service and c["group"] == "burst"]
+        if ph["tcp_abort_on_overflow"]:
+            assert all(not c["synacks_after_ack"] for c in burst), burst
+            assert sorted(ended[p] for p in overflowed) == ["ECONNRESET"] * n
+            assert all(p not in accepted for p in overflowed)
+            assert ph["nstat"]["server"]["TcpExtListenOverflows"] == n
+            assert ph["nstat"]["client"]["TcpEstabResets"] == n
+            diagnoses.append({"name": "accept_queue_overflow", "service": service,
+                              "side": "server", "count": n, "how": "rst"})
+        else:
+            assert all(len(c["synacks_after_ack"]) >= 1 and not c["server_rsts"]
+                       for c in burst if int(c["client"].rsplit(":", 1)[1]) in overflowed)
+            assert all(ended[p] == "EOF" and p in accepted for p in connected)
+            assert ph["nstat"]["server"]["TcpExtListenOverflows"] >= n
+            assert ph["nstat"]["server"]["TcpExtTCPSynRetrans"] == sum(
+                len(c["synacks_after_ack"]) for c in burst)
+            diagnoses.append({"name": "accept_queue_overflow", "service": service,
+                              "side": "server", "count": n})
+        assert ph["nstat"]["server"]["TcpExtSyncookiesSent"] == 0
+        assert ph["nstat"]["server"]["TcpExtTCPReqQFullDrop"] == 0
+        ph["handshake_ack_dropped"] = [f"{client_ip}:{p}" for p in overflowed]
+    listener = next(ln.split() for ln in during.splitlines() if ln.startswith("LISTEN"))
+    backlog80 = phases[80]["backlog"]
+    assert listener[1:3] == [str(backlog80 + 1), str(backlog80)], listener
+    server_during = during.split("# netns=")[1]
+    client_during = during.split("# netns=")[2]
+    syn_recv = [ln.split()[4] for ln in server_during.splitlines() if ln.startswith("SYN-RECV")]
+    assert sorted(syn_recv) == sorted(phases[80]["handshake_ack_dropped"]), during
+    unacked = [ln.split()[3] for ln in client_during.splitlines()
+               if ln.startswith("ESTAB") and ln.split()[2] != "0"]
+    assert sorted(unacked) == sorted(syn_recv), during
+    assert ss_states(ss) == {"TIME-WAIT": len(per) - 1}, ss
+    rst_count = _tshark_count(pcap, "tcp.flags.reset==1")
+    synack_retrans = _tshark_count(pcap, "tcp.flags.syn==1 && tcp.flags.ack==1 "
+                                         "&& tcp.analysis.retransmission")
+    retrans = _tshark_count(pcap, "tcp.analysis.retransmission")
+    data_retrans = _tshark_count(pcap, "tcp.analysis.retransmission && tcp.len>0")
+    dup_acks = _tshark_count(pcap, "tcp.analysis.duplicate_ack")
+    convs = _tshark_conversations(pcap)
+    assert convs == len(per) and synack_retrans == phases[80]["nstat"]["server"][
+        "TcpExtTCPSynRetrans"], (convs, synack_retrans)
+    p80, p81 = phases[80], phases[81]
+    lost = [{"client": c["client"], "bytes": c["request_bytes_captured"],
+             "how": "its request line, sent once connect() returned (the client "
+                    "ESTABLISHED), reached a listener with no connection for it: reset, "
+                    "never accepted, never read"}
+            for c in per if c["server_rsts"]]
+    assert lost and all(x["bytes"] == len(b"request\n") for x in lost), lost
+    ends = Counter("reset_by_server" if c["server_rsts"] else "closed" for c in per)
+    write_expected(
+        name,
+        description=f"a listener on {server_ip}:80 with listen({p80['backlog']}) calls no "
+                    f"accept() for {p80['pause']:g} s; its namespace has "
+                    "net.ipv4.tcp_syncookies=0 and net.ipv4.tcp_abort_on_overflow=0; the "
+                    f"clients ({client_ip}) are 50 ms away each way (samples/wire.py). "
+                    f"{p80['prefill']} connections one after another 0.3 s apart fill the "
+                    f"accept queue but for one place (it holds backlog + 1 = "
+                    f"{p80['backlog'] + 1}); then {p80['burst']} connect at once: all their "
+                    "SYNs are answered (the request queue holds backlog + 1 too), the first "
+                    "handshake ACK takes the last place, and the other "
+                    f"{len(p80['handshake_ack_dropped'])} are dropped (the queue is full): "
+                    "the requests stay in SYN-RECV and the listener sends their SYN-ACKs "
+                    "again (1 s, then 2 s later) while the clients, ESTABLISHED, send their "
+                    "request line again and again, unanswered. When the listener starts "
+                    "accepting, it reads each request and closes (a FIN), and the dropped "
+                    "ones complete at their next retransmission. Then on "
+                    f"{server_ip}:81, with net.ipv4.tcp_abort_on_overflow=1 and "
+                    f"listen({p81['backlog']}): {p81['prefill']} connection, then "
+                    f"{p81['burst']} at once: the handshake ACK beyond the queue is answered "
+                    "with a RST (and the request after it with another); the listener "
+                    f"accepts after {p81['pause']:g} s. Each client sends a request line "
+                    "once connect() returns and waits for the server's close. Captured at "
+                    "the server",
+        connections=len(per), end_kinds=dict(sorted(ends.items())),
+        closers={"server": len(per)}, stuck=[],
+        final_states=[final[t] for t in sorted(final)],
+        diagnoses=diagnoses,
+        per_connection=per, requests_lost=lost,
+        phases={str(port): {k: v for k, v in ph.items() if k not in ("client_log",
+                                                                        "server_log")}
+                for port, ph in phases.items()},
+        nstat={f"{server_ip}:{port}": ph["nstat"] for port, ph in phases.items()},
+        client_logs={str(port): ph["client_log"] for port, ph in phases.items()},
+        server_logs={str(port): ph["server_log"] for port, ph in phases.items()},
+        sysctls=sysctls,
+        tshark={"rst": rst_count, "synack_retransmissions": synack_retrans,
+                "retransmissions": retrans, "data_retransmissions": data_retrans,
+                "duplicate_acks": dup_acks, "tcp_conversations": convs},
+        notes="count (port 80): the connections whose handshake ACK the capture shows and "
+              "after which the server sent its SYN-ACK again (per_connection "
+              "synacks_after_ack): "
+              + ", ".join(phases[80]["handshake_ack_dropped"]) + "; the kernel's view during "
+              f"it ({name}.ss-during.txt: ss -tanp in the server's namespace, then the "
+              f"clients', 0.6 s after the burst): the listener's Recv-Q {listener[1]} (the "
+              f"accept queue, full) and Send-Q {listener[2]} (the backlog), those "
+              f"{len(syn_recv)} connections SYN-RECV at the server and ESTAB at the client "
+              "with the 8-byte request unacknowledged (Send-Q 8), the others ESTAB on both "
+              "sides (queued, Recv-Q 8 at the server). nstat deltas in the server's "
+              f"namespace for port 80: TcpExtListenOverflows "
+              f"{p80['nstat']['server']['TcpExtListenOverflows']} and TcpExtListenDrops "
+              f"{p80['nstat']['server']['TcpExtListenDrops']} (one per segment of those "
+              "connections that met the full queue: handshake ACK, requests sent again, "
+              "duplicate ACKs answering the SYN-ACKs), TcpExtTCPSynRetrans "
+              f"{p80['nstat']['server']['TcpExtTCPSynRetrans']} (the SYN-ACKs sent again), "
+              "TcpExtTCPReqQFullDrop 0 and TcpExtSyncookiesSent 0 (no SYN was turned away); "
+              "the clients' TcpRetransSegs "
+              f"{p80['nstat']['client']['TcpRetransSegs']} (their requests sent again). "
+              "Every connection was accepted, late (per_connection accepted_at, the server's "
+              f"log: the queued ones when it started accepting, {p80['pause']:g} s after it "
+              "listened; the dropped ones at their next retransmission after that): none "
+              "was left unaccepted. Port 81 (tcp_abort_on_overflow=1): "
+              + ", ".join(phases[81]["handshake_ack_dropped"]) + "'s handshake ACK was "
+              "answered by a RST (nstat TcpExtListenOverflows "
+              f"{p81['nstat']['server']['TcpExtListenOverflows']}, TcpOutRsts "
+              f"{p81['nstat']['server']['TcpOutRsts']}; the client's TcpEstabResets "
+              f"{p81['nstat']['client']['TcpEstabResets']}, its recv() ECONNRESET); never "
+              "accepted. Its 8-byte request, sent before the RST reached the client, was "
+              "lost with it (requests_lost: the capture shows it after the first RST, "
+              "answered by a second RST); diagnoses counts it under accept_queue_overflow "
+              "(how rst), not as a cause of its own. The sysctl tcp_abort_on_overflow is "
+              "per namespace, read when the "
+              "ACK comes: the port 80 phase had ended (all its connections accepted and "
+              "closed) before it was set to 1. With listen(1) the accept queue and the "
+              "request queue each hold 2: a burst on an empty queue fits, and with a full "
+              "one the SYNs themselves are dropped; a handshake ACK is dropped only when "
+              "more requests wait than places are left, hence the queue filled but for one "
+              "place first (listen(3) on port 80 for 3 such connections). tshark -r "
+              f"{name}.pcap: -Y 'tcp.flags.syn==1 && tcp.flags.ack==1 && "
+              f"tcp.analysis.retransmission' {synack_retrans}; -Y tcp.analysis."
+              f"retransmission {retrans} ({data_retrans} with data); -Y tcp.analysis."
+              f"duplicate_ack {dup_acks}; -Y tcp.flags.reset==1 {rst_count}; -q -z conv,tcp "
+              f"{convs} conversations. ss -tanH at the end: {len(per) - 1} TIME-WAIT at the "
+              "server (it closed first), nothing else. Capture " + _kib(pcap))
+
+ZERO_WINDOW = ("10.90.0.1", "10.90.0.2")  # client, server
+ZERO_WINDOW_RCVBUF = 4096  # SO_RCVBUF on the listener (the kernel doubles it)
+ZERO_WINDOW_PAUSES = (5.0, 2.0)  # the server stops reading this long, one connection each
+ZERO_WINDOW_BYTES = 1_000_000
+ZERO_WINDOW_FIRST = 1000  # what the server reads before it stops
+ZERO_WINDOW_NSTAT = ("TcpExtTCPToZeroWindowAdv", "TcpExtTCPFromZeroWindowAdv",
+                     "TcpExtTCPWantZeroWindowAdv", "TcpExtTCPWinProbe",
+                     "TcpExtTCPZeroWindowDrop", "TcpExtTCPRcvQDrop", "TcpExtPruneCalled",
+                     "TcpRetransSegs", "TcpExtTCPLossProbes")
+
+
+def _windows(path: Path) -> list[dict]:
+    """The capture's TCP segments with their stream, advertised window (scaled, as tshark
+    computes it from the handshake) and tshark's analysis flags (zero window, keep-alive,
+    window update)."""
+    fields = ("tcp.stream", "frame.time_epoch", "ip.src", "tcp.srcport", "tcp.len",
+              "tcp.window_size", "tcp.analysis.zero_window", "tcp.analysis.keep_alive",
+              "tcp.analysis.window_update")
+    out = subprocess.run(["tshark", "-n", "-r", str(path), "-Y", "tcp", "-T", "fields",
+                          *(x for f in fields for x in ("-e", f))],
+                         capture_output=True, text=True, check=True).stdout
+    rows = []
+    for line in out.splitlines():
+        stream, t, ip, port, length, window, zero, probe, update = line.split("\t")
+        rows.append({"stream": int(stream), "t": float(t), "src": f"{ip}:{port}",
+                     "len": int(length), "window": int(window), "zero": bool(zero),
+                     "probe": bool(probe), "update": bool(update)})
+    return rows
+
+
+def zero_window_stall(ns: Namespace) -> None:
+    """A server that stops reading: its receive buffer small (SO_RCVBUF 4096 on the
+    listener), it reads 1000 bytes of each upload, then nothing for 5 s (the first
+    connection) or 2 s (the second), while the client sends 1 MB: the window closes (the
+    server advertises 0), the client's persist timer sends window probes, answered with a
+    zero window; then the server reads everything, its window opens and the transfer
+    completes. Captured at the server, snaplen 96 (headers whole, payloads cut)."""
+    client_ip, server_ip = ZERO_WINDOW
+    name, service = "zero_window_stall", f"{server_ip}:80"
+    pcap = HERE / f"{name}.pcap"
+    with Veth(ns, "zero-window-server", client_ip, server_ip) as far:
+        server = far.peer("server", "stall", server_ip, "80", str(ZERO_WINDOW_RCVBUF),
+                          ",".join(f"{p:g}" for p in ZERO_WINDOW_PAUSES),
+                          str(ZERO_WINDOW_FIRST), wait_for="listening")
+        server_out = _drain(server)
+        ratelimit_ms = _sysctl(far, "net.ipv4.tcp_invalid_ratelimit")
+        before = {"server": _nstat(far), "client": _nstat(ns)}
+        far.start_capture(str(pcap), iface="f0", snaplen=96)
+        client = ns.peer("client", "send", server_ip, "80", str(ZERO_WINDOW_BYTES),
+                         str(len(ZERO_WINDOW_PAUSES)), "0.5")
+        client_out = _drain(client)
+        time.sleep(2.0)  # 2 s into the first stall
+        during = _ss_during(far, ns)
+        client_log = _logged(client_out, client)
+        server_log = _logged(server_out, server)
+        time.sleep(1)
+        after = {"server": _nstat(far), "client": _nstat(ns)}
+        ss = _views(ns, far)
+        far.stop_capture(HERE / f"{name}.ss.txt")
+    (HERE / f"{name}.ss.txt").write_text(ss)
+    _write_during(name, during)
+    assert ss_states(ss) == {"TIME-WAIT": len(ZERO_WINDOW_PAUSES)}, ss
+    nstat = {role: _nstat_delta(before[role], after[role], ZERO_WINDOW_NSTAT)
+             for role in before}
+    sent = [e for e in client_log if e["event"] == "sent"]
+    pauses = [e for e in server_log if e["event"] == "pause"]
+    resumes = [e for e in server_log if e["event"] == "resume"]
+    eofs = [e for e in server_log if e["event"] == "eof"]
+    assert len(sent) == len(resumes) == len(eofs) == len(ZERO_WINDOW_PAUSES)
+    assert all(e["read"] == ZERO_WINDOW_BYTES for e in eofs), eofs  # every byte came
+    rows = _windows(pcap)
+    ratelimit = ratelimit_ms / 1000
+    per = []
+    for pause, resume, e in zip(pauses, resumes, sent, strict=True):
+        client = f"{client_ip}:{e['port']}"
+        assert pause["peer_port"] == e["port"]
+        stream = next(r["stream"] for r in rows if r["src"] == client)
+        conn = [r for r in rows if r["stream"] == stream]
+        from_server = [r for r in conn if r["src"] == service]
+        zeros = [r for r in from_server if r["window"] == 0]
+        # the probes answered (a zero window right after) and not: the kernel answers an
+        # out-of-window segment at most once per tcp_invalid_ratelimit
+        answered = [r for r in conn if r["src"] == client and r["probe"] and any(
+            z["t"] > r["t"] and z["t"] - r["t"] < 0.005 for z in zeros)]
+        assert zeros and all(r["zero"] for r in zeros), zeros
+        first_zero = zeros[0]["t"]
+        reopened = next(r for r in from_server if r["t"] > first_zero and r["window"] > 0)
+        assert all(r["window"] == 0 for r in from_server if first_zero <= r["t"]
+                   < reopened["t"])
+        probes = [r for r in conn if r["src"] == client and r["probe"]]
+        assert probes and all(first_zero < r["t"] < reopened["t"] for r in probes)
+        assert len(answered) == len(zeros) - 1, (answered, zeros)
+        last = None
+        for r in probes:
+            if r in answered:
+                assert last is None or r["t"] - last >= ratelimit, (r, last)
+                last = r["t"]
+            else:
+                assert last is not None and r["t"] - last < ratelimit, (r, last)
+        stall = reopened["t"] - first_zero
+        assert abs(stall - resume["paused"]) < 0.1, (stall, resume)
+        per.append({"client": client, "server_paused_s": resume["paused"],
+                    "server_paused_from": resume["paused_from"],
+                    "server_read_before_pause": pause["read"],
+                    "receive_queue_at_pause": pause["queued"],
+                    "receive_queue_at_resume": resume["queued"],
+                    "server_so_rcvbuf": pause["rcvbuf"],
+                    "first_zero_window_at": first_zero, "window_reopened_at": reopened["t"],
+                    "reopened_window": reopened["window"],
+                    "zero_window_s": round(stall, 6),
+                    "zero_window_segments": len(zeros),
+                    "window_probes": len(probes), "probes_answered": len(answered),
+                    "probe_times": [round(r["t"] - first_zero, 3) for r in probes],
+                    "client_sent": e["bytes"], "server_read": ZERO_WINDOW_BYTES,
+                    "client_all_sent_at": e["all_sent"]})
+    longest = max(resume["paused"] for resume in resumes)
+    zero_count = _tshark_count(pcap, "tcp.analysis.zero_window")
+    probe_count = _tshark_count(pcap, "tcp.analysis.keep_alive")
+    update_count = _tshark_count(pcap, "tcp.analysis.window_update")
+    full_count = _tshark_count(pcap, "tcp.analysis.window_full")
+    retrans = _tshark_count(pcap, "tcp.analysis.retransmission")
+    convs = _tshark_conversations(pcap)
+    # a retransmission, when there is one, is the client's tail loss probe at the start, the
+    # window full while the server delayed its ACK: then its first zero window came late
+    assert retrans == nstat["client"]["TcpRetransSegs"] == nstat["client"][
+        "TcpExtTCPLossProbes"], (retrans, nstat)
+    assert convs == len(ZERO_WINDOW_PAUSES) and probe_count == sum(
+        c["window_probes"] for c in per) == nstat["client"]["TcpExtTCPWinProbe"], (
+        convs, probe_count, nstat)
+    assert nstat["server"]["TcpExtTCPToZeroWindowAdv"] == len(ZERO_WINDOW_PAUSES)
+    srv_during = during.split("# netns=")[1]
+    cli_during = during.split("# netns=")[2]
+    stalled = [ln.split() for ln in srv_during.splitlines() if ln.startswith("ESTAB")]
+    sending = [ln.split() for ln in cli_during.splitlines() if ln.startswith("ESTAB")]
+    assert len(stalled) == len(sending) == 1 and int(stalled[0][1]) > 0 \
+        and int(sending[0][2]) > 0, during
+    write_expected(
+        name,
+        description=f"a server on {service} with SO_RCVBUF {ZERO_WINDOW_RCVBUF} on its "
+                    "listener (the kernel doubles it: "
+                    f"{per[0]['server_so_rcvbuf']}) takes {len(ZERO_WINDOW_PAUSES)} uploads "
+                    f"of {ZERO_WINDOW_BYTES:,} bytes from {client_ip}, one after another; "
+                    f"of each it reads {ZERO_WINDOW_FIRST} bytes, then stops reading for "
+                    + " s (the first) and ".join(f"{p:g}" for p in ZERO_WINDOW_PAUSES)
+                    + " s (the second): its receive buffer fills and it advertises a zero "
+                    "window; the client's persist timer sends window probes, answered "
+                    "with zero windows; then the server reads everything, its window "
+                    "opens (a window update) and the upload completes. The client sends as "
+                    "fast as the window lets, then shutdown(SHUT_WR); the server reads to "
+                    "EOF and closes. Captured at the server with snaplen 96 (headers whole, "
+                    "payloads cut)",
+        connections=len(per), end_kinds={"closed": len(per)}, closers={"client": len(per)},
+        stuck=[], final_states=[{"client": "TIME_WAIT", "server": "CLOSED"}] * len(per),
+        diagnoses=[{"name": "zero_window_stall", "service": service, "side": "server",
+                    "count": len(per), "longest_s": round(longest, 2), "recovered": True}],
+        per_connection=per, nstat=nstat, client_log=client_log, server_log=server_log,
+        sysctls={"server": {"net.ipv4.tcp_invalid_ratelimit": ratelimit_ms}},
+        tshark={"zero_window": zero_count, "keep_alive": probe_count,
+                "window_update": update_count, "window_full": full_count,
+                "retransmissions": retrans, "tcp_conversations": convs},
+        notes="longest_s: the longest pause, as the server's own clock timed it (its log, "
+              "resume.paused: "
+              + ", ".join(f"{c['server_paused_s']:.3f}" for c in per) + " s); in the "
+              "capture each zero-window stretch, from the server's first segment "
+              "advertising a window of 0 to its window update, lasts "
+              + ", ".join(f"{c['zero_window_s']:.3f}" for c in per) + " s (per_connection "
+              "zero_window_s). The window closed at once: the server's receive queue held "
+              + ", ".join(str(c["receive_queue_at_pause"]) for c in per) + " bytes when it "
+              "stopped reading (FIONREAD), and the same when it resumed. Linux's window "
+              "probes carry no data and the sequence number snd_una - 1, which tshark "
+              f"calls keep-alives: -Y tcp.analysis.keep_alive {probe_count} (per "
+              "connection "
+              + ", ".join(str(c["window_probes"]) for c in per) + ", at "
+              + "; ".join(", ".join(f"{t:g}" for t in c["probe_times"]) for c in per)
+              + " s after the window closed: the persist timer's backoff), equal to the "
+              f"client's nstat TcpExtTCPWinProbe {nstat['client']['TcpExtTCPWinProbe']}; "
+              f"-Y tcp.analysis.zero_window {zero_count} (the server's first zero-window "
+              "segment of each stall and its answers to the probes: "
+              + ", ".join(f"{c['probes_answered']} of {c['window_probes']}" for c in per)
+              + "; the kernel answers an out-of-window segment at most once per "
+              f"net.ipv4.tcp_invalid_ratelimit, {ratelimit_ms} ms, and each unanswered "
+              "probe came sooner than that after the last answered one); -Y "
+              f"tcp.analysis.window_update {update_count}; -Y tcp.analysis.window_full "
+              f"{full_count}; -Y tcp.analysis.retransmission {retrans}"
+              + (f" (the client's tail loss probes, nstat TcpExtTCPLossProbes "
+                 f"{nstat['client']['TcpExtTCPLossProbes']}: the window full at once while "
+                 "the server delayed its ACK, which then came with the first zero window; "
+                 "this varies from run to run, and so does how soon after the pause the "
+                 "window is first seen closed)" if retrans else "") + "; -q -z conv,tcp "
+              f"{convs} conversations. nstat deltas: the server's TcpExtTCPToZeroWindowAdv "
+              f"{nstat['server']['TcpExtTCPToZeroWindowAdv']} and "
+              f"TcpExtTCPFromZeroWindowAdv {nstat['server']['TcpExtTCPFromZeroWindowAdv']} "
+              "(one closing and one reopening per stall). Every byte arrived: the server "
+              f"read {ZERO_WINDOW_BYTES:,} bytes from each (its log). {name}.ss-during.txt: "
+              "ss -tanp in the server's namespace, then the client's, 2 s into the first "
+              f"stall: the server's socket with Recv-Q {stalled[0][1]} (unread), the "
+              f"client's with Send-Q {sending[0][2]} (unsent or unacknowledged). ss -tanH "
+              f"at the end: {len(per)} TIME-WAIT (the client's). Capture " + _kib(pcap))
+
+
+TIME_WAIT = ("10.91.0.1", "10.91.0.2", "10.91.0.3")  # client, server, the control client
+TIME_WAIT_PORTS = (40000, 40199)  # the client's net.ipv4.ip_local_port_range
+TIME_WAIT_RATE = 100  # the client's connections a second (attempts: one every 10 ms)
+TIME_WAIT_CONTROL_RATE = 2
+TIME_WAIT_SECONDS = 5
+TIME_WAIT_NSTAT = ("TcpActiveOpens", "TcpAttemptFails", "TcpExtTW", "TcpExtTWRecycled",
+                   "TcpExtTWKilled", "TcpExtTCPTimeWaitOverflow")
+
+
+def _bridged(server: Namespace, clients: list[tuple[Namespace, str, str, str]],
+             server_ip: str) -> None:
+    """The server's namespace holds a bridge (br0, `server_ip`/24) with one veth port per
+    client namespace (client device, its address, the server-side port's name); static
+    neighbours, offloads and IPv6 off: a capture on br0 sees every client's TCP and
+    nothing else."""
+    mac = "02:00:0a:5b:00:02"
+    server.sh("ip", "link", "add", "br0", "address", mac, "type", "bridge")
+    _no_offloads(server, "br0")
+    for ns, dev, ip, port in clients:
+        ns.sh("ip", "link", "add", dev, "type", "veth", "peer", "name", port)
+        ns.sh("ip", "link", "set", port, "netns", server.name)
+        _no_offloads(ns, dev)
+        _no_offloads(server, port)
+        server.sh("ip", "link", "set", port, "master", "br0")
+        server.sh("ip", "link", "set", port, "up")
+        ns.sh("ip", "addr", "add", f"{ip}/24", "dev", dev)
+        ns.sh("ip", "link", "set", dev, "up")
+        ns.sh("ip", "neigh", "add", server_ip, "lladdr", mac, "dev", dev, "nud", "permanent")
+        server.sh("ip", "neigh", "add", ip, "lladdr", _mac(ns, dev), "dev", "br0", "nud",
+                  "permanent")
+    server.sh("ip", "addr", "add", f"{server_ip}/24", "dev", "br0")
+    server.sh("ip", "link", "set", "br0", "up")
+
+
+def time_wait_pressure(ns: Namespace) -> None:
+    """Local ports used up by TIME_WAIT: a client whose namespace has 200 local ports
+    (net.ipv4.ip_local_port_range 40000 40199) and net.ipv4.tcp_tw_reuse=0 opens short
+    connections (a request line, a reply, the client closes first: its socket stays 60 s
+    in TIME_WAIT) at 100 a second for 5 s: after 2 s every port is in TIME_WAIT and
+    connect() fails with EADDRNOTAVAIL (no SYN is sent). The negative control: another
+    client namespace with the defaults connects twice a second. Both reach the server
+    through a bridge in its namespace; captured on the bridge."""
+    client_ip, server_ip, control_ip = TIME_WAIT
+    name, service = "time_wait_pressure", f"{server_ip}:80"
+    pcap = HERE / f"{name}.pcap"
+    lo, hi = TIME_WAIT_PORTS
+    with Namespace("time-wait-server") as far, Namespace("time-wait-control") as control:
+        _bridged(far, [(ns, "n0", client_ip, "f0"), (control, "c0", control_ip, "f1")],
+                 server_ip)
+        ns.sh("sysctl", "-q", f"net.ipv4.ip_local_port_range={lo} {hi}")
+        ns.sh("sysctl", "-q", "net.ipv4.tcp_tw_reuse=0")
+        keys = ("net.ipv4.ip_local_port_range", "net.ipv4.tcp_tw_reuse",
+                "net.ipv4.tcp_max_tw_buckets")
+        sysctls = {role: {k: " ".join(x.sh("sysctl", "-n", k, capture_output=True,
+                                            text=True).stdout.split())
+                          for k in keys} for role, x in (("client", ns), ("control", control))}
+        server = far.peer("server", "serve", server_ip, "80", "15", wait_for="listening")
+        server_out = _drain(server)
+        before = {"client": _nstat(ns), "control": _nstat(control)}
+        far.start_capture(str(pcap), iface="br0")
+        watcher = _watch(ns, TIME_WAIT_SECONDS + 3, 0.05)
+        ctl = control.peer("client", "churn", server_ip, "80", str(TIME_WAIT_CONTROL_RATE),
+                           str(TIME_WAIT_SECONDS))
+        ctl_out = _drain(ctl)
+        client = ns.peer("client", "churn", server_ip, "80", str(TIME_WAIT_RATE),
+                         str(TIME_WAIT_SECONDS))
+        client_log, during = [], None
+        for line in client.stdout:
+            e = json.loads(line)
+            client_log.append(e)
+            if e["event"] == "failed" and during is None:
+                during = _ss_during(ns, far, control)
+        client.wait(timeout=30)
+        control_log = _logged(ctl_out, ctl)
+        time.sleep(1)
+        polls = _polls(watcher)
+        after = {"client": _nstat(ns), "control": _nstat(control)}
+        ss = _views(ns, far, control)
+        far.stop_capture(HERE / f"{name}.ss.txt")
+        server.kill()
+        server_log = _logged(server_out, server)
+    (HERE / f"{name}.ss.txt").write_text(ss)
+    _write_during(name, during)
+    nstat = {role: _nstat_delta(before[role], after[role], TIME_WAIT_NSTAT) for role in before}
+    ok = [e for e in client_log if e["event"] == "ok"]
+    failed = [e for e in client_log if e["event"] == "failed"]
+    ctl_ok = [e for e in control_log if e["event"] == "ok"]
+    ctl_failed = [e for e in control_log if e["event"] == "failed"]
+    port_range = hi - lo + 1
+    assert len(ok) == port_range and {e["port"] for e in ok} == set(range(lo, hi + 1)), ok
+    assert failed and {e["error"] for e in failed} == {"EADDRNOTAVAIL"}, failed
+    assert min(e["attempt"] for e in failed) > max(e["attempt"] for e in ok)
+    assert all(e["outcome"] == "reply" for e in ok + ctl_ok) and not ctl_failed
+    states = ss_states(ss)
+    assert states == {"TIME-WAIT": port_range + len(ctl_ok)}, ss
+    tw_peak = max(ss_states(view)["TIME-WAIT"] for _, view in polls)
+    peak_at = next(t for t, view in polls if ss_states(view)["TIME-WAIT"] == tw_peak)
+    assert tw_peak == port_range, tw_peak
+    packets = _packets(pcap)
+    syns = sorted(p["t"] for p in packets if p["flags"] == {"S"}
+                  and p["src"].startswith(client_ip + ":"))
+    ctl_syns = [p for p in packets if p["flags"] == {"S"}
+                and p["src"].startswith(control_ip + ":")]
+    assert len(syns) == port_range and len(ctl_syns) == len(ctl_ok), (len(syns), ctl_syns)
+    # the most SYNs from the client in any one second (a window starting at each SYN)
+    peak_rate = max(sum(1 for u in syns if t <= u < t + 1.0) for t in syns)
+    per_second = Counter(int(t - syns[0]) for t in syns)
+    span = syns[-1] - syns[0]
+    convs = _tshark_conversations(pcap)
+    syn_count = _tshark_count(pcap, f"tcp.flags.syn==1 && tcp.flags.ack==0 && "
+                                    f"ip.src=={client_ip}")
+    fin_first = _tshark_count(pcap, f"tcp.flags.fin==1 && ip.src=={client_ip}")
+    rst_count = _tshark_count(pcap, "tcp.flags.reset==1")
+    reuse = _tshark_count(pcap, "tcp.analysis.reused_ports")
+    assert convs == port_range + len(ctl_ok) and syn_count == port_range and rst_count == 0
+    # this kernel counts TcpExtTW as a socket enters TIME_WAIT (__inet_twsk_schedule)
+    assert nstat["client"]["TcpExtTW"] == port_range, nstat
+    accepted = [e for e in server_log if e["event"] == "accepted"]
+    assert len(accepted) == port_range + len(ctl_ok), len(accepted)
+    first_fail, last_ok = min(e["attempt"] for e in failed), max(e["attempt"] for e in ok)
+    attempts = next(e["attempts"] for e in client_log if e["event"] == "done")
+    assert attempts == TIME_WAIT_RATE * TIME_WAIT_SECONDS == len(ok) + len(failed)
+    assert abs(peak_rate - TIME_WAIT_RATE) <= 1, peak_rate
+    during_tw = ss_states(during.split("# netns=")[1])["TIME-WAIT"]
+    n = port_range + len(ctl_ok)
+    write_expected(
+        name,
+        description=f"a client ({client_ip}) in a namespace with "
+                    f"net.ipv4.ip_local_port_range={lo} {hi} ({port_range} ports) and "
+                    "net.ipv4.tcp_tw_reuse=0 opens short connections to "
+                    f"{service}, one attempt every {1000 / TIME_WAIT_RATE:g} ms for "
+                    f"{TIME_WAIT_SECONDS} s: a request line, a reply, the client closes "
+                    "first, so each of its sockets stays in TIME_WAIT (60 s). After "
+                    f"{port_range} connections every local port is in TIME_WAIT with the "
+                    "same server address and port, and connect() fails with EADDRNOTAVAIL "
+                    "(no SYN sent) for the rest of the run. The negative control: a client "
+                    f"({control_ip}) in a namespace of its own with the default settings "
+                    f"connects {TIME_WAIT_CONTROL_RATE} times a second meanwhile. Both reach "
+                    "the server through a bridge in its namespace (one veth each); "
+                    "captured on the bridge",
+        connections=n, end_kinds={"closed": n}, closers={"client": n}, stuck=[],
+        final_states=[{"client": "TIME_WAIT", "server": "CLOSED"}] * n,
+        diagnoses=[{"name": "time_wait_pressure", "service": service, "side": "client",
+                    "client": client_ip, "count": port_range,
+                    "peak_rate_per_s": TIME_WAIT_RATE,
+                    "time_wait_peak": tw_peak, "port_range": port_range,
+                    "connect_failures": len(failed)}],
+        not_diagnosed=[{"name": "time_wait_pressure", "client": control_ip,
+                        "connections": [f"{control_ip}:{e['port']}" for e in ctl_ok],
+                        "why": f"the negative control: {len(ctl_ok)} connections at "
+                               f"{TIME_WAIT_CONTROL_RATE} a second from the default port "
+                               "range (tcp_tw_reuse at its default), no connect() failed"}],
+        client={"attempts": attempts, "connected": len(ok), "connect_failures": len(failed),
+                "errors": dict(Counter(e["error"] for e in failed)),
+                "first_connect": min(e["attempt"] for e in ok), "last_connect": last_ok,
+                "first_failure": first_fail,
+                "last_failure": max(e["attempt"] for e in failed),
+                "ports_used": [min(e["port"] for e in ok), max(e["port"] for e in ok)]},
+        control={"attempts": len(ctl_ok), "connected": len(ctl_ok), "connect_failures": 0,
+                 "ports": sorted(e["port"] for e in ctl_ok)},
+        capture={"client_syns": len(syns), "first_syn": syns[0], "last_syn": syns[-1],
+                 "most_syns_in_one_second": peak_rate,
+                 "span_s": round(span, 3), "syns_per_second": [per_second[k] for k in
+                                                              sorted(per_second)],
+                 "control_syns": len(ctl_syns)},
+        time_wait_polls={"peak": tw_peak, "first_at_peak": peak_at,
+                         "interval_s": 0.05, "polls": len(polls)},
+        nstat=nstat, sysctls=sysctls,
+        tshark={"client_syns": syn_count, "client_fins": fin_first, "rst": rst_count,
+                "reused_ports": reuse, "tcp_conversations": convs},
+        notes="count: the client's connections in the capture, one per local port of its "
+              f"range ({lo}-{hi}), every one closed by it first. connect_failures: the "
+              "client's log, every one EADDRNOTAVAIL, all after its last connection "
+              f"(first failure {first_fail - last_ok:.3f} s after the last connect "
+              f"attempt that succeeded; {attempts} attempts in all: "
+              f"{len(ok)} connected, {len(failed)} failed). The most SYNs from the client in any "
+              "one second of the capture (a window starting at each SYN): "
+              f"{peak_rate}; the client's schedule was {TIME_WAIT_RATE} a second, and its "
+              f"{len(syns)} SYNs span {span:.2f} s (per whole second from the first: "
+              + ", ".join(str(per_second[k]) for k in sorted(per_second)) + "). "
+              "peak_rate_per_s is the client's schedule; measured, any one-second window "
+              "holds it give or take one SYN (timer jitter). connect_failures is fixed by "
+              f"the design: {attempts} attempts, {port_range} ports. "
+              "time_wait_peak: the most TIME-WAIT sockets in the client's namespace in "
+              f"ss -tanH polled every 0.05 s during the run ({len(polls)} polls): "
+              f"{tw_peak}, the whole range, first seen at {peak_at:.3f}; ss -tanp when "
+              f"the first connect() failed ({name}.ss-during.txt: the client's namespace, "
+              f"then the server's, then the control's) shows {during_tw}. nstat deltas in "
+              "the client's namespace (nstat): TcpActiveOpens "
+              f"{nstat['client']['TcpActiveOpens']}, TcpExtTW "
+              f"{nstat['client']['TcpExtTW']} (this kernel counts a socket as it enters "
+              "TIME_WAIT, __inet_twsk_schedule; the control's "
+              f"{nstat['control']['TcpExtTW']}), TcpExtTWRecycled "
+              f"{nstat['client']['TcpExtTWRecycled']} (no TIME_WAIT port reused); "
+              "EADDRNOTAVAIL from connect() counts in no SNMP counter. tshark -r "
+              f"{name}.pcap: -Y 'tcp.flags.syn==1 && tcp.flags.ack==0 && "
+              f"ip.src=={client_ip}' {syn_count}; FINs from the client {fin_first}; -Y "
+              f"tcp.flags.reset==1 {rst_count}; -Y tcp.analysis.reused_ports {reuse}; "
+              f"-q -z conv,tcp {convs} conversations ({port_range} + {len(ctl_ok)} of the "
+              f"control). ss -tanH at the end: {port_range} TIME-WAIT in the client's "
+              f"namespace, {len(ctl_ok)} in the control's, none at the server (it closed "
+              "second). Capture " + _kib(pcap))
+
+
+REFUSED_BURST = ("10.92.0.1", "10.92.0.2")  # client, server
+REFUSED_BURST_PLAN = (10, 3.05, 10)  # connections served, seconds down, connections served
+#: (3.05 s: the listener comes back between two connects, 50 ms from each)
+REFUSED_BURST_EVERY = 0.1  # the client's connects, one every so often
+REFUSED_BURST_CLOSED = (9999, 4, 1.5)  # a port nobody listens on: attempts, seconds apart
+REFUSED_BURST_NSTAT = ("TcpActiveOpens", "TcpAttemptFails", "TcpOutRsts", "TcpInErrs")
+
+
+def refused_burst(ns: Namespace) -> None:
+    """A service that goes away for 3 s and comes back: it serves 10 connections (from a
+    client connecting every 0.1 s: a request line, a reply, the client closes first),
+    closes its listener (right after the 10th connection closed: none waits in its queue),
+    listens again 3 s later and serves 10 more; meanwhile every connect is refused (RST).
+    And a port where nothing ever listens, tried 4 times 1.5 s apart during the same run.
+    Captured at the client."""
+    client_ip, server_ip = REFUSED_BURST
+    name = "refused_burst"
+    pcap = HERE / f"{name}.pcap"
+    before_n, down, after_n = REFUSED_BURST_PLAN
+    closed_port, closed_n, closed_gap = REFUSED_BURST_CLOSED
+    service, closed_service = f"{server_ip}:8080", f"{server_ip}:{closed_port}"
+    with Veth(ns, "refused-burst-server", client_ip, server_ip) as far:
+        server = far.peer("server", "flap", server_ip, "8080", str(before_n), str(down),
+                          str(after_n), "5", wait_for="listening")
+        server_out = _drain(server)
+        before = {"client": _nstat(ns), "server": _nstat(far)}
+        ns.start_capture(str(pcap), iface="n0")
+        client = ns.peer("client", "every", server_ip, "8080", str(REFUSED_BURST_EVERY),
+                         str(after_n), "200")
+        time.sleep(0.5)
+        other = ns.peer("client", "every", server_ip, str(closed_port), str(closed_gap),
+                        "1", str(closed_n))
+        other_out = _drain(other)
+        client_log, during = [], None
+        for line in client.stdout:
+            e = json.loads(line)
+            client_log.append(e)
+            if e["event"] == "refused" and during is None:
+                during = _ss_during(ns, far)  # the service down: no listener on 8080
+        client.wait(timeout=60)
+        other_log = _logged(other_out, other)
+        time.sleep(1)
+        after = {"client": _nstat(ns), "server": _nstat(far)}
+        ss = _views(ns, far)
+        ns.stop_capture(HERE / f"{name}.ss.txt")
+        server_log = _logged(server_out, server, timeout=30)
+    (HERE / f"{name}.ss.txt").write_text(ss)
+    _write_during(name, during)
+    nstat = {role: _nstat_delta(before[role], after[role], REFUSED_BURST_NSTAT)
+             for role in before}
+    ok = [e for e in client_log if e["event"] == "ok"]
+    refused = [e for e in client_log if e["event"] == "refused"]
+    other_refused = [e for e in other_log if e["event"] == "refused"]
+    assert len(ok) == before_n + after_n and len(other_refused) == closed_n, (ok, other_log)
+    assert not [e for e in other_log if e["event"] == "ok"]
+    went_down = next(e["t"] for e in server_log if e["event"] == "down")
+    came_up = next(e["t"] for e in server_log if e["event"] == "up")
+    # the refusals are one run, between the service's two lives
+    ns_ = [e["n"] for e in refused]
+    assert ns_ == list(range(ns_[0], ns_[0] + len(ns_))), ns_
+    assert all(went_down < e["attempt"] < came_up + 0.01 for e in refused), (refused, went_down)
+    assert sum(e["n"] < ns_[0] for e in ok) == before_n
+    assert ss_states(ss) == {"TIME-WAIT": len(ok)}, ss
+    packets = _packets(pcap)
+    syns = {p["src"]: p for p in packets if p["flags"] == {"S"}}
+    rsts = [p for p in packets if "R" in p["flags"]]
+    assert len(syns) == len(ok) + len(refused) + closed_n, len(syns)  # no port used twice
+    assert all(p["src"] in (service, closed_service) and p["flags"] == {"R", "A"}
+               and p["len"] == 0 for p in rsts), rsts
+    refused_syns = sorted(syns[p["dst"]]["t"] for p in rsts if p["src"] == service)
+    closed_syns = sorted(syns[p["dst"]]["t"] for p in rsts if p["src"] == closed_service)
+    assert len(refused_syns) == len(refused) and len(closed_syns) == closed_n
+    ok_syns = sorted(syns[f"{client_ip}:{e['port']}"]["t"] for e in ok)
+    assert ok_syns[before_n - 1] < refused_syns[0] and refused_syns[-1] < ok_syns[before_n]
+    assert all(abs(a - e["attempt"]) < 0.01
+               for a, e in zip(refused_syns, refused, strict=True))
+    # the service's close and return lie well between two connects: the count is stable
+    margins = (refused_syns[0] - went_down, came_up - refused_syns[-1],
+               ok_syns[before_n] - came_up)
+    assert min(margins) > 0.02, margins
+    rst_count = _tshark_count(pcap, "tcp.flags.reset==1")
+    rst_8080 = _tshark_count(pcap, "tcp.flags.reset==1 && tcp.srcport==8080")
+    rst_closed = _tshark_count(pcap, f"tcp.flags.reset==1 && tcp.srcport=={closed_port}")
+    syn_count = _tshark_count(pcap, "tcp.flags.syn==1 && tcp.flags.ack==0")
+    convs = _tshark_conversations(pcap)
+    assert rst_8080 == len(refused) and rst_closed == closed_n and convs == len(syns)
+    assert nstat["client"]["TcpAttemptFails"] == len(refused) + closed_n, nstat
+    assert nstat["server"]["TcpOutRsts"] == len(refused) + closed_n, nstat
+    server_during = during.split("# netns=")[2]
+    assert not re.search(r"LISTEN .*:8080 ", server_during), during
+    final = {syns[f"{client_ip}:{e['port']}"]["t"]: {"client": "TIME_WAIT", "server": "CLOSED"}
+             for e in ok}
+    final.update({t: {"client": "CLOSED", "server": "CLOSED"}
+                  for t in refused_syns + closed_syns})
+    n_refused = len(refused) + closed_n
+    write_expected(
+        name,
+        description=f"a service on {service} serves {before_n} connections, closes its "
+                    f"listener (right after the {before_n}th connection closed), listens "
+                    f"again {down:g} s later and serves {after_n} more; a client "
+                    f"({client_ip}) connects every {REFUSED_BURST_EVERY:g} s (a request "
+                    "line, a reply, the client closes first) until it has been answered "
+                    f"{after_n} times after a refusal: while the service is down every "
+                    f"connect is refused, the SYN answered by a RST ({len(refused)} of "
+                    f"them). Meanwhile another client connects {closed_n} times, "
+                    f"{closed_gap:g} s apart, to {closed_service}, where nothing ever "
+                    "listens: refused each time. Captured at the client",
+        connections=len(syns),
+        end_kinds={"closed": len(ok), "refused": n_refused},
+        closers={"client": len(ok), "none": n_refused}, stuck=[],
+        final_states=[final[t] for t in sorted(final)],
+        diagnoses=[{"name": "refused_burst", "service": service, "side": "server",
+                    "count": len(refused), "from": refused_syns[0], "to": refused_syns[-1],
+                    "accepted_before_and_after": True},
+                   {"name": "refused_burst", "service": closed_service, "side": "server",
+                    "count": closed_n, "from": closed_syns[0], "to": closed_syns[-1],
+                    "accepted_before_and_after": False}],
+        service_down={"listener_closed_at": went_down, "listening_again_at": came_up,
+                      "down_s": round(came_up - went_down, 3),
+                      "last_answered_syn_before": ok_syns[before_n - 1],
+                      "first_answered_syn_after": ok_syns[before_n]},
+        refused_syn_times={service: refused_syns, closed_service: closed_syns},
+        client_log=client_log, closed_port_client_log=other_log, server_log=server_log,
+        nstat=nstat,
+        tshark={"rst": rst_count, "rst_from_8080": rst_8080,
+                f"rst_from_{closed_port}": rst_closed, "syn": syn_count,
+                "tcp_conversations": convs},
+        notes="count: the client's refused connects (its log: ConnectionRefusedError), each "
+              "a SYN answered by a RST/ACK in the capture; from and to: the first and last "
+              "refused SYN's capture time (epoch seconds). The service's own log dates "
+              f"its listener's close at {went_down:.3f} and its return at {came_up:.3f} "
+              f"({came_up - went_down:.2f} s: service_down); the refusals are attempts "
+              f"{ns_[0]} to {ns_[-1]} of the client's schedule, between its {before_n}th "
+              f"and {before_n + 1}th answered connection (accepted before and after). How "
+              "many connects fall in the gap is fixed by the design: the listener closes "
+              "right after a connection, so the next connect comes "
+              f"{margins[0] * 1e3:.0f} ms after the close, and it returns "
+              f"{margins[1] * 1e3:.0f} ms after the last refused SYN and "
+              f"{margins[2] * 1e3:.0f} ms before the next connect ({down:g} s down: "
+              "between two connects); the log, the capture and nstat agree. "
+              f"{closed_service}: {closed_n} refused, never accepted. nstat deltas: the "
+              f"client's TcpAttemptFails {nstat['client']['TcpAttemptFails']} (every "
+              "refused connect), the server's TcpOutRsts "
+              f"{nstat['server']['TcpOutRsts']}. tshark -r {name}.pcap: -Y "
+              f"tcp.flags.reset==1 {rst_count} ({rst_8080} from port 8080, {rst_closed} "
+              f"from port {closed_port}); SYNs {syn_count}; -q -z conv,tcp {convs} "
+              f"conversations. {name}.ss-during.txt: ss -tanp in the client's namespace, "
+              "then the server's, when the client logged its first refusal: no listener "
+              "on 8080 (the server's process alive, between its two listeners). ss -tanH "
+              f"at the end: {len(ok)} TIME-WAIT (the client's). Capture " + _kib(pcap))
+
+
 SCENARIOS = {f.__name__: f for f in (close_wait_leak, idle_leak, syn_timeout, close_wait_reset,
                                      client_close, server_close, rst_abort,
                                      refused, half_close, mid_stream, ipv6, pcapng, rotated,
                                      vantage, lossy, vxlan, syn_giveup, synack_giveup,
                                      late_leak, aborts, keepalive_race, peer_gone,
-                                     unread_close)}
+                                     unread_close, syn_retransmitted,
+                                     accept_queue_overflow, zero_window_stall,
+                                     time_wait_pressure, refused_burst)}
 
 
 def main(names: list[str]) -> None:

@@ -4,6 +4,7 @@ network namespaces. Every loop is bounded and every process ends by itself.
     python3 peers.py ROLE MODE HOST PORT [ARGS...]
 """
 
+import errno
 import fcntl
 import json
 import random
@@ -356,6 +357,130 @@ def server_unread(host: str, port: int, n: str, hold_s: str, seconds: str) -> No
     hold(float(seconds))
 
 
+def serve_one(c: socket.socket) -> None:
+    """Read a request line, send a reply, read to the client's EOF, close (the client
+    closes first)."""
+    try:
+        c.settimeout(10)
+        read_line(c)
+        c.sendall(b"reply\n")
+        read_to_eof(c)
+    except OSError as e:
+        log(event="error", error=errno_name(e))
+    c.close()
+
+
+def server_serve(host: str, port: int, seconds: str) -> None:
+    """Serve connections concurrently (serve_one, a thread each) for `seconds`; log each
+    accept and, at the end, how many."""
+    s = listen(host, port)
+    s.settimeout(0.2)
+    stop, n = min(time.monotonic() + float(seconds), DEADLINE), 0
+    while time.monotonic() < stop:
+        try:
+            c, addr = s.accept()
+        except TimeoutError:
+            continue
+        n += 1
+        log(event="accepted", peer=f"{addr[0]}:{addr[1]}")
+        threading.Thread(target=serve_one, args=(c,), daemon=True).start()
+    s.close()
+    log(event="stopped", accepted=n)
+
+
+def server_backlog(host: str, port: int, backlog: str, pause: str, n: str,
+                   seconds: str) -> None:
+    """accept_queue_overflow's listener: listen(`backlog`), then call no accept() for `pause`
+    seconds (the kernel's accept queue fills); then accept `n` connections (or as many as
+    come within 30 s), read each one's request line and close it (a FIN: nothing left
+    unread), logging each with when it was accepted."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(family, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind((host, port))
+    s.listen(int(backlog))
+    print("listening", flush=True)
+    log(event="listening", backlog=int(backlog))
+    hold(float(pause))
+    log(event="accepting")
+    stop = min(time.monotonic() + 30, DEADLINE)
+    for _ in range(int(n)):
+        s.settimeout(max(0.1, stop - time.monotonic()))
+        try:
+            c, addr = s.accept()
+        except TimeoutError:
+            log(event="accept_timeout")
+            break
+        accepted = time.time()
+        c.settimeout(5)
+        try:
+            request = read_line(c)
+            outcome = f"{len(request)} bytes"
+        except OSError as e:
+            outcome = errno_name(e)
+        c.close()
+        log(event="accepted", peer_port=addr[1], accepted=round(accepted, 6),
+            request=outcome)
+    s.close()
+    log(event="done")
+    hold(float(seconds))
+
+
+def server_stall(host: str, port: int, rcvbuf: str, pauses: str, first: str) -> None:
+    """zero_window_stall's server: SO_RCVBUF `rcvbuf` on the listener (before listen(): the
+    accepted sockets inherit it); one connection per pause (comma-separated seconds), one
+    after another: read `first` bytes, stop reading for the pause (the receive buffer fills,
+    the window closes), then read to EOF and close. Logs the pause as its own clock timed
+    it, and the bytes waiting in the receive buffer at its start and end."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, int(rcvbuf))
+    s.bind((host, port))
+    s.listen(8)
+    s.settimeout(60)
+    print("listening", flush=True)
+    for pause in (float(x) for x in pauses.split(",")):
+        c, addr = s.accept()
+        c.settimeout(30)
+        got = len(c.recv(int(first), socket.MSG_WAITALL))
+        start, started = time.monotonic(), time.time()
+        log(event="pause", peer_port=addr[1], read=got, queued=queued(c),
+            rcvbuf=c.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+        hold(pause)
+        waiting = queued(c)
+        log(event="resume", peer_port=addr[1], paused=round(time.monotonic() - start, 6),
+            paused_from=round(started, 6), queued=waiting)
+        got += read_to_eof(c)
+        c.close()
+        log(event="eof", peer_port=addr[1], read=got)
+
+
+def serve_n(s: socket.socket, n: int) -> None:
+    """Serve `n` connections one after another (serve_one), logging each accept."""
+    for _ in range(n):
+        c, addr = s.accept()
+        log(event="accepted", peer_port=addr[1])
+        serve_one(c)
+
+
+def server_flap(host: str, port: int, before: str, down: str, after: str,
+                seconds: str) -> None:
+    """refused_burst's service: serve `before` connections, close the listener (right after
+    the last one's close: nothing waits in its queue), stay down `down` seconds, listen
+    again, serve `after` connections, close the listener. Logs when it went down and up."""
+    s = listen(host, port)
+    serve_n(s, int(before))
+    s.close()
+    log(event="down")
+    hold(float(down))
+    s = listen(host, port)
+    log(event="up")
+    serve_n(s, int(after))
+    s.close()
+    log(event="closed")
+    hold(float(seconds))
+
+
 # ---- clients ---------------------------------------------------------------------------
 
 def client_send_close(host: str, port: int, n: str, gap: str, nbytes: str) -> None:
@@ -649,6 +774,140 @@ def client_unread(host: str, port: int, sizes: str, gap: str) -> None:
     c.close()
     log(event="control", port=port_, sent=HEADER_LEN, received=got, unread=left,
         outcome="SO_LINGER 0 abort")
+
+
+def client_ports(host: str, port: int, ports: str, gap: str) -> None:
+    """One connection from each client port (comma-separated), one after another, `gap`
+    seconds apart: connect (logging how long connect() took), a request line, its reply,
+    close (the client first)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for p in (int(x) for x in ports.split(",")):
+        c = socket.socket(family, socket.SOCK_STREAM)
+        c.bind(("", p))
+        c.settimeout(30)
+        start, started = time.monotonic(), time.time()
+        c.connect((host, port))
+        took = time.monotonic() - start
+        c.sendall(b"request\n")
+        reply = read_line(c)
+        c.close()
+        log(event="connection", port=p, connect_start=round(started, 6),
+            connect_s=round(took, 6), reply=len(reply))
+        time.sleep(float(gap))
+
+
+def client_burst(host: str, port: int, prefill: str, burst: str, gap: str) -> None:
+    """accept_queue_overflow's clients: `prefill` connections one after another, `gap`
+    seconds apart, then `burst` at once (a thread each, started together); each sends a
+    request line once connect() returns and waits for the server's answer (its close: EOF),
+    or an error. Logs each connect (when it began and returned) and how each ended."""
+
+    def one(k: int, group: str) -> None:
+        c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        c.settimeout(40)
+        started = time.time()
+        try:
+            c.connect((host, port))
+        except OSError as e:
+            log(event="connect_failed", k=k, group=group, error=errno_name(e))
+            c.close()
+            return
+        local = c.getsockname()[1]
+        log(event="connected", k=k, group=group, port=local,
+            connect_start=round(started, 6))
+        try:
+            c.sendall(b"request\n")
+            got = c.recv(4096)
+            outcome = "EOF" if not got else f"{len(got)} bytes"
+        except OSError as e:
+            outcome = errno_name(e)
+        log(event="end", k=k, group=group, port=local, outcome=outcome)
+        c.close()
+
+    threads = []
+    for k in range(int(prefill)):
+        threads.append(threading.Thread(target=one, args=(k, "prefill")))
+        threads[-1].start()
+        time.sleep(float(gap))
+    burst_threads = [threading.Thread(target=one, args=(int(prefill) + k, "burst"))
+                     for k in range(int(burst))]
+    for t in burst_threads:
+        t.start()
+    for t in threads + burst_threads:
+        t.join(timeout=max(1.0, DEADLINE - time.monotonic()))
+
+
+def client_send(host: str, port: int, nbytes: str, n: str, gap: str) -> None:
+    """`n` connections one after another: send `nbytes` as fast as the window lets,
+    shutdown(SHUT_WR), read to the server's EOF, close. Logs each send's start and end."""
+    for _ in range(int(n)):
+        c = connect(host, port)
+        local, started = c.getsockname()[1], time.time()
+        c.sendall(b"z" * int(nbytes))
+        sent = time.time()
+        c.shutdown(socket.SHUT_WR)
+        read_to_eof(c)
+        c.close()
+        log(event="sent", port=local, bytes=int(nbytes), start=round(started, 6),
+            all_sent=round(sent, 6), closed=round(time.time(), 6))
+        time.sleep(float(gap))
+
+
+def client_churn(host: str, port: int, rate: str, seconds: str) -> None:
+    """Short connections at `rate` a second for `seconds`: rate x seconds attempts, attempt
+    k due k / rate s after the first: connect, a request line, its reply, close (the client
+    first: its socket goes to TIME_WAIT). A connect() that fails (EADDRNOTAVAIL: no local
+    port left) is logged and the schedule goes on."""
+    interval, start = 1.0 / float(rate), time.monotonic()
+    attempts = round(float(rate) * float(seconds))
+    for k in range(attempts):
+        if time.monotonic() > DEADLINE:
+            break
+        time.sleep(max(0.0, start + k * interval - time.monotonic()))
+        attempt = time.time()
+        c = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        c.settimeout(5)
+        try:
+            c.connect((host, port))
+        except OSError as e:
+            c.close()
+            log(event="failed", n=k, attempt=round(attempt, 6),
+                error=errno.errorcode.get(e.errno or 0, errno_name(e)))
+            continue
+        local = c.getsockname()[1]
+        try:
+            c.sendall(b"request\n")
+            read_line(c)
+            outcome = "reply"
+        except OSError as e:
+            outcome = errno_name(e)
+        c.close()
+        log(event="ok", n=k, port=local, attempt=round(attempt, 6), outcome=outcome)
+    log(event="done", attempts=attempts)
+
+
+def client_every(host: str, port: int, interval: str, after: str, attempts: str) -> None:
+    """A connect every `interval` seconds, `attempts` at most: each answered one a request
+    line, its reply, close (the client first); each refused one logged. Stops once `after`
+    connections have been answered after a refusal."""
+    start, answered_after, refused = time.monotonic(), 0, False
+    for k in range(int(attempts)):
+        time.sleep(max(0.0, start + k * float(interval) - time.monotonic()))
+        attempt = time.time()
+        try:
+            c = socket.create_connection((host, port), timeout=5)
+        except ConnectionRefusedError:
+            refused = True
+            log(event="refused", n=k, attempt=round(attempt, 6))
+            continue
+        local = c.getsockname()[1]
+        c.sendall(b"request\n")
+        read_line(c)
+        c.close()
+        log(event="ok", n=k, port=local, attempt=round(attempt, 6))
+        answered_after += refused
+        if answered_after >= int(after):
+            break
 
 
 def client_datagram(host: str, port: int) -> None:

@@ -102,15 +102,35 @@ def test_diagnoses(sample):
             assert d["client_reuse_idle_min"] == pytest.approx(lo, abs=0.01)
             assert d["client_reuse_idle_max"] == pytest.approx(hi, abs=0.01)
         if "how" in w:
-            assert d["by_reset" if w["how"] == "rst" else "by_silence"] == w["count"]
+            key = {("peer_gone", "rst"): "by_reset", ("peer_gone", "timeout"): "by_silence",
+                   ("accept_queue_overflow", "rst"): "by_rst"}[w["name"], w["how"]]
+            assert d[key] == w["count"]
             if "last_heard" in w:
                 assert d["last_heard"] == pytest.approx(w["last_heard"], abs=1e-3)
+        if "added_latency_s" in w:
+            assert [d["added_latency_min"], d["added_latency_max"]] == pytest.approx(
+                w["added_latency_s"], abs=0.01)
+            assert (d["syn_dropped"], d["synack_lost"]) == (w["syn_dropped"],
+                                                            w["synack_dropped"])
+        if "longest_s" in w:
+            assert d["longest"] == pytest.approx(w["longest_s"], abs=0.1)
+            assert d.get("recovered", 0) == (d["count"] if w["recovered"] else 0)
+        if "time_wait_peak" in w:
+            assert (d["host"], d["time_wait_peak"]) == (w["client"], w["time_wait_peak"])
+            assert abs(d["peak_rate_per_s"] - w["peak_rate_per_s"]) <= 1
+        if "accepted_before_and_after" in w:
+            assert d["accepted_before_and_after"] == w["accepted_before_and_after"]
+        if "from" in w:
+            assert (d["bursts"][0]["from"], d["bursts"][-1]["to"]) == pytest.approx(
+                (w["from"], w["to"]), abs=1e-3)
         if "bytes_lost" in w:  # at least what was lost, at most what the clients sent
             clients = {ex["client"] for ex in d["evidence"]}
             assert w["bytes_lost"] <= d["bytes_lost"] <= sum(sent[c] for c in clients)
-    for no in exp.get("not_diagnosed", []):
-        assert all(ex["client"] != no["client"] for d in result["diagnoses"]
-                   if d["name"] == no["name"] for ex in d["evidence"])
+    for no in exp.get("not_diagnosed", []):  # a client by address, or by address and port
+        named = [d for d in result["diagnoses"] if d["name"] == no["name"]]
+        assert all(d.get("host") != no["client"] for d in named)
+        assert all(no["client"] not in (ex["client"], ex["client"].rsplit(":", 1)[0])
+                   for d in named for ex in d["evidence"])
 
 
 def test_packet_accounting_adds_up(sample):

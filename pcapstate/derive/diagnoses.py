@@ -12,13 +12,13 @@ picks are looked at one by one. close_wait_leak is the stuck-CLOSE_WAIT finding
 (derive/summary.py), said as a diagnosis.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from pcapstate.derive.lifecycle import Lifecycle
+from pcapstate.derive.lifecycle import Lifecycle, groups
 from pcapstate.derive.lifecycle import verdict as lifecycle_verdict
 from pcapstate.derive.records import ROLES, address
 from pcapstate.derive.verdict import C_SERVER, E_REFUSED, handshake_gaps, service_of
@@ -127,11 +127,13 @@ class Diagnosis:
     examples: list[dict[str, Any]] = field(default_factory=list)
     numbers: dict[str, Any] = field(default_factory=dict)  # the diagnosis's own figures
 
-    def add(self, start: float, stop: float, example: dict[str, Any]) -> None:
+    def add(self, start: float, stop: float, example: Callable[[], dict[str, Any]]) -> None:
+        """One more connection, from `start` to `stop`; `example()` makes its evidence,
+        asked only while examples are wanted."""
         self.count += 1
         self.first, self.last = min(self.first, start), max(self.last, stop)
         if len(self.examples) < _EXAMPLES:
-            self.examples.append(example)
+            self.examples.append(example())
 
     def to_json(self) -> dict[str, Any]:
         entry = CATALOGUE[self.name]
@@ -220,23 +222,24 @@ class Diagnoser:
         crossed = server_fin & (reset_by == 1) & ~np.isnan(rows["crossed"][:, 0])
         for i in np.flatnonzero(crossed):
             self._race(rows[i])
-        # (a race's request is lost too: the race says why)
+        # (a race's request is lost too, and one sent on a connection the full accept queue
+        # reset: the race, the overflow say why)
         unacked = rows["rst_unacked"].sum(axis=1) > 0
         # the server resets, not closes, after the client's data: Linux's close() with data
         # unread (or SO_LINGER 0)
         aborted = (reset_by == 1) & (rows["run"][:, 0] > 0) & nofin[:, 1]
-        for i in np.flatnonzero(reset & ~answer & ~crossed & (unacked | aborted)):
+        for i in np.flatnonzero(reset & ~answer & ~crossed & ~overflow & (unacked | aborted)):
             self._data_lost(rows[i])
         picked = np.flatnonzero(server_fin)
-        if len(picked):
-            idle = rows["fin_idle"][picked, 1].astype(np.float64)
-            bins = np.clip(np.log10(np.maximum(idle, IDLE_FLOOR) / IDLE_FLOOR)
-                           * IDLE_PER_DECADE, 0, IDLE_BINS).astype(np.int64)
-            services = [service_of(rows[i], self.tunnels) for i in picked]
-            for service, b in zip(services, bins.tolist(), strict=True):
-                if service not in self.server_idle:
-                    self.server_idle[service] = np.zeros(IDLE_BINS + 1, np.int64)
-                self.server_idle[service][b] += 1
+        idle = rows["fin_idle"][picked, 1].astype(np.float64)
+        bins = np.clip(np.log10(np.maximum(idle, IDLE_FLOOR) / IDLE_FLOOR)
+                       * IDLE_PER_DECADE, 0, IDLE_BINS).astype(np.int64)
+        first, members = groups(rows, picked)
+        for i, mine in zip(first, members, strict=True):
+            service = self.service(rows[picked[i]])
+            if service not in self.server_idle:
+                self.server_idle[service] = np.zeros(IDLE_BINS + 1, np.int64)
+            np.add.at(self.server_idle[service], bins[mine], 1)
 
     def _gone_reset(self, row: np.void) -> None:
         s = int(row["reset_by"])
@@ -248,7 +251,7 @@ class Diagnoser:
         if heard:
             packets.append((heard, f"the {ROLES[s]} last heard from"))
         d = self.get("peer_gone", row, s)
-        d.add(heard or rst, rst, _example(row, packets, self.tunnels) | {
+        d.add(heard or rst, rst, lambda: _example(row, packets, self.tunnels) | {
             "how": "reset", "last_heard": heard or None})
         d.numbers["by_reset"] = d.numbers.get("by_reset", 0) + 1
         _heard_last(d, heard)
@@ -269,8 +272,8 @@ class Diagnoser:
         d = self.get("peer_gone", row, p, f"{GIVE_UP_AFTER} or more segments sent again "
                       "with no answer: the peer, or the path to it, was gone")
         d.add(heard or float(row["first_ts"]), float(row["last_ts"]),
-              _example(row, packets, self.tunnels) | {"how": "silent",
-                                                     "last_heard": heard or None})
+              lambda: _example(row, packets, self.tunnels)
+              | {"how": "silent", "last_heard": heard or None})
         d.numbers["by_silence"] = d.numbers.get("by_silence", 0) + 1
         _heard_last(d, heard)
 
@@ -291,7 +294,7 @@ class Diagnoser:
         lost = sum(unacked) + (request if not unacked[0] else 0)
         d = self.get("reset_with_data_loss", row, s, "the bytes not acknowledged, or not "
                       "answered, when the RST came: discarded, or never delivered")
-        d.add(min(ts for ts, _ in packets), rst, _example(row, packets, self.tunnels)
+        d.add(min(ts for ts, _ in packets), rst, lambda: _example(row, packets, self.tunnels)
               | {"bytes_lost": lost})
         d.numbers["bytes_lost"] = d.numbers.get("bytes_lost", 0) + lost
 
@@ -306,7 +309,7 @@ class Diagnoser:
                              "it arrived"),
                    (_reset_ts(row), "RST from the server")]
         d = self.get("keepalive_race", row, 1)
-        d.add(fin, packets[-1][0], _example(row, packets, self.tunnels)
+        d.add(fin, packets[-1][0], lambda: _example(row, packets, self.tunnels)
               | {"reuse_idle": reuse})
         lo, hi = d.numbers.get("client_reuse_idle_min", reuse), \
             d.numbers.get("client_reuse_idle_max", reuse)

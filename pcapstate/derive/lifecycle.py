@@ -20,6 +20,34 @@ BURST_GAP = 10.0
 DEFAULT_PORTS = 28_232
 
 
+def groups(rows: np.ndarray, picked: np.ndarray, host: np.ndarray | None = None
+           ) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The rows `picked` grouped by service (the server's address, port and tunnel) and,
+    given `host` (an endpoint index per picked row), by that endpoint's address too: the
+    index (into `picked`) of each group's first row, and each group's members (indices
+    into `picked`)."""
+    columns = [rows["ip_hi"][picked, 1], rows["ip_lo"][picked, 1],
+               rows["port"][picked, 1].astype(np.uint64),
+               rows["tunnel"][picked].astype(np.uint64), rows["v6"][picked].astype(np.uint64)]
+    if host is not None:  # (not rows[picked]: a copy of every field)
+        columns += [rows["ip_hi"][picked, host], rows["ip_lo"][picked, host],
+                    host.astype(np.uint64)]
+    keys = np.stack(columns, axis=1) if len(picked) else np.zeros((0, len(columns)), np.uint64)
+    # one number a key (np.unique on rows is slow); a group whose keys differ (two keys on
+    # one number) is split the slow way
+    mixed = np.zeros(len(keys), np.uint64)
+    for j in range(keys.shape[1]):
+        mixed = mixed * np.uint64(0x9E3779B97F4A7C15) + keys[:, j]
+    _, first, inverse = np.unique(mixed, return_index=True, return_inverse=True)
+    if (keys != keys[first][inverse]).any():
+        _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    if not len(first):
+        return first, []
+    order = np.argsort(inverse, kind="stable")
+    return first, np.split(order, np.cumsum(np.bincount(inverse, minlength=len(first)))[:-1])
+
+
 def last_transitions(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Each endpoint's last transition: its state, whether a timer made it, its time, and
     the state before it (-1 none); arrays shaped (rows, 2)."""
@@ -58,26 +86,24 @@ class Lifecycle:
             self._overflow(rows[i], bool(overflow_rst[i]))
         for i in np.flatnonzero(refused):
             self._refused(rows[i])
-        for i in np.flatnonzero(done):  # few services: the accepted times of each
-            span = self.accepted.setdefault(self.service(rows[i]), [np.inf, 0.0])
-            t = float(rows[i]["first_ts"])
-            span[0], span[1] = min(span[0], t), max(span[1], t)
+        picked = np.flatnonzero(done)  # the first and last accepted of each service
+        first, members = groups(rows, picked)
+        starts = rows["first_ts"][picked]
+        for i, mine in zip(first, members, strict=True):
+            span = self.accepted.setdefault(self.service(rows[picked[i]]), [np.inf, 0.0])
+            span[0] = min(span[0], float(starts[mine].min()))
+            span[1] = max(span[1], float(starts[mine].max()))
         stalled = rows["zw_stalls"] > 0
         for i, e in zip(*np.nonzero(stalled), strict=True):
             self._stall(rows[i], int(e), float(times[i]))
-        entered = rows["tr_st"] == TIME_WAIT
-        for i, e in zip(*np.nonzero(entered.any(axis=2)), strict=True):
-            k = int(np.argmax(entered[i, e]))
-            row = rows[i]
-            left = float(row["tr_ts"][e, k + 1]) if k + 1 < row["ntr"][e] else float(times[i])
-            self._time_wait(row, int(e), float(row["tr_ts"][e, k]), left)
+        self._time_wait(rows, times)
 
     def _gave_up(self, row: np.void, e: int, at: float) -> None:
         first, tries = float(row["tr_ts"][e, 0]), int(row["syns"][e])
         what = "SYN" if e == 0 else "SYN-ACK"
         d = self.get("handshake_timeout", row, e, "the backoff of the retransmissions: the "
                      "next was due and never came")
-        d.add(first, at, self.example(row, [
+        d.add(first, at, lambda: self.example(row, [
             (first, f"the {ROLES[e]}'s first {what}"),
             (float(row["syn_ts"][e]), f"its last, the {tries}th"),
             (at, f"the {ROLES[e]} gives up: its next retry was due")]))
@@ -92,7 +118,7 @@ class Lifecycle:
         # its answer was not captured); it answered twice: its first SYN-ACK was lost
         cause = "syn_dropped" if row["syns"][1] <= 1 else "synack_lost"
         d = self.get("syn_retransmitted", row, 0)
-        d.add(first, last, self.example(row, [
+        d.add(first, last, lambda: self.example(row, [
             (first, "the client's first SYN"),
             (last, f"the SYN that got an answer, {seconds(added)} later "
                    f"({int(row['syns'][0]) - 1} retries)")]) | {"added_latency": added})
@@ -114,7 +140,7 @@ class Lifecycle:
             packets.append((float(row["syn_ts"][1]), f"the SYN-ACK sent again "
                             f"{int(row['synack_after_ack'])} times after that ACK: dropped"))
         d = self.get("accept_queue_overflow", row, 1)
-        d.add(packets[0][0], max(p[0] for p in packets), self.example(row, packets))
+        d.add(packets[0][0], max(p[0] for p in packets), lambda: self.example(row, packets))
         key = "by_rst" if rst else "by_drop"
         d.numbers[key] = d.numbers.get(key, 0) + 1
         d.numbers.setdefault("by_rst", 0)
@@ -129,7 +155,7 @@ class Lifecycle:
         else:
             bursts.append([t, t, 1])
         d = self.get("refused_burst", row, 1)
-        d.add(t, float(row["last_ts"]), self.example(row, [
+        d.add(t, float(row["last_ts"]), lambda: self.example(row, [
             (t, "the client's SYN"), (float(row["last_ts"]), "RST: nothing listening")]))
 
     def _stall(self, row: np.void, e: int, end: float) -> None:
@@ -142,7 +168,7 @@ class Lifecycle:
             "reset" if row["reset_by"] >= 0 else "closed" if row["fin_seq"][e] != -1
             else "still stalled at the end")
         d = self.get("zero_window_stall", row, e)
-        d.add(float(row["first_ts"]), end, self.example(row, [
+        d.add(float(row["first_ts"]), end, lambda: self.example(row, [
             (float(row["first_ts"]), "the connection's first segment"),
             (end, f"the {ROLES[e]} advertised a zero window {int(row['zw_stalls'][e])} "
                   f"times, the longest for {seconds(longest)}; {outcome}")]) | {
@@ -151,22 +177,45 @@ class Lifecycle:
         n["longest"] = max(n.get("longest", 0.0), longest)
         n[outcome.split()[0]] = n.get(outcome.split()[0], 0) + 1
 
-    def _time_wait(self, row: np.void, e: int, at: float, left: float) -> None:
-        """Endpoint e was in TIME_WAIT from `at` until `left` (its timer, a new connection
-        on the 4-tuple, or the capture's end)."""
-        host = _host(int(row["v6"]), int(row["ip_hi"][e]), int(row["ip_lo"][e]))
-        key = (host, self.service(row), e)
-        if key not in self.tw:
-            self.tw[key] = {"entered": {}, "change": {}, "ports": [65536, -1], "reused": 0,
-                            "n": 0}
-        tw = self.tw[key]
-        for table, second, step in ((tw["entered"], int(at), 1), (tw["change"], int(at), 1),
-                                    (tw["change"], int(left), -1)):
-            table[second] = table.get(second, 0) + step
-        port = int(row["port"][e])
-        tw["ports"] = [min(tw["ports"][0], port), max(tw["ports"][1], port)]
-        tw["reused"] += int(row["tw_reused"])
-        tw["n"] += 1
+    def _time_wait(self, rows: np.ndarray, times: np.ndarray) -> None:
+        """The endpoints that were in TIME_WAIT, from when they entered it until they left
+        (their timer, a new connection on the 4-tuple, or the capture's end), per host,
+        service and side: second by second."""
+        entered = rows["tr_st"] == TIME_WAIT
+        picked, side = np.nonzero(entered.any(axis=2))
+        if not len(picked):
+            return
+        k = np.argmax(entered[picked, side], axis=1)
+        at = rows["tr_ts"][picked, side, k]
+        later = k + 1 < rows["ntr"][picked, side]
+        left = np.where(later, rows["tr_ts"][picked, side, np.minimum(k + 1, rows.dtype[
+            "tr_ts"].shape[1] - 1)], times[picked])
+        first, members = groups(rows, picked, side)
+        ports = rows["port"][picked, side]
+        for i, mine in zip(first, members, strict=True):
+            e, row = int(side[i]), rows[picked[i]]
+            key = (_host(int(row["v6"]), int(row["ip_hi"][e]), int(row["ip_lo"][e])),
+                   self.service(row), e)
+            tw = self.tw.setdefault(key, {"entered": {}, "change": {}, "ports": [65536, -1],
+                                          "reused": 0, "n": 0, "examples": []})
+            reused = rows["tw_reused"][picked[mine]] != 0  # those first, as examples
+            for j in [*mine[reused], *mine[~reused]][:5 - len(tw["examples"])]:
+                row = rows[picked[j]]
+                tw["examples"].append(self.example(row, [
+                    (float(row["fin_ts"][e]), f"the {ROLES[e]}'s FIN, the first"),
+                    (float(at[j]), f"the {ROLES[e]} in TIME_WAIT"),
+                    (float(left[j]), "a new connection on the 4-tuple while in TIME_WAIT"
+                     if row["tw_reused"] else "TIME_WAIT over, or the capture's end")]))
+            for table, seconds_, step in ((tw["entered"], at[mine], 1),
+                                          (tw["change"], at[mine], 1),
+                                          (tw["change"], left[mine], -1)):
+                values, n = np.unique(seconds_.astype(np.int64), return_counts=True)
+                for second, c in zip(values.tolist(), n.tolist(), strict=True):
+                    table[second] = table.get(second, 0) + step * c
+            tw["ports"] = [min(tw["ports"][0], int(ports[mine].min())),
+                           max(tw["ports"][1], int(ports[mine].max()))]
+            tw["reused"] += int(rows["tw_reused"][picked[mine]].sum())
+            tw["n"] += len(mine)
 
     def finish(self) -> None:
         """What needs every connection first: bursts' accepted neighbours, TIME_WAIT peaks."""
@@ -192,6 +241,7 @@ class Lifecycle:
                 continue
             d = self.diagnoser.named("time_wait_pressure", service, ROLES[e])
             d.count, d.first, d.last = tw["n"], float(times[0]), float(times[-1]) + 1
+            d.examples = tw["examples"]
             d.numbers |= {"host": host, "time_wait_peak": peak, "peak_rate_per_s": rate,
                           "ports_seen": [tw["ports"][0], tw["ports"][1]] if e == 0 else None,
                           "share_of_ports": peak / span, "reused_in_time_wait": tw["reused"]}
@@ -233,9 +283,10 @@ def verdict(d: Any) -> str | None:
         ports = num.get("ports_seen")
         of = (f"ports {ports[0]}-{ports[1]} seen" if ports else
               f"the default {DEFAULT_PORTS:,} ephemeral ports")
+        share = f", {num['share_of_ports']:.0%} of {of}" if side == "client" else ""
         return (f"{service}: {num['host']} ({side}) closed first at up to "
                 f"{count(num['peak_rate_per_s'], 'connection')} a second, holding up to "
-                f"{num['time_wait_peak']:,} in TIME_WAIT, {num['share_of_ports']:.0%} of {of}"
+                f"{num['time_wait_peak']:,} in TIME_WAIT{share}"
                 + (f"; {count(num['reused_in_time_wait'], '4-tuple')} reused while in "
                    "TIME_WAIT" if num["reused_in_time_wait"] else ""))
     return None

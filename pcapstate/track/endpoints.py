@@ -279,7 +279,9 @@ def _syn(r, s, o, flags, seq, ack, ws, ts):
     elif seq == r.isn[s]:
         r.syns[s] += 1
         _weird(r, A_SYNACK_RETX if synack else A_SYN_RETX)
-        if synack and r.syn_acked[s]:
+        if synack and r.syn_acked[s] and r.st[s] == ESTABLISHED \
+                and ts - since(r, s) >= _MIN_RTO:
+            # (not one sent with the answer to a SYN sent again, crossing the ACK)
             r.synack_after_ack += 1
         gap = ts - r.syn_ts[s]
         # a client sends its SYN again until it gets the SYN-ACK (whether or not its SYN

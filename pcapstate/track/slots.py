@@ -117,8 +117,9 @@ SLOT = np.dtype([
     # rst_unacked: bytes it had sent that the peer had not acknowledged when a RST ended the
     # connection. rst_answer: that RST had no ACK and took its sequence number from the
     # peer's last acknowledgment: the answer of a host with no socket (RFC 9293, 3.10.7.1).
-    # synack_after_ack: SYN-ACKs the listener sent again after the client's handshake ACK
-    # was captured (a full accept queue drops that ACK); zw_since: since when the endpoint
+    # synack_after_ack: SYN-ACKs the listener sent again a retransmission timeout or more
+    # after the client's handshake ACK was captured (a full accept queue drops that ACK);
+    # zw_since: since when the endpoint
     # has advertised a zero window (NaN: it does not), zw_longest: its longest zero-window
     # stretch that ended, zw_stalls: how many began; tw_reused: a new connection on the
     # 4-tuple took over while an endpoint was in TIME_WAIT
