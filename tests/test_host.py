@@ -44,17 +44,21 @@ def test_a_host_across_the_path_differs_by_the_path_delay():
     """keepalive_race is captured at the server, 50 ms each way from the client. Of the 18
     sockets the kernels listed, one is a client's SYN_SENT whose SYN reaches the capture a
     one-way delay later (50.6 ms); one is a racing client in LAST_ACK: it had received the
-    server's FIN and sent its own before the server's RST (answering its request) reached
-    it, but the capture saw that RST first, and a RST ends both endpoints when captured: its
-    FIN comes after the close (packet_after_close). Every other socket agrees."""
+    server's FIN (CLOSE_WAIT) and sent its own FIN before the server's RST (answering its
+    request) reached it; the capture sees that FIN 33 ms after the RST, and pcapstate
+    takes it as sent before the RST arrived (within a round trip of it), then the client
+    closed by the RST when it arrived, an inference. Every other socket agrees."""
     view = read_ss(str(SAMPLES / "keepalive_race.ss-during.txt"))
     result, records = records_of("keepalive_race", [view])
     host = result["host_evidence"][0]
     assert (host["sockets"], host["in_capture"], host["agree"]) == (18, 17, 16)
     [off] = host["disagreements"]
-    assert (off["host"], off["pcapstate"]) == ("LAST_ACK", "ESTABLISHED")
+    assert (off["host"], off["pcapstate"]) == ("LAST_ACK", "CLOSE_WAIT")
     [race] = [r for r in records if r["id"] == off["conn_id"]]
-    assert race["anomalies"]["packet_after_close"] == 1 and race["end"] == "reset_by_server"
+    moves = race["endpoints"]["client"]["transitions"]
+    assert [t["state"] for t in moves][-3:] == ["CLOSE_WAIT", "LAST_ACK", "CLOSED"]
+    assert moves[-1].get("inferred") and "packet_after_close" not in race["anomalies"]
+    assert 0 < moves[-2]["ts"] - view.taken_at < 0.06  # its FIN: a one-way delay later
     seen = {(r["client"], r["server"]) for r in records if r["first_ts"] <= view.taken_at}
     [unseen] = [s for s in view.sockets if (s.local, s.peer) not in seen
                 and (s.peer, s.local) not in seen]

@@ -313,3 +313,31 @@ def test_a_synack_retried_in_vain_drops_the_request():
     [conn] = t.finish(12.0)
     assert transitions(conn, "server")[-1] == (pytest.approx(7.001), "CLOSED", True)
     assert final(conn, "client") == "SYN_SENT"
+
+
+@pytest.mark.parametrize(("fin_at", "sent_before"), [(5.05, True), (5.5, False)])
+def test_a_segment_sent_before_the_peers_reset_arrived_is_taken(fin_at, sent_before):
+    """Captured at the server, 100 ms round trip from the client (its handshake says so).
+    The server's RST, answering the client's request, is captured at once; the client's
+    FIN, captured 30 ms later, was sent before that RST reached it: the client was alive,
+    went to LAST_ACK, and closed when the RST arrived (inferred). Half a second later, the
+    FIN could not have been: a packet after the close."""
+    t = Transcript()
+    t.send(0.0, ">", "S", 1000)
+    t.send(0.0001, "<", "SA", 5000, 1001)
+    t.send(0.1, ">", "A", 1001, 5001)
+    t.send(5.0, "<", "FA", 5001, 1001)
+    t.send(5.02, ">", "PA", 1001, 5001, plen=40)  # the request crossing the FIN
+    t.send(5.0201, "<", "R", 5002)
+    t.send(fin_at, ">", "FA", 1041, 5002)
+    [conn] = t.finish(10.0)
+    if sent_before:
+        assert states(conn, "client")[-3:] == ["CLOSE_WAIT", "LAST_ACK", "CLOSED"]
+        assert conn["endpoints"]["client"]["transitions"][-1] == {
+            "ts": fin_at, "state": "CLOSED", "inferred": True}
+        assert "packet_after_close" not in conn["anomalies"]
+    else:
+        assert states(conn, "client")[-1] == "CLOSED" and "LAST_ACK" not in states(conn,
+                                                                                 "client")
+        assert conn["anomalies"]["packet_after_close"] == 1
+    assert conn["end"] == "reset_by_server" and final(conn, "server") == "CLOSED"

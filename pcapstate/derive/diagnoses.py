@@ -21,8 +21,8 @@ import numpy as np
 from pcapstate.derive.lifecycle import Lifecycle, groups
 from pcapstate.derive.lifecycle import verdict as lifecycle_verdict
 from pcapstate.derive.records import ROLES, address
-from pcapstate.derive.verdict import C_SERVER, E_REFUSED, handshake_gaps, service_of
-from pcapstate.track.endpoints import GIVE_UP_AFTER
+from pcapstate.derive.verdict import C_SERVER, E_REFUSED, service_of
+from pcapstate.track.endpoints import GIVE_UP_AFTER, handshake_gaps
 from pcapstate.track.slots import CLOSED
 from pcapstate.words import count, seconds, when, wireshark_filter
 
@@ -266,7 +266,7 @@ class Diagnoser:
         if int(row["reset_by"]) == e:
             packets.append((_reset_ts(row), f"the {ROLES[e]} gives up: RST"))
         k = int(row["ntr"][e]) - 1
-        if row["tr_st"][e, k] == CLOSED and row["tr_timer"][e, k]:
+        if row["tr_st"][e, k] == CLOSED and row["tr_timer"][e, k] == 1:
             packets.append((float(row["tr_ts"][e, k]), f"the {ROLES[e]} gives up: its next "
                             "retransmission was due and never came (ETIMEDOUT)"))
         d = self.get("peer_gone", row, p, f"{GIVE_UP_AFTER} or more segments sent again "

@@ -16,11 +16,11 @@ from pcapstate.derive.verdict import (
     closer_code,
     end_code,
     evidence_code,
-    handshake_gaps,
     vantage_side,
 )
 from pcapstate.jit import njit
 from pcapstate.track import zeek_view
+from pcapstate.track.endpoints import handshake_gaps
 from pcapstate.track.slots import (
     ANOMALY_NAMES,
     BY_PORT,

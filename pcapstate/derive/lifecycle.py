@@ -54,7 +54,7 @@ def last_transitions(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     k = np.maximum(rows["ntr"].astype(np.int64) - 1, 0)[:, :, None]
     before = np.maximum(k - 1, 0)
     state = np.take_along_axis(rows["tr_st"], k, 2)[:, :, 0]
-    timer = np.take_along_axis(rows["tr_timer"], k, 2)[:, :, 0] != 0
+    timer = np.take_along_axis(rows["tr_timer"], k, 2)[:, :, 0] == 1
     ts = np.take_along_axis(rows["tr_ts"], k, 2)[:, :, 0]
     prev = np.where(k[:, :, 0] > 0, np.take_along_axis(rows["tr_st"], before, 2)[:, :, 0], -1)
     return state, timer, ts, prev

@@ -17,6 +17,7 @@ from pcapstate.track.slots import (
     CLOSER_NAMES,
     END_NAMES,
     EVIDENCE_NAMES,
+    INFERRED_MOVE,
     ROLE_NAMES,
     STATES,
 )
@@ -62,7 +63,7 @@ def tunnel_name(tunnel: dict[str, Any]) -> str:
 def transitions(row: np.void, e: int) -> list[tuple[float, State, bool]]:
     """Endpoint e's transitions: (time, state entered, entered by a timer)."""
     k = int(row["ntr"][e])
-    return [(t, STATES[s], bool(timer)) for t, s, timer in zip(
+    return [(t, STATES[s], timer == 1) for t, s, timer in zip(
         row["tr_ts"][e, :k].tolist(), row["tr_st"][e, :k].tolist(),
         row["tr_timer"][e, :k].tolist(), strict=True)]
 
@@ -129,7 +130,8 @@ def _endpoint_json(row: np.void, e: int) -> dict[str, Any]:
         "fin": int(row["fins"][e]),
         "rst": int(row["rsts"][e]),
         "transitions": [{"ts": ts, "state": st} | ({"timer": True} if timer else {})
-                        | ({"inferred": True} if k == 0 and row["inferred"] else {})
+                        | ({"inferred": True} if k == 0 and row["inferred"]
+                           or row["tr_timer"][e, k] == INFERRED_MOVE else {})
                         for k, (ts, st, timer) in enumerate(transitions(row, e))],
     }
 

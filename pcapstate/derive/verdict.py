@@ -11,7 +11,6 @@ import numpy as np
 
 from pcapstate.derive.records import ROLES, address, transitions, tunnel_name
 from pcapstate.jit import njit
-from pcapstate.track.slots import BY_SYN, ESTABLISHED
 from pcapstate.vocab import NEAR, TOO_CLOSE, Closer, CloserEvidence, EndKind, State, codes
 
 _E, _C = codes(EndKind), codes(Closer)
@@ -85,22 +84,6 @@ def evidence_code(closer, aborted, inferred, peer_open_seen):
     if not peer_open_seen:
         return V_UNKNOWN
     return V_RST_SEEN if aborted else V_FIN_SEEN
-
-
-@njit(cache=True, nogil=True)
-def handshake_gaps(r):
-    """A packed record's handshake as captured: the gaps between the SYN and the SYN/ACK
-    and between the SYN/ACK and the ACK (the latest transmission of each SYN before it was
-    acknowledged); (-1, -1) unless all three were captured, in order."""
-    if r.roles != BY_SYN or r.isn[0] == -1 or r.isn[1] == -1 or not r.syn_acked[1]:
-        return -1.0, -1.0
-    for k in range(r.ntr[1]):
-        if r.tr_st[1, k] == ESTABLISHED:
-            syn_rtt, ack_gap = r.syn_ts[1] - r.syn_ts[0], r.tr_ts[1, k] - r.syn_ts[1]
-            if syn_rtt >= 0 and ack_gap >= 0:
-                return syn_rtt, ack_gap
-            break
-    return -1.0, -1.0
 
 
 # Where the capture sat on a connection's path, by its handshake (`vantage_side`).

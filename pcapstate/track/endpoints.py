@@ -39,11 +39,13 @@ from pcapstate.track.slots import (
     A_SYN_RETX,
     A_SYNACK_RETX,
     BY_PORT,
+    BY_SYN,
     CLOSE_WAIT,
     CLOSED,
     ESTABLISHED,
     FIN_WAIT_1,
     FIN_WAIT_2,
+    INFERRED_MOVE,
     LAST_ACK,
     MAXT,
     SYN_RCVD,
@@ -308,15 +310,50 @@ def _syn(r, s, o, flags, seq, ack, ws, ts):
 
 
 @njit(cache=True, nogil=True)
+def handshake_gaps(r):
+    """A packed record's handshake as captured: the gaps between the SYN and the SYN/ACK
+    and between the SYN/ACK and the ACK (the latest transmission of each SYN before it was
+    acknowledged); (-1, -1) unless all three were captured, in order."""
+    if r.roles != BY_SYN or r.isn[0] == -1 or r.isn[1] == -1 or not r.syn_acked[1]:
+        return -1.0, -1.0
+    for k in range(r.ntr[1]):
+        if r.tr_st[1, k] == ESTABLISHED:
+            syn_rtt, ack_gap = r.syn_ts[1] - r.syn_ts[0], r.tr_ts[1, k] - r.syn_ts[1]
+            if syn_rtt >= 0 and ack_gap >= 0:
+                return syn_rtt, ack_gap
+            break
+    return -1.0, -1.0
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _sent_before_reset(r, s, flags, ts):
+    """Whether a segment from endpoint s, captured after the peer's RST closed the
+    connection, was sent before that RST reached s: within a round trip of it (by the
+    handshake) and s closed by that RST only. Then s was still alive: a capture near the
+    RST's sender sees the RST before what s sent in the meantime (its FIN, say)."""
+    k = r.ntr[s] - 1
+    if flags & RST or r.reset_by != 1 - s or k < 1 or r.tr_st[s, k] != CLOSED \
+            or r.tr_timer[s, k]:
+        return False
+    syn_rtt, ack_gap = handshake_gaps(r)
+    return syn_rtt >= 0 and ts - r.tr_ts[s, k] <= syn_rtt + ack_gap
+
+
+@njit(cache=True, nogil=True)
 def _control(r, d, flags, seq, ack, wn, plen, ws, ts, tw, ft):
     s, o = d, 1 - d
     if r.st[s] == FIN_WAIT_2 and not flags & RST and flags & ACK and r.last_ack[s] != -1 \
             and ack != r.last_ack[s] and after_or_at(ack, r.last_ack[s]):
         r.fw2_alive[s] = True  # an orphaned socket answers new data with a RST, not an ACK
     expire(r, ts, tw, ft)
+    reopened = False
     if closed(r) and not flags & SYN:
-        _weird(r, A_RST_AFTER if flags & RST else A_PACKET_AFTER)
-        return
+        if not _sent_before_reset(r, s, flags, ts):
+            _weird(r, A_RST_AFTER if flags & RST else A_PACKET_AFTER)
+            return
+        r.ntr[s] -= 1  # s was alive: it takes this segment, then the RST when it arrives
+        r.st[s] = r.tr_st[s, r.ntr[s] - 1]
+        reopened = True
     if flags & RST:
         _rst(r, d, s, o, flags, seq, ack, ts)
         return
@@ -360,6 +397,8 @@ def _control(r, d, flags, seq, ack, wn, plen, ws, ts, tw, ft):
                 r.fin_ts[s] = ts
         else:
             _weird(r, A_FIN_SEQ_CHANGED)
+    if reopened:  # when the RST arrived: no later than this, as far as the capture shows
+        enter(r, s, ts, CLOSED, INFERRED_MOVE)
 
 
 @njit(cache=True, nogil=True, inline="always")

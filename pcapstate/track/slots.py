@@ -51,12 +51,16 @@ EVIDENCE_NAMES = [c.value for c in CloserEvidence]
 # event (the open, the first SYN, FIN, and the first ACK of each side's SYN and FIN), so 7 at
 # most, and CLOSED between them: 15.
 MAXT = 16
+#: tr_timer's value for a move no packet shows, inferred: an endpoint closed by its peer's
+#: RST when the RST reached it, after segments it sent before (endpoints._sent_before_reset)
+INFERRED_MOVE = 2
 
 # Sequence numbers, acknowledgments and scales are -1 until seen; flags are uint8 (numba has
 # no nested boolean arrays).
 SLOT = np.dtype([
     # each endpoint's state, and its transitions: (time, state entered, entered by a timer
-    # rather than a segment), ntr of them; left: its first state began before the capture
+    # rather than a segment: 1, or inferred: INFERRED_MOVE), ntr of them; left: its first
+    # state began before the capture
     ("st", np.int8, 2), ("ntr", np.int8, 2), ("tr_ts", np.float64, (2, MAXT)),
     ("tr_st", np.int8, (2, MAXT)), ("tr_timer", np.uint8, (2, MAXT)), ("left", np.uint8, 2),
     # its SYN (syn_ts: the capture time of its latest transmission; syn_gap: the latest
