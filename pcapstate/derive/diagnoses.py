@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from pcapstate.derive.lifecycle import Lifecycle, groups
+from pcapstate.derive.lifecycle import Lifecycle, groups, service_keys
 from pcapstate.derive.lifecycle import verdict as lifecycle_verdict
 from pcapstate.derive.records import ROLES, address
 from pcapstate.derive.verdict import C_SERVER, E_REFUSED, service_of
@@ -211,7 +211,8 @@ class Diagnoser:
         # SYN-ACK: a full accept queue with tcp_abort_on_overflow=1, not a vanished peer
         overflow = answered & (reset_by == 1) & (rows["syn_acked"][:, 1] != 0) \
             & (rows["payload"][:, 1] == 0) & (rows["heard"][:, 1] == rows["syn_ts"][:, 1])
-        self.lifecycle.take(rows, times, kinds == E_REFUSED, overflow)
+        keys = service_keys(rows)
+        self.lifecycle.take(rows, keys, times, kinds == E_REFUSED, overflow)
         answer = answered & ~overflow
         for i in np.flatnonzero(answer):
             self._gone_reset(rows[i])
@@ -234,7 +235,7 @@ class Diagnoser:
         idle = rows["fin_idle"][picked, 1].astype(np.float64)
         bins = np.clip(np.log10(np.maximum(idle, IDLE_FLOOR) / IDLE_FLOOR)
                        * IDLE_PER_DECADE, 0, IDLE_BINS).astype(np.int64)
-        first, members = groups(rows, picked)
+        first, members = groups(keys, picked)
         for i, mine in zip(first, members, strict=True):
             service = self.service(rows[picked[i]])
             if service not in self.server_idle:

@@ -20,19 +20,23 @@ BURST_GAP = 10.0
 DEFAULT_PORTS = 28_232
 
 
-def groups(rows: np.ndarray, picked: np.ndarray, host: np.ndarray | None = None
-           ) -> tuple[np.ndarray, list[np.ndarray]]:
-    """The rows `picked` grouped by service (the server's address, port and tunnel) and,
-    given `host` (an endpoint index per picked row), by that endpoint's address too: the
-    index (into `picked`) of each group's first row, and each group's members (indices
-    into `picked`)."""
-    columns = [rows["ip_hi"][picked, 1], rows["ip_lo"][picked, 1],
-               rows["port"][picked, 1].astype(np.uint64),
-               rows["tunnel"][picked].astype(np.uint64), rows["v6"][picked].astype(np.uint64)]
-    if host is not None:  # (not rows[picked]: a copy of every field)
-        columns += [rows["ip_hi"][picked, host], rows["ip_lo"][picked, host],
-                    host.astype(np.uint64)]
-    keys = np.stack(columns, axis=1) if len(picked) else np.zeros((0, len(columns)), np.uint64)
+def service_keys(rows: np.ndarray) -> np.ndarray:
+    """Each row's service (the server's address, port and tunnel) as numbers, a row each:
+    what `groups` groups by."""
+    return np.stack([rows["ip_hi"][:, 1], rows["ip_lo"][:, 1], rows["port"][:, 1].astype(
+        np.uint64), rows["tunnel"].astype(np.uint64), rows["v6"].astype(np.uint64)], axis=1)
+
+
+def groups(keys: np.ndarray, picked: np.ndarray, rows: np.ndarray | None = None,
+           host: np.ndarray | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The rows `picked` grouped by service (`keys`: service_keys of all the rows) and,
+    given `host` (an endpoint index per picked row), by that endpoint's address in `rows`
+    too: the index (into `picked`) of each group's first row, and each group's members
+    (indices into `picked`)."""
+    keys = keys[picked]
+    if host is not None and rows is not None:
+        keys = np.concatenate([keys, np.stack([rows["ip_hi"][picked, host], rows["ip_lo"][
+            picked, host], host.astype(np.uint64)], axis=1)], axis=1)
     # one number a key (np.unique on rows is slow); a group whose keys differ (two keys on
     # one number) is split the slow way
     mixed = np.zeros(len(keys), np.uint64)
@@ -72,7 +76,7 @@ class Lifecycle:
         # (client host, service) -> {second: endpoints entering TIME_WAIT}, ports, reuses
         self.tw: dict[tuple[str, str, int], dict[str, Any]] = {}
 
-    def take(self, rows: np.ndarray, times: np.ndarray, refused: np.ndarray,
+    def take(self, rows: np.ndarray, keys: np.ndarray, times: np.ndarray, refused: np.ndarray,
              overflow_rst: np.ndarray) -> None:
         state, timer, ts, prev = last_transitions(rows)
         gave_up = (state == CLOSED) & timer & ((prev == SYN_SENT) | (prev == SYN_RCVD))
@@ -87,7 +91,7 @@ class Lifecycle:
         for i in np.flatnonzero(refused):
             self._refused(rows[i])
         picked = np.flatnonzero(done)  # the first and last accepted of each service
-        first, members = groups(rows, picked)
+        first, members = groups(keys, picked)
         starts = rows["first_ts"][picked]
         for i, mine in zip(first, members, strict=True):
             span = self.accepted.setdefault(self.service(rows[picked[i]]), [np.inf, 0.0])
@@ -96,7 +100,7 @@ class Lifecycle:
         stalled = rows["zw_stalls"] > 0
         for i, e in zip(*np.nonzero(stalled), strict=True):
             self._stall(rows[i], int(e), float(times[i]))
-        self._time_wait(rows, times)
+        self._time_wait(rows, keys, times)
 
     def _gave_up(self, row: np.void, e: int, at: float) -> None:
         first, tries = float(row["tr_ts"][e, 0]), int(row["syns"][e])
@@ -177,7 +181,7 @@ class Lifecycle:
         n["longest"] = max(n.get("longest", 0.0), longest)
         n[outcome.split()[0]] = n.get(outcome.split()[0], 0) + 1
 
-    def _time_wait(self, rows: np.ndarray, times: np.ndarray) -> None:
+    def _time_wait(self, rows: np.ndarray, keys: np.ndarray, times: np.ndarray) -> None:
         """The endpoints that were in TIME_WAIT, from when they entered it until they left
         (their timer, a new connection on the 4-tuple, or the capture's end), per host,
         service and side: second by second."""
@@ -190,7 +194,7 @@ class Lifecycle:
         later = k + 1 < rows["ntr"][picked, side]
         left = np.where(later, rows["tr_ts"][picked, side, np.minimum(k + 1, rows.dtype[
             "tr_ts"].shape[1] - 1)], times[picked])
-        first, members = groups(rows, picked, side)
+        first, members = groups(keys, picked, rows, side)
         ports = rows["port"][picked, side]
         for i, mine in zip(first, members, strict=True):
             e, row = int(side[i]), rows[picked[i]]
@@ -199,19 +203,24 @@ class Lifecycle:
             tw = self.tw.setdefault(key, {"entered": {}, "change": {}, "ports": [65536, -1],
                                           "reused": 0, "n": 0, "examples": []})
             reused = rows["tw_reused"][picked[mine]] != 0  # those first, as examples
-            for j in [*mine[reused], *mine[~reused]][:5 - len(tw["examples"])]:
+            wanted = 5 - len(tw["examples"])
+            for j in [*mine[reused][:wanted], *mine[~reused][:wanted]][:wanted]:
                 row = rows[picked[j]]
                 tw["examples"].append(self.example(row, [
                     (float(row["fin_ts"][e]), f"the {ROLES[e]}'s FIN, the first"),
                     (float(at[j]), f"the {ROLES[e]} in TIME_WAIT"),
                     (float(left[j]), "a new connection on the 4-tuple while in TIME_WAIT"
                      if row["tw_reused"] else "TIME_WAIT over, or the capture's end")]))
-            for table, seconds_, step in ((tw["entered"], at[mine], 1),
-                                          (tw["change"], at[mine], 1),
-                                          (tw["change"], left[mine], -1)):
-                values, n = np.unique(seconds_.astype(np.int64), return_counts=True)
-                for second, c in zip(values.tolist(), n.tolist(), strict=True):
-                    table[second] = table.get(second, 0) + step * c
+            n = len(mine)  # entered, left: one count a second
+            values, inverse = np.unique(np.concatenate([at[mine], left[mine]]).astype(
+                np.int64), return_inverse=True)
+            into = np.bincount(inverse[:n], minlength=len(values))
+            out = np.bincount(inverse[n:], minlength=len(values))
+            for second, a, b in zip(values.tolist(), into.tolist(), out.tolist(), strict=True):
+                if a:
+                    tw["entered"][second] = tw["entered"].get(second, 0) + a
+                if a != b:
+                    tw["change"][second] = tw["change"].get(second, 0) + a - b
             tw["ports"] = [min(tw["ports"][0], int(ports[mine].min())),
                            max(tw["ports"][1], int(ports[mine].max()))]
             tw["reused"] += int(rows["tw_reused"][picked[mine]].sum())
