@@ -35,11 +35,16 @@ def count(n: int, noun: str) -> str:
     return f"{n:,} {noun}{'s' if n != 1 else ''}"
 
 
+def split_address(address: str) -> tuple[str, int]:
+    """"10.0.0.5:80", "[::1]:80": the host and the port."""
+    host, port = address.rsplit(":", 1)
+    return host.strip("[]"), int(port)
+
+
 def wireshark_filter(a: str, b: str, since: float) -> str:
     """A display filter for one connection (both directions of its 4-tuple) from a second
     before `since`."""
-    (ha, pa), (hb, pb) = (x.rsplit(":", 1) for x in (a, b))
-    ha, hb = ha.strip("[]"), hb.strip("[]")
+    (ha, pa), (hb, pb) = split_address(a), split_address(b)
     ip = "ipv6" if ":" in ha else "ip"
     return (f"(({ip}.src=={ha} && tcp.srcport=={pa} && {ip}.dst=={hb} && tcp.dstport=={pb}) "
             f"|| ({ip}.src=={hb} && tcp.srcport=={pb} && {ip}.dst=={ha} && tcp.dstport=={pa})) "

@@ -10,6 +10,7 @@ or `--ss FILE@TIME`. Without one, the list is compared with the states at captur
 the result says so.
 """
 
+import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -71,7 +72,7 @@ def read_ss(path: str) -> HostView:
     """A host's socket list; `path@TIME` gives the time it was taken. ValueError (one line,
     naming the file) for a file that is not such a list, or a time that is not one."""
     name, at = path, None
-    if "@" in path and not _exists(path):
+    if "@" in path and not os.path.exists(path):
         name, _, when = path.rpartition("@")
         try:
             at = _time(when)
@@ -114,14 +115,6 @@ def read_ss(path: str) -> HostView:
     if not view.sockets and not header:
         raise ValueError(f"{name}: not the output of ss -tanp or netstat -tanp")
     return view
-
-
-def _exists(path: str) -> bool:
-    try:
-        open(path, "rb").close()
-    except OSError:
-        return False
-    return True
 
 
 def state_at(record: dict[str, Any], role: str, ts: float | None) -> State | None:

@@ -17,6 +17,8 @@ import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from pcapstate.words import split_address
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 FIELDS = ("ts", "uid", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto",
@@ -48,12 +50,6 @@ def _uid(key: str) -> str:
         n, d = divmod(n, 62)
         out = _BASE62[d] + out
     return "C" + out
-
-
-def split_address(address: str) -> tuple[str, int]:
-    """"10.0.0.5:80", "[::1]:80": the host and the port."""
-    host, port = address.rsplit(":", 1)
-    return host.strip("[]"), int(port)
 
 
 #: Zeek's Site::private_address_space (base/utils/site.zeek), local by default since Zeek

@@ -423,7 +423,7 @@ def _sequence(r, s, flags, seq, plen):
     if not after_or_at(nxt, end):
         new = min((end - nxt) & MASK, plen)
         r.nxt[s] = end
-    return new, again or (flags & FIN != 0 and end == nxt)
+    return new, again or ((flags & FIN) != 0 and end == nxt)
 
 
 @njit(cache=True, nogil=True, inline="always")

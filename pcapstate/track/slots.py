@@ -65,8 +65,7 @@ SLOT = np.dtype([
     ("tr_st", np.int8, (2, MAXT)), ("tr_timer", np.uint8, (2, MAXT)), ("left", np.uint8, 2),
     # its SYN (syn_ts: the capture time of its latest transmission; syn_gap: the latest
     # interval between its transmissions, and how many in a row were that long) and FIN
-    # (fin_seq: the
-    # sequence number the FIN occupies), each acknowledged or not
+    # (fin_seq: the sequence number the FIN occupies), each acknowledged or not
     ("isn", np.int64, 2), ("syn_ts", np.float64, 2), ("syn_gap", np.float32, (2, 2)),
     ("syn_acked", np.uint8, 2),
     ("fin_seq", np.int64, 2), ("fin_ts", np.float64, 2), ("fin_acked", np.uint8, 2),
@@ -123,10 +122,10 @@ SLOT = np.dtype([
     # peer's last acknowledgment: the answer of a host with no socket (RFC 9293, 3.10.7.1).
     # synack_after_ack: SYN-ACKs the listener sent again a retransmission timeout or more
     # after the client's handshake ACK was captured (a full accept queue drops that ACK);
-    # zw_since: since when the endpoint
-    # has advertised a zero window (NaN: it does not), zw_longest: its longest zero-window
-    # stretch that ended, zw_stalls: how many began; tw_reused: a new connection on the
-    # 4-tuple took over while an endpoint was in TIME_WAIT
+    # zw_since: since when the endpoint has advertised a zero window (NaN: it does not),
+    # zw_longest: its longest zero-window stretch that ended, zw_stalls: how many began;
+    # tw_reused: a new connection on the 4-tuple took over while an endpoint was in
+    # TIME_WAIT
     ("heard", np.float64, 2), ("run", np.int64, 2), ("talked", np.int8),
     ("quiet_retx", np.int32, 2), ("retx_gap", np.float32, 2),
     ("fin_idle", np.float32, 2), ("crossed", np.float64, 2), ("rst_unacked", np.int64, 2),
