@@ -36,7 +36,8 @@ PLAIN = os.environ.get("NUMBA_DISABLE_JIT", "0").strip() not in ("", "0")
 #: (and 40 s to compile it on a first run).
 PLAIN_BYTES = 256 << 10
 #: The modules whose functions numba compiles: imported, they are compiled or not for good.
-ENGINE = ("pcapstate.decode.frames", "pcapstate.track.connections", "pcapstate.derive.fold")
+ENGINE = ("pcapstate.decode.frames", "pcapstate.track.connections", "pcapstate.derive.fold",
+          "pcapstate.derive.rules")
 
 
 def plain_for(sizes: list[int | None]) -> None:

@@ -6,9 +6,10 @@ that show it, says when (first and last), in one sentence, with a few example co
 and the packet times that prove it, what it usually means and what to check on the host,
 and whether it was seen directly or inferred (and from what).
 
-The rules read the packed records of retired connections (track/slots.py; the fields after
-`ws` are kept for them) in bulk, with numpy, a batch at a time: only the connections a rule
-picks are looked at one by one. close_wait_leak is the stuck-CLOSE_WAIT finding
+The rules (derive/rules.py) read the packed records of retired connections (track/slots.py;
+the fields after `ws` are kept for them) in compiled code, a batch at a time: only the
+connections a rule picks are looked at one by one here, and the facts of the rest counted
+with numpy per service, many batches at once. close_wait_leak is the stuck-CLOSE_WAIT finding
 (derive/summary.py), said as a diagnosis.
 """
 
@@ -18,18 +19,19 @@ from typing import Any
 
 import numpy as np
 
-from pcapstate.derive.lifecycle import Lifecycle, groups, service_keys
+from pcapstate import jit
+from pcapstate.derive import rules
+from pcapstate.derive.lifecycle import Lifecycle
 from pcapstate.derive.lifecycle import verdict as lifecycle_verdict
 from pcapstate.derive.records import ROLES, address
-from pcapstate.derive.verdict import C_SERVER, E_REFUSED, service_of
+from pcapstate.derive.rules import groups, service_keys
+from pcapstate.derive.verdict import service_of
 from pcapstate.track.endpoints import GIVE_UP_AFTER, handshake_gaps
 from pcapstate.track.slots import CLOSED
 from pcapstate.words import count, seconds, when, wireshark_filter
 
 _EXAMPLES = 5  # example connections kept per diagnosis: the first ones
-#: The idle times before a server's own FIN, per service, in a histogram: bins per decade
-#: from IDLE_FLOOR seconds (bin 0: up to it; the last: IDLE_BINS decades on and more).
-IDLE_PER_DECADE, IDLE_FLOOR, IDLE_BINS = 50, 1e-3, 300
+HELD = 1 << 16  # connections' facts gathered before they are counted
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +180,8 @@ class Diagnoser:
         self.found: dict[tuple[str, str, str, str | None], Diagnosis] = {}
         # per service: idle times before the server's own FIN (its keep-alive timeout)
         self.server_idle: dict[str, np.ndarray] = {}
+        # the facts (rules.FACTS) of the connections taken, held to be counted
+        self.facts, self.held = jit.records(np.empty(HELD, rules.FACTS)), 0
         self.lifecycle = Lifecycle(self)
 
     def service(self, row: np.void) -> str:
@@ -200,47 +204,48 @@ class Diagnoser:
     def take(self, rows: np.ndarray, times: np.ndarray, kinds: np.ndarray,
              closers: np.ndarray) -> None:
         """Apply the rules to a batch of retired connections (retired at `times`; their end
-        kinds and closers, as derive/fold.py gave them)."""
-        reset_by, nofin = rows["reset_by"], rows["fin_seq"] == -1
-        sender = np.maximum(reset_by, 0)
-        reset = (reset_by >= 0) & (kinds != E_REFUSED) & (rows["inferred"] == 0)
-        took = np.arange(len(rows))
-        sender_nofin = nofin[took, sender]
-        answered = reset & (rows["rst_answer"] != 0) & sender_nofin
-        # the listener answers the handshake's ACK with a RST, having sent nothing since its
-        # SYN-ACK: a full accept queue with tcp_abort_on_overflow=1, not a vanished peer
-        overflow = answered & (reset_by == 1) & (rows["syn_acked"][:, 1] != 0) \
-            & (rows["payload"][:, 1] == 0) & (rows["heard"][:, 1] == rows["syn_ts"][:, 1])
-        keys = service_keys(rows)
-        self.lifecycle.take(rows, keys, times, kinds == E_REFUSED, overflow)
-        answer = answered & ~overflow
-        for i in np.flatnonzero(answer):
-            self._gone_reset(rows[i])
-        quiet = rows["quiet_retx"] >= GIVE_UP_AFTER
-        for i, e in zip(*np.nonzero(quiet & ~answer[:, None]), strict=True):
-            self._gone_silent(rows[i], int(e))
-        server_fin = (closers == C_SERVER) & ~nofin[:, 1]
-        crossed = server_fin & (reset_by == 1) & ~np.isnan(rows["crossed"][:, 0])
-        for i in np.flatnonzero(crossed):
-            self._race(rows[i])
-        # (a race's request is lost too, and one sent on a connection the full accept queue
-        # reset: the race, the overflow say why)
-        unacked = rows["rst_unacked"].sum(axis=1) > 0
-        # the server resets, not closes, after the client's data: Linux's close() with data
-        # unread (or SO_LINGER 0)
-        aborted = (reset_by == 1) & (rows["run"][:, 0] > 0) & nofin[:, 1]
-        for i in np.flatnonzero(reset & ~answer & ~crossed & ~overflow & (unacked | aborted)):
-            self._data_lost(rows[i])
-        picked = np.flatnonzero(server_fin)
-        idle = rows["fin_idle"][picked, 1].astype(np.float64)
-        bins = np.clip(np.log10(np.maximum(idle, IDLE_FLOOR) / IDLE_FLOOR)
-                       * IDLE_PER_DECADE, 0, IDLE_BINS).astype(np.int64)
+        kinds and closers, as derive/fold.py gave them): the evidence of those a rule picks
+        now, the facts of all counted when HELD have gathered (bounded memory, numpy's
+        work in large pieces)."""
+        n = len(rows)
+        if self.held + n > HELD:
+            self._count()
+        facts = self.facts[self.held:self.held + n] if n <= HELD else \
+            jit.records(np.empty(n, rules.FACTS))
+        picks = np.empty(n, np.uint16)
+        rules.pick(rows, times, kinds, closers, picks, facts)
+        for i in np.flatnonzero(picks):
+            row, p = rows[i], int(picks[i])
+            self.lifecycle.one(row, p, float(times[i]))
+            if p & rules.GONE_RESET:
+                self._gone_reset(row)
+            for e in range(2):
+                if p & rules.GONE_SILENT << e:
+                    self._gone_silent(row, e)
+            if p & rules.RACE:
+                self._race(row)
+            if p & rules.DATA_LOST:
+                self._data_lost(row)
+        if n <= HELD:
+            self.held += n
+        else:
+            self._count(facts)
+
+    def _count(self, facts: np.ndarray | None = None) -> None:
+        """Count the facts held (or `facts`): per service, the idle times before the
+        server's own FINs, and the lifecycle's counts."""
+        if facts is None:
+            facts, self.held = self.facts[:self.held], 0
+        keys = service_keys(facts)
+        picked = np.flatnonzero(facts["idle_bin"] >= 0)
+        bins = facts["idle_bin"][picked]
         first, members = groups(keys, picked)
         for i, mine in zip(first, members, strict=True):
-            service = self.service(rows[picked[i]])
+            service = self.service(facts[picked[i]])
             if service not in self.server_idle:
-                self.server_idle[service] = np.zeros(IDLE_BINS + 1, np.int64)
+                self.server_idle[service] = np.zeros(rules.IDLE_BINS + 1, np.int64)
             np.add.at(self.server_idle[service], bins[mine], 1)
+        self.lifecycle.count(facts, keys)
 
     def _gone_reset(self, row: np.void) -> None:
         s = int(row["reset_by"])
@@ -319,6 +324,7 @@ class Diagnoser:
 
     def to_json(self) -> list[dict[str, Any]]:
         """Every diagnosis, worst first: most connections, then by name, service, side."""
+        self._count()
         self.lifecycle.finish()
         for (name, service, *_), d in self.found.items():
             if name == "keepalive_race":
@@ -337,7 +343,8 @@ def _median(hist: np.ndarray) -> float | None:
     if not n:
         return None
     b = int(np.searchsorted(np.cumsum(hist), (n + 1) // 2))
-    return IDLE_FLOOR * 10 ** ((b + 0.5) / IDLE_PER_DECADE) if b else IDLE_FLOOR
+    return rules.IDLE_FLOOR * 10 ** ((b + 0.5) / rules.IDLE_PER_DECADE) if b \
+        else rules.IDLE_FLOOR
 
 
 _OUTCOMES = {"open": "still in CLOSE_WAIT at capture end", "reset_by_peer": "RST from the peer",

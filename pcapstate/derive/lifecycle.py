@@ -1,67 +1,23 @@
 """The diagnoses of the connection lifecycle (docs/diagnoses.md, part 2): slow connects,
 full accept queues, handshakes given up, refused bursts, stalled receivers, TIME_WAIT
-pressure. Rules on the packed records of retired connections, in bulk (derive/diagnoses.py
-owns the framework: the catalogue, Diagnosis, and the Diagnoser that calls `take`).
+pressure: the evidence of the connections their rules picked (derive/rules.py), and the
+counts of every connection's facts (derive/diagnoses.py owns the framework: the catalogue,
+Diagnosis, and the Diagnoser that calls `one` and `count`).
 """
 
 from typing import Any
 
 import numpy as np
 
+from pcapstate.derive import rules
 from pcapstate.derive.records import ROLES, _host
-from pcapstate.track.slots import BY_SYN, CLOSED, SYN_RCVD, SYN_SENT, TIME_WAIT
+from pcapstate.derive.rules import groups
 from pcapstate.words import count, seconds, when
 
-#: A receiver that advertises a zero window for longer than this has stalled.
-STALL_AFTER = 1.0
 #: Refused connections of a service more than this apart are two bursts.
 BURST_GAP = 10.0
 #: Linux's default ephemeral port range (net.ipv4.ip_local_port_range 32768-60999).
 DEFAULT_PORTS = 28_232
-
-
-def service_keys(rows: np.ndarray) -> np.ndarray:
-    """Each row's service (the server's address, port and tunnel) as numbers, a row each:
-    what `groups` groups by."""
-    return np.stack([rows["ip_hi"][:, 1], rows["ip_lo"][:, 1], rows["port"][:, 1].astype(
-        np.uint64), rows["tunnel"].astype(np.uint64), rows["v6"].astype(np.uint64)], axis=1)
-
-
-def groups(keys: np.ndarray, picked: np.ndarray, rows: np.ndarray | None = None,
-           host: np.ndarray | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
-    """The rows `picked` grouped by service (`keys`: service_keys of all the rows) and,
-    given `host` (an endpoint index per picked row), by that endpoint's address in `rows`
-    too: the index (into `picked`) of each group's first row, and each group's members
-    (indices into `picked`)."""
-    keys = keys[picked]
-    if host is not None and rows is not None:
-        keys = np.concatenate([keys, np.stack([rows["ip_hi"][picked, host], rows["ip_lo"][
-            picked, host], host.astype(np.uint64)], axis=1)], axis=1)
-    # one number a key (np.unique on rows is slow); a group whose keys differ (two keys on
-    # one number) is split the slow way
-    mixed = np.zeros(len(keys), np.uint64)
-    for j in range(keys.shape[1]):
-        mixed = mixed * np.uint64(0x9E3779B97F4A7C15) + keys[:, j]
-    _, first, inverse = np.unique(mixed, return_index=True, return_inverse=True)
-    if (keys != keys[first][inverse]).any():
-        _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    if not len(first):
-        return first, []
-    order = np.argsort(inverse, kind="stable")
-    return first, np.split(order, np.cumsum(np.bincount(inverse, minlength=len(first)))[:-1])
-
-
-def last_transitions(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Each endpoint's last transition: its state, whether a timer made it, its time, and
-    the state before it (-1 none); arrays shaped (rows, 2)."""
-    k = np.maximum(rows["ntr"].astype(np.int64) - 1, 0)[:, :, None]
-    before = np.maximum(k - 1, 0)
-    state = np.take_along_axis(rows["tr_st"], k, 2)[:, :, 0]
-    timer = np.take_along_axis(rows["tr_timer"], k, 2)[:, :, 0] == 1
-    ts = np.take_along_axis(rows["tr_ts"], k, 2)[:, :, 0]
-    prev = np.where(k[:, :, 0] > 0, np.take_along_axis(rows["tr_st"], before, 2)[:, :, 0], -1)
-    return state, timer, ts, prev
 
 
 class Lifecycle:
@@ -76,31 +32,34 @@ class Lifecycle:
         # (client host, service) -> {second: endpoints entering TIME_WAIT}, ports, reuses
         self.tw: dict[tuple[str, str, int], dict[str, Any]] = {}
 
-    def take(self, rows: np.ndarray, keys: np.ndarray, times: np.ndarray, refused: np.ndarray,
-             overflow_rst: np.ndarray) -> None:
-        state, timer, ts, prev = last_transitions(rows)
-        gave_up = (state == CLOSED) & timer & ((prev == SYN_SENT) | (prev == SYN_RCVD))
-        for i, e in zip(*np.nonzero(gave_up), strict=True):
-            self._gave_up(rows[i], int(e), float(ts[i, e]))
-        syn = rows["roles"] == BY_SYN
-        done = syn & (rows["syn_acked"][:, 0] != 0) & (rows["syn_acked"][:, 1] != 0)
-        for i in np.flatnonzero(done & (rows["syns"][:, 0] > 1)):
-            self._slow_connect(rows[i])
-        for i in np.flatnonzero((rows["synack_after_ack"] > 0) | overflow_rst):
-            self._overflow(rows[i], bool(overflow_rst[i]))
-        for i in np.flatnonzero(refused):
-            self._refused(rows[i])
-        picked = np.flatnonzero(done)  # the first and last accepted of each service
+    def one(self, row: np.void, picks: int, end: float) -> None:
+        """The evidence of a connection (retired at `end`) the part-2 rules picked (their
+        bits, derive/rules.py, in `picks`)."""
+        for e in range(2):
+            if picks & rules.GAVE_UP << e:
+                k = int(row["ntr"][e]) - 1
+                self._gave_up(row, e, float(row["tr_ts"][e, k]))
+        if picks & rules.SLOW_CONNECT:
+            self._slow_connect(row)
+        if picks & rules.OVERFLOW:
+            self._overflow(row, bool(picks & rules.OVERFLOW_RST))
+        if picks & rules.REFUSED:
+            self._refused(row)
+        for e in range(2):
+            if picks & rules.STALL << e:
+                self._stall(row, e, end)
+
+    def count(self, facts: np.ndarray, keys: np.ndarray) -> None:
+        """Count every connection's facts (rules.FACTS; `keys`: their service_keys): the
+        first and last accepted of each service, and TIME_WAIT."""
+        picked = np.flatnonzero(facts["accepted"])
         first, members = groups(keys, picked)
-        starts = rows["first_ts"][picked]
+        starts = facts["first_ts"][picked]
         for i, mine in zip(first, members, strict=True):
-            span = self.accepted.setdefault(self.service(rows[picked[i]]), [np.inf, 0.0])
+            span = self.accepted.setdefault(self.service(facts[picked[i]]), [np.inf, 0.0])
             span[0] = min(span[0], float(starts[mine].min()))
             span[1] = max(span[1], float(starts[mine].max()))
-        stalled = rows["zw_stalls"] > 0
-        for i, e in zip(*np.nonzero(stalled), strict=True):
-            self._stall(rows[i], int(e), float(times[i]))
-        self._time_wait(rows, keys, times)
+        self._time_wait(facts, keys)
 
     def _gave_up(self, row: np.void, e: int, at: float) -> None:
         first, tries = float(row["tr_ts"][e, 0]), int(row["syns"][e])
@@ -151,23 +110,20 @@ class Lifecycle:
         d.numbers.setdefault("by_drop", 0)
 
     def _refused(self, row: np.void) -> None:
-        t = float(row["first_ts"])
-        bursts = self.refused.setdefault(self.service(row), [])
+        t, service = float(row["first_ts"]), self.service(row)
+        bursts = self.refused.setdefault(service, [])
         if bursts and t - bursts[-1][1] <= BURST_GAP:
             bursts[-1][1] = max(bursts[-1][1], t)
             bursts[-1][2] += 1
         else:
             bursts.append([t, t, 1])
-        d = self.get("refused_burst", row, 1)
+        d = self.diagnoser.named("refused_burst", service, ROLES[1])
         d.add(t, float(row["last_ts"]), lambda: self.example(row, [
             (t, "the client's SYN"), (float(row["last_ts"]), "RST: nothing listening")]))
 
     def _stall(self, row: np.void, e: int, end: float) -> None:
         since = float(row["zw_since"][e])
-        open_stall = end - since if not np.isnan(since) else 0.0
-        longest = max(float(row["zw_longest"][e]), open_stall)
-        if longest < STALL_AFTER:
-            return
+        longest = rules.stall_longest(row, e, end)
         outcome = "recovered" if np.isnan(since) else (
             "reset" if row["reset_by"] >= 0 else "closed" if row["fin_seq"][e] != -1
             else "still stalled at the end")
@@ -181,31 +137,26 @@ class Lifecycle:
         n["longest"] = max(n.get("longest", 0.0), longest)
         n[outcome.split()[0]] = n.get(outcome.split()[0], 0) + 1
 
-    def _time_wait(self, rows: np.ndarray, keys: np.ndarray, times: np.ndarray) -> None:
+    def _time_wait(self, facts: np.ndarray, keys: np.ndarray) -> None:
         """The endpoints that were in TIME_WAIT, from when they entered it until they left
         (their timer, a new connection on the 4-tuple, or the capture's end), per host,
         service and side: second by second."""
-        entered = rows["tr_st"] == TIME_WAIT
-        picked, side = np.nonzero(entered.any(axis=2))
+        picked, side = np.nonzero(~np.isnan(facts["tw_at"]))
         if not len(picked):
             return
-        k = np.argmax(entered[picked, side], axis=1)
-        at = rows["tr_ts"][picked, side, k]
-        later = k + 1 < rows["ntr"][picked, side]
-        left = np.where(later, rows["tr_ts"][picked, side, np.minimum(k + 1, rows.dtype[
-            "tr_ts"].shape[1] - 1)], times[picked])
-        first, members = groups(keys, picked, rows, side)
-        ports = rows["port"][picked, side]
+        at, left = facts["tw_at"][picked, side], facts["tw_left"][picked, side]
+        first, members = groups(keys, picked, facts, side)
+        ports = facts["port"][picked, side]
         for i, mine in zip(first, members, strict=True):
-            e, row = int(side[i]), rows[picked[i]]
+            e, row = int(side[i]), facts[picked[i]]
             key = (_host(int(row["v6"]), int(row["ip_hi"][e]), int(row["ip_lo"][e])),
                    self.service(row), e)
             tw = self.tw.setdefault(key, {"entered": {}, "change": {}, "ports": [65536, -1],
                                           "reused": 0, "n": 0, "examples": []})
-            reused = rows["tw_reused"][picked[mine]] != 0  # those first, as examples
+            reused = facts["tw_reused"][picked[mine]] != 0  # those first, as examples
             wanted = 5 - len(tw["examples"])
             for j in [*mine[reused][:wanted], *mine[~reused][:wanted]][:wanted]:
-                row = rows[picked[j]]
+                row = facts[picked[j]]
                 tw["examples"].append(self.example(row, [
                     (float(row["fin_ts"][e]), f"the {ROLES[e]}'s FIN, the first"),
                     (float(at[j]), f"the {ROLES[e]} in TIME_WAIT"),
@@ -223,7 +174,7 @@ class Lifecycle:
                     tw["change"][second] = tw["change"].get(second, 0) + a - b
             tw["ports"] = [min(tw["ports"][0], int(ports[mine].min())),
                            max(tw["ports"][1], int(ports[mine].max()))]
-            tw["reused"] += int(rows["tw_reused"][picked[mine]].sum())
+            tw["reused"] += int(facts["tw_reused"][picked[mine]].sum())
             tw["n"] += len(mine)
 
     def finish(self) -> None:
