@@ -3,7 +3,7 @@ same code uncompiled.
 
 The engine is plain Python that numba compiles. Uncompiled (`PLAIN`), it runs as written,
 without numba even imported: about 1,000 records a second, where compiled code does over a
-million but first takes about 40 s to compile (once after installing) and over a second to
+million but first takes about a minute to compile (once after installing) and over a second to
 load. So a small capture is analysed uncompiled (`plain_for`), and NUMBA_DISABLE_JIT=1 runs
 everything so (to read the engine, step through it, measure coverage).
 
@@ -33,7 +33,7 @@ from pcapstate import __version__
 PLAIN = os.environ.get("NUMBA_DISABLE_JIT", "0").strip() not in ("", "0")
 #: A capture of at most this many bytes is analysed uncompiled by the command line: a few
 #: thousand records, a few seconds at most, against a second to load the compiled engine
-#: (and 40 s to compile it on a first run).
+#: (and a minute to compile it on a first run).
 PLAIN_BYTES = 256 << 10
 #: The modules whose functions numba compiles: imported, they are compiled or not for good.
 ENGINE = ("pcapstate.decode.frames", "pcapstate.track.connections", "pcapstate.derive.fold",
@@ -157,7 +157,7 @@ def is_cached() -> bool:
 
 #: What the first run after installing takes to compile the engine, for the message that
 #: says so (measured on 2 cores: docs/benchmarks.md).
-COMPILE_SECONDS = "about 40 s"
+COMPILE_SECONDS = "about a minute"
 
 
 #: A compile shorter than this goes unannounced (a function or two, after a change).
