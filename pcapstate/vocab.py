@@ -9,6 +9,9 @@ from typing import Any
 
 #: TCP header flags (RFC 9293, section 3.1).
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
+#: A SYN's options, as bits (decode/frames.py's synopt column, track/slots.py's syn_opts):
+#: SACK permitted (RFC 2018), timestamps (RFC 7323), a window scale (RFC 7323)
+SYN_SACK, SYN_TS, SYN_WS = 1, 2, 4
 
 
 def codes(names: Any) -> dict[Any, int]:

@@ -43,7 +43,7 @@ from pcapstate.decode.frames import (
     slow_rows,
 )
 from pcapstate.read.capture import open_captures
-from pcapstate.vocab import ACK, SYN
+from pcapstate.vocab import ACK, SYN, SYN_SACK, SYN_TS
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 SAMPLE_FILES = sorted(p for p in SAMPLES.iterdir() if is_capture(p.name))
@@ -85,6 +85,7 @@ class Seg(NamedTuple):
     plen: int
     ipid: int
     wscale: int  # the SYN's window scale, NO_WSCALE or NOT_SYN
+    synopt: int  # the SYN's SACK-permitted and timestamps options (vocab.SYN_SACK, SYN_TS)
     iplen: int
     cut: bool
     bad_sum: bool
@@ -104,7 +105,7 @@ def row(b: Batch, i: int = 0) -> Seg | str:
 
     return Seg(addr(b.src_hi[i], b.src_lo[i]), addr(b.dst_hi[i], b.dst_lo[i]), int(b.sport[i]),
                int(b.dport[i]), int(b.seq[i]), int(b.ack[i]), int(b.flags[i]), int(b.win[i]),
-               int(b.plen[i]), int(b.ipid[i]), int(b.wscale[i]), int(b.iplen[i]),
+               int(b.plen[i]), int(b.ipid[i]), int(b.wscale[i]), int(b.synopt[i]), int(b.iplen[i]),
                bool(b.cut[i]), bool(b.bad_sum[i]))
 
 
@@ -308,6 +309,21 @@ def test_bad_headers():
 def test_syn_options_give_the_window_scale(opts, flags, expected):
     result = decode(1, ether(ip4(tcp(flags=flags, payload=b"", opts=opts))))
     assert isinstance(result, Seg) and result.wscale == expected
+
+
+@pytest.mark.parametrize("opts,flags,expected", [
+    (b"\x02\x04\x05\xb4\x04\x02\x08\x0a" + bytes(8) + b"\x01\x03\x03\x07", SYN,
+     SYN_SACK | SYN_TS),  # Linux's
+    (b"\x02\x04\x05\xb4\x01\x01\x04\x02\x01\x03\x03\x07", SYN, SYN_SACK),  # no timestamps
+    (b"\x02\x04\x05\xb4", SYN | ACK, 0),  # a SYN cookie's answer to that one
+    (b"\x04\x02\x08\x0a" + bytes(8), ACK, 0),  # only a SYN's
+    (b"\x00\x00\x04\x02", SYN, 0),  # after the end of the option list
+    (b"\x08\x08" + bytes(6) + b"\x04\x02\x00\x00", SYN, SYN_SACK),  # a wrong length: skipped
+    (b"\x01\x01\x08\x0a" + bytes(6), SYN, 0),  # cut short by the data offset
+])
+def test_syn_options_give_sack_and_timestamps(opts, flags, expected):
+    result = decode(1, ether(ip4(tcp(flags=flags, payload=b"", opts=opts))))
+    assert isinstance(result, Seg) and result.synopt == expected
 
 
 def test_a_window_scale_cut_by_the_snaplen_is_not_read():
@@ -548,10 +564,12 @@ _OPTION = st.one_of(
 )
 
 
-def _options(chosen: list[bytes]) -> tuple[bytes, int | None, int]:
+def _options(chosen: list[bytes]) -> tuple[bytes, int | None, int, list[tuple[int, int]]]:
     """The options (padded to 4-byte words, at most 40 bytes), the first window scale
-    before the end of the list (None if none) and the offset of its shift byte."""
-    opts, scale, at = b"", None, 0
+    before the end of the list (None if none), the offset of its shift byte, and the
+    SACK-permitted and timestamps options before the end: (their bit, the offset past
+    them)."""
+    opts, scale, at, others = b"", None, 0, []
     for opt in chosen:
         if len(opts) + len(opt) > 40:
             break
@@ -560,9 +578,11 @@ def _options(chosen: list[bytes]) -> tuple[bytes, int | None, int]:
             break
         if scale is None and opt[:2] == b"\x03\x03":
             scale, at = opt[2], len(opts) + 2
+        if opt[:2] in (b"\x04\x02", b"\x08\x0a"):
+            others.append((SYN_SACK if opt[0] == 4 else SYN_TS, len(opts) + len(opt)))
         opts += opt
     opts += bytes(-len(opts) % 4)
-    return opts, scale, at
+    return opts, scale, at, others
 
 
 _HEADS = {
@@ -582,7 +602,7 @@ def built_frames(draw):
     sport, dport = draw(st.integers(0, 0xFFFF)), draw(st.integers(0, 0xFFFF))
     seq, ack = draw(st.integers(0, 2**32 - 1)), draw(st.integers(0, 2**32 - 1))
     flags, win = draw(st.integers(0, 255)), draw(st.integers(0, 0xFFFF))
-    opts, scale, scale_at = _options(draw(st.lists(_OPTION, max_size=12)))
+    opts, scale, scale_at, others = _options(draw(st.lists(_OPTION, max_size=12)))
     payload = draw(st.binary(max_size=40))
     seg = dpkt.tcp.TCP(sport=sport, dport=dport, seq=seq, ack=ack, flags=flags, win=win,
                        off=5 + len(opts) // 4, opts=opts, data=payload)
@@ -617,8 +637,11 @@ def built_frames(draw):
         wscale = NO_WSCALE
     else:
         wscale = min(scale, 14)
+    synopt = 0  # the options captured whole
+    for bit, past in others if flags & SYN else ():
+        synopt |= bit if cut >= t + 20 + past else 0
     return linktype, frame, whole, Seg(src, dst, sport, dport, seq, ack, flags, win,
-                                       len(payload), ipid, wscale, iplen,
+                                       len(payload), ipid, wscale, synopt, iplen,
                                        cut < t + 20 + len(opts) + len(payload), False)
 
 
@@ -831,22 +854,23 @@ def _tcp(frame: bytes, t: int, tcp_len: int, src: bytes, dst: bytes, ipid: int, 
     flags = seg.flags & 0xFF  # dpkt's 9 bits hold the old NS bit too (RFC 3540, historic)
     whole = len(frame) >= t + tcp_len
     if flags & SYN:
-        wscale = window_scale(frame[t + 20 : t + doff])
+        wscale, synopt = syn_options(frame[t + 20 : t + doff])
     else:
-        wscale = NOT_SYN
+        wscale, synopt = NOT_SYN, 0
     bad = False
     if verify and whole:
         pseudo = src + dst + (struct.pack("!IxxxB", tcp_len, 6) if len(src) == 16
                               else struct.pack("!xBH", 6, tcp_len))
         bad = dpkt.in_cksum(pseudo + frame[t : t + tcp_len]) != 0
     return Seg(src, dst, seg.sport, seg.dport, seg.seq, seg.ack, flags, seg.win,
-               tcp_len - doff, ipid, wscale, iplen, not whole, bad)
+               tcp_len - doff, ipid, wscale, synopt, iplen, not whole, bad)
 
 
-def window_scale(opts: bytes) -> int:
-    """The window scale of a SYN's options (RFC 7323, capped at 14), as dpkt parses them;
-    the list ends at End of Option List (RFC 9293 3.2) or at a malformed option."""
-    at = 0
+def syn_options(opts: bytes) -> tuple[int, int]:
+    """The window scale of a SYN's options (RFC 7323, capped at 14) and its SACK-permitted
+    and timestamps options (SYN_SACK, SYN_TS), as dpkt parses them; the list ends at End
+    of Option List (RFC 9293 3.2) or at a malformed option."""
+    at, scale, others = 0, NO_WSCALE, 0
     for opt in dpkt.tcp.parse_opts(opts):
         if opt is None:  # dpkt: an option kind with no length byte after it
             break
@@ -858,10 +882,14 @@ def window_scale(opts: bytes) -> int:
             continue
         if opts[at + 1] != 2 + len(data):  # a length below 2, or running past the options
             break
-        if kind == dpkt.tcp.TCP_OPT_WSCALE and len(data) == 1:
-            return min(data[0], 14)
+        if kind == dpkt.tcp.TCP_OPT_WSCALE and len(data) == 1 and scale == NO_WSCALE:
+            scale = min(data[0], 14)
+        elif kind == dpkt.tcp.TCP_OPT_SACKOK and not data:
+            others |= SYN_SACK
+        elif kind == dpkt.tcp.TCP_OPT_TIMESTAMP and len(data) == 8:
+            others |= SYN_TS
         at += 2 + len(data)
-    return NO_WSCALE
+    return scale, others
 
 
 def same_as_dpkt(linktype: int, frame: bytes, origlen: int | None = None) -> None:
@@ -873,10 +901,13 @@ def test_the_oracle_reads_the_known_frames():
     """by_dpkt gives the known values too (so a test against it is worth something)."""
     syn = ether(ip4(tcp(flags=SYN, payload=b"", opts=b"\x02\x04\x05\xb4\x01\x03\x03\x07")))
     assert by_dpkt(1, syn, len(syn)) == Seg(SRC4, DST4, 40000, 80, 123, 456, SYN, 999, 0, 77,
-                                            7, 48, False, False)
+                                            7, 0, 48, False, False)
     six = ether(ip6(nxt=0, ext=bytes([6, 0]) + bytes(6)), etype=0x86DD)
     assert by_dpkt(1, six, len(six)) == Seg(SRC6, DST6, 40000, 80, 123, 456, ACK, 999, 3, 0,
-                                            NOT_SYN, 71, False, True)
+                                            NOT_SYN, 0, 71, False, True)
+    linux = ether(ip4(tcp(flags=SYN, payload=b"", opts=b"\x02\x04\x05\xb4\x04\x02\x08\x0a"
+                          + bytes(8) + b"\x01\x03\x03\x07")))  # Linux's SYN
+    assert by_dpkt(1, linux, len(linux))[10:12] == (7, SYN_SACK | SYN_TS)
     assert by_dpkt(1, ether(ip4(mf=1)), 100) == "other:ipv4_fragment"
     assert by_dpkt(1, six[:20], 100) == "bad:cut_by_snaplen"
     assert by_dpkt(1, six[:20], 20) == "bad:truncated"
@@ -938,7 +969,7 @@ def test_every_sample_record_as_dpkt_reads_it(path):
 TSHARK_FIELDS = ("ip.src", "ip.dst", "ipv6.src", "ipv6.dst", "tcp.srcport", "tcp.dstport",
                  "tcp.seq_raw", "tcp.ack_raw", "tcp.flags", "tcp.window_size_value",
                  "tcp.len", "ip.id", "ip.len", "ipv6.plen", "tcp.options.wscale.shift",
-                 "tcp.checksum.status")
+                 "tcp.options.sack_perm", "tcp.options.timestamp.tsval", "tcp.checksum.status")
 
 
 def decoded(records: list[tuple[float, int, bytes, int]]) -> list[Seg | str]:
@@ -963,19 +994,20 @@ def by_tshark(path: Path, options: tuple[str, ...] = ()) -> list[Seg | str]:
     segs: list[Seg | str] = []
     for line in out.splitlines():
         (src4, dst4, src6, dst6, sport, dport, seq, ack, flags, win, plen, ipid, iplen, plen6,
-         shift, status) = line.split("\t")
+         shift, sack, tsval, status) = line.split("\t")
         if not sport:
             segs.append("not tcp: " + line)
             continue
         flags_ = int(flags, 16) & 0xFF
         if not flags_ & SYN:
-            wscale = NOT_SYN
+            wscale, synopt = NOT_SYN, 0
         else:
             wscale = min(int(shift), 14) if shift else NO_WSCALE
+            synopt = (SYN_SACK if sack else 0) | (SYN_TS if tsval else 0)
         segs.append(Seg(ipaddress.ip_address(src4 or src6).packed,
                         ipaddress.ip_address(dst4 or dst6).packed, int(sport), int(dport),
                         int(seq), int(ack), flags_, int(win), int(plen),
-                        int(ipid, 16) if ipid else 0, wscale,
+                        int(ipid, 16) if ipid else 0, wscale, synopt,
                         int(iplen) if iplen else int(plen6) + 40, status == "2",
                         status == "0"))
     return segs

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from pcapstate.jit import njit
+from pcapstate.vocab import SYN_SACK, SYN_TS
 
 #: The link types decoded here (https://www.tcpdump.org/linktypes.html): Ethernet, Linux
 #: cooked (SLL, SLL2), BSD loopback (NULL, LOOP) and raw IP (101, and 12 and 14: DLT_RAW on
@@ -104,6 +105,7 @@ class Batch(NamedTuple):
     plen: np.ndarray  # payload length, from the IP length (right even when the payload was cut)
     ipid: np.ndarray  # IPv4 identification; 0 for IPv6
     wscale: np.ndarray  # int8: a SYN's window scale, NO_WSCALE, or NOT_SYN
+    synopt: np.ndarray  # int8: a SYN's SYN_SACK and SYN_TS options (vocab.py); 0 for others
     analysis: np.ndarray  # int32: Wireshark's TCP analysis flags (tshark engine), else 0
     iplen: np.ndarray  # int32: the IP packet's length (IPv4 total; IPv6 payload + 40); for an
     # IPv4 total length of 0 (offload), 0, or -1 when checksums are checked (track/zeek_view)
@@ -118,7 +120,7 @@ class Batch(NamedTuple):
                    np.empty(n, u8), np.empty(n, u8), np.empty(n, u8), np.empty(n, i4),
                    np.empty(n, i4), np.empty(n, i8), np.empty(n, i8), np.empty(n, i4),
                    np.empty(n, i4), np.empty(n, i4), np.empty(n, i4), np.empty(n, np.int8),
-                   np.zeros(n, i4), np.zeros(n, i4), np.zeros(n, np.bool_),
+                   np.zeros(n, np.int8), np.zeros(n, i4), np.zeros(n, i4), np.zeros(n, np.bool_),
                    np.zeros(n, np.bool_), np.zeros(n, i4))
 
     def head(self, n: int) -> "Batch":
@@ -159,9 +161,11 @@ def _u64(b, i, n):
 
 
 @njit(cache=True, nogil=True)
-def _wscale(b, i, end):
-    """The window scale a SYN's options (b[i:end]) offer (RFC 7323, capped at 14); -1 if
-    none."""
+def _syn_options(b, i, end):
+    """What a SYN's options (b[i:end]) offer: the window scale (RFC 7323, capped at 14; -1
+    none), and SYN_SACK and SYN_TS. The list ends at End of Option List (RFC 9293 3.2) or
+    at a malformed option; an option cut short by `end` is not counted."""
+    ws, opts = -1, 0
     while i < end:
         kind = b[i]
         if kind == 0:
@@ -171,10 +175,17 @@ def _wscale(b, i, end):
             continue
         if i + 1 >= end or b[i + 1] < 2:
             break
-        if kind == 3 and b[i + 1] == 3 and i + 2 < end:
-            return min(np.int64(b[i + 2]), 14)
-        i += np.int64(b[i + 1])
-    return -1
+        size = np.int64(b[i + 1])
+        if i + size > end:
+            break
+        if kind == 3 and size == 3 and ws == -1:
+            ws = min(np.int64(b[i + 2]), 14)
+        elif kind == 4 and size == 2:
+            opts |= SYN_SACK
+        elif kind == 8 and size == 10:
+            opts |= SYN_TS
+        i += size
+    return ws, opts
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -310,7 +321,7 @@ def _decode(b, s, n, origlen, linktype, out, row, verify):
     carry TCP not read here (CARRIERS, an unsupported link type) the offset the slow path
     starts from: its IP header's, or 0."""
     (_, kind, v6, src_hi, src_lo, dst_hi, dst_lo, sport, dport, seq, ack, flags, win, plen,
-     ipid, wscale, _, iplen, cut_payload, bad_sum, tunnel) = out
+     ipid, wscale, synopt, _, iplen, cut_payload, bad_sum, tunnel) = out
     tunnel[row] = 0
     cut = _CUT if n < origlen else _TRUNCATED
     etype = -1
@@ -458,9 +469,9 @@ def _decode(b, s, n, origlen, linktype, out, row, verify):
     bad_sum[row] = verify and n >= t + tcp_len and not _checksum_ok(
         b, s + off + (8 if v6[row] else 12), 32 if v6[row] else 8, s + t, tcp_len)
     if f & 0x02:
-        wscale[row] = _wscale(b, s + t + 20, s + min(t + doff, n)) if doff > 20 else -1
+        wscale[row], synopt[row] = _syn_options(b, s + t + 20, s + min(t + doff, n))
     else:
-        wscale[row] = NOT_SYN
+        wscale[row], synopt[row] = NOT_SYN, 0
     return -1
 
 

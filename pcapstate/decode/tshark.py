@@ -41,14 +41,15 @@ from pcapstate.decode.frames import (
     Batch,
 )
 from pcapstate.read.capture import Capture, CaptureError
-from pcapstate.vocab import WIRESHARK_ANALYSIS
+from pcapstate.vocab import SYN_SACK, SYN_TS, WIRESHARK_ANALYSIS
 
 #: The fields asked of tshark, in the order of the columns it prints.
 FIELDS = ("frame.time_epoch", "frame.protocols", "ip.src", "ip.dst", "ip.proto", "ip.id",
           "ip.flags.mf", "ip.frag_offset", "ipv6.src", "ipv6.dst", "ipv6.nxt",
           "ipv6.fraghdr.offset", "ipv6.fraghdr.more", "eth.type", "tcp.srcport",
           "tcp.dstport", "tcp.seq_raw", "tcp.ack_raw", "tcp.flags", "tcp.window_size_value",
-          "tcp.len", "tcp.options.wscale.shift",
+          "tcp.len", "tcp.options.wscale.shift", "tcp.options.sack_perm",
+          "tcp.options.timestamp.tsval",
           *[f for f in WIRESHARK_ANALYSIS.values() if f.startswith("tcp.")],
           "frame.cap_len", "ip.len", "ipv6.plen", "frame.len", "tcp.checksum.status",
           *(_TUNNEL_IDS := ("vxlan.vni", "geneve.vni", "gre.key", "erspan.spanid")))
@@ -70,7 +71,7 @@ PREFERENCES = ("ip.defragment:FALSE", "ipv6.defragment:FALSE",
                "tcp.desegment_tcp_streams:FALSE")
 
 _SYN = 0x02
-_ZEROS = (0,) * 18  # the columns after `kind` of a frame that is not a TCP segment
+_ZEROS = (0,) * 19  # the columns after `kind` of a frame that is not a TCP segment
 _PROTO_NUMBERS = {name: number for number, name in _IP_PROTOS.items()}
 _MASK64 = (1 << 64) - 1
 
@@ -263,6 +264,7 @@ class _Parser:
         return (s6, shi, slo, dhi, dlo, int(f[14]), int(f[15]), int(f[16]), int(f[17]), fl,
                 int(f[19]), int(f[20]), 0 if s6 or not f[5] else int(f[5], 16),
                 (int(f[21]) if f[21] else NO_WSCALE) if fl & _SYN else NOT_SYN,
+                (SYN_SACK if f[22] else 0) | (SYN_TS if f[23] else 0) if fl & _SYN else 0,
                 said | _RESENT if said & 0b1111 else said,
                 int(f[_IP6_PLEN]) + 40 if inner_v6 else int(f[_IP_LEN] or 0),
                 # the payload was cut if the frame was (Ethernet padding aside)
@@ -271,7 +273,7 @@ class _Parser:
     def batch(self, lines: list[bytes]) -> Batch:
         n = len(lines)
         ts = np.zeros(n)
-        cols: list[list[Any]] = [[] for _ in range(19)]  # Batch's, from kind to bad_sum
+        cols: list[list[Any]] = [[] for _ in range(20)]  # Batch's, from kind to bad_sum
         time = self.time
         offset = self.offset + self.overhead * len(lines)
         tunnel = np.zeros(n, np.int32)

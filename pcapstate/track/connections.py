@@ -375,7 +375,7 @@ def run(T, H, S, table, free, R, L, Z, B, start, n):
     views (Z) need room."""
     tw, ft = S[TIME_WAIT_S], S[FIN_TIMEOUT_S]
     (b_ts, b_kind, b_v6, b_src_hi, b_src_lo, b_dst_hi, b_dst_lo, b_sport, b_dport, b_seq,
-     b_ack, b_flags, b_win, b_plen, b_ipid, b_wscale, b_analysis, b_iplen, b_cut,
+     b_ack, b_flags, b_win, b_plen, b_ipid, b_wscale, b_synopt, b_analysis, b_iplen, b_cut,
      b_bad_sum, b_tunnel) = B
     for i in range(start, n):
         if b_kind[i] != TCP:
@@ -420,7 +420,8 @@ def run(T, H, S, table, free, R, L, Z, B, start, n):
             for a in range(len(r.ws)):
                 r.ws[a] += (b_analysis[i] >> a) & 1
         if segment(r, d, flags, seq, b_ack[i], np.int64(b_win[i]), np.int64(b_plen[i]),
-                    np.int64(b_ipid[i]), np.int64(b_wscale[i]), ts, tw, ft,
+                    np.int64(b_ipid[i]), np.int64(b_wscale[i]), np.int64(b_synopt[i]), ts,
+                    tw, ft,
                     np.int64(b_iplen[i]), b_cut[i], b_bad_sum[i]):
             _schedule(r, H, S, c)
         _touch(T, L, c)

@@ -52,7 +52,7 @@ from pcapstate.track.slots import (
     SYN_SENT,
     TIME_WAIT,
 )
-from pcapstate.vocab import ACK, FIN, RST, SYN, State
+from pcapstate.vocab import ACK, FIN, RST, SYN, SYN_WS, State
 
 # What an event does to an endpoint's state; a state not in the map is left alone.
 _SENT_FIN = {State.ESTABLISHED: State.FIN_WAIT_1, State.SYN_RCVD: State.FIN_WAIT_1,
@@ -260,13 +260,14 @@ def _rst(r, d, s, o, flags, seq, ack, ts):
 
 
 @njit(cache=True, nogil=True)
-def _syn(r, s, o, flags, seq, ack, ws, ts):
+def _syn(r, s, o, flags, seq, ack, ws, opts, ts):
     synack = (flags & ACK) != 0
     if r.isn[s] == -1:
         r.isn[s] = seq
         r.syn_ts[s] = ts
         r.syns[s] = 1
         r.wscale[s] = ws
+        r.syn_opts[s] = opts | (SYN_WS if ws >= 0 else 0)
         if r.isn[o] != -1 and (r.wscale[s] == -1 or r.wscale[o] == -1):
             # scaling is used only if both SYNs offer it
             r.wscale[s] = 0
@@ -340,7 +341,7 @@ def _sent_before_reset(r, s, flags, ts):
 
 
 @njit(cache=True, nogil=True)
-def _control(r, d, flags, seq, ack, wn, plen, ws, ts, tw, ft):
+def _control(r, d, flags, seq, ack, wn, plen, ws, opts, ts, tw, ft):
     s, o = d, 1 - d
     if r.st[s] == FIN_WAIT_2 and not flags & RST and flags & ACK and r.last_ack[s] != -1 \
             and ack != r.last_ack[s] and after_or_at(ack, r.last_ack[s]):
@@ -378,7 +379,7 @@ def _control(r, d, flags, seq, ack, wn, plen, ws, ts, tw, ft):
                 enter(r, s, r.fin_ts[o], nxt, False)
         r.last_ack[s] = ack
     if flags & SYN:
-        _syn(r, s, o, flags, seq, ack, ws, ts)
+        _syn(r, s, o, flags, seq, ack, ws, opts, ts)
     if flags & FIN:
         fs = (seq + plen + (1 if flags & SYN else 0)) & MASK
         if r.fin_seq[s] == -1:
@@ -458,10 +459,11 @@ def _heard(r, s, flags, seq, ack, plen, wn, ts):
 
 
 @njit(cache=True, nogil=True)
-def segment(r, d, flags, seq, ack, wn, plen, ipid, ws, ts, tw, ft, iplen, cut, bad_sum):
+def segment(r, d, flags, seq, ack, wn, plen, ipid, ws, opts, ts, tw, ft, iplen, cut, bad_sum):
     """Apply one segment sent by endpoint d: True if it changed a state (so that the
-    connection's timers may have changed). `iplen`, `cut` (its payload was not captured
-    whole) and `bad_sum` (a wrong checksum) are for Zeek's view, which sees every segment,
+    connection's timers may have changed). `ws` and `opts`: a SYN's window scale and other
+    options (decode/frames.py's wscale and synopt). `iplen`, `cut` (its payload was not
+    captured whole) and `bad_sum` (a wrong checksum) are for Zeek's view, which sees every segment,
     duplicates too."""
     s = d
     zeek_view.packet(r, d, flags, seq, ack, plen, wn, ts, iplen, cut, bad_sum)
@@ -494,7 +496,7 @@ def segment(r, d, flags, seq, ack, wn, plen, ipid, ws, ts, tw, ft, iplen, cut, b
         r.win[s] = wn
         return False
     moves = r.ntr[0] + r.ntr[1]
-    _control(r, d, flags, seq, ack, wn, plen, ws, ts, tw, ft)
+    _control(r, d, flags, seq, ack, wn, plen, ws, opts, ts, tw, ft)
     # a SYN, or data, sent again moves its give-up timer too
     return r.ntr[0] + r.ntr[1] != moves or (flags & SYN) != 0 \
         or r.quiet_retx[s] >= GIVE_UP_AFTER

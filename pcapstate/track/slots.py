@@ -64,10 +64,11 @@ SLOT = np.dtype([
     ("st", np.int8, 2), ("ntr", np.int8, 2), ("tr_ts", np.float64, (2, MAXT)),
     ("tr_st", np.int8, (2, MAXT)), ("tr_timer", np.uint8, (2, MAXT)), ("left", np.uint8, 2),
     # its SYN (syn_ts: the capture time of its latest transmission; syn_gap: the latest
-    # interval between its transmissions, and how many in a row were that long) and FIN
+    # interval between its transmissions, and how many in a row were that long; syn_opts:
+    # the options its first offered, decode/frames.py's SYN_SACK, SYN_TS, SYN_WS) and FIN
     # (fin_seq: the sequence number the FIN occupies), each acknowledged or not
     ("isn", np.int64, 2), ("syn_ts", np.float64, 2), ("syn_gap", np.float32, (2, 2)),
-    ("syn_acked", np.uint8, 2),
+    ("syn_acked", np.uint8, 2), ("syn_opts", np.uint8, 2),
     ("fin_seq", np.int64, 2), ("fin_ts", np.float64, 2), ("fin_acked", np.uint8, 2),
     # last_ack: the highest acknowledgment it sent (its RCV.NXT); nxt: one past the highest
     # sequence number it sent (SND.NXT); win: its last advertised window, unscaled
