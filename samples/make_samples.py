@@ -2711,6 +2711,192 @@ def refused_burst(ns: Namespace) -> None:
               f"at the end: {len(ok)} TIME-WAIT (the client's). Capture " + _kib(pcap))
 
 
+SYN_COOKIES = ("10.93.0.1", "10.93.0.2")  # client, server
+SYN_COOKIES_BACKLOG = 4  # the listener's: its request (SYN) queue holds as many
+SYN_COOKIES_FLOOD = (50001, 6)  # the flood's first local port, and its SYNs
+#: (phase, the listener's net.ipv4.tcp_syncookies, the client's net.ipv4.tcp_timestamps,
+#: whether the flood holds the request queue full, connections made)
+SYN_COOKIES_PLAN = (("before", 1, 0, False, 2), ("flood", 1, 0, True, 3),
+                    ("flood_timestamps", 1, 1, True, 2), ("forced", 2, 0, False, 2))
+SYN_COOKIES_NSTAT = ("TcpExtSyncookiesSent", "TcpExtSyncookiesRecv", "TcpExtSyncookiesFailed",
+                     "TcpExtTCPReqQFullDoCookies", "TcpExtTCPReqQFullDrop",
+                     "TcpExtListenOverflows", "TcpExtListenDrops", "TcpPassiveOpens")
+
+
+def _handshake_options(path: Path) -> list[dict]:
+    """The SYNs and SYN-ACKs of a capture, as tshark reads them: t, src, dst, synack, and
+    the options they carry: wscale (the shift, or None), sack, timestamps."""
+    out = subprocess.run(["tshark", "-n", "-r", str(path), "-Y", "tcp.flags.syn==1",
+                          "-T", "fields", "-e", "frame.time_epoch", "-e", "ip.src", "-e",
+                          "tcp.srcport", "-e", "ip.dst", "-e", "tcp.dstport", "-e",
+                          "tcp.flags.ack", "-e", "tcp.options.wscale.shift", "-e",
+                          "tcp.options.sack_perm", "-e", "tcp.options.timestamp.tsval"],
+                         capture_output=True, text=True, check=True).stdout
+    seen = []
+    for line in out.splitlines():
+        t, sip, sport, dip, dport, ack, shift, sack, tsval = line.split("\t")
+        seen.append({"t": float(t), "src": f"{sip}:{sport}", "dst": f"{dip}:{dport}",
+                     "synack": ack in ("1", "True"), "wscale": int(shift) if shift else None,
+                     "sack": bool(sack), "timestamps": bool(tsval)})
+    return seen
+
+
+def syn_cookies(ns: Namespace) -> None:
+    """A listener (listen(4), serving each connection at once) that answers handshakes with
+    SYN cookies. First, with net.ipv4.tcp_syncookies=1 (Linux's default: cookies only when
+    the request queue is full), a client whose namespace has net.ipv4.tcp_timestamps=0
+    connects twice: ordinary SYN-ACKs, with the window scale and SACK it offered. Then a
+    flood: 6 SYNs from ports 50001-50006 whose SYN-ACKs the client's nftables drop (the
+    listener keeps a request for each it queued, its SYN-ACK sent again; the listener's
+    net.ipv4.tcp_synack_retries=2 ends them within about 8 s); the first 4 fill the request
+    queue, the other 2 are answered with cookies; while the queue is full the client
+    connects 3 times (cookies: the SYN-ACK has neither window scale nor SACK, as Linux makes
+    a cookie for a client that sends no timestamps), then, with timestamps on, twice more
+    (cookies too, their options encoded in the timestamp: nothing in the packets tells
+    them). Once the flood's requests are gone, net.ipv4.tcp_syncookies=2 (a cookie for
+    every SYN) and the client, timestamps off, connects twice. Each connection: a request
+    line, a reply, the client closes first. Captured at the server."""
+    client_ip, server_ip = SYN_COOKIES
+    name = "syn_cookies"
+    pcap = HERE / f"{name}.pcap"
+    service = f"{server_ip}:80"
+    first_flood, flood_n = SYN_COOKIES_FLOOD
+    with Veth(ns, "syn-cookies-server", client_ip, server_ip) as far:
+        far.sh("sysctl", "-q", "net.ipv4.tcp_synack_retries=2")
+        nft = _drop(ns, f"ip saddr {server_ip} tcp dport {first_flood}-"
+                        f"{first_flood + flood_n - 1}")
+        server = far.peer("server", "serve", server_ip, "80", "60",
+                          str(SYN_COOKIES_BACKLOG), wait_for="listening")
+        server_out = _drain(server)
+        far.start_capture(str(pcap), iface="f0")
+        phases, flood, during = [], None, None
+        first = _nstat(far)
+        for phase, cookies, stamps, flooded, n in SYN_COOKIES_PLAN:
+            far.sh("sysctl", "-q", f"net.ipv4.tcp_syncookies={cookies}")
+            ns.sh("sysctl", "-q", f"net.ipv4.tcp_timestamps={stamps}")
+            before = _nstat(far)
+            if flooded and flood is None:
+                flood = ns.peer("client", "flood", server_ip, "80", str(first_flood),
+                                str(flood_n), "3")
+                flood_out = _drain(flood)
+                time.sleep(0.3)
+            if not flooded and flood is not None:
+                flood_log = _logged(flood_out, flood)
+                for _ in range(100):  # the flood's requests given up: the queue empty
+                    if "SYN-RECV" not in far.sh("ss", "-tanH", capture_output=True,
+                                                text=True).stdout:
+                        break
+                    time.sleep(0.2)
+                flood = None
+                before = _nstat(far)
+            start = time.time()
+            client = ns.peer("client", "request", server_ip, "80", str(n), "0.2", "yes")
+            client.wait(timeout=60)
+            if flooded and during is None:
+                during = _ss_during(far, ns)  # the flood's requests, the queue full
+            time.sleep(0.3)
+            phases.append({"phase": phase, "tcp_syncookies": _sysctl(far, "net.ipv4."
+                                                                     "tcp_syncookies"),
+                           "client_tcp_timestamps": _sysctl(ns, "net.ipv4.tcp_timestamps"),
+                           "flood": flooded, "connections": n, "from": start,
+                           "to": time.time(),
+                           "nstat": _nstat_delta(before, _nstat(far), SYN_COOKIES_NSTAT)})
+        time.sleep(2)  # past the flood's last SYN-ACK timer: the listener's give-ups due
+        ns.run("client", "datagram", server_ip, "9")  # dates the capture's end
+        total = _nstat_delta(first, _nstat(far), SYN_COOKIES_NSTAT)
+        ss = _views(ns, far)
+        far.stop_capture(HERE / f"{name}.ss.txt")
+        server_log = _logged(server_out, server, timeout=90)
+    (HERE / f"{name}.ss.txt").write_text(ss)
+    _write_during(name, during)
+    shakes = _handshake_options(pcap)
+    syns = {x["src"]: x for x in reversed(shakes) if not x["synack"]}  # each one's first
+    synacks: dict[str, list[dict]] = {}
+    for x in shakes:
+        if x["synack"]:
+            synacks.setdefault(x["dst"], []).append(x)
+    flood_ports = {f"{client_ip}:{first_flood + k}" for k in range(flood_n)}
+    queued = {ln.split()[4] for ln in during.split("# netns=")[1].splitlines()
+              if ln.startswith("SYN-RECV")}
+    assert queued and queued < flood_ports, during  # the flood's first: the queue full
+    listener = next(ln.split() for ln in during.splitlines() if ln.startswith("LISTEN"))
+    assert listener[2] == str(SYN_COOKIES_BACKLOG), listener
+    # which SYN-ACKs were cookies, by the scenario: every one to a flood SYN the queue had
+    # no room for, and to the client's connections while the flood held it, or with
+    # tcp_syncookies=2
+    by_phase = {}
+    for ph in phases:
+        for client, x in syns.items():
+            if client not in flood_ports and ph["from"] <= x["t"] <= ph["to"]:
+                by_phase[client] = ph
+    assert sorted(by_phase) == sorted(set(syns) - flood_ports), by_phase
+    assert len(by_phase) == sum(ph["connections"] for ph in phases)
+    cookie = {c for c, ph in by_phase.items() if ph["flood"] or ph["tcp_syncookies"] == 2}
+    cookie |= flood_ports - queued
+    cookie_synacks = sum(len(synacks[c]) for c in cookie)
+    assert total["TcpExtSyncookiesSent"] == cookie_synacks, (total, cookie_synacks)
+    assert total["TcpExtSyncookiesRecv"] == len(cookie - flood_ports), total
+    assert total["TcpExtSyncookiesFailed"] == total["TcpExtListenOverflows"] == 0, total
+    # what the packets show: a cookie answering a SYN without timestamps carries neither
+    # window scale nor SACK; every other SYN-ACK keeps the options offered
+    for c, x in syns.items():
+        offered = (x["wscale"] is not None, x["sack"], x["timestamps"])
+        assert offered[:2] == (True, True), x
+        for y in synacks[c]:
+            kept = (y["wscale"] is not None, y["sack"], y["timestamps"])
+            assert kept == ((False, False, False) if c in cookie and not offered[2]
+                            else offered) or (c in flood_ports and y["timestamps"]), (x, y)
+    told = sorted(c for c in cookie if not syns[c]["timestamps"])
+    hidden = sorted(c for c in cookie if syns[c]["timestamps"])
+    assert hidden and told, (told, hidden)
+    assert ss_states(ss) == {"TIME-WAIT": len(by_phase)}, ss
+    gone = [e for e in server_log if e["event"] == "stopped"]
+    assert gone and gone[0]["accepted"] == len(by_phase), server_log
+    convs = _tshark_conversations(pcap)
+    assert convs == len(syns) == len(by_phase) + flood_n
+    final = {x["t"]: ({"client": "CLOSED", "server": "CLOSED"} if c in flood_ports else
+                      {"client": "TIME_WAIT", "server": "CLOSED"}) for c, x in syns.items()}
+    write_expected(
+        name,
+        description=syn_cookies.__doc__.split("\n\n")[0].replace("\n", " "),
+        connections=len(syns),
+        end_kinds={"closed": len(by_phase), "handshake_incomplete": flood_n},
+        closers={"client": len(by_phase), "none": flood_n}, stuck=[],
+        final_states=[final[t] for t in sorted(final)],
+        diagnoses=[{"name": "accept_queue_overflow", "service": service, "side": "server",
+                    "count": len(told), "how": "syn_cookie"},
+                   {"name": "handshake_timeout", "service": service, "side": "client",
+                    "count": flood_n},
+                   {"name": "handshake_timeout", "service": service, "side": "server",
+                    "count": flood_n}],
+        not_diagnosed=[{"name": "accept_queue_overflow", "client": c} for c in hidden],
+        syn_cookies={"told_by_the_packets": told, "hidden_in_timestamps": hidden,
+                     "flood_queued": sorted(queued), "syn_acks_that_were_cookies":
+                     cookie_synacks},
+        phases=phases, nstat=total, flood_log=flood_log, server_log=server_log, nft=nft,
+        notes="Which SYN-ACKs were cookies comes from the scenario: those answering the flood's "
+              f"SYNs the request queue had no room for ({', '.join(sorted(flood_ports - queued))}"
+              f"; the kernel's socket list during the flood, {name}.ss-during.txt, shows the "
+              f"other {len(queued)} in SYN-RECV and the listener's backlog "
+              f"{SYN_COOKIES_BACKLOG}), and the client's connections made while the flood "
+              "held the queue full or with tcp_syncookies=2. Their SYN-ACKs number "
+              f"{cookie_synacks} in the capture (tshark), as the kernel's "
+              f"TcpExtSyncookiesSent counted ({total['TcpExtSyncookiesSent']}); "
+              f"TcpExtSyncookiesRecv {total['TcpExtSyncookiesRecv']}: the cookies of the "
+              "completed handshakes, each checked by the kernel. tshark shows every cookie "
+              "answering a SYN without timestamps with neither window scale nor SACK "
+              f"({len(told)} connections: the diagnosis), every other SYN-ACK with the options "
+              f"offered; the {len(hidden)} cookies answering SYNs with timestamps keep them (Linux "
+              "encodes them in the timestamp): nothing in the packets tells them, and "
+              "pcapstate does not count them. The flood's 6 handshakes never complete: its "
+              "process closes the sockets after 3 s (the SYNs sent 3 times: handshake_timeout "
+              "on the client side, inferred from the backoff); the listener gives up each of "
+              "the queued requests after net.ipv4.tcp_synack_retries=2 (SYN-ACK sent 3 "
+              "times; no SYN-RECV left at the end), and answered the others' SYNs 3 times "
+              "with a cookie: handshake_timeout on the server side for all 6. Capture "
+              + _kib(pcap))
+
+
 SCENARIOS = {f.__name__: f for f in (close_wait_leak, idle_leak, syn_timeout, close_wait_reset,
                                      client_close, server_close, rst_abort,
                                      refused, half_close, mid_stream, ipv6, pcapng, rotated,
@@ -2718,7 +2904,8 @@ SCENARIOS = {f.__name__: f for f in (close_wait_leak, idle_leak, syn_timeout, cl
                                      late_leak, aborts, keepalive_race, peer_gone,
                                      unread_close, syn_retransmitted,
                                      accept_queue_overflow, zero_window_stall,
-                                     time_wait_pressure, refused_burst)}
+                                     time_wait_pressure, refused_burst,
+                                     syn_cookies)}
 
 
 def main(names: list[str]) -> None:

@@ -19,12 +19,12 @@ import time
 DEADLINE = time.monotonic() + 420  # no peer outlives seven minutes
 
 
-def listen(host: str, port: int) -> socket.socket:
+def listen(host: str, port: int, backlog: int = 64) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     s = socket.socket(family, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind((host, port))
-    s.listen(64)
+    s.listen(backlog)
     s.settimeout(max(1.0, DEADLINE - time.monotonic()))
     print("listening", flush=True)
     return s
@@ -370,10 +370,10 @@ def serve_one(c: socket.socket) -> None:
     c.close()
 
 
-def server_serve(host: str, port: int, seconds: str) -> None:
-    """Serve connections concurrently (serve_one, a thread each) for `seconds`; log each
-    accept and, at the end, how many."""
-    s = listen(host, port)
+def server_serve(host: str, port: int, seconds: str, backlog: str = "64") -> None:
+    """Serve connections concurrently (serve_one, a thread each) for `seconds`, listening
+    with `backlog`; log each accept and, at the end, how many."""
+    s = listen(host, port, int(backlog))
     s.settimeout(0.2)
     stop, n = min(time.monotonic() + float(seconds), DEADLINE), 0
     while time.monotonic() < stop:
@@ -908,6 +908,26 @@ def client_every(host: str, port: int, interval: str, after: str, attempts: str)
         answered_after += refused
         if answered_after >= int(after):
             break
+
+
+def client_flood(host: str, port: int, first_port: str, n: str, seconds: str) -> None:
+    """Send `n` SYNs, from local ports first_port on (sockets connecting without waiting),
+    hold them `seconds`, then close them: with the answers dropped on the way in (nftables),
+    the listener keeps a request for each until its SYN-ACK retries run out. Logs each."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    held = []
+    for k in range(int(n)):
+        c = socket.socket(family, socket.SOCK_STREAM)
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        c.bind(("", int(first_port) + k))
+        c.setblocking(False)
+        c.connect_ex((host, port))
+        held.append(c)
+        log(event="syn", port=int(first_port) + k)
+    hold(float(seconds))
+    for c in held:
+        c.close()
+    log(event="closed")
 
 
 def client_datagram(host: str, port: int) -> None:

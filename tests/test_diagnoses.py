@@ -4,6 +4,7 @@ and the look-alike it must not take for it. Expected values come from the scenar
 
 import pytest
 
+from pcapstate.vocab import SYN_SACK, SYN_TS
 from tests.transcript import C, Transcript, handshake
 
 
@@ -142,6 +143,37 @@ def test_a_handshake_ack_the_listener_did_not_take_is_a_full_accept_queue(rst):
     d = found["accept_queue_overflow"]
     assert (d["side"], d["count"], d["by_rst"], d["by_drop"]) == (
         "server", 1, int(rst), int(not rst))
+
+
+@pytest.mark.parametrize("client_ts,kept_before,cookie", [
+    (False, True, True),  # Linux's cookie for a client without timestamps: no options left
+    (False, False, True),  # the same, the listener never seen keeping them: said so
+    (True, True, False),  # with timestamps a cookie keeps them (hidden in the timestamp)
+])
+def test_a_synack_without_the_options_offered_is_a_syn_cookie(client_ts, kept_before, cookie):
+    """A SYN offering window scaling and SACK; the listener's SYN-ACK carries neither (nor
+    timestamps): the SYN cookie a full request queue (or tcp_syncookies=2) makes for a
+    client that sent no timestamps. An inference: a listener with both turned off answers
+    so too, which the service's other SYN-ACKs tell apart."""
+    offered = SYN_SACK | (SYN_TS if client_ts else 0)
+    t = Transcript()
+    if kept_before:  # an earlier client, answered with the options
+        other = (C[0], 40001)
+        t.send(0.0, ">", "S", 700, src=other, wscale=7, synopt=SYN_SACK)
+        t.send(0.001, "<", "SA", 900, 701, src=other, wscale=7, synopt=SYN_SACK)
+        t.send(0.002, ">", "A", 701, 901, src=other)
+    t.send(1.0, ">", "S", 1000, wscale=7, synopt=offered)
+    t.send(1.001, "<", "SA", 5000, 1001, synopt=offered & SYN_TS)
+    t.send(1.002, ">", "A", 1001, 5001)
+    found = diagnoses(t, 2.0)
+    assert set(found) == ({"accept_queue_overflow"} if cookie else set())
+    if cookie:
+        d = found["accept_queue_overflow"]
+        assert (d["side"], d["count"], d["by_syn_cookie"], d["by_drop"], d["observed"]) == (
+            "server", 1, 1, 0, False)
+        assert d["options_kept_otherwise"] is kept_before
+        assert ("turned off" in d["verdict"]) is not kept_before
+        assert d["evidence"][0]["packets"][1]["ts"] == 1.001
 
 
 def test_a_zero_window_for_seconds_is_a_stalled_receiver():

@@ -103,7 +103,8 @@ def test_diagnoses(sample):
             assert d["client_reuse_idle_max"] == pytest.approx(hi, abs=0.01)
         if "how" in w:
             key = {("peer_gone", "rst"): "by_reset", ("peer_gone", "timeout"): "by_silence",
-                   ("accept_queue_overflow", "rst"): "by_rst"}[w["name"], w["how"]]
+                   ("accept_queue_overflow", "rst"): "by_rst",
+                   ("accept_queue_overflow", "syn_cookie"): "by_syn_cookie"}[w["name"], w["how"]]
             assert d[key] == w["count"]
             if "last_heard" in w:
                 assert d["last_heard"] == pytest.approx(w["last_heard"], abs=1e-3)

@@ -26,8 +26,9 @@ def batch_of(rows: list[tuple]) -> Batch:
 def put(b: Batch, i: int, ts: float, src: bytes, dst: bytes, sport: int, dport: int, seq: int,
         ack: int, flags: int, plen: int = 0, win: int = 65535, ipid: int = 0,
         wscale: int | None = None, cut: bool = False, bad_sum: bool = False,
-        iplen: int = 0) -> None:
-    """Row i of `b`: one segment. `wscale`: the window scale a SYN offers (None: none)."""
+        iplen: int = 0, synopt: int = 0) -> None:
+    """Row i of `b`: one segment. `wscale`: the window scale a SYN offers (None: none);
+    `synopt`: its other options (vocab.SYN_SACK, SYN_TS)."""
     b.ts[i], b.kind[i], b.v6[i] = ts, TCP, len(src) == 16
     for (hi, lo), ip in (((b.src_hi, b.src_lo), src), ((b.dst_hi, b.dst_lo), dst)):
         n = int.from_bytes(ip, "big")
@@ -36,6 +37,7 @@ def put(b: Batch, i: int, ts: float, src: bytes, dst: bytes, sport: int, dport: 
     b.seq[i], b.ack[i], b.flags[i] = seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, flags
     b.win[i], b.plen[i], b.ipid[i] = win, plen, ipid
     b.wscale[i] = (NO_WSCALE if wscale is None else wscale) if flags & SYN else NOT_SYN
+    b.synopt[i] = synopt if flags & SYN else 0
     b.analysis[i], b.iplen[i], b.cut[i], b.bad_sum[i] = 0, iplen, cut, bad_sum
 
 
@@ -57,7 +59,7 @@ class Transcript:
              plen: int = 0, win: int = 65535, src: tuple[bytes, int] = C,
              dst: tuple[bytes, int] = S, **more: Any) -> "Transcript":
         """One segment: ">" from `src` to `dst`, "<" the other way; `flags` as letters
-        (S A F R P); `more`: put's ipid, wscale, cut, bad_sum, iplen."""
+        (S A F R P); `more`: put's ipid, wscale, synopt, cut, bad_sum, iplen."""
         a, b = (src, dst) if direction == ">" else (dst, src)
         self.ipid += 1
         more.setdefault("ipid", self.ipid)

@@ -83,9 +83,12 @@ CATALOGUE = {
         "full accept queue",
         "the listener dropped the client's handshake ACK (and sent its SYN-ACK again) because "
         "its accept queue was full, or answered it with a RST (tcp_abort_on_overflow=1): the "
-        "application is not calling accept() fast enough, or its backlog is too small",
+        "application is not calling accept() fast enough, or its backlog is too small; or it "
+        "answered SYNs with SYN cookies because its request (SYN) queue was full: a SYN "
+        "flood, or more handshakes at once than its backlog",
         "`ss -ltn` (Recv-Q: the queue, Send-Q: the backlog), `nstat -az "
-        "TcpExtListenOverflows`, the listen() backlog and `net.core.somaxconn`"),
+        "TcpExtListenOverflows TcpExtSyncookiesSent TcpExtTCPReqQFullDoCookies`, the listen() "
+        "backlog, `net.core.somaxconn` and `net.ipv4.tcp_syncookies`"),
     "handshake_timeout": Entry(
         "connects timed out",
         "SYNs (or a listener's SYN-ACKs) sent again and again without an answer until the "

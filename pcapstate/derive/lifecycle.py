@@ -29,6 +29,7 @@ class Lifecycle:
         self.service = diagnoser.service
         self.refused: dict[str, list[list[float]]] = {}  # service -> [[first, last, n]]
         self.accepted: dict[str, list[float]] = {}  # service -> [first, last] accepted
+        self.options_kept: set[str] = set()  # services whose SYN-ACKs kept the options
         # (client host, service) -> {second: endpoints entering TIME_WAIT}, ports, reuses
         self.tw: dict[tuple[str, str, int], dict[str, Any]] = {}
 
@@ -42,7 +43,9 @@ class Lifecycle:
         if picks & rules.SLOW_CONNECT:
             self._slow_connect(row)
         if picks & rules.OVERFLOW:
-            self._overflow(row, bool(picks & rules.OVERFLOW_RST))
+            self._overflow(row, "rst" if picks & rules.OVERFLOW_RST else "drop")
+        if picks & rules.SYN_COOKIE:
+            self._overflow(row, "syn_cookie")
         if picks & rules.REFUSED:
             self._refused(row)
         for e in range(2):
@@ -59,6 +62,8 @@ class Lifecycle:
             span = self.accepted.setdefault(self.service(facts[picked[i]]), [np.inf, 0.0])
             span[0] = min(span[0], float(starts[mine].min()))
             span[1] = max(span[1], float(starts[mine].max()))
+        picked = np.flatnonzero(facts["options_kept"])
+        self.options_kept.update(self.service(facts[picked[i]]) for i in groups(keys, picked)[0])
         self._time_wait(facts, keys)
 
     def _gave_up(self, row: np.void, e: int, at: float) -> None:
@@ -92,22 +97,34 @@ class Lifecycle:
         n.setdefault("syn_dropped", 0)
         n.setdefault("synack_lost", 0)
 
-    def _overflow(self, row: np.void, rst: bool) -> None:
-        ack = float(row["tr_ts"][1, min(1, int(row["ntr"][1]) - 1)])
-        packets = [(float(row["syn_ts"][1]), "the listener's SYN-ACK"),
-                   (ack, "the client's ACK completing the handshake")]
-        if rst:
+    def _overflow(self, row: np.void, how: str) -> None:
+        """A full accept queue's handshake ACK dropped or reset (`how`: drop, rst), or a
+        full request queue's SYN cookie (syn_cookie)."""
+        inferred = None
+        if how == "syn_cookie":
+            inferred = ("SYN-ACKs without the window scaling and SACK the client offered (with "
+                        "no timestamps): how Linux answers with a SYN cookie")
+            first = float(row["tr_ts"][0, 0])
+            packets = [(first, "the client's SYN, offering window scaling or SACK, without "
+                               "timestamps"),
+                       (float(row["syn_ts"][1]), "the listener's SYN-ACK, with neither: a "
+                        "SYN cookie" + (f" (the last of {int(row['syns'][1])} sent)"
+                                        if row["syns"][1] > 1 else ""))]
+        else:
+            ack = float(row["tr_ts"][1, min(1, int(row["ntr"][1]) - 1)])
+            packets = [(float(row["syn_ts"][1]), "the listener's SYN-ACK"),
+                       (ack, "the client's ACK completing the handshake")]
+        if how == "rst":
             packets.append((float(row["last_ts"]), "RST from the listener: "
                             "tcp_abort_on_overflow=1"))
-        else:
+        elif how == "drop":
             packets.append((float(row["syn_ts"][1]), f"the SYN-ACK sent again "
                             f"{int(row['synack_after_ack'])} times after that ACK: dropped"))
-        d = self.get("accept_queue_overflow", row, 1)
-        d.add(packets[0][0], max(p[0] for p in packets), lambda: self.example(row, packets))
-        key = "by_rst" if rst else "by_drop"
-        d.numbers[key] = d.numbers.get(key, 0) + 1
-        d.numbers.setdefault("by_rst", 0)
-        d.numbers.setdefault("by_drop", 0)
+        d = self.get("accept_queue_overflow", row, 1, inferred)
+        d.add(min(p[0] for p in packets), max(p[0] for p in packets),
+              lambda: self.example(row, packets))
+        for key in ("by_drop", "by_rst", "by_syn_cookie"):
+            d.numbers[key] = d.numbers.get(key, 0) + (key == f"by_{how}")
 
     def _refused(self, row: np.void) -> None:
         t, service = float(row["first_ts"]), self.service(row)
@@ -180,6 +197,8 @@ class Lifecycle:
     def finish(self) -> None:
         """What needs every connection first: bursts' accepted neighbours, TIME_WAIT peaks."""
         for (name, service, _side, _why), d in self.diagnoser.found.items():
+            if name == "accept_queue_overflow" and d.numbers["by_syn_cookie"]:
+                d.numbers["options_kept_otherwise"] = service in self.options_kept
             if name == "refused_burst":
                 accepted = self.accepted.get(service)
                 bursts = self.refused.get(service, [])
@@ -221,6 +240,15 @@ def verdict(d: Any) -> str | None:
                 f"{seconds(num['added_latency_min'])} to {seconds(num['added_latency_max'])} "
                 f"added ({span}): {num['syn_dropped']:,} first SYNs never answered (dropped "
                 f"before the listener), {num['synack_lost']:,} answered but the SYN-ACK lost")
+    if d.name == "accept_queue_overflow" and num["by_syn_cookie"]:
+        otherwise = ("it kept them for other clients without timestamps: its request queue "
+                     "was full (a SYN flood, or more handshakes at once than its listen() "
+                     "backlog), or net.ipv4.tcp_syncookies=2" if num.get("options_kept_otherwise")
+                     else "it kept them for no client seen: SYN cookies, or a listener with "
+                     "window scaling and SACK turned off")
+        return (f"{service}: the listener answered {n} with what look like SYN cookies "
+                f"({span}): SYN-ACKs without the window scaling and SACK the client offered; "
+                f"{otherwise}")
     if d.name == "accept_queue_overflow":
         return (f"{service}: the listener's accept queue was full for {n} ({span}): "
                 f"{num['by_drop']:,} handshake ACKs dropped (SYN-ACK sent again after the "

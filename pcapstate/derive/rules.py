@@ -15,6 +15,7 @@ from pcapstate.derive.verdict import C_SERVER, E_REFUSED
 from pcapstate.jit import njit
 from pcapstate.track.endpoints import GIVE_UP_AFTER
 from pcapstate.track.slots import BY_SYN, CLOSED, SYN_RCVD, SYN_SENT, TIME_WAIT
+from pcapstate.vocab import SYN_SACK, SYN_TS, SYN_WS
 
 #: A receiver that advertises a zero window for longer than this has stalled.
 STALL_AFTER = 1.0
@@ -33,18 +34,22 @@ GONE_RESET = 1 << 8  # peer_gone: a RST from a host with no socket answered a se
 GONE_SILENT = 1 << 9  # peer_gone: the endpoint sent again and again, never answered
 RACE = 1 << 11  # keepalive_race
 DATA_LOST = 1 << 12  # reset_with_data_loss
+SYN_COOKIE = 1 << 13  # accept_queue_overflow: a SYN-ACK without the options offered
 
 #: What the counting rules read of every connection. The fields named as the packed
 #: record's (track/slots.py) are copies, so that derive/records.address and
 #: verdict.service_of read either; accepted: its handshake completed; idle_bin: the bin of
-#: the server's idle time before its FIN (closed first by the server), -1 none; tw_at,
+#: the server's idle time before its FIN (closed first by the server), -1 none;
+#: options_kept: the server's SYN-ACK carried the window scale or SACK the client's SYN
+#: offered without timestamps (as a SYN cookie's cannot); tw_at,
 #: tw_left: when each endpoint entered TIME_WAIT and left it (its timer, a new connection
 #: on the 4-tuple, or retirement), NaN never.
 FACTS = np.dtype([
     ("cid", np.int64), ("v6", np.uint8), ("tunnel", np.int32), ("ip_hi", np.uint64, 2),
     ("ip_lo", np.uint64, 2), ("port", np.int64, 2), ("first_ts", np.float64),
     ("fin_ts", np.float64, 2), ("tw_reused", np.uint8), ("accepted", np.uint8),
-    ("idle_bin", np.int16), ("tw_at", np.float64, 2), ("tw_left", np.float64, 2),
+    ("idle_bin", np.int16), ("options_kept", np.uint8), ("tw_at", np.float64, 2),
+    ("tw_left", np.float64, 2),
 ])
 
 
@@ -73,6 +78,14 @@ def pick(rows, times, kinds, closers, picks, facts):
             p |= SLOW_CONNECT
         if kinds[i] == E_REFUSED:
             p |= REFUSED
+        # Linux makes a SYN cookie's SYN-ACK for a client that sent no timestamps without
+        # the window scale and SACK (they cannot be kept; with timestamps they are hidden
+        # in the timestamp, and nothing in the packets tells the cookie)
+        offered = r.syn_opts[0] & (SYN_WS | SYN_SACK)
+        untimed = r.roles == BY_SYN and r.isn[1] != -1 and offered != 0 \
+            and r.syn_opts[0] & SYN_TS == 0
+        if untimed and r.syn_opts[1] & (SYN_WS | SYN_SACK | SYN_TS) == 0:
+            p |= SYN_COOKIE
         reset = r.reset_by >= 0 and kinds[i] != E_REFUSED and r.inferred == 0
         # a RST without ACK whose sequence number is the last acknowledgment, from the
         # side that sent no FIN: no socket there
@@ -105,6 +118,7 @@ def pick(rows, times, kinds, closers, picks, facts):
         picks[i] = p
         f.cid, f.v6, f.tunnel, f.first_ts = r.cid, r.v6, r.tunnel, r.first_ts
         f.tw_reused, f.accepted, f.idle_bin = r.tw_reused, accepted, -1
+        f.options_kept = untimed and r.syn_opts[1] & offered != 0
         if server_fin:
             idle = max(np.float64(r.fin_idle[1]), IDLE_FLOOR)
             f.idle_bin = min(int(math.log10(idle / IDLE_FLOOR) * IDLE_PER_DECADE), IDLE_BINS)
