@@ -16,6 +16,7 @@ from pcapstate.derive.verdict import (
     closer_code,
     end_code,
     evidence_code,
+    stretch,
     vantage_side,
 )
 from pcapstate.jit import njit
@@ -108,7 +109,8 @@ def fold(rows, times, limits, by_roles, end_closer, evidence, final, anomalies, 
          aborted, evidences, origin, tl_delta, tl_width):
     """Fold each retired connection (`rows`, retired at `times`) into the aggregates
     (new_folds) and the timeline (derive/timeline.py). Each endpoint's intervals: each
-    state (but CLOSED) from its transition to the next, or to the connection's retirement.
+    state (but CLOSED) from its transition to the next, or to the connection's retirement
+    (verdict.stretch).
     stuck[i, e], a bit mask, gets bit k when endpoint e's interval from transition k lasted
     longer than its state's limit (`limits`, NaN: no limit), or was a CLOSE_WAIT inferred
     to have outlived its peer's socket (endpoints.closed_before; a state with a limit);
@@ -136,17 +138,15 @@ def fold(rows, times, limits, by_roles, end_closer, evidence, final, anomalies, 
                 state = r.tr_st[e, k]
                 if state == CLOSED:
                     continue
-                start = r.tr_ts[e, k]
+                start, stop = stretch(r, e, k, end)
                 left = k == 0 and r.left[e]
                 if k + 1 < n:
-                    stop = r.tr_ts[e, k + 1]
                     censor = LEFT if left else COMPLETE
                     tl_delta[state, bin_of(stop, origin, tl_delta, tl_width)] -= 1
                 else:
-                    stop = end
                     censor = BOTH if left else RIGHT
                 tl_delta[state, bin_of(start, origin, tl_delta, tl_width)] += 1
-                d = max(stop - start, 0.0)
+                d = stop - start
                 counts[state, censor] += 1
                 b = 0 if d <= FLOOR else np.int64(np.log10(d / FLOOR) * BINS_PER_DECADE) + 1
                 hist[state, censor, min(b, NBINS)] += 1

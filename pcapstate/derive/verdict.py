@@ -104,6 +104,16 @@ def vantage_side(syn_rtt, ack_gap):
     return NEAR_SERVER if share >= 1 - NEAR else BETWEEN
 
 
+@njit(cache=True, nogil=True)
+def stretch(r, e, k, end):
+    """Endpoint e's stretch in the state its transition k entered: from that transition to
+    the next, or to `end` (the connection's retirement) for its last: (start, stop), stop
+    never before start."""
+    start = r.tr_ts[e, k]
+    stop = r.tr_ts[e, k + 1] if k + 1 < r.ntr[e] else end
+    return start, max(stop, start)
+
+
 @dataclass(frozen=True, slots=True)
 class Stuck:
     """An endpoint that stayed in a state that should not last, for too long."""
@@ -137,17 +147,18 @@ def stuck(row: np.void, marks: np.ndarray, end: float,
     reset_by = int(row["reset_by"])
     for i in range(2):
         trans = transitions(row, i)
-        for k, (start, state, _) in enumerate(trans):
+        for k, (_, state, _) in enumerate(trans):
             if not int(marks[i]) >> k & 1:
                 continue
-            stop, nxt, timer = trans[k + 1] if k + 1 < len(trans) else (end, None, False)
+            start, stop = (float(t) for t in stretch(row, i, k, end))
+            _, nxt, timer = trans[k + 1] if k + 1 < len(trans) else (end, None, False)
             if nxt is None:
                 outcome = "open"
             elif nxt is State.CLOSED and reset_by != -1 and not timer:
                 outcome = "reset_by_self" if reset_by == i else "reset_by_peer"
             else:
                 outcome = nxt.value.lower()
-            duration = max(stop - start, 0.0)
+            duration = stop - start
             fin, ack = _fin_and_ack(row, 1 - i if state is State.CLOSE_WAIT else i, state,
                                     start)
             inferred = k == 0 and bool(row["inferred"])
