@@ -6,6 +6,7 @@ know nothing of files.
 
 from __future__ import annotations
 
+import gc
 import queue
 import threading
 import time
@@ -63,6 +64,10 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
     from pcapstate.derive.summary import Summary
     from pcapstate.track.connections import Tracker
 
+    # What is loaded now (numba, numpy, the compiled engine: over 100,000 objects) lives to
+    # the end: out of the garbage collector's way, whose full passes went through it all
+    # again and again while records were built (measured: half of the time of --jsonl)
+    gc.freeze()
     decoder = {"engine": engine, "reason": None}
     fallback = None
     if engine == "auto":

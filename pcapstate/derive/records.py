@@ -19,6 +19,7 @@ from pcapstate.track.slots import (
     EVIDENCE_NAMES,
     INFERRED_MOVE,
     ROLE_NAMES,
+    STATE_NAMES,
     STATES,
 )
 from pcapstate.track.zeek_view import CONN_STATES, ZEEK_HISTORY
@@ -84,55 +85,85 @@ def records(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray, aborted: n
     how the closer is known); `zeek`: zeek_fields of the same rows; `wireshark`: the tshark
     engine counted Wireshark's analysis flags; `tunnels`: the tunnels met
     (decode/unwrap.py), by number - 1."""
+    c = {f: rows[f].tolist() for f in _RECORD_FIELDS}  # columns as Python values: fast
+    # the transitions made, endpoint after endpoint (not the unused places), and where
+    # each endpoint's begin; those made by a timer or inferred said so
+    made = np.arange(rows.dtype["tr_ts"].shape[1]) < rows["ntr"][:, :, None]
+    timers = rows["tr_timer"][made]
+    moves = [{"ts": t, "state": STATE_NAMES[st]}
+             for t, st in zip(rows["tr_ts"][made].tolist(), rows["tr_st"][made].tolist(),
+                              strict=True)]
+    ntr = rows["ntr"].astype(np.int64)
+    starts = (np.cumsum(ntr) - ntr.reshape(-1)).reshape(-1, 2)
+    for k in np.flatnonzero(timers == 1):
+        moves[k]["timer"] = True
+    firsts = starts[(rows["inferred"] != 0)[:, None] & (ntr > 0)]
+    for k in {*np.flatnonzero(timers == INFERRED_MOVE).tolist(), *firsts.tolist()}:
+        moves[k]["inferred"] = True
+    begin = starts.tolist()
+    anomalies: list[dict[str, int]] = [{} for _ in range(len(rows))]
+    counts = rows["anom"][:, _BY_NAME]
+    for i, a in zip(*np.nonzero(counts), strict=True):  # by name, as a row's are sorted
+        anomalies[i][ANOMALY_NAMES[_BY_NAME[a]]] = int(counts[i, a])
+    ws = rows["ws"].tolist() if wireshark else None
+    kinds, closers = kinds.tolist(), closers.tolist()
+    aborted, evidences = aborted.tolist(), evidences.tolist()
     out = []
-    numbers = rows["tunnel"].tolist()
     for i, ((client, server), z) in enumerate(zip(_addresses(rows), zeek, strict=True)):
-        row = rows[i]
-        reset_by = int(row["reset_by"])
-        roles = ROLE_NAMES[row["roles"]]
+        reset_by, roles = c["reset_by"][i], _ROLES_FROM[c["roles"][i]]
+        closer, evidence = CLOSER_NAMES[closers[i]], evidences[i]
         rec = {
-            "id": int(row["cid"]),
+            "id": c["cid"][i],
             "client": client,
             "server": server,
             "roles_from": roles,
             "mid_stream": roles != Roles.SYN,
-            "first_ts": float(row["first_ts"]),
-            "last_ts": float(row["last_ts"]),
+            "first_ts": c["first_ts"][i],
+            "last_ts": c["last_ts"][i],
             "end": END_NAMES[kinds[i]],
-            "closer": CLOSER_NAMES[closers[i]],
-            "closer_evidence": EVIDENCE_NAMES[evidences[i]] if evidences[i] >= 0 else None,
+            "closer": closer,
+            "closer_evidence": EVIDENCE_NAMES[evidence] if evidence >= 0 else None,
             # how the closer closed: a FIN first, or an abort (its RST ended it); not seen
             # where it closed before the capture
-            "closed_by": None if CLOSER_NAMES[closers[i]] == Closer.NONE
-            or EVIDENCE_NAMES[evidences[i]] == CloserEvidence.INFERRED
+            "closed_by": None if closer == Closer.NONE
+            or EVIDENCE_NAMES[evidence] == CloserEvidence.INFERRED
             else "rst" if aborted[i] else "fin",
             "reset_by": None if reset_by < 0 else ROLES[reset_by],
-            "endpoints": {ROLES[e]: _endpoint_json(row, e) for e in range(2)},
-            "anomalies": dict(sorted((ANOMALY_NAMES[a], int(v))
-                                     for a, v in enumerate(row["anom"].tolist()) if v)),
-            "evicted": bool(row["evicted"]),
+            "endpoints": {ROLES[e]: _endpoint_json(c, i, e, moves, begin[i][e])
+                          for e in range(2)},
+            "anomalies": anomalies[i],
+            "evicted": bool(c["evicted"][i]),
         }
-        if numbers[i]:
-            rec["tunnel"] = tunnels[numbers[i] - 1]
-        if wireshark:
-            rec["wireshark_analysis"] = {name: int(v) for name, v in zip(
-                WIRESHARK_ANALYSIS, row["ws"], strict=True) if v}
-        out.append(rec | z)
+        if c["tunnel"][i]:
+            rec["tunnel"] = tunnels[c["tunnel"][i] - 1]
+        if ws is not None:
+            rec["wireshark_analysis"] = {name: v for name, v in zip(
+                WIRESHARK_ANALYSIS, ws[i], strict=True) if v}
+        rec.update(z)
+        out.append(rec)
     return out
 
 
-def _endpoint_json(row: np.void, e: int) -> dict[str, Any]:
+#: The packed record's fields a connection record reads (records, _endpoint_json).
+_RECORD_FIELDS = ("cid", "roles", "first_ts", "last_ts", "reset_by", "tunnel", "evicted",
+                  "inferred", "st", "packets", "payload", "syns", "fins", "rsts", "ntr")
+# names as plain strings (not the vocabulary's StrEnums: JSON writes them twice as fast)
+_ROLES_FROM = [r.value for r in ROLE_NAMES]
+_BY_NAME = sorted(range(len(ANOMALY_NAMES)), key=lambda a: ANOMALY_NAMES[a])
+
+
+def _endpoint_json(c: dict[str, list[Any]], i: int, e: int, moves: list[dict[str, Any]],
+                   begin: int) -> dict[str, Any]:
+    """Endpoint e of row i, from the columns `c` (_RECORD_FIELDS); its transitions are
+    `moves` from `begin` on."""
     return {
-        "final_state": STATES[row["st"][e]],  # a StrEnum: a str, written as its value
-        "packets": int(row["packets"][e]),
-        "payload_bytes": int(row["payload"][e]),
-        "syn": int(row["syns"][e]),
-        "fin": int(row["fins"][e]),
-        "rst": int(row["rsts"][e]),
-        "transitions": [{"ts": ts, "state": st} | ({"timer": True} if timer else {})
-                        | ({"inferred": True} if k == 0 and row["inferred"]
-                           or row["tr_timer"][e, k] == INFERRED_MOVE else {})
-                        for k, (ts, st, timer) in enumerate(transitions(row, e))],
+        "final_state": STATE_NAMES[c["st"][i][e]],
+        "packets": c["packets"][i][e],
+        "payload_bytes": c["payload"][i][e],
+        "syn": c["syns"][i][e],
+        "fin": c["fins"][i][e],
+        "rst": c["rsts"][i][e],
+        "transitions": moves[begin:begin + c["ntr"][i][e]],
     }
 
 

@@ -17,6 +17,8 @@ import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+import orjson
+
 from pcapstate.words import split_address
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -83,30 +85,48 @@ def local_nets(text: str) -> list[Network]:
     return nets
 
 
-def entries(record: dict[str, Any], nets: Sequence[Network] = ()) -> list[dict[str, Any]]:
+class Site:
+    """Site::local_nets, and whether each host met is in them (remembered, up to 65,536
+    hosts: a host has many connections, and parsing its address again for each took
+    longer than the analysis)."""
+
+    def __init__(self, nets: Sequence[Network] = ()) -> None:
+        self.nets = tuple(nets)
+        self.known: dict[str, bool] = {}
+
+    def is_local(self, host: str) -> bool | None:
+        """Site::is_local_addr; unset (None) without local networks, as in Zeek by
+        default."""
+        if not self.nets:
+            return None
+        local = self.known.get(host)
+        if local is None:
+            ip = ipaddress.ip_address(host)
+            local = any(ip in net for net in self.nets)
+            if len(self.known) < 65536:
+                self.known[host] = local
+        return local
+
+
+def entries(record: dict[str, Any], site: Site | None = None) -> list[dict[str, Any]]:
     """The conn.log entries of a record: Zeek's connection that began with it, and those
     Zeek began later on its 4-tuple (`zeek_later`: after its timers ended the one before)."""
-    return [_entry(record, z, nets) for z in (record["zeek"], *record.get("zeek_later", ()))]
+    site = site or Site()
+    return [_entry(record, z, site) for z in (record["zeek"], *record.get("zeek_later", ()))]
 
 
-def _entry(record: dict[str, Any], z: dict[str, Any],
-           nets: Sequence[Network]) -> dict[str, Any]:
-    """One conn.log entry, None for what is unset; `nets`: Site::local_nets."""
+def _entry(record: dict[str, Any], z: dict[str, Any], site: Site) -> dict[str, Any]:
+    """One conn.log entry, None for what is unset."""
     orig, resp = ((record["client"], record["server"]) if z["orig"] == "client"
                   else (record["server"], record["client"]))
     (oh, op), (rh, rp) = split_address(orig), split_address(resp)
     entry = {f: z.get(f) for f in FIELDS}  # Zeek's view's fields; the others, None for now
     entry.update({"uid": uid(record, z["ts"]), "id.orig_h": oh, "id.orig_p": op,
                   "id.resp_h": rh, "id.resp_p": rp, "proto": "tcp",
-                  "local_orig": _is_local(oh, nets), "local_resp": _is_local(rh, nets),
+                  "local_orig": site.is_local(oh), "local_resp": site.is_local(rh),
                   "tunnel_parents": [tunnel_uid(record["tunnel"])] if record.get("tunnel")
                   else None})
     return entry
-
-
-def _is_local(host: str, nets: Sequence[Network]) -> bool | None:
-    """Site::is_local_addr; unset (None) without local networks, as in Zeek by default."""
-    return any(ipaddress.ip_address(host) in net for net in nets) if nets else None
 
 
 def _tsv(value: Any) -> str:
@@ -130,13 +150,31 @@ def _tsv(value: Any) -> str:
     return text
 
 
+def _tsv_time(value: float | None) -> str:
+    return "-" if value is None else f"{value:.6f}"
+
+
+def _tsv_count(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def _tsv_bool(value: bool | None) -> str:
+    return "-" if value is None else "T" if value else "F"
+
+
+# Each column's writer, by its type (_tsv, which tells the value's type, for the others)
+_TSV = [{"time": _tsv_time, "interval": _tsv_time, "count": _tsv_count, "port": _tsv_count,
+         "bool": _tsv_bool}.get(t, _tsv) for t in TYPES]
+_COLUMNS = tuple(zip(FIELDS, _TSV, strict=True))
+
+
 class ConnLog:
     """Writes entries to `out` as they come: Zeek's TSV (with its header lines and a #close
     line at the end) or, with `as_json`, one JSON object a line as Zeek's JSON logs have."""
 
     def __init__(self, out: TextIO, as_json: bool = False,
                  nets: Sequence[Network] = ()) -> None:
-        self.out, self.as_json, self.nets = out, as_json, nets
+        self.out, self.as_json, self.site = out, as_json, Site(nets)
         if not as_json:
             out.write("#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n"
                       "#unset_field\t-\n#path\tconn\n"
@@ -144,12 +182,12 @@ class ConnLog:
                       "#types\t" + "\t".join(TYPES) + "\n")
 
     def write(self, record: dict[str, Any]) -> None:
-        for e in entries(record, self.nets):
+        for e in entries(record, self.site):
             if self.as_json:
-                self.out.write(json.dumps({k: v for k, v in e.items() if v is not None},
-                                          separators=(",", ":")) + "\n")
+                self.out.write(orjson.dumps({k: v for k, v in e.items() if v is not None},
+                                            option=orjson.OPT_APPEND_NEWLINE).decode())
             else:
-                self.out.write("\t".join(_tsv(e[f]) for f in FIELDS) + "\n")
+                self.out.write("\t".join([w(e[f]) for f, w in _COLUMNS]) + "\n")
 
     def close(self) -> None:
         if not self.as_json:
