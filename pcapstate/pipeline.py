@@ -6,6 +6,7 @@ know nothing of files.
 
 from __future__ import annotations
 
+import functools
 import gc
 import queue
 import threading
@@ -13,7 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import numpy as np
 
@@ -27,8 +28,23 @@ if TYPE_CHECKING:  # the compiled engine is imported once the inputs are known t
     from pcapstate.derive.host import HostView
 
 Progress = Callable[[int, int | None], None]
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
+def _heap_given_back(fn: Callable[P, R]) -> Callable[P, R]:
+    """`fn`, after which what it froze out of the garbage collector's passes (gc.freeze)
+    is collected again as usual: a long-running process calls it again and again."""
+    @functools.wraps(fn)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            gc.unfreeze()
+    return run
+
+
+@_heap_given_back
 def analyze(paths: list[str], settings: Settings | None = None, *,
             on_record: Callable[[dict[str, Any]], None] | None = None,
             on_brief: Callable[[list[list[Any]]], None] | None = None,
@@ -65,8 +81,9 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
     from pcapstate.track.connections import Tracker
 
     # What is loaded now (numba, numpy, the compiled engine: over 100,000 objects) lives to
-    # the end: out of the garbage collector's way, whose full passes went through it all
-    # again and again while records were built (measured: half of the time of --jsonl)
+    # the end: out of the garbage collector's way until then (_heap_given_back), whose full
+    # passes went through it all again and again while records were built (measured: half
+    # of the time of --jsonl)
     gc.freeze()
     decoder = {"engine": engine, "reason": None}
     fallback = None

@@ -218,6 +218,23 @@ def test_time_wait_holding_every_port_in_use_is_pressure(step, pressure):
         assert d["ports_seen"] == [40000, 40149] and d["share_of_ports"] == 1.0
 
 
+def test_time_wait_pressure_is_said_for_each_client_host():
+    """Two client hosts of one service, each holding every port it used in TIME_WAIT: a
+    diagnosis for each host (the second did not take the first's place)."""
+    t = Transcript()
+    for h, host in enumerate((b"\x0a\x00\x00\x01", b"\x0a\x00\x00\x03")):
+        for i in range(120 - 20 * h):
+            ts, src = 100 * h + i * 0.1, (host, 40000 + i)
+            handshake(t, ts=ts, src=src)
+            t.send(ts + 0.01, ">", "FA", 1001, 5001, src=src)
+            t.send(ts + 0.011, "<", "FA", 5001, 1002, src=src)
+            t.send(ts + 0.012, ">", "A", 1002, 5002, src=src)
+    t.finish(300.0)
+    found = [d for d in t.result()["diagnoses"] if d["name"] == "time_wait_pressure"]
+    assert [(d["host"], d["count"], d["time_wait_peak"]) for d in found] == [
+        ("10.0.0.1", 120, 120), ("10.0.0.3", 100, 100)]
+
+
 def test_refused_connections_are_grouped_into_bursts():
     """Refused at 0-2 s and 20-21 s, accepted at 10 s and 30 s: two bursts of a service
     that accepted before and after."""

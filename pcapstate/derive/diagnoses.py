@@ -180,7 +180,8 @@ class Diagnoser:
 
     def __init__(self, tunnels: Sequence[dict[str, Any]] = ()) -> None:
         self.tunnels = tunnels
-        self.found: dict[tuple[str, str, str, str | None], Diagnosis] = {}
+        # by name, service, side, inferred_from, and host (time_wait_pressure's, else "")
+        self.found: dict[tuple[str, str, str, str | None, str], Diagnosis] = {}
         # per service: idle times before the server's own FIN (its keep-alive timeout)
         self.server_idle: dict[str, np.ndarray] = {}
         # the facts (rules.FACTS) of the connections taken, held to be counted
@@ -193,11 +194,11 @@ class Diagnoser:
     def example(self, row: np.void, packets: list[tuple[float, str]]) -> dict[str, Any]:
         return _example(row, packets, self.tunnels)
 
-    def named(self, name: str, service: str, side: str,
-              inferred_from: str | None = None) -> Diagnosis:
-        key = (name, service, side, inferred_from)
+    def named(self, name: str, service: str, side: str, inferred_from: str | None = None,
+              host: str = "") -> Diagnosis:
+        key = (name, service, side, inferred_from, host)
         if key not in self.found:
-            self.found[key] = Diagnosis(*key)
+            self.found[key] = Diagnosis(name, service, side, inferred_from)
         return self.found[key]
 
     def get(self, name: str, row: np.void, side: int,
@@ -335,7 +336,8 @@ class Diagnoser:
                 d.numbers |= {"server_idle_timeout": _median(hist),
                               "server_closes": int(hist.sum())}
         found = sorted(self.found.values(),
-                       key=lambda d: (-d.count, d.name, d.service, d.side, bool(d.inferred_from)))
+                       key=lambda d: (-d.count, d.name, d.service, d.side, bool(d.inferred_from),
+                                      str(d.numbers.get("host", ""))))
         return [d.to_json() for d in found]
 
 

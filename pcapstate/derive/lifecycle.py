@@ -196,7 +196,7 @@ class Lifecycle:
 
     def finish(self) -> None:
         """What needs every connection first: bursts' accepted neighbours, TIME_WAIT peaks."""
-        for (name, service, _side, _why), d in self.diagnoser.found.items():
+        for (name, service, *_), d in self.diagnoser.found.items():
             if name == "accept_queue_overflow" and d.numbers["by_syn_cookie"]:
                 d.numbers["options_kept_otherwise"] = service in self.options_kept
             if name == "refused_burst":
@@ -218,7 +218,7 @@ class Lifecycle:
             if not (peak >= DEFAULT_PORTS // 2 or tw["reused"]
                     or (e == 0 and span >= 100 and peak >= 0.9 * span)):
                 continue
-            d = self.diagnoser.named("time_wait_pressure", service, ROLES[e])
+            d = self.diagnoser.named("time_wait_pressure", service, ROLES[e], host=host)
             d.count, d.first, d.last = tw["n"], float(times[0]), float(times[-1]) + 1
             d.examples = tw["examples"]
             d.numbers |= {"host": host, "time_wait_peak": peak, "peak_rate_per_s": rate,

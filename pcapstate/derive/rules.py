@@ -120,8 +120,10 @@ def pick(rows, times, kinds, closers, picks, facts):
         f.tw_reused, f.accepted, f.idle_bin = r.tw_reused, accepted, -1
         f.options_kept = untimed and r.syn_opts[1] & offered != 0
         if server_fin:
-            idle = max(np.float64(r.fin_idle[1]), IDLE_FLOOR)
-            f.idle_bin = min(int(math.log10(idle / IDLE_FLOOR) * IDLE_PER_DECADE), IDLE_BINS)
+            idle = np.float64(r.fin_idle[1])
+            idle = idle if idle > IDLE_FLOOR else IDLE_FLOOR  # (NaN too)
+            f.idle_bin = min(int(min(math.log10(idle / IDLE_FLOOR), 1e6) * IDLE_PER_DECADE),
+                             IDLE_BINS)
         for e in range(2):
             f.ip_hi[e], f.ip_lo[e], f.port[e] = r.ip_hi[e], r.ip_lo[e], r.port[e]
             f.fin_ts[e], f.tw_at[e], f.tw_left[e] = r.fin_ts[e], np.nan, np.nan
@@ -149,17 +151,33 @@ def groups(keys: np.ndarray, picked: np.ndarray, rows: np.ndarray | None = None,
     if host is not None and rows is not None:
         keys = np.concatenate([keys, np.stack([rows["ip_hi"][picked, host], rows["ip_lo"][
             picked, host], host.astype(np.uint64)], axis=1)], axis=1)
+    keys = np.ascontiguousarray(keys, np.uint64)
     n = len(keys)
     first, order, sizes = np.empty(n, np.int64), np.empty(n, np.int64), np.zeros(n, np.int64)
-    found = _group(np.ascontiguousarray(keys, np.uint64), first, order, sizes)
+    found = _group(keys, _hashes(keys), first, order, sizes)
     return first[:found], np.split(order, np.cumsum(sizes[:found])[:-1]) if found else []
 
 
+def _hashes(keys: np.ndarray) -> np.ndarray:
+    """A hash of each row of `keys`, every bit of it mixed into every bit of the hash
+    (each column multiplied in, then MurmurHash3's finaliser): a hash table's slots are
+    its low bits, and addresses of one subnet differ in few (numpy arrays wrap on
+    overflow, silently)."""
+    h = np.zeros(len(keys), np.uint64)
+    for j in range(keys.shape[1]):
+        h = (h ^ keys[:, j]) * np.uint64(0x9E3779B97F4A7C15)
+    for shift, factor in ((33, 0xFF51AFD7ED558CCD), (33, 0xC4CEB9FE1A85EC53), (33, 0)):
+        h ^= h >> np.uint64(shift)
+        if factor:
+            h *= np.uint64(factor)
+    return h
+
+
 @njit(cache=True, nogil=True)
-def _group(keys, first, order, sizes):
-    """Group the rows of `keys` that are equal, by a hash table: each group's first row
-    into `first`, its size into `sizes`, and the rows, group after group, into `order`;
-    returns how many groups."""
+def _group(keys, hashes, first, order, sizes):
+    """Group the rows of `keys` that are equal, by a hash table (`hashes`: each row's):
+    each group's first row into `first`, its size into `sizes` (given zeroed), and the
+    rows, group after group, into `order`; returns how many groups."""
     n, width = keys.shape
     size = 2
     while size < 2 * n:
@@ -168,11 +186,7 @@ def _group(keys, first, order, sizes):
     ids = np.empty(n, np.int64)
     found = 0
     for i in range(n):
-        h = np.uint64(0)
-        for j in range(width):  # rotate and mix in (shifts: no overflow, compiled or not)
-            h = ((h << np.uint64(13)) | (h >> np.uint64(51))) ^ keys[i, j]
-        h ^= h >> np.uint64(29)
-        slot = np.int64(h & np.uint64(size - 1))
+        slot = np.int64(hashes[i] & np.uint64(size - 1))
         while True:
             g = table[slot]
             if g < 0:

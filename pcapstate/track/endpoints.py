@@ -302,6 +302,7 @@ def _syn(r, s, o, flags, seq, ack, ws, opts, ts):
             enter(r, s, due, CLOSED, True)
         r.isn[s] = seq
         r.syn_ts[s] = ts
+        r.syn_opts[s] = opts | (SYN_WS if ws >= 0 else 0)
         r.syns[s] += 1
         r.syn_gap[s, 0] = r.syn_gap[s, 1] = 0
         if r.st[s] == CLOSED:
