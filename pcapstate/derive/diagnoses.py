@@ -212,10 +212,11 @@ class Diagnoser:
         now, the facts of all counted when HELD have gathered (bounded memory, numpy's
         work in large pieces)."""
         n = len(rows)
-        if self.held + n > HELD:
+        if self.held + n > len(self.facts):
             self._count()
-        facts = self.facts[self.held:self.held + n] if n <= HELD else \
-            jit.records(np.empty(n, rules.FACTS))
+            if n > len(self.facts):  # a batch larger than HELD (the capture's end)
+                self.facts = jit.records(np.empty(n, rules.FACTS))
+        facts = self.facts[self.held:self.held + n]
         picks = np.empty(n, np.uint16)
         rules.pick(rows, times, kinds, closers, picks, facts)
         for i in np.flatnonzero(picks):
@@ -230,16 +231,12 @@ class Diagnoser:
                 self._race(row)
             if p & rules.DATA_LOST:
                 self._data_lost(row)
-        if n <= HELD:
-            self.held += n
-        else:
-            self._count(facts)
+        self.held += n
 
-    def _count(self, facts: np.ndarray | None = None) -> None:
-        """Count the facts held (or `facts`): per service, the idle times before the
-        server's own FINs, and the lifecycle's counts."""
-        if facts is None:
-            facts, self.held = self.facts[:self.held], 0
+    def _count(self) -> None:
+        """Count the facts held: per service, the idle times before the server's own FINs,
+        and the lifecycle's counts."""
+        facts, self.held = self.facts[:self.held], 0
         keys = service_keys(facts)
         picked = np.flatnonzero(facts["idle_bin"] >= 0)
         bins = facts["idle_bin"][picked]

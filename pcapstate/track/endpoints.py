@@ -262,12 +262,13 @@ def _rst(r, d, s, o, flags, seq, ack, ts):
 @njit(cache=True, nogil=True)
 def _syn(r, s, o, flags, seq, ack, ws, opts, ts):
     synack = (flags & ACK) != 0
+    offered = opts | (SYN_WS if ws >= 0 else 0)  # syn_opts, for a first SYN or request
     if r.isn[s] == -1:
         r.isn[s] = seq
         r.syn_ts[s] = ts
         r.syns[s] = 1
         r.wscale[s] = ws
-        r.syn_opts[s] = opts | (SYN_WS if ws >= 0 else 0)
+        r.syn_opts[s] = offered
         if r.isn[o] != -1 and (r.wscale[s] == -1 or r.wscale[o] == -1):
             # scaling is used only if both SYNs offer it
             r.wscale[s] = 0
@@ -302,7 +303,7 @@ def _syn(r, s, o, flags, seq, ack, ws, opts, ts):
             enter(r, s, due, CLOSED, True)
         r.isn[s] = seq
         r.syn_ts[s] = ts
-        r.syn_opts[s] = opts | (SYN_WS if ws >= 0 else 0)
+        r.syn_opts[s] = offered
         r.syns[s] += 1
         r.syn_gap[s, 0] = r.syn_gap[s, 1] = 0
         if r.st[s] == CLOSED:
