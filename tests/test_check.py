@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from pcapstate.check.corpus import entries
 from pcapstate.check.goldens import MAX_LISTED
 from pcapstate.cli import main
 
@@ -278,8 +279,20 @@ def test_every_name_of_the_samples_folder_gives_the_same_check(tmp_path, monkeyp
             (tmp_path, str(SAMPLES)), (tmp_path, "link"), (tmp_path, "./link/"),
             (tmp_path, os.path.relpath(SAMPLES, tmp_path)), (SAMPLES, "../samples/.")]
     n = len([p for p in SAMPLES.iterdir() if p.name.endswith(".golden.json")])
+
+    def corpus(cwd: Path, given: str) -> list[tuple]:
+        monkeypatch.chdir(cwd)
+        return [(e.name, [Path(f).resolve() for f in e.files], Path(e.golden).resolve(),
+                 e.config) for e in entries([given])]
+
+    # every way finds the same captures, goldens and configuration (which is all a check
+    # reads); two of them, the folder itself and a link to it, are checked in full
+    found = [corpus(cwd, given) for cwd, given in ways]
+    assert len(found[0]) == n
+    for (_, given), each in zip(ways, found, strict=True):
+        assert each == found[0], given
     seen = []
-    for cwd, given in ways:
+    for cwd, given in (ways[0], ways[7]):
         monkeypatch.chdir(cwd)
         out = tmp_path / "out.json"
         assert main(["check", given, "--json", str(out)]) == 0, (given, capsys.readouterr())

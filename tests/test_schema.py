@@ -78,7 +78,14 @@ def _set(result: dict[str, Any], path: tuple, value: Any) -> None:
         node[last] = value
 
 
-_GONE = object()
+class _Gone:
+    """A field taken away (rather than given a value)."""
+
+    def __repr__(self) -> str:
+        return "gone"
+
+
+_GONE = _Gone()
 
 # (what is damaged, the value put there, the line the report prints after "result.json: ")
 DAMAGE = [
