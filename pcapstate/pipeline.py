@@ -49,6 +49,7 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
             on_record: Callable[[dict[str, Any]], None] | None = None,
             on_brief: Callable[[list[list[Any]]], None] | None = None,
             on_zeek: Callable[[list[dict[str, Any]]], None] | None = None,
+            on_columns: Callable[[dict[str, Any], Any], None] | None = None,
             progress: Progress | None = None, engine: str = "fast",
             stop: Callable[[], bool] | None = None,
             note: Callable[[str], object] | None = None,
@@ -59,6 +60,8 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
     retirement order); `on_brief` the same connections in brief (derive/records.py BRIEF_FIELDS), a
     list at a time, at a fraction of the cost; `on_zeek` the same connections as Zeek sees
     them (derive/records.py zeek_records: what a conn.log needs), a list at a time, also for less;
+    `on_columns` the same records' fields, a column each, and their Zeek views, a batch at a
+    time (derive/records.py columns and zeek_views: what render/parquet.py writes);
     `progress(bytes_done, bytes_total)` is
     called now and then. `stop()`, asked between batches, ends the reading early: the
     result then covers what was read (`interrupted` is true, a warning says so); connections
@@ -109,8 +112,8 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
             to_caller(rec)
     elif join is not None:
         on_record = join.take
-    summary = Summary(settings, on_record, on_brief, on_zeek, wireshark=engine == "tshark",
-                      tunnels=unwrapper.tunnels)
+    summary = Summary(settings, on_record, on_brief, on_zeek, on_columns,
+                      wireshark=engine == "tshark", tunnels=unwrapper.tunnels)
     accounting: Counter[str] = Counter()
     first, last = float("inf"), float("-inf")
     sizes = [c.size for c in captures if c.size is not None and not c.compressed]

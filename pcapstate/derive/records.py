@@ -6,7 +6,7 @@ built in bulk from the packed records the tracker hands out (track/slots.py), in
 from collections.abc import Sequence
 from functools import lru_cache
 from ipaddress import ip_address
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -77,63 +77,82 @@ def briefs(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray) -> list[lis
                                            kinds.tolist(), closers.tolist(), strict=True)]
 
 
+def columns(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray, aborted: np.ndarray,
+            evidences: np.ndarray, wireshark: bool = False) -> dict[str, Any]:
+    """The fields of each connection's record, a column each (numpy arrays; names as
+    objects, None where a record has null), worked out once for the JSON records and the
+    Parquet file (render/parquet.py). `aborted`, `evidences`: derive/fold.py's (the closer
+    closed by a RST; how the closer is known). Per endpoint ("client_" and "server_"
+    prefixes): final_state, packets, payload_bytes, syn, fin, rst. The transitions made,
+    endpoint after endpoint: "moves_ts", "moves_state", "moves_timer", "moves_inferred";
+    each endpoint's first at "moves_start" [row, endpoint], "ntr" [row, endpoint] of them.
+    "anomalies": the counts, a column for each of "anomaly_names"; "wireshark": those of
+    Wireshark's analysis flags (vocab.WIRESHARK_ANALYSIS) when the tshark engine counted
+    them (`wireshark`), else None; "tunnel": the number of the tunnel the connection came in
+    (1 on), or 0."""
+    names = _names()
+    client, server = zip(*_addresses(rows), strict=True) if len(rows) else ((), ())
+    closed_by = np.where(aborted, "rst", "fin").astype(object)
+    closed_by[(closers == _CLOSER_NONE) | (evidences == _INFERRED)] = None
+    # the transitions made (not the unused places), and where each endpoint's begin
+    made = np.arange(rows.dtype["tr_ts"].shape[1]) < rows["ntr"][:, :, None]
+    ntr = rows["ntr"].astype(np.int64)
+    starts = (np.cumsum(ntr) - ntr.reshape(-1)).reshape(-1, 2)
+    timer = rows["tr_timer"][made]
+    inferred = timer == INFERRED_MOVE  # and the first move of a connection found inferred
+    inferred[starts[(rows["inferred"] != 0)[:, None] & (ntr > 0)]] = True
+    out = {
+        "id": rows["cid"], "client": np.array(client, object),
+        "server": np.array(server, object), "roles_from": names["roles"][rows["roles"]],
+        "mid_stream": rows["roles"] != _BY_SYN, "first_ts": rows["first_ts"],
+        "last_ts": rows["last_ts"], "end": names["end"][kinds],
+        "closer": names["closer"][closers],
+        "closer_evidence": names["evidence"][evidences],  # -1: not known, the None at the end
+        "closed_by": closed_by, "reset_by": names["reset_by"][rows["reset_by"]],
+        "anomalies": rows["anom"][:, _BY_NAME], "anomaly_names": names["anomalies"],
+        "evicted": rows["evicted"] != 0, "tunnel": rows["tunnel"],
+        "moves_ts": rows["tr_ts"][made], "moves_state": names["state"][rows["tr_st"][made]],
+        "moves_timer": timer == 1, "moves_inferred": inferred, "moves_start": starts,
+        "ntr": ntr, "wireshark": rows["ws"] if wireshark else None}
+    final = names["state"][rows["st"]]
+    for e, role in enumerate(ROLES):
+        out[f"{role}_final_state"] = final[:, e]
+        for field, column in _COUNTS:
+            out[f"{role}_{field}"] = rows[column][:, e]
+    return out
+
+
 def records(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray, aborted: np.ndarray,
             evidences: np.ndarray, zeek: list[dict[str, Any]], wireshark: bool,
             tunnels: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
     """Each connection's record, as written to the JSON result and the JSON Lines stream
-    (docs/json.md); `aborted`, `evidences`: derive/fold.py's (the closer closed by a RST;
-    how the closer is known); `zeek`: zeek_fields of the same rows; `wireshark`: the tshark
-    engine counted Wireshark's analysis flags; `tunnels`: the tunnels met
+    (docs/json.md), from its columns; `zeek`: zeek_fields of the same rows; `wireshark`: the
+    tshark engine counted Wireshark's analysis flags; `tunnels`: the tunnels met
     (decode/unwrap.py), by number - 1."""
-    c = {f: rows[f].tolist() for f in _RECORD_FIELDS}  # columns as Python values: fast
-    # the transitions made, endpoint after endpoint (not the unused places), and where
-    # each endpoint's begin; those made by a timer or inferred said so
-    made = np.arange(rows.dtype["tr_ts"].shape[1]) < rows["ntr"][:, :, None]
-    timers = rows["tr_timer"][made]
-    moves = [{"ts": t, "state": STATE_NAMES[st]}
-             for t, st in zip(rows["tr_ts"][made].tolist(), rows["tr_st"][made].tolist(),
-                              strict=True)]
-    ntr = rows["ntr"].astype(np.int64)
-    starts = (np.cumsum(ntr) - ntr.reshape(-1)).reshape(-1, 2)
-    for k in np.flatnonzero(timers == 1):
+    cols = columns(rows, kinds, closers, aborted, evidences, wireshark)
+    counts, names, ws = cols.pop("anomalies"), cols.pop("anomaly_names"), cols.pop("wireshark")
+    c = {k: v.tolist() for k, v in cols.items()}  # as Python values: fast
+    moves = [{"ts": t, "state": st}
+             for t, st in zip(c["moves_ts"], c["moves_state"], strict=True)]
+    for k in np.flatnonzero(cols["moves_timer"]):  # said only when so
         moves[k]["timer"] = True
-    firsts = starts[(rows["inferred"] != 0)[:, None] & (ntr > 0)]
-    for k in {*np.flatnonzero(timers == INFERRED_MOVE).tolist(), *firsts.tolist()}:
+    for k in np.flatnonzero(cols["moves_inferred"]):
         moves[k]["inferred"] = True
-    begin = starts.tolist()
     anomalies: list[dict[str, int]] = [{} for _ in range(len(rows))]
-    counts = rows["anom"][:, _BY_NAME]
     for i, a in zip(*np.nonzero(counts), strict=True):  # by name, as a row's are sorted
-        anomalies[i][ANOMALY_NAMES[_BY_NAME[a]]] = int(counts[i, a])
-    ws = rows["ws"].tolist() if wireshark else None
-    kinds, closers = kinds.tolist(), closers.tolist()
-    aborted, evidences = aborted.tolist(), evidences.tolist()
+        anomalies[i][names[a]] = int(counts[i, a])
+    ws = None if ws is None else ws.tolist()
+    starts, ntr = c["moves_start"], c["ntr"]
     out = []
-    for i, ((client, server), z) in enumerate(zip(_addresses(rows), zeek, strict=True)):
-        reset_by, roles = c["reset_by"][i], _ROLES_FROM[c["roles"][i]]
-        closer, evidence = CLOSER_NAMES[closers[i]], evidences[i]
-        rec = {
-            "id": c["cid"][i],
-            "client": client,
-            "server": server,
-            "roles_from": roles,
-            "mid_stream": roles != Roles.SYN,
-            "first_ts": c["first_ts"][i],
-            "last_ts": c["last_ts"][i],
-            "end": END_NAMES[kinds[i]],
-            "closer": closer,
-            "closer_evidence": EVIDENCE_NAMES[evidence] if evidence >= 0 else None,
-            # how the closer closed: a FIN first, or an abort (its RST ended it); not seen
-            # where it closed before the capture
-            "closed_by": None if closer == Closer.NONE
-            or EVIDENCE_NAMES[evidence] == CloserEvidence.INFERRED
-            else "rst" if aborted[i] else "fin",
-            "reset_by": None if reset_by < 0 else ROLES[reset_by],
-            "endpoints": {ROLES[e]: _endpoint_json(c, i, e, moves, begin[i][e])
-                          for e in range(2)},
-            "anomalies": anomalies[i],
-            "evicted": bool(c["evicted"][i]),
-        }
+    for i, z in enumerate(zeek):
+        rec = {k: c[k][i] for k in _PLAIN}
+        rec["endpoints"] = {role: {
+            "final_state": c[f"{role}_final_state"][i],
+            **{field: c[f"{role}_{field}"][i] for field, _ in _COUNTS},
+            "transitions": moves[starts[i][e]:starts[i][e] + ntr[i][e]],
+        } for e, role in enumerate(ROLES)}
+        rec["anomalies"] = anomalies[i]
+        rec["evicted"] = c["evicted"][i]
         if c["tunnel"][i]:
             rec["tunnel"] = tunnels[c["tunnel"][i] - 1]
         if ws is not None:
@@ -144,27 +163,28 @@ def records(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray, aborted: n
     return out
 
 
-#: The packed record's fields a connection record reads (records, _endpoint_json).
-_RECORD_FIELDS = ("cid", "roles", "first_ts", "last_ts", "reset_by", "tunnel", "evicted",
-                  "inferred", "st", "packets", "payload", "syns", "fins", "rsts", "ntr")
-# names as plain strings (not the vocabulary's StrEnums: JSON writes them twice as fast)
-_ROLES_FROM = [r.value for r in ROLE_NAMES]
+#: A record's fields of one value each, in its order, up to its endpoints
+_PLAIN = ("id", "client", "server", "roles_from", "mid_stream", "first_ts", "last_ts", "end",
+          "closer", "closer_evidence", "closed_by", "reset_by")
+#: An endpoint's counts: its record's name, the packed record's column
+_COUNTS = (("packets", "packets"), ("payload_bytes", "payload"), ("syn", "syns"),
+           ("fin", "fins"), ("rst", "rsts"))
 _BY_NAME = sorted(range(len(ANOMALY_NAMES)), key=lambda a: ANOMALY_NAMES[a])
+_CLOSER_NONE = CLOSER_NAMES.index(Closer.NONE)
+_INFERRED = EVIDENCE_NAMES.index(CloserEvidence.INFERRED)
+_BY_SYN = ROLE_NAMES.index(Roles.SYN)
 
 
-def _endpoint_json(c: dict[str, list[Any]], i: int, e: int, moves: list[dict[str, Any]],
-                   begin: int) -> dict[str, Any]:
-    """Endpoint e of row i, from the columns `c` (_RECORD_FIELDS); its transitions are
-    `moves` from `begin` on."""
-    return {
-        "final_state": STATE_NAMES[c["st"][i][e]],
-        "packets": c["packets"][i][e],
-        "payload_bytes": c["payload"][i][e],
-        "syn": c["syns"][i][e],
-        "fin": c["fins"][i][e],
-        "rst": c["rsts"][i][e],
-        "transitions": moves[begin:begin + c["ntr"][i][e]],
-    }
+@lru_cache(maxsize=1)
+def _names() -> dict[str, np.ndarray]:
+    """The vocabulary's names as object arrays a column of codes indexes (-1: the None
+    at the end)."""
+    def table(names: Sequence[Any]) -> np.ndarray:
+        return np.array([*names, None], object)
+    return {"closer": table(CLOSER_NAMES), "evidence": table(EVIDENCE_NAMES),
+            "end": table(END_NAMES), "state": table(STATE_NAMES),
+            "roles": table([r.value for r in ROLE_NAMES]), "reset_by": table(ROLES),
+            "anomalies": np.array([ANOMALY_NAMES[a] for a in _BY_NAME], object)}
 
 
 def zeek_records(rows: np.ndarray, zeek: list[dict[str, Any]],
@@ -180,20 +200,44 @@ def zeek_records(rows: np.ndarray, zeek: list[dict[str, Any]],
     return out
 
 
-def zeek_fields(rows: np.ndarray, ended: dict[int, list[np.void]]) -> list[dict[str, Any]]:
-    """`zeek`: the connection Zeek saw begin with each one; `zeek_later`, only when Zeek
-    ended it and began others on the 4-tuple while this one went on: those."""
-    now = _zeek_views(rows)
+class ZeekViews(NamedTuple):
+    """The Zeek views of a batch of connections: `columns` of every view (views_columns),
+    the rows' own first, then those Zeek ended early while a row went on; `first`, each
+    row's first view there; `later`, the indexes there of the views Zeek began after it
+    on the row's 4-tuple, for each row that has any (an empty dict when none has)."""
+
+    columns: dict[str, np.ndarray]
+    first: np.ndarray
+    later: dict[int, list[int]]
+
+
+def zeek_views(rows: np.ndarray, ended: dict[int, list[np.void]]) -> ZeekViews:
+    """The connection Zeek saw begin with each row, and, only when Zeek ended it and began
+    others on the 4-tuple while this one went on (`ended`, by connection id), those."""
+    first = np.arange(len(rows))
+    later: dict[int, list[int]] = {}
     if not ended:
-        return [{"zeek": z} for z in now]
-    out = []
-    for cid, z in zip(rows["cid"].tolist(), now, strict=True):
+        return ZeekViews(views_columns(rows), first, later)
+    extra: list[np.void] = []
+    for i, cid in enumerate(rows["cid"].tolist()):
         views = ended.get(cid)
         if views:
-            first, *later = [*_zeek_views(jit.records(np.array(views, rows.dtype))), z]
-            out.append({"zeek": first, "zeek_later": later})
-        else:
-            out.append({"zeek": z})
+            at = len(rows) + len(extra)  # the row's first view, then those after it
+            first[i], later[i] = at, [*range(at + 1, at + len(views)), i]
+            extra += views
+    if not extra:
+        return ZeekViews(views_columns(rows), first, later)
+    both = np.concatenate([rows, jit.records(np.array(extra, rows.dtype))])
+    return ZeekViews(views_columns(both), first, later)
+
+
+def zeek_fields(views: ZeekViews) -> list[dict[str, Any]]:
+    """Each row's `zeek`: the connection Zeek saw begin with it; `zeek_later`, only when
+    Zeek ended it and began others on the 4-tuple while this one went on: those."""
+    fields = _view_dicts(views.columns)
+    out = [{"zeek": fields[k]} for k in views.first.tolist()]
+    for i, others in views.later.items():
+        out[i]["zeek_later"] = [fields[k] for k in others]
     return out
 
 
@@ -204,23 +248,38 @@ def zeek_columns(views: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return states, sizes
 
 
-def _zeek_views(rows: np.ndarray) -> list[dict[str, Any]]:
-    """The conn.log fields of each row's Zeek view (duration and bytes unset when the
-    duration is 0, as Zeek logs them)."""
+#: A Zeek view's conn.log fields, in their order (views_columns)
+ZEEK_FIELDS = ("ts", "orig", "conn_state", "history", "missed_bytes", "duration",
+               "orig_bytes", "resp_bytes", "orig_pkts", "orig_ip_bytes", "resp_pkts",
+               "resp_ip_bytes")
+#: Those unset (null) when the duration is 0, as Zeek logs them
+ZEEK_TIMED = ("duration", "orig_bytes", "resp_bytes")
+
+
+def views_columns(rows: np.ndarray) -> dict[str, np.ndarray]:
+    """The conn.log fields (ZEEK_FIELDS) of each row's Zeek view, a column each, and
+    "timed": whether its duration is over 0 (ZEEK_TIMED are set only then)."""
     states, sizes = zeek_columns(rows)
-    orig, first, last, missed, hlen, pkts, ipb = (rows[f].tolist() for f in (
-        "z_orig", "z_first", "z_last_ts", "z_missed", "z_hlen", "z_pkts", "z_ipb"))
-    hist = rows["z_hist"].tobytes()
-    out = []
-    for i, (state, size) in enumerate(zip(states.tolist(), sizes.tolist(), strict=True)):
-        o, r = orig[i], 1 - orig[i]
-        duration = last[i] - first[i]
-        out.append({
-            "ts": first[i], "orig": ROLES[o], "conn_state": CONN_STATES[state],
-            "history": hist[i * ZEEK_HISTORY:i * ZEEK_HISTORY + hlen[i]].decode("ascii"),
-            "missed_bytes": missed[i], "duration": duration if duration > 0 else None,
-            "orig_bytes": size[o] if duration > 0 else None,
-            "resp_bytes": size[r] if duration > 0 else None,
-            "orig_pkts": pkts[i][o], "orig_ip_bytes": ipb[i][o],
-            "resp_pkts": pkts[i][r], "resp_ip_bytes": ipb[i][r]})
-    return out
+    at, orig = np.arange(len(rows)), rows["z_orig"].astype(np.intp)
+    resp = 1 - orig
+    duration = rows["z_last_ts"] - rows["z_first"]
+    hist, hlen = rows["z_hist"].tobytes(), rows["z_hlen"].tolist()
+    pkts, ipb = rows["z_pkts"], rows["z_ipb"]
+    return {
+        "ts": rows["z_first"], "orig": _names()["reset_by"][orig],
+        "conn_state": np.array(CONN_STATES, object)[states],
+        "history": np.array([hist[i * ZEEK_HISTORY:i * ZEEK_HISTORY + n].decode("ascii")
+                             for i, n in enumerate(hlen)], object),
+        "missed_bytes": rows["z_missed"], "duration": duration,
+        "orig_bytes": sizes[at, orig], "resp_bytes": sizes[at, resp],
+        "orig_pkts": pkts[at, orig], "orig_ip_bytes": ipb[at, orig],
+        "resp_pkts": pkts[at, resp], "resp_ip_bytes": ipb[at, resp], "timed": duration > 0}
+
+
+def _view_dicts(cols: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    """Each view's conn.log fields (views_columns), ZEEK_TIMED None when not timed."""
+    values = {k: cols[k].tolist() for k in ZEEK_FIELDS}
+    for k in ZEEK_TIMED:
+        values[k] = [v if timed else None for v, timed in zip(
+            values[k], cols["timed"].tolist(), strict=True)]
+    return [dict(zip(ZEEK_FIELDS, v, strict=True)) for v in zip(*values.values(), strict=True)]

@@ -142,16 +142,20 @@ class Summary:
                  on_record: Callable[[dict[str, Any]], None] | None = None,
                  on_brief: Callable[[list[list[Any]]], None] | None = None,
                  on_zeek: Callable[[list[dict[str, Any]]], None] | None = None,
+                 on_columns: Callable[[dict[str, Any], records.ZeekViews], None]
+                 | None = None,
                  wireshark: bool = False, tunnels: Sequence[dict[str, Any]] = ()) -> None:
         """`on_record` receives each connection's record (derive/records.py); `on_brief`
         the connections in brief (records.BRIEF_FIELDS), a list at a time; `on_zeek` what a
-        conn.log needs of them, a list at a time. `wireshark`: the tshark engine counted
-        Wireshark's analysis flags of each segment. `tunnels`: the tunnels met so far
-        (decode/unwrap.py), by number - 1."""
+        conn.log needs of them, a list at a time; `on_columns` the records' fields a column
+        each (records.columns) and their Zeek views (records.zeek_views). `wireshark`: the
+        tshark engine counted Wireshark's analysis flags of each segment. `tunnels`: the
+        tunnels met so far (decode/unwrap.py), by number - 1."""
         self.tunnels = tunnels
         self.on_record = on_record
         self.on_brief = on_brief
         self.on_zeek = on_zeek
+        self.on_columns = on_columns
         self.wireshark = wireshark
         self.folds = new_folds()
         self.limits = np.array([settings.stuck_after.get(st, np.nan) for st in STATES])
@@ -190,9 +194,11 @@ class Summary:
         self.diagnoser.take(rows, times, kinds, closers)
         if self.on_brief is not None:
             self.on_brief(records.briefs(rows, kinds, closers))
-        for start in range(0, n if self.on_zeek or self.on_record else 0, _CHUNK):
+        wanted = self.on_zeek or self.on_record or self.on_columns
+        for start in range(0, n if wanted else 0, _CHUNK):
             part = slice(start, start + _CHUNK)
-            zeek = records.zeek_fields(rows[part], ended)  # once, for both
+            views = records.zeek_views(rows[part], ended)
+            zeek = records.zeek_fields(views) if self.on_zeek or self.on_record else []
             if self.on_zeek is not None:
                 self.on_zeek(records.zeek_records(rows[part], zeek, self.tunnels))
             if self.on_record is not None:
@@ -200,6 +206,10 @@ class Summary:
                                            aborted[part], evidences[part], zeek,
                                            self.wireshark, self.tunnels):
                     self.on_record(rec)
+            if self.on_columns is not None:
+                self.on_columns(records.columns(rows[part], kinds[part], closers[part],
+                                                aborted[part], evidences[part], self.wireshark),
+                                views)
 
     def findings(self) -> list[dict[str, Any]]:
         """Worst first: most stuck endpoints, then the oldest."""

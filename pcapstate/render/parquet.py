@@ -1,0 +1,131 @@
+"""The connection records as a Parquet file (`analyze --parquet FILE`): a row per connection,
+the record's fields as columns (docs/json.md says what each means), written with pyarrow
+from the record's columns (derive/records.py columns) in row groups as connections retire:
+memory holds at most one row group, never every record. DuckDB, pandas and Polars read it.
+
+How the columns differ from the JSON record: times are timestamps (UTC, microseconds);
+the endpoints are flat (`client_final_state`, `server_packets`, ...); each endpoint's
+transitions are a list of (ts, state, timer, inferred); anomalies and Wireshark's analysis
+flags are maps of name to count; a tunnel is its name (records.tunnel_name); `zeek_later`
+is an empty list when Zeek saw one connection.
+"""
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pcapstate.derive.records import ROLES, ZEEK_FIELDS, ZEEK_TIMED, ZeekViews, tunnel_name
+from pcapstate.vocab import WIRESHARK_ANALYSIS
+
+ROW_GROUP = 65_536  # connections a row group holds (the last one: what is left)
+
+_TS = pa.timestamp("us", tz="UTC")
+_MOVE = pa.struct([("ts", _TS), ("state", pa.string()), ("timer", pa.bool_()),
+                   ("inferred", pa.bool_())])
+_ZEEK_KINDS = {"ts": _TS, "orig": pa.string(), "conn_state": pa.string(),
+               "history": pa.string(), "duration": pa.float64()}  # the others: int64
+_ZEEK = pa.struct([(name, _ZEEK_KINDS.get(name, pa.int64())) for name in ZEEK_FIELDS])
+_COUNTS = pa.map_(pa.string(), pa.int64())
+_ENDPOINT = (("final_state", pa.string()), ("packets", pa.int64()),
+             ("payload_bytes", pa.int64()), ("syn", pa.int64()), ("fin", pa.int64()),
+             ("rst", pa.int64()), ("transitions", pa.list_(_MOVE)))
+
+SCHEMA = pa.schema([
+    ("id", pa.int64()), ("client", pa.string()), ("server", pa.string()),
+    ("roles_from", pa.string()), ("mid_stream", pa.bool_()),
+    ("first_ts", _TS), ("last_ts", _TS), ("end", pa.string()), ("closer", pa.string()),
+    ("closer_evidence", pa.string()), ("closed_by", pa.string()), ("reset_by", pa.string()),
+    *[(f"{role}_{name}", kind) for role in ROLES for name, kind in _ENDPOINT],
+    ("anomalies", _COUNTS), ("evicted", pa.bool_()), ("tunnel", pa.string()),
+    ("wireshark_analysis", _COUNTS), ("zeek", _ZEEK), ("zeek_later", pa.list_(_ZEEK)),
+])
+
+
+class ParquetSink:
+    """Takes the records' columns a batch at a time (`take`); writes `path` in row groups
+    of ROW_GROUP connections; `close` writes what is left and the file's footer."""
+
+    def __init__(self, path: str, tunnels: Sequence[dict[str, Any]] = ()) -> None:
+        """`tunnels`: the tunnels met (decode/unwrap.py), by number - 1, as they are met."""
+        self.tunnels = tunnels
+        self.writer = pq.ParquetWriter(path, SCHEMA, compression="zstd")
+        self.held: list[pa.RecordBatch] = []
+        self.rows = 0
+
+    def take(self, cols: dict[str, Any], views: ZeekViews) -> None:
+        """A batch: records.columns' `cols`, records.zeek_views' `views` of the same
+        connections."""
+        batch = pa.RecordBatch.from_arrays(_arrays(cols, views, self.tunnels), schema=SCHEMA)
+        self.held.append(batch)
+        self.rows += len(batch)
+        if self.rows >= ROW_GROUP:
+            self._write()
+
+    def close(self) -> None:
+        self._write()
+        self.writer.close()
+
+    def _write(self) -> None:
+        if self.held:
+            self.writer.write_table(pa.Table.from_batches(self.held), row_group_size=None)
+        self.held, self.rows = [], 0
+
+
+def _arrays(c: dict[str, Any], views: ZeekViews,
+            tunnels: Sequence[dict[str, Any]]) -> list[pa.Array]:
+    n = len(c["id"])
+    zeek = _zeek(views.columns)
+    moves = pa.StructArray.from_arrays(
+        [pa.array(_micros(c["moves_ts"]), _TS), pa.array(c["moves_state"], pa.string()),
+         pa.array(c["moves_timer"]), pa.array(c["moves_inferred"])], fields=list(_MOVE))
+    # the moves are endpoint after endpoint: those of each endpoint, and where each row's begin
+    of_endpoint = np.repeat(np.tile(np.arange(2), n), c["ntr"].reshape(-1))
+    names = [None] + [tunnel_name(t) for t in tunnels]
+    ws = pa.nulls(n, _COUNTS) if c["wireshark"] is None else _counts(
+        c["wireshark"], np.array(WIRESHARK_ANALYSIS, object))
+    out: dict[str, pa.Array] = {
+        "first_ts": pa.array(_micros(c["first_ts"]), _TS),
+        "last_ts": pa.array(_micros(c["last_ts"]), _TS),
+        "anomalies": _counts(c["anomalies"], c["anomaly_names"]),
+        "tunnel": pa.array([names[t] for t in c["tunnel"].tolist()], pa.string()),
+        "wireshark_analysis": ws,
+        "zeek": zeek.take(pa.array(views.first)),
+        "zeek_later": pa.ListArray.from_arrays(
+            _offsets(np.array([len(views.later.get(i, ())) for i in range(n)])),
+            zeek.take(pa.array([k for i in sorted(views.later) for k in views.later[i]],
+                               pa.int64()))),
+    }
+    for e, role in enumerate(ROLES):
+        out[f"{role}_transitions"] = pa.ListArray.from_arrays(
+            _offsets(c["ntr"][:, e]), moves.filter(pa.array(of_endpoint == e)))
+    return [out[f.name] if f.name in out else pa.array(c[f.name], f.type) for f in SCHEMA]
+
+
+def _micros(seconds: np.ndarray) -> np.ndarray:
+    return np.round(np.asarray(seconds, np.float64) * 1e6).astype(np.int64)
+
+
+def _offsets(lengths: np.ndarray) -> pa.Array:
+    return pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
+
+
+def _counts(counts: np.ndarray, names: np.ndarray) -> pa.Array:
+    """A map of name to count for each row of `counts` (a column per name), counts of 0 left
+    out, in the names' order."""
+    rows, cols = np.nonzero(counts)
+    return pa.MapArray.from_arrays(
+        _offsets(np.bincount(rows, minlength=len(counts))),
+        pa.array(names[cols].astype(object), pa.string()),
+        pa.array(counts[rows, cols].astype(np.int64)))
+
+
+def _zeek(cols: dict[str, np.ndarray]) -> pa.StructArray:
+    """Zeek views (records.views_columns) as structs."""
+    unset = ~cols["timed"]
+    arrays = [pa.array(_micros(cols["ts"]), _TS)]
+    arrays += [pa.array(cols[f.name], f.type, mask=unset if f.name in ZEEK_TIMED else None)
+               for f in list(_ZEEK)[1:]]
+    return pa.StructArray.from_arrays(arrays, fields=list(_ZEEK))
