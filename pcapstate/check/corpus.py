@@ -113,12 +113,11 @@ def config_from(table: dict[str, Any], prefix: str = "") -> Config:
                             given("stuck-after", 10.0), seconds("close-wait-after"),
                             _count(table.get("max-connections", MAX_CONNECTIONS),
                                    "max-connections"))
-    allow = _allowances(table.get("allow", {}), prefix)
     max_cw = table.get("max-close-wait")
-    policy = Policy(fail_on=frozenset(stuck_states(table["fail-on"], diagnoses=True)
-                                             if table.get("fail-on") else ()),
-                    max_close_wait=None if max_cw is None else _count(max_cw, "max-close-wait"),
-                    allow=allow)
+    policy = Policy(allow=_allowances(table.get("allow", {}), prefix),  # its errors come first
+                    fail_on=frozenset(stuck_states(table["fail-on"], diagnoses=True)
+                                      if table.get("fail-on") else ()),
+                    max_close_wait=None if max_cw is None else _count(max_cw, "max-close-wait"))
     sets = table.get("sets", [])
     if not isinstance(sets, list) or not all(isinstance(s, str) and "*" in s for s in sets):
         raise ValueError("sets must be a list of file patterns with a '*' (\"rotated-*.pcap\")")

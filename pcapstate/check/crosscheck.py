@@ -43,19 +43,18 @@ def cross_check(paths: list[str], settings: Settings | None = None) -> dict[str,
         name = connection_name(key)
         if key not in shark:
             out.append(f"{name}: only the fast engine sees it")
-            continue
-        if key not in fast:
+        elif key not in fast:
             out.append(f"{name}: only the tshark engine sees it")
-            continue
-        a, b = fast[key], shark[key]
-        for i, what in ((3, "end"), (4, "closer"), (5, "client final state"),
-                        (6, "server final state")):
-            if a[i] != b[i]:
-                out.append(f"{name}: {what} {a[i]} (fast), {b[i]} (tshark)")
-        for ours, theirs, words in ((b[7], b[9], "segments sent again"),
-                                    (b[8], b[10], "keep-alives")):
-            if ours != theirs:
-                out.append(f"{name}: {words}: pcapstate {ours}, Wireshark {theirs}")
+        else:
+            a, b = fast[key], shark[key]
+            for i, what in ((3, "end"), (4, "closer"), (5, "client final state"),
+                            (6, "server final state")):
+                if a[i] != b[i]:
+                    out.append(f"{name}: {what} {a[i]} (fast), {b[i]} (tshark)")
+            for ours, theirs, words in ((b[7], b[9], "segments sent again"),
+                                        (b[8], b[10], "keep-alives")):
+                if ours != theirs:
+                    out.append(f"{name}: {words}: pcapstate {ours}, Wireshark {theirs}")
     both = [shark[k] for k in fast.keys() & shark.keys()]  # tshark's runs, both counts
     return {"connections": {"fast": len(fast), "tshark": len(shark)},
             "segments_sent_again": {"pcapstate": sum(b[7] for b in both),

@@ -298,13 +298,10 @@ def measure(files: list[str] | tuple[str, ...],
 
 def judge(entry: Entry, got: dict[str, Any] | str, elapsed: float, update: bool) -> Outcome:
     """Compare the facts with the golden (or write it, with `update`) and apply the policy."""
-    outcome = Outcome(entry, seconds=elapsed)
     if isinstance(got, str):
-        outcome.status, outcome.error = "error", got
-        return outcome
-    outcome.connections, outcome.packets = got["connections"], got["records"]
-    outcome.warnings = got["warnings"]
-    outcome.policy = policy(got, entry.config)
+        return Outcome(entry, status="error", error=got, seconds=elapsed)
+    outcome = Outcome(entry, connections=got["connections"], packets=got["records"],
+                      warnings=got["warnings"], policy=policy(got, entry.config), seconds=elapsed)
     if update:
         text = golden_text(got)
         try:

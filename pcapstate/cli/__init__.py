@@ -102,13 +102,12 @@ class _Terminated(BaseException):
 
 
 def _on_interrupt(signum: int, frame: object) -> None:
-    if _SOFT.is_set() and not _INTERRUPTED.is_set():
-        _INTERRUPTED.set()
-        print("\npcapstate: stopping: writing what was read so far (Ctrl-C again to quit at "
-              "once)", file=sys.stderr)
-        return
+    first = _SOFT.is_set() and not _INTERRUPTED.is_set()  # a first Ctrl-C only asks to stop
     _INTERRUPTED.set()
-    raise KeyboardInterrupt
+    if not first:
+        raise KeyboardInterrupt
+    print("\npcapstate: stopping: writing what was read so far (Ctrl-C again to quit at "
+          "once)", file=sys.stderr)
 
 
 def _on_terminate(signum: int, frame: object) -> None:
@@ -205,8 +204,7 @@ class _Outputs:
             raise
 
     def file(self, option: str) -> TextIO | None:
-        pending = self.files.get(option)
-        return None if pending is None else pending.file
+        return self.files[option].file if option in self.files else None
 
     def chart(self, name: str, data: bytes) -> None:
         """A chart into the charts folder (made now if need be), put in place by `done`."""
@@ -269,10 +267,9 @@ def _analyze(args: argparse.Namespace) -> int:
     settings = settings_for(args.time_wait, args.fin_timeout, args.stuck_after,
                             args.close_wait_after, args.max_connections, args.zeek_checksums,
                             args.zeek_bare)
-    show_progress = sys.stderr.isatty() if args.progress is None else args.progress
     outputs = _Outputs(args, plots=_charts_folder(args))
     spool: TextIO | None = None  # --json's records, until the result around them is known
-    progress = _Progress(show_progress, _reading)
+    progress = _Progress(args.progress, _reading)
     try:
         lines = outputs.file("jsonl")
         if lines is None and args.json:
@@ -398,10 +395,8 @@ def _check(args: argparse.Namespace) -> int:
     override: dict[str, Any] = {
         key.replace("_", "-"): getattr(args, key)
         for key in ("time_wait", "fin_timeout", "stuck_after", "close_wait_after",
-                    "time_tolerance", "max_close_wait", "max_connections")
+                    "time_tolerance", "max_close_wait", "max_connections", "fail_on")
         if getattr(args, key) is not None}
-    if args.fail_on is not None:
-        override["fail-on"] = [str(name) for name in args.fail_on]
     if args.junit is not None and args.junit == args.json:
         return _error(f"--junit and --json name the same path {args.junit}")
     try:
@@ -414,16 +409,14 @@ def _check(args: argparse.Namespace) -> int:
     for option, path in (("--junit", args.junit), ("--json", args.json)):
         if path is not None and not is_stream(path) and os.path.realpath(path) in ours:
             return _error(f"{option}: refusing to overwrite {path}, a file of the corpus")
-    show = sys.stderr.isatty() if args.progress is None else args.progress
     outputs = _Outputs(args, ("junit", "json"))
     try:
-        return _check_corpus(args, corpus, show, outputs)
+        return _check_corpus(args, corpus, outputs)
     finally:
         outputs.discard()
 
 
-def _check_corpus(args: argparse.Namespace, corpus: list[Any], show: bool,
-                  outputs: _Outputs) -> int:
+def _check_corpus(args: argparse.Namespace, corpus: list[Any], outputs: _Outputs) -> int:
     import time
 
     from pcapstate import jit
@@ -433,7 +426,7 @@ def _check_corpus(args: argparse.Namespace, corpus: list[Any], show: bool,
         _note("compiling the analysis engine first (once after installing or upgrading "
               f"pcapstate: {jit.COMPILE_SECONDS})")
     started = time.perf_counter()
-    progress = _Progress(show, _checking)
+    progress = _Progress(args.progress, _checking)
     try:
         outcomes = check.run(corpus, update=args.update, jobs=args.jobs or check.jobs(corpus),
                              dask=args.dask, progress=progress)
@@ -548,12 +541,12 @@ def _checking(done: int, total: int | None) -> str:
 
 
 class _Progress:
-    """A one-line progress display on stderr, if `show`, each line `line(done, total)`; a
-    check for Ctrl-C either way."""
+    """A one-line progress display on stderr, if `show` (None: if stderr is a terminal), each
+    line `line(done, total)`; a check for Ctrl-C either way."""
 
-    def __init__(self, show: bool, line: Callable[[int, int | None], str]) -> None:
-        self.show, self.line = show, line
-        self.last = ""
+    def __init__(self, show: bool | None, line: Callable[[int, int | None], str]) -> None:
+        self.show = sys.stderr.isatty() if show is None else show
+        self.line, self.last = line, ""
 
     def __call__(self, done: int, total: int | None) -> None:
         _check_interrupt()
