@@ -51,7 +51,7 @@ def leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir())
 
 
-@pytest.mark.parametrize("option", ["--json", "--jsonl", "--zeek-conn", "--html"])
+@pytest.mark.parametrize("option", ["--json", "--jsonl", "--zeek-conn", "--html", "--parquet"])
 def test_a_full_disk_is_one_line_exit_2_and_no_partial_file(tmp_path, option):
     with tmpfs(tmp_path / "small", "size=64k") as small:
         filler = small / "filler"  # leaves 512 bytes: less than any of these outputs takes

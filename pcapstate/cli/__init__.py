@@ -142,7 +142,7 @@ def _note(text: str) -> None:
 
 
 #: The options that write a file (or standard output, given "-").
-_FILE_OUTPUTS = ("json", "jsonl", "zeek_conn", "zeek_conn_json", "report", "html")
+_FILE_OUTPUTS = ("json", "jsonl", "zeek_conn", "zeek_conn_json", "parquet", "report", "html")
 
 
 def _option(dest: str) -> str:
@@ -196,7 +196,7 @@ class _Outputs:
             for o in names:
                 path = getattr(args, o, None)
                 if path is not None:
-                    self.files[o] = PendingFile(path)
+                    self.files[o] = PendingFile(path, binary=o == "parquet")
             if self.plots is not None:
                 _check_folder(self.plots)
         except WriteError:
@@ -270,6 +270,7 @@ def _analyze(args: argparse.Namespace) -> int:
     outputs = _Outputs(args, plots=_charts_folder(args))
     spool: TextIO | None = None  # --json's records, until the result around them is known
     progress = _Progress(args.progress, _reading)
+    parquet: Any = None  # render/parquet.py's ParquetSink, for --parquet
     try:
         lines = outputs.file("jsonl")
         if lines is None and args.json:
@@ -286,6 +287,14 @@ def _analyze(args: argparse.Namespace) -> int:
                                           (outputs.file("zeek_conn_json"), True))
                      if out is not None]
 
+        table = outputs.file("parquet")
+        if table is not None:
+            try:
+                from pcapstate.render.parquet import ParquetSink
+            except ImportError:
+                return _error("--parquet needs pyarrow: pip install 'pcapstate[parquet]'")
+            parquet = ParquetSink(table)  # type: ignore[arg-type]  # a binary file
+
         def on_zeek(recs: list[dict[str, Any]]) -> None:
             for rec in recs:
                 for log in zeek_logs:
@@ -296,7 +305,9 @@ def _analyze(args: argparse.Namespace) -> int:
         try:
             result = analyze(args.captures, settings,
                              on_record=None if lines is None else partial(_write_line, lines),
-                             on_zeek=on_zeek if zeek_logs else None, progress=progress,
+                             on_zeek=on_zeek if zeek_logs else None,
+                             on_columns=None if parquet is None else parquet.take,
+                             progress=progress,
                              engine=args.engine, stop=_INTERRUPTED.is_set, note=_note,
                              hosts=hosts)
         finally:
@@ -306,6 +317,8 @@ def _analyze(args: argparse.Namespace) -> int:
             raise _Terminated(_SIGNAL[0])
         for log in zeek_logs:
             log.close()
+        if parquet is not None:
+            parquet.close()
         result["command_line"] = shlex.join(["pcapstate", *args.argv])
         if args.json or args.report or args.html or args.plots:
             _hashes(result["inputs"])
@@ -324,6 +337,8 @@ def _analyze(args: argparse.Namespace) -> int:
             raise KeyboardInterrupt from None
         return _error(str(e))
     finally:
+        if parquet is not None:
+            parquet.discard()
         outputs.discard()  # not finished: no half-written file left behind
         if spool is not None:
             spool.close()

@@ -115,6 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "with Zeek's conn_state and history ('-' for standard output)")
     a.add_argument("--zeek-conn-json", metavar="FILE",
                    help="the same conn.log as JSON Lines, as Zeek writes JSON logs")
+    a.add_argument("--parquet", metavar="FILE",
+                   help="write one row per connection to a Parquet file, in row groups as "
+                        "connections retire: the records' fields as columns, for DuckDB, "
+                        "pandas or Polars (needs pyarrow: pip install 'pcapstate[parquet]')")
     a.add_argument("--zeek-checksums", action="store_true",
                    help="check TCP checksums for Zeek's view, as Zeek does unless run with "
                         "-C: a segment with a wrong one only adds C to the history (off by "

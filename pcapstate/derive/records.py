@@ -78,7 +78,8 @@ def briefs(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray) -> list[lis
 
 
 def columns(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray, aborted: np.ndarray,
-            evidences: np.ndarray, wireshark: bool = False) -> dict[str, Any]:
+            evidences: np.ndarray, wireshark: bool = False,
+            tunnels: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
     """The fields of each connection's record, a column each (numpy arrays; names as
     objects, None where a record has null), worked out once for the JSON records and the
     Parquet file (render/parquet.py). `aborted`, `evidences`: derive/fold.py's (the closer
@@ -89,7 +90,8 @@ def columns(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray, aborted: n
     "anomalies": the counts, a column for each of "anomaly_names"; "wireshark": those of
     Wireshark's analysis flags (vocab.WIRESHARK_ANALYSIS) when the tshark engine counted
     them (`wireshark`), else None; "tunnel": the number of the tunnel the connection came in
-    (1 on), or 0."""
+    (1 on), or 0, and "tunnel_name" its name (tunnel_name of `tunnels`, by number - 1) or
+    None."""
     names = _names()
     client, server = zip(*_addresses(rows), strict=True) if len(rows) else ((), ())
     closed_by = np.where(aborted, "rst", "fin").astype(object)
@@ -113,7 +115,8 @@ def columns(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray, aborted: n
         "evicted": rows["evicted"] != 0, "tunnel": rows["tunnel"],
         "moves_ts": rows["tr_ts"][made], "moves_state": names["state"][rows["tr_st"][made]],
         "moves_timer": timer == 1, "moves_inferred": inferred, "moves_start": starts,
-        "ntr": ntr, "wireshark": rows["ws"] if wireshark else None}
+        "ntr": ntr, "wireshark": rows["ws"] if wireshark else None,
+        "tunnel_name": np.array([None, *map(tunnel_name, tunnels)], object)[rows["tunnel"]]}
     final = names["state"][rows["st"]]
     for e, role in enumerate(ROLES):
         out[f"{role}_final_state"] = final[:, e]
@@ -129,8 +132,9 @@ def records(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray, aborted: n
     (docs/json.md), from its columns; `zeek`: zeek_fields of the same rows; `wireshark`: the
     tshark engine counted Wireshark's analysis flags; `tunnels`: the tunnels met
     (decode/unwrap.py), by number - 1."""
-    cols = columns(rows, kinds, closers, aborted, evidences, wireshark)
+    cols = columns(rows, kinds, closers, aborted, evidences, wireshark, tunnels)
     counts, names, ws = cols.pop("anomalies"), cols.pop("anomaly_names"), cols.pop("wireshark")
+    del cols["tunnel_name"]
     c = {k: v.tolist() for k, v in cols.items()}  # as Python values: fast
     moves = [{"ts": t, "state": st}
              for t, st in zip(c["moves_ts"], c["moves_state"], strict=True)]

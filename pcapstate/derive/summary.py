@@ -208,8 +208,8 @@ class Summary:
                     self.on_record(rec)
             if self.on_columns is not None:
                 self.on_columns(records.columns(rows[part], kinds[part], closers[part],
-                                                aborted[part], evidences[part], self.wireshark),
-                                views)
+                                                aborted[part], evidences[part], self.wireshark,
+                                                self.tunnels), views)
 
     def findings(self) -> list[dict[str, Any]]:
         """Worst first: most stuck endpoints, then the oldest."""

@@ -10,14 +10,13 @@ flags are maps of name to count; a tunnel is its name (records.tunnel_name); `ze
 is an empty list when Zeek saw one connection.
 """
 
-from collections.abc import Sequence
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pcapstate.derive.records import ROLES, ZEEK_FIELDS, ZEEK_TIMED, ZeekViews, tunnel_name
+from pcapstate.derive.records import ROLES, ZEEK_FIELDS, ZEEK_TIMED, ZeekViews
 from pcapstate.vocab import WIRESHARK_ANALYSIS
 
 ROW_GROUP = 65_536  # connections a row group holds (the last one: what is left)
@@ -48,34 +47,42 @@ class ParquetSink:
     """Takes the records' columns a batch at a time (`take`); writes `path` in row groups
     of ROW_GROUP connections; `close` writes what is left and the file's footer."""
 
-    def __init__(self, path: str, tunnels: Sequence[dict[str, Any]] = ()) -> None:
-        """`tunnels`: the tunnels met (decode/unwrap.py), by number - 1, as they are met."""
-        self.tunnels = tunnels
-        self.writer = pq.ParquetWriter(path, SCHEMA, compression="zstd")
+    def __init__(self, where: str | BinaryIO) -> None:
+        """`where`: a path, or a binary file."""
+        self.writer = pq.ParquetWriter(where, SCHEMA, compression="zstd")
         self.held: list[pa.RecordBatch] = []
         self.rows = 0
 
     def take(self, cols: dict[str, Any], views: ZeekViews) -> None:
         """A batch: records.columns' `cols`, records.zeek_views' `views` of the same
         connections."""
-        batch = pa.RecordBatch.from_arrays(_arrays(cols, views, self.tunnels), schema=SCHEMA)
-        self.held.append(batch)
-        self.rows += len(batch)
+        self.held.append(pa.RecordBatch.from_arrays(_arrays(cols, views), schema=SCHEMA))
+        self.rows += len(cols["id"])
         if self.rows >= ROW_GROUP:
-            self._write()
+            self._write(self.rows - self.rows % ROW_GROUP)
 
     def close(self) -> None:
-        self._write()
+        self._write(self.rows)
         self.writer.close()
 
-    def _write(self) -> None:
-        if self.held:
-            self.writer.write_table(pa.Table.from_batches(self.held), row_group_size=None)
-        self.held, self.rows = [], 0
+    def discard(self) -> None:
+        """Let go of a file the run gave up on (being removed): its writer is not left to
+        write its footer into a closed file later."""
+        if self.writer.is_open:
+            try:
+                self.writer.close()
+            except (OSError, ValueError):  # its file gone already
+                pass
+
+    def _write(self, rows: int) -> None:
+        """The first `rows` held, in row groups of ROW_GROUP (the last one: what is left)."""
+        held = pa.Table.from_batches(self.held, SCHEMA)
+        if rows:
+            self.writer.write_table(held.slice(0, rows), row_group_size=ROW_GROUP)
+        self.held, self.rows = held.slice(rows).to_batches(), self.rows - rows
 
 
-def _arrays(c: dict[str, Any], views: ZeekViews,
-            tunnels: Sequence[dict[str, Any]]) -> list[pa.Array]:
+def _arrays(c: dict[str, Any], views: ZeekViews) -> list[pa.Array]:
     n = len(c["id"])
     zeek = _zeek(views.columns)
     moves = pa.StructArray.from_arrays(
@@ -83,14 +90,13 @@ def _arrays(c: dict[str, Any], views: ZeekViews,
          pa.array(c["moves_timer"]), pa.array(c["moves_inferred"])], fields=list(_MOVE))
     # the moves are endpoint after endpoint: those of each endpoint, and where each row's begin
     of_endpoint = np.repeat(np.tile(np.arange(2), n), c["ntr"].reshape(-1))
-    names = [None] + [tunnel_name(t) for t in tunnels]
     ws = pa.nulls(n, _COUNTS) if c["wireshark"] is None else _counts(
-        c["wireshark"], np.array(WIRESHARK_ANALYSIS, object))
+        c["wireshark"], np.array(list(WIRESHARK_ANALYSIS), object))
     out: dict[str, pa.Array] = {
         "first_ts": pa.array(_micros(c["first_ts"]), _TS),
         "last_ts": pa.array(_micros(c["last_ts"]), _TS),
         "anomalies": _counts(c["anomalies"], c["anomaly_names"]),
-        "tunnel": pa.array([names[t] for t in c["tunnel"].tolist()], pa.string()),
+        "tunnel": pa.array(c["tunnel_name"], pa.string()),
         "wireshark_analysis": ws,
         "zeek": zeek.take(pa.array(views.first)),
         "zeek_later": pa.ListArray.from_arrays(
