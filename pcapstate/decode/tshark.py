@@ -244,8 +244,7 @@ class _Parser:
         number = 0
         for (src, dst), kind in zip(layers[:-1], kinds, strict=False):
             name, field = kind or ("ip_in_ip", None)
-            found = ids[field].pop(0) if field and ids[field] and ids[field][0] else None
-            ident = None if found is None else int(found, 0)
+            ident = int(ids[field].pop(0), 0) if field and ids[field] and ids[field][0] else None
             number = self.tunnels.tunnel_number(
                 name, ipaddress.ip_address(src.decode()).packed,
                 ipaddress.ip_address(dst.decode()).packed, ident, number)
@@ -257,10 +256,7 @@ class _Parser:
         s6, shi, slo = self.host(f[8] if inner_v6 else f[2])
         _, dhi, dlo = self.host(f[9] if inner_v6 else f[3])
         fl = int(f[18], 16)
-        said = 0
-        for bit, value in enumerate(f[_ANALYSIS:_ANALYSIS + 7]):
-            if value:
-                said |= 1 << bit
+        said = sum(1 << bit for bit, value in enumerate(f[_ANALYSIS:_ANALYSIS + 7]) if value)
         return (s6, shi, slo, dhi, dlo, int(f[14]), int(f[15]), int(f[16]), int(f[17]), fl,
                 int(f[19]), int(f[20]), 0 if s6 or not f[5] else int(f[5], 16),
                 (int(f[21]) if f[21] else NO_WSCALE) if fl & _SYN else NOT_SYN,
@@ -320,12 +316,12 @@ def _kind(f: list[bytes]) -> int:
             return _IPV4_HEADER
         if ethertype == 0x86DD:
             return _IPV6_HEADER
-        if ethertype is not None and ethertype in _ETHERTYPES:
+        if ethertype in _ETHERTYPES:
             return _OTHER_ETHERTYPE + ethertype
         return _NOT_IP
     if not (f[2] or f[8]):  # an IP header tshark could not read
         return _IPV6_HEADER if has_v6 and not has_ip else _IPV4_HEADER
-    if f[6] == b"1" or f[6] == b"True" or f[7] not in (b"", b"0"):
+    if f[6] in (b"1", b"True") or f[7] not in (b"", b"0"):
         return _IPV4_FRAGMENT
     if f[11] not in (b"", b"0") or f[12] in (b"1", b"True"):
         return _IPV6_FRAGMENT

@@ -63,11 +63,10 @@ class Unwrapper:
         """Unwrap the `count` rows of `slow` (frames.SLOW_FIELDS) whose frames are in `buf`:
         a wrapper off each (in capture order), then the compiled decoder over all their
         insides at once, again while one is a carrier still."""
-        records, todo = [], []
-        for row, start, length, origlen, linktype, at in slow[:count].tolist():
-            frame = bytes(buf[start:start + length])
-            records.append((row, frame, origlen, linktype))
-            todo.append((row, frame, origlen, linktype, at, 0))  # ..., no tunnel yet
+        # (row, frame, original length, link type, where its IP header is, tunnel)
+        todo = [(row, bytes(buf[start:start + length]), origlen, linktype, at, 0)
+                for row, start, length, origlen, linktype, at in slow[:count].tolist()]
+        records = todo  # the frames as captured (todo: their insides, a wrapper off each time)
         kinds = out.kind
         for _ in range(_DEPTH):
             insides = []  # (row, frame, original length, link type, tunnel, name)
@@ -99,7 +98,7 @@ class Unwrapper:
                     todo.append((row, inner, origlen, linktype, at, tunnel))
         if self.fallback is not None:
             self._fall_back(out, [(row, linktype, frame, origlen, float(out.ts[row]))
-                                  for row, frame, origlen, linktype in records
+                                  for row, frame, origlen, linktype, *_ in records
                                   if _unread(int(kinds[row]))])
 
     def _fall_back(self, out: frames.Batch, unread: list[tuple[int, int, bytes, int, float]]
@@ -153,7 +152,7 @@ class Unwrapper:
         data = payload[len(gre) - len(gre.data):]
         kind, ident = "gre", getattr(gre, "key", None)
         if gre.p in _GRE_INNER:
-            inner = _GRE_INNER[gre.p], data
+            inner: tuple[int, bytes] | None = _GRE_INNER[gre.p], data
         elif gre.p in (0x8847, 0x8848):
             inner = _ether(gre.p, data)
         elif gre.p == _ERSPAN_II:  # type I has no header (no sequence number in GRE)
@@ -165,16 +164,14 @@ class Unwrapper:
             kind, ident = "erspan", struct.unpack_from("!H", data, 2)[0] & 0x3FF
             inner = ETHERNET, data[20 if data[11] & 1 else 12:]
         elif gre.p == _PPP_IN_GRE:  # PPTP's enhanced GRE
-            ppp = _ppp(data)
-            if ppp is None:
-                return None
-            inner = ppp
+            inner = _ppp(data)
         else:
             return None
-        return *inner, self.tunnel_number(kind, src, dst, ident, tunnel), kind
+        return None if inner is None else (
+            *inner, self.tunnel_number(kind, src, dst, ident, tunnel), kind)
 
-    def tunnel_number(self, kind: str, src: bytes, dst: bytes, ident: int | None, parent: int
-                ) -> int:
+    def tunnel_number(self, kind: str, src: bytes, dst: bytes, ident: int | None,
+                      parent: int) -> int:
         """The number of the tunnel between two addresses (unordered)."""
         a, b = sorted((src, dst))
         key = (kind, a, b, ident, parent)

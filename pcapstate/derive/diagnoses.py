@@ -150,13 +150,20 @@ class Diagnosis:
                 "evidence": self.examples}
 
 
-def _example(row: np.void, packets: list[tuple[float, str]], tunnels) -> dict[str, Any]:
-    client, server = address(row, 0), address(row, 1)
-    start = min(ts for ts, _ in packets)
-    return {"conn_id": int(row["cid"]), "client": client, "server": server,
+def _evidence(conn_id: int, client: str, server: str, packets: list[tuple[float, str]],
+              since: float) -> dict[str, Any]:
+    """An example connection: its packets in time order, and a Wireshark filter for it from
+    `since`."""
+    return {"conn_id": conn_id, "client": client, "server": server,
             "packets": [{"ts": ts, "what": what}
                         for ts, what in sorted(packets, key=lambda p: p[0])],
-            "filter": wireshark_filter(client, server, start)}
+            "filter": wireshark_filter(client, server, since)}
+
+
+def example(row: np.void, packets: list[tuple[float, str]]) -> dict[str, Any]:
+    """A connection's evidence: `packets`, (time, what it shows) each."""
+    return _evidence(int(row["cid"]), address(row, 0), address(row, 1), packets,
+                     min(ts for ts, _ in packets))
 
 
 def _reset_ts(row: np.void) -> float:
@@ -168,8 +175,10 @@ def _reset_ts(row: np.void) -> float:
     return float(row["last_ts"])
 
 
-def _heard_last(d: Diagnosis, heard: float) -> None:
-    """A peer_gone's latest time the vanished side was heard from (null: never)."""
+def _gone(d: Diagnosis, how: str, heard: float) -> None:
+    """A peer_gone's count of the connections gone `how` (by_reset, by_silence), and its
+    latest time the vanished side was heard from (null: never)."""
+    d.numbers[how] = d.numbers.get(how, 0) + 1
     if heard and heard > (d.numbers.get("last_heard") or 0.0):
         d.numbers["last_heard"] = heard
     d.numbers.setdefault("last_heard", None)
@@ -188,11 +197,10 @@ class Diagnoser:
         self.facts, self.held = jit.records(np.empty(HELD, rules.FACTS)), 0
         self.lifecycle = Lifecycle(self)
 
+    example = staticmethod(example)  # derive/lifecycle.py's
+
     def service(self, row: np.void) -> str:
         return service_of(row, self.tunnels)
-
-    def example(self, row: np.void, packets: list[tuple[float, str]]) -> dict[str, Any]:
-        return _example(row, packets, self.tunnels)
 
     def named(self, name: str, service: str, side: str, inferred_from: str | None = None,
               host: str = "") -> Diagnosis:
@@ -242,10 +250,9 @@ class Diagnoser:
         bins = facts["idle_bin"][picked]
         first, members = groups(keys, picked)
         for i, mine in zip(first, members, strict=True):
-            service = self.service(facts[picked[i]])
-            if service not in self.server_idle:
-                self.server_idle[service] = np.zeros(rules.IDLE_BINS + 1, np.int64)
-            np.add.at(self.server_idle[service], bins[mine], 1)
+            hist = self.server_idle.setdefault(self.service(facts[picked[i]]),
+                                               np.zeros(rules.IDLE_BINS + 1, np.int64))
+            np.add.at(hist, bins[mine], 1)
         self.lifecycle.count(facts, keys)
 
     def _gone_reset(self, row: np.void) -> None:
@@ -258,10 +265,9 @@ class Diagnoser:
         if heard:
             packets.append((heard, f"the {ROLES[s]} last heard from"))
         d = self.get("peer_gone", row, s)
-        d.add(heard or rst, rst, lambda: _example(row, packets, self.tunnels) | {
+        d.add(heard or rst, rst, lambda: example(row, packets) | {
             "how": "reset", "last_heard": heard or None})
-        d.numbers["by_reset"] = d.numbers.get("by_reset", 0) + 1
-        _heard_last(d, heard)
+        _gone(d, "by_reset", heard)
 
     def _gone_silent(self, row: np.void, e: int) -> None:
         p = 1 - e
@@ -279,10 +285,8 @@ class Diagnoser:
         d = self.get("peer_gone", row, p, f"{GIVE_UP_AFTER} or more segments sent again "
                       "with no answer: the peer, or the path to it, was gone")
         d.add(heard or float(row["first_ts"]), float(row["last_ts"]),
-              lambda: _example(row, packets, self.tunnels)
-              | {"how": "silent", "last_heard": heard or None})
-        d.numbers["by_silence"] = d.numbers.get("by_silence", 0) + 1
-        _heard_last(d, heard)
+              lambda: example(row, packets) | {"how": "silent", "last_heard": heard or None})
+        _gone(d, "by_silence", heard)
 
     def _data_lost(self, row: np.void) -> None:
         s = int(row["reset_by"])
@@ -301,8 +305,8 @@ class Diagnoser:
         lost = sum(unacked) + (request if not unacked[0] else 0)
         d = self.get("reset_with_data_loss", row, s, "the bytes not acknowledged, or not "
                       "answered, when the RST came: discarded, or never delivered")
-        d.add(min(ts for ts, _ in packets), rst, lambda: _example(row, packets, self.tunnels)
-              | {"bytes_lost": lost})
+        d.add(min(ts for ts, _ in packets), rst,
+              lambda: example(row, packets) | {"bytes_lost": lost})
         d.numbers["bytes_lost"] = d.numbers.get("bytes_lost", 0) + lost
 
     def _race(self, row: np.void) -> None:
@@ -316,12 +320,10 @@ class Diagnoser:
                              "it arrived"),
                    (_reset_ts(row), "RST from the server")]
         d = self.get("keepalive_race", row, 1)
-        d.add(fin, packets[-1][0], lambda: _example(row, packets, self.tunnels)
-              | {"reuse_idle": reuse})
-        lo, hi = d.numbers.get("client_reuse_idle_min", reuse), \
-            d.numbers.get("client_reuse_idle_max", reuse)
-        d.numbers |= {"client_reuse_idle_min": min(lo, reuse),
-                      "client_reuse_idle_max": max(hi, reuse)}
+        d.add(fin, packets[-1][0], lambda: example(row, packets) | {"reuse_idle": reuse})
+        n = d.numbers
+        n["client_reuse_idle_min"] = min(n.get("client_reuse_idle_min", reuse), reuse)
+        n["client_reuse_idle_max"] = max(n.get("client_reuse_idle_max", reuse), reuse)
 
     def to_json(self) -> list[dict[str, Any]]:
         """Every diagnosis, worst first: most connections, then by name, service, side."""
@@ -376,10 +378,7 @@ def close_wait_leaks(findings: list[dict[str, Any]]) -> list[dict[str, Any]]:
                                 "had gone"))
             a, b = ex["endpoint"], ex["peer"]
             client, server = (b, a) if ex["role"] == "server" else (a, b)
-            d.examples.append({"conn_id": ex["conn_id"], "client": client, "server": server,
-                               "packets": [{"ts": t, "what": w}
-                                           for t, w in sorted(packets, key=lambda p: p[0])],
-                               "filter": wireshark_filter(client, server, ex["since"])})
+            d.examples.append(_evidence(ex["conn_id"], client, server, packets, ex["since"]))
         d.numbers = {"still_open": f["still_open"], "oldest": f["oldest"],
                      "at_capture_end": f["at_capture_end"]}
         out.append(d.to_json())

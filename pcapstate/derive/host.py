@@ -25,7 +25,10 @@ _NAMES = {**SS_STATES, "ESTABLISHED": State.ESTABLISHED, "SYN_SENT": State.SYN_S
           "SYN_RECV": State.SYN_RCVD, "FIN_WAIT1": State.FIN_WAIT_1,
           "FIN_WAIT2": State.FIN_WAIT_2, "CLOSE_WAIT": State.CLOSE_WAIT,
           "CLOSING": State.CLOSING, "LAST_ACK": State.LAST_ACK, "TIME_WAIT": State.TIME_WAIT}
-_PROCESS = re.compile(r'\(\("([^"]*)",pid=(\d+)')  # ss: users:(("iperf",pid=4242,fd=3))
+#: The process holding a socket, as ss says it (users:(("iperf",pid=4242,fd=3))) and netstat
+#: (4242/iperf).
+_SS_PROCESS = re.compile(r'\(\("(?P<name>[^"]*)",pid=(?P<pid>\d+)')
+_NETSTAT_PROCESS = re.compile(r"(?P<pid>\d+)/(?P<name>\S+)")
 _DISAGREE_SHOWN = 20  # disagreements listed per file
 
 
@@ -96,7 +99,7 @@ def read_ss(path: str) -> HostView:
             host = m.group(2)
         fields = line.split()
         header |= bool(fields) and fields[0] in ("State", "Proto", "Netid")
-        if fields[:1] == ["tcp"] or fields[:1] == ["tcp6"]:  # netstat: tcp 0 0 L P STATE p/n
+        if fields[:1] in (["tcp"], ["tcp6"]):  # netstat: tcp 0 0 L P STATE p/n
             fields = [*fields[5:6], *fields[1:5], *fields[6:]]
         if len(fields) < 5 or fields[0] not in _NAMES:
             continue
@@ -104,13 +107,8 @@ def read_ss(path: str) -> HostView:
         if local is None or peer is None:
             continue
         rest = " ".join(fields[5:])
-        proc = _PROCESS.search(rest)
-        process: str | None = None
-        if proc:
-            process = f"{proc.group(1)} (pid {proc.group(2)})"
-        else:  # netstat: 4242/iperf
-            pid = re.match(r"(\d+)/(\S+)", rest)
-            process = f"{pid.group(2)} (pid {pid.group(1)})" if pid else None
+        proc = _SS_PROCESS.search(rest) or _NETSTAT_PROCESS.match(rest)
+        process = f"{proc['name']} (pid {proc['pid']})" if proc else None
         view.sockets.append(Socket(_NAMES[fields[0]], local, peer, process, host))
     if not view.sockets and not header:
         raise ValueError(f"{name}: not the output of ss -tanp or netstat -tanp")
@@ -120,11 +118,10 @@ def read_ss(path: str) -> HostView:
 def state_at(record: dict[str, Any], role: str, ts: float | None) -> State | None:
     """Endpoint `role`'s state at `ts` (at the end for None) by its record's transitions;
     None before the capture saw it."""
-    trans = record["endpoints"][role]["transitions"]
     if ts is None:
         return State(record["endpoints"][role]["final_state"])
     now = None
-    for t in trans:
+    for t in record["endpoints"][role]["transitions"]:
         if t["ts"] > ts:
             break
         now = State(t["state"])

@@ -5,6 +5,7 @@ counts of every connection's facts (derive/diagnoses.py owns the framework: the 
 Diagnosis, and the Diagnoser that calls `one` and `count`).
 """
 
+from itertools import accumulate
 from typing import Any
 
 import numpy as np
@@ -38,8 +39,7 @@ class Lifecycle:
         bits, derive/rules.py, in `picks`)."""
         for e in range(2):
             if picks & rules.GAVE_UP << e:
-                k = int(row["ntr"][e]) - 1
-                self._gave_up(row, e, float(row["tr_ts"][e, k]))
+                self._gave_up(row, e)
         if picks & rules.SLOW_CONNECT:
             self._slow_connect(row)
         if picks & rules.OVERFLOW:
@@ -66,8 +66,9 @@ class Lifecycle:
         self.options_kept.update(self.service(facts[picked[i]]) for i in groups(keys, picked)[0])
         self._time_wait(facts, keys)
 
-    def _gave_up(self, row: np.void, e: int, at: float) -> None:
+    def _gave_up(self, row: np.void, e: int) -> None:
         first, tries = float(row["tr_ts"][e, 0]), int(row["syns"][e])
+        at = float(row["tr_ts"][e, int(row["ntr"][e]) - 1])  # CLOSED by its timer
         what = "SYN" if e == 0 else "SYN-ACK"
         d = self.get("handshake_timeout", row, e, "the backoff of the retransmissions: the "
                      "next was due and never came")
@@ -208,10 +209,8 @@ class Lifecycle:
                         accepted and accepted[0] < bursts[0][0] and accepted[1] > bursts[-1][1]),
                     "ever_accepted": accepted is not None}
         for (host, service, e), tw in self.tw.items():
-            peak, held = 0, 0
-            for t in sorted(tw["change"]):  # endpoints in TIME_WAIT, second by second
-                held += tw["change"][t]
-                peak = max(peak, held)
+            # endpoints in TIME_WAIT, second by second
+            peak = max(accumulate((tw["change"][t] for t in sorted(tw["change"])), initial=0))
             times = sorted(tw["entered"])
             span = tw["ports"][1] - tw["ports"][0] + 1 if e == 0 else DEFAULT_PORTS
             rate = max(tw["entered"].values())
@@ -222,7 +221,7 @@ class Lifecycle:
             d.count, d.first, d.last = tw["n"], float(times[0]), float(times[-1]) + 1
             d.examples = tw["examples"]
             d.numbers |= {"host": host, "time_wait_peak": peak, "peak_rate_per_s": rate,
-                          "ports_seen": [tw["ports"][0], tw["ports"][1]] if e == 0 else None,
+                          "ports_seen": tw["ports"] if e == 0 else None,
                           "share_of_ports": peak / span, "reused_in_time_wait": tw["reused"]}
 
 
