@@ -13,7 +13,8 @@ own client addresses) and compares pcapstate's peak memory on both. `--corpus N`
 `pcapstate check` over a corpus of N copies of the capture (against their goldens), with
 one worker and with two, and reports captures/s and packets/s for each. `pcapstate+json`
 is pcapstate also writing every connection's record (`--json`), `pcapstate+zeek` Zeek's
-conn.log (`--zeek-conn`), `pcapstate+report` also
+conn.log (`--zeek-conn`), `pcapstate+parquet` the records as Parquet (`--parquet`),
+`pcapstate+report` also
 writing the Markdown and HTML reports with their charts. `pcapstate-tshark` is the tshark
 engine, compared with `tshark-fields`, tshark printing the same fields to nowhere.
 `--floods` measures memory under floods (bench/make_floods.py makes them: a million SYNs
@@ -52,6 +53,8 @@ TOOLS = {
                                  str(HERE / "out" / "result.json")],
     "pcapstate+zeek": lambda f: [PY, "-m", "pcapstate", "analyze", f, "-q", "--zeek-conn",
                                  str(HERE / "out" / "conn.log")],
+    "pcapstate+parquet": lambda f: [PY, "-m", "pcapstate", "analyze", f, "-q", "--parquet",
+                                    str(HERE / "out" / "conns.parquet")],
     "pcapstate+report": lambda f: [PY, "-m", "pcapstate", "analyze", f, "-q", "--report",
                                    str(HERE / "out" / "report.md"), "--html",
                                    str(HERE / "out" / "report.html")],

@@ -146,15 +146,19 @@ def records(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray, aborted: n
     for i, a in zip(*np.nonzero(counts), strict=True):  # by name, as a row's are sorted
         anomalies[i][names[a]] = int(counts[i, a])
     ws = None if ws is None else ws.tolist()
-    starts, ntr = c["moves_start"], c["ntr"]
+    # each endpoint's fields (_ENDPOINT) and transitions, row after row
+    ends = []
+    for e, role in enumerate(ROLES):
+        fields = zip(*(c[f"{role}_{name}"] for name in _ENDPOINT), strict=True)
+        spans = zip(c["moves_start"], c["ntr"], strict=True)
+        ends.append([{**dict(zip(_ENDPOINT, values, strict=True)),
+                      "transitions": moves[start[e]:start[e] + n[e]]}
+                     for values, (start, n) in zip(fields, spans, strict=True)])
     out = []
-    for i, z in enumerate(zeek):
-        rec = {k: c[k][i] for k in _PLAIN}
-        rec["endpoints"] = {role: {
-            "final_state": c[f"{role}_final_state"][i],
-            **{field: c[f"{role}_{field}"][i] for field, _ in _COUNTS},
-            "transitions": moves[starts[i][e]:starts[i][e] + ntr[i][e]],
-        } for e, role in enumerate(ROLES)}
+    for i, (values, client, server, z) in enumerate(zip(
+            zip(*(c[k] for k in _PLAIN), strict=True), *ends, zeek, strict=True)):
+        rec = dict(zip(_PLAIN, values, strict=True))
+        rec["endpoints"] = {"client": client, "server": server}
         rec["anomalies"] = anomalies[i]
         rec["evicted"] = c["evicted"][i]
         if c["tunnel"][i]:
@@ -173,6 +177,8 @@ _PLAIN = ("id", "client", "server", "roles_from", "mid_stream", "first_ts", "las
 #: An endpoint's counts: its record's name, the packed record's column
 _COUNTS = (("packets", "packets"), ("payload_bytes", "payload"), ("syn", "syns"),
            ("fin", "fins"), ("rst", "rsts"))
+#: An endpoint's fields of one value each, in its order, up to its transitions
+_ENDPOINT = ("final_state", *(name for name, _ in _COUNTS))
 _BY_NAME = sorted(range(len(ANOMALY_NAMES)), key=lambda a: ANOMALY_NAMES[a])
 _CLOSER_NONE = CLOSER_NAMES.index(Closer.NONE)
 _INFERRED = EVIDENCE_NAMES.index(CloserEvidence.INFERRED)
