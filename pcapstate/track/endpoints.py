@@ -89,15 +89,24 @@ def rst_acceptable(state, syn_acked, flags, seq, ack, isn, last_ack, win, wscale
     3.10.7.3); else its sequence number must fall in the receiver's window (with the largest
     scale when the SYNs were not seen), or anywhere when nothing of that window is known.
     The window is taken up to and including its right edge, as Linux's tcp_sequence does
-    (RFC 9293 stops one short), and a zero window as one byte; a window advertised in a
-    SYN/ACK is scaled too (RFC 7323 says it is not): tests/test_properties.py marks these
-    three differences from the RFCs."""
+    (RFC 9293 stops one short), and a zero window as one byte: tests/test_properties.py
+    marks these two differences from RFC 9293. A window advertised in a SYN (`win` < 0:
+    window_of) is not scaled (RFC 7323 2.2)."""
     if state == SYN_SENT and not syn_acked:
         return (flags & ACK) != 0 and isn != -1 and ack == (isn + 1) & MASK
     if last_ack == -1:
         return True
+    if win < 0:
+        return (seq - last_ack) & MASK <= max(-1 - win, 1)
     scale = _UNKNOWN_SCALE if wscale == -1 else wscale
     return (seq - last_ack) & MASK <= max(win << scale, 1)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def window_of(flags, wn):
+    """A segment's advertised window as an endpoint keeps it (`win`): as sent, or, in a SYN,
+    where it is never scaled, -1 - it (rst_acceptable)."""
+    return -1 - wn if flags & SYN else wn
 
 
 #: Linux's initial retransmission timeout (RFC 6298): a SYN or SYN-ACK sent once is sent
@@ -360,7 +369,7 @@ def _control(r, d, flags, seq, ack, wn, plen, ws, opts, ts, tw, ft):
     if flags & RST:
         _rst(r, d, s, o, flags, seq, ack, ts)
         return
-    r.win[s] = wn
+    r.win[s] = window_of(flags, wn)
     if flags & ACK:
         if r.isn[o] != -1 and not r.syn_acked[o] and after_or_at(ack, r.isn[o] + 1):
             # s received o's SYN (at the SYN's time) and o learns its SYN arrived

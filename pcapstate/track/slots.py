@@ -71,7 +71,8 @@ SLOT = np.dtype([
     ("syn_acked", np.uint8, 2), ("syn_opts", np.uint8, 2),
     ("fin_seq", np.int64, 2), ("fin_ts", np.float64, 2), ("fin_acked", np.uint8, 2),
     # last_ack: the highest acknowledgment it sent (its RCV.NXT); nxt: one past the highest
-    # sequence number it sent (SND.NXT); win: its last advertised window, unscaled
+    # sequence number it sent (SND.NXT); win: its last advertised window, unscaled (in a
+    # SYN, never scaled: -1 - it, endpoints.window_of)
     ("last_ack", np.int64, 2), ("nxt", np.int64, 2), ("win", np.int64, 2),
     ("wscale", np.int64, 2),
     # fw2_alive: it acknowledged new data in FIN_WAIT_2: half-closed, not orphaned
