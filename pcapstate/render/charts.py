@@ -98,12 +98,16 @@ def capture_name(result: dict[str, Any]) -> str:
     return " + ".join(names) or "capture"
 
 
-def _figure(rows: int, cols: int, row_height: float, lines: int) -> tuple[Figure, Any]:
-    """A figure of rows x cols panels, with room above them for the title, the capture's
-    time and `lines` more lines of notes and legend (_finish)."""
+def _figure(panels: int, cols: int, row_height: float, lines: int) -> tuple[Figure, list[Any]]:
+    """A figure of `panels` panels, `cols` a row (those left over in the last row hidden),
+    with room above them for the title, the capture's time and `lines` more lines of notes
+    and legend (_finish)."""
+    rows = math.ceil(panels / cols)
     height = rows * row_height + HEADER + LINE * (lines + 1) + 0.1
     fig, axes = plt.subplots(rows, cols, figsize=(11, height), squeeze=False)
-    return fig, axes
+    for ax in axes.flat[panels:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat[:panels])
 
 
 def _finish(fig: Figure, title: str, result: dict[str, Any], notes: list[str],
@@ -167,17 +171,14 @@ def durations(result: dict[str, Any]) -> Figure:
     """One panel per state: how many endpoints stayed how long (log time), stacked by
     censoring; stays of <= 1 us are counted in the legend, not drawn."""
     states = _drawn_states(result)
-    cols = 2 if len(states) > 1 else 1
-    rows = (len(states) + cols - 1) // cols
     seen = {c for s in states for c, h in result["durations"][s]["histogram"].items()
             if any(int(b) >= 0 for b in h)}
     styles = [c for c in CENSOR_STYLE if c in seen]
-    fig, axes = _figure(rows, cols, 2.3, 2 + math.ceil(len(styles) / 2))
+    fig, axes = _figure(len(states), 2 if len(states) > 1 else 1, 2.3,
+                        2 + math.ceil(len(styles) / 2))
     per = max(int(result["settings"]["histogram_bins_per_decade"]) // DRAW_PER_DECADE, 1)
-    for ax, state in zip(axes.flat, states, strict=False):
+    for ax, state in zip(axes, states, strict=True):
         _duration_panel(ax, state, result["durations"][state], per, per * DRAW_PER_DECADE)
-    for ax in list(axes.flat)[len(states):]:
-        ax.set_visible(False)
     handles = [Patch(facecolor=CENSOR_STYLE[c][2], hatch=CENSOR_STYLE[c][3],
                      edgecolor="white", linewidth=0) for c in styles]
     return _finish(fig, "Time spent in each state", result, [
@@ -223,12 +224,17 @@ def _duration_panel(ax: Any, state: str, d: dict[str, Any], per: int, decade: in
     _time_ticks(ax, x0 * shift, x1 * shift)
     ax.legend(handles, labels, loc="upper right", fontsize=7.5, frameon=False,
               handlelength=1.2, borderaxespad=0.3)
+    _label(ax, state, count(d["count"], "endpoint"), f"time in {state} (log scale)")
+    ax.grid(axis="y", alpha=0.25)
+
+
+def _label(ax: Any, state: str, note: str, xlabel: str) -> None:
+    """A state's panel's titles (the state, and `note` on the right) and axis labels."""
     ax.set_title(state, loc="left", fontsize=10, fontweight="bold")
-    ax.set_title(count(d["count"], "endpoint"), loc="right", fontsize=8)
-    ax.set_xlabel(f"time in {state} (log scale)", fontsize=8)
+    ax.set_title(note, loc="right", fontsize=8)
+    ax.set_xlabel(xlabel, fontsize=8)
     ax.set_ylabel("endpoints", fontsize=8)
     ax.tick_params(labelsize=8)
-    ax.grid(axis="y", alpha=0.25)
 
 
 def _time_unit(span: float) -> tuple[float, str]:
@@ -242,13 +248,11 @@ def states_over_time(result: dict[str, Any]) -> Figure:
     its own scale: a leak is a line that climbs."""
     tl = result["timeline"]
     states = sorted(tl["states"], key=_ORDER.index)
-    cols = 3 if len(states) > 4 else min(len(states), 2)
-    rows = (len(states) + cols - 1) // cols
-    fig, axes = _figure(rows, cols, 1.9, 2)
+    fig, axes = _figure(len(states), 3 if len(states) > 4 else min(len(states), 2), 1.9, 2)
     width = tl["bin_seconds"]
     span = width * max(len(c) for c in tl["states"].values())
     unit, name = _time_unit(span)
-    for ax, state in zip(axes.flat, states, strict=False):
+    for ax, state in zip(axes, states, strict=True):
         counts = tl["states"][state]
         edges = np.arange(len(counts) + 1) * (width / unit)
         colour = STATE_COLOURS.get(state, "#4c72b0")
@@ -258,15 +262,9 @@ def states_over_time(result: dict[str, Any]) -> Figure:
         ax.plot(edges[-1], counts[-1], "o", color=colour, markersize=3)  # the count at end
         ax.set_xlim(0, span / unit * 1.02)
         _count_axis(ax, float(max(counts)), 0.12, False)
-        ax.set_title(state, loc="left", fontsize=10, fontweight="bold")
-        ax.set_title(f"peak {max(counts):,}, {counts[-1]:,} at the end", loc="right",
-                     fontsize=8)
-        ax.set_xlabel(f"{name} since the capture began", fontsize=8)
-        ax.set_ylabel("endpoints", fontsize=8)
-        ax.tick_params(labelsize=8)
+        _label(ax, state, f"peak {max(counts):,}, {counts[-1]:,} at the end",
+               f"{name} since the capture began")
         ax.grid(alpha=0.25)
-    for ax in list(axes.flat)[len(states):]:
-        ax.set_visible(False)
     return _finish(fig, "Endpoints in each state over the capture", result, [
         f"Endpoints in each state at the end of each {seconds(width)} step, each panel on "
         "its own scale; a stay shorter than a step may not show."])
@@ -288,8 +286,7 @@ def close_wait_timeline(result: dict[str, Any]) -> Figure:
     if any(ex.get("inferred") for ex in rows):
         handles.append(Patch(facecolor="#999999", hatch="////", edgecolor="white", linewidth=0))
         labels.append("inferred: its peer had closed before the capture began")
-    fig, axes = _figure(1, 1, 1.0 + 0.3 * len(rows), 2 + math.ceil(len(labels) / 4))
-    ax = axes[0, 0]
+    fig, (ax,) = _figure(1, 1, 1.0 + 0.3 * len(rows), 2 + math.ceil(len(labels) / 4))
     for y, ex in enumerate(rows):
         colour = OUTCOME_COLOURS.get(ex["outcome"], "#4c72b0")
         ax.barh(y, ex["duration"] / unit, left=(ex["since"] - start) / unit, color=colour,
@@ -323,8 +320,7 @@ def endings(result: dict[str, Any]) -> Figure:
     """A bar per end kind, split by who closed first."""
     table = result["connections"]["by_end_and_closer"]
     kinds = list(table)
-    fig, axes = _figure(1, 1, 1.0 + 0.45 * len(kinds), 2)
-    ax = axes[0, 0]
+    fig, (ax,) = _figure(1, 1, 1.0 + 0.45 * len(kinds), 2)
     left = [0] * len(kinds)
     handles, labels = [], []
     for who, label, colour in CLOSERS:

@@ -5,6 +5,7 @@ Every write failure (a full disk, a closed pipe, a read-only folder) becomes a W
 that names the path the user gave, never a temporary file's name.
 """
 
+import contextlib
 import json
 import os
 import stat
@@ -79,8 +80,7 @@ def read_result(f: TextIO) -> Any:
     head: list[str] = []
     for line in f:
         if line == ' "connection_records": [\n':
-            text = "".join(head).rstrip()
-            return json.loads(text.removesuffix(",") + "\n}")
+            return json.loads("".join(head).rstrip().removesuffix(",") + "\n}")
         head.append(line)
     return json.loads("".join(head))
 
@@ -143,15 +143,11 @@ class PendingFile:
 
     def discard(self) -> None:
         if self.ours and not self.file.closed:
-            try:
+            with contextlib.suppress(WriteError):
                 self.file.close()
-            except WriteError:
-                pass
         if self.tmp is not None:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.tmp)
-            except FileNotFoundError:
-                pass
             self.tmp = None
 
 

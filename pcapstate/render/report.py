@@ -23,6 +23,7 @@ from pcapstate.render.text import (
     seconds,
     stuck_words,
     table_words,
+    taken_at,
     unread_words,
     when,
 )
@@ -75,8 +76,8 @@ def verdict(result: dict[str, Any]) -> list[str]:
             f"{seconds(f['oldest'])} ({how}{closed_first(f, '; ')})"
             + (f"; {extra}" if extra else "")
             + (f"; in every one {meaning}." if meaning else "."))
-    if more_groups(findings):
-        out.append(_sentence(more_groups(findings)))
+    if more := more_groups(findings):
+        out.append(_sentence(more))
     unread = unread_words(result).strip()
     total = count(result["connections"]["total"], "connection")
     if unread:  # TCP was there that could not be read: never "nothing wrong"
@@ -107,27 +108,26 @@ def vantage_words(v: dict[str, Any]) -> str:
     if not told:
         return (f"unknown: in all {n:,} handshakes the SYN/ACK and the ACK each followed "
                 f"within {seconds(TOO_CLOSE)} (the same host, or one LAN segment)")
-    rtt = seconds(v["round_trip_min"]) + (
-        f" to {seconds(v['round_trip_max'])}"
-        if seconds(v["round_trip_max"]) != seconds(v["round_trip_min"]) else "")
-    words = {
-        "client": "at or near the clients: the SYN/ACK came a round trip after the SYN, "
-                  "the ACK right after the SYN/ACK",
-        "server": "at or near the servers: the SYN/ACK followed the SYN at once, the ACK came "
-                  "a round trip later",
-        "between": "on the path between clients and servers: both the SYN/ACK and the ACK "
-                   "waited part of the round trip",
-        "mixed": "mixed: near the clients in some connections, near the servers or between "
-                 "in others (a host that is client of some and server of others, or several "
-                 "paths)",
-        "unknown": "unknown",
-    }[v["estimate"]]
+    lo, hi = seconds(v["round_trip_min"]), seconds(v["round_trip_max"])
+    rtt = lo if lo == hi else f"{lo} to {hi}"
     if v["estimate"] == "unknown":
         words = (f"unknown: only {told:,} of the {n:,} handshakes tell, too few to place it "
                  f"(at least {VANTAGE_MIN_TELLING} and {VANTAGE_MIN_SHARE:.0%} of them needed)")
-    told = ", ".join(f"{v[k]:,} {k.replace('_', ' ')}" for k in
-                     ("near_client", "between", "near_server", "too_close_to_tell") if v[k])
-    return f"{words} (of {n:,} handshakes: {told}; round trip {rtt})"
+    else:
+        words = {
+            "client": "at or near the clients: the SYN/ACK came a round trip after the SYN, "
+                      "the ACK right after the SYN/ACK",
+            "server": "at or near the servers: the SYN/ACK followed the SYN at once, the ACK "
+                      "came a round trip later",
+            "between": "on the path between clients and servers: both the SYN/ACK and the "
+                       "ACK waited part of the round trip",
+            "mixed": "mixed: near the clients in some connections, near the servers or "
+                     "between in others (a host that is client of some and server of others, "
+                     "or several paths)",
+        }[v["estimate"]]
+    tally = ", ".join(f"{v[k]:,} {k.replace('_', ' ')}" for k in
+                      ("near_client", "between", "near_server", "too_close_to_tell") if v[k])
+    return f"{words} (of {n:,} handshakes: {tally}; round trip {rtt})"
 
 
 def evidence(ex: dict[str, Any]) -> str:
@@ -194,13 +194,11 @@ def blocks(result: dict[str, Any], charts: list[tuple[str, str]]) -> list[Block]
     out += [("p", sentence, True) for sentence in verdict(result)]
     out += _diagnoses(result.get("diagnoses") or [])
     for v in result.get("host_evidence") or []:
-        then = when(v["taken_at"]) if v["taken_at"] is not None else \
-            "no time given: compared with the states at capture end"
         out += [("h", 2, f"Host sockets: {v['path']}"),
-                ("p", f"Taken {then}. {count(v['sockets'], 'socket')}, {v['in_capture']:,} of "
-                      f"them in the capture: {v['agree']:,} in the state pcapstate gives "
-                      f"then, {v['disagree']:,} not (a host across the path sees each event "
-                      "up to half a round trip apart from the capture).", False)]
+                ("p", f"Taken {taken_at(v)}. {count(v['sockets'], 'socket')}, "
+                      f"{v['in_capture']:,} of them in the capture: {v['agree']:,} in the state "
+                      f"pcapstate gives then, {v['disagree']:,} not (a host across the path sees "
+                      "each event up to half a round trip apart from the capture).", False)]
         if v["disagreements"]:
             out.append(("table", ["socket", "peer", "host", "pcapstate", "connection"],
                         [[d["local"], d["peer"], d["host"], d["pcapstate"], str(d["conn_id"])]
@@ -271,8 +269,8 @@ def blocks(result: dict[str, Any], charts: list[tuple[str, str]]) -> list[Block]
                    f"{f['still_open']:,}", f"{f.get('at_capture_end', f['still_open']):,}",
                    "before the capture (inferred)" if f.get("inferred") else seconds(f["oldest"]),
                    outcomes(f, "; "), closed_first(f, "")] for f in top])]
-        if more_groups(result["findings"]):
-            out.append(("p", _sentence(more_groups(result["findings"])), False))
+        if more := more_groups(result["findings"]):
+            out.append(("p", _sentence(more), False))
         shown = [ex for f in top for ex in f["examples"][:5]  # a diagnosis shows CLOSE_WAIT
                  if "diagnoses" not in result or f["state"] != "CLOSE_WAIT"]
         out += [("h", 2, "The worst stuck connections")] if shown else []

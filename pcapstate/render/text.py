@@ -92,10 +92,9 @@ def closed_first(f: dict[str, Any], sep: str) -> str:
 def closer_words(conns: dict[str, Any]) -> str:
     """Who closed first, and how much of it the capture does not show as fact."""
     ev = conns.get("by_closer_evidence", {})
-    notes = ([f"{ev['inferred']:,} inferred from FINs answered by RSTs"]
-             if ev.get("inferred") else []) + (
-        [f"{ev['unknown']:,} first to close in the capture, which began after they opened"]
-        if ev.get("unknown") else [])
+    notes = [f"{ev[k]:,} {words}" for k, words in (
+        ("inferred", "inferred from FINs answered by RSTs"),
+        ("unknown", "first to close in the capture, which began after they opened")) if ev.get(k)]
     return counts(conns["by_closer"]) + (f" (of these, {'; '.join(notes)})" if notes else "")
 
 
@@ -183,8 +182,8 @@ def render(result: dict[str, Any]) -> str:
             out.append(f"{'':15}oldest: {ex['endpoint']} with peer {ex['peer']} (connection "
                        f"{ex['conn_id']}), in {f['state']} since {when(ex['since'])}"
                        + (" or before" if f.get("inferred") else ""))
-        if more_groups(findings):
-            out.append(f"  {more_groups(findings)}")
+        if more := more_groups(findings):
+            out.append(f"  {more}")
         if unread:
             out.append(unread.strip())
     else:
@@ -219,8 +218,7 @@ def diagnosis_lines(diagnoses: list[dict[str, Any]]) -> list[str]:
     for d in diagnoses[:TOP_GROUPS]:
         out.append(f"  {d['name']}: {d['verdict']}"
                    + (f" [inferred from {d['inferred_from']}]" if d["inferred_from"] else ""))
-    rest = diagnoses[TOP_GROUPS:]
-    if rest:
+    if rest := diagnoses[TOP_GROUPS:]:
         out.append(f"  and {count(len(rest), 'more diagnosis')} (the JSON result lists all)")
     return out
 
@@ -229,9 +227,7 @@ def host_lines(views: list[dict[str, Any]]) -> list[str]:
     """What each host's socket list (--ss) says, against the capture."""
     out = []
     for v in views:
-        then = when(v["taken_at"]) if v["taken_at"] is not None else \
-            "no time given: compared with the states at capture end"
-        out.append(f"Host sockets, {v['path']} ({then}): {count(v['sockets'], 'socket')}, "
+        out.append(f"Host sockets, {v['path']} ({taken_at(v)}): {count(v['sockets'], 'socket')}, "
                    f"{v['in_capture']:,} of them in the capture, {v['agree']:,} in the state "
                    f"pcapstate gives then, {v['disagree']:,} not")
         for d in v["disagreements"][:5]:
@@ -241,6 +237,12 @@ def host_lines(views: list[dict[str, Any]]) -> list[str]:
             out.append(f"  {h['service']}: {count(h['sockets'], 'socket')} in {h['state']}, "
                        f"held by {h['process']}")
     return out
+
+
+def taken_at(v: dict[str, Any]) -> str:
+    """When a host's socket list (--ss) was taken, in words."""
+    return (when(v["taken_at"]) if v["taken_at"] is not None
+            else "no time given: compared with the states at capture end")
 
 
 def _zeek_lines(conns: dict[str, Any]) -> str:

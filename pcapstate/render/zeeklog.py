@@ -33,19 +33,10 @@ TYPES = ("time", "string", "addr", "port", "addr", "port", "enum", "string", "in
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
 
-def uid(record: dict[str, Any], ts: float) -> str:
-    """A Zeek-style uid ("C" and base 62), derived from the connection's 4-tuple and the
-    first timestamp of Zeek's connection rather than random: the same capture gives the
-    same uids."""
-    return _uid(f"{record['client']}|{record['server']}|{ts:.6f}")
-
-
-def tunnel_uid(tunnel: dict[str, Any]) -> str:
-    """The uid of a tunnel (decode/unwrap.py's description of it), derived from it."""
-    return _uid(json.dumps(tunnel, sort_keys=True))
-
-
 def _uid(key: str) -> str:
+    """A Zeek-style uid ("C" and base 62), derived from `key` rather than random, so that
+    the same capture gives the same uids: a connection's key is its 4-tuple and the first
+    timestamp of Zeek's connection, a tunnel's its description (decode/unwrap.py)."""
     n = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=12).digest(), "big")
     out = ""
     while n:
@@ -72,10 +63,10 @@ def local_nets(text: str) -> list[Network]:
     """"private,10.0.0.0/8,fd00::/8" as networks (host bits allowed, as Zeek's subnets;
     "private": PRIVATE_ADDRESS_SPACE); "none": none. ValueError naming the first that is
     not one."""
+    if text.strip() == "none":
+        return []
     nets = []
     for part in (p.strip() for p in text.split(",")):
-        if part == "none" and text.strip() == "none":
-            return []
         for name in PRIVATE_ADDRESS_SPACE if part == "private" else (part,):
             try:
                 nets.append(ipaddress.ip_network(name, strict=False))
@@ -120,26 +111,21 @@ def _entry(record: dict[str, Any], z: dict[str, Any], site: Site) -> dict[str, A
     orig, resp = ((record["client"], record["server"]) if z["orig"] == "client"
                   else (record["server"], record["client"]))
     (oh, op), (rh, rp) = split_address(orig), split_address(resp)
-    entry = {f: z.get(f) for f in FIELDS}  # Zeek's view's fields; the others, None for now
-    entry.update({"uid": uid(record, z["ts"]), "id.orig_h": oh, "id.orig_p": op,
-                  "id.resp_h": rh, "id.resp_p": rp, "proto": "tcp",
-                  "local_orig": site.is_local(oh), "local_resp": site.is_local(rh),
-                  "tunnel_parents": [tunnel_uid(record["tunnel"])] if record.get("tunnel")
-                  else None})
-    return entry
+    # Zeek's view's fields, in FIELDS' order, the others None; then those of the record
+    return {f: z.get(f) for f in FIELDS} | {
+        "uid": _uid(f"{record['client']}|{record['server']}|{z['ts']:.6f}"),
+        "id.orig_h": oh, "id.orig_p": op, "id.resp_h": rh, "id.resp_p": rp, "proto": "tcp",
+        "local_orig": site.is_local(oh), "local_resp": site.is_local(rh),
+        "tunnel_parents": [_uid(json.dumps(record["tunnel"], sort_keys=True))]
+        if record.get("tunnel") else None}
 
 
 def _tsv(value: Any) -> str:
+    """A string column's value (string, addr, enum) or a set of strings, as Zeek writes it."""
     if value is None:
         return "-"
     if isinstance(value, list):  # a set, as Zeek writes one
         return ",".join(map(_tsv, value)) if value else "(empty)"
-    if isinstance(value, bool):
-        return "T" if value else "F"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):  # numpy's floats too
-        return f"{value:.6f}"  # Zeek prints times and intervals with 6 decimals
     text = str(value)
     if text == "":
         return "(empty)"
@@ -151,7 +137,7 @@ def _tsv(value: Any) -> str:
 
 
 def _tsv_time(value: float | None) -> str:
-    return "-" if value is None else f"{value:.6f}"
+    return "-" if value is None else f"{value:.6f}"  # Zeek prints times with 6 decimals
 
 
 def _tsv_count(value: int | None) -> str:
@@ -162,7 +148,7 @@ def _tsv_bool(value: bool | None) -> str:
     return "-" if value is None else "T" if value else "F"
 
 
-# Each column's writer, by its type (_tsv, which tells the value's type, for the others)
+# Each column's writer, by its type (_tsv for the string columns)
 _TSV = [{"time": _tsv_time, "interval": _tsv_time, "count": _tsv_count, "port": _tsv_count,
          "bool": _tsv_bool}.get(t, _tsv) for t in TYPES]
 _COLUMNS = tuple(zip(FIELDS, _TSV, strict=True))
