@@ -31,6 +31,7 @@ TYPES = ("time", "string", "addr", "port", "addr", "port", "enum", "string", "in
          "count", "count", "string", "bool", "bool", "count", "string", "count", "count",
          "count", "count", "set[string]")
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_BASE62_PAIRS = [a + b for a in _BASE62 for b in _BASE62]
 
 
 def _uid(key: str) -> str:
@@ -38,11 +39,11 @@ def _uid(key: str) -> str:
     the same capture gives the same uids: a connection's key is its 4-tuple and the first
     timestamp of Zeek's connection, a tunnel's its description (decode/unwrap.py)."""
     n = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=12).digest(), "big")
-    out = ""
+    pairs = []  # two base-62 digits at a time, the lowest first
     while n:
-        n, d = divmod(n, 62)
-        out = _BASE62[d] + out
-    return "C" + out
+        n, d = divmod(n, 62 * 62)
+        pairs.append(_BASE62_PAIRS[d])
+    return "C" + "".join(reversed(pairs)).lstrip("0")
 
 
 #: Zeek's Site::private_address_space (base/utils/site.zeek), local by default since Zeek
