@@ -54,7 +54,8 @@ def as_row(rec: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
-    rows = pq.read_table(path).to_pylist()
+    """The rows but their diagnosis_signs, which the JSON record has not (the last test's)."""
+    rows = pq.read_table(path).drop_columns(["diagnosis_signs"]).to_pylist()
     for row in rows:
         for k in ("anomalies", "wireshark_analysis"):
             if row[k] is not None:
@@ -146,3 +147,22 @@ def test_without_pyarrow_it_is_one_line(tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().err == (
         "pcapstate: error: --parquet needs pyarrow: pip install 'pcapstate[parquet]'\n")
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_a_diagnosed_connection_shows_its_sign(tmp_path):
+    """Every connection a diagnosis gives as evidence has that diagnosis among its
+    diagnosis_signs (the rule's own condition, derive/rules.py SIGNS), on every sample."""
+    from pcapstate.derive.rules import SIGNS
+
+    signed = set()
+    for expected in EXPECTED:
+        table, result = tmp_path / "r.parquet", tmp_path / "r.json"
+        assert main(["analyze", *captures(expected), "-q", "--parquet", str(table),
+                     "--json", str(result)]) == 0
+        signs = {row["id"]: row["diagnosis_signs"] for row in pq.read_table(table).to_pylist()}
+        for d in json.loads(result.read_text())["diagnoses"]:
+            if d["name"] in dict(SIGNS):
+                for example in d["evidence"]:
+                    assert d["name"] in signs[example["conn_id"]], (expected.name, example)
+                signed.add(d["name"])
+    assert signed == set(dict(SIGNS))  # the samples show every one

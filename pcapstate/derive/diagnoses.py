@@ -214,11 +214,11 @@ class Diagnoser:
         return self.named(name, self.service(row), ROLES[side], inferred_from)
 
     def take(self, rows: np.ndarray, times: np.ndarray, kinds: np.ndarray,
-             closers: np.ndarray) -> None:
+             closers: np.ndarray) -> np.ndarray:
         """Apply the rules to a batch of retired connections (retired at `times`; their end
         kinds and closers, as derive/fold.py gave them): the evidence of those a rule picks
         now, the facts of all counted when HELD have gathered (bounded memory, numpy's
-        work in large pieces)."""
+        work in large pieces). Returns the rules' bits of each (rules.pick)."""
         n = len(rows)
         if self.held + n > len(self.facts):
             self._count()
@@ -240,6 +240,7 @@ class Diagnoser:
             if p & rules.DATA_LOST:
                 self._data_lost(row)
         self.held += n
+        return picks
 
     def _count(self) -> None:
         """Count the facts held: per service, the idle times before the server's own FINs,

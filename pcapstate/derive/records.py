@@ -102,7 +102,8 @@ def briefs(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray) -> list[lis
 
 def columns(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray, aborted: np.ndarray,
             evidences: np.ndarray, wireshark: bool = False,
-            tunnels: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+            tunnels: Sequence[dict[str, Any]] = (),
+            picks: np.ndarray | None = None) -> dict[str, Any]:
     """The fields of each connection's record, a column each (numpy arrays; names as
     objects, None where a record has null), worked out once for the JSON records and the
     Parquet file (render/parquet.py). `aborted`, `evidences`: derive/fold.py's (the closer
@@ -114,7 +115,8 @@ def columns(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray, aborted: n
     Wireshark's analysis flags (vocab.WIRESHARK_ANALYSIS) when the tshark engine counted
     them (`wireshark`), else None; "tunnel": the number of the tunnel the connection came in
     (1 on), or 0, and "tunnel_name" its name (tunnel_name of `tunnels`, by number - 1) or
-    None."""
+    None; with the diagnoses' rules' bits (`picks`, derive/rules.py pick), "signs": the
+    diagnoses each connection shows a sign of (rules.SIGNS), a list each."""
     names = _names()
     client, server = zip(*_addresses(rows), strict=True) if len(rows) else ((), ())
     closed_by = np.where(aborted, "rst", "fin").astype(object)
@@ -140,6 +142,13 @@ def columns(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray, aborted: n
         "moves_timer": timer == 1, "moves_inferred": inferred, "moves_start": starts,
         "ntr": ntr, "wireshark": rows["ws"] if wireshark else None,
         "tunnel_name": np.array([None, *map(tunnel_name, tunnels)], object)[rows["tunnel"]]}
+    if picks is not None:
+        from pcapstate.derive.rules import SIGNS  # which imports this module's verdicts
+
+        out["signs"] = [[] for _ in range(len(rows))]
+        for name, bits in SIGNS:
+            for i in np.flatnonzero(picks & bits).tolist():
+                out["signs"][i].append(name)
     final = names["state"][rows["st"]]
     for e, role in enumerate(ROLES):
         out[f"{role}_final_state"] = final[:, e]

@@ -35,6 +35,14 @@ GONE_SILENT = 1 << 9  # peer_gone: the endpoint sent again and again, never answ
 RACE = 1 << 11  # keepalive_race
 DATA_LOST = 1 << 12  # reset_with_data_loss
 SYN_COOKIE = 1 << 13  # accept_queue_overflow: a SYN-ACK without the options offered
+#: The diagnosis each rule's bits are a sign of (a connection that shows it; whether its
+#: service is diagnosed is for the counts of all to say), in vocab.DIAGNOSES' order
+SIGNS = (("peer_gone", GONE_RESET | GONE_SILENT | GONE_SILENT << 1),
+         ("reset_with_data_loss", DATA_LOST), ("keepalive_race", RACE),
+         ("syn_retransmitted", SLOW_CONNECT),
+         ("accept_queue_overflow", OVERFLOW | OVERFLOW_RST | SYN_COOKIE),
+         ("handshake_timeout", GAVE_UP | GAVE_UP << 1), ("refused_burst", REFUSED),
+         ("zero_window_stall", STALL | STALL << 1))
 
 #: What the counting rules read of every connection. The fields named as the packed
 #: record's (track/slots.py) are copies, so that derive/records.address and

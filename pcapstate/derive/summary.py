@@ -191,7 +191,7 @@ class Summary:
         for i, e in zip(*np.nonzero(~np.isnan(self.limits[final])), strict=True):
             self.at_end[STATES[final[i, e]], service_of(rows[i], self.tunnels),
                         records.ROLES[e]] += 1
-        self.diagnoser.take(rows, times, kinds, closers)
+        picks = self.diagnoser.take(rows, times, kinds, closers)
         if self.on_brief is not None:
             self.on_brief(records.briefs(rows, kinds, closers))
         wanted = self.on_zeek or self.on_record or self.on_columns
@@ -209,7 +209,7 @@ class Summary:
             if self.on_columns is not None:
                 self.on_columns(records.columns(rows[part], kinds[part], closers[part],
                                                 aborted[part], evidences[part], self.wireshark,
-                                                self.tunnels), views)
+                                                self.tunnels, picks[part]), views)
 
     def findings(self) -> list[dict[str, Any]]:
         """Worst first: most stuck endpoints, then the oldest."""

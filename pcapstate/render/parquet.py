@@ -7,7 +7,10 @@ How the columns differ from the JSON record: times are timestamps (UTC, microsec
 the endpoints are flat (`client_final_state`, `server_packets`, ...); each endpoint's
 transitions are a list of (ts, state, timer, inferred); anomalies and Wireshark's analysis
 flags are maps of name to count; a tunnel is its name (records.tunnel_name); `zeek_later`
-is an empty list when Zeek saw one connection.
+is an empty list when Zeek saw one connection. `diagnosis_signs`, which the JSON record has
+not: the diagnoses whose sign the connection shows (derive/rules.py SIGNS: a refused
+connection for refused_burst, a request crossing an idle close for keepalive_race, ...);
+whether its service was diagnosed is the result's `diagnoses` to say, from the counts of all.
 """
 
 from typing import Any, BinaryIO
@@ -40,6 +43,7 @@ SCHEMA = pa.schema([
     *[(f"{role}_{name}", kind) for role in ROLES for name, kind in _ENDPOINT],
     ("anomalies", _COUNTS), ("evicted", pa.bool_()), ("tunnel", pa.string()),
     ("wireshark_analysis", _COUNTS), ("zeek", _ZEEK), ("zeek_later", pa.list_(_ZEEK)),
+    ("diagnosis_signs", pa.list_(pa.string())),
 ])
 
 
@@ -98,6 +102,7 @@ def _arrays(c: dict[str, Any], views: ZeekViews) -> list[pa.Array]:
         "anomalies": _counts(c["anomalies"], c["anomaly_names"]),
         "tunnel": pa.array(c["tunnel_name"], pa.string()),
         "wireshark_analysis": ws,
+        "diagnosis_signs": pa.array(c["signs"], pa.list_(pa.string())),
         "zeek": zeek.take(pa.array(views.first)),
         "zeek_later": pa.ListArray.from_arrays(
             _offsets(np.array([len(views.later.get(i, ())) for i in range(n)])),
