@@ -64,6 +64,25 @@ def test_a_full_disk_is_one_line_exit_2_and_no_partial_file(tmp_path, option):
         assert leftovers(small) == ["filler"]
 
 
+def test_a_full_disk_under_two_outputs_leaves_neither(tmp_path, monkeypatch, capsys):
+    """--jsonl fills the disk that the Parquet file, a row group already written, is on:
+    one error line, and neither file left (the Parquet writer's footer, which fails too,
+    does not stop the clean-up)."""
+    from pcapstate.cli import main
+    from pcapstate.render import parquet
+
+    monkeypatch.setattr(parquet, "ROW_GROUP", 1)  # a row group for each connection
+    with tmpfs(tmp_path / "small", "size=64k") as small:
+        filler = small / "filler"
+        st = os.statvfs(small)
+        filler.write_bytes(b"\0" * (st.f_bavail * st.f_frsize - 24 * 1024))
+        assert main(["analyze", str(SAMPLES / "keepalive_race.pcap"), "-q", "--jsonl",
+                     str(small / "out.jsonl"), "--parquet", str(small / "out.parquet")]) == 2
+        err = capsys.readouterr().err.splitlines()
+        assert len(err) == 1 and err[0].startswith("pcapstate: error: cannot write "), err
+        assert leftovers(small) == ["filler"]
+
+
 def test_standard_output_on_a_full_device(tmp_path):
     for args in (["analyze", LEAK], ["analyze", LEAK, "--json", "-"],
                  ["analyze", LEAK, "--zeek-conn", "-", "-q"],

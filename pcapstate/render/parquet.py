@@ -1,7 +1,8 @@
 """The connection records as a Parquet file (`analyze --parquet FILE`): a row per connection,
 the record's fields as columns (docs/json.md says what each means), written with pyarrow
 from the record's columns (derive/records.py columns) in row groups as connections retire:
-memory holds at most one row group, never every record. DuckDB, pandas and Polars read it.
+memory holds at most a row group (and the batch that completes it), never every record.
+DuckDB, pandas and Polars read it.
 
 How the columns differ from the JSON record: times are timestamps (UTC, microseconds);
 the endpoints are flat (`client_final_state`, `server_packets`, ...); each endpoint's
@@ -70,13 +71,14 @@ class ParquetSink:
         self.writer.close()
 
     def discard(self) -> None:
-        """Let go of a file the run gave up on (being removed): its writer is not left to
-        write its footer into a closed file later."""
+        """Let go of a file the run gave up on (removed next; on standard output, a file
+        that ends where the run did): its writer is not left to write its footer into a
+        closed file later."""
         if self.writer.is_open:
             try:
                 self.writer.close()
-            except (OSError, ValueError):  # its file gone already
-                pass
+            except Exception:  # noqa: BLE001  # that file failed too, or is closed: the
+                pass  # run's own error is the one to report, and the others still removed
 
     def _write(self, rows: int) -> None:
         """The first `rows` held, in row groups of ROW_GROUP (the last one: what is left)."""
