@@ -117,7 +117,7 @@ def columns(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray, aborted: n
     (1 on), or 0, and "tunnel_name" its name (tunnel_name of `tunnels`, by number - 1) or
     None; with the diagnoses' rules' bits (`picks`, derive/rules.py pick), "signs": the
     diagnoses each connection shows a sign of (rules.SIGNS), a list each."""
-    names = _names()
+    names = _NAMES
     client, server = zip(*_addresses(rows), strict=True) if len(rows) else ((), ())
     closed_by = np.where(aborted, "rst", "fin").astype(object)
     closed_by[(closers == _CLOSER_NONE) | (evidences == _INFERRED)] = None
@@ -135,13 +135,16 @@ def columns(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray, aborted: n
         "last_ts": rows["last_ts"], "end": names["end"][kinds],
         "closer": names["closer"][closers],
         "closer_evidence": names["evidence"][evidences],  # -1: not known, the None at the end
-        "closed_by": closed_by, "reset_by": names["reset_by"][rows["reset_by"]],
+        "closed_by": closed_by, "reset_by": names["role"][rows["reset_by"]],
         "anomalies": rows["anom"][:, _BY_NAME], "anomaly_names": names["anomalies"],
         "evicted": rows["evicted"] != 0, "tunnel": rows["tunnel"],
         "moves_ts": rows["tr_ts"][made], "moves_state": names["state"][rows["tr_st"][made]],
         "moves_timer": timer == 1, "moves_inferred": inferred, "moves_start": starts,
         "ntr": ntr, "wireshark": rows["ws"] if wireshark else None,
-        "tunnel_name": np.array([None, *map(tunnel_name, tunnels)], object)[rows["tunnel"]]}
+        "tunnel_name": np.full(len(rows), None, object)}
+    tunneled = np.flatnonzero(rows["tunnel"])  # named only where there is one
+    out["tunnel_name"][tunneled] = [tunnel_name(tunnels[t - 1])
+                                    for t in rows["tunnel"][tunneled].tolist()]
     if picks is not None:
         from pcapstate.derive.rules import SIGNS  # which imports this module's verdicts
 
@@ -158,27 +161,21 @@ def columns(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray, aborted: n
 
 
 @_bulk
-def records(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray, aborted: np.ndarray,
-            evidences: np.ndarray, zeek: list[dict[str, Any]], wireshark: bool,
+def records(cols: dict[str, Any], zeek: list[dict[str, Any]],
             tunnels: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
     """Each connection's record, as written to the JSON result and the JSON Lines stream
-    (docs/json.md), from its columns; `zeek`: zeek_fields of the same rows; `wireshark`: the
-    tshark engine counted Wireshark's analysis flags; `tunnels`: the tunnels met
-    (decode/unwrap.py), by number - 1."""
-    cols = columns(rows, kinds, closers, aborted, evidences, wireshark, tunnels)
-    counts, names, ws = cols.pop("anomalies"), cols.pop("anomaly_names"), cols.pop("wireshark")
-    del cols["tunnel_name"]
-    c = {k: v.tolist() for k, v in cols.items()}  # as Python values: fast
+    (docs/json.md), from its columns (columns); `zeek`: zeek_fields of the same rows;
+    `tunnels`: the tunnels met (decode/unwrap.py), by number - 1."""
+    anomalies = _count_maps(cols["anomalies"], cols["anomaly_names"])
+    ws = None if cols["wireshark"] is None else _count_maps(
+        cols["wireshark"], list(WIRESHARK_ANALYSIS))
+    c = {k: v.tolist() for k, v in cols.items() if k in _AS_LISTS}  # Python values: fast
     moves = [{"ts": t, "state": st}
              for t, st in zip(c["moves_ts"], c["moves_state"], strict=True)]
     for k in np.flatnonzero(cols["moves_timer"]):  # said only when so
         moves[k]["timer"] = True
     for k in np.flatnonzero(cols["moves_inferred"]):
         moves[k]["inferred"] = True
-    anomalies: list[dict[str, int]] = [{} for _ in range(len(rows))]
-    for i, a in zip(*np.nonzero(counts), strict=True):  # by name, as a row's are sorted
-        anomalies[i][names[a]] = int(counts[i, a])
-    ws = None if ws is None else ws.tolist()
     # each endpoint's fields (_ENDPOINT) and transitions, row after row
     ends = []
     for e, role in enumerate(ROLES):
@@ -197,8 +194,7 @@ def records(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray, aborted: n
         if c["tunnel"][i]:
             rec["tunnel"] = tunnels[c["tunnel"][i] - 1]
         if ws is not None:
-            rec["wireshark_analysis"] = {name: v for name, v in zip(
-                WIRESHARK_ANALYSIS, ws[i], strict=True) if v}
+            rec["wireshark_analysis"] = ws[i]
         rec.update(z)
         out.append(rec)
     return out
@@ -216,18 +212,30 @@ _BY_NAME = sorted(range(len(ANOMALY_NAMES)), key=lambda a: ANOMALY_NAMES[a])
 _CLOSER_NONE = CLOSER_NAMES.index(Closer.NONE)
 _INFERRED = EVIDENCE_NAMES.index(CloserEvidence.INFERRED)
 _BY_SYN = ROLE_NAMES.index(Roles.SYN)
+#: The columns records reads as Python lists
+_AS_LISTS = {*_PLAIN, "evicted", "tunnel", "moves_ts", "moves_state", "moves_start", "ntr",
+             *(f"{role}_{name}" for role in ROLES for name in _ENDPOINT)}
 
 
-@lru_cache(maxsize=1)
-def _names() -> dict[str, np.ndarray]:
-    """The vocabulary's names as object arrays a column of codes indexes (-1: the None
-    at the end)."""
-    def table(names: Sequence[Any]) -> np.ndarray:
-        return np.array([*names, None], object)
-    return {"closer": table(CLOSER_NAMES), "evidence": table(EVIDENCE_NAMES),
-            "end": table(END_NAMES), "state": table(STATE_NAMES),
-            "roles": table([r.value for r in ROLE_NAMES]), "reset_by": table(ROLES),
-            "anomalies": np.array([ANOMALY_NAMES[a] for a in _BY_NAME], object)}
+def _table(names: Sequence[Any]) -> np.ndarray:
+    return np.array([*names, None], object)
+
+
+#: The vocabulary's names as object arrays a column of codes indexes (-1: the None at the
+#: end); "role": client or server (ROLES)
+_NAMES = {"closer": _table(CLOSER_NAMES), "evidence": _table(EVIDENCE_NAMES),
+          "end": _table(END_NAMES), "state": _table(STATE_NAMES),
+          "roles": _table([r.value for r in ROLE_NAMES]), "role": _table(ROLES),
+          "anomalies": np.array([ANOMALY_NAMES[a] for a in _BY_NAME], object)}
+
+
+def _count_maps(counts: np.ndarray, names: Sequence[str]) -> list[dict[str, int]]:
+    """Each row of `counts` (a column per name) as a map of name to count, counts of 0
+    left out, in the names' order."""
+    maps: list[dict[str, int]] = [{} for _ in range(len(counts))]
+    for i, a in zip(*np.nonzero(counts), strict=True):
+        maps[i][names[a]] = int(counts[i, a])
+    return maps
 
 
 @_bulk
@@ -311,7 +319,7 @@ def views_columns(rows: np.ndarray) -> dict[str, np.ndarray]:
     hist, hlen = rows["z_hist"].tobytes(), rows["z_hlen"].tolist()
     pkts, ipb = rows["z_pkts"], rows["z_ipb"]
     return {
-        "ts": rows["z_first"], "orig": _names()["reset_by"][orig],
+        "ts": rows["z_first"], "orig": _NAMES["role"][orig],
         "conn_state": np.array(CONN_STATES, object)[states],
         "history": np.array([hist[i * ZEEK_HISTORY:i * ZEEK_HISTORY + n].decode("ascii")
                              for i, n in enumerate(hlen)], object),

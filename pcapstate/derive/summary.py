@@ -201,15 +201,16 @@ class Summary:
             zeek = records.zeek_fields(views) if self.on_zeek or self.on_record else []
             if self.on_zeek is not None:
                 self.on_zeek(records.zeek_records(rows[part], zeek, self.tunnels))
-            if self.on_record is not None:
-                for rec in records.records(rows[part], kinds[part], closers[part],
-                                           aborted[part], evidences[part], zeek,
-                                           self.wireshark, self.tunnels):
+            if self.on_record is None and self.on_columns is None:
+                continue
+            cols = records.columns(rows[part], kinds[part], closers[part], aborted[part],
+                                   evidences[part], self.wireshark, self.tunnels,
+                                   None if self.on_columns is None else picks[part])
+            if self.on_record is not None:  # once, for both
+                for rec in records.records(cols, zeek, self.tunnels):
                     self.on_record(rec)
             if self.on_columns is not None:
-                self.on_columns(records.columns(rows[part], kinds[part], closers[part],
-                                                aborted[part], evidences[part], self.wireshark,
-                                                self.tunnels, picks[part]), views)
+                self.on_columns(cols, views)
 
     def findings(self) -> list[dict[str, Any]]:
         """Worst first: most stuck endpoints, then the oldest."""
