@@ -96,10 +96,9 @@ def rst_acceptable(state, syn_acked, flags, seq, ack, isn, last_ack, win, wscale
         return (flags & ACK) != 0 and isn != -1 and ack == (isn + 1) & MASK
     if last_ack == -1:
         return True
-    if win < 0:
-        return (seq - last_ack) & MASK <= max(-1 - win, 1)
     scale = _UNKNOWN_SCALE if wscale == -1 else wscale
-    return (seq - last_ack) & MASK <= max(win << scale, 1)
+    window = -1 - win if win < 0 else win << scale
+    return (seq - last_ack) & MASK <= max(window, 1)
 
 
 @njit(cache=True, nogil=True, inline="always")
