@@ -1,7 +1,7 @@
 """The benchmark: pcapstate against the tools users would otherwise run, on one capture.
 
     python3 bench/run.py [CAPTURE] [--runs 3] [--long 10] [--corpus 4] [--floods]
-                         [--first-run N] [--skip TOOL ...]
+                         [--first-run N] [--dask N] [--skip TOOL ...]
 
 Needs GNU time (Debian package `time`). Without CAPTURE it uses bench/out/bench.pcap, made
 first by bench/make_capture.py if missing. Each tool runs `--runs` times on the same file
@@ -28,7 +28,11 @@ capture's first N packets as they are, inside one MPLS label (read by the compil
 decoder), inside VXLAN (read by the slow path, decode/unwrap.py) and mixed (every Ethernet
 encapsulation of tests/test_encapsulations.py in turn with plain frames), and times
 pcapstate, tcptrace, tshark and the dpkt loop on each, with packets/s: what an
-encapsulation costs.
+encapsulation costs. `--dask N` runs `pcapstate analyze --dask` on a LocalCluster of N
+worker processes (a fresh one each time), on the capture and on the flood of a million
+connections never closed (--max-connections 0: every one stays live), against the run in
+one process: wall time, this machine's peak memory and each worker's (its peak resident
+memory as the operating system counts it, idle and after the run).
 """
 
 import argparse
@@ -121,6 +125,48 @@ def floods(skip: list[str]) -> dict[str, dict]:
             print(f"  {tool:<20} {wall:7.2f} s  {mib:8.0f} MiB peak"
                   + (f"  {evicted:,} evicted" if tool.startswith("pcapstate") else ""),
                   flush=True)
+    return out
+
+
+def on_dask(capture: str, workers: int, extra: list[str]) -> dict[str, Any]:
+    """`pcapstate analyze --dask` on a fresh LocalCluster of `workers` processes: wall time,
+    the client's peak memory, and each worker's peak, idle and after the run."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        idle = sorted(client.run(_peak_mib).values())
+        wall, mib = measure([*TOOLS["pcapstate"](capture), *extra, "--dask",
+                             cluster.scheduler_address])
+        after = sorted(client.run(_peak_mib).values())
+    return {"wall_s": round(wall, 2), "client_peak_mib": round(mib, 1),
+            "worker_idle_peak_mib": [round(m, 1) for m in idle],
+            "worker_peak_mib": [round(m, 1) for m in after]}
+
+
+def _peak_mib() -> float:
+    """This process's peak resident memory, MiB (on a Dask worker)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def dask_memory(capture: str, workers: int) -> dict[str, Any]:
+    """The capture and the idle-million flood, in one process and on `workers` workers."""
+    idle = HERE / "out" / "idle_million.pcap"
+    if not idle.exists():
+        subprocess.run([PY, str(HERE / "make_floods.py")], check=True)
+    out: dict[str, Any] = {}
+    for name, path, extra in (("capture", capture, []),
+                              ("idle_million", str(idle), ["--max-connections", "0"])):
+        wall, mib = measure([*TOOLS["pcapstate"](path), *extra])
+        out[name] = {"single": {"wall_s": round(wall, 2), "peak_mib": round(mib, 1)},
+                     f"dask_{workers}": on_dask(path, workers, extra)}
+        d = out[name][f"dask_{workers}"]
+        print(f"{name} on {workers} Dask workers: {d['wall_s']:.1f} s (one process "
+              f"{wall:.1f} s); peak MiB: one process {mib:.0f}, this machine "
+              f"{d['client_peak_mib']:.0f}, each worker {d['worker_peak_mib']} (idle "
+              f"{d['worker_idle_peak_mib']})", flush=True)
     return out
 
 
@@ -277,9 +323,10 @@ def main() -> None:
     ap.add_argument("--floods", action="store_true")
     ap.add_argument("--first-run", type=int, default=0, metavar="N")
     ap.add_argument("--wrapped", type=int, default=0, metavar="N")
+    ap.add_argument("--dask", type=int, default=0, metavar="N")
     ap.add_argument("--skip", nargs="*", default=[], choices=list(TOOLS | FLOOD_TOOLS))
     args = ap.parse_args()
-    if not args.runs and not args.wrapped:  # the first run alone: `--runs 0 --first-run 3`
+    if not args.runs and not args.wrapped and not args.dask:  # `--runs 0 --first-run 3`
         print(json.dumps({"tools": {"first_run": first_run(args.first_run or 1)}}))
         return
     if not Path(args.capture).exists():
@@ -347,6 +394,8 @@ def main() -> None:
         rows["floods"] = floods(args.skip)
     if args.first_run:
         rows["first_run"] = first_run(args.first_run)
+    if args.dask:
+        rows["dask"] = dask_memory(args.capture, args.dask)
     if args.wrapped:
         rows["wrapped"] = {}
         print(f"the first {args.wrapped:,} packets, as they are and wrapped (median of "

@@ -26,6 +26,7 @@ from pcapstate.settings import Settings
 if TYPE_CHECKING:  # the compiled engine is imported once the inputs are known to be good
     from pcapstate.decode.frames import Batch
     from pcapstate.derive.host import HostView
+    from pcapstate.derive.timeline import Timeline
 
 Progress = Callable[[int, int | None], None]
 P = ParamSpec("P")
@@ -53,7 +54,8 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
             progress: Progress | None = None, engine: str = "fast",
             stop: Callable[[], bool] | None = None,
             note: Callable[[str], object] | None = None,
-            hosts: list[HostView] | None = None) -> dict[str, Any]:
+            hosts: list[HostView] | None = None,
+            dask: str | None = None, partitions: int = 0) -> dict[str, Any]:
     """Analyse one capture, given as one file or a time-ordered set of files.
 
     `on_record` receives each connection's record as the connection is retired (in
@@ -72,13 +74,14 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
     `engine`: "fast", the compiled decoder (decode/frames.py); "tshark", Wireshark's
     dissectors (decode/tshark.py); "auto", fast unless a link type needs tshark. Either
     feeds the one tracker (track/).
+    `dask`: the address of a Dask cluster whose workers share the connection table, in
+    `partitions` parts (pcapstate/partitions.py): the same result, each worker holding a
+    share of the live connections.
     Raises CaptureError when an input cannot be read at all.
     """
     settings = settings or Settings()
-    captures = open_captures(paths)
+    reading = Reading(paths, settings, engine)
     from pcapstate import jit
-    from pcapstate.decode import frames, tshark, unwrap
-    from pcapstate.derive.fold import BINS_PER_DECADE
     from pcapstate.derive.host import HostJoin
     from pcapstate.derive.summary import Summary
     from pcapstate.track.connections import Tracker
@@ -88,21 +91,6 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
     # passes went through it all again and again while records were built (measured: half
     # of the time of --jsonl)
     gc.freeze()
-    decoder = {"engine": engine, "reason": None}
-    fallback = None
-    if engine == "auto":
-        kinds = {lt for c in captures for lt in c.linktypes}
-        odd = sorted(kinds - frames.LINKTYPES - set(unwrap.LINKTYPES))
-        engine = "tshark" if odd and len(odd) == len(kinds) else "fast"
-        decoder = {"engine": engine, "reason": (
-            f"link type {', '.join(map(str, odd))}: not decoded by the fast engine"
-            if engine == "tshark" else "every link type decoded by the fast engine" if not odd
-            else f"link type {', '.join(map(str, odd))}: its frames decoded by tshark"
-            if tshark.available() else
-            f"link type {', '.join(map(str, odd))}: not decoded (tshark not found)")}
-        if engine == "fast" and tshark.available():  # frames neither path reads, to tshark
-            fallback = tshark.read_frames
-    unwrapper = unwrap.Unwrapper(settings.zeek_checksums, fallback)
     join = HostJoin(hosts) if hosts else None
     if join is not None and on_record is not None:
         to_join, to_caller = join.take, on_record
@@ -112,104 +100,168 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
             to_caller(rec)
     elif join is not None:
         on_record = join.take
+    tunnels: list[dict[str, Any]] = [] if dask else reading.unwrapper.tunnels
     summary = Summary(settings, on_record, on_brief, on_zeek, on_columns,
-                      wireshark=engine == "tshark", tunnels=unwrapper.tunnels)
-    accounting: Counter[str] = Counter()
-    first, last = float("inf"), float("-inf")
-    sizes = [c.size for c in captures if c.size is not None and not c.compressed]
-    total = sum(sizes) if len(sizes) == len(captures) else None
-    done = 0
+                      wireshark=reading.engine == "tshark", tunnels=tunnels)
     started = time.perf_counter()
-    stopped = False
-    watching = ExitStack()  # the first run's compile, told through `note`
-    if note is not None:
-        watching.enter_context(jit.watch(note))
-    try:
-        tracker = Tracker(settings, summary.take)
-        verify = settings.zeek_checksums
-        for cap in captures:
-            source = cap.batches(verify=verify, unwrapper=unwrapper) if engine == "fast" else \
-                tshark.batches(cap, verify=verify, tunnels=unwrapper)
-            fed = 0  # records of this file that went through the table
-            cut = [False]  # stop() ended the reading
-            for batch in read_ahead(source, stop, cut):
-                fed += len(batch.ts)
-                summary.timeline.start(float(batch.ts[0]))
-                first, last = min(first, batch.ts.min()), max(last, batch.ts.max())
-                other = batch.kind[batch.kind != frames.TCP]
-                if len(other):
-                    for code, n in zip(*np.unique(other, return_counts=True), strict=True):
-                        accounting[frames.kind_name(int(code))] += int(n)
+    with ExitStack() as watching:  # the first run's compile, told through `note`
+        if note is not None:
+            watching.enter_context(jit.watch(note))
+        if dask:
+            from pcapstate.partitions import on_dask
+
+            reading.close()
+            facts, peak, evicted = on_dask(dask, partitions, paths, settings, reading.engine,
+                                           summary, tunnels, progress, stop)
+        else:
+            tracker = Tracker(settings, summary.take)
+            for batch in reading.batches(summary.timeline, stop, progress):
                 tracker.feed(batch)
-                if progress is not None:
-                    progress(done + cap.bytes_read, total)
-            if cut[0]:
-                stopped = True
-                cap.records = fed  # not those the reader had decoded ahead
-            done += cap.bytes_read
-            if stopped:
-                break
-        first, last = float(first), float(last)
-    except BaseException:
-        watching.close()
-        raise
-    finally:
-        for cap in captures:
-            if not (stopped and cap.size is None):  # a stream stopped while its reader
-                cap.close()  # waits on it: closing would wait too, for the writer to end
-    if progress is not None:
-        progress(done, total)
-    stops = [c.end_ts for c in captures if c.end_ts is not None and not stopped]
-    end = max([last, *stops]) if records_read(captures) else 0.0
-    tracker.finish(end)
-    watching.close()
-    records = records_read(captures)
-    tcp = records - accounting.total()
-    coverage = _coverage(records, accounting, unwrapper.unwrapped, unwrapper.fragments.used)
+            tracker.finish(reading.end())
+            facts, peak, evicted = reading.facts(), tracker.peak_live, tracker.evicted
+    warnings, stopped = facts.pop("warnings"), facts.pop("interrupted")
     result: dict[str, Any] = {
         "schema": SCHEMA,
         "pcapstate_version": __version__,
-        "decoder": decoder,
-        "inputs": [_input_json(c) for c in captures],
-        "capture": {
-            "first_ts": first if records else None,
-            "last_ts": last if records else None,
-            "end_ts": end if records else None,
-            "duration": max(end - first, 0.0) if records else 0.0,
-        },
-        "settings": {
-            "time_wait": settings.time_wait,
-            "fin_timeout": settings.fin_timeout,
-            "linger": settings.linger,
-            "max_connections": settings.max_connections,
-            "zeek_checksums": settings.zeek_checksums,
-            "zeek_bare": settings.zeek_bare,
-            "stuck_after": {st.value: v for st, v in settings.stuck_after.items()},
-            "histogram_bins_per_decade": BINS_PER_DECADE,
-        },
-        "accounting": {
-            "records": records,
-            "tcp_segments": tcp,
-            "other": _group(accounting, "other:"),
-            "undecodable": _group(accounting, "bad:"),
-        },
-        "coverage": coverage,
-        "peak_live_connections": tracker.peak_live,
-        **summary.to_json(evicted=tracker.evicted),
-        "timeline": summary.timeline.to_json(end if records else None),
-        "warnings": [w for c in captures for w in c.warnings] + Capture.overlaps(captures)
-        + _coverage_warning(coverage, accounting, engine) + [
-            f"{c.path}: the capturing interface dropped {c.dropped:,} packets: states may be "
-            "wrong where a SYN, FIN or RST was lost" for c in captures if c.dropped]
-        + _eviction_warning(tracker.evicted, settings.max_connections)
-        + ([f"interrupted: only the first {records:,} records were analysed; connections "
-            "still open then are reported as open"] if stopped else []),
+        **facts,
+        "peak_live_connections": peak,
+        **summary.to_json(evicted=evicted),
+        "timeline": summary.timeline.to_json(facts["capture"]["end_ts"]),
+        "warnings": warnings + _eviction_warning(evicted, settings.max_connections)
+        + ([f"interrupted: only the first {facts['accounting']['records']:,} records were "
+            "analysed; connections still open then are reported as open"] if stopped else []),
         "interrupted": stopped,
         "elapsed_seconds": time.perf_counter() - started,
     }
     if join is not None:
         result["host_evidence"] = join.to_json(result)
     return result
+
+
+class Reading:
+    """Reads one capture's files, decodes them and counts what they hold: what a run in
+    one process and each partition of a run on Dask (pcapstate/partitions.py) do alike.
+    `batches` decodes them (a tracker takes them), then `facts` says what the result
+    says of the reading. Raises CaptureError when an input cannot be read at all."""
+
+    def __init__(self, paths: list[str], settings: Settings, engine: str = "fast") -> None:
+        self.captures = open_captures(paths)
+        from pcapstate.decode import frames, tshark, unwrap
+
+        self.settings = settings
+        self.decoder = {"engine": engine, "reason": None}
+        fallback = None
+        if engine == "auto":
+            kinds = {lt for c in self.captures for lt in c.linktypes}
+            odd = sorted(kinds - frames.LINKTYPES - set(unwrap.LINKTYPES))
+            engine = "tshark" if odd and len(odd) == len(kinds) else "fast"
+            self.decoder = {"engine": engine, "reason": (
+                f"link type {', '.join(map(str, odd))}: not decoded by the fast engine"
+                if engine == "tshark" else "every link type decoded by the fast engine"
+                if not odd else f"link type {', '.join(map(str, odd))}: its frames decoded "
+                "by tshark" if tshark.available() else
+                f"link type {', '.join(map(str, odd))}: not decoded (tshark not found)")}
+            if engine == "fast" and tshark.available():  # frames neither path reads, to tshark
+                fallback = tshark.read_frames
+        self.engine = engine
+        self.unwrapper = unwrap.Unwrapper(settings.zeek_checksums, fallback)
+        self.accounting: Counter[str] = Counter()
+        self.first, self.last = float("inf"), float("-inf")
+        sizes = [c.size for c in self.captures if c.size is not None and not c.compressed]
+        self.total = sum(sizes) if len(sizes) == len(self.captures) else None
+        self.done = 0  # bytes of the files read whole
+        self.stopped = False
+
+    def batches(self, timeline: Timeline | None = None, stop: Callable[[], bool] | None = None,
+                progress: Progress | None = None) -> Iterator[Batch]:
+        """The capture's decoded batches, in order; `timeline`, if given, is started at the
+        first. `stop()`, asked between batches, ends them early."""
+        from pcapstate.decode import frames, tshark
+
+        verify = self.settings.zeek_checksums
+        try:
+            for cap in self.captures:
+                source = cap.batches(verify=verify, unwrapper=self.unwrapper) \
+                    if self.engine == "fast" else \
+                    tshark.batches(cap, verify=verify, tunnels=self.unwrapper)
+                fed = 0  # records of this file that went through the table
+                cut = [False]  # stop() ended the reading
+                for batch in read_ahead(source, stop, cut):
+                    fed += len(batch.ts)
+                    if timeline is not None:
+                        timeline.start(float(batch.ts[0]))
+                    self.first = min(self.first, float(batch.ts.min()))
+                    self.last = max(self.last, float(batch.ts.max()))
+                    other = batch.kind[batch.kind != frames.TCP]
+                    if len(other):
+                        for code, n in zip(*np.unique(other, return_counts=True), strict=True):
+                            self.accounting[frames.kind_name(int(code))] += int(n)
+                    yield batch
+                    if progress is not None:
+                        progress(self.done + cap.bytes_read, self.total)
+                if cut[0]:
+                    self.stopped = True
+                    cap.records = fed  # not those the reader had decoded ahead
+                self.done += cap.bytes_read
+                if self.stopped:
+                    break
+        finally:
+            self.close()
+        if progress is not None:
+            progress(self.done, self.total)
+
+    def close(self) -> None:
+        for cap in self.captures:
+            if not (self.stopped and cap.size is None):  # a stream stopped while its reader
+                cap.close()  # waits on it: closing would wait too, for the writer to end
+
+    def end(self) -> float:
+        """When the capture ended: its last record, or a later end a file's header gives."""
+        stops = [c.end_ts for c in self.captures if c.end_ts is not None and not self.stopped]
+        return max([self.last, *stops]) if records_read(self.captures) else 0.0
+
+    def facts(self) -> dict[str, Any]:
+        """What the result says of the reading (in the result's order; `warnings` and
+        `interrupted` go at its end)."""
+        from pcapstate.derive.fold import BINS_PER_DECADE
+
+        captures, settings, accounting = self.captures, self.settings, self.accounting
+        records = records_read(captures)
+        first, last, end = self.first, self.last, self.end()
+        coverage = _coverage(records, accounting, self.unwrapper.unwrapped,
+                             self.unwrapper.fragments.used)
+        return {
+            "decoder": self.decoder,
+            "inputs": [_input_json(c) for c in captures],
+            "capture": {
+                "first_ts": first if records else None,
+                "last_ts": last if records else None,
+                "end_ts": end if records else None,
+                "duration": max(end - first, 0.0) if records else 0.0,
+            },
+            "settings": {
+                "time_wait": settings.time_wait,
+                "fin_timeout": settings.fin_timeout,
+                "linger": settings.linger,
+                "max_connections": settings.max_connections,
+                "zeek_checksums": settings.zeek_checksums,
+                "zeek_bare": settings.zeek_bare,
+                "stuck_after": {st.value: v for st, v in settings.stuck_after.items()},
+                "histogram_bins_per_decade": BINS_PER_DECADE,
+            },
+            "accounting": {
+                "records": records,
+                "tcp_segments": records - accounting.total(),
+                "other": _group(accounting, "other:"),
+                "undecodable": _group(accounting, "bad:"),
+            },
+            "coverage": coverage,
+            "warnings": [w for c in captures for w in c.warnings] + Capture.overlaps(captures)
+            + _coverage_warning(coverage, accounting, self.engine) + [
+                f"{c.path}: the capturing interface dropped {c.dropped:,} packets: states may "
+                "be wrong where a SYN, FIN or RST was lost" for c in captures if c.dropped],
+            "interrupted": self.stopped,
+        }
 
 
 def read_ahead(batches: Iterator[Batch], stop: Callable[[], bool] | None = None,

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pcapstate import __version__
 from pcapstate.check.corpus import Config, Entry
 from pcapstate.derive.records import BRIEF_FIELDS
+from pcapstate.partitions import same_version
 from pcapstate.render.output import PendingFile
 from pcapstate.render.text import count, seconds
 from pcapstate.settings import Settings
@@ -431,23 +431,12 @@ def _on_dask(entries: list[Entry],
     from distributed import Client, as_completed
 
     with Client(address) as client:
-        versions = set(client.run(_version).values())
-        if versions != {__version__}:
-            raise DaskError(f"the Dask workers run pcapstate {', '.join(sorted(versions))}, "
-                            f"this is {__version__}")
+        same_version(client)
         futures = {client.submit(_remote_measure, [(f, Path(f).read_bytes()) for f in e.files],
                                  e.config.settings, pure=False): i
                    for i, e in enumerate(entries) if e.files}
         for future, got in as_completed(futures, with_results=True):
             yield futures[future], got
-
-
-class DaskError(Exception):
-    """The Dask cluster cannot run the check."""
-
-
-def _version() -> str:
-    return __version__
 
 
 def _remote_measure(payload: list[tuple[str, bytes]],

@@ -246,6 +246,7 @@ def _check_folder(folder: str) -> None:
 
 def _analyze(args: argparse.Namespace) -> int:
     from pcapstate import jit
+    from pcapstate.partitions import DaskError
     from pcapstate.pipeline import analyze
     from pcapstate.read.capture import CaptureError, plain_size
     from pcapstate.render.text import render
@@ -257,6 +258,11 @@ def _analyze(args: argparse.Namespace) -> int:
     if args.cross_check and any(is_stream(p) for p in args.captures):
         return _error("--cross-check reads the capture again with each engine: give files, "
                       "not standard input or a stream")
+    if args.partitions and not args.dask:
+        return _error("--partitions splits the table across a Dask cluster: give --dask too")
+    if args.dask and any(is_stream(p) for p in args.captures):
+        return _error("--dask: every worker reads the capture files: give files, not "
+                      "standard input or a stream")
     from pcapstate.derive.host import read_ss
 
     try:
@@ -309,7 +315,7 @@ def _analyze(args: argparse.Namespace) -> int:
                              on_columns=None if parquet is None else parquet.take,
                              progress=progress,
                              engine=args.engine, stop=_INTERRUPTED.is_set, note=_note,
-                             hosts=hosts)
+                             hosts=hosts, dask=args.dask, partitions=args.partitions or 0)
         finally:
             _SOFT.clear()
             progress.clear()
@@ -336,6 +342,8 @@ def _analyze(args: argparse.Namespace) -> int:
         if _INTERRUPTED.is_set():  # tshark, say, got the Ctrl-C too
             raise KeyboardInterrupt from None
         return _error(str(e))
+    except DaskError as e:
+        return _error(f"Dask cluster {args.dask}: {e}")
     finally:
         if parquet is not None:
             parquet.discard()
@@ -436,6 +444,7 @@ def _check_corpus(args: argparse.Namespace, corpus: list[Any], outputs: _Outputs
 
     from pcapstate import jit
     from pcapstate.check import goldens as check
+    from pcapstate.partitions import DaskError
 
     if not args.dask and not jit.is_cached():
         _note("compiling the analysis engine first (once after installing or upgrading "
@@ -449,7 +458,7 @@ def _check_corpus(args: argparse.Namespace, corpus: list[Any], outputs: _Outputs
     except ImportError as e:
         return _error(f"--dask needs dask.distributed ({e.name} is missing): "
                       "pip install 'pcapstate[dask]'")
-    except (check.DaskError, OSError, TimeoutError) as e:
+    except (DaskError, OSError, TimeoutError) as e:
         return _error(f"Dask cluster {args.dask}: {e}" if args.dask else str(e))
     finally:
         progress.clear()

@@ -138,6 +138,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also run the fast and the tshark engines and list every connection "
                         "where they, or pcapstate's and Wireshark's retransmission and "
                         "keep-alive counts, disagree (exit 1 if any)")
+    a.add_argument("--dask", metavar="ADDRESS",
+                   help="split the connection table across an existing Dask cluster "
+                        "(tcp://scheduler:8786) by a hash of the 4-tuple, for a capture "
+                        "with more live connections than one machine holds: every worker "
+                        "reads the capture (by the same paths: a shared file system) and "
+                        "follows its share of the connections; the result is the same "
+                        "(needs pcapstate[dask])")
+    a.add_argument("--partitions", type=_jobs, metavar="N",
+                   help="with --dask: the table's parts (default: one per worker); "
+                        "--max-connections holds in each")
     r = sub.add_parser(
         "report", help="write the incident report of a saved result (analyze --json)",
         description="Write the Markdown or HTML incident report and the charts from a result "

@@ -51,9 +51,14 @@ NOW, NEXT_SWEEP, CONNECTIONS, PEAK, HEAP_N, FREE_N, RETIRED_N, TIME_WAIT_S, FIN_
     LINGER_S, LIVE, LIMIT, EVICTED = range(13)  # EVICTED: one count per tier, from here
 ZLINES_N = EVICTED + 3  # Zeek's views ended in the run (in Z), waiting
 ZEEK_BARE = ZLINES_N + 1  # 1: Zeek's view has no likely server ports (settings.zeek_bare)
-NS = ZEEK_BARE + 1
+# A partition (Tracker's `share`) follows only the connections whose key's share (_share)
+# is PART of PARTS (0: every connection); AT is the number of the record in hand (the
+# batches' rows counted from the capture's first, BASE at this batch's), OPENED_N the
+# connections opened since the opened list was last emptied: their records' numbers
+AT, BASE, PARTS, PART, OPENED_N = range(ZEEK_BARE + 1, ZEEK_BARE + 6)
+NS = OPENED_N + 1
 # What a call stopped for.
-DONE, NEED_SLOTS, NEED_HEAP, NEED_RETIRE, NEED_ZLINES = 0, 1, 2, 3, 4
+DONE, NEED_SLOTS, NEED_HEAP, NEED_RETIRE, NEED_ZLINES, NEED_OPENED = range(6)
 
 if not jit.PLAIN:  # the table's type, for compiled code
     from numba import types
@@ -63,9 +68,14 @@ if not jit.PLAIN:  # the table's type, for compiled code
 # The tiers' lists: LISTS[3 * t + HEAD] is tier t's most recently active slot (-1: none),
 # LISTS[3 * t + TAIL] its least, LISTS[3 * t + COUNT] its length.
 HEAD, TAIL, COUNT = range(3)
-# The timer heap (earliest due first, ties by connection id) and the retired list.
+# The timer heap (earliest due first, ties by connection id) and the retired list: each
+# retired slot, the capture time it retired at, the number of the record in hand then (AT;
+# inf at the capture's end), and the deadline its timer was due at (-inf at the capture's
+# end, inf when a segment retired it): a single run's order, in which partitions' retired
+# connections are merged (Tracker.handed)
 HEAP = np.dtype([("due", np.float64), ("cid", np.int64), ("slot", np.int64)])
-RETIRED = np.dtype([("slot", np.int64), ("time", np.float64)])
+RETIRED = np.dtype([("slot", np.int64), ("time", np.float64), ("at", np.float64),
+                    ("due", np.float64)])
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -238,6 +248,8 @@ def _retire(T, S, table, R, L, c, now):
     i = np.int64(S[RETIRED_N])
     R[i].slot = c
     R[i].time = now
+    R[i].at = S[AT]
+    R[i].due = np.inf
     S[RETIRED_N] = i + 1
 
 
@@ -256,15 +268,16 @@ def _sweep(T, H, S, table, R, L, now):
         retire_at = deadline(r, tw, ft, linger)
         if closed(r) and not np.isnan(retire_at) and now >= retire_at:
             _retire(T, S, table, R, L, c, now)
+            R[np.int64(S[RETIRED_N]) - 1].due = due
         else:
             _schedule(r, H, S, c)
     return True
 
 
 @njit(cache=True, nogil=True)
-def _open(T, S, table, free, R, L, ts, flags, key):
+def _open(T, S, table, free, R, L, opened, ts, flags, key):
     """A new connection for a segment with this table key; returns (slot, index of its
-    sender)."""
+    sender). A partition notes the record that opened it in `opened`."""
     if S[LIMIT] > 0 and S[LIVE] >= S[LIMIT]:
         _evict(T, S, table, R, L, ts)
     src_hi, src_lo, dst_hi, dst_lo, ports = key
@@ -293,6 +306,9 @@ def _open(T, S, table, free, R, L, ts, flags, key):
     r.ip_hi[1 - d], r.ip_lo[1 - d], r.port[1 - d] = dst_hi, dst_lo, dport
     S[CONNECTIONS] += 1
     r.cid = np.int64(S[CONNECTIONS])
+    if S[PARTS] > 0:
+        opened[np.int64(S[OPENED_N])] = S[AT]
+        S[OPENED_N] += 1
     r.roles = roles
     r.v6 = (ports >> 32) & 1
     r.tunnel = ports >> 33
@@ -367,12 +383,27 @@ def _z_emit(r, Z, S):
         z.z_ipb[e] = r.z_ipb[e]
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _share(key, parts):
+    """Which of `parts` partitions follows the connection of this canonical key: the key's
+    words mixed in turn by xorshift64 (in int64 shifts, the same compiled and not), modulo
+    `parts`."""
+    h = np.int64(0)
+    for w in key:
+        h ^= w
+        h ^= h << np.int64(13)
+        h ^= h >> np.int64(7)
+        h ^= h << np.int64(17)
+    return h % np.int64(parts)
+
+
 @njit(cache=True, nogil=True)
-def run(T, H, S, table, free, R, L, Z, B, start, n):
+def run(T, H, S, table, free, R, L, Z, opened, B, start, n):
     """Each segment of rows start..n-1 of B (TCP rows only), in order: find or open its
     connection, apply it, schedule the connection's timers. Stops early, returning the row
-    to resume from and why, when the slots, the heap, the retired list or Zeek's ended
-    views (Z) need room."""
+    to resume from and why, when the slots, the heap, the retired list, Zeek's ended
+    views (Z) or the opened list need room. A partition's table keeps the clock (and
+    its timers) with every segment, and takes only its share of them."""
     tw, ft = S[TIME_WAIT_S], S[FIN_TIMEOUT_S]
     (b_ts, b_kind, b_v6, b_src_hi, b_src_lo, b_dst_hi, b_dst_lo, b_sport, b_dport, b_seq,
      b_ack, b_flags, b_win, b_plen, b_ipid, b_wscale, b_synopt, b_analysis, b_iplen, b_cut,
@@ -390,6 +421,9 @@ def run(T, H, S, table, free, R, L, Z, B, start, n):
             return i, NEED_RETIRE
         if S[ZLINES_N] >= len(Z):
             return i, NEED_ZLINES
+        if S[OPENED_N] + 2 > len(opened):
+            return i, NEED_OPENED
+        S[AT] = S[BASE] + i
         ts = b_ts[i]
         if ts > S[NOW]:
             if ts >= S[NEXT_SWEEP]:
@@ -403,18 +437,20 @@ def run(T, H, S, table, free, R, L, Z, B, start, n):
         k = (np.int64(b_src_hi[i]), np.int64(b_src_lo[i]), np.int64(b_dst_hi[i]),
              np.int64(b_dst_lo[i]), ports)
         key, turned = _canonical(k)
+        if S[PARTS] > 0 and _share(key, S[PARTS]) != S[PART]:
+            continue
         v = table.get(key, -1)
         if v >= 0:
             c, d = v // 2, (v % 2) ^ turned
             if flags & SYN and not flags & ACK and T[c].isn[d] != seq \
                     and _taken_over(T, S, table, R, L, c, d, ts):
-                c, d = _open(T, S, table, free, R, L, ts, flags, k)
+                c, d = _open(T, S, table, free, R, L, opened, ts, flags, k)
             elif zeek_view.ended(T[c], S[NOW], d, flags, seq):
                 _z_emit(T[c], Z, S)
                 zeek_view.start(T[c], d, flags, np.int64(b_sport[i]), np.int64(b_dport[i]), ts,
                                 S[ZEEK_BARE] > 0)
         else:
-            c, d = _open(T, S, table, free, R, L, ts, flags, k)
+            c, d = _open(T, S, table, free, R, L, opened, ts, flags, k)
         r = T[c]
         if b_analysis[i]:  # what Wireshark said of the segment (tshark engine)
             for a in range(len(r.ws)):
@@ -446,9 +482,11 @@ def finish(T, S, table, R, L, end):
     for j in range(len(live)):
         cids[j] = T[live[j]].cid
     order = np.argsort(cids, kind="mergesort")
+    S[AT] = np.inf
     for c in live[order]:
         expire(T[c], end, S[TIME_WAIT_S], S[FIN_TIMEOUT_S])
         _retire(T, S, table, R, L, c, end)
+        R[np.int64(S[RETIRED_N]) - 1].due = -np.inf
     S[HEAP_N] = 0
     return True
 
@@ -474,9 +512,16 @@ Retire = Callable[[np.ndarray, np.ndarray, dict[int, list[np.void]]], None]
 
 class Tracker:
     """Feed it Batches in capture order (`feed`), then `finish`; it hands every connection
-    it retires to `on_retired` (Retire), in batches, in the order they retired."""
+    it retires to `on_retired` (Retire), in batches, in the order they retired.
 
-    def __init__(self, settings: Settings, on_retired: Retire, slots: int = 0) -> None:
+    A partition of the table (`share`: (part, parts)) is fed every batch and follows only
+    the connections of its share (_share); what it adds to merge with the other partitions
+    into a single run's order: `handed`, the retired list's entries (RETIRED) of the
+    connections it last handed on, and `opened()`, the numbers of the records that opened
+    its connections (its ids 1, 2, ... in turn)."""
+
+    def __init__(self, settings: Settings, on_retired: Retire, slots: int = 0,
+                 share: tuple[int, int] = (0, 0)) -> None:
         """`slots`: how many to start with; by default as many as the connection limit
         allows (np.zeros takes memory only as slots are used), or 65,536 with no limit."""
         slots = slots or (_slot_cap(settings.max_connections) if settings.max_connections
@@ -490,6 +535,10 @@ class Tracker:
         self.table = new_table()
         self.lists = np.array([-1, -1, 0] * 3, np.int64)
         self.zlines = records(np.zeros(1024, SLOT))
+        self.handed = np.zeros(0, RETIRED)
+        self._opened = np.zeros(1 << 16 if share[1] else 2)
+        self._opened_now: list[np.ndarray] = []
+        self.fed = 0  # the records fed
         #: connection id -> the Zeek views that ended on its 4-tuple while it went on, kept
         #: until it retires
         self.zeek_ended: dict[int, list[np.void]] = {}
@@ -499,6 +548,7 @@ class Tracker:
         self.S[[TIME_WAIT_S, FIN_TIMEOUT_S, LINGER_S, LIMIT, ZEEK_BARE]] = (
             settings.time_wait, settings.fin_timeout, settings.linger, settings.max_connections,
             settings.zeek_bare)
+        self.S[[PART, PARTS]] = share
 
     @property
     def connections(self) -> int:
@@ -519,15 +569,27 @@ class Tracker:
 
     def feed(self, batch: Batch) -> None:
         i, n = 0, len(batch.ts)
+        self.S[BASE] = self.fed
         while i < n:
             i, why = run(self.T, self.heap, self.S, self.table, self.free, self.retired,
-                         self.lists, self.zlines, batch, i, n)
+                         self.lists, self.zlines, self._opened, batch, i, n)
             self._keep_zeek_ended()
+            if self.S[OPENED_N]:
+                self._opened_now.append(self._opened[:int(self.S[OPENED_N])].astype(np.int64))
+                self.S[OPENED_N] = 0
             self._hand_on()
             if why == NEED_SLOTS and self.S[FREE_N] < 2:
                 self._grow_slots()
             elif why == NEED_HEAP:
                 self._compact_heap()
+        self.fed += n
+
+    def opened(self) -> np.ndarray:
+        """The numbers of the records that opened a partition's connections since the last
+        call, in the order of the connections' ids."""
+        got = np.concatenate(self._opened_now) if self._opened_now else np.zeros(0, np.int64)
+        self._opened_now = []
+        return got
 
     def finish(self, end: float) -> None:
         """The capture is over at `end`: retire every live connection."""
@@ -576,6 +638,8 @@ class Tracker:
         if not n:
             return
         slots, times = self.retired["slot"][:n].copy(), self.retired["time"][:n].copy()
+        if self.S[PARTS]:
+            self.handed = self.retired[:n].copy()
         self.S[RETIRED_N] = 0
         # (copied as bytes: numpy copies records field by field, ten times slower)
         table = self.T.view(np.uint8).reshape(len(self.T), SLOT.itemsize)

@@ -1,0 +1,162 @@
+"""`analyze --dask ADDRESS --partitions N`: the connection table split across the workers of
+a Dask cluster (a LocalCluster of 2 worker processes here) by a hash of the 4-tuple gives
+what one process gives: the same result (peak of live connections included), the same
+records in the same order, the same conn.log lines; on every sample, a rotated set read as
+one capture, and a kernel capture with thousands of connections whose timers retire them
+while it is read (the order partitions' retirements are merged in matters there)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pcapstate.cli import main
+from pcapstate.pipeline import analyze
+from pcapstate.settings import Settings
+
+distributed = pytest.importorskip("distributed")
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ROOT / "samples"
+CAPTURES = sorted(p.name for p in SAMPLES.iterdir() if p.suffix in (".pcap", ".pcapng"))
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as c:
+        yield c.scheduler_address
+
+
+def run(paths, settings=None, **options):
+    """The result (without its run time), every record and every conn.log line."""
+    records, zeek = [], []
+    result = analyze([str(p) for p in paths], settings, on_record=records.append,
+                     on_zeek=zeek.extend, **options)
+    del result["elapsed_seconds"]
+    return result, records, zeek
+
+
+def test_every_sample_alike_in_two_and_three_partitions(cluster):
+    assert len(CAPTURES) >= 35
+    for name in CAPTURES:
+        single = run([SAMPLES / name])
+        for parts in (2, 3):
+            assert run([SAMPLES / name], dask=cluster, partitions=parts) == single, \
+                (name, parts)
+
+
+def test_a_rotated_set_and_tighter_timers_alike(cluster):
+    """Four files read as one capture (the records numbered across them), with timers
+    short enough that connections retire while it is read."""
+    rotated = sorted(SAMPLES.glob("rotated-*.pcap"))
+    assert len(rotated) == 4
+    settings = Settings(time_wait=0.05, fin_timeout=0.05)
+    single = run(rotated, settings)
+    assert single[0]["connections"]["total"] == len(single[1]) == 4
+    assert run(rotated, settings, dask=cluster, partitions=4) == single
+
+
+def test_stopped_early_alike(cluster):
+    """stop() (the first Ctrl-C) asked between batches: every partition stops after the
+    same batch, and what was read is reported as one process reports it."""
+    rotated = sorted(SAMPLES.glob("rotated-*.pcap"))
+    single = run(rotated, stop=lambda: True)
+    assert single[0]["interrupted"] is True
+    assert single[0]["accounting"]["records"] < sum(
+        i["records"] for i in run(rotated)[0]["inputs"])
+    assert run(rotated, stop=lambda: True, dask=cluster, partitions=2) == single
+
+
+def test_the_tshark_engine_alike(cluster):
+    """Each partition runs its own tshark; Wireshark's flags come out as from one."""
+    from pcapstate.decode import tshark
+
+    if not tshark.available():
+        pytest.skip("tshark not installed")
+    capture = [SAMPLES / "keepalive_race.pcap"]
+    single = run(capture, engine="tshark")
+    assert "wireshark_analysis" in single[0]["connections"]
+    assert run(capture, engine="tshark", dask=cluster, partitions=2) == single
+
+
+def stretched(capture: Path, out: Path, factor: float) -> None:
+    """The capture with its records' times `factor` times as far from its first."""
+    import dpkt
+
+    with capture.open("rb") as f, out.open("wb") as g:
+        reader = dpkt.pcap.Reader(f)
+        writer = dpkt.pcap.Writer(g, snaplen=reader.snaplen, linktype=reader.datalink())
+        first = None
+        for ts, frame in reader:
+            first = ts if first is None else first
+            writer.writepkt(frame, first + (ts - first) * factor)
+
+
+@pytest.mark.slow
+def test_a_kernel_capture_with_thousands_of_connections_alike(cluster, tmp_path):
+    """bench/make_capture.py's traffic (3,000 request/response connections from two client
+    processes, resets, refused connects, a CLOSE_WAIT leak), its times stretched 30 times
+    (to about 20 s: timers are checked once a second of capture time): with a 0.1 s
+    TIME_WAIT most connections retire at a timer while the capture is read, many at the
+    same check in several partitions."""
+    made, capture = tmp_path / "made.pcap", tmp_path / "stretched.pcap"
+    subprocess.run([sys.executable, str(ROOT / "bench" / "make_capture.py"), "--connections",
+                    "3000", "--out", str(made)], check=True, capture_output=True, timeout=300)
+    stretched(made, capture, 30)
+    settings = Settings(time_wait=0.1, fin_timeout=0.1)
+    single = run([capture], settings)
+    result, records, _ = single
+    assert result["connections"]["total"] >= 3000
+    end = result["capture"]["end_ts"]
+    early = sum(r["last_ts"] < end - 2 for r in records)  # retired at a timer, mid-capture
+    assert early > len(records) / 2
+    for parts in (2, 3):
+        got = run([capture], settings, dask=cluster, partitions=parts)
+        assert got[0] == result
+        assert got[1] == records
+        assert got[2] == single[2]
+
+
+def test_the_command_line_writes_the_same_files(cluster, tmp_path):
+    capture = str(SAMPLES / "keepalive_race.pcap")
+    outputs = {}
+    for how, extra in (("single", []), ("dask", ["--dask", cluster, "--partitions", "2"])):
+        out = tmp_path / how
+        out.mkdir()
+        assert main(["analyze", capture, "-q", "--json", str(out / "r.json"), "--jsonl",
+                     str(out / "r.jsonl"), "--zeek-conn", str(out / "conn.log"), *extra]) == 0
+        result = json.loads((out / "r.json").read_text())
+        for volatile in ("elapsed_seconds", "command_line"):
+            del result[volatile]
+        log = [line for line in (out / "conn.log").read_text().splitlines()
+               if not line.startswith(("#open", "#close"))]
+        outputs[how] = result, (out / "r.jsonl").read_bytes(), log
+    assert outputs["dask"] == outputs["single"]
+    assert outputs["single"][1].count(b"\n") == 22
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--partitions", "2"], "--partitions splits the table across a Dask cluster: give "
+                            "--dask too"),
+    (["--dask", "tcp://127.0.0.1:9", "-"], "--dask: every worker reads the capture files: "
+                                           "give files, not standard input or a stream"),
+])
+def test_usage_errors_are_one_line(args, message, capsys):
+    files = [] if "-" in args else [str(SAMPLES / "close_wait_leak.pcap")]
+    assert main(["analyze", *files, *args]) == 2
+    err = capsys.readouterr().err
+    assert err == f"pcapstate: error: {message}\n"
+
+
+def test_no_scheduler_is_a_one_line_error(capsys):
+    import dask
+
+    with dask.config.set({"distributed.comm.timeouts.connect": "2s"}):  # 30s by default
+        assert main(["analyze", str(SAMPLES / "close_wait_leak.pcap"), "--dask",
+                     "tcp://127.0.0.1:9"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pcapstate: error: Dask cluster tcp://127.0.0.1:9: ")
+    assert err.count("\n") == 1
