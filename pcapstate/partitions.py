@@ -30,6 +30,10 @@ if TYPE_CHECKING:
     from pcapstate.derive.summary import Summary
 
 
+#: At the end, the live connections retire in steps of this many ids (of all partitions)
+FINISH_STEP = 1 << 15
+
+
 class DaskError(Exception):
     """The Dask cluster cannot run the analysis."""
 
@@ -65,7 +69,7 @@ class Partition:
             return
         self.tracker = Tracker(settings, self._retired, share=(part, parts))
         self.retired: list[tuple[Any, ...]] = []
-        self.read: tuple[int, int | None] = (0, None)
+        self.progress: tuple[int, int | None] = (0, None)
         self.batches = self.reading.batches(stop=lambda: self.halt, progress=self._progress)
         self.tunnels = 0  # tunnels told so far
 
@@ -74,14 +78,14 @@ class Partition:
         self.retired.append((rows, times, self.tracker.handed, ended))
 
     def _progress(self, done: int, total: int | None) -> None:
-        self.read = (done, total)
+        self.progress = (done, total)
 
     def _named(self, e: CaptureError) -> tuple[str, str, int | None]:
         return self.names.get(e.path, e.path), e.message, e.offset
 
     def step(self, halt: bool) -> dict[str, Any]:
-        """Feed the next batch (`halt`: stop reading, as analyze's stop()), or at the end
-        finish: what the partition retired and opened meanwhile, and whether it is done."""
+        """Feed the next batch (`halt`: stop reading, as analyze's stop()): what the
+        partition retired and opened meanwhile, and whether the reading is over."""
         if self.error is not None:
             return {"error": self.error}
         self.halt = halt
@@ -89,20 +93,27 @@ class Partition:
             batch = next(self.batches, None)
         except CaptureError as e:
             return {"error": self._named(e)}
-        if batch is None:
-            self.tracker.finish(self.reading.end())
-        else:
+        if batch is not None:
             self.tracker.feed(batch)
-        out: dict[str, Any] = {"retired": self.retired, "opened": self.tracker.opened(),
-                               "done": batch is None, "evicted": self.tracker.evicted}
-        self.retired = []
+        out = self._handed(read=batch is None)
         if self.part == 0:
             tunnels = self.reading.unwrapper.tunnels
             out |= {"first_ts": None if batch is None else float(batch.ts[0]),
-                    "read": self.read, "tunnels": tunnels[self.tunnels:]}
+                    "progress": self.progress, "tunnels": tunnels[self.tunnels:]}
             self.tunnels = len(tunnels)
             if batch is None:
                 out["facts"] = self._facts()
+        return out
+
+    def finish(self, upto: int) -> dict[str, Any]:
+        """Once the reading is over: retire the live connections of ids up to `upto`."""
+        self.tracker.finish(self.reading.end(), upto)
+        return self._handed(read=True) | {"done": self.tracker.live == 0}
+
+    def _handed(self, read: bool) -> dict[str, Any]:
+        out = {"retired": self.retired, "opened": self.tracker.opened(), "read": read,
+               "evicted": self.tracker.evicted}
+        self.retired = []
         return out
 
     def _facts(self) -> dict[str, Any]:
@@ -196,7 +207,13 @@ def on_dask(address: str, parts: int, paths: list[str], settings: Settings, engi
                   for p in range(parts)]
         actors: list[Any] = [a.result() for a in placed]
         merge = Merge(parts)
-        while True:
+
+        def take(outs: list[dict[str, Any]]) -> None:
+            rows, times, ended = merge.step(outs)
+            if len(rows):
+                summary.take(rows, times, ended)
+
+        while True:  # the reading
             halt = stop is not None and stop()
             outs = [f.result() for f in [a.step(halt) for a in actors]]
             error = next((o["error"] for o in outs if "error" in o), None)
@@ -206,11 +223,18 @@ def on_dask(address: str, parts: int, paths: list[str], settings: Settings, engi
             tunnels.extend(first["tunnels"])
             if first["first_ts"] is not None:
                 summary.timeline.start(first["first_ts"])
-            rows, times, ended = merge.step(outs)
-            if len(rows):
-                summary.take(rows, times, ended)
+            take(outs)
             if progress is not None:
-                progress(*first["read"])
-            if first["done"]:
+                progress(*first["progress"])
+            if first["read"]:
+                break
+        upto = 0
+        while True:  # the end: the live connections retire in the order of their ids,
+            upto += FINISH_STEP  # which go up to `upto` in every partition at a time
+            outs = [f.result() for f in [
+                a.finish(int(np.searchsorted(merge.ids[p], upto, side="right")))
+                for p, a in enumerate(actors)]]
+            take(outs)
+            if all(o["done"] for o in outs):
                 evicted = [int(n) for n in np.sum([o["evicted"] for o in outs], axis=0)]
                 return first["facts"], merge.peak, evicted

@@ -48,15 +48,32 @@ def test_every_sample_alike_in_two_and_three_partitions(cluster):
                 (name, parts)
 
 
-def test_a_rotated_set_and_tighter_timers_alike(cluster):
+def test_a_rotated_set_and_tighter_timers_alike(cluster, monkeypatch):
     """Four files read as one capture (the records numbered across them), with timers
-    short enough that connections retire while it is read."""
+    short enough that connections retire while it is read; at the end, the connections
+    still live retire one id at a time (partitions.FINISH_STEP, the client's)."""
+    from pcapstate import partitions
+
     rotated = sorted(SAMPLES.glob("rotated-*.pcap"))
     assert len(rotated) == 4
     settings = Settings(time_wait=0.05, fin_timeout=0.05)
     single = run(rotated, settings)
     assert single[0]["connections"]["total"] == len(single[1]) == 4
     assert run(rotated, settings, dask=cluster, partitions=4) == single
+    monkeypatch.setattr(partitions, "FINISH_STEP", 1)
+    assert run(rotated, dask=cluster, partitions=3) == run(rotated)
+
+
+def test_retired_connections_handed_on_a_few_at_a_time_alike(monkeypatch):
+    """The tracker hands retired connections on HAND_ON at most at a time (memory), at the
+    end too: in pieces of 2, the same result and records as in one piece."""
+    from pcapstate.track import connections
+
+    capture = [SAMPLES / "refused_burst.pcap"]
+    whole = run(capture)
+    assert len(whole[1]) > 10
+    monkeypatch.setattr(connections, "HAND_ON", 2)
+    assert run(capture) == whole
 
 
 def test_stopped_early_alike(cluster):

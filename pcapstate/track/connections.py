@@ -76,6 +76,9 @@ HEAD, TAIL, COUNT = range(3)
 HEAP = np.dtype([("due", np.float64), ("cid", np.int64), ("slot", np.int64)])
 RETIRED = np.dtype([("slot", np.int64), ("time", np.float64), ("at", np.float64),
                     ("due", np.float64)])
+#: Retired connections handed on at most at a time (the retired list's length): their
+#: copies take at most this many records' memory (track/slots.py SLOT, about 1.5 KiB each)
+HAND_ON = 1 << 15
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -465,30 +468,32 @@ def run(T, H, S, table, free, R, L, Z, opened, B, start, n):
 
 
 @njit(cache=True, nogil=True)
-def finish(T, S, table, R, L, end):
-    """The capture is over at `end`: retire every live connection, in the order of their
-    ids. Returns False if the retired list has no room for them all (make room and call again)."""
+def finish(T, S, table, R, L, end, upto):
+    """The capture is over at `end`: retire the live connections whose ids are at most
+    `upto`, in the order of their ids, as many as the retired list has room for. Returns
+    False if some are left (make room and call again)."""
     live = np.empty(np.int64(S[LIVE]), dtype=np.int64)
     j = 0
     for t in range(3):
         c = L[3 * t + HEAD]
         while c >= 0:
-            live[j] = c
-            j += 1
+            if T[c].cid <= upto:
+                live[j] = c
+                j += 1
             c = T[c].lru_next
-    if S[RETIRED_N] + len(live) > len(R):
-        return False
-    cids = np.empty(len(live), dtype=np.int64)
-    for j in range(len(live)):
-        cids[j] = T[live[j]].cid
+    cids = np.empty(j, dtype=np.int64)
+    for i in range(j):
+        cids[i] = T[live[i]].cid
     order = np.argsort(cids, kind="mergesort")
+    room = len(R) - np.int64(S[RETIRED_N])
     S[AT] = np.inf
-    for c in live[order]:
+    for c in live[order[:room]]:
         expire(T[c], end, S[TIME_WAIT_S], S[FIN_TIMEOUT_S])
         _retire(T, S, table, R, L, c, end)
         R[np.int64(S[RETIRED_N]) - 1].due = -np.inf
-    S[HEAP_N] = 0
-    return True
+    if S[LIVE] == 0:
+        S[HEAP_N] = 0
+    return j <= room
 
 
 def new_table():
@@ -531,7 +536,7 @@ class Tracker:
         self.T = records(np.zeros(slots, SLOT))
         self.free = np.arange(slots - 1, -1, -1, dtype=np.int64)
         self.heap = records(np.zeros(max(slots, 4), HEAP))
-        self.retired = records(np.zeros(max(slots, 2), RETIRED))
+        self.retired = records(np.zeros(HAND_ON, RETIRED))
         self.table = new_table()
         self.lists = np.array([-1, -1, 0] * 3, np.int64)
         self.zlines = records(np.zeros(1024, SLOT))
@@ -591,11 +596,12 @@ class Tracker:
         self._opened_now = []
         return got
 
-    def finish(self, end: float) -> None:
-        """The capture is over at `end`: retire every live connection."""
-        while not finish(self.T, self.S, self.table, self.retired, self.lists, end):
+    def finish(self, end: float, upto: float = np.inf) -> None:
+        """The capture is over at `end`: retire every live connection (a partition: those
+        of its ids up to `upto`), handed on HAND_ON at most at a time."""
+        while not finish(self.T, self.S, self.table, self.retired, self.lists, end,
+                         float(upto)):
             self._hand_on()
-            self.retired = records(np.zeros(max(len(self.retired), self.live), RETIRED))
         self._hand_on()
 
     def _compact_heap(self) -> None:
@@ -623,7 +629,6 @@ class Tracker:
         spare = np.arange(new - 1, old - 1, -1, dtype=np.int64)
         self.free = np.concatenate([spare, self.free[:n], np.zeros(old, np.int64)])
         self.S[FREE_N] = n + new - old
-        self.retired = records(np.zeros(new, RETIRED))  # empty: _hand_on ran
 
     def _keep_zeek_ended(self) -> None:
         """Keep the Zeek views that ended in the run with their connections."""
