@@ -78,7 +78,7 @@ RETIRED = np.dtype([("slot", np.int64), ("time", np.float64), ("at", np.float64)
                     ("due", np.float64)])
 #: Retired connections handed on at most at a time (the retired list's length): their
 #: copies take at most this many records' memory (track/slots.py SLOT, about 1.5 KiB each)
-HAND_ON = 1 << 15
+HAND_ON = 1 << 12
 
 
 @njit(cache=True, nogil=True, inline="always")
