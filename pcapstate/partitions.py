@@ -205,7 +205,7 @@ def on_dask(address: str, parts: int, paths: list[str], settings: Settings, engi
         placed = [client.submit(Partition, absolute, paths, settings, engine, p, parts,
                                 actor=True, workers=[workers[p % len(workers)]], pure=False)
                   for p in range(parts)]
-        actors: list[Any] = [a.result() for a in placed]
+        actors: list[Any] = _results(placed)
         merge = Merge(parts)
 
         def take(outs: list[dict[str, Any]]) -> None:
@@ -215,7 +215,7 @@ def on_dask(address: str, parts: int, paths: list[str], settings: Settings, engi
 
         while True:  # the reading
             halt = stop is not None and stop()
-            outs = [f.result() for f in [a.step(halt) for a in actors]]
+            outs = _results([a.step(halt) for a in actors])
             error = next((o["error"] for o in outs if "error" in o), None)
             if error is not None:
                 raise CaptureError(*error)
@@ -231,10 +231,22 @@ def on_dask(address: str, parts: int, paths: list[str], settings: Settings, engi
         upto = 0
         while True:  # the end: the live connections retire in the order of their ids,
             upto += FINISH_STEP  # which go up to `upto` in every partition at a time
-            outs = [f.result() for f in [
+            outs = _results([
                 a.finish(int(np.searchsorted(merge.ids[p], upto, side="right")))
-                for p, a in enumerate(actors)]]
+                for p, a in enumerate(actors)])
             take(outs)
             if all(o["done"] for o in outs):
                 evicted = [int(n) for n in np.sum([o["evicted"] for o in outs], axis=0)]
                 return first["facts"], merge.peak, evicted
+
+
+def _results(futures: list[Any]) -> list[Any]:
+    """The futures' results; DaskError if the cluster lost a worker (or the way to it)."""
+    from concurrent.futures import CancelledError
+
+    from distributed.scheduler import KilledWorker
+
+    try:
+        return [f.result() for f in futures]
+    except (OSError, TimeoutError, CancelledError, KilledWorker) as e:
+        raise DaskError(f"a worker was lost ({type(e).__name__}: {e})") from None
