@@ -13,7 +13,7 @@ with numpy per service, many batches at once. close_wait_leak is the stuck-CLOSE
 (derive/summary.py), said as a diagnosis.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,10 +135,18 @@ class Diagnosis:
     def add(self, start: float, stop: float, example: Callable[[], dict[str, Any]]) -> None:
         """One more connection, from `start` to `stop`; `example()` makes its evidence,
         asked only while examples are wanted."""
-        self.count += 1
+        self.add_many(1, start, stop, (example,))
+
+    def add_many(self, n: int, start: float, stop: float,
+                 examples: Iterable[Callable[[], dict[str, Any]]]) -> None:
+        """`n` more connections, the earliest from `start`, the latest to `stop`; each of
+        `examples`, in turn, makes one's evidence, asked only while examples are wanted."""
+        self.count += n
         self.first, self.last = min(self.first, start), max(self.last, stop)
-        if len(self.examples) < _EXAMPLES:
-            self.examples.append(example())
+        for make in examples:
+            if len(self.examples) >= _EXAMPLES:
+                break
+            self.examples.append(make())
 
     def to_json(self) -> dict[str, Any]:
         entry = CATALOGUE[self.name]
@@ -227,9 +235,13 @@ class Diagnoser:
         facts = self.facts[self.held:self.held + n]
         picks = np.empty(n, np.uint16)
         rules.pick(rows, times, kinds, closers, picks, facts)
-        for i in np.flatnonzero(picks):
+        bulk = self.lifecycle.bulk(rows, picks)
+        others = np.flatnonzero(picks & np.uint16(0xFFFF ^ rules.BULK))
+        for i in np.union1d(others, list(bulk)).astype(np.int64):
             row, p = rows[i], int(picks[i])
-            self.lifecycle.one(row, p, float(times[i]))
+            for begin in bulk.get(int(i), ()):  # where a row at a time would have begun it
+                begin()
+            self.lifecycle.one(row, p & ~rules.BULK, float(times[i]))
             if p & rules.GONE_RESET:
                 self._gone_reset(row)
             for e in range(2):

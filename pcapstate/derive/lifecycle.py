@@ -5,6 +5,8 @@ counts of every connection's facts (derive/diagnoses.py owns the framework: the 
 Diagnosis, and the Diagnoser that calls `one` and `count`).
 """
 
+from collections.abc import Callable
+from functools import partial
 from itertools import accumulate
 from typing import Any
 
@@ -12,7 +14,7 @@ import numpy as np
 
 from pcapstate.derive import rules
 from pcapstate.derive.records import ROLES, _host
-from pcapstate.derive.rules import groups
+from pcapstate.derive.rules import groups, service_keys
 from pcapstate.words import count, seconds, when
 
 #: Refused connections of a service more than this apart are two bursts.
@@ -34,20 +36,35 @@ class Lifecycle:
         # (client host, service) -> {second: endpoints entering TIME_WAIT}, ports, reuses
         self.tw: dict[tuple[str, str, int], dict[str, Any]] = {}
 
+    def bulk(self, rows: np.ndarray, picks: np.ndarray) -> dict[int, list[Callable[[], None]]]:
+        """The rules of rules.BULK (handshakes given up, refused connects: a flood's SYNs),
+        a batch at a time: their connections grouped by service (and side), each group
+        added in one go. Returns what adds each group, by the row that first shows it:
+        where a connection at a time would have begun its diagnosis, in the order of the
+        others'."""
+        begins: dict[int, list[Callable[[], None]]] = {}
+        keys = None
+        for bit, e, add in ((rules.GAVE_UP, 0, self._gave_up), (rules.GAVE_UP << 1, 1,
+                            self._gave_up), (rules.REFUSED, 1, self._refused)):
+            picked = np.flatnonzero(picks & bit)
+            if not len(picked):
+                continue
+            keys = service_keys(rows) if keys is None else keys
+            first, members = groups(keys, picked)
+            for i, mine in zip(first, members, strict=True):
+                begins.setdefault(int(picked[i]), []).append(partial(add, rows, picked[mine],
+                                                                     e))
+        return begins
+
     def one(self, row: np.void, picks: int, end: float) -> None:
         """The evidence of a connection (retired at `end`) the part-2 rules picked (their
-        bits, derive/rules.py, in `picks`)."""
-        for e in range(2):
-            if picks & rules.GAVE_UP << e:
-                self._gave_up(row, e)
+        bits, derive/rules.py, in `picks`), but those of rules.BULK."""
         if picks & rules.SLOW_CONNECT:
             self._slow_connect(row)
         if picks & rules.OVERFLOW:
             self._overflow(row, "rst" if picks & rules.OVERFLOW_RST else "drop")
         if picks & rules.SYN_COOKIE:
             self._overflow(row, "syn_cookie")
-        if picks & rules.REFUSED:
-            self._refused(row)
         for e in range(2):
             if picks & rules.STALL << e:
                 self._stall(row, e, end)
@@ -66,19 +83,29 @@ class Lifecycle:
         self.options_kept.update(self.service(facts[picked[i]]) for i in groups(keys, picked)[0])
         self._time_wait(facts, keys)
 
-    def _gave_up(self, row: np.void, e: int) -> None:
-        first, tries = float(row["tr_ts"][e, 0]), int(row["syns"][e])
-        at = float(row["tr_ts"][e, int(row["ntr"][e]) - 1])  # CLOSED by its timer
+    def _gave_up(self, rows: np.ndarray, mine: np.ndarray, e: int) -> None:
+        """Endpoint e of the connections `mine` (of one service) gave up its SYN (SYN-ACK)."""
+        first = rows["tr_ts"][mine, e, 0]
+        at = rows["tr_ts"][mine, e, rows["ntr"][mine, e] - 1]  # CLOSED by its timer
         what = "SYN" if e == 0 else "SYN-ACK"
-        d = self.get("handshake_timeout", row, e, "the backoff of the retransmissions: the "
-                     "next was due and never came")
-        d.add(first, at, lambda: self.example(row, [
-            (first, f"the {ROLES[e]}'s first {what}"),
-            (float(row["syn_ts"][e]), f"its last, the {tries}th"),
-            (at, f"the {ROLES[e]} gives up: its next retry was due")]))
-        d.numbers["sent_max"] = max(d.numbers.get("sent_max", 0), tries)
+
+        def example(j: int) -> dict[str, Any]:
+            row = rows[j]
+            first, tries = float(row["tr_ts"][e, 0]), int(row["syns"][e])
+            return self.example(row, [
+                (first, f"the {ROLES[e]}'s first {what}"),
+                (float(row["syn_ts"][e]), f"its last, the {tries}th"),
+                (float(row["tr_ts"][e, int(row["ntr"][e]) - 1]),
+                 f"the {ROLES[e]} gives up: its next retry was due")])
+
+        d = self.get("handshake_timeout", rows[mine[0]], e, "the backoff of the "
+                     "retransmissions: the next was due and never came")
+        d.add_many(len(mine), float(first.min()), float(at.max()),
+                   (partial(example, j) for j in mine))
+        d.numbers["sent_max"] = max(d.numbers.get("sent_max", 0),
+                                    int(rows["syns"][mine, e].max()))
         d.numbers["gave_up_after_max"] = max(d.numbers.get("gave_up_after_max", 0.0),
-                                             at - first)
+                                             float((at - first).max()))
 
     def _slow_connect(self, row: np.void) -> None:
         first, last = float(row["tr_ts"][0, 0]), float(row["syn_ts"][0])
@@ -127,17 +154,27 @@ class Lifecycle:
         for key in ("by_drop", "by_rst", "by_syn_cookie"):
             d.numbers[key] = d.numbers.get(key, 0) + (key == f"by_{how}")
 
-    def _refused(self, row: np.void) -> None:
-        t, service = float(row["first_ts"]), self.service(row)
+    def _refused(self, rows: np.ndarray, mine: np.ndarray, e: int) -> None:
+        """The connections `mine` (of one service) were refused: their SYNs answered by a
+        RST (`e`: the server, who refused)."""
+        starts = rows["first_ts"][mine]
+        service = self.service(rows[mine[0]])
         bursts = self.refused.setdefault(service, [])
-        if bursts and t - bursts[-1][1] <= BURST_GAP:
-            bursts[-1][1] = max(bursts[-1][1], t)
-            bursts[-1][2] += 1
-        else:
-            bursts.append([t, t, 1])
-        d = self.diagnoser.named("refused_burst", service, ROLES[1])
-        d.add(t, float(row["last_ts"]), lambda: self.example(row, [
-            (t, "the client's SYN"), (float(row["last_ts"]), "RST: nothing listening")]))
+        for t in starts.tolist():
+            if bursts and t - bursts[-1][1] <= BURST_GAP:
+                bursts[-1][1] = max(bursts[-1][1], t)
+                bursts[-1][2] += 1
+            else:
+                bursts.append([t, t, 1])
+
+        def example(j: int) -> dict[str, Any]:
+            row = rows[j]
+            return self.example(row, [(float(row["first_ts"]), "the client's SYN"),
+                                      (float(row["last_ts"]), "RST: nothing listening")])
+
+        d = self.diagnoser.named("refused_burst", service, ROLES[e])
+        d.add_many(len(mine), float(starts.min()), float(rows["last_ts"][mine].max()),
+                   (partial(example, j) for j in mine))
 
     def _stall(self, row: np.void, e: int, end: float) -> None:
         since = float(row["zw_since"][e])

@@ -20,6 +20,7 @@ from pcapstate import jit
 from pcapstate.derive import records
 from pcapstate.derive.diagnoses import Diagnoser, close_wait_leaks
 from pcapstate.derive.fold import BINS_PER_DECADE, CENSORS, COMPLETE, FLOOR, fold, new_folds
+from pcapstate.derive.rules import groups, service_keys
 from pcapstate.derive.timeline import Timeline
 from pcapstate.derive.verdict import Stuck, service_of, stuck
 from pcapstate.settings import Settings
@@ -188,9 +189,15 @@ class Summary:
                 key = (s.state, s.service, s.role, s.inferred)
                 self.groups.setdefault(key, FindingGroup(*key)).add(s, CLOSER_NAMES[closers[i]])
         final = rows["st"]
-        for i, e in zip(*np.nonzero(~np.isnan(self.limits[final])), strict=True):
-            self.at_end[STATES[final[i, e]], service_of(rows[i], self.tunnels),
-                        records.ROLES[e]] += 1
+        watching = ~np.isnan(self.limits[final])
+        keys = service_keys(rows) if watching.any() else rows[:0]
+        for e, role in enumerate(records.ROLES):  # by service, not a row at a time (a flood)
+            watched = np.flatnonzero(watching[:, e])
+            for s in np.unique(final[watched, e]):
+                picked = watched[final[watched, e] == s]
+                for i, members in zip(*groups(keys, picked), strict=True):
+                    self.at_end[STATES[s], service_of(rows[picked[i]], self.tunnels),
+                                role] += len(members)
         picks = self.diagnoser.take(rows, times, kinds, closers)
         if self.on_brief is not None:
             self.on_brief(records.briefs(rows, kinds, closers))

@@ -468,10 +468,9 @@ def run(T, H, S, table, free, R, L, Z, opened, B, start, n):
 
 
 @njit(cache=True, nogil=True)
-def finish(T, S, table, R, L, end, upto):
-    """The capture is over at `end`: retire the live connections whose ids are at most
-    `upto`, in the order of their ids, as many as the retired list has room for. Returns
-    False if some are left (make room and call again)."""
+def live_slots(T, S, L, upto):
+    """The slots of the live connections whose ids are at most `upto`, in the order of
+    their ids."""
     live = np.empty(np.int64(S[LIVE]), dtype=np.int64)
     j = 0
     for t in range(3):
@@ -484,16 +483,20 @@ def finish(T, S, table, R, L, end, upto):
     cids = np.empty(j, dtype=np.int64)
     for i in range(j):
         cids[i] = T[live[i]].cid
-    order = np.argsort(cids, kind="mergesort")
-    room = len(R) - np.int64(S[RETIRED_N])
+    return live[:j][np.argsort(cids, kind="mergesort")]
+
+
+@njit(cache=True, nogil=True)
+def finish(T, S, table, R, L, end, slots):
+    """The capture is over at `end`: retire these live connections, in this order (the
+    retired list has room for them)."""
     S[AT] = np.inf
-    for c in live[order[:room]]:
+    for c in slots:
         expire(T[c], end, S[TIME_WAIT_S], S[FIN_TIMEOUT_S])
         _retire(T, S, table, R, L, c, end)
         R[np.int64(S[RETIRED_N]) - 1].due = -np.inf
     if S[LIVE] == 0:
         S[HEAP_N] = 0
-    return j <= room
 
 
 def new_table():
@@ -599,10 +602,12 @@ class Tracker:
     def finish(self, end: float, upto: float = np.inf) -> None:
         """The capture is over at `end`: retire every live connection (a partition: those
         of its ids up to `upto`), handed on HAND_ON at most at a time."""
-        while not finish(self.T, self.S, self.table, self.retired, self.lists, end,
-                         float(upto)):
-            self._hand_on()
         self._hand_on()
+        slots = live_slots(self.T, self.S, self.lists, float(upto))
+        for start in range(0, len(slots), HAND_ON):
+            finish(self.T, self.S, self.table, self.retired, self.lists, end,
+                   slots[start:start + HAND_ON])
+            self._hand_on()
 
     def _compact_heap(self) -> None:
         """Drop the superseded entries (of connections retired or rescheduled) if they are
