@@ -12,6 +12,9 @@ counts the live connections (peak_live_connections) from those records and the r
 ones'. The connection limit (--max-connections) holds in each partition.
 
 The workers read the files by the same paths as the client: they share its file system.
+Memory: a worker holds its share of the live connections; the client, a step's retired
+connections and 8 bytes per connection of the capture (each partition's ids to a single
+run's).
 """
 
 from __future__ import annotations
