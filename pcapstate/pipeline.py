@@ -48,6 +48,7 @@ def _heap_given_back(fn: Callable[P, R]) -> Callable[P, R]:
 @_heap_given_back
 def analyze(paths: list[str], settings: Settings | None = None, *,
             on_record: Callable[[dict[str, Any]], None] | None = None,
+            on_lines: Callable[[str], object] | None = None,
             on_brief: Callable[[list[list[Any]]], None] | None = None,
             on_zeek: Callable[[list[dict[str, Any]]], None] | None = None,
             on_columns: Callable[[dict[str, Any], Any], None] | None = None,
@@ -59,11 +60,14 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
     """Analyse one capture, given as one file or a time-ordered set of files.
 
     `on_record` receives each connection's record as the connection is retired (in
-    retirement order); `on_brief` the same connections in brief (derive/records.py BRIEF_FIELDS), a
-    list at a time, at a fraction of the cost; `on_zeek` the same connections as Zeek sees
-    them (derive/records.py zeek_records: what a conn.log needs), a list at a time, also for less;
-    `on_columns` the same records' fields, a column each, and their Zeek views, a batch at a
-    time (derive/records.py columns and zeek_views: what render/parquet.py writes);
+    retirement order); `on_lines` the same records as JSON Lines' text (a line each, as
+    `--jsonl` writes them), many lines at a time, for less than the dicts; `on_brief` the
+    same connections in brief (derive/records.py BRIEF_FIELDS), a list at a time, at a
+    fraction of the cost; `on_zeek` the same connections as Zeek sees them
+    (derive/records.py zeek_records: what a conn.log needs), a list at a time, also for
+    less; `on_columns` the same records' fields, a column each, and their Zeek views, a
+    batch at a time (derive/records.py columns and zeek_views: what render/parquet.py
+    writes);
     `progress(bytes_done, bytes_total)` is
     called now and then. `stop()`, asked between batches, ends the reading early: the
     result then covers what was read (`interrupted` is true, a warning says so); connections
@@ -102,7 +106,7 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
         on_record = join.take
     tunnels: list[dict[str, Any]] = [] if dask else reading.unwrapper.tunnels
     summary = Summary(settings, on_record, on_brief, on_zeek, on_columns,
-                      wireshark=reading.engine == "tshark", tunnels=tunnels)
+                      wireshark=reading.engine == "tshark", tunnels=tunnels, on_lines=on_lines)
     started = time.perf_counter()
     with ExitStack() as watching:  # the first run's compile, told through `note`
         if note is not None:

@@ -11,6 +11,7 @@ from ipaddress import ip_address
 from typing import Any, NamedTuple, ParamSpec, TypeVar
 
 import numpy as np
+import orjson
 
 from pcapstate import jit
 from pcapstate.track import zeek_view
@@ -68,11 +69,19 @@ def address(row: np.void, e: int) -> str:
         + f":{int(row['port'][e])}"
 
 
-def _addresses(rows: np.ndarray) -> list[tuple[str, str]]:
-    """Each row's (client, server) addresses, read in bulk."""
-    v6, hi, lo, ports = (rows[f].tolist() for f in ("v6", "ip_hi", "ip_lo", "port"))
-    return [(f"{_host(v, h[0], o[0])}:{p[0]}", f"{_host(v, h[1], o[1])}:{p[1]}")
-            for v, h, o, p in zip(v6, hi, lo, ports, strict=True)]
+def _addresses(rows: np.ndarray) -> np.ndarray:
+    """Each row's client and server addresses ([row, endpoint], as `address` writes them),
+    read in bulk: each distinct IPv4 host and each distinct port formatted once."""
+    v6 = np.repeat(rows["v6"] != 0, 2)
+    lo, ports = rows["ip_lo"].reshape(-1), rows["port"].reshape(-1)
+    hosts = np.empty(len(lo), object)
+    distinct, at = np.unique(lo[~v6], return_inverse=True)
+    hosts[~v6] = np.array([_host(0, 0, o) for o in distinct.tolist()], object)[at]
+    hosts[v6] = [_host(1, h, o) for h, o in zip(rows["ip_hi"].reshape(-1)[v6].tolist(),
+                                               lo[v6].tolist(), strict=True)]
+    distinct, at = np.unique(ports, return_inverse=True)
+    return (hosts + np.array([f":{p}" for p in distinct.tolist()], object)[at]
+            ).reshape(-1, 2)
 
 
 def tunnel_name(tunnel: dict[str, Any]) -> str:
@@ -96,8 +105,9 @@ def briefs(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray) -> list[lis
     """The connections in brief (BRIEF_FIELDS)."""
     states = rows["st"].tolist()
     return [[a, b, t, END_NAMES[k], CLOSER_NAMES[c], STATES[st[0]].value, STATES[st[1]].value]
-            for (a, b), st, t, k, c in zip(_addresses(rows), states, rows["first_ts"].tolist(),
-                                           kinds.tolist(), closers.tolist(), strict=True)]
+            for (a, b), st, t, k, c in zip(_addresses(rows).tolist(), states,
+                                           rows["first_ts"].tolist(), kinds.tolist(),
+                                           closers.tolist(), strict=True)]
 
 
 def columns(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray, aborted: np.ndarray,
@@ -109,7 +119,8 @@ def columns(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray, aborted: n
     Parquet file (render/parquet.py). `aborted`, `evidences`: derive/fold.py's (the closer
     closed by a RST; how the closer is known). Per endpoint ("client_" and "server_"
     prefixes): final_state, packets, payload_bytes, syn, fin, rst. The transitions made,
-    endpoint after endpoint: "moves_ts", "moves_state", "moves_timer", "moves_inferred";
+    endpoint after endpoint: "moves_ts", "moves_state" (and its code in STATE_NAMES,
+    "moves_state_code"), "moves_timer", "moves_inferred";
     each endpoint's first at "moves_start" [row, endpoint], "ntr" [row, endpoint] of them.
     "anomalies": the counts, a column for each of "anomaly_names"; "wireshark": those of
     Wireshark's analysis flags (vocab.WIRESHARK_ANALYSIS) when the tshark engine counted
@@ -118,7 +129,7 @@ def columns(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray, aborted: n
     None; with the diagnoses' rules' bits (`picks`, derive/rules.py pick), "signs": the
     diagnoses each connection shows a sign of (rules.SIGNS), a list each."""
     names = _NAMES
-    client, server = zip(*_addresses(rows), strict=True) if len(rows) else ((), ())
+    addresses = _addresses(rows)
     closed_by = np.where(aborted, "rst", "fin").astype(object)
     closed_by[(closers == _CLOSER_NONE) | (evidences == _INFERRED)] = None
     # the transitions made (not the unused places), and where each endpoint's begin
@@ -128,9 +139,10 @@ def columns(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray, aborted: n
     timer = rows["tr_timer"][made]
     inferred = timer == INFERRED_MOVE  # and the first move of a connection found inferred
     inferred[starts[(rows["inferred"] != 0)[:, None] & (ntr > 0)]] = True
+    codes = rows["tr_st"][made].astype(np.intp)  # each move's state (in STATE_NAMES)
     out = {
-        "id": rows["cid"], "client": np.array(client, object),
-        "server": np.array(server, object), "roles_from": names["roles"][rows["roles"]],
+        "id": rows["cid"], "client": addresses[:, 0].copy(),
+        "server": addresses[:, 1].copy(), "roles_from": names["roles"][rows["roles"]],
         "mid_stream": rows["roles"] != _BY_SYN, "first_ts": rows["first_ts"],
         "last_ts": rows["last_ts"], "end": names["end"][kinds],
         "closer": names["closer"][closers],
@@ -138,7 +150,8 @@ def columns(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray, aborted: n
         "closed_by": closed_by, "reset_by": names["role"][rows["reset_by"]],
         "anomalies": rows["anom"][:, _BY_NAME], "anomaly_names": names["anomalies"],
         "evicted": rows["evicted"] != 0, "tunnel": rows["tunnel"],
-        "moves_ts": rows["tr_ts"][made], "moves_state": names["state"][rows["tr_st"][made]],
+        "moves_ts": rows["tr_ts"][made], "moves_state": names["state"][codes],
+        "moves_state_code": codes,
         "moves_timer": timer == 1, "moves_inferred": inferred, "moves_start": starts,
         "ntr": ntr, "wireshark": rows["ws"] if wireshark else None,
         "tunnel_name": np.full(len(rows), None, object)}
@@ -160,43 +173,146 @@ def columns(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray, aborted: n
     return out
 
 
-@_bulk
-def records(cols: dict[str, Any], zeek: list[dict[str, Any]],
-            tunnels: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
+def lines(cols: dict[str, Any], views: "ZeekViews", zeek: list[str],
+          tunnels: Sequence[dict[str, Any]] = ()) -> str:
     """Each connection's record, as written to the JSON result and the JSON Lines stream
-    (docs/json.md), from its columns (columns); `zeek`: zeek_fields of the same rows;
-    `tunnels`: the tunnels met (decode/unwrap.py), by number - 1."""
-    anomalies = _count_maps(cols["anomalies"], cols["anomaly_names"])
-    ws = None if cols["wireshark"] is None else _count_maps(
-        cols["wireshark"], list(WIRESHARK_ANALYSIS))
-    c = {k: v.tolist() for k, v in cols.items() if k in _AS_LISTS}  # Python values: fast
-    moves = [{"ts": t, "state": st}
-             for t, st in zip(c["moves_ts"], c["moves_state"], strict=True)]
-    for k in np.flatnonzero(cols["moves_timer"]):  # said only when so
-        moves[k]["timer"] = True
-    for k in np.flatnonzero(cols["moves_inferred"]):
-        moves[k]["inferred"] = True
-    # each endpoint's fields (_ENDPOINT) and transitions, row after row
-    ends = []
-    for e, role in enumerate(ROLES):
-        fields = zip(*(c[f"{role}_{name}"] for name in _ENDPOINT), strict=True)
-        spans = zip(c["moves_start"], c["ntr"], strict=True)
-        ends.append([{**dict(zip(_ENDPOINT, values, strict=True)),
-                      "transitions": moves[start[e]:start[e] + n[e]]}
-                     for values, (start, n) in zip(fields, spans, strict=True)])
-    out = []
-    for i, (values, client, server, z) in enumerate(zip(
-            zip(*(c[k] for k in _PLAIN), strict=True), *ends, zeek, strict=True)):
-        rec = dict(zip(_PLAIN, values, strict=True))
-        rec["endpoints"] = {"client": client, "server": server}
-        rec["anomalies"] = anomalies[i]
-        rec["evicted"] = c["evicted"][i]
-        if c["tunnel"][i]:
-            rec["tunnel"] = tunnels[c["tunnel"][i] - 1]
-        if ws is not None:
-            rec["wireshark_analysis"] = ws[i]
-        rec.update(z)
-        out.append(rec)
+    (docs/json.md), a line each, from its columns (columns): the one place a record's
+    layout is written. Made as orjson writes the record's dict (the same bytes), but a
+    column at a time: a value's text is orjson's, its key's too, and the lines are joined
+    from those in bulk, with no object built for each record. `views`, `zeek`: the Zeek
+    views of the same rows (zeek_views) and their texts (zeek_texts); `tunnels`: the tunnels
+    met (decode/unwrap.py), by number - 1."""
+    n = len(cols["id"])
+    if not n:
+        return ""
+    moves = _transitions(cols)
+    endpoints = [_object([*((name, _texts(cols[f"{role}_{name}"])) for name in _ENDPOINT),
+                          ("transitions", ("[", moves[:, e].tolist(), "]"))])
+                 for e, role in enumerate(ROLES)]
+    tunnel = _optional(n, "tunnel", {i: _json(tunnels[t - 1]) for i, t in zip(
+        np.flatnonzero(cols["tunnel"]).tolist(), cols["tunnel"][cols["tunnel"] != 0].tolist(),
+        strict=True)})
+    ws = None if cols["wireshark"] is None else \
+        ("wireshark_analysis", _maps(cols["wireshark"], list(WIRESHARK_ANALYSIS)).tolist())
+    later = _optional(n, "zeek_later", {i: "[" + ",".join(zeek[k] for k in others) + "]"
+                                        for i, others in views.later.items()})
+    record = _object([
+        *((k, _texts(cols[k])) for k in _PLAIN),
+        ("endpoints", _object(list(zip(ROLES, endpoints, strict=True)))),
+        ("anomalies", _maps(cols["anomalies"], cols["anomaly_names"]).tolist()),
+        ("evicted", _texts(cols["evicted"])), (None, tunnel), *([ws] if ws else []),
+        ("zeek", [zeek[k] for k in views.first.tolist()] if views.later else zeek[:n]),
+        (None, later)])
+    return _join(n, record, "\n")
+
+
+@_bulk
+def parse(text: str) -> list[dict[str, Any]]:
+    """The records of JSON Lines `text` (lines) as dicts: what `on_record` receives."""
+    return orjson.loads("[" + text[:-1].replace("\n", ",") + "]") if text else []
+
+
+#: A part of the JSON text of n rows: the same text for all (str), a text each (a list of
+#: n), or several parts one after another (tuple)
+Part = str | list[str] | tuple[Any, ...]
+
+
+def _json(value: Any) -> str:
+    """`value` as orjson writes it."""
+    return orjson.dumps(value).decode()
+
+
+def _texts(values: np.ndarray) -> list[str]:
+    """Each value as orjson writes it, all in one call, the list's text split at its commas
+    (orjson writes numpy's int, bool and float64 as their Python values; a number's text
+    holds no comma); when some string holds a comma, each distinct value alone."""
+    if values.dtype.kind in "biu" or values.dtype == np.float64:
+        data = orjson.dumps(np.ascontiguousarray(values), option=orjson.OPT_SERIALIZE_NUMPY)
+    else:
+        data = orjson.dumps(values.tolist())
+    texts = data.decode()[1:-1].split(",")
+    if len(texts) == len(values):
+        return texts
+    distinct = {v: _json(v) for v in dict.fromkeys(values.tolist())}
+    return list(map(distinct.__getitem__, values.tolist()))
+
+
+def _object(members: Sequence[tuple[str | None, Part]]) -> tuple[Part, ...]:
+    """The parts of a JSON object of (key, value) `members`, in their order; a member
+    with key None is a part as it is (one that may be absent: _optional), never first."""
+    out: list[Part] = []
+    for key, value in members:
+        if key is None:
+            out.append(value)
+        else:
+            out += ["," if out else "{", _json(key) + ":", value]
+    return (*out, "}")
+
+
+def _optional(n: int, key: str, texts: dict[int, str]) -> list[str]:
+    """A member `key` of n objects that only the rows of `texts` have (row: its value's
+    text), with its comma, and nothing on the others (a part of _object, key None)."""
+    out = [""] * n
+    head = "," + _json(key) + ":"
+    for i, text in texts.items():
+        out[i] = head + text
+    return out
+
+
+def _join(n: int, part: Part, end: str) -> str:
+    """n rows' texts (made of `part`), each followed by `end`, one after another: each row's
+    parts interleaved in one list, joined at once."""
+    flat: list[Part] = []
+
+    def add(p: Part) -> None:
+        if isinstance(p, tuple):
+            for q in p:
+                add(q)
+        elif isinstance(p, str) and flat and isinstance(flat[-1], str):
+            flat[-1] += p  # texts the same on every row: one
+        else:
+            flat.append(p)
+    add((part, end))
+    rows: list[str] = [""] * (n * len(flat))
+    for j, p in enumerate(flat):
+        rows[j::len(flat)] = [p] * n if isinstance(p, str) else p  # type: ignore[assignment]
+    return "".join(rows)
+
+
+def _transitions(cols: dict[str, Any]) -> np.ndarray:
+    """Each endpoint's transitions, [row, endpoint]: the texts of their JSON objects,
+    between commas (_MOVE_START, _MOVE_ENDS), all joined at once and split at the line's
+    ends after each endpoint's last."""
+    out = np.full(cols["ntr"].shape, "", object)
+    made = len(cols["moves_ts"])
+    if not made:
+        return out
+    last = np.zeros(made, np.intp)
+    last[(cols["moves_start"] + cols["ntr"] - 1)[cols["ntr"] > 0]] = 1
+    ends = ((cols["moves_state_code"] * 2 + cols["moves_timer"]) * 2
+            + cols["moves_inferred"]) * 2 + last
+    flat: list[str] = [""] * (2 * made)
+    flat[0::2] = _texts(cols["moves_ts"])
+    flat[1::2] = _MOVE_ENDS[ends].tolist()
+    out[cols["ntr"] > 0] = (_MOVE_START + "".join(flat)).split("\n")[:-1]
+    return out
+
+
+def _maps(counts: np.ndarray, names: Sequence[str]) -> np.ndarray:
+    """Each row of `counts` (a column per name) as the text of a JSON object of name to
+    count, counts of 0 left out, in the names' order."""
+    out = np.full(len(counts), "{}", object)
+    rows, at = np.nonzero(counts)
+    if not len(rows):
+        return out
+    last = np.append(rows[1:] != rows[:-1], True)  # a row's last count
+    first = np.insert(last[:-1], 0, True)  # and its first
+    keys = np.array([_json(name) + ":" for name in names], object)[at]
+    keys[first] = "{" + keys[first]
+    ends = np.full(len(rows), ",", object)
+    ends[last] = "}\n"
+    out[rows[last]] = _join(len(rows), (keys.tolist(), _texts(counts[rows, at]), ends.tolist()),
+                            "").split("\n")[:-1]
     return out
 
 
@@ -212,9 +328,6 @@ _BY_NAME = sorted(range(len(ANOMALY_NAMES)), key=lambda a: ANOMALY_NAMES[a])
 _CLOSER_NONE = CLOSER_NAMES.index(Closer.NONE)
 _INFERRED = EVIDENCE_NAMES.index(CloserEvidence.INFERRED)
 _BY_SYN = ROLE_NAMES.index(Roles.SYN)
-#: The columns records reads as Python lists
-_AS_LISTS = {*_PLAIN, "evicted", "tunnel", "moves_ts", "moves_state", "moves_start", "ntr",
-             *(f"{role}_{name}" for role in ROLES for name in _ENDPOINT)}
 
 
 def _table(names: Sequence[Any]) -> np.ndarray:
@@ -228,14 +341,16 @@ _NAMES = {"closer": _table(CLOSER_NAMES), "evidence": _table(EVIDENCE_NAMES),
           "roles": _table([r.value for r in ROLE_NAMES]), "role": _table(ROLES),
           "anomalies": np.array([ANOMALY_NAMES[a] for a in _BY_NAME], object)}
 
-
-def _count_maps(counts: np.ndarray, names: Sequence[str]) -> list[dict[str, int]]:
-    """Each row of `counts` (a column per name) as a map of name to count, counts of 0
-    left out, in the names' order."""
-    maps: list[dict[str, int]] = [{} for _ in range(len(counts))]
-    for i, a in zip(*np.nonzero(counts), strict=True):
-        maps[i][names[a]] = int(counts[i, a])
-    return maps
+#: A transition's JSON text (ts, state, and timer and inferred only when true) is its
+#: time's text after _MOVE_START, then one of _MOVE_ENDS, by ((state (STATE_NAMES) * 2 +
+#: timer) * 2 + inferred) * 2 + last: its state and flags, and the next one's start after a
+#: comma or, after an endpoint's last, a line's end
+_MOVE_START = "{" + _json("ts") + ":"
+_MOVE_ENDS = np.array([f",{_json('state')}:{_json(state)}{timer}{inferred}}}{end}{_MOVE_START}"
+                       for state in STATE_NAMES
+                       for timer in ("", f",{_json('timer')}:{_json(True)}")
+                       for inferred in ("", f",{_json('inferred')}:{_json(True)}")
+                       for end in (",", "\n")], object)
 
 
 @_bulk
@@ -245,7 +360,7 @@ def zeek_records(rows: np.ndarray, zeek: list[dict[str, Any]],
     `zeek` and `zeek_later` as in its record (`zeek`: zeek_fields of the same rows), and its
     `tunnel`, if it came in one."""
     out = [{"client": a, "server": b} | z
-           for (a, b), z in zip(_addresses(rows), zeek, strict=True)]
+           for (a, b), z in zip(_addresses(rows).tolist(), zeek, strict=True)]
     for rec, number in zip(out, rows["tunnel"].tolist(), strict=True):
         if number:
             rec["tunnel"] = tunnels[number - 1]
@@ -283,11 +398,28 @@ def zeek_views(rows: np.ndarray, ended: dict[int, list[np.void]]) -> ZeekViews:
     return ZeekViews(views_columns(both), first, later)
 
 
+def zeek_texts(views: ZeekViews) -> list[str]:
+    """The text of each view's JSON object (the record's `zeek`, its conn.log fields,
+    ZEEK_FIELDS, ZEEK_TIMED null when not timed), as orjson writes it: the one place its
+    layout is written."""
+    cols = views.columns
+    n = len(cols["timed"])
+    if not n:
+        return []
+    values = {k: _texts(cols[k]) for k in ZEEK_FIELDS}
+    null = _json(None)
+    for k in ZEEK_TIMED:
+        for i in np.flatnonzero(~cols["timed"]).tolist():
+            values[k][i] = null
+    return _join(n, _object(list(values.items())), "\n").split("\n")[:-1]
+
+
 @_bulk
-def zeek_fields(views: ZeekViews) -> list[dict[str, Any]]:
+def zeek_fields(views: ZeekViews, texts: list[str]) -> list[dict[str, Any]]:
     """Each row's `zeek`: the connection Zeek saw begin with it; `zeek_later`, only when
-    Zeek ended it and began others on the 4-tuple while this one went on: those."""
-    fields = _view_dicts(views.columns)
+    Zeek ended it and began others on the 4-tuple while this one went on: those. `texts`:
+    the views' texts (zeek_texts), read back."""
+    fields = orjson.loads("[" + ",".join(texts) + "]")
     out = [{"zeek": fields[k]} for k in views.first.tolist()]
     for i, others in views.later.items():
         out[i]["zeek_later"] = [fields[k] for k in others]
@@ -327,12 +459,3 @@ def views_columns(rows: np.ndarray) -> dict[str, np.ndarray]:
         "orig_bytes": sizes[at, orig], "resp_bytes": sizes[at, resp],
         "orig_pkts": pkts[at, orig], "orig_ip_bytes": ipb[at, orig],
         "resp_pkts": pkts[at, resp], "resp_ip_bytes": ipb[at, resp], "timed": duration > 0}
-
-
-def _view_dicts(cols: dict[str, np.ndarray]) -> list[dict[str, Any]]:
-    """Each view's conn.log fields (views_columns), ZEEK_TIMED None when not timed."""
-    values = {k: cols[k].tolist() for k in ZEEK_FIELDS}
-    for k in ZEEK_TIMED:
-        values[k] = [v if timed else None for v, timed in zip(
-            values[k], cols["timed"].tolist(), strict=True)]
-    return [dict(zip(ZEEK_FIELDS, v, strict=True)) for v in zip(*values.values(), strict=True)]

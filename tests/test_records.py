@@ -1,0 +1,63 @@
+"""The connection records' JSON text (derive/records.py lines), made a column at a time:
+the very bytes orjson writes for the records' dicts, which are read back from it."""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+
+from pcapstate.derive import records
+from pcapstate.pipeline import analyze
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+
+
+@pytest.mark.parametrize(("name", "engine"), [
+    ("vxlan.pcap", "fast"),  # in a tunnel
+    ("idle_leak.pcap", "fast"),  # zeek_later, a move by a timer
+    ("late_leak.pcap", "fast"),  # moves inferred, closed_by null
+    ("ipv6.pcap", "fast"),
+    ("time_wait_pressure.pcap", "fast"),
+    pytest.param("keepalive_race.pcap", "tshark", marks=pytest.mark.skipif(
+        shutil.which("tshark") is None, reason="tshark not installed")),  # Wireshark's flags
+])
+def test_lines_are_what_orjson_writes_of_the_records(name: str, engine: str) -> None:
+    chunks: list[str] = []
+    recs: list[dict] = []
+    analyze([str(SAMPLES / name)], on_lines=chunks.append, on_record=recs.append,
+            engine=engine)
+    text = "".join(chunks)
+    assert text.count("\n") == len(recs) > 0
+    assert text == "".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE).decode()
+                           for r in recs)
+    # the record's fields in their order (docs/json.md), the optional ones where they are
+    order = ["id", "client", "server", "roles_from", "mid_stream", "first_ts", "last_ts",
+             "end", "closer", "closer_evidence", "closed_by", "reset_by", "endpoints",
+             "anomalies", "evicted", "tunnel", "wireshark_analysis", "zeek", "zeek_later"]
+    for r in recs:
+        assert list(r) == [k for k in order if k in r]
+        assert ("wireshark_analysis" in r) == (engine == "tshark")
+        for e in r["endpoints"].values():
+            assert list(e) == ["final_state", "packets", "payload_bytes", "syn", "fin", "rst",
+                               "transitions"]
+            for t in e["transitions"]:
+                assert list(t) == [k for k in ("ts", "state", "timer", "inferred") if k in t]
+                assert all(t[k] is True for k in ("timer", "inferred") if k in t)
+    if name == "vxlan.pcap":
+        assert all("tunnel" in r for r in recs)
+    moves = [t for r in recs for e in r["endpoints"].values() for t in e["transitions"]]
+    if name == "idle_leak.pcap":
+        assert any("zeek_later" in r for r in recs) and any("timer" in t for t in moves)
+    if name == "late_leak.pcap":
+        assert any("inferred" in t for t in moves)
+        assert any(r["closed_by"] is None for r in recs)
+
+
+def test_texts_are_orjsons_even_with_a_comma_inside() -> None:
+    for values in (np.array(["a,b", None, 'say "hi"', "é\n"], object),
+                   np.array([1.5, 1e16, 1e-7, 0.1, 1796161191.08386]),
+                   np.array([0, -3, 2**40], np.int64), np.array([True, False]),
+                   np.array([], np.int64), np.array([], object)):
+        assert records._texts(values) == [orjson.dumps(v).decode() for v in values.tolist()]
