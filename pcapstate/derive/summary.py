@@ -45,8 +45,8 @@ from pcapstate.vocab import (
 _EXAMPLES = 10  # worst stuck connections kept per findings group
 #: Records built at a time: memory stays low (a batch's columns and text in pieces take
 #: about 10 kB a record while it is made; measured on the benchmark capture, --jsonl peaked
-#: at 553 MB with 4,096 at a time, 477 MB with 1,024, 461 MB with 512: the analysis alone
-#: 435 MB; a record's text took 4.4 us at 512 a batch, 4.3 us at 4,096)
+#: at 553 MiB with 4,096 at a time, 477 MiB with 1,024, 461 MiB with 512: the analysis
+#: alone 435 MiB; a record's text took 4.4 us at 512 a batch, 4.3 us at 4,096)
 _CHUNK = 512
 
 
