@@ -9,7 +9,9 @@ track/connections.py RETIRED); one Summary takes them all, so the result, the re
 the conn.log are a single run's. A partition numbers its own connections; the client
 numbers them as a single run does, in the order of the records that opened them, and
 counts the live connections (peak_live_connections) from those records and the retired
-ones'. The connection limit (--max-connections) holds in each partition.
+ones'. The connection limit (--max-connections) holds in each partition, which evicts
+among its own connections: once a partition's table fills, the result is not a single
+run's (the eviction warning says so).
 
 The workers read the files by the same paths as the client: they share its file system.
 Memory: a worker holds its share of the live connections; the client, a step's retired
@@ -190,7 +192,8 @@ def on_dask(address: str, parts: int, paths: list[str], settings: Settings, engi
     """Analyse the capture on the Dask cluster at `address`, its table in `parts`
     partitions (0: one per worker): `summary` takes the retired connections; `tunnels` is
     extended with those met. Returns the reading's facts (pipeline.Reading.facts), the peak
-    of live connections and the evictions by tier (summed over the partitions)."""
+    of live connections and the evictions by tier (summed over the partitions); the facts
+    say how many partitions (`parts`: the result does not, it is a single run's)."""
     try:
         from distributed import Client
     except ImportError as e:
@@ -201,12 +204,15 @@ def on_dask(address: str, parts: int, paths: list[str], settings: Settings, engi
     except (OSError, TimeoutError, ValueError) as e:
         raise DaskError(str(e)) from None
     with client:
+        workers = list(client.nthreads())
+        if not workers:
+            raise DaskError("the cluster has no workers")
         same_version(client)
-        workers = list(client.scheduler_info()["workers"])
         parts = parts or len(workers)
         absolute = [os.path.abspath(p) for p in paths]
         placed = [client.submit(Partition, absolute, paths, settings, engine, p, parts,
-                                actor=True, workers=[workers[p % len(workers)]], pure=False)
+                                actor=True, workers=[workers[p % len(workers)]],
+                                allow_other_workers=True, pure=False)
                   for p in range(parts)]
         actors: list[Any] = _results(placed)
         merge = Merge(parts)
@@ -240,7 +246,7 @@ def on_dask(address: str, parts: int, paths: list[str], settings: Settings, engi
             take(outs)
             if all(o["done"] for o in outs):
                 evicted = [int(n) for n in np.sum([o["evicted"] for o in outs], axis=0)]
-                return first["facts"], merge.peak, evicted
+                return first["facts"] | {"parts": parts}, merge.peak, evicted
 
 
 def _results(futures: list[Any]) -> list[Any]:

@@ -115,7 +115,7 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
             from pcapstate.partitions import on_dask
 
             reading.close()
-            facts, peak, evicted = on_dask(dask, partitions, paths, settings, reading.engine,
+            facts, peak, evicted = on_dask(dask, partitions, paths, settings, engine,
                                            summary, tunnels, progress, stop)
         else:
             tracker = Tracker(settings, summary.take)
@@ -124,6 +124,7 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
             tracker.finish(reading.end())
             facts, peak, evicted = reading.facts(), tracker.peak_live, tracker.evicted
     warnings, stopped = facts.pop("warnings"), facts.pop("interrupted")
+    parts = facts.pop("parts", 1)
     result: dict[str, Any] = {
         "schema": SCHEMA,
         "pcapstate_version": __version__,
@@ -131,7 +132,7 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
         "peak_live_connections": peak,
         **summary.to_json(evicted=evicted),
         "timeline": summary.timeline.to_json(facts["capture"]["end_ts"]),
-        "warnings": warnings + _eviction_warning(evicted, settings.max_connections)
+        "warnings": warnings + _eviction_warning(evicted, settings.max_connections, parts)
         + ([f"interrupted: only the first {facts['accounting']['records']:,} records were "
             "analysed; connections still open then are reported as open"] if stopped else []),
         "interrupted": stopped,
@@ -319,11 +320,15 @@ def read_ahead(batches: Iterator[Batch], stop: Callable[[], bool] | None = None,
         thread.join(timeout=1.0)  # a reader blocked on a silent stream is left behind
 
 
-def _eviction_warning(evicted: list[int], limit: int) -> list[str]:
+def _eviction_warning(evicted: list[int], limit: int, parts: int = 1) -> list[str]:
+    """`parts`: the table's partitions (analyze --dask), each with the limit."""
     if not sum(evicted):
         return []
     finished, attempts, open_ = evicted
-    return [f"the connection table was full ({limit:,} connections, --max-connections): "
+    where = f", in each of {parts} partitions: each evicts among its own connections, so " \
+        "the result is not one process's" if parts > 1 else ""
+    return [f"the connection table was full ({limit:,} connections, --max-connections"
+            f"{where}): "
             f"{sum(evicted):,} connections were evicted before the capture ended "
             f"({finished:,} finished, {attempts:,} handshake attempts, {open_:,} open); "
             "those that had not ended end as 'evicted', and later segments of theirs "

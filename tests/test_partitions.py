@@ -177,3 +177,30 @@ def test_no_scheduler_is_a_one_line_error(capsys):
     err = capsys.readouterr().err
     assert err.startswith("pcapstate: error: Dask cluster tcp://127.0.0.1:9: ")
     assert err.count("\n") == 1
+
+
+def test_one_client_host_to_one_service_is_split_evenly():
+    """A proxy's or a pool's connections (one client host, one service, the client's port
+    all that differs) are shared out evenly: every bit of the key reaches the share, also
+    for a power of two of partitions (the key's low bits alone gave one part all)."""
+    import numpy as np
+
+    from pcapstate.track.connections import _canonical, _share
+
+    for client in (0x0A000001, 0x0A000009):  # below and above the server's address
+        for parts in (2, 3, 4, 8):
+            counts = [0] * parts
+            for port in range(32768, 32768 + 8000):
+                key, _ = _canonical((np.int64(0), np.int64(client), np.int64(0),
+                                     np.int64(0x0A000002), np.int64(port << 16 | 80)))
+                counts[_share(key, parts)] += 1
+            assert all(abs(n - 8000 / parts) < 0.1 * 8000 / parts for n in counts), counts
+
+
+def test_a_full_table_in_partitions_is_said(cluster):
+    """--max-connections holds in each partition, which evicts among its own: the warning
+    says so, since the result is then not one process's."""
+    capture = [SAMPLES / "refused_burst.pcap"]
+    result = run(capture, Settings(max_connections=2), dask=cluster, partitions=2)[0]
+    [warning] = [w for w in result["warnings"] if "table was full" in w]
+    assert "in each of 2 partitions" in warning and "not one process's" in warning

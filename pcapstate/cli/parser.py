@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "with more live connections than one machine holds: every worker "
                         "reads the capture (by the same paths: a shared file system) and "
                         "follows its share of the connections; the result is the same "
-                        "(needs pcapstate[dask])")
+                        "unless a part's table fills (needs pcapstate[dask])")
     a.add_argument("--partitions", type=_jobs, metavar="N",
                    help="with --dask: the table's parts (default: one per worker); "
                         "--max-connections holds in each")

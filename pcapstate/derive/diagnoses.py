@@ -21,7 +21,7 @@ import numpy as np
 
 from pcapstate import jit
 from pcapstate.derive import rules
-from pcapstate.derive.lifecycle import Lifecycle
+from pcapstate.derive.lifecycle import BULK, Lifecycle
 from pcapstate.derive.lifecycle import verdict as lifecycle_verdict
 from pcapstate.derive.records import ROLES, address
 from pcapstate.derive.rules import groups, service_keys
@@ -236,12 +236,12 @@ class Diagnoser:
         picks = np.empty(n, np.uint16)
         rules.pick(rows, times, kinds, closers, picks, facts)
         bulk = self.lifecycle.bulk(rows, picks)
-        others = np.flatnonzero(picks & np.uint16(0xFFFF ^ rules.BULK))
+        others = np.flatnonzero(picks & np.uint16(0xFFFF ^ BULK))
         for i in np.union1d(others, list(bulk)).astype(np.int64):
             row, p = rows[i], int(picks[i])
             for begin in bulk.get(int(i), ()):  # where a row at a time would have begun it
                 begin()
-            self.lifecycle.one(row, p & ~rules.BULK, float(times[i]))
+            self.lifecycle.one(row, p & ~BULK, float(times[i]))
             if p & rules.GONE_RESET:
                 self._gone_reset(row)
             for e in range(2):

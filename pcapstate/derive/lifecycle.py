@@ -19,6 +19,12 @@ from pcapstate.words import count, seconds, when
 
 #: Refused connections of a service more than this apart are two bursts.
 BURST_GAP = 10.0
+#: The rules a flood makes pick connections by the thousand, taken a batch at a time, by
+#: service (Lifecycle.bulk): each one's bit, the endpoint it concerns, the method that adds
+#: a service's connections
+_BULK = ((rules.GAVE_UP, 0, "_gave_up"), (rules.GAVE_UP << 1, 1, "_gave_up"),
+         (rules.REFUSED, 1, "_refused"))
+BULK = sum(bit for bit, _, _ in _BULK)
 #: Linux's default ephemeral port range (net.ipv4.ip_local_port_range 32768-60999).
 DEFAULT_PORTS = 28_232
 
@@ -37,28 +43,27 @@ class Lifecycle:
         self.tw: dict[tuple[str, str, int], dict[str, Any]] = {}
 
     def bulk(self, rows: np.ndarray, picks: np.ndarray) -> dict[int, list[Callable[[], None]]]:
-        """The rules of rules.BULK (handshakes given up, refused connects: a flood's SYNs),
+        """The rules of BULK (handshakes given up, refused connects: a flood's SYNs),
         a batch at a time: their connections grouped by service (and side), each group
         added in one go. Returns what adds each group, by the row that first shows it:
         where a connection at a time would have begun its diagnosis, in the order of the
         others'."""
         begins: dict[int, list[Callable[[], None]]] = {}
         keys = None
-        for bit, e, add in ((rules.GAVE_UP, 0, self._gave_up), (rules.GAVE_UP << 1, 1,
-                            self._gave_up), (rules.REFUSED, 1, self._refused)):
+        for bit, e, method in _BULK:
             picked = np.flatnonzero(picks & bit)
             if not len(picked):
                 continue
             keys = service_keys(rows) if keys is None else keys
             first, members = groups(keys, picked)
             for i, mine in zip(first, members, strict=True):
-                begins.setdefault(int(picked[i]), []).append(partial(add, rows, picked[mine],
-                                                                     e))
+                begins.setdefault(int(picked[i]), []).append(
+                    partial(getattr(self, method), rows, picked[mine], e))
         return begins
 
     def one(self, row: np.void, picks: int, end: float) -> None:
         """The evidence of a connection (retired at `end`) the part-2 rules picked (their
-        bits, derive/rules.py, in `picks`), but those of rules.BULK."""
+        bits, derive/rules.py, in `picks`), but those of BULK."""
         if picks & rules.SLOW_CONNECT:
             self._slow_connect(row)
         if picks & rules.OVERFLOW:

@@ -35,9 +35,6 @@ GONE_SILENT = 1 << 9  # peer_gone: the endpoint sent again and again, never answ
 RACE = 1 << 11  # keepalive_race
 DATA_LOST = 1 << 12  # reset_with_data_loss
 SYN_COOKIE = 1 << 13  # accept_queue_overflow: a SYN-ACK without the options offered
-#: The rules a flood makes pick connections by the thousand, taken a batch at a time, by
-#: service (derive/lifecycle.py Lifecycle.bulk)
-BULK = GAVE_UP | GAVE_UP << 1 | REFUSED
 #: The diagnosis each rule's bits are a sign of (a connection that shows it; whether its
 #: service is diagnosed is for the counts of all to say), in vocab.DIAGNOSES' order
 SIGNS = (("peer_gone", GONE_RESET | GONE_SILENT | GONE_SILENT << 1),

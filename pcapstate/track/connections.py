@@ -389,15 +389,22 @@ def _z_emit(r, Z, S):
 @njit(cache=True, nogil=True, inline="always")
 def _share(key, parts):
     """Which of `parts` partitions follows the connection of this canonical key: the key's
-    words mixed in turn by xorshift64 (in int64 shifts, the same compiled and not), modulo
-    `parts`."""
+    words mixed in turn by xorshift64, folded to 31 bits, then multiplied and shifted
+    twice (MurmurHash2's constant) so that every bit of the key reaches the low bits a
+    modulo of a power of two reads; modulo `parts`. In int64, products under 2**62: the
+    same compiled and not, with no overflow."""
     h = np.int64(0)
     for w in key:
         h ^= w
         h ^= h << np.int64(13)
         h ^= h >> np.int64(7)
         h ^= h << np.int64(17)
-    return h % np.int64(parts)
+    low = np.int64(0x7FFFFFFF)
+    x = (h ^ (h >> np.int64(31)) ^ (h >> np.int64(62))) & low
+    for shift in (15, 13):
+        x = (x * np.int64(0x5BD1E995)) & low
+        x ^= x >> np.int64(shift)
+    return x % np.int64(parts)
 
 
 @njit(cache=True, nogil=True)
