@@ -204,10 +204,14 @@ def on_dask(address: str, parts: int, paths: list[str], settings: Settings, engi
     except (OSError, TimeoutError, ValueError) as e:
         raise DaskError(str(e)) from None
     with client:
-        workers = list(client.nthreads())
+        try:
+            workers = list(client.nthreads())
+            if workers:
+                same_version(client)
+        except (OSError, TimeoutError) as e:
+            raise DaskError(f"{type(e).__name__}: {e}") from None
         if not workers:
             raise DaskError("the cluster has no workers")
-        same_version(client)
         parts = parts or len(workers)
         absolute = [os.path.abspath(p) for p in paths]
         placed = [client.submit(Partition, absolute, paths, settings, engine, p, parts,
