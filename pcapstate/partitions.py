@@ -147,17 +147,20 @@ class Merge:
         """The connections the partitions retired in a step (`outs`: their steps' outcomes),
         as a single run's Tracker hands them on: rows, times, Zeek's ended views."""
         from pcapstate import jit
+        from pcapstate.track.connections import RETIRED
+        from pcapstate.track.slots import SLOT
 
         at = np.concatenate([o["opened"] for o in outs])
+        by_record = np.argsort(at, kind="stable")
         number = np.empty(len(at), np.int64)
-        number[np.argsort(at, kind="stable")] = np.arange(1, len(at) + 1) + self.opened
+        number[by_record] = np.arange(1, len(at) + 1) + self.opened
         k = 0
         for p, o in enumerate(outs):
             self.ids[p] = np.concatenate([self.ids[p], number[k:k + len(o["opened"])]])
             k += len(o["opened"])
         self.opened += len(at)
-        parts: list[np.ndarray] = []
-        times, handed, ended = [], [], {}
+        parts, times, handed = [np.zeros(0, SLOT)], [np.zeros(0)], [np.zeros(0, RETIRED)]
+        ended = {}
         for p, o in enumerate(outs):
             for rows, t, h, views in o["retired"]:
                 rows = np.array(rows)  # writable
@@ -167,22 +170,17 @@ class Merge:
                 parts.append(rows)
                 times.append(t)
                 handed.append(h)
-        if not parts:
-            rows, when = np.zeros(0), np.zeros(0)
-        else:
-            rows, when, h = np.concatenate(parts), np.concatenate(times), np.concatenate(handed)
-            tie = np.where(h["due"] == np.inf, 0, rows["cid"])  # one partition's own order
-            order = np.lexsort((tie, h["due"], h["at"]))  # (stable) else, ties by id
-            rows, when = rows[order], when[order]
+        rows, when, retired = np.concatenate(parts), np.concatenate(times), \
+            np.concatenate(handed)
+        tie = np.where(retired["due"] == np.inf, 0, rows["cid"])  # one partition's own order
+        order = np.lexsort((tie, retired["due"], retired["at"]))  # (stable) else, ties by id
         # live just after each opening: the retirements at the same record came first
-        gone = np.sort(h["at"]) if parts else np.zeros(0)
-        opened = np.sort(at)
-        if len(opened):
-            live = self.live + np.arange(1, len(opened) + 1) \
-                - np.searchsorted(gone, opened, side="right")
+        if len(at):
+            live = self.live + np.arange(1, len(at) + 1) \
+                - np.searchsorted(np.sort(retired["at"]), at[by_record], side="right")
             self.peak = max(self.peak, int(live.max()))
         self.live += len(at) - len(rows)
-        return jit.records(rows), when, ended
+        return jit.records(rows[order]), when[order], ended
 
 
 def on_dask(address: str, parts: int, paths: list[str], settings: Settings, engine: str,
