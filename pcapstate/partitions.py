@@ -15,8 +15,8 @@ run's (the eviction warning says so).
 
 The workers read the files by the same paths as the client: they share its file system.
 Memory: a worker holds its share of the live connections; the client, a step's retired
-connections and 8 bytes per connection of the capture (each partition's ids to a single
-run's).
+connections and 8 bytes per connection of the steps that still have a live one (each
+partition's ids to a single run's: Numbering).
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ if TYPE_CHECKING:
     from pcapstate.derive.summary import Summary
 
 
-#: At the end, the live connections retire in steps of this many ids (of all partitions)
+#: At the end, the live connections retire in steps of this many ids (of all partitions),
+#: from the first still live
 FINISH_STEP = 1 << 15
 
 
@@ -67,10 +68,14 @@ class Partition:
 
         self.names = dict(zip(paths, names, strict=True))  # as the client's user gave them
         self.part, self.halt, self.error = part, False, None
+        self.failed: str | None = None  # an error that is not the capture's
         try:
             self.reading = Reading(paths, settings, engine)
         except CaptureError as e:
             self.error = self._named(e)
+            return
+        except Exception as e:  # noqa: BLE001 (told to the client, which stops: one line)
+            self.failed = _failure(e)
             return
         self.tracker = Tracker(settings, self._retired, share=(part, parts))
         self.retired: list[tuple[Any, ...]] = []
@@ -93,18 +98,24 @@ class Partition:
         partition retired and opened meanwhile, and whether the reading is over."""
         if self.error is not None:
             return {"error": self.error}
+        if self.failed is not None:
+            return {"failed": self.failed}
         self.halt = halt
         try:
             batch = next(self.batches, None)
+            if batch is not None:
+                self.tracker.feed(batch)
         except CaptureError as e:
             return {"error": self._named(e)}
-        if batch is not None:
-            self.tracker.feed(batch)
+        except Exception as e:  # noqa: BLE001
+            return {"failed": _failure(e)}
         out = self._handed(read=batch is None)
+        # what was read, which every partition must have read alike
+        out["batch"] = (0, 0.0, 0.0) if batch is None else \
+            (len(batch.ts), float(batch.ts[0]), float(batch.ts[-1]))
         if self.part == 0:
             tunnels = self.reading.unwrapper.tunnels
-            out |= {"first_ts": None if batch is None else float(batch.ts[0]),
-                    "progress": self.progress, "tunnels": tunnels[self.tunnels:]}
+            out |= {"progress": self.progress, "tunnels": tunnels[self.tunnels:]}
             self.tunnels = len(tunnels)
             if batch is None:
                 out["facts"] = self._facts()
@@ -113,12 +124,16 @@ class Partition:
     def finish(self, upto: int) -> dict[str, Any]:
         """Once the reading is over: retire the live connections of ids up to `upto`."""
         self.tracker.finish(self.reading.end(), upto)
-        return self._handed(read=True) | {"done": self.tracker.live == 0}
+        return self._handed(read=True)
 
     def _handed(self, read: bool) -> dict[str, Any]:
+        """What it retired and opened since the last step; once the reading is over, the
+        id of its first live connection (0: none left)."""
         out = {"retired": self.retired, "opened": self.tracker.opened(), "read": read,
                "evicted": self.tracker.evicted}
         self.retired = []
+        if read:
+            out["next"] = self.tracker.first_live()
         return out
 
     def _facts(self) -> dict[str, Any]:
@@ -133,12 +148,65 @@ class Partition:
         return facts
 
 
+class Numbering:
+    """One partition's connection ids (1, 2, ... in the order it opened them) to a single
+    run's, kept a step's openings at a time; a step's are dropped once all its connections
+    have retired (memory: the steps that still have a live connection, not the capture's)."""
+
+    def __init__(self) -> None:
+        self.first = np.zeros(16, np.int64)  # each step's first id, the partition's
+        self.numbers = np.zeros(16, np.int64)  # ... and its single run's
+        self.ids: list[np.ndarray | None] = []  # each step's single run's ids, in order
+        self.left: list[int] = []  # each step's connections still live
+        self.given = 0  # ids given
+
+    def add(self, numbers: np.ndarray) -> None:
+        """The single run's ids of the partition's next connections."""
+        if not len(numbers):
+            return
+        k = len(self.ids)
+        if k == len(self.first):
+            self.first, self.numbers = (np.concatenate([a, np.zeros(k, np.int64)])
+                                        for a in (self.first, self.numbers))
+        self.first[k], self.numbers[k] = self.given + 1, numbers[0]
+        self.ids.append(numbers)
+        self.left.append(len(numbers))
+        self.given += len(numbers)
+
+    def of(self, ids: np.ndarray) -> np.ndarray:
+        """The single run's ids of these live connections."""
+        steps = np.searchsorted(self.first[:len(self.ids)], ids, side="right") - 1
+        out = np.empty(len(ids), np.int64)
+        for k in np.unique(steps).tolist():
+            mine = steps == k
+            out[mine] = self.ids[k][ids[mine] - self.first[k]]  # type: ignore[index]
+        return out
+
+    def retire(self, ids: np.ndarray) -> None:
+        steps, counts = np.unique(np.searchsorted(self.first[:len(self.ids)], ids,
+                                                  side="right") - 1, return_counts=True)
+        for k, n in zip(steps.tolist(), counts.tolist(), strict=True):
+            self.left[k] -= n
+            if not self.left[k]:
+                self.ids[k] = None
+
+    def upto(self, number: int) -> int:
+        """How many of its ids are at most `number` in a single run's numbering (as far as
+        its live connections tell)."""
+        k = int(np.searchsorted(self.numbers[:len(self.ids)], number, side="right")) - 1
+        if k < 0:
+            return 0
+        ids = self.ids[k]
+        before = int(self.first[k]) - 1
+        return before if ids is None else before + int(np.searchsorted(ids, number, "right"))
+
+
 class Merge:
     """Puts the partitions' retired connections in a single run's order and numbers them
     as a single run does (see the module's docstring)."""
 
     def __init__(self, parts: int) -> None:
-        self.ids = [np.zeros(0, np.int64) for _ in range(parts)]  # a partition's id - 1 -> id
+        self.numbering = [Numbering() for _ in range(parts)]
         self.opened = 0  # connections opened
         self.live = 0
         self.peak = 0
@@ -155,18 +223,21 @@ class Merge:
         number = np.empty(len(at), np.int64)
         number[by_record] = np.arange(1, len(at) + 1) + self.opened
         k = 0
-        for p, o in enumerate(outs):
-            self.ids[p] = np.concatenate([self.ids[p], number[k:k + len(o["opened"])]])
+        for numbering, o in zip(self.numbering, outs, strict=True):
+            numbering.add(number[k:k + len(o["opened"])])
             k += len(o["opened"])
         self.opened += len(at)
         parts, times, handed = [np.zeros(0, SLOT)], [np.zeros(0)], [np.zeros(0, RETIRED)]
-        ended = {}
-        for p, o in enumerate(outs):
+        ended: dict[int, Any] = {}
+        for numbering, o in zip(self.numbering, outs, strict=True):
             for rows, t, h, views in o["retired"]:
                 rows = np.array(rows)  # writable
-                for cid, vs in views.items():
-                    ended[int(self.ids[p][cid - 1])] = vs
-                rows["cid"] = self.ids[p][rows["cid"] - 1]
+                ids = rows["cid"].astype(np.int64)
+                rows["cid"] = numbering.of(ids)
+                numbering.retire(ids)
+                if views:
+                    number_of = dict(zip(ids.tolist(), rows["cid"].tolist(), strict=True))
+                    ended |= {number_of[cid]: vs for cid, vs in views.items()}
                 parts.append(rows)
                 times.append(t)
                 handed.append(h)
@@ -226,29 +297,49 @@ def on_dask(address: str, parts: int, paths: list[str], settings: Settings, engi
 
         while True:  # the reading
             halt = stop is not None and stop()
-            outs = _results([a.step(halt) for a in actors])
-            error = next((o["error"] for o in outs if "error" in o), None)
-            if error is not None:
-                raise CaptureError(*error)
+            outs = _agreed(_results([a.step(halt) for a in actors]))
             first = outs[0]
             tunnels.extend(first["tunnels"])
-            if first["first_ts"] is not None:
-                summary.timeline.start(first["first_ts"])
+            if first["batch"][0]:
+                summary.timeline.start(first["batch"][1])
             take(outs)
             if progress is not None:
                 progress(*first["progress"])
             if first["read"]:
                 break
-        upto = 0
-        while True:  # the end: the live connections retire in the order of their ids,
-            upto += FINISH_STEP  # which go up to `upto` in every partition at a time
-            outs = _results([
-                a.finish(int(np.searchsorted(merge.ids[p], upto, side="right")))
-                for p, a in enumerate(actors)])
-            take(outs)
-            if all(o["done"] for o in outs):
+        while True:  # the end: the live connections retire in the order of their ids, the
+            # first FINISH_STEP of them still live in every partition at a time
+            left = [int(n.of(np.array([o["next"]]))[0])
+                    for n, o in zip(merge.numbering, outs, strict=True) if o["next"]]
+            if not left:
                 evicted = [int(n) for n in np.sum([o["evicted"] for o in outs], axis=0)]
                 return first["facts"] | {"parts": parts}, merge.peak, evicted
+            upto = min(left) + FINISH_STEP - 1
+            outs = _agreed(_results([a.finish(n.upto(upto))
+                                     for n, a in zip(merge.numbering, actors, strict=True)]))
+            take(outs)
+
+
+def _agreed(outs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The partitions' outcomes of a step, once checked: an error (the capture's: as a
+    single run tells it), a failure, or partitions that read different records (a file
+    that changed while they read it) stop the analysis."""
+    for p, o in enumerate(outs):
+        if "error" in o:
+            raise CaptureError(*o["error"])
+        if "failed" in o:
+            raise DaskError(f"partition {p} failed: {o['failed']}")
+    if len({o["batch"] for o in outs if "batch" in o}) > 1:
+        raise DaskError("the partitions read different records (was a file still being "
+                        "written?): " + "; ".join(
+                            f"partition {p}: {n:,} records, {first:.6f} to {last:.6f}"
+                            for p, (n, first, last) in enumerate(o["batch"] for o in outs)))
+    return outs
+
+
+def _failure(e: Exception) -> str:
+    """An exception raised on a worker, in one line."""
+    return f"{type(e).__name__}: {e}".splitlines()[0]
 
 
 def _results(futures: list[Any]) -> list[Any]:

@@ -204,3 +204,88 @@ def test_a_full_table_in_partitions_is_said(cluster):
     result = run(capture, Settings(max_connections=2), dask=cluster, partitions=2)[0]
     [warning] = [w for w in result["warnings"] if "table was full" in w]
     assert "in each of 2 partitions" in warning and "not one process's" in warning
+
+
+def test_numbering_keeps_only_steps_with_live_connections():
+    """The client's map from a partition's ids to a single run's (partitions.Numbering),
+    over many steps and retirements in any order: every id maps as a plain list would map
+    it, `upto` retires exactly the live connections a single run's numbering puts at or
+    below a number, and a step's ids are dropped once all of them retired."""
+    import numpy as np
+
+    from pcapstate.partitions import Numbering
+
+    rng = np.random.default_rng(7)
+    numbering, plain, live = Numbering(), [], set()
+    number = 0
+    for _ in range(300):
+        new = np.sort(number + 1 + rng.choice(40, rng.integers(0, 8), replace=False))
+        if len(new):
+            number = int(new[-1])
+        numbering.add(new)
+        live |= set(range(len(plain) + 1, len(plain) + len(new) + 1))
+        plain += new.tolist()
+        going = np.array(sorted(x for x in live if rng.random() < 0.3), np.int64)
+        assert numbering.of(going).tolist() == [plain[i - 1] for i in going]
+        numbering.retire(going)
+        live -= set(going.tolist())
+        for n in rng.integers(0, number + 2, 5).tolist():
+            below = numbering.upto(n)
+            assert {i for i in live if i <= below} == {i for i in live if plain[i - 1] <= n}
+    kept = sum(len(ids) for ids in numbering.ids if ids is not None)
+    assert kept == len(live) or kept < len(plain) / 2
+    numbering.retire(np.array(sorted(live), np.int64))
+    assert all(ids is None for ids in numbering.ids)
+
+
+def test_the_end_takes_a_round_per_step_of_live_connections(cluster, monkeypatch):
+    """At the end, one round trip per FINISH_STEP live connections (here 1), starting at
+    the first still live: not one per FINISH_STEP ids of every connection ever opened."""
+    from pcapstate import partitions
+    from pcapstate.track.connections import Tracker
+
+    capture = [SAMPLES / "keepalive_race.pcap"]  # 22 connections, 10 live at the end
+    settings = Settings(time_wait=0.05, fin_timeout=0.05)
+    left = []
+    finish = Tracker.finish
+    monkeypatch.setattr(Tracker, "finish", lambda self, *a: (left.append(self.live),
+                                                             finish(self, *a))[1])
+    single = run(capture, settings)
+    assert 0 < left[0] < single[0]["connections"]["total"] / 2
+    rounds = []
+    agreed = partitions._agreed
+    monkeypatch.setattr(partitions, "_agreed", lambda outs: rounds.append(
+        "batch" not in outs[0]) or agreed(outs))
+    monkeypatch.setattr(partitions, "FINISH_STEP", 1)
+    assert run(capture, settings, dask=cluster, partitions=2) == single
+    assert sum(rounds) == left[0]
+
+
+def test_partitions_that_read_different_records_stop_the_analysis(tmp_path):
+    """A file that changes while the partitions read it (two partitions here, one given a
+    shorter copy): the first step they differ in is an error, not a merged result."""
+    from pcapstate.partitions import DaskError, Partition, _agreed
+
+    whole = SAMPLES / "refused_burst.pcap"
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(whole.read_bytes()[:whole.stat().st_size // 2])
+    parts = [Partition([str(f)], ["capture.pcap"], Settings(), "fast", p, 2)
+             for p, f in enumerate((whole, cut))]
+    with pytest.raises(DaskError, match=r"^the partitions read different records \(was a "
+                                        r"file still being written\?\): partition 0: "):
+        _agreed([p.step(False) for p in parts])
+
+
+def test_a_failure_in_a_partition_is_one_line(monkeypatch):
+    """An error on a worker that is not the capture's (here the reading cannot start):
+    one line naming the partition, as the CLI prints it."""
+    from pcapstate import pipeline
+    from pcapstate.partitions import DaskError, Partition, _agreed
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no room\nsecond line")
+
+    monkeypatch.setattr(pipeline, "Reading", broken)
+    part = Partition([str(SAMPLES / "aborts.pcap")], ["aborts.pcap"], Settings(), "fast", 1, 2)
+    with pytest.raises(DaskError, match=r"^partition 0 failed: RuntimeError: no room$"):
+        _agreed([part.step(False)])

@@ -606,6 +606,12 @@ class Tracker:
         self._opened_now = []
         return got
 
+    def first_live(self) -> int:
+        """The id of its first live connection, 0 for none (between calls to feed and
+        finish: the slots of retired connections are zeroed then)."""
+        cids = self.T["cid"]
+        return int(cids[cids > 0].min()) if self.live else 0
+
     def finish(self, end: float, upto: float = np.inf) -> None:
         """The capture is over at `end`: retire every live connection (a partition: those
         of its ids up to `upto`), handed on HAND_ON at most at a time."""
