@@ -100,14 +100,14 @@ SLOT = np.dtype([
     ("z_last", np.int64, 2), ("z_last_rel", np.int64, 2), ("z_ack", np.int64, 2),
     ("z_ack_rel", np.int64, 2), ("z_seen", np.int32, 2), ("z_lsyn", np.int64, 2),
     ("z_lfin", np.int64, 2), ("z_lrst", np.int64, 2), ("z_rx", np.int64, 2),
-    ("z_rxn", np.int64, 2), ("z_w0", np.int64, 2), ("z_w0n", np.int64, 2),
+    ("z_w0", np.int64, 2),
     ("z_fins", np.int64, 2), ("z_pkts", np.int64, 2), ("z_ipb", np.int64, 2),
     ("z_closed", np.uint8, 2),
     # the reassembler of each endpoint's data (zeek_view.start says what each holds)
     ("z_fin_seq", np.int64, 2), ("z_reasm", np.int64, 2), ("z_trim", np.int64, 2),
     ("z_blk", np.int64, (2, MAX_BLOCKS, 2)), ("z_nblk", np.int8, 2), ("z_gap", np.int64, 2),
-    ("z_gapn", np.int64, 2), ("z_missed", np.int64), ("z_partial", np.uint8),
-    ("z_chk", np.int64, 2), ("z_chkn", np.int64, 2),  # bad checksums, for the C letter
+    ("z_missed", np.int64), ("z_partial", np.uint8),
+    ("z_chk", np.int64, 2),  # bad checksums, for the C letter
     ("z_attempt", np.float64), ("z_end", np.float64),  # Zeek's timers that would end it
     ("z_top", np.int64, 2), ("z_eof", np.uint8, 2), ("z_deferred", np.uint8),
     ("ws", np.int32, len(WIRESHARK_ANALYSIS)),  # Wireshark's analysis flags, counted

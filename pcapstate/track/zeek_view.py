@@ -137,6 +137,19 @@ def _z_add(r, e, letter):
         r.z_hlen += 1
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _z_tally(r, counts, e, letter):
+    """One more of endpoint e's events counted in `counts` (z_rx, z_w0, z_gap, z_chk), and
+    lettered at the 1st, 10th, 100th... (Connection::ScaledHistoryEntry: a threshold from 1
+    that grows tenfold each time the count reaches it)."""
+    counts[e] += 1
+    n = counts[e]
+    while n % 10 == 0:
+        n //= 10
+    if n == 1:
+        _z_add(r, e, letter)
+
+
 @njit(cache=True, nogil=True)
 def _z_check(r, e, bit, letter):
     """CheckHistory: append the letter the first time; True if seen before."""
@@ -218,10 +231,7 @@ def _z_gap(r, x, length):
     100th..., while both endpoints are clean."""
     if not (_z_clean(r, 0) and _z_clean(r, 1)):
         return
-    r.z_gap[x] += 1
-    if r.z_gap[x] == r.z_gapn[x]:
-        _z_add(r, x, L_G)
-        r.z_gapn[x] *= 10
+    _z_tally(r, r.z_gap, x, L_G)
     r.z_missed += length
 
 
@@ -326,7 +336,6 @@ def start(r, d, flags, sport, dport, ts, bare):
         r.z_seen[e] = 0
         r.z_lsyn[e] = r.z_lfin[e] = r.z_lrst[e] = 0
         r.z_rx[e] = r.z_w0[e] = r.z_fins[e] = r.z_pkts[e] = r.z_ipb[e] = 0
-        r.z_rxn[e] = r.z_w0n[e] = r.z_gapn[e] = r.z_chkn[e] = 1
         r.z_closed[e] = False
         r.z_fin_seq[e] = r.z_trim[e] = r.z_nblk[e] = r.z_gap[e] = r.z_chk[e] = 0
         r.z_reasm[e] = 1
@@ -382,10 +391,7 @@ def packet(r, e, flags, seq, ack, plen, win, ts, iplen, cut, bad_sum):
     if iplen < 0:
         return
     if bad_sum:
-        r.z_chk[e] += 1
-        if r.z_chk[e] == r.z_chkn[e]:
-            _z_add(r, e, L_C)
-            r.z_chkn[e] *= 10
+        _z_tally(r, r.z_chk, e, L_C)
         return
     p = 1 - e
     is_orig = e == r.z_orig
@@ -447,10 +453,7 @@ def packet(r, e, flags, seq, ack, plen, win, ts, iplen, cut, bad_sum):
             _z_check(r, e, _ACK, L_A)
     # zero window
     if win == 0 and not rst and r.z_state[p] != CLOSED and r.z_state[e] != RESET:
-        r.z_w0[e] += 1
-        if r.z_w0[e] == r.z_w0n[e]:
-            _z_add(r, e, L_W)
-            r.z_w0n[e] *= 10
+        _z_tally(r, r.z_w0, e, L_W)
     if not (r.z_closed[0] and r.z_closed[1]):
         r.z_last_ts = ts
     if flags & ACK:
@@ -478,10 +481,7 @@ def packet(r, e, flags, seq, ack, plen, win, ts, iplen, cut, bad_sum):
         r.z_last_rel[e] += d
         r.z_last[e] = one_past
     elif plen > 0:
-        r.z_rx[e] += 1
-        if r.z_rx[e] == r.z_rxn[e]:
-            _z_add(r, e, L_T)
-            r.z_rxn[e] *= 10
+        _z_tally(r, r.z_rx, e, L_T)
     r.z_pkts[e] += 1
     r.z_ipb[e] += iplen
     if fin:
