@@ -301,7 +301,6 @@ def _open(T, S, table, free, R, L, opened, ts, flags, key):
         r.last_ack[e] = -1
         r.nxt[e] = -1
         r.wscale[e] = -1
-        r.sig[e, :] = -1
         r.last_seen[e] = -1.0
         r.crossed[e] = np.nan
         r.zw_since[e] = np.nan

@@ -78,8 +78,9 @@ SLOT = np.dtype([
     # fw2_alive: it acknowledged new data in FIN_WAIT_2: half-closed, not orphaned
     ("fw2_alive", np.uint8, 2), ("packets", np.int64, 2), ("payload", np.int64, 2),
     ("syns", np.int32, 2), ("fins", np.int32, 2), ("rsts", np.int32, 2),
-    # the last segment each endpoint sent (ip id, seq, ack, flags, payload), for duplicates
-    ("sig", np.int64, (2, 5)), ("last_seen", np.float64, 2),
+    # the last segment each endpoint sent (ip id, seq, ack, flags, payload: each fits 32 bits
+    # unsigned), for duplicates; 0 before any (an IP id of 0 is never compared)
+    ("sig", np.uint32, (2, 5)), ("last_seen", np.float64, 2),
     # addresses: two big-endian 64-bit halves (IPv4 in the low half, v6 false)
     ("ip_hi", np.uint64, 2), ("ip_lo", np.uint64, 2), ("port", np.int64, 2),
     # cid: the connection's number, in order of its first segment; roles: how client and
