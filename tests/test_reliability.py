@@ -392,6 +392,24 @@ def test_outputs_never_overwrite_a_corpus_or_a_reports_capture(tmp_path, capsys)
     assert capsys.readouterr().err == (f"pcapstate: error: refusing to overwrite the input "
                                        f"{capture}\n")
     assert capture.read_bytes() == Path(LEAK).read_bytes()
+    # a socket list given with --ss is an input too, with its time or without
+    ss = tmp_path / "ss.txt"
+    listing = (Path(LEAK).parent / "close_wait_leak.ss.txt").read_bytes()
+    ss.write_bytes(listing)
+    for given in (str(ss), f"{ss}@1796161200"):
+        assert main(["analyze", str(capture), "-q", "--ss", given, "--json", str(ss)]) == 2
+        assert capsys.readouterr().err == (f"pcapstate: error: refusing to overwrite the "
+                                           f"input {ss}\n")
+    assert ss.read_bytes() == listing
+    # and so is the corpus's configuration: pcapstate.toml, or a pyproject.toml holding it
+    for config, text in (("pcapstate.toml", 'fail-on = ["close-wait"]\n'),
+                         ("pyproject.toml", '[tool.pcapstate]\nfail-on = ["close-wait"]\n')):
+        (corpus / "pcapstate.toml").unlink(missing_ok=True)
+        (corpus / config).write_text(text)
+        assert main(["check", str(corpus), "--json", str(corpus / config)]) == 2
+        assert capsys.readouterr().err == (f"pcapstate: error: --json: refusing to overwrite "
+                                           f"{corpus / config}, a file of the corpus\n")
+        assert (corpus / config).read_text() == text
 
 
 @pytest.mark.slow

@@ -246,13 +246,14 @@ def _check_folder(folder: str) -> None:
 
 def _analyze(args: argparse.Namespace) -> int:
     from pcapstate import jit
+    from pcapstate.derive.host import read_ss, ss_file
     from pcapstate.partitions import DaskError
     from pcapstate.pipeline import analyze
     from pcapstate.read.capture import CaptureError, plain_size
     from pcapstate.render.text import render
     from pcapstate.render.zeeklog import ConnLog
 
-    problem = _outputs_usage(args, args.captures)
+    problem = _outputs_usage(args, [*args.captures, *map(ss_file, args.ss)])
     if problem:
         return _error(problem)
     if args.cross_check and any(is_stream(p) for p in args.captures):
@@ -263,8 +264,6 @@ def _analyze(args: argparse.Namespace) -> int:
     if args.dask and any(is_stream(p) for p in args.captures):
         return _error("--dask: every worker reads the capture files: give files, not "
                       "standard input or a stream")
-    from pcapstate.derive.host import read_ss
-
     try:
         hosts = [read_ss(path) for path in args.ss]
     except ValueError as e:
@@ -414,7 +413,9 @@ def _hashes(inputs: list[dict[str, Any]]) -> None:
 
 def _check(args: argparse.Namespace) -> int:
     """`pcapstate check CORPUS...`."""
-    from pcapstate.check.corpus import CorpusError, entries
+    from pathlib import Path
+
+    from pcapstate.check.corpus import CorpusError, entries, find_config
 
     override: dict[str, Any] = {
         key.replace("_", "-"): getattr(args, key)
@@ -430,6 +431,8 @@ def _check(args: argparse.Namespace) -> int:
     if not corpus:
         return _error(f"no capture in {', '.join(args.corpus)}")
     ours = {os.path.realpath(f) for e in corpus for f in (*e.files, e.golden)}
+    ours |= {os.path.realpath(c) for c in map(find_config, {Path(f).parent for f in ours})
+             if c is not None}  # pcapstate.toml, or the pyproject.toml that holds it
     for option, path in (("--junit", args.junit), ("--json", args.json)):
         if path is not None and not is_stream(path) and os.path.realpath(path) in ours:
             return _error(f"{option}: refusing to overwrite {path}, a file of the corpus")

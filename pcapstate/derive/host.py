@@ -71,12 +71,17 @@ def _address(text: str) -> str | None:
     return f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"
 
 
+def ss_file(path: str) -> str:
+    """The file a --ss argument names: `path`, or what comes before `@TIME`."""
+    return path.rpartition("@")[0] if "@" in path and not os.path.exists(path) else path
+
+
 def read_ss(path: str) -> HostView:
     """A host's socket list; `path@TIME` gives the time it was taken. ValueError (one line,
     naming the file) for a file that is not such a list, or a time that is not one."""
-    name, at = path, None
-    if "@" in path and not os.path.exists(path):
-        name, _, when = path.rpartition("@")
+    name, at = ss_file(path), None
+    if name != path:
+        when = path[len(name) + 1:]
         try:
             at = _time(when)
         except ValueError:
