@@ -360,6 +360,8 @@ def _coverage_warning(coverage: dict[str, Any], accounting: Counter[str],
     encapsulation, or a link type the fast decoder does not read)."""
     from pcapstate.decode.frames import not_read
 
+    if not coverage["records"]:
+        return ["the capture holds no packets: nothing was analysed"]
     missed = coverage["not_decoded"]
     if not missed:
         return []

@@ -49,3 +49,15 @@ def wireshark_filter(a: str, b: str, since: float) -> str:
     return (f"(({ip}.src=={ha} && tcp.srcport=={pa} && {ip}.dst=={hb} && tcp.dstport=={pb}) "
             f"|| ({ip}.src=={hb} && tcp.srcport=={pb} && {ip}.dst=={ha} && tcp.dstport=={pa})) "
             f"&& frame.time_epoch >= {since - 1:.6f}")
+
+
+def inconclusive(records: int, tcp_unread: bool, evicted: int) -> list[str]:
+    """Why a policy (--fail-on) cannot pass on a capture, however clean it looks: no packets
+    at all, TCP that was not read, or connections evicted from a full table (their state
+    was dropped, and their later segments followed as new connections: a stuck endpoint may
+    be missed)."""
+    return ((["the capture holds no packets"] if not records else [])
+            + (["records that may hold TCP were not decoded (the warnings say which)"]
+               if tcp_unread else [])
+            + ([f"{count(evicted, 'connection')} evicted from the full connection table "
+                "(--max-connections; 0: no limit)"] if evicted else []))

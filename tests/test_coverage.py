@@ -201,3 +201,22 @@ def test_a_corpus_check_does_not_pass_a_policy_on_unread_tcp(tmp_path, capsys):
     assert main(["check", str(corpus), "--fail-on", "close-wait"]) == 1
     assert "inconclusive: records that may hold TCP were not decoded" in \
         capsys.readouterr().out
+
+
+def test_a_capture_of_no_packets_is_not_nothing_wrong(tmp_path, capsys):
+    """A pcap header and nothing after it (tcpdump stopped before the first packet): a
+    warning, a verdict that says nothing was analysed, and --fail-on cannot pass."""
+    empty = tmp_path / "empty.pcap"
+    empty.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+    result = analyze([str(empty)])
+    assert result["accounting"]["records"] == 0
+    assert result["warnings"] == ["the capture holds no packets: nothing was analysed"]
+    report = tmp_path / "r.md"
+    assert main(["analyze", str(empty), "--fail-on", "any", "--report", str(report)]) == 3
+    out, err = capsys.readouterr()
+    assert "Stuck endpoints: none. The capture holds no packets: nothing was analysed." in out
+    assert "pcapstate: inconclusive: the capture holds no packets, so --fail-on cannot " \
+           "pass\n" in err
+    text = report.read_text()
+    assert "Nothing wrong found" not in text and "nothing was analysed" in text
+    assert main(["analyze", str(empty), "-q"]) == 0  # no policy asked for: not an error

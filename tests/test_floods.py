@@ -2,6 +2,7 @@
 reported; the connections that matter stay; the tracker's arrays stay within the limit."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -193,3 +194,31 @@ def test_command_line_and_configuration(tmp_path, floods, capsys):
     (corpus / "pcapstate.toml").write_text("max-connections = \"many\"\n")
     assert main(["check", str(corpus)]) == 2
     assert "max-connections must be a whole number" in capsys.readouterr().err
+
+
+def test_evictions_make_a_clean_looking_run_inconclusive(tmp_path, capsys):
+    """The CLOSE_WAIT leak sample (5 endpoints stuck) in a table of 4: the stuck connections
+    are evicted again and again (their keep-alives bring them back as new ones), so no
+    endpoint is found stuck. --fail-on cannot pass then (exit 3, as for TCP not decoded),
+    a policy of check fails as inconclusive, and the connections seen mid-stream are not
+    all said to predate the capture."""
+    leak = str(Path(__file__).resolve().parent.parent / "samples" / "close_wait_leak.pcap")
+    assert main(["analyze", leak, "--fail-on", "close-wait"]) == 1  # the whole table
+    capsys.readouterr()
+    assert main(["analyze", leak, "--max-connections", "4", "--fail-on", "close-wait"]) == 3
+    out, err = capsys.readouterr()
+    assert "Stuck endpoints: none" in out or "stuck" not in out.lower().split("connections:")[1]
+    evicted = int(re.search(r"(\d+) evicted from the full table", out).group(1))
+    assert evicted > 5
+    assert f"pcapstate: inconclusive: {evicted} connections evicted from the full " \
+           "connection table (--max-connections; 0: no limit), so --fail-on cannot pass\n" in err
+    assert "first seen mid-stream: already open when the capture started, or back after " \
+           "the full table evicted them" in out
+    assert main(["analyze", leak, "--max-connections", "4", "-q"]) == 0  # no policy: a pass
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "leak.pcap").symlink_to(leak)
+    (corpus / "pcapstate.toml").write_text("max-connections = 4\nfail-on = [\"close-wait\"]\n")
+    assert main(["check", str(corpus), "--update"]) == 1
+    assert f"inconclusive: {evicted} connections evicted from the full connection table" \
+           in capsys.readouterr().out

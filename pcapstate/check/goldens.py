@@ -25,6 +25,7 @@ from pcapstate.render.output import PendingFile
 from pcapstate.render.text import count, seconds
 from pcapstate.settings import Settings
 from pcapstate.vocab import State
+from pcapstate.words import inconclusive
 
 SCHEMA = "pcapstate-golden/1"
 CHECK_SCHEMA = "pcapstate-check/1"
@@ -275,9 +276,11 @@ def policy(got: dict[str, Any], config: Config) -> list[str]:
     if p.max_close_wait is not None and close_wait > p.max_close_wait:
         out.append(f"{close_wait:,} endpoints stuck in CLOSE_WAIT beyond the allowances, at "
                    f"most {p.max_close_wait:,} allowed")
-    if got.get("tcp_unread") and (p.fail_on or p.max_close_wait is not None):
-        out.append("inconclusive: records that may hold TCP were not decoded (the warnings "
-                   "say which), so the policy cannot pass on this capture")
+    unsure = inconclusive(got.get("records", 1), got.get("tcp_unread", False),
+                          got.get("evicted", 0))
+    if unsure and (p.fail_on or p.max_close_wait is not None):
+        out.append(f"inconclusive: {'; '.join(unsure)}, so the policy cannot pass on this "
+                   "capture")
     return out
 
 

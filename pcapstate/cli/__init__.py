@@ -31,6 +31,7 @@ from pcapstate.render.output import (
     write_json,
 )
 from pcapstate.settings import settings_for
+from pcapstate.words import inconclusive
 
 __all__ = ["build_parser", "duration", "fail_on", "main"]
 
@@ -380,9 +381,10 @@ def _analyze(args: argparse.Namespace) -> int:
               f"{', '.join(sorted({f['state'] for f in failing}))}"] if failing else [])
             + [f"{d['name']} at {d['service']} ({d['count']})" for d in diagnosed]))
         return 1
-    if args.fail_on and result["coverage"]["tcp_unread"]:
-        _note("inconclusive: records that may hold TCP were not decoded, so --fail-on cannot "
-              "pass (the warning above says which)")
+    unsure = inconclusive(result["accounting"]["records"], result["coverage"]["tcp_unread"],
+                          result["connections"]["evicted"]["total"])
+    if args.fail_on and unsure:
+        _note(f"inconclusive: {'; '.join(unsure)}, so --fail-on cannot pass")
         return 3
     return 0
 

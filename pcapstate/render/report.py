@@ -18,6 +18,7 @@ from pcapstate.render.text import (
     closer_words,
     count,
     duration_rows,
+    mid_stream_words,
     more_groups,
     outcomes,
     seconds,
@@ -243,8 +244,8 @@ def blocks(result: dict[str, Any], charts: list[tuple[str, str]]) -> list[Block]
     table = conns["by_end_and_closer"]
     out += [("h", 2, "Connections"),
             ("p", f"{conns['total']:,} connections"
-                  + (f", {conns['mid_stream']:,} already open when the capture started"
-                     if conns["mid_stream"] else "") + ". How they ended, by who closed first:",
+                  + (f", {mid_stream_words(conns)}" if conns["mid_stream"] else "")
+                  + ". How they ended, by who closed first:",
              False),
             ("table", ["ended", *[f"{c} first" if c in ("client", "server") else c
                                   for c in closers], "total"],

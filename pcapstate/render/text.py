@@ -114,6 +114,19 @@ def _vantage(v: dict[str, Any]) -> str:
             f"{seconds(v['round_trip_min'])} to {seconds(v['round_trip_max'])})")
 
 
+def mid_stream_words(conns: dict[str, Any]) -> str:
+    """The connections first seen mid-stream, in words ("" for none): already open when the
+    capture began, or, once open connections were evicted from the full table, back after
+    that (their later segments start new connections)."""
+    n = conns["mid_stream"]
+    if not n:
+        return ""
+    if conns.get("evicted", {}).get("open"):
+        return (f"{n:,} first seen mid-stream: already open when the capture started, or "
+                "back after the full table evicted them")
+    return f"{n:,} already open when the capture started"
+
+
 def table_words(result: dict[str, Any]) -> str:
     """The connection table's peak and evictions, in words."""
     limit = result["settings"].get("max_connections")
@@ -128,17 +141,24 @@ def table_words(result: dict[str, Any]) -> str:
 
 
 def unread_words(result: dict[str, Any]) -> str:
-    """What the verdict does not cover, when TCP was there but could not be read; "" when
-    it covers the capture."""
+    """What the verdict does not cover: no packets at all, TCP that was there but could not
+    be read, or connections evicted from a full table; "" when it covers the capture."""
+    evicted = result["connections"].get("evicted", {}).get("total")
+    dropped = (f" {count(evicted, 'connection')} {'were' if evicted != 1 else 'was'} evicted "
+               "from the full connection table (--max-connections): their states were "
+               "dropped, so an endpoint stuck in one may not be found." if evicted else "")
     cov = result.get("coverage")
+    if cov and not cov["records"]:
+        return " The capture holds no packets: nothing was analysed."
     if not cov or not cov["not_decoded"]:
-        return ""
+        return dropped
     n = sum(cov["not_decoded"].values())
     if not cov["decoded"]:
         return (f" None of the {cov['records']:,} records could be decoded: the capture was "
                 "not analysed.")
     return (f" {n:,} of the {cov['records']:,} records ({1 - cov['share']:.1%}) could not be "
-            "decoded: connections inside them were not analysed." if cov["tcp_unread"] else "")
+            "decoded: connections inside them were not analysed." if cov["tcp_unread"]
+            else "") + dropped
 
 
 def render(result: dict[str, Any]) -> str:
@@ -153,8 +173,8 @@ def render(result: dict[str, Any]) -> str:
         f"undecodable {sum(acc['undecodable'].values()):,} ({counts(acc['undecodable'])})",
         f"Vantage point: {_vantage(result['vantage'])}",
         f"Connections: {conns['total']:,}"
-        + (f" ({conns['mid_stream']:,} already open when the capture started)"
-           if conns["mid_stream"] else "") + f"; {table_words(result)}",
+        + (f" ({mid_stream_words(conns)})" if conns["mid_stream"] else "")
+        + f"; {table_words(result)}",
         f"  how they ended: {counts(conns['by_end'])}",
         f"  who closed first: {closer_words(conns)}",
         f"  Zeek's conn_state: {counts(conns['zeek_conn_states'])}" + _zeek_lines(conns),
