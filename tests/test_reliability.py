@@ -128,6 +128,21 @@ def test_a_read_only_destination_is_named_and_found_before_reading(tmp_path):
         assert leftovers(ro) == []
 
 
+def test_a_report_on_standard_output_makes_no_charts_folder(tmp_path):
+    """--report - writes the Markdown to standard output with no charts (the folder beside
+    it was named '--charts'), unless --plots names one; --plots - is a usage error."""
+    p = run("analyze", LEAK, "-q", "--report", "-", cwd=tmp_path)
+    assert p.returncode == 0 and "# " in p.stdout and ".png" not in p.stdout
+    assert leftovers(tmp_path) == []
+    p = run("analyze", LEAK, "-q", "--report", "-", "--plots", "charts", cwd=tmp_path)
+    assert p.returncode == 0 and "](charts/durations.png)" in p.stdout
+    assert leftovers(tmp_path) == ["charts"]
+    p = run("analyze", LEAK, "-q", "--plots", "-", cwd=tmp_path)
+    assert one_error_line(p) == ("pcapstate: error: --plots writes PNG files into a folder: "
+                                 "give a folder, not '-'")
+    assert leftovers(tmp_path) == ["charts"]
+
+
 def test_a_missing_folder_leaves_no_charts_folder(tmp_path):
     report = tmp_path / "r.md"
     p = run("analyze", LEAK, "--report", str(report), "--html", str(tmp_path / "no" / "r.html"))

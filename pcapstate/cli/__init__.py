@@ -155,8 +155,11 @@ def _outputs_usage(args: argparse.Namespace, inputs: list[str]) -> str | None:
     one path for two outputs, an output over an input."""
     given = [(o, getattr(args, o)) for o in (*_FILE_OUTPUTS, "plots")
              if getattr(args, o, None) is not None]
-    if args.report and args.plots is None:
-        given.append(("charts", _charts_folder(args)))
+    charts = _charts_folder(args)
+    if charts is not None and args.plots is None:
+        given.append(("charts", charts))
+    if args.plots == "-":
+        return "--plots writes PNG files into a folder: give a folder, not '-'"
     to_stdout = [o for o, path in given if path == "-"]
     if len(to_stdout) > 1:
         return " and ".join(f"{_option(o)} -" for o in to_stdout) + \
@@ -177,8 +180,9 @@ def _outputs_usage(args: argparse.Namespace, inputs: list[str]) -> str | None:
 
 
 def _charts_folder(args: argparse.Namespace) -> str | None:
-    """Where the charts go: --plots, else FILE-charts beside --report's FILE.md."""
-    if args.plots is None and args.report:
+    """Where the charts go: --plots, else FILE-charts beside --report's FILE.md (none for a
+    report on standard output)."""
+    if args.plots is None and args.report and args.report != "-":
         return os.path.splitext(args.report)[0] + "-charts"
     return args.plots
 
@@ -552,8 +556,8 @@ def _reports(args: argparse.Namespace, result: dict[str, Any], outputs: "_Output
     md = outputs.file("report")
     if md is not None:
         where = os.path.dirname(os.path.abspath(args.report)) or "."
-        rel = os.path.relpath(outputs.plots or ".", where)
-        md.write(report.markdown(blocks, rel.replace(os.sep, "/")))
+        md.write(report.markdown(blocks, None if outputs.plots is None else
+                                 os.path.relpath(outputs.plots, where).replace(os.sep, "/")))
     page = outputs.file("html")
     if page is not None:
         page.write(report.html(blocks, images))

@@ -68,8 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "and report how connections ended, who closed first, which endpoints "
                     "are stuck (CLOSE_WAIT and friends) and how long each state lasted.")
     a.add_argument("captures", nargs="+", metavar="CAPTURE",
-                   help="pcap or pcapng file, optionally gzip-compressed; several files are "
-                        "one capture, ordered by time; '-' reads standard input")
+                   help="pcap or pcapng file, optionally compressed (gzip, bzip2, xz, zstd); "
+                        "several files are one capture, ordered by time; '-' reads standard "
+                        "input")
     a.add_argument("--json", metavar="FILE",
                    help="write the full result as JSON ('-' for standard output)")
     a.add_argument("--jsonl", metavar="FILE",
@@ -115,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write a Zeek conn.log (Zeek's TSV format, header lines included) "
                         "with Zeek's conn_state and history ('-' for standard output)")
     a.add_argument("--zeek-conn-json", metavar="FILE",
-                   help="the same conn.log as JSON Lines, as Zeek writes JSON logs")
+                   help="the same conn.log as JSON Lines, as Zeek writes JSON logs ('-' for "
+                        "standard output)")
     a.add_argument("--parquet", metavar="FILE",
                    help="write one row per connection to a Parquet file, in row groups as "
                         "connections retire: the records' fields as columns, for DuckDB, "
@@ -165,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "unreadable capture.")
     c.add_argument("corpus", nargs="+", metavar="CORPUS",
                    help="a folder (searched recursively for .pcap, .pcapng, .cap, optionally "
-                        ".gz) or a capture file")
+                        ".gz, .bz2, .xz or .zst) or a capture file")
     c.add_argument("--update", action="store_true",
                    help="write or refresh the golden files instead of comparing")
     c.add_argument("-j", "--jobs", type=_jobs, metavar="N",
@@ -207,7 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _report_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--report", metavar="FILE.md",
                    help="write an incident report in Markdown, its charts beside it (in "
-                        "FILE-charts/, or --plots)")
+                        "FILE-charts/, or --plots); '-' for standard output, with no charts "
+                        "unless --plots")
     p.add_argument("--html", metavar="FILE.html",
                    help="write the report as one self-contained HTML file, charts inlined")
     p.add_argument("--plots", metavar="DIR", help="write the charts as PNG files into DIR")

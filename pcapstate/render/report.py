@@ -297,8 +297,9 @@ def _md(text: str) -> str:
     return _MD_SPECIAL.sub(r"\\\1", text).replace("\n", " ")
 
 
-def markdown(report: list[Block], image_dir: str) -> str:
-    """GitHub/GitLab/Jira-friendly Markdown; images by relative path under image_dir."""
+def markdown(report: list[Block], image_dir: str | None) -> str:
+    """GitHub/GitLab/Jira-friendly Markdown; images by relative path under image_dir (None:
+    no charts, for a report on standard output)."""
     out = []
     for b in report:
         if b[0] == "h":
@@ -312,6 +313,8 @@ def markdown(report: list[Block], image_dir: str) -> str:
         elif b[0] == "code":
             out.append("```\n" + b[1].replace("```", "` ` `") + "\n```")
         elif b[0] == "img":
+            if image_dir is None:
+                continue
             path = f"{image_dir}/{b[1]}" if image_dir else b[1]
             out.append(f"![{_md(b[2])}]({path.replace(' ', '%20')})")
         out.append("")
