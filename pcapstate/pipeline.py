@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import os
 import queue
 import threading
 import time
@@ -150,7 +151,12 @@ class Reading:
     says of the reading. Raises CaptureError when an input cannot be read at all."""
 
     def __init__(self, paths: list[str], settings: Settings, engine: str = "fast") -> None:
-        self.captures = open_captures(paths)
+        # an empty file among others (a rotated set's last, cut off by a full disk) is left
+        # out, with a warning; alone, or all of them, it is an error (nothing to read)
+        empty = [p for p in paths if len(paths) > 1 and p != "-" and os.path.isfile(p)
+                 and os.path.getsize(p) == 0]
+        self.left_out = empty if len(empty) < len(paths) else []
+        self.captures = open_captures([p for p in paths if p not in self.left_out])
         from pcapstate.decode import frames, tshark, unwrap
 
         self.settings = settings
@@ -261,7 +267,8 @@ class Reading:
                 "undecodable": _group(accounting, "bad:"),
             },
             "coverage": coverage,
-            "warnings": [w for c in captures for w in c.warnings] + Capture.overlaps(captures)
+            "warnings": [f"{p}: empty file (0 bytes): left out" for p in self.left_out]
+            + [w for c in captures for w in c.warnings] + Capture.overlaps(captures)
             + _coverage_warning(coverage, accounting, self.engine) + [
                 f"{c.path}: the capturing interface dropped {c.dropped:,} packets: states may "
                 "be wrong where a SYN, FIN or RST was lost" for c in captures if c.dropped],

@@ -558,3 +558,21 @@ def test_the_result_and_the_report_name_the_compression(tmp_path, capsys):
     (given,) = json.loads((tmp_path / "r.json").read_text())["inputs"]
     assert (given["compressed"], given["compression"]) == (True, "xz")
     assert "| pcap (xz) |" in (tmp_path / "r.md").read_text()
+
+
+def test_an_empty_file_in_a_rotated_set_is_left_out_with_a_warning(tmp_path, capsys):
+    """tcpdump -C cut off by a full disk leaves a last file of 0 bytes: the rest of the set
+    is analysed, a warning names it; an empty file alone, or a set of only empty files, is
+    still an error (nothing to read)."""
+    empty, other = tmp_path / "cap.pcap2", tmp_path / "cap.pcap3"
+    empty.write_bytes(b"")
+    other.write_bytes(b"")
+    leak = str(sample("close_wait_leak.pcap"))
+    whole = analyze([leak])
+    got = analyze([leak, str(empty)])
+    assert got["warnings"] == [f"{empty}: empty file (0 bytes): left out"]
+    assert [i["path"] for i in got["inputs"]] == [leak]
+    for key in ("connections", "findings", "diagnoses", "accounting"):
+        assert got[key] == whole[key]
+    assert main(["analyze", str(empty), str(other), "-q"]) == 2
+    assert capsys.readouterr().err == f"pcapstate: error: {empty}: byte 0: empty file\n"
