@@ -45,8 +45,8 @@ def outcomes(group: dict[str, Any], sep: str) -> str:
 #: ones mean (`DURATION_NOTE`).
 DURATION_COLUMNS = ["state", "count", "complete", "from before", "to the end", "p50", "p90",
                     "p99", "max", "censored max"]
-DURATION_NOTE = ("percentiles of complete durations, to within 1.2% (the middle of a "
-                 "histogram bin: 100 a decade); \"from before\": already in the state "
+DURATION_NOTE = ("percentiles of complete durations, each the middle of a histogram bin "
+                 "of 100 a decade, so to within 1.2%; \"from before\": already in the state "
                  "when the capture began (or when it first saw the connection), \"to the "
                  "end\": still in it at capture end; those are lower bounds, counted apart")
 
