@@ -143,6 +143,20 @@ def test_a_report_on_standard_output_makes_no_charts_folder(tmp_path):
     assert leftovers(tmp_path) == ["charts"]
 
 
+def test_a_charts_folder_used_again_holds_only_this_captures_charts(tmp_path):
+    """--plots into a folder an earlier run filled: a chart this capture has no data for
+    (no CLOSE_WAIT: no close_wait.png) is removed, not left beside the new ones; files
+    that are not pcapstate's charts stay."""
+    plots = tmp_path / "plots"
+    assert run("analyze", LEAK, "-q", "--plots", str(plots)).returncode == 0
+    assert "close_wait.png" in leftovers(plots)
+    (plots / "notes.txt").write_text("mine")
+    assert run("analyze", str(SAMPLES / "refused.pcap"), "-q", "--plots",
+               str(plots)).returncode == 0
+    assert "close_wait.png" not in leftovers(plots) and "notes.txt" in leftovers(plots)
+    assert "durations.png" in leftovers(plots)
+
+
 def test_a_missing_folder_leaves_no_charts_folder(tmp_path):
     report = tmp_path / "r.md"
     p = run("analyze", LEAK, "--report", str(report), "--html", str(tmp_path / "no" / "r.html"))

@@ -197,6 +197,7 @@ class _Outputs:
         self.files: dict[str, PendingFile] = {}
         self.made: str | None = None  # the charts folder, when this run made it
         self.plots = plots
+        self.stale: list[str] = []  # files `done` removes
         try:
             for o in names:
                 path = getattr(args, o, None)
@@ -227,6 +228,11 @@ class _Outputs:
     def done(self) -> None:
         for pending in self.files.values():
             pending.done()
+        for path in self.stale:
+            try:
+                os.remove(path)
+            except OSError as e:
+                raise WriteError(path, e) from e
         self.made = None
 
     def discard(self) -> None:
@@ -553,6 +559,10 @@ def _reports(args: argparse.Namespace, result: dict[str, Any], outputs: "_Output
     if outputs.plots:
         for name, data in images.items():
             outputs.chart(name, data)
+        # an earlier run's charts that this one has no data for go (with the others' being
+        # put in place): the folder holds one capture's charts
+        outputs.stale = [os.path.join(outputs.plots, n) for n in charts.NAMES
+                         if n not in images and os.path.isfile(os.path.join(outputs.plots, n))]
     md = outputs.file("report")
     if md is not None:
         where = os.path.dirname(os.path.abspath(args.report)) or "."

@@ -65,19 +65,24 @@ LINE = 0.19
 _ORDER = [s.value for s in State]
 
 
+#: Every chart's file name
+DURATIONS_PNG, OVER_TIME_PNG, CLOSE_WAIT_PNG, ENDINGS_PNG = NAMES = (
+    "durations.png", "states_over_time.png", "close_wait.png", "endings.png")
+
+
 def charts(result: dict[str, Any]) -> list[tuple[str, str, Callable[[], Figure]]]:
     """(file name, title, drawing function) for each chart this result has data for."""
     out = []
     if _drawn_states(result):
-        out.append(("durations.png", "Time spent in each state", lambda: durations(result)))
+        out.append((DURATIONS_PNG, "Time spent in each state", lambda: durations(result)))
     if result["timeline"]["states"]:
-        out.append(("states_over_time.png", "Endpoints in each state over the capture",
+        out.append((OVER_TIME_PNG, "Endpoints in each state over the capture",
                     lambda: states_over_time(result)))
     if any(f["state"] == "CLOSE_WAIT" for f in result["findings"]):
-        out.append(("close_wait.png", "Connections stuck in CLOSE_WAIT",
+        out.append((CLOSE_WAIT_PNG, "Connections stuck in CLOSE_WAIT",
                     lambda: close_wait_timeline(result)))
     if result["connections"]["total"] and result["connections"]["by_end_and_closer"]:
-        out.append(("endings.png", "How connections ended, by who closed first",
+        out.append((ENDINGS_PNG, "How connections ended, by who closed first",
                     lambda: endings(result)))
     return out
 
