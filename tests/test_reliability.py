@@ -317,6 +317,27 @@ def test_the_progress_line_is_cleared_before_the_summary(monkeypatch, capsys):
     assert err.rindex("\r\033[K", 0, summary) > err.rindex("\rreading: ", 0, summary)
 
 
+def test_progress_in_kib_for_a_small_file_and_notes_on_their_own_line(capsys):
+    """A small capture's progress in KiB (it read '0 MiB of 0 MiB'); a note (the compile's,
+    say) written while the progress line shows takes it away first; an empty output path
+    is a usage error (it was 'cannot write : Is a directory')."""
+    from pcapstate.cli import _Progress, _reading, main
+
+    size = os.path.getsize(LEAK)
+    assert main(["analyze", LEAK, "--progress", "-q"]) == 0
+    assert f"\rreading: {size / 1024:,.0f} KiB of {size / 1024:,.0f} KiB (100%)" in \
+        capsys.readouterr().err
+    assert _reading(3 << 20, 5 << 20) == "reading: 3 MiB of 5 MiB (60%)"
+    progress = _Progress(True, _reading)
+    progress(1 << 20, 2 << 20)
+    progress.note("compiled in 31 s")
+    assert capsys.readouterr().err == ("\rreading: 1 MiB of 2 MiB (50%)\r\033[K"
+                                       "pcapstate: compiled in 31 s\n")
+    assert main(["analyze", LEAK, "--json", ""]) == 2
+    assert capsys.readouterr().err == "pcapstate: error: --json: an empty path: give a file " \
+                                      "name\n"
+
+
 def test_a_stream_with_json_has_no_digest_and_does_not_wait(tmp_path):
     """A stream cannot be read twice: its sha256 is null (a file's is computed again)."""
     p = subprocess.run(["bash", "-c", f"{sys.executable} -m pcapstate analyze <(cat {LEAK}) "

@@ -167,6 +167,8 @@ def _outputs_usage(args: argparse.Namespace, inputs: list[str]) -> str | None:
     seen: dict[str, str] = {}
     read = {os.path.realpath(p) for p in inputs if p != "-"}
     for o, path in given:
+        if not path:
+            return f"{_option(o)}: an empty path: give a file name"
         if is_stream(path):  # /dev/null, a FIFO: written into, never replaced
             continue
         real = os.path.realpath(path)
@@ -324,7 +326,8 @@ def _analyze(args: argparse.Namespace) -> int:
                              on_zeek=on_zeek if zeek_logs else None,
                              on_columns=None if parquet is None else parquet.take,
                              progress=progress,
-                             engine=args.engine, stop=_INTERRUPTED.is_set, note=_note,
+                             engine=args.engine, stop=_INTERRUPTED.is_set,
+                             note=progress.note,
                              hosts=hosts, dask=args.dask, partitions=args.partitions or 0)
         finally:
             _SOFT.clear()
@@ -574,9 +577,9 @@ def _reports(args: argparse.Namespace, result: dict[str, Any], outputs: "_Output
 
 
 def _reading(done: int, total: int | None) -> str:
-    mib = done / 1048576
-    return (f"reading: {mib:,.0f} MiB of {total / 1048576:,.0f} MiB "
-            f"({100 * done / total:.0f}%)" if total else f"reading: {mib:,.0f} MiB")
+    unit, size = ("MiB", 1048576) if (total or done) >= 1048576 else ("KiB", 1024)
+    return (f"reading: {done / size:,.0f} {unit} of {total / size:,.0f} {unit} "
+            f"({100 * done / total:.0f}%)" if total else f"reading: {done / size:,.0f} {unit}")
 
 
 def _checking(done: int, total: int | None) -> str:
@@ -601,6 +604,11 @@ class _Progress:
             sys.stderr.write("\r" + line)
             sys.stderr.flush()
             self.last = line
+
+    def note(self, text: str) -> None:
+        """_note, on a line of its own (the progress line taken away first)."""
+        self.clear()
+        _note(text)
 
     def clear(self) -> None:
         """Take the progress line away, before anything else is written."""
