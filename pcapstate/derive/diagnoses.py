@@ -46,10 +46,13 @@ class Entry:
 CATALOGUE = {
     "close_wait_leak": Entry(
         "sockets left in CLOSE_WAIT",
-        "the peer closed and the application never called close() on its socket: a leak "
-        "of sockets (and file descriptors) that only the process's exit clears",
+        "the peer closed and the application did not call close() on its socket for long, "
+        "or never: CLOSE_WAIT has no timer, so each such socket holds a file descriptor "
+        "until the application closes it or its process exits; sockets never closed are a "
+        "leak",
         "`ss -tanp state close-wait` on the host names the process; look for a code path "
-        "that returns without closing the connection after the peer's EOF (read() == 0)"),
+        "that returns without closing the connection after the peer's EOF (read() == 0), "
+        "or closes it only much later"),
     "peer_gone": Entry(
         "peer vanished",
         "the peer's socket was gone while this side still used the connection: the process "
@@ -385,7 +388,8 @@ def close_wait_leaks(findings: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if ex["ack_ts"] is not None:
                 packets.append((ex["ack_ts"], f"the {ex['role']} acknowledges the FIN"))
             packets.append((ex["since"] + ex["duration"], _OUTCOMES.get(
-                ex["outcome"], f"its own FIN: {ex['outcome'].upper()}")))
+                ex["outcome"], f"its own FIN, after {seconds(ex['duration'])} in "
+                               f"CLOSE_WAIT: {ex['outcome'].upper()}")))
             if ex["rst_ts"] is not None and f["inferred"]:
                 packets.append((ex["rst_ts"], "RST answering its FIN: the peer's socket "
                                 "had gone"))
@@ -393,8 +397,49 @@ def close_wait_leaks(findings: list[dict[str, Any]]) -> list[dict[str, Any]]:
             client, server = (b, a) if ex["role"] == "server" else (a, b)
             d.examples.append(_evidence(ex["conn_id"], client, server, packets, ex["since"]))
         d.numbers = {"still_open": f["still_open"], "oldest": f["oldest"],
-                     "at_capture_end": f["at_capture_end"]}
+                     "at_capture_end": f["at_capture_end"], "outcomes": f["outcomes"],
+                     "outcome_durations": f["outcome_durations"]}
         out.append(d.to_json())
+    return out
+
+
+#: How a close_wait_leak's endpoints left CLOSE_WAIT (their outcome, derive/verdict.Stuck),
+#: in the order its verdict says them: only those still in it at capture end were not closed.
+_LEFT = ("open", "last_ack", "reset_by_self", "reset_by_peer")
+
+
+def _left_close_wait(d: Diagnosis) -> list[str]:
+    """A close_wait_leak's endpoints by how they left CLOSE_WAIT, in words: "did not close"
+    only for those still in it at capture end; the others closed late (their own FIN or
+    RST, after how long), or were ended by the peer's RST before they closed."""
+    service, side, total = d.service, d.side, d.count
+    still, at_end = d.numbers["still_open"], d.numbers["at_capture_end"]
+    spans = d.numbers["outcome_durations"]
+    out = []
+    for outcome, k in sorted(d.numbers["outcomes"].items(),
+                             key=lambda kv: (_LEFT + (kv[0],)).index(kv[0])):
+        who = "it" if total == 1 else "all" if k == total else f"{k:,}"
+        was, them = ("was", "it") if k == 1 else ("were", "them")
+        lo, hi = (seconds(spans[outcome][m]) for m in ("min", "max"))
+        after = f"after {lo} in CLOSE_WAIT" if lo == hi else f"after {lo} to {hi} in CLOSE_WAIT"
+        if outcome == "open":
+            then = f", of {at_end:,} in CLOSE_WAIT then" if at_end > still else ""
+            out.append(f"{who} {was} still there at capture end{then}: the application behind "
+                       f"{service} did not close {them}")
+        elif outcome == "last_ack":
+            out.append(f"{who} closed late: the {side} sent its FIN only {after} (the "
+                       f"application behind {service} closed {them} late, or its process "
+                       "exited: the packets cannot tell which)")
+        elif outcome == "reset_by_self":
+            out.append(f"{who} closed late, abortively: the {side}'s own RST came {after}")
+        elif outcome == "reset_by_peer":
+            out.append(f"{who} {was} ended by the peer's RST {after}, the {side} having sent "
+                       "no FIN by then")
+        else:
+            out.append(f"{who} then moved to {outcome.upper()} {after}")
+    if at_end > still == 0:
+        out.append(f"{at_end:,} more {'was' if at_end == 1 else 'were'} in CLOSE_WAIT at "
+                   "capture end, not yet for long")
     return out
 
 
@@ -407,13 +452,10 @@ def verdict(d: Diagnosis) -> str:
             return (f"{service}: {n} sat in CLOSE_WAIT on the {side} side since before the "
                     f"capture began until the {side} closed them ({span}): each {side} FIN "
                     "was answered by a RST, the peer having closed and gone long before")
-        still, at_end = d.numbers["still_open"], d.numbers["at_capture_end"]
-        end = ("all still there at capture end" if still == d.count else
-               f"{still:,} still there at capture end") + (
-            f", of {at_end:,} in CLOSE_WAIT then" if at_end > still else "")
-        return (f"{service}: {n} left in CLOSE_WAIT on the {side} side, the oldest for "
-                f"{seconds(d.numbers['oldest'])} ({end}): the peer closed first and the "
-                f"application behind {service} did not close its socket")
+        oldest = seconds(d.numbers["oldest"])
+        return (f"{service}: {n} left in CLOSE_WAIT on the {side} side after the peer "
+                f"closed first, {'for' if d.count == 1 else 'the oldest for'} {oldest}; "
+                + "; ".join(_left_close_wait(d)))
     if d.name == "peer_gone":
         how = ("sent segments again and again with no answer" if d.inferred_from else
                "was answered by a RST from a host with no socket for it")

@@ -104,6 +104,8 @@ class FindingGroup:
     first: float = math.inf  # the earliest stretch's start
     last: float = 0.0  # the latest stretch's end
     outcomes: Counter[str] = field(default_factory=Counter)
+    spans: dict[str, list[float]] = field(default_factory=dict)  # per outcome: the shortest
+    #                                                             and longest time in the state
     closers: Counter[str] = field(default_factory=Counter)  # who closed their connection first
     worst: list[tuple[float, int, Stuck]] = field(default_factory=list)  # a min-heap, longest
 
@@ -112,6 +114,8 @@ class FindingGroup:
         self.oldest = max(self.oldest, s.duration)
         self.first, self.last = min(self.first, s.since), max(self.last, s.since + s.duration)
         self.outcomes[s.outcome] += 1
+        span = self.spans.setdefault(s.outcome, [s.duration, s.duration])
+        span[:] = min(span[0], s.duration), max(span[1], s.duration)
         self.closers[closer] += 1
         item = (s.duration, -s.conn_id, s)
         if len(self.worst) < _EXAMPLES:
@@ -134,6 +138,8 @@ class FindingGroup:
             "first_ts": self.first,
             "last_ts": self.last,
             "outcomes": dict(sorted(self.outcomes.items())),
+            "outcome_durations": {k: {"min": lo, "max": hi}
+                                  for k, (lo, hi) in sorted(self.spans.items())},
             "closed_first_by": _ranked(self.closers, np.array(list(self.closers.values()))),
             "examples": [asdict(s) | {"state": s.state.value}
                          for _, _, s in sorted(self.worst, reverse=True)],
