@@ -94,3 +94,39 @@ def test_netstat_and_a_time_given_on_the_command_line(tmp_path):
         ("ESTABLISHED", "10.86.0.2:8080", "10.86.0.1:49566", "python3 (pid 8312)")]
     result, _ = records_of("unread_close", [view])
     assert result["host_evidence"][0]["agree"] == 1
+
+
+def test_a_list_without_processes_says_the_process_is_unknown(tmp_path, capsys):
+    """The samples' NAME.ss.txt are `ss -tanH`, without -p: no line names a process, so the
+    5 CLOSE-WAIT sockets the kernel listed on the leaking service are held by a process the
+    list cannot name, not by none (orphaned); in the summary and the report alike."""
+    listing = SAMPLES / "close_wait_leak.ss.txt"
+    assert "users:(" not in listing.read_text()
+    result, _ = records_of("close_wait_leak", [read_ss(str(listing))])
+    [held] = result["host_evidence"][0]["held_by"]
+    assert (held["service"], held["state"], held["sockets"]) == ("127.0.0.1:5001",
+                                                                 "CLOSE_WAIT", 5)
+    unknown = "an unknown process (the list names none: ss or netstat was run without -p)"
+    assert held["process"] == unknown
+    md = tmp_path / "r.md"
+    assert main(["analyze", str(SAMPLES / "close_wait_leak.pcap"), "--ss", str(listing),
+                 "--report", str(md)]) == 0
+    assert f"127.0.0.1:5001: 5 sockets in CLOSE_WAIT, held by {unknown}" \
+        in capsys.readouterr().out
+    assert f"| 127.0.0.1:5001 | CLOSE\\_WAIT | {unknown} | 5 |" in md.read_text()
+    assert "no process" not in md.read_text()
+
+
+def test_a_list_with_processes_says_why_a_socket_has_none():
+    """keepalive_race's list during the incident is `ss -tanp`: the server's TIME-WAIT
+    sockets belong to the kernel alone, its FIN-WAIT-1 one (the keep-alive timeout's close)
+    to no process any more, its ESTAB one to the server."""
+    view = read_ss(str(SAMPLES / "keepalive_race.ss-during.txt"))
+    result, _ = records_of("keepalive_race", [view])
+    held = {h["state"]: (h["process"], h["sockets"])
+            for h in result["host_evidence"][0]["held_by"]}
+    server = [s for s in view.sockets if s.local == "10.84.0.2:80"]
+    assert held["TIME_WAIT"] == ("no process (TIME_WAIT: the kernel's alone)",
+                                 sum(s.state == "TIME_WAIT" for s in server))
+    assert held["FIN_WAIT_1"] == ("no process (orphaned: its process closed it, or exited)", 1)
+    assert held["ESTABLISHED"][0].startswith("python3 (pid ")

@@ -46,6 +46,8 @@ class HostView:
     path: str
     taken_at: float | None
     sockets: list[Socket] = field(default_factory=list)
+    processes: bool = False  # the list names processes (ss -p's users:(...), netstat -p's
+    #                          PID/Program name): without, a socket's process is unknown
 
 
 def _time(text: str) -> float:
@@ -104,6 +106,7 @@ def read_ss(path: str) -> HostView:
             host = m.group(2)
         fields = line.split()
         header |= bool(fields) and fields[0] in ("State", "Proto", "Netid")
+        view.processes |= "users:(" in line or "PID/Program name" in line
         if fields[:1] in (["tcp"], ["tcp6"]):  # netstat: tcp 0 0 L P STATE p/n
             fields = [*fields[5:6], *fields[1:5], *fields[6:]]
         if len(fields) < 5 or fields[0] not in _NAMES:
@@ -118,6 +121,25 @@ def read_ss(path: str) -> HostView:
     if not view.sockets and not header:
         raise ValueError(f"{name}: not the output of ss -tanp or netstat -tanp")
     return view
+
+
+#: Why a list that names processes names none for a socket, by its state.
+_ORPHANED = "no process (orphaned: its process closed it, or exited)"
+_NO_PROCESS = {
+    State.TIME_WAIT: "no process (TIME_WAIT: the kernel's alone)",
+    State.SYN_RCVD: "no process (a handshake not yet accepted)",
+    State.FIN_WAIT_1: _ORPHANED, State.FIN_WAIT_2: _ORPHANED, State.CLOSING: _ORPHANED,
+    State.LAST_ACK: _ORPHANED,
+}
+
+
+def _no_process(state: State, listed: bool) -> str:
+    """Who holds a socket its line names no process for: unknown when the list names
+    none at all (`listed` false: ss or netstat run without -p)."""
+    if not listed:
+        return "an unknown process (the list names none: ss or netstat was run without -p)"
+    return _NO_PROCESS.get(state, "no process listed (not yet accepted, or another user's: "
+                                  "ss -p names those only to root)")
 
 
 def state_at(record: dict[str, Any], role: str, ts: float | None) -> State | None:
@@ -176,7 +198,7 @@ class HostJoin:
                                      "host": sock.state.value, "pcapstate": got[1].value,
                                      "conn_id": got[2]})
             held: Counter[tuple[str, str, str]] = Counter(
-                (s.local, s.state.value, s.process or "no process (orphaned, or TIME_WAIT)")
+                (s.local, s.state.value, s.process or _no_process(s.state, view.processes))
                 for s in view.sockets if s.local in services)
             out.append({
                 "path": view.path, "taken_at": view.taken_at,
