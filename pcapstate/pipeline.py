@@ -141,6 +141,7 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
     }
     if join is not None:
         result["host_evidence"] = join.to_json(result)
+        result["warnings"] += join.warnings(result["capture"])
     return result
 
 

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 
 
 def seconds(value: float | None) -> str:
-    """A duration for people: 850us, 12.3ms, 4.20s, 3m05s, 2h10m."""
+    """A duration for people: 850us, 12.3ms, 4.20s, 3m05s, 2h10m, 3d04h."""
     if value is None:
         return "-"
     if value < 0.9995e-3:
@@ -16,7 +16,9 @@ def seconds(value: float | None) -> str:
         return f"{value:.2f}s"
     if value < 3600:
         return f"{int(value // 60)}m{int(value % 60):02d}s"
-    return f"{int(value // 3600)}h{int(value % 3600 // 60):02d}m"
+    if value < 86400:
+        return f"{int(value // 3600)}h{int(value % 3600 // 60):02d}m"
+    return f"{int(value // 86400):,}d{int(value % 86400 // 3600):02d}h"
 
 
 def when(ts: float | None) -> str:

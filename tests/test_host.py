@@ -130,3 +130,49 @@ def test_a_list_with_processes_says_why_a_socket_has_none():
                                  sum(s.state == "TIME_WAIT" for s in server))
     assert held["FIN_WAIT_1"] == ("no process (orphaned: its process closed it, or exited)", 1)
     assert held["ESTABLISHED"][0].startswith("python3 (pid ")
+
+
+def packet_times(name: str) -> tuple[float, float]:
+    """The first and last packet's time of a sample, as dpkt reads them."""
+    import dpkt
+
+    with (SAMPLES / f"{name}.pcap").open("rb") as f:
+        times = [ts for ts, _ in dpkt.pcap.Reader(f)]
+    return times[0], times[-1]
+
+
+def days_and_hours(gap: float) -> str:
+    return f"{int(gap // 86400):,}d{int(gap % 86400 // 3600):02d}h"
+
+
+@pytest.mark.parametrize("where", ["before", "after", "during"])
+def test_a_list_taken_outside_the_capture_is_warned_of(tmp_path, capsys, where):
+    """A time given with @ before the capture's first packet (2020, the capture is of
+    2026), or a '# taken at' line after its last (2030): a warning, by how much, in the
+    result and the summary; the time of a list taken during the incident: none."""
+    first, last = packet_times("close_wait_leak")
+    listing = SAMPLES / "close_wait_leak.ss.txt"
+    arg = f"{listing}@2020-01-01T00:00:00Z"
+    if where == "after":
+        arg = str(tmp_path / "later.ss.txt")
+        (tmp_path / "later.ss.txt").write_text("# taken at 2030-01-01T00:00:00Z\n"
+                                               + listing.read_text())
+    elif where == "during":
+        arg = f"{listing}@{first + 10}"
+    result, _ = records_of("close_wait_leak", [read_ss(arg)])
+    said = [w for w in result["warnings"] if w.startswith("--ss ")]
+    if where == "during":
+        assert said == []
+        return
+    [warning] = said
+    if where == "before":
+        gap = first - datetime(2020, 1, 1, tzinfo=UTC).timestamp()
+        assert f"taken at 2020-01-01 00:00:00.000Z, {days_and_hours(gap)} before the " \
+               "capture's first packet" in warning
+    else:
+        gap = datetime(2030, 1, 1, tzinfo=UTC).timestamp() - last
+        assert f"taken at 2030-01-01 00:00:00.000Z, {days_and_hours(gap)} after the capture " \
+               "ended" in warning
+    assert "cannot be trusted" in warning
+    assert main(["analyze", str(SAMPLES / "close_wait_leak.pcap"), "--ss", arg]) == 0
+    assert f"warning: {warning}" in capsys.readouterr().out

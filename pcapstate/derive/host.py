@@ -7,7 +7,8 @@ how engineers confirm a leak by hand; here it is done for every socket.
 A file may hold several hosts' lists (a `# netns=NAME` or `# host=NAME` line starts each);
 the time it was taken is a line `# taken at TIME` (seconds since 1970, or an ISO 8601 date),
 or `--ss FILE@TIME`. Without one, the list is compared with the states at capture end, and
-the result says so.
+the result says so; one outside the capture (before its first packet, after its end) is
+compared all the same, with a warning in the result's `warnings`.
 """
 
 import os
@@ -19,6 +20,7 @@ from ipaddress import ip_address
 from typing import Any
 
 from pcapstate.vocab import SS_STATES, State
+from pcapstate.words import seconds, when
 
 #: netstat's state names, and the ss ones not in vocab.SS_STATES, as pcapstate's.
 _NAMES = {**SS_STATES, "ESTABLISHED": State.ESTABLISHED, "SYN_SENT": State.SYN_SENT,
@@ -180,6 +182,24 @@ class HostJoin:
                 if old is None or record["first_ts"] >= old[0]:
                     self.found[v, sock] = (record["first_ts"], state_at(record, role, at),
                                            record["id"])
+
+    def warnings(self, capture: dict[str, Any]) -> list[str]:
+        """A warning for each list taken outside the capture (`capture`: the result's,
+        from `first_ts` to `end_ts`): what the capture shows of its sockets is then not
+        what the host saw, and the comparison cannot be trusted."""
+        out = []
+        first, end = capture["first_ts"], capture["end_ts"]
+        for view in self.views:
+            at = view.taken_at
+            if at is None or first is None or first <= at <= end:
+                continue
+            gap, edge = (first - at, "before the capture's first packet") if at < first \
+                else (at - end, "after the capture ended")
+            out.append(f"--ss {view.path}: taken at {when(at)}, {seconds(gap)} {edge} "
+                       f"({when(first if at < first else end)}): the capture does not show "
+                       "its sockets then, so its comparison with the capture cannot be "
+                       "trusted (is its time, or the host's clock, right?)")
+        return out
 
     def to_json(self, result: dict[str, Any]) -> list[dict[str, Any]]:
         services = {f["service"] for f in result["findings"]} | {
