@@ -176,3 +176,28 @@ def test_a_list_taken_outside_the_capture_is_warned_of(tmp_path, capsys, where):
     assert "cannot be trusted" in warning
     assert main(["analyze", str(SAMPLES / "close_wait_leak.pcap"), "--ss", arg]) == 0
     assert f"warning: {warning}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("listing", ["close_wait_leak.ss.txt", "unread_close.ss-during.txt"])
+def test_the_report_says_when_the_list_was_taken_in_a_sentence(tmp_path, listing):
+    """The Markdown and HTML reports open each list's section with a sentence: when it was
+    taken (its '# taken at' line), or that no time was given; then its sockets (the
+    connected ones its lines list)."""
+    import html
+
+    text = (SAMPLES / listing).read_text()
+    stamp = next((line.split("taken at", 1)[1].split()[0] for line in text.splitlines()
+                  if line.startswith("# taken at")), None)
+    sockets = sum(1 for line in text.splitlines()
+                  if line.split()[:1] and line.split()[0] not in ("LISTEN", "State", "#"))
+    opening = (f"Taken at {datetime.fromtimestamp(float(stamp), UTC):%Y-%m-%d %H:%M:%S.%f}"[:-3]
+               + "Z." if stamp else "No time given: the sockets are compared with the "
+               "states at capture end.") + f" {sockets} sockets, {sockets} of them in the capture"
+    md, page = tmp_path / "r.md", tmp_path / "r.html"
+    name = listing.split(".")[0]
+    assert main(["analyze", str(SAMPLES / f"{name}.pcap"), "--ss", str(SAMPLES / listing),
+                 "--report", str(md), "--html", str(page), "-q"]) == 0
+    section = md.read_text().split("## Host sockets", 1)[1].split("\n\n", 2)[1]
+    assert section.startswith(opening.replace("_", "\\_")), section
+    assert f"<p>{html.escape(opening)}" in page.read_text()
+    assert "Taken no time" not in md.read_text()

@@ -196,7 +196,7 @@ def blocks(result: dict[str, Any], charts: list[tuple[str, str]]) -> list[Block]
     out += _diagnoses(result.get("diagnoses") or [])
     for v in result.get("host_evidence") or []:
         out += [("h", 2, f"Host sockets: {v['path']}"),
-                ("p", f"Taken {taken_at(v)}. {count(v['sockets'], 'socket')}, "
+                ("p", f"{_sentence(taken_at(v))} {count(v['sockets'], 'socket')}, "
                       f"{v['in_capture']:,} of them in the capture: {v['agree']:,} in the state "
                       f"pcapstate gives then, {v['disagree']:,} not (a host across the path sees "
                       "each event up to half a round trip apart from the capture).", False)]

@@ -261,9 +261,10 @@ def host_lines(views: list[dict[str, Any]]) -> list[str]:
 
 
 def taken_at(v: dict[str, Any]) -> str:
-    """When a host's socket list (--ss) was taken, in words."""
-    return (when(v["taken_at"]) if v["taken_at"] is not None
-            else "no time given: compared with the states at capture end")
+    """When a host's socket list (--ss) was taken, in words: "taken at 2026-...Z", or "no
+    time given: ...", a clause that begins a sentence or stands in brackets."""
+    return (f"taken at {when(v['taken_at'])}" if v["taken_at"] is not None
+            else "no time given: the sockets are compared with the states at capture end")
 
 
 def _zeek_lines(conns: dict[str, Any]) -> str:
