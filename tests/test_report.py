@@ -114,6 +114,8 @@ def test_html_is_self_contained_and_its_images_decode(tmp_path):
         assert w >= 500 and h >= 150
     assert "http://" not in page and "https://" not in page
     assert "5 connections left in CLOSE_WAIT" in "".join(p.text)
+    assert "What to check: <code>ss -tanp state close-wait</code> on the host" in page
+    assert not any("`" in t for t in p.text)
 
 
 def test_nothing_wrong_reads_as_such(tmp_path):
@@ -294,10 +296,11 @@ class Rendered(HTMLParser):
         self.tags: list[str] = []
         self.tables: list[list[list[str]]] = []
         self.images: list[str] = []
-        self.code: list[str] = []
+        self.code: list[str] = []  # code blocks
+        self.spans: list[str] = []  # code spans, within a paragraph
         self.text: list[str] = []
         self._cell: list[str] | None = None
-        self._in_code = False
+        self._in_code: list[str] | None = None
 
     def handle_starttag(self, tag, attrs):
         self.tags.append(tag)
@@ -310,22 +313,22 @@ class Rendered(HTMLParser):
         elif tag == "img":
             self.images.append(dict(attrs)["src"])
         elif tag == "code":
-            self._in_code = True
-            self.code.append("")
+            self._in_code = self.code if self.tags[-2:-1] == ["pre"] else self.spans
+            self._in_code.append("")
 
     def handle_endtag(self, tag):
         if tag in ("td", "th"):
             self.tables[-1][-1].append("".join(self._cell or []))
             self._cell = None
         elif tag == "code":
-            self._in_code = False
+            self._in_code = None
 
     def handle_data(self, data):
         self.text.append(data)
         if self._cell is not None:
             self._cell.append(data)
-        if self._in_code:
-            self.code[-1] += data
+        if self._in_code is not None:
+            self._in_code[-1] += data
 
 
 @pytest.mark.parametrize("name", ["leak", "hostile"])
@@ -350,6 +353,9 @@ def test_markdown_renders_as_github_renders_it(tmp_path, name):
     assert ["vantage point"] == [r[0] for r in page.tables[1] if r[0] == "vantage point"]
     assert len(page.images) == 4 and all((tmp_path / src).is_file() for src in page.images)
     assert len(page.code) == 5 and all(c.startswith("((ip.src==127.0.0.1") for c in page.code)
+    # the diagnosis's command to run, a code span (not the capture's name's `d`)
+    assert page.spans == ["ss -tanp state close-wait"]
+    assert not any("`" in t for t in page.text if "What to check" in t)
     assert set(page.tags) <= {"h1", "h2", "h3", "p", "strong", "table", "thead", "tbody", "tr",
                               "th", "td", "pre", "code", "img"}
     assert page.text[0] == f"pcapstate report: {capture}"

@@ -2,7 +2,9 @@
 self-contained HTML file, built from a result dict (docs/json.md).
 
 The report is a list of blocks (heading, paragraph, table, code, image) rendered by
-`markdown` or `html`; every string taken from a capture is escaped by the renderer.
+`markdown` or `html`; every string taken from a capture is escaped by the renderer. A
+paragraph of pcapstate's own words ("text": the diagnoses' catalogue) may hold code spans,
+written between backticks as in Markdown: each renderer makes them code.
 """
 
 import base64
@@ -176,8 +178,8 @@ def _diagnoses(diagnoses: list[dict[str, Any]]) -> list[Block]:
                 ("p", _sentence(d["verdict"]), False),
                 ("p", "Seen directly in the packets." if d["observed"] else
                       f"An inference, from {d['inferred_from']}.", False),
-                ("p", f"What it usually means: {d['meaning']}.", False),
-                ("p", f"What to check: {d['check']}.", False)]
+                ("text", f"What it usually means: {d['meaning']}."),
+                ("text", f"What to check: {d['check']}.")]
         for ex in d["evidence"]:
             steps = "; ".join(f"{when(p['ts'])} {p['what']}" for p in ex["packets"])
             out += [("p", f"Connection {ex['conn_id']}, {ex['client']} to {ex['server']}: "
@@ -297,6 +299,15 @@ def _md(text: str) -> str:
     return _MD_SPECIAL.sub(r"\\\1", text).replace("\n", " ")
 
 
+def _spans(text: str) -> list[tuple[str, bool]]:
+    """A "text" block's words as (words, is code) pieces: code between backticks. Text
+    whose backticks do not pair is words throughout."""
+    parts = text.replace("\n", " ").split("`")
+    if len(parts) % 2 == 0:
+        return [(text, False)]
+    return [(part, i % 2 == 1) for i, part in enumerate(parts) if part]
+
+
 def markdown(report: list[Block], image_dir: str | None) -> str:
     """GitHub/GitLab/Jira-friendly Markdown; images by relative path under image_dir (None:
     no charts, for a report on standard output)."""
@@ -310,6 +321,8 @@ def markdown(report: list[Block], image_dir: str | None) -> str:
             out.append("| " + " | ".join(_md(h) for h in b[1]) + " |")
             out.append("|" + "---|" * len(b[1]))
             out += ["| " + " | ".join(_md(c) for c in row) + " |" for row in b[2]]
+        elif b[0] == "text":  # a code span holds no backtick: _spans split on them
+            out.append("".join(f"`{w}`" if code else _md(w) for w, code in _spans(b[1])))
         elif b[0] == "code":
             out.append("```\n" + b[1].replace("```", "` ` `") + "\n```")
         elif b[0] == "img":
@@ -333,6 +346,7 @@ table { border-collapse: collapse; margin: .6em 0; font-size: .9em; }
 th, td { border: 1px solid #ccc; padding: .25em .6em; text-align: left; vertical-align: top; }
 td { word-break: break-word; } th { background: #f4f4f4; }
 pre { background: #f6f6f6; padding: .5em; white-space: pre-wrap; word-break: break-all; }
+code { background: #f6f6f6; padding: 0 .2em; }
 img { max-width: 100%; border: 1px solid #eee; }
 figure { margin: 1em 0; page-break-inside: avoid; }
 @media print { body { margin: 0; max-width: none; } h2 { page-break-after: avoid; } }
@@ -357,6 +371,9 @@ def html(report: list[Block], images: dict[str, bytes]) -> str:
             out.append("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in b[1]) + "</tr>")
             out += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in b[2]]
             out.append("</table>")
+        elif b[0] == "text":
+            out.append("<p>" + "".join(f"<code>{e(w)}</code>" if code else e(w)
+                                       for w, code in _spans(b[1])) + "</p>")
         elif b[0] == "code":
             out.append(f"<pre>{e(b[1])}</pre>")
         elif b[0] == "img" and b[1] in images:
