@@ -103,6 +103,49 @@ def test_a_leak_says_did_not_close_only_of_sockets_still_in_close_wait(tmp_path,
         == (sample in ("idle_leak", "client_close"))
 
 
+def two_clients_of_time_wait_pressure(path: Path) -> None:
+    """samples/time_wait_pressure.pcap with its pressed client (10.91.0.1) twice: as
+    itself, and as 10.91.0.5 (each of its frames again, the addresses changed, the
+    checksums made anew), the control client once."""
+    import dpkt
+
+    client, twin = bytes([10, 91, 0, 1]), bytes([10, 91, 0, 5])
+    frames = []
+    with (SAMPLES / "time_wait_pressure.pcap").open("rb") as f:
+        for ts, buf in dpkt.pcap.Reader(f):
+            frames.append((ts, buf))
+            eth = dpkt.ethernet.Ethernet(buf)
+            ip = eth.data
+            if client not in (ip.src, ip.dst):
+                continue
+            ip.src, ip.dst = (twin if a == client else a for a in (ip.src, ip.dst))
+            ip.sum = ip.data.sum = 0  # dpkt computes both anew
+            frames.append((ts, bytes(eth)))
+    with path.open("wb") as f:
+        out = dpkt.pcap.Writer(f, snaplen=262144)
+        for ts, buf in sorted(frames, key=lambda fr: fr[0]):
+            out.writepkt(buf, ts)
+
+
+def test_diagnoses_of_one_kind_and_service_have_distinct_headings(tmp_path):
+    """Two client hosts of one service, each holding its ports in TIME_WAIT: a
+    time_wait_pressure for each, whose headings name the host; every heading of a report
+    differs, on every sample."""
+    capture = tmp_path / "two.pcap"
+    two_clients_of_time_wait_pressure(capture)
+    md, page = report(tmp_path, capture)
+    headings = [line for line in md.splitlines() if line.startswith("### ")]
+    assert "### time\\_wait\\_pressure: 10.91.0.2:80 (client side, host 10.91.0.1)" in headings
+    assert "### time\\_wait\\_pressure: 10.91.0.2:80 (client side, host 10.91.0.5)" in headings
+    assert "<h3>time_wait_pressure: 10.91.0.2:80 (client side, host 10.91.0.5)</h3>" in page
+    for sample in [capture, *sorted(SAMPLES.glob("*.pcap"))]:
+        md = tmp_path / "h.md"
+        assert main(["analyze", str(sample), "-q", "--report", str(md), "--plots",
+                     str(tmp_path / "plots")]) == 0
+        headings = [line for line in md.read_text().splitlines() if line.startswith("#")]
+        assert len(headings) == len(set(headings)), (sample, headings)
+
+
 def test_html_is_self_contained_and_its_images_decode(tmp_path):
     _, page = report(tmp_path, LEAK)
     p = Page()

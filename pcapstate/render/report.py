@@ -169,12 +169,22 @@ def _after(ts: float, start: float) -> str:
     return f"{seconds(ts - start)} later"
 
 
+def heading(d: dict[str, Any]) -> str:
+    """A diagnosis's heading, as distinct as what tells diagnoses apart (derive/diagnoses.py,
+    Diagnoser.found): its name, service and side, and time_wait_pressure's host, or
+    whether it was inferred: "time_wait_pressure: 10.0.0.5:80 (client side, host
+    10.0.0.1)"."""
+    about = [f"{d['side']} side", *([f"host {d['host']}"] if d.get("host") else []),
+             *([] if d["observed"] else ["inferred"])]
+    return f"{d['name']}: {d['service']} ({', '.join(about)})"
+
+
 def _diagnoses(diagnoses: list[dict[str, Any]]) -> list[Block]:
     """Each of the top diagnoses: what it means, what to check, and the packets that show
     it, with a Wireshark display filter per example connection."""
     out: list[Block] = [("h", 2, "Diagnoses")] if diagnoses else []
     for d in diagnoses[:TOP_GROUPS]:
-        out += [("h", 3, f"{d['name']}: {d['service']} ({d['side']} side)"),
+        out += [("h", 3, heading(d)),
                 ("p", _sentence(d["verdict"]), False),
                 ("p", "Seen directly in the packets." if d["observed"] else
                       f"An inference, from {d['inferred_from']}.", False),
