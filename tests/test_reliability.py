@@ -128,18 +128,22 @@ def test_a_read_only_destination_is_named_and_found_before_reading(tmp_path):
         assert leftovers(ro) == []
 
 
-def test_a_report_on_standard_output_makes_no_charts_folder(tmp_path):
+def test_a_report_on_standard_output_makes_no_charts_folder(tmp_path, monkeypatch, capsys):
     """--report - writes the Markdown to standard output with no charts (the folder beside
     it was named '--charts'), unless --plots names one; --plots - is a usage error."""
-    p = run("analyze", LEAK, "-q", "--report", "-", cwd=tmp_path)
-    assert p.returncode == 0 and "# " in p.stdout and ".png" not in p.stdout
+    from pcapstate.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["analyze", LEAK, "-q", "--report", "-"]) == 0
+    out = capsys.readouterr().out
+    assert "# " in out and ".png" not in out
     assert leftovers(tmp_path) == []
-    p = run("analyze", LEAK, "-q", "--report", "-", "--plots", "charts", cwd=tmp_path)
-    assert p.returncode == 0 and "](charts/durations.png)" in p.stdout
+    assert main(["analyze", LEAK, "-q", "--report", "-", "--plots", "charts"]) == 0
+    assert "](charts/durations.png)" in capsys.readouterr().out
     assert leftovers(tmp_path) == ["charts"]
-    p = run("analyze", LEAK, "-q", "--plots", "-", cwd=tmp_path)
-    assert one_error_line(p) == ("pcapstate: error: --plots writes PNG files into a folder: "
-                                 "give a folder, not '-'")
+    assert main(["analyze", LEAK, "-q", "--plots", "-"]) == 2
+    assert capsys.readouterr().err == ("pcapstate: error: --plots writes PNG files into a "
+                                       "folder: give a folder, not '-'\n")
     assert leftovers(tmp_path) == ["charts"]
 
 
@@ -147,12 +151,13 @@ def test_a_charts_folder_used_again_holds_only_this_captures_charts(tmp_path):
     """--plots into a folder an earlier run filled: a chart this capture has no data for
     (no CLOSE_WAIT: no close_wait.png) is removed, not left beside the new ones; files
     that are not pcapstate's charts stay."""
+    from pcapstate.cli import main
+
     plots = tmp_path / "plots"
-    assert run("analyze", LEAK, "-q", "--plots", str(plots)).returncode == 0
+    assert main(["analyze", LEAK, "-q", "--plots", str(plots)]) == 0
     assert "close_wait.png" in leftovers(plots)
     (plots / "notes.txt").write_text("mine")
-    assert run("analyze", str(SAMPLES / "refused.pcap"), "-q", "--plots",
-               str(plots)).returncode == 0
+    assert main(["analyze", str(SAMPLES / "refused.pcap"), "-q", "--plots", str(plots)]) == 0
     assert "close_wait.png" not in leftovers(plots) and "notes.txt" in leftovers(plots)
     assert "durations.png" in leftovers(plots)
 
