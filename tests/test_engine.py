@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from pcapstate.decode.frames import Batch
@@ -184,6 +184,14 @@ rows_strategy = st.lists(
 
 @settings(max_examples=250, deadline=None)
 @given(rows_strategy, st.integers(0, 2**32 - 1), st.sampled_from([0, 0, 1]))
+# the capture's clock past a listener's SYN-ACK timer (1.5 s), then back before it (0.0):
+# the SYN-ACK sent again at 0.0 came after the timer had closed the request at 1.0
+@example([(0.0, 0, False, "S", 0, 0, 0, False, False),
+          (0.0, 0, False, "S", 0, 0, 0, False, False),
+          (0.0, 1, False, "S", 0, 0, 0, False, False),
+          (1.5, 0, False, "S", 0, 0, 0, False, False),
+          (300.0, 0, False, "S", 0, 0, 0, True, False),
+          (0.0, 1, False, "SA", 0, 0, 0, False, False)], 0, 0)
 def test_random_segment_sequences_add_up(steps, isn, limit):
     """Two connections sharing a server, random flags, sequence numbers near what was
     sent, time jumps past the timers (pcapstate's and Zeek's, sometimes backwards); a

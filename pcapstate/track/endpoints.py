@@ -477,9 +477,15 @@ def segment(r, d, flags, seq, ack, wn, plen, ipid, ws, opts, ts, tw, ft, iplen, 
     duplicates too."""
     s = d
     zeek_view.packet(r, d, flags, seq, ack, plen, wn, ts, iplen, cut, bad_sum)
-    if ts < r.last_ts:
+    # the connection's clock: its last segment, or a timer that ran out since (at a
+    # deadline the capture's clock had passed: a segment earlier than that came late)
+    clock = r.last_ts
+    for e in range(2):
+        if r.ntr[e] > 0 and since(r, e) > clock:
+            clock = since(r, e)
+    if ts < clock:
         _weird(r, A_BACKWARDS)
-        ts = r.last_ts
+        ts = clock
     r.last_ts = ts
     sig = r.sig
     # (an IP id of 0 tells nothing: Linux sends a listener's SYN-ACKs so, and one answering
