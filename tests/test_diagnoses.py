@@ -249,3 +249,24 @@ def test_refused_connections_are_grouped_into_bursts():
     assert (d["count"], len(d["bursts"]), d["accepted_before_and_after"]) == (5, 2, True)
     assert [(b["from"], b["to"], b["count"]) for b in d["bursts"]] == [
         (0.0, 2.0, 3), (20.0, 21.0, 2)]
+
+
+def test_diagnoses_come_worst_kind_first():
+    """A leak before TIME_WAIT pressure of forty times as many connections: the kinds are
+    ranked (sockets or data lost, then failed or stalled connections, then pressure), the
+    count only within a kind. Two kernel samples read as one capture: close_wait_leak's 5
+    sockets left in CLOSE_WAIT, time_wait_pressure's 200 connections."""
+    from pathlib import Path
+
+    from pcapstate.derive.diagnoses import SEVERITY
+    from pcapstate.pipeline import analyze
+
+    samples = Path(__file__).resolve().parent.parent / "samples"
+    result = analyze([str(samples / "close_wait_leak.pcap"),
+                      str(samples / "time_wait_pressure.pcap")])
+    assert [(d["name"], d["count"]) for d in result["diagnoses"]] == [
+        ("close_wait_leak", 5), ("time_wait_pressure", 200)]
+    for name in ("syn_cookies.pcap", "close_wait_reset.pcap", "refused_burst.pcap"):
+        found = analyze([str(samples / name)])["diagnoses"]
+        ranks = [(SEVERITY.index(d["name"]), -d["count"]) for d in found]
+        assert ranks == sorted(ranks) and found, name

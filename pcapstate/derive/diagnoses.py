@@ -342,7 +342,8 @@ class Diagnoser:
         n["client_reuse_idle_max"] = max(n.get("client_reuse_idle_max", reuse), reuse)
 
     def to_json(self) -> list[dict[str, Any]]:
-        """Every diagnosis, worst first: most connections, then by name, service, side."""
+        """Every diagnosis: most connections first, then by name, service, side (the order
+        worst_first keeps among equals)."""
         self._count()
         self.lifecycle.finish()
         for (name, service, *_), d in self.found.items():
@@ -354,6 +355,21 @@ class Diagnoser:
                        key=lambda d: (-d.count, d.name, d.service, d.side, bool(d.inferred_from),
                                       str(d.numbers.get("host", ""))))
         return [d.to_json() for d in found]
+
+
+#: The kinds, worst first: sockets or data lost, then connections that failed or stalled,
+#: then pressure (a leak before TIME_WAIT pressure of more connections)
+SEVERITY = ("close_wait_leak", "reset_with_data_loss", "peer_gone", "accept_queue_overflow",
+            "keepalive_race", "handshake_timeout", "zero_window_stall", "syn_retransmitted",
+            "refused_burst", "time_wait_pressure")
+assert set(SEVERITY) == set(CATALOGUE)
+
+
+def worst_first(diagnoses: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The diagnoses, worst first: by kind (SEVERITY), then most connections, then by name
+    and service; equals keep their order."""
+    return sorted(diagnoses, key=lambda d: (SEVERITY.index(d["name"]), -d["count"], d["name"],
+                                            d["service"]))
 
 
 def _median(hist: np.ndarray) -> float | None:

@@ -18,7 +18,7 @@ import numpy as np
 
 from pcapstate import jit
 from pcapstate.derive import records
-from pcapstate.derive.diagnoses import Diagnoser, close_wait_leaks
+from pcapstate.derive.diagnoses import Diagnoser, close_wait_leaks, worst_first
 from pcapstate.derive.fold import BINS_PER_DECADE, CENSORS, COMPLETE, FLOOR, fold, new_folds
 from pcapstate.derive.rules import groups, service_keys
 from pcapstate.derive.timeline import Timeline
@@ -286,8 +286,7 @@ class Summary:
                    if self.wireshark else {}),
             },
             "findings": findings,
-            "diagnoses": sorted(close_wait_leaks(findings) + self.diagnoser.to_json(),
-                                key=lambda d: (-d["count"], d["name"], d["service"])),
+            "diagnoses": worst_first(close_wait_leaks(findings) + self.diagnoser.to_json()),
             "vantage": self.vantage(),
             "durations": {st.value: _durations_json(f, s) for s, st in enumerate(STATES)
                           if f["counts"][s].any()},
