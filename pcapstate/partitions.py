@@ -71,13 +71,13 @@ class Partition:
         self.failed: str | None = None  # an error that is not the capture's
         try:
             self.reading = Reading(paths, settings, engine)
+            self.tracker = Tracker(settings, self._retired, share=(part, parts))
         except CaptureError as e:
             self.error = self._named(e)
             return
         except Exception as e:  # noqa: BLE001 (told to the client, which stops: one line)
             self.failed = _failure(e)
             return
-        self.tracker = Tracker(settings, self._retired, share=(part, parts))
         self.retired: list[tuple[Any, ...]] = []
         self.progress: tuple[int, int | None] = (0, None)
         self.batches = self.reading.batches(stop=lambda: self.halt, progress=self._progress)
@@ -123,8 +123,11 @@ class Partition:
 
     def finish(self, upto: int) -> dict[str, Any]:
         """Once the reading is over: retire the live connections of ids up to `upto`."""
-        self.tracker.finish(self.reading.end(), upto)
-        return self._handed(read=True)
+        try:
+            self.tracker.finish(self.reading.end(), upto)
+            return self._handed(read=True)
+        except Exception as e:  # noqa: BLE001
+            return {"failed": _failure(e)}
 
     def _handed(self, read: bool) -> dict[str, Any]:
         """What it retired and opened since the last step; once the reading is over, the

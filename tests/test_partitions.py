@@ -289,3 +289,22 @@ def test_a_failure_in_a_partition_is_one_line(monkeypatch):
     part = Partition([str(SAMPLES / "aborts.pcap")], ["aborts.pcap"], Settings(), "fast", 1, 2)
     with pytest.raises(DaskError, match=r"^partition 0 failed: RuntimeError: no room$"):
         _agreed([part.step(False)])
+
+
+def test_a_failure_at_the_end_is_one_line(monkeypatch):
+    """An error while a partition retires its live connections at the end (not the
+    capture's): one line naming the partition, as during the reading."""
+    from pcapstate.partitions import DaskError, Partition, _agreed
+    from pcapstate.track.connections import Tracker
+
+    part = Partition([str(SAMPLES / "aborts.pcap")], ["aborts.pcap"], Settings(), "fast", 0, 1)
+    while not _agreed([part.step(False)])[0]["read"]:
+        pass
+
+    def broken(self, *args):
+        raise MemoryError("no room for the end")
+
+    monkeypatch.setattr(Tracker, "finish", broken)
+    with pytest.raises(DaskError, match=r"^partition 0 failed: MemoryError: no room for the "
+                                        r"end$"):
+        _agreed([part.finish(10)])

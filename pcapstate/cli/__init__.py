@@ -228,13 +228,15 @@ class _Outputs:
         pending.file.write(data)  # type: ignore[arg-type]  # a binary file
 
     def done(self) -> None:
-        for pending in self.files.values():
-            pending.done()
-        for path in self.stale:
+        for path in self.stale:  # first: a failure then leaves the outputs as they were
             try:
                 os.remove(path)
+            except FileNotFoundError:
+                pass
             except OSError as e:
                 raise WriteError(path, e) from e
+        for pending in self.files.values():
+            pending.done()
         self.made = None
 
     def discard(self) -> None:

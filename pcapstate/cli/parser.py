@@ -95,8 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "these diagnoses is found (comma-separated: "
                         f"{', '.join(STATE_NAMES)}, or any (every state); "
                         f"{', '.join(DIAGNOSIS_NAMES)}); exit 3 if none is but records "
-                        "that may hold TCP were not decoded, or connections were evicted "
-                        "from the full table (--max-connections)")
+                        "that may hold TCP were not decoded, connections were evicted from "
+                        "the full table (--max-connections), or there were no packets")
     a.add_argument("--ss", action="append", metavar="FILE[@TIME]", default=[],
                    help="the sockets a host listed during the incident (ss -tanp, or "
                         "netstat -tanp), taken at TIME (seconds since 1970 or ISO 8601; or "

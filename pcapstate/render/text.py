@@ -147,7 +147,8 @@ def unread_words(result: dict[str, Any]) -> str:
     evicted = result["connections"].get("evicted", {}).get("total")
     dropped = (f" {count(evicted, 'connection')} {'were' if evicted != 1 else 'was'} evicted "
                "from the full connection table (--max-connections): their states were "
-               "dropped, so an endpoint stuck in one may not be found." if evicted else "")
+               "dropped and their later segments followed as new connections, so the "
+               "verdict may miss or misplace stuck endpoints." if evicted else "")
     cov = result.get("coverage")
     if cov and not cov["records"]:
         return " The capture holds no packets: nothing was analysed."
