@@ -178,20 +178,28 @@ class Numbering:
 
     def of(self, ids: np.ndarray) -> np.ndarray:
         """The single run's ids of these live connections."""
-        steps = np.searchsorted(self.first[:len(self.ids)], ids, side="right") - 1
+        return self._of(ids, self._steps(ids))
+
+    def retire(self, ids: np.ndarray) -> np.ndarray:
+        """The single run's ids of these live connections, which retire."""
+        steps = self._steps(ids)
+        out = self._of(ids, steps)
+        for k, n in zip(*(a.tolist() for a in np.unique(steps, return_counts=True)),
+                        strict=True):
+            self.left[k] -= n
+            if not self.left[k]:
+                self.ids[k] = None
+        return out
+
+    def _steps(self, ids: np.ndarray) -> np.ndarray:
+        return np.searchsorted(self.first[:len(self.ids)], ids, side="right") - 1
+
+    def _of(self, ids: np.ndarray, steps: np.ndarray) -> np.ndarray:
         out = np.empty(len(ids), np.int64)
         for k in np.unique(steps).tolist():
             mine = steps == k
             out[mine] = self.ids[k][ids[mine] - self.first[k]]  # type: ignore[index]
         return out
-
-    def retire(self, ids: np.ndarray) -> None:
-        steps, counts = np.unique(np.searchsorted(self.first[:len(self.ids)], ids,
-                                                  side="right") - 1, return_counts=True)
-        for k, n in zip(steps.tolist(), counts.tolist(), strict=True):
-            self.left[k] -= n
-            if not self.left[k]:
-                self.ids[k] = None
 
     def upto(self, number: int) -> int:
         """How many of its ids are at most `number` in a single run's numbering (as far as
@@ -236,8 +244,7 @@ class Merge:
             for rows, t, h, views in o["retired"]:
                 rows = np.array(rows)  # writable
                 ids = rows["cid"].astype(np.int64)
-                rows["cid"] = numbering.of(ids)
-                numbering.retire(ids)
+                rows["cid"] = numbering.retire(ids)
                 if views:
                     number_of = dict(zip(ids.tolist(), rows["cid"].tolist(), strict=True))
                     ended |= {number_of[cid]: vs for cid, vs in views.items()}

@@ -433,7 +433,7 @@ def _left_close_wait(d: Diagnosis) -> list[str]:
     spans = d.numbers["outcome_durations"]
     out = []
     for outcome, k in sorted(d.numbers["outcomes"].items(),
-                             key=lambda kv: (_LEFT + (kv[0],)).index(kv[0])):
+                             key=lambda kv: _LEFT.index(kv[0]) if kv[0] in _LEFT else len(_LEFT)):
         who = "it" if total == 1 else "all" if k == total else f"{k:,}"
         was, them = ("was", "it") if k == 1 else ("were", "them")
         lo, hi = (seconds(spans[outcome][m]) for m in ("min", "max"))

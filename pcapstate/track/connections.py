@@ -466,8 +466,7 @@ def run(T, H, S, table, free, R, L, Z, opened, B, start, n):
                 r.ws[a] += (b_analysis[i] >> a) & 1
         if segment(r, d, flags, seq, b_ack[i], np.int64(b_win[i]), np.int64(b_plen[i]),
                     np.int64(b_ipid[i]), np.int64(b_wscale[i]), np.int64(b_synopt[i]), ts,
-                    tw, ft,
-                    np.int64(b_iplen[i]), b_cut[i], b_bad_sum[i]):
+                    S[NOW], tw, ft, np.int64(b_iplen[i]), b_cut[i], b_bad_sum[i]):
             _schedule(r, H, S, c)
         _touch(T, L, c)
     return n, DONE
