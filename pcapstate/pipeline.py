@@ -51,7 +51,7 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
             on_record: Callable[[dict[str, Any]], None] | None = None,
             on_lines: Callable[[str], object] | None = None,
             on_brief: Callable[[list[list[Any]]], None] | None = None,
-            on_zeek: Callable[[list[dict[str, Any]]], None] | None = None,
+            on_zeek: Callable[[dict[str, Any]], None] | None = None,
             on_columns: Callable[[dict[str, Any], Any], None] | None = None,
             progress: Progress | None = None, engine: str = "fast",
             stop: Callable[[], bool] | None = None,
@@ -65,10 +65,10 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
     `--jsonl` writes them), many lines at a time, for less than the dicts; `on_brief` the
     same connections in brief (derive/records.py BRIEF_FIELDS), a list at a time, at a
     fraction of the cost; `on_zeek` the same connections as Zeek sees them
-    (derive/records.py zeek_records: what a conn.log needs), a list at a time, also for
-    less; `on_columns` the same records' fields, a column each, and their Zeek views, a
-    batch at a time (derive/records.py columns and zeek_views: what render/parquet.py
-    writes);
+    (derive/records.py conn_entries: what a conn.log needs, a column each), a batch at a
+    time, also for less; `on_columns` the same records' fields, a column each, and their
+    Zeek views, a batch at a time (derive/records.py columns and zeek_views: what
+    render/parquet.py writes);
     `progress(bytes_done, bytes_total)` is
     called now and then. `stop()`, asked between batches, ends the reading early: the
     result then covers what was read (`interrupted` is true, a warning says so); connections

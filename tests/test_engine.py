@@ -19,7 +19,7 @@ from pcapstate.pipeline import analyze
 from pcapstate.vocab import Closer, EndKind, State
 from tests.test_properties import FLAG_SETS
 from tests.test_samples import EXPECTED, captures
-from tests.transcript import FLAGS, Transcript, batch_of, transitions
+from tests.transcript import FLAGS, Transcript, batch_of, record_entries, transitions
 
 ROLES = ("client", "server")
 #: main.zeek's conn_state values and Zeek's history letters (upper case the originator's,
@@ -37,11 +37,6 @@ def ranked(counts: Counter) -> list[tuple[str, int]]:
 def brief(r: dict[str, Any]) -> list[Any]:
     return [r["client"], r["server"], r["first_ts"], r["end"], r["closer"],
             r["endpoints"]["client"]["final_state"], r["endpoints"]["server"]["final_state"]]
-
-
-def zeek_of(r: dict[str, Any]) -> dict[str, Any]:
-    """What `on_zeek` should say of a record: its endpoints, `zeek` and `zeek_later`."""
-    return {k: r[k] for k in ("client", "server", "zeek", "zeek_later") if k in r}
 
 
 def views(r: dict[str, Any]) -> list[dict[str, Any]]:
@@ -170,7 +165,7 @@ def check_against_records(t: Transcript, end: float, limit: int, segments: int) 
         assert {k: got[state][k] for k in e} == e, state
 
     assert t.briefs == [brief(r) for r in records]
-    assert t.zeek == [zeek_of(r) for r in records]
+    assert t.zeek == [e for r in records for e in record_entries(r)]
 
 
 HOSTS = [(bytes([10, 0, 0, 1]), 40000), (bytes([10, 0, 0, 1]), 40001), (bytes([10, 0, 0, 2]), 80)]

@@ -15,6 +15,7 @@ import pytest
 from pcapstate.cli import main
 from pcapstate.pipeline import analyze
 from pcapstate.settings import Settings
+from tests.transcript import entry_dicts
 
 distributed = pytest.importorskip("distributed")
 
@@ -34,7 +35,7 @@ def run(paths, settings=None, **options):
     """The result (without its run time), every record and every conn.log line."""
     records, zeek = [], []
     result = analyze([str(p) for p in paths], settings, on_record=records.append,
-                     on_zeek=zeek.extend, **options)
+                     on_zeek=lambda entries: zeek.extend(entry_dicts(entries)), **options)
     del result["elapsed_seconds"]
     return result, records, zeek
 

@@ -60,4 +60,6 @@ def test_texts_are_orjsons_even_with_a_comma_inside() -> None:
                    np.array([1.5, 1e16, 1e-7, 0.1, 1796161191.08386]),
                    np.array([0, -3, 2**40], np.int64), np.array([True, False]),
                    np.array([], np.int64), np.array([], object)):
-        assert records._texts(values) == [orjson.dumps(v).decode() for v in values.tolist()]
+        assert records.json_texts(values) == [orjson.dumps(v).decode() for v in values.tolist()]
+    values = [("C1", "C2"), None, ("C3",), 7]  # a list as it is, sets of strings as tuples
+    assert records.json_texts(values) == [orjson.dumps(v).decode() for v in values]

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 from pcapstate.pipeline import analyze
@@ -21,10 +22,16 @@ from pcapstate.pipeline import analyze
 out = []
 for path in sys.argv[1:]:
     records, zeek = [], []
-    result = analyze([path], on_record=records.append, on_zeek=zeek.extend)
+    result = analyze([path], on_record=records.append,
+                     on_zeek=lambda e: zeek.append({k: v.tolist() for k, v in e.items()}))
     out.append([result, records, zeek])
 print(json.dumps(out))
 """
+
+
+def listed(into: list[dict], entries: dict) -> None:
+    """on_zeek's columns as lists (as SCRIPT sends them)."""
+    into.append({k: v.tolist() for k, v in entries.items()})
 
 
 def facts(result: dict) -> dict:
@@ -41,7 +48,8 @@ def compare(names: list[str]) -> None:
     for path, (result, records, zeek) in zip(paths, uncompiled, strict=True):
         got_records: list[dict] = []
         got_zeek: list[dict] = []
-        compiled = analyze([path], on_record=got_records.append, on_zeek=got_zeek.extend)
+        compiled = analyze([path], on_record=got_records.append,
+                           on_zeek=partial(listed, got_zeek))
         assert facts(result) == json.loads(json.dumps(facts(compiled))), path
         assert records == json.loads(json.dumps(got_records)), path
         assert zeek == json.loads(json.dumps(got_zeek)), path

@@ -10,6 +10,7 @@ import pytest
 
 from pcapstate.cli import main
 from pcapstate.render.zeeklog import FIELDS, TYPES
+from tests.transcript import record_entries
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
@@ -285,39 +286,57 @@ def test_zeeks_inactivity_timeout_splits_a_connection_as_its_baseline_shows(tmp_
     ACK; Zeek's inactivity timeout (5 minutes) ended the first connection, the segment
     sent again began a second. Zeek's lines: "0.000010 18 0 OTH 0 Da 1 58 1 40" and
     "- - - OTH 0 D 1 58 0 0" (the baseline masks the timestamps)."""
-    from pcapstate.pipeline import analyze
-    from pcapstate.render.zeeklog import entries
-
     packets = [(0.0, True, P_ | A_, 1000, 5000, 18, 0), (0.00001, False, A_, 5000, 1018, 0, 0),
                (300.00001, True, P_ | A_, 1000, 5000, 18, 0)]
-    records: list[dict] = []
-    analyze([craft(tmp_path / "t.pcap", packets, ports=(51889, 80))],
-            on_record=records.append)
-    (record,) = records  # one connection to pcapstate
-    got = [tuple("-" if e[c] is None else f"{e[c]:.6f}" if c == "duration" else str(e[c])
-                 for c in ZEEK_COLUMNS) for e in entries(record)]
+    path, out = craft(tmp_path / "t.pcap", packets, ports=(51889, 80)), tmp_path / "conn.log"
+    assert main(["analyze", path, "--zeek-conn", str(out), "-q"]) == 0
+    got = [tuple(e[c] for c in ZEEK_COLUMNS) for e in rows(out.read_text())]
     assert got == [("0.000010", "18", "0", "OTH", "0", "Da", "1", "58", "1", "40"),
                    ("-", "-", "-", "OTH", "0", "D", "1", "58", "0", "0")]
+    assert len({e["uid"] for e in rows(out.read_text())}) == 2
 
 
-def test_the_conn_log_is_the_same_as_the_records_say():
-    """The conn.log gets its lines in bulk (derive/records.zeek_records, no record built):
-    the same lines as the records' `zeek` and `zeek_later`, on every sample (Zeek's later
-    connections included)."""
-    from pcapstate.pipeline import analyze
-    from pcapstate.render.zeeklog import entries
+def test_the_conn_log_is_the_same_as_the_records_say(tmp_path):
+    """The conn.log is written in bulk from the engine's arrays (derive/records.py
+    conn_entries, no record built): its lines say what the records' `zeek` and
+    `zeek_later` say, in the same order, on every sample (Zeek's later connections
+    included), in TSV and in JSON."""
     from tests.test_samples import EXPECTED, captures
 
     later = 0
     for expected in EXPECTED:
-        zeek: list[dict] = []
-        records: list[dict] = []
-        analyze(captures(expected), on_record=records.append, on_zeek=zeek.extend)
-        lines = sorted(e for rec in zeek for e in map(str, entries(rec)))
-        assert lines == sorted(e for rec in records for e in map(str, entries(rec)))
-        assert len(lines) >= len(records) > 0, expected.name
+        tsv, lines, jsonl = (tmp_path / n for n in ("conn.log", "conn.json", "records.jsonl"))
+        assert main(["analyze", *captures(expected), "-q", "--zeek-conn", str(tsv),
+                     "--zeek-conn-json", str(lines), "--jsonl", str(jsonl)]) in (0, 1)
+        records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+        want = [e for r in records for e in record_entries(r)]
+        assert [_tsv_of(e) for e in want] == [
+            {k: e[k] for k in _TSV_OF} for e in rows(tsv.read_text())], expected.name
+        assert [{k: v for k, v in _json_of(e).items() if v is not None} for e in want] == [
+            {k: e[k] for k in e if k in _TSV_OF}
+            for e in map(json.loads, lines.read_text().splitlines())], expected.name
+        assert len(want) >= len(records) > 0, expected.name
         later += sum(len(r.get("zeek_later", ())) for r in records)
     assert later >= 4  # idle_leak's and syn_timeout's
+
+
+#: The conn.log's columns a record says, and the entry's (record_entries) they come from
+_TSV_OF = {"ts": "ts", "id.orig_h": "orig_h", "id.orig_p": "orig_p", "id.resp_h": "resp_h",
+           "id.resp_p": "resp_p", **{c: c for c in ZEEK_COLUMNS}}
+
+
+def _json_of(entry):
+    return {k: entry[v] for k, v in _TSV_OF.items()}
+
+
+def _tsv_of(entry):
+    """Zeek's TSV text of an entry's values: times with 6 decimals, unset as -, an empty
+    history as (empty)."""
+    out = {}
+    for k, v in _json_of(entry).items():
+        out[k] = "-" if v is None else f"{v:.6f}" if isinstance(v, float) else \
+            str(v) or "(empty)"
+    return out
 
 
 def test_tunnel_parents_tie_a_tunnels_connections_together(tmp_path):
@@ -351,3 +370,27 @@ def test_a_bare_zeek_has_no_likely_server_ports(tmp_path):
         assert main(["analyze", str(path), "--zeek-conn", str(out), "-q", *extra]) == 0
         (e,) = rows(out.read_text())
         assert (e["history"], e["id.orig_p"]) == (history, orig_p)
+
+
+def test_uids_are_the_base62_of_each_keys_hash():
+    """The uids made in bulk are each key's 96-bit blake2b hash in base 62 after a C, as the
+    plain conversion writes it, hashes with leading zero digits included."""
+    import hashlib
+
+    from pcapstate.render.zeeklog import _uids
+
+    digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+    def plain(key):
+        n = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=12).digest(), "big")
+        out = ""
+        while n:
+            n, d = divmod(n, 62)
+            out = digits[d] + out
+        return "C" + out
+
+    keys = [f"10.0.0.{i % 250}:{i}|10.0.0.1:80|{i / 7:.6f}" for i in range(20000)]
+    got = _uids(keys)
+    assert got == [plain(k) for k in keys]
+    assert min(map(len, got)) < max(map(len, got)) == 18  # 17 digits, or fewer
+    assert _uids([]) == []

@@ -1,6 +1,7 @@
 """Transcripts: crafted segments in, connection records out, through the one engine (the
 tracker of track/ and the summary of derive/), the same code a capture goes through."""
 
+import json
 from typing import Any
 
 from pcapstate.decode.frames import NO_WSCALE, NOT_SYN, TCP, Batch
@@ -8,6 +9,7 @@ from pcapstate.derive.summary import Summary
 from pcapstate.settings import Settings
 from pcapstate.track.connections import Tracker
 from pcapstate.vocab import ACK, FIN, PSH, RST, SYN
+from pcapstate.words import split_address
 
 C = (bytes([10, 0, 0, 1]), 40000)
 S = (bytes([10, 0, 0, 2]), 80)
@@ -51,7 +53,7 @@ class Transcript:
         self.briefs: list[list[Any]] = []
         self.zeek: list[dict[str, Any]] = []
         self.summary = Summary(self.settings, self.records.append, self.briefs.extend,
-                               self.zeek.extend)
+                               lambda entries: self.zeek.extend(entry_dicts(entries)))
         self.tracker = Tracker(self.settings, self.summary.take, slots=slots)
         self.ipid = 0
 
@@ -80,6 +82,34 @@ class Transcript:
         """The summary's part of the result (after `finish`)."""
         return self.summary.to_json(self.tracker.evicted) | {
             "timeline": self.summary.timeline.to_json(self.end)}
+
+
+def entry_dicts(entries: dict[str, Any]) -> list[dict[str, Any]]:
+    """What `on_zeek` receives (derive/records.py conn_entries, a column each) as a dict
+    each: its row's client, server and tunnel, its originator's and responder's host and
+    port, and its Zeek view's fields as a record's `zeek` has them."""
+    columns = {k: v.tolist() for k, v in entries.items()}
+    out = [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(),
+                                                                     strict=True)]
+    for e in out:
+        if not e.pop("timed"):
+            e.update(duration=None, orig_bytes=None, resp_bytes=None)
+    return out
+
+
+def record_entries(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """What `on_zeek` should say of a record (entry_dicts): an entry for its `zeek` and
+    each of its `zeek_later`."""
+    out = []
+    for z in (record["zeek"], *record.get("zeek_later", ())):
+        orig, resp = (("client", "server") if z["orig"] == "client"
+                      else ("server", "client"))
+        (oh, op), (rh, rp) = (split_address(record[orig]), split_address(record[resp]))
+        tunnel = record.get("tunnel")
+        out.append({**z, "client": record["client"], "server": record["server"],
+                    "orig_h": oh, "orig_p": op, "resp_h": rh, "resp_p": rp,
+                    "tunnel": tunnel and json.dumps(tunnel, sort_keys=True)})
+    return out
 
 
 def transitions(record: dict[str, Any], role: str) -> list[tuple[float, str, bool]]:

@@ -315,10 +315,9 @@ def _analyze(args: argparse.Namespace) -> int:
                 return _error("--parquet needs pyarrow: pip install 'pcapstate[parquet]'")
             parquet = ParquetSink(table)  # type: ignore[arg-type]  # a binary file
 
-        def on_zeek(recs: list[dict[str, Any]]) -> None:
-            for rec in recs:
-                for log in zeek_logs:
-                    log.write(rec)
+        def on_zeek(entries: dict[str, Any]) -> None:
+            for log in zeek_logs:
+                log.take(entries)
 
         jit.plain_for([plain_size(p) for p in args.captures])  # small: not compiled
         _SOFT.set()  # a first Ctrl-C now stops the reading; what was read is reported

@@ -5,6 +5,7 @@ built in bulk from the packed records the tracker hands out (track/slots.py), in
 
 import functools
 import gc
+import json
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from ipaddress import ip_address
@@ -69,19 +70,24 @@ def address(row: np.void, e: int) -> str:
         + f":{int(row['port'][e])}"
 
 
-def _addresses(rows: np.ndarray) -> np.ndarray:
-    """Each row's client and server addresses ([row, endpoint], as `address` writes them),
-    read in bulk: each distinct IPv4 host and each distinct port formatted once."""
+def _endpoints(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's client and server hosts ([row, endpoint], as `address` writes them) and
+    ports, read in bulk: each distinct IPv4 host formatted once."""
     v6 = np.repeat(rows["v6"] != 0, 2)
-    lo, ports = rows["ip_lo"].reshape(-1), rows["port"].reshape(-1)
+    lo = rows["ip_lo"].reshape(-1)
     hosts = np.empty(len(lo), object)
     distinct, at = np.unique(lo[~v6], return_inverse=True)
     hosts[~v6] = np.array([_host(0, 0, o) for o in distinct.tolist()], object)[at]
     hosts[v6] = [_host(1, h, o) for h, o in zip(rows["ip_hi"].reshape(-1)[v6].tolist(),
                                                lo[v6].tolist(), strict=True)]
+    return hosts.reshape(-1, 2), rows["port"]
+
+
+def _addresses(hosts: np.ndarray, ports: np.ndarray) -> np.ndarray:
+    """Each row's client and server addresses ([row, endpoint], as `address` writes them),
+    from their hosts and ports (_endpoints), each distinct port formatted once."""
     distinct, at = np.unique(ports, return_inverse=True)
-    return (hosts + np.array([f":{p}" for p in distinct.tolist()], object)[at]
-            ).reshape(-1, 2)
+    return hosts + np.array([f":{p}" for p in distinct.tolist()], object)[at.reshape(-1, 2)]
 
 
 def tunnel_name(tunnel: dict[str, Any]) -> str:
@@ -105,7 +111,7 @@ def briefs(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray) -> list[lis
     """The connections in brief (BRIEF_FIELDS)."""
     states = rows["st"].tolist()
     return [[a, b, t, END_NAMES[k], CLOSER_NAMES[c], STATES[st[0]].value, STATES[st[1]].value]
-            for (a, b), st, t, k, c in zip(_addresses(rows).tolist(), states,
+            for (a, b), st, t, k, c in zip(_addresses(*_endpoints(rows)).tolist(), states,
                                            rows["first_ts"].tolist(), kinds.tolist(),
                                            closers.tolist(), strict=True)]
 
@@ -129,7 +135,7 @@ def columns(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray, aborted: n
     None; with the diagnoses' rules' bits (`picks`, derive/rules.py pick), "signs": the
     diagnoses each connection shows a sign of (rules.SIGNS), a list each."""
     names = _NAMES
-    addresses = _addresses(rows)
+    addresses = _addresses(*_endpoints(rows))
     closed_by = np.where(aborted, "rst", "fin").astype(object)
     closed_by[(closers == _CLOSER_NONE) | (evidences == _INFERRED)] = None
     # the transitions made (not the unused places), and where each endpoint's begin
@@ -186,7 +192,7 @@ def lines(cols: dict[str, Any], views: "ZeekViews", zeek: list[str],
     if not n:
         return ""
     moves = _transitions(cols)
-    endpoints = [_object([*((name, _texts(cols[f"{role}_{name}"])) for name in _ENDPOINT),
+    endpoints = [_object([*((name, json_texts(cols[f"{role}_{name}"])) for name in _ENDPOINT),
                           ("transitions", ("[", moves[:, e].tolist(), "]"))])
                  for e, role in enumerate(ROLES)]
     tunnel = _optional(n, "tunnel", {i: _json(tunnels[t - 1]) for i, t in zip(
@@ -197,10 +203,10 @@ def lines(cols: dict[str, Any], views: "ZeekViews", zeek: list[str],
     later = _optional(n, "zeek_later", {i: "[" + ",".join(zeek[k] for k in others) + "]"
                                         for i, others in views.later.items()})
     record = _object([
-        *((k, _texts(cols[k])) for k in _PLAIN),
+        *((k, json_texts(cols[k])) for k in _PLAIN),
         ("endpoints", _object(list(zip(ROLES, endpoints, strict=True)))),
         ("anomalies", _maps(cols["anomalies"], cols["anomaly_names"]).tolist()),
-        ("evicted", _texts(cols["evicted"])), (None, tunnel), *([ws] if ws else []),
+        ("evicted", json_texts(cols["evicted"])), (None, tunnel), *([ws] if ws else []),
         ("zeek", [zeek[k] for k in views.first.tolist()] if views.later else zeek[:n]),
         (None, later)])
     return _join(n, record, "\n")
@@ -222,19 +228,24 @@ def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def _texts(values: np.ndarray) -> list[str]:
+def json_texts(values: np.ndarray | list[Any]) -> list[str]:
     """Each value as orjson writes it, all in one call, the list's text split at its commas
     (orjson writes numpy's int, bool and float64 as their Python values; a number's text
-    holds no comma); when some string holds a comma, each distinct value alone."""
-    if values.dtype.kind in "biu" or values.dtype == np.float64:
+    holds no comma); when some value's text holds a comma, each distinct value alone
+    (values hashable)."""
+    if isinstance(values, list):
+        data = orjson.dumps(values)
+    elif values.dtype.kind in "biu" or values.dtype == np.float64:
         data = orjson.dumps(np.ascontiguousarray(values), option=orjson.OPT_SERIALIZE_NUMPY)
     else:
-        data = orjson.dumps(values.tolist())
+        values = values.tolist()
+        data = orjson.dumps(values)
     texts = data.decode()[1:-1].split(",")
     if len(texts) == len(values):
         return texts
-    distinct = {v: _json(v) for v in dict.fromkeys(values.tolist())}
-    return list(map(distinct.__getitem__, values.tolist()))
+    listed = values if isinstance(values, list) else values.tolist()
+    distinct = {v: _json(v) for v in dict.fromkeys(listed)}
+    return list(map(distinct.__getitem__, listed))
 
 
 def _object(members: Sequence[tuple[str | None, Part]]) -> tuple[Part, ...]:
@@ -292,7 +303,7 @@ def _transitions(cols: dict[str, Any]) -> np.ndarray:
     ends = ((cols["moves_state_code"] * 2 + cols["moves_timer"]) * 2
             + cols["moves_inferred"]) * 2 + last
     flat: list[str] = [""] * (2 * made)
-    flat[0::2] = _texts(cols["moves_ts"])
+    flat[0::2] = json_texts(cols["moves_ts"])
     flat[1::2] = _MOVE_ENDS[ends].tolist()
     out[cols["ntr"] > 0] = (_MOVE_START + "".join(flat)).split("\n")[:-1]
     return out
@@ -311,7 +322,7 @@ def _maps(counts: np.ndarray, names: Sequence[str]) -> np.ndarray:
     keys[first] = "{" + keys[first]
     ends = np.full(len(rows), ",", object)
     ends[last] = "}\n"
-    out[rows[last]] = _join(len(rows), (keys.tolist(), _texts(counts[rows, at]), ends.tolist()),
+    out[rows[last]] = _join(len(rows), (keys.tolist(), json_texts(counts[rows, at]), ends.tolist()),
                             "").split("\n")[:-1]
     return out
 
@@ -353,17 +364,36 @@ _MOVE_ENDS = np.array([f",{_json('state')}:{_json(state)}{timer}{inferred}}}{end
                        for end in (",", "\n")], object)
 
 
-@_bulk
-def zeek_records(rows: np.ndarray, zeek: list[dict[str, Any]],
-                 tunnels: Sequence[dict[str, Any]] = ()) -> list[dict[str, Any]]:
-    """What a Zeek conn.log needs of each connection (render/zeeklog.py): its endpoints,
-    `zeek` and `zeek_later` as in its record (`zeek`: zeek_fields of the same rows), and its
-    `tunnel`, if it came in one."""
-    out = [{"client": a, "server": b} | z
-           for (a, b), z in zip(_addresses(rows).tolist(), zeek, strict=True)]
-    for rec, number in zip(out, rows["tunnel"].tolist(), strict=True):
-        if number:
-            rec["tunnel"] = tunnels[number - 1]
+def conn_entries(rows: np.ndarray, views: "ZeekViews",
+                 tunnels: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+    """What a Zeek conn.log needs of a batch of connections (render/zeeklog.py): an entry
+    for each of their Zeek views (`views`: zeek_views of the same rows), each row's first
+    and then those Zeek began after it on the row's 4-tuple (as its record's `zeek` and
+    `zeek_later`), a column each: the view's fields (views_columns: ZEEK_FIELDS and
+    "timed"), "client" and "server" (the row's addresses), "orig_h", "orig_p", "resp_h",
+    "resp_p" (the originator's and the responder's host, IPv6's without brackets, and port)
+    and "tunnel" (the tunnel the row came in, as JSON text with its keys sorted, or None;
+    `tunnels`: those met, by number - 1)."""
+    owner = np.arange(len(rows))  # each entry's row
+    order = views.first
+    if views.later:
+        pairs = [(i, k) for i, first in enumerate(views.first.tolist())
+                 for k in (first, *views.later.get(i, ()))]
+        owner, order = (np.array(c, np.intp) for c in zip(*pairs, strict=True))
+    out = {k: v[order] for k, v in views.columns.items()}
+    hosts, ports = _endpoints(rows)
+    addresses = _addresses(hosts, ports)[owner]
+    out["client"], out["server"] = addresses[:, 0], addresses[:, 1]
+    hosts, ports = hosts[owner], ports[owner]
+    v6 = np.repeat(rows["v6"][owner] != 0, 2).reshape(-1, 2)
+    hosts[v6] = [h[1:-1] for h in hosts[v6].tolist()]
+    at, orig = np.arange(len(owner)), (out["orig"] == "server").astype(np.intp)
+    out["orig_h"], out["orig_p"] = hosts[at, orig], ports[at, orig]
+    out["resp_h"], out["resp_p"] = hosts[at, 1 - orig], ports[at, 1 - orig]
+    numbers = rows["tunnel"][owner]
+    out["tunnel"] = np.full(len(owner), None, object)
+    for t in np.unique(numbers[numbers != 0]).tolist():
+        out["tunnel"][numbers == t] = json.dumps(tunnels[t - 1], sort_keys=True)
     return out
 
 
@@ -406,24 +436,12 @@ def zeek_texts(views: ZeekViews) -> list[str]:
     n = len(cols["timed"])
     if not n:
         return []
-    values = {k: _texts(cols[k]) for k in ZEEK_FIELDS}
+    values = {k: json_texts(cols[k]) for k in ZEEK_FIELDS}
     null = _json(None)
     for k in ZEEK_TIMED:
         for i in np.flatnonzero(~cols["timed"]).tolist():
             values[k][i] = null
     return _join(n, _object(list(values.items())), "\n").split("\n")[:-1]
-
-
-@_bulk
-def zeek_fields(views: ZeekViews, texts: list[str]) -> list[dict[str, Any]]:
-    """Each row's `zeek`: the connection Zeek saw begin with it; `zeek_later`, only when
-    Zeek ended it and began others on the 4-tuple while this one went on: those. `texts`:
-    the views' texts (zeek_texts), read back."""
-    fields = orjson.loads("[" + ",".join(texts) + "]")
-    out = [{"zeek": fields[k]} for k in views.first.tolist()]
-    for i, others in views.later.items():
-        out[i]["zeek_later"] = [fields[k] for k in others]
-    return out
 
 
 def zeek_columns(views: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

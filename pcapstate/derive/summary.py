@@ -152,15 +152,16 @@ class Summary:
     def __init__(self, settings: Settings,
                  on_record: Callable[[dict[str, Any]], None] | None = None,
                  on_brief: Callable[[list[list[Any]]], None] | None = None,
-                 on_zeek: Callable[[list[dict[str, Any]]], None] | None = None,
+                 on_zeek: Callable[[dict[str, Any]], None] | None = None,
                  on_columns: Callable[[dict[str, Any], records.ZeekViews], None]
                  | None = None,
                  wireshark: bool = False, tunnels: Sequence[dict[str, Any]] = (),
                  on_lines: Callable[[str], object] | None = None) -> None:
         """`on_record` receives each connection's record (derive/records.py); `on_brief`
         the connections in brief (records.BRIEF_FIELDS), a list at a time; `on_zeek` what a
-        conn.log needs of them, a list at a time; `on_columns` the records' fields a column
-        each (records.columns) and their Zeek views (records.zeek_views); `on_lines` the
+        conn.log needs of them, a column each (records.conn_entries); `on_columns` the
+        records' fields a column each (records.columns) and their Zeek views
+        (records.zeek_views); `on_lines` the
         records as JSON Lines' text (records.lines, which on_record's dicts are read from),
         many lines at a time. `wireshark`: the tshark engine counted Wireshark's analysis
         flags of each segment. `tunnels`: the tunnels met so far (decode/unwrap.py), by
@@ -219,17 +220,15 @@ class Summary:
         for start in range(0, n if self.on_zeek or texts or self.on_columns else 0, _CHUNK):
             part = slice(start, start + _CHUNK)
             views = records.zeek_views(rows[part], ended)
-            zeek = records.zeek_texts(views) if self.on_zeek or texts else []
             if self.on_zeek is not None:
-                self.on_zeek(records.zeek_records(rows[part], records.zeek_fields(views, zeek),
-                                                  self.tunnels))
+                self.on_zeek(records.conn_entries(rows[part], views, self.tunnels))
             if not texts and self.on_columns is None:
                 continue
             cols = records.columns(rows[part], kinds[part], closers[part], aborted[part],
                                    evidences[part], self.wireshark, self.tunnels,
                                    None if self.on_columns is None else picks[part])
             if texts:  # once, for both
-                text = records.lines(cols, views, zeek, self.tunnels)
+                text = records.lines(cols, views, records.zeek_texts(views), self.tunnels)
                 if self.on_lines is not None:
                     self.on_lines(text)
                 if self.on_record is not None:

@@ -12,14 +12,12 @@ connections of one tunnel together). docs/zeek.md has the details.
 
 import hashlib
 import ipaddress
-import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
+import numpy as np
 import orjson
-
-from pcapstate.words import split_address
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -31,19 +29,26 @@ TYPES = ("time", "string", "addr", "port", "addr", "port", "enum", "string", "in
          "count", "count", "string", "bool", "bool", "count", "string", "count", "count",
          "count", "count", "set[string]")
 _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-_BASE62_PAIRS = [a + b for a in _BASE62 for b in _BASE62]
+_BASE62_PAIRS = np.array([a + b for a in _BASE62 for b in _BASE62], "U2")
 
 
-def _uid(key: str) -> str:
-    """A Zeek-style uid ("C" and base 62), derived from `key` rather than random, so that
+def _uids(keys: list[str]) -> list[str]:
+    """Zeek-style uids ("C" and base 62), derived from `keys` rather than random, so that
     the same capture gives the same uids: a connection's key is its 4-tuple and the first
-    timestamp of Zeek's connection, a tunnel's its description (decode/unwrap.py)."""
-    n = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=12).digest(), "big")
-    pairs = []  # two base-62 digits at a time, the lowest first
-    while n:
-        n, d = divmod(n, 62 * 62)
-        pairs.append(_BASE62_PAIRS[d])
-    return "C" + "".join(reversed(pairs)).lstrip("0")
+    timestamp of Zeek's connection, a tunnel's its description (decode/unwrap.py). Each
+    key's 96-bit hash is cut into base-62 digits in bulk, two at a time, the highest first
+    (9 pairs: 62**18 > 2**96), leading zeros left out."""
+    digests = b"".join([hashlib.blake2b(k.encode(), digest_size=12).digest() for k in keys])
+    words = np.frombuffer(digests, ">u4").reshape(-1, 3).astype(np.uint64)  # highest first
+    pairs = np.empty((len(keys), 9), np.intp)
+    for j in range(8, -1, -1):  # long division by 62**2, the lowest pair first
+        rest = np.zeros(len(keys), np.uint64)
+        for w in range(3):
+            value = (rest << np.uint64(32)) | words[:, w]
+            words[:, w], rest = value // np.uint64(62 * 62), value % np.uint64(62 * 62)
+        pairs[:, j] = rest
+    digits = np.ascontiguousarray(_BASE62_PAIRS[pairs]).view("U18").reshape(-1)
+    return np.strings.add("C", np.strings.lstrip(digits, "0")).tolist()
 
 
 #: Zeek's Site::private_address_space (base/utils/site.zeek), local by default since Zeek
@@ -100,32 +105,41 @@ class Site:
         return local
 
 
-def entries(record: dict[str, Any], site: Site | None = None) -> list[dict[str, Any]]:
-    """The conn.log entries of a record: Zeek's connection that began with it, and those
-    Zeek began later on its 4-tuple (`zeek_later`: after its timers ended the one before)."""
-    site = site or Site()
-    return [_entry(record, z, site) for z in (record["zeek"], *record.get("zeek_later", ()))]
+def _values(entries: dict[str, Any], site: Site) -> dict[str, Any]:
+    """Each conn.log column of a batch's entries (derive/records.py conn_entries), by its
+    name in FIELDS: a list of values, None where unset."""
+    untimed = np.flatnonzero(~entries["timed"]).tolist()
 
-
-def _entry(record: dict[str, Any], z: dict[str, Any], site: Site) -> dict[str, Any]:
-    """One conn.log entry, None for what is unset."""
-    orig, resp = ((record["client"], record["server"]) if z["orig"] == "client"
-                  else (record["server"], record["client"]))
-    (oh, op), (rh, rp) = split_address(orig), split_address(resp)
-    # Zeek's view's fields, in FIELDS' order, the others None; then those of the record
-    return {f: z.get(f) for f in FIELDS} | {
-        "uid": _uid(f"{record['client']}|{record['server']}|{z['ts']:.6f}"),
-        "id.orig_h": oh, "id.orig_p": op, "id.resp_h": rh, "id.resp_p": rp, "proto": "tcp",
-        "local_orig": site.is_local(oh), "local_resp": site.is_local(rh),
-        "tunnel_parents": [_uid(json.dumps(record["tunnel"], sort_keys=True))]
-        if record.get("tunnel") else None}
+    def when_timed(name: str) -> list[Any]:
+        values = entries[name].tolist()
+        for i in untimed:
+            values[i] = None
+        return values
+    ts = entries["ts"].tolist()
+    hosts = [entries["orig_h"].tolist(), entries["resp_h"].tolist()]
+    local = {h: site.is_local(h) for h in {*hosts[0], *hosts[1]}}
+    tunnels = entries["tunnel"].tolist()
+    parents = {t: tuple(_uids([t])) for t in set(tunnels) if t is not None} | {None: None}
+    return {
+        "ts": ts,
+        "uid": _uids([f"{c}|{s}|{t:.6f}" for c, s, t in zip(
+            entries["client"].tolist(), entries["server"].tolist(), ts, strict=True)]),
+        "id.orig_h": hosts[0], "id.orig_p": entries["orig_p"].tolist(),
+        "id.resp_h": hosts[1], "id.resp_p": entries["resp_p"].tolist(),
+        "proto": ["tcp"] * len(ts), "service": [None] * len(ts),
+        "duration": when_timed("duration"), "orig_bytes": when_timed("orig_bytes"),
+        "resp_bytes": when_timed("resp_bytes"), "conn_state": entries["conn_state"].tolist(),
+        "local_orig": [local[h] for h in hosts[0]], "local_resp": [local[h] for h in hosts[1]],
+        **{f: entries[f].tolist() for f in ("missed_bytes", "history", "orig_pkts",
+                                            "orig_ip_bytes", "resp_pkts", "resp_ip_bytes")},
+        "tunnel_parents": [parents[t] for t in tunnels]}
 
 
 def _tsv(value: Any) -> str:
     """A string column's value (string, addr, enum) or a set of strings, as Zeek writes it."""
     if value is None:
         return "-"
-    if isinstance(value, list):  # a set, as Zeek writes one
+    if isinstance(value, tuple):  # a set, as Zeek writes one
         return ",".join(map(_tsv, value)) if value else "(empty)"
     text = str(value)
     if text == "":
@@ -152,7 +166,6 @@ def _tsv_bool(value: bool | None) -> str:
 # Each column's writer, by its type (_tsv for the string columns)
 _TSV = [{"time": _tsv_time, "interval": _tsv_time, "count": _tsv_count, "port": _tsv_count,
          "bool": _tsv_bool}.get(t, _tsv) for t in TYPES]
-_COLUMNS = tuple(zip(FIELDS, _TSV, strict=True))
 
 
 class ConnLog:
@@ -168,17 +181,44 @@ class ConnLog:
                       f"#open\t{_now()}\n#fields\t" + "\t".join(FIELDS) + "\n"
                       "#types\t" + "\t".join(TYPES) + "\n")
 
-    def write(self, record: dict[str, Any]) -> None:
-        for e in entries(record, self.site):
-            if self.as_json:
-                self.out.write(orjson.dumps({k: v for k, v in e.items() if v is not None},
-                                            option=orjson.OPT_APPEND_NEWLINE).decode())
-            else:
-                self.out.write("\t".join([w(e[f]) for f, w in _COLUMNS]) + "\n")
+    def take(self, entries: dict[str, Any]) -> None:
+        """A batch's entries (derive/records.py conn_entries), written in bulk: each
+        column's texts at once, then the lines."""
+        if not len(entries["ts"]):
+            return
+        values = _values(entries, self.site)
+        if self.as_json:  # unset members left out
+            columns = [_json_column(field, values[field]) for field in FIELDS]
+            self.out.write("".join(["{" + "".join(parts)[1:] + "}\n"
+                                    for parts in zip(*columns, strict=True)]))
+        else:
+            columns = [_tsv_column(values[field], writer)
+                       for field, writer in zip(FIELDS, _TSV, strict=True)]
+            self.out.write("".join(["\t".join(parts) + "\n"
+                                    for parts in zip(*columns, strict=True)]))
 
     def close(self) -> None:
         if not self.as_json:
             self.out.write(f"#close\t{_now()}\n")
+
+
+def _tsv_column(values: list[Any], writer: Callable[[Any], str]) -> list[str]:
+    """A column's texts in Zeek's TSV, each distinct string's written once."""
+    if writer is _tsv:
+        texts = {v: _tsv(v) for v in set(values)}
+        return [texts[v] for v in values]
+    return list(map(writer, values))
+
+
+def _json_column(field: str, values: list[Any]) -> list[str]:
+    """A column's members of the JSON objects ("," key ":" value), an unset one left out
+    ("")."""
+    # not at the top: the command line reads local_nets, before the engine may be
+    # imported uncompiled (jit.plain_for), and records imports compiled code
+    from pcapstate.derive.records import json_texts
+
+    head = "," + orjson.dumps(field).decode() + ":"
+    return ["" if text == "null" else head + text for text in json_texts(values)]
 
 
 def _now() -> str:
