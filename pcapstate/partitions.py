@@ -14,14 +14,16 @@ among its own connections: once a partition's table fills, the result is not a s
 run's (the eviction warning says so).
 
 The workers read the files by the same paths as the client: they share its file system.
-Memory: a worker holds its share of the live connections; the client, a step's retired
-connections and 8 bytes per connection of the steps that still have a live one (each
-partition's ids to a single run's: Numbering).
+Memory: a worker holds its share of the live connections, and what it retired in a step
+until the client takes it (PIECE at a time); the client, PIECE retired connections of each
+partition at most (Merge), and 8 bytes per connection of the steps that still have a live
+one (each partition's ids to a single run's: Numbering).
 """
 
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +40,9 @@ if TYPE_CHECKING:
 #: At the end, the live connections retire in steps of this many ids (of all partitions),
 #: from the first still live
 FINISH_STEP = 1 << 15
+#: A partition hands on what it retired in a step this many connections at a time (the
+#: client holds at most this many of each partition's: track/connections.py HAND_ON)
+PIECE = 1 << 12
 
 
 class DaskError(Exception):
@@ -78,7 +83,7 @@ class Partition:
         except Exception as e:  # noqa: BLE001 (told to the client, which stops: one line)
             self.failed = _failure(e)
             return
-        self.retired: list[tuple[Any, ...]] = []
+        self.retired: deque[tuple[Any, ...]] = deque()
         self.progress: tuple[int, int | None] = (0, None)
         self.batches = self.reading.batches(stop=lambda: self.halt, progress=self._progress)
         self.tunnels = 0  # tunnels told so far
@@ -93,9 +98,10 @@ class Partition:
     def _named(self, e: CaptureError) -> tuple[str, str, int | None]:
         return self.names.get(e.path, e.path), e.message, e.offset
 
-    def step(self, halt: bool) -> dict[str, Any]:
+    def step(self, halt: bool, piece: int = PIECE) -> dict[str, Any]:
         """Feed the next batch (`halt`: stop reading, as analyze's stop()): what the
-        partition retired and opened meanwhile, and whether the reading is over."""
+        partition opened meanwhile, the first `piece` connections it retired (`more`: more
+        are left, for `more`), and whether the reading is over."""
         if self.error is not None:
             return {"error": self.error}
         if self.failed is not None:
@@ -109,7 +115,7 @@ class Partition:
             return {"error": self._named(e)}
         except Exception as e:  # noqa: BLE001
             return {"failed": _failure(e)}
-        out = self._handed(read=batch is None)
+        out = self._handed(batch is None, piece)
         # what was read, which every partition must have read alike
         out["batch"] = (0, 0.0, 0.0) if batch is None else \
             (len(batch.ts), float(batch.ts[0]), float(batch.ts[-1]))
@@ -121,22 +127,44 @@ class Partition:
                 out["facts"] = self._facts()
         return out
 
-    def finish(self, upto: int) -> dict[str, Any]:
-        """Once the reading is over: retire the live connections of ids up to `upto`."""
+    def finish(self, upto: int, piece: int = PIECE) -> dict[str, Any]:
+        """Once the reading is over: retire the live connections of ids up to `upto`, and
+        hand on the first `piece` of them, as `step`."""
         try:
             self.tracker.finish(self.reading.end(), upto)
-            return self._handed(read=True)
+            return self._handed(True, piece)
         except Exception as e:  # noqa: BLE001
             return {"failed": _failure(e)}
 
-    def _handed(self, read: bool) -> dict[str, Any]:
-        """What it retired and opened since the last step; once the reading is over, the
-        id of its first live connection (0: none left)."""
-        out = {"retired": self.retired, "opened": self.tracker.opened(), "read": read,
-               "evicted": self.tracker.evicted}
-        self.retired = []
+    def more(self, piece: int = PIECE) -> dict[str, Any]:
+        """The next `piece` connections it retired in the step, and whether more are
+        left."""
+        return {"retired": self._piece(piece), "more": bool(self.retired)}
+
+    def _handed(self, read: bool, piece: int) -> dict[str, Any]:
+        """What it opened since the last step and the first of what it retired (`more`);
+        once the reading is over, the id of its first live connection (0: none left)."""
+        out = {"retired": self._piece(piece), "more": bool(self.retired),
+               "opened": self.tracker.opened(), "read": read, "evicted": self.tracker.evicted}
         if read:
             out["next"] = self.tracker.first_live()
+        return out
+
+    def _piece(self, piece: int) -> list[tuple[Any, ...]]:
+        """The next `piece` retired connections, in the order they retired: (rows, times,
+        what the tracker handed on, Zeek's ended views by id) as its Tracker handed them
+        on, the last cut at `piece`."""
+        out = []
+        while self.retired and piece > 0:
+            rows, times, handed, ended = self.retired.popleft()
+            if len(rows) > piece:
+                rest = set(rows["cid"][piece:].tolist())
+                self.retired.appendleft((rows[piece:], times[piece:], handed[piece:],
+                                         {c: v for c, v in ended.items() if c in rest}))
+                ended = {c: v for c, v in ended.items() if c not in rest}
+                rows, times, handed = rows[:piece], times[:piece], handed[:piece]
+            out.append((rows, times, handed, ended))
+            piece -= len(rows)
         return out
 
     def _facts(self) -> dict[str, Any]:
@@ -214,21 +242,28 @@ class Numbering:
 
 class Merge:
     """Puts the partitions' retired connections in a single run's order and numbers them
-    as a single run does (see the module's docstring)."""
+    as a single run does (see the module's docstring), a piece at a time: each partition
+    hands on what it retired in its own order, and what is at or before every partition's
+    last piece (its frontier) can go (a k-way merge). The order: the record in hand, the
+    timer's deadline, the single run's id (not for retirements with no deadline: a
+    partition's own order), then the partition and its order."""
 
     def __init__(self, parts: int) -> None:
         self.numbering = [Numbering() for _ in range(parts)]
         self.opened = 0  # connections opened
         self.live = 0
         self.peak = 0
+        # the rows received and not yet gone, a column each: rows, times, the order's keys
+        self.held: dict[str, np.ndarray] = {}
+        self.ended: dict[int, Any] = {}  # their Zeek views ended early, by single run's id
+        self.frontier: list[tuple[Any, ...]] = [()] * parts  # each partition's last key
+        self.received = [0] * parts  # rows received in the step, each partition's
+        self.at = np.zeros(0, np.int64)  # the step's openings' records, in order
+        self.gone = np.zeros(1, np.int64)  # retirements by the first opening not before
 
-    def step(self, outs: list[dict[str, Any]]) -> tuple[Any, np.ndarray, dict[int, Any]]:
-        """The connections the partitions retired in a step (`outs`: their steps' outcomes),
-        as a single run's Tracker hands them on: rows, times, Zeek's ended views."""
-        from pcapstate import jit
-        from pcapstate.track.connections import RETIRED
-        from pcapstate.track.slots import SLOT
-
+    def open(self, outs: list[dict[str, Any]]) -> None:
+        """A step begins: number the connections the partitions opened (`outs`: their
+        steps' outcomes)."""
         at = np.concatenate([o["opened"] for o in outs])
         by_record = np.argsort(at, kind="stable")
         number = np.empty(len(at), np.int64)
@@ -238,30 +273,85 @@ class Merge:
             numbering.add(number[k:k + len(o["opened"])])
             k += len(o["opened"])
         self.opened += len(at)
-        parts, times, handed = [np.zeros(0, SLOT)], [np.zeros(0)], [np.zeros(0, RETIRED)]
-        ended: dict[int, Any] = {}
-        for numbering, o in zip(self.numbering, outs, strict=True):
-            for rows, t, h, views in o["retired"]:
-                rows = np.array(rows)  # writable
-                ids = rows["cid"].astype(np.int64)
-                rows["cid"] = numbering.retire(ids)
-                if views:
-                    number_of = dict(zip(ids.tolist(), rows["cid"].tolist(), strict=True))
-                    ended |= {number_of[cid]: vs for cid, vs in views.items()}
-                parts.append(rows)
-                times.append(t)
-                handed.append(h)
-        rows, when, retired = np.concatenate(parts), np.concatenate(times), \
-            np.concatenate(handed)
-        tie = np.where(retired["due"] == np.inf, 0, rows["cid"])  # one partition's own order
-        order = np.lexsort((tie, retired["due"], retired["at"]))  # (stable) else, ties by id
-        # live just after each opening: the retirements at the same record came first
-        if len(at):
-            live = self.live + np.arange(1, len(at) + 1) \
-                - np.searchsorted(np.sort(retired["at"]), at[by_record], side="right")
+        self.at = at[by_record]
+        self.gone = np.zeros(len(at) + 1, np.int64)
+        self.received = [0] * len(self.numbering)
+
+    def add(self, part: int, pieces: list[tuple[Any, ...]]) -> None:
+        """What partition `part` handed on next, numbered as a single run numbers it."""
+        numbering, new = self.numbering[part], []
+        for rows, times, handed, views in pieces:
+            if not len(rows):
+                continue
+            rows = np.array(rows)  # writable
+            ids = rows["cid"].astype(np.int64)
+            rows["cid"] = numbering.retire(ids)
+            if views:
+                number_of = dict(zip(ids.tolist(), rows["cid"].tolist(), strict=True))
+                self.ended |= {number_of[cid]: vs for cid, vs in views.items()}
+            n = len(rows)
+            new.append({"rows": rows, "times": times, "at": handed["at"],
+                        "due": handed["due"],
+                        "tie": np.where(handed["due"] == np.inf, 0, rows["cid"]),
+                        "part": np.full(n, part), "order": self.received[part] + np.arange(n)})
+            self.received[part] += n
+        if new:
+            self.frontier[part] = tuple(new[-1][k][-1] for k in _ORDER)
+            columns = [self.held, *new] if self.held else new
+            self.held = {k: np.concatenate([c[k] for c in columns]) for k in columns[0]}
+
+    def ready(self, more: list[bool]) -> tuple[Any, np.ndarray, dict[int, Any]] | None:
+        """The rows held that no partition can put anything before (`more`: which have
+        more to hand on), in order, as a single run's Tracker hands them on: rows, times,
+        Zeek's ended views. None if none."""
+        from pcapstate import jit
+
+        if not self.held:
+            return None
+        cols = self.held
+        going = np.ones(len(cols["rows"]), bool)
+        waiting = [self.frontier[p] for p, m in enumerate(more) if m]
+        if waiting:
+            going = _not_after(cols, min(waiting))
+        order = np.flatnonzero(going)[np.lexsort([cols[k][going] for k in _ORDER[::-1]])]
+        if not len(order):
+            return None
+        self.gone += np.bincount(np.searchsorted(self.at, cols["at"][order], side="left"),
+                                 minlength=len(self.gone))
+        rows, when = cols["rows"][order], cols["times"][order]
+        ended = {}
+        if self.ended:
+            ended = {cid: self.ended.pop(cid) for cid in rows["cid"].tolist()
+                     if cid in self.ended}
+        self.held = {k: v[~going] for k, v in cols.items()} if not going.all() else {}
+        return jit.records(rows), when, ended
+
+    def waits_on(self, more: list[bool]) -> list[int]:
+        """The partitions to ask for more: those with more to hand on and none held."""
+        held = set() if not self.held else set(np.unique(self.held["part"]).tolist())
+        return [p for p, m in enumerate(more) if m and p not in held]
+
+    def close(self) -> None:
+        """The step is over: the peak of live connections just after each opening (the
+        retirements at the same record came first)."""
+        n = len(self.at)
+        if n:
+            live = self.live + np.arange(1, n + 1) - np.cumsum(self.gone)[:n]
             self.peak = max(self.peak, int(live.max()))
-        self.live += len(at) - len(rows)
-        return jit.records(rows[order]), when[order], ended
+        self.live += n - int(self.gone.sum())
+
+
+#: The merge's order (Merge), its first key first
+_ORDER = ("at", "due", "tie", "part", "order")
+
+
+def _not_after(cols: dict[str, np.ndarray], key: tuple[Any, ...]) -> np.ndarray:
+    """Which rows of `cols` come at or before `key` in the merge's order (_ORDER)."""
+    out = np.ones(len(cols["at"]), bool)  # equal on every key: at it
+    for name, value in zip(_ORDER[::-1], key[::-1], strict=True):
+        column = cols[name]
+        out = (column < value) | ((column == value) & out)
+    return out
 
 
 def on_dask(address: str, parts: int, paths: list[str], settings: Settings, engine: str,
@@ -301,13 +391,28 @@ def on_dask(address: str, parts: int, paths: list[str], settings: Settings, engi
         merge = Merge(parts)
 
         def take(outs: list[dict[str, Any]]) -> None:
-            rows, times, ended = merge.step(outs)
-            if len(rows):
-                summary.take(rows, times, ended)
+            """A step's outcomes: what the partitions retired goes to `summary`, a piece
+            at a time, merged."""
+            merge.open(outs)
+            more = [o["more"] for o in outs]
+            for p, o in enumerate(outs):
+                merge.add(p, o["retired"])
+            while True:
+                merged = merge.ready(more)
+                if merged is not None:
+                    summary.take(*merged)
+                asked = merge.waits_on(more)
+                if not asked:
+                    break
+                got = _agreed(_results([actors[p].more(PIECE) for p in asked]))
+                for p, o in zip(asked, got, strict=True):
+                    merge.add(p, o["retired"])
+                    more[p] = o["more"]
+            merge.close()
 
         while True:  # the reading
             halt = stop is not None and stop()
-            outs = _agreed(_results([a.step(halt) for a in actors]))
+            outs = _agreed(_results([a.step(halt, PIECE) for a in actors]))
             first = outs[0]
             tunnels.extend(first["tunnels"])
             if first["batch"][0]:
@@ -325,7 +430,7 @@ def on_dask(address: str, parts: int, paths: list[str], settings: Settings, engi
                 evicted = [int(n) for n in np.sum([o["evicted"] for o in outs], axis=0)]
                 return first["facts"] | {"parts": parts}, merge.peak, evicted
             upto = min(left) + FINISH_STEP - 1
-            outs = _agreed(_results([a.finish(n.upto(upto))
+            outs = _agreed(_results([a.finish(n.upto(upto), PIECE)
                                      for n, a in zip(merge.numbering, actors, strict=True)]))
             take(outs)
 

@@ -256,10 +256,40 @@ def test_the_end_takes_a_round_per_step_of_live_connections(cluster, monkeypatch
     rounds = []
     agreed = partitions._agreed
     monkeypatch.setattr(partitions, "_agreed", lambda outs: rounds.append(
-        "batch" not in outs[0]) or agreed(outs))
+        "next" in outs[0] and "batch" not in outs[0]) or agreed(outs))
     monkeypatch.setattr(partitions, "FINISH_STEP", 1)
     assert run(capture, settings, dask=cluster, partitions=2) == single
     assert sum(rounds) == left[0]
+
+
+def test_retired_connections_merged_a_few_at_a_time(cluster, monkeypatch):
+    """Each partition hands on what it retired in a step partitions.PIECE connections at a
+    time (here 1 and 3), and the client merges them as they come: the same result, records
+    and conn.log as a single run, while the client never holds more than PIECE of each
+    partition's (a flood's timers running out together came back whole before). The
+    capture: a burst of refused connects and keep-alive connections, with timers short
+    enough that many retire at the same check."""
+    from pcapstate import partitions
+
+    capture = [SAMPLES / "refused_burst.pcap", SAMPLES / "keepalive_race.pcap"]
+    settings = Settings(time_wait=0.05, fin_timeout=0.05)
+    held = []
+    ready = partitions.Merge.ready
+
+    def watched(self, more):
+        held.append(len(self.held.get("rows", ())))
+        return ready(self, more)
+
+    monkeypatch.setattr(partitions.Merge, "ready", watched)
+    for path in capture:
+        single = run([path], settings)
+        for piece, parts in ((1, 2), (3, 3)):
+            monkeypatch.setattr(partitions, "PIECE", piece)
+            held.clear()
+            assert run([path], settings, dask=cluster, partitions=parts) == single, \
+                (path.name, piece)
+            assert max(held) <= piece * parts, (path.name, piece)
+            assert len(held) > single[0]["connections"]["total"] / (piece * parts)
 
 
 def test_partitions_that_read_different_records_stop_the_analysis(tmp_path):
