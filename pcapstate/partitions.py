@@ -139,13 +139,16 @@ class Partition:
     def more(self, piece: int = PIECE) -> dict[str, Any]:
         """The next `piece` connections it retired in the step, and whether more are
         left."""
-        return {"retired": self._piece(piece), "more": bool(self.retired)}
+        try:
+            return {"retired": self._piece(piece), "more": bool(self.retired)}
+        except Exception as e:  # noqa: BLE001
+            return {"failed": _failure(e)}
 
     def _handed(self, read: bool, piece: int) -> dict[str, Any]:
         """What it opened since the last step and the first of what it retired (`more`);
         once the reading is over, the id of its first live connection (0: none left)."""
-        out = {"retired": self._piece(piece), "more": bool(self.retired),
-               "opened": self.tracker.opened(), "read": read, "evicted": self.tracker.evicted}
+        out = self.more(piece) | {"opened": self.tracker.opened(), "read": read,
+                                  "evicted": self.tracker.evicted}
         if read:
             out["next"] = self.tracker.first_live()
         return out
@@ -333,7 +336,11 @@ class Merge:
 
     def close(self) -> None:
         """The step is over: the peak of live connections just after each opening (the
-        retirements at the same record came first)."""
+        retirements at the same record came first). DaskError if rows are left, which
+        only a partition that retired out of a single run's order leaves."""
+        if self.held:
+            raise DaskError("the partitions' retired connections could not be merged "
+                            "(a bug: please report it)")
         n = len(self.at)
         if n:
             live = self.live + np.arange(1, n + 1) - np.cumsum(self.gone)[:n]

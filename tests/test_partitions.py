@@ -292,6 +292,41 @@ def test_retired_connections_merged_a_few_at_a_time(cluster, monkeypatch):
             assert len(held) > single[0]["connections"]["total"] / (piece * parts)
 
 
+def test_a_partition_out_of_order_stops_the_merge():
+    """A partition whose retirements are not in a single run's order (a bug) leaves rows
+    the merge cannot place: the step ends in an error, not in rows lost or misplaced."""
+    import numpy as np
+
+    from pcapstate.partitions import DaskError, Merge
+    from pcapstate.track.connections import RETIRED
+    from pcapstate.track.slots import SLOT
+
+    merge = Merge(1)
+    merge.open([{"opened": np.array([1.0, 2.0])}])
+    rows, handed = np.zeros(2, SLOT), np.zeros(2, RETIRED)
+    rows["cid"], handed["at"], handed["due"] = [1, 2], [5.0, 3.0], np.inf
+    merge.add(0, [(rows, np.zeros(2), handed, {})])
+    going, _, _ = merge.ready([True])  # more to come: up to its last, at 3
+    assert going["cid"].tolist() == [2] and merge.waits_on([True]) == []
+    with pytest.raises(DaskError, match="could not be merged"):
+        merge.close()
+
+
+def test_a_failure_handing_on_is_one_line(monkeypatch):
+    """An error while a partition hands on what it retired: one line, as the others."""
+    from pcapstate.partitions import DaskError, Partition, _agreed
+
+    part = Partition([str(SAMPLES / "aborts.pcap")], ["aborts.pcap"], Settings(), "fast", 0, 1)
+
+    def broken(self, piece):
+        raise MemoryError("no room to hand on")
+
+    monkeypatch.setattr(Partition, "_piece", broken)
+    with pytest.raises(DaskError, match=r"^partition 0 failed: MemoryError: no room to hand "
+                                        r"on$"):
+        _agreed([part.more()])
+
+
 def test_partitions_that_read_different_records_stop_the_analysis(tmp_path):
     """A file that changes while the partitions read it (two partitions here, one given a
     shorter copy): the first step they differ in is an error, not a merged result."""

@@ -302,10 +302,9 @@ def _analyze(args: argparse.Namespace) -> int:
             except OSError as e:
                 raise WriteError(args.json, e) from e
             lines = spool
-        zeek_logs = [ConnLog(out, as_json, args.zeek_local_nets)
-                     for out, as_json in ((outputs.file("zeek_conn"), False),
-                                          (outputs.file("zeek_conn_json"), True))
-                     if out is not None]
+        tsv, zeek_lines = outputs.file("zeek_conn"), outputs.file("zeek_conn_json")
+        zeek_log = None if tsv is None and zeek_lines is None else \
+            ConnLog(tsv, zeek_lines, args.zeek_local_nets)
 
         table = outputs.file("parquet")
         if table is not None:
@@ -315,16 +314,12 @@ def _analyze(args: argparse.Namespace) -> int:
                 return _error("--parquet needs pyarrow: pip install 'pcapstate[parquet]'")
             parquet = ParquetSink(table)  # type: ignore[arg-type]  # a binary file
 
-        def on_zeek(entries: dict[str, Any]) -> None:
-            for log in zeek_logs:
-                log.take(entries)
-
         jit.plain_for([plain_size(p) for p in args.captures])  # small: not compiled
         _SOFT.set()  # a first Ctrl-C now stops the reading; what was read is reported
         try:
             result = analyze(args.captures, settings,
                              on_lines=None if lines is None else partial(_write_text, lines),
-                             on_zeek=on_zeek if zeek_logs else None,
+                             on_zeek=None if zeek_log is None else zeek_log.take,
                              on_columns=None if parquet is None else parquet.take,
                              progress=progress,
                              engine=args.engine, stop=_INTERRUPTED.is_set,
@@ -335,8 +330,8 @@ def _analyze(args: argparse.Namespace) -> int:
             progress.clear()
         if _SIGNAL[0]:  # a signal lost in a finalizer
             raise _Terminated(_SIGNAL[0])
-        for log in zeek_logs:
-            log.close()
+        if zeek_log is not None:
+            zeek_log.close()
         if parquet is not None:
             parquet.close()
         result["command_line"] = shlex.join(["pcapstate", *args.argv])

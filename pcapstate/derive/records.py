@@ -233,19 +233,18 @@ def json_texts(values: np.ndarray | list[Any]) -> list[str]:
     (orjson writes numpy's int, bool and float64 as their Python values; a number's text
     holds no comma); when some value's text holds a comma, each distinct value alone
     (values hashable)."""
-    if isinstance(values, list):
-        data = orjson.dumps(values)
-    elif values.dtype.kind in "biu" or values.dtype == np.float64:
-        data = orjson.dumps(np.ascontiguousarray(values), option=orjson.OPT_SERIALIZE_NUMPY)
-    else:
+    if not len(values):
+        return []
+    if isinstance(values, np.ndarray):
+        if values.dtype.kind in "biu" or values.dtype == np.float64:
+            return orjson.dumps(np.ascontiguousarray(values),
+                                option=orjson.OPT_SERIALIZE_NUMPY).decode()[1:-1].split(",")
         values = values.tolist()
-        data = orjson.dumps(values)
-    texts = data.decode()[1:-1].split(",")
+    texts = orjson.dumps(values).decode()[1:-1].split(",")
     if len(texts) == len(values):
         return texts
-    listed = values if isinstance(values, list) else values.tolist()
-    distinct = {v: _json(v) for v in dict.fromkeys(listed)}
-    return list(map(distinct.__getitem__, listed))
+    distinct = {v: _json(v) for v in dict.fromkeys(values)}
+    return list(map(distinct.__getitem__, values))
 
 
 def _object(members: Sequence[tuple[str | None, Part]]) -> tuple[Part, ...]:

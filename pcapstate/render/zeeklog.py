@@ -1,5 +1,6 @@
-"""A Zeek conn.log from pcapstate's records: Zeek's ASCII (TSV) format, header lines and
-all, or its JSON Lines form, so that the result drops into zeek-cut and log pipelines.
+"""A Zeek conn.log of pcapstate's connections, written in bulk from the engine's arrays
+(derive/records.py conn_entries): Zeek's ASCII (TSV) format, header lines and all, and its
+JSON Lines form, so that the result drops into zeek-cut and log pipelines.
 
 Columns are Zeek's default conn.log ones, in Zeek's order. What pcapstate does not compute
 is left unset (`-`), never guessed: `service` (no protocol analyzers). `local_orig` and
@@ -48,7 +49,7 @@ def _uids(keys: list[str]) -> list[str]:
             words[:, w], rest = value // np.uint64(62 * 62), value % np.uint64(62 * 62)
         pairs[:, j] = rest
     digits = np.ascontiguousarray(_BASE62_PAIRS[pairs]).view("U18").reshape(-1)
-    return np.strings.add("C", np.strings.lstrip(digits, "0")).tolist()
+    return np.char.add("C", np.char.lstrip(digits, "0")).tolist()
 
 
 #: Zeek's Site::private_address_space (base/utils/site.zeek), local by default since Zeek
@@ -169,14 +170,15 @@ _TSV = [{"time": _tsv_time, "interval": _tsv_time, "count": _tsv_count, "port": 
 
 
 class ConnLog:
-    """Writes entries to `out` as they come: Zeek's TSV (with its header lines and a #close
-    line at the end) or, with `as_json`, one JSON object a line as Zeek's JSON logs have."""
+    """Writes entries as they come to `tsv`, Zeek's TSV (with its header lines and a #close
+    line at the end), and to `lines`, one JSON object a line as Zeek's JSON logs have
+    (either may be None)."""
 
-    def __init__(self, out: TextIO, as_json: bool = False,
+    def __init__(self, tsv: TextIO | None, lines: TextIO | None,
                  nets: Sequence[Network] = ()) -> None:
-        self.out, self.as_json, self.site = out, as_json, Site(nets)
-        if not as_json:
-            out.write("#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n"
+        self.tsv, self.lines, self.site = tsv, lines, Site(nets)
+        if tsv is not None:
+            tsv.write("#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n"
                       "#unset_field\t-\n#path\tconn\n"
                       f"#open\t{_now()}\n#fields\t" + "\t".join(FIELDS) + "\n"
                       "#types\t" + "\t".join(TYPES) + "\n")
@@ -187,19 +189,19 @@ class ConnLog:
         if not len(entries["ts"]):
             return
         values = _values(entries, self.site)
-        if self.as_json:  # unset members left out
+        if self.lines is not None:  # unset members left out
             columns = [_json_column(field, values[field]) for field in FIELDS]
-            self.out.write("".join(["{" + "".join(parts)[1:] + "}\n"
-                                    for parts in zip(*columns, strict=True)]))
-        else:
+            self.lines.write("".join(["{" + "".join(parts)[1:] + "}\n"
+                                      for parts in zip(*columns, strict=True)]))
+        if self.tsv is not None:
             columns = [_tsv_column(values[field], writer)
                        for field, writer in zip(FIELDS, _TSV, strict=True)]
-            self.out.write("".join(["\t".join(parts) + "\n"
+            self.tsv.write("".join(["\t".join(parts) + "\n"
                                     for parts in zip(*columns, strict=True)]))
 
     def close(self) -> None:
-        if not self.as_json:
-            self.out.write(f"#close\t{_now()}\n")
+        if self.tsv is not None:
+            self.tsv.write(f"#close\t{_now()}\n")
 
 
 def _tsv_column(values: list[Any], writer: Callable[[Any], str]) -> list[str]:
