@@ -29,10 +29,11 @@ decoder), inside VXLAN (read by the slow path, decode/unwrap.py) and mixed (ever
 encapsulation of tests/test_encapsulations.py in turn with plain frames), and times
 pcapstate, tcptrace, tshark and the dpkt loop on each, with packets/s: what an
 encapsulation costs. `--dask N` runs `pcapstate analyze --dask` on a LocalCluster of N
-worker processes (a fresh one each time), on the capture and on the flood of a million
-connections never closed (--max-connections 0: every one stays live), against the run in
-one process: wall time, this machine's peak memory and each worker's (its peak resident
-memory as the operating system counts it, idle and after the run).
+worker processes (a fresh one each time), on the capture and on the floods of a million
+connections never closed and of a million SYNs (--max-connections 0: every one stays
+live until it ends), against the run in one process: wall time, this machine's peak
+memory and each worker's (its peak resident memory as the operating system counts it,
+idle and after the run).
 """
 
 import argparse
@@ -152,13 +153,16 @@ def _peak_mib() -> float:
 
 
 def dask_memory(capture: str, workers: int) -> dict[str, Any]:
-    """The capture and the idle-million flood, in one process and on `workers` workers."""
-    idle = HERE / "out" / "idle_million.pcap"
-    if not idle.exists():
+    """The capture and the floods (a million connections never closed: they retire at the
+    end; a million SYNs: their timers run out together while it is read), in one process
+    and on `workers` workers, with no connection limit."""
+    idle, syn = HERE / "out" / "idle_million.pcap", HERE / "out" / "syn_flood.pcap"
+    if not idle.exists() or not syn.exists():
         subprocess.run([PY, str(HERE / "make_floods.py")], check=True)
     out: dict[str, Any] = {}
     for name, path, extra in (("capture", capture, []),
-                              ("idle_million", str(idle), ["--max-connections", "0"])):
+                              ("idle_million", str(idle), ["--max-connections", "0"]),
+                              ("syn_flood", str(syn), ["--max-connections", "0"])):
         wall, mib = measure([*TOOLS["pcapstate"](path), *extra])
         out[name] = {"single": {"wall_s": round(wall, 2), "peak_mib": round(mib, 1)},
                      f"dask_{workers}": on_dask(path, workers, extra)}
