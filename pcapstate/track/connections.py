@@ -625,9 +625,9 @@ class Tracker:
         most of the heap, else grow it: its size follows the live connections."""
         n = int(self.S[HEAP_N])
         if n >= 2 * self.live + 1024:
-            h = self.heap[:n]
-            owner = self.T[h["slot"]]
-            h = h[(owner["cid"] == h["cid"]) & (owner["scheduled"] == h["due"])]
+            h = self.heap[:n]  # each entry's slot's two fields (not the whole records)
+            h = h[(self.T["cid"][h["slot"]] == h["cid"])
+                  & (self.T["scheduled"][h["slot"]] == h["due"])]
             self.heap[:len(h)] = h[np.lexsort((h["cid"], h["due"]))]  # sorted: a heap
             self.S[HEAP_N] = n = len(h)
         if n + 4 > len(self.heap) // 2:
