@@ -30,6 +30,7 @@ from pcapstate.track.slots import (
     A_FIN_RETX,
     A_FIN_SEQ_CHANGED,
     A_KEEP_ALIVE,
+    A_MOVES_DROPPED,
     A_NEW_REQUEST,
     A_PACKET_AFTER,
     A_RETX,
@@ -177,11 +178,13 @@ def enter(r, e, ts, state, timer):
     k = r.ntr[e]
     if k > 0 and ts < r.tr_ts[e, k - 1]:
         ts = r.tr_ts[e, k - 1]
-    if k < MAXT:
-        r.tr_ts[e, k] = ts
-        r.tr_st[e, k] = state
-        r.tr_timer[e, k] = timer
-        r.ntr[e] = k + 1
+    if k == MAXT:  # full: the latest move takes the last place (since() stays true)
+        k -= 1
+        _weird(r, A_MOVES_DROPPED)
+    r.tr_ts[e, k] = ts
+    r.tr_st[e, k] = state
+    r.tr_timer[e, k] = timer
+    r.ntr[e] = k + 1
     r.st[e] = state
 
 

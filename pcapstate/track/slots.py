@@ -39,7 +39,7 @@ A_FIN_SEQ_CHANGED, A_RST_OUT = _A["fin_seq_changed"], _A["rst_out_of_window"]
 A_RST_AFTER, A_PACKET_AFTER = _A["rst_after_close"], _A["packet_after_close"]
 A_FIN_BEFORE, A_BAD_SYNACK = _A["fin_before_handshake"], _A["bad_synack_ack"]
 A_RETX, A_KEEP_ALIVE = _A["retransmission"], _A["keep_alive"]
-A_NEW_REQUEST = _A["synack_new_request"]
+A_NEW_REQUEST, A_MOVES_DROPPED = _A["synack_new_request"], _A["transitions_dropped"]
 ROLE_NAMES = list(Roles)
 BY_SYN, BY_SYNACK, BY_PORT = (codes(Roles)[r] for r in (Roles.SYN, Roles.SYNACK, Roles.PORT))
 T_FINISHED, T_ATTEMPT, T_OPEN = int(Tier.FINISHED), int(Tier.ATTEMPT), int(Tier.OPEN)
@@ -49,7 +49,9 @@ CLOSER_NAMES = [c.value for c in Closer]
 EVIDENCE_NAMES = [c.value for c in CloserEvidence]
 # Transitions per endpoint: each move into a state other than CLOSED comes from a one-shot
 # event (the open, the first SYN, FIN, and the first ACK of each side's SYN and FIN), so 7 at
-# most, and CLOSED between them: 15.
+# most, and CLOSED between them: 15; but a listener's expired request and the new one a SYN
+# sent again makes are two more each time (endpoints.enter keeps the latest in the last
+# place, counting the dropped ones: transitions_dropped).
 MAXT = 16
 #: tr_timer's value for a move no packet shows, inferred: an endpoint closed by its peer's
 #: RST when the RST reached it, after segments it sent before (endpoints._sent_before_reset)
