@@ -292,6 +292,91 @@ def test_retired_connections_merged_a_few_at_a_time(cluster, monkeypatch):
             assert len(held) > single[0]["connections"]["total"] / (piece * parts)
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_the_merge_a_piece_at_a_time_is_the_whole_steps(seed):
+    """partitions.Merge, fed pieces of 1 to 5 rows as the partitions hand them on, against
+    the plain computation over each whole step: every partition's retirements put together
+    and sorted by (record, deadline, single run's id; for no deadline, partition then its
+    own order), and the peak of live connections just after each opening (the
+    retirements at the same record first). Random steps: 1 to 4 partitions, connections
+    opened and retired across steps, deadlines tied, none (inf) and at the end (-inf)."""
+    import numpy as np
+
+    from pcapstate.partitions import Merge
+    from pcapstate.track.connections import RETIRED
+    from pcapstate.track.slots import SLOT
+
+    rng = np.random.default_rng(seed)
+    parts = int(rng.integers(1, 5))
+    merge, piece = Merge(parts), int(rng.integers(1, 6))
+    live: list[list[tuple[int, float]]] = [[] for _ in range(parts)]  # (own id, opened at)
+    own = [0] * parts
+    numbers: dict[tuple[int, int], int] = {}  # (partition, own id): single run's id
+    opened_total = live_total = peak = 0
+    for step in range(8):
+        base = step * 100.0
+        opened = [np.sort(base + rng.choice(100, int(rng.integers(0, 6)), replace=False))
+                  .astype(float) for _ in range(parts)]
+        order = sorted((at, p, k) for p in range(parts) for k, at in enumerate(opened[p]))
+        for n, (_, p, k) in enumerate(order, 1):
+            numbers[p, own[p] + k + 1] = opened_total + n
+        for p in range(parts):
+            live[p] += [(own[p] + k + 1, at) for k, at in enumerate(opened[p])]
+            own[p] += len(opened[p])
+        opened_total += len(order)
+        streams, whole = [], []
+        for p in range(parts):  # each partition's retirements, in its own order
+            going = [c for c in live[p] if rng.random() < 0.4]
+            rows = []
+            for cid, at_open in going:
+                at = float(rng.integers(max(int(at_open), int(base)), int(base) + 100)) \
+                    if step < 7 else np.inf
+                due = np.inf if step < 7 and rng.random() < 0.4 else \
+                    (-np.inf if step == 7 else float(rng.integers(0, 3)))
+                rows.append((at, due, cid))
+            live[p] = [c for c in live[p] if c not in going]
+            rows.sort(key=lambda r: (r[0], r[1], r[2]))
+            streams.append(rows)
+            whole += [(at, due, 0 if due == np.inf else numbers[p, cid], p, i, numbers[p, cid])
+                      for i, (at, due, cid) in enumerate(rows)]
+        # the plain computation over the whole step
+        want = [w[5] for w in sorted(whole, key=lambda w: w[:5])]
+        retired_at = np.sort([w[0] for w in whole])
+        opened_at = np.sort(np.concatenate(opened))
+        if len(opened_at):
+            peak = max(peak, int((live_total + np.arange(1, len(opened_at) + 1)
+                                  - np.searchsorted(retired_at, opened_at, "right")).max()))
+        live_total += len(opened_at) - len(whole)
+
+        def pieces(p, first, streams=streams):
+            rows = streams[p][first:first + piece]
+            slot, handed = np.zeros(len(rows), SLOT), np.zeros(len(rows), RETIRED)
+            if rows:
+                handed["at"], handed["due"], slot["cid"] = zip(*rows, strict=True)
+            return [(slot, np.zeros(len(rows)), handed, {})]
+
+        merge.open([{"opened": o} for o in opened])
+        sent = [min(piece, len(streams[p])) for p in range(parts)]
+        for p in range(parts):
+            merge.add(p, pieces(p, 0))
+        more = [sent[p] < len(streams[p]) for p in range(parts)]
+        got = []
+        while True:
+            out = merge.ready(more)
+            if out is not None:
+                got += out[0]["cid"].tolist()
+            asked = merge.waits_on(more)
+            if not asked:
+                break
+            for p in asked:
+                merge.add(p, pieces(p, sent[p]))
+                sent[p] += piece
+                more[p] = sent[p] < len(streams[p])
+        merge.close()
+        assert got == want, (seed, step)
+    assert merge.peak == peak
+
+
 def test_a_partition_out_of_order_stops_the_merge():
     """A partition whose retirements are not in a single run's order (a bug) leaves rows
     the merge cannot place: the step ends in an error, not in rows lost or misplaced."""
