@@ -54,7 +54,9 @@ class ParquetSink:
 
     def __init__(self, where: str | BinaryIO) -> None:
         """`where`: a path, or a binary file."""
-        self.writer = pq.ParquetWriter(where, SCHEMA, compression="zstd")
+        # no dictionaries: zstd alone made the benchmark capture's file 27% smaller (6.3
+        # MB against 8.6), in 45 MiB less memory (most strings are addresses, all distinct)
+        self.writer = pq.ParquetWriter(where, SCHEMA, compression="zstd", use_dictionary=False)
         self.held: list[pa.RecordBatch] = []
         self.rows = 0
 
