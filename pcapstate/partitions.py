@@ -88,9 +88,9 @@ class Partition:
         self.batches = self.reading.batches(stop=lambda: self.halt, progress=self._progress)
         self.tunnels = 0  # tunnels told so far
 
-    def _retired(self, rows: np.ndarray, times: np.ndarray,
+    def _retired(self, rows: np.ndarray, views: np.ndarray, times: np.ndarray,
                  ended: dict[int, list[np.void]]) -> None:
-        self.retired.append((rows, times, self.tracker.handed, ended))
+        self.retired.append((rows, views, times, self.tracker.handed, ended))
 
     def _progress(self, done: int, total: int | None) -> None:
         self.progress = (done, total)
@@ -154,19 +154,21 @@ class Partition:
         return out
 
     def _piece(self, piece: int) -> list[tuple[Any, ...]]:
-        """The next `piece` retired connections, in the order they retired: (rows, times,
-        what the tracker handed on, Zeek's ended views by id) as its Tracker handed them
-        on, the last cut at `piece`."""
+        """The next `piece` retired connections, in the order they retired: (rows, their
+        Zeek views, times, what the tracker handed on, Zeek's ended views by id) as its
+        Tracker handed them on, the last cut at `piece`."""
         out = []
         while self.retired and piece > 0:
-            rows, times, handed, ended = self.retired.popleft()
+            rows, views, times, handed, ended = self.retired.popleft()
             if len(rows) > piece:
                 rest = set(rows["cid"][piece:].tolist())
-                self.retired.appendleft((rows[piece:], times[piece:], handed[piece:],
+                self.retired.appendleft((rows[piece:], views[piece:], times[piece:],
+                                         handed[piece:],
                                          {c: v for c, v in ended.items() if c in rest}))
                 ended = {c: v for c, v in ended.items() if c not in rest}
-                rows, times, handed = rows[:piece], times[:piece], handed[:piece]
-            out.append((rows, times, handed, ended))
+                rows, views, times, handed = rows[:piece], views[:piece], times[:piece], \
+                    handed[:piece]
+            out.append((rows, views, times, handed, ended))
             piece -= len(rows)
         return out
 
@@ -283,17 +285,18 @@ class Merge:
     def add(self, part: int, pieces: list[tuple[Any, ...]]) -> None:
         """What partition `part` handed on next, numbered as a single run numbers it."""
         numbering, new = self.numbering[part], []
-        for rows, times, handed, views in pieces:
+        for rows, views, times, handed, ended in pieces:
             if not len(rows):
                 continue
             rows = np.array(rows)  # writable
             ids = rows["cid"].astype(np.int64)
             rows["cid"] = numbering.retire(ids)
-            if views:
+            if ended:
                 number_of = dict(zip(ids.tolist(), rows["cid"].tolist(), strict=True))
-                self.ended |= {number_of[cid]: vs for cid, vs in views.items()}
+                self.ended |= {number_of[cid]: vs for cid, vs in ended.items()}
             n = len(rows)
-            new.append({"rows": rows, "times": times, "at": handed["at"],
+            new.append({"rows": rows, **({"views": views} if len(views) else {}),
+                        "times": times, "at": handed["at"],
                         "due": handed["due"],
                         "tie": np.where(handed["due"] == np.inf, 0, rows["cid"]),
                         "part": np.full(n, part), "order": self.received[part] + np.arange(n)})
@@ -303,11 +306,12 @@ class Merge:
             columns = [self.held, *new] if self.held else new
             self.held = {k: np.concatenate([c[k] for c in columns]) for k in columns[0]}
 
-    def ready(self, more: list[bool]) -> tuple[Any, np.ndarray, dict[int, Any]] | None:
+    def ready(self, more: list[bool]) -> tuple[Any, Any, np.ndarray, dict[int, Any]] | None:
         """The rows held that no partition can put anything before (`more`: which have
-        more to hand on), in order, as a single run's Tracker hands them on: rows, times,
-        Zeek's ended views. None if none."""
+        more to hand on), in order, as a single run's Tracker hands them on: rows, their
+        Zeek views (none when not followed), times, Zeek's ended views. None if none."""
         from pcapstate import jit
+        from pcapstate.track.zeek_view import VIEW
 
         if not self.held:
             return None
@@ -322,12 +326,13 @@ class Merge:
         self.gone += np.bincount(np.searchsorted(self.at, cols["at"][order], side="left"),
                                  minlength=len(self.gone))
         rows, when = cols["rows"][order], cols["times"][order]
+        views = cols["views"][order] if "views" in cols else np.zeros(0, VIEW)
         ended = {}
         if self.ended:
             ended = {cid: self.ended.pop(cid) for cid in rows["cid"].tolist()
                      if cid in self.ended}
         self.held = {k: v[~going] for k, v in cols.items()} if not going.all() else {}
-        return jit.records(rows), when, ended
+        return jit.records(rows), jit.records(views), when, ended
 
     def waits_on(self, more: list[bool]) -> list[int]:
         """The partitions to ask for more: those with more to hand on and none held."""

@@ -6,6 +6,7 @@ know nothing of files.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import gc
 import os
@@ -82,9 +83,14 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
     `dask`: the address of a Dask cluster whose workers share the connection table, in
     `partitions` parts (pcapstate/partitions.py): the same result, each worker holding a
     share of the live connections.
+    Zeek's view (Settings.zeek) is followed when asked, or when an output needs it: the
+    records hold it, and so does a conn.log.
     Raises CaptureError when an input cannot be read at all.
     """
     settings = settings or Settings()
+    if not settings.zeek and (hosts or any(f is not None for f in (on_record, on_lines,
+                                                                    on_zeek, on_columns))):
+        settings = dataclasses.replace(settings, zeek=True)
     reading = Reading(paths, settings, engine)
     from pcapstate import jit
     from pcapstate.derive.host import HostJoin
@@ -256,6 +262,7 @@ class Reading:
                 "fin_timeout": settings.fin_timeout,
                 "linger": settings.linger,
                 "max_connections": settings.max_connections,
+                "zeek": settings.zeek,
                 "zeek_checksums": settings.zeek_checksums,
                 "zeek_bare": settings.zeek_bare,
                 "stuck_after": {st.value: v for st, v in settings.stuck_after.items()},

@@ -20,8 +20,12 @@ class Settings:
     """A connection closed on both sides is kept this long for stragglers, then retired."""
     max_connections: int = MAX_CONNECTIONS
     """At most this many connections are followed at once (0: no limit). A new one beyond it
-    evicts one (track/connections.py _evict), counted and reported. About 1.6 KiB each in the
-    compiled engine: about 800 MiB at the default."""
+    evicts one (track/connections.py _evict), counted and reported. About 1.25 KiB each in
+    the compiled engine (1.8 KiB with Zeek's view): about 600 MiB at the default (850)."""
+    zeek: bool = False
+    """Follow each connection as Zeek sees it too (track/zeek_view.py): its conn_state, history
+    and sizes, for a conn.log, the records and the summary's count of Zeek's conn_states.
+    pipeline.analyze turns it on when an output needs it."""
     zeek_checksums: bool = False
     """Check TCP checksums for Zeek's view, as Zeek does unless run with -C: a segment with
     a wrong one is only marked (C). pcapstate's own state machine takes every segment."""
@@ -35,14 +39,15 @@ class Settings:
 
 def settings_for(time_wait: float, fin_timeout: float, stuck_after: float,
                  close_wait_after: float | None = None, max_connections: int = MAX_CONNECTIONS,
-                 zeek_checksums: bool = False, zeek_bare: bool = False) -> Settings:
+                 zeek: bool = False, zeek_checksums: bool = False,
+                 zeek_bare: bool = False) -> Settings:
     """Settings from the options people give (command line or pcapstate.toml)."""
     stuck = stuck_thresholds(stuck_after, fin_timeout)
     if close_wait_after is not None:
         stuck[State.CLOSE_WAIT] = close_wait_after
     return Settings(time_wait=time_wait, fin_timeout=fin_timeout, stuck_after=stuck,
-                    max_connections=max_connections, zeek_checksums=zeek_checksums,
-                    zeek_bare=zeek_bare)
+                    max_connections=max_connections, zeek=zeek,
+                    zeek_checksums=zeek_checksums, zeek_bare=zeek_bare)
 
 
 def stuck_thresholds(after: float, fin_timeout: float) -> dict[State, float]:

@@ -5,6 +5,7 @@ import json
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,7 @@ def analysed(path: Path, limit: int) -> tuple[dict, list[dict]]:
 def run(rows: list[tuple], s: Settings) -> tuple[dict, list[dict]]:
     """The summary and the records of segments given as tests.transcript.batch_of rows."""
     records: list[dict] = []
+    s = replace(s, zeek=True)  # (records hold Zeek's view)
     summary = Summary(s, records.append)
     tracker = Tracker(s, summary.take, slots=2)
     tracker.feed(batch_of(rows))

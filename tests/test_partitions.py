@@ -305,6 +305,7 @@ def test_the_merge_a_piece_at_a_time_is_the_whole_steps(seed):
     from pcapstate.partitions import Merge
     from pcapstate.track.connections import RETIRED
     from pcapstate.track.slots import SLOT
+    from pcapstate.track.zeek_view import VIEW
 
     rng = np.random.default_rng(seed)
     parts = int(rng.integers(1, 5))
@@ -351,9 +352,11 @@ def test_the_merge_a_piece_at_a_time_is_the_whole_steps(seed):
         def pieces(p, first, streams=streams):
             rows = streams[p][first:first + piece]
             slot, handed = np.zeros(len(rows), SLOT), np.zeros(len(rows), RETIRED)
+            views = np.zeros(len(rows), VIEW)  # each marked with its row's single run's id
             if rows:
                 handed["at"], handed["due"], slot["cid"] = zip(*rows, strict=True)
-            return [(slot, np.zeros(len(rows)), handed, {})]
+                views["z_missed"] = [numbers[p, cid] for cid in slot["cid"].tolist()]
+            return [(slot, views, np.zeros(len(rows)), handed, {})]
 
         merge.open([{"opened": o} for o in opened])
         sent = [min(piece, len(streams[p])) for p in range(parts)]
@@ -365,6 +368,7 @@ def test_the_merge_a_piece_at_a_time_is_the_whole_steps(seed):
             out = merge.ready(more)
             if out is not None:
                 got += out[0]["cid"].tolist()
+                assert out[1]["z_missed"].tolist() == out[0]["cid"].tolist()  # with its row
             asked = merge.waits_on(more)
             if not asked:
                 break
@@ -390,8 +394,8 @@ def test_a_partition_out_of_order_stops_the_merge():
     merge.open([{"opened": np.array([1.0, 2.0])}])
     rows, handed = np.zeros(2, SLOT), np.zeros(2, RETIRED)
     rows["cid"], handed["at"], handed["due"] = [1, 2], [5.0, 3.0], np.inf
-    merge.add(0, [(rows, np.zeros(2), handed, {})])
-    going, _, _ = merge.ready([True])  # more to come: up to its last, at 3
+    merge.add(0, [(rows, rows[:0], np.zeros(2), handed, {})])  # (no Zeek views)
+    going, _, _, _ = merge.ready([True])  # more to come: up to its last, at 3
     assert going["cid"].tolist() == [2] and merge.waits_on([True]) == []
     with pytest.raises(DaskError, match="could not be merged"):
         merge.close()

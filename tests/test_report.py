@@ -387,7 +387,7 @@ def test_markdown_renders_as_github_renders_it(tmp_path, name):
     if name == "hostile":
         capture = tmp_path / "<b onclick=x>y |a|b| *c* `d` [e](f) &amp; é.pcap"
         shutil.copy(LEAK, capture)
-    md, _ = report(tmp_path, capture)
+    md, _ = report(tmp_path, capture, "--zeek")
     page = Rendered()
     page.feed(cmarkgfm.github_flavored_markdown_to_html(md, options=Options.CMARK_OPT_UNSAFE))
     assert len(page.tables) == 7  # files, facts, accounting, endings, Zeek, findings, durations

@@ -48,7 +48,7 @@ class Transcript:
     record (docs/json.md), in the order they retired."""
 
     def __init__(self, slots: int = 0, **settings: Any) -> None:
-        self.settings = Settings(**settings)
+        self.settings = Settings(**{"zeek": True, **settings})
         self.records: list[dict[str, Any]] = []
         self.briefs: list[list[Any]] = []
         self.zeek: list[dict[str, Any]] = []

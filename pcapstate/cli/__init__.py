@@ -285,8 +285,8 @@ def _analyze(args: argparse.Namespace) -> int:
         return _error(str(e))
     stdout_taken = any(getattr(args, o) == "-" for o in _FILE_OUTPUTS)
     settings = settings_for(args.time_wait, args.fin_timeout, args.stuck_after,
-                            args.close_wait_after, args.max_connections, args.zeek_checksums,
-                            args.zeek_bare)
+                            args.close_wait_after, args.max_connections, zeek=args.zeek,
+                            zeek_checksums=args.zeek_checksums, zeek_bare=args.zeek_bare)
     outputs = _Outputs(args, plots=_charts_folder(args))
     spool: TextIO | None = None  # --json's records, until the result around them is known
     progress = _Progress(args.progress, _reading)

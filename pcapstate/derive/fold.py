@@ -1,7 +1,7 @@
 """Folding retired connections into the summary's aggregates, in compiled code: counts by
 end kind and closer, final states, anomalies, per-state duration histograms, the timeline
-(derive/timeline.py), the handshakes' vantage, Zeek's conn_states, and which connections
-have a stuck endpoint (derive/verdict.py's `stuck` then says how, for those only).
+(derive/timeline.py), the handshakes' vantage, and which connections have a stuck
+endpoint (derive/verdict.py's `stuck` then says how, for those only).
 """
 
 import numpy as np
@@ -20,7 +20,6 @@ from pcapstate.derive.verdict import (
     vantage_side,
 )
 from pcapstate.jit import njit
-from pcapstate.track import zeek_view
 from pcapstate.track.endpoints import handshake_gaps
 from pcapstate.track.slots import (
     ANOMALY_NAMES,
@@ -35,7 +34,6 @@ from pcapstate.track.slots import (
     ROLE_NAMES,
     STATES,
 )
-from pcapstate.track.zeek_view import CONN_STATES
 from pcapstate.vocab import WIRESHARK_ANALYSIS, Censor, codes
 
 #: Duration histograms: bins per decade of seconds, from FLOOR up; bin 0 holds every
@@ -61,8 +59,7 @@ def new_folds() -> dict[str, np.ndarray]:
             "max": np.zeros(states), "min": np.full(states, np.inf),
             "max_censored": np.zeros(states),
             "sides": z(UNTOLD + 1, np.int64), "round_trip": np.array([np.inf, 0.0]),
-            "wireshark": z(len(WIRESHARK_ANALYSIS), np.int64),
-            "zeek": z(len(CONN_STATES), np.int64)}
+            "wireshark": z(len(WIRESHARK_ANALYSIS), np.int64)}
 
 
 @njit(cache=True, nogil=True)
@@ -105,7 +102,7 @@ def _closer(r, kind):
 
 @njit(cache=True, nogil=True)
 def fold(rows, times, limits, by_roles, end_closer, evidence, final, anomalies, counts, hist,
-         dmax, dmin, dmax_censored, sides, round_trip, wireshark, zeek, stuck, kinds, closers,
+         dmax, dmin, dmax_censored, sides, round_trip, wireshark, stuck, kinds, closers,
          aborted, evidences, origin, tl_delta, tl_width):
     """Fold each retired connection (`rows`, retired at `times`) into the aggregates
     (new_folds) and the timeline (derive/timeline.py). Each endpoint's intervals: each
@@ -127,7 +124,6 @@ def fold(rows, times, limits, by_roles, end_closer, evidence, final, anomalies, 
         _handshake(r, sides, round_trip)
         for a in range(len(wireshark)):
             wireshark[a] += r.ws[a]
-        zeek[zeek_view.conn_state(r)] += 1
         for a in range(anomalies.shape[0]):
             anomalies[a] += r.anom[a]
         stuck[i, 0] = stuck[i, 1] = 0

@@ -407,23 +407,25 @@ class ZeekViews(NamedTuple):
     later: dict[int, list[int]]
 
 
-def zeek_views(rows: np.ndarray, ended: dict[int, list[np.void]]) -> ZeekViews:
-    """The connection Zeek saw begin with each row, and, only when Zeek ended it and began
-    others on the 4-tuple while this one went on (`ended`, by connection id), those."""
+def zeek_views(rows: np.ndarray, views: np.ndarray,
+               ended: dict[int, list[np.void]]) -> ZeekViews:
+    """The connection Zeek saw begin with each row (`views`, track/zeek_view.py VIEW), and,
+    only when Zeek ended it and began others on the 4-tuple while this one went on
+    (`ended`, by connection id), those."""
     first = np.arange(len(rows))
     later: dict[int, list[int]] = {}
     if not ended:
-        return ZeekViews(views_columns(rows), first, later)
+        return ZeekViews(views_columns(views), first, later)
     extra: list[np.void] = []
     for i, cid in enumerate(rows["cid"].tolist()):
-        views = ended.get(cid)
-        if views:
+        earlier = ended.get(cid)
+        if earlier:
             at = len(rows) + len(extra)  # the row's first view, then those after it
-            first[i], later[i] = at, [*range(at + 1, at + len(views)), i]
-            extra += views
+            first[i], later[i] = at, [*range(at + 1, at + len(earlier)), i]
+            extra += earlier
     if not extra:
-        return ZeekViews(views_columns(rows), first, later)
-    both = np.concatenate([rows, jit.records(np.array(extra, rows.dtype))])
+        return ZeekViews(views_columns(views), first, later)
+    both = np.concatenate([views, jit.records(np.array(extra, views.dtype))])
     return ZeekViews(views_columns(both), first, later)
 
 
@@ -459,8 +461,9 @@ ZEEK_TIMED = ("duration", "orig_bytes", "resp_bytes")
 
 
 def views_columns(rows: np.ndarray) -> dict[str, np.ndarray]:
-    """The conn.log fields (ZEEK_FIELDS) of each row's Zeek view, a column each, and
-    "timed": whether its duration is over 0 (ZEEK_TIMED are set only then)."""
+    """The conn.log fields (ZEEK_FIELDS) of each Zeek view (track/zeek_view.py VIEW), a
+    column each, and "timed": whether its duration is over 0 (ZEEK_TIMED are set only
+    then)."""
     states, sizes = zeek_columns(rows)
     at, orig = np.arange(len(rows)), rows["z_orig"].astype(np.intp)
     resp = 1 - orig

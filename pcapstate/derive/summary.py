@@ -166,6 +166,8 @@ class Summary:
         many lines at a time. `wireshark`: the tshark engine counted Wireshark's analysis
         flags of each segment. `tunnels`: the tunnels met so far (decode/unwrap.py), by
         number - 1."""
+        if not settings.zeek and (on_record or on_lines or on_zeek or on_columns):
+            raise ValueError("records and conn.logs hold Zeek's view: Settings(zeek=True)")
         self.tunnels = tunnels
         self.on_record = on_record
         self.on_lines = on_lines
@@ -179,12 +181,13 @@ class Summary:
         self.diagnoser = Diagnoser(tunnels)
         self.groups: dict[tuple[State, str, str, bool], FindingGroup] = {}
         self.at_end: Counter[tuple[State, str, str]] = Counter()  # FindingGroup.to_json's
-        self.zeek_ended = np.zeros(len(CONN_STATES), np.int64)  # views Zeek ended early
+        self.zeek = settings.zeek  # Zeek's views are followed: handed on with the rows
+        self.zeek_states = np.zeros(len(CONN_STATES), np.int64)  # its conn_states counted
 
-    def take(self, rows: np.ndarray, times: np.ndarray,
+    def take(self, rows: np.ndarray, views: np.ndarray, times: np.ndarray,
              ended: dict[int, list[np.void]]) -> None:
-        """Fold in a batch of retired connections, report their stuck endpoints, and pass
-        them on."""
+        """Fold in a batch of retired connections (track/connections.py Retire), report
+        their stuck endpoints, and pass them on."""
         n = len(rows)
         marks = np.zeros((n, 2), np.uint32)
         kinds, closers = np.empty(n, np.int8), np.empty(n, np.int8)
@@ -193,12 +196,14 @@ class Summary:
         tl.start(float(times.min()))  # analyze has started it at the first record
         fold(rows, times, self.limits, f["by_roles"], f["end_closer"], f["evidence"],
              f["final"], f["anomalies"], f["counts"], f["hist"], f["max"], f["min"],
-             f["max_censored"], f["sides"], f["round_trip"], f["wireshark"], f["zeek"], marks,
-             kinds, closers, aborted, evidences, tl.origin, tl.delta, tl.width)
-        if ended:
-            views = jit.records(np.array([v for vs in ended.values() for v in vs], rows.dtype))
-            self.zeek_ended += np.bincount(records.zeek_columns(views)[0],
-                                           minlength=len(CONN_STATES))
+             f["max_censored"], f["sides"], f["round_trip"], f["wireshark"], marks, kinds,
+             closers, aborted, evidences, tl.origin, tl.delta, tl.width)
+        if self.zeek:
+            states = records.zeek_columns(views)[0]
+            if ended:
+                later = np.array([v for vs in ended.values() for v in vs], views.dtype)
+                states = np.concatenate([states, records.zeek_columns(jit.records(later))[0]])
+            self.zeek_states += np.bincount(states, minlength=len(CONN_STATES))
         for i in np.flatnonzero(marks.any(axis=1)):
             for s in stuck(rows[i], marks[i], float(times[i]), self.tunnels):
                 key = (s.state, s.service, s.role, s.inferred)
@@ -219,23 +224,23 @@ class Summary:
         texts = self.on_record or self.on_lines  # the records' JSON text is wanted
         for start in range(0, n if self.on_zeek or texts or self.on_columns else 0, _CHUNK):
             part = slice(start, start + _CHUNK)
-            views = records.zeek_views(rows[part], ended)
+            zeek = records.zeek_views(rows[part], views[part], ended)
             if self.on_zeek is not None:
-                self.on_zeek(records.conn_entries(rows[part], views, self.tunnels))
+                self.on_zeek(records.conn_entries(rows[part], zeek, self.tunnels))
             if not texts and self.on_columns is None:
                 continue
             cols = records.columns(rows[part], kinds[part], closers[part], aborted[part],
                                    evidences[part], self.wireshark, self.tunnels,
                                    None if self.on_columns is None else picks[part])
             if texts:  # once, for both
-                text = records.lines(cols, views, records.zeek_texts(views), self.tunnels)
+                text = records.lines(cols, zeek, records.zeek_texts(zeek), self.tunnels)
                 if self.on_lines is not None:
                     self.on_lines(text)
                 if self.on_record is not None:
                     for rec in records.parse(text):
                         self.on_record(rec)
             if self.on_columns is not None:
-                self.on_columns(cols, views)
+                self.on_columns(cols, zeek)
 
     def findings(self) -> list[dict[str, Any]]:
         """Worst first: most stuck endpoints, then the oldest."""
@@ -280,7 +285,8 @@ class Summary:
                 "final_states": {role: _ranked(STATES, f["final"][e])
                                  for e, role in enumerate(records.ROLES)},
                 "anomalies": _by_name(ANOMALY_NAMES, f["anomalies"]),
-                "zeek_conn_states": _ranked(CONN_STATES, f["zeek"] + self.zeek_ended),
+                **({"zeek_conn_states": _ranked(CONN_STATES, self.zeek_states)}
+                   if self.zeek else {}),
                 **({"wireshark_analysis": _by_name(WIRESHARK_ANALYSIS, f["wireshark"])}
                    if self.wireshark else {}),
             },

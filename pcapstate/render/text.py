@@ -179,8 +179,10 @@ def render(result: dict[str, Any]) -> str:
         + f"; {table_words(result)}",
         f"  how they ended: {counts(conns['by_end'])}",
         f"  who closed first: {closer_words(conns)}",
-        f"  Zeek's conn_state: {counts(conns['zeek_conn_states'])}" + _zeek_lines(conns),
     ]
+    if "zeek_conn_states" in conns:  # Zeek's view was followed (analyze --zeek)
+        out.append(f"  Zeek's conn_state: {counts(conns['zeek_conn_states'])}"
+                   + _zeek_lines(conns))
     if conns["anomalies"]:
         out.append(f"  anomalies: {counts(conns['anomalies'])}")
     out += ["", *diagnosis_lines(result.get("diagnoses", [])), ""]

@@ -77,7 +77,8 @@ HEAP = np.dtype([("due", np.float64), ("cid", np.int64), ("slot", np.int64)])
 RETIRED = np.dtype([("slot", np.int64), ("time", np.float64), ("at", np.float64),
                     ("due", np.float64)])
 #: Retired connections handed on at most at a time (the retired list's length): their
-#: copies take at most this many records' memory (track/slots.py SLOT, about 1.5 KiB each)
+#: copies take at most this many records' memory (track/slots.py SLOT, 921 bytes each, and
+#: zeek_view.VIEW, 551)
 HAND_ON = 1 << 12
 
 
@@ -278,7 +279,7 @@ def _sweep(T, H, S, table, R, L, now):
 
 
 @njit(cache=True, nogil=True)
-def _open(T, S, table, free, R, L, opened, ts, flags, key):
+def _open(T, V, S, table, free, R, L, opened, ts, flags, key):
     """A new connection for a segment with this table key; returns (slot, index of its
     sender). A partition notes the record that opened it in `opened`."""
     if S[LIMIT] > 0 and S[LIVE] >= S[LIMIT]:
@@ -320,7 +321,8 @@ def _open(T, S, table, free, R, L, opened, ts, flags, key):
     r.reset_by = -1
     r.talked = -1
     r.scheduled = np.nan
-    zeek_view.start(r, d, flags, sport, dport, ts, S[ZEEK_BARE] > 0)
+    if len(V):
+        zeek_view.start(V[c], d, flags, sport, dport, ts, S[ZEEK_BARE] > 0)
     if roles == BY_SYNACK:  # the client's SYN is not in the capture, but the SYN/ACK proves it
         enter(r, 0, ts, SYN_SENT, False)
         r.left[0] = True
@@ -363,12 +365,13 @@ def _taken_over(T, S, table, R, L, c, d, ts):
 
 
 @njit(cache=True, nogil=True)
-def _z_emit(r, Z, S):
-    """Keep slot r's Zeek view, ended (zeek_view.ended), in Z: the Zeek connections that
-    ended on the 4-tuple while pcapstate's connection went on, handed out with it."""
+def _z_emit(r, cid, Z, S):
+    """Keep Zeek view r of connection cid, ended (zeek_view.ended), in Z: the Zeek
+    connections that ended on the 4-tuple while pcapstate's connection went on, handed out
+    with it."""
     z = Z[np.int64(S[ZLINES_N])]
     S[ZLINES_N] += 1
-    z.cid = r.cid
+    z.cid = cid
     z.z_orig = r.z_orig
     z.z_hist[:] = r.z_hist
     z.z_hlen = r.z_hlen
@@ -407,9 +410,10 @@ def _share(key, parts):
 
 
 @njit(cache=True, nogil=True)
-def run(T, H, S, table, free, R, L, Z, opened, B, start, n):
+def run(T, V, H, S, table, free, R, L, Z, opened, B, start, n):
     """Each segment of rows start..n-1 of B (TCP rows only), in order: find or open its
-    connection, apply it, schedule the connection's timers. Stops early, returning the row
+    connection, apply it (and to its Zeek view in V, the slots' own, if V is not empty),
+    schedule the connection's timers. Stops early, returning the row
     to resume from and why, when the slots, the heap, the retired list, Zeek's ended
     views (Z) or the opened list need room. A partition's table keeps the clock (and
     its timers) with every segment, and takes only its share of them."""
@@ -453,20 +457,23 @@ def run(T, H, S, table, free, R, L, Z, opened, B, start, n):
             c, d = v // 2, (v % 2) ^ turned
             if flags & SYN and not flags & ACK and T[c].isn[d] != seq \
                     and _taken_over(T, S, table, R, L, c, d, ts):
-                c, d = _open(T, S, table, free, R, L, opened, ts, flags, k)
-            elif zeek_view.ended(T[c], S[NOW], d, flags, seq):
-                _z_emit(T[c], Z, S)
-                zeek_view.start(T[c], d, flags, np.int64(b_sport[i]), np.int64(b_dport[i]), ts,
+                c, d = _open(T, V, S, table, free, R, L, opened, ts, flags, k)
+            elif len(V) and zeek_view.ended(V[c], S[NOW], d, flags, seq):
+                _z_emit(V[c], T[c].cid, Z, S)
+                zeek_view.start(V[c], d, flags, np.int64(b_sport[i]), np.int64(b_dport[i]), ts,
                                 S[ZEEK_BARE] > 0)
         else:
-            c, d = _open(T, S, table, free, R, L, opened, ts, flags, k)
+            c, d = _open(T, V, S, table, free, R, L, opened, ts, flags, k)
         r = T[c]
         if b_analysis[i]:  # what Wireshark said of the segment (tshark engine)
             for a in range(len(r.ws)):
                 r.ws[a] += (b_analysis[i] >> a) & 1
-        if segment(r, d, flags, seq, b_ack[i], np.int64(b_win[i]), np.int64(b_plen[i]),
-                    np.int64(b_ipid[i]), np.int64(b_wscale[i]), np.int64(b_synopt[i]), ts,
-                    S[NOW], tw, ft, np.int64(b_iplen[i]), b_cut[i], b_bad_sum[i]):
+        wn, plen = np.int64(b_win[i]), np.int64(b_plen[i])
+        if len(V):  # Zeek's view sees every segment, duplicates too
+            zeek_view.packet(V[c], d, flags, seq, b_ack[i], plen, wn, ts, np.int64(b_iplen[i]),
+                             b_cut[i], b_bad_sum[i])
+        if segment(r, d, flags, seq, b_ack[i], wn, plen, np.int64(b_ipid[i]),
+                   np.int64(b_wscale[i]), np.int64(b_synopt[i]), ts, S[NOW], tw, ft):
             _schedule(r, H, S, c)
         _touch(T, L, c)
     return n, DONE
@@ -517,10 +524,10 @@ def _typed_table():
 
 
 #: What a Tracker hands out for each batch of connections it retires: a copy of their packed
-#: records (track/slots.py SLOT), the capture time each was retired at, and, by connection
-#: id, the records of the Zeek views that ended on its 4-tuple while it went on (only the
-#: `z_` fields and `cid` are set in those), oldest first.
-Retire = Callable[[np.ndarray, np.ndarray, dict[int, list[np.void]]], None]
+#: records (track/slots.py SLOT), of their Zeek views (zeek_view.VIEW; none when
+#: Settings.zeek is off), the capture time each was retired at, and, by connection id, the
+#: Zeek views that ended on its 4-tuple while it went on, oldest first.
+Retire = Callable[[np.ndarray, np.ndarray, np.ndarray, dict[int, list[np.void]]], None]
 
 
 class Tracker:
@@ -542,12 +549,14 @@ class Tracker:
         self.settings = settings
         self.on_retired = on_retired
         self.T = records(np.zeros(slots, SLOT))
+        #: each slot's Zeek view, when followed (zeek_view.start sets every field read)
+        self.V = records(np.zeros(slots if settings.zeek else 0, zeek_view.VIEW))
         self.free = np.arange(slots - 1, -1, -1, dtype=np.int64)
         self.heap = records(np.zeros(max(slots, 4), HEAP))
         self.retired = records(np.zeros(HAND_ON, RETIRED))
         self.table = new_table()
         self.lists = np.array([-1, -1, 0] * 3, np.int64)
-        self.zlines = records(np.zeros(1024, SLOT))
+        self.zlines = records(np.zeros(1024, zeek_view.VIEW))
         self.handed = np.zeros(0, RETIRED)
         self._opened = np.zeros(1 << 16 if share[1] else 2)
         self._opened_now: list[np.ndarray] = []
@@ -584,8 +593,8 @@ class Tracker:
         i, n = 0, len(batch.ts)
         self.S[BASE] = self.fed
         while i < n:
-            i, why = run(self.T, self.heap, self.S, self.table, self.free, self.retired,
-                         self.lists, self.zlines, self._opened, batch, i, n)
+            i, why = run(self.T, self.V, self.heap, self.S, self.table, self.free,
+                         self.retired, self.lists, self.zlines, self._opened, batch, i, n)
             self._keep_zeek_ended()
             if self.S[OPENED_N]:
                 self._opened_now.append(self._opened[:int(self.S[OPENED_N])].astype(np.int64))
@@ -641,6 +650,8 @@ class Tracker:
         if limit:
             new = max(min(new, _slot_cap(limit)), old + 2)
         self.T = _grown(self.T, new)
+        if len(self.V):
+            self.V = _grown(self.V, new)
         n = int(self.S[FREE_N])
         spare = np.arange(new - 1, old - 1, -1, dtype=np.int64)
         self.free = np.concatenate([spare, self.free[:n], np.zeros(old, np.int64)])
@@ -665,17 +676,22 @@ class Tracker:
         # (copied as bytes: numpy copies records field by field, ten times slower)
         table = self.T.view(np.uint8).reshape(len(self.T), SLOT.itemsize)
         rows = records(table[slots].view(SLOT).reshape(n))
+        views = self.V[:0]
+        if len(self.V):
+            size = zeek_view.VIEW.itemsize
+            views = records(self.V.view(np.uint8).reshape(len(self.V), size)[slots]
+                            .view(zeek_view.VIEW).reshape(n))
         ended = {}
         if self.zeek_ended:
             for cid in rows["cid"].tolist():
-                views = self.zeek_ended.pop(cid, None)
-                if views:
-                    ended[cid] = views
+                earlier = self.zeek_ended.pop(cid, None)
+                if earlier:
+                    ended[cid] = earlier
         table[slots] = np.zeros((n, SLOT.itemsize), np.uint8)  # (a 0 broadcasts slowly)
         k = int(self.S[FREE_N])
         self.free[k:k + n] = slots[::-1]
         self.S[FREE_N] = k + n
-        self.on_retired(rows, times, ended)
+        self.on_retired(rows, views, times, ended)
 
 
 def _slot_cap(limit: int) -> int:

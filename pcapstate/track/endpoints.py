@@ -20,7 +20,6 @@ import math
 import numpy as np
 
 from pcapstate.jit import njit
-from pcapstate.track import zeek_view
 from pcapstate.track.seq import MASK, after_or_at
 from pcapstate.track.slots import (
     A_BACKWARDS,
@@ -472,16 +471,12 @@ def _heard(r, s, flags, seq, ack, plen, wn, ts):
 
 
 @njit(cache=True, nogil=True)
-def segment(r, d, flags, seq, ack, wn, plen, ipid, ws, opts, ts, now, tw, ft, iplen, cut,
-            bad_sum):
+def segment(r, d, flags, seq, ack, wn, plen, ipid, ws, opts, ts, now, tw, ft):
     """Apply one segment sent by endpoint d: True if it changed a state (so that the
     connection's timers may have changed). `ws` and `opts`: a SYN's window scale and other
     options (decode/frames.py's wscale and synopt). `now`: the capture's clock (the latest
-    time read), past which no timer has run. `iplen`, `cut` (its payload was not captured
-    whole) and `bad_sum` (a wrong checksum) are for Zeek's view, which sees every segment,
-    duplicates too."""
+    time read), past which no timer has run."""
     s = d
-    zeek_view.packet(r, d, flags, seq, ack, plen, wn, ts, iplen, cut, bad_sum)
     # the connection's clock: its last segment, or a timer that ran out since (at a
     # deadline the capture's clock had passed: a segment earlier than that came late, which
     # only a capture whose clock went back has)

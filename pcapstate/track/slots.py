@@ -2,15 +2,15 @@
 uses for the vocabulary.
 
 A connection is a slot: one record holds both endpoints' states, transitions and what
-they sent, and Zeek's view of the connection (track/zeek_view.py); fields shaped (2,) are
-per endpoint (0 = client, 1 = server). One record per connection keeps what a segment
+they sent; fields shaped (2,) are per endpoint (0 = client, 1 = server). Zeek's view of it,
+when an output needs that, is a record of its own (track/zeek_view.py VIEW), at the same
+index of a table beside. One record per connection keeps what a segment
 touches together in memory, and compiled functions pass a record by pointer. The tracker
 hands retired connections out as copies of these records (derive/ reads them).
 """
 
 import numpy as np
 
-from pcapstate.track.zeek_view import MAX_BLOCKS, ZEEK_HISTORY
 from pcapstate.vocab import (
     ANOMALIES,
     WIRESHARK_ANALYSIS,
@@ -96,23 +96,6 @@ SLOT = np.dtype([
     ("last_ts", np.float64), ("reset_by", np.int8), ("inferred", np.uint8),
     ("anom", np.int32, len(ANOMALY_NAMES)),
     ("scheduled", np.float64),
-    # Zeek's view (track/zeek_view.py), per endpoint by pcapstate's index
-    ("z_orig", np.int8), ("z_hist", np.uint8, ZEEK_HISTORY), ("z_hlen", np.int16),
-    ("z_first", np.float64), ("z_last_ts", np.float64),
-    ("z_state", np.int8, 2), ("z_prev", np.int8, 2), ("z_start", np.int64, 2),
-    ("z_last", np.int64, 2), ("z_last_rel", np.int64, 2), ("z_ack", np.int64, 2),
-    ("z_ack_rel", np.int64, 2), ("z_seen", np.int32, 2), ("z_lsyn", np.int64, 2),
-    ("z_lfin", np.int64, 2), ("z_lrst", np.int64, 2), ("z_rx", np.int64, 2),
-    ("z_w0", np.int64, 2),
-    ("z_fins", np.int64, 2), ("z_pkts", np.int64, 2), ("z_ipb", np.int64, 2),
-    ("z_closed", np.uint8, 2),
-    # the reassembler of each endpoint's data (zeek_view.start says what each holds)
-    ("z_fin_seq", np.int64, 2), ("z_reasm", np.int64, 2), ("z_trim", np.int64, 2),
-    ("z_blk", np.int64, (2, MAX_BLOCKS, 2)), ("z_nblk", np.int8, 2), ("z_gap", np.int64, 2),
-    ("z_missed", np.int64), ("z_partial", np.uint8),
-    ("z_chk", np.int64, 2),  # bad checksums, for the C letter
-    ("z_attempt", np.float64), ("z_end", np.float64),  # Zeek's timers that would end it
-    ("z_top", np.int64, 2), ("z_eof", np.uint8, 2), ("z_deferred", np.uint8),
     ("ws", np.int32, len(WIRESHARK_ANALYSIS)),  # Wireshark's analysis flags, counted
     # what diagnoses (derive/diagnoses.py) read, per endpoint: heard: the time of its last
     # segment but a RST (when it was last heard from alive); run: bytes of new data in its

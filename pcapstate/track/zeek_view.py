@@ -1,9 +1,10 @@
 """Zeek's view of a TCP connection: its endpoint states, `history` letters and `conn_state`,
 computed by Zeek's published rules (the TCP session adapter, TCP_Endpoint, TCP_Reassembler
 and scripts/base/protocols/conn/main.zeek), packet by packet, beside pcapstate's own state
-machine, on the same packed record (track/slots.py: the `z_` fields). Zeek's states are
-coarser than RFC 9293's (no CLOSE_WAIT, no FIN_WAIT_2); where pcapstate knows more, it says
-so in its own fields, never in these. docs/zeek.md says where it follows Zeek and where it
+machine, in a packed record of its own (VIEW) beside the connection's slot, kept only
+when an output needs it (Settings.zeek). Zeek's states are coarser than RFC 9293's (no
+CLOSE_WAIT, no FIN_WAIT_2); where pcapstate knows more, it says so in its own fields,
+never in these. docs/zeek.md says where it follows Zeek and where it
 cannot (checksums, analyzer-driven role flips, timers).
 
 The functions are named after Zeek's (SetPartialStatus, init_endpoint, update_last_seq,
@@ -57,6 +58,30 @@ RESET_DELAY = 5.0
 #: tcp_connection_linger: the expire timer ends a connection quiet for longer than this
 #: whose endpoints are both still INACTIVE (only segments with bad checksums seen).
 LINGER = 5.0
+
+#: The packed record of one connection's view (a row of the Tracker's Zeek table, beside
+#: its slot in track/slots.py: followed only when an output needs Zeek's view,
+#: Settings.zeek), per endpoint by pcapstate's index. cid: set only in the views handed out
+#: that Zeek ended while pcapstate's connection went on (Tracker.zeek_ended).
+VIEW = np.dtype([
+    ("cid", np.int64),
+    ("z_orig", np.int8), ("z_hist", np.uint8, ZEEK_HISTORY), ("z_hlen", np.int16),
+    ("z_first", np.float64), ("z_last_ts", np.float64),
+    ("z_state", np.int8, 2), ("z_prev", np.int8, 2), ("z_start", np.int64, 2),
+    ("z_last", np.int64, 2), ("z_last_rel", np.int64, 2), ("z_ack", np.int64, 2),
+    ("z_ack_rel", np.int64, 2), ("z_seen", np.int32, 2), ("z_lsyn", np.int64, 2),
+    ("z_lfin", np.int64, 2), ("z_lrst", np.int64, 2), ("z_rx", np.int64, 2),
+    ("z_w0", np.int64, 2),
+    ("z_fins", np.int64, 2), ("z_pkts", np.int64, 2), ("z_ipb", np.int64, 2),
+    ("z_closed", np.uint8, 2),
+    # the reassembler of each endpoint's data (start says what each holds)
+    ("z_fin_seq", np.int64, 2), ("z_reasm", np.int64, 2), ("z_trim", np.int64, 2),
+    ("z_blk", np.int64, (2, MAX_BLOCKS, 2)), ("z_nblk", np.int8, 2), ("z_gap", np.int64, 2),
+    ("z_missed", np.int64), ("z_partial", np.uint8),
+    ("z_chk", np.int64, 2),  # bad checksums, for the C letter
+    ("z_attempt", np.float64), ("z_end", np.float64),  # Zeek's timers that would end it
+    ("z_top", np.int64, 2), ("z_eof", np.uint8, 2), ("z_deferred", np.uint8),
+])
 
 _CS = {name: i for i, name in enumerate(CONN_STATES)}
 S0, S1, SF, REJ, S2, S3 = _CS["S0"], _CS["S1"], _CS["SF"], _CS["REJ"], _CS["S2"], _CS["S3"]
@@ -572,7 +597,7 @@ def _z_syn_then_reset(r):
 
 @njit(cache=True, nogil=True)
 def conn_state(r):
-    """main.zeek's conn_state of a packed record, as its code in CONN_STATES."""
+    """main.zeek's conn_state of a view (VIEW), as its code in CONN_STATES."""
     o, p = r.z_orig, 1 - r.z_orig
     return conn_state_code(r.z_state[o], r.z_state[p],
                            _z_size(r, o) == 0 and _z_size(r, p) == 0, _z_syn_then_reset(r))
@@ -580,7 +605,7 @@ def conn_state(r):
 
 @njit(cache=True, nogil=True)
 def columns(rows, states, sizes):
-    """Each slot's conn_state (its code in CONN_STATES) and its endpoints' sizes
+    """Each view's conn_state (its code in CONN_STATES) and its endpoints' sizes
     (TCP_Endpoint::Size), by pcapstate's index."""
     for i in range(len(rows)):
         r = rows[i]
