@@ -463,3 +463,15 @@ def test_a_failure_at_the_end_is_one_line(monkeypatch):
     with pytest.raises(DaskError, match=r"^partition 0 failed: MemoryError: no room for the "
                                         r"end$"):
         _agreed([part.finish(10)])
+
+
+def test_without_zeeks_view_alike(cluster):
+    """No output holds Zeek's view: the partitions hand on no Zeek views, and the result is
+    a single run's, without Zeek's counts."""
+    for name in ("syn_timeout.pcap", "close_wait_leak.pcap", "ipv6.pcap"):
+        single = analyze([str(SAMPLES / name)])
+        del single["elapsed_seconds"]
+        assert "zeek_conn_states" not in single["connections"]
+        got = analyze([str(SAMPLES / name)], dask=cluster, partitions=2)
+        del got["elapsed_seconds"]
+        assert got == single, name

@@ -394,3 +394,37 @@ def test_uids_are_the_base62_of_each_keys_hash():
     assert got == [plain(k) for k in keys]
     assert min(map(len, got)) < max(map(len, got)) == 18  # 17 digits, or fewer
     assert _uids([]) == []
+
+
+def test_zeeks_view_is_followed_only_when_asked_or_held(capsys):
+    """Zeek's view costs a record per live connection: without --zeek or an output that
+    holds it, the tracker keeps no Zeek table, the result no Zeek counts and the summary no
+    Zeek line. With --zeek, the summary counts every line of the conn.log: an unanswered SYN
+    sent again past Zeek's 5 s attempt timer is one connection to pcapstate and several S0
+    lines to Zeek."""
+    from pcapstate.derive.summary import Summary
+    from pcapstate.pipeline import analyze
+    from pcapstate.settings import Settings
+    from pcapstate.track.connections import Tracker
+
+    assert len(Tracker(Settings(), lambda *_: None, slots=8).V) == 0
+    assert len(Tracker(Settings(zeek=True), lambda *_: None, slots=8).V) == 8
+    with pytest.raises(ValueError, match="Zeek's view"):
+        Summary(Settings(), on_record=print)
+    capture = str(SAMPLES / "syn_timeout.pcap")
+    plain = analyze([capture])
+    assert plain["settings"]["zeek"] is False
+    assert "zeek_conn_states" not in plain["connections"]
+    states: list[str] = []
+    held = analyze([capture], on_zeek=lambda entries: states.extend(entries["conn_state"]))
+    assert held["settings"]["zeek"] is True
+    assert len(states) > held["connections"]["total"] == 1 and set(states) == {"S0"}
+    assert held["connections"]["zeek_conn_states"] == Counter(states)
+    assert analyze([capture], Settings(zeek=True))["connections"]["zeek_conn_states"] \
+        == Counter(states)
+
+    assert main(["analyze", capture]) == 0
+    assert "Zeek" not in capsys.readouterr().out
+    assert main(["analyze", capture, "--zeek"]) == 0
+    assert f"  Zeek's conn_state: S0 {len(states)} ({len(states)} of Zeek's connections" \
+        in capsys.readouterr().out
