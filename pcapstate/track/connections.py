@@ -18,7 +18,6 @@ from collections.abc import Callable
 
 import numpy as np
 
-from pcapstate import jit
 from pcapstate.decode.frames import TCP, Batch
 from pcapstate.jit import njit, records
 from pcapstate.settings import Settings
@@ -56,15 +55,19 @@ ZEEK_BARE = ZLINES_N + 1  # 1: Zeek's view has no likely server ports (settings.
 # batches' rows counted from the capture's first, BASE at this batch's), OPENED_N the
 # connections opened since the opened list was last emptied: their records' numbers
 AT, BASE, PARTS, PART, OPENED_N = range(ZEEK_BARE + 1, ZEEK_BARE + 6)
-NS = OPENED_N + 1
+KEYS_N = OPENED_N + 1  # the connection table's keys
+NS = KEYS_N + 1
 # What a call stopped for.
-DONE, NEED_SLOTS, NEED_HEAP, NEED_RETIRE, NEED_ZLINES, NEED_OPENED = range(6)
+DONE, NEED_SLOTS, NEED_HEAP, NEED_RETIRE, NEED_ZLINES, NEED_OPENED, NEED_KEYS = range(7)
 
-if not jit.PLAIN:  # the table's type, for compiled code
-    from numba import types
-    from numba.typed import Dict
-
-    _KEY = types.UniTuple(types.int64, 5)
+#: The connection table: a key (_canonical) to its connection, by open addressing (linear
+#: probing) in an array of a power of two entries, at most half full (NEED_KEYS): each
+#: entry holds the key's hash (_mix) and its value, 2 * slot + the index of the endpoint
+#: that sends in the key's direction (-1: empty). The key itself is the slot's own
+#: addresses and ports (_key), compared when the hashes are equal: 12 bytes an entry, 24 to
+#: 48 a key (numba's typed dict took about 114 a key, and was slower).
+TABLE = np.dtype([("hash", np.int32), ("value", np.int64)])
+TABLE_SEED = 0x2545F4914F6CDD1D  # the table's hash, unlike the partitions' (_share)
 # The tiers' lists: LISTS[3 * t + HEAD] is tier t's most recently active slot (-1: none),
 # LISTS[3 * t + TAIL] its least, LISTS[3 * t + COUNT] its length.
 HEAD, TAIL, COUNT = range(3)
@@ -245,8 +248,9 @@ def _retire(T, S, table, R, L, c, now):
     r = T[c]
     r.scheduled = np.nan
     k, _ = _canonical(_key(r, 0))
-    if table.get(k, -1) // 2 == c:
-        del table[k]
+    i = _find(T, table, k, _mix(k, TABLE_SEED))
+    if table[i].value >= 0 and table[i].value // 2 == c:
+        _remove(table, S, i)
     _unlink(T, L, c)
     S[LIVE] -= 1
     i = np.int64(S[RETIRED_N])
@@ -332,12 +336,16 @@ def _open(T, V, S, table, free, R, L, opened, ts, flags, key):
             enter(r, e, ts, ESTABLISHED, False)
             r.left[e] = True
     k, turned = _canonical(key)
+    h = _mix(k, TABLE_SEED)
+    i = _find(T, table, k, h)
+    table[i].hash = h
     if key == _key(r, 1 - d):
         # a connection of a socket to itself: both directions are one key; segments are
         # taken as the peer's
-        table[k] = 2 * c + 1 - d
+        table[i].value = 2 * c + 1 - d
     else:
-        table[k] = 2 * c + (d ^ turned)
+        table[i].value = 2 * c + (d ^ turned)
+    S[KEYS_N] += 1
     _link(T, L, c, _tier(r))
     S[LIVE] += 1
     S[PEAK] = max(S[PEAK], S[LIVE])
@@ -390,12 +398,17 @@ def _z_emit(r, cid, Z, S):
 
 @njit(cache=True, nogil=True, inline="always")
 def _share(key, parts):
-    """Which of `parts` partitions follows the connection of this canonical key: the key's
-    words mixed in turn by xorshift64, folded to 31 bits, then multiplied and shifted
-    twice (MurmurHash2's constant) so that every bit of the key reaches the low bits a
-    modulo of a power of two reads; modulo `parts`. In int64, products under 2**62: the
-    same compiled and not, with no overflow."""
-    h = np.int64(0)
+    """Which of `parts` partitions follows the connection of this canonical key."""
+    return _mix(key, 0) % np.int64(parts)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _mix(key, seed):
+    """A 31-bit hash of a key: its words mixed in turn by xorshift64 from `seed`, folded to
+    31 bits, then multiplied and shifted twice (MurmurHash2's constant) so that every bit
+    of the key reaches the low bits a modulo of a power of two reads. In int64, products
+    under 2**62: the same compiled and not, with no overflow."""
+    h = np.int64(seed)
     for w in key:
         h ^= w
         h ^= h << np.int64(13)
@@ -406,7 +419,51 @@ def _share(key, parts):
     for shift in (15, 13):
         x = (x * np.int64(0x5BD1E995)) & low
         x ^= x >> np.int64(shift)
-    return x % np.int64(parts)
+    return x
+
+
+@njit(cache=True, nogil=True)
+def _find(T, table, key, h):
+    """The entry of `key` (canonical, its hash h) in the table, or the empty one where it
+    would go."""
+    mask = len(table) - 1
+    i = h & mask
+    while table[i].value >= 0:
+        if table[i].hash == h and _canonical(_key(T[table[i].value // 2], 0))[0] == key:
+            return i
+        i = (i + 1) & mask
+    return i
+
+
+@njit(cache=True, nogil=True)
+def _remove(table, S, i):
+    """Empty entry i, moving back the entries after it that would not be found past the
+    hole (linear probing's deletion, with no tombstones)."""
+    mask = len(table) - 1
+    j = i
+    while True:
+        j = (j + 1) & mask
+        if table[j].value < 0:
+            break
+        home = table[j].hash & mask  # the entry at j stays if found from there past i
+        stays = i < home <= j if i < j else home > i or home <= j
+        if not stays:
+            table[i].hash, table[i].value = table[j].hash, table[j].value
+            i = j
+    table[i].value = -1
+    S[KEYS_N] -= 1
+
+
+@njit(cache=True, nogil=True)
+def rehash(old, table):
+    """Put the entries of `old` into `table` (empty, larger)."""
+    mask = len(table) - 1
+    for k in range(len(old)):
+        if old[k].value >= 0:
+            i = old[k].hash & mask
+            while table[i].value >= 0:
+                i = (i + 1) & mask
+            table[i].hash, table[i].value = old[k].hash, old[k].value
 
 
 @njit(cache=True, nogil=True)
@@ -436,6 +493,8 @@ def run(T, V, H, S, table, free, R, L, Z, opened, B, start, n):
             return i, NEED_ZLINES
         if S[OPENED_N] + 2 > len(opened):
             return i, NEED_OPENED
+        if 2 * (S[KEYS_N] + 2) > len(table):
+            return i, NEED_KEYS
         S[AT] = S[BASE] + i
         ts = b_ts[i]
         if ts > S[NOW]:
@@ -452,7 +511,7 @@ def run(T, V, H, S, table, free, R, L, Z, opened, B, start, n):
         key, turned = _canonical(k)
         if S[PARTS] > 0 and _share(key, S[PARTS]) != S[PART]:
             continue
-        v = table.get(key, -1)
+        v = table[_find(T, table, key, _mix(key, TABLE_SEED))].value
         if v >= 0:
             c, d = v // 2, (v % 2) ^ turned
             if flags & SYN and not flags & ACK and T[c].isn[d] != seq \
@@ -511,16 +570,11 @@ def finish(T, S, table, R, L, end, slots):
         S[HEAP_N] = 0
 
 
-def new_table():
-    """An empty connection table: a dict from a key (_canonical) to 2 * slot + index."""
-    return {} if jit.PLAIN else _typed_table()
-
-
-@njit(cache=True)
-def _typed_table():
-    """numba's typed dict, made in compiled code (whose cache spares a compilation on every
-    run)."""
-    return Dict.empty(key_type=_KEY, value_type=types.int64)
+def new_table(size: int = 1024) -> np.ndarray:
+    """An empty connection table (TABLE) of `size` entries, a power of two."""
+    table = records(np.zeros(size, TABLE))
+    table["value"] = -1
+    return table
 
 
 #: What a Tracker hands out for each batch of connections it retires: a copy of their packed
@@ -604,6 +658,9 @@ class Tracker:
                 self._grow_slots()
             elif why == NEED_HEAP:
                 self._compact_heap()
+            elif why == NEED_KEYS:
+                old, self.table = self.table, new_table(2 * len(self.table))
+                rehash(old, self.table)
         self.fed += n
 
     def opened(self) -> np.ndarray:
