@@ -31,7 +31,7 @@ from pcapstate.track.slots import CLOSED
 from pcapstate.words import count, seconds, when, wireshark_filter
 
 _EXAMPLES = 5  # example connections kept per diagnosis: the first ones
-HELD = 1 << 16  # connections' facts gathered before they are counted
+HELD = 1 << 14  # connections' facts gathered before they are counted (each time: a few MiB)
 
 
 @dataclass(frozen=True, slots=True)
