@@ -180,10 +180,10 @@ ANOMALIES = {
                           "acknowledged: the listener's first request expired (its "
                           "SYN/ACKs retried in vain) and a SYN sent again made a new one",
     "transitions_dropped": "a move of an endpoint's not kept in its transitions, which hold "
-                           "16: the last place always holds its latest move, so the ones "
-                           "between were dropped and the state before it seems to have "
-                           "lasted their time too (a listener whose requests expired again "
-                           "and again makes two moves each)",
+                           "8 (every lifecycle's moves): the last place always holds its "
+                           "latest move, so the ones between were dropped and the state "
+                           "before it seems to have lasted their time too (a listener whose "
+                           "requests expired again and again makes two moves each)",
 }
 
 

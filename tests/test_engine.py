@@ -374,11 +374,13 @@ def test_read_ahead_passes_errors_on_and_stops_when_left():
 def test_a_history_longer_than_the_record_keeps_its_latest_move_and_says_so(end):
     """A listener whose request expires again and again (its SYN/ACKs lost) while the client
     sends its SYN again every 70 s: a new request each time, two moves (CLOSED, then
-    SYN_RCVD again) per request, 23 or more in all, more than the 16 a record holds. The
-    first 15 are kept, the last place holds the latest (so the final state and the time
+    SYN_RCVD again) per request, 23 or more in all, more than the 8 a record holds (MAXT).
+    The first 7 are kept, the last place holds the latest (so the final state and the time
     it was entered are true: the capture ends before the last request expired, in
     SYN_RCVD, or after, in CLOSED), and the moves between are counted, not dropped
     silently (before, the first case ended in SYN_RCVD with its transitions in CLOSED)."""
+    from pcapstate.track.slots import MAXT
+
     t = Transcript()
     for i in range(12):  # 11 SYN/ACKs with a new initial sequence number: new requests
         t.send(i * 70.0, ">", "S", 1000)
@@ -387,8 +389,8 @@ def test_a_history_longer_than_the_record_keeps_its_latest_move_and_says_so(end)
     server = r["endpoints"]["server"]
     moves = [m["state"] for m in server["transitions"]]
     assert r["anomalies"]["synack_new_request"] == 11
-    assert len(moves) == 16
-    assert moves[:15] == ["SYN_RCVD", "CLOSED"] * 7 + ["SYN_RCVD"]
+    assert MAXT == 8 and len(moves) == MAXT
+    assert moves[:MAXT - 1] == ["SYN_RCVD", "CLOSED"] * 3 + ["SYN_RCVD"]
     assert moves[-1] == server["final_state"]
     made = 1 + 2 * 11 + (server["final_state"] == "CLOSED")
-    assert r["anomalies"]["transitions_dropped"] == made - 16
+    assert r["anomalies"]["transitions_dropped"] == made - MAXT

@@ -49,10 +49,11 @@ CLOSER_NAMES = [c.value for c in Closer]
 EVIDENCE_NAMES = [c.value for c in CloserEvidence]
 # Transitions per endpoint: each move into a state other than CLOSED comes from a one-shot
 # event (the open, the first SYN, FIN, and the first ACK of each side's SYN and FIN), so 7 at
-# most, and CLOSED between them: 15; but a listener's expired request and the new one a SYN
-# sent again makes are two more each time (endpoints.enter keeps the latest in the last
-# place, counting the dropped ones: transitions_dropped).
-MAXT = 16
+# most, then CLOSED: 8 hold every lifecycle (6 at most in 3 million endpoints of a kernel
+# capture). A listener's expired request and the new one a SYN sent again makes are two
+# more each time: endpoints.enter keeps the latest in the last place, counting the dropped
+# ones (transitions_dropped).
+MAXT = 8
 #: tr_timer's value for a move no packet shows, inferred: an endpoint closed by its peer's
 #: RST when the RST reached it, after segments it sent before (endpoints._sent_before_reset)
 INFERRED_MOVE = 2
