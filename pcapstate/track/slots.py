@@ -77,7 +77,7 @@ SLOT = np.dtype([
     # sequence number it sent (SND.NXT); win: its last advertised window, unscaled (in a
     # SYN, never scaled: -1 - it, endpoints.window_of)
     ("last_ack", np.int64, 2), ("nxt", np.int64, 2), ("win", np.int64, 2),
-    ("wscale", np.int64, 2),
+    ("wscale", np.int8, 2),
     # fw2_alive: it acknowledged new data in FIN_WAIT_2: half-closed, not orphaned
     ("fw2_alive", np.uint8, 2), ("packets", np.int64, 2), ("payload", np.int64, 2),
     ("syns", np.int32, 2), ("fins", np.int32, 2), ("rsts", np.int32, 2),
@@ -121,8 +121,9 @@ SLOT = np.dtype([
     ("rst_answer", np.uint8), ("data_ts", np.float64), ("synack_after_ack", np.int16),
     ("zw_since", np.float64, 2), ("zw_longest", np.float32, 2), ("zw_stalls", np.int16, 2),
     ("tw_reused", np.uint8),
-    # the live connections of a tier (vocab.Tier) in a list, most recently active first;
+    # the live connections of a tier (vocab.Tier) in a list, most recently active first (the
+    # slots before and after, -1 none: 32 bits, as 2**31 slots would take 1.5 TB);
     # evicted: dropped from a full table (Settings.max_connections) before it ended
-    ("tier", np.int8), ("lru_prev", np.int64), ("lru_next", np.int64), ("evicted", np.uint8),
+    ("tier", np.int8), ("lru_prev", np.int32), ("lru_next", np.int32), ("evicted", np.uint8),
 ])
 
