@@ -270,3 +270,33 @@ def test_diagnoses_come_worst_kind_first():
         found = analyze([str(samples / name)])["diagnoses"]
         ranks = [(SEVERITY.index(d["name"]), -d["count"]) for d in found]
         assert ranks == sorted(ranks) and found, name
+
+
+@pytest.mark.parametrize("held", [4, 8, 1 << 14])
+def test_time_wait_examples_do_not_depend_on_how_facts_are_counted(monkeypatch, held):
+    """The diagnoses count their connections' facts a batch at a time (HELD; a Dask run's
+    batches fall elsewhere): a TIME_WAIT whose 4-tuple a new connection took over comes
+    first among the examples even when 5 others were counted in an earlier batch. Eight
+    connections from one client end in TIME_WAIT by their timer, then a ninth whose
+    4-tuple is taken over by a SYN while in TIME_WAIT."""
+    from pcapstate.derive import diagnoses
+
+    monkeypatch.setattr(diagnoses, "HELD", held)
+    t = Transcript(time_wait=10.0)
+
+    def connection(ts, port, isn=1000):
+        src = (C[0], port)
+        handshake(t, ts, isn, 5000, src=src)
+        t.send(ts + 0.01, ">", "FA", isn + 1, 5001, src=src)
+        t.send(ts + 0.011, "<", "FA", 5001, isn + 2, src=src)
+        t.send(ts + 0.012, ">", "A", isn + 2, 5002, src=src)
+
+    for k in range(8):
+        connection(k * 0.1, 40000 + k)
+    connection(20.0, 41000)
+    connection(24.0, 40100)  # the first eight retire by their timers meanwhile
+    connection(25.0, 41000, isn=900000)  # takes over the ninth's 4-tuple in TIME_WAIT
+    t.finish(300.0)
+    (d,) = [d for d in t.result()["diagnoses"] if d["name"] == "time_wait_pressure"]
+    assert d["reused_in_time_wait"] == 1
+    assert [e["conn_id"] for e in d["evidence"]] == [9, 1, 2, 3, 4]

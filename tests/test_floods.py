@@ -15,7 +15,7 @@ from pcapstate.cli import main
 from pcapstate.derive.summary import Summary
 from pcapstate.pipeline import analyze
 from pcapstate.settings import Settings
-from pcapstate.track.connections import FREE_N, Tracker
+from pcapstate.track.connections import FREE_N, KEYS_N, Tracker
 from tests.transcript import batch_of
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -151,7 +151,8 @@ def test_a_segment_of_an_evicted_connection_starts_a_new_one():
 
 def test_the_compiled_engine_stays_within_the_limit():
     """Slots grow up to the limit and a sixteenth more (at least 1,024); the timer heap
-    drops superseded entries instead of growing with the connections evicted."""
+    drops superseded entries instead of growing with the connections evicted; the table
+    holds a key for each live connection, no more (evicted ones are removed)."""
     s = Settings(max_connections=100, time_wait=60.0)
     rows = [r for i in range(6000) for r in short(i % 30000, 0.001 * i)]
     rows.sort(key=lambda r: r[0])
@@ -161,6 +162,9 @@ def test_the_compiled_engine_stays_within_the_limit():
         assert tracker.live <= 100
         assert len(tracker.T) <= 100 + 1024
         assert len(tracker.heap) <= 4 * (2 * 100 + 1024)
+        keys = tracker.table["value"] >= 0
+        assert tracker.S[KEYS_N] == keys.sum() == tracker.live and len(tracker.table) == 1024
+        assert np.all(tracker.T["cid"][tracker.table["value"][keys] // 2] > 0)
     assert tracker.evicted == [5900, 0, 0]
     assert np.all(tracker.T["cid"][tracker.free[:int(tracker.S[FREE_N])]] == 0)
 

@@ -212,16 +212,21 @@ class Lifecycle:
             key = (_host(int(row["v6"]), int(row["ip_hi"][e]), int(row["ip_lo"][e])),
                    self.service(row), e)
             tw = self.tw.setdefault(key, {"entered": {}, "change": {}, "ports": [65536, -1],
-                                          "reused": 0, "n": 0, "examples": []})
-            reused = facts["tw_reused"][picked[mine]] != 0  # those first, as examples
-            wanted = 5 - len(tw["examples"])
-            for j in [*mine[reused][:wanted], *mine[~reused][:wanted]][:wanted]:
-                row = facts[picked[j]]
-                tw["examples"].append(self.example(row, [
-                    (float(row["fin_ts"][e]), f"the {ROLES[e]}'s FIN, the first"),
-                    (float(at[j]), f"the {ROLES[e]} in TIME_WAIT"),
-                    (float(left[j]), "a new connection on the 4-tuple while in TIME_WAIT"
-                     if row["tw_reused"] else "TIME_WAIT over, or the capture's end")]))
+                                          "reused": 0, "n": 0, "reused_examples": [],
+                                          "other_examples": []})
+            # examples: the first 5 whose 4-tuple was reused while in TIME_WAIT, then the
+            # first others (kept apart: the same whatever batches the facts came in)
+            reused = facts["tw_reused"][picked[mine]] != 0
+            for kind, chosen in (("reused_examples", mine[reused]),
+                                 ("other_examples", mine[~reused])):
+                for j in chosen[:5 - len(tw[kind])]:
+                    row = facts[picked[j]]
+                    tw[kind].append(self.example(row, [
+                        (float(row["fin_ts"][e]), f"the {ROLES[e]}'s FIN, the first"),
+                        (float(at[j]), f"the {ROLES[e]} in TIME_WAIT"),
+                        (float(left[j]), "a new connection on the 4-tuple while in "
+                         "TIME_WAIT" if row["tw_reused"] else "TIME_WAIT over, or the capture's "
+                         "end")]))
             n = len(mine)  # entered, left: one count a second
             values, inverse = np.unique(np.concatenate([at[mine], left[mine]]).astype(
                 np.int64), return_inverse=True)
@@ -261,7 +266,7 @@ class Lifecycle:
                 continue
             d = self.diagnoser.named("time_wait_pressure", service, ROLES[e], host=host)
             d.count, d.first, d.last = tw["n"], float(times[0]), float(times[-1]) + 1
-            d.examples = tw["examples"]
+            d.examples = (tw["reused_examples"] + tw["other_examples"])[:5]
             d.numbers |= {"host": host, "time_wait_peak": peak, "peak_rate_per_s": rate,
                           "ports_seen": tw["ports"] if e == 0 else None,
                           "share_of_ports": peak / span, "reused_in_time_wait": tw["reused"]}
