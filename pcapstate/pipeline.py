@@ -83,13 +83,14 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
     `dask`: the address of a Dask cluster whose workers share the connection table, in
     `partitions` parts (pcapstate/partitions.py): the same result, each worker holding a
     share of the live connections.
-    Zeek's view (Settings.zeek) is followed when asked, or when an output needs it: the
-    records hold it, and so does a conn.log.
+    Zeek's view (Settings.zeek) is followed when asked, when a setting of it is given
+    (zeek_bare, zeek_checksums), or when an output needs it: the records hold it, and so
+    does a conn.log.
     Raises CaptureError when an input cannot be read at all.
     """
     settings = settings or Settings()
-    if not settings.zeek and (hosts or any(f is not None for f in (on_record, on_lines,
-                                                                    on_zeek, on_columns))):
+    if not settings.zeek and (settings.zeek_bare or settings.zeek_checksums or hosts or any(
+            f is not None for f in (on_record, on_lines, on_zeek, on_columns))):
         settings = dataclasses.replace(settings, zeek=True)
     reading = Reading(paths, settings, engine)
     from pcapstate import jit

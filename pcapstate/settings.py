@@ -25,7 +25,8 @@ class Settings:
     zeek: bool = False
     """Follow each connection as Zeek sees it too (track/zeek_view.py): its conn_state, history
     and sizes, for a conn.log, the records and the summary's count of Zeek's conn_states.
-    pipeline.analyze turns it on when an output needs it."""
+    pipeline.analyze turns it on when an output needs it, or zeek_bare or zeek_checksums
+    is set."""
     zeek_checksums: bool = False
     """Check TCP checksums for Zeek's view, as Zeek does unless run with -C: a segment with
     a wrong one is only marked (C). pcapstate's own state machine takes every segment."""

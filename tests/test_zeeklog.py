@@ -425,6 +425,11 @@ def test_zeeks_view_is_followed_only_when_asked_or_held(capsys):
 
     assert main(["analyze", capture]) == 0
     assert "Zeek" not in capsys.readouterr().out
-    assert main(["analyze", capture, "--zeek"]) == 0
-    assert f"  Zeek's conn_state: S0 {len(states)} ({len(states)} of Zeek's connections" \
-        in capsys.readouterr().out
+    for asked in ("--zeek", "--zeek-bare"):
+        assert main(["analyze", capture, asked]) == 0
+        assert f"  Zeek's conn_state: S0 {len(states)} ({len(states)} of Zeek's " \
+            "connections" in capsys.readouterr().out, asked
+    # checked, the SYNs' checksums (captured on their sender, left to the card) are wrong:
+    # Zeek marks them and goes no further (docs/zeek.md), its view is still counted
+    assert main(["analyze", capture, "--zeek-checksums"]) == 0
+    assert "  Zeek's conn_state: OTH " in capsys.readouterr().out

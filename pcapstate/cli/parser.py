@@ -116,8 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="follow each connection as Zeek sees it too, and count Zeek's "
                         "conn_states in the summary (implied by --zeek-conn, "
                         "--zeek-conn-json, --json, --jsonl, --parquet and --ss, whose "
-                        "records hold Zeek's view; off otherwise: about 550 bytes less per "
-                        "live connection, and faster)")
+                        "records hold Zeek's view, and by --zeek-bare and --zeek-checksums; "
+                        "off otherwise: about 550 bytes less per live connection, and "
+                        "faster)")
     a.add_argument("--zeek-conn", metavar="FILE",
                    help="write a Zeek conn.log (Zeek's TSV format, header lines included) "
                         "with Zeek's conn_state and history ('-' for standard output)")
