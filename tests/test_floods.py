@@ -16,6 +16,7 @@ from pcapstate.derive.summary import Summary
 from pcapstate.pipeline import analyze
 from pcapstate.settings import Settings
 from pcapstate.track.connections import FREE_N, KEYS_N, Tracker
+from pcapstate.track.slots import INLINE
 from tests.transcript import batch_of
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -165,8 +166,31 @@ def test_the_compiled_engine_stays_within_the_limit():
         keys = tracker.table["value"] >= 0
         assert tracker.S[KEYS_N] == keys.sum() == tracker.live and len(tracker.table) == 1024
         assert np.all(tracker.T["cid"][tracker.table["value"][keys] // 2] > 0)
+        blocks_accounted(tracker)
     assert tracker.evicted == [5900, 0, 0]
     assert np.all(tracker.T["cid"][tracker.free[:int(tracker.S[FREE_N])]] == 0)
+    tracker.finish(rows[-1][0] + 100)
+    assert blocks_accounted(tracker) == 0
+
+
+def blocks_accounted(tracker: Tracker) -> int:
+    """Each block of the pool of moves (track/slots.py MOVES) ever taken is held by one
+    live connection's endpoint or free, once; they are at most two a slot, and each live
+    endpoint past its slot's moves holds one. The blocks held."""
+    P, T = tracker.P, tracker.T
+    taken = int(P["ts"][0, 0])
+    free, b = [], int(P["next"][0])
+    while b and len(free) <= taken:
+        free.append(b)
+        b = int(P["next"][b])
+    live = T["cid"] > 0
+    held = T["mv_more"][live]
+    assert np.all(T["mv_more"][~live] == 0)
+    assert np.all(held[T["ntr"][live] > INLINE] > 0)
+    assert np.all(T["ntr"][live][held > 0] >= INLINE)  # (INLINE: a move taken back)
+    assert sorted(free + held[held > 0].tolist()) == list(range(1, taken + 1))
+    assert taken <= 2 * len(T) and len(P) == 2 * len(T) + 1
+    return int((held > 0).sum())
 
 
 def test_command_line_and_configuration(tmp_path, floods, capsys):

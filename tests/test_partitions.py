@@ -309,7 +309,7 @@ def test_the_merge_a_piece_at_a_time_is_the_whole_steps(seed):
 
     from pcapstate.partitions import Merge
     from pcapstate.track.connections import RETIRED
-    from pcapstate.track.slots import SLOT
+    from pcapstate.track.slots import ROW
     from pcapstate.track.zeek_view import VIEW
 
     rng = np.random.default_rng(seed)
@@ -356,7 +356,7 @@ def test_the_merge_a_piece_at_a_time_is_the_whole_steps(seed):
 
         def pieces(p, first, streams=streams):
             rows = streams[p][first:first + piece]
-            slot, handed = np.zeros(len(rows), SLOT), np.zeros(len(rows), RETIRED)
+            slot, handed = np.zeros(len(rows), ROW), np.zeros(len(rows), RETIRED)
             views = np.zeros(len(rows), VIEW)  # each marked with its row's single run's id
             if rows:
                 handed["at"], handed["due"], slot["cid"] = zip(*rows, strict=True)
@@ -393,11 +393,11 @@ def test_a_partition_out_of_order_stops_the_merge():
 
     from pcapstate.partitions import DaskError, Merge
     from pcapstate.track.connections import RETIRED
-    from pcapstate.track.slots import SLOT
+    from pcapstate.track.slots import ROW
 
     merge = Merge(1)
     merge.open([{"opened": np.array([1.0, 2.0])}])
-    rows, handed = np.zeros(2, SLOT), np.zeros(2, RETIRED)
+    rows, handed = np.zeros(2, ROW), np.zeros(2, RETIRED)
     rows["cid"], handed["at"], handed["due"] = [1, 2], [5.0, 3.0], np.inf
     merge.add(0, [(rows, rows[:0], np.zeros(2), handed, {})])  # (no Zeek views)
     going, _, _, _ = merge.ready([True])  # more to come: up to its last, at 3

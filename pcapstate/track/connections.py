@@ -22,13 +22,24 @@ from pcapstate.decode.frames import TCP, Batch
 from pcapstate.jit import njit, records
 from pcapstate.settings import Settings
 from pcapstate.track import zeek_view
-from pcapstate.track.endpoints import closed, deadline, enter, expire, segment
+from pcapstate.track.endpoints import (
+    clock_of,
+    closed,
+    control,
+    deadline,
+    enter,
+    expire,
+    segment,
+    unpack,
+)
 from pcapstate.track.slots import (
     BY_PORT,
     BY_SYN,
     BY_SYNACK,
     CLOSED,
     ESTABLISHED,
+    MOVES,
+    ROW,
     SLOT,
     SYN_RCVD,
     SYN_SENT,
@@ -80,7 +91,7 @@ HEAP = np.dtype([("due", np.float64), ("cid", np.int64), ("slot", np.int64)])
 RETIRED = np.dtype([("slot", np.int64), ("time", np.float64), ("at", np.float64),
                     ("due", np.float64)])
 #: Retired connections handed on at most at a time (the retired list's length): their
-#: copies take at most this many records' memory (track/slots.py SLOT, 739 bytes each, and
+#: copies take at most this many records' memory (track/slots.py ROW, 787 bytes each, and
 #: zeek_view.VIEW, 551)
 HAND_ON = 1 << 12
 
@@ -137,8 +148,8 @@ def _heap_pop(H, S):
 
 
 @njit(cache=True, nogil=True)
-def _schedule(r, H, S, c):
-    due = deadline(r, S[TIME_WAIT_S], S[FIN_TIMEOUT_S], S[LINGER_S])
+def _schedule(r, P, H, S, c):
+    due = deadline(r, P, S[TIME_WAIT_S], S[FIN_TIMEOUT_S], S[LINGER_S])
     if not np.isnan(due) and due != r.scheduled:
         r.scheduled = due
         _heap_push(H, S, due, r.cid, c)
@@ -218,7 +229,7 @@ def _touch(T, L, c):
 
 
 @njit(cache=True, nogil=True)
-def _evict(T, S, table, R, L, now):
+def _evict(T, P, S, table, R, L, now):
     """Make room: retire the least recently active finished connection; without one, the
     least recently active handshake attempt if attempts hold half the table or more (a
     flood) or if it has been quiet for ATTEMPT_QUIET; else whichever of that attempt and the
@@ -237,7 +248,7 @@ def _evict(T, S, table, R, L, now):
         t = T_OPEN
     c = L[3 * t + TAIL]
     r = T[c]
-    expire(r, now, S[TIME_WAIT_S], S[FIN_TIMEOUT_S])
+    expire(r, P, now, S[TIME_WAIT_S], S[FIN_TIMEOUT_S])
     r.evicted = True
     S[EVICTED + t] += 1
     _retire(T, S, table, R, L, c, now)
@@ -262,7 +273,7 @@ def _retire(T, S, table, R, L, c, now):
 
 
 @njit(cache=True, nogil=True)
-def _sweep(T, H, S, table, R, L, now):
+def _sweep(T, P, H, S, table, R, L, now):
     tw, ft, linger = S[TIME_WAIT_S], S[FIN_TIMEOUT_S], S[LINGER_S]
     while S[HEAP_N] > 0 and H[0].due <= now:
         if S[RETIRED_N] >= len(R):
@@ -272,22 +283,22 @@ def _sweep(T, H, S, table, R, L, now):
         if r.cid != cid or r.scheduled != due:
             continue  # superseded by a later deadline, or retired
         r.scheduled = np.nan
-        expire(r, now, tw, ft)
-        retire_at = deadline(r, tw, ft, linger)
+        expire(r, P, now, tw, ft)
+        retire_at = deadline(r, P, tw, ft, linger)
         if closed(r) and not np.isnan(retire_at) and now >= retire_at:
             _retire(T, S, table, R, L, c, now)
             R[np.int64(S[RETIRED_N]) - 1].due = due
         else:
-            _schedule(r, H, S, c)
+            _schedule(r, P, H, S, c)
     return True
 
 
 @njit(cache=True, nogil=True)
-def _open(T, V, S, table, free, R, L, opened, ts, flags, key):
+def _open(T, P, V, S, table, free, R, L, opened, ts, flags, key):
     """A new connection for a segment with this table key; returns (slot, index of its
     sender). A partition notes the record that opened it in `opened`."""
     if S[LIMIT] > 0 and S[LIVE] >= S[LIMIT]:
-        _evict(T, S, table, R, L, ts)
+        _evict(T, P, S, table, R, L, ts)
     src_hi, src_lo, dst_hi, dst_lo, ports = key
     sport, dport = (ports >> 16) & 0xFFFF, ports & 0xFFFF
     n = np.int64(S[FREE_N]) - 1
@@ -328,12 +339,12 @@ def _open(T, V, S, table, free, R, L, opened, ts, flags, key):
     if len(V):
         zeek_view.start(V[c], d, flags, sport, dport, ts, S[ZEEK_BARE] > 0)
     if roles == BY_SYNACK:  # the client's SYN is not in the capture, but the SYN/ACK proves it
-        enter(r, 0, ts, SYN_SENT, False)
+        enter(r, P, 0, ts, SYN_SENT, False)
         r.left[0] = True
         r.syn_acked[0] = True
     elif roles == BY_PORT:
         for e in range(2):
-            enter(r, e, ts, ESTABLISHED, False)
+            enter(r, P, e, ts, ESTABLISHED, False)
             r.left[e] = True
     k, turned = _canonical(key)
     h = _mix(k, TABLE_SEED)
@@ -353,12 +364,12 @@ def _open(T, V, S, table, free, R, L, opened, ts, flags, key):
 
 
 @njit(cache=True, nogil=True)
-def _taken_over(T, S, table, R, L, c, d, ts):
+def _taken_over(T, P, S, table, R, L, c, d, ts):
     """A SYN with a new sequence number from endpoint d of slot c: does it start a new
     connection? Yes if the receiver is CLOSED or in TIME_WAIT and the sender too, or in
     SYN_SENT; then whatever is left of the old one is gone, and it is retired."""
     r = T[c]
-    expire(r, ts, S[TIME_WAIT_S], S[FIN_TIMEOUT_S])
+    expire(r, P, ts, S[TIME_WAIT_S], S[FIN_TIMEOUT_S])
     rs, ss = r.st[1 - d], r.st[d]
     if (rs == CLOSED or rs == TIME_WAIT) and (ss == CLOSED or ss == TIME_WAIT
                                               or ss == SYN_SENT):
@@ -366,7 +377,7 @@ def _taken_over(T, S, table, R, L, c, d, ts):
             if r.st[e] == TIME_WAIT:
                 r.tw_reused = True
             if r.st[e] != CLOSED:
-                enter(r, e, ts, CLOSED, False)
+                enter(r, P, e, ts, CLOSED, False)
         _retire(T, S, table, R, L, c, ts)
         return True
     return False
@@ -467,7 +478,7 @@ def rehash(old, table):
 
 
 @njit(cache=True, nogil=True)
-def run(T, V, H, S, table, free, R, L, Z, opened, B, start, n):
+def run(T, P, V, H, S, table, free, R, L, Z, opened, B, start, n):
     """Each segment of rows start..n-1 of B (TCP rows only), in order: find or open its
     connection, apply it (and to its Zeek view in V, the slots' own, if V is not empty),
     schedule the connection's timers. Stops early, returning the row
@@ -499,7 +510,7 @@ def run(T, V, H, S, table, free, R, L, Z, opened, B, start, n):
         ts = b_ts[i]
         if ts > S[NOW]:
             if ts >= S[NEXT_SWEEP]:
-                if not _sweep(T, H, S, table, R, L, ts):
+                if not _sweep(T, P, H, S, table, R, L, ts):
                     return i, NEED_RETIRE
                 S[NEXT_SWEEP] = ts + _SWEEP_EVERY
             S[NOW] = ts
@@ -515,14 +526,14 @@ def run(T, V, H, S, table, free, R, L, Z, opened, B, start, n):
         if v >= 0:
             c, d = v // 2, (v % 2) ^ turned
             if flags & SYN and not flags & ACK and T[c].isn[d] != seq \
-                    and _taken_over(T, S, table, R, L, c, d, ts):
-                c, d = _open(T, V, S, table, free, R, L, opened, ts, flags, k)
+                    and _taken_over(T, P, S, table, R, L, c, d, ts):
+                c, d = _open(T, P, V, S, table, free, R, L, opened, ts, flags, k)
             elif len(V) and zeek_view.ended(V[c], S[NOW], d, flags, seq):
                 _z_emit(V[c], T[c].cid, Z, S)
                 zeek_view.start(V[c], d, flags, np.int64(b_sport[i]), np.int64(b_dport[i]), ts,
                                 S[ZEEK_BARE] > 0)
         else:
-            c, d = _open(T, V, S, table, free, R, L, opened, ts, flags, k)
+            c, d = _open(T, P, V, S, table, free, R, L, opened, ts, flags, k)
         r = T[c]
         if b_analysis[i]:  # what Wireshark said of the segment (tshark engine)
             for a in range(len(r.ws)):
@@ -531,9 +542,12 @@ def run(T, V, H, S, table, free, R, L, Z, opened, B, start, n):
         if len(V):  # Zeek's view sees every segment, duplicates too
             zeek_view.packet(V[c], d, flags, seq, b_ack[i], plen, wn, ts, np.int64(b_iplen[i]),
                              b_cut[i], b_bad_sum[i])
-        if segment(r, d, flags, seq, b_ack[i], wn, plen, np.int64(b_ipid[i]),
-                   np.int64(b_wscale[i]), np.int64(b_synopt[i]), ts, S[NOW], tw, ft):
-            _schedule(r, H, S, c)
+        at = segment(r, d, flags, seq, b_ack[i], wn, plen, np.int64(b_ipid[i]), ts,
+                     clock_of(r, P, ts, S[NOW]))
+        if not np.isnan(at) and control(r, P, d, flags, seq, b_ack[i], wn, plen,
+                                        np.int64(b_wscale[i]), np.int64(b_synopt[i]), at,
+                                        tw, ft):
+            _schedule(r, P, H, S, c)
         _touch(T, L, c)
     return n, DONE
 
@@ -558,16 +572,23 @@ def live_slots(T, S, L, upto):
 
 
 @njit(cache=True, nogil=True)
-def finish(T, S, table, R, L, end, slots):
+def finish(T, P, S, table, R, L, end, slots):
     """The capture is over at `end`: retire these live connections, in this order (the
     retired list has room for them)."""
     S[AT] = np.inf
     for c in slots:
-        expire(T[c], end, S[TIME_WAIT_S], S[FIN_TIMEOUT_S])
+        expire(T[c], P, end, S[TIME_WAIT_S], S[FIN_TIMEOUT_S])
         _retire(T, S, table, R, L, c, end)
         R[np.int64(S[RETIRED_N]) - 1].due = -np.inf
     if S[LIVE] == 0:
         S[HEAP_N] = 0
+
+
+@njit(cache=True, nogil=True)
+def unpack_all(T, P, slots, rows):
+    """endpoints.unpack for the retired connections in these slots, into `rows`."""
+    for i in range(len(slots)):
+        unpack(T[slots[i]], P, rows[i])
 
 
 def new_table(size: int = 1024) -> np.ndarray:
@@ -577,10 +598,10 @@ def new_table(size: int = 1024) -> np.ndarray:
     return table
 
 
-#: What a Tracker hands out for each batch of connections it retires: a copy of their packed
-#: records (track/slots.py SLOT), of their Zeek views (zeek_view.VIEW; none when
-#: Settings.zeek is off), the capture time each was retired at, and, by connection id, the
-#: Zeek views that ended on its 4-tuple while it went on, oldest first.
+#: What a Tracker hands out for each batch of connections it retires: their packed records
+#: with their moves whole (track/slots.py ROW), a copy of their Zeek views (zeek_view.VIEW;
+#: none when Settings.zeek is off), the capture time each was retired at, and, by connection
+#: id, the Zeek views that ended on its 4-tuple while it went on, oldest first.
 Retire = Callable[[np.ndarray, np.ndarray, np.ndarray, dict[int, list[np.void]]], None]
 
 
@@ -603,6 +624,8 @@ class Tracker:
         self.settings = settings
         self.on_retired = on_retired
         self.T = records(np.zeros(slots, SLOT))
+        #: the blocks of the slots' later moves (endpoints.enter), one for each endpoint
+        self.P = records(np.zeros(2 * slots + 1, MOVES))
         #: each slot's Zeek view, when followed (zeek_view.start sets every field read)
         self.V = records(np.zeros(slots if settings.zeek else 0, zeek_view.VIEW))
         self.free = np.arange(slots - 1, -1, -1, dtype=np.int64)
@@ -647,7 +670,7 @@ class Tracker:
         i, n = 0, len(batch.ts)
         self.S[BASE] = self.fed
         while i < n:
-            i, why = run(self.T, self.V, self.heap, self.S, self.table, self.free,
+            i, why = run(self.T, self.P, self.V, self.heap, self.S, self.table, self.free,
                          self.retired, self.lists, self.zlines, self._opened, batch, i, n)
             self._keep_zeek_ended()
             if self.S[OPENED_N]:
@@ -682,7 +705,7 @@ class Tracker:
         self._hand_on()
         slots = live_slots(self.T, self.S, self.lists, float(upto))
         for start in range(0, len(slots), HAND_ON):
-            finish(self.T, self.S, self.table, self.retired, self.lists, end,
+            finish(self.T, self.P, self.S, self.table, self.retired, self.lists, end,
                    slots[start:start + HAND_ON])
             self._hand_on()
 
@@ -707,6 +730,7 @@ class Tracker:
         if limit:
             new = max(min(new, _slot_cap(limit)), old + 2)
         self.T = _grown(self.T, new)
+        self.P = _grown(self.P, 2 * new + 1)
         if len(self.V):
             self.V = _grown(self.V, new)
         n = int(self.S[FREE_N])
@@ -732,7 +756,9 @@ class Tracker:
         self.S[RETIRED_N] = 0
         # (copied as bytes: numpy copies records field by field, ten times slower)
         table = self.T.view(np.uint8).reshape(len(self.T), SLOT.itemsize)
-        rows = records(table[slots].view(SLOT).reshape(n))
+        rows = records(np.empty(n, ROW))
+        rows.view(np.uint8).reshape(n, ROW.itemsize)[:, :SLOT.itemsize] = table[slots]
+        unpack_all(self.T, self.P, slots, rows)
         views = self.V[:0]
         if len(self.V):
             size = zeek_view.VIEW.itemsize
@@ -744,10 +770,10 @@ class Tracker:
                 earlier = self.zeek_ended.pop(cid, None)
                 if earlier:
                     ended[cid] = earlier
-        table[slots] = np.zeros((n, SLOT.itemsize), np.uint8)  # (a 0 broadcasts slowly)
         k = int(self.S[FREE_N])
         self.free[k:k + n] = slots[::-1]
         self.S[FREE_N] = k + n
+        table[slots] = np.zeros((n, SLOT.itemsize), np.uint8)  # (a 0 broadcasts slowly)
         self.on_retired(rows, views, times, ended)
 
 

@@ -12,7 +12,9 @@ time of the ACK. Only an in-window RST changes state. Timers (TIME_WAIT, orphane
 FIN_WAIT_2, a SYN's or SYN-ACK's give-up) emit no packet and are applied lazily by
 `expire`.
 
-`segment` is the entry point: one segment, sent by endpoint d, applied to record r.
+`segment` and then, unless it says there is nothing to do, `control` apply one segment, sent
+by endpoint d, to record r. An endpoint's moves past the record's own go in a block of the
+pool P (track/slots.py MOVES): `enter` writes a move, `move_at` reads one.
 """
 
 import math
@@ -46,6 +48,7 @@ from pcapstate.track.slots import (
     FIN_WAIT_1,
     FIN_WAIT_2,
     INFERRED_MOVE,
+    INLINE,
     LAST_ACK,
     MAXT,
     SYN_RCVD,
@@ -137,7 +140,7 @@ def next_syn(r, e):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def timer_at(r, e, time_wait, fin_timeout):
+def timer_at(r, P, e, time_wait, fin_timeout):
     """(when endpoint e's timer is known to have fired, the time it fired) in its current
     state; infinity for a state without a timer. TIME_WAIT ends after `time_wait`, an
     orphaned FIN_WAIT_2 (its peer not heard since) after `fin_timeout`. A SYN (SYN_SENT) or
@@ -151,10 +154,10 @@ def timer_at(r, e, time_wait, fin_timeout):
     twice the last interval later."""
     state = r.st[e]
     if state == TIME_WAIT:
-        at = since(r, e) + time_wait
+        at = since(r, P, e) + time_wait
         return at, at
     if state == FIN_WAIT_2 and not r.fw2_alive[e]:
-        at = since(r, e) + fin_timeout
+        at = since(r, P, e) + fin_timeout
         return at, at
     # (a client whose SYN was seen acknowledged gives up only if it sent it again: the
     # SYN-ACKs did not reach it)
@@ -169,28 +172,77 @@ def timer_at(r, e, time_wait, fin_timeout):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def enter(r, e, ts, state, timer):
+def enter(r, P, e, ts, state, timer):
     """Endpoint e moves to `state` at `ts` (never before its previous transition), by a
-    timer or not."""
+    timer or not; its moves past the slot's own go in a block of the pool P (slots.INLINE),
+    taken at the first of them."""
     if r.st[e] == state:
         return
     k = r.ntr[e]
-    if k > 0 and ts < r.tr_ts[e, k - 1]:
-        ts = r.tr_ts[e, k - 1]
+    if k > 0 and ts < since(r, P, e):
+        ts = since(r, P, e)
     if k == MAXT:  # full: the latest move takes the last place (since() stays true)
         k -= 1
         _weird(r, A_MOVES_DROPPED)
-    r.tr_ts[e, k] = ts
-    r.tr_st[e, k] = state
-    r.tr_timer[e, k] = timer
+    if k < INLINE:
+        r.mv_ts[e, k] = ts
+        r.mv_st[e, k] = state
+        r.mv_timer[e, k] = timer
+    else:
+        if r.mv_more[e] == 0:
+            r.mv_more[e] = _take(P)
+        b = P[r.mv_more[e]]
+        b.ts[k - INLINE] = ts
+        b.st[k - INLINE] = state
+        b.timer[k - INLINE] = timer
     r.ntr[e] = k + 1
     r.st[e] = state
 
 
+@njit(cache=True, nogil=True)
+def _take(P):
+    """A block of the pool: the first free one, else one never taken (the pool has one for
+    each endpoint of every slot, and pages of memory only for those taken). Its first
+    block keeps the list of free ones (`next`: the first, 0 none) and how many were ever
+    taken (ts[0])."""
+    b = P[0].next
+    if b:
+        P[0].next = P[b].next
+    else:
+        b = np.int32(P[0].ts[0]) + 1
+        P[0].ts[0] = b
+    return b
+
+
+@njit(cache=True, nogil=True)
+def unpack(r, P, row):
+    """Copy the moves of a retired connection (its slot r) whole into `row` (slots.ROW, its
+    other fields copied already), zeros after them, and give its blocks back."""
+    for e in range(2):
+        for k in range(MAXT):
+            if k < r.ntr[e]:
+                row.tr_ts[e, k], row.tr_st[e, k], row.tr_timer[e, k] = move_at(r, P, e, k)
+            else:
+                row.tr_ts[e, k], row.tr_st[e, k], row.tr_timer[e, k] = 0.0, 0, 0
+        b = r.mv_more[e]
+        if b:
+            P[b].next = P[0].next
+            P[0].next = b
+
+
 @njit(cache=True, nogil=True, inline="always")
-def since(r, e):
+def move_at(r, P, e, k):
+    """Endpoint e's move k (below ntr): (its time, the state entered, tr_timer's value)."""
+    if k < INLINE:
+        return r.mv_ts[e, k], r.mv_st[e, k], r.mv_timer[e, k]
+    b = P[r.mv_more[e]]
+    return b.ts[k - INLINE], b.st[k - INLINE], b.timer[k - INLINE]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def since(r, P, e):
     """When endpoint e's current state was entered."""
-    return r.tr_ts[e, r.ntr[e] - 1]
+    return move_at(r, P, e, r.ntr[e] - 1)[0]
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -199,21 +251,21 @@ def closed(r):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def expire(r, now, tw, ft):
+def expire(r, P, now, tw, ft):
     """Apply the timers that ran out by `now` (timer_at)."""
     for e in range(2):
-        known, at = timer_at(r, e, tw, ft)
+        known, at = timer_at(r, P, e, tw, ft)
         if now >= known:
-            enter(r, e, at, CLOSED, True)
+            enter(r, P, e, at, CLOSED, True)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def deadline(r, tw, ft, linger):
+def deadline(r, P, tw, ft, linger):
     """The next capture time at which a timer or the retirement of a closed connection (after
     `linger`) is due; NaN for none."""
     if closed(r):
         return r.last_ts + linger
-    due = min(timer_at(r, 0, tw, ft)[0], timer_at(r, 1, tw, ft)[0])
+    due = min(timer_at(r, P, 0, tw, ft)[0], timer_at(r, P, 1, tw, ft)[0])
     return due if due < np.inf else np.nan
 
 
@@ -233,7 +285,7 @@ def closed_before(r, s, o):
     on the half-closed connection, in CLOSE_WAIT, until it sent its FIN."""
     return (r.roles == BY_PORT and r.fin_seq[o] != -1 and r.fin_seq[s] == -1
             and not r.fin_acked[o] and r.payload[s] == 0 and r.syns[s] == 0
-            and r.ntr[o] == 2 and r.tr_st[o, 1] == FIN_WAIT_1 and r.ntr[s] == 1)
+            and r.ntr[o] == 2 and r.mv_st[o, 1] == FIN_WAIT_1 and r.ntr[s] == 1)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -248,7 +300,7 @@ def _unacked(r, e):
 
 
 @njit(cache=True, nogil=True)
-def _rst(r, d, s, o, flags, seq, ack, ts):
+def _rst(r, P, d, s, o, flags, seq, ack, ts):
     r.rsts[s] += 1
     if not rst_acceptable(r.st[o], r.syn_acked[o] != 0, flags, seq, ack, r.isn[o],
                           r.last_ack[o], r.win[o], r.wscale[o]):
@@ -263,14 +315,14 @@ def _rst(r, d, s, o, flags, seq, ack, ts):
             # the peer was in CLOSE_WAIT and this FIN moved it to LAST_ACK; s had closed,
             # and if it had sent anything (ACKs, in FIN_WAIT_2), its socket has gone since
             r.inferred = True
-            r.tr_st[o, 0], r.tr_st[o, 1], r.st[o] = CLOSE_WAIT, LAST_ACK, LAST_ACK
-            r.st[s] = r.tr_st[s, 0] = CLOSED if r.packets[s] == 1 else FIN_WAIT_2
-    enter(r, s, ts, CLOSED, False)
-    enter(r, o, ts, CLOSED, False)
+            r.mv_st[o, 0], r.mv_st[o, 1], r.st[o] = CLOSE_WAIT, LAST_ACK, LAST_ACK
+            r.st[s] = r.mv_st[s, 0] = CLOSED if r.packets[s] == 1 else FIN_WAIT_2
+    enter(r, P, s, ts, CLOSED, False)
+    enter(r, P, o, ts, CLOSED, False)
 
 
 @njit(cache=True, nogil=True)
-def _syn(r, s, o, flags, seq, ack, ws, opts, ts):
+def _syn(r, P, s, o, flags, seq, ack, ws, opts, ts):
     synack = (flags & ACK) != 0
     offered = opts | (SYN_WS if ws >= 0 else 0)  # syn_opts, for a first SYN or request
     if r.isn[s] == -1:
@@ -287,14 +339,14 @@ def _syn(r, s, o, flags, seq, ack, ws, opts, ts):
             if r.isn[o] != -1 and ack != (r.isn[o] + 1) & MASK:
                 _weird(r, A_BAD_SYNACK)
             if r.st[s] == CLOSED:  # its ACK did not cover a SYN we saw
-                enter(r, s, ts, SYN_RCVD, False)
+                enter(r, P, s, ts, SYN_RCVD, False)
         elif r.st[s] == CLOSED:
-            enter(r, s, ts, SYN_SENT, False)
+            enter(r, P, s, ts, SYN_SENT, False)
     elif seq == r.isn[s]:
         r.syns[s] += 1
         _weird(r, A_SYNACK_RETX if synack else A_SYN_RETX)
         if synack and r.syn_acked[s] and r.st[s] == ESTABLISHED \
-                and ts - since(r, s) >= _MIN_RTO:
+                and ts - since(r, P, s) >= _MIN_RTO:
             # (not one sent with the answer to a SYN sent again, crossing the ACK)
             r.synack_after_ack += 1
         gap = ts - r.syn_ts[s]
@@ -310,65 +362,83 @@ def _syn(r, s, o, flags, seq, ack, ws, opts, ts):
         _weird(r, A_NEW_REQUEST)
         due = r.syn_ts[s] + next_syn(r, s)
         if r.st[s] == SYN_RCVD and ts >= due:  # the first expired when its retry was due
-            enter(r, s, due, CLOSED, True)
+            enter(r, P, s, due, CLOSED, True)
         r.isn[s] = seq
         r.syn_ts[s] = ts
         r.syn_opts[s] = offered
         r.syns[s] += 1
         r.syn_gap[s, 0] = r.syn_gap[s, 1] = 0
         if r.st[s] == CLOSED:
-            enter(r, s, ts, SYN_RCVD, False)
+            enter(r, P, s, ts, SYN_RCVD, False)
     else:
         _weird(r, A_SYN_INSIDE)
 
 
 @njit(cache=True, nogil=True)
 def handshake_gaps(r):
-    """A packed record's handshake as captured: the gaps between the SYN and the SYN/ACK
-    and between the SYN/ACK and the ACK (the latest transmission of each SYN before it was
-    acknowledged); (-1, -1) unless all three were captured, in order."""
-    if r.roles != BY_SYN or r.isn[0] == -1 or r.isn[1] == -1 or not r.syn_acked[1]:
-        return -1.0, -1.0
+    """A retired connection's (slots.ROW) handshake as captured: the gaps between the SYN
+    and the SYN/ACK and between the SYN/ACK and the ACK (the latest transmission of each
+    SYN before it was acknowledged); (-1, -1) unless all three were captured, in order."""
     for k in range(r.ntr[1]):
         if r.tr_st[1, k] == ESTABLISHED:
-            syn_rtt, ack_gap = r.syn_ts[1] - r.syn_ts[0], r.tr_ts[1, k] - r.syn_ts[1]
-            if syn_rtt >= 0 and ack_gap >= 0:
-                return syn_rtt, ack_gap
-            break
+            return _gaps(r, r.tr_ts[1, k])
+    return -1.0, -1.0
+
+
+@njit(cache=True, nogil=True)
+def _live_handshake_gaps(r, P):
+    """handshake_gaps of a live connection (its slot, its blocks in P)."""
+    for k in range(r.ntr[1]):
+        ts, state, _ = move_at(r, P, 1, k)
+        if state == ESTABLISHED:
+            return _gaps(r, ts)
     return -1.0, -1.0
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _sent_before_reset(r, s, flags, ts):
+def _gaps(r, established):
+    """handshake_gaps, the server having first moved to ESTABLISHED at `established`."""
+    if r.roles != BY_SYN or r.isn[0] == -1 or r.isn[1] == -1 or not r.syn_acked[1]:
+        return -1.0, -1.0
+    syn_rtt, ack_gap = r.syn_ts[1] - r.syn_ts[0], established - r.syn_ts[1]
+    if syn_rtt >= 0 and ack_gap >= 0:
+        return syn_rtt, ack_gap
+    return -1.0, -1.0
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _sent_before_reset(r, P, s, flags, ts):
     """Whether a segment from endpoint s, captured after the peer's RST closed the
     connection, was sent before that RST reached s: within a round trip of it (by the
     handshake) and s closed by that RST only. Then s was still alive: a capture near the
     RST's sender sees the RST before what s sent in the meantime (its FIN, say)."""
     k = r.ntr[s] - 1
-    if flags & RST or r.reset_by != 1 - s or k < 1 or r.tr_st[s, k] != CLOSED \
-            or r.tr_timer[s, k]:
+    if flags & RST or r.reset_by != 1 - s or k < 1:
         return False
-    syn_rtt, ack_gap = handshake_gaps(r)
-    return syn_rtt >= 0 and ts - r.tr_ts[s, k] <= syn_rtt + ack_gap
+    at, state, timer = move_at(r, P, s, k)
+    if state != CLOSED or timer:
+        return False
+    syn_rtt, ack_gap = _live_handshake_gaps(r, P)
+    return syn_rtt >= 0 and ts - at <= syn_rtt + ack_gap
 
 
 @njit(cache=True, nogil=True)
-def _control(r, d, flags, seq, ack, wn, plen, ws, opts, ts, tw, ft):
+def _control(r, P, d, flags, seq, ack, wn, plen, ws, opts, ts, tw, ft):
     s, o = d, 1 - d
     if r.st[s] == FIN_WAIT_2 and not flags & RST and flags & ACK and r.last_ack[s] != -1 \
             and ack != r.last_ack[s] and after_or_at(ack, r.last_ack[s]):
         r.fw2_alive[s] = True  # an orphaned socket answers new data with a RST, not an ACK
-    expire(r, ts, tw, ft)
+    expire(r, P, ts, tw, ft)
     reopened = False
     if closed(r) and not flags & SYN:
-        if not _sent_before_reset(r, s, flags, ts):
+        if not _sent_before_reset(r, P, s, flags, ts):
             _weird(r, A_RST_AFTER if flags & RST else A_PACKET_AFTER)
             return
         r.ntr[s] -= 1  # s was alive: it takes this segment, then the RST when it arrives
-        r.st[s] = r.tr_st[s, r.ntr[s] - 1]
+        r.st[s] = move_at(r, P, s, r.ntr[s] - 1)[1]
         reopened = True
     if flags & RST:
-        _rst(r, d, s, o, flags, seq, ack, ts)
+        _rst(r, P, d, s, o, flags, seq, ack, ts)
         return
     r.win[s] = window_of(flags, wn)
     if flags & ACK:
@@ -376,22 +446,22 @@ def _control(r, d, flags, seq, ack, wn, plen, ws, opts, ts, tw, ft):
             # s received o's SYN (at the SYN's time) and o learns its SYN arrived
             r.syn_acked[o] = True
             if r.st[o] == SYN_RCVD:
-                enter(r, o, ts, ESTABLISHED, False)
+                enter(r, P, o, ts, ESTABLISHED, False)
             if r.st[s] == CLOSED:
-                enter(r, s, r.syn_ts[o], SYN_RCVD, False)
+                enter(r, P, s, r.syn_ts[o], SYN_RCVD, False)
             elif r.st[s] == SYN_SENT:
-                enter(r, s, r.syn_ts[o], ESTABLISHED if r.syn_acked[s] else SYN_RCVD, False)
+                enter(r, P, s, r.syn_ts[o], ESTABLISHED if r.syn_acked[s] else SYN_RCVD, False)
         if r.fin_seq[o] != -1 and not r.fin_acked[o] and after_or_at(ack, r.fin_seq[o] + 1):
             r.fin_acked[o] = True
             nxt = OWN_FIN_ACKED[r.st[o]]
             if nxt >= 0:
-                enter(r, o, ts, nxt, False)
+                enter(r, P, o, ts, nxt, False)
             nxt = PEER_FIN_RECEIVED[r.st[s]]
             if nxt >= 0:
-                enter(r, s, r.fin_ts[o], nxt, False)
+                enter(r, P, s, r.fin_ts[o], nxt, False)
         r.last_ack[s] = ack
     if flags & SYN:
-        _syn(r, s, o, flags, seq, ack, ws, opts, ts)
+        _syn(r, P, s, o, flags, seq, ack, ws, opts, ts)
     if flags & FIN:
         fs = (seq + plen + (1 if flags & SYN else 0)) & MASK
         if r.fin_seq[s] == -1:
@@ -400,7 +470,7 @@ def _control(r, d, flags, seq, ack, wn, plen, ws, opts, ts, tw, ft):
             r.fins[s] = 1
             nxt = SENT_FIN[r.st[s]]
             if nxt >= 0:
-                enter(r, s, ts, nxt, False)
+                enter(r, P, s, ts, nxt, False)
             elif r.st[s] == SYN_SENT:
                 _weird(r, A_FIN_BEFORE)
         elif fs == r.fin_seq[s]:
@@ -411,7 +481,7 @@ def _control(r, d, flags, seq, ack, wn, plen, ws, opts, ts, tw, ft):
         else:
             _weird(r, A_FIN_SEQ_CHANGED)
     if reopened:  # when the RST arrived: no later than this, as far as the capture shows
-        enter(r, s, ts, CLOSED, INFERRED_MOVE)
+        enter(r, P, s, ts, CLOSED, INFERRED_MOVE)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -470,21 +540,27 @@ def _heard(r, s, flags, seq, ack, plen, wn, ts):
             r.crossed[s] = ts
 
 
-@njit(cache=True, nogil=True)
-def segment(r, d, flags, seq, ack, wn, plen, ipid, ws, opts, ts, now, tw, ft):
-    """Apply one segment sent by endpoint d: True if it changed a state (so that the
-    connection's timers may have changed). `ws` and `opts`: a SYN's window scale and other
-    options (decode/frames.py's wscale and synopt). `now`: the capture's clock (the latest
-    time read), past which no timer has run."""
-    s = d
-    # the connection's clock: its last segment, or a timer that ran out since (at a
-    # deadline the capture's clock had passed: a segment earlier than that came late, which
-    # only a capture whose clock went back has)
+@njit(cache=True, nogil=True, inline="always")
+def clock_of(r, P, ts, now):
+    """The connection's clock for a segment captured at `ts`: its last segment, or a timer
+    that ran out since (at a deadline the capture's clock, `now`, had passed: a segment
+    earlier than that came late, which only a capture whose clock went back has)."""
     clock = r.last_ts
     if ts < now:
         for e in range(2):
-            if r.ntr[e] > 0 and since(r, e) > clock:
-                clock = since(r, e)
+            if r.ntr[e] > 0 and since(r, P, e) > clock:
+                clock = since(r, P, e)
+    return clock
+
+
+@njit(cache=True, nogil=True)
+def segment(r, d, flags, seq, ack, wn, plen, ipid, ts, clock):
+    """Apply one segment sent by endpoint d, but for what it does to the states (control):
+    its time, or the connection's clock (clock_of) if it came earlier, when that remains
+    to be done; NaN when not (a duplicate, or data between established endpoints). Apart
+    from `control`, so that the pool of moves (slots.MOVES) is passed only to what
+    changes a state."""
+    s = d
     if ts < clock:
         _weird(r, A_BACKWARDS)
         ts = clock
@@ -496,7 +572,7 @@ def segment(r, d, flags, seq, ack, wn, plen, ipid, ws, opts, ts, now, tw, ft):
             and sig[s, 3] == flags and sig[s, 4] == plen \
             and ts - r.last_seen[s] < _DUPLICATE_WINDOW:
         _weird(r, A_DUPLICATE)
-        return False
+        return np.nan
     sig[s, 0] = ipid
     sig[s, 1] = seq
     sig[s, 2] = ack
@@ -512,10 +588,17 @@ def segment(r, d, flags, seq, ack, wn, plen, ipid, ws, opts, ts, now, tw, ft):
         if flags & ACK:
             r.last_ack[s] = ack
         r.win[s] = wn
-        return False
+        return np.nan
+    return ts
+
+
+@njit(cache=True, nogil=True, inline="always")
+def control(r, P, d, flags, seq, ack, wn, plen, ws, opts, ts, tw, ft):
+    """What a segment (its time as `segment` returned it) does to the states: True if it
+    changed one (so that the connection's timers may have changed). `ws` and `opts`: a
+    SYN's window scale and other options (decode/frames.py's wscale and synopt)."""
     moves = r.ntr[0] + r.ntr[1]
-    _control(r, d, flags, seq, ack, wn, plen, ws, opts, ts, tw, ft)
+    _control(r, P, d, flags, seq, ack, wn, plen, ws, opts, ts, tw, ft)
     # a SYN, or data, sent again moves its give-up timer too
     return r.ntr[0] + r.ntr[1] != moves or (flags & SYN) != 0 \
-        or r.quiet_retx[s] >= GIVE_UP_AFTER
-
+        or r.quiet_retx[d] >= GIVE_UP_AFTER

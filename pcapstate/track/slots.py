@@ -9,6 +9,8 @@ touches together in memory, and compiled functions pass a record by pointer. The
 hands retired connections out as copies of these records (derive/ reads them).
 """
 
+from typing import Any
+
 import numpy as np
 
 from pcapstate.vocab import (
@@ -54,6 +56,16 @@ EVIDENCE_NAMES = [c.value for c in CloserEvidence]
 # more each time: endpoints.enter keeps the latest in the last place, counting the dropped
 # ones (transitions_dropped).
 MAXT = 8
+#: A slot holds each endpoint's first INLINE moves (what a live connection needs most of the
+#: time: a handshake, or an attempt and its expiry); its later ones go in a block of MOVES,
+#: taken from a pool beside the table (Tracker.P) at its (INLINE + 1)th move, given back when
+#: it retires. So a connection's moves take memory as it makes them: 48 bytes in its slot,
+#: and 64 a block (endpoints.move_at reads a move, endpoints.enter writes one).
+INLINE = 2
+#: a block of an endpoint's moves INLINE to MAXT - 1; `next`: in the pool's first block, the
+#: first free block (0: none) and `used` the blocks ever taken; in a free block, the next
+MOVES = np.dtype([("ts", np.float64, MAXT - INLINE), ("st", np.int8, MAXT - INLINE),
+                  ("timer", np.uint8, MAXT - INLINE), ("next", np.int32)])
 #: tr_timer's value for a move no packet shows, inferred: an endpoint closed by its peer's
 #: RST when the RST reached it, after segments it sent before (endpoints._sent_before_reset)
 INFERRED_MOVE = 2
@@ -62,10 +74,12 @@ INFERRED_MOVE = 2
 # no nested boolean arrays).
 SLOT = np.dtype([
     # each endpoint's state, and its transitions: (time, state entered, entered by a timer
-    # rather than a segment: 1, or inferred: INFERRED_MOVE), ntr of them; left: its first
-    # state began before the capture
-    ("st", np.int8, 2), ("ntr", np.int8, 2), ("tr_ts", np.float64, (2, MAXT)),
-    ("tr_st", np.int8, (2, MAXT)), ("tr_timer", np.uint8, (2, MAXT)), ("left", np.uint8, 2),
+    # rather than a segment: 1, or inferred: INFERRED_MOVE), ntr of them, the first INLINE
+    # here (mv_), the rest in block mv_more of the pool (0: none); left: its first state
+    # began before the capture
+    ("st", np.int8, 2), ("ntr", np.int8, 2), ("mv_ts", np.float64, (2, INLINE)),
+    ("mv_st", np.int8, (2, INLINE)), ("mv_timer", np.uint8, (2, INLINE)),
+    ("mv_more", np.int32, 2), ("left", np.uint8, 2),
     # its SYN (syn_ts: the capture time of its latest transmission; syn_gap: the latest
     # interval between its transmissions, and how many in a row were that long; syn_opts:
     # the options its first offered, decode/frames.py's SYN_SACK, SYN_TS, SYN_WS) and FIN
@@ -127,3 +141,28 @@ SLOT = np.dtype([
     ("tier", np.int8), ("lru_prev", np.int32), ("lru_next", np.int32), ("evicted", np.uint8),
 ])
 
+
+def _row() -> np.dtype:
+    """A retired connection as the tracker hands it on (derive/ reads it): its slot, with its
+    moves whole (tr_ts, tr_st, tr_timer: MAXT an endpoint, ntr of them) after it, in place
+    of the slot's own (mv_, left unnamed)."""
+    fields: dict[str, Any] = dict(SLOT.fields or {})
+    spec: dict[str, Any] = {"names": [], "formats": [], "offsets": []}
+    for name, (fmt, offset) in fields.items():
+        if not name.startswith("mv_"):
+            spec["names"].append(name)
+            spec["formats"].append(fmt)
+            spec["offsets"].append(offset)
+    offset = SLOT.itemsize
+    for name, fmt in (("tr_ts", np.dtype((np.float64, (2, MAXT)))),
+                      ("tr_st", np.dtype((np.int8, (2, MAXT)))),
+                      ("tr_timer", np.dtype((np.uint8, (2, MAXT))))):
+        spec["names"].append(name)
+        spec["formats"].append(fmt)
+        spec["offsets"].append(offset)
+        offset += fmt.itemsize
+    spec["itemsize"] = offset
+    return np.dtype(spec)  # type: ignore[call-overload]
+
+
+ROW = _row()
