@@ -80,7 +80,7 @@ def _endpoints(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     hosts[~v6] = np.array([_host(0, 0, o) for o in distinct.tolist()], object)[at]
     hosts[v6] = [_host(1, h, o) for h, o in zip(rows["ip_hi"].reshape(-1)[v6].tolist(),
                                                lo[v6].tolist(), strict=True)]
-    return hosts.reshape(-1, 2), rows["port"]
+    return hosts.reshape(-1, 2), rows["port"].astype(np.int64)
 
 
 def _addresses(hosts: np.ndarray, ports: np.ndarray) -> np.ndarray:

@@ -121,7 +121,7 @@ def pick(rows, times, kinds, closers, picks, facts):
         # after the client's data: Linux's close() with data unread (or SO_LINGER 0)
         aborted = r.reset_by == 1 and r.run[0] > 0 and r.fin_seq[1] == -1
         if reset and not answered and not crossed and (
-                r.rst_unacked[0] + r.rst_unacked[1] > 0 or aborted):
+                r.rst_unacked[0] > 0 or r.rst_unacked[1] > 0 or aborted):
             p |= DATA_LOST
         picks[i] = p
         f.cid, f.v6, f.tunnel, f.first_ts = r.cid, r.v6, r.tunnel, r.first_ts

@@ -75,9 +75,9 @@ DONE, NEED_SLOTS, NEED_HEAP, NEED_RETIRE, NEED_ZLINES, NEED_OPENED, NEED_KEYS = 
 #: probing) in an array of a power of two entries, at most half full (NEED_KEYS): each
 #: entry holds the key's hash (_mix) and its value, 2 * slot + the index of the endpoint
 #: that sends in the key's direction (-1: empty). The key itself is the slot's own
-#: addresses and ports (_key), compared when the hashes are equal: 12 bytes an entry, 24 to
-#: 48 a key (numba's typed dict took about 114 a key, and was slower).
-TABLE = np.dtype([("hash", np.int32), ("value", np.int64)])
+#: addresses and ports (_key), compared when the hashes are equal: 8 bytes an entry, 16 to
+#: 32 a key (numba's typed dict took about 114 a key, and was slower).
+TABLE = np.dtype([("hash", np.int32), ("value", np.int32)])
 TABLE_SEED = 0x2545F4914F6CDD1D  # the table's hash, unlike the partitions' (_share)
 # The tiers' lists: LISTS[3 * t + HEAD] is tier t's most recently active slot (-1: none),
 # LISTS[3 * t + TAIL] its least, LISTS[3 * t + COUNT] its length.
@@ -87,11 +87,11 @@ HEAD, TAIL, COUNT = range(3)
 # inf at the capture's end), and the deadline its timer was due at (-inf at the capture's
 # end, inf when a segment retired it): a single run's order, in which partitions' retired
 # connections are merged (Tracker.handed)
-HEAP = np.dtype([("due", np.float64), ("cid", np.int64), ("slot", np.int64)])
+HEAP = np.dtype([("due", np.float64), ("cid", np.int64), ("slot", np.int32)])
 RETIRED = np.dtype([("slot", np.int64), ("time", np.float64), ("at", np.float64),
                     ("due", np.float64)])
 #: Retired connections handed on at most at a time (the retired list's length): their
-#: copies take at most this many records' memory (track/slots.py ROW, 787 bytes each, and
+#: copies take at most this many records' memory (track/slots.py ROW, 751 bytes each, and
 #: zeek_view.VIEW, 551)
 HAND_ON = 1 << 12
 
@@ -161,8 +161,8 @@ def _key(r, e):
     destination's, tunnel << 33 | IPv6 flag << 32 | source port << 16 | destination
     port)."""
     o = 1 - e
-    ports = (np.int64(r.tunnel) << 33) | (np.int64(r.v6) << 32) | (r.port[e] << 16) \
-        | r.port[o]
+    ports = (np.int64(r.tunnel) << 33) | (np.int64(r.v6) << 32) \
+        | (np.int64(r.port[e]) << 16) | np.int64(r.port[o])
     return (np.int64(r.ip_hi[e]), np.int64(r.ip_lo[e]), np.int64(r.ip_hi[o]),
             np.int64(r.ip_lo[o]), ports)
 
@@ -628,7 +628,7 @@ class Tracker:
         self.P = records(np.zeros(2 * slots + 1, MOVES))
         #: each slot's Zeek view, when followed (zeek_view.start sets every field read)
         self.V = records(np.zeros(slots if settings.zeek else 0, zeek_view.VIEW))
-        self.free = np.arange(slots - 1, -1, -1, dtype=np.int64)
+        self.free = np.arange(slots - 1, -1, -1, dtype=np.int32)
         self.heap = records(np.zeros(max(slots, 4), HEAP))
         self.retired = records(np.zeros(HAND_ON, RETIRED))
         self.table = new_table()
@@ -734,8 +734,8 @@ class Tracker:
         if len(self.V):
             self.V = _grown(self.V, new)
         n = int(self.S[FREE_N])
-        spare = np.arange(new - 1, old - 1, -1, dtype=np.int64)
-        self.free = np.concatenate([spare, self.free[:n], np.zeros(old, np.int64)])
+        spare = np.arange(new - 1, old - 1, -1, dtype=np.int32)
+        self.free = np.concatenate([spare, self.free[:n], np.zeros(old, np.int32)])
         self.S[FREE_N] = n + new - old
 
     def _keep_zeek_ended(self) -> None:

@@ -568,16 +568,16 @@ def segment(r, d, flags, seq, ack, wn, plen, ipid, ts, clock):
     sig = r.sig
     # (an IP id of 0 tells nothing: Linux sends a listener's SYN-ACKs so, and one answering
     # a SYN sent again may follow its timer's within microseconds)
-    if ipid and sig[s, 0] == ipid and sig[s, 1] == seq and sig[s, 2] == ack \
-            and sig[s, 3] == flags and sig[s, 4] == plen \
+    if ipid and r.sig_id[s] == ipid and sig[s, 0] == seq and sig[s, 1] == ack \
+            and r.sig_flags[s] == flags and sig[s, 2] == plen \
             and ts - r.last_seen[s] < _DUPLICATE_WINDOW:
         _weird(r, A_DUPLICATE)
         return np.nan
-    sig[s, 0] = ipid
-    sig[s, 1] = seq
-    sig[s, 2] = ack
-    sig[s, 3] = flags
-    sig[s, 4] = plen
+    r.sig_id[s] = ipid
+    r.sig_flags[s] = flags
+    sig[s, 0] = seq
+    sig[s, 1] = ack
+    sig[s, 2] = plen
     r.last_seen[s] = ts
     r.packets[s] += 1
     r.payload[s] += plen

@@ -90,16 +90,17 @@ SLOT = np.dtype([
     # last_ack: the highest acknowledgment it sent (its RCV.NXT); nxt: one past the highest
     # sequence number it sent (SND.NXT); win: its last advertised window, unscaled (in a
     # SYN, never scaled: -1 - it, endpoints.window_of)
-    ("last_ack", np.int64, 2), ("nxt", np.int64, 2), ("win", np.int64, 2),
+    ("last_ack", np.int64, 2), ("nxt", np.int64, 2), ("win", np.int32, 2),
     ("wscale", np.int8, 2),
     # fw2_alive: it acknowledged new data in FIN_WAIT_2: half-closed, not orphaned
     ("fw2_alive", np.uint8, 2), ("packets", np.int64, 2), ("payload", np.int64, 2),
     ("syns", np.int32, 2), ("fins", np.int32, 2), ("rsts", np.int32, 2),
-    # the last segment each endpoint sent (ip id, seq, ack, flags, payload: each fits 32 bits
-    # unsigned), for duplicates; 0 before any (an IP id of 0 is never compared)
-    ("sig", np.uint32, (2, 5)), ("last_seen", np.float64, 2),
+    # the last segment each endpoint sent (seq, ack, payload; its ip id and flags), for
+    # duplicates; 0 before any (an IP id of 0 is never compared)
+    ("sig", np.uint32, (2, 3)), ("sig_id", np.uint16, 2), ("sig_flags", np.uint16, 2),
+    ("last_seen", np.float64, 2),
     # addresses: two big-endian 64-bit halves (IPv4 in the low half, v6 false)
-    ("ip_hi", np.uint64, 2), ("ip_lo", np.uint64, 2), ("port", np.int64, 2),
+    ("ip_hi", np.uint64, 2), ("ip_lo", np.uint64, 2), ("port", np.uint16, 2),
     # cid: the connection's number, in order of its first segment; roles: how client and
     # server were told apart (ROLE_NAMES); reset_by: the endpoint whose in-window RST ended
     # it (-1 none); inferred: its endpoints' first states (left) were inferred from the RST
@@ -131,7 +132,7 @@ SLOT = np.dtype([
     # TIME_WAIT
     ("heard", np.float64, 2), ("run", np.int64, 2), ("talked", np.int8),
     ("quiet_retx", np.int32, 2), ("retx_gap", np.float32, 2),
-    ("fin_idle", np.float32, 2), ("crossed", np.float64, 2), ("rst_unacked", np.int64, 2),
+    ("fin_idle", np.float32, 2), ("crossed", np.float64, 2), ("rst_unacked", np.int32, 2),
     ("rst_answer", np.uint8), ("data_ts", np.float64), ("synack_after_ack", np.int16),
     ("zw_since", np.float64, 2), ("zw_longest", np.float32, 2), ("zw_stalls", np.int16, 2),
     ("tw_reused", np.uint8),
