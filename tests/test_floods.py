@@ -252,3 +252,28 @@ def test_evictions_make_a_clean_looking_run_inconclusive(tmp_path, capsys):
     assert main(["check", str(corpus), "--update"]) == 1
     assert f"inconclusive: {evicted} connections evicted from the full connection table" \
            in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("span", [10, 1 << 32])
+def test_the_live_connections_end_in_the_order_of_their_ids(span):
+    """At the capture's end the live connections retire in the order of their ids, whichever
+    tier and place in it they hold: packed with their slots and sorted (ids within 2**32 of
+    each other), or sorted apart."""
+    from pcapstate.jit import records
+    from pcapstate.track.connections import LIVE, NS, _link, live_slots
+    from pcapstate.track.slots import SLOT
+
+    rng = np.random.default_rng(7)
+    T = records(np.zeros(64, SLOT))
+    L = np.array([-1, -1, 0] * 3, np.int64)
+    S = np.zeros(NS)
+    slots = rng.permutation(64)[:40]
+    cids = np.sort(rng.choice(span + 40, 40, replace=False)) + 1
+    for c, cid in zip(rng.permutation(slots), cids, strict=True):
+        T["cid"][c] = cid
+        _link(T, L, c, int(rng.integers(0, 3)))
+    S[LIVE] = 40
+    got = live_slots(T, S, L, np.inf)
+    assert T["cid"][got].tolist() == cids.tolist()
+    some = live_slots(T, S, L, float(cids[19]))
+    assert T["cid"][some].tolist() == cids[:20].tolist()

@@ -48,7 +48,7 @@ from pcapstate.track.slots import (
     T_OPEN,
     TIME_WAIT,
 )
-from pcapstate.vocab import ACK, SYN
+from pcapstate.vocab import ACK, SYN, WIRESHARK_ANALYSIS
 
 _SWEEP_EVERY = 1.0  # seconds of capture time
 _EPHEMERAL = 32768  # Linux's default ip_local_port_range starts here
@@ -478,7 +478,7 @@ def rehash(old, table):
 
 
 @njit(cache=True, nogil=True)
-def run(T, P, V, H, S, table, free, R, L, Z, opened, B, start, n):
+def run(T, P, V, W, H, S, table, free, R, L, Z, opened, B, start, n):
     """Each segment of rows start..n-1 of B (TCP rows only), in order: find or open its
     connection, apply it (and to its Zeek view in V, the slots' own, if V is not empty),
     schedule the connection's timers. Stops early, returning the row
@@ -536,8 +536,8 @@ def run(T, P, V, H, S, table, free, R, L, Z, opened, B, start, n):
             c, d = _open(T, P, V, S, table, free, R, L, opened, ts, flags, k)
         r = T[c]
         if b_analysis[i]:  # what Wireshark said of the segment (tshark engine)
-            for a in range(len(r.ws)):
-                r.ws[a] += (b_analysis[i] >> a) & 1
+            for a in range(W.shape[1]):
+                W[c, a] += (b_analysis[i] >> a) & 1
         wn, plen = np.int64(b_win[i]), np.int64(b_plen[i])
         if len(V):  # Zeek's view sees every segment, duplicates too
             zeek_view.packet(V[c], d, flags, seq, b_ack[i], plen, wn, ts, np.int64(b_iplen[i]),
@@ -555,20 +555,30 @@ def run(T, P, V, H, S, table, free, R, L, Z, opened, B, start, n):
 @njit(cache=True, nogil=True)
 def live_slots(T, S, L, upto):
     """The slots of the live connections whose ids are at most `upto`, in the order of
-    their ids."""
-    live = np.empty(np.int64(S[LIVE]), dtype=np.int64)
-    j = 0
+    their ids: each id (less the least) and slot packed in one number, sorted in place, so
+    that a full table's ending takes 8 bytes a connection (slots are below 2**31: the tier
+    lists' links are 32 bits); sorted by id apart when the ids span 2**32 or more."""
+    out = np.empty(np.int64(S[LIVE]), dtype=np.int64)
+    j, least, most = 0, np.inf, -np.inf
     for t in range(3):
         c = L[3 * t + HEAD]
         while c >= 0:
             if T[c].cid <= upto:
-                live[j] = c
+                out[j] = c
                 j += 1
+                least, most = min(least, T[c].cid), max(most, T[c].cid)
             c = T[c].lru_next
-    cids = np.empty(j, dtype=np.int64)
+    out = out[:j]
+    if j and most - least >= 1 << 32:
+        cids = np.empty(j, dtype=np.int64)
+        for i in range(j):
+            cids[i] = T[out[i]].cid
+        return out[np.argsort(cids, kind="mergesort")]
     for i in range(j):
-        cids[i] = T[live[i]].cid
-    return live[:j][np.argsort(cids, kind="mergesort")]
+        out[i] |= (T[out[i]].cid - np.int64(least)) << 31
+    out.sort()
+    out &= (1 << 31) - 1
+    return out
 
 
 @njit(cache=True, nogil=True)
@@ -628,6 +638,9 @@ class Tracker:
         self.P = records(np.zeros(2 * slots + 1, MOVES))
         #: each slot's Zeek view, when followed (zeek_view.start sets every field read)
         self.V = records(np.zeros(slots if settings.zeek else 0, zeek_view.VIEW))
+        #: each slot's counts of Wireshark's analysis flags (slots.ROW ws), once a batch has
+        #: any (the tshark engine's)
+        self.W = np.zeros((0, len(WIRESHARK_ANALYSIS)), np.int32)
         self.free = np.arange(slots - 1, -1, -1, dtype=np.int32)
         self.heap = records(np.zeros(max(slots, 4), HEAP))
         self.retired = records(np.zeros(HAND_ON, RETIRED))
@@ -668,9 +681,11 @@ class Tracker:
 
     def feed(self, batch: Batch) -> None:
         i, n = 0, len(batch.ts)
+        if not len(self.W) and batch.analysis.any():
+            self.W = np.zeros((len(self.T), self.W.shape[1]), np.int32)
         self.S[BASE] = self.fed
         while i < n:
-            i, why = run(self.T, self.P, self.V, self.heap, self.S, self.table, self.free,
+            i, why = run(self.T, self.P, self.V, self.W, self.heap, self.S, self.table, self.free,
                          self.retired, self.lists, self.zlines, self._opened, batch, i, n)
             self._keep_zeek_ended()
             if self.S[OPENED_N]:
@@ -733,6 +748,8 @@ class Tracker:
         self.P = _grown(self.P, 2 * new + 1)
         if len(self.V):
             self.V = _grown(self.V, new)
+        if len(self.W):
+            self.W = np.concatenate([self.W, np.zeros((new - old, self.W.shape[1]), np.int32)])
         n = int(self.S[FREE_N])
         spare = np.arange(new - 1, old - 1, -1, dtype=np.int32)
         self.free = np.concatenate([spare, self.free[:n], np.zeros(old, np.int32)])
@@ -759,6 +776,11 @@ class Tracker:
         rows = records(np.empty(n, ROW))
         rows.view(np.uint8).reshape(n, ROW.itemsize)[:, :SLOT.itemsize] = table[slots]
         unpack_all(self.T, self.P, slots, rows)
+        if len(self.W):
+            rows["ws"] = self.W[slots]
+            self.W[slots] = 0
+        else:
+            rows["ws"] = 0
         views = self.V[:0]
         if len(self.V):
             size = zeek_view.VIEW.itemsize

@@ -112,7 +112,6 @@ SLOT = np.dtype([
     ("last_ts", np.float64), ("reset_by", np.int8), ("inferred", np.uint8),
     ("anom", np.int32, len(ANOMALY_NAMES)),
     ("scheduled", np.float64),
-    ("ws", np.int32, len(WIRESHARK_ANALYSIS)),  # Wireshark's analysis flags, counted
     # what diagnoses (derive/diagnoses.py) read, per endpoint: heard: the time of its last
     # segment but a RST (when it was last heard from alive); run: bytes of new data in its
     # latest run (since the peer's data before it; talked: which one sent data last, -1
@@ -146,7 +145,8 @@ SLOT = np.dtype([
 def _row() -> np.dtype:
     """A retired connection as the tracker hands it on (derive/ reads it): its slot, with its
     moves whole (tr_ts, tr_st, tr_timer: MAXT an endpoint, ntr of them) after it, in place
-    of the slot's own (mv_, left unnamed)."""
+    of the slot's own (mv_, left unnamed), and Wireshark's analysis flags, counted (ws:
+    the tshark engine's, kept beside the slots only when a batch has any)."""
     fields: dict[str, Any] = dict(SLOT.fields or {})
     spec: dict[str, Any] = {"names": [], "formats": [], "offsets": []}
     for name, (fmt, offset) in fields.items():
@@ -157,7 +157,8 @@ def _row() -> np.dtype:
     offset = SLOT.itemsize
     for name, fmt in (("tr_ts", np.dtype((np.float64, (2, MAXT)))),
                       ("tr_st", np.dtype((np.int8, (2, MAXT)))),
-                      ("tr_timer", np.dtype((np.uint8, (2, MAXT))))):
+                      ("tr_timer", np.dtype((np.uint8, (2, MAXT)))),
+                      ("ws", np.dtype((np.int32, len(WIRESHARK_ANALYSIS))))):
         spec["names"].append(name)
         spec["formats"].append(fmt)
         spec["offsets"].append(offset)
