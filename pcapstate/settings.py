@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 from pcapstate.vocab import STUCK_STATES, State
 
-MAX_CONNECTIONS = 500_000
+MAX_CONNECTIONS = 1_000_000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

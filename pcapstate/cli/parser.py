@@ -88,8 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "SYN_SENT for longer than this (default: 10s); FIN_WAIT_2 is reported "
                         "when it outlives both this and --fin-timeout")
     a.add_argument("--max-connections", type=_count, default=MAX_CONNECTIONS, metavar="N",
-                   help=MAX_CONNECTIONS_HELP + f" (default: {MAX_CONNECTIONS:,}, about 0.6 GB "
-                        "in all, 0.85 GB with Zeek's view; 0: no limit)")
+                   help=MAX_CONNECTIONS_HELP + f" (default: {MAX_CONNECTIONS:,}, about 0.75 GB "
+                        "in all, 1.3 GB with Zeek's view; 0: no limit)")
     a.add_argument("--fail-on", type=fail_on, metavar="NAMES", default=[],
                    help="exit 1 if any endpoint is stuck in one of these states, or one of "
                         "these diagnoses is found (comma-separated: "
