@@ -91,7 +91,7 @@ HEAP = np.dtype([("due", np.float64), ("cid", np.int64), ("slot", np.int32)])
 RETIRED = np.dtype([("slot", np.int64), ("time", np.float64), ("at", np.float64),
                     ("due", np.float64)])
 #: Retired connections handed on at most at a time (the retired list's length): their
-#: copies take at most this many records' memory (track/slots.py ROW, 751 bytes each, and
+#: copies take at most this many records' memory (track/slots.py ROW, 745 bytes each, and
 #: zeek_view.VIEW, 551)
 HAND_ON = 1 << 12
 

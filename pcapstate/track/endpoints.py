@@ -130,7 +130,7 @@ def next_syn(r, e):
     sends it again or gives up, by the backoff its own retransmissions show: a client's
     first retries keep the same interval (SYN_LINEAR_TIMEOUTS), then each doubles it (a
     listener's always do); the initial timeout after a single transmission."""
-    gap, run = r.syn_gap[e, 0], r.syn_gap[e, 1]
+    gap, run = r.syn_gap[e], r.syn_run[e]
     if gap <= 0:
         return _INITIAL_RTO
     if r.st[e] == SYN_SENT and 2 <= run <= SYN_LINEAR_TIMEOUTS \
@@ -353,9 +353,9 @@ def _syn(r, P, s, o, flags, seq, ack, ws, opts, ts):
         # a client sends its SYN again until it gets the SYN-ACK (whether or not its SYN
         # was seen to arrive), a listener its SYN-ACK until the ACK
         if (r.st[s] == SYN_SENT or not r.syn_acked[s]) and gap >= _MIN_RTO:
-            same = abs(gap - r.syn_gap[s, 0]) < 0.1 * gap
-            r.syn_gap[s, 1] = r.syn_gap[s, 1] + 1 if same else 1
-            r.syn_gap[s, 0] = gap
+            same = abs(gap - r.syn_gap[s]) < 0.1 * gap
+            r.syn_run[s] = min(np.int64(r.syn_run[s]) + 1, 255) if same else 1  # (255: or more)
+            r.syn_gap[s] = gap
             r.syn_ts[s] = ts
     elif synack and not r.syn_acked[s] and (r.st[s] == SYN_RCVD or r.st[s] == CLOSED):
         # the listener's request expired and a SYN sent again made a new one
@@ -367,7 +367,7 @@ def _syn(r, P, s, o, flags, seq, ack, ws, opts, ts):
         r.syn_ts[s] = ts
         r.syn_opts[s] = offered
         r.syns[s] += 1
-        r.syn_gap[s, 0] = r.syn_gap[s, 1] = 0
+        r.syn_gap[s] = r.syn_run[s] = 0
         if r.st[s] == CLOSED:
             enter(r, P, s, ts, SYN_RCVD, False)
     else:

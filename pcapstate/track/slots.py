@@ -81,11 +81,12 @@ SLOT = np.dtype([
     ("mv_st", np.int8, (2, INLINE)), ("mv_timer", np.uint8, (2, INLINE)),
     ("mv_more", np.int32, 2), ("left", np.uint8, 2),
     # its SYN (syn_ts: the capture time of its latest transmission; syn_gap: the latest
-    # interval between its transmissions, and how many in a row were that long; syn_opts:
+    # interval between its transmissions, syn_run how many in a row were that long, up to
+    # 255 (next_syn reads up to 4); syn_opts:
     # the options its first offered, decode/frames.py's SYN_SACK, SYN_TS, SYN_WS) and FIN
     # (fin_seq: the sequence number the FIN occupies), each acknowledged or not
-    ("isn", np.int64, 2), ("syn_ts", np.float64, 2), ("syn_gap", np.float32, (2, 2)),
-    ("syn_acked", np.uint8, 2), ("syn_opts", np.uint8, 2),
+    ("isn", np.int64, 2), ("syn_ts", np.float64, 2), ("syn_gap", np.float32, 2),
+    ("syn_run", np.uint8, 2), ("syn_acked", np.uint8, 2), ("syn_opts", np.uint8, 2),
     ("fin_seq", np.int64, 2), ("fin_ts", np.float64, 2), ("fin_acked", np.uint8, 2),
     # last_ack: the highest acknowledgment it sent (its RCV.NXT); nxt: one past the highest
     # sequence number it sent (SND.NXT); win: its last advertised window, unscaled (in a
