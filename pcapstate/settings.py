@@ -20,8 +20,9 @@ class Settings:
     """A connection closed on both sides is kept this long for stragglers, then retired."""
     max_connections: int = MAX_CONNECTIONS
     """At most this many connections are followed at once (0: no limit). A new one beyond it
-    evicts one (track/connections.py _evict), counted and reported. About 0.85 KiB each in
-    the compiled engine (1.4 KiB with Zeek's view): about 420 MiB at the default (700)."""
+    evicts one (track/connections.py _evict), counted and reported. About 0.6 KiB each in
+    the compiled engine (1.15 KiB with Zeek's view): about 570 MiB at the default (1.1 GiB),
+    beside numba's 160 MiB (docs/benchmarks.md)."""
     zeek: bool = False
     """Follow each connection as Zeek sees it too (track/zeek_view.py): its conn_state, history
     and sizes, for a conn.log, the records and the summary's count of Zeek's conn_states.

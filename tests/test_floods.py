@@ -269,6 +269,7 @@ def test_the_live_connections_end_in_the_order_of_their_ids(span):
     S = np.zeros(NS)
     slots = rng.permutation(64)[:40]
     cids = np.sort(rng.choice(span + 40, 40, replace=False)) + 1
+    cids[[0, -1]] = 1, span + 41  # (the ids span `span` and more)
     for c, cid in zip(rng.permutation(slots), cids, strict=True):
         T["cid"][c] = cid
         _link(T, L, c, int(rng.integers(0, 3)))

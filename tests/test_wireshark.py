@@ -4,6 +4,7 @@ with the fast engine on every sample, bit for bit, and read what the fast decode
 import json
 import shutil
 import struct
+import subprocess
 
 import dpkt
 import pytest
@@ -209,3 +210,49 @@ def test_what_tshark_cannot_read_is_refused_in_one_line(tmp_path, capsys):
     assert main(["analyze", str(fifo), "--engine", "tshark", "-q"]) == 2
     writer.join(timeout=10)
     assert "the tshark engine reads files, not streams" in capsys.readouterr().err
+
+
+def test_a_window_scale_over_14_is_taken_as_14(tmp_path):
+    """RFC 7323 2.3: a shift over 14 is used as 14, by both decoders (tshark shows the 16
+    offered). The server's RST 100,000 past the client's last acknowledgment is in the
+    client's window of 65,535 scaled by 14, and ends the connection; without the scale it
+    would be refused, out of window."""
+    A, R = dpkt.tcp.TH_ACK, dpkt.tcp.TH_RST
+    scale16 = b"\x03\x03\x10\x01"  # window scale 16, a NOP
+
+    def packet(out, flags, seq, ack, opts=b""):
+        src, dst, sport, dport = (C, S, 40000, 80) if out else (S, C, 80, 40000)
+        tcp = dpkt.tcp.TCP(sport=sport, dport=dport, seq=seq, ack=ack, flags=flags,
+                           win=65535, off=5 + len(opts) // 4, opts=opts)
+        ip = dpkt.ip.IP(src=src, dst=dst, p=6, ttl=64, id=seq & 0xFFFF, data=tcp)
+        ip.len = len(ip)
+        return bytes(ip)
+
+    path = tmp_path / "scale16.pcap"
+    with path.open("wb") as f:
+        w = dpkt.pcap.Writer(f, linktype=dpkt.pcap.DLT_RAW)
+        for t, frame in enumerate([packet(True, dpkt.tcp.TH_SYN, 100, 0, scale16),
+                                   packet(False, dpkt.tcp.TH_SYN | A, 900, 101, scale16),
+                                   packet(True, A, 101, 901),
+                                   packet(False, R | A, 901 + 100_000, 101)]):
+            w.writepkt(frame, T0 + 0.01 * t)
+    shown = subprocess.run(["tshark", "-r", str(path), "-T", "fields", "-e",
+                            "tcp.options.wscale.shift"], capture_output=True, text=True)
+    assert shown.stdout.split()[:2] == ["16", "16"]
+    for engine in ("fast", "tshark"):
+        got = analyze([str(path)], engine=engine)["connections"]
+        assert got["by_end_and_closer"] == {"reset_by_server": {"server": 1}}, engine
+        assert "rst_out_of_window" not in got["anomalies"], engine
+
+
+def test_the_rst_window_is_reckoned_in_64_bits_uncompiled():
+    """A window of 65,535 scaled by 16 is 4,294,901,760: held in 32 bits, as the slot keeps
+    the window, it would wrap (NumPy keeps a 32-bit integer 32 bits wide when shifted)."""
+    import numpy as np
+
+    from pcapstate.track.endpoints import rst_acceptable
+    from pcapstate.track.slots import ESTABLISHED
+
+    check = getattr(rst_acceptable, "py_func", rst_acceptable)  # the uncompiled function
+    assert check(ESTABLISHED, True, dpkt.tcp.TH_RST, 5001 + 100_000, 0, 900, 5001,
+                 np.int32(65535), np.int8(16))

@@ -259,7 +259,8 @@ class _Parser:
         said = sum(1 << bit for bit, value in enumerate(f[_ANALYSIS:_ANALYSIS + 7]) if value)
         return (s6, shi, slo, dhi, dlo, int(f[14]), int(f[15]), int(f[16]), int(f[17]), fl,
                 int(f[19]), int(f[20]), 0 if s6 or not f[5] else int(f[5], 16),
-                (int(f[21]) if f[21] else NO_WSCALE) if fl & _SYN else NOT_SYN,
+                # a scale over 14 is taken as 14 (RFC 7323 2.3), as frames._syn_options does
+                (min(int(f[21]), 14) if f[21] else NO_WSCALE) if fl & _SYN else NOT_SYN,
                 (SYN_SACK if f[22] else 0) | (SYN_TS if f[23] else 0) if fl & _SYN else 0,
                 said | _RESENT if said & 0b1111 else said,
                 int(f[_IP6_PLEN]) + 40 if inner_v6 else int(f[_IP_LEN] or 0),

@@ -100,7 +100,7 @@ def rst_acceptable(state, syn_acked, flags, seq, ack, isn, last_ack, win, wscale
     if last_ack == -1:
         return True
     scale = _UNKNOWN_SCALE if wscale == -1 else wscale
-    window = -1 - win if win < 0 else win << scale
+    window = -1 - win if win < 0 else np.int64(win) << scale  # (uncompiled, 32 bits stay)
     return (seq - last_ack) & MASK <= max(window, 1)
 
 
