@@ -559,7 +559,7 @@ def live_slots(T, S, L, upto):
     that a full table's ending takes 8 bytes a connection (slots are below 2**31: the tier
     lists' links are 32 bits); sorted by id apart when the ids span 2**32 or more."""
     out = np.empty(np.int64(S[LIVE]), dtype=np.int64)
-    j, least, most = 0, np.inf, -np.inf
+    j, least, most = 0, np.int64(1) << 62, np.int64(0)
     for t in range(3):
         c = L[3 * t + HEAD]
         while c >= 0:
@@ -575,7 +575,7 @@ def live_slots(T, S, L, upto):
             cids[i] = T[out[i]].cid
         return out[np.argsort(cids, kind="mergesort")]
     for i in range(j):
-        out[i] |= (T[out[i]].cid - np.int64(least)) << 31
+        out[i] |= (T[out[i]].cid - least) << 31
     out.sort()
     out &= (1 << 31) - 1
     return out

@@ -179,8 +179,10 @@ def enter(r, P, e, ts, state, timer):
     if r.st[e] == state:
         return
     k = r.ntr[e]
-    if k > 0 and ts < since(r, P, e):
-        ts = since(r, P, e)
+    if k > 0:
+        before = since(r, P, e)
+        if ts < before:
+            ts = before
     if k == MAXT:  # full: the latest move takes the last place (since() stays true)
         k -= 1
         _weird(r, A_MOVES_DROPPED)

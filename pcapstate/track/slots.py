@@ -62,8 +62,8 @@ MAXT = 8
 #: it retires. So a connection's moves take memory as it makes them: 48 bytes in its slot,
 #: and 64 a block (endpoints.move_at reads a move, endpoints.enter writes one).
 INLINE = 2
-#: a block of an endpoint's moves INLINE to MAXT - 1; `next`: in the pool's first block, the
-#: first free block (0: none) and `used` the blocks ever taken; in a free block, the next
+#: a block of an endpoint's moves INLINE to MAXT - 1; `next`: in a free block, the next free
+#: one (the pool's first block is its header: endpoints._take)
 MOVES = np.dtype([("ts", np.float64, MAXT - INLINE), ("st", np.int8, MAXT - INLINE),
                   ("timer", np.uint8, MAXT - INLINE), ("next", np.int32)])
 #: tr_timer's value for a move no packet shows, inferred: an endpoint closed by its peer's
@@ -82,8 +82,8 @@ SLOT = np.dtype([
     ("mv_more", np.int32, 2), ("left", np.uint8, 2),
     # its SYN (syn_ts: the capture time of its latest transmission; syn_gap: the latest
     # interval between its transmissions, syn_run how many in a row were that long, up to
-    # 255 (next_syn reads up to 4); syn_opts:
-    # the options its first offered, decode/frames.py's SYN_SACK, SYN_TS, SYN_WS) and FIN
+    # 255 (next_syn reads up to 4); syn_opts: the options its first offered,
+    # decode/frames.py's SYN_SACK, SYN_TS, SYN_WS) and FIN
     # (fin_seq: the sequence number the FIN occupies), each acknowledged or not
     ("isn", np.int64, 2), ("syn_ts", np.float64, 2), ("syn_gap", np.float32, 2),
     ("syn_run", np.uint8, 2), ("syn_acked", np.uint8, 2), ("syn_opts", np.uint8, 2),
