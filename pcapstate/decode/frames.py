@@ -315,43 +315,36 @@ def _shims(b, s, n, etype, off, cut):
 
 
 @njit(cache=True, nogil=True)
-def _decode(b, s, n, origlen, linktype, out, row, verify):
-    """Decode the frame b[s:s+n] into row `row` of the columns `out`; with `verify`, check
-    the TCP checksum of a segment captured whole. Returns -1, or for a record that may
-    carry TCP not read here (CARRIERS, an unsupported link type) the offset the slow path
-    starts from: its IP header's, or 0."""
-    (_, kind, v6, src_hi, src_lo, dst_hi, dst_lo, sport, dport, seq, ack, flags, win, plen,
-     ipid, wscale, synopt, _, iplen, cut_payload, bad_sum, tunnel) = out
-    tunnel[row] = 0
+def _decode(b, s, n, origlen, linktype, verify):
+    """Decode the frame b[s:s+n]; with `verify`, check the TCP checksum of a segment
+    captured whole. Returns (kind, at, then a segment's fields as a Batch row has them from
+    `v6` to `bad_sum`, `analysis` left out). `at`: -1, or for a record that may carry TCP
+    not read here (CARRIERS, an unsupported link type) the offset the slow path starts
+    from: its IP header's, or 0. The fields are zeros for a record that is not a segment."""
     cut = _CUT if n < origlen else _TRUNCATED
     etype = -1
     off = 0
     if linktype == 1:  # Ethernet
         if n < 14:
-            kind[row] = cut
-            return -1
+            return _other(cut, -1)
         etype, off = _u16(b, s + 12), 14
     elif linktype == 113:  # Linux SLL
         if n < 16:
-            kind[row] = cut
-            return -1
+            return _other(cut, -1)
         etype, off = _u16(b, s + 14), 16
     elif linktype == 276:  # Linux SLL2
         if n < 20:
-            kind[row] = cut
-            return -1
+            return _other(cut, -1)
         etype, off = _u16(b, s), 20
     elif linktype == 101 or linktype == 12 or linktype == 14 or linktype == 228 \
             or linktype == 229:
         if n < 1:
-            kind[row] = cut
-            return -1
+            return _other(cut, -1)
         version = b[s] >> 4
         etype = 0x0800 if version == 4 else 0x86DD if version == 6 else -1
     elif linktype == 0 or linktype == 108:  # BSD NULL, LOOP
         if n < 4:
-            kind[row] = cut
-            return -1
+            return _other(cut, -1)
         family = _u32(b, s, linktype == 108)
         if family > 0xFFFF:
             family = _u32(b, s, True)
@@ -361,118 +354,102 @@ def _decode(b, s, n, origlen, linktype, out, row, verify):
             etype = 0x86DD
         off = 4
     else:
-        kind[row] = _BAD_LINKTYPE + linktype
-        return 0
+        return _other(_BAD_LINKTYPE + linktype, 0)
     if etype >= 0:
         etype, off, other = _shims(b, s, n, etype, off, cut)
         if other:
-            kind[row] = other
-            return -1
+            return _other(other, -1)
 
     if etype == 0x0800:
         if n < off + 20:
-            kind[row] = cut
-            return -1
+            return _other(cut, -1)
         vihl = b[s + off]
         ihl = np.int64(vihl & 0x0F) * 4
         if vihl >> 4 != 4 or ihl < 20:
-            kind[row] = _IPV4_HEADER
-            return -1
+            return _other(_IPV4_HEADER, -1)
         if _u16(b, s + off + 6) & 0x3FFF:
-            kind[row] = _IPV4_FRAGMENT
-            return off
+            return _other(_IPV4_FRAGMENT, off)
         proto = np.int64(b[s + off + 9])
         if proto != 6:
-            kind[row] = _not_tcp(b, s, n, off + ihl, proto)
-            return off if _carries(kind[row]) else -1
+            other = _not_tcp(b, s, n, off + ihl, proto)
+            return _other(other, off if _carries(other) else -1)
         total = _u16(b, s + off + 2)
         # a total length of 0: a segmentation-offload frame captured on its sender, as long
         # as was captured; Zeek counts no IP bytes for it, and drops it when it checks
         # checksums (its TCP checksum is not computed yet)
-        iplen[row] = total if total else -1 if verify else 0
+        iplen = total if total else -1 if verify else 0
         if total == 0:
             total = n - off
         elif total < ihl + 20:
-            kind[row] = _IPV4_LENGTH
-            return -1
+            return _other(_IPV4_LENGTH, -1)
         t = off + ihl
         tcp_len = total - ihl
-        v6[row] = False
-        src_hi[row] = 0
-        src_lo[row] = _u64(b, s + off + 12, 4)
-        dst_hi[row] = 0
-        dst_lo[row] = _u64(b, s + off + 16, 4)
-        ipid[row] = _u16(b, s + off + 4)
+        v6 = False
+        src_hi = np.uint64(0)
+        src_lo = _u64(b, s + off + 12, 4)
+        dst_hi = np.uint64(0)
+        dst_lo = _u64(b, s + off + 16, 4)
+        ipid = _u16(b, s + off + 4)
     elif etype == 0x86DD:
         if n < off + 40:
-            kind[row] = cut
-            return -1
+            return _other(cut, -1)
         if b[s + off] >> 4 != 6:
-            kind[row] = _IPV6_HEADER
-            return -1
+            return _other(_IPV6_HEADER, -1)
         length = _u16(b, s + off + 4)
         nh = np.int64(b[s + off + 6])
         p = off + 40
         end = p + length
         while _is_v6_ext(nh):
             if n < p + 2:
-                kind[row] = cut
-                return -1
+                return _other(cut, -1)
             hlen = np.int64(b[s + p + 1])
             step = (hlen + 2) * 4 if nh == 51 else (hlen + 1) * 8
             nh = np.int64(b[s + p])
             p += step
         if nh == 44:
-            kind[row] = _IPV6_FRAGMENT
-            return off
+            return _other(_IPV6_FRAGMENT, off)
         if nh != 6:
-            kind[row] = _not_tcp(b, s, n, p, nh)
-            return off if _carries(kind[row]) else -1
+            other = _not_tcp(b, s, n, p, nh)
+            return _other(other, off if _carries(other) else -1)
         if length == 0:
             end = n
         if end - p < 20:
-            kind[row] = _IPV6_LENGTH
-            return -1
+            return _other(_IPV6_LENGTH, -1)
         t = p
         tcp_len = end - p
-        iplen[row] = end - off
-        v6[row] = True
-        src_hi[row] = _u64(b, s + off + 8, 8)
-        src_lo[row] = _u64(b, s + off + 16, 8)
-        dst_hi[row] = _u64(b, s + off + 24, 8)
-        dst_lo[row] = _u64(b, s + off + 32, 8)
-        ipid[row] = 0
+        iplen = end - off
+        v6 = True
+        src_hi = _u64(b, s + off + 8, 8)
+        src_lo = _u64(b, s + off + 16, 8)
+        dst_hi = _u64(b, s + off + 24, 8)
+        dst_lo = _u64(b, s + off + 32, 8)
+        ipid = 0
     elif etype == -1:
-        kind[row] = _NOT_IP
-        return -1
+        return _other(_NOT_IP, -1)
     else:
-        kind[row] = _OTHER_ETHERTYPE + etype
-        return -1
+        return _other(_OTHER_ETHERTYPE + etype, -1)
 
     if n < t + 20:
-        kind[row] = cut
-        return -1
+        return _other(cut, -1)
     doff = np.int64(b[s + t + 12] >> 4) * 4
     if doff < 20 or doff > tcp_len:
-        kind[row] = _TCP_OFFSET
-        return -1
+        return _other(_TCP_OFFSET, -1)
     f = np.int64(b[s + t + 13])
-    kind[row] = TCP
-    sport[row] = _u16(b, s + t)
-    dport[row] = _u16(b, s + t + 2)
-    seq[row] = _u32(b, s + t + 4, True)
-    ack[row] = _u32(b, s + t + 8, True)
-    flags[row] = f
-    win[row] = _u16(b, s + t + 14)
-    plen[row] = tcp_len - doff
-    cut_payload[row] = n < t + tcp_len
-    bad_sum[row] = verify and n >= t + tcp_len and not _checksum_ok(
-        b, s + off + (8 if v6[row] else 12), 32 if v6[row] else 8, s + t, tcp_len)
-    if f & 0x02:
-        wscale[row], synopt[row] = _syn_options(b, s + t + 20, s + min(t + doff, n))
-    else:
-        wscale[row], synopt[row] = NOT_SYN, 0
-    return -1
+    bad_sum = verify and n >= t + tcp_len and not _checksum_ok(
+        b, s + off + (8 if v6 else 12), 32 if v6 else 8, s + t, tcp_len)
+    wscale, synopt = _syn_options(b, s + t + 20, s + min(t + doff, n)) if f & 0x02 \
+        else (NOT_SYN, 0)
+    return (TCP, -1, v6, src_hi, src_lo, dst_hi, dst_lo, _u16(b, s + t), _u16(b, s + t + 2),
+            _u32(b, s + t + 4, True), _u32(b, s + t + 8, True), f, _u16(b, s + t + 14),
+            tcp_len - doff, ipid, wscale, synopt, iplen, n < t + tcp_len, bad_sum)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _other(kind, at):
+    """What `_decode` returns for a record that is not a TCP segment: its kind, and `at`."""
+    z, u = np.int64(0), np.uint64(0)
+    return np.int64(kind), np.int64(at), False, u, u, u, u, z, z, z, z, z, z, z, z, z, z, z, \
+        False, False
 
 
 @njit(cache=True, nogil=True)
@@ -497,20 +474,25 @@ def scan_pcap(buf, pos, big, unit, linktype, snaplen, limit, out, slow, odd, ver
     whose length exceeds `limit` (position is that record's), HEADER at a pcap file header
     (its position). Counts into `odd` the records longer than `snaplen` and those whose
     original length is below their captured one."""
-    odd[2] = 0
     ts = out[0]
     cap = len(ts)
+    starts, lengths, origlens = np.empty(cap, np.int64), np.empty(cap, np.int64), \
+        np.empty(cap, np.int64)
     end = len(buf)
     row = 0
+    status = MORE
     while pos + 16 <= end:
         if row == cap:
-            return pos, row, FULL
+            status = FULL
+            break
         first = buf[pos]
         if (first == 0xA1 or first == 0xD4 or first == 0x4D) and _file_header(buf, pos):
-            return pos, row, HEADER
+            status = HEADER
+            break
         incl = _u32(buf, pos + 8, big)
         if incl > limit:
-            return pos, row, TOO_LONG
+            status = TOO_LONG
+            break
         nxt = pos + 16 + incl
         if nxt > end:
             break
@@ -520,24 +502,16 @@ def scan_pcap(buf, pos, big, unit, linktype, snaplen, limit, out, slow, odd, ver
         if orig < incl:
             odd[1] += 1
         ts[row] = np.float64(_u32(buf, pos, big)) + np.float64(_u32(buf, pos + 4, big)) * unit
-        at = _decode(buf, pos + 16, incl, orig, linktype, out, row, verify)
-        if at >= 0:
-            _hand_on(slow, odd, row, pos + 16, incl, orig, linktype, at)
+        starts[row], lengths[row], origlens[row] = pos + 16, incl, orig
         row += 1
         pos = nxt
-    return pos, row, MORE
+    _decode_batch(buf, starts[:row], lengths[:row], origlens[:row],
+                  np.full(row, linktype, np.int64), out, slow, odd, verify)
+    return pos, row, status
 
 
 #: What `slow` holds of a record for the slow path, a row each.
 SLOW_FIELDS = ("row", "start", "length", "origlen", "linktype", "at")
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _hand_on(slow, odd, row, start, length, origlen, linktype, at):
-    k = odd[2]
-    slow[k, 0], slow[k, 1], slow[k, 2], slow[k, 3] = row, start, length, origlen
-    slow[k, 4], slow[k, 5] = linktype, at
-    odd[2] = k + 1
 
 
 def slow_rows(rows: int) -> np.ndarray:
@@ -545,10 +519,42 @@ def slow_rows(rows: int) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
-def _decode_rows(buf, rows, starts, lengths, origlens, linktypes, out, ats, verify):
+def _decode_batch(buf, starts, lengths, origlens, linktypes, out, slow, odd, verify):
+    """Decode frame k, buf[starts[k]:][:lengths[k]], into row k of `out`; the rows the slow
+    path is to read go into `slow`, `odd[2]` of them."""
+    ats = _decode_into(buf, np.arange(len(starts)), starts, lengths, origlens, linktypes, out,
+                       verify)
+    k = 0
+    for row in range(len(ats)):
+        if ats[row] >= 0:
+            slow[k, 0], slow[k, 1], slow[k, 2] = row, starts[row], lengths[row]
+            slow[k, 3], slow[k, 4], slow[k, 5] = origlens[row], linktypes[row], ats[row]
+            k += 1
+    odd[2] = k
+
+
+@njit(cache=True, nogil=True)
+def _decode_into(buf, rows, starts, lengths, origlens, linktypes, out, verify):
+    """Decode frame k, buf[starts[k]:][:lengths[k]], into row rows[k] of `out`. Returns
+    what `_decode` says of each: where the slow path starts (-1: nowhere).
+
+    The columns are taken out of `out` once, here, not for each frame: compiled code counts
+    references to an array each time a function takes it, and twenty columns counted for
+    each frame took 80% of the decoder's time."""
+    (_, kind, v6, src_hi, src_lo, dst_hi, dst_lo, sport, dport, seq, ack, flags, win, plen,
+     ipid, wscale, synopt, _, iplen, cut, bad_sum, tunnel) = out
+    ats = np.empty(len(rows), np.int64)
     for k in range(len(rows)):
-        ats[k] = _decode(buf, starts[k], lengths[k], origlens[k], linktypes[k], out, rows[k],
-                         verify)
+        d = _decode(buf, starts[k], lengths[k], origlens[k], linktypes[k], verify)
+        row = rows[k]
+        kind[row], ats[k], tunnel[row] = d[0], d[1], 0
+        if d[0] == TCP:
+            v6[row], src_hi[row], src_lo[row], dst_hi[row] = d[2], d[3], d[4], d[5]
+            dst_lo[row], sport[row], dport[row], seq[row] = d[6], d[7], d[8], d[9]
+            ack[row], flags[row], win[row], plen[row] = d[10], d[11], d[12], d[13]
+            ipid[row], wscale[row], synopt[row], iplen[row] = d[14], d[15], d[16], d[17]
+            cut[row], bad_sum[row] = d[18], d[19]
+    return ats
 
 
 def decode_rows(frames: list[tuple[Any, ...]], out: Batch, verify: bool) -> list[int]:
@@ -557,10 +563,9 @@ def decode_rows(frames: list[tuple[Any, ...]], out: Batch, verify: bool) -> list
     What `_decode` returned for each."""
     starts = np.cumsum([0] + [len(f[1]) for f in frames])
     buf = np.frombuffer(b"".join(f[1] for f in frames), np.uint8)
-    ats = np.empty(len(frames), np.int64)
-    _decode_rows(buf, np.array([f[0] for f in frames], np.int64), starts[:-1],
-                 np.diff(starts), np.array([f[2] for f in frames], np.int64),
-                 np.array([f[3] for f in frames], np.int64), out, ats, verify)
+    ats = _decode_into(buf, np.array([f[0] for f in frames], np.int64), starts[:-1],
+                       np.diff(starts), np.array([f[2] for f in frames], np.int64),
+                       np.array([f[3] for f in frames], np.int64), out, verify)
     return ats.tolist()
 
 
@@ -569,17 +574,6 @@ def decode_one(linktype: int, frame: bytes, origlen: int, verify: bool = False) 
     out = Batch.empty(1)
     decode_rows([(0, frame, origlen, linktype)], out, verify)
     return out
-
-
-@njit(cache=True, nogil=True)
-def _decode_many(buf, starts, lengths, origlens, linktypes, out, slow, odd, verify):
-    odd[2] = 0
-    for row in range(len(starts)):
-        at = _decode(buf, starts[row], lengths[row], origlens[row], linktypes[row], out, row,
-                     verify)
-        if at >= 0:
-            _hand_on(slow, odd, row, starts[row], lengths[row], origlens[row], linktypes[row],
-                     at)
 
 
 def batches_of(records, unwrapper, rows: int = 1 << 16, verify: bool = False,
@@ -603,9 +597,9 @@ def batches_of(records, unwrapper, rows: int = 1 << 16, verify: bool = False,
         nonlocal out, k
         n = len(starts)
         buf = np.frombuffer(bytes(frames), np.uint8)
-        _decode_many(buf, np.array(starts, np.int64), np.array(lengths, np.int64),
-                     np.array(origlens, np.int64), np.array(linktypes, np.int64), out, slow,
-                     odd, verify)
+        _decode_batch(buf, np.array(starts, np.int64), np.array(lengths, np.int64),
+                      np.array(origlens, np.int64), np.array(linktypes, np.int64), out, slow,
+                      odd, verify)
         if odd[2]:
             unwrapper.rows(out, slow, int(odd[2]), buf)
         for column in (frames, starts, lengths, origlens, linktypes):
