@@ -1,3 +1,3 @@
-from pcapstate.cli import main
+from pcapstate.cli import run
 
-raise SystemExit(main())
+run()

@@ -57,6 +57,26 @@ def test_jsonl_streams_records_and_json_goes_to_stdout(tmp_path):
     assert b"Connections: 2" in p.stderr  # the summary moves to stderr
 
 
+def test_the_command_ends_at_once_with_every_output_written(tmp_path):
+    # cli.run ends the process without Python's teardown: what it wrote to a pipe, to a
+    # file given as standard output and to stderr must all be there, and its code
+    capture = str(SAMPLES / "time_wait_pressure.pcap")
+    expected = tmp_path / "expected.jsonl"
+    assert main(["analyze", capture, "-q", "--jsonl", str(expected)]) == 0
+    want = expected.read_bytes()
+    scenario = json.loads((SAMPLES / "time_wait_pressure.expected.json").read_text())
+    assert want.count(b"\n") == scenario["connections"] > 200
+    piped = pcapstate("analyze", capture, "--jsonl", "-", "--fail-on", "time_wait_pressure")
+    assert piped.stdout == want
+    assert piped.returncode == 1
+    assert f"Connections: {scenario['connections']}".encode() in piped.stderr
+    with open(tmp_path / "out.jsonl", "wb") as stdout:
+        to_file = subprocess.run([sys.executable, "-m", "pcapstate", "analyze", capture,
+                                  "--jsonl", "-"], stdout=stdout, timeout=120)
+    assert to_file.returncode == 0
+    assert (tmp_path / "out.jsonl").read_bytes() == want
+
+
 @pytest.mark.skipif(not Path(LEAK).exists(), reason="kernel samples not made")
 def test_fail_on_close_wait_exits_1():
     p = pcapstate("analyze", LEAK, "--fail-on", "close-wait")

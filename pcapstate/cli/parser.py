@@ -4,13 +4,15 @@ a usage error is one line with a hint."""
 import argparse
 from collections.abc import Callable
 from functools import partial
-from typing import NoReturn, TypeVar
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 from pcapstate import __version__
-from pcapstate.render.zeeklog import local_nets
 from pcapstate.settings import MAX_CONNECTIONS
 from pcapstate.settings import duration as _duration
 from pcapstate.vocab import DIAGNOSIS_NAMES, STATE_NAMES, stuck_states
+
+if TYPE_CHECKING:
+    from pcapstate.render.zeeklog import Network
 
 T = TypeVar("T")
 
@@ -38,9 +40,17 @@ def _positive(text: str) -> int:
     return n
 
 
+def _nets(text: str) -> "list[Network]":
+    # imported here: the conn.log's module imports NumPy, which the command must not import
+    # before cli._lean_start
+    from pcapstate.render.zeeklog import local_nets
+
+    return local_nets(text)
+
+
 duration = _value(_duration)  # '10s', '500ms', '2m', '1h' or plain seconds
 fail_on = _value(partial(stuck_states, diagnoses=True))
-_count, _jobs, _local_nets = _value(_whole), _value(_positive), _value(local_nets)
+_count, _jobs, _local_nets = _value(_whole), _value(_positive), _value(_nets)
 
 
 MAX_CONNECTIONS_HELP = ("follow at most N connections at once: beyond it, each new one "
