@@ -394,3 +394,24 @@ def test_a_history_longer_than_the_record_keeps_its_latest_move_and_says_so(end)
     assert moves[-1] == server["final_state"]
     made = 1 + 2 * 11 + (server["final_state"] == "CLOSED")
     assert r["anomalies"]["transitions_dropped"] == made - MAXT
+
+
+def test_a_borrowed_array_is_the_array_itself():
+    # jit.borrowed: a view without a reference count, for the tracker's compiled loop;
+    # what is written through it lands in the array, strides and shape kept
+    from pcapstate import jit
+
+    borrowed = jit.borrowing()
+
+    @jit.njit(cache=False)
+    def fill(a):
+        b = borrowed(a)
+        for i in range(b.shape[0]):
+            for j in range(b.shape[1]):
+                b[i, j] = i * 10 + j
+        return b.size, b.strides[0], b.strides[1]
+
+    whole = np.zeros((3, 4))
+    a = whole[:, ::2]
+    assert fill(a) == (6, a.strides[0], a.strides[1])
+    assert whole.tolist() == [[0, 0, 1, 0], [10, 0, 11, 0], [20, 0, 21, 0]]

@@ -19,7 +19,7 @@ from collections.abc import Callable
 import numpy as np
 
 from pcapstate.decode.frames import TCP, Batch
-from pcapstate.jit import njit, records
+from pcapstate.jit import borrowing, njit, records
 from pcapstate.settings import Settings
 from pcapstate.track import zeek_view
 from pcapstate.track.endpoints import (
@@ -50,6 +50,7 @@ from pcapstate.track.slots import (
 )
 from pcapstate.vocab import ACK, SYN, WIRESHARK_ANALYSIS
 
+borrowed = borrowing()
 _SWEEP_EVERY = 1.0  # seconds of capture time
 _EPHEMERAL = 32768  # Linux's default ip_local_port_range starts here
 #: A handshake attempt this long without a segment is evicted before any open connection:
@@ -485,6 +486,10 @@ def run(T, P, V, W, H, S, table, free, R, L, Z, opened, B, start, n):
     to resume from and why, when the slots, the heap, the retired list, Zeek's ended
     views (Z) or the opened list need room. A partition's table keeps the clock (and
     its timers) with every segment, and takes only its share of them."""
+    T, P, V, W, H, S = borrowed(T), borrowed(P), borrowed(V), borrowed(W), borrowed(H), \
+        borrowed(S)
+    table, free, R, L, Z, opened = borrowed(table), borrowed(free), borrowed(R), borrowed(L), \
+        borrowed(Z), borrowed(opened)
     tw, ft = S[TIME_WAIT_S], S[FIN_TIMEOUT_S]
     (b_ts, b_kind, b_v6, b_src_hi, b_src_lo, b_dst_hi, b_dst_lo, b_sport, b_dport, b_seq,
      b_ack, b_flags, b_win, b_plen, b_ipid, b_wscale, b_synopt, b_analysis, b_iplen, b_cut,
