@@ -40,8 +40,11 @@ def run() -> NoReturn:
     """The command (`pcapstate`, `python -m pcapstate`): main(), then the process ends at
     once with main's code. Python's own ending took a quarter of a second more after a large
     capture (collecting the 100,000 objects numba loads, running LLVM's finalizers), when
-    every output is written and closed already."""
+    every output is written and closed already. Not after worker processes (check -j, a
+    Dask client): Python's ending gives back what they shared (semaphores)."""
     code = main()
+    if "multiprocessing" in sys.modules:
+        sys.exit(code)
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from pcapstate.jit import njit
+from pcapstate.jit import borrowing, njit
 from pcapstate.vocab import SYN_SACK, SYN_TS
 
 #: The link types decoded here (https://www.tcpdump.org/linktypes.html): Ethernet, Linux
@@ -66,6 +66,7 @@ V6_EXTENSIONS = (0, 43, 60, 51, 135, 139, 140)
 _MAX_SHIMS = 16
 
 NO_WSCALE, NOT_SYN = -1, -2  # wscale column: no window scale option; not a SYN
+borrowed = borrowing()
 
 
 def kind_name(kind: int) -> str:
@@ -543,6 +544,7 @@ def _decode_into(buf, rows, starts, lengths, origlens, linktypes, out, verify):
     each frame took 80% of the decoder's time."""
     (_, kind, v6, src_hi, src_lo, dst_hi, dst_lo, sport, dport, seq, ack, flags, win, plen,
      ipid, wscale, synopt, _, iplen, cut, bad_sum, tunnel) = out
+    buf = borrowed(buf)  # taken by _decode for each frame (jit.borrowing)
     ats = np.empty(len(rows), np.int64)
     for k in range(len(rows)):
         d = _decode(buf, starts[k], lengths[k], origlens[k], linktypes[k], verify)

@@ -19,7 +19,7 @@ from pcapstate.derive.verdict import (
     stretch,
     vantage_side,
 )
-from pcapstate.jit import njit
+from pcapstate.jit import borrowing, njit
 from pcapstate.track.endpoints import handshake_gaps
 from pcapstate.track.slots import (
     ANOMALY_NAMES,
@@ -35,6 +35,8 @@ from pcapstate.track.slots import (
     STATES,
 )
 from pcapstate.vocab import WIRESHARK_ANALYSIS, Censor, codes
+
+borrowed = borrowing()
 
 #: Duration histograms: bins per decade of seconds, from FLOOR up; bin 0 holds every
 #: duration up to FLOOR, bin b > 0 those from FLOOR * 10 ** ((b - 1) / BINS_PER_DECADE) on.
@@ -113,6 +115,9 @@ def fold(rows, times, limits, by_roles, end_closer, evidence, final, anomalies, 
     to have outlived its peer's socket (endpoints.closed_before; a state with a limit);
     kinds[i], closers[i], aborted[i] and evidences[i] get connection i's end kind, closer,
     whether the closer aborted, and how the closer is known (-1: no closer)."""
+    # taken by functions for each connection (jit.borrowing)
+    tl_delta, tl_width = borrowed(tl_delta), borrowed(tl_width)
+    sides, round_trip = borrowed(sides), borrowed(round_trip)
     for i in range(len(rows)):
         r, end = rows[i], times[i]
         kinds[i] = _end_kind(r)

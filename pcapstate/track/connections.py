@@ -590,6 +590,8 @@ def live_slots(T, S, L, upto):
 def finish(T, P, S, table, R, L, end, slots):
     """The capture is over at `end`: retire these live connections, in this order (the
     retired list has room for them)."""
+    T, P, S, table, R, L = borrowed(T), borrowed(P), borrowed(S), borrowed(table), \
+        borrowed(R), borrowed(L)
     S[AT] = np.inf
     for c in slots:
         expire(T[c], P, end, S[TIME_WAIT_S], S[FIN_TIMEOUT_S])
