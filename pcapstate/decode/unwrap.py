@@ -11,7 +11,10 @@ A connection inside a tunnel keeps its inner 4-tuple and records the tunnel (`tu
 its kind, its two outer endpoints and its identifier: VNI, GRE key, ERSPAN session); the
 same inner 4-tuple in two tunnels is two connections (the tunnel's number is in the
 table's key). A tunnel is the same in both directions: its endpoints are unordered, and
-GTP-U's TEID, which differs per direction, is not part of it."""
+GTP-U's TEID, which differs per direction, is not part of it.
+
+dpkt is imported by the functions that use it, when a record needs them: most captures
+have none, and its import took 27 ms of each run's start."""
 
 import ipaddress
 import struct
@@ -19,7 +22,6 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-import dpkt
 import numpy as np
 
 from pcapstate.decode import frames
@@ -63,6 +65,7 @@ class Unwrapper:
         """Unwrap the `count` rows of `slow` (frames.SLOW_FIELDS) whose frames are in `buf`:
         a wrapper off each (in capture order), then the compiled decoder over all their
         insides at once, again while one is a carrier still."""
+        import dpkt
         # (row, frame, original length, link type, where its IP header is, tunnel)
         todo = [(row, bytes(buf[start:start + length]), origlen, linktype, at, 0)
                 for row, start, length, origlen, linktype, at in slow[:count].tolist()]
@@ -118,6 +121,7 @@ class Unwrapper:
         """One wrapper off: (link type, frame, tunnel number, what was unwrapped). A
         fragment (`cut`: not captured whole) is kept until its datagram is whole: then the
         datagram, in the row of its last fragment."""
+        import dpkt
         if kind >> 16 == frames._BAD_LINKTYPE >> 16:
             linked = _link(linktype, frame)
             return None if linked is None else (*linked, tunnel, LINKTYPES[linktype])
@@ -146,6 +150,7 @@ class Unwrapper:
 
     def _gre(self, src: bytes, dst: bytes, payload: bytes, tunnel: int
              ) -> tuple[int, bytes, int, str] | None:
+        import dpkt
         # the header alone (at most 16 bytes without routing), so that dpkt does not go on
         # to decode what it carries
         gre = dpkt.gre.GRE(payload if payload[0] & 0x40 else payload[:16])
@@ -189,6 +194,7 @@ class Unwrapper:
 def _outer(frame: bytes, at: int) -> tuple[bytes, bytes, int, int]:
     """The IP packet at `at`: (source, destination, its payload's start and end in the
     frame); dpkt reads IPv6's extension headers."""
+    import dpkt
     size = int.from_bytes(frame[at + 2:at + 4] if frame[at] >> 4 == 4 else frame[at + 4:at + 6],
                           "big")
     if frame[at] >> 4 == 4:  # a total length of 0: not said (offload)
@@ -237,6 +243,7 @@ def _udp_tunnel(name: str, data: bytes) -> tuple[int, bytes, int | None] | None:
 
 def _ppp(data: bytes) -> tuple[int, bytes] | None:
     """A PPP frame (RFC 1661; HDLC-like framing, RFC 1662, when it begins ff 03)."""
+    import dpkt
     if data[:2] == b"\xff\x03":
         data = data[2:]
     ppp = dpkt.pppoe.PPP(data)  # the protocol field, compressed to a byte (odd) or not
