@@ -152,8 +152,11 @@ def _tsv(value: Any) -> str:
     return text
 
 
+_time_text = "{:.6f}".format  # Zeek prints times with 6 decimals
+
+
 def _tsv_time(value: float | None) -> str:
-    return "-" if value is None else f"{value:.6f}"  # Zeek prints times with 6 decimals
+    return "-" if value is None else _time_text(value)
 
 
 def _tsv_count(value: int | None) -> str:
@@ -167,6 +170,9 @@ def _tsv_bool(value: bool | None) -> str:
 # Each column's writer, by its type (_tsv for the string columns)
 _TSV = [{"time": _tsv_time, "interval": _tsv_time, "count": _tsv_count, "port": _tsv_count,
          "bool": _tsv_bool}.get(t, _tsv) for t in TYPES]
+#: A number writer's text of a set value, by C code alone (_tsv_column)
+_SET_NUMBER: dict[Callable[[Any], str], Callable[[Any], str]] = {_tsv_time: _time_text,
+                                                               _tsv_count: str}
 
 
 class ConnLog:
@@ -213,7 +219,7 @@ def _tsv_column(values: list[Any], writer: Callable[[Any], str]) -> list[str]:
         return list(map(texts.__getitem__, values))
     if None in values:
         return list(map(writer, values))
-    return list(map(str if writer is _tsv_count else "{:.6f}".format, values))
+    return list(map(_SET_NUMBER[writer], values))
 
 
 def _json_column(field: str, values: list[Any]) -> list[str]:
