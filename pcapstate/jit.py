@@ -37,7 +37,7 @@ PLAIN = os.environ.get("NUMBA_DISABLE_JIT", "0").strip() not in ("", "0")
 PLAIN_BYTES = 256 << 10
 #: The modules whose functions numba compiles: imported, they are compiled or not for good.
 ENGINE = ("pcapstate.decode.frames", "pcapstate.track.connections", "pcapstate.derive.fold",
-          "pcapstate.derive.rules")
+          "pcapstate.derive.rules", "pcapstate.derive.texts")
 
 
 def plain_for(sizes: list[int | None]) -> None:

@@ -50,7 +50,7 @@ def _heap_given_back(fn: Callable[P, R]) -> Callable[P, R]:
 @_heap_given_back
 def analyze(paths: list[str], settings: Settings | None = None, *,
             on_record: Callable[[dict[str, Any]], None] | None = None,
-            on_lines: Callable[[str], object] | None = None,
+            on_lines: Callable[[bytes], object] | None = None,
             on_brief: Callable[[list[list[Any]]], None] | None = None,
             on_zeek: Callable[[dict[str, Any]], None] | None = None,
             on_columns: Callable[[dict[str, Any], Any], None] | None = None,
@@ -62,7 +62,7 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
     """Analyse one capture, given as one file or a time-ordered set of files.
 
     `on_record` receives each connection's record as the connection is retired (in
-    retirement order); `on_lines` the same records as JSON Lines' text (a line each, as
+    retirement order); `on_lines` the same records as JSON Lines' text (UTF-8, a line each, as
     `--jsonl` writes them), many lines at a time, for less than the dicts; `on_brief` the
     same connections in brief (derive/records.py BRIEF_FIELDS), a list at a time, at a
     fraction of the cost; `on_zeek` the same connections as Zeek sees them

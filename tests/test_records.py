@@ -8,7 +8,7 @@ import numpy as np
 import orjson
 import pytest
 
-from pcapstate.derive import records
+from pcapstate.derive.texts import gather, json_texts, words
 from pcapstate.pipeline import analyze
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
@@ -24,14 +24,13 @@ SAMPLES = Path(__file__).resolve().parent.parent / "samples"
         shutil.which("tshark") is None, reason="tshark not installed")),  # Wireshark's flags
 ])
 def test_lines_are_what_orjson_writes_of_the_records(name: str, engine: str) -> None:
-    chunks: list[str] = []
+    chunks: list[bytes] = []
     recs: list[dict] = []
     analyze([str(SAMPLES / name)], on_lines=chunks.append, on_record=recs.append,
             engine=engine)
-    text = "".join(chunks)
-    assert text.count("\n") == len(recs) > 0
-    assert text == "".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE).decode()
-                           for r in recs)
+    text = b"".join(chunks)
+    assert text.count(b"\n") == len(recs) > 0
+    assert text == b"".join(orjson.dumps(r, option=orjson.OPT_APPEND_NEWLINE) for r in recs)
     # the record's fields in their order (docs/json.md), the optional ones where they are
     order = ["id", "client", "server", "roles_from", "mid_stream", "first_ts", "last_ts",
              "end", "closer", "closer_evidence", "closed_by", "reset_by", "endpoints",
@@ -60,6 +59,22 @@ def test_texts_are_orjsons_even_with_a_comma_inside() -> None:
                    np.array([1.5, 1e16, 1e-7, 0.1, 1796161191.08386]),
                    np.array([0, -3, 2**40], np.int64), np.array([True, False]),
                    np.array([], np.int64), np.array([], object)):
-        assert records.json_texts(values) == [orjson.dumps(v).decode() for v in values.tolist()]
+        assert json_texts(values).strings() == [orjson.dumps(v).decode()
+                                                for v in values.tolist()]
     values = [("C1", "C2"), None, ("C3",), 7]  # a list as it is, sets of strings as tuples
-    assert records.json_texts(values) == [orjson.dumps(v).decode() for v in values]
+    assert json_texts(values).strings() == [orjson.dumps(v).decode() for v in values]
+
+
+def test_gather_puts_each_line_together_from_its_parts() -> None:
+    names = words(["zero", "one", "", "trois é"])
+    values = json_texts(np.array([7, -1, 30, 2**40, 0]))
+    picks = np.array([3, 0, 2, 1, 3])
+    lines = gather(["<", values, "|", (names, picks), "", ">"], 5)
+    expected = [f"<{v}|{['zero', 'one', '', 'trois é'][p]}>"
+                for v, p in zip([7, -1, 30, 2**40, 0], picks.tolist(), strict=True)]
+    assert lines.strings() == expected
+    assert lines.data.tobytes() == "".join(expected).encode()
+    # units of lines: 2, none, 3 (and none again)
+    units = gather([(names, picks), ","], 5, np.array([0, 2, 2, 5, 5]))
+    assert units.strings() == ["trois é,zero,", "", ",one,trois é,", ""]
+    assert gather(["x", values], 0).strings() == []

@@ -291,10 +291,10 @@ def test_read_result_stops_before_the_records(tmp_path):
         assert read_result(f) == whole
 
 
-@pytest.mark.parametrize("records", [0, 1, 3, 400])
+@pytest.mark.parametrize("records", [0, 1, 3, 4000])
 def test_the_records_spooled_become_the_results_last_array(records):
-    """write_json copies the spooled JSON Lines into `connection_records` in pieces (64 kB:
-    400 records of 300 bytes span two, some cut within a record, some between two): every
+    """write_json copies the spooled JSON Lines into `connection_records` in pieces (1 MB:
+    4,000 records of 300 bytes span two, some cut within a record, some between two): every
     record once, in order, also one with a newline in a string, and read_result reads the
     head alone."""
     import io
@@ -304,12 +304,12 @@ def test_the_records_spooled_become_the_results_last_array(records):
 
     rows = [{"id": i, "text": "a\nb" if i == 1 else "x" * (300 + i % 7)}
             for i in range(records)]
-    spool = io.StringIO("".join(json.dumps(r) + "\n" for r in rows))
-    out = io.StringIO()
+    spool = io.BytesIO("".join(json.dumps(r) + "\n" for r in rows).encode())
+    out = io.BytesIO()
     write_json(out, {"schema": "s", "n": records}, spool)
     assert json.loads(out.getvalue()) == {"schema": "s", "n": records,
                                           "connection_records": rows}
-    assert read_result(io.StringIO(out.getvalue())) == {"schema": "s", "n": records}
+    assert read_result(io.StringIO(out.getvalue().decode())) == {"schema": "s", "n": records}
 
 
 @pytest.mark.parametrize(("content", "says"), [

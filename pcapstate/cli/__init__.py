@@ -19,10 +19,11 @@ import tempfile
 import threading
 from collections.abc import Callable
 from functools import partial
-from typing import Any, NoReturn, TextIO
+from typing import Any, BinaryIO, NoReturn, TextIO, cast
 
 from pcapstate.cli.parser import build_parser, duration, fail_on
 from pcapstate.render.output import (
+    Guarded,
     PendingFile,
     WriteError,
     guarded,
@@ -161,6 +162,7 @@ def _note(text: str) -> None:
 
 #: The options that write a file (or standard output, given "-").
 _FILE_OUTPUTS = ("json", "jsonl", "zeek_conn", "zeek_conn_json", "parquet", "report", "html")
+_BINARY = ("json", "jsonl", "parquet")  # outputs written as bytes
 
 
 def _option(dest: str) -> str:
@@ -221,14 +223,15 @@ class _Outputs:
             for o in names:
                 path = getattr(args, o, None)
                 if path is not None:
-                    self.files[o] = PendingFile(path, binary=o == "parquet")
+                    self.files[o] = PendingFile(path, binary=o in _BINARY)
             if self.plots is not None:
                 _check_folder(self.plots)
         except WriteError:
             self.discard()
             raise
 
-    def file(self, option: str) -> TextIO | None:
+    def file(self, option: str) -> Any:
+        """The file an option's output is written into (binary for _BINARY's), or None."""
         return self.files[option].file if option in self.files else None
 
     def chart(self, name: str, data: bytes) -> None:
@@ -305,7 +308,7 @@ def _analyze(args: argparse.Namespace) -> int:
                             args.close_wait_after, args.max_connections, zeek=args.zeek,
                             zeek_checksums=args.zeek_checksums, zeek_bare=args.zeek_bare)
     outputs = _Outputs(args, plots=_charts_folder(args))
-    spool: TextIO | None = None  # --json's records, until the result around them is known
+    spool: BinaryIO | None = None  # --json's records, until the result around them is known
     progress = _Progress(args.progress, _reading)
     parquet: Any = None  # render/parquet.py's ParquetSink, for --parquet
     try:
@@ -314,8 +317,7 @@ def _analyze(args: argparse.Namespace) -> int:
             folder = None if is_stream(args.json) else \
                 os.path.dirname(os.path.realpath(args.json))
             try:
-                spool = guarded(tempfile.TemporaryFile("w+", encoding="utf-8", dir=folder),
-                                args.json)
+                spool = cast(BinaryIO, guarded(tempfile.TemporaryFile(dir=folder), args.json))
             except OSError as e:
                 raise WriteError(args.json, e) from e
             lines = spool
@@ -335,7 +337,7 @@ def _analyze(args: argparse.Namespace) -> int:
         _SOFT.set()  # a first Ctrl-C now stops the reading; what was read is reported
         try:
             result = analyze(args.captures, settings,
-                             on_lines=None if lines is None else partial(_write_text, lines),
+                             on_lines=None if lines is None else partial(_write_lines, lines),
                              on_zeek=None if zeek_log is None else zeek_log.take,
                              on_columns=None if parquet is None else parquet.take,
                              progress=progress,
@@ -415,13 +417,16 @@ def _analyze(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_text(out: TextIO, text: str) -> None:
-    """JSON Lines' text (many records at once) written 8 kB at a time, through the stream's
-    buffer, whose flush raises when a write is cut short. One larger write went around it
-    and lost the rest without an error: 250 kB into `| head -c 10` (a closed pipe) wrote
-    64 kB, and Python's buffered writer returned that count, which its text layer drops."""
-    for at in range(0, len(text), 8192):
-        out.write(text[at:at + 8192])
+def _write_lines(out: BinaryIO, text: bytes) -> None:
+    """JSON Lines' text (many records at once) written a megabyte at a time, what a write
+    left out written again: Python's buffered writer returns a short count where a pipe
+    took part of a write (250 kB into `| head -c 10`), and the write after it raises."""
+    view = memoryview(text)
+    while view:
+        done = out.write(view[:1 << 20])
+        if not done:
+            raise WriteError(cast(Guarded, out).path, "nothing could be written")
+        view = view[done:]
 
 
 def _hashes(inputs: list[dict[str, Any]]) -> None:
@@ -499,7 +504,7 @@ def _check_corpus(args: argparse.Namespace, corpus: list[Any], outputs: _Outputs
     if junit is not None:
         junit.write(check.junit(outcomes))
     if as_json is not None:
-        as_json.write(json.dumps(check.to_json(outcomes), indent=1) + "\n")
+        as_json.write((json.dumps(check.to_json(outcomes), indent=1) + "\n").encode())
     outputs.done()
     (sys.stderr if args.json == "-" else sys.stdout).write(
         check.text(outcomes, elapsed, args.verbose))

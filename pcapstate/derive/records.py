@@ -15,6 +15,7 @@ import numpy as np
 import orjson
 
 from pcapstate import jit
+from pcapstate.derive.texts import Part, Texts, concat, gather, json_texts, words
 from pcapstate.track import zeek_view
 from pcapstate.track.slots import (
     ANOMALY_NAMES,
@@ -179,48 +180,45 @@ def columns(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray, aborted: n
     return out
 
 
-def lines(cols: dict[str, Any], views: "ZeekViews", zeek: list[str],
-          tunnels: Sequence[dict[str, Any]] = ()) -> str:
+def lines(cols: dict[str, Any], views: "ZeekViews", zeek: Texts,
+          tunnels: Sequence[dict[str, Any]] = ()) -> bytes:
     """Each connection's record, as written to the JSON result and the JSON Lines stream
-    (docs/json.md), a line each, from its columns (columns): the one place a record's
-    layout is written. Made as orjson writes the record's dict (the same bytes), but a
-    column at a time: a value's text is orjson's, its key's too, and the lines are joined
-    from those in bulk, with no object built for each record. `views`, `zeek`: the Zeek
-    views of the same rows (zeek_views) and their texts (zeek_texts); `tunnels`: the tunnels
-    met (decode/unwrap.py), by number - 1."""
+    (docs/json.md), a line each (UTF-8), from its columns (columns): the one place a
+    record's layout is written. Made as orjson writes the record's dict (the same bytes),
+    but a column at a time: a value's text is orjson's, its key's too, and compiled code
+    puts the lines together from those (texts.gather), with no object built for each
+    record. `views`, `zeek`: the Zeek views of the same rows (zeek_views) and their texts
+    (zeek_texts); `tunnels`: the tunnels met (decode/unwrap.py), by number - 1."""
     n = len(cols["id"])
     if not n:
-        return ""
-    moves = _transitions(cols)
+        return b""
+    moves, rows = _transitions(cols), np.arange(n) * 2
     endpoints = [_object([*((name, json_texts(cols[f"{role}_{name}"])) for name in _ENDPOINT),
-                          ("transitions", ("[", moves[:, e].tolist(), "]"))])
+                          ("transitions", ["[", (moves, rows + e), "]"])])
                  for e, role in enumerate(ROLES)]
     tunnel = _optional(n, "tunnel", {i: _json(tunnels[t - 1]) for i, t in zip(
         np.flatnonzero(cols["tunnel"]).tolist(), cols["tunnel"][cols["tunnel"] != 0].tolist(),
         strict=True)})
-    ws = None if cols["wireshark"] is None else \
-        ("wireshark_analysis", _maps(cols["wireshark"], list(WIRESHARK_ANALYSIS)).tolist())
-    later = _optional(n, "zeek_later", {i: "[" + ",".join(zeek[k] for k in others) + "]"
-                                        for i, others in views.later.items()})
+    ws = [] if cols["wireshark"] is None else \
+        [("wireshark_analysis", _maps(cols["wireshark"], list(WIRESHARK_ANALYSIS)))]
+    later: Part = ""
+    if views.later:
+        texts = zeek.strings()
+        later = _optional(n, "zeek_later", {i: "[" + ",".join(texts[k] for k in others) + "]"
+                                            for i, others in views.later.items()})
     record = _object([
         *((k, json_texts(cols[k])) for k in _PLAIN),
         ("endpoints", _object(list(zip(ROLES, endpoints, strict=True)))),
-        ("anomalies", _maps(cols["anomalies"], cols["anomaly_names"]).tolist()),
-        ("evicted", json_texts(cols["evicted"])), (None, tunnel), *([ws] if ws else []),
-        ("zeek", [zeek[k] for k in views.first.tolist()] if views.later else zeek[:n]),
-        (None, later)])
-    return _join(n, record, "\n")
+        ("anomalies", _maps(cols["anomalies"], cols["anomaly_names"])),
+        ("evicted", json_texts(cols["evicted"])), (None, tunnel), *ws,
+        ("zeek", (zeek, views.first)), (None, later)])
+    return gather([*record, "\n"], n).data.tobytes()
 
 
 @_bulk
-def parse(text: str) -> list[dict[str, Any]]:
+def parse(text: bytes) -> list[dict[str, Any]]:
     """The records of JSON Lines `text` (lines) as dicts: what `on_record` receives."""
-    return orjson.loads("[" + text[:-1].replace("\n", ",") + "]") if text else []
-
-
-#: A part of the JSON text of n rows: the same text for all (str), a text each (a list of
-#: n), or several parts one after another (tuple)
-Part = str | list[str] | tuple[Any, ...]
+    return orjson.loads(b"[" + text[:-1].replace(b"\n", b",") + b"]") if text else []
 
 
 def _json(value: Any) -> str:
@@ -228,102 +226,53 @@ def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def json_texts(values: np.ndarray | list[Any]) -> list[str]:
-    """Each value as orjson writes it, all in one call, the list's text split at its commas
-    (orjson writes numpy's int, bool and float64 as their Python values; a number's text
-    holds no comma); when some value's text holds a comma, each distinct value alone
-    (values hashable)."""
-    if not len(values):
-        return []
-    if isinstance(values, np.ndarray):
-        if values.dtype.kind in "biu" or values.dtype == np.float64:
-            return orjson.dumps(np.ascontiguousarray(values),
-                                option=orjson.OPT_SERIALIZE_NUMPY).decode()[1:-1].split(",")
-        values = values.tolist()
-    texts = orjson.dumps(values).decode()[1:-1].split(",")
-    if len(texts) == len(values):
-        return texts
-    distinct = {v: _json(v) for v in dict.fromkeys(values)}
-    return list(map(distinct.__getitem__, values))
-
-
-def _object(members: Sequence[tuple[str | None, Part]]) -> tuple[Part, ...]:
-    """The parts of a JSON object of (key, value) `members`, in their order; a member
-    with key None is a part as it is (one that may be absent: _optional), never first."""
+def _object(members: Sequence[tuple[str | None, Part | list[Part]]]) -> list[Part]:
+    """The parts of a JSON object of (key, value) `members`, in their order (a value of
+    several parts a list); a member with key None is a part as it is (one that may be
+    absent: _optional), never first."""
     out: list[Part] = []
     for key, value in members:
-        if key is None:
-            out.append(value)
-        else:
-            out += ["," if out else "{", _json(key) + ":", value]
-    return (*out, "}")
+        if key is not None:
+            out += ["," if out else "{", _json(key) + ":"]
+        out += value if isinstance(value, list) else [value]
+    return [*out, "}"]
 
 
-def _optional(n: int, key: str, texts: dict[int, str]) -> list[str]:
+def _optional(n: int, key: str, texts: dict[int, str]) -> Part:
     """A member `key` of n objects that only the rows of `texts` have (row: its value's
     text), with its comma, and nothing on the others (a part of _object, key None)."""
-    out = [""] * n
     head = "," + _json(key) + ":"
-    for i, text in texts.items():
-        out[i] = head + text
-    return out
+    at = np.zeros(n, np.int64)
+    at[list(texts)] = np.arange(1, len(texts) + 1)
+    return words(["", *(head + text for text in texts.values())]), at
 
 
-def _join(n: int, part: Part, end: str) -> str:
-    """n rows' texts (made of `part`), each followed by `end`, one after another: each row's
-    parts interleaved in one list, joined at once."""
-    flat: list[Part] = []
-
-    def add(p: Part) -> None:
-        if isinstance(p, tuple):
-            for q in p:
-                add(q)
-        elif isinstance(p, str) and flat and isinstance(flat[-1], str):
-            flat[-1] += p  # texts the same on every row: one
-        else:
-            flat.append(p)
-    add((part, end))
-    rows: list[str] = [""] * (n * len(flat))
-    for j, p in enumerate(flat):
-        rows[j::len(flat)] = [p] * n if isinstance(p, str) else p  # type: ignore[assignment]
-    return "".join(rows)
-
-
-def _transitions(cols: dict[str, Any]) -> np.ndarray:
-    """Each endpoint's transitions, [row, endpoint]: the texts of their JSON objects,
-    between commas (_MOVE_START, _MOVE_ENDS), all joined at once and split at the line's
-    ends after each endpoint's last."""
-    out = np.full(cols["ntr"].shape, "", object)
+def _transitions(cols: dict[str, Any]) -> Texts:
+    """Each endpoint's transitions, row after row and endpoint after endpoint: the texts of
+    their JSON objects with commas between (_MOVE_START, _MOVE_ENDS)."""
+    ntr = cols["ntr"].reshape(-1)
+    bounds = np.zeros(len(ntr) + 1, np.int64)
+    np.cumsum(ntr, out=bounds[1:])
     made = len(cols["moves_ts"])
-    if not made:
-        return out
     last = np.zeros(made, np.intp)
     last[(cols["moves_start"] + cols["ntr"] - 1)[cols["ntr"] > 0]] = 1
     ends = ((cols["moves_state_code"] * 2 + cols["moves_timer"]) * 2
             + cols["moves_inferred"]) * 2 + last
-    flat: list[str] = [""] * (2 * made)
-    flat[0::2] = json_texts(cols["moves_ts"])
-    flat[1::2] = _MOVE_ENDS[ends].tolist()
-    out[cols["ntr"] > 0] = (_MOVE_START + "".join(flat)).split("\n")[:-1]
-    return out
+    return gather([_MOVE_START, json_texts(cols["moves_ts"]), (_MOVE_ENDS, ends)], made,
+                  bounds)
 
 
-def _maps(counts: np.ndarray, names: Sequence[str]) -> np.ndarray:
+def _maps(counts: np.ndarray, names: Sequence[str]) -> list[Part]:
     """Each row of `counts` (a column per name) as the text of a JSON object of name to
     count, counts of 0 left out, in the names' order."""
-    out = np.full(len(counts), "{}", object)
     rows, at = np.nonzero(counts)
-    if not len(rows):
-        return out
-    last = np.append(rows[1:] != rows[:-1], True)  # a row's last count
-    first = np.insert(last[:-1], 0, True)  # and its first
-    keys = np.array([_json(name) + ":" for name in names], object)[at]
-    keys[first] = "{" + keys[first]
-    ends = np.full(len(rows), ",", object)
-    ends[last] = "}\n"
-    out[rows[last]] = _join(len(rows), (keys.tolist(), json_texts(counts[rows, at]), ends.tolist()),
-                            "").split("\n")[:-1]
-    return out
+    bounds = np.zeros(len(counts) + 1, np.int64)
+    np.cumsum(np.bincount(rows, minlength=len(counts)), out=bounds[1:])
+    later = np.ones(len(rows), np.intp)  # a row's count after its first: a comma before
+    later[bounds[:-1][bounds[:-1] < bounds[1:]]] = 0
+    keys = words([_json(name) + ":" for name in names])
+    return ["{", gather([(_COMMA, later), (keys, at), json_texts(counts[rows, at])], len(rows),
+                        bounds), "}"]
 
 
 #: A record's fields of one value each, in its order, up to its endpoints
@@ -351,16 +300,18 @@ _NAMES = {"closer": _table(CLOSER_NAMES), "evidence": _table(EVIDENCE_NAMES),
           "roles": _table([r.value for r in ROLE_NAMES]), "role": _table(ROLES),
           "anomalies": np.array([ANOMALY_NAMES[a] for a in _BY_NAME], object)}
 
-#: A transition's JSON text (ts, state, and timer and inferred only when true) is its
-#: time's text after _MOVE_START, then one of _MOVE_ENDS, by ((state (STATE_NAMES) * 2 +
-#: timer) * 2 + inferred) * 2 + last: its state and flags, and the next one's start after a
-#: comma or, after an endpoint's last, a line's end
+#: A transition's JSON text (ts, state, and timer and inferred only when true) is
+#: _MOVE_START, its time's text, then one of _MOVE_ENDS, by ((state (STATE_NAMES) * 2 +
+#: timer) * 2 + inferred) * 2 + last: its state and flags, and a comma unless it is its
+#: endpoint's last
 _MOVE_START = "{" + _json("ts") + ":"
-_MOVE_ENDS = np.array([f",{_json('state')}:{_json(state)}{timer}{inferred}}}{end}{_MOVE_START}"
-                       for state in STATE_NAMES
-                       for timer in ("", f",{_json('timer')}:{_json(True)}")
-                       for inferred in ("", f",{_json('inferred')}:{_json(True)}")
-                       for end in (",", "\n")], object)
+_MOVE_ENDS = words([f",{_json('state')}:{_json(state)}{timer}{inferred}}}{end}"
+                    for state in STATE_NAMES
+                    for timer in ("", f",{_json('timer')}:{_json(True)}")
+                    for inferred in ("", f",{_json('inferred')}:{_json(True)}")
+                    for end in (",", "")])
+_COMMA = words(["", ","])
+_NULL = words([_json(None)])
 
 
 def conn_entries(rows: np.ndarray, views: "ZeekViews",
@@ -429,20 +380,16 @@ def zeek_views(rows: np.ndarray, views: np.ndarray,
     return ZeekViews(views_columns(both), first, later)
 
 
-def zeek_texts(views: ZeekViews) -> list[str]:
+def zeek_texts(views: ZeekViews) -> Texts:
     """The text of each view's JSON object (the record's `zeek`, its conn.log fields,
     ZEEK_FIELDS, ZEEK_TIMED null when not timed), as orjson writes it: the one place its
     layout is written."""
     cols = views.columns
     n = len(cols["timed"])
-    if not n:
-        return []
-    values = {k: json_texts(cols[k]) for k in ZEEK_FIELDS}
-    null = _json(None)
-    for k in ZEEK_TIMED:
-        for i in np.flatnonzero(~cols["timed"]).tolist():
-            values[k][i] = null
-    return _join(n, _object(list(values.items())), "\n").split("\n")[:-1]
+    untimed = np.where(cols["timed"], np.arange(n), n)  # the null after the values
+    return gather(_object([(k, (concat([json_texts(cols[k]), _NULL]), untimed)
+                            if k in ZEEK_TIMED else json_texts(cols[k])) for k in ZEEK_FIELDS]),
+                  n)
 
 
 def zeek_columns(views: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -43,10 +43,9 @@ from pcapstate.vocab import (
 )
 
 _EXAMPLES = 10  # worst stuck connections kept per findings group
-#: Records built at a time: memory stays low (a batch's columns and text in pieces take
-#: about 10 kB a record while it is made; measured on the benchmark capture, --jsonl peaked
-#: at 553 MiB with 4,096 at a time, 477 MiB with 1,024, 461 MiB with 512: the analysis
-#: alone 435 MiB; a record's text took 4.4 us at 512 a batch, 4.3 us at 4,096)
+#: Records built at a time: memory stays low (measured on the benchmark capture, --jsonl
+#: peaked at 282 MiB with 4,096 at a time, 257 MiB with 512, in the same time within the
+#: machine's noise)
 _CHUNK = 512
 
 
@@ -156,7 +155,7 @@ class Summary:
                  on_columns: Callable[[dict[str, Any], records.ZeekViews], None]
                  | None = None,
                  wireshark: bool = False, tunnels: Sequence[dict[str, Any]] = (),
-                 on_lines: Callable[[str], object] | None = None) -> None:
+                 on_lines: Callable[[bytes], object] | None = None) -> None:
         """`on_record` receives each connection's record (derive/records.py); `on_brief`
         the connections in brief (records.BRIEF_FIELDS), a list at a time; `on_zeek` what a
         conn.log needs of them, a column each (records.conn_entries); `on_columns` the

@@ -11,7 +11,7 @@ import os
 import stat
 import sys
 import tempfile
-from typing import IO, Any, TextIO, cast
+from typing import IO, Any, BinaryIO, TextIO, cast
 
 
 class WriteError(Exception):
@@ -57,25 +57,24 @@ def guarded(stream: IO[Any], path: str) -> TextIO:
     return cast(TextIO, Guarded(stream, path))
 
 
-def write_json(out: TextIO, result: dict[str, Any], records: TextIO | None) -> None:
-    """The result as one JSON document; `records`, one JSON record a line, become its
-    `connection_records` array, copied a piece at a time, never all in memory."""
+def write_json(out: BinaryIO, result: dict[str, Any], records: BinaryIO | None) -> None:
+    """The result as one JSON document (UTF-8); `records`, one JSON record a line, become
+    its `connection_records` array, copied a piece at a time, never all in memory."""
     head = json.dumps(result, indent=1)
     if records is None:
-        out.write(head + "\n")
+        out.write((head + "\n").encode())
         return
-    out.write(head[:-2] + ',\n "connection_records": [')  # head ends with "\n}"
+    out.write((head[:-2] + ',\n "connection_records": [').encode())  # head ends with "\n}"
     records.seek(0)
-    # copied 64 kB at a time: on the benchmark capture (150,016 records), a write a record
-    # took 0.56 s, 64 kB 0.2 s, a megabyte 0.3-0.4 s (fresh memory for each piece);
-    # `held`, the last character read, is written with what follows it: the records' last
-    # newline ends the array, the others separate them (a record holds no raw newline)
-    sep, held = "\n", ""
-    for chunk in iter(lambda: records.read(1 << 16), ""):
+    # copied a megabyte at a time; `held`, the last byte read, is written with what follows
+    # it: the records' last newline ends the array, the others separate them (a record
+    # holds no raw newline)
+    sep, held = b"\n", b""
+    for chunk in iter(lambda: records.read(1 << 20), b""):
         text = held + chunk
-        out.write(sep + text[:-1].replace("\n", ",\n"))
-        sep, held = "", text[-1]
-    out.write("\n ]\n}\n")
+        out.write(sep + text[:-1].replace(b"\n", b",\n"))
+        sep, held = b"", text[-1:]
+    out.write(b"\n ]\n}\n")
 
 
 def read_result(f: TextIO) -> Any:

@@ -227,10 +227,10 @@ def _json_column(field: str, values: list[Any]) -> list[str]:
     ("")."""
     # not at the top: the command line reads local_nets, before the engine may be
     # imported uncompiled (jit.plain_for), and records imports compiled code
-    from pcapstate.derive.records import json_texts
+    from pcapstate.derive.texts import json_texts
 
     head = "," + orjson.dumps(field).decode() + ":"
-    return ["" if text == "null" else head + text for text in json_texts(values)]
+    return ["" if text == "null" else head + text for text in json_texts(values).strings()]
 
 
 def _now() -> str:
