@@ -293,23 +293,35 @@ def test_read_result_stops_before_the_records(tmp_path):
 
 @pytest.mark.parametrize("records", [0, 1, 3, 4000])
 def test_the_records_spooled_become_the_results_last_array(records):
-    """write_json copies the spooled JSON Lines into `connection_records` in pieces (1 MB:
-    4,000 records of 300 bytes span two, some cut within a record, some between two): every
-    record once, in order, also one with a newline in a string, and read_result reads the
-    head alone."""
+    """The records' JSON Lines, spooled (spool_records) a few lines at a time, become the
+    result's last array (write_json, from a file by the kernel, and from memory): every
+    record once, in order, also one with a newline in a string; read_result reads the head
+    alone."""
     import io
     import json
+    import tempfile
 
-    from pcapstate.render.output import read_result, write_json
+    from pcapstate.render.output import read_result, spool_records, write_json
 
     rows = [{"id": i, "text": "a\nb" if i == 1 else "x" * (300 + i % 7)}
             for i in range(records)]
-    spool = io.BytesIO("".join(json.dumps(r) + "\n" for r in rows).encode())
-    out = io.BytesIO()
-    write_json(out, {"schema": "s", "n": records}, spool)
-    assert json.loads(out.getvalue()) == {"schema": "s", "n": records,
-                                          "connection_records": rows}
-    assert read_result(io.StringIO(out.getvalue().decode())) == {"schema": "s", "n": records}
+    lines = [json.dumps(r).encode() + b"\n" for r in rows]
+    for spool in (io.BytesIO(), tempfile.TemporaryFile()):
+        writer = spool_records(spool)
+        for at in range(0, records, 7):
+            writer(b"".join(lines[at:at + 7]))
+        writer.close()
+        for out in (io.BytesIO(), tempfile.TemporaryFile()):
+            write_json(out, {"schema": "s", "n": records}, spool)
+            out.seek(0)
+            text = out.read().decode()
+            assert json.loads(text) == {"schema": "s", "n": records, "connection_records": rows}
+            assert read_result(io.StringIO(text)) == {"schema": "s", "n": records}
+            assert text.endswith("\n ]\n}\n")
+            if records:  # a record a line, a comma after each but the last
+                assert text.split('"connection_records": [\n', 1)[1].splitlines()[:-2] == \
+                    [line.decode().rstrip("\n") + "," for line in lines[:-1]] + \
+                    [lines[-1].decode().rstrip("\n")]
 
 
 @pytest.mark.parametrize(("content", "says"), [

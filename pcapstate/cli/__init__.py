@@ -18,17 +18,17 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable
-from functools import partial
 from typing import Any, BinaryIO, NoReturn, TextIO, cast
 
 from pcapstate.cli.parser import build_parser, duration, fail_on
 from pcapstate.render.output import (
-    Guarded,
     PendingFile,
+    WriteBehind,
     WriteError,
     guarded,
     is_stream,
     read_result,
+    spool_records,
     write_json,
 )
 from pcapstate.settings import settings_for
@@ -309,6 +309,7 @@ def _analyze(args: argparse.Namespace) -> int:
                             zeek_checksums=args.zeek_checksums, zeek_bare=args.zeek_bare)
     outputs = _Outputs(args, plots=_charts_folder(args))
     spool: BinaryIO | None = None  # --json's records, until the result around them is known
+    behind: WriteBehind | None = None  # writes the records, JSON Lines or spooled
     progress = _Progress(args.progress, _reading)
     parquet: Any = None  # render/parquet.py's ParquetSink, for --parquet
     try:
@@ -320,7 +321,9 @@ def _analyze(args: argparse.Namespace) -> int:
                 spool = cast(BinaryIO, guarded(tempfile.TemporaryFile(dir=folder), args.json))
             except OSError as e:
                 raise WriteError(args.json, e) from e
-            lines = spool
+            behind = spool_records(spool)
+        elif lines is not None:
+            behind = WriteBehind(lines)
         tsv, zeek_lines = outputs.file("zeek_conn"), outputs.file("zeek_conn_json")
         zeek_log = None if tsv is None and zeek_lines is None else \
             ConnLog(tsv, zeek_lines, args.zeek_local_nets)
@@ -337,7 +340,7 @@ def _analyze(args: argparse.Namespace) -> int:
         _SOFT.set()  # a first Ctrl-C now stops the reading; what was read is reported
         try:
             result = analyze(args.captures, settings,
-                             on_lines=None if lines is None else partial(_write_lines, lines),
+                             on_lines=behind,
                              on_zeek=None if zeek_log is None else zeek_log.take,
                              on_columns=None if parquet is None else parquet.take,
                              progress=progress,
@@ -349,6 +352,8 @@ def _analyze(args: argparse.Namespace) -> int:
             progress.clear()
         if _SIGNAL[0]:  # a signal lost in a finalizer
             raise _Terminated(_SIGNAL[0])
+        if behind is not None:
+            behind.close()
         if zeek_log is not None:
             zeek_log.close()
         if parquet is not None:
@@ -373,6 +378,8 @@ def _analyze(args: argparse.Namespace) -> int:
     except DaskError as e:
         return _error(f"Dask cluster {args.dask}: {e}")
     finally:
+        if behind is not None:
+            behind.stop()
         if parquet is not None:
             parquet.discard()
         outputs.discard()  # not finished: no half-written file left behind
@@ -415,18 +422,6 @@ def _analyze(args: argparse.Namespace) -> int:
         _note(f"inconclusive: {'; '.join(unsure)}, so --fail-on cannot pass")
         return 3
     return 0
-
-
-def _write_lines(out: BinaryIO, text: bytes) -> None:
-    """JSON Lines' text (many records at once) written a megabyte at a time, what a write
-    left out written again: Python's buffered writer returns a short count where a pipe
-    took part of a write (250 kB into `| head -c 10`), and the write after it raises."""
-    view = memoryview(text)
-    while view:
-        done = out.write(view[:1 << 20])
-        if not done:
-            raise WriteError(cast(Guarded, out).path, "nothing could be written")
-        view = view[done:]
 
 
 def _hashes(inputs: list[dict[str, Any]]) -> None:

@@ -6,11 +6,15 @@ that names the path the user gave, never a temporary file's name.
 """
 
 import contextlib
+import errno
 import json
 import os
+import queue
 import stat
 import sys
 import tempfile
+import threading
+from collections.abc import Callable
 from typing import IO, Any, BinaryIO, TextIO, cast
 
 
@@ -57,24 +61,116 @@ def guarded(stream: IO[Any], path: str) -> TextIO:
     return cast(TextIO, Guarded(stream, path))
 
 
+def write_all(out: BinaryIO, data: bytes) -> None:
+    """`data` written a megabyte at a time, what a write left out written again: Python's
+    buffered writer returns a short count where a pipe took part of a write (250 kB into
+    `| head -c 10`), and the write after it raises."""
+    view = memoryview(data)
+    while view:
+        done = out.write(view[:1 << 20])
+        if not done:
+            raise WriteError(cast(Guarded, out).path, "nothing could be written")
+        view = view[done:]
+
+
+class WriteBehind:
+    """Writes what it is given (bytes, changed by `change` if given) into `out` from a
+    thread of its own, in order, a few pieces behind at most: the system calls (Python
+    lets go of its lock for them) go on while the caller works. A write's failure is
+    raised by the next call, or by `close`."""
+
+    def __init__(self, out: BinaryIO, change: Callable[[bytes], bytes] | None = None,
+                 behind: int = 4) -> None:
+        self.out, self.change = out, change
+        self.pieces: queue.Queue[bytes | None] = queue.Queue(behind)
+        self.error: BaseException | None = None
+        self.stopped = False
+        self.thread = threading.Thread(target=self._write, name="pcapstate-writer",
+                                       daemon=True)
+        self.thread.start()
+
+    def __call__(self, data: bytes) -> None:
+        if self.error is not None:
+            raise self.error
+        self.pieces.put(data)
+
+    def _write(self) -> None:
+        while (data := self.pieces.get()) is not None:
+            if self.error is None and not self.stopped:
+                try:
+                    write_all(self.out, data if self.change is None else self.change(data))
+                except BaseException as e:  # noqa: BLE001  # raised in the caller's thread
+                    self.error = e
+
+    def close(self) -> None:
+        """Wait for every piece to be written; raise the first failure."""
+        self.pieces.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def stop(self) -> None:
+        """Write nothing more (the output is dropped) and wait for the thread to end."""
+        if self.thread.is_alive():
+            self.stopped = True
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    self.pieces.get_nowait()
+            self.pieces.put(None)
+            self.thread.join()
+
+
 def write_json(out: BinaryIO, result: dict[str, Any], records: BinaryIO | None) -> None:
-    """The result as one JSON document (UTF-8); `records`, one JSON record a line, become
-    its `connection_records` array, copied a piece at a time, never all in memory."""
+    """The result as one JSON document (UTF-8); `records`, as spooled (spool_records),
+    become its `connection_records` array, copied by the kernel where it can, never all in
+    memory."""
     head = json.dumps(result, indent=1)
     if records is None:
         out.write((head + "\n").encode())
         return
     out.write((head[:-2] + ',\n "connection_records": [').encode())  # head ends with "\n}"
-    records.seek(0)
-    # copied a megabyte at a time; `held`, the last byte read, is written with what follows
-    # it: the records' last newline ends the array, the others separate them (a record
-    # holds no raw newline)
-    sep, held = b"\n", b""
-    for chunk in iter(lambda: records.read(1 << 20), b""):
-        text = held + chunk
-        out.write(sep + text[:-1].replace(b"\n", b",\n"))
-        sep, held = b"", text[-1:]
+    size = records.seek(0, os.SEEK_END) - len(_SEPARATOR)  # the last record's left out
+    if size > 0:
+        out.write(b"\n")
+        _copy(records, out, size)
     out.write(b"\n ]\n}\n")
+
+
+#: What follows each record in the result's array as spooled (the last one's is left out)
+_SEPARATOR = b",\n"
+
+
+def spool_records(spool: BinaryIO) -> WriteBehind:
+    """A writer of JSON Lines (many records at a time) into `spool` for write_json: each
+    line's newline written as _SEPARATOR (a record holds no raw newline)."""
+    return WriteBehind(spool, lambda text: text.replace(b"\n", _SEPARATOR))
+
+
+def _copy(src: BinaryIO, out: BinaryIO, size: int) -> None:
+    """`src`'s first `size` bytes written into `out`: by the kernel (sendfile), with no
+    copy in this process, where the two are files that allow it; else a megabyte at a
+    time."""
+    out.flush()
+    done = 0
+    try:
+        fds = src.fileno(), out.fileno()
+    except (OSError, ValueError, WriteError):  # io.UnsupportedOperation (Guarded's
+        # WriteError of it): a stream in memory
+        fds = None
+    while fds is not None and done < size:
+        try:
+            sent = os.sendfile(fds[1], fds[0], done, size - done)
+        except OSError as e:
+            if e.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                raise WriteError(cast(Guarded, out).path, e) from e
+            break  # say, an output opened to append
+        if not sent:
+            break
+        done += sent
+    src.seek(done)
+    while done < size and (piece := src.read(min(1 << 20, size - done))):
+        write_all(out, piece)
+        done += len(piece)
 
 
 def read_result(f: TextIO) -> Any:
