@@ -63,7 +63,8 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
 
     `on_record` receives each connection's record as the connection is retired (in
     retirement order); `on_lines` the same records as JSON Lines' text (UTF-8, a line each, as
-    `--jsonl` writes them), many lines at a time, for less than the dicts; `on_brief` the
+    `--jsonl` writes them), many lines at a time, for less than the dicts (made in another
+    thread if it has a `later` method: derive/summary.py Summary); `on_brief` the
     same connections in brief (derive/records.py BRIEF_FIELDS), a list at a time, at a
     fraction of the cost; `on_zeek` the same connections as Zeek sees them
     (derive/records.py conn_entries: what a conn.log needs, a column each), a batch at a

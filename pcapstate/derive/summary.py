@@ -10,9 +10,10 @@ histograms and each findings group keeps only its worst examples.
 import heapq
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from functools import partial
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -47,6 +48,24 @@ _EXAMPLES = 10  # worst stuck connections kept per findings group
 #: peaked at 282 MiB with 4,096 at a time, 257 MiB with 512, in the same time within the
 #: machine's noise)
 _CHUNK = 512
+
+
+def _parts(n: int) -> list[slice]:
+    """n records in parts of _CHUNK."""
+    return [slice(start, start + _CHUNK) for start in range(0, n, _CHUNK)]
+
+
+class _Batch(NamedTuple):
+    """A batch of retired connections as Summary.take has them (each array a row each)."""
+
+    rows: np.ndarray
+    views: np.ndarray
+    ended: dict[int, list[np.void]]
+    kinds: np.ndarray
+    closers: np.ndarray
+    aborted: np.ndarray
+    evidences: np.ndarray
+    picks: np.ndarray
 
 
 def bin_value(b: int) -> float:
@@ -160,10 +179,12 @@ class Summary:
         the connections in brief (records.BRIEF_FIELDS), a list at a time; `on_zeek` what a
         conn.log needs of them, a column each (records.conn_entries); `on_columns` the
         records' fields a column each (records.columns) and their Zeek views
-        (records.zeek_views); `on_lines` the
-        records as JSON Lines' text (records.lines, which on_record's dicts are read from),
-        many lines at a time. `wireshark`: the tshark engine counted Wireshark's analysis
-        flags of each segment. `tunnels`: the tunnels met so far (decode/unwrap.py), by
+        (records.zeek_views); `on_lines` the records as JSON Lines' text (records.lines,
+        which on_record's dicts are read from), many lines at a time; if it has a `later`
+        method (render/output.py WriteBehind), that is handed a function that makes them,
+        to run in a thread of its own. `wireshark`: the tshark engine counted Wireshark's
+        analysis flags of each segment. `tunnels`: the tunnels met so far
+        (decode/unwrap.py), by
         number - 1."""
         if not settings.zeek and (on_record or on_lines or on_zeek or on_columns):
             raise ValueError("records and conn.logs hold Zeek's view: Settings(zeek=True)")
@@ -220,17 +241,22 @@ class Summary:
         picks = self.diagnoser.take(rows, times, kinds, closers)
         if self.on_brief is not None:
             self.on_brief(records.briefs(rows, kinds, closers))
-        texts = self.on_record or self.on_lines  # the records' JSON text is wanted
-        for start in range(0, n if self.on_zeek or texts or self.on_columns else 0, _CHUNK):
-            part = slice(start, start + _CHUNK)
+        batch = _Batch(rows, views, ended, kinds, closers, aborted, evidences, picks)
+        # the records' text made by the writer's thread while the analysis goes on, unless
+        # the records' columns or dicts are wanted here too (then all are made once, now)
+        behind = getattr(self.on_lines, "later", None)
+        if self.on_record is not None or self.on_columns is not None:
+            behind = None
+        if behind is not None:
+            behind(partial(self._lines, batch))
+        texts = behind is None and (self.on_record or self.on_lines) is not None
+        for part in _parts(n if self.on_zeek or texts or self.on_columns else 0):
             zeek = records.zeek_views(rows[part], views[part], ended)
             if self.on_zeek is not None:
                 self.on_zeek(records.conn_entries(rows[part], zeek, self.tunnels))
             if not texts and self.on_columns is None:
                 continue
-            cols = records.columns(rows[part], kinds[part], closers[part], aborted[part],
-                                   evidences[part], self.wireshark, self.tunnels,
-                                   None if self.on_columns is None else picks[part])
+            cols = self._columns(batch, part, self.on_columns is not None)
             if texts:  # once, for both
                 text = records.lines(cols, zeek, records.zeek_texts(zeek), self.tunnels)
                 if self.on_lines is not None:
@@ -240,6 +266,20 @@ class Summary:
                         self.on_record(rec)
             if self.on_columns is not None:
                 self.on_columns(cols, zeek)
+
+    def _columns(self, batch: "_Batch", part: slice, signs: bool = False) -> dict[str, Any]:
+        """records.columns of a part of a batch (with the diagnoses' signs if `signs`)."""
+        b = batch
+        return records.columns(b.rows[part], b.kinds[part], b.closers[part], b.aborted[part],
+                               b.evidences[part], self.wireshark, self.tunnels,
+                               b.picks[part] if signs else None)
+
+    def _lines(self, batch: "_Batch") -> Iterator[bytes]:
+        """A batch's records as JSON Lines' text (records.lines), a part at a time."""
+        for part in _parts(len(batch.rows)):
+            zeek = records.zeek_views(batch.rows[part], batch.views[part], batch.ended)
+            yield records.lines(self._columns(batch, part), zeek, records.zeek_texts(zeek),
+                                self.tunnels)
 
     def findings(self) -> list[dict[str, Any]]:
         """Worst first: most stuck endpoints, then the oldest."""

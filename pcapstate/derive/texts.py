@@ -53,14 +53,21 @@ def _split(raw: bytes, n: int) -> Texts | None:
     """The n values' texts of orjson's `raw` text of a list of them, split at its commas;
     None when that does not give n (a value's text holds a comma)."""
     data = np.frombuffer(raw, np.uint8)
-    commas = np.flatnonzero(data[1:-1] == _COMMA) + 1
+    start, stop = _cut(data, n)
+    return Texts(data, start, stop) if len(start) else None
+
+
+@jit.njit(cache=True, nogil=True)
+def _cut(data, n):  # type: ignore[no-untyped-def]
+    """Where each of the n values of a JSON list's text (`data`) begins and ends, if its
+    commas are n - 1; else nothing (two empty arrays)."""
+    commas = np.flatnonzero(data == _COMMA)
     if len(commas) != n - 1:
-        return None
-    start = np.empty(n, np.int64)
-    start[0], start[1:] = 1, commas + 1
-    stop = np.empty(n, np.int64)
-    stop[:-1], stop[-1] = commas, len(data) - 1
-    return Texts(data, start, stop)
+        return commas[:0], commas[:0]
+    start, stop = np.empty(n, np.int64), np.empty(n, np.int64)
+    start[0], stop[-1] = 1, len(data) - 1
+    start[1:], stop[:-1] = commas + 1, commas
+    return start, stop
 
 
 def json_texts(values: np.ndarray | list[Any]) -> Texts:
@@ -142,7 +149,7 @@ def gather(parts: Sequence[Part], n: int, bounds: np.ndarray | None = None) -> T
 _index = int if jit.PLAIN else np.uint64
 
 
-@jit.njit(cache=True)
+@jit.njit(cache=True, nogil=True)
 def _gather(data, start, stop, at, bounds):  # type: ignore[no-untyped-def]
     """The texts (`data`, `start`, `stop`: Texts) that each row of `at` names, one after
     another, and where each unit of rows (`bounds`) ends, from 0."""

@@ -14,7 +14,7 @@ import stat
 import sys
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import IO, Any, BinaryIO, TextIO, cast
 
 
@@ -76,13 +76,14 @@ def write_all(out: BinaryIO, data: bytes) -> None:
 class WriteBehind:
     """Writes what it is given (bytes, changed by `change` if given) into `out` from a
     thread of its own, in order, a few pieces behind at most: the system calls (Python
-    lets go of its lock for them) go on while the caller works. A write's failure is
-    raised by the next call, or by `close`."""
+    lets go of its lock for them) go on while the caller works. `later` hands it a
+    function that makes the pieces, to run in that thread too. A failure is raised by the
+    next call, or by `close`."""
 
     def __init__(self, out: BinaryIO, change: Callable[[bytes], bytes] | None = None,
                  behind: int = 4) -> None:
         self.out, self.change = out, change
-        self.pieces: queue.Queue[bytes | None] = queue.Queue(behind)
+        self.pieces: queue.Queue[Callable[[], Iterable[bytes]] | None] = queue.Queue(behind)
         self.error: BaseException | None = None
         self.stopped = False
         self.thread = threading.Thread(target=self._write, name="pcapstate-writer",
@@ -90,27 +91,32 @@ class WriteBehind:
         self.thread.start()
 
     def __call__(self, data: bytes) -> None:
+        self.later(lambda: (data,))
+
+    def later(self, make: Callable[[], Iterable[bytes]]) -> None:
+        """`make()`'s pieces written in turn, made in the writer's thread."""
         if self.error is not None:
             raise self.error
-        self.pieces.put(data)
+        self.pieces.put(make)
 
     def _write(self) -> None:
-        while (data := self.pieces.get()) is not None:
+        while (make := self.pieces.get()) is not None:
             if self.error is None and not self.stopped:
                 try:
-                    write_all(self.out, data if self.change is None else self.change(data))
+                    for data in make():
+                        write_all(self.out, data if self.change is None else self.change(data))
                 except BaseException as e:  # noqa: BLE001  # raised in the caller's thread
                     self.error = e
 
     def close(self) -> None:
-        """Wait for every piece to be written; raise the first failure."""
+        """Wait for every piece to be made and written; raise the first failure."""
         self.pieces.put(None)
         self.thread.join()
         if self.error is not None:
             raise self.error
 
     def stop(self) -> None:
-        """Write nothing more (the output is dropped) and wait for the thread to end."""
+        """Make and write nothing more (the output is dropped); wait for the thread."""
         if self.thread.is_alive():
             self.stopped = True
             with contextlib.suppress(queue.Empty):
