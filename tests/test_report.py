@@ -301,16 +301,17 @@ def test_the_records_spooled_become_the_results_last_array(records):
     import json
     import tempfile
 
-    from pcapstate.render.output import read_result, spool_records, write_json
+    from pcapstate.render.output import Behind, read_result, spool_records, write_json
 
     rows = [{"id": i, "text": "a\nb" if i == 1 else "x" * (300 + i % 7)}
             for i in range(records)]
     lines = [json.dumps(r).encode() + b"\n" for r in rows]
     for spool in (io.BytesIO(), tempfile.TemporaryFile()):
-        writer = spool_records(spool)
+        behind = Behind()
+        writer = spool_records(spool, behind)
         for at in range(0, records, 7):
             writer(b"".join(lines[at:at + 7]))
-        writer.close()
+        behind.close()
         for out in (io.BytesIO(), tempfile.TemporaryFile()):
             write_json(out, {"schema": "s", "n": records}, spool)
             out.seek(0)

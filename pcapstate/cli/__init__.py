@@ -18,12 +18,14 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable
+from functools import partial
 from typing import Any, BinaryIO, NoReturn, TextIO, cast
 
 from pcapstate.cli.parser import build_parser, duration, fail_on
 from pcapstate.render.output import (
+    Behind,
+    LinesBehind,
     PendingFile,
-    WriteBehind,
     WriteError,
     guarded,
     is_stream,
@@ -309,10 +311,11 @@ def _analyze(args: argparse.Namespace) -> int:
                             zeek_checksums=args.zeek_checksums, zeek_bare=args.zeek_bare)
     outputs = _Outputs(args, plots=_charts_folder(args))
     spool: BinaryIO | None = None  # --json's records, until the result around them is known
-    behind: WriteBehind | None = None  # writes the records, JSON Lines or spooled
+    behind = Behind()  # makes and writes the records' outputs meanwhile
     progress = _Progress(args.progress, _reading)
     parquet: Any = None  # render/parquet.py's ParquetSink, for --parquet
     try:
+        records_out: LinesBehind | None = None
         lines = outputs.file("jsonl")
         if lines is None and args.json:
             folder = None if is_stream(args.json) else \
@@ -321,9 +324,9 @@ def _analyze(args: argparse.Namespace) -> int:
                 spool = cast(BinaryIO, guarded(tempfile.TemporaryFile(dir=folder), args.json))
             except OSError as e:
                 raise WriteError(args.json, e) from e
-            behind = spool_records(spool)
+            records_out = spool_records(spool, behind)
         elif lines is not None:
-            behind = WriteBehind(lines)
+            records_out = LinesBehind(lines, behind)
         tsv, zeek_lines = outputs.file("zeek_conn"), outputs.file("zeek_conn_json")
         zeek_log = None if tsv is None and zeek_lines is None else \
             ConnLog(tsv, zeek_lines, args.zeek_local_nets)
@@ -340,9 +343,11 @@ def _analyze(args: argparse.Namespace) -> int:
         _SOFT.set()  # a first Ctrl-C now stops the reading; what was read is reported
         try:
             result = analyze(args.captures, settings,
-                             on_lines=behind,
-                             on_zeek=None if zeek_log is None else zeek_log.take,
-                             on_columns=None if parquet is None else parquet.take,
+                             on_lines=records_out,
+                             on_zeek=None if zeek_log is None else
+                             partial(_later, behind, zeek_log.take),
+                             on_columns=None if parquet is None else
+                             partial(_later, behind, parquet.take),
                              progress=progress,
                              engine=args.engine, stop=_INTERRUPTED.is_set,
                              note=progress.note,
@@ -352,8 +357,7 @@ def _analyze(args: argparse.Namespace) -> int:
             progress.clear()
         if _SIGNAL[0]:  # a signal lost in a finalizer
             raise _Terminated(_SIGNAL[0])
-        if behind is not None:
-            behind.close()
+        behind.close()
         if zeek_log is not None:
             zeek_log.close()
         if parquet is not None:
@@ -378,8 +382,7 @@ def _analyze(args: argparse.Namespace) -> int:
     except DaskError as e:
         return _error(f"Dask cluster {args.dask}: {e}")
     finally:
-        if behind is not None:
-            behind.stop()
+        behind.stop()
         if parquet is not None:
             parquet.discard()
         outputs.discard()  # not finished: no half-written file left behind
@@ -422,6 +425,11 @@ def _analyze(args: argparse.Namespace) -> int:
         _note(f"inconclusive: {'; '.join(unsure)}, so --fail-on cannot pass")
         return 3
     return 0
+
+
+def _later(behind: Behind, work: Callable[..., object], *args: Any) -> None:
+    """`work(*args)` done in `behind`'s thread."""
+    behind.later(partial(work, *args))
 
 
 def _hashes(inputs: list[dict[str, Any]]) -> None:

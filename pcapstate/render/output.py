@@ -15,6 +15,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import IO, Any, BinaryIO, TextIO, cast
 
 
@@ -73,57 +74,70 @@ def write_all(out: BinaryIO, data: bytes) -> None:
         view = view[done:]
 
 
-class WriteBehind:
-    """Writes what it is given (bytes, changed by `change` if given) into `out` from a
-    thread of its own, in order, a few pieces behind at most: the system calls (Python
-    lets go of its lock for them) go on while the caller works. `later` hands it a
-    function that makes the pieces, to run in that thread too. A failure is raised by the
-    next call, or by `close`."""
+class Behind:
+    """Work done in a thread of its own, in order, a few jobs behind the caller at most:
+    the outputs' texts made and written while the analysis goes on (numba's compiled code
+    and the system calls let go of Python's lock). A job's failure is raised by the next
+    call, or by `close`."""
 
-    def __init__(self, out: BinaryIO, change: Callable[[bytes], bytes] | None = None,
-                 behind: int = 4) -> None:
-        self.out, self.change = out, change
-        self.pieces: queue.Queue[Callable[[], Iterable[bytes]] | None] = queue.Queue(behind)
+    def __init__(self, behind: int = 4) -> None:
+        self.jobs: queue.Queue[Callable[[], object] | None] = queue.Queue(behind)
         self.error: BaseException | None = None
         self.stopped = False
-        self.thread = threading.Thread(target=self._write, name="pcapstate-writer",
+        self.thread = threading.Thread(target=self._work, name="pcapstate-writer",
                                        daemon=True)
         self.thread.start()
+
+    def later(self, job: Callable[[], object]) -> None:
+        if self.error is not None:
+            raise self.error
+        self.jobs.put(job)
+
+    def _work(self) -> None:
+        while (job := self.jobs.get()) is not None:
+            if self.error is None and not self.stopped:
+                try:
+                    job()
+                except BaseException as e:  # noqa: BLE001  # raised in the caller's thread
+                    self.error = e
+
+    def close(self) -> None:
+        """Wait for every job to be done; raise the first failure."""
+        self.jobs.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def stop(self) -> None:
+        """Do nothing more (the outputs are dropped); wait for the thread."""
+        if self.thread.is_alive():
+            self.stopped = True
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    self.jobs.get_nowait()
+            self.jobs.put(None)
+            self.thread.join()
+
+
+class LinesBehind:
+    """Writes JSON Lines' text into `out` (each piece changed by `change` if given) from
+    `behind`'s thread: the text given (bytes), or a function that makes it there
+    (`later`: derive/summary.py Summary calls it)."""
+
+    def __init__(self, out: BinaryIO, behind: Behind,
+                 change: Callable[[bytes], bytes] | None = None) -> None:
+        self.out, self.behind, self.change = out, behind, change
 
     def __call__(self, data: bytes) -> None:
         self.later(lambda: (data,))
 
     def later(self, make: Callable[[], Iterable[bytes]]) -> None:
         """`make()`'s pieces written in turn, made in the writer's thread."""
-        if self.error is not None:
-            raise self.error
-        self.pieces.put(make)
+        self.behind.later(partial(self._write, make))
 
-    def _write(self) -> None:
-        while (make := self.pieces.get()) is not None:
-            if self.error is None and not self.stopped:
-                try:
-                    for data in make():
-                        write_all(self.out, data if self.change is None else self.change(data))
-                except BaseException as e:  # noqa: BLE001  # raised in the caller's thread
-                    self.error = e
-
-    def close(self) -> None:
-        """Wait for every piece to be made and written; raise the first failure."""
-        self.pieces.put(None)
-        self.thread.join()
-        if self.error is not None:
-            raise self.error
-
-    def stop(self) -> None:
-        """Make and write nothing more (the output is dropped); wait for the thread."""
-        if self.thread.is_alive():
-            self.stopped = True
-            with contextlib.suppress(queue.Empty):
-                while True:
-                    self.pieces.get_nowait()
-            self.pieces.put(None)
-            self.thread.join()
+    def _write(self, make: Callable[[], Iterable[bytes]]) -> None:
+        for data in make():
+            write_all(self.out, data if self.change is None else self.change(data))
 
 
 def write_json(out: BinaryIO, result: dict[str, Any], records: BinaryIO | None) -> None:
@@ -146,10 +160,10 @@ def write_json(out: BinaryIO, result: dict[str, Any], records: BinaryIO | None) 
 _SEPARATOR = b",\n"
 
 
-def spool_records(spool: BinaryIO) -> WriteBehind:
+def spool_records(spool: BinaryIO, behind: Behind) -> LinesBehind:
     """A writer of JSON Lines (many records at a time) into `spool` for write_json: each
     line's newline written as _SEPARATOR (a record holds no raw newline)."""
-    return WriteBehind(spool, lambda text: text.replace(b"\n", _SEPARATOR))
+    return LinesBehind(spool, behind, lambda text: text.replace(b"\n", _SEPARATOR))
 
 
 def _copy(src: BinaryIO, out: BinaryIO, size: int) -> None:
