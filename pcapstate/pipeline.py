@@ -58,19 +58,21 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
             stop: Callable[[], bool] | None = None,
             note: Callable[[str], object] | None = None,
             hosts: list[HostView] | None = None,
-            dask: str | None = None, partitions: int = 0) -> dict[str, Any]:
+            dask: str | None = None, partitions: int = 0,
+            behind: Callable[[Callable[[], None]], None] | None = None) -> dict[str, Any]:
     """Analyse one capture, given as one file or a time-ordered set of files.
 
     `on_record` receives each connection's record as the connection is retired (in
     retirement order); `on_lines` the same records as JSON Lines' text (UTF-8, a line each, as
-    `--jsonl` writes them), many lines at a time, for less than the dicts (made in another
-    thread if it has a `later` method: derive/summary.py Summary); `on_brief` the
+    `--jsonl` writes them), many lines at a time, for less than the dicts; `on_brief` the
     same connections in brief (derive/records.py BRIEF_FIELDS), a list at a time, at a
     fraction of the cost; `on_zeek` the same connections as Zeek sees them
     (derive/records.py conn_entries: what a conn.log needs, a column each), a batch at a
     time, also for less; `on_columns` the same records' fields, a column each, and their
     Zeek views, a batch at a time (derive/records.py columns and zeek_views: what
-    render/parquet.py writes);
+    render/parquet.py writes). `behind`, if given, runs the work of handing each batch on to
+    those four later, in order (in another thread: render/output.py Behind.later, which
+    the caller waits for before it uses what they made), except with `hosts`.
     `progress(bytes_done, bytes_total)` is
     called now and then. `stop()`, asked between batches, ends the reading early: the
     result then covers what was read (`interrupted` is true, a warning says so); connections
@@ -115,7 +117,8 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
         on_record = join.take
     tunnels: list[dict[str, Any]] = [] if dask else reading.unwrapper.tunnels
     summary = Summary(settings, on_record, on_brief, on_zeek, on_columns,
-                      wireshark=reading.engine == "tshark", tunnels=tunnels, on_lines=on_lines)
+                      wireshark=reading.engine == "tshark", tunnels=tunnels, on_lines=on_lines,
+                      behind=behind if join is None else None)  # the join is read at the end
     started = time.perf_counter()
     with ExitStack() as watching:  # the first run's compile, told through `note`
         if note is not None:

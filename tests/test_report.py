@@ -300,6 +300,7 @@ def test_the_records_spooled_become_the_results_last_array(records):
     import io
     import json
     import tempfile
+    from functools import partial
 
     from pcapstate.render.output import Behind, read_result, spool_records, write_json
 
@@ -307,10 +308,9 @@ def test_the_records_spooled_become_the_results_last_array(records):
             for i in range(records)]
     lines = [json.dumps(r).encode() + b"\n" for r in rows]
     for spool in (io.BytesIO(), tempfile.TemporaryFile()):
-        behind = Behind()
-        writer = spool_records(spool, behind)
+        behind = Behind()  # in order, from its thread
         for at in range(0, records, 7):
-            writer(b"".join(lines[at:at + 7]))
+            behind.later(partial(spool_records, spool, b"".join(lines[at:at + 7])))
         behind.close()
         for out in (io.BytesIO(), tempfile.TemporaryFile()):
             write_json(out, {"schema": "s", "n": records}, spool)

@@ -24,13 +24,13 @@ from typing import Any, BinaryIO, NoReturn, TextIO, cast
 from pcapstate.cli.parser import build_parser, duration, fail_on
 from pcapstate.render.output import (
     Behind,
-    LinesBehind,
     PendingFile,
     WriteError,
     guarded,
     is_stream,
     read_result,
     spool_records,
+    write_all,
     write_json,
 )
 from pcapstate.settings import settings_for
@@ -315,7 +315,7 @@ def _analyze(args: argparse.Namespace) -> int:
     progress = _Progress(args.progress, _reading)
     parquet: Any = None  # render/parquet.py's ParquetSink, for --parquet
     try:
-        records_out: LinesBehind | None = None
+        records_out = None  # where the records' JSON Lines go
         lines = outputs.file("jsonl")
         if lines is None and args.json:
             folder = None if is_stream(args.json) else \
@@ -324,9 +324,9 @@ def _analyze(args: argparse.Namespace) -> int:
                 spool = cast(BinaryIO, guarded(tempfile.TemporaryFile(dir=folder), args.json))
             except OSError as e:
                 raise WriteError(args.json, e) from e
-            records_out = spool_records(spool, behind)
+            records_out = partial(spool_records, spool)
         elif lines is not None:
-            records_out = LinesBehind(lines, behind)
+            records_out = partial(write_all, lines)
         tsv, zeek_lines = outputs.file("zeek_conn"), outputs.file("zeek_conn_json")
         zeek_log = None if tsv is None and zeek_lines is None else \
             ConnLog(tsv, zeek_lines, args.zeek_local_nets)
@@ -344,10 +344,9 @@ def _analyze(args: argparse.Namespace) -> int:
         try:
             result = analyze(args.captures, settings,
                              on_lines=records_out,
-                             on_zeek=None if zeek_log is None else
-                             partial(_later, behind, zeek_log.take),
-                             on_columns=None if parquet is None else
-                             partial(_later, behind, parquet.take),
+                             on_zeek=None if zeek_log is None else zeek_log.take,
+                             on_columns=None if parquet is None else parquet.take,
+                             behind=behind.later,
                              progress=progress,
                              engine=args.engine, stop=_INTERRUPTED.is_set,
                              note=progress.note,
@@ -425,11 +424,6 @@ def _analyze(args: argparse.Namespace) -> int:
         _note(f"inconclusive: {'; '.join(unsure)}, so --fail-on cannot pass")
         return 3
     return 0
-
-
-def _later(behind: Behind, work: Callable[..., object], *args: Any) -> None:
-    """`work(*args)` done in `behind`'s thread."""
-    behind.later(partial(work, *args))
 
 
 def _hashes(inputs: list[dict[str, Any]]) -> None:

@@ -10,7 +10,7 @@ histograms and each findings group keeps only its worst examples.
 import heapq
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Any, NamedTuple
@@ -174,23 +174,24 @@ class Summary:
                  on_columns: Callable[[dict[str, Any], records.ZeekViews], None]
                  | None = None,
                  wireshark: bool = False, tunnels: Sequence[dict[str, Any]] = (),
-                 on_lines: Callable[[bytes], object] | None = None) -> None:
+                 on_lines: Callable[[bytes], object] | None = None,
+                 behind: Callable[[Callable[[], None]], None] | None = None) -> None:
         """`on_record` receives each connection's record (derive/records.py); `on_brief`
         the connections in brief (records.BRIEF_FIELDS), a list at a time; `on_zeek` what a
         conn.log needs of them, a column each (records.conn_entries); `on_columns` the
         records' fields a column each (records.columns) and their Zeek views
         (records.zeek_views); `on_lines` the records as JSON Lines' text (records.lines,
-        which on_record's dicts are read from), many lines at a time; if it has a `later`
-        method (render/output.py WriteBehind), that is handed a function that makes them,
-        to run in a thread of its own. `wireshark`: the tshark engine counted Wireshark's
-        analysis flags of each segment. `tunnels`: the tunnels met so far
-        (decode/unwrap.py), by
-        number - 1."""
+        which on_record's dicts are read from), many lines at a time. `behind`, if given,
+        takes a function that hands a batch on to those four, to run later (in order, in
+        another thread: render/output.py Behind.later). `wireshark`: the tshark engine
+        counted Wireshark's analysis flags of each segment. `tunnels`: the tunnels met so
+        far (decode/unwrap.py), by number - 1."""
         if not settings.zeek and (on_record or on_lines or on_zeek or on_columns):
             raise ValueError("records and conn.logs hold Zeek's view: Settings(zeek=True)")
         self.tunnels = tunnels
         self.on_record = on_record
         self.on_lines = on_lines
+        self.behind = behind
         self.on_brief = on_brief
         self.on_zeek = on_zeek
         self.on_columns = on_columns
@@ -241,22 +242,28 @@ class Summary:
         picks = self.diagnoser.take(rows, times, kinds, closers)
         if self.on_brief is not None:
             self.on_brief(records.briefs(rows, kinds, closers))
-        batch = _Batch(rows, views, ended, kinds, closers, aborted, evidences, picks)
-        # the records' text made by the writer's thread while the analysis goes on, unless
-        # the records' columns or dicts are wanted here too (then all are made once, now)
-        behind = getattr(self.on_lines, "later", None)
-        if self.on_record is not None or self.on_columns is not None:
-            behind = None
-        if behind is not None:
-            behind(partial(self._lines, batch))
-        texts = behind is None and (self.on_record or self.on_lines) is not None
-        for part in _parts(n if self.on_zeek or texts or self.on_columns else 0):
-            zeek = records.zeek_views(rows[part], views[part], ended)
+        if self.on_zeek or self.on_lines or self.on_record or self.on_columns:
+            hand_on = partial(self._hand_on, _Batch(rows, views, ended, kinds, closers,
+                                                    aborted, evidences, picks))
+            if self.behind is None:
+                hand_on()
+            else:
+                self.behind(hand_on)
+
+    def _hand_on(self, batch: "_Batch") -> None:
+        """A batch's connections handed on (on_zeek, on_lines, on_record, on_columns), a
+        part of _CHUNK at a time."""
+        b, texts = batch, self.on_record or self.on_lines
+        for part in _parts(len(b.rows) if self.on_zeek or texts or self.on_columns else 0):
+            zeek = records.zeek_views(b.rows[part], b.views[part], b.ended)
             if self.on_zeek is not None:
-                self.on_zeek(records.conn_entries(rows[part], zeek, self.tunnels))
+                self.on_zeek(records.conn_entries(b.rows[part], zeek, self.tunnels))
             if not texts and self.on_columns is None:
                 continue
-            cols = self._columns(batch, part, self.on_columns is not None)
+            cols = records.columns(b.rows[part], b.kinds[part], b.closers[part],
+                                   b.aborted[part], b.evidences[part], self.wireshark,
+                                   self.tunnels,
+                                   None if self.on_columns is None else b.picks[part])
             if texts:  # once, for both
                 text = records.lines(cols, zeek, records.zeek_texts(zeek), self.tunnels)
                 if self.on_lines is not None:
@@ -266,20 +273,6 @@ class Summary:
                         self.on_record(rec)
             if self.on_columns is not None:
                 self.on_columns(cols, zeek)
-
-    def _columns(self, batch: "_Batch", part: slice, signs: bool = False) -> dict[str, Any]:
-        """records.columns of a part of a batch (with the diagnoses' signs if `signs`)."""
-        b = batch
-        return records.columns(b.rows[part], b.kinds[part], b.closers[part], b.aborted[part],
-                               b.evidences[part], self.wireshark, self.tunnels,
-                               b.picks[part] if signs else None)
-
-    def _lines(self, batch: "_Batch") -> Iterator[bytes]:
-        """A batch's records as JSON Lines' text (records.lines), a part at a time."""
-        for part in _parts(len(batch.rows)):
-            zeek = records.zeek_views(batch.rows[part], batch.views[part], batch.ended)
-            yield records.lines(self._columns(batch, part), zeek, records.zeek_texts(zeek),
-                                self.tunnels)
 
     def findings(self) -> list[dict[str, Any]]:
         """Worst first: most stuck endpoints, then the oldest."""

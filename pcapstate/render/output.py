@@ -14,8 +14,7 @@ import stat
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterable
-from functools import partial
+from collections.abc import Callable
 from typing import IO, Any, BinaryIO, TextIO, cast
 
 
@@ -76,9 +75,9 @@ def write_all(out: BinaryIO, data: bytes) -> None:
 
 class Behind:
     """Work done in a thread of its own, in order, a few jobs behind the caller at most:
-    the outputs' texts made and written while the analysis goes on (numba's compiled code
-    and the system calls let go of Python's lock). A job's failure is raised by the next
-    call, or by `close`."""
+    the outputs made of the records made and written while the analysis goes on (numba's
+    compiled code and the system calls let go of Python's lock). A job's failure is raised
+    by the next call, or by `close`."""
 
     def __init__(self, behind: int = 4) -> None:
         self.jobs: queue.Queue[Callable[[], object] | None] = queue.Queue(behind)
@@ -119,27 +118,6 @@ class Behind:
             self.thread.join()
 
 
-class LinesBehind:
-    """Writes JSON Lines' text into `out` (each piece changed by `change` if given) from
-    `behind`'s thread: the text given (bytes), or a function that makes it there
-    (`later`: derive/summary.py Summary calls it)."""
-
-    def __init__(self, out: BinaryIO, behind: Behind,
-                 change: Callable[[bytes], bytes] | None = None) -> None:
-        self.out, self.behind, self.change = out, behind, change
-
-    def __call__(self, data: bytes) -> None:
-        self.later(lambda: (data,))
-
-    def later(self, make: Callable[[], Iterable[bytes]]) -> None:
-        """`make()`'s pieces written in turn, made in the writer's thread."""
-        self.behind.later(partial(self._write, make))
-
-    def _write(self, make: Callable[[], Iterable[bytes]]) -> None:
-        for data in make():
-            write_all(self.out, data if self.change is None else self.change(data))
-
-
 def write_json(out: BinaryIO, result: dict[str, Any], records: BinaryIO | None) -> None:
     """The result as one JSON document (UTF-8); `records`, as spooled (spool_records),
     become its `connection_records` array, copied by the kernel where it can, never all in
@@ -160,10 +138,10 @@ def write_json(out: BinaryIO, result: dict[str, Any], records: BinaryIO | None) 
 _SEPARATOR = b",\n"
 
 
-def spool_records(spool: BinaryIO, behind: Behind) -> LinesBehind:
-    """A writer of JSON Lines (many records at a time) into `spool` for write_json: each
+def spool_records(spool: BinaryIO, text: bytes) -> None:
+    """JSON Lines' text (many records at a time) written into `spool` for write_json: each
     line's newline written as _SEPARATOR (a record holds no raw newline)."""
-    return LinesBehind(spool, behind, lambda text: text.replace(b"\n", _SEPARATOR))
+    write_all(spool, text.replace(b"\n", _SEPARATOR))
 
 
 def _copy(src: BinaryIO, out: BinaryIO, size: int) -> None:
