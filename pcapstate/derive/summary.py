@@ -50,11 +50,6 @@ _EXAMPLES = 10  # worst stuck connections kept per findings group
 _CHUNK = 512
 
 
-def _parts(n: int) -> list[slice]:
-    """n records in parts of _CHUNK."""
-    return [slice(start, start + _CHUNK) for start in range(0, n, _CHUNK)]
-
-
 class _Batch(NamedTuple):
     """A batch of retired connections as Summary.take has them (each array a row each)."""
 
@@ -254,7 +249,8 @@ class Summary:
         """A batch's connections handed on (on_zeek, on_lines, on_record, on_columns), a
         part of _CHUNK at a time."""
         b, texts = batch, self.on_record or self.on_lines
-        for part in _parts(len(b.rows) if self.on_zeek or texts or self.on_columns else 0):
+        for start in range(0, len(b.rows), _CHUNK):
+            part = slice(start, start + _CHUNK)
             zeek = records.zeek_views(b.rows[part], b.views[part], b.ended)
             if self.on_zeek is not None:
                 self.on_zeek(records.conn_entries(b.rows[part], zeek, self.tunnels))

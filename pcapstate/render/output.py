@@ -79,10 +79,10 @@ def write_all(out: BinaryIO, data: bytes) -> None:
 
 
 class Behind:
-    """Work done in a thread of its own, in order, a few jobs behind the caller at most:
-    the outputs made of the records made and written while the analysis goes on (numba's
-    compiled code and the system calls let go of Python's lock). A job's failure is raised
-    by the next call, or by `close`."""
+    """Work done in a thread of its own, in order, a few jobs behind the caller at most: the
+    outputs made from the records are made and written there while the analysis goes on
+    (numba's compiled code and the system calls let go of Python's lock). A job's failure
+    is raised by the next call, or by `close`."""
 
     def __init__(self, behind: int = 2) -> None:
         self.jobs: queue.Queue[Callable[[], object] | None] = queue.Queue(behind)
