@@ -126,8 +126,8 @@ def columns(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray, aborted: n
     Parquet file (render/parquet.py). `aborted`, `evidences`: derive/fold.py's (the closer
     closed by a RST; how the closer is known). Per endpoint ("client_" and "server_"
     prefixes): final_state, packets, payload_bytes, syn, fin, rst. The transitions made,
-    endpoint after endpoint: "moves_ts", "moves_state" (and its code in STATE_NAMES,
-    "moves_state_code"), "moves_timer", "moves_inferred";
+    endpoint after endpoint: "moves_ts", "moves_state_code" (the state's code in
+    STATE_NAMES), "moves_timer", "moves_inferred";
     each endpoint's first at "moves_start" [row, endpoint], "ntr" [row, endpoint] of them.
     "anomalies": the counts, a column for each of "anomaly_names"; "wireshark": those of
     Wireshark's analysis flags (vocab.WIRESHARK_ANALYSIS) when the tshark engine counted
@@ -157,8 +157,7 @@ def columns(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray, aborted: n
         "closed_by": closed_by, "reset_by": names["role"][rows["reset_by"]],
         "anomalies": rows["anom"][:, _BY_NAME], "anomaly_names": names["anomalies"],
         "evicted": rows["evicted"] != 0, "tunnel": rows["tunnel"],
-        "moves_ts": rows["tr_ts"][made], "moves_state": names["state"][codes],
-        "moves_state_code": codes,
+        "moves_ts": rows["tr_ts"][made], "moves_state_code": codes,
         "moves_timer": timer == 1, "moves_inferred": inferred, "moves_start": starts,
         "ntr": ntr, "wireshark": rows["ws"] if wireshark else None,
         "tunnel_name": np.full(len(rows), None, object)}
