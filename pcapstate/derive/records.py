@@ -15,7 +15,7 @@ import numpy as np
 import orjson
 
 from pcapstate import jit
-from pcapstate.derive.texts import Part, Texts, concat, gather, json_texts, words
+from pcapstate.derive.texts import Part, Texts, concat, gather, json_columns, json_texts, words
 from pcapstate.track import zeek_view
 from pcapstate.track.slots import (
     ANOMALY_NAMES,
@@ -192,7 +192,9 @@ def lines(cols: dict[str, Any], views: "ZeekViews", zeek: Texts,
     if not n:
         return b""
     moves, rows = _transitions(cols), np.arange(n) * 2
-    endpoints = [_object([*((name, json_texts(cols[f"{role}_{name}"])) for name in _ENDPOINT),
+    fields = [*_PLAIN, *(f"{role}_{name}" for role in ROLES for name in _ENDPOINT), "evicted"]
+    texts = dict(zip(fields, json_columns([cols[k] for k in fields]), strict=True))
+    endpoints = [_object([*((name, texts[f"{role}_{name}"]) for name in _ENDPOINT),
                           ("transitions", ["[", (moves, rows + e), "]"])])
                  for e, role in enumerate(ROLES)]
     tunnel = _optional(n, "tunnel", {i: _json(tunnels[t - 1]) for i, t in zip(
@@ -202,14 +204,14 @@ def lines(cols: dict[str, Any], views: "ZeekViews", zeek: Texts,
         [("wireshark_analysis", _maps(cols["wireshark"], list(WIRESHARK_ANALYSIS)))]
     later: Part = ""
     if views.later:
-        texts = zeek.strings()
-        later = _optional(n, "zeek_later", {i: "[" + ",".join(texts[k] for k in others) + "]"
+        strings = zeek.strings()
+        later = _optional(n, "zeek_later", {i: "[" + ",".join(strings[k] for k in others) + "]"
                                             for i, others in views.later.items()})
     record = _object([
-        *((k, json_texts(cols[k])) for k in _PLAIN),
+        *((k, texts[k]) for k in _PLAIN),
         ("endpoints", _object(list(zip(ROLES, endpoints, strict=True)))),
         ("anomalies", _maps(cols["anomalies"], cols["anomaly_names"])),
-        ("evicted", json_texts(cols["evicted"])), (None, tunnel), *ws,
+        ("evicted", texts["evicted"]), (None, tunnel), *ws,
         ("zeek", (zeek, views.first)), (None, later)])
     return gather([*record, "\n"], n).data.tobytes()
 
@@ -386,9 +388,9 @@ def zeek_texts(views: ZeekViews) -> Texts:
     cols = views.columns
     n = len(cols["timed"])
     untimed = np.where(cols["timed"], np.arange(n), n)  # the null after the values
-    return gather(_object([(k, (concat([json_texts(cols[k]), _NULL]), untimed)
-                            if k in ZEEK_TIMED else json_texts(cols[k])) for k in ZEEK_FIELDS]),
-                  n)
+    texts = json_columns([cols[k] for k in ZEEK_FIELDS])
+    return gather(_object([(k, (concat([t, _NULL]), untimed) if k in ZEEK_TIMED else t)
+                           for k, t in zip(ZEEK_FIELDS, texts, strict=True)]), n)
 
 
 def zeek_columns(views: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

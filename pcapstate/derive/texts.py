@@ -5,7 +5,6 @@ orjson writes it, and lines put together from such columns of texts by compiled 
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -44,54 +43,65 @@ def words(strings: Sequence[str]) -> Texts:
     return Texts(np.frombuffer(b"".join(encoded), np.uint8), stop - sizes, stop)
 
 
-@lru_cache(maxsize=256)
-def _constant(text: str) -> Texts:
-    return words([text])
-
-
-def _split(raw: bytes, n: int) -> Texts | None:
-    """The n values' texts of orjson's `raw` text of a list of them, split at its commas;
-    None when that does not give n (a value's text holds a comma)."""
-    data = np.frombuffer(raw, np.uint8)
-    start, stop = _cut(data, n)
-    return Texts(data, start, stop) if len(start) else None
-
-
-@jit.njit(cache=True, nogil=True)
-def _cut(data, n):  # type: ignore[no-untyped-def]
-    """Where each of the n values of a JSON list's text (`data`) begins and ends, if its
-    commas are n - 1; else nothing (two empty arrays)."""
-    commas = np.flatnonzero(data == _COMMA)
-    if len(commas) != n - 1:
-        return commas[:0], commas[:0]
-    start, stop = np.empty(n, np.int64), np.empty(n, np.int64)
-    start[0], stop[-1] = 1, len(data) - 1
-    start[1:], stop[:-1] = commas + 1, commas
-    return start, stop
+def json_columns(columns: Sequence[np.ndarray | list[Any]]) -> list[Texts]:
+    """Each column's values' texts as orjson writes them (json_texts), all from one orjson
+    call: Texts that share one buffer. A value may be anything orjson writes; numpy's int,
+    bool and float64 it writes as their Python values."""
+    values = [c if not isinstance(c, np.ndarray) else np.ascontiguousarray(c)
+              if c.dtype.kind in "biu" or c.dtype == np.float64 else c.tolist()
+              for c in columns]
+    data = np.frombuffer(orjson.dumps(values, option=orjson.OPT_SERIALIZE_NUMPY), np.uint8)
+    counts = np.array([len(c) for c in columns], np.int64)
+    start, stop = _cut(data, counts)
+    bounds = np.zeros(len(columns) + 1, np.int64)
+    np.cumsum(counts, out=bounds[1:])
+    return [Texts(data, start[a:b], stop[a:b])
+            for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)]
 
 
 def json_texts(values: np.ndarray | list[Any]) -> Texts:
-    """Each value's text as orjson writes it, all in one call and split at the commas
-    (orjson writes numpy's int, bool and float64 as their Python values; a number's text
-    holds no comma); when some value's text holds a comma, each distinct value alone
-    (values hashable)."""
-    n = len(values)
-    if not n:
-        return Texts(np.empty(0, np.uint8), np.empty(0, np.int64), np.empty(0, np.int64))
-    if isinstance(values, np.ndarray):
-        if values.dtype.kind in "biu" or values.dtype == np.float64:
-            split = _split(orjson.dumps(np.ascontiguousarray(values),
-                                        option=orjson.OPT_SERIALIZE_NUMPY), n)
-            assert split is not None
-            return split
-        values = values.tolist()
-    split = _split(orjson.dumps(values), n)
-    if split is not None:
-        return split
-    distinct = {v: i for i, v in enumerate(dict.fromkeys(values))}
-    table = words([orjson.dumps(v).decode() for v in distinct])
-    at = np.array([distinct[v] for v in values], np.int64)
-    return Texts(table.data, table.start[at], table.stop[at])
+    """Each value's text as orjson writes it (json_columns)."""
+    return json_columns([values])[0]
+
+
+_QUOTE, _BACKSLASH = ord('"'), ord("\\")
+_OPEN, _CLOSE = (ord("["), ord("{")), (ord("]"), ord("}"))
+
+
+@jit.njit(cache=True, nogil=True)
+def _cut(data, counts):  # type: ignore[no-untyped-def]
+    """Where each value of the columns in `data` begins and ends, column after column: `data`
+    is a JSON list of lists (orjson's compact text), `counts` how many values each holds."""
+    start, stop = np.empty(counts.sum(), np.int64), np.empty(counts.sum(), np.int64)
+    depth, k, quoted, escaped, opened = 0, 0, False, False, 0
+    for i in range(len(data)):
+        c = data[i]
+        if quoted:
+            if escaped:
+                escaped = False
+            elif c == _BACKSLASH:
+                escaped = True
+            elif c == _QUOTE:
+                quoted = False
+        elif c == _QUOTE:
+            quoted = True
+        elif c == _OPEN[0] or c == _OPEN[1]:
+            depth += 1
+            if depth == 2:  # a column's list
+                opened = i
+                if k < len(start):  # (not after the last value: an empty list)
+                    start[k] = i + 1
+        elif c == _CLOSE[0] or c == _CLOSE[1]:
+            if depth == 2 and i > opened + 1:  # not an empty list
+                stop[k] = i
+                k += 1
+            depth -= 1
+        elif c == _COMMA and depth == 2:
+            stop[k] = i
+            k += 1
+            start[k] = i + 1
+    assert k == len(start)
+    return start, stop
 
 
 def concat(tables: Sequence[Texts]) -> Texts:
@@ -114,33 +124,33 @@ def gather(parts: Sequence[Part], n: int, bounds: np.ndarray | None = None) -> T
     """n lines, each its parts' texts one after another (each part gives n texts: Part), as
     Texts lying one after another; with `bounds` (int64, units + 1 line numbers from 0 to
     n), each unit of lines bounds[u] to bounds[u + 1] - 1 joined into one text."""
+    if bounds is None:
+        bounds = np.arange(n + 1, dtype=np.int64)
+    if not n:
+        ends = np.zeros(len(bounds), np.int64)
+        return Texts(np.empty(0, np.uint8), ends[:-1], ends[1:])
     merged: list[Part] = []
     for p in parts:
         if isinstance(p, str) and merged and isinstance(merged[-1], str):
             merged[-1] += p  # texts the same on every line: one
         elif not (isinstance(p, str) and not p):
             merged.append(p)
-    tables: list[Texts] = []
-    picks: list[np.ndarray | None] = []
-    for p in merged:
-        if isinstance(p, str):
-            tables.append(_constant(p))
-            picks.append(None)
-        elif isinstance(p, Texts):
-            tables.append(p)
-            picks.append(np.arange(n))
-        else:
-            tables.append(p[0])
-            picks.append(p[1])
-    every = concat(tables)
-    at = np.empty((n, len(merged)), np.int64)
-    base = 0
-    for j, (t, pick) in enumerate(zip(tables, picks, strict=True)):
-        at[:, j] = base if pick is None else base + pick
-        base += len(t)
-    if bounds is None:
-        bounds = np.arange(n + 1, dtype=np.int64)
-    data, ends = _gather(every.data, every.start, every.stop, at, bounds)
+    constants = words([p for p in merged if isinstance(p, str)])
+    buffers: dict[int, int] = {}  # each buffer's place in the one _gather reads (by id)
+    datas: list[np.ndarray] = []
+    first, last = np.empty((n, len(merged)), np.int64), np.empty((n, len(merged)), np.int64)
+    k = 0  # the next constant
+    for j, p in enumerate(merged):
+        table, pick = (constants, k) if isinstance(p, str) else \
+            (p, slice(None)) if isinstance(p, Texts) else p
+        k += isinstance(p, str)
+        if id(table.data) not in buffers:
+            buffers[id(table.data)] = sum(len(d) for d in datas)
+            datas.append(table.data)
+        shift = buffers[id(table.data)]
+        first[:, j], last[:, j] = table.start[pick] + shift, table.stop[pick] + shift
+    data, ends = _gather(datas[0] if len(datas) == 1 else np.concatenate(datas), first, last,
+                         bounds)
     return Texts(data, ends[:-1], ends[1:])
 
 
@@ -150,22 +160,22 @@ _index = int if jit.PLAIN else np.uint64
 
 
 @jit.njit(cache=True, nogil=True)
-def _gather(data, start, stop, at, bounds):  # type: ignore[no-untyped-def]
-    """The texts (`data`, `start`, `stop`: Texts) that each row of `at` names, one after
-    another, and where each unit of rows (`bounds`) ends, from 0."""
+def _gather(data, first, last, bounds):  # type: ignore[no-untyped-def]
+    """The texts data[first[r, j]:last[r, j]] of each row r, one after another, and where
+    each unit of rows (`bounds`) ends, from 0."""
     ends = np.zeros(len(bounds), np.int64)
-    parts = at.shape[1]
+    parts = first.shape[1]
     for u in range(len(bounds) - 1):
         size = 0
         for r in range(bounds[u], bounds[u + 1]):
             for j in range(parts):
-                size += stop[at[r, j]] - start[at[r, j]]
+                size += last[r, j] - first[r, j]
         ends[u + 1] = ends[u] + size
     out = np.empty(ends[-1], np.uint8)
     to = _index(0)
     for r in range(bounds[0], bounds[-1]):
         for j in range(parts):
-            i, end = _index(start[at[r, j]]), _index(stop[at[r, j]])
+            i, end = _index(first[r, j]), _index(last[r, j])
             while i < end:
                 out[to] = data[i]
                 to += _index(1)
