@@ -4,10 +4,11 @@
                          [--first-run N] [--dask N] [--skip TOOL ...]
 
 Needs GNU time (Debian package `time`). Without CAPTURE it uses bench/out/bench.pcap, made
-first by bench/make_capture.py if missing. Each tool runs `--runs` times on the same file
-(after one untimed run that warms the page cache); the report gives the median wall time,
-packets per second, the peak resident memory of the run and pcapstate's time as a ratio of
-each tool's. `--long N` also makes a capture N times longer with the same number of live
+first by bench/make_capture.py if missing. Each tool runs `--runs` times on the same file,
+in rounds that run each tool once (after one untimed run of each that warms the page
+cache), so that a slow spell of a shared machine falls on every tool alike; the report
+gives the median wall time, packets per second, the peak resident memory of the run and
+pcapstate's time as a ratio of each tool's. `--long N` also makes a capture N times longer with the same number of live
 connections (N copies of the capture, each shifted in time past every timer and given its
 own client addresses) and compares pcapstate's peak memory on both. `--corpus N` runs
 `pcapstate check` over a corpus of N copies of the capture (against their goldens), with
@@ -339,15 +340,21 @@ def main() -> None:
     print(f"capture: {args.capture}: {n:,} packets, "
           f"{Path(args.capture).stat().st_size / 1048576:,.0f} MiB")
     rows: dict[str, Any] = {}
-    for name, cmd in TOOLS.items() if args.runs else ():
-        if name in args.skip or shutil.which(cmd("x")[0]) is None:
-            continue
-        measure(cmd(args.capture))  # warm the page cache
-        runs = [measure(cmd(args.capture)) for _ in range(args.runs)]
-        wall = statistics.median(w for w, _ in runs)
+    tools = {name: cmd(args.capture) for name, cmd in TOOLS.items()
+             if args.runs and name not in args.skip and shutil.which(cmd("x")[0])}
+    for cmd in tools.values():
+        measure(cmd)  # warm the page cache (and the compiled code's cache)
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in tools}
+    for k in range(args.runs):  # a round runs each tool once: all see the same conditions
+        for name, cmd in tools.items():
+            runs[name].append(measure(cmd))
+        print(f"  round {k + 1} of {args.runs}: " + ", ".join(
+            f"{name} {runs[name][-1][0]:.2f} s" for name in tools), flush=True)
+    for name, got in runs.items():
+        wall = statistics.median(w for w, _ in got)
         rows[name] = {"wall_s": round(wall, 3), "packets_per_s": round(n / wall),
-                      "peak_mib": round(max(m for _, m in runs), 1),
-                      "runs_s": [round(w, 3) for w, _ in runs]}
+                      "peak_mib": round(max(m for _, m in got), 1),
+                      "runs_s": [round(w, 3) for w, _ in got]}
         print(f"  {name:<16} {wall:8.2f} s  {n / wall / 1e3:8.0f} k packets/s  "
               f"{rows[name]['peak_mib']:8.0f} MiB peak", flush=True)
     base = rows.get("pcapstate")

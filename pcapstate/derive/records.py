@@ -15,7 +15,7 @@ import numpy as np
 import orjson
 
 from pcapstate import jit
-from pcapstate.derive.texts import Part, Texts, concat, gather, json_columns, json_texts, words
+from pcapstate.derive.texts import Part, Texts, gather, json_columns, json_texts, words
 from pcapstate.track import zeek_view
 from pcapstate.track.slots import (
     ANOMALY_NAMES,
@@ -312,7 +312,6 @@ _MOVE_ENDS = words([f",{_json('state')}:{_json(state)}{timer}{inferred}}}{end}"
                     for inferred in ("", f",{_json('inferred')}:{_json(True)}")
                     for end in (",", "")])
 _COMMA = words(["", ","])
-_NULL = words([_json(None)])
 
 
 def conn_entries(rows: np.ndarray, views: "ZeekViews",
@@ -388,8 +387,10 @@ def zeek_texts(views: ZeekViews) -> Texts:
     cols = views.columns
     n = len(cols["timed"])
     untimed = np.where(cols["timed"], np.arange(n), n)  # the null after the values
-    texts = json_columns([cols[k] for k in ZEEK_FIELDS])
-    return gather(_object([(k, (concat([t, _NULL]), untimed) if k in ZEEK_TIMED else t)
+    *texts, null = json_columns([*(cols[k] for k in ZEEK_FIELDS), [None]])
+    return gather(_object([(k, (Texts(t.data, np.append(t.start, null.start),
+                                      np.append(t.stop, null.stop)), untimed)
+                            if k in ZEEK_TIMED else t)
                            for k, t in zip(ZEEK_FIELDS, texts, strict=True)]), n)
 
 

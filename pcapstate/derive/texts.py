@@ -104,17 +104,6 @@ def _cut(data, counts):  # type: ignore[no-untyped-def]
     return start, stop
 
 
-def concat(tables: Sequence[Texts]) -> Texts:
-    """The texts of `tables`, one table after another."""
-    if len(tables) == 1:
-        return tables[0]
-    sizes = np.array([len(t.data) for t in tables], np.int64)
-    shifts = np.repeat(np.cumsum(sizes) - sizes, [len(t) for t in tables])
-    return Texts(np.concatenate([t.data for t in tables]),
-                 np.concatenate([t.start for t in tables]) + shifts,
-                 np.concatenate([t.stop for t in tables]) + shifts)
-
-
 #: A part of n lines: a text the same on every line (str), a text each (Texts of n), or
 #: the text each picks from a table (Texts, and an index into it for each line)
 Part = str | Texts | tuple[Texts, np.ndarray]
@@ -147,8 +136,8 @@ def gather(parts: Sequence[Part], n: int, bounds: np.ndarray | None = None) -> T
         if id(table.data) not in buffers:
             buffers[id(table.data)] = sum(len(d) for d in datas)
             datas.append(table.data)
-        shift = buffers[id(table.data)]
-        first[:, j], last[:, j] = table.start[pick] + shift, table.stop[pick] + shift
+        np.add(table.start[pick], buffers[id(table.data)], out=first[:, j])
+        np.add(table.stop[pick], buffers[id(table.data)], out=last[:, j])
     data, ends = _gather(datas[0] if len(datas) == 1 else np.concatenate(datas), first, last,
                          bounds)
     return Texts(data, ends[:-1], ends[1:])
