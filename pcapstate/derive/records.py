@@ -121,14 +121,14 @@ def columns(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray, aborted: n
             evidences: np.ndarray, wireshark: bool = False,
             tunnels: Sequence[dict[str, Any]] = (),
             picks: np.ndarray | None = None) -> dict[str, Any]:
-    """The fields of each connection's record, a column each (numpy arrays; names as
-    objects, None where a record has null), worked out once for the JSON records and the
-    Parquet file (render/parquet.py). `aborted`, `evidences`: derive/fold.py's (the closer
-    closed by a RST; how the closer is known). Per endpoint ("client_" and "server_"
-    prefixes): final_state, packets, payload_bytes, syn, fin, rst. The transitions made,
-    endpoint after endpoint: "moves_ts", "moves_state_code" (the state's code in
-    STATE_NAMES), "moves_timer", "moves_inferred";
-    each endpoint's first at "moves_start" [row, endpoint], "ntr" [row, endpoint] of them.
+    """The fields of each connection's record, a column each (numpy arrays, None where a
+    record has null; a name of the vocabulary's by its code: Coded), worked out once for the
+    JSON records and the Parquet file (render/parquet.py). `aborted`, `evidences`:
+    derive/fold.py's (the closer closed by a RST; how the closer is known). Per endpoint
+    ("client_" and "server_" prefixes): final_state, packets, payload_bytes, syn, fin, rst.
+    The transitions made, endpoint after endpoint: "moves_ts", "moves_state_code" (the
+    state's code in STATE_NAMES), "moves_timer", "moves_inferred"; each endpoint's first at
+    "moves_start" [row, endpoint], "ntr" [row, endpoint] of them.
     "anomalies": the counts, a column for each of "anomaly_names"; "wireshark": those of
     Wireshark's analysis flags (vocab.WIRESHARK_ANALYSIS) when the tshark engine counted
     them (`wireshark`), else None; "tunnel": the number of the tunnel the connection came in
@@ -137,8 +137,8 @@ def columns(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray, aborted: n
     diagnoses each connection shows a sign of (rules.SIGNS), a list each."""
     names = _NAMES
     addresses = _addresses(*_endpoints(rows))
-    closed_by = np.where(aborted, "rst", "fin").astype(object)
-    closed_by[(closers == _CLOSER_NONE) | (evidences == _INFERRED)] = None
+    closed_by = aborted.astype(np.intp)  # fin, rst, or -1: None
+    closed_by[(closers == _CLOSER_NONE) | (evidences == _INFERRED)] = -1
     # the transitions made (not the unused places), and where each endpoint's begin
     made = np.arange(rows.dtype["tr_ts"].shape[1]) < rows["ntr"][:, :, None]
     ntr = rows["ntr"].astype(np.int64)
@@ -149,12 +149,13 @@ def columns(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray, aborted: n
     codes = rows["tr_st"][made].astype(np.intp)  # each move's state (in STATE_NAMES)
     out = {
         "id": rows["cid"], "client": addresses[:, 0].copy(),
-        "server": addresses[:, 1].copy(), "roles_from": names["roles"][rows["roles"]],
+        "server": addresses[:, 1].copy(), "roles_from": Coded(rows["roles"], names["roles"]),
         "mid_stream": rows["roles"] != _BY_SYN, "first_ts": rows["first_ts"],
-        "last_ts": rows["last_ts"], "end": names["end"][kinds],
-        "closer": names["closer"][closers],
-        "closer_evidence": names["evidence"][evidences],  # -1: not known, the None at the end
-        "closed_by": closed_by, "reset_by": names["role"][rows["reset_by"]],
+        "last_ts": rows["last_ts"], "end": Coded(kinds, names["end"]),
+        "closer": Coded(closers, names["closer"]),
+        "closer_evidence": Coded(evidences, names["evidence"]),  # -1: not known (None)
+        "closed_by": Coded(closed_by, names["closed_by"]),
+        "reset_by": Coded(rows["reset_by"], names["role"]),
         "anomalies": rows["anom"][:, _BY_NAME], "anomaly_names": names["anomalies"],
         "evicted": rows["evicted"] != 0, "tunnel": rows["tunnel"],
         "moves_ts": rows["tr_ts"][made], "moves_state_code": codes,
@@ -171,9 +172,8 @@ def columns(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray, aborted: n
         for name, bits in SIGNS:
             for i in np.flatnonzero(picks & bits).tolist():
                 out["signs"][i].append(name)
-    final = names["state"][rows["st"]]
     for e, role in enumerate(ROLES):
-        out[f"{role}_final_state"] = final[:, e]
+        out[f"{role}_final_state"] = Coded(rows["st"][:, e], names["state"])
         for field, column in _COUNTS:
             out[f"{role}_{field}"] = rows[column][:, e]
     return out
@@ -193,7 +193,11 @@ def lines(cols: dict[str, Any], views: "ZeekViews", zeek: Texts,
         return b""
     moves, rows = _transitions(cols), np.arange(n) * 2
     fields = [*_PLAIN, *(f"{role}_{name}" for role in ROLES for name in _ENDPOINT), "evicted"]
-    texts = dict(zip(fields, json_columns([cols[k] for k in fields]), strict=True))
+    plain = [k for k in fields if not isinstance(cols[k], Coded)]
+    texts: dict[str, Part] = dict(zip(plain, json_columns([cols[k] for k in plain]),
+                                      strict=True))
+    texts |= {k: (_json_names(tuple(cols[k].names)), cols[k].codes) for k in fields
+              if k not in texts}
     endpoints = [_object([*((name, texts[f"{role}_{name}"]) for name in _ENDPOINT),
                           ("transitions", ["[", (moves, rows + e), "]"])])
                  for e, role in enumerate(ROLES)]
@@ -220,6 +224,20 @@ def lines(cols: dict[str, Any], views: "ZeekViews", zeek: Texts,
 def parse(text: bytes) -> list[dict[str, Any]]:
     """The records of JSON Lines `text` (lines) as dicts: what `on_record` receives."""
     return orjson.loads(b"[" + text[:-1].replace(b"\n", b",") + b"]") if text else []
+
+
+class Coded(NamedTuple):
+    """A column of names by their codes: `names[codes]` (names: an object array, None at its
+    end, which a code of -1 stands for)."""
+
+    codes: np.ndarray
+    names: np.ndarray
+
+
+@lru_cache(maxsize=64)
+def _json_names(names: tuple[Any, ...]) -> Texts:
+    """The JSON texts of a Coded column's names."""
+    return words([_json(name) for name in names])
 
 
 def _json(value: Any) -> str:
@@ -299,6 +317,7 @@ def _table(names: Sequence[Any]) -> np.ndarray:
 _NAMES = {"closer": _table(CLOSER_NAMES), "evidence": _table(EVIDENCE_NAMES),
           "end": _table(END_NAMES), "state": _table(STATE_NAMES),
           "roles": _table([r.value for r in ROLE_NAMES]), "role": _table(ROLES),
+          "closed_by": _table(("fin", "rst")),
           "anomalies": np.array([ANOMALY_NAMES[a] for a in _BY_NAME], object)}
 
 #: A transition's JSON text (ts, state, and timer and inferred only when true) is

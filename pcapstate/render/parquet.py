@@ -14,13 +14,14 @@ connection for refused_burst, a request crossing an idle close for keepalive_rac
 whether its service was diagnosed is the result's `diagnoses` to say, from the counts of all.
 """
 
+from functools import lru_cache
 from typing import Any, BinaryIO
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pcapstate.derive.records import ROLES, ZEEK_FIELDS, ZEEK_TIMED, ZeekViews
+from pcapstate.derive.records import ROLES, ZEEK_FIELDS, ZEEK_TIMED, Coded, ZeekViews
 from pcapstate.track.slots import STATE_NAMES
 from pcapstate.vocab import WIRESHARK_ANALYSIS
 
@@ -122,7 +123,19 @@ def _arrays(c: dict[str, Any], views: ZeekViews) -> list[pa.Array]:
              pa.array(c["moves_timer"][at]), pa.array(c["moves_inferred"][at])],
             fields=list(_MOVE))
         out[f"{role}_transitions"] = pa.ListArray.from_arrays(_offsets(c["ntr"][:, e]), moves)
-    return [out[f.name] if f.name in out else pa.array(c[f.name], f.type) for f in SCHEMA]
+    return [out[f.name] if f.name in out else _names(c[f.name]) if isinstance(c[f.name], Coded)
+            else pa.array(c[f.name], f.type) for f in SCHEMA]
+
+
+def _names(column: Coded) -> pa.Array:
+    """A Coded column's names (null for None)."""
+    table = _strings(tuple(column.names))
+    return table.take(pa.array(column.codes % len(table)))
+
+
+@lru_cache(maxsize=64)
+def _strings(names: tuple[Any, ...]) -> pa.Array:
+    return pa.array(names, pa.string())
 
 
 def _micros(seconds: np.ndarray) -> np.ndarray:
