@@ -71,24 +71,53 @@ def address(row: np.void, e: int) -> str:
         + f":{int(row['port'][e])}"
 
 
-def _endpoints(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's client and server hosts ([row, endpoint], as `address` writes them) and
-    ports, read in bulk: each distinct IPv4 host formatted once."""
+class _Ends(NamedTuple):
+    """A batch's endpoints: `hosts`, each distinct host as `address` writes it; `host`,
+    each endpoint's there ([row, endpoint]); `ports` ([row, endpoint])."""
+
+    hosts: list[str]
+    host: np.ndarray
+    ports: np.ndarray
+
+    def host_names(self) -> np.ndarray:
+        """Each endpoint's host ([row, endpoint], objects)."""
+        return np.array(self.hosts, object)[self.host]
+
+
+def _endpoints(rows: np.ndarray) -> _Ends:
+    """Each row's client and server hosts and ports, read in bulk: each distinct IPv4 host
+    formatted once."""
     v6 = np.repeat(rows["v6"] != 0, 2)
     lo = rows["ip_lo"].reshape(-1)
-    hosts = np.empty(len(lo), object)
     distinct, at = np.unique(lo[~v6], return_inverse=True)
-    hosts[~v6] = np.array([_host(0, 0, o) for o in distinct.tolist()], object)[at]
-    hosts[v6] = [_host(1, h, o) for h, o in zip(rows["ip_hi"].reshape(-1)[v6].tolist(),
-                                               lo[v6].tolist(), strict=True)]
-    return hosts.reshape(-1, 2), rows["port"].astype(np.int64)
+    hosts = [_host(0, 0, o) for o in distinct.tolist()]
+    host = np.empty(len(lo), np.intp)
+    host[~v6] = at
+    host[v6] = np.arange(len(hosts), len(hosts) + int(v6.sum()))
+    hosts += [_host(1, h, o) for h, o in zip(rows["ip_hi"].reshape(-1)[v6].tolist(),
+                                             lo[v6].tolist(), strict=True)]
+    return _Ends(hosts, host.reshape(-1, 2), rows["port"].astype(np.int64))
 
 
-def _addresses(hosts: np.ndarray, ports: np.ndarray) -> np.ndarray:
+def _port_table(ends: _Ends) -> tuple[list[str], np.ndarray]:
+    """Each distinct port's text after its host, and each endpoint's there."""
+    distinct, at = np.unique(ends.ports, return_inverse=True)
+    return [f":{p}" for p in distinct.tolist()], at.reshape(-1, 2)
+
+
+def _addresses(ends: _Ends) -> np.ndarray:
     """Each row's client and server addresses ([row, endpoint], as `address` writes them),
-    from their hosts and ports (_endpoints), each distinct port formatted once."""
-    distinct, at = np.unique(ports, return_inverse=True)
-    return hosts + np.array([f":{p}" for p in distinct.tolist()], object)[at.reshape(-1, 2)]
+    each distinct port formatted once."""
+    ports, at = _port_table(ends)
+    return ends.host_names() + np.array(ports, object)[at]
+
+
+def _address_texts(ends: _Ends) -> list[Texts]:
+    """The client's and the server's addresses (_addresses) as Texts, a row each."""
+    hosts, (ports, at) = words(ends.hosts), _port_table(ends)
+    ports_texts = words(ports)
+    return [gather([(hosts, ends.host[:, e]), (ports_texts, at[:, e])], len(at))
+            for e in range(2)]
 
 
 def tunnel_name(tunnel: dict[str, Any]) -> str:
@@ -112,7 +141,7 @@ def briefs(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray) -> list[lis
     """The connections in brief (BRIEF_FIELDS)."""
     states = rows["st"].tolist()
     return [[a, b, t, END_NAMES[k], CLOSER_NAMES[c], STATES[st[0]].value, STATES[st[1]].value]
-            for (a, b), st, t, k, c in zip(_addresses(*_endpoints(rows)).tolist(), states,
+            for (a, b), st, t, k, c in zip(_addresses(_endpoints(rows)).tolist(), states,
                                            rows["first_ts"].tolist(), kinds.tolist(),
                                            closers.tolist(), strict=True)]
 
@@ -122,8 +151,9 @@ def columns(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray, aborted: n
             tunnels: Sequence[dict[str, Any]] = (),
             picks: np.ndarray | None = None) -> dict[str, Any]:
     """The fields of each connection's record, a column each (numpy arrays, None where a
-    record has null; a name of the vocabulary's by its code: Coded), worked out once for the
-    JSON records and the Parquet file (render/parquet.py). `aborted`, `evidences`:
+    record has null; a name of the vocabulary's by its code: Coded; the addresses, "client"
+    and "server", as Texts lying one after another), worked out once for the JSON records
+    and the Parquet file (render/parquet.py). `aborted`, `evidences`:
     derive/fold.py's (the closer closed by a RST; how the closer is known). Per endpoint
     ("client_" and "server_" prefixes): final_state, packets, payload_bytes, syn, fin, rst.
     The transitions made, endpoint after endpoint: "moves_ts", "moves_state_code" (the
@@ -136,7 +166,7 @@ def columns(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray, aborted: n
     None; with the diagnoses' rules' bits (`picks`, derive/rules.py pick), "signs": the
     diagnoses each connection shows a sign of (rules.SIGNS), a list each."""
     names = _NAMES
-    addresses = _addresses(*_endpoints(rows))
+    client, server = _address_texts(_endpoints(rows))
     closed_by = aborted.astype(np.intp)  # fin, rst, or -1: None
     closed_by[(closers == _CLOSER_NONE) | (evidences == _INFERRED)] = -1
     # the transitions made (not the unused places), and where each endpoint's begin
@@ -148,8 +178,8 @@ def columns(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray, aborted: n
     inferred[starts[(rows["inferred"] != 0)[:, None] & (ntr > 0)]] = True
     codes = rows["tr_st"][made].astype(np.intp)  # each move's state (in STATE_NAMES)
     out = {
-        "id": rows["cid"], "client": addresses[:, 0].copy(),
-        "server": addresses[:, 1].copy(), "roles_from": Coded(rows["roles"], names["roles"]),
+        "id": rows["cid"], "client": client, "server": server,
+        "roles_from": Coded(rows["roles"], names["roles"]),
         "mid_stream": rows["roles"] != _BY_SYN, "first_ts": rows["first_ts"],
         "last_ts": rows["last_ts"], "end": Coded(kinds, names["end"]),
         "closer": Coded(closers, names["closer"]),
@@ -193,11 +223,11 @@ def lines(cols: dict[str, Any], views: "ZeekViews", zeek: Texts,
         return b""
     moves, rows = _transitions(cols), np.arange(n) * 2
     fields = [*_PLAIN, *(f"{role}_{name}" for role in ROLES for name in _ENDPOINT), "evicted"]
-    plain = [k for k in fields if not isinstance(cols[k], Coded)]
+    plain = [k for k in fields if isinstance(cols[k], np.ndarray)]
     texts: dict[str, Part] = dict(zip(plain, json_columns([cols[k] for k in plain]),
                                       strict=True))
     texts |= {k: (_json_names(tuple(cols[k].names)), cols[k].codes) for k in fields
-              if k not in texts}
+              if isinstance(cols[k], Coded)}
     endpoints = [_object([*((name, texts[f"{role}_{name}"]) for name in _ENDPOINT),
                           ("transitions", ["[", (moves, rows + e), "]"])])
                  for e, role in enumerate(ROLES)]
@@ -212,7 +242,7 @@ def lines(cols: dict[str, Any], views: "ZeekViews", zeek: Texts,
         later = _optional(n, "zeek_later", {i: "[" + ",".join(strings[k] for k in others) + "]"
                                             for i, others in views.later.items()})
     record = _object([
-        *((k, texts[k]) for k in _PLAIN),
+        *((k, texts[k] if k in texts else ['"', cols[k], '"']) for k in _PLAIN),
         ("endpoints", _object(list(zip(ROLES, endpoints, strict=True)))),
         ("anomalies", _maps(cols["anomalies"], cols["anomaly_names"])),
         ("evicted", texts["evicted"]), (None, tunnel), *ws,
@@ -350,10 +380,10 @@ def conn_entries(rows: np.ndarray, views: "ZeekViews",
                  for k in (first, *views.later.get(i, ()))]
         owner, order = (np.array(c, np.intp) for c in zip(*pairs, strict=True))
     out = {k: v[order] for k, v in views.columns.items()}
-    hosts, ports = _endpoints(rows)
-    addresses = _addresses(hosts, ports)[owner]
+    ends = _endpoints(rows)
+    addresses = _addresses(ends)[owner]
     out["client"], out["server"] = addresses[:, 0], addresses[:, 1]
-    hosts, ports = hosts[owner], ports[owner]
+    hosts, ports = ends.host_names()[owner], ends.ports[owner]
     v6 = np.repeat(rows["v6"][owner] != 0, 2).reshape(-1, 2)
     hosts[v6] = [h[1:-1] for h in hosts[v6].tolist()]
     at, orig = np.arange(len(owner)), (out["orig"] == "server").astype(np.intp)

@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pcapstate.derive.records import ROLES, ZEEK_FIELDS, ZEEK_TIMED, Coded, ZeekViews
+from pcapstate.derive.texts import Texts
 from pcapstate.track.slots import STATE_NAMES
 from pcapstate.vocab import WIRESHARK_ANALYSIS
 
@@ -124,7 +125,16 @@ def _arrays(c: dict[str, Any], views: ZeekViews) -> list[pa.Array]:
             fields=list(_MOVE))
         out[f"{role}_transitions"] = pa.ListArray.from_arrays(_offsets(c["ntr"][:, e]), moves)
     return [out[f.name] if f.name in out else _names(c[f.name]) if isinstance(c[f.name], Coded)
+            else _texts(c[f.name]) if isinstance(c[f.name], Texts)
             else pa.array(c[f.name], f.type) for f in SCHEMA]
+
+
+def _texts(texts: Texts) -> pa.Array:
+    """Texts that lie one after another from the start of their buffer (texts.gather's) as
+    strings, the buffer as it is."""
+    offsets = np.append(texts.start[:1], texts.stop).astype(np.int32)
+    return pa.Array.from_buffers(pa.string(), len(texts),
+                                 [None, pa.py_buffer(offsets), pa.py_buffer(texts.data)])
 
 
 def _names(column: Coded) -> pa.Array:
