@@ -5,40 +5,43 @@
 
 Needs GNU time (Debian package `time`). Without CAPTURE it uses bench/out/bench.pcap, made
 first by bench/make_capture.py if missing. Each tool runs `--runs` times on the same file,
-in rounds that run each tool once (after one untimed run of each that warms the page
-cache), so that a slow spell of a shared machine falls on every tool alike; the report
-gives the median wall time, packets per second, the peak resident memory of the run and
-pcapstate's time as a ratio of each tool's. `--long N` also makes a capture N times longer with the same number of live
-connections (N copies of the capture, each shifted in time past every timer and given its
-own client addresses) and compares pcapstate's peak memory on both. `--corpus N` runs
-`pcapstate check` over a corpus of N copies of the capture (against their goldens), with
-one worker and with two, and reports captures/s and packets/s for each. `pcapstate+json`
-is pcapstate also writing every connection's record (`--json`), `pcapstate+zeek` Zeek's
-conn.log (`--zeek-conn`), `pcapstate+parquet` the records as Parquet (`--parquet`),
-`pcapstate+report` also
-writing the Markdown and HTML reports with their charts. `pcapstate-tshark` is the tshark
-engine, compared with `tshark-fields`, tshark printing the same fields to nowhere.
-`--floods` measures memory under floods (bench/make_floods.py makes them: a million SYNs
-from distinct sources, a million connections never closed): pcapstate at its default
-connection-table limit, at 100,000 and with none, against tcptrace, tshark and the dpkt
-loop, once each, with the evictions pcapstate reported. `--first-run N` times the first
-run after installing and the next, N times each, on a small sample (analysed uncompiled)
-and on a capture past jit.PLAIN_BYTES (the engine compiled once into an empty cache), wall
-and CPU seconds; `--runs 0` measures only that (and `--wrapped`). `--wrapped N` takes the
-capture's first N packets as they are, inside one MPLS label (read by the compiled
-decoder), inside VXLAN (read by the slow path, decode/unwrap.py) and mixed (every Ethernet
-encapsulation of tests/test_encapsulations.py in turn with plain frames), and times
-pcapstate, tcptrace, tshark and the dpkt loop on each, with packets/s: what an
-encapsulation costs. `--dask N` runs `pcapstate analyze --dask` on a LocalCluster of N
-worker processes (a fresh one each time), on the capture and on the floods of a million
-connections never closed and of a million SYNs (--max-connections 0: every one stays
-live until it ends), against the run in one process: wall time, this machine's peak
-memory and each worker's (its peak resident memory as the operating system counts it,
-idle and after the run).
+in rounds that run each tool once, so that a slow spell of a shared machine falls on every
+tool alike. Each timed run follows an untimed run of the same tool (as if run back to back,
+with the page cache and the memory it takes warm: on this project's virtual machine,
+tcptrace, which takes 1.2 GiB, ran 2.5-3.7 s after 8 s idle and 1.8-2.0 s straight after
+itself) and `sync` (the files written so far go to disk before it, not during it); the
+report gives the median wall time, packets per second, the peak resident memory of the run
+and pcapstate's time as a ratio of each tool's. `--long N` also makes a capture N times
+longer with the same number of live connections (N copies of the capture, each shifted in
+time past every timer and given its own client addresses) and compares pcapstate's peak
+memory on both. `--corpus N` runs `pcapstate check` over a corpus of N copies of the
+capture (against their goldens), with one worker and with two, and reports captures/s and
+packets/s for each. `pcapstate+json` is pcapstate also writing every connection's record
+(`--json`), `pcapstate+zeek` Zeek's conn.log (`--zeek-conn`), `pcapstate+parquet` the
+records as Parquet (`--parquet`), `pcapstate+report` also writing the Markdown and HTML
+reports with their charts. `pcapstate-tshark` is the tshark engine, compared with
+`tshark-fields`, tshark printing the same fields to nowhere. `--floods` measures memory
+under floods (bench/make_floods.py makes them: a million SYNs from distinct sources, a
+million connections never closed): pcapstate at its default connection-table limit, at
+100,000 and with none, against tcptrace, tshark and the dpkt loop, once each, with the
+evictions pcapstate reported. `--first-run N` times the first run after installing and the
+next, N times each, on a small sample (analysed uncompiled) and on a capture past
+jit.PLAIN_BYTES (the engine compiled once into an empty cache), wall and CPU seconds;
+`--runs 0` measures only that (and `--wrapped`). `--wrapped N` takes the capture's first N
+packets as they are, inside one MPLS label (read by the compiled decoder), inside VXLAN
+(read by the slow path, decode/unwrap.py) and mixed (every Ethernet encapsulation of
+tests/test_encapsulations.py in turn with plain frames), and times pcapstate, tcptrace,
+tshark and the dpkt loop on each, with packets/s: what an encapsulation costs. `--dask N`
+runs `pcapstate analyze --dask` on a LocalCluster of N worker processes (a fresh one each
+time), on the capture and on the floods of a million connections never closed and of a
+million SYNs (--max-connections 0: every one stays live until it ends), against the run in
+one process: wall time, this machine's peak memory and each worker's (its peak resident
+memory as the operating system counts it, idle and after the run).
 """
 
 import argparse
 import json
+import os
 import re
 import shutil
 import statistics
@@ -283,7 +286,6 @@ def first_run(times: int) -> dict[str, Any]:
     (user + system) seconds: on a small sample (analysed uncompiled: nothing to compile) and
     on the same sample joined to itself past jit.PLAIN_BYTES (the engine compiled, once,
     into an empty cache)."""
-    import os
     import tempfile
 
     from pcapstate.jit import PLAIN_BYTES
@@ -342,11 +344,11 @@ def main() -> None:
     rows: dict[str, Any] = {}
     tools = {name: cmd(args.capture) for name, cmd in TOOLS.items()
              if args.runs and name not in args.skip and shutil.which(cmd("x")[0])}
-    for cmd in tools.values():
-        measure(cmd)  # warm the page cache (and the compiled code's cache)
     runs: dict[str, list[tuple[float, float]]] = {name: [] for name in tools}
     for k in range(args.runs):  # a round runs each tool once: all see the same conditions
         for name, cmd in tools.items():
+            measure(cmd)  # untimed: the same warm page cache and memory as back to back
+            os.sync()  # the files written go to disk before, not during, the timed run
             runs[name].append(measure(cmd))
         print(f"  round {k + 1} of {args.runs}: " + ", ".join(
             f"{name} {runs[name][-1][0]:.2f} s" for name in tools), flush=True)
