@@ -8,7 +8,7 @@ import numpy as np
 import orjson
 import pytest
 
-from pcapstate.derive.texts import gather, json_texts, words
+from pcapstate.derive.texts import gather, json_columns, json_texts, words
 from pcapstate.pipeline import analyze
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
@@ -63,6 +63,16 @@ def test_texts_are_orjsons_even_with_a_comma_inside() -> None:
                                                 for v in values.tolist()]
     values = [("C1", "C2"), None, ("C3",), 7]  # a list as it is, sets of strings as tuples
     assert json_texts(values).strings() == [orjson.dumps(v).decode() for v in values]
+
+
+def test_columns_texts_come_from_one_call_cut_where_json_says() -> None:
+    columns = [np.array([1, -2], np.int64), [], np.array(['a,"]', None, "[{x}] \\"], object),
+               [{"k": [1, "b,c"]}, ("d", 3)], np.array([0.5, 1e300]), np.array([True]), []]
+    texts = json_columns(columns)
+    assert [t.strings() for t in texts] == [
+        [orjson.dumps(v).decode() for v in (c.tolist() if isinstance(c, np.ndarray) else c)]
+        for c in columns]
+    assert len({id(t.data) for t in texts}) == 1  # one buffer, which gather reads in place
 
 
 def test_gather_puts_each_line_together_from_its_parts() -> None:
