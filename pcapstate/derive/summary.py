@@ -44,10 +44,15 @@ from pcapstate.vocab import (
 )
 
 _EXAMPLES = 10  # worst stuck connections kept per findings group
-#: Records built at a time: memory stays low (measured on the benchmark capture, --jsonl
-#: peaked at 282 MiB with 4,096 at a time, 257 MiB with 512, in the same time within the
-#: machine's noise)
+#: Records whose JSON text is made at a time: memory stays low (measured on the benchmark
+#: capture, --jsonl peaked at 282 MiB with 4,096 at a time, 257 MiB with 512, in the same
+#: time within the machine's noise)
 _CHUNK = 512
+#: Connections handed on at a time when no JSON text is made: Parquet's arrays and the
+#: conn.log's columns cost as much for a few rows as for many (the benchmark capture,
+#: interleaved runs, 4,096 against 512: --parquet 2.36 against 2.67 s, --zeek-conn 1.94
+#: against 2.07 s, by medians; the same peak memory)
+_COLUMNS_CHUNK = 4096
 
 
 class _Batch(NamedTuple):
@@ -247,10 +252,11 @@ class Summary:
 
     def _hand_on(self, batch: "_Batch") -> None:
         """A batch's connections handed on (on_zeek, on_lines, on_record, on_columns), a
-        part of _CHUNK at a time."""
+        part of _CHUNK at a time (_COLUMNS_CHUNK when no JSON text is made)."""
         b, texts = batch, self.on_record or self.on_lines
-        for start in range(0, len(b.rows), _CHUNK):
-            part = slice(start, start + _CHUNK)
+        step = _CHUNK if texts else _COLUMNS_CHUNK
+        for start in range(0, len(b.rows), step):
+            part = slice(start, start + step)
             zeek = records.zeek_views(b.rows[part], b.views[part], b.ended)
             if self.on_zeek is not None:
                 self.on_zeek(records.conn_entries(b.rows[part], zeek, self.tunnels))
