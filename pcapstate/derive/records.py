@@ -242,7 +242,8 @@ def lines(cols: dict[str, Any], views: "ZeekViews", zeek: Texts,
         later = _optional(n, "zeek_later", {i: "[" + ",".join(strings[k] for k in others) + "]"
                                             for i, others in views.later.items()})
     record = _object([
-        *((k, texts[k] if k in texts else ['"', cols[k], '"']) for k in _PLAIN),
+        *((k, texts[k] if k in texts else ['"', cols[k], '"'])  # (the addresses: Texts
+          for k in _PLAIN),  # that hold nothing JSON escapes)
         ("endpoints", _object(list(zip(ROLES, endpoints, strict=True)))),
         ("anomalies", _maps(cols["anomalies"], cols["anomaly_names"])),
         ("evicted", texts["evicted"]), (None, tunnel), *ws,

@@ -93,14 +93,17 @@ def _cut(data, counts):  # type: ignore[no-untyped-def]
                     start[k] = i + 1
         elif c == _CLOSE[0] or c == _CLOSE[1]:
             if depth == 2 and i > opened + 1:  # not an empty list
-                stop[k] = i
+                if k < len(stop):
+                    stop[k] = i
                 k += 1
             depth -= 1
         elif c == _COMMA and depth == 2:
-            stop[k] = i
+            if k < len(stop):
+                stop[k] = i
             k += 1
-            start[k] = i + 1
-    assert k == len(start)
+            if k < len(start):
+                start[k] = i + 1
+    assert k == len(start)  # (the checks above: numba's indexing has none)
     return start, stop
 
 
