@@ -11,32 +11,33 @@ with the page cache and the memory it takes warm: on this project's virtual mach
 tcptrace, which takes 1.2 GiB, ran 2.5-3.7 s after 8 s idle and 1.8-2.0 s straight after
 itself) and `sync` (the files written so far go to disk before it, not during it); the
 report gives the median wall time, packets per second, the peak resident memory of the run
-and pcapstate's time as a ratio of each tool's. `--long N` also makes a capture N times
-longer with the same number of live connections (N copies of the capture, each shifted in
-time past every timer and given its own client addresses) and compares pcapstate's peak
-memory on both. `--corpus N` runs `pcapstate check` over a corpus of N copies of the
-capture (against their goldens), with one worker and with two, and reports captures/s and
-packets/s for each. `pcapstate+json` is pcapstate also writing every connection's record
-(`--json`), `pcapstate+zeek` Zeek's conn.log (`--zeek-conn`), `pcapstate+parquet` the
-records as Parquet (`--parquet`), `pcapstate+report` also writing the Markdown and HTML
-reports with their charts. `pcapstate-tshark` is the tshark engine, compared with
-`tshark-fields`, tshark printing the same fields to nowhere. `--floods` measures memory
-under floods (bench/make_floods.py makes them: a million SYNs from distinct sources, a
-million connections never closed): pcapstate at its default connection-table limit, at
-100,000 and with none, against tcptrace, tshark and the dpkt loop, once each, with the
-evictions pcapstate reported. `--first-run N` times the first run after installing and the
-next, N times each, on a small sample (analysed uncompiled) and on a capture past
-jit.PLAIN_BYTES (the engine compiled once into an empty cache), wall and CPU seconds;
-`--runs 0` measures only that (and `--wrapped`). `--wrapped N` takes the capture's first N
-packets as they are, inside one MPLS label (read by the compiled decoder), inside VXLAN
-(read by the slow path, decode/unwrap.py) and mixed (every Ethernet encapsulation of
-tests/test_encapsulations.py in turn with plain frames), and times pcapstate, tcptrace,
-tshark and the dpkt loop on each, with packets/s: what an encapsulation costs. `--dask N`
-runs `pcapstate analyze --dask` on a LocalCluster of N worker processes (a fresh one each
-time), on the capture and on the floods of a million connections never closed and of a
-million SYNs (--max-connections 0: every one stays live until it ends), against the run in
-one process: wall time, this machine's peak memory and each worker's (its peak resident
-memory as the operating system counts it, idle and after the run).
+and pcapstate's time as a ratio of each tool's (of the two medians, and the median of the
+rounds' own ratios). `--long N` also makes a capture N times longer with the same number of
+live connections (N copies of the capture, each shifted in time past every timer and given
+its own client addresses) and compares pcapstate's peak memory on both. `--corpus N` runs
+`pcapstate check` over a corpus of N copies of the capture (against their goldens), with
+one worker and with two, and reports captures/s and packets/s for each. `pcapstate+json` is
+pcapstate also writing every connection's record (`--json`), `pcapstate+zeek` Zeek's
+conn.log (`--zeek-conn`), `pcapstate+parquet` the records as Parquet (`--parquet`),
+`pcapstate+report` also writing the Markdown and HTML reports with their charts.
+`pcapstate-tshark` is the tshark engine, compared with `tshark-fields`, tshark printing the
+same fields to nowhere. `--floods` measures memory under floods (bench/make_floods.py makes
+them: a million SYNs from distinct sources, a million connections never closed): pcapstate
+at its default connection-table limit, at 100,000 and with none, against tcptrace, tshark
+and the dpkt loop, once each, with the evictions pcapstate reported. `--first-run N` times
+the first run after installing and the next, N times each, on a small sample (analysed
+uncompiled) and on a capture past jit.PLAIN_BYTES (the engine compiled once into an empty
+cache), wall and CPU seconds; `--runs 0` measures only that (and `--wrapped`). `--wrapped
+N` takes the capture's first N packets as they are, inside one MPLS label (read by the
+compiled decoder), inside VXLAN (read by the slow path, decode/unwrap.py) and mixed (every
+Ethernet encapsulation of tests/test_encapsulations.py in turn with plain frames), and
+times pcapstate, tcptrace, tshark and the dpkt loop on each, with packets/s: what an
+encapsulation costs. `--dask N` runs `pcapstate analyze --dask` on a LocalCluster of N
+worker processes (a fresh one each time), on the capture and on the floods of a million
+connections never closed and of a million SYNs (--max-connections 0: every one stays live
+until it ends), against the run in one process: wall time, this machine's peak memory and
+each worker's (its peak resident memory as the operating system counts it, idle and after
+the run).
 """
 
 import argparse
@@ -360,21 +361,30 @@ def main() -> None:
         print(f"  {name:<16} {wall:8.2f} s  {n / wall / 1e3:8.0f} k packets/s  "
               f"{rows[name]['peak_mib']:8.0f} MiB peak", flush=True)
     base = rows.get("pcapstate")
+
+    def rounds(a: str, b: str) -> float:
+        """The median over the rounds of a's time over b's in the same round."""
+        return round(statistics.median(x / y for (x, _), (y, _) in zip(
+            runs[a], runs[b], strict=True)), 3)
     if base:
-        print("pcapstate's wall time as a ratio of each tool's (targets: <= 0.5 of tcptrace, "
-              "<= 0.12 of tshark):")
+        print("pcapstate's wall time as a ratio of each tool's, of the medians and the median "
+              "of each round's (targets: <= 0.5 of tcptrace, <= 0.12 of tshark):")
         for name, r in rows.items():
             if not name.startswith("pcapstate") and name != "tshark-fields":
                 r["pcapstate_ratio"] = round(base["wall_s"] / r["wall_s"], 3)
-                print(f"  pcapstate / {name:<11} {r['pcapstate_ratio']:6.2f}")
+                r["pcapstate_ratio_rounds"] = rounds("pcapstate", name)
+                print(f"  pcapstate / {name:<11} {r['pcapstate_ratio']:6.2f}"
+                      f"  {r['pcapstate_ratio_rounds']:6.2f}")
     written = [name for name in ("pcapstate+json", "pcapstate+zeek", "pcapstate+parquet")
                if name in rows]
     if base and written:
-        print("writing every connection's record, as times the analysis alone (target: <= 2):")
+        print("writing every connection's record, as times the analysis alone, of the medians "
+              "and the median of each round's (target: <= 2):")
         for name in written:
             r = rows[name]
             r["times_analysis"] = round(r["wall_s"] / base["wall_s"], 3)
-            print(f"  {name:<18} {r['times_analysis']:6.2f}")
+            r["times_analysis_rounds"] = rounds(name, "pcapstate")
+            print(f"  {name:<18} {r['times_analysis']:6.2f}  {r['times_analysis_rounds']:6.2f}")
     if "pcapstate-tshark" in rows and "tshark-fields" in rows:
         r = rows["pcapstate-tshark"]
         r["ratio_to_tshark_fields"] = round(r["wall_s"] / rows["tshark-fields"]["wall_s"], 3)
