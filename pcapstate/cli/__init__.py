@@ -340,6 +340,8 @@ def _analyze(args: argparse.Namespace) -> int:
         zeek_log = None if tsv is None and zeek_lines is None else \
             ConnLog(tsv, zeek_lines, args.zeek_local_nets)
 
+        # small: not compiled (before render/parquet.py imports the records' compiled code)
+        jit.plain_for([plain_size(p) for p in args.captures])
         table = outputs.file("parquet")
         if table is not None:
             try:
@@ -348,7 +350,6 @@ def _analyze(args: argparse.Namespace) -> int:
                 return _error("--parquet needs pyarrow: pip install 'pcapstate[parquet]'")
             parquet = ParquetSink(table)  # type: ignore[arg-type]  # a binary file
 
-        jit.plain_for([plain_size(p) for p in args.captures])  # small: not compiled
         _SOFT.set()  # a first Ctrl-C now stops the reading; what was read is reported
         try:
             result = analyze(args.captures, settings,
