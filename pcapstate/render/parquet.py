@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pcapstate.derive.records import ROLES, ZEEK_FIELDS, ZEEK_TIMED, Coded, ZeekViews
-from pcapstate.derive.texts import Texts
+from pcapstate.derive.texts import Texts, words
 from pcapstate.track.slots import STATE_NAMES
 from pcapstate.vocab import WIRESHARK_ANALYSIS
 
@@ -35,7 +35,6 @@ _ZEEK_KINDS = {"ts": _TS, "orig": pa.string(), "conn_state": pa.string(),
                "history": pa.string(), "duration": pa.float64()}  # the others: int64
 _ZEEK = pa.struct([(name, _ZEEK_KINDS.get(name, pa.int64())) for name in ZEEK_FIELDS])
 _COUNTS = pa.map_(pa.string(), pa.int64())
-_STATES = pa.array(STATE_NAMES, pa.string())  # what a move's state's code names
 _ENDPOINT = (("final_state", pa.string()), ("packets", pa.int64()),
              ("payload_bytes", pa.int64()), ("syn", pa.int64()), ("fin", pa.int64()),
              ("rst", pa.int64()), ("transitions", pa.list_(_MOVE)))
@@ -104,48 +103,75 @@ def _arrays(c: dict[str, Any], views: ZeekViews) -> list[pa.Array]:
     later = np.zeros(n, np.int64)  # each row's Zeek views after its first
     later[list(views.later)] = [len(v) for v in views.later.values()]
     ws = pa.nulls(n, _COUNTS) if c["wireshark"] is None else _counts(
-        c["wireshark"], np.array(list(WIRESHARK_ANALYSIS), object))
+        c["wireshark"], list(WIRESHARK_ANALYSIS))
+    signs = [name for names in c["signs"] for name in names]
     out: dict[str, pa.Array] = {
-        "first_ts": pa.array(_micros(c["first_ts"]), _TS),
-        "last_ts": pa.array(_micros(c["last_ts"]), _TS),
-        "anomalies": _counts(c["anomalies"], c["anomaly_names"]),
-        "tunnel": pa.array(c["tunnel_name"], pa.string()),
+        "first_ts": _arrow(_micros(c["first_ts"]), _TS),
+        "last_ts": _arrow(_micros(c["last_ts"]), _TS),
+        "anomalies": _counts(c["anomalies"], list(c["anomaly_names"])),
+        "tunnel": _arrow(c["tunnel_name"], pa.string()),
         "wireshark_analysis": ws,
-        "diagnosis_signs": pa.array(c["signs"], pa.list_(pa.string())),
-        "zeek": zeek.take(pa.array(views.first)) if views.later else zeek,  # (the rows')
-        "zeek_later": pa.ListArray.from_arrays(
-            _offsets(later), zeek.take(pa.array(
-                [k for i in sorted(views.later) for k in views.later[i]], pa.int64()))),
+        "diagnosis_signs": pa.ListArray.from_arrays(
+            _offsets(np.array([len(names) for names in c["signs"]], np.int64)),
+            _arrow(signs, pa.string())),
+        "zeek": zeek.take(_arrow(views.first, pa.int64())) if views.later else zeek,
+        "zeek_later": pa.ListArray.from_arrays(_offsets(later), zeek.take(_arrow(
+            [k for i in sorted(views.later) for k in views.later[i]], pa.int64()))),
     }
     for e, role in enumerate(ROLES):
         at = np.flatnonzero(of_endpoint == e)
         moves = pa.StructArray.from_arrays(
-            [pa.array(moves_ts[at], _TS), _STATES.take(pa.array(c["moves_state_code"][at])),
-             pa.array(c["moves_timer"][at]), pa.array(c["moves_inferred"][at])],
-            fields=list(_MOVE))
+            [_arrow(moves_ts[at], _TS),
+             _strings(tuple(STATE_NAMES)).take(_arrow(c["moves_state_code"][at], pa.int64())),
+             _arrow(c["moves_timer"][at], pa.bool_()),
+             _arrow(c["moves_inferred"][at], pa.bool_())], fields=list(_MOVE))
         out[f"{role}_transitions"] = pa.ListArray.from_arrays(_offsets(c["ntr"][:, e]), moves)
     return [out[f.name] if f.name in out else _names(c[f.name]) if isinstance(c[f.name], Coded)
             else _texts(c[f.name]) if isinstance(c[f.name], Texts)
-            else pa.array(c[f.name], f.type) for f in SCHEMA]
+            else _arrow(c[f.name], f.type) for f in SCHEMA]
 
 
-def _texts(texts: Texts) -> pa.Array:
-    """Texts that lie one after another from the start of their buffer (texts.gather's) as
-    strings, the buffer as it is."""
+#: The numpy type of each fixed-width Arrow type's values (_arrow)
+_WIDTHS = {pa.int64(): np.int64, pa.int32(): np.int32, pa.float64(): np.float64,
+           _TS: np.int64}
+
+
+def _arrow(values: Any, kind: pa.DataType, unset: np.ndarray | None = None) -> pa.Array:
+    """`values` (numpy's numbers or flags; str and None for a string) as an Arrow array of
+    `kind`, null where None or `unset`, made from their buffers: pyarrow's own conversion
+    (pa.array) imports pandas, if it is installed, to see whether it was given pandas'
+    objects (0.2 s of --parquet's time, and its memory)."""
+    if kind == pa.string():
+        values = list(values)
+        missing = np.array([v is None for v in values], bool)
+        texts = words(["" if v is None else v for v in values])
+        return _texts(texts, missing if unset is None else missing | unset)
+    valid = None if unset is None or not unset.any() else \
+        pa.py_buffer(np.packbits(~unset, bitorder="little"))
+    data = np.packbits(np.asarray(values, bool), bitorder="little") if kind == pa.bool_() \
+        else np.ascontiguousarray(values, _WIDTHS[kind])
+    return pa.Array.from_buffers(kind, len(values), [valid, pa.py_buffer(data)])
+
+
+def _texts(texts: Texts, unset: np.ndarray | None = None) -> pa.Array:
+    """Texts that lie one after another from the start of their buffer (texts.gather's,
+    words') as strings, the buffer as it is; null where `unset`."""
     offsets = np.append(texts.start[:1], texts.stop).astype(np.int32)
+    valid = None if unset is None or not unset.any() else \
+        pa.py_buffer(np.packbits(~unset, bitorder="little"))
     return pa.Array.from_buffers(pa.string(), len(texts),
-                                 [None, pa.py_buffer(offsets), pa.py_buffer(texts.data)])
+                                 [valid, pa.py_buffer(offsets), pa.py_buffer(texts.data)])
 
 
 def _names(column: Coded) -> pa.Array:
     """A Coded column's names (null for None)."""
     table = _strings(tuple(column.names))
-    return table.take(pa.array(column.codes % len(table)))
+    return table.take(_arrow(column.codes % len(table), pa.int64()))
 
 
 @lru_cache(maxsize=64)
 def _strings(names: tuple[Any, ...]) -> pa.Array:
-    return pa.array(names, pa.string())
+    return _arrow(names, pa.string())
 
 
 def _micros(seconds: np.ndarray) -> np.ndarray:
@@ -153,23 +179,24 @@ def _micros(seconds: np.ndarray) -> np.ndarray:
 
 
 def _offsets(lengths: np.ndarray) -> pa.Array:
-    return pa.array(np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32))
+    return _arrow(np.concatenate([[0], np.cumsum(lengths)]), pa.int32())
 
 
-def _counts(counts: np.ndarray, names: np.ndarray) -> pa.Array:
+def _counts(counts: np.ndarray, names: list[str]) -> pa.Array:
     """A map of name to count for each row of `counts` (a column per name), counts of 0 left
     out, in the names' order."""
     rows, cols = np.nonzero(counts)
     return pa.MapArray.from_arrays(
         _offsets(np.bincount(rows, minlength=len(counts))),
-        pa.array(names[cols].astype(object), pa.string()),
-        pa.array(counts[rows, cols].astype(np.int64)))
+        _strings(tuple(names)).take(_arrow(cols, pa.int64())),
+        _arrow(counts[rows, cols], pa.int64()))
 
 
 def _zeek(cols: dict[str, np.ndarray]) -> pa.StructArray:
     """Zeek views (records.views_columns) as structs."""
     unset = ~cols["timed"]
-    arrays = [pa.array(_micros(cols["ts"]), _TS)]
-    arrays += [pa.array(cols[f.name], f.type, mask=unset if f.name in ZEEK_TIMED else None)
+    arrays = [_arrow(_micros(cols["ts"]), _TS)]
+    arrays += [_arrow(cols[f.name], f.type, unset if f.name in ZEEK_TIMED else None)
                for f in list(_ZEEK)[1:]]
     return pa.StructArray.from_arrays(arrays, fields=list(_ZEEK))
+
