@@ -146,21 +146,26 @@ def _arrow(values: Any, kind: pa.DataType, unset: np.ndarray | None = None) -> p
         missing = np.array([v is None for v in values], bool)
         texts = words(["" if v is None else v for v in values])
         return _texts(texts, missing if unset is None else missing | unset)
-    valid = None if unset is None or not unset.any() else \
-        pa.py_buffer(np.packbits(~unset, bitorder="little"))
-    data = np.packbits(np.asarray(values, bool), bitorder="little") if kind == pa.bool_() \
+    data = _bits(np.asarray(values, bool)) if kind == pa.bool_() \
         else np.ascontiguousarray(values, _WIDTHS[kind])
-    return pa.Array.from_buffers(kind, len(values), [valid, pa.py_buffer(data)])
+    return pa.Array.from_buffers(kind, len(values), [_valid(unset), pa.py_buffer(data)])
 
 
 def _texts(texts: Texts, unset: np.ndarray | None = None) -> pa.Array:
     """Texts that lie one after another from the start of their buffer (texts.gather's,
     words') as strings, the buffer as it is; null where `unset`."""
-    offsets = np.append(texts.start[:1], texts.stop).astype(np.int32)
-    valid = None if unset is None or not unset.any() else \
-        pa.py_buffer(np.packbits(~unset, bitorder="little"))
-    return pa.Array.from_buffers(pa.string(), len(texts),
-                                 [valid, pa.py_buffer(offsets), pa.py_buffer(texts.data)])
+    offsets = np.append(0, texts.stop).astype(np.int32)
+    return pa.Array.from_buffers(pa.string(), len(texts), [
+        _valid(unset), pa.py_buffer(offsets), pa.py_buffer(texts.data)])
+
+
+def _valid(unset: np.ndarray | None) -> pa.Buffer | None:
+    """Arrow's validity bitmap: none when nothing is `unset`."""
+    return None if unset is None or not unset.any() else pa.py_buffer(_bits(~unset))
+
+
+def _bits(flags: np.ndarray) -> np.ndarray:
+    return np.packbits(flags, bitorder="little")
 
 
 def _names(column: Coded) -> pa.Array:
