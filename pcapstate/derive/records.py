@@ -224,10 +224,12 @@ def lines(cols: dict[str, Any], views: "ZeekViews", zeek: Texts,
     moves, rows = _transitions(cols), np.arange(n) * 2
     fields = [*_PLAIN, *(f"{role}_{name}" for role in ROLES for name in _ENDPOINT), "evicted"]
     plain = [k for k in fields if isinstance(cols[k], np.ndarray)]
-    texts: dict[str, Part] = dict(zip(plain, json_columns([cols[k] for k in plain]),
-                                      strict=True))
+    texts: dict[str, Part | list[Part]] = dict(zip(plain, json_columns(
+        [cols[k] for k in plain]), strict=True))
     texts |= {k: (_json_names(tuple(cols[k].names)), cols[k].codes) for k in fields
               if isinstance(cols[k], Coded)}
+    texts |= {k: ['"', cols[k], '"'] for k in fields  # the addresses: Texts that hold
+              if isinstance(cols[k], Texts)}  # nothing JSON escapes, quoted as they are
     endpoints = [_object([*((name, texts[f"{role}_{name}"]) for name in _ENDPOINT),
                           ("transitions", ["[", (moves, rows + e), "]"])])
                  for e, role in enumerate(ROLES)]
@@ -242,8 +244,7 @@ def lines(cols: dict[str, Any], views: "ZeekViews", zeek: Texts,
         later = _optional(n, "zeek_later", {i: "[" + ",".join(strings[k] for k in others) + "]"
                                             for i, others in views.later.items()})
     record = _object([
-        *((k, texts[k] if k in texts else ['"', cols[k], '"'])  # (the addresses: Texts
-          for k in _PLAIN),  # that hold nothing JSON escapes)
+        *((k, texts[k]) for k in _PLAIN),
         ("endpoints", _object(list(zip(ROLES, endpoints, strict=True)))),
         ("anomalies", _maps(cols["anomalies"], cols["anomaly_names"])),
         ("evicted", texts["evicted"]), (None, tunnel), *ws,

@@ -250,7 +250,7 @@ class Summary:
             else:
                 self.behind(hand_on)
 
-    def _hand_on(self, batch: "_Batch") -> None:
+    def _hand_on(self, batch: _Batch) -> None:
         """A batch's connections handed on (on_zeek, on_lines, on_record, on_columns), a
         part of _CHUNK at a time (_COLUMNS_CHUNK when no JSON text is made)."""
         b, texts = batch, self.on_record or self.on_lines
