@@ -78,12 +78,17 @@ def test_columns_texts_come_from_one_call_cut_where_json_says() -> None:
 def test_gather_puts_each_line_together_from_its_parts() -> None:
     names = words(["zero", "one", "", "trois é"])
     values = json_texts(np.array([7, -1, 30, 2**40, 0]))
-    picks = np.array([3, 0, 2, 1, 3])
+    picks = np.array([3, 0, 2, 1, -1])  # -1: the last, as numpy's (a Coded column's None)
+    listed = ["zero", "one", "", "trois é"]
     lines = gather(["<", values, "|", (names, picks), "", ">"], 5)
-    expected = [f"<{v}|{['zero', 'one', '', 'trois é'][p]}>"
+    expected = [f"<{v}|{listed[p]}>"
                 for v, p in zip([7, -1, 30, 2**40, 0], picks.tolist(), strict=True)]
     assert lines.strings() == expected
     assert lines.data.tobytes() == "".join(expected).encode()
+    # a table that two parts pick from, each its own way
+    twice = gather([(names, picks), "/", (names, picks[::-1]), values], 5)
+    assert twice.strings() == [f"{listed[a]}/{listed[b]}{v}" for a, b, v in zip(
+        picks.tolist(), picks[::-1].tolist(), [7, -1, 30, 2**40, 0], strict=True)]
     # units of lines: 2, none, 3 (and none again)
     units = gather([(names, picks), ","], 5, np.array([0, 2, 2, 5, 5]))
     assert units.strings() == ["trois é,zero,", "", ",one,trois é,", ""]

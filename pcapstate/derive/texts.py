@@ -127,23 +127,45 @@ def gather(parts: Sequence[Part], n: int, bounds: np.ndarray | None = None) -> T
             merged[-1] += p  # texts the same on every line: one
         elif not (isinstance(p, str) and not p):
             merged.append(p)
+    # Each table (a part's Texts) and each buffer is laid end to end once (by id); a part's
+    # row of `plan` says where its table and buffer begin and how a line picks its text:
+    # the k-th constant, the line's own, or by the part's indexes (laid end to end too).
+    # Compiled code does the rest: a numpy call or two per part here took most of the time
     constants = words([p for p in merged if isinstance(p, str)])
-    buffers: dict[int, int] = {}  # each buffer's place in the one _gather reads (by id)
-    datas: list[np.ndarray] = []
-    first, last = np.empty((n, len(merged)), np.int64), np.empty((n, len(merged)), np.int64)
-    k = 0  # the next constant
+    tables: dict[int, int] = {}  # each table's place among the texts (by id)
+    buffers: dict[int, int] = {}  # each buffer's place in the data
+    starts, stops, datas, picks = [], [], [], []
+    plan = np.empty((len(merged), 4), np.int64)  # a part's table, buffer, pick, table's size
+    texts = bytes_ = picked = k = 0
     for j, p in enumerate(merged):
-        table, pick = (constants, k) if isinstance(p, str) else \
-            (p, slice(None)) if isinstance(p, Texts) else p
-        k += isinstance(p, str)
+        table, pick = (constants, None) if isinstance(p, str) else \
+            (p, None) if isinstance(p, Texts) else p
+        if id(table) not in tables:
+            tables[id(table)] = texts
+            starts.append(table.start)
+            stops.append(table.stop)
+            texts += len(table.start)
         if id(table.data) not in buffers:
-            buffers[id(table.data)] = sum(len(d) for d in datas)
+            buffers[id(table.data)] = bytes_
             datas.append(table.data)
-        np.add(table.start[pick], buffers[id(table.data)], out=first[:, j])
-        np.add(table.stop[pick], buffers[id(table.data)], out=last[:, j])
-    data, ends = _gather(datas[0] if len(datas) == 1 else np.concatenate(datas), first, last,
-                         bounds)
+            bytes_ += len(table.data)
+        if isinstance(p, str):
+            how, k = -2 - k, k + 1  # the constant k
+        elif pick is None:
+            how = -1  # the line's own
+        else:
+            how, picked = picked, picked + n  # from the indexes at picked
+            picks.append(pick)
+        plan[j] = tables[id(table)], buffers[id(table.data)], how, len(table.start)
+    data, ends = _gather(_joined(datas, np.uint8), _joined(starts, np.int64),
+                         _joined(stops, np.int64), _joined(picks, np.int64), plan, bounds)
     return Texts(data, ends[:-1], ends[1:])
+
+
+def _joined(arrays: list[np.ndarray], dtype: type) -> np.ndarray:
+    """The arrays end to end (the one as it is)."""
+    return arrays[0].astype(dtype, copy=False) if len(arrays) == 1 else \
+        np.concatenate(arrays, dtype=dtype) if arrays else np.zeros(0, dtype)
 
 
 #: _gather's indexes: unsigned when compiled, with no check for a negative one (twice the
@@ -152,11 +174,12 @@ _index = int if jit.PLAIN else np.uint64
 
 
 @jit.njit(cache=True, nogil=True)
-def _gather(data, first, last, bounds):  # type: ignore[no-untyped-def]
-    """The texts data[first[r, j]:last[r, j]] of each row r, one after another, and where
-    each unit of rows (`bounds`) ends, from 0."""
+def _gather(data, start, stop, picks, plan, bounds):  # type: ignore[no-untyped-def]
+    """The lines' texts one after another, each of its parts' (gather's `plan`), and where
+    each unit of lines (`bounds`) ends, from 0."""
+    first, last = _places(start, stop, picks, plan, bounds[-1])
     ends = np.zeros(len(bounds), np.int64)
-    parts = first.shape[1]
+    parts = plan.shape[0]
     for u in range(len(bounds) - 1):
         size = 0
         for r in range(bounds[u], bounds[u + 1]):
@@ -173,3 +196,17 @@ def _gather(data, first, last, bounds):  # type: ignore[no-untyped-def]
                 to += _index(1)
                 i += _index(1)
     return out, ends
+
+
+@jit.njit(cache=True, nogil=True)
+def _places(start, stop, picks, plan, n):  # type: ignore[no-untyped-def]
+    """Where each of n lines' texts lies in the data, by part (gather's plan; an index
+    below 0 counts from its table's end, as numpy's do)."""
+    first, last = np.empty((n, len(plan)), np.int64), np.empty((n, len(plan)), np.int64)
+    for j in range(len(plan)):
+        table, offset, how, size = plan[j, 0], plan[j, 1], plan[j, 2], plan[j, 3]
+        for r in range(n):
+            at = r if how == -1 else -2 - how if how < 0 else picks[how + r]
+            at += table + (size if at < 0 else 0)
+            first[r, j], last[r, j] = start[at] + offset, stop[at] + offset
+    return first, last
