@@ -560,7 +560,7 @@ def _refuse_copies(caps: list[Capture]) -> None:
         for cap in alike if len(alike) > 1 else ():
             try:
                 with open(cap.path, "rb") as f:
-                    head = heads.setdefault(hashlib.sha256(f.read(CHUNK)).hexdigest(), [])
+                    head = heads.setdefault(hashlib.sha256(f.read(1 << 20)).hexdigest(), [])
                 copy = next((other for other in head if _same_bytes(other.path, cap.path)), None)
             except OSError as e:
                 raise CaptureError(cap.path, e.strerror or str(e)) from e
