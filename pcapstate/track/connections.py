@@ -604,12 +604,12 @@ def finish(T, P, S, table, R, L, end, slots):
 @njit(cache=True, nogil=True)
 def take_out(T, T_bytes, P, W, V_bytes, slots, rows, rows_bytes, ws, views_bytes):
     """The retired connections in these slots taken out of the table, in one compiled call
-    (each numpy call here was a wait for Python's lock, which the thread that writes
-    records holds): their records into `rows` (the slots' bytes, as bytes: numpy copies
-    records field by field, ten times slower; then endpoints.unpack),
-    their Wireshark counts into `ws` (rows' field, from W, zeroed there; none when W is
-    empty) and their Zeek views into `views_bytes` (from V's bytes; none when V is empty);
-    their slots zeroed."""
+    (each numpy call this replaced let go of Python's lock, then waited to get it back from
+    the thread that writes records): their records into `rows`, copied as bytes (numpy
+    copies records field by field, ten times slower), then unpacked (endpoints.unpack);
+    their Wireshark counts into `ws` (rows' field) from W, zeroed there, unless W is empty;
+    their Zeek views' bytes into `views_bytes` from V's, unless V is empty; their slots
+    zeroed."""
     size = T_bytes.shape[1]
     for i in range(len(slots)):
         c = slots[i]
