@@ -163,8 +163,9 @@ def gather(parts: Sequence[Part], n: int, bounds: np.ndarray | None = None) -> T
 
 
 def _joined(arrays: list[np.ndarray], dtype: type) -> np.ndarray:
-    """The arrays end to end (the one as it is)."""
-    return arrays[0].astype(dtype, copy=False) if len(arrays) == 1 else \
+    """The arrays end to end (the one as it is, if contiguous: _gather is compiled for
+    contiguous arrays only, not again for another layout)."""
+    return np.ascontiguousarray(arrays[0], dtype) if len(arrays) == 1 else \
         np.concatenate(arrays, dtype=dtype) if arrays else np.zeros(0, dtype)
 
 

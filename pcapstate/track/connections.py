@@ -602,12 +602,12 @@ def finish(T, P, S, table, R, L, end, slots):
 
 
 @njit(cache=True, nogil=True)
-def take_out(T, T_bytes, P, W, V_bytes, slots, rows, rows_bytes, ws, views_bytes):
+def take_out(T, T_bytes, P, W, V_bytes, slots, rows, rows_bytes, views_bytes):
     """The retired connections in these slots taken out of the table, in one compiled call
     (each numpy call this replaced let go of Python's lock, then waited to get it back from
     the thread that writes records): their records into `rows`, copied as bytes (numpy
     copies records field by field, ten times slower), then unpacked (endpoints.unpack);
-    their Wireshark counts into `ws` (rows' field) from W, zeroed there, unless W is empty;
+    their Wireshark counts into their `ws` from W, zeroed there, unless W is empty;
     their Zeek views' bytes into `views_bytes` from V's, unless V is empty; their slots
     zeroed."""
     size = T_bytes.shape[1]
@@ -616,7 +616,7 @@ def take_out(T, T_bytes, P, W, V_bytes, slots, rows, rows_bytes, ws, views_bytes
         rows_bytes[i, :size] = T_bytes[c]
         unpack(T[c], P, rows[i])
         if len(W):
-            ws[i] = W[c]
+            rows[i].ws[:] = W[c]
             W[c] = 0
         if len(V_bytes):
             views_bytes[i] = V_bytes[c]
@@ -800,7 +800,7 @@ class Tracker:
         views = np.empty((n if len(self.V) else 0, view.itemsize), np.uint8)
         take_out(self.T, self.T.view(np.uint8).reshape(len(self.T), SLOT.itemsize), self.P,
                  self.W, self.V.view(np.uint8).reshape(len(self.V), view.itemsize), slots,
-                 rows, rows.view(np.uint8).reshape(n, ROW.itemsize), rows["ws"], views)
+                 rows, rows.view(np.uint8).reshape(n, ROW.itemsize), views)
         views = records(views.view(view).reshape(len(views)))
         ended = {}
         if self.zeek_ended:
