@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import numpy as np
 
-from pcapstate import __version__
+from pcapstate import __version__, collector
 from pcapstate.read.capture import Capture, open_captures
 from pcapstate.schema import SCHEMA
 from pcapstate.settings import Settings
@@ -95,16 +95,17 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
     if not settings.zeek and (settings.zeek_bare or settings.zeek_checksums or hosts or any(
             f is not None for f in (on_record, on_lines, on_zeek, on_columns))):
         settings = dataclasses.replace(settings, zeek=True)
-    reading = Reading(paths, settings, engine)
-    from pcapstate import jit
-    from pcapstate.derive.host import HostJoin
-    from pcapstate.derive.summary import Summary
-    from pcapstate.track.connections import Tracker
-
     # What is loaded now (numba, numpy, the compiled engine: over 100,000 objects) lives to
-    # the end: out of the garbage collector's way until then (_heap_given_back), whose full
-    # passes went through it all again and again while records were built (measured: half
-    # of the time of --jsonl)
+    # the end: no collector passes while it is built (they took 40-60 ms of the 0.3 s it
+    # takes on the benchmark capture), then out of the collector's way until the end
+    # (_heap_given_back), whose full passes went through it all again and again while
+    # records were built (measured: half of the time of --jsonl)
+    with collector.paused():
+        reading = Reading(paths, settings, engine)
+        from pcapstate import jit
+        from pcapstate.derive.host import HostJoin
+        from pcapstate.derive.summary import Summary
+        from pcapstate.track.connections import Tracker
     gc.freeze()
     join = HostJoin(hosts) if hosts else None
     if join is not None and on_record is not None:

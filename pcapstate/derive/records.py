@@ -3,18 +3,16 @@ the JSON Lines stream, the brief the corpus check compares, and what a conn.log 
 built in bulk from the packed records the tracker hands out (track/slots.py), in one place.
 """
 
-import functools
-import gc
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import lru_cache
 from ipaddress import ip_address
-from typing import Any, NamedTuple, ParamSpec, TypeVar
+from typing import Any, NamedTuple
 
 import numpy as np
 import orjson
 
-from pcapstate import jit
+from pcapstate import collector, jit
 from pcapstate.derive.texts import Part, Texts, gather, json_columns, json_texts, words
 from pcapstate.track import zeek_view
 from pcapstate.track.slots import (
@@ -31,26 +29,6 @@ from pcapstate.track.zeek_view import CONN_STATES, ZEEK_HISTORY
 from pcapstate.vocab import WIRESHARK_ANALYSIS, Closer, CloserEvidence, Roles, State
 
 ROLES = ("client", "server")
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def _bulk(fn: Callable[P, R]) -> Callable[P, R]:
-    """`fn`, which builds thousands of dicts and lists that hold no cycles, with the garbage
-    collector's passes held off meanwhile: allocation sets one off every 700 containers,
-    and each only walked what was being built (measured on the benchmark capture: a
-    quarter of the time records took)."""
-    @functools.wraps(fn)
-    def run(*args: P.args, **kwargs: P.kwargs) -> R:
-        was = gc.isenabled()
-        gc.disable()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            if was:
-                gc.enable()
-    return run
 
 #: A connection in brief (what `on_brief` receives, a list of these lists at a time): what
 #: names it and how it ended, for the corpus check, without building the whole record.
@@ -136,7 +114,7 @@ def transitions(row: np.void, e: int) -> list[tuple[float, State, bool]]:
         row["tr_timer"][e, :k].tolist(), strict=True)]
 
 
-@_bulk
+@collector.paused()  # thousands of dicts and lists, no cycles: pcapstate/collector.py
 def briefs(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray) -> list[list[Any]]:
     """The connections in brief (BRIEF_FIELDS)."""
     states = rows["st"].tolist()
@@ -252,7 +230,7 @@ def lines(cols: dict[str, Any], views: "ZeekViews", zeek: Texts,
     return gather([*record, "\n"], n).data.tobytes()
 
 
-@_bulk
+@collector.paused()  # thousands of dicts and lists, no cycles: pcapstate/collector.py
 def parse(text: bytes) -> list[dict[str, Any]]:
     """The records of JSON Lines `text` (lines) as dicts: what `on_record` receives."""
     return orjson.loads(b"[" + text[:-1].replace(b"\n", b",") + b"]") if text else []
