@@ -106,8 +106,8 @@ SLOT = np.dtype([
     # server were told apart (ROLE_NAMES); reset_by: the endpoint whose in-window RST ended
     # it (-1 none); inferred: its endpoints' first states (left) were inferred from the RST
     # that answered a FIN (endpoints.closed_before); anom: anomalies counted (ANOMALY_NAMES);
-    # scheduled: the deadline the timer heap holds for it (NaN none); tunnel: the tunnel it
-    # is in (decode/unwrap.py), 0
+    # scheduled: the deadline the timer heap holds for it (NaN none; its own may be later:
+    # connections.py _schedule); tunnel: the tunnel it is in (decode/unwrap.py), 0
     ("cid", np.int64), ("roles", np.int8), ("v6", np.uint8), ("tunnel", np.int32),
     ("first_ts", np.float64),
     ("last_ts", np.float64), ("reset_by", np.int8), ("inferred", np.uint8),
