@@ -619,17 +619,31 @@ def take_out(T, T_bytes, P, W, V_bytes, slots, rows, rows_bytes, views_bytes):
     their Wireshark counts into their `ws` from W, zeroed there, unless W is empty;
     their Zeek views' bytes into `views_bytes` from V's, unless V is empty; their slots
     zeroed."""
-    size = T_bytes.shape[1]
     for i in range(len(slots)):
         c = slots[i]
-        rows_bytes[i, :size] = T_bytes[c]
+        _copy(rows_bytes[i], T_bytes[c])
         unpack(T[c], P, rows[i])
         if len(W):
             rows[i].ws[:] = W[c]
             W[c] = 0
         if len(V_bytes):
-            views_bytes[i] = V_bytes[c]
-        T_bytes[c] = 0
+            _copy(views_bytes[i], V_bytes[c])
+        _zero(T_bytes[c])
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _copy(to, bytes_):
+    """`bytes_` into the start of `to`, by a loop that LLVM makes one memcpy: numba's slice
+    assignment copies byte by byte (162 against 25 ns for a slot, 553 bytes)."""
+    for j in range(len(bytes_)):
+        to[j] = bytes_[j]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _zero(bytes_):
+    """`bytes_` zeroed (one memset: _copy)."""
+    for j in range(len(bytes_)):
+        bytes_[j] = 0
 
 
 def new_table(size: int = 1024) -> np.ndarray:
