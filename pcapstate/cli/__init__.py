@@ -171,7 +171,7 @@ def _note(text: str) -> None:
 
 #: The options that write a file (or standard output, given "-").
 _FILE_OUTPUTS = ("json", "jsonl", "zeek_conn", "zeek_conn_json", "parquet", "report", "html")
-_BINARY = ("json", "jsonl", "parquet")  # outputs written as bytes
+_BINARY = ("json", "jsonl", "zeek_conn", "parquet")  # outputs written as bytes
 
 
 def _option(dest: str) -> str:

@@ -36,11 +36,16 @@ class Texts:
 
 
 def words(strings: Sequence[str]) -> Texts:
-    """Texts of `strings`, each encoded (a few: a table that parts index)."""
-    encoded = [s.encode() for s in strings]
-    sizes = np.array([len(b) for b in encoded], np.int64)
+    """Texts of `strings`, each encoded, one after another."""
+    joined = "".join(strings)
+    if joined.isascii():  # a byte a character: each text as long as its string
+        data = joined.encode()
+        sizes = np.fromiter(map(len, strings), np.int64, len(strings))
+    else:
+        encoded = [s.encode() for s in strings]
+        data, sizes = b"".join(encoded), np.array([len(b) for b in encoded], np.int64)
     stop = np.cumsum(sizes)
-    return Texts(np.frombuffer(b"".join(encoded), np.uint8), stop - sizes, stop)
+    return Texts(np.frombuffer(data, np.uint8), stop - sizes, stop)
 
 
 def json_columns(columns: Sequence[np.ndarray | list[Any]]) -> list[Texts]:

@@ -15,10 +15,13 @@ import hashlib
 import ipaddress
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
 import numpy as np
 import orjson
+
+if TYPE_CHECKING:
+    from pcapstate.derive.texts import Part, Texts
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -170,24 +173,21 @@ def _tsv_bool(value: bool | None) -> str:
 # Each column's writer, by its type (_tsv for the string columns)
 _TSV = [{"time": _tsv_time, "interval": _tsv_time, "count": _tsv_count, "port": _tsv_count,
          "bool": _tsv_bool}.get(t, _tsv) for t in TYPES]
-#: A number writer's text of a set value, by C code alone (_tsv_column)
-_SET_NUMBER: dict[Callable[[Any], str], Callable[[Any], str]] = {_tsv_time: _time_text,
-                                                               _tsv_count: str}
 
 
 class ConnLog:
-    """Writes entries as they come to `tsv`, Zeek's TSV (with its header lines and a #close
-    line at the end), and to `lines`, one JSON object a line as Zeek's JSON logs have
-    (either may be None)."""
+    """Writes entries as they come to `tsv`, Zeek's TSV (UTF-8, with its header lines and a
+    #close line at the end), and to `lines`, one JSON object a line as Zeek's JSON logs
+    have (either may be None)."""
 
-    def __init__(self, tsv: TextIO | None, lines: TextIO | None,
+    def __init__(self, tsv: BinaryIO | None, lines: TextIO | None,
                  nets: Sequence[Network] = ()) -> None:
         self.tsv, self.lines, self.site = tsv, lines, Site(nets)
         if tsv is not None:
-            tsv.write("#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n"
-                      "#unset_field\t-\n#path\tconn\n"
-                      f"#open\t{_now()}\n#fields\t" + "\t".join(FIELDS) + "\n"
-                      "#types\t" + "\t".join(TYPES) + "\n")
+            tsv.write(("#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n"
+                       "#unset_field\t-\n#path\tconn\n"
+                       f"#open\t{_now()}\n#fields\t" + "\t".join(FIELDS) + "\n"
+                       "#types\t" + "\t".join(TYPES) + "\n").encode())
 
     def take(self, entries: dict[str, Any]) -> None:
         """A batch's entries (derive/records.py conn_entries), written in bulk: each
@@ -200,26 +200,59 @@ class ConnLog:
             self.lines.write("".join(["{" + "".join(parts)[1:] + "}\n"
                                       for parts in zip(*columns, strict=True)]))
         if self.tsv is not None:
-            columns = [_tsv_column(values[field], writer)
-                       for field, writer in zip(FIELDS, _TSV, strict=True)]
-            self.tsv.write("".join(["\t".join(parts) + "\n"
-                                    for parts in zip(*columns, strict=True)]))
+            self.tsv.write(_tsv_lines(values))
 
     def close(self) -> None:
         if self.tsv is not None:
-            self.tsv.write(f"#close\t{_now()}\n")
+            self.tsv.write(f"#close\t{_now()}\n".encode())
 
 
-def _tsv_column(values: list[Any], writer: Callable[[Any], str]) -> list[str]:
-    """A column's texts in Zeek's TSV, each distinct string's or flag's written once; a
-    number column with no value unset, by C code alone (a Python call a value took 0.55 s
-    on the benchmark capture's conn.log)."""
+def _tsv_lines(values: dict[str, Any]) -> bytes:
+    """The lines of Zeek's TSV of a batch's columns (_values): each column's texts made in
+    bulk, the lines put together by compiled code (derive/texts.py gather). A line at a
+    time, its columns' texts joined in Python, took 0.3 s of the benchmark capture's
+    conn.log."""
+    from pcapstate.derive.texts import Part, gather, json_columns  # (_json_column)
+
+    n = len(values["ts"])
+    counts = [f for f, writer in zip(FIELDS, _TSV, strict=True) if writer is _tsv_count]
+    counted = dict(zip(counts, json_columns([values[f] for f in counts]), strict=True))
+    parts: list[Part] = []
+    for field, writer in zip(FIELDS, _TSV, strict=True):
+        parts += [_tsv_count_texts(counted[field], values[field]) if writer is _tsv_count
+                  else _tsv_column(values[field], writer), "\t"]
+    parts[-1] = "\n"
+    return bytes(gather(parts, n).data)
+
+
+def _tsv_column(values: list[Any], writer: Callable[[Any], str]) -> "Part":
+    """A string, flag or time column's texts in Zeek's TSV (texts.gather's Part): each
+    distinct string's or flag's written once and picked by each line; times each written,
+    by C code alone where none is unset (a Python call a value took 0.55 s on the benchmark
+    capture's conn.log)."""
+    from pcapstate.derive.texts import words
+
     if writer is _tsv or writer is _tsv_bool:
-        texts = {v: writer(v) for v in set(values)}
-        return list(map(texts.__getitem__, values))
-    if None in values:
-        return list(map(writer, values))
-    return list(map(_SET_NUMBER[writer], values))
+        distinct = {v: k for k, v in enumerate(dict.fromkeys(values))}
+        return (words([writer(v) for v in distinct]),
+                np.fromiter(map(distinct.__getitem__, values), np.int64, len(values)))
+    return words(list(map(writer if None in values else _time_text, values)))
+
+
+def _tsv_count_texts(texts: "Texts", values: list[Any]) -> "Part":
+    """A count column's texts in Zeek's TSV: orjson's of its numbers (`texts`: an integer's
+    as str() writes it), the unset ones (None, orjson's null) "-"."""
+    from pcapstate.derive.texts import Texts
+
+    if None not in values:
+        return texts
+    unset = [i for i, v in enumerate(values) if v is None]
+    end = len(texts.data)
+    dashed = Texts(np.append(texts.data, np.uint8(ord("-"))), np.append(texts.start, end),
+                   np.append(texts.stop, end + 1))
+    index = np.arange(len(values))
+    index[unset] = len(values)
+    return dashed, index
 
 
 def _json_column(field: str, values: list[Any]) -> list[str]:
