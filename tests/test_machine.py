@@ -56,6 +56,26 @@ def test_retired_after_close_then_port_reuse_is_a_new_connection():
     assert new["id"] == old["id"] + 1
 
 
+def test_a_reset_connection_retires_linger_after_its_last_segment_however_often_put_off():
+    """Reset (both endpoints CLOSED), a connection retires `linger` after its last segment:
+    each segment after the RST puts that off (track/connections.py _schedule leaves the
+    heap's earlier entry, _sweep moves it on when it comes due). Not retired by a sweep
+    past its first deadlines (4.0), retired once by the one after its last (5.0)."""
+    t = Transcript(linger=2.0)
+    handshake(t)
+    t.send(0.5, ">", "R", 1001)
+    for ts in (1.0, 1.5, 2.0, 2.5):  # retirement put off to 3.0, 3.5, 4.0 and 4.5
+        t.send(ts, "<", "A", 5001, 1001)
+    other = (C[0], 40001)
+    t.send(4.0, ">", "S", 70000, src=other)  # sweeps (a second apart) run at 4.0 and 5.0
+    assert t.records == []
+    t.send(5.0, ">", "S", 70000, src=other)
+    [reset] = t.records
+    assert reset["id"] == 1 and reset["end"] == "reset_by_client"
+    assert reset["last_ts"] == 2.5
+    assert [r["id"] for r in t.finish(6.0)] == [1, 2]
+
+
 def test_close_wait_leak_is_reported_grouped_by_service():
     t = Transcript()
     for i in range(3):
