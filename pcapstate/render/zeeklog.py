@@ -241,15 +241,15 @@ def _tsv_column(values: list[Any], writer: Callable[[Any], str]) -> "Part":
 
 def _tsv_count_texts(texts: "Texts", values: list[Any]) -> "Part":
     """A count column's texts in Zeek's TSV: orjson's of its numbers (`texts`: an integer's
-    as str() writes it), the unset ones (None, orjson's null) "-"."""
+    as str() writes it), the unset ones' (None, orjson's null) as _tsv_count writes them."""
     from pcapstate.derive.texts import Texts
 
     if None not in values:
         return texts
     unset = [i for i, v in enumerate(values) if v is None]
-    end = len(texts.data)
-    dashed = Texts(np.append(texts.data, np.uint8(ord("-"))), np.append(texts.start, end),
-                   np.append(texts.stop, end + 1))
+    end, text = len(texts.data), np.frombuffer(_tsv_count(None).encode(), np.uint8)
+    dashed = Texts(np.append(texts.data, text), np.append(texts.start, end),
+                   np.append(texts.stop, end + len(text)))
     index = np.arange(len(values))
     index[unset] = len(values)
     return dashed, index
