@@ -13,7 +13,15 @@ import numpy as np
 import orjson
 
 from pcapstate import collector, jit
-from pcapstate.derive.texts import Part, Texts, gather, json_columns, json_texts, words
+from pcapstate.derive.texts import (
+    Part,
+    Texts,
+    gather,
+    in_stead,
+    json_columns,
+    json_texts,
+    words,
+)
 from pcapstate.track import zeek_view
 from pcapstate.track.slots import (
     ANOMALY_NAMES,
@@ -414,13 +422,10 @@ def zeek_texts(views: ZeekViews) -> Texts:
     ZEEK_FIELDS, ZEEK_TIMED null when not timed), as orjson writes it: the one place its
     layout is written."""
     cols = views.columns
-    n = len(cols["timed"])
-    untimed = np.where(cols["timed"], np.arange(n), n)  # the null after the values
     *texts, null = json_columns([*(cols[k] for k in ZEEK_FIELDS), [None]])
-    return gather(_object([(k, (Texts(t.data, np.append(t.start, null.start),
-                                      np.append(t.stop, null.stop)), untimed)
-                            if k in ZEEK_TIMED else t)
-                           for k, t in zip(ZEEK_FIELDS, texts, strict=True)]), n)
+    return gather(_object([(k, in_stead(t, ~cols["timed"], null) if k in ZEEK_TIMED else t)
+                           for k, t in zip(ZEEK_FIELDS, texts, strict=True)]),
+                  len(cols["timed"]))
 
 
 def zeek_columns(views: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

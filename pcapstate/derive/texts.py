@@ -112,6 +112,20 @@ def _cut(data, counts):  # type: ignore[no-untyped-def]
     return start, stop
 
 
+def in_stead(texts: Texts, where: np.ndarray, other: Texts) -> "Part":
+    """`texts` as a part of len(texts) lines (gather), with `other`'s one text in their
+    stead where `where` is true (an unset value's). `other` lies in texts' own buffer
+    (json_columns' of one call) or in one of its own, then added to a copy."""
+    n = len(texts)
+    if other.data is texts.data:
+        data, start, stop = texts.data, other.start[0], other.stop[0]
+    else:
+        data = np.concatenate([texts.data, other.data[other.start[0]:other.stop[0]]])
+        start, stop = len(texts.data), len(data)
+    table = Texts(data, np.append(texts.start, start), np.append(texts.stop, stop))
+    return table, np.where(where, n, np.arange(n))
+
+
 #: A part of n lines: a text the same on every line (str), a text each (Texts of n), or
 #: the text each picks from a table (Texts, and an index into it for each line)
 Part = str | Texts | tuple[Texts, np.ndarray]

@@ -242,17 +242,11 @@ def _tsv_column(values: list[Any], writer: Callable[[Any], str]) -> "Part":
 def _tsv_count_texts(texts: "Texts", values: list[Any]) -> "Part":
     """A count column's texts in Zeek's TSV: orjson's of its numbers (`texts`: an integer's
     as str() writes it), the unset ones' (None, orjson's null) as _tsv_count writes them."""
-    from pcapstate.derive.texts import Texts
+    from pcapstate.derive.texts import in_stead, words
 
     if None not in values:
         return texts
-    unset = [i for i, v in enumerate(values) if v is None]
-    end, text = len(texts.data), np.frombuffer(_tsv_count(None).encode(), np.uint8)
-    dashed = Texts(np.append(texts.data, text), np.append(texts.start, end),
-                   np.append(texts.stop, end + len(text)))
-    index = np.arange(len(values))
-    index[unset] = len(values)
-    return dashed, index
+    return in_stead(texts, np.array([v is None for v in values]), words([_tsv_count(None)]))
 
 
 def _json_column(field: str, values: list[Any]) -> list[str]:
