@@ -149,6 +149,62 @@ def test_first_run_compiles_into_the_user_cache_and_says_so(tmp_path):
     assert p.stderr.startswith(b"pcapstate: compiling the analysis engine first")
 
 
+def test_the_symbols_read_from_an_object_file_are_those_nm_lists_as_defined(tmp_path):
+    """A cached function's code is loaded without its bitcode (jit._unserialize_lean): the
+    names its object file defines come from the file's symbol table, read as binutils' nm
+    reads it (defined, global or weak)."""
+    import llvmlite.binding as ll
+
+    from pcapstate.jit import _defined_symbols
+
+    ll.initialize_native_target()
+    ll.initialize_native_asmprinter()
+    module = ll.parse_assembly("""
+        @table = global [2 x i64] [i64 1, i64 2]
+        @kept = internal global i64 3
+        declare i64 @elsewhere(i64)
+        define internal i64 @hidden(i64 %x) { ret i64 %x }
+        define weak i64 @weakly(i64 %x) { ret i64 %x }
+        define i64 @visible(i64 %x) {
+          %y = call i64 @elsewhere(i64 %x)
+          %z = call i64 @hidden(i64 %y)
+          %k = load i64, ptr @kept
+          %s = add i64 %z, %k
+          ret i64 %s
+        }""")
+    target = ll.Target.from_triple(ll.get_process_triple()).create_target_machine()
+    obj = target.emit_object(module)
+    (tmp_path / "a.o").write_bytes(obj)
+    listed = subprocess.run(["nm", "--defined-only", "--extern-only", str(tmp_path / "a.o")],
+                            capture_output=True, text=True, check=True).stdout
+    expected = {line.split()[-1] for line in listed.splitlines()}
+    assert expected == {"table", "weakly", "visible"}
+    assert _defined_symbols(obj) == expected
+    assert _defined_symbols(b"not an object file") is None
+
+
+@pytest.mark.slow
+def test_code_loaded_lean_is_still_linked_into_a_later_compile(tmp_path):
+    """A function loaded from the cache without parsing its bitcode can still be compiled
+    into a caller compiled later in the same process (the bitcode is parsed then)."""
+    (tmp_path / "twofuncs.py").write_text(
+        "from pcapstate.jit import njit\n\n\n"
+        "@njit(cache=True)\ndef inner(x):\n    return x * 3\n\n\n"
+        "@njit(cache=True)\ndef outer(x):\n    return inner(x) + 1\n")
+    env = _env(XDG_CACHE_HOME=str(tmp_path / "cache"), PYTHONPATH=str(tmp_path))
+
+    def run(code: str) -> str:
+        return subprocess.run([sys.executable, "-c", "import twofuncs as t; " + code],
+                              capture_output=True, text=True, env=env, timeout=300,
+                              check=True).stdout.split()
+
+    assert run("print(t.inner(2), t.inner.stats.cache_misses[t.inner.signatures[0]])") \
+        == ["6", "1"]
+    assert run("print(t.inner(2), t.inner.stats.cache_hits[t.inner.signatures[0]], "
+               "t.outer(2), t.outer.stats.cache_misses[t.outer.signatures[0]])") \
+        == ["6", "1", "7", "1"]
+
+
 def _readme_commands() -> list[str]:
     """README's two set-up commands, as README writes them."""
     text = (ROOT / "README.md").read_text()
