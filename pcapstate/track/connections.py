@@ -68,7 +68,10 @@ ZEEK_BARE = ZLINES_N + 1  # 1: Zeek's view has no likely server ports (settings.
 # connections opened since the opened list was last emptied: their records' numbers
 AT, BASE, PARTS, PART, OPENED_N = range(ZEEK_BARE + 1, ZEEK_BARE + 6)
 KEYS_N = OPENED_N + 1  # the connection table's keys
-NS = KEYS_N + 1
+# The slots free are FREE_N: those given back, in the free list (_given_back), and the slots
+# from FRESH on, never taken (so the free list takes memory only as slots come back).
+FRESH = KEYS_N + 1
+NS = FRESH + 1
 # What a call stopped for.
 DONE, NEED_SLOTS, NEED_HEAP, NEED_RETIRE, NEED_ZLINES, NEED_OPENED, NEED_KEYS = range(7)
 
@@ -311,9 +314,13 @@ def _open(T, P, V, S, table, free, R, L, opened, ts, flags, key):
         _evict(T, P, S, table, R, L, ts)
     src_hi, src_lo, dst_hi, dst_lo, ports = key
     sport, dport = (ports >> 16) & 0xFFFF, ports & 0xFFFF
-    n = np.int64(S[FREE_N]) - 1
-    S[FREE_N] = n
-    c = free[n]
+    n = _given_back(T, S)
+    if n > 0:
+        c = np.int64(free[n - 1])
+    else:
+        c = np.int64(S[FRESH])
+        S[FRESH] = c + 1
+    S[FREE_N] -= 1
     if flags & SYN and not flags & ACK:
         d, roles = 0, BY_SYN
     elif flags & SYN:
@@ -611,15 +618,16 @@ def finish(T, P, S, table, R, L, end, slots):
 
 
 @njit(cache=True, nogil=True)
-def take_out(T, T_bytes, P, W, V_bytes, slots, rows, rows_bytes, views_bytes):
+def take_out(T, T_bytes, P, W, V_bytes, S, free, slots, rows, rows_bytes, views_bytes):
     """The retired connections in these slots taken out of the table, in one compiled call
     (each numpy call this replaced let go of Python's lock, then waited to get it back from
     the thread that writes records): their records into `rows`, copied as bytes (numpy
     copies records field by field, ten times slower), then unpacked (endpoints.unpack);
     their Wireshark counts into their `ws` from W, zeroed there, unless W is empty;
     their Zeek views' bytes into `views_bytes` from V's, unless V is empty; their slots
-    zeroed."""
-    for i in range(len(slots)):
+    zeroed and given back to the free list, the last first."""
+    k, n = _given_back(T, S), len(slots)
+    for i in range(n):
         c = slots[i]
         _copy(rows_bytes[i], T_bytes[c])
         unpack(T[c], P, rows[i])
@@ -629,6 +637,14 @@ def take_out(T, T_bytes, P, W, V_bytes, slots, rows, rows_bytes, views_bytes):
         if len(V_bytes):
             _copy(views_bytes[i], V_bytes[c])
         _zero(T_bytes[c])
+        free[k + n - 1 - i] = c
+    S[FREE_N] += n
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _given_back(T, S):
+    """How many slots the free list holds (FRESH)."""
+    return np.int64(S[FREE_N]) - (len(T) - np.int64(S[FRESH]))
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -686,7 +702,7 @@ class Tracker:
         #: each slot's counts of Wireshark's analysis flags (slots.ROW ws), once a batch has
         #: any (the tshark engine's)
         self.W = np.zeros((0, len(WIRESHARK_ANALYSIS)), np.int32)
-        self.free = np.arange(slots - 1, -1, -1, dtype=np.int32)
+        self.free = np.zeros(slots, np.int32)
         self.heap = records(np.zeros(max(slots, 4), HEAP))
         self.retired = records(np.zeros(HAND_ON, RETIRED))
         self.table = new_table()
@@ -795,10 +811,8 @@ class Tracker:
             self.V = _grown(self.V, new)
         if len(self.W):
             self.W = np.concatenate([self.W, np.zeros((new - old, self.W.shape[1]), np.int32)])
-        n = int(self.S[FREE_N])
-        spare = np.arange(new - 1, old - 1, -1, dtype=np.int32)
-        self.free = np.concatenate([spare, self.free[:n], np.zeros(old, np.int32)])
-        self.S[FREE_N] = n + new - old
+        self.free = np.concatenate([self.free, np.zeros(new - old, np.int32)])
+        self.S[FREE_N] += new - old
 
     def _keep_zeek_ended(self) -> None:
         """Keep the Zeek views that ended in the run with their connections."""
@@ -822,8 +836,8 @@ class Tracker:
         view = zeek_view.VIEW
         views = np.empty((n if len(self.V) else 0, view.itemsize), np.uint8)
         take_out(self.T, self.T.view(np.uint8).reshape(len(self.T), SLOT.itemsize), self.P,
-                 self.W, self.V.view(np.uint8).reshape(len(self.V), view.itemsize), slots,
-                 rows, rows.view(np.uint8).reshape(n, ROW.itemsize), views)
+                 self.W, self.V.view(np.uint8).reshape(len(self.V), view.itemsize), self.S,
+                 self.free, slots, rows, rows.view(np.uint8).reshape(n, ROW.itemsize), views)
         views = records(views.view(view).reshape(len(views)))
         ended = {}
         if self.zeek_ended:
@@ -831,9 +845,6 @@ class Tracker:
                 earlier = self.zeek_ended.pop(cid, None)
                 if earlier:
                     ended[cid] = earlier
-        k = int(self.S[FREE_N])
-        self.free[k:k + n] = slots[::-1]
-        self.S[FREE_N] = k + n
         self.on_retired(rows, views, times, ended)
 
 
