@@ -44,10 +44,11 @@ from pcapstate.vocab import (
 )
 
 _EXAMPLES = 10  # worst stuck connections kept per findings group
-#: Records whose JSON text is made at a time: memory stays low (measured on the benchmark
-#: capture, --jsonl peaked at 282 MiB with 4,096 at a time, 257 MiB with 512, in the same
-#: time within the machine's noise)
-_CHUNK = 512
+#: Records whose JSON text is made at a time: memory stays low, and each made at a time
+#: costs some Python (the benchmark capture, 24 paired runs of --json: 1,024 against 512,
+#: 0.10-0.18 s less (the pairs' median difference), 4 MiB more at the peak, 334 MiB; 2,048:
+#: 11 MiB more; 4,096 once peaked 25 MiB above 512 with --jsonl)
+_CHUNK = 1024
 #: Connections handed on at a time when no JSON text is made: Parquet's arrays and the
 #: conn.log's columns cost as much for a few rows as for many (the benchmark capture,
 #: interleaved runs, 4,096 against 512: --parquet 2.36 against 2.67 s, --zeek-conn 1.94
