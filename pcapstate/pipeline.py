@@ -210,7 +210,7 @@ class Reading:
                     tshark.batches(cap, verify=verify, tunnels=self.unwrapper)
                 fed = 0  # records of this file that went through the table
                 cut = [False]  # stop() ended the reading
-                for batch in read_ahead(source, stop, cut):
+                for batch in read_ahead(source, stop, cut, live=cap.size is None):
                     fed += len(batch.ts)
                     if timeline is not None:
                         timeline.start(float(batch.ts[0]))
@@ -291,12 +291,15 @@ class Reading:
 
 
 def read_ahead(batches: Iterator[Batch], stop: Callable[[], bool] | None = None,
-               cut: list[bool] | None = None) -> Iterator[Batch]:
+               cut: list[bool] | None = None, live: bool = False) -> Iterator[Batch]:
     """The batches, decoded in a thread one batch ahead of the caller: decoding and the
     connection table run on two cores (both compiled without the GIL). One batch waits in
     the queue while the caller works on another, within scan.BATCH_BUFFERS. `stop()` is
-    asked after each batch, and every 0.2 s while the reader waits (a live stream that has
-    gone quiet): if it says so, the batches end there and `cut[0]` is set."""
+    asked after each batch, and, from a `live` source (a stream, whose next records may
+    never come), every 0.2 s while the reader waits: if it says so, the batches end there
+    and `cut[0]` is set. A file's reader is only decoding: how many batches are read
+    before a stop does not hang on how long that takes (a partition of a Dask run, still
+    loading its compiled decoder, stops after the same batch as a single run)."""
     ahead: queue.Queue[tuple[Batch | None, BaseException | None]] = queue.Queue(maxsize=1)
     gone = threading.Event()  # the caller has stopped taking batches
 
@@ -324,8 +327,9 @@ def read_ahead(batches: Iterator[Batch], stop: Callable[[], bool] | None = None,
         while True:
             try:
                 batch, error = ahead.get(timeout=0.2)
-            except queue.Empty:
-                pass  # the reader waits on a quiet stream
+            except queue.Empty:  # the reader waits: on a quiet stream, or decoding
+                if not live:
+                    continue
             else:
                 if error is not None:
                     raise error

@@ -370,6 +370,25 @@ def test_read_ahead_passes_errors_on_and_stops_when_left():
     assert not [t for t in threading.enumerate() if t.name == "pcapstate-decode"]
 
 
+def test_a_stop_waits_for_a_files_batch_but_not_for_a_quiet_stream():
+    """stop() asked from the start: a file's reader still gives its first batch, however
+    long decoding it takes (a Dask partition loading its decoder stopped before it once,
+    where the single run did not); a live stream's reader is left while it waits."""
+    import time
+
+    from pcapstate.pipeline import read_ahead
+
+    def slow():
+        time.sleep(0.5)  # longer than the 0.2 s read_ahead waits between questions
+        yield Batch.empty(1)
+        yield Batch.empty(1)
+
+    for live, batches in ((False, 1), (True, 0)):
+        cut = [False]
+        assert len(list(read_ahead(slow(), lambda: True, cut, live=live))) == batches
+        assert cut[0]
+
+
 @pytest.mark.parametrize("end", [11 * 70.0 + 1, 12 * 70.0 + 5])
 def test_a_history_longer_than_the_record_keeps_its_latest_move_and_says_so(end):
     """A listener whose request expires again and again (its SYN/ACKs lost) while the client
