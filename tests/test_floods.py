@@ -264,7 +264,7 @@ def test_the_live_connections_end_in_the_order_of_their_ids(span):
     tier and place in it they hold: packed with their slots and sorted (ids within 2**32 of
     each other), or sorted apart."""
     from pcapstate.jit import records
-    from pcapstate.track.connections import LIVE, NS, _link, live_slots
+    from pcapstate.track.connections import FRESH, LIVE, NS, _link, live_slots
     from pcapstate.track.slots import SLOT
 
     rng = np.random.default_rng(7)
@@ -277,8 +277,8 @@ def test_the_live_connections_end_in_the_order_of_their_ids(span):
     for c, cid in zip(rng.permutation(slots), cids, strict=True):
         T["cid"][c] = cid
         _link(T, L, c, int(rng.integers(0, 3)))
-    S[LIVE] = 40
-    got = live_slots(T, S, L, np.inf)
+    S[LIVE], S[FRESH] = 40, 64  # every slot taken once
+    got = live_slots(T, S, np.inf)
     assert T["cid"][got].tolist() == cids.tolist()
-    some = live_slots(T, S, L, float(cids[19]))
+    some = live_slots(T, S, float(cids[19]))
     assert T["cid"][some].tolist() == cids[:20].tolist()

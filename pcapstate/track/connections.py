@@ -574,21 +574,22 @@ def run(T, P, V, W, H, S, table, free, R, L, Z, opened, B, start, n):
 
 
 @njit(cache=True, nogil=True)
-def live_slots(T, S, L, upto):
+def live_slots(T, S, upto):
     """The slots of the live connections whose ids are at most `upto`, in the order of
-    their ids: each id (less the least) and slot packed in one number, sorted in place, so
-    that a full table's ending takes 8 bytes a connection (slots are below 2**31: the tier
-    lists' links are 32 bits); sorted by id apart when the ids span 2**32 or more."""
-    out = np.empty(np.int64(S[LIVE]), dtype=np.int64)
+    their ids (between calls to run: the slots of retired connections are zeroed then).
+    Found in one pass over the slots ever taken, in memory's order (a walk of the tier
+    lists went from slot to slot at random: 42 against 8 ms for 97,659 connections); each
+    id (less the least) and slot packed in one number, sorted in place, so that a full
+    table's ending takes 8 bytes a connection (slots are below 2**31: the tier lists'
+    links are 32 bits); sorted by id apart when the ids span 2**32 or more."""
+    out = np.empty(np.int64(S[FRESH]), dtype=np.int64)
     j, least, most = 0, np.int64(1) << 62, np.int64(0)
-    for t in range(3):
-        c = L[3 * t + HEAD]
-        while c >= 0:
-            if T[c].cid <= upto:
-                out[j] = c
-                j += 1
-                least, most = min(least, T[c].cid), max(most, T[c].cid)
-            c = T[c].lru_next
+    for c in range(len(out)):
+        cid = T[c].cid
+        if cid > 0 and cid <= upto:
+            out[j] = c
+            j += 1
+            least, most = min(least, cid), max(most, cid)
     out = out[:j]
     if j and most - least >= 1 << 32:
         cids = np.empty(j, dtype=np.int64)
@@ -779,7 +780,7 @@ class Tracker:
         """The capture is over at `end`: retire every live connection (a partition: those
         of its ids up to `upto`), handed on HAND_ON at most at a time."""
         self._hand_on()
-        slots = live_slots(self.T, self.S, self.lists, float(upto))
+        slots = live_slots(self.T, self.S, float(upto))
         for start in range(0, len(slots), HAND_ON):
             finish(self.T, self.P, self.S, self.table, self.retired, self.lists, end,
                    slots[start:start + HAND_ON])
