@@ -129,9 +129,9 @@ class Batch(NamedTuple):
 
 
 # Batches are written into this many rotating buffers, so that a reader thread can decode
-# the next batch while the previous one is analysed (pipeline.read_ahead holds at most one
-# more in its queue).
-BATCH_BUFFERS = 4
+# one while the caller analyses another and a third waits in pipeline.read_ahead's queue
+# (a batch's arrays are written again three batches later: none is in use then).
+BATCH_BUFFERS = 3
 
 # Status of a scan: where it stopped and why. HEADER: a pcap file header where a record
 # header was due (files joined with cat); read/capture.py reads it and starts a new section.
