@@ -24,7 +24,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import cache
 from typing import Any
 
@@ -94,25 +94,104 @@ def _load_lean(compiled: Any) -> None:
     random generators, typed containers, datetime, ...), a tenth of a run over the
     benchmark capture (0.15-0.2 s before the first packet), for what only compiling uses.
     Loading links the cached object code to the Python API, numba's helpers (both set up
-    with the context) and its runtime (NRT), which is set up here; the engine's object code
-    names nothing else (`nm -u` over every cached function). A compile, should the cache
-    miss, refreshes the context itself. With a numba whose cache lacks these parts, the
-    load is numba's own. The code itself is loaded lean too (_unserialize_lean)."""
+    with the context) and its runtime (NRT), which is set up here (_runtime); the engine's
+    object code names nothing else (`nm -u` over every cached function). A compile, should
+    the cache miss, refreshes the context itself. With a numba whose cache lacks these
+    parts, the load is numba's own. The code itself is loaded lean too (_unserialize_lean),
+    and so are its environments (_lean_environments)."""
     cache: Any = getattr(compiled, "_cache", None)
     guard = getattr(cache, "_guard_against_spurious_io_errors", None)
     load = getattr(cache, "_load_overload", None)
     if guard is None or load is None:
         return
-    from numba.core.runtime import rtsys
 
     def load_overload(sig: Any, target_context: Any) -> Any:
-        rtsys.initialize(target_context)
         _unserialize_lean(target_context.codegen())
-        with guard():
+        _runtime(target_context)
+        with guard(), _lean_environments():
             return load(sig, target_context)
         return None  # the guard swallowed an error: compile
 
     cache.load_overload = load_overload
+
+
+def _runtime(context: Any) -> None:
+    """numba's runtime (NRT) set up, its few functions' machine code read from the cache
+    folder: numba compiles them with LLVM in every process that loads compiled code (19-27
+    ms on the benchmark capture's runs, of which 15-18 the compile, and 25 MiB of the peak
+    memory: LLVM's optimizer set up for it), where reading them takes 1-2 ms. The first
+    run compiles them as numba does and keeps the object code; numba's own set-up does the
+    rest (its helpers' symbols, before these functions are linked)."""
+    from numba.core.runtime import nrtdynmod, rtsys
+
+    folder = cache_dir()
+    if getattr(rtsys, "_init", True) or folder is None \
+            or not hasattr(nrtdynmod, "create_nrt_module"):
+        rtsys.initialize(context)
+        return
+    import pickle
+
+    import numba
+
+    path = os.path.join(folder, f"nrt-numba{numba.__version__}.pickle")
+    compile_ = nrtdynmod.compile_nrt_functions
+
+    def cached(context: Any) -> Any:
+        codegen = context.codegen()
+        try:
+            with open(path, "rb") as f:
+                return codegen.unserialize_library(pickle.load(f))
+        except (OSError, EOFError, ValueError, TypeError, RuntimeError, pickle.UnpicklingError):
+            pass  # not there yet (or unreadable): compiled, and kept
+        module, library = nrtdynmod.create_nrt_module(context)
+        library.enable_object_caching()
+        library.add_ir_module(module)
+        library.finalize()
+        part = f"{path}.{os.getpid()}"
+        try:
+            with open(part, "wb") as f:
+                pickle.dump(library.serialize_using_object_code(), f)
+            os.replace(part, path)  # whole or not at all, whichever process writes last
+        except OSError:  # a full disk, say: the next run compiles them again
+            with suppress(OSError):
+                os.remove(part)
+        return library
+
+    nrtdynmod.compile_nrt_functions = cached
+    try:
+        rtsys.initialize(context)
+    finally:
+        nrtdynmod.compile_nrt_functions = compile_
+
+
+@contextmanager
+def _lean_environments() -> Iterator[None]:
+    """While inside, the environments of cached functions from modules not imported yet
+    are rebuilt without importing them. An environment holds the Python objects compiled
+    code reaches (constants, the module's globals for object mode); the engine's hold none
+    and are nopython code, so it is never read. numba imports the module for its
+    globals: the array functions' module (numba.np.arrayobj, with the modules it imports)
+    took 26 ms of the first load, and 5-6 MiB. Loads run under numba's compile lock: no
+    other load sees the swap."""
+    from numba.core import environment
+
+    rebuild = environment._rebuild_env
+
+    def lean(modname: str, consts: list[Any], env_name: str) -> Any:
+        if consts or modname in sys.modules:
+            return rebuild(modname, consts, env_name)
+        env = environment.lookup_environment(env_name)
+        if env is None:
+            env = environment.Environment({"__name__": modname})
+            env.env_name = env_name
+            environment.Environment._memo[env_name] = env
+        return env
+
+    environment._rebuild_env = lean
+    try:
+        yield
+    finally:
+        environment._rebuild_env = rebuild
 
 
 def _unserialize_lean(codegen: Any) -> None:

@@ -138,8 +138,13 @@ def test_first_run_compiles_into_the_user_cache_and_says_so(tmp_path):
                             str(big), "-q", "--jsonl", str(tmp_path / "loaded.jsonl")],
                            capture_output=True, timeout=300, env=env)
     assert again.returncode == 0 and b"compiling the analysis engine" not in again.stderr
-    # loading the cached code does without them (jit._load_lean), to the same records
+    # loading the cached code does without them (jit._load_lean), to the same records;
+    # nor does it import the array functions' module for their environments
+    # (jit._lean_environments) or compile numba's runtime, kept from the first run
+    # (jit._runtime)
     assert not any(m in again.stderr for m in refreshed)
+    assert b"numba.np.arrayobj" in p.stderr and b"numba.np.arrayobj" not in again.stderr
+    assert len(list((tmp_path / "pcapstate").rglob("nrt-numba*.pickle"))) == 1
     assert (tmp_path / "loaded.jsonl").read_bytes() == (tmp_path / "compiled.jsonl").read_bytes()
     # check, in CI, says so too (its workers compile where the parent cannot see)
     env = _env(XDG_CACHE_HOME=str(tmp_path / "other"))
@@ -186,11 +191,14 @@ def test_the_symbols_read_from_an_object_file_are_those_nm_lists_as_defined(tmp_
 @pytest.mark.slow
 def test_code_loaded_lean_is_still_linked_into_a_later_compile(tmp_path):
     """A function loaded from the cache without parsing its bitcode can still be compiled
-    into a caller compiled later in the same process (the bitcode is parsed then)."""
+    into a caller compiled later in the same process (the bitcode is parsed then); so can
+    numba's runtime, whose code the first run kept (jit._runtime), into a caller that
+    allocates an array."""
     (tmp_path / "twofuncs.py").write_text(
-        "from pcapstate.jit import njit\n\n\n"
+        "import numpy as np\n\nfrom pcapstate.jit import njit\n\n\n"
         "@njit(cache=True)\ndef inner(x):\n    return x * 3\n\n\n"
-        "@njit(cache=True)\ndef outer(x):\n    return inner(x) + 1\n")
+        "@njit(cache=True)\ndef outer(x):\n    a = np.full(x, 2)\n"
+        "    return inner(x) + a.sum() - 2 * x + 1\n")
     env = _env(XDG_CACHE_HOME=str(tmp_path / "cache"), PYTHONPATH=str(tmp_path))
 
     def run(code: str) -> str:
