@@ -368,6 +368,7 @@ def conn_entries(rows: np.ndarray, views: "ZeekViews",
                  for k in (first, *views.later.get(i, ()))]
         owner, order = (np.array(c, np.intp) for c in zip(*pairs, strict=True))
     out = {k: v[order] for k, v in views.columns.items()}
+    out["history"] = np.array(out["history"].strings(), object)  # (Texts in the views)
     ends = _endpoints(rows)
     addresses = _addresses(ends)[owner]
     out["client"], out["server"] = addresses[:, 0], addresses[:, 1]
@@ -390,7 +391,7 @@ class ZeekViews(NamedTuple):
     row's first view there; `later`, the indexes there of the views Zeek began after it
     on the row's 4-tuple, for each row that has any (an empty dict when none has)."""
 
-    columns: dict[str, np.ndarray]
+    columns: dict[str, Any]
     first: np.ndarray
     later: dict[int, list[int]]
 
@@ -422,10 +423,13 @@ def zeek_texts(views: ZeekViews) -> Texts:
     ZEEK_FIELDS, ZEEK_TIMED null when not timed), as orjson writes it: the one place its
     layout is written."""
     cols = views.columns
-    *texts, null = json_columns([*(cols[k] for k in ZEEK_FIELDS), [None]])
-    return gather(_object([(k, in_stead(t, ~cols["timed"], null) if k in ZEEK_TIMED else t)
-                           for k, t in zip(ZEEK_FIELDS, texts, strict=True)]),
-                  len(cols["timed"]))
+    plain = [k for k in ZEEK_FIELDS if k != "history"]  # (letters: written as they are)
+    *texts, null = json_columns([*(cols[k] for k in plain), [None]])
+    values: dict[str, Part | list[Part]] = {
+        k: in_stead(t, ~cols["timed"], null) if k in ZEEK_TIMED else t
+        for k, t in zip(plain, texts, strict=True)}
+    values["history"] = ['"', cols["history"], '"']
+    return gather(_object([(k, values[k]) for k in ZEEK_FIELDS]), len(cols["timed"]))
 
 
 def zeek_columns(views: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -443,21 +447,23 @@ ZEEK_FIELDS = ("ts", "orig", "conn_state", "history", "missed_bytes", "duration"
 ZEEK_TIMED = ("duration", "orig_bytes", "resp_bytes")
 
 
-def views_columns(rows: np.ndarray) -> dict[str, np.ndarray]:
+def views_columns(rows: np.ndarray) -> dict[str, Any]:
     """The conn.log fields (ZEEK_FIELDS) of each Zeek view (track/zeek_view.py VIEW), a
     column each, and "timed": whether its duration is over 0 (ZEEK_TIMED are set only
-    then)."""
+    then). "history" is Texts, one after another from the start of their buffer: Zeek's
+    letters (and "^"), which JSON writes as they are, never a Python string each."""
     states, sizes = zeek_columns(rows)
     at, orig = np.arange(len(rows)), rows["z_orig"].astype(np.intp)
     resp = 1 - orig
     duration = rows["z_last_ts"] - rows["z_first"]
-    hist, hlen = rows["z_hist"].tobytes(), rows["z_hlen"].tolist()
+    hlen = rows["z_hlen"].astype(np.int64)
+    stop = np.cumsum(hlen)
     pkts, ipb = rows["z_pkts"], rows["z_ipb"]
     return {
         "ts": rows["z_first"], "orig": _NAMES["role"][orig],
         "conn_state": np.array(CONN_STATES, object)[states],
-        "history": np.array([hist[i * ZEEK_HISTORY:i * ZEEK_HISTORY + n].decode("ascii")
-                             for i, n in enumerate(hlen)], object),
+        "history": Texts(rows["z_hist"][np.arange(ZEEK_HISTORY) < hlen[:, None]], stop - hlen,
+                         stop),
         "missed_bytes": rows["z_missed"], "duration": duration,
         "orig_bytes": sizes[at, orig], "resp_bytes": sizes[at, resp],
         "orig_pkts": pkts[at, orig], "orig_ip_bytes": ipb[at, orig],

@@ -26,13 +26,21 @@ class Texts:
     def __len__(self) -> int:
         return len(self.start)
 
+    def __getitem__(self, at: np.ndarray) -> "Texts":
+        """The texts at indexes `at`, in that order (in the same buffer)."""
+        return Texts(self.data, self.start[at], self.stop[at])
+
     def pieces(self) -> list[bytes]:
         raw = self.data.tobytes()
         return [raw[a:b] for a, b in zip(self.start.tolist(), self.stop.tolist(), strict=True)]
 
     def strings(self) -> list[str]:
-        """The texts as str, a list."""
-        return [b.decode() for b in self.pieces()]
+        """The texts as str, a list (ASCII, a byte a character: cut from one str)."""
+        raw = self.data.tobytes()
+        if not raw.isascii():
+            return [b.decode() for b in self.pieces()]
+        text = raw.decode()
+        return [text[a:b] for a, b in zip(self.start.tolist(), self.stop.tolist(), strict=True)]
 
 
 def words(strings: Sequence[str]) -> Texts:

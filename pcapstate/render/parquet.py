@@ -197,11 +197,12 @@ def _counts(counts: np.ndarray, names: list[str]) -> pa.Array:
         _arrow(counts[rows, cols], pa.int64()))
 
 
-def _zeek(cols: dict[str, np.ndarray]) -> pa.StructArray:
+def _zeek(cols: dict[str, Any]) -> pa.StructArray:
     """Zeek views (records.views_columns) as structs."""
     unset = ~cols["timed"]
     arrays = [_arrow(_micros(cols["ts"]), _TS)]
-    arrays += [_arrow(cols[f.name], f.type, unset if f.name in ZEEK_TIMED else None)
+    arrays += [_texts(cols[f.name]) if f.name == "history" else
+               _arrow(cols[f.name], f.type, unset if f.name in ZEEK_TIMED else None)
                for f in list(_ZEEK)[1:]]
     return pa.StructArray.from_arrays(arrays, fields=list(_ZEEK))
 
