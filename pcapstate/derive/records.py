@@ -214,8 +214,7 @@ def lines(cols: dict[str, Any], views: "ZeekViews", zeek: Texts,
         [cols[k] for k in plain]), strict=True))
     texts |= {k: (_json_names(tuple(cols[k].names)), cols[k].codes) for k in fields
               if isinstance(cols[k], Coded)}
-    texts |= {k: ['"', cols[k], '"'] for k in fields  # the addresses: Texts that hold
-              if isinstance(cols[k], Texts)}  # nothing JSON escapes, quoted as they are
+    texts |= {k: _quoted(cols[k]) for k in fields if isinstance(cols[k], Texts)}
     endpoints = [_object([*((name, texts[f"{role}_{name}"]) for name in _ENDPOINT),
                           ("transitions", ["[", (moves, rows + e), "]"])])
                  for e, role in enumerate(ROLES)]
@@ -273,6 +272,12 @@ def _object(members: Sequence[tuple[str | None, Part | list[Part]]]) -> list[Par
             out += ["," if out else "{", _json(key) + ":"]
         out += value if isinstance(value, list) else [value]
     return [*out, "}"]
+
+
+def _quoted(texts: Texts) -> list[Part]:
+    """A column of Texts that hold nothing JSON escapes (addresses, Zeek's history letters)
+    as JSON strings: quoted as they are."""
+    return ['"', texts, '"']
 
 
 def _optional(n: int, key: str, texts: dict[int, str]) -> Part:
@@ -367,8 +372,8 @@ def conn_entries(rows: np.ndarray, views: "ZeekViews",
         pairs = [(i, k) for i, first in enumerate(views.first.tolist())
                  for k in (first, *views.later.get(i, ()))]
         owner, order = (np.array(c, np.intp) for c in zip(*pairs, strict=True))
-    out = {k: v[order] for k, v in views.columns.items()}
-    out["history"] = np.array(out["history"].strings(), object)  # (Texts in the views)
+    out = {k: np.array(v[order].strings(), object) if isinstance(v, Texts) else v[order]
+           for k, v in views.columns.items()}
     ends = _endpoints(rows)
     addresses = _addresses(ends)[owner]
     out["client"], out["server"] = addresses[:, 0], addresses[:, 1]
@@ -423,12 +428,12 @@ def zeek_texts(views: ZeekViews) -> Texts:
     ZEEK_FIELDS, ZEEK_TIMED null when not timed), as orjson writes it: the one place its
     layout is written."""
     cols = views.columns
-    plain = [k for k in ZEEK_FIELDS if k != "history"]  # (letters: written as they are)
+    plain = [k for k in ZEEK_FIELDS if not isinstance(cols[k], Texts)]
     *texts, null = json_columns([*(cols[k] for k in plain), [None]])
     values: dict[str, Part | list[Part]] = {
         k: in_stead(t, ~cols["timed"], null) if k in ZEEK_TIMED else t
         for k, t in zip(plain, texts, strict=True)}
-    values["history"] = ['"', cols["history"], '"']
+    values |= {k: _quoted(cols[k]) for k in ZEEK_FIELDS if isinstance(cols[k], Texts)}
     return gather(_object([(k, values[k]) for k in ZEEK_FIELDS]), len(cols["timed"]))
 
 

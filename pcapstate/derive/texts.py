@@ -37,10 +37,11 @@ class Texts:
     def strings(self) -> list[str]:
         """The texts as str, a list (ASCII, a byte a character: cut from one str)."""
         raw = self.data.tobytes()
+        bounds = zip(self.start.tolist(), self.stop.tolist(), strict=True)
         if not raw.isascii():
-            return [b.decode() for b in self.pieces()]
+            return [raw[a:b].decode() for a, b in bounds]
         text = raw.decode()
-        return [text[a:b] for a, b in zip(self.start.tolist(), self.stop.tolist(), strict=True)]
+        return [text[a:b] for a, b in bounds]
 
 
 def words(strings: Sequence[str]) -> Texts:

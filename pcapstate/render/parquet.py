@@ -127,7 +127,6 @@ def _arrays(c: dict[str, Any], views: ZeekViews) -> list[pa.Array]:
              _arrow(c["moves_inferred"][at], pa.bool_())], fields=list(_MOVE))
         out[f"{role}_transitions"] = pa.ListArray.from_arrays(_offsets(c["ntr"][:, e]), moves)
     return [out[f.name] if f.name in out else _names(c[f.name]) if isinstance(c[f.name], Coded)
-            else _texts(c[f.name]) if isinstance(c[f.name], Texts)
             else _arrow(c[f.name], f.type) for f in SCHEMA]
 
 
@@ -140,7 +139,10 @@ def _arrow(values: Any, kind: pa.DataType, unset: np.ndarray | None = None) -> p
     """`values` (numpy's numbers or flags; str and None for a string) as an Arrow array of
     `kind`, null where None or `unset`, made from their buffers: pyarrow's own conversion
     (pa.array) imports pandas, if it is installed, to see whether it was given pandas'
-    objects (0.2 s of --parquet's time, and its memory)."""
+    objects (0.2 s of --parquet's time, and its memory). Texts (one after another from the
+    start of their buffer) are strings as they are."""
+    if isinstance(values, Texts):
+        return _texts(values, unset)
     if kind == pa.string():
         values = list(values)
         missing = np.array([v is None for v in values], bool)
@@ -201,8 +203,7 @@ def _zeek(cols: dict[str, Any]) -> pa.StructArray:
     """Zeek views (records.views_columns) as structs."""
     unset = ~cols["timed"]
     arrays = [_arrow(_micros(cols["ts"]), _TS)]
-    arrays += [_texts(cols[f.name]) if f.name == "history" else
-               _arrow(cols[f.name], f.type, unset if f.name in ZEEK_TIMED else None)
+    arrays += [_arrow(cols[f.name], f.type, unset if f.name in ZEEK_TIMED else None)
                for f in list(_ZEEK)[1:]]
     return pa.StructArray.from_arrays(arrays, fields=list(_ZEEK))
 
