@@ -50,7 +50,8 @@ def _heap_given_back(fn: Callable[P, R]) -> Callable[P, R]:
 @_heap_given_back
 def analyze(paths: list[str], settings: Settings | None = None, *,
             on_record: Callable[[dict[str, Any]], None] | None = None,
-            on_lines: Callable[[bytes], object] | None = None,
+            on_lines: Callable[[memoryview], object] | None = None,
+            line_end: str = "\n",
             on_brief: Callable[[list[list[Any]]], None] | None = None,
             on_zeek: Callable[[dict[str, Any]], None] | None = None,
             on_columns: Callable[[dict[str, Any], Any], None] | None = None,
@@ -64,7 +65,8 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
 
     `on_record` receives each connection's record as the connection is retired (in
     retirement order); `on_lines` the same records as JSON Lines' text (UTF-8, a line each, as
-    `--jsonl` writes them), many lines at a time, for less than the dicts; `on_brief` the
+    `--jsonl` writes them), many lines at a time, for less than the dicts (each line ends
+    with `line_end`: render/output.py SEPARATOR for write_json's array); `on_brief` the
     same connections in brief (derive/records.py BRIEF_FIELDS), a list at a time, at a
     fraction of the cost; `on_zeek` the same connections as Zeek sees them
     (derive/records.py conn_entries: what a conn.log needs, a column each), a batch at a
@@ -119,6 +121,7 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
     tunnels: list[dict[str, Any]] = [] if dask else reading.unwrapper.tunnels
     summary = Summary(settings, on_record, on_brief, on_zeek, on_columns,
                       wireshark=reading.engine == "tshark", tunnels=tunnels, on_lines=on_lines,
+                      line_end=line_end,
                       behind=behind if join is None else None)  # the join is read at the end
     started = time.perf_counter()
     with ExitStack() as watching:  # the first run's compile, told through `note`

@@ -54,6 +54,22 @@ def test_lines_are_what_orjson_writes_of_the_records(name: str, engine: str) -> 
         assert any(r["closed_by"] is None for r in recs)
 
 
+def test_lines_end_as_asked_and_are_read_back_alike() -> None:
+    """Lines that end with the result array's separator (render/output.py SEPARATOR) are
+    JSON Lines' lines, the newline written as it; on_record's dicts read from them too."""
+    from pcapstate.render.output import SEPARATOR
+
+    texts: dict[str, list[bytes]] = {"\n": [], SEPARATOR: []}
+    recs: dict[str, list[dict]] = {"\n": [], SEPARATOR: []}
+    for end in texts:
+        analyze([str(SAMPLES / "time_wait_pressure.pcap")], on_lines=lambda t, end=end:
+                texts[end].append(bytes(t)), on_record=recs[end].append, line_end=end)
+    lines, separated = (b"".join(texts[end]) for end in ("\n", SEPARATOR))
+    assert lines.count(b"\n") == len(recs["\n"]) > 1
+    assert separated == lines.replace(b"\n", SEPARATOR.encode())
+    assert recs["\n"] == recs[SEPARATOR]
+
+
 def test_texts_are_orjsons_even_with_a_comma_inside() -> None:
     for values in (np.array(["a,b", None, 'say "hi"', "é\n"], object),
                    np.array([1.5, 1e16, 1e-7, 0.1, 1796161191.08386]),

@@ -293,7 +293,7 @@ def test_read_result_stops_before_the_records(tmp_path):
 
 @pytest.mark.parametrize("records", [0, 1, 3, 4000])
 def test_the_records_spooled_become_the_results_last_array(records):
-    """The records' JSON Lines, spooled (spool_records) a few lines at a time, become the
+    """The records' lines, each ending with SEPARATOR, spooled a few at a time, become the
     result's last array (write_json, from a file by the kernel, and from memory): every
     record once, in order, also one with a newline in a string; read_result reads the head
     alone."""
@@ -302,15 +302,15 @@ def test_the_records_spooled_become_the_results_last_array(records):
     import tempfile
     from functools import partial
 
-    from pcapstate.render.output import Behind, read_result, spool_records, write_json
+    from pcapstate.render.output import SEPARATOR, Behind, read_result, write_all, write_json
 
     rows = [{"id": i, "text": "a\nb" if i == 1 else "x" * (300 + i % 7)}
             for i in range(records)]
-    lines = [json.dumps(r).encode() + b"\n" for r in rows]
+    lines = [json.dumps(r).encode() + SEPARATOR.encode() for r in rows]
     for spool in (io.BytesIO(), tempfile.TemporaryFile()):
         behind = Behind()  # in order, from its thread
         for at in range(0, records, 7):
-            behind.later(partial(spool_records, spool, b"".join(lines[at:at + 7])))
+            behind.later(partial(write_all, spool, b"".join(lines[at:at + 7])))
         behind.close()
         for out in (io.BytesIO(), tempfile.TemporaryFile()):
             write_json(out, {"schema": "s", "n": records}, spool)
@@ -321,8 +321,8 @@ def test_the_records_spooled_become_the_results_last_array(records):
             assert text.endswith("\n ]\n}\n")
             if records:  # a record a line, a comma after each but the last
                 assert text.split('"connection_records": [\n', 1)[1].splitlines()[:-2] == \
-                    [line.decode().rstrip("\n") + "," for line in lines[:-1]] + \
-                    [lines[-1].decode().rstrip("\n")]
+                    [line.decode().rstrip("\n") for line in lines[:-1]] + \
+                    [lines[-1].decode()[:-len(SEPARATOR)]]
 
 
 @pytest.mark.parametrize(("content", "says"), [

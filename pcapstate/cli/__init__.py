@@ -24,13 +24,13 @@ from typing import Any, BinaryIO, NoReturn, TextIO, cast
 
 from pcapstate.cli.parser import build_parser, duration, fail_on
 from pcapstate.render.output import (
+    SEPARATOR,
     Behind,
     PendingFile,
     WriteError,
     guarded,
     is_stream,
     read_result,
-    spool_records,
     write_all,
     write_json,
 )
@@ -333,7 +333,7 @@ def _analyze(args: argparse.Namespace) -> int:
                 spool = cast(BinaryIO, guarded(tempfile.TemporaryFile(dir=folder), args.json))
             except OSError as e:
                 raise WriteError(args.json, e) from e
-            records_out = partial(spool_records, spool)
+            records_out = partial(write_all, spool)
         elif lines is not None:
             records_out = partial(write_all, lines)
         tsv, zeek_lines = outputs.file("zeek_conn"), outputs.file("zeek_conn_json")
@@ -354,6 +354,7 @@ def _analyze(args: argparse.Namespace) -> int:
         try:
             result = analyze(args.captures, settings,
                              on_lines=records_out,
+                             line_end="\n" if spool is None else SEPARATOR,
                              on_zeek=None if zeek_log is None else zeek_log.take,
                              on_columns=None if parquet is None else parquet.take,
                              behind=behind.later,

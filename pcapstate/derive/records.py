@@ -196,9 +196,10 @@ def columns(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray, aborted: n
 
 
 def lines(cols: dict[str, Any], views: "ZeekViews", zeek: Texts,
-          tunnels: Sequence[dict[str, Any]] = ()) -> bytes:
+          tunnels: Sequence[dict[str, Any]] = (), end: str = "\n") -> memoryview:
     """Each connection's record, as written to the JSON result and the JSON Lines stream
-    (docs/json.md), a line each (UTF-8), from its columns (columns): the one place a
+    (docs/json.md), a line each (UTF-8) that ends with `end` ("\n" in JSON Lines, ",\n"
+    in the result's array: render/output.py SEPARATOR), from its columns (columns): the one place a
     record's layout is written. Made as orjson writes the record's dict (the same bytes),
     but a column at a time: a value's text is orjson's, its key's too, and compiled code
     puts the lines together from those (texts.gather), with no object built for each
@@ -206,7 +207,7 @@ def lines(cols: dict[str, Any], views: "ZeekViews", zeek: Texts,
     (zeek_texts); `tunnels`: the tunnels met (decode/unwrap.py), by number - 1."""
     n = len(cols["id"])
     if not n:
-        return b""
+        return memoryview(b"")
     moves, rows = _transitions(cols), np.arange(n) * 2
     fields = [*_PLAIN, *(f"{role}_{name}" for role in ROLES for name in _ENDPOINT), "evicted"]
     plain = [k for k in fields if isinstance(cols[k], np.ndarray)]
@@ -234,13 +235,19 @@ def lines(cols: dict[str, Any], views: "ZeekViews", zeek: Texts,
         ("anomalies", _maps(cols["anomalies"], cols["anomaly_names"])),
         ("evicted", texts["evicted"]), (None, tunnel), *ws,
         ("zeek", (zeek, views.first)), (None, later)])
-    return gather([*record, "\n"], n).data.tobytes()
+    return gather([*record, end], n).data.data  # the array's buffer, not copied to a bytes
 
 
 @collector.paused()  # thousands of dicts and lists, no cycles: pcapstate/collector.py
-def parse(text: bytes) -> list[dict[str, Any]]:
-    """The records of JSON Lines `text` (lines) as dicts: what `on_record` receives."""
-    return orjson.loads(b"[" + text[:-1].replace(b"\n", b",") + b"]") if text else []
+def parse(text: bytes | memoryview, end: str = "\n") -> list[dict[str, Any]]:
+    """The records of `text`, lines that each end with `end` (lines), as dicts: what
+    `on_record` receives."""
+    if not text:
+        return []
+    body = bytes(text[:len(text) - len(end)])
+    if end.strip() != ",":  # else the records are an array's inside as they are
+        body = body.replace(end.encode(), b",")  # a record holds no raw newline
+    return orjson.loads(b"[" + body + b"]")
 
 
 class Coded(NamedTuple):

@@ -175,23 +175,24 @@ class Summary:
                  on_columns: Callable[[dict[str, Any], records.ZeekViews], None]
                  | None = None,
                  wireshark: bool = False, tunnels: Sequence[dict[str, Any]] = (),
-                 on_lines: Callable[[bytes], object] | None = None,
+                 on_lines: Callable[[memoryview], object] | None = None,
+                 line_end: str = "\n",
                  behind: Callable[[Callable[[], None]], None] | None = None) -> None:
         """`on_record` receives each connection's record (derive/records.py); `on_brief`
         the connections in brief (records.BRIEF_FIELDS), a list at a time; `on_zeek` what a
         conn.log needs of them, a column each (records.conn_entries); `on_columns` the
         records' fields a column each (records.columns) and their Zeek views
         (records.zeek_views); `on_lines` the records as JSON Lines' text (records.lines,
-        which on_record's dicts are read from), many lines at a time. `behind`, if given,
-        takes a function that hands a batch on to those four, to run later (in order, in
-        another thread: render/output.py Behind.later). `wireshark`: the tshark engine
-        counted Wireshark's analysis flags of each segment. `tunnels`: the tunnels met so
-        far (decode/unwrap.py), by number - 1."""
+        which on_record's dicts are read from), many lines at a time, each ending with
+        `line_end`. `behind`, if given, takes a function that hands a batch on to those
+        four, to run later (in order, in another thread: render/output.py Behind.later).
+        `wireshark`: the tshark engine counted Wireshark's analysis flags of each segment.
+        `tunnels`: the tunnels met so far (decode/unwrap.py), by number - 1."""
         if not settings.zeek and (on_record or on_lines or on_zeek or on_columns):
             raise ValueError("records and conn.logs hold Zeek's view: Settings(zeek=True)")
         self.tunnels = tunnels
         self.on_record = on_record
-        self.on_lines = on_lines
+        self.on_lines, self.line_end = on_lines, line_end
         self.behind = behind
         self.on_brief = on_brief
         self.on_zeek = on_zeek
@@ -268,11 +269,12 @@ class Summary:
                                    self.tunnels,
                                    None if self.on_columns is None else b.picks[part])
             if texts:  # once, for both
-                text = records.lines(cols, zeek, records.zeek_texts(zeek), self.tunnels)
+                text = records.lines(cols, zeek, records.zeek_texts(zeek), self.tunnels,
+                                     self.line_end)
                 if self.on_lines is not None:
                     self.on_lines(text)
                 if self.on_record is not None:
-                    for rec in records.parse(text):
+                    for rec in records.parse(text, self.line_end):
                         self.on_record(rec)
             if self.on_columns is not None:
                 self.on_columns(cols, zeek)

@@ -66,7 +66,7 @@ def guarded(stream: IO[Any], path: str) -> TextIO:
 PIECE = 1 << 16
 
 
-def write_all(out: BinaryIO, data: bytes) -> None:
+def write_all(out: BinaryIO, data: bytes | memoryview) -> None:
     """`data` written PIECE at a time, what a write left out written again: Python's
     buffered writer returns a short count where a pipe took part of a write (250 kB into
     `| head -c 10`), and the write after it raises."""
@@ -124,15 +124,15 @@ class Behind:
 
 
 def write_json(out: BinaryIO, result: dict[str, Any], records: BinaryIO | None) -> None:
-    """The result as one JSON document (UTF-8); `records`, as spooled (spool_records),
-    become its `connection_records` array, copied by the kernel where it can, never all in
-    memory."""
+    """The result as one JSON document (UTF-8); `records`, the records' lines, each ending
+    with SEPARATOR (derive/records.py lines), become its `connection_records` array,
+    copied by the kernel where it can, never all in memory."""
     head = json.dumps(result, indent=1)
     if records is None:
         out.write((head + "\n").encode())
         return
     out.write((head[:-2] + ',\n "connection_records": [').encode())  # head ends with "\n}"
-    size = records.seek(0, os.SEEK_END) - len(_SEPARATOR)  # the last record's left out
+    size = records.seek(0, os.SEEK_END) - len(SEPARATOR)  # the last record's left out
     if size > 0:
         out.write(b"\n")
         _copy(records, out, size)
@@ -140,13 +140,7 @@ def write_json(out: BinaryIO, result: dict[str, Any], records: BinaryIO | None) 
 
 
 #: What follows each record in the result's array as spooled (the last one's is left out)
-_SEPARATOR = b",\n"
-
-
-def spool_records(spool: BinaryIO, text: bytes) -> None:
-    """JSON Lines' text (many records at a time) written into `spool` for write_json: each
-    line's newline written as _SEPARATOR (a record holds no raw newline)."""
-    write_all(spool, text.replace(b"\n", _SEPARATOR))
+SEPARATOR = ",\n"
 
 
 def _copy(src: BinaryIO, out: BinaryIO, size: int) -> None:
