@@ -2,6 +2,7 @@
 once shadowed an editable install), and README's set-up commands work in a fresh venv in
 either order."""
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -99,6 +100,25 @@ def test_a_small_capture_stays_uncompiled_with_every_output(tmp_path):
     assert b"| numba" not in p.stderr and b"pcapstate.derive.records" in p.stderr
     assert not re.search(rb"\| +pandas", p.stderr)
     assert (tmp_path / "c.parquet").stat().st_size > 0
+
+
+@pytest.mark.parametrize("numba_config", [False, True])
+def test_numba_is_imported_without_scipy_and_yaml(tmp_path, numba_config):
+    """numba's import looks at SciPy's version and reads a .numba_config.yaml with PyYAML:
+    the engine's import leaves both out (jit._numba), PyYAML in when the working folder
+    holds such a file; both stay importable."""
+    installed = [m for m in ("scipy", "yaml") if importlib.util.find_spec(m) is not None]
+    if not installed:
+        pytest.skip("neither SciPy nor PyYAML installed")
+    if numba_config:
+        (tmp_path / ".numba_config.yaml").write_text("{}\n")
+    code = ("import sys; import pcapstate.decode.frames; "
+            "print(' '.join(sorted(m for m in ('scipy', 'yaml') if m in sys.modules))); "
+            f"import {', '.join(installed)}")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       cwd=tmp_path, env=_env(NUMBA_DISABLE_JIT="0"), timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == (["yaml"] if numba_config and "yaml" in installed else [])
 
 
 @pytest.mark.slow
