@@ -25,7 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from functools import cache
+from functools import cache, update_wrapper
 from typing import Any, cast
 
 from pcapstate import __version__
@@ -70,19 +70,58 @@ def records(a: Any) -> Any:
 
 def njit(**options: Any) -> Callable[[Callable[..., Any]], Any]:
     """numba.njit(**options) for a function of pcapstate's (every one is `cache=True`),
-    cached in cache_dir(). With PLAIN, the function itself."""
+    cached in cache_dir(), its dispatcher made when first needed (_Deferred). With PLAIN,
+    the function itself."""
     def decorate(fn: Callable[..., Any]) -> Any:
-        if PLAIN:
-            return fn
-        numba = _numba()
-        folder = cache_dir()
-        if folder is None:
-            return numba.njit(**{**options, "cache": False})(fn)
-        with _cache_in(folder):
-            compiled = numba.njit(**options)(fn)
-        _load_lean(compiled)
-        return compiled
+        return fn if PLAIN else _Deferred(fn, options)
     return decorate
+
+
+class _Deferred:
+    """A function numba compiles, whose dispatcher is made at its first call from Python or
+    when numba types a compiled caller (numba asks a global for `_numba_type_`, an
+    attribute of the dispatcher's, and for `targetoptions` to inline one): a run calls 11 to
+    14 of the engine's 113 functions from Python, their callees come compiled in their
+    code, and making the dispatchers of all took 27-34 ms of each run. Once made, the
+    dispatcher takes the function's place in its module (calls from there go straight to
+    it); it answers every other attribute."""
+
+    def __init__(self, fn: Callable[..., Any], options: dict[str, Any]) -> None:
+        self.made: Any = None
+        self.fn, self.options = fn, options
+        update_wrapper(self, fn)
+
+    def dispatcher(self) -> Any:
+        if self.made is None:
+            made = _dispatcher(self.fn, self.options)  # not under the lock: numba's own may
+            with _MAKING:  # be taken meanwhile. Two threads may make one each: one is kept,
+                if self.made is None:  # before either is called
+                    self.made = made
+                    module = sys.modules.get(self.fn.__module__)
+                    if getattr(module, self.fn.__name__, None) is self:
+                        setattr(module, self.fn.__name__, made)
+        return self.made
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.dispatcher()(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.dispatcher(), name)
+
+
+_MAKING = threading.Lock()
+
+
+def _dispatcher(fn: Callable[..., Any], options: dict[str, Any]) -> Any:
+    """numba's dispatcher of `fn`, loading its machine code from cache_dir()."""
+    numba = _numba()
+    folder = cache_dir()
+    if folder is None:
+        return numba.njit(**{**options, "cache": False})(fn)
+    with _cache_in(folder):
+        compiled = numba.njit(**options)(fn)
+    _load_lean(compiled)
+    return compiled
 
 
 def _numba() -> Any:
