@@ -102,6 +102,20 @@ def test_a_small_capture_stays_uncompiled_with_every_output(tmp_path):
     assert (tmp_path / "c.parquet").stat().st_size > 0
 
 
+def test_a_dispatcher_is_made_when_first_called():
+    """The engine's functions are numba's dispatchers only once called (jit._Deferred):
+    importing them imports no numba; the first call makes the dispatcher, which then
+    stands in the module."""
+    code = ("import sys, numpy as np; from pcapstate.derive import texts; "
+            "print('numba' in sys.modules, type(texts._cut).__name__); "
+            "print(texts.json_texts(np.array([1, 22])).strings(), "
+            "type(texts._cut).__module__.split('.')[0], type(texts._gather).__name__)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env=_env(NUMBA_DISABLE_JIT="0"), timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines() == ["False _Deferred", "['1', '22'] numba _Deferred"]
+
+
 @pytest.mark.parametrize("numba_config", [False, True])
 def test_numba_is_imported_without_scipy_and_yaml(tmp_path, numba_config):
     """numba's import looks at SciPy's version and reads a .numba_config.yaml with PyYAML:
