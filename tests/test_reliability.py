@@ -193,6 +193,42 @@ def test_outputs_get_the_mode_a_plain_open_gives(tmp_path, capsys):
     assert os.stat(existing).st_mode & 0o777 == 0o600  # as open() keeps an existing file's
 
 
+def test_a_file_replaced_is_moved_aside_then_removed(tmp_path, monkeypatch):
+    """An output replaces the file already there, none left beside it; the old one is
+    moved aside first (render/output.py _put_in_place), and put back should the new one's
+    rename fail. A hard link to the old file keeps the old text."""
+    from pcapstate.render import output
+
+    target, link = tmp_path / "r.json", tmp_path / "link.json"
+    target.write_text("old")
+    os.link(target, link)
+    done = output.PendingFile(str(target))
+    done.file.write("new")
+    done.done()
+    assert target.read_text() == "new" and link.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.json", "r.json"]
+
+    renames = []
+    real = os.rename
+
+    def failing(src, dst):
+        renames.append((os.path.basename(src), os.path.basename(dst)))
+        if len(renames) == 2:  # the new file's
+            raise OSError(5, "Input/output error")
+        real(src, dst)
+
+    monkeypatch.setattr(os, "rename", failing)
+    pending = output.PendingFile(str(target))
+    pending.file.write("newer")
+    with pytest.raises(output.WriteError, match="r.json: Input/output error"):
+        pending.done()
+    monkeypatch.setattr(os, "rename", real)
+    pending.discard()
+    assert renames[0][0] == "r.json" and renames[1][1] == "r.json"  # moved aside, first
+    assert target.read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.json", "r.json"]
+
+
 @pytest.mark.parametrize("options", [["--json", "X", "--jsonl", "X"],
                                      ["--report", "X", "--html", "X"],
                                      ["--zeek-conn", "X", "--zeek-conn-json", "./X"],
