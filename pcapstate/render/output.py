@@ -253,23 +253,27 @@ def _put_in_place(tmp: str, target: str) -> None:
     after: ext4 writes a file's data out before a rename that replaces another file
     (auto_da_alloc), on the process's time (80-150 ms for the benchmark capture's 182 MB
     --json here), not before one that replaces none. So `target` is absent for the time
-    between two renames; should the second fail, the old file is put back."""
+    between two renames; should the second fail, or a signal stop it, the old file is put
+    back."""
     aside = os.path.join(os.path.dirname(target), f".pcapstate-{secrets.token_hex(8)}.old")
-    try:
-        os.rename(target, aside)
-    except FileNotFoundError:
-        aside = ""
-    except OSError:  # moved aside, it could not be: replaced in one step
-        os.replace(tmp, target)
-        return
-    try:
+    placed = False
+    try:  # also on a signal's exception: one file at `target`, none aside
+        try:
+            os.rename(target, aside)
+        except FileNotFoundError:
+            aside = ""
+        except OSError:  # it cannot be moved aside: replaced in one step
+            aside = ""
+            os.replace(tmp, target)
+            return
         os.rename(tmp, target)
-    except OSError:
-        if aside:
-            os.rename(aside, target)
-        raise
-    if aside:
-        os.unlink(aside)
+        placed = True
+    finally:
+        if aside and placed:
+            os.unlink(aside)
+        elif aside:
+            with contextlib.suppress(FileNotFoundError):  # (not moved aside yet)
+                os.rename(aside, target)
 
 
 def _mode_for(path: str) -> int:
