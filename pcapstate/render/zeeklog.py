@@ -111,7 +111,8 @@ class Site:
 
 def _values(entries: dict[str, Any], site: Site) -> dict[str, Any]:
     """Each conn.log column of a batch's entries (derive/records.py conn_entries), by its
-    name in FIELDS: a list of values, None where unset."""
+    name in FIELDS: a list of values, None where unset; and "ts_text", each ts as Zeek's
+    TSV writes it (which the uids are made from)."""
     untimed = np.flatnonzero(~entries["timed"]).tolist()
 
     def when_timed(name: str) -> list[Any]:
@@ -120,14 +121,15 @@ def _values(entries: dict[str, Any], site: Site) -> dict[str, Any]:
             values[i] = None
         return values
     ts = entries["ts"].tolist()
+    times = list(map(_time_text, ts))
     hosts = [entries["orig_h"].tolist(), entries["resp_h"].tolist()]
     local = {h: site.is_local(h) for h in {*hosts[0], *hosts[1]}}
     tunnels = entries["tunnel"].tolist()
     parents = {t: tuple(_uids([t])) for t in set(tunnels) if t is not None} | {None: None}
     return {
-        "ts": ts,
-        "uid": _uids([f"{c}|{s}|{t:.6f}" for c, s, t in zip(
-            entries["client"].tolist(), entries["server"].tolist(), ts, strict=True)]),
+        "ts": ts, "ts_text": times,
+        "uid": _uids([f"{c}|{s}|{t}" for c, s, t in zip(
+            entries["client"].tolist(), entries["server"].tolist(), times, strict=True)]),
         "id.orig_h": hosts[0], "id.orig_p": entries["orig_p"].tolist(),
         "id.resp_h": hosts[1], "id.resp_p": entries["resp_p"].tolist(),
         "proto": ["tcp"] * len(ts), "service": [None] * len(ts),
@@ -207,22 +209,22 @@ class ConnLog:
             self.tsv.write(f"#close\t{_now()}\n".encode())
 
 
-def _tsv_lines(values: dict[str, Any]) -> bytes:
+def _tsv_lines(values: dict[str, Any]) -> memoryview:
     """The lines of Zeek's TSV of a batch's columns (_values): each column's texts made in
     bulk, the lines put together by compiled code (derive/texts.py gather). A line at a
     time, its columns' texts joined in Python, took 0.3 s of the benchmark capture's
     conn.log."""
-    from pcapstate.derive.texts import Part, gather, json_columns  # (_json_column)
+    from pcapstate.derive.texts import Part, gather, json_columns, words  # (_json_column)
 
     n = len(values["ts"])
     counts = [f for f, writer in zip(FIELDS, _TSV, strict=True) if writer is _tsv_count]
     counted = dict(zip(counts, json_columns([values[f] for f in counts]), strict=True))
-    parts: list[Part] = []
-    for field, writer in zip(FIELDS, _TSV, strict=True):
+    parts: list[Part] = [words(values["ts_text"]), "\t"]
+    for field, writer in zip(FIELDS[1:], _TSV[1:], strict=True):  # after ts
         parts += [_tsv_count_texts(counted[field], values[field]) if writer is _tsv_count
                   else _tsv_column(values[field], writer), "\t"]
     parts[-1] = "\n"
-    return bytes(gather(parts, n).data)
+    return gather(parts, n).data.data  # the array's buffer, not copied
 
 
 def _tsv_column(values: list[Any], writer: Callable[[Any], str]) -> "Part":
