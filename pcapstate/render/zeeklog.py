@@ -172,9 +172,14 @@ def _tsv_bool(value: bool | None) -> str:
     return "-" if value is None else "T" if value else "F"
 
 
-# Each column's writer, by its type (_tsv for the string columns)
-_TSV = [{"time": _tsv_time, "interval": _tsv_time, "count": _tsv_count, "port": _tsv_count,
-         "bool": _tsv_bool}.get(t, _tsv) for t in TYPES]
+def _tsv_uid(value: str) -> str:
+    return value  # "C" and base 62 (_uids): nothing Zeek escapes, never unset
+
+
+# Each column's writer, by its type (_tsv for the string columns), the uid's its own
+_TSV = [_tsv_uid if f == "uid" else {
+    "time": _tsv_time, "interval": _tsv_time, "count": _tsv_count, "port": _tsv_count,
+    "bool": _tsv_bool}.get(t, _tsv) for f, t in zip(FIELDS, TYPES, strict=True)]
 
 
 class ConnLog:
@@ -234,6 +239,8 @@ def _tsv_column(values: list[Any], writer: Callable[[Any], str]) -> "Part":
     capture's conn.log)."""
     from pcapstate.derive.texts import words
 
+    if writer is _tsv_uid:  # each its own
+        return words(values)
     if writer is _tsv or writer is _tsv_bool:
         distinct = {v: k for k, v in enumerate(dict.fromkeys(values))}
         return (words([writer(v) for v in distinct]),
