@@ -93,13 +93,12 @@ class _Deferred:
 
     def dispatcher(self) -> Any:
         if self.made is None:
-            made = _dispatcher(self.fn, self.options)  # not under the lock: numba's own may
-            with _MAKING:  # be taken meanwhile. Two threads may make one each: one is kept,
-                if self.made is None:  # before either is called
-                    self.made = made
+            with _MAKING:  # one at a time: _cache_in sets numba's configuration for all
+                if self.made is None:  # threads (the reader's, the writer's, the main one)
+                    self.made = _dispatcher(self.fn, self.options)
                     module = sys.modules.get(self.fn.__module__)
                     if getattr(module, self.fn.__name__, None) is self:
-                        setattr(module, self.fn.__name__, made)
+                        setattr(module, self.fn.__name__, self.made)
         return self.made
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -109,7 +108,8 @@ class _Deferred:
         return getattr(self.dispatcher(), name)
 
 
-_MAKING = threading.Lock()
+_MAKING = threading.Lock()  # (making a dispatcher takes no lock of numba's: a compile in
+# another thread, which holds numba's, may ask for one)
 
 
 def _dispatcher(fn: Callable[..., Any], options: dict[str, Any]) -> Any:
@@ -352,8 +352,7 @@ def borrowing() -> Callable[[Any], Any]:
 def cache_dir() -> str | None:
     """The folder numba caches pcapstate's compiled code in, created if need be; None when
     no folder is writable (then nothing is cached)."""
-    import numba
-
+    numba = _numba()
     config = _config()
     if config.CACHE_DIR:
         return str(config.CACHE_DIR)

@@ -116,6 +116,40 @@ def test_a_dispatcher_is_made_when_first_called():
     assert p.stdout.splitlines() == ["False _Deferred", "['1', '22'] numba _Deferred"]
 
 
+def test_dispatchers_made_at_once_in_threads_all_use_the_cache_folder(tmp_path):
+    """Dispatchers are made in whichever thread first calls a function (the reader's, the
+    writer's, the main one); numba's cache folder is a setting of the whole process, set
+    while one is made (jit._cache_in), so they are made one at a time. Made 8 threads at a
+    time, 20 times over, the threads switching as often as they can: every one's cache lies
+    in cache_dir()."""
+    code = """
+import sys, threading
+from pcapstate import jit
+import pcapstate.derive.texts, pcapstate.derive.fold, pcapstate.track.connections
+sys.setswitchinterval(1e-6)  # the threads taking turns as often as Python lets them
+fns = list({id(v.fn): v.fn for m in jit.ENGINE if m in sys.modules
+            for v in vars(sys.modules[m]).values() if isinstance(v, jit._Deferred)}.values())
+wrong = 0
+for _ in range(20):
+    made = [jit._Deferred(fn, {"cache": True, "nogil": True}) for fn in fns]
+    barrier = threading.Barrier(8)
+    def work(k):
+        barrier.wait()
+        for d in made[k::8]:
+            d.dispatcher()
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+    for t in threads: t.start()
+    for t in threads: t.join()
+    wrong += sum(not d.made._cache._cache_path.startswith(jit.cache_dir()) for d in made)
+print(len(fns), wrong)
+"""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       cwd=tmp_path, env=_env(NUMBA_DISABLE_JIT="0"), timeout=300)
+    assert p.returncode == 0, p.stderr
+    made, wrong = map(int, p.stdout.split())
+    assert made > 30 and wrong == 0
+
+
 @pytest.mark.parametrize("numba_config", [False, True])
 def test_numba_is_imported_without_scipy_and_yaml(tmp_path, numba_config):
     """numba's import looks at SciPy's version and reads a .numba_config.yaml with PyYAML:
