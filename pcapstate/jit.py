@@ -438,6 +438,8 @@ def watch(note: Callable[[str], object]) -> Iterator[None]:
         return
     from numba.core import event
 
+    first = not is_cached()  # else an output not asked before needs a function or two
+
     class Timer(event.Listener):
         def __init__(self) -> None:
             self.depth = 0
@@ -455,7 +457,9 @@ def watch(note: Callable[[str], object]) -> Iterator[None]:
                     return
                 self.said.set()
             note("compiling the analysis engine (once after installing or upgrading "
-                 f"pcapstate: {COMPILE_SECONDS})")
+                 f"pcapstate: {COMPILE_SECONDS})" if first else
+                 "compiling the parts of the engine this run needs that earlier runs did not "
+                 "(once: seconds)")
 
         def on_start(self, ev: event.Event) -> None:
             with self.lock:

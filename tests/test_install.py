@@ -102,6 +102,29 @@ def test_a_small_capture_stays_uncompiled_with_every_output(tmp_path):
     assert (tmp_path / "c.parquet").stat().st_size > 0
 
 
+def test_a_compile_after_the_first_says_it_compiles_parts(tmp_path):
+    """The first compile into an empty cache is the engine's ("once after installing");
+    a later one (an output first asked for after runs that did not need it: 3 s for the
+    records' writer after -q on the benchmark capture) says it compiles the parts earlier
+    runs did not need."""
+    (tmp_path / "onefunc.py").write_text(
+        "from pcapstate.jit import njit\n\n\n"
+        "@njit(cache=True)\ndef twice(x):\n    return x * 2\n\n\n"
+        "@njit(cache=True)\ndef thrice(x):\n    return x * 3\n")
+    env = _env(XDG_CACHE_HOME=str(tmp_path / "cache"), PYTHONPATH=str(tmp_path),
+               NUMBA_DISABLE_JIT="0")
+
+    def said(name: str) -> str:
+        code = ("import onefunc; from pcapstate import jit; jit.QUIET_SECONDS = 0\n"
+                "with jit.watch(print):\n"
+                f"    onefunc.{name}(2)\n")
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              env=env, timeout=300, check=True).stdout.splitlines()[0]
+
+    assert said("twice").startswith("compiling the analysis engine (once after installing")
+    assert said("thrice").startswith("compiling the parts of the engine this run needs")
+
+
 def test_a_dispatcher_is_made_when_first_called():
     """The engine's functions are numba's dispatchers only once called (jit._Deferred):
     importing them imports no numba; the first call makes the dispatcher, which then
