@@ -105,7 +105,12 @@ class _Deferred:
         return self.dispatcher()(*args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
+        if name in ("made", "fn", "options"):  # not set yet: an instance being built
+            raise AttributeError(name)
         return getattr(self.dispatcher(), name)
+
+    def __reduce__(self) -> Any:
+        return self.dispatcher().__reduce__()  # pickled, copied: as numba's dispatcher
 
 
 _MAKING = threading.Lock()  # (making a dispatcher takes no lock of numba's: a compile in

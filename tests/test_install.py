@@ -137,6 +137,14 @@ def test_a_dispatcher_is_made_when_first_called():
                        env=_env(NUMBA_DISABLE_JIT="0"), timeout=300)
     assert p.returncode == 0, p.stderr
     assert p.stdout.splitlines() == ["False _Deferred", "['1', '22'] numba _Deferred"]
+    # pickled and copied as numba's dispatcher is (Dask ships functions so)
+    code = ("import copy, pickle, numpy as np; from pcapstate.derive import texts; "
+            "f = texts.json_texts.__globals__['_gather']; "
+            "print(type(pickle.loads(pickle.dumps(f))).__name__, type(copy.copy(f)).__name__)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env=_env(NUMBA_DISABLE_JIT="0"), timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["CPUDispatcher", "CPUDispatcher"]
 
 
 def test_dispatchers_made_at_once_in_threads_all_use_the_cache_folder(tmp_path):
