@@ -172,14 +172,9 @@ def _tsv_bool(value: bool | None) -> str:
     return "-" if value is None else "T" if value else "F"
 
 
-def _tsv_uid(value: str) -> str:
-    return value  # "C" and base 62 (_uids): nothing Zeek escapes, never unset
-
-
-# Each column's writer, by its type (_tsv for the string columns), the uid's its own
-_TSV = [_tsv_uid if f == "uid" else {
-    "time": _tsv_time, "interval": _tsv_time, "count": _tsv_count, "port": _tsv_count,
-    "bool": _tsv_bool}.get(t, _tsv) for f, t in zip(FIELDS, TYPES, strict=True)]
+# Each column's writer, by its type (_tsv for the string columns)
+_TSV = [{"time": _tsv_time, "interval": _tsv_time, "count": _tsv_count, "port": _tsv_count,
+         "bool": _tsv_bool}.get(t, _tsv) for t in TYPES]
 
 
 class ConnLog:
@@ -224,9 +219,13 @@ def _tsv_lines(values: dict[str, Any]) -> memoryview:
     n = len(values["ts"])
     counts = [f for f, writer in zip(FIELDS, _TSV, strict=True) if writer is _tsv_count]
     counted = dict(zip(counts, json_columns([values[f] for f in counts]), strict=True))
-    parts: list[Part] = [words(values["ts_text"]), "\t"]
-    for field, writer in zip(FIELDS[1:], _TSV[1:], strict=True):  # after ts
-        parts += [_tsv_count_texts(counted[field], values[field]) if writer is _tsv_count
+    # columns whose texts are known as they are: ts's (_values), the uids (base 62: nothing
+    # Zeek escapes, never unset, each distinct)
+    known = {"ts": values["ts_text"], "uid": values["uid"]}
+    parts: list[Part] = []
+    for field, writer in zip(FIELDS, _TSV, strict=True):
+        parts += [words(known[field]) if field in known
+                  else _tsv_count_texts(counted[field], values[field]) if writer is _tsv_count
                   else _tsv_column(values[field], writer), "\t"]
     parts[-1] = "\n"
     return gather(parts, n).data.data  # the array's buffer, not copied
@@ -239,8 +238,6 @@ def _tsv_column(values: list[Any], writer: Callable[[Any], str]) -> "Part":
     capture's conn.log)."""
     from pcapstate.derive.texts import words
 
-    if writer is _tsv_uid:  # each its own
-        return words(values)
     if writer is _tsv or writer is _tsv_bool:
         distinct = {v: k for k, v in enumerate(dict.fromkeys(values))}
         return (words([writer(v) for v in distinct]),
