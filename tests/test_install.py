@@ -28,6 +28,15 @@ def _env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
+def _python(code: str, cwd: Path | None = None, **env: str) -> str:
+    """What `python -c code` prints, compiled (NUMBA_DISABLE_JIT=0) with `env` added;
+    it must succeed."""
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       cwd=cwd, env=_env(NUMBA_DISABLE_JIT="0", **env), timeout=300)
+    assert p.returncode == 0, p.stderr
+    return p.stdout
+
+
 def test_the_cache_folder_is_per_user_and_keyed_by_version(tmp_path):
     import numba
 
@@ -111,15 +120,12 @@ def test_a_compile_after_the_first_says_it_compiles_parts(tmp_path):
         "from pcapstate.jit import njit\n\n\n"
         "@njit(cache=True)\ndef twice(x):\n    return x * 2\n\n\n"
         "@njit(cache=True)\ndef thrice(x):\n    return x * 3\n")
-    env = _env(XDG_CACHE_HOME=str(tmp_path / "cache"), PYTHONPATH=str(tmp_path),
-               NUMBA_DISABLE_JIT="0")
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache"), "PYTHONPATH": str(tmp_path)}
 
     def said(name: str) -> str:
-        code = ("import onefunc; from pcapstate import jit; jit.QUIET_SECONDS = 0\n"
-                "with jit.watch(print):\n"
-                f"    onefunc.{name}(2)\n")
-        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                              env=env, timeout=300, check=True).stdout.splitlines()[0]
+        return _python("import onefunc; from pcapstate import jit; jit.QUIET_SECONDS = 0\n"
+                       "with jit.watch(print):\n"
+                       f"    onefunc.{name}(2)\n", **env).splitlines()[0]
 
     assert said("twice").startswith("compiling the analysis engine (once after installing")
     assert said("thrice").startswith("compiling the parts of the engine this run needs")
@@ -133,18 +139,12 @@ def test_a_dispatcher_is_made_when_first_called():
             "print('numba' in sys.modules, type(texts._cut).__name__); "
             "print(texts.json_texts(np.array([1, 22])).strings(), "
             "type(texts._cut).__module__.split('.')[0], type(texts._gather).__name__)")
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       env=_env(NUMBA_DISABLE_JIT="0"), timeout=300)
-    assert p.returncode == 0, p.stderr
-    assert p.stdout.splitlines() == ["False _Deferred", "['1', '22'] numba _Deferred"]
+    assert _python(code).splitlines() == ["False _Deferred", "['1', '22'] numba _Deferred"]
     # pickled and copied as numba's dispatcher is (Dask ships functions so)
     code = ("import copy, pickle, numpy as np; from pcapstate.derive import texts; "
             "f = texts.json_texts.__globals__['_gather']; "
             "print(type(pickle.loads(pickle.dumps(f))).__name__, type(copy.copy(f)).__name__)")
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       env=_env(NUMBA_DISABLE_JIT="0"), timeout=300)
-    assert p.returncode == 0, p.stderr
-    assert p.stdout.split() == ["CPUDispatcher", "CPUDispatcher"]
+    assert _python(code).split() == ["CPUDispatcher", "CPUDispatcher"]
 
 
 def test_dispatchers_made_at_once_in_threads_all_use_the_cache_folder(tmp_path):
@@ -174,10 +174,7 @@ for _ in range(20):
     wrong += sum(not d.made._cache._cache_path.startswith(jit.cache_dir()) for d in made)
 print(len(fns), wrong)
 """
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       cwd=tmp_path, env=_env(NUMBA_DISABLE_JIT="0"), timeout=300)
-    assert p.returncode == 0, p.stderr
-    made, wrong = map(int, p.stdout.split())
+    made, wrong = map(int, _python(code, cwd=tmp_path).split())
     assert made > 30 and wrong == 0
 
 
@@ -194,10 +191,8 @@ def test_numba_is_imported_without_scipy_and_yaml(tmp_path, numba_config):
     code = ("import sys; import pcapstate.decode.frames; "
             "print(' '.join(sorted(m for m in ('scipy', 'yaml') if m in sys.modules))); "
             f"import {', '.join(installed)}")
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                       cwd=tmp_path, env=_env(NUMBA_DISABLE_JIT="0"), timeout=120)
-    assert p.returncode == 0, p.stderr
-    assert p.stdout.split() == (["yaml"] if numba_config and "yaml" in installed else [])
+    expected = ["yaml"] if numba_config and "yaml" in installed else []
+    assert _python(code, cwd=tmp_path).split() == expected
 
 
 @pytest.mark.slow
