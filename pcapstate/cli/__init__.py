@@ -176,8 +176,9 @@ def _keep_freed_memory() -> None:
     kernel zeroing pages in one run (perf); with this, as many faults as the analysis
     alone. The peak does not grow (what is kept was in use at the peak). The command's
     alone (a program that imports pcapstate keeps its own), not where malloc is not glibc's
-    (no mallopt), nor where the user tuned it (GLIBC_TUNABLES, MALLOC_*_ variables)."""
-    if "GLIBC_TUNABLES" in os.environ or any(
+    (no mallopt), nor where the user tuned it (glibc.malloc in GLIBC_TUNABLES, MALLOC_*_
+    variables)."""
+    if "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", "") or any(
             k.startswith("MALLOC_") and k.endswith("_") for k in os.environ):
         return
     import ctypes  # (imported already: numba's and llvmlite's)
