@@ -294,9 +294,9 @@ def test_read_result_stops_before_the_records(tmp_path):
 @pytest.mark.parametrize("records", [0, 1, 3, 4000])
 def test_the_records_spooled_become_the_results_last_array(records):
     """The records' lines, each ending with SEPARATOR, spooled a few at a time, become the
-    result's last array (write_json, from a file by the kernel, and from memory): every
-    record once, in order, also one with a newline in a string; read_result reads the head
-    alone."""
+    result's last array (write_json, from a file by the kernel, from memory, and in the
+    file they were written into, moved up in place past MOVE): every record once, in order,
+    also one with a newline in a string; read_result reads the head alone."""
     import io
     import json
     import tempfile
@@ -312,7 +312,8 @@ def test_the_records_spooled_become_the_results_last_array(records):
         for at in range(0, records, 7):
             behind.later(partial(write_all, spool, b"".join(lines[at:at + 7])))
         behind.close()
-        for out in (io.BytesIO(), tempfile.TemporaryFile()):
+        in_place = () if isinstance(spool, io.BytesIO) else (spool,)  # the file itself, last
+        for out in (io.BytesIO(), tempfile.TemporaryFile(), *in_place):
             write_json(out, {"schema": "s", "n": records}, spool)
             out.seek(0)
             text = out.read().decode()

@@ -364,11 +364,12 @@ def _analyze(args: argparse.Namespace) -> int:
     try:
         records_out = None  # where the records' JSON Lines go
         lines = outputs.file("jsonl")
-        if lines is None and args.json:
-            folder = None if is_stream(args.json) else \
-                os.path.dirname(os.path.realpath(args.json))
+        if lines is None and args.json and outputs.files["json"].fresh:
+            spool = outputs.file("json")  # the records straight in, the rest around them
+            records_out = partial(write_all, spool)
+        elif lines is None and args.json:  # into a stream: they wait in a file of their own
             try:
-                spool = cast(BinaryIO, guarded(tempfile.TemporaryFile(dir=folder), args.json))
+                spool = cast(BinaryIO, guarded(tempfile.TemporaryFile(), args.json))
             except OSError as e:
                 raise WriteError(args.json, e) from e
             records_out = partial(write_all, spool)
@@ -434,7 +435,7 @@ def _analyze(args: argparse.Namespace) -> int:
         if parquet is not None:
             parquet.discard()
         outputs.discard()  # not finished: no half-written file left behind
-        if spool is not None:
+        if spool is not None and spool is not outputs.file("json"):
             spool.close()
 
     text = sys.stderr if stdout_taken else sys.stdout

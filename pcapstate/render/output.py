@@ -126,22 +126,75 @@ class Behind:
 
 def write_json(out: BinaryIO, result: dict[str, Any], records: BinaryIO | None) -> None:
     """The result as one JSON document (UTF-8); `records`, the records' lines, each ending
-    with SEPARATOR (derive/records.py lines), become its `connection_records` array,
-    copied by the kernel where it can, never all in memory."""
+    with SEPARATOR (derive/records.py lines), become its `connection_records` array, never
+    all in memory: from a spool of their own, copied by the kernel where it can, or, when
+    `records` is `out` itself (a new file they were written into from its start: the
+    command's: PendingFile.fresh), where they are, the rest put around them (_around)."""
     head = json.dumps(result, indent=1)
     if records is None:
         out.write((head + "\n").encode())
         return
-    out.write((head[:-2] + ',\n "connection_records": [').encode())  # head ends with "\n}"
+    opening = (head[:-2] + ",\n" + _ARRAY).encode()  # head ends with "\n}"
+    if records is out:
+        _around(out, opening)
+        return
+    out.write(opening)
     size = records.seek(0, os.SEEK_END) - len(SEPARATOR)  # the last record's left out
     if size > 0:
         out.write(b"\n")
         _copy(records, out, size)
-    out.write(b"\n ]\n}\n")
+    out.write(_CLOSING)
 
 
 #: What follows each record in the result's array as spooled (the last one's is left out)
 SEPARATOR = ",\n"
+_ARRAY = ' "connection_records": ['  # the line that opens the records' array
+_CLOSING = b"\n ]\n}\n"  # the array's end and the result's
+
+
+def _around(out: BinaryIO, opening: bytes) -> None:
+    """The records written into `out` from its start made the result's array: moved up in
+    place (from the end, a MOVE at a time), `opening` (the result up to the array's "[")
+    put before them, the last one's SEPARATOR made the end. One file, not a spool and a
+    copy of it: half the disk space and page cache (182 MB less for the benchmark
+    capture), and 57-60 ms against 75-91 ms for the copy (three runs each). The file
+    system could insert the space before them instead (fallocate's INSERT_RANGE), but ext4
+    writes the file's data out to the disk first, and waits: 0.12 s more (14 paired runs)."""
+    out.flush()
+    try:
+        fd = out.fileno()
+        size = max(os.fstat(fd).st_size - len(SEPARATOR), 0)  # the last record's left out
+        os.ftruncate(fd, size)
+        front = opening + b"\n" if size else opening
+        _move_up(fd, size, len(front))
+        _put(fd, front, 0)
+        _put(fd, _CLOSING, len(front) + size)
+    except OSError as e:
+        raise WriteError(cast(Guarded, out).path, e) from e
+    out.seek(0, os.SEEK_END)
+
+
+MOVE = 1 << 20  # what _move_up moves at a time
+
+
+def _move_up(fd: int, size: int, by: int) -> None:
+    """File `fd`'s first `size` bytes moved `by` bytes further, in place."""
+    end = size
+    while end > 0:
+        start = max(0, end - MOVE)
+        data = os.pread(fd, end - start, start)
+        if len(data) != end - start:
+            raise OSError(errno.EIO, "the file shrank while it was written")
+        _put(fd, data, start + by)
+        end = start
+
+
+def _put(fd: int, data: bytes, at: int) -> None:
+    """`data` written at offset `at` of file `fd`, whole."""
+    view = memoryview(data)
+    while view:
+        done = os.pwrite(fd, view, at)
+        view, at = view[done:], at + done
 
 
 def _copy(src: BinaryIO, out: BinaryIO, size: int) -> None:
@@ -176,7 +229,7 @@ def read_result(f: TextIO) -> Any:
     one without records. Any other layout of the same JSON is read whole."""
     head: list[str] = []
     for line in f:
-        if line == ' "connection_records": [\n':
+        if line == _ARRAY + "\n":
             return json.loads("".join(head).rstrip().removesuffix(",") + "\n}")
         head.append(line)
     return json.loads("".join(head))
@@ -223,6 +276,12 @@ class PendingFile:
         except OSError as e:
             raise WriteError(path, e) from e
         self.file = guarded(stream, path)
+
+    @property
+    def fresh(self) -> bool:
+        """Whether the file is a new one, empty but for what this run wrote into it, to be
+        renamed into place (not standard output, a device, a FIFO or a pipe)."""
+        return self.tmp is not None
 
     def done(self) -> None:
         """Put the file in place, with the mode a plain open() would have given it."""
