@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -314,3 +315,36 @@ def test_streamed_outputs_are_not_left_half_written(tmp_path, capsys):
                  "-q"]) == 0
     assert len(outs[0].read_text().splitlines()) == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.pcap", "conn.log", "r.jsonl"]
+
+
+def test_the_command_leaves_the_users_own_memory_settings_alone(monkeypatch):
+    """The command has glibc's malloc keep freed memory and NumPy use pages of the usual
+    size (cli._lean_start), unless the user set either: then theirs stand."""
+    import ctypes
+
+    from pcapstate import cli
+
+    calls: list[tuple[int, int]] = []
+
+    class Libc:
+        def mallopt(self, option: int, value: int) -> int:
+            calls.append((option, value))
+            return 1
+
+    monkeypatch.setattr(ctypes, "CDLL", lambda name, **kw: Libc())
+    for name in ("NUMPY_MADVISE_HUGEPAGE", "GLIBC_TUNABLES",
+                 *(k for k in os.environ if k.startswith("MALLOC_"))):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.cpu.hwcaps=-AVX2")  # not malloc's
+    cli._lean_start()
+    assert os.environ["NUMPY_MADVISE_HUGEPAGE"] == "0"
+    assert calls == [(-3, 32 << 20), (-1, 1 << 30)]  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
+    for name, value in (("GLIBC_TUNABLES", "glibc.malloc.trim_threshold=0"),
+                        ("MALLOC_TRIM_THRESHOLD_", "0")):
+        calls.clear()
+        monkeypatch.setenv("NUMPY_MADVISE_HUGEPAGE", "1")
+        monkeypatch.delenv("GLIBC_TUNABLES")
+        monkeypatch.setenv(name, value)
+        cli._lean_start()
+        assert os.environ["NUMPY_MADVISE_HUGEPAGE"] == "1"
+        assert calls == [], name
