@@ -204,6 +204,14 @@ def _keep_freed_memory() -> None:
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's malloc.h
 
 
+def _spool(path: str) -> BinaryIO:
+    """A temporary file for --json's records (`path`'s, whose failures it names)."""
+    try:
+        return cast(BinaryIO, guarded(tempfile.TemporaryFile(), path))
+    except OSError as e:
+        raise WriteError(path, e) from e
+
+
 def _note(text: str) -> None:
     """A line for the person at the terminal, on stderr: "pcapstate: ..."."""
     print(f"pcapstate: {text}", file=sys.stderr, flush=True)
@@ -366,14 +374,9 @@ def _analyze(args: argparse.Namespace) -> int:
     try:
         records_out = None  # where the records' JSON Lines go
         lines = outputs.file("jsonl")
-        if lines is None and args.json and outputs.files["json"].fresh:
-            spool = outputs.file("json")  # the records straight in, the rest around them
-            records_out = partial(write_all, spool)
-        elif lines is None and args.json:  # into a stream: they wait in a file of their own
-            try:
-                spool = cast(BinaryIO, guarded(tempfile.TemporaryFile(), args.json))
-            except OSError as e:
-                raise WriteError(args.json, e) from e
+        if lines is None and args.json:  # the records straight into the result's new
+            # file, the rest put around them; for a stream, in a file of their own meanwhile
+            spool = outputs.file("json") if outputs.files["json"].fresh else _spool(args.json)
             records_out = partial(write_all, spool)
         elif lines is not None:
             records_out = partial(write_all, lines)
