@@ -54,6 +54,56 @@ def test_lines_are_what_orjson_writes_of_the_records(name: str, engine: str) -> 
         assert any(r["closed_by"] is None for r in recs)
 
 
+def _conversation(times: list[float]) -> list[tuple[float, bytes]]:
+    """A connection opened, a byte each way, closed by the client: a frame at each time."""
+    import dpkt
+
+    c, s = (40000, bytes([192, 0, 2, 1])), (80, bytes([192, 0, 2, 2]))
+    steps = [(c, s, dpkt.tcp.TH_SYN, 100, 0, b""), (s, c, dpkt.tcp.TH_SYN | dpkt.tcp.TH_ACK,
+                                                     500, 101, b""),
+             (c, s, dpkt.tcp.TH_ACK, 101, 501, b"a"), (s, c, dpkt.tcp.TH_ACK, 501, 102, b"b"),
+             (c, s, dpkt.tcp.TH_FIN | dpkt.tcp.TH_ACK, 102, 502, b""),
+             (s, c, dpkt.tcp.TH_FIN | dpkt.tcp.TH_ACK, 502, 103, b""),
+             (c, s, dpkt.tcp.TH_ACK, 103, 503, b"")]
+    frames = []
+    for t, ((sport, src), (dport, dst), flags, seq, ack, data) in zip(times, steps,
+                                                                       strict=True):
+        tcp = dpkt.tcp.TCP(sport=sport, dport=dport, flags=flags, seq=seq, ack=ack, data=data,
+                           win=1000)
+        ip = dpkt.ip.IP(src=src, dst=dst, p=6, data=tcp)
+        frames.append((t, bytes(dpkt.ethernet.Ethernet(src=bytes(6), dst=bytes(6), data=ip))))
+    return frames
+
+
+@pytest.mark.parametrize(("start", "ns"), [
+    (1_795_548_284.123456, False),  # whole microseconds: written by compiled code
+    (1_795_548_284.123456789, True),  # nanoseconds: orjson's texts
+    (0.000123, False),  # under a second: orjson's (1.23e-4)
+    (4_294_967_294.999, False),  # the last seconds a pcap holds (32 bits)
+])
+def test_times_are_written_as_orjson_writes_them(tmp_path: Path, start: float,
+                                                  ns: bool) -> None:
+    """A record's times: whole microseconds from 1 s to 2**33 s are written by compiled
+    code (records._micro), the other floats by orjson; either way orjson's text."""
+    import struct
+
+    times = [start + k * 0.0011 + (k * 0.000000007 if ns else 0) for k in range(7)]
+    out = struct.pack("<IHHiIII", 0xA1B23C4D if ns else 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+    for t, frame in _conversation(times):
+        sec, frac = divmod(round(t * (1e9 if ns else 1e6)), 10**9 if ns else 10**6)
+        out += struct.pack("<IIII", sec, frac, len(frame), len(frame)) + frame
+    capture = tmp_path / "c.pcap"
+    capture.write_bytes(out)
+    chunks: list[bytes] = []
+    recs: list[dict] = []
+    analyze([str(capture)], on_lines=chunks.append, on_record=recs.append)
+    assert len(recs) == 1 and recs[0]["end"] == "closed"
+    assert b"".join(chunks) == orjson.dumps(recs[0], option=orjson.OPT_APPEND_NEWLINE)
+    moves = [t["ts"] for e in recs[0]["endpoints"].values() for t in e["transitions"]]
+    whole = [round(v * 1e6) / 1e6 == v and 1 <= v < 2**33 for v in moves]
+    assert all(whole) == (not ns and start >= 1)
+
+
 def test_lines_end_as_asked_and_are_read_back_alike() -> None:
     """Lines that end with the result array's separator (render/output.py SEPARATOR) are
     JSON Lines' lines, the newline written as it; on_record's dicts read from them too."""

@@ -14,11 +14,8 @@ import orjson
 
 from pcapstate import collector, jit
 from pcapstate.derive.texts import (
-    Part,
     Texts,
     gather,
-    in_stead,
-    json_columns,
     json_texts,
     words,
 )
@@ -98,8 +95,9 @@ def _addresses(ends: _Ends) -> np.ndarray:
     return ends.host_names() + np.array(ports, object)[at]
 
 
-def _address_texts(ends: _Ends) -> list[Texts]:
-    """The client's and the server's addresses (_addresses) as Texts, a row each."""
+def address_texts(ends: _Ends) -> list[Texts]:
+    """The client's and the server's addresses (_addresses) as Texts, a row each (columns'
+    "ends")."""
     hosts, (ports, at) = words(ends.hosts), _port_table(ends)
     ports_texts = words(ports)
     return [gather([(hosts, ends.host[:, e]), (ports_texts, at[:, e])], len(at))
@@ -137,9 +135,9 @@ def columns(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray, aborted: n
             tunnels: Sequence[dict[str, Any]] = (),
             picks: np.ndarray | None = None) -> dict[str, Any]:
     """The fields of each connection's record, a column each (numpy arrays, None where a
-    record has null; a name of the vocabulary's by its code: Coded; the addresses, "client"
-    and "server", as Texts lying one after another), worked out once for the JSON records
-    and the Parquet file (render/parquet.py). `aborted`, `evidences`:
+    record has null; a name of the vocabulary's by its code: Coded; the addresses' parts,
+    "ends": _Ends, which address_texts makes texts of), worked out once for the JSON
+    records and the Parquet file (render/parquet.py). `aborted`, `evidences`:
     derive/fold.py's (the closer closed by a RST; how the closer is known). Per endpoint
     ("client_" and "server_" prefixes): final_state, packets, payload_bytes, syn, fin, rst.
     The transitions made, endpoint after endpoint: "moves_ts", "moves_state_code" (the
@@ -152,7 +150,6 @@ def columns(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray, aborted: n
     None; with the diagnoses' rules' bits (`picks`, derive/rules.py pick), "signs": the
     diagnoses each connection shows a sign of (rules.SIGNS), a list each."""
     names = _NAMES
-    client, server = _address_texts(_endpoints(rows))
     closed_by = aborted.astype(np.intp)  # fin, rst, or -1: None
     closed_by[(closers == _CLOSER_NONE) | (evidences == _INFERRED)] = -1
     # the transitions made (not the unused places), and where each endpoint's begin
@@ -164,7 +161,7 @@ def columns(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray, aborted: n
     inferred[starts[(rows["inferred"] != 0)[:, None] & (ntr > 0)]] = True
     codes = rows["tr_st"][made].astype(np.intp)  # each move's state (in STATE_NAMES)
     out = {
-        "id": rows["cid"], "client": client, "server": server,
+        "id": rows["cid"], "ends": _endpoints(rows),
         "roles_from": Coded(rows["roles"], names["roles"]),
         "mid_stream": rows["roles"] != _BY_SYN, "first_ts": rows["first_ts"],
         "last_ts": rows["last_ts"], "end": Coded(kinds, names["end"]),
@@ -195,47 +192,130 @@ def columns(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray, aborted: n
     return out
 
 
-def lines(cols: dict[str, Any], views: "ZeekViews", zeek: Texts,
-          tunnels: Sequence[dict[str, Any]] = (), end: str = "\n") -> memoryview:
+def lines(cols: dict[str, Any], views: "ZeekViews", tunnels: Sequence[dict[str, Any]] = (),
+          end: str = "\n") -> memoryview:
     """Each connection's record, as written to the JSON result and the JSON Lines stream
     (docs/json.md), a line each (UTF-8) that ends with `end` ("\n" in JSON Lines, ",\n"
-    in the result's array: render/output.py SEPARATOR), from its columns (columns): the one place a
-    record's layout is written. Made as orjson writes the record's dict (the same bytes),
-    but a column at a time: a value's text is orjson's, its key's too, and compiled code
-    puts the lines together from those (texts.gather), with no object built for each
-    record. `views`, `zeek`: the Zeek views of the same rows (zeek_views) and their texts
-    (zeek_texts); `tunnels`: the tunnels met (decode/unwrap.py), by number - 1."""
+    in the result's array: render/output.py SEPARATOR), from its columns (columns) and
+    its Zeek views (`views`: zeek_views of the same rows): the one place a record's layout
+    is written (_write, in the order of _KEYS). The same bytes as orjson writes the
+    record's dict, made by compiled code from the columns, with no object built for each
+    record: numbers written there (times as _micro says, the other floats' texts
+    orjson's), every other text taken from one table (_Table). `tunnels`: the tunnels met
+    (decode/unwrap.py), by number - 1."""
     n = len(cols["id"])
     if not n:
         return memoryview(b"")
-    moves, rows = _transitions(cols), np.arange(n) * 2
-    fields = [*_PLAIN, *(f"{role}_{name}" for role in ROLES for name in _ENDPOINT), "evicted"]
-    plain = [k for k in fields if isinstance(cols[k], np.ndarray)]
-    texts: dict[str, Part | list[Part]] = dict(zip(plain, json_columns(
-        [cols[k] for k in plain]), strict=True))
-    texts |= {k: (_json_names(tuple(cols[k].names)), cols[k].codes) for k in fields
-              if isinstance(cols[k], Coded)}
-    texts |= {k: _quoted(cols[k]) for k in fields if isinstance(cols[k], Texts)}
-    endpoints = [_object([*((name, texts[f"{role}_{name}"]) for name in _ENDPOINT),
-                          ("transitions", ["[", (moves, rows + e), "]"])])
-                 for e, role in enumerate(ROLES)]
-    tunnel = _optional(n, "tunnel", {i: _json(tunnels[t - 1]) for i, t in zip(
-        np.flatnonzero(cols["tunnel"]).tolist(), cols["tunnel"][cols["tunnel"] != 0].tolist(),
-        strict=True)})
-    ws = [] if cols["wireshark"] is None else \
-        [("wireshark_analysis", _maps(cols["wireshark"], list(WIRESHARK_ANALYSIS)))]
-    later: Part = ""
-    if views.later:
-        strings = zeek.strings()
-        later = _optional(n, "zeek_later", {i: "[" + ",".join(strings[k] for k in others) + "]"
-                                            for i, others in views.later.items()})
-    record = _object([
-        *((k, texts[k]) for k in _PLAIN),
-        ("endpoints", _object(list(zip(ROLES, endpoints, strict=True)))),
-        ("anomalies", _maps(cols["anomalies"], cols["anomaly_names"])),
-        ("evicted", texts["evicted"]), (None, tunnel), *ws,
-        ("zeek", (zeek, views.first)), (None, later)])
-    return gather([*record, end], n).data.data  # the array's buffer, not copied to a bytes
+    z = views.columns
+    t = _Table()
+    ints = np.stack([cols["id"], *(cols[f"{role}_{name}"] for role in ROLES
+                                   for name, _ in _COUNTS)], axis=1).astype(np.int64)
+    codes = np.stack([t.coded(cols[k]) for k in _CODED], axis=1)
+    times, times_at = t.floats(np.stack([cols["first_ts"], cols["last_ts"]], axis=1))
+    moves_at = t.floats(cols["moves_ts"])[1]
+    moves_end = t.at(_MOVE_ENDS) + (cols["moves_state_code"] * 2 + cols["moves_timer"]) * 2 \
+        + cols["moves_inferred"]
+    tunnel = np.full(n, -1, np.int64)
+    for i, number in zip(np.flatnonzero(cols["tunnel"]).tolist(),
+                         cols["tunnel"][cols["tunnel"] != 0].tolist(), strict=True):
+        tunnel[i] = t.add(words(["," + _json("tunnel") + ":" + _json(tunnels[number - 1])]))
+    ws = cols["wireshark"]
+    zeek_ints = np.stack([z[k] for k in _ZEEK_INTS], axis=1).astype(np.int64)
+    zeek_codes = np.stack([t.coded(Coded(z["orig_code"], _NAMES["role"])),
+                           t.coded(Coded(z["conn_state_code"], _NAMES["conn_state"]))], axis=1)
+    zeek_times, zeek_at = t.floats(np.stack([z["ts"], z["duration"]], axis=1))
+    later = np.zeros(n + 1, np.int64)  # row r's later views: later_views[later[r]:later[r + 1]]
+    counts = np.zeros(n, np.int64)
+    counts[list(views.later)] = [len(v) for v in views.later.values()]
+    np.cumsum(counts, out=later[1:])
+    later_views = np.array([k for v in views.later.values() for k in v], np.int64)  # by row
+    places = [t.at(constants) for constants in (_KEYS, _NAME_TEXTS, _ANOMALY_KEYS, _WS_KEYS,
+                                                (end,))]
+    ends = cols["ends"]
+    texts = t.done(words(ends.hosts), z["history"])
+    return _write(texts.data, texts.start, texts.stop, *places, t.sections,
+                  ends.host.astype(np.int64), ends.ports, ints, codes,
+                  np.ascontiguousarray(cols["mid_stream"]),
+                  np.ascontiguousarray(cols["evicted"]), times, times_at,
+                  cols["moves_ts"], moves_at, moves_end.astype(np.int64),
+                  cols["moves_start"].astype(np.int64), cols["ntr"].astype(np.int64),
+                  cols["anomalies"].astype(np.int64), tunnel,
+                  np.zeros((n, 0), np.int64) if ws is None else ws.astype(np.int64),
+                  ws is not None, views.first.astype(np.int64), later, later_views,
+                  zeek_ints, zeek_codes, zeek_times, zeek_at,
+                  np.ascontiguousarray(z["timed"])).data
+
+
+class _Table:
+    """The texts _write copies, in one table: the constant ones (the keys and the other
+    pieces of _KEYS, the names' JSON texts, ...), added as asked (`at`: where each begins),
+    the floats' texts that orjson writes (those _micro leaves), then the rows' hosts and
+    their views' histories (done). An index into the table is a text's number."""
+
+    def __init__(self) -> None:
+        self.parts: list[Texts] = []
+        self.size = 0
+        self.places: dict[int, tuple[Any, int]] = {}  # by id: the texts (kept), where
+        self.sections = np.zeros(2, np.int64)  # where the hosts and the histories begin
+
+    def add(self, texts: Texts) -> int:
+        self.parts.append(texts)
+        self.size += len(texts)
+        return self.size - len(texts)
+
+    def at(self, strings: Sequence[str] | Texts) -> int:
+        """Where the texts begin (the same constant tuple once)."""
+        key = id(strings)
+        if key not in self.places:
+            self.places[key] = strings, self.add(strings if isinstance(strings, Texts)
+                                                 else _words(tuple(strings)))
+        return self.places[key][1]
+
+    def coded(self, column: "Coded") -> np.ndarray:
+        """The texts' numbers of a Coded column's names (-1: its None, the last)."""
+        names = _name_texts(tuple(column.names))
+        return self.at(names) + column.codes.astype(np.int64) % len(names)
+
+    def floats(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The values (float64, contiguous), and for each the number of its text as orjson
+        writes it where _micros does not write it (-1 where it does)."""
+        values = np.ascontiguousarray(values, np.float64)
+        at = np.full(values.shape, -1, np.int64)
+        odd = _micros(values.reshape(-1)) < 0
+        if odd.any():
+            texts = json_texts(values.reshape(-1)[odd])
+            at.reshape(-1)[odd] = self.add(texts) + np.arange(len(texts))
+        return values, at
+
+    def done(self, hosts: Texts, history: Texts) -> Texts:
+        """The table, with the rows' hosts and the views' histories at its end (where they
+        begin: `sections`)."""
+        for k, texts in enumerate((hosts, history)):
+            self.sections[k] = self.add(texts)
+        datas = {id(p.data): p.data for p in self.parts}
+        offsets = dict(zip(datas, np.cumsum([0, *(len(d) for d in datas.values())])[:-1]
+                           .tolist(), strict=True))
+        return Texts(np.concatenate(list(datas.values())),
+                     np.concatenate([p.start + offsets[id(p.data)] for p in self.parts]),
+                     np.concatenate([p.stop + offsets[id(p.data)] for p in self.parts]))
+
+
+@lru_cache(maxsize=64)
+def _words(strings: tuple[str, ...]) -> Texts:
+    return words(strings)
+
+
+@lru_cache(maxsize=64)
+def _name_texts(names: tuple[Any, ...]) -> Texts:
+    """The JSON texts of a Coded column's names."""
+    return words([_json(name) for name in names])
+
+
+def _json(value: Any) -> str:
+    """`value` as orjson writes it."""
+    return orjson.dumps(value).decode()
+
+
 
 
 @collector.paused()  # thousands of dicts and lists, no cycles: pcapstate/collector.py
@@ -258,80 +338,9 @@ class Coded(NamedTuple):
     names: np.ndarray
 
 
-@lru_cache(maxsize=64)
-def _json_names(names: tuple[Any, ...]) -> Texts:
-    """The JSON texts of a Coded column's names."""
-    return words([_json(name) for name in names])
-
-
-def _json(value: Any) -> str:
-    """`value` as orjson writes it."""
-    return orjson.dumps(value).decode()
-
-
-def _object(members: Sequence[tuple[str | None, Part | list[Part]]]) -> list[Part]:
-    """The parts of a JSON object of (key, value) `members`, in their order (a value of
-    several parts a list); a member with key None is a part as it is (one that may be
-    absent: _optional), never first."""
-    out: list[Part] = []
-    for key, value in members:
-        if key is not None:
-            out += ["," if out else "{", _json(key) + ":"]
-        out += value if isinstance(value, list) else [value]
-    return [*out, "}"]
-
-
-def _quoted(texts: Texts) -> list[Part]:
-    """A column of Texts that hold nothing JSON escapes (addresses, Zeek's history letters)
-    as JSON strings: quoted as they are."""
-    return ['"', texts, '"']
-
-
-def _optional(n: int, key: str, texts: dict[int, str]) -> Part:
-    """A member `key` of n objects that only the rows of `texts` have (row: its value's
-    text), with its comma, and nothing on the others (a part of _object, key None)."""
-    head = "," + _json(key) + ":"
-    at = np.zeros(n, np.int64)
-    at[list(texts)] = np.arange(1, len(texts) + 1)
-    return words(["", *(head + text for text in texts.values())]), at
-
-
-def _transitions(cols: dict[str, Any]) -> Texts:
-    """Each endpoint's transitions, row after row and endpoint after endpoint: the texts of
-    their JSON objects with commas between (_MOVE_START, _MOVE_ENDS)."""
-    ntr = cols["ntr"].reshape(-1)
-    bounds = np.zeros(len(ntr) + 1, np.int64)
-    np.cumsum(ntr, out=bounds[1:])
-    made = len(cols["moves_ts"])
-    last = np.zeros(made, np.intp)
-    last[(cols["moves_start"] + cols["ntr"] - 1)[cols["ntr"] > 0]] = 1
-    ends = ((cols["moves_state_code"] * 2 + cols["moves_timer"]) * 2
-            + cols["moves_inferred"]) * 2 + last
-    return gather([_MOVE_START, json_texts(cols["moves_ts"]), (_MOVE_ENDS, ends)], made,
-                  bounds)
-
-
-def _maps(counts: np.ndarray, names: Sequence[str]) -> list[Part]:
-    """Each row of `counts` (a column per name) as the text of a JSON object of name to
-    count, counts of 0 left out, in the names' order."""
-    rows, at = np.nonzero(counts)
-    bounds = np.zeros(len(counts) + 1, np.int64)
-    np.cumsum(np.bincount(rows, minlength=len(counts)), out=bounds[1:])
-    later = np.ones(len(rows), np.intp)  # a row's count after its first: a comma before
-    later[bounds[:-1][bounds[:-1] < bounds[1:]]] = 0
-    keys = words([_json(name) + ":" for name in names])
-    return ["{", gather([(_COMMA, later), (keys, at), json_texts(counts[rows, at])], len(rows),
-                        bounds), "}"]
-
-
-#: A record's fields of one value each, in its order, up to its endpoints
-_PLAIN = ("id", "client", "server", "roles_from", "mid_stream", "first_ts", "last_ts", "end",
-          "closer", "closer_evidence", "closed_by", "reset_by")
 #: An endpoint's counts: its record's name, the packed record's column
 _COUNTS = (("packets", "packets"), ("payload_bytes", "payload"), ("syn", "syns"),
            ("fin", "fins"), ("rst", "rsts"))
-#: An endpoint's fields of one value each, in its order, up to its transitions
-_ENDPOINT = ("final_state", *(name for name, _ in _COUNTS))
 _BY_NAME = sorted(range(len(ANOMALY_NAMES)), key=lambda a: ANOMALY_NAMES[a])
 _CLOSER_NONE = CLOSER_NAMES.index(Closer.NONE)
 _INFERRED = EVIDENCE_NAMES.index(CloserEvidence.INFERRED)
@@ -347,21 +356,9 @@ def _table(names: Sequence[Any]) -> np.ndarray:
 _NAMES = {"closer": _table(CLOSER_NAMES), "evidence": _table(EVIDENCE_NAMES),
           "end": _table(END_NAMES), "state": _table(STATE_NAMES),
           "roles": _table([r.value for r in ROLE_NAMES]), "role": _table(ROLES),
+          "conn_state": _table(CONN_STATES),
           "closed_by": _table(("fin", "rst")),
           "anomalies": np.array([ANOMALY_NAMES[a] for a in _BY_NAME], object)}
-
-#: A transition's JSON text (ts, state, and timer and inferred only when true) is
-#: _MOVE_START, its time's text, then one of _MOVE_ENDS, by ((state (STATE_NAMES) * 2 +
-#: timer) * 2 + inferred) * 2 + last: its state and flags, and a comma unless it is its
-#: endpoint's last
-_MOVE_START = "{" + _json("ts") + ":"
-_MOVE_ENDS = words([f",{_json('state')}:{_json(state)}{timer}{inferred}}}{end}"
-                    for state in STATE_NAMES
-                    for timer in ("", f",{_json('timer')}:{_json(True)}")
-                    for inferred in ("", f",{_json('inferred')}:{_json(True)}")
-                    for end in (",", "")])
-_COMMA = words(["", ","])
-
 
 def conn_entries(rows: np.ndarray, views: "ZeekViews",
                  tunnels: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
@@ -430,20 +427,6 @@ def zeek_views(rows: np.ndarray, views: np.ndarray,
     return ZeekViews(views_columns(both), first, later)
 
 
-def zeek_texts(views: ZeekViews) -> Texts:
-    """The text of each view's JSON object (the record's `zeek`, its conn.log fields,
-    ZEEK_FIELDS, ZEEK_TIMED null when not timed), as orjson writes it: the one place its
-    layout is written."""
-    cols = views.columns
-    plain = [k for k in ZEEK_FIELDS if not isinstance(cols[k], Texts)]
-    *texts, null = json_columns([*(cols[k] for k in plain), [None]])
-    values: dict[str, Part | list[Part]] = {
-        k: in_stead(t, ~cols["timed"], null) if k in ZEEK_TIMED else t
-        for k, t in zip(plain, texts, strict=True)}
-    values |= {k: _quoted(cols[k]) for k in ZEEK_FIELDS if isinstance(cols[k], Texts)}
-    return gather(_object([(k, values[k]) for k in ZEEK_FIELDS]), len(cols["timed"]))
-
-
 def zeek_columns(views: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each Zeek view's conn_state (its code in CONN_STATES) and its endpoints' sizes."""
     states, sizes = np.empty(len(views), np.int8), np.empty((len(views), 2), np.int64)
@@ -457,6 +440,43 @@ ZEEK_FIELDS = ("ts", "orig", "conn_state", "history", "missed_bytes", "duration"
                "resp_ip_bytes")
 #: Those unset (null) when the duration is 0, as Zeek logs them
 ZEEK_TIMED = ("duration", "orig_bytes", "resp_bytes")
+
+#: The pieces of a record's text between its values, in their order (_write writes the
+#: record from them; `K_...` below: each one's place)
+_KEYS = tuple(
+    [f"{{{_json('id')}:"]
+    + [f",{_json(k)}:" for k in ("client", "server")]  # (quoted: the quotes written apart)
+    + [f",{_json(k)}:" for k in ("roles_from", "mid_stream", "first_ts", "last_ts", "end",
+                                  "closer", "closer_evidence", "closed_by", "reset_by")]
+    + [f",{_json('endpoints')}:{{"]
+    + [f"{_json(role)}:{{{_json('final_state')}:" for role in ROLES]
+    + [f",{_json(name)}:" for name, _ in _COUNTS]
+    + [f",{_json('transitions')}:[", "]}", ",", "}", f",{_json('anomalies')}:{{", "}",
+       f",{_json('evicted')}:", f",{_json('wireshark_analysis')}:{{", f",{_json('zeek')}:",
+       f",{_json('zeek_later')}:[", "]", '"', f"{{{_json('ts')}:", "null"]
+    + [f",{_json(k)}:" for k in ZEEK_FIELDS[1:]])
+(K_ID, K_CLIENT, K_SERVER, K_ROLES, K_MID, K_FIRST, K_LAST, K_END, K_CLOSER, K_EVIDENCE,
+ K_CLOSED_BY, K_RESET_BY, K_ENDPOINTS, K_CLIENT_STATE, K_SERVER_STATE, K_PACKETS, K_PAYLOAD,
+ K_SYN, K_FIN, K_RST, K_TRANSITIONS, K_END_ENDPOINT, K_COMMA, K_CLOSE, K_ANOMALIES,
+ K_END_MAP, K_EVICTED, K_WIRESHARK, K_ZEEK, K_LATER, K_END_LATER, K_QUOTE, K_TS, K_NULL,
+ K_ORIG, K_CONN_STATE, K_HISTORY, K_MISSED, K_DURATION, K_ORIG_BYTES, K_RESP_BYTES,
+ K_ORIG_PKTS, K_ORIG_IP_BYTES, K_RESP_PKTS, K_RESP_IP_BYTES) = range(len(_KEYS))
+#: The Coded columns, in codes' order (_write)
+_CODED = ("roles_from", "end", "closer", "closer_evidence", "closed_by", "reset_by",
+          "client_final_state", "server_final_state")
+#: A view's integers, in zeek_ints' order (_write)
+_ZEEK_INTS = ("missed_bytes", "orig_bytes", "resp_bytes", "orig_pkts", "orig_ip_bytes",
+              "resp_pkts", "resp_ip_bytes")
+#: "false" and "true", by a bool's number
+_NAME_TEXTS = (_json(False), _json(True))
+#: The keys of the anomalies' counts and of Wireshark's flags' (in their columns' order),
+#: and a move's text after its time, by ((state (STATE_NAMES) * 2 + timer) * 2 + inferred)
+_ANOMALY_KEYS = tuple(_json(name) + ":" for name in _NAMES["anomalies"])
+_WS_KEYS = tuple(_json(name) + ":" for name in WIRESHARK_ANALYSIS)
+_MOVE_ENDS = tuple(f",{_json('state')}:{_json(state)}{timer}{inferred}}}"
+                   for state in STATE_NAMES
+                   for timer in ("", f",{_json('timer')}:{_json(True)}")
+                   for inferred in ("", f",{_json('inferred')}:{_json(True)}"))
 
 
 def views_columns(rows: np.ndarray) -> dict[str, Any]:
@@ -472,11 +492,247 @@ def views_columns(rows: np.ndarray) -> dict[str, Any]:
     stop = np.cumsum(hlen)
     pkts, ipb = rows["z_pkts"], rows["z_ipb"]
     return {
-        "ts": rows["z_first"], "orig": _NAMES["role"][orig],
-        "conn_state": np.array(CONN_STATES, object)[states],
+        "ts": rows["z_first"], "orig": _NAMES["role"][orig], "orig_code": orig,
+        "conn_state": np.array(CONN_STATES, object)[states], "conn_state_code": states,
         "history": Texts(rows["z_hist"][np.arange(ZEEK_HISTORY) < hlen[:, None]], stop - hlen,
                          stop),
         "missed_bytes": rows["z_missed"], "duration": duration,
         "orig_bytes": sizes[at, orig], "resp_bytes": sizes[at, resp],
         "orig_pkts": pkts[at, orig], "orig_ip_bytes": ipb[at, orig],
         "resp_pkts": pkts[at, resp], "resp_ip_bytes": ipb[at, resp], "timed": duration > 0}
+
+
+@jit.njit(cache=True, nogil=True, inline="always")
+def _micro(v):  # type: ignore[no-untyped-def]
+    """A float's microseconds, if it is a whole number of them from 1 s to 2**33 s (a
+    capture's times, to the microsecond), else -1. Its text is then its seconds, a point
+    and its microseconds without the zeros at their end (one 0 if all are): the shortest
+    text that reads back as the value, as orjson writes it (at this size a double is finer
+    than 1e-6, so no shorter text is as near)."""
+    if not 1.0 <= v < 8589934592.0:
+        return np.int64(-1)
+    micro = np.int64(v * 1e6 + 0.5)
+    return micro if micro / 1e6 == v else np.int64(-1)  # (IEEE's division: the nearest)
+
+
+@jit.njit(cache=True, nogil=True)
+def _micros(values):  # type: ignore[no-untyped-def]
+    """_micro of each value."""
+    out = np.empty(len(values), np.int64)
+    for k in range(len(values)):
+        out[k] = _micro(values[k])
+    return out
+
+
+@jit.njit(cache=True, nogil=True, inline="always")
+def _put(out, to, data, start, stop, k):  # type: ignore[no-untyped-def]
+    """Text k of the table at out[to:]; returns where it ends."""
+    i, end, t = _index(start[k]), _index(stop[k]), _index(to)
+    while i < end:
+        out[t] = data[i]
+        t += _index(1)
+        i += _index(1)
+    return np.int64(t)
+
+
+@jit.njit(cache=True, nogil=True, inline="always")
+def _put_int(out, to, v):  # type: ignore[no-untyped-def]
+    """An integer in decimal at out[to:] (as orjson writes it); returns where it ends."""
+    if 0 <= v < 100:  # most counts
+        if v < 10:
+            out[to] = _ZERO + v
+            return to + 1
+        out[to], out[to + 1] = _PAIRS[2 * v], _PAIRS[2 * v + 1]
+        return to + 2
+    if v < 0:
+        if v == _MOST_NEGATIVE:  # whose opposite is no int64
+            for i in range(len(_MOST_NEGATIVE_TEXT)):
+                out[to + i] = _MOST_NEGATIVE_TEXT[i]
+            return to + len(_MOST_NEGATIVE_TEXT)
+        out[to] = _MINUS
+        to += 1
+        v = -v
+    size, power = 1, 10
+    while size < 19 and v >= power:
+        size += 1
+        power *= 10
+    return _put_digits(out, to, v, size)
+
+
+@jit.njit(cache=True, nogil=True, inline="always")
+def _put_digits(out, to, v, size):  # type: ignore[no-untyped-def]
+    """v (0 or more) as `size` decimal digits (0s before) at out[to:], two at a time;
+    returns where they end."""
+    i = to + size
+    while i - to >= 2:
+        pair = v % 100 * 2
+        out[i - 2], out[i - 1] = _PAIRS[pair], _PAIRS[pair + 1]
+        v //= 100
+        i -= 2
+    if i > to:
+        out[to] = _ZERO + v % 10
+    return to + size
+
+
+@jit.njit(cache=True, nogil=True, inline="always")
+def _put_float(out, to, v, at, data, start, stop, last):  # type: ignore[no-untyped-def]
+    """A float's text at out[to:]: the table's text `at`, or where that is -1, its
+    microseconds' (_micro); returns where it ends. `last`: the last seconds written, and
+    where in `out` (their text copied, not made again: a record's times mostly share it)."""
+    if at >= 0:
+        return _put(out, to, data, start, stop, at)
+    micro = _micro(v)
+    seconds = micro // 1000000
+    if seconds == last[0]:
+        for i in range(last[2]):
+            out[to + i] = out[last[1] + i]
+        end = to + last[2]
+    else:
+        end = _put_int(out, to, seconds)
+        last[0], last[1], last[2] = seconds, to, end - to
+    out[end] = _POINT
+    _put_digits(out, end + 1, micro - seconds * 1000000, 6)
+    size = 6
+    while size > 1 and out[end + size] == _ZERO:
+        size -= 1
+    return end + 1 + size
+
+
+@jit.njit(cache=True, nogil=True)
+def _put_map(out, to, counts, keys, data, start, stop):  # type: ignore[no-untyped-def]
+    """The counts that are not 0, as a JSON object's members: key texts keys + a (the
+    table's), comma between; returns where they end."""
+    first = True
+    for a in range(len(counts)):
+        if counts[a]:
+            if not first:
+                out[to] = _COMMA
+                to += 1
+            first = False
+            to = _put(out, to, data, start, stop, keys + a)
+            to = _put_int(out, to, counts[a])
+    return to
+
+
+@jit.njit(cache=True, nogil=True)
+def _put_view(out, to, v, data, start, stop, keys, history, ints, codes, times, at, timed,
+              last):  # type: ignore[no-untyped-def]
+    """Zeek view v's JSON object (ZEEK_FIELDS) at out[to:]; returns where it ends."""
+    to = _put(out, to, data, start, stop, keys + K_TS)
+    to = _put_float(out, to, times[v, 0], at[v, 0], data, start, stop, last)
+    to = _put(out, to, data, start, stop, keys + K_ORIG)
+    to = _put(out, to, data, start, stop, codes[v, 0])
+    to = _put(out, to, data, start, stop, keys + K_CONN_STATE)
+    to = _put(out, to, data, start, stop, codes[v, 1])
+    to = _put(out, to, data, start, stop, keys + K_HISTORY)
+    to = _put(out, to, data, start, stop, keys + K_QUOTE)
+    to = _put(out, to, data, start, stop, history + v)
+    to = _put(out, to, data, start, stop, keys + K_QUOTE)
+    to = _put(out, to, data, start, stop, keys + K_MISSED)
+    to = _put_int(out, to, ints[v, 0])
+    to = _put(out, to, data, start, stop, keys + K_DURATION)
+    to = _put_float(out, to, times[v, 1], at[v, 1], data, start, stop, last) if timed[v] else \
+        _put(out, to, data, start, stop, keys + K_NULL)
+    for k in range(1, 7):  # orig_bytes, resp_bytes: null unless timed (ZEEK_TIMED)
+        to = _put(out, to, data, start, stop, keys + K_ORIG_BYTES + k - 1)
+        to = _put_int(out, to, ints[v, k]) if k > 2 or timed[v] else \
+            _put(out, to, data, start, stop, keys + K_NULL)
+    return _put(out, to, data, start, stop, keys + K_CLOSE)
+
+
+@jit.njit(cache=True, nogil=True)
+def _write(data, start, stop, keys, names, anomaly_keys, ws_keys, end, sections, host, port,
+           ints, codes, mid, evicted, times, times_at, moves_ts, moves_at, moves_end,
+           moves_start, ntr, anomalies, tunnel, ws, with_ws, first, later, later_views,
+           zeek_ints, zeek_codes, zeek_times, zeek_at, timed):  # type: ignore[no-untyped-def]
+    """The records' lines (lines), one after another, from their columns and the texts'
+    table (data, start, stop: _Table; keys, names ...: where those texts begin in it)."""
+    n = len(ints)
+    longest = 0
+    for k in range(len(start)):
+        longest = max(longest, stop[k] - start[k])
+    out = np.empty(n * 2048, np.uint8)
+    to = 0
+    last = np.full(3, -1, np.int64)  # _put_float's
+    hosts, history = sections[0], sections[1]
+    for r in range(n):
+        # at most: each text the longest, each number 24 bytes
+        views = 1 + later[r + 1] - later[r]
+        bound = (longest + 24) * (64 + 8 * (ntr[r, 0] + ntr[r, 1]) + 32 * views
+                                  + 2 * (anomalies.shape[1] + ws.shape[1]))
+        if to + bound > len(out):
+            grown = np.empty(max(2 * len(out), to + bound), np.uint8)
+            grown[:to] = out[:to]
+            out = grown
+        to = _put(out, to, data, start, stop, keys + K_ID)
+        to = _put_int(out, to, ints[r, 0])
+        for e in range(2):  # the client's address, the server's: "host:port"
+            to = _put(out, to, data, start, stop, keys + K_CLIENT + e)
+            to = _put(out, to, data, start, stop, keys + K_QUOTE)
+            to = _put(out, to, data, start, stop, hosts + host[r, e])
+            out[to] = _COLON
+            to = _put_int(out, to + 1, port[r, e])
+            to = _put(out, to, data, start, stop, keys + K_QUOTE)
+        to = _put(out, to, data, start, stop, keys + K_ROLES)
+        to = _put(out, to, data, start, stop, codes[r, 0])
+        to = _put(out, to, data, start, stop, keys + K_MID)
+        to = _put(out, to, data, start, stop, names + mid[r])
+        for k in range(2):
+            to = _put(out, to, data, start, stop, keys + K_FIRST + k)
+            to = _put_float(out, to, times[r, k], times_at[r, k], data, start, stop, last)
+        for k in range(1, 6):  # end, closer, closer_evidence, closed_by, reset_by
+            to = _put(out, to, data, start, stop, keys + K_END + k - 1)
+            to = _put(out, to, data, start, stop, codes[r, k])
+        to = _put(out, to, data, start, stop, keys + K_ENDPOINTS)
+        for e in range(2):
+            if e:
+                to = _put(out, to, data, start, stop, keys + K_COMMA)
+            to = _put(out, to, data, start, stop, keys + K_CLIENT_STATE + e)
+            to = _put(out, to, data, start, stop, codes[r, 6 + e])
+            for k in range(5):  # packets, payload_bytes, syn, fin, rst
+                to = _put(out, to, data, start, stop, keys + K_PACKETS + k)
+                to = _put_int(out, to, ints[r, 1 + 5 * e + k])
+            to = _put(out, to, data, start, stop, keys + K_TRANSITIONS)
+            for m in range(moves_start[r, e], moves_start[r, e] + ntr[r, e]):
+                if m > moves_start[r, e]:
+                    to = _put(out, to, data, start, stop, keys + K_COMMA)
+                to = _put(out, to, data, start, stop, keys + K_TS)
+                to = _put_float(out, to, moves_ts[m], moves_at[m], data, start, stop, last)
+                to = _put(out, to, data, start, stop, moves_end[m])
+            to = _put(out, to, data, start, stop, keys + K_END_ENDPOINT)
+        to = _put(out, to, data, start, stop, keys + K_CLOSE)
+        to = _put(out, to, data, start, stop, keys + K_ANOMALIES)
+        to = _put_map(out, to, anomalies[r], anomaly_keys, data, start, stop)
+        to = _put(out, to, data, start, stop, keys + K_END_MAP)
+        to = _put(out, to, data, start, stop, keys + K_EVICTED)
+        to = _put(out, to, data, start, stop, names + evicted[r])
+        if tunnel[r] >= 0:
+            to = _put(out, to, data, start, stop, tunnel[r])
+        if with_ws:
+            to = _put(out, to, data, start, stop, keys + K_WIRESHARK)
+            to = _put_map(out, to, ws[r], ws_keys, data, start, stop)
+            to = _put(out, to, data, start, stop, keys + K_END_MAP)
+        to = _put(out, to, data, start, stop, keys + K_ZEEK)
+        to = _put_view(out, to, first[r], data, start, stop, keys, history, zeek_ints,
+                       zeek_codes, zeek_times, zeek_at, timed, last)
+        if later[r + 1] > later[r]:
+            to = _put(out, to, data, start, stop, keys + K_LATER)
+            for j in range(later[r], later[r + 1]):
+                if j > later[r]:
+                    to = _put(out, to, data, start, stop, keys + K_COMMA)
+                to = _put_view(out, to, later_views[j], data, start, stop, keys, history,
+                               zeek_ints, zeek_codes, zeek_times, zeek_at, timed, last)
+            to = _put(out, to, data, start, stop, keys + K_END_LATER)
+        to = _put(out, to, data, start, stop, keys + K_CLOSE)
+        to = _put(out, to, data, start, stop, end)
+    return out[:to]
+
+
+_ZERO, _MINUS, _POINT, _COMMA, _COLON = ord("0"), ord("-"), ord("."), ord(","), ord(":")
+#: "00" to "99", a pair of digits after another
+_PAIRS = np.frombuffer("".join(f"{i:02}" for i in range(100)).encode(), np.uint8)
+_MOST_NEGATIVE = np.iinfo(np.int64).min
+_MOST_NEGATIVE_TEXT = np.frombuffer(str(_MOST_NEGATIVE).encode(), np.uint8)
+#: _put's indexes: unsigned when compiled, with no check for a negative one; uncompiled,
+#: Python's int
+_index = int if jit.PLAIN else np.uint64

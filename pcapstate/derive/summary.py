@@ -269,8 +269,7 @@ class Summary:
                                    self.tunnels,
                                    None if self.on_columns is None else b.picks[part])
             if texts:  # once, for both
-                text = records.lines(cols, zeek, records.zeek_texts(zeek), self.tunnels,
-                                     self.line_end)
+                text = records.lines(cols, zeek, self.tunnels, self.line_end)
                 if self.on_lines is not None:
                     self.on_lines(text)
                 if self.on_record is not None:

@@ -21,7 +21,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pcapstate.derive.records import ROLES, ZEEK_FIELDS, ZEEK_TIMED, Coded, ZeekViews
+from pcapstate.derive.records import (
+    ROLES,
+    ZEEK_FIELDS,
+    ZEEK_TIMED,
+    Coded,
+    ZeekViews,
+    address_texts,
+)
 from pcapstate.derive.texts import Texts, words
 from pcapstate.track.slots import STATE_NAMES
 from pcapstate.vocab import WIRESHARK_ANALYSIS
@@ -105,7 +112,9 @@ def _arrays(c: dict[str, Any], views: ZeekViews) -> list[pa.Array]:
     ws = pa.nulls(n, _COUNTS) if c["wireshark"] is None else _counts(
         c["wireshark"], list(WIRESHARK_ANALYSIS))
     signs = [name for names in c["signs"] for name in names]
+    client, server = address_texts(c["ends"])
     out: dict[str, pa.Array] = {
+        "client": _arrow(client, pa.string()), "server": _arrow(server, pa.string()),
         "first_ts": _arrow(_micros(c["first_ts"]), _TS),
         "last_ts": _arrow(_micros(c["last_ts"]), _TS),
         "anomalies": _counts(c["anomalies"], list(c["anomaly_names"])),
