@@ -84,7 +84,7 @@ def _conversation(times: list[float]) -> list[tuple[float, bytes]]:
 def test_times_are_written_as_orjson_writes_them(tmp_path: Path, start: float,
                                                   ns: bool) -> None:
     """A record's times: whole microseconds from 1 s to 2**33 s are written by compiled
-    code (records._micro), the other floats by orjson; either way orjson's text."""
+    code (records._micros), the other floats by orjson; either way orjson's text."""
     import struct
 
     times = [start + k * 0.0011 + (k * 0.000000007 if ns else 0) for k in range(7)]

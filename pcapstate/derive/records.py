@@ -200,7 +200,7 @@ def lines(cols: dict[str, Any], views: "ZeekViews", tunnels: Sequence[dict[str, 
     its Zeek views (`views`: zeek_views of the same rows): the one place a record's layout
     is written (_write, in the order of _KEYS). The same bytes as orjson writes the
     record's dict, made by compiled code from the columns, with no object built for each
-    record: numbers written there (times as _micro says, the other floats' texts
+    record: numbers written there (times as _micros says, the other floats' texts
     orjson's), every other text taken from one table (_Table). `tunnels`: the tunnels met
     (decode/unwrap.py), by number - 1."""
     n = len(cols["id"])
@@ -211,8 +211,8 @@ def lines(cols: dict[str, Any], views: "ZeekViews", tunnels: Sequence[dict[str, 
     ints = np.stack([cols["id"], *(cols[f"{role}_{name}"] for role in ROLES
                                    for name, _ in _COUNTS)], axis=1).astype(np.int64)
     codes = np.stack([t.coded(cols[k]) for k in _CODED], axis=1)
-    times, times_at = t.floats(np.stack([cols["first_ts"], cols["last_ts"]], axis=1))
-    moves_at = t.floats(cols["moves_ts"])[1]
+    times = t.floats(np.stack([cols["first_ts"], cols["last_ts"]], axis=1))
+    moves = t.floats(cols["moves_ts"])
     moves_end = t.at(_MOVE_ENDS) + (cols["moves_state_code"] * 2 + cols["moves_timer"]) * 2 \
         + cols["moves_inferred"]
     tunnel = np.full(n, -1, np.int64)
@@ -223,7 +223,7 @@ def lines(cols: dict[str, Any], views: "ZeekViews", tunnels: Sequence[dict[str, 
     zeek_ints = np.stack([z[k] for k in _ZEEK_INTS], axis=1).astype(np.int64)
     zeek_codes = np.stack([t.coded(Coded(z["orig_code"], _NAMES["role"])),
                            t.coded(Coded(z["conn_state_code"], _NAMES["conn_state"]))], axis=1)
-    zeek_times, zeek_at = t.floats(np.stack([z["ts"], z["duration"]], axis=1))
+    zeek_times = t.floats(np.stack([z["ts"], z["duration"]], axis=1))
     later = np.zeros(n + 1, np.int64)  # row r's later views: later_views[later[r]:later[r + 1]]
     counts = np.zeros(n, np.int64)
     counts[list(views.later)] = [len(v) for v in views.later.values()]
@@ -236,20 +236,18 @@ def lines(cols: dict[str, Any], views: "ZeekViews", tunnels: Sequence[dict[str, 
     return _write(texts.data, texts.start, texts.stop, *places, t.sections,
                   ends.host.astype(np.int64), ends.ports, ints, codes,
                   np.ascontiguousarray(cols["mid_stream"]),
-                  np.ascontiguousarray(cols["evicted"]), times, times_at,
-                  cols["moves_ts"], moves_at, moves_end.astype(np.int64),
+                  np.ascontiguousarray(cols["evicted"]), times, moves, moves_end.astype(np.int64),
                   cols["moves_start"].astype(np.int64), cols["ntr"].astype(np.int64),
                   cols["anomalies"].astype(np.int64), tunnel,
                   np.zeros((n, 0), np.int64) if ws is None else ws.astype(np.int64),
                   ws is not None, views.first.astype(np.int64), later, later_views,
-                  zeek_ints, zeek_codes, zeek_times, zeek_at,
-                  np.ascontiguousarray(z["timed"])).data
+                  zeek_ints, zeek_codes, zeek_times, np.ascontiguousarray(z["timed"])).data
 
 
 class _Table:
     """The texts _write copies, in one table: the constant ones (the keys and the other
     pieces of _KEYS, the names' JSON texts, ...), added as asked (`at`: where each begins),
-    the floats' texts that orjson writes (those _micro leaves), then the rows' hosts and
+    the floats' texts that orjson writes (those _micros leaves), then the rows' hosts and
     their views' histories (done). An index into the table is a text's number."""
 
     def __init__(self) -> None:
@@ -276,16 +274,16 @@ class _Table:
         names = _name_texts(tuple(column.names))
         return self.at(names) + column.codes.astype(np.int64) % len(names)
 
-    def floats(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The values (float64, contiguous), and for each the number of its text as orjson
-        writes it where _micros does not write it (-1 where it does)."""
+    def floats(self, values: np.ndarray) -> np.ndarray:
+        """Each value as _write takes it (_put_time): its microseconds (_micros), or where
+        it is no whole number of them, -1 - the number of its text as orjson writes it."""
         values = np.ascontiguousarray(values, np.float64)
-        at = np.full(values.shape, -1, np.int64)
-        odd = _micros(values.reshape(-1)) < 0
-        if odd.any():
-            texts = json_texts(values.reshape(-1)[odd])
-            at.reshape(-1)[odd] = self.add(texts) + np.arange(len(texts))
-        return values, at
+        micros = _micros(values.reshape(-1))
+        odd = np.flatnonzero(micros < 0)
+        if len(odd):
+            micros[odd] = -1 - self.add(json_texts(values.reshape(-1)[odd])) \
+                - np.arange(len(odd))
+        return micros.reshape(values.shape)
 
     def done(self, hosts: Texts, history: Texts) -> Texts:
         """The table, with the rows' hosts and the views' histories at its end (where they
@@ -502,25 +500,18 @@ def views_columns(rows: np.ndarray) -> dict[str, Any]:
         "resp_pkts": pkts[at, resp], "resp_ip_bytes": ipb[at, resp], "timed": duration > 0}
 
 
-@jit.njit(cache=True, nogil=True, inline="always")
-def _micro(v):  # type: ignore[no-untyped-def]
-    """A float's microseconds, if it is a whole number of them from 1 s to 2**33 s (a
-    capture's times, to the microsecond), else -1. Its text is then its seconds, a point
-    and its microseconds without the zeros at their end (one 0 if all are): the shortest
-    text that reads back as the value, as orjson writes it (at this size a double is finer
-    than 1e-6, so no shorter text is as near)."""
-    if not 1.0 <= v < 8589934592.0:
-        return np.int64(-1)
-    micro = np.int64(v * 1e6 + 0.5)
-    return micro if micro / 1e6 == v else np.int64(-1)  # (IEEE's division: the nearest)
-
-
 @jit.njit(cache=True, nogil=True)
 def _micros(values):  # type: ignore[no-untyped-def]
-    """_micro of each value."""
+    """Each float's microseconds, if it is a whole number of them from 1 s to 2**33 s (a
+    capture's times, to the microsecond), else -1. Its text is then its seconds, a point
+    and its microseconds without the zeros at their end (one 0 if all are: _put_time): the
+    shortest text that reads back as the value, as orjson writes it (at this size a double
+    is finer than 1e-6, so no shorter text is as near)."""
     out = np.empty(len(values), np.int64)
     for k in range(len(values)):
-        out[k] = _micro(values[k])
+        v = values[k]
+        micro = np.int64(v * 1e6 + 0.5) if 1.0 <= v < 8589934592.0 else np.int64(-1)
+        out[k] = micro if micro >= 0 and micro / 1e6 == v else -1  # (IEEE's division)
     return out
 
 
@@ -575,13 +566,13 @@ def _put_digits(out, to, v, size):  # type: ignore[no-untyped-def]
 
 
 @jit.njit(cache=True, nogil=True, inline="always")
-def _put_float(out, to, v, at, data, start, stop, last):  # type: ignore[no-untyped-def]
-    """A float's text at out[to:]: the table's text `at`, or where that is -1, its
-    microseconds' (_micro); returns where it ends. `last`: the last seconds written, and
-    where in `out` (their text copied, not made again: a record's times mostly share it)."""
-    if at >= 0:
-        return _put(out, to, data, start, stop, at)
-    micro = _micro(v)
+def _put_time(out, to, micro, data, start, stop, last):  # type: ignore[no-untyped-def]
+    """A float's text at out[to:], as _Table.floats gives it: microseconds, or -1 - the
+    number of the table's text; returns where it ends. `last`: the last seconds written,
+    and where in `out` (their text copied, not made again: a record's times mostly share
+    them)."""
+    if micro < 0:
+        return _put(out, to, data, start, stop, -1 - micro)
     seconds = micro // 1000000
     if seconds == last[0]:
         for i in range(last[2]):
@@ -598,28 +589,28 @@ def _put_float(out, to, v, at, data, start, stop, last):  # type: ignore[no-unty
     return end + 1 + size
 
 
-@jit.njit(cache=True, nogil=True)
-def _put_map(out, to, counts, keys, data, start, stop):  # type: ignore[no-untyped-def]
-    """The counts that are not 0, as a JSON object's members: key texts keys + a (the
+@jit.njit(cache=True, nogil=True, inline="always")
+def _put_map(out, to, counts, r, keys, data, start, stop):  # type: ignore[no-untyped-def]
+    """Row r's counts that are not 0, as a JSON object's members: key texts keys + a (the
     table's), comma between; returns where they end."""
     first = True
-    for a in range(len(counts)):
-        if counts[a]:
+    for a in range(counts.shape[1]):
+        if counts[r, a]:
             if not first:
                 out[to] = _COMMA
                 to += 1
             first = False
             to = _put(out, to, data, start, stop, keys + a)
-            to = _put_int(out, to, counts[a])
+            to = _put_int(out, to, counts[r, a])
     return to
 
 
-@jit.njit(cache=True, nogil=True)
-def _put_view(out, to, v, data, start, stop, keys, history, ints, codes, times, at, timed,
+@jit.njit(cache=True, nogil=True, inline="always")
+def _put_view(out, to, v, data, start, stop, keys, history, ints, codes, times, timed,
               last):  # type: ignore[no-untyped-def]
     """Zeek view v's JSON object (ZEEK_FIELDS) at out[to:]; returns where it ends."""
     to = _put(out, to, data, start, stop, keys + K_TS)
-    to = _put_float(out, to, times[v, 0], at[v, 0], data, start, stop, last)
+    to = _put_time(out, to, times[v, 0], data, start, stop, last)
     to = _put(out, to, data, start, stop, keys + K_ORIG)
     to = _put(out, to, data, start, stop, codes[v, 0])
     to = _put(out, to, data, start, stop, keys + K_CONN_STATE)
@@ -631,7 +622,7 @@ def _put_view(out, to, v, data, start, stop, keys, history, ints, codes, times, 
     to = _put(out, to, data, start, stop, keys + K_MISSED)
     to = _put_int(out, to, ints[v, 0])
     to = _put(out, to, data, start, stop, keys + K_DURATION)
-    to = _put_float(out, to, times[v, 1], at[v, 1], data, start, stop, last) if timed[v] else \
+    to = _put_time(out, to, times[v, 1], data, start, stop, last) if timed[v] else \
         _put(out, to, data, start, stop, keys + K_NULL)
     for k in range(1, 7):  # orig_bytes, resp_bytes: null unless timed (ZEEK_TIMED)
         to = _put(out, to, data, start, stop, keys + K_ORIG_BYTES + k - 1)
@@ -642,9 +633,9 @@ def _put_view(out, to, v, data, start, stop, keys, history, ints, codes, times, 
 
 @jit.njit(cache=True, nogil=True)
 def _write(data, start, stop, keys, names, anomaly_keys, ws_keys, end, sections, host, port,
-           ints, codes, mid, evicted, times, times_at, moves_ts, moves_at, moves_end,
-           moves_start, ntr, anomalies, tunnel, ws, with_ws, first, later, later_views,
-           zeek_ints, zeek_codes, zeek_times, zeek_at, timed):  # type: ignore[no-untyped-def]
+           ints, codes, mid, evicted, times, moves, moves_end, moves_start, ntr, anomalies,
+           tunnel, ws, with_ws, first, later, later_views, zeek_ints, zeek_codes, zeek_times,
+           timed):  # type: ignore[no-untyped-def]
     """The records' lines (lines), one after another, from their columns and the texts'
     table (data, start, stop: _Table; keys, names ...: where those texts begin in it)."""
     n = len(ints)
@@ -653,7 +644,7 @@ def _write(data, start, stop, keys, names, anomaly_keys, ws_keys, end, sections,
         longest = max(longest, stop[k] - start[k])
     out = np.empty(n * 2048, np.uint8)
     to = 0
-    last = np.full(3, -1, np.int64)  # _put_float's
+    last = np.full(3, -1, np.int64)  # _put_time's
     hosts, history = sections[0], sections[1]
     for r in range(n):
         # at most: each text the longest, each number 24 bytes
@@ -679,7 +670,7 @@ def _write(data, start, stop, keys, names, anomaly_keys, ws_keys, end, sections,
         to = _put(out, to, data, start, stop, names + mid[r])
         for k in range(2):
             to = _put(out, to, data, start, stop, keys + K_FIRST + k)
-            to = _put_float(out, to, times[r, k], times_at[r, k], data, start, stop, last)
+            to = _put_time(out, to, times[r, k], data, start, stop, last)
         for k in range(1, 6):  # end, closer, closer_evidence, closed_by, reset_by
             to = _put(out, to, data, start, stop, keys + K_END + k - 1)
             to = _put(out, to, data, start, stop, codes[r, k])
@@ -697,12 +688,12 @@ def _write(data, start, stop, keys, names, anomaly_keys, ws_keys, end, sections,
                 if m > moves_start[r, e]:
                     to = _put(out, to, data, start, stop, keys + K_COMMA)
                 to = _put(out, to, data, start, stop, keys + K_TS)
-                to = _put_float(out, to, moves_ts[m], moves_at[m], data, start, stop, last)
+                to = _put_time(out, to, moves[m], data, start, stop, last)
                 to = _put(out, to, data, start, stop, moves_end[m])
             to = _put(out, to, data, start, stop, keys + K_END_ENDPOINT)
         to = _put(out, to, data, start, stop, keys + K_CLOSE)
         to = _put(out, to, data, start, stop, keys + K_ANOMALIES)
-        to = _put_map(out, to, anomalies[r], anomaly_keys, data, start, stop)
+        to = _put_map(out, to, anomalies, r, anomaly_keys, data, start, stop)
         to = _put(out, to, data, start, stop, keys + K_END_MAP)
         to = _put(out, to, data, start, stop, keys + K_EVICTED)
         to = _put(out, to, data, start, stop, names + evicted[r])
@@ -710,18 +701,18 @@ def _write(data, start, stop, keys, names, anomaly_keys, ws_keys, end, sections,
             to = _put(out, to, data, start, stop, tunnel[r])
         if with_ws:
             to = _put(out, to, data, start, stop, keys + K_WIRESHARK)
-            to = _put_map(out, to, ws[r], ws_keys, data, start, stop)
+            to = _put_map(out, to, ws, r, ws_keys, data, start, stop)
             to = _put(out, to, data, start, stop, keys + K_END_MAP)
         to = _put(out, to, data, start, stop, keys + K_ZEEK)
         to = _put_view(out, to, first[r], data, start, stop, keys, history, zeek_ints,
-                       zeek_codes, zeek_times, zeek_at, timed, last)
+                       zeek_codes, zeek_times, timed, last)
         if later[r + 1] > later[r]:
             to = _put(out, to, data, start, stop, keys + K_LATER)
             for j in range(later[r], later[r + 1]):
                 if j > later[r]:
                     to = _put(out, to, data, start, stop, keys + K_COMMA)
                 to = _put_view(out, to, later_views[j], data, start, stop, keys, history,
-                               zeek_ints, zeek_codes, zeek_times, zeek_at, timed, last)
+                               zeek_ints, zeek_codes, zeek_times, timed, last)
             to = _put(out, to, data, start, stop, keys + K_END_LATER)
         to = _put(out, to, data, start, stop, keys + K_CLOSE)
         to = _put(out, to, data, start, stop, end)
