@@ -375,7 +375,7 @@ def conn_entries(rows: np.ndarray, views: "ZeekViews",
                  for k in (first, *views.later.get(i, ()))]
         owner, order = (np.array(c, np.intp) for c in zip(*pairs, strict=True))
     out = {k: np.array(v[order].strings(), object) if isinstance(v, Texts) else v[order]
-           for k, v in views.columns.items()}
+           for k, v in views.columns.items() if k in _ENTRY_FIELDS}
     ends = _endpoints(rows)
     addresses = _addresses(ends)[owner]
     out["client"], out["server"] = addresses[:, 0], addresses[:, 1]
@@ -438,6 +438,8 @@ ZEEK_FIELDS = ("ts", "orig", "conn_state", "history", "missed_bytes", "duration"
                "resp_ip_bytes")
 #: Those unset (null) when the duration is 0, as Zeek logs them
 ZEEK_TIMED = ("duration", "orig_bytes", "resp_bytes")
+#: The views' columns a conn.log's entry holds (conn_entries)
+_ENTRY_FIELDS = frozenset((*ZEEK_FIELDS, "timed"))
 
 #: The pieces of a record's text between its values, in their order (_write writes the
 #: record from them; `K_...` below: each one's place)
@@ -481,7 +483,9 @@ def views_columns(rows: np.ndarray) -> dict[str, Any]:
     """The conn.log fields (ZEEK_FIELDS) of each Zeek view (track/zeek_view.py VIEW), a
     column each, and "timed": whether its duration is over 0 (ZEEK_TIMED are set only
     then). "history" is Texts, one after another from the start of their buffer: Zeek's
-    letters (and "^"), which JSON writes as they are, never a Python string each."""
+    letters (and "^"), which JSON writes as they are, never a Python string each. And
+    "orig_code" and "conn_state_code": "orig" and "conn_state" by their codes (in ROLES,
+    CONN_STATES)."""
     states, sizes = zeek_columns(rows)
     at, orig = np.arange(len(rows)), rows["z_orig"].astype(np.intp)
     resp = 1 - orig
