@@ -215,10 +215,13 @@ def lines(cols: dict[str, Any], views: "ZeekViews", tunnels: Sequence[dict[str, 
     moves = t.floats(cols["moves_ts"])
     moves_end = t.at(_MOVE_ENDS) + (cols["moves_state_code"] * 2 + cols["moves_timer"]) * 2 \
         + cols["moves_inferred"]
-    tunnel = np.full(n, -1, np.int64)
-    for i, number in zip(np.flatnonzero(cols["tunnel"]).tolist(),
-                         cols["tunnel"][cols["tunnel"] != 0].tolist(), strict=True):
-        tunnel[i] = t.add(words(["," + _json("tunnel") + ":" + _json(tunnels[number - 1])]))
+    tunnel = np.full(n, -1, np.int64)  # the tunnel's member of a row in one, its text's
+    inside = np.flatnonzero(cols["tunnel"])
+    if len(inside):
+        numbers = np.unique(cols["tunnel"][inside])
+        tunnel[inside] = t.add(words(["," + _json("tunnel") + ":" + _json(tunnels[k - 1])
+                                      for k in numbers.tolist()])) \
+            + np.searchsorted(numbers, cols["tunnel"][inside])
     ws = cols["wireshark"]
     zeek_ints = np.stack([z[k] for k in _ZEEK_INTS], axis=1).astype(np.int64)
     zeek_codes = np.stack([t.coded(Coded(z["orig_code"], _NAMES["role"])),
