@@ -15,6 +15,7 @@ import orjson
 from pcapstate import collector, jit
 from pcapstate.derive.texts import (
     Texts,
+    _index,
     gather,
     json_texts,
     words,
@@ -233,7 +234,7 @@ def lines(cols: dict[str, Any], views: "ZeekViews", tunnels: Sequence[dict[str, 
     np.cumsum(counts, out=later[1:])
     later_views = np.array([k for v in views.later.values() for k in v], np.int64)  # by row
     places = [t.at(constants) for constants in (_KEYS, _NAME_TEXTS, _ANOMALY_KEYS, _WS_KEYS,
-                                                (end,))]
+                                                words([end]))]
     ends = cols["ends"]
     texts = t.done(words(ends.hosts), z["history"])
     return _write(texts.data, texts.start, texts.stop, *places, t.sections,
@@ -264,13 +265,11 @@ class _Table:
         self.size += len(texts)
         return self.size - len(texts)
 
-    def at(self, strings: Sequence[str] | Texts) -> int:
-        """Where the texts begin (the same constant tuple once)."""
-        key = id(strings)
-        if key not in self.places:
-            self.places[key] = strings, self.add(strings if isinstance(strings, Texts)
-                                                 else _words(tuple(strings)))
-        return self.places[key][1]
+    def at(self, texts: Texts) -> int:
+        """Where the texts begin (the same constant Texts once)."""
+        if id(texts) not in self.places:
+            self.places[id(texts)] = texts, self.add(texts)
+        return self.places[id(texts)][1]
 
     def coded(self, column: "Coded") -> np.ndarray:
         """The texts' numbers of a Coded column's names (-1: its None, the last)."""
@@ -299,11 +298,6 @@ class _Table:
         return Texts(np.concatenate(list(datas.values())),
                      np.concatenate([p.start + offsets[id(p.data)] for p in self.parts]),
                      np.concatenate([p.stop + offsets[id(p.data)] for p in self.parts]))
-
-
-@lru_cache(maxsize=64)
-def _words(strings: tuple[str, ...]) -> Texts:
-    return words(strings)
 
 
 @lru_cache(maxsize=64)
@@ -446,7 +440,7 @@ _ENTRY_FIELDS = frozenset((*ZEEK_FIELDS, "timed"))
 
 #: The pieces of a record's text between its values, in their order (_write writes the
 #: record from them; `K_...` below: each one's place)
-_KEYS = tuple(
+_KEYS = words(
     [f"{{{_json('id')}:"]
     + [f",{_json(k)}:" for k in ("client", "server")]  # (quoted: the quotes written apart)
     + [f",{_json(k)}:" for k in ("roles_from", "mid_stream", "first_ts", "last_ts", "end",
@@ -471,15 +465,15 @@ _CODED = ("roles_from", "end", "closer", "closer_evidence", "closed_by", "reset_
 _ZEEK_INTS = ("missed_bytes", "orig_bytes", "resp_bytes", "orig_pkts", "orig_ip_bytes",
               "resp_pkts", "resp_ip_bytes")
 #: "false" and "true", by a bool's number
-_NAME_TEXTS = (_json(False), _json(True))
+_NAME_TEXTS = words([_json(False), _json(True)])
 #: The keys of the anomalies' counts and of Wireshark's flags' (in their columns' order),
 #: and a move's text after its time, by ((state (STATE_NAMES) * 2 + timer) * 2 + inferred)
-_ANOMALY_KEYS = tuple(_json(name) + ":" for name in _NAMES["anomalies"])
-_WS_KEYS = tuple(_json(name) + ":" for name in WIRESHARK_ANALYSIS)
-_MOVE_ENDS = tuple(f",{_json('state')}:{_json(state)}{timer}{inferred}}}"
-                   for state in STATE_NAMES
-                   for timer in ("", f",{_json('timer')}:{_json(True)}")
-                   for inferred in ("", f",{_json('inferred')}:{_json(True)}"))
+_ANOMALY_KEYS = words([_json(name) + ":" for name in _NAMES["anomalies"]])
+_WS_KEYS = words([_json(name) + ":" for name in WIRESHARK_ANALYSIS])
+_MOVE_ENDS = words([f",{_json('state')}:{_json(state)}{timer}{inferred}}}"
+                    for state in STATE_NAMES
+                    for timer in ("", f",{_json('timer')}:{_json(True)}")
+                    for inferred in ("", f",{_json('inferred')}:{_json(True)}")])
 
 
 def views_columns(rows: np.ndarray) -> dict[str, Any]:
@@ -731,6 +725,3 @@ _ZERO, _MINUS, _POINT, _COMMA, _COLON = ord("0"), ord("-"), ord("."), ord(","), 
 _PAIRS = np.frombuffer("".join(f"{i:02}" for i in range(100)).encode(), np.uint8)
 _MOST_NEGATIVE = np.iinfo(np.int64).min
 _MOST_NEGATIVE_TEXT = np.frombuffer(str(_MOST_NEGATIVE).encode(), np.uint8)
-#: _put's indexes: unsigned when compiled, with no check for a negative one; uncompiled,
-#: Python's int
-_index = int if jit.PLAIN else np.uint64
