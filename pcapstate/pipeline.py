@@ -28,6 +28,7 @@ from pcapstate.settings import Settings
 if TYPE_CHECKING:  # the compiled engine is imported once the inputs are known to be good
     from pcapstate.decode.frames import Batch
     from pcapstate.derive.host import HostView
+    from pcapstate.derive.summary import HandOn
     from pcapstate.derive.timeline import Timeline
 
 Progress = Callable[[int, int | None], None]
@@ -54,13 +55,14 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
             line_end: str = "\n",
             on_brief: Callable[[list[list[Any]]], None] | None = None,
             on_zeek: Callable[[dict[str, Any]], None] | None = None,
-            on_columns: Callable[[dict[str, Any], Any], None] | None = None,
+            on_columns: Callable[[dict[str, Any], Any], Callable[[], object] | None]
+            | None = None,
             progress: Progress | None = None, engine: str = "fast",
             stop: Callable[[], bool] | None = None,
             note: Callable[[str], object] | None = None,
             hosts: list[HostView] | None = None,
             dask: str | None = None, partitions: int = 0,
-            behind: Callable[[Callable[[], None]], None] | None = None) -> dict[str, Any]:
+            behind: Callable[[HandOn], None] | None = None) -> dict[str, Any]:
     """Analyse one capture, given as one file or a time-ordered set of files.
 
     `on_record` receives each connection's record as the connection is retired (in
@@ -72,9 +74,10 @@ def analyze(paths: list[str], settings: Settings | None = None, *,
     (derive/records.py conn_entries: what a conn.log needs, a column each), a batch at a
     time, also for less; `on_columns` the same records' fields, a column each, and their
     Zeek views, a batch at a time (derive/records.py columns and zeek_views: what
-    render/parquet.py writes). `behind`, if given, runs the work of handing each batch on to
-    those four later, in order (in another thread: render/output.py Behind.later, which
-    the caller waits for before it uses what they made), except with `hosts`.
+    render/parquet.py writes; it may return what is left to do after: a function).
+    `behind`, if given, runs the work of handing each batch on to those four later, in
+    order (in other threads: render/output.py Behind.later, which the caller waits for
+    before it uses what they made), except with `hosts`.
     `progress(bytes_done, bytes_total)` is
     called now and then. `stop()`, asked between batches, ends the reading early: the
     result then covers what was read (`interrupted` is true, a warning says so); connections

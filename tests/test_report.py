@@ -326,6 +326,45 @@ def test_the_records_spooled_become_the_results_last_array(records):
                     [lines[-1].decode()[:-len(SEPARATOR)]]
 
 
+def test_behind_runs_what_each_job_leaves_after_it_in_order_in_a_second_thread():
+    """render/output.py Behind: the functions a job yields run after it, in order, in a
+    thread of their own (neither the caller's nor the jobs'); a failure of one of them is
+    raised by `close`."""
+    import threading
+    from functools import partial
+
+    from pcapstate.render.output import Behind
+
+    done: list[tuple[int, int]] = []
+    threads: dict[str, set[int]] = {"job": set(), "after": set()}
+
+    def after(i, k):
+        threads["after"].add(threading.get_ident())
+        done.append((i, k))
+
+    def job(i):
+        threads["job"].add(threading.get_ident())
+        for k in range(3):
+            yield partial(after, i, k)
+
+    behind = Behind()
+    for i in range(200):
+        behind.later(partial(job, i))
+    behind.close()
+    assert done == [(i, k) for i in range(200) for k in range(3)]
+    assert len(threads["job"]) == len(threads["after"]) == 1
+    assert threads["job"] != threads["after"]
+    assert threading.get_ident() not in threads["job"] | threads["after"]
+
+    def full():
+        raise OSError(28, "No space left on device")
+
+    behind = Behind()
+    behind.later(lambda: [full])
+    with pytest.raises(OSError, match="No space"):
+        behind.close()
+
+
 @pytest.mark.parametrize(("content", "says"), [
     (None, "nothing to write"),
     (b'{"schema": "pcapstate-result/0"}', "is a pcapstate-result/0 result; this pcapstate "

@@ -4,8 +4,8 @@ built in bulk from the packed records the tracker hands out (track/slots.py), in
 """
 
 import json
-from collections.abc import Sequence
-from functools import lru_cache
+from collections.abc import Callable, Sequence
+from functools import lru_cache, partial
 from ipaddress import ip_address
 from typing import Any, NamedTuple
 
@@ -194,7 +194,7 @@ def columns(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray, aborted: n
 
 
 def lines(cols: dict[str, Any], views: "ZeekViews", tunnels: Sequence[dict[str, Any]] = (),
-          end: str = "\n") -> memoryview:
+          end: str = "\n") -> Callable[[], memoryview]:
     """Each connection's record, as written to the JSON result and the JSON Lines stream
     (docs/json.md), a line each (UTF-8) that ends with `end` ("\n" in JSON Lines, ",\n"
     in the result's array: render/output.py SEPARATOR), from its columns (columns) and
@@ -203,10 +203,11 @@ def lines(cols: dict[str, Any], views: "ZeekViews", tunnels: Sequence[dict[str, 
     record's dict, made by compiled code from the columns, with no object built for each
     record: numbers written there (times as _micros says, the other floats' texts
     orjson's), every other text taken from one table (_Table). `tunnels`: the tunnels met
-    (decode/unwrap.py), by number - 1."""
+    (decode/unwrap.py), by number - 1. Returns the text's making, to call (compiled code
+    that lets go of Python's lock: it may run in another thread, render/output.py Behind)."""
     n = len(cols["id"])
     if not n:
-        return memoryview(b"")
+        return lambda: memoryview(b"")
     z = views.columns
     t = _Table()
     ints = np.stack([cols["id"], *(cols[f"{role}_{name}"] for role in ROLES
@@ -237,7 +238,7 @@ def lines(cols: dict[str, Any], views: "ZeekViews", tunnels: Sequence[dict[str, 
                                                 words([end]))]
     ends = cols["ends"]
     texts = t.done(words(ends.hosts), z["history"])
-    return _write(texts.data, texts.start, texts.stop, *places, t.sections,
+    return partial(_text, texts.data, texts.start, texts.stop, *places, t.sections,
                   ends.host.astype(np.int64), ends.ports, ints, codes,
                   np.ascontiguousarray(cols["mid_stream"]),
                   np.ascontiguousarray(cols["evicted"]), times, moves, moves_end.astype(np.int64),
@@ -245,7 +246,11 @@ def lines(cols: dict[str, Any], views: "ZeekViews", tunnels: Sequence[dict[str, 
                   cols["anomalies"].astype(np.int64), tunnel,
                   np.zeros((n, 0), np.int64) if ws is None else ws.astype(np.int64),
                   ws is not None, views.first.astype(np.int64), later, later_views,
-                  zeek_ints, zeek_codes, zeek_times, np.ascontiguousarray(z["timed"])).data
+                  zeek_ints, zeek_codes, zeek_times, np.ascontiguousarray(z["timed"]))
+
+
+def _text(*columns: Any) -> memoryview:
+    return _write(*columns).data
 
 
 class _Table:

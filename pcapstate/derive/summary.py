@@ -10,7 +10,7 @@ histograms and each findings group keeps only its worst examples.
 import heapq
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from typing import Any, NamedTuple
@@ -54,6 +54,10 @@ _CHUNK = 1024
 #: interleaved runs, 4,096 against 512: --parquet 2.36 against 2.67 s, --zeek-conn 1.94
 #: against 2.07 s, by medians; the same peak memory)
 _COLUMNS_CHUNK = 4096
+
+
+#: A batch's handing on (Summary._hand_on), which yields what is left to do after each part
+HandOn = Callable[[], Iterator[Callable[[], object]]]
 
 
 class _Batch(NamedTuple):
@@ -172,20 +176,21 @@ class Summary:
                  on_record: Callable[[dict[str, Any]], None] | None = None,
                  on_brief: Callable[[list[list[Any]]], None] | None = None,
                  on_zeek: Callable[[dict[str, Any]], None] | None = None,
-                 on_columns: Callable[[dict[str, Any], records.ZeekViews], None]
-                 | None = None,
+                 on_columns: Callable[[dict[str, Any], records.ZeekViews],
+                                      Callable[[], object] | None] | None = None,
                  wireshark: bool = False, tunnels: Sequence[dict[str, Any]] = (),
                  on_lines: Callable[[memoryview], object] | None = None,
                  line_end: str = "\n",
-                 behind: Callable[[Callable[[], None]], None] | None = None) -> None:
+                 behind: Callable[[HandOn], None] | None = None) -> None:
         """`on_record` receives each connection's record (derive/records.py); `on_brief`
         the connections in brief (records.BRIEF_FIELDS), a list at a time; `on_zeek` what a
         conn.log needs of them, a column each (records.conn_entries); `on_columns` the
         records' fields a column each (records.columns) and their Zeek views
-        (records.zeek_views); `on_lines` the records as JSON Lines' text (records.lines,
+        (records.zeek_views), which may return what is left to do after (a function:
+        ParquetSink.take); `on_lines` the records as JSON Lines' text (records.lines,
         which on_record's dicts are read from), many lines at a time, each ending with
         `line_end`. `behind`, if given, takes a function that hands a batch on to those
-        four, to run later (in order, in another thread: render/output.py Behind.later).
+        four, to run later (in order, in other threads: render/output.py Behind.later).
         `wireshark`: the tshark engine counted Wireshark's analysis flags of each segment.
         `tunnels`: the tunnels met so far (decode/unwrap.py), by number - 1."""
         if not settings.zeek and (on_record or on_lines or on_zeek or on_columns):
@@ -248,13 +253,16 @@ class Summary:
             hand_on = partial(self._hand_on, _Batch(rows, views, ended, kinds, closers,
                                                     aborted, evidences, picks))
             if self.behind is None:
-                hand_on()
+                for then in hand_on():
+                    then()
             else:
                 self.behind(hand_on)
 
-    def _hand_on(self, batch: _Batch) -> None:
+    def _hand_on(self, batch: _Batch) -> Iterator[Callable[[], object]]:  # HandOn's
         """A batch's connections handed on (on_zeek, on_lines, on_record, on_columns), a
-        part of _CHUNK at a time (_COLUMNS_CHUNK when no JSON text is made)."""
+        part of _CHUNK at a time (_COLUMNS_CHUNK when no JSON text is made); yields what is
+        left to do after each part, in order: the JSON text's making and writing, Parquet's
+        writing (render/output.py Behind runs that in a second thread)."""
         b, texts = batch, self.on_record or self.on_lines
         step = _CHUNK if texts else _COLUMNS_CHUNK
         for start in range(0, len(b.rows), step):
@@ -269,14 +277,17 @@ class Summary:
                                    self.tunnels,
                                    None if self.on_columns is None else b.picks[part])
             if texts:  # once, for both
-                text = records.lines(cols, zeek, self.tunnels, self.line_end)
-                if self.on_lines is not None:
-                    self.on_lines(text)
-                if self.on_record is not None:
+                make = records.lines(cols, zeek, self.tunnels, self.line_end)
+                if self.on_record is not None:  # the text now, read back
+                    text = make()
                     for rec in records.parse(text, self.line_end):
                         self.on_record(rec)
-            if self.on_columns is not None:
-                self.on_columns(cols, zeek)
+                    if self.on_lines is not None:
+                        yield partial(self.on_lines, text)
+                elif self.on_lines is not None:
+                    yield partial(_made, self.on_lines, make)
+            if self.on_columns is not None and (write := self.on_columns(cols, zeek)):
+                yield write
 
     def findings(self) -> list[dict[str, Any]]:
         """Worst first: most stuck endpoints, then the oldest."""
@@ -332,6 +343,11 @@ class Summary:
             "durations": {st.value: _durations_json(f, s) for s, st in enumerate(STATES)
                           if f["counts"][s].any()},
         }
+
+
+def _made(to: Callable[[memoryview], object], make: Callable[[], memoryview]) -> None:
+    """The text made, then handed on `to`."""
+    to(make())
 
 
 def _ranked(names: Iterable[Any], counts: np.ndarray) -> dict[Any, int]:

@@ -14,7 +14,8 @@ connection for refused_burst, a request crossing an idle close for keepalive_rac
 whether its service was diagnosed is the result's `diagnoses` to say, from the counts of all.
 """
 
-from functools import lru_cache
+from collections.abc import Callable
+from functools import lru_cache, partial
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -70,16 +71,21 @@ class ParquetSink:
         self.held: list[pa.RecordBatch] = []
         self.rows = 0
 
-    def take(self, cols: dict[str, Any], views: ZeekViews) -> None:
+    def take(self, cols: dict[str, Any], views: ZeekViews) -> Callable[[], object] | None:
         """A batch: records.columns' `cols`, records.zeek_views' `views` of the same
-        connections."""
+        connections. Returns the writing of the row groups it completed (pyarrow's, which
+        lets go of Python's lock: for another thread, render/output.py Behind), or None."""
         self.held.append(pa.RecordBatch.from_arrays(_arrays(cols, views), schema=SCHEMA))
         self.rows += len(cols["id"])
-        if self.rows >= ROW_GROUP:
-            self._write(self.rows - self.rows % ROW_GROUP)
+        if self.rows < ROW_GROUP:
+            return None
+        return partial(self.writer.write_table, self._taken(self.rows - self.rows % ROW_GROUP),
+                       row_group_size=ROW_GROUP)
 
     def close(self) -> None:
-        self._write(self.rows)
+        """Writes what is left (once what `take` returned is done) and the footer."""
+        if self.rows:
+            self.writer.write_table(self._taken(self.rows), row_group_size=ROW_GROUP)
         self.writer.close()
 
     def discard(self) -> None:
@@ -92,12 +98,11 @@ class ParquetSink:
             except Exception:  # noqa: BLE001  # that file failed too, or is closed: the
                 pass  # run's own error is the one to report, and the others still removed
 
-    def _write(self, rows: int) -> None:
-        """The first `rows` held, in row groups of ROW_GROUP (the last one: what is left)."""
+    def _taken(self, rows: int) -> pa.Table:
+        """The first `rows` held, let go of."""
         held = pa.Table.from_batches(self.held, SCHEMA)
-        if rows:
-            self.writer.write_table(held.slice(0, rows), row_group_size=ROW_GROUP)
         self.held, self.rows = held.slice(rows).to_batches(), self.rows - rows
+        return held.slice(0, rows)
 
 
 def _arrays(c: dict[str, Any], views: ZeekViews) -> list[pa.Array]:
