@@ -31,7 +31,7 @@ from pcapstate.track.slots import (
     STATE_NAMES,
     STATES,
 )
-from pcapstate.track.zeek_view import CONN_STATES, ZEEK_HISTORY
+from pcapstate.track.zeek_view import CONN_STATES
 from pcapstate.vocab import WIRESHARK_ANALYSIS, Closer, CloserEvidence, Roles, State
 
 ROLES = ("client", "server")
@@ -153,14 +153,9 @@ def columns(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray, aborted: n
     names = _NAMES
     closed_by = aborted.astype(np.intp)  # fin, rst, or -1: None
     closed_by[(closers == _CLOSER_NONE) | (evidences == _INFERRED)] = -1
-    # the transitions made (not the unused places), and where each endpoint's begin
-    made = np.arange(rows.dtype["tr_ts"].shape[1]) < rows["ntr"][:, :, None]
     ntr = rows["ntr"].astype(np.int64)
-    starts = (np.cumsum(ntr) - ntr.reshape(-1)).reshape(-1, 2)
-    timer = rows["tr_timer"][made]
-    inferred = timer == INFERRED_MOVE  # and the first move of a connection found inferred
-    inferred[starts[(rows["inferred"] != 0)[:, None] & (ntr > 0)]] = True
-    codes = rows["tr_st"][made].astype(np.intp)  # each move's state (in STATE_NAMES)
+    moves_ts, codes, timer, inferred, starts = _moves(ntr, rows["tr_ts"], rows["tr_st"],
+                                                      rows["tr_timer"], rows["inferred"])
     out = {
         "id": rows["cid"], "ends": _endpoints(rows),
         "roles_from": Coded(rows["roles"], names["roles"]),
@@ -172,8 +167,8 @@ def columns(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray, aborted: n
         "reset_by": Coded(rows["reset_by"], names["role"]),
         "anomalies": rows["anom"][:, _BY_NAME], "anomaly_names": names["anomalies"],
         "evicted": rows["evicted"] != 0, "tunnel": rows["tunnel"],
-        "moves_ts": rows["tr_ts"][made], "moves_state_code": codes,
-        "moves_timer": timer == 1, "moves_inferred": inferred, "moves_start": starts,
+        "moves_ts": moves_ts, "moves_state_code": codes,
+        "moves_timer": timer, "moves_inferred": inferred, "moves_start": starts,
         "ntr": ntr, "wireshark": rows["ws"] if wireshark else None,
         "tunnel_name": np.full(len(rows), None, object)}
     tunneled = np.flatnonzero(rows["tunnel"])  # named only where there is one
@@ -191,6 +186,32 @@ def columns(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray, aborted: n
         for field, column in _COUNTS:
             out[f"{role}_{field}"] = rows[column][:, e]
     return out
+
+
+@jit.njit(cache=True, nogil=True)
+def _moves(ntr, tr_ts, tr_st, tr_timer, inferred):  # type: ignore[no-untyped-def]
+    """The transitions made (ntr [row, endpoint] of each endpoint's places), endpoint after
+    endpoint, in one pass (boolean masks of the places took a tenth of the records' making):
+    each one's time, state's code (in STATE_NAMES), whether a timer made it, whether it is
+    inferred (its tr_timer says so, or it is an endpoint's first in a connection found
+    inferred); and where each endpoint's begin [row, endpoint]."""
+    n = len(ntr)
+    total = 0
+    for r in range(n):
+        total += ntr[r, 0] + ntr[r, 1]
+    ts, codes = np.empty(total, np.float64), np.empty(total, np.intp)
+    timer, inferreds = np.empty(total, np.bool_), np.empty(total, np.bool_)
+    starts = np.empty((n, 2), np.int64)
+    k = 0
+    for r in range(n):
+        for e in range(2):
+            starts[r, e] = k
+            for m in range(ntr[r, e]):
+                ts[k], codes[k] = tr_ts[r, e, m], tr_st[r, e, m]
+                timer[k] = tr_timer[r, e, m] == 1
+                inferreds[k] = tr_timer[r, e, m] == INFERRED_MOVE or (m == 0 and inferred[r] != 0)
+                k += 1
+    return ts, codes, timer, inferreds, starts
 
 
 def lines(cols: dict[str, Any], views: "ZeekViews", tunnels: Sequence[dict[str, Any]] = (),
@@ -498,12 +519,23 @@ def views_columns(rows: np.ndarray) -> dict[str, Any]:
     return {
         "ts": rows["z_first"], "orig": _NAMES["role"][orig], "orig_code": orig,
         "conn_state": np.array(CONN_STATES, object)[states], "conn_state_code": states,
-        "history": Texts(rows["z_hist"][np.arange(ZEEK_HISTORY) < hlen[:, None]], stop - hlen,
-                         stop),
+        "history": Texts(_prefixes(rows["z_hist"], hlen, stop), stop - hlen, stop),
         "missed_bytes": rows["z_missed"], "duration": duration,
         "orig_bytes": sizes[at, orig], "resp_bytes": sizes[at, resp],
         "orig_pkts": pkts[at, orig], "orig_ip_bytes": ipb[at, orig],
         "resp_pkts": pkts[at, resp], "resp_ip_bytes": ipb[at, resp], "timed": duration > 0}
+
+
+@jit.njit(cache=True, nogil=True)
+def _prefixes(table, sizes, stops):  # type: ignore[no-untyped-def]
+    """Each row's first sizes[r] bytes of `table`, one after another (row r's end at
+    stops[r]: their running sum)."""
+    out = np.empty(stops[-1] if len(stops) else 0, np.uint8)
+    for r in range(len(sizes)):
+        at = stops[r] - sizes[r]
+        for j in range(sizes[r]):
+            out[at + j] = table[r, j]
+    return out
 
 
 @jit.njit(cache=True, nogil=True)
