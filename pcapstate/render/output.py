@@ -87,9 +87,11 @@ class Behind:
     run in order by a second thread while the first goes on to the next job. Work that lets
     go of Python's lock goes there (writing the JSON text, pyarrow's writing, the system
     calls): after the last packet, when every open connection's record is made at once,
-    the two threads share the work on two cores (the benchmark capture's --json: 0.08 s
-    less, 11 of 12 paired runs). A job's failure, or a function's it left, is raised by
-    the next call, or by `close`."""
+    the two threads share the work on two cores (the benchmark capture, 12 paired runs:
+    --json 0.06 s less, --parquet 0.17 s less). Python's own work stays in the first: two
+    threads taking turns with Python's lock were slower than one (the conn.log's text there:
+    0.06 s more). A job's failure, or a function's it left, is raised by the next call, or
+    by `close`."""
 
     def __init__(self, behind: int = 2) -> None:
         self.jobs: queue.Queue[Callable[[], Iterable[Callable[[], object]] | None] | None] \
@@ -111,6 +113,8 @@ class Behind:
 
     def _run(self, job: Callable[[], Iterable[Callable[[], object]] | None]) -> None:
         for then in job() or ():
+            if self.stopped or self.error is not None:  # the rest of the job is not needed
+                break
             self.after.put(then)
 
     def _work(self, jobs: "queue.Queue[Any]", run: Callable[[Any], object]) -> None:

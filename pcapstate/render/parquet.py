@@ -1,8 +1,8 @@
 """The connection records as a Parquet file (`analyze --parquet FILE`): a row per connection,
 the record's fields as columns (docs/json.md says what each means), written with pyarrow
 from the record's columns (derive/records.py columns) in row groups as connections retire:
-memory holds at most two row groups (one written, in another thread, while the next is
-gathered: render/output.py Behind), never every record.
+memory holds a few row groups at most (one written, in another thread, two waiting for it,
+the next gathered: render/output.py Behind), never every record.
 DuckDB, pandas and Polars read it.
 
 How the columns differ from the JSON record: times are timestamps (UTC, microseconds);
