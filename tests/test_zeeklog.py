@@ -6,6 +6,7 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pcapstate.cli import main
@@ -373,10 +374,12 @@ def test_a_bare_zeek_has_no_likely_server_ports(tmp_path):
 
 
 def test_uids_are_the_base62_of_each_keys_hash():
-    """The uids made in bulk are each key's 96-bit blake2b hash in base 62 after a C, as the
+    """The uids made in bulk are each key's 96-bit blake2b hash (hashlib's: the compiled
+    one's keys of one block, several, none, and not ASCII) in base 62 after a C, as the
     plain conversion writes it, hashes with leading zero digits included."""
     import hashlib
 
+    from pcapstate.derive.texts import words
     from pcapstate.render.zeeklog import _uids
 
     digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
@@ -390,10 +393,28 @@ def test_uids_are_the_base62_of_each_keys_hash():
         return "C" + out
 
     keys = [f"10.0.0.{i % 250}:{i}|10.0.0.1:80|{i / 7:.6f}" for i in range(20000)]
-    got = _uids(keys)
+    keys += ["", "é" * 70, *("x" * n for n in (127, 128, 129, 256, 257, 1000))]
+    got = _uids(words(keys))
     assert got == [plain(k) for k in keys]
     assert min(map(len, got)) < max(map(len, got)) == 18  # 17 digits, or fewer
-    assert _uids([]) == []
+    assert _uids(words([])) == []
+
+
+def test_times_are_written_as_zeek_writes_them():
+    """derive/records.py fixed6, by compiled code where it can tell the rounding: the same
+    text as "%.6f" (Zeek's times and intervals) for a capture's times, durations, values
+    near a half microsecond, 0 and -0, the largest it writes and beyond, NaN."""
+    import random
+
+    from pcapstate.derive.records import fixed6
+
+    rng = random.Random(7)
+    values = [1796369227.524035, 0.00022006034851074219, 5e-7, 4.9999999e-7, 2.5e-6,
+              1.0000005, 123.4565, 0.0, -0.0, 4294967295.999999, 4294967296.5, -1.5,
+              float("nan"), float("inf")]
+    values += [rng.random() * 10 ** rng.randint(-7, 10) for _ in range(20000)]
+    values += [rng.randint(0, 2**31) / 1e6 + rng.randint(0, 4) * 1e-9 for _ in range(20000)]
+    assert fixed6(np.array(values)).strings() == [f"{v:.6f}" for v in values]
 
 
 def test_zeeks_view_is_followed_only_when_asked_or_held(capsys):

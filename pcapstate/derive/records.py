@@ -757,6 +757,152 @@ def _write(data, start, stop, keys, names, anomaly_keys, ws_keys, end, sections,
     return out[:to]
 
 
+def fixed6(values: np.ndarray) -> Texts:
+    """Each value's text as "{:.6f}" writes it (Zeek's times and intervals), by compiled
+    code (_fixed6_micros) where it can tell the rounding, else by Python."""
+    values = np.ascontiguousarray(values, np.float64)
+    micros = _fixed6_micros(values)
+    odd = np.flatnonzero(micros < 0)
+    other = words([f"{v:.6f}" for v in values[odd].tolist()])
+    data, stop = _put_fixed6(micros, other.data, other.start, other.stop)
+    return Texts(data, np.concatenate(([0], stop[:-1])), stop)
+
+
+@jit.njit(cache=True, nogil=True)
+def _fixed6_micros(values):  # type: ignore[no-untyped-def]
+    """Each value rounded to whole microseconds as "{:.6f}" rounds its exact binary value,
+    where that is sure, else -1: from 0 to 2**32 s, a whole number of them (the double
+    nearest to it: within a quarter of a microsecond, so its text), or with the product's
+    fraction farther from a half than the product's rounding error (2**-52 of it). Not 0,
+    whose sign the text keeps ("-0.000000")."""
+    out = np.empty(len(values), np.int64)
+    for k in range(len(values)):
+        v = values[k]
+        out[k] = -1
+        if 0.0 < v < 4294967296.0:
+            p = v * 1e6
+            whole = np.floor(p)
+            fraction = p - whole
+            micro = np.int64(whole) + (1 if fraction >= 0.5 else 0)
+            if micro / 1e6 == v or abs(fraction - 0.5) > p * 2.3e-16:
+                out[k] = micro
+    return out
+
+
+@jit.njit(cache=True, nogil=True)
+def _put_fixed6(micros, data, start, stop):  # type: ignore[no-untyped-def]
+    """The texts of _fixed6_micros' values: seconds, a point and six digits; for each -1,
+    the next of the texts given (data, start, stop). Returns the bytes and where each ends."""
+    out = np.empty(len(micros) * 18 + len(data), np.uint8)
+    ends = np.empty(len(micros), np.int64)
+    to, odd = 0, 0
+    for k in range(len(micros)):
+        micro = micros[k]
+        if micro < 0:
+            to = _put(out, to, data, start, stop, odd)
+            odd += 1
+        else:
+            seconds = micro // 1000000
+            to = _put_int(out, to, seconds)
+            out[to] = _POINT
+            to = _put_digits(out, to + 1, micro - seconds * 1000000, 6)
+        ends[k] = to
+    return out[:to], ends
+
+
+def digests(texts: Texts, size: int) -> np.ndarray:
+    """Each text's BLAKE2b hash of `size` bytes (1 to 64; hashlib.blake2b(text,
+    digest_size=size)), a row each, by compiled code (a hashlib call a connection took a
+    third of the conn.log's making)."""
+    return _blake2b(texts.data, texts.start, texts.stop, size)
+
+
+@jit.njit(cache=True, nogil=True)
+def _blake2b(data, start, stop, size):  # type: ignore[no-untyped-def]
+    """BLAKE2b (RFC 7693), no key, of each text data[start[k]:stop[k]]."""
+    out = np.empty((len(start), size), np.uint8)
+    h, v, m = np.empty(8, np.uint64), np.empty(16, np.uint64), np.empty(16, np.uint64)
+    block = np.empty(128, np.uint8)
+    for k in range(len(start)):
+        h[:] = _IV
+        h[0] ^= np.uint64(0x01010000) | np.uint64(size)
+        at, done = start[k], np.uint64(0)
+        while stop[k] - at > 128:  # every block but the last
+            for j in range(128):
+                block[j] = data[at + j]
+            done += np.uint64(128)
+            _compress(h, v, m, block, done, False)
+            at += 128
+        for j in range(128):
+            block[j] = data[at + j] if at + j < stop[k] else 0
+        done += np.uint64(stop[k] - at)
+        _compress(h, v, m, block, done, True)
+        for j in range(size):
+            out[k, j] = (h[j // 8] >> np.uint64(8 * (j % 8))) & np.uint64(0xFF)
+    return out
+
+
+@jit.njit(cache=True, nogil=True, inline="always")
+def _compress(h, v, m, block, done, last):  # type: ignore[no-untyped-def]
+    """BLAKE2b's F: h mixed with a block (its 16 words, little-endian), `done` bytes in."""
+    for i in range(16):
+        word = np.uint64(0)
+        for b in range(8):
+            word |= np.uint64(block[8 * i + b]) << np.uint64(8 * b)
+        m[i] = word
+    for i in range(8):
+        v[i], v[i + 8] = h[i], _IV[i]
+    v[12] ^= done
+    if last:
+        v[14] = ~v[14]
+    for r in range(12):
+        s = _SIGMA[r % 10]
+        _mix(v, 0, 4, 8, 12, m[s[0]], m[s[1]])
+        _mix(v, 1, 5, 9, 13, m[s[2]], m[s[3]])
+        _mix(v, 2, 6, 10, 14, m[s[4]], m[s[5]])
+        _mix(v, 3, 7, 11, 15, m[s[6]], m[s[7]])
+        _mix(v, 0, 5, 10, 15, m[s[8]], m[s[9]])
+        _mix(v, 1, 6, 11, 12, m[s[10]], m[s[11]])
+        _mix(v, 2, 7, 8, 13, m[s[12]], m[s[13]])
+        _mix(v, 3, 4, 9, 14, m[s[14]], m[s[15]])
+    for i in range(8):
+        h[i] ^= v[i] ^ v[i + 8]
+
+
+@jit.njit(cache=True, nogil=True, inline="always")
+def _mix(v, a, b, c, d, x, y):  # type: ignore[no-untyped-def]
+    """BLAKE2b's G."""
+    v[a] = v[a] + v[b] + x
+    v[d] = _rotate(v[d] ^ v[a], 32)
+    v[c] = v[c] + v[d]
+    v[b] = _rotate(v[b] ^ v[c], 24)
+    v[a] = v[a] + v[b] + y
+    v[d] = _rotate(v[d] ^ v[a], 16)
+    v[c] = v[c] + v[d]
+    v[b] = _rotate(v[b] ^ v[c], 63)
+
+
+@jit.njit(cache=True, nogil=True, inline="always")
+def _rotate(x, n):  # type: ignore[no-untyped-def]
+    """x rotated right by n bits (of 64)."""
+    return (x >> np.uint64(n)) | (x << np.uint64(64 - n))
+
+
+_IV = np.array([0x6A09E667F3BCC908, 0xBB67AE8584CAA73B, 0x3C6EF372FE94F82B,
+                0xA54FF53A5F1D36F1, 0x510E527FADE682D1, 0x9B05688C2B3E6C1F,
+                0x1F83D9ABFB41BD6B, 0x5BE0CD19137E2179], np.uint64)
+_SIGMA = np.array([[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15],
+                   [14, 10, 4, 8, 9, 15, 13, 6, 1, 12, 0, 2, 11, 7, 5, 3],
+                   [11, 8, 12, 0, 5, 2, 15, 13, 10, 14, 3, 6, 7, 1, 9, 4],
+                   [7, 9, 3, 1, 13, 12, 11, 14, 2, 6, 5, 10, 4, 0, 15, 8],
+                   [9, 0, 5, 7, 2, 4, 10, 15, 14, 1, 11, 12, 6, 8, 3, 13],
+                   [2, 12, 6, 10, 0, 11, 8, 3, 4, 13, 7, 5, 15, 14, 1, 9],
+                   [12, 5, 1, 15, 14, 13, 4, 10, 0, 7, 6, 3, 9, 2, 8, 11],
+                   [13, 11, 7, 14, 12, 1, 3, 9, 5, 0, 15, 4, 8, 6, 2, 10],
+                   [6, 15, 14, 9, 11, 3, 0, 8, 12, 2, 13, 7, 1, 4, 10, 5],
+                   [10, 2, 8, 4, 7, 6, 1, 5, 15, 11, 9, 14, 3, 12, 13, 0]], np.intp)
+
+
 _ZERO, _MINUS, _POINT, _COMMA, _COLON = ord("0"), ord("-"), ord("."), ord(","), ord(":")
 #: "00" to "99", a pair of digits after another
 _PAIRS = np.frombuffer("".join(f"{i:02}" for i in range(100)).encode(), np.uint8)

@@ -11,7 +11,6 @@ outer UDP connection's uid; pcapstate writes neither log, so this one only ties 
 connections of one tunnel together). docs/zeek.md has the details.
 """
 
-import hashlib
 import ipaddress
 import time
 from collections.abc import Callable, Sequence
@@ -36,14 +35,16 @@ _BASE62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _BASE62_PAIRS = np.array([a + b for a in _BASE62 for b in _BASE62], "U2")
 
 
-def _uids(keys: list[str]) -> list[str]:
+def _uids(keys: "Texts") -> list[str]:
     """Zeek-style uids ("C" and base 62), derived from `keys` rather than random, so that
     the same capture gives the same uids: a connection's key is its 4-tuple and the first
     timestamp of Zeek's connection, a tunnel's its description (decode/unwrap.py). Each
-    key's 96-bit hash is cut into base-62 digits in bulk, two at a time, the highest first
-    (9 pairs: 62**18 > 2**96), leading zeros left out."""
-    digests = b"".join([hashlib.blake2b(k.encode(), digest_size=12).digest() for k in keys])
-    words = np.frombuffer(digests, ">u4").reshape(-1, 3).astype(np.uint64)  # highest first
+    key's 96-bit BLAKE2b hash (derive/records.py digests) is cut into base-62 digits in
+    bulk, two at a time, the highest first (9 pairs: 62**18 > 2**96), leading zeros left
+    out."""
+    from pcapstate.derive.records import digests
+
+    words = digests(keys, 12).view(">u4").astype(np.uint64)  # highest first
     pairs = np.empty((len(keys), 9), np.intp)
     for j in range(8, -1, -1):  # long division by 62**2, the lowest pair first
         rest = np.zeros(len(keys), np.uint64)
@@ -111,29 +112,36 @@ class Site:
 
 def _values(entries: dict[str, Any], site: Site) -> dict[str, Any]:
     """Each conn.log column of a batch's entries (derive/records.py conn_entries), by its
-    name in FIELDS: a list of values, None where unset; and "ts_text", each ts as Zeek's
-    TSV writes it (which the uids are made from)."""
-    untimed = np.flatnonzero(~entries["timed"]).tolist()
+    name in FIELDS: a list of values, None where unset; and "ts_text" and "duration_text",
+    ts and duration as Zeek's TSV writes them (texts.gather's Parts: the uids are made
+    from the first)."""
+    from pcapstate.derive.records import fixed6
+    from pcapstate.derive.texts import gather, in_stead, words
+
+    unset = ~entries["timed"]
+    untimed = np.flatnonzero(unset).tolist()
 
     def when_timed(name: str) -> list[Any]:
         values = entries[name].tolist()
         for i in untimed:
             values[i] = None
         return values
-    ts = entries["ts"].tolist()
-    times = list(map(_time_text, ts))
+    ts, times = entries["ts"].tolist(), fixed6(entries["ts"])
     hosts = [entries["orig_h"].tolist(), entries["resp_h"].tolist()]
     local = {h: site.is_local(h) for h in {*hosts[0], *hosts[1]}}
     tunnels = entries["tunnel"].tolist()
-    parents = {t: tuple(_uids([t])) for t in set(tunnels) if t is not None} | {None: None}
+    parents = {t: tuple(_uids(words([t]))) for t in set(tunnels) if t is not None} \
+        | {None: None}
+    keys = gather([words(entries["client"].tolist()), "|", words(entries["server"].tolist()),
+                   "|", times], len(ts))
     return {
-        "ts": ts, "ts_text": times,
-        "uid": _uids([f"{c}|{s}|{t}" for c, s, t in zip(
-            entries["client"].tolist(), entries["server"].tolist(), times, strict=True)]),
+        "ts": ts, "ts_text": times, "uid": _uids(keys),
         "id.orig_h": hosts[0], "id.orig_p": entries["orig_p"].tolist(),
         "id.resp_h": hosts[1], "id.resp_p": entries["resp_p"].tolist(),
         "proto": ["tcp"] * len(ts), "service": [None] * len(ts),
-        "duration": when_timed("duration"), "orig_bytes": when_timed("orig_bytes"),
+        "duration": when_timed("duration"),
+        "duration_text": in_stead(fixed6(entries["duration"]), unset, words([_tsv_time(None)])),
+        "orig_bytes": when_timed("orig_bytes"),
         "resp_bytes": when_timed("resp_bytes"), "conn_state": entries["conn_state"].tolist(),
         "local_orig": [local[h] for h in hosts[0]], "local_resp": [local[h] for h in hosts[1]],
         **{f: entries[f].tolist() for f in ("missed_bytes", "history", "orig_pkts",
@@ -219,12 +227,13 @@ def _tsv_lines(values: dict[str, Any]) -> memoryview:
     n = len(values["ts"])
     counts = [f for f, writer in zip(FIELDS, _TSV, strict=True) if writer is _tsv_count]
     counted = dict(zip(counts, json_columns([values[f] for f in counts]), strict=True))
-    # columns whose texts are known as they are: ts's (_values), the uids (base 62: nothing
-    # Zeek escapes, never unset, each distinct)
-    known = {"ts": values["ts_text"], "uid": values["uid"]}
+    # columns whose texts are known as they are: ts's and duration's (_values), the uids
+    # (base 62: nothing Zeek escapes, never unset, each distinct)
+    known = {"ts": values["ts_text"], "duration": values["duration_text"],
+             "uid": words(values["uid"])}
     parts: list[Part] = []
     for field, writer in zip(FIELDS, _TSV, strict=True):
-        parts += [words(known[field]) if field in known
+        parts += [known[field] if field in known
                   else _tsv_count_texts(counted[field], values[field]) if writer is _tsv_count
                   else _tsv_column(values[field], writer), "\t"]
     parts[-1] = "\n"
