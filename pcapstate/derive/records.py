@@ -3,6 +3,7 @@ the JSON Lines stream, the brief the corpus check compares, and what a conn.log 
 built in bulk from the packed records the tracker hands out (track/slots.py), in one place.
 """
 
+import hashlib
 import json
 from collections.abc import Callable, Sequence
 from functools import lru_cache, partial
@@ -813,7 +814,11 @@ def _put_fixed6(micros, data, start, stop):  # type: ignore[no-untyped-def]
 def digests(texts: Texts, size: int) -> np.ndarray:
     """Each text's BLAKE2b hash of `size` bytes (1 to 64; hashlib.blake2b(text,
     digest_size=size)), a row each, by compiled code (a hashlib call a connection took a
-    third of the conn.log's making)."""
+    third of the conn.log's making). Uncompiled (jit.PLAIN: a small capture), hashlib's:
+    the compiled code's loops would take milliseconds a text there."""
+    if jit.PLAIN:
+        return np.frombuffer(b"".join([hashlib.blake2b(text, digest_size=size).digest()
+                                       for text in texts.pieces()]), np.uint8).reshape(-1, size)
     return _blake2b(texts.data, texts.start, texts.stop, size)
 
 
