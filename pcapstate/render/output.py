@@ -8,6 +8,7 @@ that names the path the user gave, never a temporary file's name.
 import contextlib
 import errno
 import json
+import operator
 import os
 import queue
 import secrets
@@ -101,7 +102,7 @@ class Behind:
         self.stopped = False
         self.threads = [threading.Thread(target=self._work, args=(self.jobs, self._run),
                                          name="pcapstate-writer", daemon=True),
-                        threading.Thread(target=self._work, args=(self.after, _call),
+                        threading.Thread(target=self._work, args=(self.after, operator.call),
                                          name="pcapstate-writer-after", daemon=True)]
         for thread in self.threads:
             thread.start()
@@ -145,10 +146,6 @@ class Behind:
             self.jobs.put(None)
         for thread in self.threads:
             thread.join()
-
-
-def _call(function: Callable[[], object]) -> None:
-    function()
 
 
 def write_json(out: BinaryIO, result: dict[str, Any], records: BinaryIO | None) -> None:

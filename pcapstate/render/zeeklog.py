@@ -165,11 +165,12 @@ def _tsv(value: Any) -> str:
     return text
 
 
-_time_text = "{:.6f}".format  # Zeek prints times with 6 decimals
-
-
 def _tsv_time(value: float | None) -> str:
-    return "-" if value is None else _time_text(value)
+    """A time or interval as Zeek prints it: 6 decimals (derive/records.py fixed6, which
+    _values writes the columns' texts with)."""
+    from pcapstate.derive.records import fixed6
+
+    return "-" if value is None else fixed6(np.array([value])).strings()[0]
 
 
 def _tsv_count(value: int | None) -> str:
@@ -227,13 +228,11 @@ def _tsv_lines(values: dict[str, Any]) -> memoryview:
     n = len(values["ts"])
     counts = [f for f, writer in zip(FIELDS, _TSV, strict=True) if writer is _tsv_count]
     counted = dict(zip(counts, json_columns([values[f] for f in counts]), strict=True))
-    # columns whose texts are known as they are: ts's and duration's (_values), the uids
-    # (base 62: nothing Zeek escapes, never unset, each distinct)
-    known = {"ts": values["ts_text"], "duration": values["duration_text"],
-             "uid": words(values["uid"])}
     parts: list[Part] = []
     for field, writer in zip(FIELDS, _TSV, strict=True):
-        parts += [known[field] if field in known
+        parts += [words(values[field]) if field == "uid"  # base 62: nothing Zeek escapes,
+                  # never unset; the times' texts made by _values
+                  else values[f"{field}_text"] if writer is _tsv_time
                   else _tsv_count_texts(counted[field], values[field]) if writer is _tsv_count
                   else _tsv_column(values[field], writer), "\t"]
     parts[-1] = "\n"
@@ -241,17 +240,13 @@ def _tsv_lines(values: dict[str, Any]) -> memoryview:
 
 
 def _tsv_column(values: list[Any], writer: Callable[[Any], str]) -> "Part":
-    """A string, flag or time column's texts in Zeek's TSV (texts.gather's Part): each
-    distinct string's or flag's written once and picked by each line; times each written,
-    by C code alone where none is unset (a Python call a value took 0.55 s on the benchmark
-    capture's conn.log)."""
+    """A string or flag column's texts in Zeek's TSV (texts.gather's Part): each distinct
+    value's written once and picked by each line."""
     from pcapstate.derive.texts import words
 
-    if writer is _tsv or writer is _tsv_bool:
-        distinct = {v: k for k, v in enumerate(dict.fromkeys(values))}
-        return (words([writer(v) for v in distinct]),
-                np.fromiter(map(distinct.__getitem__, values), np.int64, len(values)))
-    return words(list(map(writer if None in values else _time_text, values)))
+    distinct = {v: k for k, v in enumerate(dict.fromkeys(values))}
+    return (words([writer(v) for v in distinct]),
+            np.fromiter(map(distinct.__getitem__, values), np.int64, len(values)))
 
 
 def _tsv_count_texts(texts: "Texts", values: list[Any]) -> "Part":
