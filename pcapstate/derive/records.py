@@ -150,43 +150,72 @@ def columns(rows: np.ndarray, kinds: np.ndarray, closers: np.ndarray, aborted: n
     them (`wireshark`), else None; "tunnel": the number of the tunnel the connection came in
     (1 on), or 0, and "tunnel_name" its name (tunnel_name of `tunnels`, by number - 1) or
     None; with the diagnoses' rules' bits (`picks`, derive/rules.py pick), "signs": the
-    diagnoses each connection shows a sign of (rules.SIGNS), a list each."""
-    names = _NAMES
-    closed_by = aborted.astype(np.intp)  # fin, rst, or -1: None
-    closed_by[(closers == _CLOSER_NONE) | (evidences == _INFERRED)] = -1
+    diagnoses each connection shows a sign of (rules.SIGNS), a list each. The numbers are
+    also there as blocks, for _write (_fields'): "ints", "codes", "flags", "times"."""
+    n = len(rows)
+    ints = np.empty((n, 1 + 2 * len(_COUNTS)), np.int64)
+    codes = np.empty((n, len(_CODED)), np.int64)
+    flags, times = np.empty((n, 2), np.bool_), np.empty((n, 2), np.float64)
+    anomalies = np.empty((n, len(_BY_NAME)), np.int64)
+    _fields(rows, kinds, closers, aborted, evidences, _BY_NAME, ints, codes, flags, times,
+            anomalies)
     ntr = rows["ntr"].astype(np.int64)
-    moves_ts, codes, timer, inferred, starts = _moves(ntr, rows["tr_ts"], rows["tr_st"],
-                                                      rows["tr_timer"], rows["inferred"])
+    moves_ts, states, timer, inferred, starts = _moves(ntr, rows["tr_ts"], rows["tr_st"],
+                                                       rows["tr_timer"], rows["inferred"])
     out = {
-        "id": rows["cid"], "ends": _endpoints(rows),
-        "roles_from": Coded(rows["roles"], names["roles"]),
-        "mid_stream": rows["roles"] != _BY_SYN, "first_ts": rows["first_ts"],
-        "last_ts": rows["last_ts"], "end": Coded(kinds, names["end"]),
-        "closer": Coded(closers, names["closer"]),
-        "closer_evidence": Coded(evidences, names["evidence"]),  # -1: not known (None)
-        "closed_by": Coded(closed_by, names["closed_by"]),
-        "reset_by": Coded(rows["reset_by"], names["role"]),
-        "anomalies": rows["anom"][:, _BY_NAME], "anomaly_names": names["anomalies"],
-        "evicted": rows["evicted"] != 0, "tunnel": rows["tunnel"],
-        "moves_ts": moves_ts, "moves_state_code": codes,
+        "id": ints[:, 0], "ends": _endpoints(rows), "mid_stream": flags[:, 0],
+        "first_ts": times[:, 0], "last_ts": times[:, 1],
+        "anomalies": anomalies, "anomaly_names": _NAMES["anomalies"], "evicted": flags[:, 1],
+        "tunnel": rows["tunnel"], "moves_ts": moves_ts, "moves_state_code": states,
         "moves_timer": timer, "moves_inferred": inferred, "moves_start": starts,
         "ntr": ntr, "wireshark": rows["ws"] if wireshark else None,
-        "tunnel_name": np.full(len(rows), None, object)}
+        "tunnel_name": np.full(n, None, object), "ints": ints, "codes": codes,
+        "flags": flags, "times": times}
+    for k, (name, table) in enumerate(_CODED):
+        out[name] = Coded(codes[:, k], _NAMES[table])
+    for e, role in enumerate(ROLES):
+        for k, field in enumerate(_COUNTS):
+            out[f"{role}_{field}"] = ints[:, 1 + len(_COUNTS) * e + k]
     tunneled = np.flatnonzero(rows["tunnel"])  # named only where there is one
     out["tunnel_name"][tunneled] = [tunnel_name(tunnels[t - 1])
                                     for t in rows["tunnel"][tunneled].tolist()]
     if picks is not None:
         from pcapstate.derive.rules import SIGNS  # which imports this module's verdicts
 
-        out["signs"] = [[] for _ in range(len(rows))]
+        out["signs"] = [[] for _ in range(n)]
         for name, bits in SIGNS:
             for i in np.flatnonzero(picks & bits).tolist():
                 out["signs"][i].append(name)
-    for e, role in enumerate(ROLES):
-        out[f"{role}_final_state"] = Coded(rows["st"][:, e], names["state"])
-        for field, column in _COUNTS:
-            out[f"{role}_{field}"] = rows[column][:, e]
     return out
+
+
+@jit.njit(cache=True, nogil=True)
+def _fields(rows, kinds, closers, aborted, evidences, by_name, ints, codes, flags, times,
+            anomalies):  # type: ignore[no-untyped-def]
+    """The records' fields read from the packed rows in one pass (numpy's gathers of them,
+    a column at a time, took a third of the records' making): `ints`, the id and each
+    endpoint's counts (in _COUNTS' order); `codes`, the Coded columns' codes (_CODED's
+    order; -1: None); `flags`, mid_stream and evicted; `times`, first_ts and last_ts;
+    `anomalies`, the counts in their names' order (`by_name`)."""
+    for r in range(len(rows)):
+        row = rows[r]
+        ints[r, 0] = row.cid
+        for e in range(2):
+            at = 1 + 5 * e
+            ints[r, at], ints[r, at + 1], ints[r, at + 2] = row.packets[e], row.payload[e], \
+                row.syns[e]
+            ints[r, at + 3], ints[r, at + 4] = row.fins[e], row.rsts[e]
+        codes[r, 0], codes[r, 1], codes[r, 2] = row.roles, kinds[r], closers[r]
+        codes[r, 3] = evidences[r]
+        # closed by a FIN (0) or a RST (1) as derive/fold.py found; unknown (None) when no
+        # one closed or the closer is only inferred
+        codes[r, 4] = -1 if closers[r] == _CLOSER_NONE or evidences[r] == _INFERRED \
+            else np.int64(aborted[r])
+        codes[r, 5], codes[r, 6], codes[r, 7] = row.reset_by, row.st[0], row.st[1]
+        flags[r, 0], flags[r, 1] = row.roles != _BY_SYN, row.evicted != 0
+        times[r, 0], times[r, 1] = row.first_ts, row.last_ts
+        for a in range(len(by_name)):
+            anomalies[r, a] = row.anom[by_name[a]]
 
 
 @jit.njit(cache=True, nogil=True)
@@ -232,13 +261,9 @@ def lines(cols: dict[str, Any], views: "ZeekViews", tunnels: Sequence[dict[str, 
         return lambda: memoryview(b"")
     z = views.columns
     t = _Table()
-    ints = np.stack([cols["id"], *(cols[f"{role}_{name}"] for role in ROLES
-                                   for name, _ in _COUNTS)], axis=1).astype(np.int64)
-    codes = np.stack([t.coded(cols[k]) for k in _CODED], axis=1)
-    times = t.floats(np.stack([cols["first_ts"], cols["last_ts"]], axis=1))
+    coded = t.at(_CODED_TEXTS) + _CODED_AT
+    times = t.floats(cols["times"])
     moves = t.floats(cols["moves_ts"])
-    moves_end = t.at(_MOVE_ENDS) + (cols["moves_state_code"] * 2 + cols["moves_timer"]) * 2 \
-        + cols["moves_inferred"]
     tunnel = np.full(n, -1, np.int64)  # the tunnel's member of a row in one, its text's
     inside = np.flatnonzero(cols["tunnel"])
     if len(inside):
@@ -247,28 +272,25 @@ def lines(cols: dict[str, Any], views: "ZeekViews", tunnels: Sequence[dict[str, 
                                       for k in numbers.tolist()])) \
             + np.searchsorted(numbers, cols["tunnel"][inside])
     ws = cols["wireshark"]
-    zeek_ints = np.stack([z[k] for k in _ZEEK_INTS], axis=1).astype(np.int64)
-    zeek_codes = np.stack([t.coded(Coded(z["orig_code"], _NAMES["role"])),
-                           t.coded(Coded(z["conn_state_code"], _NAMES["conn_state"]))], axis=1)
-    zeek_times = t.floats(np.stack([z["ts"], z["duration"]], axis=1))
+    zeek_times = t.floats(z["times"])
     later = np.zeros(n + 1, np.int64)  # row r's later views: later_views[later[r]:later[r + 1]]
-    counts = np.zeros(n, np.int64)
-    counts[list(views.later)] = [len(v) for v in views.later.values()]
-    np.cumsum(counts, out=later[1:])
+    if views.later:
+        counts = np.zeros(n, np.int64)
+        counts[list(views.later)] = [len(v) for v in views.later.values()]
+        np.cumsum(counts, out=later[1:])
     later_views = np.array([k for v in views.later.values() for k in v], np.int64)  # by row
-    places = [t.at(constants) for constants in (_KEYS, _NAME_TEXTS, _ANOMALY_KEYS, _WS_KEYS,
-                                                words([end]))]
+    places = np.array([t.at(constants) for constants in (
+        _KEYS, _NAME_TEXTS, _ANOMALY_KEYS, _WS_KEYS, _MOVE_ENDS, words([end]))], np.int64)
     ends = cols["ends"]
     texts = t.done(words(ends.hosts), z["history"])
-    return partial(_text, texts.data, texts.start, texts.stop, *places, t.sections,
-                  ends.host.astype(np.int64), ends.ports, ints, codes,
-                  np.ascontiguousarray(cols["mid_stream"]),
-                  np.ascontiguousarray(cols["evicted"]), times, moves, moves_end.astype(np.int64),
-                  cols["moves_start"].astype(np.int64), cols["ntr"].astype(np.int64),
-                  cols["anomalies"].astype(np.int64), tunnel,
-                  np.zeros((n, 0), np.int64) if ws is None else ws.astype(np.int64),
-                  ws is not None, views.first.astype(np.int64), later, later_views,
-                  zeek_ints, zeek_codes, zeek_times, np.ascontiguousarray(z["timed"]))
+    return partial(_text, texts.data, texts.start, texts.stop, places, coded, t.sections,
+                   ends.host.astype(np.int64), ends.ports, cols["ints"], cols["codes"],
+                   cols["flags"], times, moves, cols["moves_state_code"], cols["moves_timer"],
+                   cols["moves_inferred"], cols["moves_start"], cols["ntr"],
+                   cols["anomalies"], tunnel,
+                   np.zeros((n, 0), np.int64) if ws is None else ws.astype(np.int64),
+                   ws is not None, views.first.astype(np.int64), later, later_views,
+                   z["ints"], z["codes"], zeek_times, z["timed"])
 
 
 def _text(*columns: Any) -> memoryview:
@@ -298,11 +320,6 @@ class _Table:
             self.places[id(texts)] = texts, self.add(texts)
         return self.places[id(texts)][1]
 
-    def coded(self, column: "Coded") -> np.ndarray:
-        """The texts' numbers of a Coded column's names (-1: its None, the last)."""
-        names = _name_texts(tuple(column.names))
-        return self.at(names) + column.codes.astype(np.int64) % len(names)
-
     def floats(self, values: np.ndarray) -> np.ndarray:
         """Each value as _write takes it (_put_time): its microseconds (_micros), or where
         it is no whole number of them, -1 - the number of its text as orjson writes it."""
@@ -327,17 +344,9 @@ class _Table:
                      np.concatenate([p.stop + offsets[id(p.data)] for p in self.parts]))
 
 
-@lru_cache(maxsize=64)
-def _name_texts(names: tuple[Any, ...]) -> Texts:
-    """The JSON texts of a Coded column's names."""
-    return words([_json(name) for name in names])
-
-
 def _json(value: Any) -> str:
     """`value` as orjson writes it."""
     return orjson.dumps(value).decode()
-
-
 
 
 @collector.paused()  # thousands of dicts and lists, no cycles: pcapstate/collector.py
@@ -360,10 +369,10 @@ class Coded(NamedTuple):
     names: np.ndarray
 
 
-#: An endpoint's counts: its record's name, the packed record's column
-_COUNTS = (("packets", "packets"), ("payload_bytes", "payload"), ("syn", "syns"),
-           ("fin", "fins"), ("rst", "rsts"))
-_BY_NAME = sorted(range(len(ANOMALY_NAMES)), key=lambda a: ANOMALY_NAMES[a])
+#: An endpoint's counts, by their records' names (_fields reads them from the packed
+#: record's packets, payload, syns, fins, rsts)
+_COUNTS = ("packets", "payload_bytes", "syn", "fin", "rst")
+_BY_NAME = np.array(sorted(range(len(ANOMALY_NAMES)), key=lambda a: ANOMALY_NAMES[a]))
 _CLOSER_NONE = CLOSER_NAMES.index(Closer.NONE)
 _INFERRED = EVIDENCE_NAMES.index(CloserEvidence.INFERRED)
 _BY_SYN = ROLE_NAMES.index(Roles.SYN)
@@ -474,7 +483,7 @@ _KEYS = words(
                                   "closer", "closer_evidence", "closed_by", "reset_by")]
     + [f",{_json('endpoints')}:{{"]
     + [f"{_json(role)}:{{{_json('final_state')}:" for role in ROLES]
-    + [f",{_json(name)}:" for name, _ in _COUNTS]
+    + [f",{_json(name)}:" for name in _COUNTS]
     + [f",{_json('transitions')}:[", "]}", ",", "}", f",{_json('anomalies')}:{{", "}",
        f",{_json('evicted')}:", f",{_json('wireshark_analysis')}:{{", f",{_json('zeek')}:",
        f",{_json('zeek_later')}:[", "]", '"', f"{{{_json('ts')}:", "null"]
@@ -485,9 +494,16 @@ _KEYS = words(
  K_END_MAP, K_EVICTED, K_WIRESHARK, K_ZEEK, K_LATER, K_END_LATER, K_QUOTE, K_TS, K_NULL,
  K_ORIG, K_CONN_STATE, K_HISTORY, K_MISSED, K_DURATION, K_ORIG_BYTES, K_RESP_BYTES,
  K_ORIG_PKTS, K_ORIG_IP_BYTES, K_RESP_PKTS, K_RESP_IP_BYTES) = range(len(_KEYS))
-#: The Coded columns, in codes' order (_write)
-_CODED = ("roles_from", "end", "closer", "closer_evidence", "closed_by", "reset_by",
-          "client_final_state", "server_final_state")
+#: The Coded columns, in codes' order (_fields, _write), with their names' table (_NAMES)
+_CODED = (("roles_from", "roles"), ("end", "end"), ("closer", "closer"),
+          ("closer_evidence", "evidence"), ("closed_by", "closed_by"), ("reset_by", "role"),
+          ("client_final_state", "state"), ("server_final_state", "state"))
+#: The JSON texts of the names of each Coded column (_CODED's), then of a Zeek view's orig
+#: and conn_state, one table after another; where each table begins, and the last ends
+_CODED_TABLES = [_NAMES[table] for table in (*(table for _, table in _CODED), "role",
+                                              "conn_state")]
+_CODED_TEXTS = words([_json(name) for names in _CODED_TABLES for name in names])
+_CODED_AT = np.cumsum([0, *(len(names) for names in _CODED_TABLES)])
 #: A view's integers, in zeek_ints' order (_write)
 _ZEEK_INTS = ("missed_bytes", "orig_bytes", "resp_bytes", "orig_pkts", "orig_ip_bytes",
               "resp_pkts", "resp_ip_bytes")
@@ -509,22 +525,40 @@ def views_columns(rows: np.ndarray) -> dict[str, Any]:
     then). "history" is Texts, one after another from the start of their buffer: Zeek's
     letters (and "^"), which JSON writes as they are, never a Python string each. And
     "orig_code" and "conn_state_code": "orig" and "conn_state" by their codes (in ROLES,
-    CONN_STATES)."""
-    states, sizes = zeek_columns(rows)
-    at, orig = np.arange(len(rows)), rows["z_orig"].astype(np.intp)
-    resp = 1 - orig
-    duration = rows["z_last_ts"] - rows["z_first"]
+    CONN_STATES). The numbers are also there as blocks, for _write: "ints" (_ZEEK_INTS'
+    columns), "codes" (orig_code, conn_state_code), "times" (ts, duration)."""
+    n = len(rows)
+    states, sizes = np.empty(n, np.int8), np.empty((n, 2), np.int64)
+    ints, codes = np.empty((n, len(_ZEEK_INTS)), np.int64), np.empty((n, 2), np.int64)
+    times, timed = np.empty((n, 2), np.float64), np.empty(n, np.bool_)
+    _view_fields(rows, states, sizes, ints, codes, times, timed)
     hlen = rows["z_hlen"].astype(np.int64)
     stop = np.cumsum(hlen)
-    pkts, ipb = rows["z_pkts"], rows["z_ipb"]
-    return {
-        "ts": rows["z_first"], "orig": _NAMES["role"][orig], "orig_code": orig,
-        "conn_state": np.array(CONN_STATES, object)[states], "conn_state_code": states,
-        "history": Texts(_prefixes(rows["z_hist"], hlen, stop), stop - hlen, stop),
-        "missed_bytes": rows["z_missed"], "duration": duration,
-        "orig_bytes": sizes[at, orig], "resp_bytes": sizes[at, resp],
-        "orig_pkts": pkts[at, orig], "orig_ip_bytes": ipb[at, orig],
-        "resp_pkts": pkts[at, resp], "resp_ip_bytes": ipb[at, resp], "timed": duration > 0}
+    out = {"ts": times[:, 0], "orig": _NAMES["role"][codes[:, 0]], "orig_code": codes[:, 0],
+           "conn_state": _NAMES["conn_state"][codes[:, 1]], "conn_state_code": codes[:, 1],
+           "history": Texts(_prefixes(rows["z_hist"], hlen, stop), stop - hlen, stop),
+           "duration": times[:, 1], "timed": timed, "ints": ints, "codes": codes,
+           "times": times}
+    out.update(zip(_ZEEK_INTS, ints.T, strict=True))
+    return out
+
+
+@jit.njit(cache=True, nogil=True)
+def _view_fields(rows, states, sizes, ints, codes, times, timed):  # type: ignore[no-untyped-def]
+    """The views' fields (views_columns) read in one pass: `ints` in _ZEEK_INTS' order,
+    `codes` (orig, conn_state), `times` (ts, duration), `timed`; `states` and `sizes`:
+    zeek_view.columns'."""
+    zeek_view.columns(rows, states, sizes)
+    for i in range(len(rows)):
+        r = rows[i]
+        o = np.intp(r.z_orig)
+        p = 1 - o
+        ints[i, 0], ints[i, 1], ints[i, 2] = r.z_missed, sizes[i, o], sizes[i, p]
+        ints[i, 3], ints[i, 4] = r.z_pkts[o], r.z_ipb[o]
+        ints[i, 5], ints[i, 6] = r.z_pkts[p], r.z_ipb[p]
+        codes[i, 0], codes[i, 1] = o, states[i]
+        times[i, 0], times[i, 1] = r.z_first, r.z_last_ts - r.z_first
+        timed[i] = times[i, 1] > 0
 
 
 @jit.njit(cache=True, nogil=True)
@@ -645,15 +679,15 @@ def _put_map(out, to, counts, r, keys, data, start, stop):  # type: ignore[no-un
 
 
 @jit.njit(cache=True, nogil=True, inline="always")
-def _put_view(out, to, v, data, start, stop, keys, history, ints, codes, times, timed,
-              last):  # type: ignore[no-untyped-def]
+def _put_view(out, to, v, data, start, stop, keys, coded, history, ints, codes, times,
+              timed, last):  # type: ignore[no-untyped-def]
     """Zeek view v's JSON object (ZEEK_FIELDS) at out[to:]; returns where it ends."""
     to = _put(out, to, data, start, stop, keys + K_TS)
     to = _put_time(out, to, times[v, 0], data, start, stop, last)
     to = _put(out, to, data, start, stop, keys + K_ORIG)
-    to = _put(out, to, data, start, stop, codes[v, 0])
+    to = _put(out, to, data, start, stop, _name(coded, len(_CODED), codes[v, 0]))
     to = _put(out, to, data, start, stop, keys + K_CONN_STATE)
-    to = _put(out, to, data, start, stop, codes[v, 1])
+    to = _put(out, to, data, start, stop, _name(coded, len(_CODED) + 1, codes[v, 1]))
     to = _put(out, to, data, start, stop, keys + K_HISTORY)
     to = _put(out, to, data, start, stop, keys + K_QUOTE)
     to = _put(out, to, data, start, stop, history + v)
@@ -670,13 +704,24 @@ def _put_view(out, to, v, data, start, stop, keys, history, ints, codes, times, 
     return _put(out, to, data, start, stop, keys + K_CLOSE)
 
 
+@jit.njit(cache=True, nogil=True, inline="always")
+def _name(coded, k, code):  # type: ignore[no-untyped-def]
+    """The number of the text of Coded column k's name by its code (-1: None, the last),
+    its names' texts from coded[k] to coded[k + 1] in the table (_CODED_TEXTS)."""
+    return coded[k] + code % (coded[k + 1] - coded[k])
+
+
 @jit.njit(cache=True, nogil=True)
-def _write(data, start, stop, keys, names, anomaly_keys, ws_keys, end, sections, host, port,
-           ints, codes, mid, evicted, times, moves, moves_end, moves_start, ntr, anomalies,
+def _write(data, start, stop, places, coded, sections, host, port, ints, codes, flags, times,
+           moves, moves_state, moves_timer, moves_inferred, moves_start, ntr, anomalies,
            tunnel, ws, with_ws, first, later, later_views, zeek_ints, zeek_codes, zeek_times,
            timed):  # type: ignore[no-untyped-def]
     """The records' lines (lines), one after another, from their columns and the texts'
-    table (data, start, stop: _Table; keys, names ...: where those texts begin in it)."""
+    table (data, start, stop: _Table; `places`: where the keys, names, anomaly_keys,
+    ws_keys, move ends and the line's end begin in it; `coded`: each Coded column's names,
+    _CODED_TEXTS)."""
+    keys, names, anomaly_keys, ws_keys, move_ends, end = places[0], places[1], places[2], \
+        places[3], places[4], places[5]
     n = len(ints)
     longest = 0
     for k in range(len(start)):
@@ -704,21 +749,21 @@ def _write(data, start, stop, keys, names, anomaly_keys, ws_keys, end, sections,
             to = _put_int(out, to + 1, port[r, e])
             to = _put(out, to, data, start, stop, keys + K_QUOTE)
         to = _put(out, to, data, start, stop, keys + K_ROLES)
-        to = _put(out, to, data, start, stop, codes[r, 0])
+        to = _put(out, to, data, start, stop, _name(coded, 0, codes[r, 0]))
         to = _put(out, to, data, start, stop, keys + K_MID)
-        to = _put(out, to, data, start, stop, names + mid[r])
+        to = _put(out, to, data, start, stop, names + flags[r, 0])
         for k in range(2):
             to = _put(out, to, data, start, stop, keys + K_FIRST + k)
             to = _put_time(out, to, times[r, k], data, start, stop, last)
         for k in range(1, 6):  # end, closer, closer_evidence, closed_by, reset_by
             to = _put(out, to, data, start, stop, keys + K_END + k - 1)
-            to = _put(out, to, data, start, stop, codes[r, k])
+            to = _put(out, to, data, start, stop, _name(coded, k, codes[r, k]))
         to = _put(out, to, data, start, stop, keys + K_ENDPOINTS)
         for e in range(2):
             if e:
                 to = _put(out, to, data, start, stop, keys + K_COMMA)
             to = _put(out, to, data, start, stop, keys + K_CLIENT_STATE + e)
-            to = _put(out, to, data, start, stop, codes[r, 6 + e])
+            to = _put(out, to, data, start, stop, _name(coded, 6 + e, codes[r, 6 + e]))
             for k in range(5):  # packets, payload_bytes, syn, fin, rst
                 to = _put(out, to, data, start, stop, keys + K_PACKETS + k)
                 to = _put_int(out, to, ints[r, 1 + 5 * e + k])
@@ -728,14 +773,15 @@ def _write(data, start, stop, keys, names, anomaly_keys, ws_keys, end, sections,
                     to = _put(out, to, data, start, stop, keys + K_COMMA)
                 to = _put(out, to, data, start, stop, keys + K_TS)
                 to = _put_time(out, to, moves[m], data, start, stop, last)
-                to = _put(out, to, data, start, stop, moves_end[m])
+                to = _put(out, to, data, start, stop, move_ends + (
+                    moves_state[m] * 2 + moves_timer[m]) * 2 + moves_inferred[m])
             to = _put(out, to, data, start, stop, keys + K_END_ENDPOINT)
         to = _put(out, to, data, start, stop, keys + K_CLOSE)
         to = _put(out, to, data, start, stop, keys + K_ANOMALIES)
         to = _put_map(out, to, anomalies, r, anomaly_keys, data, start, stop)
         to = _put(out, to, data, start, stop, keys + K_END_MAP)
         to = _put(out, to, data, start, stop, keys + K_EVICTED)
-        to = _put(out, to, data, start, stop, names + evicted[r])
+        to = _put(out, to, data, start, stop, names + flags[r, 1])
         if tunnel[r] >= 0:
             to = _put(out, to, data, start, stop, tunnel[r])
         if with_ws:
@@ -743,15 +789,15 @@ def _write(data, start, stop, keys, names, anomaly_keys, ws_keys, end, sections,
             to = _put_map(out, to, ws, r, ws_keys, data, start, stop)
             to = _put(out, to, data, start, stop, keys + K_END_MAP)
         to = _put(out, to, data, start, stop, keys + K_ZEEK)
-        to = _put_view(out, to, first[r], data, start, stop, keys, history, zeek_ints,
+        to = _put_view(out, to, first[r], data, start, stop, keys, coded, history, zeek_ints,
                        zeek_codes, zeek_times, timed, last)
         if later[r + 1] > later[r]:
             to = _put(out, to, data, start, stop, keys + K_LATER)
             for j in range(later[r], later[r + 1]):
                 if j > later[r]:
                     to = _put(out, to, data, start, stop, keys + K_COMMA)
-                to = _put_view(out, to, later_views[j], data, start, stop, keys, history,
-                               zeek_ints, zeek_codes, zeek_times, timed, last)
+                to = _put_view(out, to, later_views[j], data, start, stop, keys, coded,
+                               history, zeek_ints, zeek_codes, zeek_times, timed, last)
             to = _put(out, to, data, start, stop, keys + K_END_LATER)
         to = _put(out, to, data, start, stop, keys + K_CLOSE)
         to = _put(out, to, data, start, stop, end)
