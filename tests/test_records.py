@@ -8,7 +8,7 @@ import numpy as np
 import orjson
 import pytest
 
-from pcapstate.derive.texts import gather, json_columns, json_texts, words
+from pcapstate.derive.texts import gather, json_columns, json_texts, picked, words
 from pcapstate.pipeline import analyze
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
@@ -159,3 +159,33 @@ def test_gather_puts_each_line_together_from_its_parts() -> None:
     units = gather([(names, picks), ","], 5, np.array([0, 2, 2, 5, 5]))
     assert units.strings() == ["trois é,zero,", "", ",one,trois é,", ""]
     assert gather(["x", values], 0).strings() == []
+
+
+def test_picked_lays_the_texts_picked_one_after_another() -> None:
+    names = words(["zero", "", "trois é", "one"])
+    at = np.array([2, 0, 0, 1, 3, 2])
+    texts = picked(names, at)
+    assert texts.strings() == [["zero", "", "trois é", "one"][a] for a in at.tolist()]
+    assert texts.start[0] == 0 and (texts.start[1:] == texts.stop[:-1]).all()  # laid out
+    assert texts.data.tobytes() == "".join(texts.strings()).encode()
+    assert picked(names, np.array([], np.int64)).strings() == []
+
+
+def test_address_texts_are_the_addresses_written_by_compiled_code() -> None:
+    """The Parquet file's client and server (address_texts, compiled) are the addresses as
+    the JSON record and the conn.log write them (_addresses, Python's): IPv4 and IPv6 hosts,
+    ports from 0 to 65535."""
+    from pcapstate.derive.records import _addresses, _endpoints, address_texts
+    from pcapstate.track.slots import ROW
+
+    rows = np.zeros(4, ROW)
+    rows["v6"] = [0, 1, 0, 1]
+    rows["ip_lo"] = [[0x0A000001, 0xC0000202], [1, 2**64 - 1], [0, 0xFFFFFFFF], [0, 5]]
+    rows["ip_hi"] = [[0, 0], [0x20010DB800000000, 0xFE80000000000000], [0, 0], [0, 0]]
+    rows["port"] = [[0, 65535], [443, 1], [80, 8080], [9, 10]]
+    ends = _endpoints(rows)
+    expected = _addresses(ends)
+    got = address_texts(ends)
+    assert [t.strings() for t in got] == [expected[:, e].tolist() for e in range(2)]
+    assert expected[1].tolist() == ["[2001:db8::1]:443", "[fe80::ffff:ffff:ffff:ffff]:1"]
+    assert expected[0].tolist() == ["10.0.0.1:0", "192.0.2.2:65535"]

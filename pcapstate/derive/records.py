@@ -17,7 +17,6 @@ from pcapstate import collector, jit
 from pcapstate.derive.texts import (
     Texts,
     _index,
-    gather,
     json_texts,
     words,
 )
@@ -84,26 +83,40 @@ def _endpoints(rows: np.ndarray) -> _Ends:
     return _Ends(hosts, host.reshape(-1, 2), rows["port"].astype(np.int64))
 
 
-def _port_table(ends: _Ends) -> tuple[list[str], np.ndarray]:
-    """Each distinct port's text after its host, and each endpoint's there."""
-    distinct, at = np.unique(ends.ports, return_inverse=True)
-    return [f":{p}" for p in distinct.tolist()], at.reshape(-1, 2)
-
-
 def _addresses(ends: _Ends) -> np.ndarray:
     """Each row's client and server addresses ([row, endpoint], as `address` writes them),
     each distinct port formatted once."""
-    ports, at = _port_table(ends)
-    return ends.host_names() + np.array(ports, object)[at]
+    distinct, at = np.unique(ends.ports, return_inverse=True)
+    ports = np.array([f":{p}" for p in distinct.tolist()], object)
+    return ends.host_names() + ports[at.reshape(-1, 2)]
 
 
 def address_texts(ends: _Ends) -> list[Texts]:
-    """The client's and the server's addresses (_addresses) as Texts, a row each (columns'
-    "ends")."""
-    hosts, (ports, at) = words(ends.hosts), _port_table(ends)
-    ports_texts = words(ports)
-    return [gather([(hosts, ends.host[:, e]), (ports_texts, at[:, e])], len(at))
+    """The client's and the server's addresses (as _addresses writes them) as Texts, a row
+    each, laid one after another (what a Parquet string column is made of), written by
+    compiled code from the hosts' texts and the ports' numbers."""
+    hosts = words(ends.hosts)
+    return [Texts(*_address_texts(hosts.data, hosts.start, hosts.stop,
+                                  ends.host[:, e].astype(np.int64), ends.ports[:, e]))
             for e in range(2)]
+
+
+@jit.njit(cache=True, nogil=True)
+def _address_texts(data, start, stop, host, port):  # type: ignore[no-untyped-def]
+    """Each row's host's text (`host`: its number in data, start, stop), ":" and its port."""
+    size = 0
+    for r in range(len(host)):
+        size += stop[host[r]] - start[host[r]] + 6  # ":" and at most 5 digits
+    out = np.empty(size, np.uint8)
+    starts, stops = np.empty(len(host), np.int64), np.empty(len(host), np.int64)
+    to = np.int64(0)
+    for r in range(len(host)):
+        starts[r] = to
+        to = _put(out, to, data, start, stop, host[r])
+        out[to] = _COLON
+        to = _put_int(out, to + 1, port[r])
+        stops[r] = to
+    return out[:to], starts, stops
 
 
 def tunnel_name(tunnel: dict[str, Any]) -> str:
@@ -407,7 +420,8 @@ def conn_entries(rows: np.ndarray, views: "ZeekViews",
         pairs = [(i, k) for i, first in enumerate(views.first.tolist())
                  for k in (first, *views.later.get(i, ()))]
         owner, order = (np.array(c, np.intp) for c in zip(*pairs, strict=True))
-    out = {k: np.array(v[order].strings(), object) if isinstance(v, Texts) else v[order]
+    out = {k: np.array(v[order].strings(), object) if isinstance(v, Texts)
+           else v.names[v.codes[order]] if isinstance(v, Coded) else v[order]
            for k, v in views.columns.items() if k in _ENTRY_FIELDS}
     ends = _endpoints(rows)
     addresses = _addresses(ends)[owner]
@@ -523,10 +537,10 @@ def views_columns(rows: np.ndarray) -> dict[str, Any]:
     """The conn.log fields (ZEEK_FIELDS) of each Zeek view (track/zeek_view.py VIEW), a
     column each, and "timed": whether its duration is over 0 (ZEEK_TIMED are set only
     then). "history" is Texts, one after another from the start of their buffer: Zeek's
-    letters (and "^"), which JSON writes as they are, never a Python string each. And
-    "orig_code" and "conn_state_code": "orig" and "conn_state" by their codes (in ROLES,
-    CONN_STATES). The numbers are also there as blocks, for _write: "ints" (_ZEEK_INTS'
-    columns), "codes" (orig_code, conn_state_code), "times" (ts, duration)."""
+    letters (and "^"), which JSON writes as they are, never a Python string each; "orig"
+    and "conn_state" are Coded (ROLES, CONN_STATES). The numbers are also there as blocks,
+    for _write: "ints" (_ZEEK_INTS' columns), "codes" (orig's and conn_state's), "times"
+    (ts, duration)."""
     n = len(rows)
     states, sizes = np.empty(n, np.int8), np.empty((n, 2), np.int64)
     ints, codes = np.empty((n, len(_ZEEK_INTS)), np.int64), np.empty((n, 2), np.int64)
@@ -534,8 +548,8 @@ def views_columns(rows: np.ndarray) -> dict[str, Any]:
     _view_fields(rows, states, sizes, ints, codes, times, timed)
     hlen = rows["z_hlen"].astype(np.int64)
     stop = np.cumsum(hlen)
-    out = {"ts": times[:, 0], "orig": _NAMES["role"][codes[:, 0]], "orig_code": codes[:, 0],
-           "conn_state": _NAMES["conn_state"][codes[:, 1]], "conn_state_code": codes[:, 1],
+    out = {"ts": times[:, 0], "orig": Coded(codes[:, 0], _NAMES["role"]),
+           "conn_state": Coded(codes[:, 1], _NAMES["conn_state"]),
            "history": Texts(_prefixes(rows["z_hist"], hlen, stop), stop - hlen, stop),
            "duration": times[:, 1], "timed": timed, "ints": ints, "codes": codes,
            "times": times}

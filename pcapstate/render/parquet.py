@@ -16,7 +16,7 @@ whether its service was diagnosed is the result's `diagnoses` to say, from the c
 """
 
 from collections.abc import Callable
-from functools import lru_cache, partial
+from functools import partial
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -31,7 +31,7 @@ from pcapstate.derive.records import (
     ZeekViews,
     address_texts,
 )
-from pcapstate.derive.texts import Texts, words
+from pcapstate.derive.texts import Texts, picked, words
 from pcapstate.track.slots import STATE_NAMES
 from pcapstate.vocab import WIRESHARK_ANALYSIS
 
@@ -40,6 +40,7 @@ from pcapstate.vocab import WIRESHARK_ANALYSIS
 #: (the benchmark capture, 12 paired runs: 16,384 against 65,536, 0.16 s less, 11 of 12,
 #: peak 390 MiB against 445; 8,192 was 0.19 s slower than 16,384; the file 1 % larger)
 ROW_GROUP = 16_384
+_STATES, _WS = np.array(STATE_NAMES, object), np.array(WIRESHARK_ANALYSIS, object)
 
 _TS = pa.timestamp("us", tz="UTC")
 _MOVE = pa.struct([("ts", _TS), ("state", pa.string()), ("timer", pa.bool_()),
@@ -119,29 +120,30 @@ def _arrays(c: dict[str, Any], views: ZeekViews) -> list[pa.Array]:
     moves_ts = _micros(c["moves_ts"])
     later = np.zeros(n, np.int64)  # each row's Zeek views after its first
     later[list(views.later)] = [len(v) for v in views.later.values()]
-    ws = pa.nulls(n, _COUNTS) if c["wireshark"] is None else _counts(
-        c["wireshark"], list(WIRESHARK_ANALYSIS))
+    ws = pa.nulls(n, _COUNTS) if c["wireshark"] is None else _counts(c["wireshark"], _WS)
     signs = [name for names in c["signs"] for name in names]
     client, server = address_texts(c["ends"])
     out: dict[str, pa.Array] = {
         "client": _arrow(client, pa.string()), "server": _arrow(server, pa.string()),
         "first_ts": _arrow(_micros(c["first_ts"]), _TS),
         "last_ts": _arrow(_micros(c["last_ts"]), _TS),
-        "anomalies": _counts(c["anomalies"], list(c["anomaly_names"])),
-        "tunnel": _arrow(c["tunnel_name"], pa.string()),
+        "anomalies": _counts(c["anomalies"], c["anomaly_names"]),
+        "tunnel": _arrow(c["tunnel_name"], pa.string()) if c["tunnel"].any()
+        else pa.nulls(n, pa.string()),
         "wireshark_analysis": ws,
         "diagnosis_signs": pa.ListArray.from_arrays(
             _offsets(np.array([len(names) for names in c["signs"]], np.int64)),
             _arrow(signs, pa.string())),
         "zeek": zeek.take(_arrow(views.first, pa.int64())) if views.later else zeek,
         "zeek_later": pa.ListArray.from_arrays(_offsets(later), zeek.take(_arrow(
-            [k for i in sorted(views.later) for k in views.later[i]], pa.int64()))),
+            [k for i in sorted(views.later) for k in views.later[i]], pa.int64()))
+            if views.later else zeek.slice(0, 0)),
     }
     for e, role in enumerate(ROLES):
         at = np.flatnonzero(of_endpoint == e)
         moves = pa.StructArray.from_arrays(
             [_arrow(moves_ts[at], _TS),
-             _strings(tuple(STATE_NAMES)).take(_arrow(c["moves_state_code"][at], pa.int64())),
+             _names(Coded(c["moves_state_code"][at], _STATES)),
              _arrow(c["moves_timer"][at], pa.bool_()),
              _arrow(c["moves_inferred"][at], pa.bool_())], fields=list(_MOVE))
         out[f"{role}_transitions"] = pa.ListArray.from_arrays(_offsets(c["ntr"][:, e]), moves)
@@ -190,14 +192,20 @@ def _bits(flags: np.ndarray) -> np.ndarray:
 
 
 def _names(column: Coded) -> pa.Array:
-    """A Coded column's names (null for None)."""
-    table = _strings(tuple(column.names))
-    return table.take(_arrow(column.codes % len(table), pa.int64()))
+    """A Coded column's names (null for None), laid out by compiled code (texts.picked:
+    pyarrow's take from a table of the names took a tenth of the Parquet file's making)."""
+    if id(column.names) not in _NAME_TEXTS:  # (the names' tables are the modules' own)
+        names = column.names.tolist()
+        _NAME_TEXTS[id(column.names)] = column.names, words(
+            ["" if n is None else n for n in names]), np.array([n is None for n in names])
+    _, texts, unset = _NAME_TEXTS[id(column.names)]
+    picks = column.codes % len(texts)
+    return _texts(picked(texts, picks), unset[picks] if unset.any() else None)
 
 
-@lru_cache(maxsize=64)
-def _strings(names: tuple[Any, ...]) -> pa.Array:
-    return _arrow(names, pa.string())
+#: Each names' table's texts ("" for None) and which are None, by the table's id (the table
+#: kept, so that the id is its own)
+_NAME_TEXTS: dict[int, tuple[np.ndarray, Texts, np.ndarray]] = {}
 
 
 def _micros(seconds: np.ndarray) -> np.ndarray:
@@ -208,13 +216,13 @@ def _offsets(lengths: np.ndarray) -> pa.Array:
     return _arrow(np.concatenate([[0], np.cumsum(lengths)]), pa.int32())
 
 
-def _counts(counts: np.ndarray, names: list[str]) -> pa.Array:
+def _counts(counts: np.ndarray, names: np.ndarray) -> pa.Array:
     """A map of name to count for each row of `counts` (a column per name), counts of 0 left
     out, in the names' order."""
     rows, cols = np.nonzero(counts)
     return pa.MapArray.from_arrays(
         _offsets(np.bincount(rows, minlength=len(counts))),
-        _strings(tuple(names)).take(_arrow(cols, pa.int64())),
+        _names(Coded(cols, names)),
         _arrow(counts[rows, cols], pa.int64()))
 
 
@@ -222,7 +230,8 @@ def _zeek(cols: dict[str, Any]) -> pa.StructArray:
     """Zeek views (records.views_columns) as structs."""
     unset = ~cols["timed"]
     arrays = [_arrow(_micros(cols["ts"]), _TS)]
-    arrays += [_arrow(cols[f.name], f.type, unset if f.name in ZEEK_TIMED else None)
+    arrays += [_names(cols[f.name]) if isinstance(cols[f.name], Coded)
+               else _arrow(cols[f.name], f.type, unset if f.name in ZEEK_TIMED else None)
                for f in list(_ZEEK)[1:]]
     return pa.StructArray.from_arrays(arrays, fields=list(_ZEEK))
 
