@@ -17,8 +17,9 @@ live connections (N copies of the capture, each shifted in time past every timer
 its own client addresses) and compares pcapstate's peak memory on both. `--corpus N` runs
 `pcapstate check` over a corpus of N copies of the capture (against their goldens), with
 one worker and with two, and reports captures/s and packets/s for each. `pcapstate+json` is
-pcapstate also writing every connection's record (`--json`), `pcapstate+zeek` Zeek's
-conn.log (`--zeek-conn`), `pcapstate+parquet` the records as Parquet (`--parquet`),
+pcapstate also writing every connection's record (`--json`), `pcapstate+jsonl` the records
+alone as JSON Lines (`--jsonl`), `pcapstate+zeek` Zeek's conn.log (`--zeek-conn`),
+`pcapstate+parquet` the records as Parquet (`--parquet`),
 `pcapstate+report` also writing the Markdown and HTML reports with their charts.
 `pcapstate-tshark` is the tshark engine, compared with `tshark-fields`, tshark printing the
 same fields to nowhere. `--floods` measures memory under floods (bench/make_floods.py makes
@@ -61,6 +62,8 @@ TOOLS = {
     "pcapstate": lambda f: [PY, "-m", "pcapstate", "analyze", f, "-q"],
     "pcapstate+json": lambda f: [PY, "-m", "pcapstate", "analyze", f, "-q", "--json",
                                  str(HERE / "out" / "result.json")],
+    "pcapstate+jsonl": lambda f: [PY, "-m", "pcapstate", "analyze", f, "-q", "--jsonl",
+                                  str(HERE / "out" / "records.jsonl")],
     "pcapstate+zeek": lambda f: [PY, "-m", "pcapstate", "analyze", f, "-q", "--zeek-conn",
                                  str(HERE / "out" / "conn.log")],
     "pcapstate+parquet": lambda f: [PY, "-m", "pcapstate", "analyze", f, "-q", "--parquet",
@@ -375,8 +378,8 @@ def main() -> None:
                 r["pcapstate_ratio_rounds"] = rounds("pcapstate", name)
                 print(f"  pcapstate / {name:<11} {r['pcapstate_ratio']:6.2f}"
                       f"  {r['pcapstate_ratio_rounds']:6.2f}")
-    written = [name for name in ("pcapstate+json", "pcapstate+zeek", "pcapstate+parquet")
-               if name in rows]
+    written = [name for name in ("pcapstate+json", "pcapstate+jsonl", "pcapstate+zeek",
+                                 "pcapstate+parquet") if name in rows]
     if base and written:
         print("writing every connection's record, as times the analysis alone, of the medians "
               "and the median of each round's (target: <= 2):")
