@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from pcapstate.cli import main
+from pcapstate.derive.records import ZEEK_FIELDS
 from pcapstate.render.zeeklog import FIELDS, TYPES
 from tests.transcript import record_entries
 
@@ -437,8 +438,16 @@ def test_zeeks_view_is_followed_only_when_asked_or_held(capsys):
     assert plain["settings"]["zeek"] is False
     assert "zeek_conn_states" not in plain["connections"]
     states: list[str] = []
-    held = analyze([capture], on_zeek=lambda entries: states.extend(entries["conn_state"]))
+    keys: list[list[str]] = []
+
+    def on_zeek(entries: dict) -> None:
+        states.extend(entries["conn_state"])
+        keys.append(list(entries))
+
+    held = analyze([capture], on_zeek=on_zeek)
     assert held["settings"]["zeek"] is True
+    # a library's user may lay the columns out in their order: the conn.log's fields' first
+    assert all(k[:len(ZEEK_FIELDS) + 1] == [*ZEEK_FIELDS, "timed"] for k in keys) and keys
     assert len(states) > held["connections"]["total"] == 1 and set(states) == {"S0"}
     assert held["connections"]["zeek_conn_states"] == Counter(states)
     assert analyze([capture], Settings(zeek=True))["connections"]["zeek_conn_states"] \

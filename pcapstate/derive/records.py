@@ -375,8 +375,9 @@ def parse(text: bytes | memoryview, end: str = "\n") -> list[dict[str, Any]]:
 
 
 class Coded(NamedTuple):
-    """A column of names by their codes: `names[codes]` (names: an object array, None at its
-    end, which a code of -1 stands for)."""
+    """A column of names by their codes: `names[codes]` (names: a 1-d object array, one of
+    the modules' own tables; a column that may be None has None at its end, which a code of
+    -1 stands for)."""
 
     codes: np.ndarray
     names: np.ndarray
@@ -548,13 +549,12 @@ def views_columns(rows: np.ndarray) -> dict[str, Any]:
     _view_fields(rows, states, sizes, ints, codes, times, timed)
     hlen = rows["z_hlen"].astype(np.int64)
     stop = np.cumsum(hlen)
-    out = {"ts": times[:, 0], "orig": Coded(codes[:, 0], _NAMES["role"]),
-           "conn_state": Coded(codes[:, 1], _NAMES["conn_state"]),
-           "history": Texts(_prefixes(rows["z_hist"], hlen, stop), stop - hlen, stop),
-           "duration": times[:, 1], "timed": timed, "ints": ints, "codes": codes,
-           "times": times}
-    out.update(zip(_ZEEK_INTS, ints.T, strict=True))
-    return out
+    fields = {"ts": times[:, 0], "orig": Coded(codes[:, 0], _NAMES["role"]),
+              "conn_state": Coded(codes[:, 1], _NAMES["conn_state"]),
+              "history": Texts(_prefixes(rows["z_hist"], hlen, stop), stop - hlen, stop),
+              "duration": times[:, 1], **dict(zip(_ZEEK_INTS, ints.T, strict=True))}
+    return {**{k: fields[k] for k in ZEEK_FIELDS}, "timed": timed, "ints": ints,
+            "codes": codes, "times": times}
 
 
 @jit.njit(cache=True, nogil=True)

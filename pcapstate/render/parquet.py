@@ -40,7 +40,7 @@ from pcapstate.vocab import WIRESHARK_ANALYSIS
 #: (the benchmark capture, 12 paired runs: 16,384 against 65,536, 0.16 s less, 11 of 12,
 #: peak 390 MiB against 445; 8,192 was 0.19 s slower than 16,384; the file 1 % larger)
 ROW_GROUP = 16_384
-_STATES, _WS = np.array(STATE_NAMES, object), np.array(WIRESHARK_ANALYSIS, object)
+_STATES, _WS = np.array(STATE_NAMES, object), np.array(list(WIRESHARK_ANALYSIS), object)
 
 _TS = pa.timestamp("us", tz="UTC")
 _MOVE = pa.struct([("ts", _TS), ("state", pa.string()), ("timer", pa.bool_()),
