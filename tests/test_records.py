@@ -8,7 +8,7 @@ import numpy as np
 import orjson
 import pytest
 
-from pcapstate.derive.texts import gather, json_columns, json_texts, picked, words
+from pcapstate.derive.texts import gather, json_columns, json_texts, words
 from pcapstate.pipeline import analyze
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
@@ -161,14 +161,15 @@ def test_gather_puts_each_line_together_from_its_parts() -> None:
     assert gather(["x", values], 0).strings() == []
 
 
-def test_picked_lays_the_texts_picked_one_after_another() -> None:
+def test_one_picked_part_lays_the_texts_one_after_another() -> None:
+    """What a Parquet string column of names is made of (render/parquet.py _names)."""
     names = words(["zero", "", "trois é", "one"])
     at = np.array([2, 0, 0, 1, 3, 2])
-    texts = picked(names, at)
+    texts = gather([(names, at)], len(at))
     assert texts.strings() == [["zero", "", "trois é", "one"][a] for a in at.tolist()]
     assert texts.start[0] == 0 and (texts.start[1:] == texts.stop[:-1]).all()  # laid out
     assert texts.data.tobytes() == "".join(texts.strings()).encode()
-    assert picked(names, np.array([], np.int64)).strings() == []
+    assert gather([(names, np.array([], np.int64))], 0).strings() == []
 
 
 def test_address_texts_are_the_addresses_written_by_compiled_code() -> None:

@@ -543,10 +543,9 @@ def views_columns(rows: np.ndarray) -> dict[str, Any]:
     for _write: "ints" (_ZEEK_INTS' columns), "codes" (orig's and conn_state's), "times"
     (ts, duration)."""
     n = len(rows)
-    states, sizes = np.empty(n, np.int8), np.empty((n, 2), np.int64)
     ints, codes = np.empty((n, len(_ZEEK_INTS)), np.int64), np.empty((n, 2), np.int64)
     times, timed = np.empty((n, 2), np.float64), np.empty(n, np.bool_)
-    _view_fields(rows, states, sizes, ints, codes, times, timed)
+    _view_fields(rows, ints, codes, times, timed)
     hlen = rows["z_hlen"].astype(np.int64)
     stop = np.cumsum(hlen)
     fields = {"ts": times[:, 0], "orig": Coded(codes[:, 0], _NAMES["role"]),
@@ -558,10 +557,10 @@ def views_columns(rows: np.ndarray) -> dict[str, Any]:
 
 
 @jit.njit(cache=True, nogil=True)
-def _view_fields(rows, states, sizes, ints, codes, times, timed):  # type: ignore[no-untyped-def]
+def _view_fields(rows, ints, codes, times, timed):  # type: ignore[no-untyped-def]
     """The views' fields (views_columns) read in one pass: `ints` in _ZEEK_INTS' order,
-    `codes` (orig, conn_state), `times` (ts, duration), `timed`; `states` and `sizes`:
-    zeek_view.columns'."""
+    `codes` (orig, conn_state: zeek_view.columns'), `times` (ts, duration), `timed`."""
+    states, sizes = np.empty(len(rows), np.int8), np.empty((len(rows), 2), np.int64)
     zeek_view.columns(rows, states, sizes)
     for i in range(len(rows)):
         r = rows[i]

@@ -57,26 +57,6 @@ def words(strings: Sequence[str]) -> Texts:
     return Texts(np.frombuffer(data, np.uint8), stop - sizes, stop)
 
 
-def picked(texts: Texts, at: np.ndarray) -> Texts:
-    """The texts at indexes `at`, in that order, laid one after another from the start of a
-    buffer of their own (as words lays them: what a Parquet string column is made of)."""
-    return Texts(*_picked(texts.data, texts.start, texts.stop, np.asarray(at, np.int64)))
-
-
-@jit.njit(cache=True, nogil=True)
-def _picked(data, start, stop, at):  # type: ignore[no-untyped-def]
-    starts, stops = np.empty(len(at), np.int64), np.empty(len(at), np.int64)
-    size = 0
-    for i in range(len(at)):
-        starts[i] = size
-        size += stop[at[i]] - start[at[i]]
-        stops[i] = size
-    out = np.empty(size, np.uint8)
-    for i in range(len(at)):
-        out[starts[i]:stops[i]] = data[start[at[i]]:stop[at[i]]]
-    return out, starts, stops
-
-
 def json_columns(columns: Sequence[np.ndarray | list[Any]]) -> list[Texts]:
     """Each column's values' texts as orjson writes them (json_texts), all from one orjson
     call: Texts that share one buffer. A value may be anything orjson writes; numpy's int,

@@ -31,7 +31,7 @@ from pcapstate.derive.records import (
     ZeekViews,
     address_texts,
 )
-from pcapstate.derive.texts import Texts, picked, words
+from pcapstate.derive.texts import Texts, gather, words
 from pcapstate.track.slots import STATE_NAMES
 from pcapstate.vocab import WIRESHARK_ANALYSIS
 
@@ -192,7 +192,7 @@ def _bits(flags: np.ndarray) -> np.ndarray:
 
 
 def _names(column: Coded) -> pa.Array:
-    """A Coded column's names (null for None), laid out by compiled code (texts.picked:
+    """A Coded column's names (null for None), laid out by compiled code (texts.gather:
     pyarrow's take from a table of the names took a tenth of the Parquet file's making)."""
     if id(column.names) not in _NAME_TEXTS:  # (the names' tables are the modules' own)
         names = column.names.tolist()
@@ -200,7 +200,7 @@ def _names(column: Coded) -> pa.Array:
             ["" if n is None else n for n in names]), np.array([n is None for n in names])
     _, texts, unset = _NAME_TEXTS[id(column.names)]
     picks = column.codes % len(texts)
-    return _texts(picked(texts, picks), unset[picks] if unset.any() else None)
+    return _texts(gather([(texts, picks)], len(picks)), unset[picks] if unset.any() else None)
 
 
 #: Each names' table's texts ("" for None) and which are None, by the table's id (the table
